@@ -1,0 +1,34 @@
+#pragma once
+// Shared pieces of the racksim sub-commands: argument parsing with the spec's errors, JSON
+// output, and the sub-command table.
+
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+namespace racksim::cli {
+
+namespace po = boost::program_options;
+
+/// Arguments after the sub-command name (argv[0] = "racksim <cmd>").
+struct Args {
+  std::string command;             ///< "graph", "hw show", ...
+  std::vector<std::string> argv;
+};
+
+/// Parses `args` with `desc` and positional names; InputError on anything unknown or malformed.
+/// Returns false if --help was asked (and printed).
+bool parse(const Args& args, const po::options_description& desc, const po::positional_options_description& pos,
+           po::variables_map& vm, const std::string& usage);
+
+/// Writes JSON (2-space indent, trailing newline) to a path or "-" for stdout, atomically.
+void write_json(const std::string& path, const nlohmann::json& j);
+
+int cmd_hw(const Args& args);
+int cmd_model(const Args& args);
+int cmd_graph(const Args& args);
+int cmd_version(const Args& args);
+
+}  // namespace racksim::cli

@@ -1,0 +1,41 @@
+# Third-party dependencies, all from Debian 12 packages (see tools/install-deps.sh).
+find_package(Boost 1.74 REQUIRED COMPONENTS program_options)   # Boost.Graph is header-only
+find_package(yaml-cpp 0.7 REQUIRED)
+find_package(fmt 9 REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+if(RACKSIM_BUILD_TESTS)
+  find_package(Catch2 2.13 REQUIRED)
+endif()
+
+# yaml-cpp 0.7 on Debian exports the target "yaml-cpp" without a namespace.
+if(TARGET yaml-cpp AND NOT TARGET yaml-cpp::yaml-cpp)
+  add_library(yaml-cpp::yaml-cpp ALIAS yaml-cpp)
+endif()
+
+# CUDA: the toolkit in /usr/local/cuda or on the PATH.
+set(RACKSIM_HAVE_CUDA OFF)
+if(NOT RACKSIM_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER)
+    find_program(RACKSIM_NVCC nvcc HINTS /usr/local/cuda/bin ENV CUDA_HOME PATH_SUFFIXES bin)
+    if(RACKSIM_NVCC)
+      set(CMAKE_CUDA_COMPILER "${RACKSIM_NVCC}")
+    endif()
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    find_library(RACKSIM_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
+    find_path(RACKSIM_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
+    if(TARGET CUDA::cublasLt AND RACKSIM_NCCL_LIBRARY AND RACKSIM_NCCL_INCLUDE)
+      set(RACKSIM_HAVE_CUDA ON)
+    elseif(RACKSIM_CUDA STREQUAL "ON")
+      message(FATAL_ERROR "RACKSIM_CUDA=ON but cuBLASLt or NCCL was not found "
+                          "(cublasLt: ${CUDA_cublasLt_LIBRARY}, nccl: ${RACKSIM_NCCL_LIBRARY})")
+    endif()
+  elseif(RACKSIM_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "RACKSIM_CUDA=ON but no CUDA compiler (nvcc) was found in /usr/local/cuda/bin or on the PATH")
+  endif()
+endif()
+message(STATUS "racksim: CUDA backend ${RACKSIM_HAVE_CUDA} (RACKSIM_CUDA=${RACKSIM_CUDA})")

@@ -1,0 +1,28 @@
+# Build options. RACKSIM_CUDA is a tristate: AUTO builds the CUDA backend when a toolkit is
+# found, ON requires one (configure error otherwise), OFF never looks.
+set(RACKSIM_CUDA "AUTO" CACHE STRING "Build the CUDA executor backend: AUTO, ON or OFF")
+set_property(CACHE RACKSIM_CUDA PROPERTY STRINGS AUTO ON OFF)
+if(NOT RACKSIM_CUDA MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "RACKSIM_CUDA='${RACKSIM_CUDA}' is not one of AUTO, ON, OFF")
+endif()
+option(RACKSIM_WERROR "Treat compiler warnings as errors" OFF)
+option(RACKSIM_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
+option(RACKSIM_BUILD_TESTS "Build the tests" ON)
+
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE RelWithDebInfo CACHE STRING "Build type" FORCE)
+endif()
+
+# Warnings for every racksim C++ target (not for nvcc device code, which has its own flags).
+add_library(racksim_warnings INTERFACE)
+target_compile_options(racksim_warnings INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
+   -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual -Wimplicit-fallthrough>
+  $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${RACKSIM_WERROR}>>:-Werror>)
+
+if(RACKSIM_SANITIZE)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=all>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>)
+  add_link_options(-fsanitize=address,undefined)
+endif()

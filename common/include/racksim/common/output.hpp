@@ -1,0 +1,14 @@
+#pragma once
+/// Writing results: whole files or nothing (temporary file, then rename), "-" for stdout.
+
+#include <string>
+#include <string_view>
+
+namespace racksim {
+
+/// Writes `contents` to `path` atomically: a temporary file beside it, then rename, so an
+/// existing file is replaced whole and a failed run leaves nothing half-written (spec).
+/// `path == "-"` writes to stdout. Throws InputError if the directory cannot be written.
+void write_output(const std::string& path, std::string_view contents);
+
+}  // namespace racksim

@@ -1,0 +1,72 @@
+#pragma once
+/// Cost models: the time one op takes on one GPU of a system, and the resource that bounds it.
+/// Registered by name (cost_model_registry()); the foundation's model is "roofline".
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "racksim/common/registry.hpp"
+#include "racksim/hwmodels/efficiency.hpp"
+#include "racksim/hwmodels/hardware.hpp"
+#include "racksim/workloads/op.hpp"
+
+namespace racksim {
+
+/// The resource that sets an op's time.
+enum class Bound { compute, memory, network, launch };
+[[nodiscard]] std::string_view to_string(Bound b) noexcept;
+
+/// Collective algorithms of the interconnect model.
+enum class CollectiveAlgorithm { none, ring, tree, nvls, direct };
+[[nodiscard]] std::string_view to_string(CollectiveAlgorithm a) noexcept;
+
+/// An op's predicted time and its parts.
+struct OpCost {
+  double time_s = 0;
+  double compute_s = 0;  ///< FLOPs (and exponentials) over achievable throughput
+  double memory_s = 0;   ///< bytes over achievable HBM bandwidth
+  double network_s = 0;  ///< collectives: latency + size over achievable link bandwidth
+  double launch_s = 0;   ///< fixed per-kernel overhead
+  Bound bound = Bound::launch;
+  CollectiveAlgorithm algorithm = CollectiveAlgorithm::none;
+  double compute_efficiency = 0;  ///< the efficiency used for compute_s
+  double memory_efficiency = 0;   ///< the efficiency used for memory_s
+};
+
+/// Turns ops into times on one system.
+class CostModel {
+ public:
+  virtual ~CostModel() = default;
+  /// Registry name.
+  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
+  /// Time of one op on one GPU (collectives: on each participant).
+  [[nodiscard]] virtual OpCost cost(const Op& op) const = 0;
+};
+
+/// Builds a cost model for a system.
+using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSpec&)>;
+/// Every cost model by name ("roofline": max(compute, memory) + launch; collectives alpha-beta).
+[[nodiscard]] const Registry<CostModelFactory>& cost_model_registry();
+
+/// Roofline parameters exposed for tests and docs.
+class RooflineCostModel final : public CostModel {
+ public:
+  explicit RooflineCostModel(const SystemSpec& system);
+  [[nodiscard]] std::string_view name() const noexcept override { return "roofline"; }
+  [[nodiscard]] OpCost cost(const Op& op) const override;
+
+  /// Collective time for `bytes` per rank over `ranks` GPUs, best algorithm (as NCCL's tuner picks).
+  [[nodiscard]] OpCost collective(OpKind kind, double bytes, int ranks) const;
+  /// FP32 CUDA-core FLOP/s: SMs x 128 lanes x 2 (FMA) x boost clock (CUDA C++ Programming
+  /// Guide, arithmetic instruction throughput: 128 FP32 results/clock/SM on cc 9.0 and 10.x).
+  [[nodiscard]] double vector_flops_per_s() const noexcept;
+
+ private:
+  [[nodiscard]] OpCost finish(OpCost c) const;
+  SystemSpec system_;
+  const EfficiencyTable& eff_;
+};
+
+}  // namespace racksim

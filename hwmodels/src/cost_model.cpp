@@ -1,0 +1,146 @@
+#include "racksim/hwmodels/cost_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+
+namespace racksim {
+
+std::string_view to_string(Bound b) noexcept {
+  switch (b) {
+    case Bound::compute: return "compute";
+    case Bound::memory: return "memory";
+    case Bound::network: return "network";
+    case Bound::launch: return "launch";
+  }
+  return "?";
+}
+
+std::string_view to_string(CollectiveAlgorithm a) noexcept {
+  switch (a) {
+    case CollectiveAlgorithm::none: return "";
+    case CollectiveAlgorithm::ring: return "ring";
+    case CollectiveAlgorithm::tree: return "tree";
+    case CollectiveAlgorithm::nvls: return "nvls";
+    case CollectiveAlgorithm::direct: return "direct";
+  }
+  return "?";
+}
+
+const Registry<CostModelFactory>& cost_model_registry() {
+  static const Registry<CostModelFactory> registry = [] {
+    Registry<CostModelFactory> r("cost model");
+    r.add("roofline", "max(FLOPs / (peak x efficiency), bytes / (HBM bandwidth x efficiency)) + launch; alpha-beta collectives",
+          [](const SystemSpec& s) { return std::make_unique<RooflineCostModel>(s); });
+    return r;
+  }();
+  return registry;
+}
+
+RooflineCostModel::RooflineCostModel(const SystemSpec& system) : system_(system), eff_(efficiency_for(system.gpu.id)) {}
+
+double RooflineCostModel::vector_flops_per_s() const noexcept {
+  return system_.gpu.sm_count.value * 128.0 * 2.0 * system_.gpu.boost_clock.value;
+}
+
+OpCost RooflineCostModel::finish(OpCost c) const {
+  const double busy = std::max({c.compute_s, c.memory_s, c.network_s});
+  c.time_s = busy + c.launch_s;
+  if (c.launch_s > busy) c.bound = Bound::launch;
+  else if (c.network_s >= c.compute_s && c.network_s >= c.memory_s && c.network_s > 0) c.bound = Bound::network;
+  else c.bound = c.compute_s >= c.memory_s ? Bound::compute : Bound::memory;
+  return c;
+}
+
+OpCost RooflineCostModel::collective(OpKind kind, double bytes, int n) const {
+  OpCost best;
+  best.launch_s = 0;  // the collective's base latency already holds its launch
+  if (n <= 1) return finish(best);
+  const auto& p = eff_.collectives;
+  const bool in_domain = n <= system_.domain_size();
+  // Inside an NVLink domain each GPU drives its NVLink ports; across domains its NIC.
+  const double link = in_domain ? system_.gpu.nvlink_bandwidth.value : system_.gpu.nic_bandwidth.value;
+  const double nn = n;
+  auto consider = [&](CollectiveAlgorithm a, double steps, double volume, double eff) {
+    const double t = p.base_latency_s + steps * p.step_latency_s + volume * bytes / (link * eff);
+    if (best.algorithm == CollectiveAlgorithm::none || t < best.network_s) {
+      best.network_s = t;
+      best.algorithm = a;
+    }
+  };
+  switch (kind) {
+    case OpKind::all_reduce:
+      // Ring: reduce-scatter + all-gather, 2(n-1) steps, each rank sends 2(n-1)/n of the buffer.
+      consider(CollectiveAlgorithm::ring, 2 * (nn - 1), 2 * (nn - 1) / nn, p.ring_efficiency);
+      // Tree (double binary): 2 log2(n) steps, the buffer goes up and comes down once each.
+      consider(CollectiveAlgorithm::tree, 2 * std::ceil(std::log2(nn)), 2.0, p.tree_efficiency);
+      // NVLink SHARP: each rank sends its buffer to the switch and receives the sum: one pass.
+      if (in_domain && system_.has_nvls() && n > 2) consider(CollectiveAlgorithm::nvls, 2.0, 1.0, p.nvls_efficiency);
+      break;
+    case OpKind::all_gather:
+      // bytes = the gathered output; each rank receives (n-1)/n of it in n-1 steps.
+      consider(CollectiveAlgorithm::ring, nn - 1, (nn - 1) / nn, p.ring_efficiency);
+      break;
+    case OpKind::all_to_all:
+      // bytes = what this rank sends in total; n-1 direct transfers run concurrently.
+      consider(CollectiveAlgorithm::direct, 1.0, 1.0, p.ring_efficiency);
+      break;
+    case OpKind::send_recv:
+      consider(CollectiveAlgorithm::direct, 1.0, 1.0, p.ring_efficiency);
+      break;
+    default:
+      RACKSIM_ASSERT(false, fmt::format("{} is not a collective", to_string(kind)));
+  }
+  best.memory_efficiency = 0;
+  return finish(best);
+}
+
+OpCost RooflineCostModel::cost(const Op& op) const {
+  if (is_communication(op.kind)) return collective(op.kind, op.comm_bytes, op.participants);
+  const GpuSpec& g = system_.gpu;
+  OpCost c;
+  c.launch_s = g.launch_overhead.value;
+  const double bytes = op.bytes();
+  c.memory_efficiency = eff_.memory.at(bytes);
+  c.memory_s = bytes / (g.hbm_bandwidth.value * c.memory_efficiency);
+  switch (op.kind) {
+    case OpKind::gemm:
+    case OpKind::moe_gemm: {
+      const Figure* peak = g.peak(op.in_dtype);
+      if (!peak)
+        throw InfeasibleError(fmt::format("{} has no {} tensor cores for {} (it has {})", g.id, to_string(op.in_dtype), op.name,
+                                          [&] {
+                                            std::string s;
+                                            for (const auto& [t, f] : g.dense_peak) s += (s.empty() ? "" : ", ") + std::string(to_string(t));
+                                            return s;
+                                          }()));
+      c.compute_efficiency = eff_.gemm_curve(op.in_dtype).at(op.flops);
+      c.compute_s = op.flops / (peak->value * c.compute_efficiency);
+      break;
+    }
+    case OpKind::attention_prefill:
+    case OpKind::attention_decode: {
+      // Tensor-core math in FP8 when the KV cache is FP8 and the GPU has FP8 ("FP8 context
+      // attention" in NVIDIA's MLPerf configs, mlperf.md), else BF16; softmax exponentials on
+      // the special-function units in parallel: the slower of the two bounds compute.
+      const DType math = (op.weight_dtype == DType::fp8 && g.peak(DType::fp8)) ? DType::fp8 : DType::bf16;
+      c.compute_efficiency = eff_.attention_prefill;
+      const double tensor_s = op.flops / (g.peak(math)->value * c.compute_efficiency);
+      const double exp_s = op.exp_ops / g.exp_throughput.value;
+      c.compute_s = std::max(tensor_s, exp_s);
+      break;
+    }
+    default: {
+      // Elementwise ops, norms, sampling: FP32 CUDA cores and SFUs; memory bound in practice.
+      c.compute_efficiency = 1.0;
+      c.compute_s = std::max(op.flops / vector_flops_per_s(), op.exp_ops / g.exp_throughput.value);
+      break;
+    }
+  }
+  return finish(c);
+}
+
+}  // namespace racksim

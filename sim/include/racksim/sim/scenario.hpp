@@ -1,0 +1,77 @@
+#pragma once
+/// A serving scenario (spec: "Scenario file"), loaded strictly: unknown keys, bad values and
+/// missing files are InputError (exit 2); a deployment that cannot hold the model is
+/// InfeasibleError (exit 3) with the numbers.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "racksim/hwmodels/hardware.hpp"
+#include "racksim/workloads/model.hpp"
+#include "racksim/workloads/step_graph.hpp"
+
+namespace racksim {
+
+/// A request-length distribution (spec: fixed, uniform, lognormal, dataset).
+struct LengthDistribution {
+  std::string kind;     ///< fixed | uniform | lognormal | dataset
+  std::int64_t value = 0;   ///< fixed
+  std::int64_t min = 0;     ///< uniform
+  std::int64_t max = 0;     ///< uniform, lognormal
+  double mean = 0;          ///< lognormal; dataset (optional rescale of output lengths), 0 = none
+  std::string name;         ///< dataset
+};
+
+/// Per-replica serving settings, named as TensorRT-LLM / vLLM users know them.
+struct ServingConfig {
+  std::int64_t max_batch_size = 0;
+  std::int64_t max_num_tokens = 0;
+  bool chunked_prefill = true;
+  std::int64_t kv_block_tokens = 0;
+  double kv_memory_fraction = 0;
+};
+
+/// The requests and their arrival.
+struct WorkloadConfig {
+  std::string scenario;  ///< offline | server | interactive | trace
+  std::int64_t requests = 0;
+  LengthDistribution input_tokens;
+  LengthDistribution output_tokens;
+  double qps = 0;
+  std::string trace;
+  double ttft_p99_ms = 0;
+  double tpot_p99_ms = 0;
+};
+
+/// A whole scenario, resolved against the catalogs.
+struct Scenario {
+  std::string file;  ///< as the user named it
+  std::string name;
+  SystemSpec system;
+  ModelConfig model;
+  Precision precision;
+  Deployment deployment;
+  int replicas = 0;  ///< resolved ("auto" = as many as the system's GPUs hold)
+  ServingConfig serving;
+  WorkloadConfig workload;
+  std::uint64_t seed = 0;
+};
+
+/// Per-GPU memory plan of one deployment (bytes).
+struct MemoryPlan {
+  double weights_per_gpu = 0;     ///< the fullest pipeline stage's share
+  double activations_per_gpu = 0; ///< activation and workspace reserve
+  double hbm_per_gpu = 0;
+  double kv_bytes_per_gpu = 0;    ///< (hbm - weights - activations) x kv_memory_fraction
+  std::int64_t kv_tokens_per_replica = 0;  ///< KV capacity in tokens, whole blocks only
+};
+
+/// Loads and validates a scenario; `overrides` are `--set KEY=VALUE` assignments.
+[[nodiscard]] Scenario load_scenario(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// Weights per GPU, activation reserve and KV capacity; InfeasibleError if the weights do not fit.
+[[nodiscard]] MemoryPlan plan_memory(const Scenario& s);
+
+}  // namespace racksim

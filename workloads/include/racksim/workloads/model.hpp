@@ -1,0 +1,69 @@
+#pragma once
+/// Transformer model configurations (Llama and Mixtral families) and what they weigh.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "racksim/common/dtype.hpp"
+
+namespace racksim {
+
+/// Mixture-of-experts settings; experts == 0 means a dense model.
+struct MoeConfig {
+  int experts = 0;
+  int experts_per_token = 0;
+};
+
+/// A model's published config.json values, with their source.
+struct ModelConfig {
+  std::string id;            ///< catalog id ("llama2-70b")
+  std::string name;          ///< display name
+  std::string source;        ///< where the values come from
+  std::string architecture;  ///< "llama" or "mixtral"
+  int layers = 0;
+  int hidden = 0;
+  int heads = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  int ffn = 0;  ///< SwiGLU intermediate size (per expert for MoE)
+  int vocab = 0;
+  bool tied_embeddings = false;
+  double rope_theta = 0;
+  int max_position = 0;
+  double norm_eps = 0;
+  MoeConfig moe;
+
+  [[nodiscard]] bool is_moe() const noexcept { return moe.experts > 0; }
+};
+
+/// Parameter counts by role. "Linear" weights are the ones a quantized checkpoint stores in the
+/// weight format (attention and MLP/expert projections); embedding, lm_head, norms and the MoE
+/// router stay in BF16, as NVIDIA ModelOpt's default FP8/NVFP4 recipes leave them
+/// (its default config disables quantization of "*lm_head*", "*router*" and "*mlp.gate.*").
+struct ParamCounts {
+  std::int64_t embedding = 0;
+  std::int64_t lm_head = 0;         ///< 0 when tied to the embedding
+  std::int64_t attention = 0;       ///< q, k, v, o over all layers
+  std::int64_t mlp = 0;             ///< gate, up, down over all layers and experts
+  std::int64_t router = 0;          ///< MoE gate over all layers
+  std::int64_t norms = 0;           ///< two RMSNorm weight vectors per layer plus the final one
+  [[nodiscard]] std::int64_t linear() const noexcept { return attention + mlp; }
+  [[nodiscard]] std::int64_t total() const noexcept { return embedding + lm_head + attention + mlp + router + norms; }
+};
+
+/// Counts every parameter from the config (hand-checkable: Llama-2-70B = 68,976,648,192).
+[[nodiscard]] ParamCounts count_params(const ModelConfig& m);
+
+/// Bytes of all weights with linear layers in `weights` (block scales included) and the rest in
+/// BF16; for bf16/fp16 every parameter is 2 bytes.
+[[nodiscard]] double weight_bytes(const ModelConfig& m, DType weights);
+
+/// KV-cache bytes per token over all layers: 2 (K and V) x layers x kv_heads x head_dim values.
+[[nodiscard]] double kv_bytes_per_token(const ModelConfig& m, DType kv);
+
+/// Non-embedding parameters touched per generated token (linear + lm_head): GEMM FLOPs per
+/// token are twice this.
+[[nodiscard]] std::int64_t gemm_params_per_token(const ModelConfig& m);
+
+}  // namespace racksim

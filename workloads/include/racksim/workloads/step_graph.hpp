@@ -1,0 +1,89 @@
+#pragma once
+/// The operator DAG of one serving iteration of one model replica (Boost.Graph), built from the
+/// batch of that iteration, the deployment and the precision. Both backends consume it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <boost/graph/adjacency_list.hpp>
+
+#include "racksim/common/dtype.hpp"
+#include "racksim/workloads/model.hpp"
+#include "racksim/workloads/op.hpp"
+
+namespace racksim {
+
+/// A prefill chunk: `tokens` new prompt tokens of one sequence after `cached` tokens of it that
+/// are already in the KV cache (chunked prefill). `last` if the chunk ends the prompt, so the
+/// step produces the sequence's first output token.
+struct PrefillChunk {
+  std::int64_t tokens = 0;
+  std::int64_t cached = 0;
+  bool last = true;
+};
+
+/// What one iteration processes: prefill chunks and decode sequences. A decode sequence with
+/// context c has c tokens in the KV cache; its new token attends to c + 1 keys (itself included).
+struct StepBatch {
+  std::vector<PrefillChunk> prefill;
+  std::vector<std::int64_t> decode_contexts;
+
+  [[nodiscard]] std::int64_t prefill_tokens() const noexcept;
+  /// Tokens through the GEMMs: prefill tokens plus one per decode sequence.
+  [[nodiscard]] std::int64_t tokens() const noexcept { return prefill_tokens() + static_cast<std::int64_t>(decode_contexts.size()); }
+  /// Sequences that get logits this step (decodes, and prefill chunks that end their prompt).
+  [[nodiscard]] std::int64_t sampled_sequences() const noexcept;
+  /// A decode-only batch of `batch` sequences, each with `context` cached tokens.
+  [[nodiscard]] static StepBatch decode(std::int64_t batch, std::int64_t context);
+  /// A prefill-only batch of `batch` whole prompts of `tokens` each, after `cached` cached tokens.
+  [[nodiscard]] static StepBatch prefill_only(std::int64_t batch, std::int64_t tokens, std::int64_t cached = 0);
+};
+
+/// How one model replica is split over GPUs (TensorRT-LLM semantics: expert_parallel divides
+/// tensor_parallel; MoE layers run expert_parallel x (tensor_parallel / expert_parallel)).
+struct Deployment {
+  int tensor_parallel = 1;
+  int pipeline_parallel = 1;
+  int expert_parallel = 1;
+  [[nodiscard]] int gpus_per_replica() const noexcept { return tensor_parallel * pipeline_parallel; }
+};
+
+/// Number formats of weights, GEMM inputs, and the KV cache.
+struct Precision {
+  DType weights = DType::bf16;
+  DType activations = DType::bf16;
+  DType kv_cache = DType::bf16;
+};
+
+/// The DAG: vertices are ops, an edge u->v means v reads what u wrote.
+using OpGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, Op>;
+
+/// One iteration's operator graph for one GPU of each pipeline stage of a replica.
+class StepGraph {
+ public:
+  StepGraph(ModelConfig model, StepBatch batch, Deployment deployment, Precision precision);
+
+  [[nodiscard]] const OpGraph& graph() const noexcept { return graph_; }
+  [[nodiscard]] const ModelConfig& model() const noexcept { return model_; }
+  [[nodiscard]] const StepBatch& batch() const noexcept { return batch_; }
+  [[nodiscard]] const Deployment& deployment() const noexcept { return deployment_; }
+  [[nodiscard]] const Precision& precision() const noexcept { return precision_; }
+  [[nodiscard]] std::size_t size() const noexcept { return boost::num_vertices(graph_); }
+  [[nodiscard]] const Op& op(std::size_t v) const { return graph_[v]; }
+  /// Ops in a topological order (the order one GPU stream would launch them).
+  [[nodiscard]] std::vector<std::size_t> topological_order() const;
+
+ private:
+  ModelConfig model_;
+  StepBatch batch_;
+  Deployment deployment_;
+  Precision precision_;
+  OpGraph graph_;
+};
+
+/// Layers held by each pipeline stage: layers split as evenly as possible, earlier stages take
+/// the remainder (TensorRT-LLM's default split).
+[[nodiscard]] std::vector<int> layers_per_stage(int layers, int stages);
+
+}  // namespace racksim

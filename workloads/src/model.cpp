@@ -1,0 +1,39 @@
+#include "racksim/workloads/model.hpp"
+
+namespace racksim {
+
+ParamCounts count_params(const ModelConfig& m) {
+  using I = std::int64_t;
+  const I h = m.hidden, L = m.layers, d = m.head_dim;
+  ParamCounts p;
+  p.embedding = I{m.vocab} * h;
+  p.lm_head = m.tied_embeddings ? 0 : I{m.vocab} * h;
+  // q: h x heads*d, k and v: h x kv_heads*d each, o: heads*d x h.
+  p.attention = L * (2 * h * I{m.heads} * d + 2 * h * I{m.kv_heads} * d);
+  const I experts = m.is_moe() ? m.moe.experts : 1;
+  p.mlp = L * experts * 3 * h * I{m.ffn};  // gate, up, down
+  p.router = m.is_moe() ? L * h * I{m.moe.experts} : 0;
+  p.norms = L * 2 * h + h;
+  return p;
+}
+
+double weight_bytes(const ModelConfig& m, DType weights) {
+  ParamCounts p = count_params(m);
+  const double rest = static_cast<double>(p.total() - p.linear());
+  return storage_bytes(weights, static_cast<double>(p.linear())) + storage_bytes(DType::bf16, rest);
+}
+
+double kv_bytes_per_token(const ModelConfig& m, DType kv) {
+  return storage_bytes(kv, 2.0 * m.layers * m.kv_heads * m.head_dim);
+}
+
+std::int64_t gemm_params_per_token(const ModelConfig& m) {
+  ParamCounts p = count_params(m);
+  const std::int64_t lm_head = p.lm_head ? p.lm_head : p.embedding;
+  if (!m.is_moe()) return p.linear() + lm_head;
+  // MoE: only experts_per_token of the experts run per token (plus the router).
+  const std::int64_t expert_params = p.mlp / m.moe.experts;
+  return p.attention + expert_params * m.moe.experts_per_token + p.router + lm_head;
+}
+
+}  // namespace racksim

@@ -1,0 +1,42 @@
+#include "racksim/workloads/op.hpp"
+
+#include <fmt/format.h>
+
+namespace racksim {
+
+std::string_view to_string(OpKind k) noexcept {
+  switch (k) {
+    case OpKind::embedding: return "embedding";
+    case OpKind::rmsnorm: return "rmsnorm";
+    case OpKind::gemm: return "gemm";
+    case OpKind::moe_gemm: return "moe_gemm";
+    case OpKind::rope: return "rope";
+    case OpKind::attention_prefill: return "attention_prefill";
+    case OpKind::attention_decode: return "attention_decode";
+    case OpKind::swiglu: return "swiglu";
+    case OpKind::residual_add: return "residual_add";
+    case OpKind::moe_router_topk: return "moe_router_topk";
+    case OpKind::sampling: return "sampling";
+    case OpKind::all_reduce: return "all_reduce";
+    case OpKind::all_gather: return "all_gather";
+    case OpKind::all_to_all: return "all_to_all";
+    case OpKind::send_recv: return "send_recv";
+  }
+  return "?";
+}
+
+bool is_communication(OpKind k) noexcept {
+  return k == OpKind::all_reduce || k == OpKind::all_gather || k == OpKind::all_to_all || k == OpKind::send_recv;
+}
+
+std::string Op::identity() const {
+  if (is_communication(kind))
+    return fmt::format("{} bytes={:.0f} ranks={}", to_string(kind), comm_bytes, participants);
+  if (kind == OpKind::attention_prefill || kind == OpKind::attention_decode)
+    return fmt::format("{} tokens={} heads={} head_dim={} seqs={} pairs={:.0f} q={} kv={}", to_string(kind), m, n, k,
+                       sequences, attended_pairs, to_string(in_dtype), to_string(weight_dtype));
+  return fmt::format("{} m={} n={} k={} a={} w={} c={}", to_string(kind), m, n, k, to_string(in_dtype),
+                     to_string(weight_dtype), to_string(out_dtype));
+}
+
+}  // namespace racksim

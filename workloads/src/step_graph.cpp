@@ -1,0 +1,330 @@
+#include "racksim/workloads/step_graph.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <numeric>
+
+#include <boost/graph/topological_sort.hpp>
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+
+namespace racksim {
+
+std::int64_t StepBatch::prefill_tokens() const noexcept {
+  std::int64_t t = 0;
+  for (const auto& c : prefill) t += c.tokens;
+  return t;
+}
+
+std::int64_t StepBatch::sampled_sequences() const noexcept {
+  std::int64_t s = static_cast<std::int64_t>(decode_contexts.size());
+  for (const auto& c : prefill) s += c.last ? 1 : 0;
+  return s;
+}
+
+StepBatch StepBatch::decode(std::int64_t batch, std::int64_t context) {
+  StepBatch b;
+  b.decode_contexts.assign(static_cast<std::size_t>(batch), context);
+  return b;
+}
+
+StepBatch StepBatch::prefill_only(std::int64_t batch, std::int64_t tokens, std::int64_t cached) {
+  StepBatch b;
+  b.prefill.assign(static_cast<std::size_t>(batch), PrefillChunk{tokens, cached, true});
+  return b;
+}
+
+std::vector<int> layers_per_stage(int layers, int stages) {
+  std::vector<int> out(static_cast<std::size_t>(stages), layers / stages);
+  for (int i = 0; i < layers % stages; ++i) ++out[static_cast<std::size_t>(i)];
+  return out;
+}
+
+namespace {
+
+using Vertex = OpGraph::vertex_descriptor;
+using I = std::int64_t;
+
+double d(I v) { return static_cast<double>(v); }
+
+/// Builds the per-GPU op chain of one step. Elementwise FLOP counts (documented in
+/// docs/models.md): RMSNorm 4 per element (square, accumulate, scale, weight), residual 1,
+/// SwiGLU 4 plus one exponential (sigmoid), RoPE 3 per rotated element (2 multiplies, 1 add).
+class Builder {
+ public:
+  Builder(const ModelConfig& m, const StepBatch& b, const Deployment& dep, const Precision& p, OpGraph& g)
+      : m_(m), b_(b), dep_(dep), p_(p), g_(g) {
+    tp_ = dep.tensor_parallel;
+    T_ = b.tokens();
+    heads_ = m.heads / tp_;
+    // With more GPUs than KV heads, each GPU keeps one KV head (replicated), as TRT-LLM does.
+    kv_heads_ = std::max(1, m.kv_heads / tp_);
+    act_ = p.activations;
+  }
+
+  void build() {
+    const auto stage_layers = layers_per_stage(m_.layers, dep_.pipeline_parallel);
+    int layer = 0;
+    for (int s = 0; s < dep_.pipeline_parallel; ++s) {
+      stage_ = s;
+      if (s == 0) embedding();
+      else send_recv(fmt::format("stage{}.recv", s));
+      for (int i = 0; i < stage_layers[static_cast<std::size_t>(s)]; ++i) transformer_layer(layer++);
+      if (s + 1 == dep_.pipeline_parallel) head();
+    }
+  }
+
+ private:
+  Vertex add(Op op, std::initializer_list<Vertex> deps) {
+    op.stage = stage_;
+    Vertex v = boost::add_vertex(std::move(op), g_);
+    for (Vertex u : deps) boost::add_edge(u, v, g_);
+    return v;
+  }
+
+  /// Bytes of `count` activation values in format `t`.
+  static double act_bytes(DType t, double count) { return storage_bytes(t, count); }
+
+  Op gemm(std::string name, int layer, I m, I n, I k, DType a, DType w, DType c, std::string weight) {
+    Op op;
+    op.name = std::move(name);
+    op.kind = OpKind::gemm;
+    op.layer = layer;
+    op.m = m;
+    op.n = n;
+    op.k = k;
+    op.in_dtype = a;
+    op.weight_dtype = w;
+    op.out_dtype = c;
+    op.weight = std::move(weight);
+    op.flops = 2.0 * d(m) * d(n) * d(k);
+    op.weight_bytes = storage_bytes(w, d(n) * d(k));
+    op.act_bytes_read = act_bytes(a, d(m) * d(k));
+    op.bytes_written = act_bytes(c, d(m) * d(n));
+    return op;
+  }
+
+  Op elementwise(std::string name, OpKind kind, int layer, I rows, I width, DType in, DType out, double flops_per_elem,
+                 double reads_per_elem) {
+    Op op;
+    op.name = std::move(name);
+    op.kind = kind;
+    op.layer = layer;
+    op.m = rows;
+    op.n = width;
+    op.in_dtype = in;
+    op.weight_dtype = in;
+    op.out_dtype = out;
+    const double elems = d(rows) * d(width);
+    op.flops = flops_per_elem * elems;
+    op.act_bytes_read = reads_per_elem * act_bytes(in, elems);
+    op.bytes_written = act_bytes(out, elems);
+    return op;
+  }
+
+  Op collective(std::string name, OpKind kind, int layer, double bytes, int ranks) {
+    Op op;
+    op.name = std::move(name);
+    op.kind = kind;
+    op.layer = layer;
+    op.comm_bytes = bytes;
+    op.participants = ranks;
+    return op;
+  }
+
+  void embedding() {
+    // Gathers T rows of the BF16 table (embedding stays BF16: see ParamCounts).
+    Op op = elementwise("embedding", OpKind::embedding, -1, T_, m_.hidden, DType::bf16, DType::bf16, 0, 1);
+    op.weight = "embed_tokens";
+    op.weight_bytes = op.act_bytes_read;  // the rows read are weights
+    op.act_bytes_read = 4.0 * d(T_);      // int32 token ids
+    hidden_ = add(std::move(op), {});
+  }
+
+  void send_recv(std::string name) {
+    // BF16 hidden states of every token cross the stage boundary.
+    Op op = collective(std::move(name), OpKind::send_recv, -1, act_bytes(DType::bf16, d(T_) * m_.hidden), 2);
+    hidden_ = add(std::move(op), {hidden_});
+  }
+
+  void all_reduce(std::string name, int layer, Vertex& v) {
+    if (tp_ == 1) return;
+    v = add(collective(std::move(name), OpKind::all_reduce, layer, act_bytes(DType::bf16, d(T_) * m_.hidden), tp_), {v});
+  }
+
+  void transformer_layer(int l) {
+    const std::string pre = fmt::format("layers.{}.", l);
+    const I hd = m_.head_dim;
+    // Attention block.
+    Vertex norm = add(elementwise(pre + "input_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, act_, 4, 1), {hidden_});
+    const I qkv_n = (heads_ + 2 * kv_heads_) * hd;
+    Vertex qkv = add(gemm(pre + "qkv_proj", l, T_, qkv_n, m_.hidden, act_, p_.weights, DType::bf16, pre + "qkv_proj"), {norm});
+    // RoPE rotates q and k of every token.
+    Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 3, 1), {qkv});
+    Vertex attn = rope;
+    if (!b_.prefill.empty()) attn = add(attention_prefill(pre + "attention_prefill", l), {attn});
+    if (!b_.decode_contexts.empty()) attn = add(attention_decode(pre + "attention_decode", l), {attn});
+    Vertex o = add(gemm(pre + "o_proj", l, T_, m_.hidden, heads_ * hd, act_, p_.weights, DType::bf16, pre + "o_proj"), {attn});
+    all_reduce(pre + "attn_all_reduce", l, o);
+    Vertex res1 = add(elementwise(pre + "attn_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {o, hidden_});
+    // MLP block.
+    Vertex norm2 = add(elementwise(pre + "post_attn_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, act_, 4, 1), {res1});
+    Vertex mlp_out = m_.is_moe() ? moe_block(pre, l, norm2) : dense_mlp(pre, l, norm2);
+    hidden_ = add(elementwise(pre + "mlp_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {mlp_out, res1});
+  }
+
+  Vertex dense_mlp(const std::string& pre, int l, Vertex in) {
+    const I f = m_.ffn / tp_;
+    Vertex gu = add(gemm(pre + "gate_up_proj", l, T_, 2 * f, m_.hidden, act_, p_.weights, DType::bf16, pre + "gate_up_proj"), {in});
+    Op act = elementwise(pre + "swiglu", OpKind::swiglu, l, T_, f, DType::bf16, act_, 4, 2);
+    act.exp_ops = d(T_) * d(f);
+    Vertex sw = add(std::move(act), {gu});
+    Vertex down = add(gemm(pre + "down_proj", l, T_, m_.hidden, f, act_, p_.weights, DType::bf16, pre + "down_proj"), {sw});
+    all_reduce(pre + "mlp_all_reduce", l, down);
+    return down;
+  }
+
+  Vertex moe_block(const std::string& pre, int l, Vertex in) {
+    const int E = m_.moe.experts, k = m_.moe.experts_per_token, ep = dep_.expert_parallel;
+    const int moe_tp = tp_ / ep;
+    const I f = m_.ffn / moe_tp;
+    const int local_experts = E / ep;
+    // Router: BF16 GEMM to E logits (not quantized), then softmax + top-k.
+    Vertex router = add(gemm(pre + "router", l, T_, E, m_.hidden, DType::bf16, DType::bf16, DType::fp32, pre + "router"), {in});
+    Op topk = elementwise(pre + "router_topk", OpKind::moe_router_topk, l, T_, E, DType::fp32, DType::fp32, 4, 1);
+    topk.exp_ops = d(T_) * E;
+    Vertex sel = add(std::move(topk), {router});
+    // Uniform routing assumption: each of the T*k assignments picks an expert uniformly, so this
+    // GPU serves T*k*local/E rows, and an expert is touched with probability 1-(1-1/E)^(T*k).
+    const double assignments = d(T_) * k;
+    const I rows = static_cast<I>(std::ceil(assignments * local_experts / E));
+    const double touched = local_experts * (1.0 - std::pow(1.0 - 1.0 / E, assignments));
+    Vertex x = sel;
+    const double a2a_bytes = act_bytes(DType::bf16, assignments / ep * m_.hidden) * (ep - 1) / ep;
+    if (ep > 1) x = add(collective(pre + "moe_dispatch", OpKind::all_to_all, l, a2a_bytes, ep), {x});
+    auto expert_gemm = [&](std::string name, I n, I kk) {
+      Op op = gemm(pre + name, l, rows, n, kk, act_, p_.weights, DType::bf16, pre + name);
+      op.kind = OpKind::moe_gemm;
+      op.weight_bytes = touched * storage_bytes(p_.weights, d(n) * d(kk));
+      return op;
+    };
+    Vertex gu = add(expert_gemm("experts.gate_up_proj", 2 * f, m_.hidden), {x});
+    Op act = elementwise(pre + "experts.swiglu", OpKind::swiglu, l, rows, f, DType::bf16, act_, 4, 2);
+    act.exp_ops = d(rows) * d(f);
+    Vertex sw = add(std::move(act), {gu});
+    Vertex down = add(expert_gemm("experts.down_proj", m_.hidden, f), {sw});
+    if (ep > 1) down = add(collective(pre + "moe_combine", OpKind::all_to_all, l, a2a_bytes, ep), {down});
+    all_reduce(pre + "moe_all_reduce", l, down);
+    return down;
+  }
+
+  Op attention_prefill(std::string name, int l) {
+    const I hd = m_.head_dim;
+    Op op;
+    op.name = std::move(name);
+    op.kind = OpKind::attention_prefill;
+    op.layer = l;
+    op.in_dtype = DType::bf16;
+    op.weight_dtype = p_.kv_cache;
+    op.out_dtype = act_;
+    const double kv_token = storage_bytes(p_.kv_cache, 2.0 * d(kv_heads_ * hd));  // K and V of one token, this GPU
+    double pairs = 0, cached = 0, q_tokens = 0;
+    for (const auto& c : b_.prefill) {
+      // Causal: query i of the chunk (0-based) sees the cached tokens and chunk tokens 0..i.
+      pairs += d(c.tokens) * d(c.cached) + d(c.tokens) * d(c.tokens + 1) / 2.0;
+      cached += d(c.cached);
+      q_tokens += d(c.tokens);
+    }
+    op.m = static_cast<I>(q_tokens);
+    op.n = heads_;
+    op.k = hd;
+    op.sequences = static_cast<I>(b_.prefill.size());
+    op.attended_pairs = pairs;
+    op.flops = 4.0 * d(heads_) * d(hd) * pairs;  // QK^T and PV: 2*hd each per (query, key, head)
+    op.exp_ops = d(heads_) * pairs;
+    op.kv_bytes_read = cached * kv_token;
+    op.act_bytes_read = act_bytes(DType::bf16, q_tokens * d((heads_ + 2 * kv_heads_) * hd));  // q, new k and v
+    op.bytes_written = q_tokens * kv_token + act_bytes(act_, q_tokens * d(heads_ * hd));     // KV cache + output
+    return op;
+  }
+
+  Op attention_decode(std::string name, int l) {
+    const I hd = m_.head_dim;
+    Op op;
+    op.name = std::move(name);
+    op.kind = OpKind::attention_decode;
+    op.layer = l;
+    op.in_dtype = DType::bf16;
+    op.weight_dtype = p_.kv_cache;
+    op.out_dtype = act_;
+    const double kv_token = storage_bytes(p_.kv_cache, 2.0 * d(kv_heads_ * hd));
+    double pairs = 0, cached = 0;
+    for (I c : b_.decode_contexts) {
+      pairs += d(c + 1);  // the new token attends to its c cached tokens and itself
+      cached += d(c);
+    }
+    const double seqs = d(static_cast<I>(b_.decode_contexts.size()));
+    op.m = static_cast<I>(seqs);
+    op.n = heads_;
+    op.k = hd;
+    op.sequences = op.m;
+    op.attended_pairs = pairs;
+    op.flops = 4.0 * d(heads_) * d(hd) * pairs;
+    op.exp_ops = d(heads_) * pairs;
+    op.kv_bytes_read = cached * kv_token;
+    op.act_bytes_read = act_bytes(DType::bf16, seqs * d((heads_ + 2 * kv_heads_) * hd));
+    op.bytes_written = seqs * kv_token + act_bytes(act_, seqs * d(heads_ * hd));
+    return op;
+  }
+
+  void head() {
+    const I S = b_.sampled_sequences();
+    Vertex norm = add(elementwise("final_norm", OpKind::rmsnorm, -1, T_, m_.hidden, DType::bf16, DType::bf16, 4, 1), {hidden_});
+    if (S == 0) return;  // a step of only non-final prefill chunks samples nothing
+    // lm_head stays BF16 (see ParamCounts); column-parallel over TP, FP32 logits.
+    const I v = m_.vocab / tp_;
+    Vertex lm = add(gemm("lm_head", -1, S, v, m_.hidden, DType::bf16, DType::bf16, DType::fp32, m_.tied_embeddings ? "embed_tokens" : "lm_head"), {norm});
+    if (tp_ > 1) lm = add(collective("logits_all_gather", OpKind::all_gather, -1, storage_bytes(DType::fp32, d(S) * m_.vocab), tp_), {lm});
+    Op sample = elementwise("sampling", OpKind::sampling, -1, S, m_.vocab, DType::fp32, DType::fp32, 2, 1);
+    sample.bytes_written = 4.0 * d(S);  // one int32 token id per sequence
+    add(std::move(sample), {lm});
+  }
+
+  const ModelConfig& m_;
+  const StepBatch& b_;
+  const Deployment& dep_;
+  const Precision& p_;
+  OpGraph& g_;
+  int tp_ = 1;
+  I T_ = 0;
+  I heads_ = 0;
+  I kv_heads_ = 0;
+  DType act_ = DType::bf16;
+  int stage_ = 0;
+  Vertex hidden_{};
+};
+
+}  // namespace
+
+StepGraph::StepGraph(ModelConfig model, StepBatch batch, Deployment deployment, Precision precision)
+    : model_(std::move(model)), batch_(std::move(batch)), deployment_(deployment), precision_(precision) {
+  const auto& m = model_;
+  const int tp = deployment_.tensor_parallel;
+  RACKSIM_ASSERT(tp >= 1 && deployment_.pipeline_parallel >= 1 && deployment_.expert_parallel >= 1, "parallel sizes >= 1");
+  RACKSIM_ASSERT(m.heads % tp == 0, fmt::format("tensor_parallel {} must divide heads {}", tp, m.heads));
+  RACKSIM_ASSERT(m.ffn % tp == 0, fmt::format("tensor_parallel {} must divide ffn {}", tp, m.ffn));
+  RACKSIM_ASSERT(deployment_.pipeline_parallel <= m.layers, "pipeline_parallel <= layers");
+  RACKSIM_ASSERT(batch_.tokens() > 0, "a step processes at least one token");
+  Builder(model_, batch_, deployment_, precision_, graph_).build();
+}
+
+std::vector<std::size_t> StepGraph::topological_order() const {
+  std::vector<std::size_t> rev;
+  rev.reserve(size());
+  boost::topological_sort(graph_, std::back_inserter(rev));
+  return {rev.rbegin(), rev.rend()};
+}
+
+}  // namespace racksim

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli.hpp"
+#include "racksim/common/output.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/units.hpp"
 #include "racksim/hwmodels/cost_model.hpp"
@@ -43,6 +44,7 @@ int cmd_graph(const Args& args) {
   if (cached < 0 || (cached > 0 && phase != "prefill"))
     throw InputError(fmt::format("racksim graph: --cached: '{}' applies to --phase prefill only and must be >= 0", cached));
 
+  if (!json.empty()) check_output_path(json, "--json");
   const Scenario s = load_scenario(scenario_path, sets);
   if (context + cached + (phase == "decode" ? 1 : 0) > s.model.max_position)
     throw InputError(fmt::format("racksim graph: --context: '{}' exceeds {}'s {} positions", context, s.model.id, s.model.max_position));

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli.hpp"
+#include "racksim/common/output.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/yaml_reader.hpp"
 #include "racksim/hwmodels/hardware.hpp"
@@ -38,6 +39,7 @@ int cmd_hw(const Args& args) {
   pos.add("action", 1).add("id", 1);
   po::variables_map vm;
   if (!parse(args, desc, pos, vm, "racksim hw list|show [ID] [--json FILE]")) return 0;
+  if (!json.empty()) check_output_path(json, "--json");
   const bool table = json != "-";
 
   if (action == "list") {

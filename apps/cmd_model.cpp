@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "cli.hpp"
+#include "racksim/common/output.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/units.hpp"
 #include "racksim/workloads/model_catalog.hpp"
@@ -18,6 +19,7 @@ int cmd_model(const Args& args) {
   pos.add("action", 1).add("id", 1);
   po::variables_map vm;
   if (!parse(args, desc, pos, vm, "racksim model list|show [ID] [--json FILE]")) return 0;
+  if (!json.empty()) check_output_path(json, "--json");
   const bool table = json != "-";
   static constexpr DType kWeights[] = {DType::bf16, DType::fp16, DType::fp8, DType::nvfp4, DType::mxfp4};
   static constexpr DType kKv[] = {DType::bf16, DType::fp8, DType::nvfp4};

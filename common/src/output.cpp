@@ -43,4 +43,15 @@ void write_output(const std::string& path, std::string_view contents) {
   }
 }
 
+void check_output_path(const std::string& path, const std::string& option) {
+  if (path == "-") return;
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw InputError(fmt::format("{}: '{}': directory {} does not exist", option, path, dir.string()));
+  if (fs::is_directory(path, ec)) throw InputError(fmt::format("{}: '{}' is a directory, not a file", option, path));
+}
+
 }  // namespace racksim

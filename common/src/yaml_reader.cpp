@@ -103,7 +103,18 @@ bool YamlMap::has(std::string_view key) const {
 }
 
 YAML::Node YamlMap::node(std::string_view key) const {
-  if (!has(key)) fail_plain(key, "missing (required)");
+  if (!has(key)) {
+    // A required key is missing: if an unknown key is a near miss of it, that typo is the
+    // real error, so report it as finish() would.
+    std::vector<std::string> unknown;
+    for (const auto& k : keys())
+      if (std::find(known_.begin(), known_.end(), k) == known_.end()) unknown.push_back(k);
+    const std::vector<std::string> wanted{std::string(key)};
+    for (const auto& u : unknown)
+      if (closest(u, wanted))
+        throw InputError(fmt::format("{}: {}: unknown key (did you mean '{}'?)", origin(u), key_path(u), key));
+    fail_plain(key, "missing (required)");
+  }
   const YAML::Node& n = node_;
   return n[std::string(key)];
 }

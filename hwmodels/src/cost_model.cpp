@@ -64,6 +64,9 @@ OpCost RooflineCostModel::collective(OpKind kind, double bytes, int n) const {
   // Inside an NVLink domain each GPU drives its NVLink ports; across domains its NIC.
   const double link = in_domain ? system_.gpu.nvlink_bandwidth.value : system_.gpu.nic_bandwidth.value;
   const double nn = n;
+  // Latency: the reference measures NCCL's small-message time (its best algorithm at that
+  // size), fitted as base + 2(n-1) x step for all-reduce; no per-algorithm latencies are
+  // published, so every algorithm shares that latency and they differ in bandwidth only.
   auto consider = [&](CollectiveAlgorithm a, double steps, double volume, double eff) {
     const double t = p.base_latency_s + steps * p.step_latency_s + volume * bytes / (link * eff);
     if (best.algorithm == CollectiveAlgorithm::none || t < best.network_s) {
@@ -72,20 +75,22 @@ OpCost RooflineCostModel::collective(OpKind kind, double bytes, int n) const {
     }
   };
   switch (kind) {
-    case OpKind::all_reduce:
-      // Ring: reduce-scatter + all-gather, 2(n-1) steps, each rank sends 2(n-1)/n of the buffer.
-      consider(CollectiveAlgorithm::ring, 2 * (nn - 1), 2 * (nn - 1) / nn, p.ring_efficiency);
-      // Tree (double binary): 2 log2(n) steps, the buffer goes up and comes down once each.
-      consider(CollectiveAlgorithm::tree, 2 * std::ceil(std::log2(nn)), 2.0, p.tree_efficiency);
+    case OpKind::all_reduce: {
+      const double steps = 2 * (nn - 1);
+      // Ring: reduce-scatter + all-gather, each rank sends 2(n-1)/n of the buffer.
+      consider(CollectiveAlgorithm::ring, steps, 2 * (nn - 1) / nn, p.ring_efficiency);
+      // Tree (double binary): the buffer goes up and comes down once each.
+      consider(CollectiveAlgorithm::tree, steps, 2.0, p.tree_efficiency);
       // NVLink SHARP: each rank sends its buffer to the switch and receives the sum: one pass.
-      if (in_domain && system_.has_nvls() && n > 2) consider(CollectiveAlgorithm::nvls, 2.0, 1.0, p.nvls_efficiency);
+      if (in_domain && system_.has_nvls() && n > 2) consider(CollectiveAlgorithm::nvls, steps, 1.0, p.nvls_efficiency);
       break;
+    }
     case OpKind::all_gather:
       // bytes = the gathered output; each rank receives (n-1)/n of it in n-1 steps.
       consider(CollectiveAlgorithm::ring, nn - 1, (nn - 1) / nn, p.ring_efficiency);
       break;
     case OpKind::all_to_all:
-      // bytes = what this rank sends in total; n-1 direct transfers run concurrently.
+      // bytes = what this rank sends in total; the n-1 transfers run concurrently.
       consider(CollectiveAlgorithm::direct, 1.0, 1.0, p.ring_efficiency);
       break;
     case OpKind::send_recv:

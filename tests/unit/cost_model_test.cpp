@@ -1,1 +1,110 @@
+// hwmodels/: the roofline cost model against hand calculations and the measurements it was seeded from.
+
 #include <catch2/catch.hpp>
+
+#include "racksim/common/error.hpp"
+#include "racksim/hwmodels/cost_model.hpp"
+#include "racksim/workloads/model_catalog.hpp"
+#include "racksim/workloads/step_graph.hpp"
+
+using namespace racksim;
+
+namespace {
+
+Op gemm(std::int64_t m, std::int64_t n, std::int64_t k, DType t) {
+  const double dm = static_cast<double>(m), dn = static_cast<double>(n), dk = static_cast<double>(k);
+  Op op;
+  op.name = "g";
+  op.kind = OpKind::gemm;
+  op.m = m;
+  op.n = n;
+  op.k = k;
+  op.in_dtype = op.weight_dtype = op.out_dtype = t;
+  op.flops = 2.0 * dm * dn * dk;
+  op.weight_bytes = storage_bytes(t, dn * dk);
+  op.act_bytes_read = storage_bytes(t, dm * dk);
+  op.bytes_written = storage_bytes(t, dm * dn);
+  return op;
+}
+
+}  // namespace
+
+TEST_CASE("a large GEMM is compute bound at its measured efficiency", "[hwmodels][cost]") {
+  // H100 BF16 8192^3: 1.0995e12 FLOPs; seed efficiency at that size 0.7914 (aic_kernels
+  // h100_sxm bfloat16 8192^3 = 1.4048 ms): time = 1.0995e12 / (989e12 x 0.7914) + 2 us launch.
+  RooflineCostModel model(find_system("dgx-h100"));
+  const OpCost c = model.cost(gemm(8192, 8192, 8192, DType::bf16));
+  CHECK(c.bound == Bound::compute);
+  CHECK(c.compute_efficiency == Approx(0.7914).epsilon(1e-4));
+  CHECK(c.time_s == Approx(1.0995116e12 / (989e12 * 0.7914) + 2e-6).epsilon(1e-4));
+  CHECK(c.time_s == Approx(1.4048e-3).epsilon(0.01));  // the measurement itself, within 1%
+}
+
+TEST_CASE("a decode GEMV is memory bound at stream bandwidth", "[hwmodels][cost]") {
+  // H100 FP8, m = 1, n = 10240, k = 8192: bytes = 83.9 MB weights + 8 KB in + 20 KB out;
+  // time = bytes / (3.35e12 x 2.97/3.35) + 2 us = bytes / 2.97e12 + 2 us.
+  RooflineCostModel model(find_system("dgx-h100"));
+  const Op op = gemm(1, 10240, 8192, DType::fp8);
+  const OpCost c = model.cost(op);
+  CHECK(c.bound == Bound::memory);
+  CHECK(c.time_s == Approx(op.bytes() / 2.97e12 + 2e-6).epsilon(1e-3));
+}
+
+TEST_CASE("tiny ops are launch bound", "[hwmodels][cost]") {
+  RooflineCostModel model(find_system("gb300-nvl72"));
+  const OpCost c = model.cost(gemm(1, 64, 64, DType::bf16));
+  CHECK(c.bound == Bound::launch);
+  CHECK(c.time_s == Approx(2e-6).epsilon(0.01));
+}
+
+TEST_CASE("all-reduce follows the alpha-beta model per algorithm", "[hwmodels][cost]") {
+  // 8x H100, 512 MiB: NVLS = base + 2(n-1) steps + S / (450 GB/s x 0.5651). The seed took its NVLS
+  // efficiency and latencies from this very measurement (aic_kernels nccl 2.11106 ms), so the
+  // model must give it back; ring would take 2(7/8) S / (450 GB/s x 0.7074), slower.
+  RooflineCostModel model(find_system("dgx-h100"));
+  const double S = 536870912;
+  const OpCost c = model.collective(OpKind::all_reduce, S, 8);
+  CHECK(c.algorithm == CollectiveAlgorithm::nvls);
+  CHECK(c.bound == Bound::network);
+  CHECK(c.time_s == Approx(2.11106e-3).epsilon(0.01));
+  // Two GPUs: ring (NVLS needs more than two); busbw = S/t x 2(n-1)/n = 0.7074 x 450 GB/s at size.
+  const OpCost r = model.collective(OpKind::all_reduce, S, 2);
+  CHECK(r.algorithm == CollectiveAlgorithm::ring);
+  CHECK(S / r.time_s == Approx(0.7074 * 450e9).epsilon(0.01));
+  // Small messages cost the fitted latency: base 4.33 us + 2(n-1) x 0.81 us at n = 8 -> ~15.6 us
+  // (measured 15.59 us at 1 KB).
+  CHECK(model.collective(OpKind::all_reduce, 1024, 8).time_s == Approx(15.6e-6).epsilon(0.05));
+  // A group larger than the NVLink domain crosses InfiniBand at the NIC's 400 Gb/s.
+  const OpCost ib = model.collective(OpKind::all_reduce, S, 16);
+  CHECK(ib.time_s > 2 * 15.0 / 16 * S / 50e9);
+  CHECK(model.collective(OpKind::all_reduce, S, 1).time_s == 0);
+}
+
+TEST_CASE("FP4 GEMMs need FP4 tensor cores", "[hwmodels][cost]") {
+  RooflineCostModel h100(find_system("dgx-h100"));
+  CHECK_THROWS_AS(h100.cost(gemm(128, 128, 128, DType::nvfp4)), InfeasibleError);
+  RooflineCostModel gb300(find_system("gb300-nvl72"));
+  CHECK(gb300.cost(gemm(8192, 8192, 8192, DType::nvfp4)).compute_efficiency == Approx(0.3220).epsilon(1e-3));
+}
+
+TEST_CASE("attention compute is bounded by tensor cores or exponentials", "[hwmodels][cost]") {
+  // A long prefill: 4096 tokens. Tensor FLOPs at FP8 (FP8 KV) x 0.75; exponentials at
+  // exp_throughput. GB300's doubled SFU rate makes its exp term half of GB200's per SM-clock.
+  const ModelConfig m = find_model("llama2-70b");
+  const StepGraph g(m, StepBatch::prefill_only(1, 4096), Deployment{}, Precision{DType::nvfp4, DType::nvfp4, DType::fp8});
+  const Op* att = nullptr;
+  for (std::size_t v = 0; v < g.size(); ++v)
+    if (g.op(v).kind == OpKind::attention_prefill) att = &g.op(v);
+  REQUIRE(att != nullptr);
+  const SystemSpec s = find_system("gb200-nvl72");
+  RooflineCostModel model(s);
+  const OpCost c = model.cost(*att);
+  const double tensor = att->flops / (s.gpu.peak(DType::fp8)->value * 0.75);
+  const double exps = att->exp_ops / s.gpu.exp_throughput.value;
+  CHECK(c.compute_s == Approx(std::max(tensor, exps)));
+}
+
+TEST_CASE("cost models register by name", "[hwmodels][cost]") {
+  CHECK(cost_model_registry().get("roofline").factory(find_system("dgx-b200"))->name() == "roofline");
+  CHECK_THROWS_WITH(cost_model_registry().get("magic"), "unknown cost model 'magic'; valid: roofline");
+}

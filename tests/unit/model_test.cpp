@@ -1,1 +1,66 @@
+// workloads/: the model catalog and its byte counts.
+
 #include <catch2/catch.hpp>
+
+#include "racksim/common/error.hpp"
+#include "racksim/workloads/model_catalog.hpp"
+
+using namespace racksim;
+
+TEST_CASE("Llama-2-70B parameters, by hand", "[workloads][model]") {
+  // hardware.md "Model facts": 80 layers, hidden 8192, 64 q heads, 8 kv heads, head_dim 128,
+  // FFN 28672, vocab 32000, untied embeddings.
+  //   embedding = lm_head = 32000 * 8192                      =    262,144,000 each
+  //   attention/layer = 2*8192*8192 (q,o) + 2*8192*1024 (k,v) =    150,994,944
+  //   mlp/layer       = 3 * 8192 * 28672                      =    704,643,072
+  //   norms = 80 * 2 * 8192 + 8192                            =      1,318,912
+  //   total = 2*262,144,000 + 80*(150,994,944 + 704,643,072) + 1,318,912 = 68,976,648,192
+  const ModelConfig m = find_model("llama2-70b");
+  const ParamCounts p = count_params(m);
+  CHECK(p.embedding == 262'144'000);
+  CHECK(p.lm_head == 262'144'000);
+  CHECK(p.attention == 80LL * 150'994'944);
+  CHECK(p.mlp == 80LL * 704'643'072);
+  CHECK(p.norms == 1'318'912);
+  CHECK(p.total() == 68'976'648'192LL);
+  // GEMM weights touched per token: linear 68,451,041,280 + lm_head 262,144,000.
+  CHECK(gemm_params_per_token(m) == 68'713'185'280LL);
+}
+
+TEST_CASE("Llama-2-70B weight and KV bytes per precision, by hand", "[workloads][model]") {
+  // Linear weights (68,451,041,280) take the format; the other 525,606,912 parameters
+  // (embedding, lm_head, norms) stay BF16 = 1,051,213,824 bytes.
+  const ModelConfig m = find_model("llama2-70b");
+  CHECK(weight_bytes(m, DType::bf16) == 137'953'296'384.0);                 // 2 bytes each
+  CHECK(weight_bytes(m, DType::fp8) == 68'451'041'280.0 + 1'051'213'824.0);  // 69,502,255,104
+  CHECK(weight_bytes(m, DType::nvfp4) == 38'503'710'720.0 + 1'051'213'824.0);  // x 0.5625 = 39,554,924,544
+  CHECK(weight_bytes(m, DType::mxfp4) == 36'364'615'680.0 + 1'051'213'824.0);  // x 0.53125
+  // KV per token: 2 (K,V) x 80 layers x 8 heads x 128 = 163,840 values (hardware.md: 320 KiB BF16, 160 KiB FP8).
+  CHECK(kv_bytes_per_token(m, DType::bf16) == 327'680.0);
+  CHECK(kv_bytes_per_token(m, DType::fp8) == 163'840.0);
+  CHECK(kv_bytes_per_token(m, DType::nvfp4) == 92'160.0);  // 163,840 x 0.5625
+}
+
+TEST_CASE("catalog models match their published parameter counts", "[workloads][model]") {
+  // Hugging Face model cards / safetensors metadata of each checkpoint.
+  CHECK(count_params(find_model("llama2-7b")).total() == 6'738'415'616LL);
+  CHECK(count_params(find_model("llama3.1-8b")).total() == 8'030'261'248LL);
+  CHECK(count_params(find_model("llama3.1-70b")).total() == 70'553'706'496LL);
+  CHECK(count_params(find_model("llama3.1-405b")).total() == 405'853'388'800LL);
+  CHECK(count_params(find_model("mixtral-8x7b")).total() == 46'702'792'704LL);
+  // Mixtral's router (32 layers x 4096 x 8) stays BF16; 2 of 8 experts run per token.
+  const ModelConfig mx = find_model("mixtral-8x7b");
+  CHECK(count_params(mx).router == 32LL * 4096 * 8);
+  CHECK(gemm_params_per_token(mx) == count_params(mx).attention + count_params(mx).mlp / 4 + 32LL * 4096 * 8 + 32000LL * 4096);
+}
+
+TEST_CASE("unknown models and malformed model files are input errors", "[workloads][model]") {
+  CHECK_THROWS_WITH(find_model("llama9", "s.yaml", "model"),
+                    Catch::StartsWith("s.yaml: model: 'llama9' is not a catalog model; allowed: llama2-70b, llama2-7b"));
+  CHECK_THROWS_WITH(find_model("nope/m.yaml", "s.yaml", "model"), "s.yaml: model: 'nope/m.yaml': model file not found");
+  const std::string bad =
+      "id: x\nname: x\nsource: x\narchitecture: llama\nlayers: 2\nhidden: 64\nheads: 4\nkv_heads: 3\nhead_dim: 16\n"
+      "ffn: 128\nvocab: 100\ntied_embeddings: false\nrope_theta: 10000\nmax_position: 128\nnorm_eps: 1e-5\n";
+  CHECK_THROWS_WITH(parse_model_yaml(bad, "m.yaml"), "m.yaml: kv_heads: '3' must divide heads (4)");
+  CHECK_THROWS_WITH(parse_model_yaml(bad + "colour: red\n", "m.yaml"), Catch::StartsWith("m.yaml: colour: unknown key"));
+}

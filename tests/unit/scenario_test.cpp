@@ -1,1 +1,104 @@
+// sim/: scenario loading, the spec's errors and exit codes, and the memory plan.
+
 #include <catch2/catch.hpp>
+
+#include "racksim/common/error.hpp"
+#include "racksim/sim/scenario.hpp"
+#include "test_support.hpp"
+
+using namespace racksim;
+using test::scenario_text;
+using test::write_temp;
+
+namespace {
+const std::string kExample = std::string(RACKSIM_SOURCE_DIR) + "/examples/mlperf-llama2-70b-offline-gb300-nvl72.yaml";
+
+ExitCode code_of(const std::string& path, const std::vector<std::string>& sets = {}) {
+  try {
+    (void)load_scenario(path, sets);
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return ExitCode::ok;
+}
+}  // namespace
+
+TEST_CASE("the headline example loads", "[sim][scenario]") {
+  const Scenario s = load_scenario(kExample);
+  CHECK(s.system.id == "gb300-nvl72");
+  CHECK(s.model.id == "llama2-70b");
+  CHECK(s.replicas == 72);  // auto: 72 GPUs / (TP1 x PP1)
+  CHECK(s.precision.weights == DType::nvfp4);
+  CHECK(s.serving.max_batch_size == 3072);
+  CHECK(s.workload.output_tokens.mean == 273);
+  // Memory: TP1 PP1 holds all 39,554,924,544 weight bytes (model_test); activations reserve
+  // 2 x 4608 x (8192 + 57344) x 2 B + 3072 x 32000 x 4 B = 1,207,959,552 + 393,216,000.
+  const MemoryPlan p = plan_memory(s);
+  CHECK(p.weights_per_gpu == Approx(39'554'924'544.0).epsilon(1e-12));
+  CHECK(p.activations_per_gpu == 1'207'959'552.0 + 393'216'000.0);
+  CHECK(p.kv_bytes_per_gpu == Approx((288.0 * 1073741824 - 39'554'924'544.0 - 1'601'175'552.0) * 0.95));
+  // KV per token per GPU: 163,840 B (FP8); capacity in whole 32-token blocks.
+  CHECK(p.kv_tokens_per_replica == static_cast<std::int64_t>(p.kv_bytes_per_gpu / (163840.0 * 32)) * 32);
+}
+
+TEST_CASE("set overrides replace scenario keys by dotted path", "[sim][scenario]") {
+  const Scenario s = load_scenario(kExample, {"serving.max_batch_size=1024", "deployment.replicas=10"});
+  CHECK(s.serving.max_batch_size == 1024);
+  CHECK(s.replicas == 10);
+  CHECK_THROWS_WITH(load_scenario(kExample, {"serving.max_batch_sise=4"}),
+                    Catch::StartsWith("--set serving.max_batch_sise=4: serving.max_batch_sise: unknown key (did you mean 'max_batch_size'?)"));
+}
+
+TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenario]") {
+  const std::string path = write_temp("typo.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 1, 1, "  kv_blok_tokens: 32\n"));
+  CHECK(code_of(path) == ExitCode::bad_input);
+  CHECK_THROWS_WITH(load_scenario(path), path + ": serving.kv_blok_tokens: unknown key (did you mean 'kv_block_tokens'?); "
+                                                "allowed here: max_batch_size, max_num_tokens, chunked_prefill, kv_block_tokens, "
+                                                "kv_memory_fraction");
+}
+
+TEST_CASE("an unknown dtype is an input error listing the allowed ones", "[sim][scenario]") {
+  // The spec's own example message.
+  const std::string path = write_temp("fp3.yaml", scenario_text("dgx-b200", "fp3", "nvfp4", "fp8", 1, 1));
+  CHECK(code_of(path) == ExitCode::bad_input);
+  CHECK_THROWS_WITH(load_scenario(path), path + ": precision.weights: 'fp3' is not one of bf16, fp16, fp8, nvfp4, mxfp4");
+}
+
+TEST_CASE("bf16 Llama-2-70B on one H100 cannot run", "[sim][scenario]") {
+  // 137,953,296,384 B = 128.5 GiB of weights on one 80 GiB GPU (spec's example message).
+  const std::string path = write_temp("h100.yaml", scenario_text("dgx-h100", "bf16", "bf16", "bf16", 1, 1));
+  CHECK(code_of(path) == ExitCode::infeasible);
+  CHECK_THROWS_WITH(load_scenario(path), "llama2-70b with bf16 weights needs 128.5 GiB per GPU at tensor_parallel=1; h100-sxm has 80 GiB");
+  // At TP2 each GPU holds 64.2 GiB plus activations: it fits.
+  CHECK(code_of(write_temp("h100tp2.yaml", scenario_text("dgx-h100", "bf16", "bf16", "bf16", 2, 1))) == ExitCode::ok);
+}
+
+TEST_CASE("other scenarios the loader refuses", "[sim][scenario]") {
+  // Hopper has no FP4 tensor cores: NVFP4 GEMMs cannot run (FP4 weights with FP8 GEMMs can).
+  CHECK(code_of(write_temp("a.yaml", scenario_text("dgx-h100", "nvfp4", "nvfp4", "fp8", 1, 1))) == ExitCode::infeasible);
+  CHECK(code_of(write_temp("b.yaml", scenario_text("dgx-h100", "nvfp4", "fp8", "fp8", 1, 1))) == ExitCode::ok);
+  // GEMM inputs narrower than the weights.
+  CHECK(code_of(write_temp("c.yaml", scenario_text("dgx-b200", "bf16", "nvfp4", "fp8", 1, 1))) == ExitCode::bad_input);
+  // TP beyond the 8-GPU NVLink domain; TP that does not divide the heads.
+  CHECK(code_of(write_temp("d.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 16, 1))) == ExitCode::bad_input);
+  CHECK(code_of(write_temp("e.yaml", scenario_text("gb300-nvl72", "nvfp4", "nvfp4", "fp8", 3, 1))) == ExitCode::bad_input);
+  // More replicas than GPUs.
+  CHECK(code_of(write_temp("f.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 1, 1)), {"deployment.replicas=9"}) ==
+        ExitCode::infeasible);
+  // Missing files.
+  CHECK(code_of("/nonexistent/scenario.yaml") == ExitCode::bad_input);
+  CHECK(code_of(write_temp("g.yaml", scenario_text("./no-such-system.yaml", "nvfp4", "nvfp4", "fp8", 1, 1))) == ExitCode::bad_input);
+  // YAML syntax errors carry line and column.
+  CHECK_THROWS_WITH(load_scenario(write_temp("h.yaml", "name: [unclosed\n")), Catch::Contains(":2:1: YAML syntax error"));
+}
+
+TEST_CASE("pipeline parallelism splits the weights", "[sim][scenario]") {
+  // H100 v5.0 deployment: FP8 weights, TP1 x PP2: 40 layers per GPU
+  // (40 x (855,638,016 linear x 1 B + 16,384 norm x 2 B)) plus the larger of embedding and
+  // lm_head (262,144,000 x 2 B each), plus the final norm counted per layer share.
+  const Scenario s = load_scenario(std::string(RACKSIM_SOURCE_DIR) + "/examples/mlperf-llama2-70b-offline-dgx-h100.yaml");
+  CHECK(s.replicas == 4);
+  const MemoryPlan p = plan_memory(s);
+  const double norms_per_layer = 1'318'912.0 / 80 * 2;
+  CHECK(p.weights_per_gpu == Approx(40 * (855'638'016.0 + norms_per_layer) + 524'288'000.0));
+}

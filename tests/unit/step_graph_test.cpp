@@ -1,1 +1,158 @@
+// workloads/: the step graph's ops, shapes, FLOPs and bytes against hand calculations.
+
 #include <catch2/catch.hpp>
+
+#include <map>
+
+#include "racksim/workloads/model_catalog.hpp"
+#include "racksim/workloads/step_graph.hpp"
+
+using namespace racksim;
+
+namespace {
+
+struct Totals {
+  std::map<OpKind, double> flops, bytes, comm, count;
+};
+
+Totals totals(const StepGraph& g) {
+  Totals t;
+  for (std::size_t v = 0; v < g.size(); ++v) {
+    const Op& op = g.op(v);
+    t.flops[op.kind] += op.flops;
+    t.bytes[op.kind] += op.bytes();
+    t.comm[op.kind] += op.comm_bytes;
+    t.count[op.kind] += 1;
+  }
+  return t;
+}
+
+const Op& find(const StepGraph& g, const std::string& name) {
+  for (std::size_t v = 0; v < g.size(); ++v)
+    if (g.op(v).name == name) return g.op(v);
+  FAIL("no op " << name);
+  return g.op(0);
+}
+
+const Precision kNvfp4{DType::nvfp4, DType::nvfp4, DType::fp8};
+
+}  // namespace
+
+TEST_CASE("Llama-2-70B decode step FLOPs, by hand", "[workloads][graph]") {
+  // Decode batch B = 2048, context c = 512, TP1, NVFP4 weights and GEMMs, FP8 KV.
+  // GEMMs: 2 x 68,713,185,280 FLOPs per token (linear + lm_head) x 2048 tokens = 281,449.2 GFLOP.
+  // Attention: per token 80 layers x 4 x 64 heads x 128 x (c + 1) = 2,621,440 x 513, x 2048.
+  const ModelConfig m = find_model("llama2-70b");
+  const StepGraph g(m, StepBatch::decode(2048, 512), Deployment{}, kNvfp4);
+  Totals t = totals(g);
+  CHECK(t.flops[OpKind::gemm] == 2.0 * 68'713'185'280.0 * 2048);
+  CHECK(t.flops[OpKind::attention_decode] == 80.0 * 4 * 64 * 128 * 513 * 2048);
+  // One op per role: embedding; 11 per layer; final norm, lm_head, sampling = 884.
+  CHECK(g.size() == 1 + 80 * 11 + 3);
+  CHECK(t.count[OpKind::gemm] == 80 * 4 + 1);
+  CHECK(t.count[OpKind::all_reduce] == 0);  // TP1: no collectives
+  // KV read: 2048 seqs x 512 tokens x 80 layers x (2 x 8 x 128) FP8 bytes.
+  double kv = 0;
+  for (std::size_t v = 0; v < g.size(); ++v) kv += g.op(v).kv_bytes_read;
+  CHECK(kv == 2048.0 * 512 * 80 * 2048);
+  // QKV GEMM shape and bytes: n = (64 + 2 x 8) x 128 = 10,240; weights 10,240 x 8,192 x 0.5625.
+  const Op& qkv = find(g, "layers.0.qkv_proj");
+  CHECK(qkv.m == 2048);
+  CHECK(qkv.n == 10240);
+  CHECK(qkv.k == 8192);
+  CHECK(qkv.weight_bytes == 10240.0 * 8192 * 0.5625);
+  CHECK(qkv.act_bytes_read == 2048.0 * 8192 * 0.5625);  // NVFP4 A operand
+  CHECK(qkv.bytes_written == 2048.0 * 10240 * 2);       // BF16 out
+  CHECK(qkv.identity() == "gemm m=2048 n=10240 k=8192 a=nvfp4 w=nvfp4 c=bf16");
+  // Weights read once per step: the linear weights in NVFP4 plus the BF16 lm_head.
+  double w = 0;
+  for (std::size_t v = 0; v < g.size(); ++v)
+    if (g.op(v).kind == OpKind::gemm) w += g.op(v).weight_bytes;
+  CHECK(w == Approx(68'451'041'280.0 * 0.5625 + 262'144'000.0 * 2).epsilon(1e-12));
+}
+
+TEST_CASE("decode attention grows linearly with context", "[workloads][graph]") {
+  const ModelConfig m = find_model("llama2-70b");
+  const StepGraph a(m, StepBatch::decode(8, 1000), Deployment{}, kNvfp4);
+  const StepGraph b(m, StepBatch::decode(8, 3000), Deployment{}, kNvfp4);
+  const Op& oa = find(a, "layers.3.attention_decode");
+  const Op& ob = find(b, "layers.3.attention_decode");
+  CHECK(ob.flops / oa.flops == Approx(3001.0 / 1001.0));
+  CHECK(ob.kv_bytes_read / oa.kv_bytes_read == Approx(3.0));
+  CHECK(oa.exp_ops == 64.0 * 8 * 1001);
+}
+
+TEST_CASE("tensor parallelism shards the GEMMs and adds all-reduces", "[workloads][graph]") {
+  // TP8 on Llama-2-70B: 8 q heads and 1 kv head per GPU: QKV n = (8 + 2) x 128 = 1,280;
+  // gate_up n = 2 x 28,672 / 8 = 7,168; two all-reduces per layer of T x 8,192 BF16 values.
+  const ModelConfig m = find_model("llama2-70b");
+  const StepGraph g(m, StepBatch::decode(64, 100), Deployment{8, 1, 1}, kNvfp4);
+  CHECK(find(g, "layers.0.qkv_proj").n == 1280);
+  CHECK(find(g, "layers.0.gate_up_proj").n == 7168);
+  CHECK(find(g, "layers.0.down_proj").k == 3584);
+  const Op& ar = find(g, "layers.0.attn_all_reduce");
+  CHECK(ar.kind == OpKind::all_reduce);
+  CHECK(ar.comm_bytes == 64.0 * 8192 * 2);
+  CHECK(ar.participants == 8);
+  Totals t = totals(g);
+  CHECK(t.count[OpKind::all_reduce] == 160);
+  CHECK(t.count[OpKind::all_gather] == 1);  // logits
+  // GEMM FLOPs per GPU are an eighth of TP1's.
+  const StepGraph g1(m, StepBatch::decode(64, 100), Deployment{}, kNvfp4);
+  CHECK(t.flops[OpKind::gemm] == Approx(totals(g1).flops[OpKind::gemm] / 8));
+  // TP16 > 8 kv heads: each GPU keeps one replicated kv head (n = (4 + 2) x 128).
+  const StepGraph g16(m, StepBatch::decode(4, 100), Deployment{16, 1, 1}, kNvfp4);
+  CHECK(find(g16, "layers.0.qkv_proj").n == 768);
+}
+
+TEST_CASE("pipeline stages split the layers and pass activations", "[workloads][graph]") {
+  const ModelConfig m = find_model("llama2-70b");
+  CHECK(layers_per_stage(80, 3) == std::vector<int>{27, 27, 26});
+  const StepGraph g(m, StepBatch::decode(16, 10), Deployment{1, 2, 1}, Precision{DType::fp8, DType::fp8, DType::fp8});
+  const Op& recv = find(g, "stage1.recv");
+  CHECK(recv.kind == OpKind::send_recv);
+  CHECK(recv.comm_bytes == 16.0 * 8192 * 2);
+  CHECK(find(g, "layers.39.qkv_proj").stage == 0);
+  CHECK(find(g, "layers.40.qkv_proj").stage == 1);
+  CHECK(find(g, "lm_head").stage == 1);
+  const auto order = g.topological_order();
+  CHECK(g.op(order.front()).name == "embedding");
+  CHECK(g.op(order.back()).name == "sampling");
+}
+
+TEST_CASE("chunked prefill attends to the cached context causally", "[workloads][graph]") {
+  // A chunk of q = 4 tokens after c = 10 cached: query i sees 10 + i + 1 keys:
+  // 11 + 12 + 13 + 14 = 50 = q*c + q(q+1)/2.
+  const ModelConfig m = find_model("llama2-70b");
+  StepBatch b;
+  b.prefill.push_back({4, 10, false});
+  const StepGraph g(m, b, Deployment{}, kNvfp4);
+  const Op& att = find(g, "layers.0.attention_prefill");
+  CHECK(att.attended_pairs == 50);
+  CHECK(att.flops == 4.0 * 64 * 128 * 50);
+  CHECK(att.kv_bytes_read == 10.0 * 2048);   // 10 cached tokens x 2 x 8 x 128 FP8 bytes
+  // Not the last chunk: no token is sampled, so no lm_head.
+  for (std::size_t v = 0; v < g.size(); ++v) CHECK(g.op(v).name != "lm_head");
+  // A mixed batch has both attention ops in one layer.
+  StepBatch mixed = StepBatch::decode(3, 20);
+  mixed.prefill.push_back({7, 0, true});
+  const StepGraph gm(m, mixed, Deployment{}, kNvfp4);
+  CHECK(find(gm, "layers.0.qkv_proj").m == 10);
+  CHECK(find(gm, "lm_head").m == 4);
+}
+
+TEST_CASE("MoE layers route tokens to experts", "[workloads][graph]") {
+  // Mixtral-8x7B, one decode token, TP2 EP2: 4 experts per GPU; 2 assignments; rows on this
+  // GPU = ceil(2 x 4 / 8) = 1; experts touched: 4 x (1 - (7/8)^2) = 0.9375.
+  const ModelConfig m = find_model("mixtral-8x7b");
+  const StepGraph g(m, StepBatch::decode(1, 100), Deployment{2, 1, 2}, Precision{DType::fp8, DType::fp8, DType::fp8});
+  const Op& gu = find(g, "layers.0.experts.gate_up_proj");
+  CHECK(gu.kind == OpKind::moe_gemm);
+  CHECK(gu.m == 1);
+  CHECK(gu.n == 2 * 14336);  // moe_tp = 2 / 2 = 1: whole experts
+  CHECK(gu.weight_bytes == Approx(4 * (1 - 49.0 / 64) * 2 * 14336 * 4096));
+  const Op& a2a = find(g, "layers.0.moe_dispatch");
+  CHECK(a2a.kind == OpKind::all_to_all);
+  CHECK(a2a.comm_bytes == Approx(2.0 / 2 * 4096 * 2 * 0.5));
+  CHECK(find(g, "layers.0.router").n == 8);
+}

@@ -11,4 +11,8 @@ namespace racksim {
 /// `path == "-"` writes to stdout. Throws InputError if the directory cannot be written.
 void write_output(const std::string& path, std::string_view contents);
 
+/// Checks before any work that `path` ("-" or a file in an existing directory) can be
+/// written, so a run fails fast instead of after its computation. InputError naming `option`.
+void check_output_path(const std::string& path, const std::string& option);
+
 }  // namespace racksim

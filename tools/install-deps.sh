@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs racksim's build dependencies from Debian 12 packages, if any is missing.
+# The CUDA toolkit is not a Debian package here: RACKSIM_CUDA=AUTO uses /usr/local/cuda when present.
+set -euo pipefail
+pkgs=(cmake ninja-build g++ make libboost-graph-dev libboost-program-options-dev libyaml-cpp-dev
+      catch2 libfmt-dev nlohmann-json3-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

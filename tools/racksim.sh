@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The README's two commands.
+#   tools/racksim.sh example   install what is missing, build, run the headline example
+#   tools/racksim.sh test      install what is missing, build with warnings as errors, run every
+#                              test; then again under AddressSanitizer + UndefinedBehaviorSanitizer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+tools/install-deps.sh
+
+case "${1:-}" in
+  example)
+    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build build -j "$jobs"
+    # Until the simulator lands (issue 3): the headline scenario's model, and one decode step of
+    # it on the GB300 NVL72 rack through the cost model.
+    ./build/racksim model show llama2-70b
+    echo
+    ./build/racksim graph examples/mlperf-llama2-70b-offline-gb300-nvl72.yaml --phase decode --batch 2048 --context 512 --summary
+    ;;
+  test)
+    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRACKSIM_WERROR=ON >/dev/null
+    cmake --build build -j "$jobs"
+    ctest --test-dir build --output-on-failure -j "$jobs"
+    # Sanitizers: the CPU code only (the CUDA target is compiled and linked by the build above).
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRACKSIM_WERROR=ON -DRACKSIM_SANITIZE=ON -DRACKSIM_CUDA=OFF >/dev/null
+    cmake --build build-asan -j "$jobs"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --test-dir build-asan --output-on-failure -j "$jobs"
+    ;;
+  *)
+    echo "usage: tools/racksim.sh example|test" >&2
+    exit 2
+    ;;
+esac

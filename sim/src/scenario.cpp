@@ -177,9 +177,14 @@ MemoryPlan plan_memory(const Scenario& s) {
   const ParamCounts pc = count_params(m);
   const int tp = dep.tensor_parallel, pp = dep.pipeline_parallel;
   const int first_stage_layers = layers_per_stage(m.layers, pp).front();
-  const double layer_linear = static_cast<double>(pc.linear()) / m.layers;
+  // q and o split over tp; k and v too, except that with tp > kv_heads each GPU keeps one
+  // whole (replicated) KV head, as the step graph does.
+  const int kv_heads_gpu = std::max(1, m.kv_heads / tp);
+  const double h = m.hidden, hd = m.head_dim;
+  const double layer_linear_gpu = 2.0 * h * m.heads * hd / tp + 2.0 * h * kv_heads_gpu * hd +
+                                  static_cast<double>(pc.mlp) / m.layers / tp;
   const double layer_rest = static_cast<double>(pc.router + pc.norms) / m.layers;
-  const double per_layer = storage_bytes(s.precision.weights, layer_linear) / tp + storage_bytes(DType::bf16, layer_rest);
+  const double per_layer = storage_bytes(s.precision.weights, layer_linear_gpu) + storage_bytes(DType::bf16, layer_rest);
   const double table = storage_bytes(DType::bf16, static_cast<double>(pc.embedding)) / tp;
   const double head = storage_bytes(DType::bf16, static_cast<double>(pc.lm_head)) / tp;
   plan.weights_per_gpu = first_stage_layers * per_layer + (pp == 1 ? table + head : std::max(table, head));
@@ -200,7 +205,6 @@ MemoryPlan plan_memory(const Scenario& s) {
                                       format_gib(plan.activations_per_gpu), where, s.system.gpu.id, format_gib(plan.hbm_per_gpu)));
   plan.kv_bytes_per_gpu = (plan.hbm_per_gpu - needed) * s.serving.kv_memory_fraction;
   // KV per token per GPU: this GPU's KV heads (replicated when tp > kv_heads) of its stage's layers.
-  const int kv_heads_gpu = std::max(1, m.kv_heads / tp);
   const double kv_token_gpu = storage_bytes(s.precision.kv_cache, 2.0 * first_stage_layers * kv_heads_gpu * m.head_dim);
   const auto blocks = static_cast<std::int64_t>(std::floor(plan.kv_bytes_per_gpu / (kv_token_gpu * static_cast<double>(s.serving.kv_block_tokens))));
   plan.kv_tokens_per_replica = blocks * s.serving.kv_block_tokens;

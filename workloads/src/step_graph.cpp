@@ -36,6 +36,25 @@ StepBatch StepBatch::prefill_only(std::int64_t batch, std::int64_t tokens, std::
   return b;
 }
 
+BatchShape BatchShape::of(const StepBatch& b) {
+  BatchShape s;
+  for (const auto& c : b.prefill) {
+    const double q = static_cast<double>(c.tokens), cached = static_cast<double>(c.cached);
+    s.prefill_tokens += c.tokens;
+    s.prefill_seqs += 1;
+    // Causal: query i of the chunk (0-based) sees the cached tokens and chunk tokens 0..i.
+    s.prefill_pairs += q * cached + q * (q + 1) / 2.0;
+    s.prefill_cached += cached;
+  }
+  for (std::int64_t c : b.decode_contexts) {
+    s.decode_seqs += 1;
+    s.decode_pairs += static_cast<double>(c + 1);  // the new token attends to its c cached tokens and itself
+    s.decode_cached += static_cast<double>(c);
+  }
+  s.sampled = b.sampled_sequences();
+  return s;
+}
+
 std::vector<int> layers_per_stage(int layers, int stages) {
   std::vector<int> out(static_cast<std::size_t>(stages), layers / stages);
   for (int i = 0; i < layers % stages; ++i) ++out[static_cast<std::size_t>(i)];
@@ -54,7 +73,7 @@ double d(I v) { return static_cast<double>(v); }
 /// SwiGLU 4 plus one exponential (sigmoid), RoPE 3 per rotated element (2 multiplies, 1 add).
 class Builder {
  public:
-  Builder(const ModelConfig& m, const StepBatch& b, const Deployment& dep, const Precision& p, OpGraph& g)
+  Builder(const ModelConfig& m, const BatchShape& b, const Deployment& dep, const Precision& p, OpGraph& g)
       : m_(m), b_(b), dep_(dep), p_(p), g_(g) {
     tp_ = dep.tensor_parallel;
     T_ = b.tokens();
@@ -164,8 +183,8 @@ class Builder {
     // RoPE rotates q and k of every token.
     Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 3, 1), {qkv});
     Vertex attn = rope;
-    if (!b_.prefill.empty()) attn = add(attention_prefill(pre + "attention_prefill", l), {attn});
-    if (!b_.decode_contexts.empty()) attn = add(attention_decode(pre + "attention_decode", l), {attn});
+    if (b_.prefill_seqs > 0) attn = add(make_attention_prefill(m_, dep_, p_, b_, l), {attn});
+    if (b_.decode_seqs > 0) attn = add(make_attention_decode(m_, dep_, p_, b_, l), {attn});
     Vertex o = add(gemm(pre + "o_proj", l, T_, m_.hidden, heads_ * hd, act_, p_.weights, DType::bf16, pre + "o_proj"), {attn});
     all_reduce(pre + "attn_all_reduce", l, o);
     Vertex res1 = add(elementwise(pre + "attn_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {o, hidden_});
@@ -220,67 +239,8 @@ class Builder {
     return down;
   }
 
-  Op attention_prefill(std::string name, int l) {
-    const I hd = m_.head_dim;
-    Op op;
-    op.name = std::move(name);
-    op.kind = OpKind::attention_prefill;
-    op.layer = l;
-    op.in_dtype = DType::bf16;
-    op.weight_dtype = p_.kv_cache;
-    op.out_dtype = act_;
-    const double kv_token = storage_bytes(p_.kv_cache, 2.0 * d(kv_heads_ * hd));  // K and V of one token, this GPU
-    double pairs = 0, cached = 0, q_tokens = 0;
-    for (const auto& c : b_.prefill) {
-      // Causal: query i of the chunk (0-based) sees the cached tokens and chunk tokens 0..i.
-      pairs += d(c.tokens) * d(c.cached) + d(c.tokens) * d(c.tokens + 1) / 2.0;
-      cached += d(c.cached);
-      q_tokens += d(c.tokens);
-    }
-    op.m = static_cast<I>(q_tokens);
-    op.n = heads_;
-    op.k = hd;
-    op.sequences = static_cast<I>(b_.prefill.size());
-    op.attended_pairs = pairs;
-    op.flops = 4.0 * d(heads_) * d(hd) * pairs;  // QK^T and PV: 2*hd each per (query, key, head)
-    op.exp_ops = d(heads_) * pairs;
-    op.kv_bytes_read = cached * kv_token;
-    op.act_bytes_read = act_bytes(DType::bf16, q_tokens * d((heads_ + 2 * kv_heads_) * hd));  // q, new k and v
-    op.bytes_written = q_tokens * kv_token + act_bytes(act_, q_tokens * d(heads_ * hd));     // KV cache + output
-    return op;
-  }
-
-  Op attention_decode(std::string name, int l) {
-    const I hd = m_.head_dim;
-    Op op;
-    op.name = std::move(name);
-    op.kind = OpKind::attention_decode;
-    op.layer = l;
-    op.in_dtype = DType::bf16;
-    op.weight_dtype = p_.kv_cache;
-    op.out_dtype = act_;
-    const double kv_token = storage_bytes(p_.kv_cache, 2.0 * d(kv_heads_ * hd));
-    double pairs = 0, cached = 0;
-    for (I c : b_.decode_contexts) {
-      pairs += d(c + 1);  // the new token attends to its c cached tokens and itself
-      cached += d(c);
-    }
-    const double seqs = d(static_cast<I>(b_.decode_contexts.size()));
-    op.m = static_cast<I>(seqs);
-    op.n = heads_;
-    op.k = hd;
-    op.sequences = op.m;
-    op.attended_pairs = pairs;
-    op.flops = 4.0 * d(heads_) * d(hd) * pairs;
-    op.exp_ops = d(heads_) * pairs;
-    op.kv_bytes_read = cached * kv_token;
-    op.act_bytes_read = act_bytes(DType::bf16, seqs * d((heads_ + 2 * kv_heads_) * hd));
-    op.bytes_written = seqs * kv_token + act_bytes(act_, seqs * d(heads_ * hd));
-    return op;
-  }
-
   void head() {
-    const I S = b_.sampled_sequences();
+    const I S = b_.sampled;
     Vertex norm = add(elementwise("final_norm", OpKind::rmsnorm, -1, T_, m_.hidden, DType::bf16, DType::bf16, 4, 1), {hidden_});
     if (S == 0) return;  // a step of only non-final prefill chunks samples nothing
     // lm_head stays BF16 (see ParamCounts); column-parallel over TP, FP32 logits.
@@ -293,7 +253,7 @@ class Builder {
   }
 
   const ModelConfig& m_;
-  const StepBatch& b_;
+  const BatchShape& b_;
   const Deployment& dep_;
   const Precision& p_;
   OpGraph& g_;
@@ -308,6 +268,61 @@ class Builder {
 
 }  // namespace
 
+namespace {
+/// K and V bytes of one token on one GPU: its KV heads (one replicated head when tp > kv_heads).
+double kv_token_bytes(const ModelConfig& m, const Deployment& dep, const Precision& p) {
+  const I kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
+  return storage_bytes(p.kv_cache, 2.0 * d(kv_heads * m.head_dim));
+}
+
+Op attention_common(const ModelConfig& m, const Deployment& dep, const Precision& p, int layer) {
+  Op op;
+  op.layer = layer;
+  op.in_dtype = DType::bf16;
+  op.weight_dtype = p.kv_cache;
+  op.out_dtype = p.activations;
+  op.n = m.heads / dep.tensor_parallel;
+  op.k = m.head_dim;
+  return op;
+}
+}  // namespace
+
+Op make_attention_prefill(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& b, int layer) {
+  Op op = attention_common(m, dep, p, layer);
+  op.name = fmt::format("layers.{}.attention_prefill", layer);
+  op.kind = OpKind::attention_prefill;
+  const I heads = op.n, hd = op.k, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
+  const double q_tokens = d(b.prefill_tokens);
+  op.m = b.prefill_tokens;
+  op.sequences = b.prefill_seqs;
+  op.attended_pairs = b.prefill_pairs;
+  op.flops = 4.0 * d(heads) * d(hd) * b.prefill_pairs;  // QK^T and PV: 2*hd each per (query, key, head)
+  op.exp_ops = d(heads) * b.prefill_pairs;
+  const double kv_token = kv_token_bytes(m, dep, p);
+  op.kv_bytes_read = b.prefill_cached * kv_token;
+  op.act_bytes_read = storage_bytes(DType::bf16, q_tokens * d((heads + 2 * kv_heads) * hd));  // q, new k and v
+  op.bytes_written = q_tokens * kv_token + storage_bytes(p.activations, q_tokens * d(heads * hd));  // KV cache + output
+  return op;
+}
+
+Op make_attention_decode(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& b, int layer) {
+  Op op = attention_common(m, dep, p, layer);
+  op.name = fmt::format("layers.{}.attention_decode", layer);
+  op.kind = OpKind::attention_decode;
+  const I heads = op.n, hd = op.k, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
+  const double seqs = d(b.decode_seqs);
+  op.m = b.decode_seqs;
+  op.sequences = b.decode_seqs;
+  op.attended_pairs = b.decode_pairs;
+  op.flops = 4.0 * d(heads) * d(hd) * b.decode_pairs;
+  op.exp_ops = d(heads) * b.decode_pairs;
+  const double kv_token = kv_token_bytes(m, dep, p);
+  op.kv_bytes_read = b.decode_cached * kv_token;
+  op.act_bytes_read = storage_bytes(DType::bf16, seqs * d((heads + 2 * kv_heads) * hd));
+  op.bytes_written = seqs * kv_token + storage_bytes(p.activations, seqs * d(heads * hd));
+  return op;
+}
+
 StepGraph::StepGraph(ModelConfig model, StepBatch batch, Deployment deployment, Precision precision)
     : model_(std::move(model)), batch_(std::move(batch)), deployment_(deployment), precision_(precision) {
   const auto& m = model_;
@@ -317,7 +332,16 @@ StepGraph::StepGraph(ModelConfig model, StepBatch batch, Deployment deployment, 
   RACKSIM_ASSERT(m.ffn % tp == 0, fmt::format("tensor_parallel {} must divide ffn {}", tp, m.ffn));
   RACKSIM_ASSERT(deployment_.pipeline_parallel <= m.layers, "pipeline_parallel <= layers");
   RACKSIM_ASSERT(batch_.tokens() > 0, "a step processes at least one token");
-  Builder(model_, batch_, deployment_, precision_, graph_).build();
+  shape_ = BatchShape::of(batch_);
+  Builder(model_, shape_, deployment_, precision_, graph_).build();
+}
+
+StepGraph::StepGraph(ModelConfig model, const BatchShape& shape, Deployment deployment, Precision precision)
+    : model_(std::move(model)), shape_(shape), deployment_(deployment), precision_(precision) {
+  RACKSIM_ASSERT(shape_.tokens() > 0, "a step processes at least one token");
+  RACKSIM_ASSERT(model_.heads % deployment_.tensor_parallel == 0 && deployment_.pipeline_parallel <= model_.layers,
+                 "deployment must fit the model");
+  Builder(model_, shape_, deployment_, precision_, graph_).build();
 }
 
 std::vector<std::size_t> StepGraph::topological_order() const {

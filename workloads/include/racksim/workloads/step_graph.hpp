@@ -40,6 +40,23 @@ struct StepBatch {
   [[nodiscard]] static StepBatch prefill_only(std::int64_t batch, std::int64_t tokens, std::int64_t cached = 0);
 };
 
+/// What the step graph needs of a batch: token counts and the sums that attention costs
+/// depend on. A StepBatch reduces to one; the simulator builds one directly without vectors.
+struct BatchShape {
+  std::int64_t prefill_tokens = 0;  ///< query tokens of all prefill chunks
+  std::int64_t prefill_seqs = 0;    ///< prefill chunks
+  double prefill_pairs = 0;         ///< sum over chunks of q*c + q(q+1)/2 (causal (query, key) pairs)
+  double prefill_cached = 0;        ///< sum over chunks of tokens already cached
+  std::int64_t decode_seqs = 0;
+  double decode_pairs = 0;          ///< sum over decodes of context + 1
+  double decode_cached = 0;         ///< sum over decodes of context
+  std::int64_t sampled = 0;         ///< sequences that get logits (decodes + prompt-ending chunks)
+
+  [[nodiscard]] std::int64_t tokens() const noexcept { return prefill_tokens + decode_seqs; }
+  /// The sums of a concrete batch.
+  [[nodiscard]] static BatchShape of(const StepBatch& b);
+};
+
 /// How one model replica is split over GPUs (TensorRT-LLM semantics: expert_parallel divides
 /// tensor_parallel; MoE layers run expert_parallel x (tensor_parallel / expert_parallel)).
 struct Deployment {
@@ -63,10 +80,13 @@ using OpGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirecti
 class StepGraph {
  public:
   StepGraph(ModelConfig model, StepBatch batch, Deployment deployment, Precision precision);
+  /// A graph from batch sums only (batch() is then empty): what the simulator costs.
+  StepGraph(ModelConfig model, const BatchShape& shape, Deployment deployment, Precision precision);
 
   [[nodiscard]] const OpGraph& graph() const noexcept { return graph_; }
   [[nodiscard]] const ModelConfig& model() const noexcept { return model_; }
   [[nodiscard]] const StepBatch& batch() const noexcept { return batch_; }
+  [[nodiscard]] const BatchShape& shape() const noexcept { return shape_; }
   [[nodiscard]] const Deployment& deployment() const noexcept { return deployment_; }
   [[nodiscard]] const Precision& precision() const noexcept { return precision_; }
   [[nodiscard]] std::size_t size() const noexcept { return boost::num_vertices(graph_); }
@@ -77,10 +97,18 @@ class StepGraph {
  private:
   ModelConfig model_;
   StepBatch batch_;
+  BatchShape shape_;
   Deployment deployment_;
   Precision precision_;
   OpGraph graph_;
 };
+
+/// The decode-attention op of one layer for `shape`'s decode sequences (per GPU of the replica).
+[[nodiscard]] Op make_attention_decode(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& shape,
+                                       int layer);
+/// The prefill-attention op of one layer for `shape`'s prefill chunks.
+[[nodiscard]] Op make_attention_prefill(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& shape,
+                                        int layer);
 
 /// Layers held by each pipeline stage: layers split as evenly as possible, earlier stages take
 /// the remainder (TensorRT-LLM's default split).

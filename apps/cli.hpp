@@ -29,6 +29,9 @@ void write_json(const std::string& path, const nlohmann::json& j);
 int cmd_hw(const Args& args);
 int cmd_model(const Args& args);
 int cmd_graph(const Args& args);
+int cmd_simulate(const Args& args);
+int cmd_validate(const Args& args);
 int cmd_version(const Args& args);
+int cmd_calibrate(const Args& args);
 
 }  // namespace racksim::cli

@@ -18,10 +18,13 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"simulate", "discrete-event simulation of a serving scenario: throughput, latency percentiles, power", racksim::cli::cmd_simulate},
+    {"validate", "run the calibration-set scenarios: predicted, published, error; exit 4 above --threshold", racksim::cli::cmd_validate},
     {"hw", "hardware catalog: 'hw list', 'hw show ID' (every figure with its source)", racksim::cli::cmd_hw},
     {"model", "model catalog: 'model list', 'model show ID' (parameters, bytes per precision)", racksim::cli::cmd_model},
     {"graph", "operator graph of one step of a scenario, with each op's cost and bound", racksim::cli::cmd_graph},
     {"version", "version and build features", racksim::cli::cmd_version},
+    {"calibrate", "fit hardware-model factors to measurement files; write them with a residual report", racksim::cli::cmd_calibrate},
 };
 
 void usage(std::FILE* to) {

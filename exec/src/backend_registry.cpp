@@ -1,7 +1,13 @@
 #include "racksim/exec/backend.hpp"
 
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/cuda_ops.hpp"
+
 #ifdef RACKSIM_HAVE_CUDA
 #include "cuda/device_info.hpp"
+#include "cuda/fp4_gemm_small_m.hpp"
 #endif
 
 namespace racksim::exec {
@@ -9,6 +15,8 @@ namespace racksim::exec {
 const Registry<BackendStatus>& backend_registry() {
   static const Registry<BackendStatus> registry = [] {
     Registry<BackendStatus> r("backend");
+    r.add("cpu", "CPU reference: FP32 math over NVFP4/MXFP4-packed weights, small models, one GPU's graph",
+          [] { return std::string("built; FP32 activations and KV cache, weights nvfp4, mxfp4 or bf16, parallel sizes 1"); });
 #ifdef RACKSIM_HAVE_CUDA
     r.add("cuda", "CUDA GPUs: cuBLASLt GEMMs, NCCL collectives, NVML power", [] { return cuda::device_summary(); });
 #else
@@ -24,6 +32,20 @@ int cuda_device_count() {
   return cuda::device_count();
 #else
   return 0;
+#endif
+}
+
+std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w) {
+  if (w.format != DType::nvfp4 || w.cols % 16 != 0 || m < 1 || m > 16 || x.size() != static_cast<std::size_t>(m * w.cols))
+    throw InputError(fmt::format("cuda_fp4_gemm_small_m: needs NVFP4 weights with K % 16 == 0, 1 <= m <= 16 and x of m x K "
+                                 "(got {} weights, K = {}, m = {}, {} x values)",
+                                 to_string(w.format), w.cols, m, x.size()));
+#ifdef RACKSIM_HAVE_CUDA
+  std::vector<float> y(static_cast<std::size_t>(m * w.rows));
+  cuda::fp4_gemm_small_m(x.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, y.data());
+  return y;
+#else
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }
 

@@ -26,6 +26,7 @@ std::string_view to_string(CollectiveAlgorithm a) noexcept {
     case CollectiveAlgorithm::tree: return "tree";
     case CollectiveAlgorithm::nvls: return "nvls";
     case CollectiveAlgorithm::direct: return "direct";
+    case CollectiveAlgorithm::measured: return "nccl";
   }
   return "?";
 }
@@ -40,7 +41,30 @@ const Registry<CostModelFactory>& cost_model_registry() {
   return registry;
 }
 
-RooflineCostModel::RooflineCostModel(const SystemSpec& system) : system_(system), eff_(efficiency_for(system.gpu.id)) {}
+RooflineCostModel::RooflineCostModel(const SystemSpec& system, bool use_calibrated)
+    : system_(system), eff_(efficiency_for(system.gpu.id)), cal_(use_calibrated ? calibrated_for(system.gpu.id) : nullptr) {}
+
+OpCost RooflineCostModel::calibrated_gemm(const Op& op, const CalibratedGemm& g, DType fitted_format) const {
+  // docs/calibration.md: the fitted latency model replaces roofline + launch for GEMMs; its t0
+  // is the measured fixed time of one call (launch included). A format carried from another
+  // (mxfp4 <- nvfp4, fp16 <- bf16) keeps the fitted efficiencies and uses its own peak.
+  const GpuSpec& gpu = system_.gpu;
+  const double peak = gpu.peak(op.in_dtype)->value;
+  const auto t = g.model.time(static_cast<double>(op.m), static_cast<double>(op.n), static_cast<double>(op.k), op.bytes(), peak,
+                              gpu.hbm_bandwidth.value);
+  OpCost c;
+  c.compute_s = t.compute_s;
+  c.memory_s = t.memory_s;
+  c.launch_s = t.fixed_s;
+  c.time_s = t.total_s;
+  if (t.fixed_s > std::max(t.compute_s, t.memory_s)) c.bound = Bound::launch;
+  else c.bound = t.compute_s >= t.memory_s ? Bound::compute : Bound::memory;
+  c.compute_efficiency = t.compute_s > 0 ? op.flops / (peak * t.compute_s) : g.model.compute_efficiency;
+  c.memory_efficiency = g.model.memory_efficiency;
+  c.carried = fitted_format != op.in_dtype;
+  c.provenance = c.carried ? "carried" : "calibrated";
+  return c;
+}
 
 double RooflineCostModel::vector_flops_per_s() const noexcept {
   return system_.gpu.sm_count.value * 128.0 * 2.0 * system_.gpu.boost_clock.value;
@@ -59,8 +83,18 @@ OpCost RooflineCostModel::collective(OpKind kind, double bytes, int n) const {
   OpCost best;
   best.launch_s = 0;  // the collective's base latency already holds its launch
   if (n <= 1) return finish(best);
-  const auto& p = eff_.collectives;
   const bool in_domain = n <= system_.domain_size();
+  if (cal_ && in_domain && kind != OpKind::send_recv) {
+    // Fitted on this GPU for exactly this op and GPU count: NCCL's own algorithm choice at
+    // each size, as measured (docs/calibration.md). Other counts fall back to the seed model.
+    if (const CalibratedCollective* cc = cal_->collective(std::string(to_string(kind)), n)) {
+      best.network_s = cc->time(bytes);
+      best.algorithm = CollectiveAlgorithm::measured;
+      best.provenance = "calibrated";
+      return finish(best);
+    }
+  }
+  const auto& p = eff_.collectives;
   // Inside an NVLink domain each GPU drives its NVLink ports; across domains its NIC.
   const double link = in_domain ? system_.gpu.nvlink_bandwidth.value : system_.gpu.nic_bandwidth.value;
   const double nn = n;
@@ -110,11 +144,18 @@ OpCost RooflineCostModel::cost(const Op& op) const {
   c.launch_s = g.launch_overhead.value;
   const double bytes = op.bytes();
   c.memory_efficiency = eff_.memory.at(bytes);
+  if (eff_.memory.carried) c.carried = true, c.provenance = "carried";
   c.memory_s = bytes / (g.hbm_bandwidth.value * c.memory_efficiency);
   switch (op.kind) {
     case OpKind::gemm:
     case OpKind::moe_gemm: {
       const Figure* peak = g.peak(op.in_dtype);
+      if (cal_ && peak) {
+        if (auto it = cal_->gemm.find(op.in_dtype); it != cal_->gemm.end()) return calibrated_gemm(op, it->second, op.in_dtype);
+        // Same tensor-core path, other element encoding: carry the fitted efficiencies.
+        const DType alt = op.in_dtype == DType::mxfp4 ? DType::nvfp4 : op.in_dtype == DType::fp16 ? DType::bf16 : op.in_dtype;
+        if (auto it = cal_->gemm.find(alt); alt != op.in_dtype && it != cal_->gemm.end()) return calibrated_gemm(op, it->second, alt);
+      }
       if (!peak)
         throw InfeasibleError(fmt::format("{} has no {} tensor cores for {} (it has {})", g.id, to_string(op.in_dtype), op.name,
                                           [&] {
@@ -122,7 +163,9 @@ OpCost RooflineCostModel::cost(const Op& op) const {
                                             for (const auto& [t, f] : g.dense_peak) s += (s.empty() ? "" : ", ") + std::string(to_string(t));
                                             return s;
                                           }()));
-      c.compute_efficiency = eff_.gemm_curve(op.in_dtype).at(op.flops);
+      const EfficiencyCurve curve = eff_.gemm_curve(op.in_dtype);
+      c.compute_efficiency = curve.at(op.flops);
+      if (curve.carried) c.carried = true, c.provenance = "carried";
       c.compute_s = op.flops / (peak->value * c.compute_efficiency);
       break;
     }
@@ -133,6 +176,7 @@ OpCost RooflineCostModel::cost(const Op& op) const {
       // the special-function units in parallel: the slower of the two bounds compute.
       const DType math = (op.weight_dtype == DType::fp8 && g.peak(DType::fp8)) ? DType::fp8 : DType::bf16;
       c.compute_efficiency = eff_.attention_prefill;
+      if (eff_.attention_carried) c.carried = true, c.provenance = "carried";
       const double tensor_s = op.flops / (g.peak(math)->value * c.compute_efficiency);
       const double exp_s = op.exp_ops / g.exp_throughput.value;
       c.compute_s = std::max(tensor_s, exp_s);

@@ -58,13 +58,30 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   YAML::Node root = load_yaml_file(path);
   auto source = std::make_shared<YamlSource>();
   source->file = path;
+  // `--set system.KEY=...` on a scenario whose system is a plain id: make it {id: ...} first.
+  for (const auto& o : overrides)
+    if (o.starts_with("system.") && root["system"] && root["system"].IsScalar()) {
+      const std::string id = root["system"].Scalar();
+      root["system"] = YAML::Node(YAML::NodeType::Map);
+      root["system"]["id"] = id;
+    }
   for (const auto& o : overrides) apply_override(root, o, *source);
   YamlMap y = YamlMap::root(root, source);
 
   Scenario s;
   s.file = path;
   s.name = y.has("name") ? y.string("name") : std::filesystem::path(path).stem().string();
-  s.system = find_system(y.string("system"), y.origin("system"), "system");
+  // system: an id or path, or a mapping {id: ..., gpu_power_limit_w: ...} so that
+  // `--set system.gpu_power_limit_w=500` caps every GPU of the system.
+  if (y.has("system") && y.node("system").IsMap()) {
+    YamlMap sys = y.map("system");
+    s.system = find_system(sys.string("id"), sys.origin("id"), "system.id");
+    if (sys.has("gpu_power_limit_w"))
+      s.gpu_power_limit_w = sys.number("gpu_power_limit_w", s.system.gpu.idle_power.value + 1, s.system.gpu.power_limit.value);
+    sys.finish();
+  } else {
+    s.system = find_system(y.string("system"), y.origin("system"), "system");
+  }
   s.model = find_model(y.string("model"), y.origin("model"), "model");
 
   YamlMap p = y.map("precision");
@@ -114,7 +131,12 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   s.serving.max_num_tokens = sv.integer("max_num_tokens", 1, 1 << 24);
   s.serving.chunked_prefill = sv.has("chunked_prefill") ? sv.boolean("chunked_prefill") : true;
   s.serving.kv_block_tokens = sv.has("kv_block_tokens") ? sv.integer("kv_block_tokens", 1, 1 << 16) : 32;
-  s.serving.kv_memory_fraction = sv.has("kv_memory_fraction") ? sv.number("kv_memory_fraction", 0.01, 1.0) : 0.9;
+  s.serving.kv_memory_fraction = sv.has("kv_memory_fraction") ? sv.number("kv_memory_fraction", 1e-6, 1.0) : 0.9;
+  static constexpr std::array<std::string_view, 2> kPolicies = {"guaranteed_no_evict", "max_utilization"};
+  if (sv.has("capacity_policy")) s.serving.capacity_policy = sv.choice("capacity_policy", kPolicies);
+  static constexpr std::array<std::string_view, 3> kRouters = {"input_balanced", "least_loaded", "round_robin"};
+  if (sv.has("router")) s.serving.router = sv.choice("router", kRouters);
+  if (sv.has("fixed_step_time")) s.serving.fixed_step_time_s = sv.quantity("fixed_step_time", Dimension::seconds);
   sv.finish();
 
   YamlMap w = y.map("workload");
@@ -150,6 +172,7 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   }
   w.finish();
 
+  if (s.gpu_power_limit_w <= 0) s.gpu_power_limit_w = s.system.gpu.power_limit.value;
   s.seed = y.has("seed") ? static_cast<std::uint64_t>(y.integer("seed", 0, std::int64_t{1} << 62)) : 1;
   y.finish();
 

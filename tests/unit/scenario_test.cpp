@@ -54,7 +54,7 @@ TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenari
   CHECK(code_of(path) == ExitCode::bad_input);
   CHECK_THROWS_WITH(load_scenario(path), path + ": serving.kv_blok_tokens: unknown key (did you mean 'kv_block_tokens'?); "
                                                 "allowed here: max_batch_size, max_num_tokens, chunked_prefill, kv_block_tokens, "
-                                                "kv_memory_fraction");
+                                                "kv_memory_fraction, capacity_policy, router, fixed_step_time");
 }
 
 TEST_CASE("an unknown dtype is an input error listing the allowed ones", "[sim][scenario]") {

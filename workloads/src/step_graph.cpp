@@ -183,8 +183,16 @@ class Builder {
     // RoPE rotates q and k of every token.
     Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 3, 1), {qkv});
     Vertex attn = rope;
-    if (b_.prefill_seqs > 0) attn = add(make_attention_prefill(m_, dep_, p_, b_, l), {attn});
-    if (b_.decode_seqs > 0) attn = add(make_attention_decode(m_, dep_, p_, b_, l), {attn});
+    if (b_.prefill_seqs > 0) {
+      Op a = make_attention_prefill(m_, dep_, p_, b_, l);
+      a.name = pre + "attention_prefill";
+      attn = add(std::move(a), {attn});
+    }
+    if (b_.decode_seqs > 0) {
+      Op a = make_attention_decode(m_, dep_, p_, b_, l);
+      a.name = pre + "attention_decode";
+      attn = add(std::move(a), {attn});
+    }
     Vertex o = add(gemm(pre + "o_proj", l, T_, m_.hidden, heads_ * hd, act_, p_.weights, DType::bf16, pre + "o_proj"), {attn});
     all_reduce(pre + "attn_all_reduce", l, o);
     Vertex res1 = add(elementwise(pre + "attn_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {o, hidden_});
@@ -289,7 +297,6 @@ Op attention_common(const ModelConfig& m, const Deployment& dep, const Precision
 
 Op make_attention_prefill(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& b, int layer) {
   Op op = attention_common(m, dep, p, layer);
-  op.name = fmt::format("layers.{}.attention_prefill", layer);
   op.kind = OpKind::attention_prefill;
   const I heads = op.n, hd = op.k, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
   const double q_tokens = d(b.prefill_tokens);
@@ -307,7 +314,6 @@ Op make_attention_prefill(const ModelConfig& m, const Deployment& dep, const Pre
 
 Op make_attention_decode(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& b, int layer) {
   Op op = attention_common(m, dep, p, layer);
-  op.name = fmt::format("layers.{}.attention_decode", layer);
   op.kind = OpKind::attention_decode;
   const I heads = op.n, hd = op.k, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
   const double seqs = d(b.decode_seqs);

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "racksim/common/registry.hpp"
+#include "racksim/hwmodels/calibrated.hpp"
 #include "racksim/hwmodels/efficiency.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 #include "racksim/workloads/op.hpp"
@@ -19,7 +20,8 @@ enum class Bound { compute, memory, network, launch };
 [[nodiscard]] std::string_view to_string(Bound b) noexcept;
 
 /// Collective algorithms of the interconnect model.
-enum class CollectiveAlgorithm { none, ring, tree, nvls, direct };
+/// `measured`: a calibrated fit of the library's own choice at each size (NCCL's tuner), printed "nccl".
+enum class CollectiveAlgorithm { none, ring, tree, nvls, direct, measured };
 [[nodiscard]] std::string_view to_string(CollectiveAlgorithm a) noexcept;
 
 /// An op's predicted time and its parts.
@@ -33,6 +35,11 @@ struct OpCost {
   CollectiveAlgorithm algorithm = CollectiveAlgorithm::none;
   double compute_efficiency = 0;  ///< the efficiency used for compute_s
   double memory_efficiency = 0;   ///< the efficiency used for memory_s
+  /// Where the op's efficiency factors came from: "calibrated" (fitted on this GPU's own
+  /// measurements, hwmodels/data/calibrated/), "seed" (this GPU's seed curves,
+  /// hwmodels/data/efficiency/), or "carried" (taken from another GPU or format).
+  std::string provenance = "seed";
+  bool carried = false;  ///< true when provenance is "carried", or a seed curve is itself carried
 };
 
 /// Turns ops into times on one system.
@@ -53,7 +60,9 @@ using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSp
 /// Roofline parameters exposed for tests and docs.
 class RooflineCostModel final : public CostModel {
  public:
-  explicit RooflineCostModel(const SystemSpec& system);
+  /// Uses the GPU's calibrated factors when hwmodels/data/calibrated/ has them and
+  /// `use_calibrated`; the seed efficiency curves otherwise.
+  explicit RooflineCostModel(const SystemSpec& system, bool use_calibrated = true);
   [[nodiscard]] std::string_view name() const noexcept override { return "roofline"; }
   [[nodiscard]] OpCost cost(const Op& op) const override;
 
@@ -62,11 +71,15 @@ class RooflineCostModel final : public CostModel {
   /// FP32 CUDA-core FLOP/s: SMs x 128 lanes x 2 (FMA) x boost clock (CUDA C++ Programming
   /// Guide, arithmetic instruction throughput: 128 FP32 results/clock/SM on cc 9.0 and 10.x).
   [[nodiscard]] double vector_flops_per_s() const noexcept;
+  /// Calibrated factors in use, or nullptr (seed curves only).
+  [[nodiscard]] const CalibratedFactors* calibrated() const noexcept { return cal_; }
 
  private:
   [[nodiscard]] OpCost finish(OpCost c) const;
+  [[nodiscard]] OpCost calibrated_gemm(const Op& op, const CalibratedGemm& g, DType fitted_format) const;
   SystemSpec system_;
   const EfficiencyTable& eff_;
+  const CalibratedFactors* cal_ = nullptr;
 };
 
 }  // namespace racksim

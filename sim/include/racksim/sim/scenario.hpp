@@ -31,6 +31,16 @@ struct ServingConfig {
   bool chunked_prefill = true;
   std::int64_t kv_block_tokens = 0;
   double kv_memory_fraction = 0;
+  /// KV admission: guaranteed_no_evict reserves prompt + output blocks up front (TensorRT-LLM's
+  /// GUARANTEED_NO_EVICT); max_utilization admits on current need and preempts the newest
+  /// sequence, to be recomputed, when the cache runs out (MAX_UTILIZATION / vLLM recompute).
+  std::string capacity_policy = "guaranteed_no_evict";
+  /// How requests are spread over replicas: input_balanced (fewest input tokens so far, NVIDIA's
+  /// isl_load_balancing), least_loaded (fewest tokens outstanding), round_robin.
+  std::string router = "input_balanced";
+  /// > 0: every iteration takes this long whatever it holds, instead of the cost model's time
+  /// (closed-form checks and what-if studies).
+  double fixed_step_time_s = 0;
 };
 
 /// The requests and their arrival.
@@ -57,6 +67,7 @@ struct Scenario {
   ServingConfig serving;
   WorkloadConfig workload;
   std::uint64_t seed = 0;
+  double gpu_power_limit_w = 0;  ///< the cap in force: the datasheet limit or system.gpu_power_limit_w
 };
 
 /// Per-GPU memory plan of one deployment (bytes).

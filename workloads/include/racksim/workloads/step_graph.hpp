@@ -103,7 +103,8 @@ class StepGraph {
   OpGraph graph_;
 };
 
-/// The decode-attention op of one layer for `shape`'s decode sequences (per GPU of the replica).
+/// The decode-attention op of one layer for `shape`'s decode sequences (per GPU of the replica);
+/// unnamed, so the simulator's hot path allocates nothing.
 [[nodiscard]] Op make_attention_decode(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& shape,
                                        int layer);
 /// The prefill-attention op of one layer for `shape`'s prefill chunks.

@@ -1,0 +1,43 @@
+// racksim calibrate --measurements FILE... --out DIR
+
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "racksim/calibrate/aic_import.hpp"
+#include "racksim/calibrate/calibration.hpp"
+#include "racksim/common/error.hpp"
+
+namespace racksim::cli {
+
+int cmd_calibrate(const Args& args) {
+  po::options_description desc("calibrate options");
+  std::vector<std::string> files;
+  std::string out;
+  desc.add_options()("measurements", po::value(&files)->multitoken()->required(),
+                     "measurement files (racksim JSON, or the aiconfigurator GEMM/NCCL CSVs)")(
+      "out", po::value(&out)->required(), "directory for <gpu>.yaml, residuals.md and residuals.json");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (!parse(args, desc, pos, vm, "racksim calibrate --measurements FILE... --out DIR")) return 0;
+  std::map<std::string, std::size_t> skipped;
+  const auto inputs = calibrate::load_measurement_inputs(files, &skipped);
+  calibrate::CalibrationResult r = calibrate::run_calibration(inputs, fmt::format("racksim {} calibrate", RACKSIM_VERSION));
+  for (const auto& [why, n] : skipped) r.skipped[why] += n;
+  const auto written = calibrate::write_calibration(r, out);
+  fmt::print("{:<10} {:<22} {:>7} {:>16} {:>15}\n", "gpu", "family", "points", "held-out median", "held-out worst");
+  for (const auto& g : r.gpus) {
+    for (const auto& [t, c] : g.gemm)
+      fmt::print("{:<10} {:<22} {:>7} {:>15.1f}% {:>14.1f}%\n", g.gpu, fmt::format("gemm {}", to_string(t)), c.points,
+                 c.holdout_median_error * 100, c.holdout_worst_error * 100);
+    for (const auto& c : g.collectives)
+      fmt::print("{:<10} {:<22} {:>7} {:>15.1f}% {:>14.1f}%\n", g.gpu, fmt::format("{} x{}", c.op, c.ranks), c.efficiency.size(),
+                 c.holdout_median_error * 100, c.holdout_worst_error * 100);
+  }
+  for (const auto& [why, n] : r.skipped) fmt::print("skipped {} records: {}\n", n, why);
+  for (const auto& p : written) fmt::print("wrote {}\n", p);
+  return 0;
+}
+
+}  // namespace racksim::cli

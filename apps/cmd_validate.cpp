@@ -1,0 +1,100 @@
+// racksim validate [CASES.yaml] [--threshold PCT] [--markdown FILE] [--json FILE]
+// Runs the calibration-set scenarios and prints predicted, published and error for each.
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "racksim/common/error.hpp"
+#include "racksim/common/output.hpp"
+#include "racksim/common/yaml_reader.hpp"
+#include "racksim/sim/simulation.hpp"
+
+namespace racksim::cli {
+namespace {
+
+struct Case {
+  std::string name, scenario, metric, source;
+  std::int64_t requests = 0;
+  bool find_max = false;
+  double published = 0;
+};
+
+double metric_of(const SimResult& r, const std::string& m) {
+  if (m == "output_tokens_per_s") return r.output_tokens_per_s;
+  if (m == "system_avg_w") return r.system_avg_w;
+  if (m == "ttft_p99_ms") return r.ttft_ms.p99;
+  if (m == "tpot_p99_ms") return r.tpot_ms.p99;
+  return NAN;
+}
+
+}  // namespace
+
+int cmd_validate(const Args& args) {
+  po::options_description desc("validate options");
+  std::string cases_path = "examples/validation/calibration-set.yaml", markdown, json;
+  double threshold = 0;
+  desc.add_options()("cases", po::value(&cases_path), "case list (default examples/validation/calibration-set.yaml)")(
+      "threshold", po::value(&threshold), "exit 4 if any |error| exceeds this many percent")(
+      "markdown", po::value(&markdown), "write the table as Markdown to FILE")("json", po::value(&json), "write JSON to FILE ('-' for stdout)");
+  po::positional_options_description pos;
+  pos.add("cases", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, pos, vm, "racksim validate [CASES.yaml] [--threshold PCT] [--markdown FILE] [--json FILE]")) return 0;
+  if (!markdown.empty()) check_output_path(markdown, "--markdown");
+  if (!json.empty()) check_output_path(json, "--json");
+
+  auto src = std::make_shared<YamlSource>();
+  src->file = cases_path;
+  YamlMap root = YamlMap::root(load_yaml_file(cases_path), src);
+  std::vector<Case> cases;
+  static constexpr std::string_view kMetrics[] = {"output_tokens_per_s", "system_avg_w", "ttft_p99_ms", "tpot_p99_ms"};
+  for (const YamlMap& c : root.map_list("cases")) {
+    Case k;
+    k.name = c.string("name");
+    k.scenario = (std::filesystem::path(cases_path).parent_path() / c.string("scenario")).lexically_normal().string();
+    k.requests = c.has("requests") ? c.integer("requests", 1, std::int64_t{1} << 40) : 0;
+    k.find_max = c.has("find_max_qps") && c.boolean("find_max_qps");
+    k.metric = c.choice("metric", kMetrics);
+    k.published = c.number("published", 1e-9, 1e15);
+    k.source = c.string("source");
+    c.finish();
+    cases.push_back(k);
+  }
+  root.finish();
+
+  // Cases sharing a scenario, request count and search run once.
+  std::map<std::string, SimResult> runs;
+  nlohmann::json rows = nlohmann::json::array();
+  std::string md = "| case | metric | predicted | published | error | source |\n|---|---|---|---|---|---|\n";
+  bool failed = false;
+  if (json != "-") fmt::print("{:<36} {:<20} {:>12} {:>12} {:>8}\n", "case", "metric", "predicted", "published", "error");
+  for (const auto& c : cases) {
+    const std::string key = fmt::format("{}|{}|{}", c.scenario, c.requests, c.find_max);
+    if (!runs.count(key)) {
+      std::vector<std::string> sets;
+      if (c.requests) sets.push_back(fmt::format("workload.requests={}", c.requests));
+      const Scenario s = load_scenario(c.scenario, sets);
+      runs[key] = c.find_max ? find_max_qps(s) : simulate(s);
+    }
+    const double predicted = metric_of(runs[key], c.metric);
+    const double err = 100.0 * (predicted - c.published) / c.published;
+    if (threshold > 0 && std::fabs(err) > threshold) failed = true;
+    if (json != "-") fmt::print("{:<36} {:<20} {:>12.1f} {:>12.1f} {:>+7.1f}%\n", c.name, c.metric, predicted, c.published, err);
+    md += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:+.1f}% | {} |\n", c.name, c.metric, predicted, c.published, err, c.source);
+    rows.push_back({{"case", c.name}, {"metric", c.metric}, {"predicted", predicted}, {"published", c.published},
+                    {"error_pct", err}, {"scenario", c.scenario}, {"requests", c.requests}, {"find_max_qps", c.find_max}});
+  }
+  if (!markdown.empty()) write_output(markdown, md);
+  if (!json.empty()) write_json(json, {{"cases", rows}, {"threshold_pct", threshold}});
+  if (failed) {
+    fmt::print(stderr, "error: at least one case is off by more than {}%\n", threshold);
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace racksim::cli

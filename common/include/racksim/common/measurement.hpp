@@ -1,0 +1,89 @@
+#pragma once
+/// Measurement files: what the executor's benchmarks write and calibration reads (JSON, strict).
+/// One file holds one run on one device: a header (device, software, clocks, provenance) and
+/// records keyed by op identity (kind, shape, dtypes; collectives: op, ranks, bytes).
+/// Format and keys: docs/calibration.md.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace racksim {
+
+/// Schema tag written into and required from every file.
+inline constexpr std::string_view kMeasurementSchema = "racksim-measurements/1";
+
+/// Where and how a run was measured: enough to reproduce it and to judge a factor fitted on it.
+struct MeasurementRun {
+  std::string device;        ///< device name as the driver reports it ("NVIDIA H100 80GB HBM3")
+  std::string gpu;           ///< catalog GPU id ("h100-sxm"), or "" if the device is not in the catalog
+  std::string system;        ///< system or host description ("h100_sxm", "dgx-h100"), free text
+  std::string driver;        ///< driver version, "" if unknown
+  std::string cuda;          ///< CUDA runtime version, "" if unknown
+  std::string nccl;          ///< NCCL version, "" if unknown or unused
+  std::string software;      ///< kernel library and version ("TensorRT-LLM 1.3.0rc20 torch_flow")
+  std::optional<double> sm_clock_mhz;       ///< SM clock during the run
+  std::optional<double> memory_clock_mhz;   ///< memory clock during the run
+  std::optional<double> power_limit_w;      ///< enforced power limit
+  std::string date;          ///< when measured (ISO 8601), "" if unknown
+  std::string commit;        ///< racksim (or source data) commit the run came from
+  std::string source;        ///< where the numbers come from: a bench command line or a data set path
+};
+
+/// What one record measured; the fields that do not apply to its kind stay 0 / "".
+struct MeasuredOp {
+  std::string kind;          ///< one of measurement_kinds(): "gemm", "all_reduce", ...
+  std::int64_t m = 0;        ///< GEMM / elementwise shape
+  std::int64_t n = 0;
+  std::int64_t k = 0;
+  std::string a_dtype;       ///< GEMM A operand = compute format (a DType name)
+  std::string w_dtype;       ///< GEMM B operand (weights)
+  std::string c_dtype;       ///< GEMM output
+  std::string dtype;         ///< collectives and memory ops: element type ("fp16", "bf16", "int8", ...)
+  int ranks = 0;             ///< collectives: GPUs in the group
+  double bytes = 0;          ///< collectives: nccl-tests "size" (buffer per rank); memory ops: bytes moved
+  std::string algorithm;     ///< collectives: algorithm/protocol if forced ("ring", "nvls"), "" = library's choice
+
+  /// One-line identity used to join measurements to predictions and to sort records.
+  [[nodiscard]] std::string identity() const;
+};
+
+/// One measured op: timings over `reps` repetitions, and what it moved and computed.
+struct MeasurementRecord {
+  MeasuredOp op;
+  double time_median_s = 0;
+  std::optional<double> time_min_s;
+  std::optional<double> time_max_s;
+  std::int64_t reps = 0;               ///< timed repetitions; 0 if the source does not say
+  std::optional<double> flops;         ///< FLOPs of one call
+  std::optional<double> bytes_moved;   ///< HBM bytes of one call as the benchmark counts them
+  std::optional<double> energy_j;      ///< energy of one call (NVML counter difference / reps)
+  std::optional<double> power_w;       ///< average board power while timing
+};
+
+/// A whole measurement file.
+struct MeasurementFile {
+  MeasurementRun run;
+  std::vector<MeasurementRecord> records;
+  std::string path;  ///< file it was read from (not written)
+};
+
+/// Kinds a record may have: racksim's op kinds plus "reduce_scatter", "memcpy" and "launch".
+[[nodiscard]] std::span<const std::string_view> measurement_kinds() noexcept;
+/// True for the collective kinds (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv).
+[[nodiscard]] bool is_collective_kind(std::string_view kind) noexcept;
+
+/// Parses a measurement file's text; InputError naming `name`, the key path and the value on
+/// a missing, unknown or malformed key.
+[[nodiscard]] MeasurementFile parse_measurements(std::string_view text, const std::string& name);
+/// Reads a measurement file from disk.
+[[nodiscard]] MeasurementFile read_measurements(const std::string& path);
+/// The file's JSON text (2-space indent, records in the given order); parse_measurements reads it back.
+[[nodiscard]] std::string format_measurements(const MeasurementFile& file);
+/// Writes the file atomically (write_output).
+void write_measurements(const std::string& path, const MeasurementFile& file);
+
+}  // namespace racksim

@@ -1,0 +1,425 @@
+#include "racksim/exec/cpu_reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+
+namespace racksim::exec {
+
+namespace {
+
+using I = std::int64_t;
+
+std::size_t z(I v) { return static_cast<std::size_t>(v); }
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a fixed, portable stream, unlike std:: distributions.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(std::uint64_t seed) : s_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t x = (s_ += 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+  }
+  /// Uniform in [-1, 1) with 53 random bits.
+  double symmetric() { return static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0; }
+
+ private:
+  std::uint64_t s_;
+};
+
+/// x rounded to the nearest BF16 value, ties to even (finite inputs).
+float round_bf16(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  float y;
+  std::memcpy(&y, &u, sizeof y);
+  return y;
+}
+
+std::vector<float> bf16_uniform(SplitMix64& rng, I count, double center, double half_width) {
+  std::vector<float> v(z(count));
+  for (auto& x : v) x = round_bf16(static_cast<float>(center + half_width * rng.symmetric()));
+  return v;
+}
+
+LinearWeight make_linear(SplitMix64& rng, I out, I in, DType format) {
+  LinearWeight w;
+  w.out = out;
+  w.in = in;
+  std::vector<float> master(z(out * in));
+  const double a = std::sqrt(3.0 / static_cast<double>(in));
+  for (auto& x : master) x = static_cast<float>(a * rng.symmetric());
+  if (format == DType::bf16) {
+    for (auto& x : master) x = round_bf16(x);
+    w.values = std::move(master);
+  } else {
+    w.packed = quantize_fp4(format, master, out, in);
+    w.values = dequantize(w.packed);
+  }
+  return w;
+}
+
+/// y[r, n] = sum_k x[r, k] w[n, k] for r < rows: FP32, accumulated in k order.
+void matmul(const float* x, I rows, I k, const float* w, I n, float* y) {
+  for (I r = 0; r < rows; ++r)
+    for (I j = 0; j < n; ++j) {
+      float acc = 0.0f;
+      const float* xr = x + r * k;
+      const float* wj = w + j * k;
+      for (I i = 0; i < k; ++i) acc += xr[i] * wj[i];
+      y[r * n + j] = acc;
+    }
+}
+
+void linear(const std::vector<float>& x, I rows, const LinearWeight& w, std::vector<float>& y) {
+  RACKSIM_ASSERT(x.size() >= z(rows * w.in), "linear input holds rows x in values");
+  y.assign(z(rows * w.out), 0.0f);
+  matmul(x.data(), rows, w.in, w.values.data(), w.out, y.data());
+}
+
+/// y = x / sqrt(mean(x^2) + eps) * weight, per row of width `n`.
+void rmsnorm(const std::vector<float>& x, I rows, I n, const std::vector<float>& weight, float eps, std::vector<float>& y) {
+  y.assign(z(rows * n), 0.0f);
+  for (I r = 0; r < rows; ++r) {
+    float ss = 0.0f;
+    for (I i = 0; i < n; ++i) ss += x[z(r * n + i)] * x[z(r * n + i)];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+    for (I i = 0; i < n; ++i) y[z(r * n + i)] = x[z(r * n + i)] * inv * weight[z(i)];
+  }
+}
+
+float silu(float g) { return g / (1.0f + std::exp(-g)); }
+
+/// The op's role within its layer: "layers.3.qkv_proj" -> "qkv_proj".
+std::string_view role(const Op& op) {
+  std::string_view n = op.name;
+  if (op.layer >= 0 && n.starts_with("layers.")) {
+    const auto dot = n.find('.', 7);
+    if (dot != std::string_view::npos) n.remove_prefix(dot + 1);
+  }
+  return n;
+}
+
+[[noreturn]] void unsupported(const Op& op) {
+  throw InputError(fmt::format("CPU reference cannot execute op '{}' ({})", op.name, to_string(op.kind)));
+}
+
+}  // namespace
+
+ModelWeights generate_weights(const ModelConfig& m, DType format, std::uint64_t seed) {
+  if (format != DType::nvfp4 && format != DType::mxfp4 && format != DType::bf16)
+    throw InputError(fmt::format("CPU reference weights '{}' not supported; valid: nvfp4, mxfp4, bf16", to_string(format)));
+  SplitMix64 rng(seed);
+  const I h = m.hidden, hd = m.head_dim, f = m.ffn;
+  ModelWeights w;
+  w.embed_tokens = bf16_uniform(rng, I{m.vocab} * h, 0.0, 1.0);
+  for (int l = 0; l < m.layers; ++l) {
+    LayerWeights lw;
+    lw.input_norm = bf16_uniform(rng, h, 1.0, 0.1);
+    lw.post_attn_norm = bf16_uniform(rng, h, 1.0, 0.1);
+    lw.qkv_proj = make_linear(rng, (I{m.heads} + 2 * I{m.kv_heads}) * hd, h, format);
+    lw.o_proj = make_linear(rng, h, I{m.heads} * hd, format);
+    if (m.is_moe()) {
+      lw.router = bf16_uniform(rng, I{m.moe.experts} * h, 0.0, std::sqrt(3.0 / static_cast<double>(h)));
+      for (int e = 0; e < m.moe.experts; ++e) {
+        lw.expert_gate_up.push_back(make_linear(rng, 2 * f, h, format));
+        lw.expert_down.push_back(make_linear(rng, h, f, format));
+      }
+    } else {
+      lw.gate_up_proj = make_linear(rng, 2 * f, h, format);
+      lw.down_proj = make_linear(rng, h, f, format);
+    }
+    w.layers.push_back(std::move(lw));
+  }
+  w.final_norm = bf16_uniform(rng, h, 1.0, 0.1);
+  w.lm_head = m.tied_embeddings ? w.embed_tokens : bf16_uniform(rng, I{m.vocab} * h, 0.0, std::sqrt(3.0 / static_cast<double>(h)));
+  return w;
+}
+
+CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed)
+    : model_(std::move(model)), format_(format), weights_(generate_weights(model_, format, seed)) {
+  const auto& m = model_;
+  RACKSIM_ASSERT(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.kv_heads > 0 && m.head_dim > 0 && m.ffn > 0 && m.vocab > 0,
+                 "model dimensions are positive");
+  RACKSIM_ASSERT(m.heads % m.kv_heads == 0 && m.head_dim % 2 == 0, "GQA groups are whole and head_dim is even");
+  RACKSIM_ASSERT(!m.is_moe() || (m.moe.experts_per_token >= 1 && m.moe.experts_per_token <= m.moe.experts), "1 <= top-k <= experts");
+}
+
+std::int64_t CpuReference::cached_tokens(std::int64_t sequence) const {
+  const auto it = caches_.find(sequence);
+  if (it == caches_.end()) return 0;
+  return static_cast<I>(it->second.k[0].size()) / (I{model_.kv_heads} * model_.head_dim);
+}
+
+void CpuReference::release(std::int64_t sequence) { caches_.erase(sequence); }
+
+StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens) {
+  const ModelConfig& m = model_;
+  const ModelConfig& gm = graph.model();
+  if (gm.hidden != m.hidden || gm.layers != m.layers || gm.heads != m.heads || gm.kv_heads != m.kv_heads ||
+      gm.head_dim != m.head_dim || gm.ffn != m.ffn || gm.vocab != m.vocab || gm.moe.experts != m.moe.experts ||
+      gm.moe.experts_per_token != m.moe.experts_per_token)
+    throw InputError(fmt::format("step graph of model '{}' does not match the CPU reference's model '{}'", gm.id, m.id));
+  const Deployment& dep = graph.deployment();
+  if (dep.tensor_parallel != 1 || dep.pipeline_parallel != 1 || dep.expert_parallel != 1)
+    throw InputError(fmt::format("CPU reference runs one GPU: tensor, pipeline and expert parallel must be 1 (got {}, {}, {})",
+                                 dep.tensor_parallel, dep.pipeline_parallel, dep.expert_parallel));
+  if (graph.precision().weights != format_)
+    throw InputError(fmt::format("step graph weights '{}' but the CPU reference holds '{}'", to_string(graph.precision().weights),
+                                 to_string(format_)));
+
+  // Rows of the step: prefill chunk tokens in order, then one per decode sequence.
+  const StepBatch& batch = graph.batch();
+  if (tokens.prefill.size() != batch.prefill.size() || tokens.decode.size() != batch.decode_contexts.size())
+    throw InputError(fmt::format("step tokens give {} chunks and {} decodes; the graph has {} and {}", tokens.prefill.size(),
+                                 tokens.decode.size(), batch.prefill.size(), batch.decode_contexts.size()));
+  struct Row {
+    std::int64_t sequence;
+    I position;
+    std::int32_t token;
+  };
+  std::vector<Row> rows;
+  std::vector<I> sampled;  // row index of each sampled sequence
+  std::set<std::int64_t> seen;
+  auto check_sequence = [&](std::int64_t seq, I expected_cached, std::string_view what) {
+    if (!seen.insert(seq).second) throw InputError(fmt::format("sequence {} appears twice in one step", seq));
+    if (cached_tokens(seq) != expected_cached)
+      throw InputError(fmt::format("{} of sequence {} expects {} cached tokens; its KV cache holds {}", what, seq, expected_cached,
+                                   cached_tokens(seq)));
+  };
+  for (std::size_t c = 0; c < batch.prefill.size(); ++c) {
+    const PrefillChunk& chunk = batch.prefill[c];
+    const auto& t = tokens.prefill[c];
+    if (static_cast<I>(t.tokens.size()) != chunk.tokens)
+      throw InputError(fmt::format("prefill chunk {} has {} tokens; the graph says {}", c, t.tokens.size(), chunk.tokens));
+    check_sequence(t.sequence, chunk.cached, "prefill chunk");
+    for (I i = 0; i < chunk.tokens; ++i) rows.push_back({t.sequence, chunk.cached + i, t.tokens[z(i)]});
+    if (chunk.last) sampled.push_back(static_cast<I>(rows.size()) - 1);
+  }
+  for (std::size_t d = 0; d < batch.decode_contexts.size(); ++d) {
+    check_sequence(tokens.decode[d].sequence, batch.decode_contexts[d], "decode");
+    sampled.push_back(static_cast<I>(rows.size()));
+    rows.push_back({tokens.decode[d].sequence, batch.decode_contexts[d], tokens.decode[d].token});
+  }
+  for (const Row& r : rows)
+    if (r.token < 0 || r.token >= m.vocab) throw InputError(fmt::format("token id {} outside the vocabulary 0..{}", r.token, m.vocab - 1));
+  for (std::int64_t seq : seen) {
+    KvCache& c = caches_[seq];
+    c.k.resize(z(m.layers));
+    c.v.resize(z(m.layers));
+  }
+
+  const I T = static_cast<I>(rows.size()), S = static_cast<I>(sampled.size());
+  const I H = m.hidden, hd = m.head_dim, nq = m.heads, nkv = m.kv_heads, kv_width = nkv * hd;
+  const I qkv_width = (nq + 2 * nkv) * hd;
+  const float eps = static_cast<float>(m.norm_eps);
+  const int topk = m.moe.experts_per_token;
+
+  std::vector<float> hidden, normed, qkv, attn, branch, gate_up, act, router_logits, logits;
+  struct Assignment {
+    I row;
+    int expert;
+    float weight;
+  };
+  std::vector<Assignment> assignments;
+  StepOutput out;
+
+  // Attention of query row `r` (rope applied) over keys 0..n_keys-1 of its sequence's layer cache.
+  auto attend = [&](I r, int layer, I n_keys) {
+    const KvCache& c = caches_.at(rows[z(r)].sequence);
+    const std::vector<float>& K = c.k[z(layer)];
+    const std::vector<float>& V = c.v[z(layer)];
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> p(z(n_keys));
+    for (I h = 0; h < nq; ++h) {
+      const I g = h / (nq / nkv);
+      const float* q = &qkv[z(r * qkv_width + h * hd)];
+      float mx = -std::numeric_limits<float>::infinity();
+      for (I j = 0; j < n_keys; ++j) {
+        float s = 0.0f;
+        for (I i = 0; i < hd; ++i) s += q[i] * K[z(j * kv_width + g * hd + i)];
+        p[z(j)] = s * scale;
+        mx = std::max(mx, p[z(j)]);
+      }
+      float sum = 0.0f;
+      for (I j = 0; j < n_keys; ++j) sum += (p[z(j)] = std::exp(p[z(j)] - mx));
+      float* o = &attn[z(r * nq * hd + h * hd)];
+      for (I i = 0; i < hd; ++i) o[i] = 0.0f;
+      for (I j = 0; j < n_keys; ++j) {
+        const float pj = p[z(j)] / sum;
+        for (I i = 0; i < hd; ++i) o[i] += pj * V[z(j * kv_width + g * hd + i)];
+      }
+    }
+  };
+  // Appends rows [r0, r1) (one sequence, consecutive positions) to their layer cache.
+  auto append_kv = [&](I r0, I r1, int layer) {
+    KvCache& c = caches_.at(rows[z(r0)].sequence);
+    for (I r = r0; r < r1; ++r) {
+      RACKSIM_ASSERT(static_cast<I>(c.k[z(layer)].size()) == rows[z(r)].position * kv_width, "KV cache in step with positions");
+      const float* k = &qkv[z(r * qkv_width + nq * hd)];
+      c.k[z(layer)].insert(c.k[z(layer)].end(), k, k + kv_width);
+      c.v[z(layer)].insert(c.v[z(layer)].end(), k + kv_width, k + 2 * kv_width);
+    }
+  };
+  auto require_rows = [](const Op& op, I want) {
+    if (op.m != want) throw InputError(fmt::format("op '{}' has m = {}; the step has {} rows for it", op.name, op.m, want));
+  };
+
+  for (std::size_t v : graph.topological_order()) {
+    const Op& op = graph.op(v);
+    const std::string_view what = role(op);
+    const int l = op.layer;
+    const LayerWeights* lw = l >= 0 ? &weights_.layers.at(z(l)) : nullptr;
+    switch (op.kind) {
+      case OpKind::embedding:
+        require_rows(op, T);
+        hidden.assign(z(T * H), 0.0f);
+        for (I r = 0; r < T; ++r)
+          std::copy_n(&weights_.embed_tokens[z(I{rows[z(r)].token} * H)], H, &hidden[z(r * H)]);
+        break;
+      case OpKind::rmsnorm:
+        require_rows(op, T);
+        if (what == "input_norm") rmsnorm(hidden, T, H, lw->input_norm, eps, normed);
+        else if (what == "post_attn_norm") rmsnorm(hidden, T, H, lw->post_attn_norm, eps, normed);
+        else if (what == "final_norm") rmsnorm(hidden, T, H, weights_.final_norm, eps, normed);
+        else unsupported(op);
+        break;
+      case OpKind::gemm:
+        if (what == "lm_head") {
+          require_rows(op, S);
+          std::vector<float> x(z(S * H));
+          for (I s = 0; s < S; ++s) std::copy_n(&normed[z(sampled[z(s)] * H)], H, &x[z(s * H)]);
+          logits.assign(z(S * m.vocab), 0.0f);
+          matmul(x.data(), S, H, weights_.lm_head.data(), m.vocab, logits.data());
+          break;
+        }
+        require_rows(op, T);
+        if (what == "qkv_proj") linear(normed, T, lw->qkv_proj, qkv);
+        else if (what == "o_proj") linear(attn, T, lw->o_proj, branch);
+        else if (what == "gate_up_proj") linear(normed, T, lw->gate_up_proj, gate_up);
+        else if (what == "down_proj") linear(act, T, lw->down_proj, branch);
+        else if (what == "router") {
+          router_logits.assign(z(T * m.moe.experts), 0.0f);
+          matmul(normed.data(), T, H, lw->router.data(), m.moe.experts, router_logits.data());
+        } else unsupported(op);
+        break;
+      case OpKind::rope:
+        // Rotate-half RoPE on q and k heads: (x_i, x_{i+d/2}) by angle pos x theta^(-2i/d).
+        require_rows(op, T);
+        for (I r = 0; r < T; ++r)
+          for (I h = 0; h < nq + nkv; ++h) {
+            float* x = &qkv[z(r * qkv_width + h * hd)];
+            for (I i = 0; i < hd / 2; ++i) {
+              const double freq = std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+              const double angle = static_cast<double>(rows[z(r)].position) * freq;
+              const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+              const float a = x[i], b = x[i + hd / 2];
+              x[i] = a * c - b * s;
+              x[i + hd / 2] = b * c + a * s;
+            }
+          }
+        break;
+      case OpKind::attention_prefill: {
+        require_rows(op, batch.prefill_tokens());
+        attn.resize(z(T * nq * hd), 0.0f);
+        I r0 = 0;
+        for (const PrefillChunk& chunk : batch.prefill) {
+          append_kv(r0, r0 + chunk.tokens, l);
+          // Causal: the chunk's token i sees the cached tokens and chunk tokens 0..i.
+          for (I i = 0; i < chunk.tokens; ++i) attend(r0 + i, l, chunk.cached + i + 1);
+          r0 += chunk.tokens;
+        }
+        break;
+      }
+      case OpKind::attention_decode: {
+        const I first = batch.prefill_tokens();
+        require_rows(op, T - first);
+        attn.resize(z(T * nq * hd), 0.0f);
+        for (I r = first; r < T; ++r) {
+          append_kv(r, r + 1, l);
+          attend(r, l, rows[z(r)].position + 1);
+        }
+        break;
+      }
+      case OpKind::swiglu: {
+        const bool moe = what == "experts.swiglu";
+        if (!moe && what != "swiglu") unsupported(op);
+        const std::vector<float>& in = moe ? act : gate_up;  // MoE: the expert GEMM left its rows in act
+        const I n = m.ffn, count = moe ? static_cast<I>(assignments.size()) : T;
+        require_rows(op, count);
+        std::vector<float> y(z(count * n));
+        for (I r = 0; r < count; ++r)
+          for (I i = 0; i < n; ++i) y[z(r * n + i)] = silu(in[z(r * 2 * n + i)]) * in[z(r * 2 * n + n + i)];
+        act = std::move(y);
+        break;
+      }
+      case OpKind::residual_add:
+        require_rows(op, T);
+        for (std::size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
+        break;
+      case OpKind::moe_router_topk: {
+        // Mixtral: the top-k router logits, softmaxed over those k (ties: lower expert id).
+        require_rows(op, T);
+        assignments.clear();
+        const int E = m.moe.experts;
+        for (I r = 0; r < T; ++r) {
+          std::vector<int> order(z(E));
+          for (int e = 0; e < E; ++e) order[z(e)] = e;
+          const float* lg = &router_logits[z(r * E)];
+          std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[a] > lg[b]; });
+          float sum = 0.0f;
+          std::vector<float> w(z(topk));
+          for (int j = 0; j < topk; ++j) sum += (w[z(j)] = std::exp(lg[order[z(j)]] - lg[order[0]]));
+          for (int j = 0; j < topk; ++j) assignments.push_back({r, order[z(j)], w[z(j)] / sum});
+        }
+        break;
+      }
+      case OpKind::moe_gemm: {
+        const I count = static_cast<I>(assignments.size());
+        require_rows(op, count);
+        if (what == "experts.gate_up_proj") {
+          act.assign(z(count * 2 * m.ffn), 0.0f);
+          for (I a = 0; a < count; ++a) {
+            const LinearWeight& w = lw->expert_gate_up[z(assignments[z(a)].expert)];
+            matmul(&normed[z(assignments[z(a)].row * H)], 1, H, w.values.data(), w.out, &act[z(a * w.out)]);
+          }
+        } else if (what == "experts.down_proj") {
+          branch.assign(z(T * H), 0.0f);
+          std::vector<float> y(z(H));
+          for (I a = 0; a < count; ++a) {
+            const Assignment& as = assignments[z(a)];
+            const LinearWeight& w = lw->expert_down[z(as.expert)];
+            matmul(&act[z(a * m.ffn)], 1, m.ffn, w.values.data(), H, y.data());
+            for (I i = 0; i < H; ++i) branch[z(as.row * H + i)] += as.weight * y[z(i)];
+          }
+        } else unsupported(op);
+        break;
+      }
+      case OpKind::sampling:
+        require_rows(op, S);
+        for (I s = 0; s < S; ++s) {
+          const float* lg = &logits[z(s * m.vocab)];
+          out.sequences.push_back(rows[z(sampled[z(s)])].sequence);
+          out.logits.emplace_back(lg, lg + m.vocab);
+          out.next_tokens.push_back(static_cast<std::int32_t>(std::max_element(lg, lg + m.vocab) - lg));
+        }
+        break;
+      default:
+        unsupported(op);
+    }
+  }
+  return out;
+}
+
+}  // namespace racksim::exec

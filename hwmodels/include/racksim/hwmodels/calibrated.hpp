@@ -1,0 +1,104 @@
+#pragma once
+/// Calibrated factors: fitted by `racksim calibrate` from measurement files and stored beside
+/// the datasheet values (hwmodels/data/calibrated/<gpu>.yaml), never over them. Each factor
+/// carries its provenance. Equations: docs/calibration.md.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "racksim/common/dtype.hpp"
+
+namespace racksim {
+
+/// Where a calibrated factor came from.
+struct Provenance {
+  std::string source;    ///< measurement file or data set
+  std::string device;    ///< device name in the run header
+  std::string software;  ///< kernel library / NCCL version
+  std::string driver;    ///< driver, CUDA version ("" if the source does not say)
+  std::string clocks;    ///< clocks and power limit ("" if the source does not say)
+  std::string date;      ///< date of the measurement or of the data snapshot
+  std::string commit;    ///< commit of the source data or of racksim that measured it
+  std::string fitted_by; ///< command and racksim commit that fitted the factor
+};
+
+/// GEMM latency of one compute format, fitted on this GPU:
+///   tiles = ceil(m/tile_m) ceil(n/tile_n),  waves = ceil(tiles / sm_count)
+///   split = split_k && tiles < sm_count ? floor(sm_count / tiles) : 1
+///   t_c = waves sm_count tile_m tile_n 2 (k / split) / (peak x eff_c) x (1 + k_ramp / k)
+///   t_m = (A + B + C bytes) / (hbm_bandwidth x eff_m)
+///   t   = (t_c^p + t_m^p)^(1/p) + t0 + m k a_element_s
+struct GemmLatencyModel {
+  double tile_m = 128;
+  double tile_n = 128;
+  double sm_count = 132;              ///< tiles that run at once (the datasheet SM count)
+  double compute_efficiency = 0.7;    ///< eff_c: achieved / dense peak on whole waves of long-K tiles
+  double k_ramp = 0;                  ///< K at which pipeline fill halves the efficiency
+  double memory_efficiency = 0.8;     ///< eff_m: achieved / datasheet HBM bandwidth
+  double fixed_latency_s = 0;         ///< t0: launch and prologue/epilogue of one call
+  double blend = 2;                   ///< p: how sharply compute and memory time overlap (p -> inf: max)
+  bool split_k = false;               ///< too few tiles for one wave: K is split over the idle SMs
+  double a_element_s = 0;             ///< per A element: an activation quantize pass inside the timed call
+  std::string form;                   ///< "wave" (tile and wave quantized) or "flat"
+
+  /// Parts of one call's time.
+  struct Time {
+    double compute_s = 0, memory_s = 0, fixed_s = 0, total_s = 0;
+  };
+  /// Time of C[m,n] = A[m,k] B[k,n] with the given peak FLOP/s and HBM bytes/s, moving `bytes`.
+  [[nodiscard]] Time time(double m, double n, double k, double bytes, double peak_flops, double hbm_bytes_per_s) const;
+};
+
+/// One fitted GEMM format with its fit quality.
+struct CalibratedGemm {
+  GemmLatencyModel model;
+  double holdout_median_error = 0;  ///< |fit/measured - 1| on held-out shapes
+  double holdout_worst_error = 0;
+  int points = 0;                   ///< shapes fitted
+  Provenance provenance;
+};
+
+/// One collective (op, GPU count) fitted on this GPU:
+///   t = alpha + bus_factor x bytes / (link_bandwidth x eff(bytes)),
+///   bus_factor = 2(n-1)/n for all_reduce, (n-1)/n for all_gather, reduce_scatter, all_to_all
+///   (nccl-tests busbw convention), eff piecewise linear in log(bytes), clamped at the ends.
+struct CalibratedCollective {
+  std::string op;       ///< all_reduce | all_gather | reduce_scatter | all_to_all
+  int ranks = 0;
+  double alpha_s = 0;   ///< fixed latency
+  double link_bandwidth = 0;  ///< bytes/s per direction the efficiencies refer to (datasheet NVLink)
+  std::vector<std::pair<double, double>> efficiency;  ///< (bytes, busbw / link_bandwidth), bytes ascending
+  double holdout_median_error = 0;
+  double holdout_worst_error = 0;
+  Provenance provenance;
+
+  /// nccl-tests bus factor of `op` over `ranks`.
+  [[nodiscard]] static double bus_factor(const std::string& op, int ranks);
+  /// Time of one call with `bytes` per rank (nccl-tests "size").
+  [[nodiscard]] double time(double bytes) const;
+  /// eff(bytes).
+  [[nodiscard]] double efficiency_at(double bytes) const;
+};
+
+/// Every calibrated factor of one GPU.
+struct CalibratedFactors {
+  std::string gpu;
+  std::map<DType, CalibratedGemm> gemm;
+  std::vector<CalibratedCollective> collectives;
+
+  /// The collective fitted for (op, ranks), or nullptr.
+  [[nodiscard]] const CalibratedCollective* collective(const std::string& op, int ranks) const;
+};
+
+/// The calibrated factors of a catalog GPU, or nullptr if none were fitted.
+[[nodiscard]] const CalibratedFactors* calibrated_for(const std::string& gpu_id);
+/// Parses one calibrated-factors YAML (strict).
+[[nodiscard]] CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string& name);
+/// Writes the YAML that parse_calibrated_yaml reads, with a header comment.
+[[nodiscard]] std::string format_calibrated_yaml(const CalibratedFactors& f, const std::string& header_comment);
+
+}  // namespace racksim

@@ -1,0 +1,217 @@
+#include "racksim/hwmodels/calibrated.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+#include "racksim/common/yaml_reader.hpp"
+#include "racksim/hwmodels/embedded_data.hpp"
+
+namespace racksim {
+
+GemmLatencyModel::Time GemmLatencyModel::time(double m, double n, double k, double bytes, double peak_flops,
+                                              double hbm_bytes_per_s) const {
+  Time t;
+  double flops = 2.0 * m * n * k;
+  if (form == "wave") {
+    // Whole tiles, whole waves: a GEMM one row past a tile multiple pays for a new tile row,
+    // and one tile past a wave pays for a new wave (CUTLASS "tile/wave quantization").
+    const double tiles = std::ceil(m / tile_m) * std::ceil(n / tile_n);
+    const double waves = std::ceil(tiles / sm_count);
+    const double split = split_k && tiles < sm_count ? std::floor(sm_count / tiles) : 1.0;
+    flops = waves * sm_count * tile_m * tile_n * 2.0 * k / split;
+  }
+  t.compute_s = flops / (peak_flops * compute_efficiency) * (1.0 + k_ramp / std::max(k, 1.0));
+  t.memory_s = bytes / (hbm_bytes_per_s * memory_efficiency);
+  t.fixed_s = fixed_latency_s + m * k * a_element_s;
+  t.total_s = std::pow(std::pow(t.compute_s, blend) + std::pow(t.memory_s, blend), 1.0 / blend) + t.fixed_s;
+  return t;
+}
+
+double CalibratedCollective::bus_factor(const std::string& op, int ranks) {
+  const double n = ranks;
+  if (op == "all_reduce") return 2.0 * (n - 1) / n;
+  if (op == "send_recv") return 1.0;
+  return (n - 1) / n;  // all_gather, reduce_scatter, all_to_all (nccl-tests PERFORMANCE.md)
+}
+
+double CalibratedCollective::efficiency_at(double bytes) const {
+  RACKSIM_ASSERT(!efficiency.empty(), "collective efficiency without points");
+  if (bytes <= efficiency.front().first) return efficiency.front().second;
+  if (bytes >= efficiency.back().first) return efficiency.back().second;
+  for (std::size_t i = 1; i < efficiency.size(); ++i) {
+    const auto& [x1, y1] = efficiency[i];
+    if (bytes <= x1) {
+      const auto& [x0, y0] = efficiency[i - 1];
+      const double t = (std::log(bytes) - std::log(x0)) / (std::log(x1) - std::log(x0));
+      return y0 + t * (y1 - y0);
+    }
+  }
+  return efficiency.back().second;
+}
+
+double CalibratedCollective::time(double bytes) const {
+  return alpha_s + bus_factor(op, ranks) * bytes / (link_bandwidth * efficiency_at(bytes));
+}
+
+const CalibratedCollective* CalibratedFactors::collective(const std::string& op, int ranks) const {
+  for (const auto& c : collectives)
+    if (c.op == op && c.ranks == ranks) return &c;
+  return nullptr;
+}
+
+namespace {
+
+Provenance read_provenance(const YamlMap& y) {
+  Provenance p;
+  p.source = y.string("source");
+  p.device = y.string("device");
+  p.software = y.string("software");
+  p.driver = y.string("driver");
+  p.clocks = y.string("clocks");
+  p.date = y.string("date");
+  p.commit = y.string("commit");
+  p.fitted_by = y.string("fitted_by");
+  y.finish();
+  return p;
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string provenance_yaml(const Provenance& p, const std::string& indent) {
+  return fmt::format("{0}provenance:\n{0}  source: {1}\n{0}  device: {2}\n{0}  software: {3}\n{0}  driver: {4}\n"
+                     "{0}  clocks: {5}\n{0}  date: {6}\n{0}  commit: {7}\n{0}  fitted_by: {8}\n",
+                     indent, quote(p.source), quote(p.device), quote(p.software), quote(p.driver), quote(p.clocks),
+                     quote(p.date), quote(p.commit), quote(p.fitted_by));
+}
+
+}  // namespace
+
+CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string& name) {
+  auto src = std::make_shared<YamlSource>();
+  src->file = name;
+  YamlMap y = YamlMap::root(load_yaml_text(text, name), src);
+  CalibratedFactors f;
+  f.gpu = y.string("gpu");
+  if (auto g = y.optional_map("gemm")) {
+    for (const auto& key : g->keys()) {
+      auto dt = parse_dtype(key);
+      if (!dt) g->fail_plain(key, "is not a format; allowed: bf16, fp16, fp8, nvfp4, mxfp4");
+      YamlMap e = g->map(key);
+      CalibratedGemm c;
+      GemmLatencyModel& m = c.model;
+      static constexpr std::string_view kForms[] = {"wave", "flat"};
+      m.form = e.choice("form", kForms);
+      m.tile_m = e.number("tile_m", 1, 4096);
+      m.tile_n = e.number("tile_n", 1, 4096);
+      m.sm_count = e.number("sm_count", 1, 4096);
+      m.compute_efficiency = e.number("compute_efficiency", 1e-3, 1.5);
+      m.k_ramp = e.number("k_ramp", 0, 1e7);
+      m.memory_efficiency = e.number("memory_efficiency", 1e-3, 1.5);
+      m.fixed_latency_s = e.number("fixed_latency_us", 0, 1e6) * 1e-6;
+      m.blend = e.number("blend", 1, 64);
+      m.split_k = e.boolean("split_k");
+      m.a_element_s = e.number("a_element_ps", 0, 1e9) * 1e-12;
+      YamlMap q = e.map("fit");
+      c.points = static_cast<int>(q.integer("points", 0, 1 << 30));
+      c.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
+      c.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
+      q.finish();
+      c.provenance = read_provenance(e.map("provenance"));
+      e.finish();
+      f.gemm[*dt] = std::move(c);
+    }
+    g->finish();
+  }
+  for (const YamlMap& e : y.has("collectives") ? y.map_list("collectives") : std::vector<YamlMap>{}) {
+    CalibratedCollective c;
+    static constexpr std::string_view kOps[] = {"all_reduce", "all_gather", "reduce_scatter", "all_to_all"};
+    c.op = e.choice("op", kOps);
+    c.ranks = static_cast<int>(e.integer("ranks", 2, 1 << 20));
+    c.alpha_s = e.number("alpha_us", 0, 1e6) * 1e-6;
+    c.link_bandwidth = e.number("link_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
+    YAML::Node pts = e.node("efficiency");
+    if (!pts.IsSequence() || pts.size() == 0) e.fail_plain("efficiency", "must be a non-empty list of [bytes, efficiency]");
+    for (std::size_t i = 0; i < pts.size(); ++i) {
+      const YAML::Node& p = pts[i];
+      if (!p.IsSequence() || p.size() != 2) e.fail_plain("efficiency", fmt::format("element {} must be [bytes, efficiency]", i));
+      const double b = p[0].as<double>(), eff = p[1].as<double>();
+      if (!(b > 0) || !(eff > 0 && eff <= 1.5))
+        e.fail_plain("efficiency", fmt::format("element {}: bytes must be > 0 and efficiency in (0, 1.5]", i));
+      if (!c.efficiency.empty() && b <= c.efficiency.back().first) e.fail_plain("efficiency", "bytes must ascend");
+      c.efficiency.emplace_back(b, eff);
+    }
+    YamlMap q = e.map("fit");
+    c.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
+    c.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
+    q.finish();
+    c.provenance = read_provenance(e.map("provenance"));
+    e.finish();
+    f.collectives.push_back(std::move(c));
+  }
+  y.finish();
+  return f;
+}
+
+std::string format_calibrated_yaml(const CalibratedFactors& f, const std::string& header_comment) {
+  std::string out;
+  std::string comment = header_comment;
+  for (std::size_t pos = 0; (pos = comment.find('\n', pos)) != std::string::npos; pos += 3) comment.replace(pos, 1, "\n# ");
+  out += "# " + comment + "\n";
+  out += fmt::format("gpu: {}\n", f.gpu);
+  if (!f.gemm.empty()) {
+    out += "gemm:  # GemmLatencyModel (hwmodels/calibrated.hpp; docs/calibration.md)\n";
+    for (const auto& [t, c] : f.gemm) {
+      const GemmLatencyModel& m = c.model;
+      out += fmt::format("  {}:\n    form: {}\n    tile_m: {:g}\n    tile_n: {:g}\n    sm_count: {:g}\n", to_string(t), m.form,
+                         m.tile_m, m.tile_n, m.sm_count);
+      out += fmt::format("    compute_efficiency: {:.4f}  # of the datasheet dense peak\n    k_ramp: {:.1f}\n", m.compute_efficiency,
+                         m.k_ramp);
+      out += fmt::format("    memory_efficiency: {:.4f}  # of the datasheet HBM bandwidth\n    fixed_latency_us: {:.3f}\n    blend: {:.3f}\n",
+                         m.memory_efficiency, m.fixed_latency_s * 1e6, m.blend);
+      out += fmt::format("    split_k: {}\n    a_element_ps: {:.5f}  # per A element (m x k)\n", m.split_k ? "true" : "false",
+                         m.a_element_s * 1e12);
+      out += fmt::format("    fit: {{points: {}, holdout_median_error: {:.4f}, holdout_worst_error: {:.4f}}}\n", c.points,
+                         c.holdout_median_error, c.holdout_worst_error);
+      out += provenance_yaml(c.provenance, "    ");
+    }
+  }
+  if (!f.collectives.empty()) {
+    out += "collectives:  # t = alpha + bus_factor x bytes / (link x efficiency(bytes))\n";
+    for (const auto& c : f.collectives) {
+      out += fmt::format("  - op: {}\n    ranks: {}\n    alpha_us: {:.3f}\n    link_bandwidth_gb_per_s: {:g}  # datasheet NVLink, per direction\n",
+                         c.op, c.ranks, c.alpha_s * 1e6, c.link_bandwidth / 1e9);
+      out += "    efficiency:  # [bytes per rank, busbw / link]\n";
+      for (const auto& [b, e] : c.efficiency) out += fmt::format("      - [{:.0f}, {:.6g}]\n", b, e);
+      out += fmt::format("    fit: {{holdout_median_error: {:.4f}, holdout_worst_error: {:.4f}}}\n", c.holdout_median_error,
+                         c.holdout_worst_error);
+      out += provenance_yaml(c.provenance, "    ");
+    }
+  }
+  return out;
+}
+
+const CalibratedFactors* calibrated_for(const std::string& gpu_id) {
+  static const std::vector<CalibratedFactors> tables = [] {
+    std::vector<CalibratedFactors> out;
+    for (const auto& f : embedded::hwmodels_data())
+      if (f.path.starts_with("calibrated/") && f.path.ends_with(".yaml"))
+        out.push_back(parse_calibrated_yaml(f.contents, "hwmodels/data/" + std::string(f.path)));
+    return out;
+  }();
+  for (const auto& t : tables)
+    if (t.gpu == gpu_id) return &t;
+  return nullptr;
+}
+
+}  // namespace racksim

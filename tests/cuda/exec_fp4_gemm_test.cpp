@@ -1,0 +1,48 @@
+// [cuda] The Hopper FP4-weight small-M GEMM against the CPU reference's math: the same NVFP4
+// weights dequantized on the host (fp4_matrix.hpp) and a float64 matmul.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/fp4_matrix.hpp"
+
+using namespace racksim;
+using namespace racksim::exec;
+
+TEST_CASE("FP4-weight small-M GEMM matches the CPU reference", "[cuda][exec]") {
+  // Shapes: M = 1, 7, 16 (decode batches); N = 200 (not a multiple of the CTA's 8 columns);
+  // K = 1072 (two 512-element chunks plus a partial one) and 4096. Metric, per output element:
+  // |y - y_ref| <= (K + 2) 2^-24 sum_k |x_k w_k|, the worst-case FP32 bound for a K-term dot
+  // product in any summation order (Higham gamma_K) plus two roundings of each weight
+  // (block scale x tensor scale, then x E2M1) that the kernel may do differently from the host.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (std::int64_t k : {std::int64_t{1072}, std::int64_t{4096}})
+    for (std::int64_t m : {std::int64_t{1}, std::int64_t{7}, std::int64_t{16}}) {
+      const std::int64_t n = 200;
+      std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
+      for (auto& v : x) v = u(rng);
+      for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));  // block amplitudes over 2^-4..2^4
+      const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
+      const std::vector<float> wd = dequantize(q);
+      const std::vector<float> y = cuda_fp4_gemm_small_m(x, m, q);
+      REQUIRE(y.size() == static_cast<std::size_t>(m * n));
+      for (std::int64_t r = 0; r < m; ++r)
+        for (std::int64_t c = 0; c < n; ++c) {
+          double ref = 0, mag = 0;
+          for (std::int64_t i = 0; i < k; ++i) {
+            const double p = static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) * wd[static_cast<std::size_t>(c * k + i)];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          const double got = y[static_cast<std::size_t>(r * n + c)];
+          INFO("m " << m << " k " << k << " row " << r << " col " << c);
+          REQUIRE(std::fabs(got - ref) <= static_cast<double>(k + 2) * std::ldexp(1.0, -24) * mag);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+// common/measurement: the measurement-file schema the executor writes and calibration reads.
+
+#include <catch2/catch.hpp>
+
+#include "racksim/common/error.hpp"
+#include "racksim/common/measurement.hpp"
+
+using namespace racksim;
+
+namespace {
+
+MeasurementFile sample() {
+  MeasurementFile f;
+  f.run.device = "NVIDIA H100 80GB HBM3";
+  f.run.gpu = "h100-sxm";
+  f.run.driver = "570.86";
+  f.run.cuda = "12.8";
+  f.run.nccl = "2.29.2";
+  f.run.sm_clock_mhz = 1980;
+  f.run.power_limit_w = 700;
+  f.run.date = "2026-01-02";
+  f.run.commit = "abc123";
+  f.run.source = "racksim bench gemm";
+  MeasurementRecord g;
+  g.op.kind = "gemm";
+  g.op.m = 1;
+  g.op.n = 8192;
+  g.op.k = 8192;
+  g.op.a_dtype = g.op.w_dtype = "bf16";
+  g.op.c_dtype = "bf16";
+  g.time_median_s = 49.18e-6;
+  g.time_min_s = 48.0e-6;
+  g.time_max_s = 51.0e-6;
+  g.reps = 100;
+  g.flops = 2.0 * 8192 * 8192;
+  g.energy_j = 0.02;
+  MeasurementRecord c;
+  c.op.kind = "all_reduce";
+  c.op.ranks = 8;
+  c.op.bytes = 1 << 20;
+  c.op.dtype = "fp16";
+  c.time_median_s = 25.4e-6;
+  f.records = {g, c};
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("measurement files round-trip through JSON", "[calibrate]") {
+  // A GEMM (with optional min/max/energy) and an all-reduce, written and read back: every field equal.
+  const MeasurementFile f = sample();
+  const MeasurementFile back = parse_measurements(format_measurements(f), "sample.json");
+  CHECK(back.run.device == f.run.device);
+  CHECK(back.run.gpu == "h100-sxm");
+  CHECK(back.run.nccl == "2.29.2");
+  CHECK(*back.run.sm_clock_mhz == 1980);
+  CHECK(!back.run.memory_clock_mhz);
+  REQUIRE(back.records.size() == 2);
+  CHECK(back.records[0].op.identity() == "gemm m=1 n=8192 k=8192 a=bf16 w=bf16 c=bf16");
+  CHECK(back.records[0].time_median_s == f.records[0].time_median_s);
+  CHECK(*back.records[0].time_max_s == 51.0e-6);
+  CHECK(back.records[0].reps == 100);
+  CHECK(*back.records[0].energy_j == 0.02);
+  CHECK(!back.records[0].power_w);
+  CHECK(back.records[1].op.identity() == "all_reduce ranks=8 bytes=1048576 dtype=fp16");
+  CHECK(format_measurements(back) == format_measurements(f));
+}
+
+TEST_CASE("measurement files are strict", "[calibrate]") {
+  // Unknown keys, bad values and a wrong schema tag are InputErrors naming file, key and value.
+  const std::string good = format_measurements(sample());
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string s = good;
+    const auto pos = s.find(from);
+    REQUIRE(pos != std::string::npos);
+    return s.replace(pos, from.size(), to);
+  };
+  CHECK_THROWS_WITH(parse_measurements(with("\"reps\": 100", "\"repz\": 100"), "m.json"),
+                    Catch::Contains("m.json: records[0].repz: unknown key (value 100)") && Catch::Contains("did you mean 'reps'?"));
+  CHECK_THROWS_WITH(parse_measurements(with("\"kind\": \"gemm\"", "\"kind\": \"gemv\""), "m.json"),
+                    Catch::Contains("m.json: records[0].op.kind: '\"gemv\"' is not one of") && Catch::Contains("gemm"));
+  CHECK_THROWS_WITH(parse_measurements(with("\"a_dtype\": \"bf16\"", "\"a_dtype\": \"fp3\""), "m.json"),
+                    Catch::Contains("records[0].op.a_dtype: '\"fp3\"' is not one of fp32, bf16"));
+  CHECK_THROWS_WITH(parse_measurements(with("\"device\"", "\"devise\""), "m.json"), Catch::Contains("m.json: run.device: missing"));
+  CHECK_THROWS_WITH(parse_measurements(with("racksim-measurements/1", "racksim-measurements/0"), "m.json"),
+                    Catch::Contains("m.json: schema: '\"racksim-measurements/0\"' is not 'racksim-measurements/1'"));
+  CHECK_THROWS_AS(parse_measurements("{not json", "m.json"), InputError);
+  CHECK_THROWS_WITH(parse_measurements(with("\"time_median_s\": 2.54e-05", "\"time_median_s\": -1"), "m.json"),
+                    Catch::Contains("records[1].time_median_s: '-1' is out of range"));
+}

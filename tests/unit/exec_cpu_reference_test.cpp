@@ -1,0 +1,341 @@
+// exec/: the CPU reference backend runs step graphs of a tiny Llama and a tiny MoE with NVFP4 and
+// MXFP4 weights. Its FP32 logits are compared with a float64 forward pass written plainly below
+// (whole-sequence causal attention, no KV cache, its own FP4 decoder; it shares only the weights'
+// packed bytes with the backend), and prefill-then-decode is compared with one longer prefill.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/backend.hpp"
+#include "racksim/exec/cpu_reference.hpp"
+#include "racksim/workloads/step_graph.hpp"
+
+using namespace racksim;
+using namespace racksim::exec;
+
+namespace {
+
+ModelConfig tiny_llama() {
+  ModelConfig m;
+  m.id = "tiny-llama";
+  m.architecture = "llama";
+  m.layers = 2;
+  m.hidden = 64;
+  m.heads = 4;
+  m.kv_heads = 2;
+  m.head_dim = 16;
+  m.ffn = 128;
+  m.vocab = 97;
+  m.rope_theta = 10000.0;
+  m.max_position = 64;
+  m.norm_eps = 1e-5;
+  return m;
+}
+
+ModelConfig tiny_moe() {
+  ModelConfig m = tiny_llama();
+  m.id = "tiny-moe";
+  m.architecture = "mixtral";
+  m.ffn = 64;
+  m.rope_theta = 1e6;
+  m.moe = {4, 2};
+  return m;
+}
+
+// ---- The float64 reference: plain loops over whole sequences, written from the model's equations.
+
+using Vec = std::vector<double>;
+using Mat = std::vector<Vec>;  // [rows][cols]
+
+// E2M1 by code, UE4M3 and UE8M0 from their definitions (not the backend's fp4.hpp).
+double e2m1(unsigned c) {
+  static const double mag[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  return (c & 8 ? -1.0 : 1.0) * mag[c & 7];
+}
+double ue4m3(unsigned c) {
+  const unsigned e = (c >> 3) & 15, m = c & 7;
+  return e == 0 ? std::ldexp(m, -9) : std::ldexp(1.0 + m / 8.0, static_cast<int>(e) - 7);
+}
+
+// A linear layer's [out][in] values decoded from its packed bytes.
+Mat decode(const LinearWeight& w) {
+  Mat out(static_cast<std::size_t>(w.out), Vec(static_cast<std::size_t>(w.in)));
+  const Fp4Matrix& p = w.packed;
+  const bool nv = p.format == DType::nvfp4;
+  const std::int64_t bs = nv ? 16 : 32, blocks = (w.in + bs - 1) / bs, row_bytes = (w.in + 1) / 2;
+  for (std::int64_t r = 0; r < w.out; ++r)
+    for (std::int64_t c = 0; c < w.in; ++c) {
+      const unsigned byte = p.packed[static_cast<std::size_t>(r * row_bytes + c / 2)];
+      const unsigned code = c % 2 == 0 ? byte & 15 : byte >> 4;  // element 0 in the low nibble
+      const unsigned s = p.scales[static_cast<std::size_t>(r * blocks + c / bs)];
+      const double scale = nv ? ue4m3(s) * p.tensor_scale : std::ldexp(1.0, static_cast<int>(s) - 127);
+      out[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)] = e2m1(code) * scale;
+    }
+  return out;
+}
+
+Mat reshape(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
+  Mat out(static_cast<std::size_t>(rows), Vec(static_cast<std::size_t>(cols)));
+  for (std::size_t r = 0; r < out.size(); ++r)
+    for (std::size_t c = 0; c < out[r].size(); ++c) out[r][c] = v[r * static_cast<std::size_t>(cols) + c];
+  return out;
+}
+
+Vec matvec(const Mat& w, const Vec& x) {
+  Vec y(w.size(), 0.0);
+  for (std::size_t n = 0; n < w.size(); ++n)
+    for (std::size_t k = 0; k < x.size(); ++k) y[n] += w[n][k] * x[k];
+  return y;
+}
+
+Vec rmsnorm(const Vec& x, const std::vector<float>& w, double eps) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double inv = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
+  Vec y(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * w[i];
+  return y;
+}
+
+double silu(double g) { return g / (1.0 + std::exp(-g)); }
+
+// SwiGLU MLP with gate rows [0, f) and up rows [f, 2f) of gate_up.
+Vec mlp(const Mat& gate_up, const Mat& down, const Vec& x) {
+  const Vec gu = matvec(gate_up, x);
+  const std::size_t f = gu.size() / 2;
+  Vec a(f);
+  for (std::size_t i = 0; i < f; ++i) a[i] = silu(gu[i]) * gu[f + i];
+  return matvec(down, a);
+}
+
+// Logits at every position of `tokens` (causal), in float64.
+Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std::int32_t>& tokens) {
+  const std::size_t T = tokens.size(), H = static_cast<std::size_t>(m.hidden), hd = static_cast<std::size_t>(m.head_dim);
+  const std::size_t nq = static_cast<std::size_t>(m.heads), nkv = static_cast<std::size_t>(m.kv_heads);
+  Mat x(T, Vec(H));
+  for (std::size_t t = 0; t < T; ++t)
+    for (std::size_t i = 0; i < H; ++i) x[t][i] = w.embed_tokens[static_cast<std::size_t>(tokens[t]) * H + i];
+  for (const LayerWeights& L : w.layers) {
+    const Mat wqkv = decode(L.qkv_proj), wo = decode(L.o_proj);
+    // q, k, v per position, RoPE (rotate halves, angle t * theta^(-2i/hd)) on q and k.
+    Mat q(T), k(T), v(T);
+    for (std::size_t t = 0; t < T; ++t) {
+      Vec y = matvec(wqkv, rmsnorm(x[t], L.input_norm, m.norm_eps));
+      for (std::size_t h = 0; h < nq + nkv; ++h)
+        for (std::size_t i = 0; i < hd / 2; ++i) {
+          const double ang = static_cast<double>(t) * std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+          const double a = y[h * hd + i], b = y[h * hd + i + hd / 2];
+          y[h * hd + i] = a * std::cos(ang) - b * std::sin(ang);
+          y[h * hd + i + hd / 2] = b * std::cos(ang) + a * std::sin(ang);
+        }
+      q[t].assign(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(nq * hd));
+      k[t].assign(y.begin() + static_cast<std::ptrdiff_t>(nq * hd), y.begin() + static_cast<std::ptrdiff_t>((nq + nkv) * hd));
+      v[t].assign(y.begin() + static_cast<std::ptrdiff_t>((nq + nkv) * hd), y.end());
+    }
+    for (std::size_t t = 0; t < T; ++t) {
+      Vec o(nq * hd, 0.0);
+      for (std::size_t h = 0; h < nq; ++h) {
+        const std::size_t g = h / (nq / nkv);
+        Vec s(t + 1);
+        for (std::size_t j = 0; j <= t; ++j) {
+          for (std::size_t i = 0; i < hd; ++i) s[j] += q[t][h * hd + i] * k[j][g * hd + i];
+          s[j] /= std::sqrt(static_cast<double>(hd));
+        }
+        const double mx = *std::max_element(s.begin(), s.end());
+        double sum = 0;
+        for (double& e : s) sum += (e = std::exp(e - mx));
+        for (std::size_t j = 0; j <= t; ++j)
+          for (std::size_t i = 0; i < hd; ++i) o[h * hd + i] += s[j] / sum * v[j][g * hd + i];
+      }
+      const Vec proj = matvec(wo, o);
+      for (std::size_t i = 0; i < H; ++i) x[t][i] += proj[i];
+    }
+    for (std::size_t t = 0; t < T; ++t) {
+      const Vec n = rmsnorm(x[t], L.post_attn_norm, m.norm_eps);
+      Vec y(H, 0.0);
+      if (!m.is_moe()) {
+        y = mlp(decode(L.gate_up_proj), decode(L.down_proj), n);
+      } else {
+        // Top-k router logits, softmax over the chosen k (Mixtral).
+        const Vec lg = matvec(reshape(L.router, m.moe.experts, m.hidden), n);
+        std::vector<std::size_t> order(lg.size());
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return lg[a] > lg[b]; });
+        const auto kk = static_cast<std::size_t>(m.moe.experts_per_token);
+        // The comparison is meaningful only if FP32 picks the same experts: the k-th and (k+1)-th
+        // logits must be apart by far more than the FP32 error (1e-3 against ~1e-6).
+        if (kk < order.size()) REQUIRE(lg[order[kk - 1]] - lg[order[kk]] > 1e-3);
+        double sum = 0;
+        for (std::size_t j = 0; j < kk; ++j) sum += std::exp(lg[order[j]] - lg[order[0]]);
+        for (std::size_t j = 0; j < kk; ++j) {
+          const std::size_t e = order[j];
+          const Vec ye = mlp(decode(L.expert_gate_up[e]), decode(L.expert_down[e]), n);
+          for (std::size_t i = 0; i < H; ++i) y[i] += std::exp(lg[e] - lg[order[0]]) / sum * ye[i];
+        }
+      }
+      for (std::size_t i = 0; i < H; ++i) x[t][i] += y[i];
+    }
+  }
+  const Mat lm = reshape(w.lm_head, m.vocab, m.hidden);
+  Mat logits(T);
+  for (std::size_t t = 0; t < T; ++t) logits[t] = matvec(lm, rmsnorm(x[t], w.final_norm, m.norm_eps));
+  return logits;
+}
+
+// ---- Driving the backend.
+
+StepOutput step(CpuReference& ref, StepBatch batch, StepTokens tokens, Deployment dep = {}) {
+  const StepGraph g(ref.model(), std::move(batch), dep, Precision{ref.format(), DType::bf16, DType::bf16});
+  return ref.run(g, tokens);
+}
+
+// Largest |a - b| over a row, and the largest |b| (the scale the tolerance is relative to).
+double max_diff(const std::vector<float>& a, const Vec& b) {
+  double d = 0;
+  for (std::size_t i = 0; i < b.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+  return d;
+}
+double max_abs(const Vec& b) {
+  double d = 0;
+  for (double v : b) d = std::max(d, std::fabs(v));
+  return d;
+}
+
+// Tolerance of FP32 logits against float64, relative to the largest |logit| (floor 1):
+// FP32 rounds each op to u = 2^-24 = 6e-8; a K-term dot product errs by at most ~K u of the sum
+// of |terms| (Higham's gamma_K: 128 x 6e-8 = 8e-6), softmax, RMSNorm and the residual stream
+// add a few u each, and two layers plus the head chain ~10 such steps, some amplifying by the
+// O(1-10) gains of the normalizations: a worst case near 1e-4. Observed errors are ~1e-6 (errors
+// add like a random walk, sqrt(K) u), so 1e-4 has a margin of ~100 and still catches any real
+// mistake (a wrong RoPE angle, GQA group or scale changes logits by O(0.1)).
+constexpr double kTolerance = 1e-4;
+
+// Two sequences: a 5-token and a 3-token prompt prefilled in one step, then 4 batched decode
+// steps with fixed (teacher-forced) tokens; every sampled row's logits against forward64 over
+// that sequence's prefix, and the greedy token against the float64 argmax.
+void check_against_float64(const ModelConfig& m, DType format) {
+  CpuReference ref(m, format, 2024);
+  std::vector<std::int32_t> a = {3, 17, 42, 96, 0}, b = {55, 8, 71};
+  const std::vector<std::int32_t> a_next = {12, 90, 33, 5}, b_next = {64, 1, 77, 29};
+  StepBatch prefill;
+  prefill.prefill = {{5, 0, true}, {3, 0, true}};
+  StepOutput out = step(ref, prefill, StepTokens{{{100, a}, {200, b}}, {}});
+  REQUIRE(out.sequences == std::vector<std::int64_t>{100, 200});
+  double worst = 0;
+  auto compare = [&](const StepOutput& o, std::size_t i, const std::vector<std::int32_t>& seq) {
+    const Vec want = forward64(m, ref.weights(), seq).back();
+    const double scale = std::max(1.0, max_abs(want));
+    const double diff = max_diff(o.logits[i], want);
+    worst = std::max(worst, diff / scale);  // ~6e-7 observed for all four model/format pairs
+    INFO("sequence " << o.sequences[i] << " length " << seq.size() << ": max |logit diff| " << diff << " (scale " << scale << ")");
+    CHECK(diff <= kTolerance * scale);
+    // Greedy sampling picks the float64 argmax whenever the top two are apart by more than the tolerance.
+    Vec sorted = want;
+    std::sort(sorted.rbegin(), sorted.rend());
+    if (sorted[0] - sorted[1] > 2 * kTolerance * scale)
+      CHECK(o.next_tokens[i] == std::max_element(want.begin(), want.end()) - want.begin());
+  };
+  compare(out, 0, a);
+  compare(out, 1, b);
+  for (std::size_t s = 0; s < a_next.size(); ++s) {
+    StepBatch dec;
+    dec.decode_contexts = {static_cast<std::int64_t>(a.size()), static_cast<std::int64_t>(b.size())};
+    out = step(ref, dec, StepTokens{{}, {{100, a_next[s]}, {200, b_next[s]}}});
+    a.push_back(a_next[s]);
+    b.push_back(b_next[s]);
+    compare(out, 0, a);
+    compare(out, 1, b);
+  }
+  CHECK(ref.cached_tokens(100) == 9);
+  CHECK(ref.cached_tokens(200) == 7);
+  CHECK(worst > 0);  // FP32 really differs from float64: the comparison is not vacuous
+}
+
+}  // namespace
+
+TEST_CASE("CPU reference weights decode to the packed bytes' values", "[exec][cpu]") {
+  // The backend's dequantized weights (the values its math uses) equal an independent float64
+  // decode of the packed nibbles and scales: exactly for MXFP4 (E2M1 x 2^e is an FP32 value);
+  // for NVFP4 within 2 FP32 roundings (e2m1 x (ue4m3 x tensor scale)): 2^-23 relative.
+  for (DType f : {DType::nvfp4, DType::mxfp4}) {
+    const ModelWeights w = generate_weights(tiny_llama(), f, 7);
+    const LinearWeight& lw = w.layers[1].gate_up_proj;
+    CHECK(lw.packed.format == f);
+    CHECK(lw.packed.packed.size() == static_cast<std::size_t>(256 * 64 / 2));
+    const Mat d = decode(lw);
+    for (std::size_t r = 0; r < d.size(); ++r)
+      for (std::size_t c = 0; c < d[r].size(); ++c) {
+        const double v = lw.values[r * d[r].size() + c];
+        if (f == DType::mxfp4) REQUIRE(v == d[r][c]);
+        else REQUIRE(std::fabs(v - d[r][c]) <= std::ldexp(std::fabs(d[r][c]), -23));
+      }
+  }
+}
+
+TEST_CASE("CPU reference matches float64: tiny Llama, NVFP4", "[exec][cpu]") {
+  // 2 layers, hidden 64, 4 heads / 2 KV heads of 16, ffn 128, vocab 97; tolerance kTolerance.
+  check_against_float64(tiny_llama(), DType::nvfp4);
+}
+
+TEST_CASE("CPU reference matches float64: tiny Llama, MXFP4", "[exec][cpu]") {
+  check_against_float64(tiny_llama(), DType::mxfp4);
+}
+
+TEST_CASE("CPU reference matches float64: tiny MoE (4 experts, top 2), NVFP4 and MXFP4", "[exec][cpu]") {
+  check_against_float64(tiny_moe(), DType::nvfp4);
+  check_against_float64(tiny_moe(), DType::mxfp4);
+}
+
+TEST_CASE("CPU reference: prefill then decode equals one longer prefill (KV cache)", "[exec][cpu]") {
+  // The same 9 tokens three ways: prefill 5 + 4 decodes; prefill 4 (not last, samples nothing)
+  // then a chunk of 5 after 4 cached; one prefill of 9. The last logits must agree to FP32
+  // reassociation level (1e-5 relative; the implementation happens to be bit-identical).
+  for (const ModelConfig& m : {tiny_llama(), tiny_moe()}) {
+    const std::vector<std::int32_t> t = {3, 17, 42, 96, 0, 12, 90, 33, 5};
+    CpuReference r1(m, DType::nvfp4, 11), r2(m, DType::nvfp4, 11), r3(m, DType::nvfp4, 11);
+    StepOutput o1 = step(r1, StepBatch::prefill_only(1, 5), StepTokens{{{1, {t.begin(), t.begin() + 5}}}, {}});
+    for (std::size_t i = 5; i < t.size(); ++i) o1 = step(r1, StepBatch::decode(1, static_cast<std::int64_t>(i)), StepTokens{{}, {{1, t[i]}}});
+    StepBatch first;
+    first.prefill = {{4, 0, false}};
+    const StepOutput none = step(r2, first, StepTokens{{{1, {t.begin(), t.begin() + 4}}}, {}});
+    CHECK(none.logits.empty());
+    CHECK(r2.cached_tokens(1) == 4);
+    const StepOutput o2 = step(r2, StepBatch::prefill_only(1, 5, 4), StepTokens{{{1, {t.begin() + 4, t.end()}}}, {}});
+    const StepOutput o3 = step(r3, StepBatch::prefill_only(1, 9), StepTokens{{{1, t}}, {}});
+    REQUIRE(o1.logits.size() == 1);
+    REQUIRE(o2.logits.size() == 1);
+    REQUIRE(o3.logits.size() == 1);
+    const Vec ref(o3.logits[0].begin(), o3.logits[0].end());
+    const double scale = std::max(1.0, max_abs(ref));
+    CHECK(max_diff(o1.logits[0], ref) <= 1e-5 * scale);
+    CHECK(max_diff(o2.logits[0], ref) <= 1e-5 * scale);
+    CHECK(o1.next_tokens == o3.next_tokens);
+    CHECK(r1.cached_tokens(1) == 9);
+    CHECK(r3.cached_tokens(1) == 9);
+    r1.release(1);
+    CHECK(r1.cached_tokens(1) == 0);
+  }
+}
+
+TEST_CASE("CPU reference rejects steps it cannot run", "[exec][cpu]") {
+  // Wrong cached length, a repeated sequence, a wrong token count, TP 2, a different weight
+  // format, an out-of-range token: InputError naming the problem; the registry lists "cpu".
+  CpuReference ref(tiny_llama(), DType::nvfp4, 1);
+  CHECK_THROWS_AS(step(ref, StepBatch::decode(1, 3), StepTokens{{}, {{1, 5}}}), InputError);
+  StepBatch two = StepBatch::decode(2, 0);
+  CHECK_THROWS_AS(step(ref, two, StepTokens{{}, {{1, 5}, {1, 6}}}), InputError);
+  CHECK_THROWS_AS(step(ref, StepBatch::prefill_only(1, 3), StepTokens{{{1, {1, 2}}}, {}}), InputError);
+  CHECK_THROWS_AS(step(ref, StepBatch::prefill_only(1, 2), StepTokens{{{1, {1, 2}}}, {}}, Deployment{2, 1, 1}), InputError);
+  CHECK_THROWS_AS(step(ref, StepBatch::prefill_only(1, 1), StepTokens{{{1, {97}}}, {}}), InputError);
+  const StepGraph mx(tiny_llama(), StepBatch::prefill_only(1, 1), Deployment{}, Precision{DType::mxfp4, DType::bf16, DType::bf16});
+  CHECK_THROWS_AS(ref.run(mx, StepTokens{{{1, {1}}}, {}}), InputError);
+  CHECK(ref.cached_tokens(1) == 0);  // nothing was appended by the rejected steps
+  CHECK_THROWS_AS(CpuReference(tiny_llama(), DType::fp8, 1), InputError);
+  CHECK(backend_registry().get("cpu").factory().find("built") != std::string::npos);
+}

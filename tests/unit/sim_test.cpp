@@ -1,0 +1,237 @@
+// sim/: the discrete-event simulation against closed forms, its invariants and determinism.
+
+#include <catch2/catch.hpp>
+
+#include "racksim/common/error.hpp"
+#include "racksim/hwmodels/cost_model.hpp"
+#include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/sim/engine.hpp"
+#include "racksim/sim/requests.hpp"
+#include "racksim/sim/scenario.hpp"
+#include "racksim/sim/simulation.hpp"
+#include "racksim/sim/step_estimate.hpp"
+#include "racksim/sim/step_timer.hpp"
+#include "racksim/workloads/model_catalog.hpp"
+#include "test_support.hpp"
+
+using namespace racksim;
+
+namespace {
+
+std::string small_scenario(const std::string& workload, const std::string& serving_extra = "", const std::string& system = "dgx-b200") {
+  return "name: small\nsystem: " + system +
+         "\nmodel: llama2-70b\nprecision: {weights: nvfp4, activations: nvfp4, kv_cache: fp8}\n"
+         "deployment: {tensor_parallel: 1, pipeline_parallel: 1, replicas: 1}\n"
+         "serving:\n  max_batch_size: 8\n  max_num_tokens: 8192\n" +
+         serving_extra + "workload:\n" + workload + "seed: 7\n";
+}
+
+Scenario load_text(const std::string& name, const std::string& text, const std::vector<std::string>& sets = {}) {
+  return load_scenario(test::write_temp(name, text), sets);
+}
+
+const std::string kFixed100x10 =
+    "  scenario: offline\n  requests: 4\n  input_tokens: {distribution: fixed, value: 100}\n"
+    "  output_tokens: {distribution: fixed, value: 10}\n";
+
+}  // namespace
+
+TEST_CASE("engine orders events by time, priority, then insertion", "[sim][engine]") {
+  std::vector<std::uint32_t> order;
+  Engine e([&](const Event& ev) { order.push_back(ev.target); });
+  e.schedule(SimTime::ps(5), 1, 0, 1);
+  e.schedule(SimTime::ps(5), 0, 0, 2);
+  e.schedule(SimTime::ps(3), 9, 0, 3);
+  e.schedule(SimTime::ps(5), 0, 0, 4);
+  CHECK(e.run() == 4);
+  CHECK(order == std::vector<std::uint32_t>{3, 2, 4, 1});
+  CHECK(e.now() == SimTime::ps(5));
+  CHECK(SimTime::seconds(1.5e-6).ps() == 1'500'000);
+}
+
+TEST_CASE("a fixed step time gives closed-form throughput and latencies", "[sim][closed-form]") {
+  // 4 requests of 100 prompt + 10 output tokens, one replica, batch up to 8, step time 10 ms.
+  // Iteration 0 prefills all four (400 tokens <= 8192): first tokens at 10 ms. Iterations 1..9
+  // decode one token each: every request finishes at 100 ms.
+  // TTFT = 10 ms, TPOT = (100 - 10) / 9 = 10 ms, E2E = 100 ms, 40 tokens / 0.1 s = 400 tokens/s.
+  const Scenario s = load_text("fixed.yaml", small_scenario(kFixed100x10, "  fixed_step_time: 10ms\n"));
+  const SimResult r = simulate(s);
+  CHECK(r.requests_completed == 4);
+  CHECK(r.output_tokens == 40);
+  CHECK(r.iterations == 10);
+  CHECK(r.duration_s == Approx(0.100));
+  CHECK(r.output_tokens_per_s == Approx(400));
+  CHECK(r.ttft_ms.p99 == Approx(10));
+  CHECK(r.tpot_ms.mean == Approx(10));
+  CHECK(r.e2e_ms.p50 == Approx(100));
+}
+
+TEST_CASE("max_batch_size makes requests wait in waves", "[sim][closed-form]") {
+  // Same, but 2 sequences at a time: requests 0,1 run iterations 0..9 (finish at 100 ms);
+  // requests 2,3 are admitted at iteration 10, first token at 110 ms, finish at 200 ms.
+  // TTFT: 10, 10, 110, 110 -> mean 60, p50 10 (nearest rank 2 of 4), p99 110.
+  const Scenario s = load_text("waves.yaml", small_scenario(kFixed100x10, "  fixed_step_time: 10ms\n"), {"serving.max_batch_size=2"});
+  const SimResult r = simulate(s);
+  CHECK(r.iterations == 20);
+  CHECK(r.duration_s == Approx(0.200));
+  CHECK(r.ttft_ms.mean == Approx(60));
+  CHECK(r.ttft_ms.p50 == Approx(10));
+  CHECK(r.ttft_ms.p99 == Approx(110));
+  CHECK(r.tpot_ms.p99 == Approx(10));
+  CHECK(r.e2e_ms.mean == Approx(150));
+}
+
+TEST_CASE("chunked prefill splits prompts over the token budget", "[sim][closed-form]") {
+  // 4 x 100-token prompts, budget 150 tokens per iteration, 10 ms steps, 2 output tokens:
+  // it0: r0 100 + r1 50 (r0's first token at 10 ms); it1: r0 decodes (finishes at 20 ms),
+  // r1's last 50, r2 99 (r1 first token at 20 ms); it2: r1 decodes (done 30 ms), r2 1, r3 100
+  // (r2, r3 first tokens at 30 ms); it3: r2, r3 decode: done at 40 ms.
+  const std::string w = "  scenario: offline\n  requests: 4\n  input_tokens: {distribution: fixed, value: 100}\n"
+                        "  output_tokens: {distribution: fixed, value: 2}\n";
+  const Scenario s = load_text("chunk.yaml", small_scenario(w, "  fixed_step_time: 10ms\n"), {"serving.max_num_tokens=150"});
+  const SimResult r = simulate(s);
+  CHECK(r.iterations == 4);
+  CHECK(r.duration_s == Approx(0.040));
+  CHECK(r.ttft_ms.mean == Approx((10 + 20 + 30 + 30) / 4.0));
+  CHECK(r.e2e_ms.mean == Approx((20 + 30 + 40 + 40) / 4.0));
+  // Without chunking a 100-token prompt never splits: it0 r0 only (r1 does not fit in 50).
+  const Scenario nc = load_text("nochunk.yaml", small_scenario(w, "  fixed_step_time: 10ms\n  chunked_prefill: false\n"),
+                                {"serving.max_num_tokens=150"});
+  const SimResult rn = simulate(nc);
+  CHECK(rn.ttft_ms.p99 > r.ttft_ms.p99);
+}
+
+TEST_CASE("step costs from batch sums equal the full graph's", "[sim][step-timer]") {
+  // The simulator's memoized decomposition must agree with estimate_step() on the whole graph.
+  const SystemSpec sys = find_system("dgx-h100");
+  const RooflineCostModel cost(sys);
+  const EnergyModel energy = energy_model_for(sys.gpu);
+  struct Case {
+    std::string model;
+    Deployment dep;
+    Precision prec;
+  };
+  const Case cases[] = {{"llama2-70b", {1, 1, 1}, {DType::fp8, DType::fp8, DType::fp8}},
+                        {"llama2-70b", {8, 1, 1}, {DType::fp8, DType::fp8, DType::fp8}},
+                        {"llama2-70b", {2, 2, 1}, {DType::bf16, DType::bf16, DType::bf16}},
+                        {"mixtral-8x7b", {4, 1, 2}, {DType::fp8, DType::fp8, DType::fp8}}};
+  for (const auto& c : cases) {
+    const ModelConfig m = find_model(c.model);
+    StepTimer timer(m, c.dep, c.prec, cost, energy);
+    StepBatch b = StepBatch::decode(37, 900);
+    b.decode_contexts[3] = 17;
+    b.prefill.push_back({300, 0, true});
+    b.prefill.push_back({128, 512, false});
+    const StepGraph g(m, b, c.dep, c.prec);
+    const StepEstimate full = estimate_step(g, cost);
+    const StepCost fast = timer.cost(BatchShape::of(b));
+    INFO(c.model << " tp" << c.dep.tensor_parallel << " pp" << c.dep.pipeline_parallel);
+    CHECK(fast.uncapped_s == Approx(full.time_s).epsilon(1e-9));
+    CHECK(fast.flops * c.dep.pipeline_parallel == Approx(full.flops).epsilon(1e-9));
+  }
+}
+
+TEST_CASE("simulation invariants hold under preemption and every router", "[sim][invariants]") {
+  // A KV cache squeezed to a few blocks forces max_utilization to preempt and recompute; the
+  // run's internal asserts (exact output tokens per request, KV within capacity, TTFT <= E2E,
+  // time never goes back, tokens conserved) abort on any violation.
+  const std::string w = "  scenario: offline\n  requests: 200\n  input_tokens: {distribution: uniform, min: 20, max: 300}\n"
+                        "  output_tokens: {distribution: uniform, min: 1, max: 200}\n";
+  for (const char* router : {"input_balanced", "least_loaded", "round_robin"}) {
+    const Scenario s = load_text("pre.yaml", small_scenario(w, "  capacity_policy: max_utilization\n  max_batch_size: 64\n"),
+                                 {std::string("serving.router=") + router, "deployment.replicas=2", "serving.kv_memory_fraction=0.0008"});
+    const SimResult r = simulate(s);
+    INFO(router);
+    CHECK(r.requests_completed == 200);
+    CHECK(r.preemptions > 0);
+    CHECK(r.kv_peak_utilization <= 1.0);
+    CHECK(r.ttft_ms.p99 <= r.e2e_ms.p99);
+  }
+  // guaranteed_no_evict never preempts.
+  const Scenario g = load_text("nopre.yaml", small_scenario(w, "  max_batch_size: 64\n"), {"serving.kv_memory_fraction=0.0008"});
+  CHECK(simulate(g).preemptions == 0);
+}
+
+TEST_CASE("same scenario and seed, same result; another seed, another", "[sim][determinism]") {
+  const std::string w = "  scenario: server\n  requests: 300\n  qps: 20\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
+                        "  output_tokens: {distribution: lognormal, mean: 150, max: 1000}\n";
+  const Scenario s = load_text("det.yaml", small_scenario(w));
+  const SimResult a = simulate(s), b = simulate(s);
+  CHECK(a.duration_s == b.duration_s);
+  CHECK(a.ttft_ms.p99 == b.ttft_ms.p99);
+  CHECK(a.output_tokens == b.output_tokens);
+  CHECK(a.events == b.events);
+  const Scenario s2 = load_text("det2.yaml", small_scenario(w), {"seed=8"});
+  CHECK(simulate(s2).output_tokens != a.output_tokens);
+}
+
+TEST_CASE("requests follow their distributions", "[sim][requests]") {
+  // Data-set inputs: 24,576 requests use every MLPerf sample exactly once (mean 222.33,
+  // mlperf.md); outputs rescaled to a generated mean of 273 stay near it after clamping to
+  // [1, 1024]; Poisson arrivals at 100/s average 10 ms apart.
+  const std::string w = "  scenario: server\n  requests: 24576\n  qps: 100\n"
+                        "  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
+                        "  output_tokens: {distribution: dataset, name: mlperf-llama2-70b, mean: 273}\n";
+  const Scenario s = load_text("req.yaml", small_scenario(w));
+  const RequestSet r = generate_requests(s, 100);
+  double in = 0, out = 0;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    in += r.input[i];
+    out += r.output[i];
+    CHECK(r.output[i] >= 1);
+    CHECK(r.output[i] <= 1024);
+  }
+  CHECK(in / 24576 == Approx(222.33).epsilon(1e-3));
+  CHECK(out / 24576 == Approx(273).epsilon(0.01));
+  CHECK(r.arrival.back().to_seconds() / 24576 == Approx(0.01).epsilon(0.03));
+  // Lognormal lengths respect their max and mean.
+  const std::string wl = "  scenario: offline\n  requests: 20000\n  input_tokens: {distribution: lognormal, mean: 500, max: 4000}\n"
+                         "  output_tokens: {distribution: uniform, min: 10, max: 20}\n";
+  const RequestSet l = generate_requests(load_text("ln.yaml", small_scenario(wl)), 0);
+  double sum = 0;
+  for (auto v : l.input) sum += v;
+  CHECK(sum / 20000 == Approx(500).epsilon(0.03));
+  CHECK(*std::max_element(l.input.begin(), l.input.end()) <= 4000);
+}
+
+TEST_CASE("trace replay reads arrivals and lengths", "[sim][requests]") {
+  const std::string trace = test::write_temp("t.csv", "arrival_s,input_tokens,output_tokens\n0.0,10,5\n0.5,20,3\n0.5,30,1\n");
+  const Scenario s = load_text("trace.yaml", small_scenario("  scenario: trace\n  trace: " + trace + "\n", "  fixed_step_time: 1ms\n"));
+  const SimResult r = simulate(s);
+  CHECK(r.requests_completed == 3);
+  CHECK(r.output_tokens == 9);
+  CHECK(r.input_tokens == 60);
+  const std::string bad = test::write_temp("bad.csv", "0.0,10,5\n0.4,x,3\n");
+  CHECK_THROWS_WITH(read_trace(bad), Catch::Contains("bad.csv:2: '0.4,x,3' is not arrival_s,input_tokens,output_tokens"));
+}
+
+TEST_CASE("a power limit makes compute-bound runs slower and cooler", "[sim][power]") {
+  // Offline on 8x B200 at full batch is compute bound; capping each GPU at 500 W (under its
+  // uncapped draw) stretches the iterations: lower throughput and lower GPU power.
+  const std::string w = "  scenario: offline\n  requests: 16000\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
+                        "  output_tokens: {distribution: dataset, name: mlperf-llama2-70b, mean: 273}\n";
+  const std::string serving = "  max_batch_size: 2048\n  max_num_tokens: 3584\n";
+  const SimResult free_run = simulate(load_text("p1.yaml", small_scenario(w, serving), {"deployment.replicas=8"}));
+  const SimResult capped = simulate(load_text("p2.yaml", small_scenario(w, serving), {"deployment.replicas=8", "system.gpu_power_limit_w=400"}));
+  CHECK(free_run.gpu_avg_w > 400);
+  CHECK(capped.gpu_avg_w <= 400.0 + 1e-6);
+  CHECK(capped.output_tokens_per_s < free_run.output_tokens_per_s);
+  CHECK(capped.power_capped_share > 0);
+  // System power = (GPUs + CPUs + switches + NICs + other) / PSU efficiency, from the catalog.
+  const SystemSpec sys = find_system("dgx-b200");
+  const double other = sys.cpu.count.value * sys.cpu.power.value + sys.nvswitch.count.value * sys.nvswitch.power.value +
+                       sys.nic.count.value * sys.nic.power.value + sys.other_power.value;
+  CHECK(free_run.system_avg_w == Approx((free_run.gpu_avg_w * 8 + other) / sys.psu_efficiency.value));
+}
+
+TEST_CASE("the simulator refuses requests that cannot run", "[sim][errors]") {
+  const std::string w = "  scenario: offline\n  requests: 2\n  input_tokens: {distribution: fixed, value: 3000}\n"
+                        "  output_tokens: {distribution: fixed, value: 2000}\n";
+  // 5,000 positions > Llama-2's 4,096.
+  CHECK_THROWS_AS(simulate(load_text("long.yaml", small_scenario(w))), InfeasibleError);
+  const std::string w2 = "  scenario: offline\n  requests: 2\n  input_tokens: {distribution: fixed, value: 3000}\n"
+                         "  output_tokens: {distribution: fixed, value: 20}\n";
+  // Without chunked prefill a 3,000-token prompt cannot pass a 2,048-token budget.
+  CHECK_THROWS_AS(simulate(load_text("budget.yaml", small_scenario(w2, "  chunked_prefill: false\n"), {"serving.max_num_tokens=2048"})),
+                  InfeasibleError);
+}

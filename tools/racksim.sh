@@ -12,11 +12,11 @@ case "${1:-}" in
   example)
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build build -j "$jobs"
-    # Until the simulator lands (issue 3): the headline scenario's model, and one decode step of
-    # it on the GB300 NVL72 rack through the cost model.
-    ./build/racksim model show llama2-70b
+    # The headline case: one GB300 NVL72 rack, Llama-2-70B NVFP4, MLPerf Offline, simulated for
+    # as many requests as a 2,400 s record run sends; then the calibration-set check.
+    ./build/racksim simulate examples/mlperf-llama2-70b-offline-gb300-nvl72.yaml --set workload.requests=11400000
     echo
-    ./build/racksim graph examples/mlperf-llama2-70b-offline-gb300-nvl72.yaml --phase decode --batch 2048 --context 512 --summary
+    ./build/racksim validate
     ;;
   test)
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRACKSIM_WERROR=ON >/dev/null

@@ -1,4 +1,6 @@
-// hwmodels/: the roofline cost model against hand calculations and the measurements it was seeded from.
+// hwmodels/: the roofline cost model against hand calculations and the measurements it was seeded
+// from. These check the seed model (use_calibrated = false); the calibrated factors are checked
+// against held-out measurements in calibrate_fit_test.cpp, and against the seed model below.
 
 #include <catch2/catch.hpp>
 
@@ -32,7 +34,7 @@ Op gemm(std::int64_t m, std::int64_t n, std::int64_t k, DType t) {
 TEST_CASE("a large GEMM is compute bound at its measured efficiency", "[hwmodels][cost]") {
   // H100 BF16 8192^3: 1.0995e12 FLOPs; seed efficiency at that size 0.7914 (aic_kernels
   // h100_sxm bfloat16 8192^3 = 1.4048 ms): time = 1.0995e12 / (989e12 x 0.7914) + 2 us launch.
-  RooflineCostModel model(find_system("dgx-h100"));
+  RooflineCostModel model(find_system("dgx-h100"), false);
   const OpCost c = model.cost(gemm(8192, 8192, 8192, DType::bf16));
   CHECK(c.bound == Bound::compute);
   CHECK(c.compute_efficiency == Approx(0.7914).epsilon(1e-4));
@@ -43,7 +45,7 @@ TEST_CASE("a large GEMM is compute bound at its measured efficiency", "[hwmodels
 TEST_CASE("a decode GEMV is memory bound at stream bandwidth", "[hwmodels][cost]") {
   // H100 FP8, m = 1, n = 10240, k = 8192: bytes = 83.9 MB weights + 8 KB in + 20 KB out;
   // time = bytes / (3.35e12 x 2.97/3.35) + 2 us = bytes / 2.97e12 + 2 us.
-  RooflineCostModel model(find_system("dgx-h100"));
+  RooflineCostModel model(find_system("dgx-h100"), false);
   const Op op = gemm(1, 10240, 8192, DType::fp8);
   const OpCost c = model.cost(op);
   CHECK(c.bound == Bound::memory);
@@ -51,7 +53,7 @@ TEST_CASE("a decode GEMV is memory bound at stream bandwidth", "[hwmodels][cost]
 }
 
 TEST_CASE("tiny ops are launch bound", "[hwmodels][cost]") {
-  RooflineCostModel model(find_system("gb300-nvl72"));
+  RooflineCostModel model(find_system("gb300-nvl72"), false);
   const OpCost c = model.cost(gemm(1, 64, 64, DType::bf16));
   CHECK(c.bound == Bound::launch);
   CHECK(c.time_s == Approx(2e-6).epsilon(0.01));
@@ -61,7 +63,7 @@ TEST_CASE("all-reduce follows the alpha-beta model per algorithm", "[hwmodels][c
   // 8x H100, 512 MiB: NVLS = base + 2(n-1) steps + S / (450 GB/s x 0.5651). The seed took its NVLS
   // efficiency and latencies from this very measurement (aic_kernels nccl 2.11106 ms), so the
   // model must give it back; ring would take 2(7/8) S / (450 GB/s x 0.7074), slower.
-  RooflineCostModel model(find_system("dgx-h100"));
+  RooflineCostModel model(find_system("dgx-h100"), false);
   const double S = 536870912;
   const OpCost c = model.collective(OpKind::all_reduce, S, 8);
   CHECK(c.algorithm == CollectiveAlgorithm::nvls);
@@ -81,9 +83,9 @@ TEST_CASE("all-reduce follows the alpha-beta model per algorithm", "[hwmodels][c
 }
 
 TEST_CASE("FP4 GEMMs need FP4 tensor cores", "[hwmodels][cost]") {
-  RooflineCostModel h100(find_system("dgx-h100"));
+  RooflineCostModel h100(find_system("dgx-h100"), false);
   CHECK_THROWS_AS(h100.cost(gemm(128, 128, 128, DType::nvfp4)), InfeasibleError);
-  RooflineCostModel gb300(find_system("gb300-nvl72"));
+  RooflineCostModel gb300(find_system("gb300-nvl72"), false);
   CHECK(gb300.cost(gemm(8192, 8192, 8192, DType::nvfp4)).compute_efficiency == Approx(0.3220).epsilon(1e-3));
 }
 
@@ -97,7 +99,7 @@ TEST_CASE("attention compute is bounded by tensor cores or exponentials", "[hwmo
     if (g.op(v).kind == OpKind::attention_prefill) att = &g.op(v);
   REQUIRE(att != nullptr);
   const SystemSpec s = find_system("gb200-nvl72");
-  RooflineCostModel model(s);
+  RooflineCostModel model(s, false);
   const OpCost c = model.cost(*att);
   const double tensor = att->flops / (s.gpu.peak(DType::fp8)->value * 0.75);
   const double exps = att->exp_ops / s.gpu.exp_throughput.value;
@@ -107,4 +109,18 @@ TEST_CASE("attention compute is bounded by tensor cores or exponentials", "[hwmo
 TEST_CASE("cost models register by name", "[hwmodels][cost]") {
   CHECK(cost_model_registry().get("roofline").factory(find_system("dgx-b200"))->name() == "roofline");
   CHECK_THROWS_WITH(cost_model_registry().get("magic"), "unknown cost model 'magic'; valid: roofline");
+}
+
+TEST_CASE("calibrated factors replace the seed curves and say so", "[hwmodels][cost]") {
+  // H100 BF16 8192^3 measured 1.4048 ms (aic_kernels): the calibrated GEMM model is fitted to
+  // the whole table, so it lands within 10% of this training point; the seed model marks its
+  // GEMM costs "seed", the calibrated one "calibrated".
+  const SystemSpec sys = find_system("dgx-h100");
+  RooflineCostModel seed(sys, false), fitted(sys, true);
+  const Op big = gemm(8192, 8192, 8192, DType::bf16);
+  CHECK(fitted.cost(big).time_s == Approx(1.4048e-3).epsilon(0.10));
+  CHECK(fitted.cost(big).provenance == "calibrated");
+  CHECK(seed.cost(big).provenance == "seed");
+  // 8-GPU all-reduce of 512 MiB measured 2.11106 ms (aic_kernels nccl): the fitted curve gives it back.
+  CHECK(fitted.collective(OpKind::all_reduce, 536870912, 8).time_s == Approx(2.11106e-3).epsilon(0.10));
 }

@@ -319,6 +319,21 @@ class Simulation {
       if (budget <= 0) break;
       if (!add_chunk(p)) break;
     }
+    // max_utilization with a cache full of partial prompts and nothing decoding: recompute the
+    // newest partial prompt later so the older ones can grow (a lone request always fits: its
+    // input + output was checked against the lane's blocks when the requests were loaded).
+    while (!guaranteed_ && shape.tokens() == 0 && l.prefilling.size() > 1) {
+      const Prefilling victim = l.prefilling.back();
+      l.prefilling.pop_back();
+      l.blocks_used -= ceil_div(victim.done, block_);
+      r_.state[victim.req] = ReqState::waiting;
+      l.waiting.push_front(victim.req);
+      ++result_.preemptions;
+      for (auto& p : l.prefilling) {
+        if (budget <= 0) break;
+        if (!add_chunk(p)) break;
+      }
+    }
     while (budget > 0 && !l.waiting.empty() &&
            l.n_decode + static_cast<I>(l.prefilling.size()) < max_batch_) {
       const std::uint32_t req = l.waiting.front();
@@ -397,9 +412,10 @@ class Simulation {
       finish_request(l, e.req);
     });
     // Prefills that ended their prompt emit a token (the first one, or the next after a recompute).
+    // A later prompt can complete while an earlier one waits for blocks (it fits in its last
+    // block's free slots), so completions are removed wherever they stand.
+    std::erase_if(l.prefilling, [&](const Prefilling& p) { return p.done == r_.prefill_len[p.req]; });
     for (std::uint32_t req : l.completing) {
-      RACKSIM_ASSERT(!l.prefilling.empty() && l.prefilling.front().req == req, "prefills complete in order");
-      l.prefilling.pop_front();
       if (r_.generated[req] == 0) r_.first_token[req] = now;
       r_.generated[req] += 1;
       result_.output_tokens += 1;

@@ -124,3 +124,19 @@ TEST_CASE("calibrated factors replace the seed curves and say so", "[hwmodels][c
   // 8-GPU all-reduce of 512 MiB measured 2.11106 ms (aic_kernels nccl): the fitted curve gives it back.
   CHECK(fitted.collective(OpKind::all_reduce, 536870912, 8).time_s == Approx(2.11106e-3).epsilon(0.10));
 }
+
+TEST_CASE("a GEMM fed pre-quantized activations skips the fitted quantize pass", "[hwmodels][cost]") {
+  // The calibrated FP8 model on H100 carries a per-A-element term (the activation quantize pass
+  // inside the measured torch_flow call, docs/calibration.md). The step graph's GEMMs read
+  // activations their producer already wrote in FP8, so the cost model drops m x k x a_element.
+  const SystemSpec sys = find_system("dgx-h100");
+  RooflineCostModel fitted(sys, true);
+  Op op = gemm(4096, 8192, 8192, DType::fp8);
+  const double raw = fitted.cost(op).time_s;
+  op.input_prequantized = true;
+  const double fused = fitted.cost(op).time_s;
+  REQUIRE(fitted.calibrated() != nullptr);
+  const double a_element = fitted.calibrated()->gemm.at(DType::fp8).model.a_element_s;
+  CHECK(a_element > 0);
+  CHECK(raw - fused == Approx(4096.0 * 8192 * a_element).epsilon(1e-9));
+}

@@ -50,6 +50,10 @@ struct Op {
   DType weight_dtype = DType::bf16;  ///< stored weights (GEMM), KV cache (attention)
   DType out_dtype = DType::bf16;     ///< output
   std::string weight;                ///< weight tensor identity ("layers.12.qkv_proj"), or ""
+  /// GEMMs: the A operand arrives already in in_dtype, quantized by the op that wrote it (fused
+  /// into RMSNorm / SwiGLU / attention, as TensorRT-LLM's FP8 and NVFP4 paths do), so the GEMM
+  /// itself does no activation-quantize pass.
+  bool input_prequantized = false;
 
   double flops = 0;            ///< floating-point operations (multiply-add = 2)
   double exp_ops = 0;          ///< exponentials (softmax), for the special-function units

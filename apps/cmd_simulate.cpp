@@ -18,6 +18,9 @@ nlohmann::json latency_json(const LatencySummary& l) {
   return {{"mean", l.mean}, {"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}};
 }
 
+/// GPUs the replicas occupy (the system may hold more: `deployment.replicas` below auto).
+int gpus_used(const Scenario& s, const SimResult& r) { return r.replicas * s.deployment.gpus_per_replica(); }
+
 nlohmann::json result_json(const Scenario& s, const SimResult& r, double wall_s) {
   nlohmann::json slo = {{"ttft_p99_ms", r.ttft_limit_ms > 0 ? nlohmann::json(r.ttft_limit_ms) : nlohmann::json()},
                         {"tpot_p99_ms", r.tpot_limit_ms > 0 ? nlohmann::json(r.tpot_limit_ms) : nlohmann::json()},
@@ -33,7 +36,8 @@ nlohmann::json result_json(const Scenario& s, const SimResult& r, double wall_s)
                       {"output_tokens", r.output_tokens},
                       {"duration_s", r.duration_s},
                       {"output_tokens_per_s", r.output_tokens_per_s},
-                      {"output_tokens_per_s_per_gpu", r.output_tokens_per_s / r.gpus},
+                      {"output_tokens_per_s_per_gpu", r.output_tokens_per_s / gpus_used(s, r)},
+                      {"gpus_used", gpus_used(s, r)},
                       {"requests_per_s", r.requests_per_s},
                       {"ttft_ms", latency_json(r.ttft_ms)},
                       {"tpot_ms", latency_json(r.tpot_ms)},
@@ -62,13 +66,17 @@ void print_table(const Scenario& s, const SimResult& r) {
              r.qps > 0 ? fmt::format("at {:.2f} queries/s", r.qps) : "");
   fmt::print("  requests {}, input tokens {}, output tokens {}, duration {:.3f} s\n", r.requests_completed, r.input_tokens,
              r.output_tokens, r.duration_s);
-  fmt::print("  throughput {:.1f} output tokens/s ({:.1f} per GPU), {:.2f} requests/s\n", r.output_tokens_per_s,
-             r.output_tokens_per_s / r.gpus, r.requests_per_s);
+  fmt::print("  throughput {:.1f} output tokens/s ({:.1f} per GPU in use), {:.2f} requests/s\n", r.output_tokens_per_s,
+             r.output_tokens_per_s / gpus_used(s, r), r.requests_per_s);
   fmt::print("  {:<6} {:>10} {:>10} {:>10} {:>10}   (ms)\n", "", "mean", "p50", "p90", "p99");
   for (const auto& [name, l] : {std::pair{"TTFT", r.ttft_ms}, std::pair{"TPOT", r.tpot_ms}, std::pair{"E2E", r.e2e_ms}})
     fmt::print("  {:<6} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", name, l.mean, l.p50, l.p90, l.p99);
-  if (r.ttft_limit_ms > 0 || r.tpot_limit_ms > 0)
-    fmt::print("  SLO p99 TTFT <= {:g} ms, TPOT <= {:g} ms: {}\n", r.ttft_limit_ms, r.tpot_limit_ms, r.slo_met ? "met" : "NOT met");
+  if (r.ttft_limit_ms > 0 || r.tpot_limit_ms > 0) {
+    std::string limits;
+    if (r.ttft_limit_ms > 0) limits += fmt::format("TTFT <= {:g} ms", r.ttft_limit_ms);
+    if (r.tpot_limit_ms > 0) limits += fmt::format("{}TPOT <= {:g} ms", limits.empty() ? "" : ", ", r.tpot_limit_ms);
+    fmt::print("  SLO p99 {}: {}\n", limits, r.slo_met ? "met" : "NOT met");
+  }
   fmt::print("  power: GPU {:.0f} W average (limit {:.0f} W, {:.1f}% of iterations capped), system {:.0f} W, {:.3g} J, {:.3f} tokens/J\n",
              r.gpu_avg_w, s.gpu_power_limit_w, 100 * r.power_capped_share, r.system_avg_w, r.energy_j,
              r.output_tokens_per_joule);

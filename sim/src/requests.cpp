@@ -130,8 +130,9 @@ RequestSet read_trace(const std::string& path) {
   double last = 0;
   while (std::getline(in, line)) {
     ++no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF files
     if (line.empty() || line[0] == '#') continue;
-    if (r.size() == 0 && line.find_first_not_of("0123456789.,eE+- \r") != std::string::npos) continue;  // header
+    if (r.size() == 0 && line.rfind("arrival_s,", 0) == 0) continue;  // the header names the columns
     double t = 0;
     long long a = 0, b = 0;
     const char* p = line.data();
@@ -143,11 +144,13 @@ RequestSet read_trace(const std::string& path) {
       ok = r2.ec == std::errc{} && r2.ptr < end && *r2.ptr == ',';
       if (ok) {
         auto r3 = std::from_chars(r2.ptr + 1, end, b);
-        ok = r3.ec == std::errc{} && (r3.ptr == end || *r3.ptr == '\r');
+        ok = r3.ec == std::errc{} && r3.ptr == end;
       }
     }
-    if (!ok || t < 0 || a < 1 || b < 1 || !std::isfinite(t))
-      throw InputError(fmt::format("{}:{}: '{}' is not arrival_s,input_tokens,output_tokens (arrival >= 0, tokens >= 1)", path, no, line));
+    constexpr long long kMaxTokens = 1LL << 24;
+    if (!ok || t < 0 || a < 1 || b < 1 || a > kMaxTokens || b > kMaxTokens || !std::isfinite(t) || t > 1e6)
+      throw InputError(fmt::format("{}:{}: '{}' is not arrival_s,input_tokens,output_tokens (0 <= arrival <= 1e6 s, 1 <= tokens <= {})",
+                                   path, no, line, kMaxTokens));
     if (t < last) throw InputError(fmt::format("{}:{}: arrival {} is before the previous one ({}); sort the trace", path, no, t, last));
     last = t;
     r.arrival.push_back(SimTime::seconds(t));

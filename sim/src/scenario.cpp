@@ -136,7 +136,11 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   if (sv.has("capacity_policy")) s.serving.capacity_policy = sv.choice("capacity_policy", kPolicies);
   static constexpr std::array<std::string_view, 3> kRouters = {"input_balanced", "least_loaded", "round_robin"};
   if (sv.has("router")) s.serving.router = sv.choice("router", kRouters);
-  if (sv.has("fixed_step_time")) s.serving.fixed_step_time_s = sv.quantity("fixed_step_time", Dimension::seconds);
+  if (sv.has("fixed_step_time")) {
+    s.serving.fixed_step_time_s = sv.quantity("fixed_step_time", Dimension::seconds);
+    if (s.serving.fixed_step_time_s <= 0 || s.serving.fixed_step_time_s > 1e4)
+      sv.fail("fixed_step_time", "must be above 0 and at most 10000 s");
+  }
   sv.finish();
 
   YamlMap w = y.map("workload");

@@ -31,7 +31,7 @@ enum class ReqState : std::uint8_t { pending, waiting, prefill, decode, done };
 struct Requests {
   RequestSet set;
   std::vector<SimTime> first_token;
-  std::vector<std::int32_t> k0;            ///< lane iteration of the first decode step
+  std::vector<std::int64_t> k0;            ///< lane iteration of the first decode step
   std::vector<std::uint32_t> prefill_len;  ///< tokens prefilled (prompt, plus emitted tokens after a preemption)
   std::vector<std::uint32_t> generated;
   std::vector<std::uint16_t> epoch;        ///< bumps on preemption; stale heap entries are skipped
@@ -128,7 +128,7 @@ class Simulation {
       l.blocks_total = lane_blocks;
       l.residue.assign(static_cast<std::size_t>(block_), 0);
     }
-    stage0_free_.assign(static_cast<std::size_t>(s.replicas), SimTime{});
+    stage_free_.assign(static_cast<std::size_t>(s.replicas * pp_), SimTime{});
     replica_load_.assign(static_cast<std::size_t>(s.replicas), 0.0);
     replica_next_lane_.assign(static_cast<std::size_t>(s.replicas), 0);
     max_batch_ = s.serving.max_batch_size;
@@ -161,6 +161,11 @@ class Simulation {
     r_.ttft_ms.assign(n, 0);
     r_.tpot_ms.assign(n, 0);
     r_.e2e_ms.assign(n, 0);
+    // Simulated time is int64 picoseconds (106 days); keep well inside it.
+    constexpr double kMaxSeconds = 1e6;
+    if (r_.set.arrival.back().to_seconds() > kMaxSeconds || r_.set.arrival.back() < SimTime{})
+      throw InputError(fmt::format("the last request arrives at {:.6g} s; racksim simulates up to {:g} s (raise qps or shorten the trace)",
+                                   r_.set.arrival.back().to_seconds(), kMaxSeconds));
     // Requests that can never run are the scenario's error, not a silent hang.
     const I lane_tokens = lanes_.front().blocks_total * block_;
     for (std::size_t i = 0; i < n; ++i) {
@@ -168,9 +173,12 @@ class Simulation {
       if (in + out > s_.model.max_position)
         throw InfeasibleError(fmt::format("request {} needs {} + {} tokens; {} has {} positions", i, in, out, s_.model.id,
                                           s_.model.max_position));
-      if (!s_.serving.chunked_prefill && in + out - 1 > max_tokens_)
-        throw InfeasibleError(fmt::format("request {} has a {}-token prompt (up to {} on recompute) but max_num_tokens is {} and "
-                                          "chunked_prefill is off", i, in, in + out - 1, max_tokens_));
+      // Without chunking a prompt runs whole; under max_utilization a recompute prefills the
+      // prompt plus all but the last emitted token.
+      const I longest = guaranteed_ ? in : in + out - 1;
+      if (!s_.serving.chunked_prefill && longest > max_tokens_)
+        throw InfeasibleError(fmt::format("request {} needs a {}-token prefill{} but max_num_tokens is {} and chunked_prefill is off", i,
+                                          longest, guaranteed_ ? "" : " (prompt + output - 1, on recompute)", max_tokens_));
       if (ceil_div(in + out, block_) > lanes_.front().blocks_total)
         throw InfeasibleError(fmt::format("request {} needs {} KV tokens; a {} holds {}", i, in + out,
                                           pp_ > 1 ? "pipeline lane" : "replica", lane_tokens));
@@ -236,7 +244,7 @@ class Simulation {
     if (l.busy || l.start_pending) return;
     l.start_pending = true;
     SimTime at = engine_.now();
-    const SimTime free = stage0_free_[l.replica];
+    const SimTime free = stage_free(l.replica, 0);
     if (free > at) at = free;
     engine_.schedule(at, kPriority[kLaneStart], kLaneStart, id);
   }
@@ -270,7 +278,7 @@ class Simulation {
 
   void try_start(Lane& l, std::uint32_t id) {
     if (l.busy || !has_work(l)) return;
-    if (stage0_free_[l.replica] > engine_.now()) {
+    if (stage_free(l.replica, 0) > engine_.now()) {
       request_start(l, id);
       return;
     }
@@ -278,6 +286,7 @@ class Simulation {
     BatchShape shape;
     // 1. Every decoding sequence takes one token; its KV write may open a new block.
     I need = l.residue[static_cast<std::size_t>((block_ - k % block_) % block_)];
+    const std::int64_t preempted_before = result_.preemptions;
     if (!guaranteed_)
       while (l.blocks_total - l.blocks_used < need && preempt(l))
         need = l.residue[static_cast<std::size_t>((block_ - k % block_) % block_)];
@@ -334,7 +343,8 @@ class Simulation {
         if (!add_chunk(p)) break;
       }
     }
-    while (budget > 0 && !l.waiting.empty() &&
+    // No admissions in an iteration that had to preempt (vLLM does the same): the cache is full.
+    while (budget > 0 && !l.waiting.empty() && result_.preemptions == preempted_before &&
            l.n_decode + static_cast<I>(l.prefilling.size()) < max_batch_) {
       const std::uint32_t req = l.waiting.front();
       if (guaranteed_) {
@@ -357,20 +367,33 @@ class Simulation {
     }
     l.peak_blocks = std::max(l.peak_blocks, guaranteed_ ? l.blocks_reserved : l.blocks_used);
     StepCost c = timer_.cost(shape);
-    if (s_.serving.fixed_step_time_s > 0) c = StepCost{s_.serving.fixed_step_time_s, s_.serving.fixed_step_time_s, c.dynamic_j, c.flops, false};
+    if (s_.serving.fixed_step_time_s > 0) {
+      // A fixed step time keeps the model's average power for this batch (energy rescaled).
+      const double scale = s_.serving.fixed_step_time_s / c.time_s;
+      c = StepCost{s_.serving.fixed_step_time_s, s_.serving.fixed_step_time_s, c.dynamic_j * scale, c.flops, c.capped};
+    }
     l.busy = true;
     l.started = engine_.now();
     l.step_decodes = l.n_decode;
-    const SimTime dur = SimTime::seconds(c.time_s);
-    // The lane's next micro-batch may enter stage 0 once this one has left it.
-    stage0_free_[l.replica] = engine_.now() + SimTime::seconds(c.time_s / pp_);
+    // The micro-batch passes the stages in turn, each for time / pp, waiting for a stage still
+    // busy with the previous micro-batch of another lane.
+    SimTime t = engine_.now();
+    const SimTime per_stage = SimTime::seconds(c.time_s / pp_);
+    for (int st = 0; st < pp_; ++st) {
+      SimTime& free = stage_free(l.replica, st);
+      if (free > t) t = free;
+      t = t + per_stage;
+      free = t;
+    }
+    const SimTime dur = t - engine_.now();
     // All GPUs of the replica: per-GPU dynamic energy x pp stages x tp ranks.
     dynamic_j_ += c.dynamic_j * pp_ * s_.deployment.tensor_parallel;
     flops_ += c.flops * pp_ * s_.deployment.tensor_parallel;
     ++result_.iterations;
     capped_iterations_ += c.capped ? 1 : 0;
     if (opt_.keep_iterations)
-      result_.iteration_records.push_back({l.replica, l.index, engine_.now(), engine_.now() + dur, l.n_decode, shape.prefill_tokens, c.capped});
+      result_.iteration_records.push_back(
+          {l.replica, l.index, engine_.now(), engine_.now() + dur, per_stage, l.n_decode, shape.prefill_tokens, c.capped});
     engine_.schedule(engine_.now() + dur, kPriority[kIterationEnd], kIterationEnd, id);
   }
 
@@ -425,7 +448,7 @@ class Simulation {
         continue;
       }
       const I k0 = k + 1, plen = r_.prefill_len[req];
-      r_.k0[req] = static_cast<std::int32_t>(k0);
+      r_.k0[req] = k0;
       r_.state[req] = ReqState::decode;
       l.n_decode += 1;
       l.sum_prefill_minus_k0 += static_cast<double>(plen - k0);
@@ -448,9 +471,10 @@ class Simulation {
     double sum = 0;
     for (float x : v) sum += x;
     s.mean = sum / static_cast<double>(v.size());
-    // Nearest-rank percentiles, as MLPerf's loadgen reports them.
+    // As MLPerf's loadgen reports them: the sorted sample at index floor(n p)
+    // (mlcommons/inference loadgen/results.cc: sample_latencies[sample_count * percentile]).
     auto pct = [&](double p) {
-      const auto idx = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size()))) - 1;
+      const auto idx = std::min(v.size() - 1, static_cast<std::size_t>(std::floor(p * static_cast<double>(v.size()))));
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(idx), v.end());
       return static_cast<double>(v[idx]);
     };
@@ -471,7 +495,9 @@ class Simulation {
     out.gpus = s_.system.gpus();
     out.replicas = s_.replicas;
     out.qps = s_.workload.scenario == "offline" || s_.workload.scenario == "trace" ? 0 : qps;
-    out.duration_s = last_finish_.to_seconds();
+    // From the first arrival (MLPerf measures from the first query issued; a trace may start late).
+    out.duration_s = (last_finish_ - r_.set.arrival.front()).to_seconds();
+    out.arrival_span_s = (r_.set.arrival.back() - r_.set.arrival.front()).to_seconds();
     out.output_tokens_per_s = out.duration_s > 0 ? static_cast<double>(out.output_tokens) / out.duration_s : 0;
     out.requests_per_s = out.duration_s > 0 ? static_cast<double>(n) / out.duration_s : 0;
     // TPOT over requests with more than one output token (TTFT covers the first).
@@ -490,7 +516,7 @@ class Simulation {
     // Power: every GPU idles all run long; busy GPUs add their ops' dynamic energy.
     const SystemSpec& sys = s_.system;
     const double t = out.duration_s;
-    const double gpu_j = sys.gpu.idle_power.value * sys.gpus() * t + dynamic_j_;
+    const double gpu_j = sys.gpu.idle_power.value * sys.gpus() * t + dynamic_j_;  // idle over the measured span
     out.gpu_avg_w = t > 0 ? gpu_j / t / sys.gpus() : 0;
     const double other_w = sys.cpu.count.value * sys.cpu.power.value + sys.nvswitch.count.value * sys.nvswitch.power.value +
                            sys.nic.count.value * sys.nic.power.value + sys.other_power.value;
@@ -521,7 +547,10 @@ class Simulation {
   I max_tokens_ = 0;
   bool guaranteed_ = true;
   std::vector<Lane> lanes_;
-  std::vector<SimTime> stage0_free_;
+  std::vector<SimTime> stage_free_;  ///< per replica and pipeline stage: when it can take the next micro-batch
+  SimTime& stage_free(std::uint32_t replica, int stage) {
+    return stage_free_[static_cast<std::size_t>(replica) * static_cast<std::size_t>(pp_) + static_cast<std::size_t>(stage)];
+  }
   std::vector<double> replica_load_;
   std::priority_queue<std::pair<double, std::uint32_t>, std::vector<std::pair<double, std::uint32_t>>, std::greater<>> balance_;
   std::vector<std::uint32_t> replica_next_lane_;
@@ -541,26 +570,39 @@ SimResult simulate(const Scenario& s, const SimOptions& opt) { return Simulation
 SimResult find_max_qps(const Scenario& s, const SimOptions& opt) {
   if (s.workload.scenario != "server" && s.workload.scenario != "interactive")
     throw InputError(fmt::format("--find-max-qps needs workload.scenario server or interactive, not {}", s.workload.scenario));
+  if (s.workload.ttft_p99_ms <= 0 && s.workload.tpot_p99_ms <= 0)
+    throw InputError("--find-max-qps needs a latency limit (workload.latency_limits); with none every rate passes");
   Scenario off = s;
   off.workload.scenario = "offline";
-  SimOptions probe;
-  double lo = 0, hi = simulate(off, probe).requests_per_s;
-  probe.qps = hi;
-  for (int i = 0; i < 20 && simulate(s, probe).slo_met; ++i) {  // a short offline run can underrate capacity
+  const double offline_rps = simulate(off, SimOptions{}).requests_per_s;
+  // Each probe sends at least 600 s of arrivals (MLPerf's minimum run, mlperf.md), so that a
+  // rate above capacity builds a queue that shows in p99 TTFT instead of draining unseen.
+  auto at_rate = [&](double qps) {
+    Scenario probe = s;
+    probe.workload.requests = std::max<std::int64_t>(s.workload.requests, static_cast<std::int64_t>(std::ceil(qps * 600.0)));
+    return probe;
+  };
+  auto passes = [&](double qps) {
+    SimOptions probe;
+    probe.qps = qps;
+    return simulate(at_rate(qps), probe).slo_met;
+  };
+  const double floor_qps = std::max(offline_rps * 1e-3, 0.1);
+  if (!passes(floor_qps))
+    throw InfeasibleError(fmt::format("no arrival rate meets p99 TTFT <= {} ms and TPOT <= {} ms (not even {:.4g} queries/s, "
+                                      "a thousandth of the offline rate)", s.workload.ttft_p99_ms, s.workload.tpot_p99_ms, floor_qps));
+  double lo = floor_qps, hi = offline_rps;
+  for (int i = 0; i < 20 && passes(hi); ++i) {  // a short offline run can underrate capacity
     lo = hi;
     hi *= 1.5;
-    probe.qps = hi;
   }
   while (hi - lo > 1e-4 * hi) {
-    probe.qps = (lo + hi) / 2;
-    (simulate(s, probe).slo_met ? lo : hi) = probe.qps;
+    const double mid = (lo + hi) / 2;
+    (passes(mid) ? lo : hi) = mid;
   }
-  if (lo <= 0)
-    throw InfeasibleError(fmt::format("no arrival rate meets p99 TTFT <= {} ms and TPOT <= {} ms", s.workload.ttft_p99_ms,
-                                      s.workload.tpot_p99_ms));
   SimOptions at = opt;
   at.qps = lo;
-  return simulate(s, at);
+  return simulate(at_rate(lo), at);
 }
 
 }  // namespace racksim

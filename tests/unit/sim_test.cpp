@@ -69,13 +69,14 @@ TEST_CASE("a fixed step time gives closed-form throughput and latencies", "[sim]
 TEST_CASE("max_batch_size makes requests wait in waves", "[sim][closed-form]") {
   // Same, but 2 sequences at a time: requests 0,1 run iterations 0..9 (finish at 100 ms);
   // requests 2,3 are admitted at iteration 10, first token at 110 ms, finish at 200 ms.
-  // TTFT: 10, 10, 110, 110 -> mean 60, p50 10 (nearest rank 2 of 4), p99 110.
+  // TTFT: 10, 10, 110, 110 -> mean 60; percentiles as loadgen: sorted[floor(n p)], so p50 =
+  // sorted[2] = 110 and p99 = sorted[3] = 110.
   const Scenario s = load_text("waves.yaml", small_scenario(kFixed100x10, "  fixed_step_time: 10ms\n"), {"serving.max_batch_size=2"});
   const SimResult r = simulate(s);
   CHECK(r.iterations == 20);
   CHECK(r.duration_s == Approx(0.200));
   CHECK(r.ttft_ms.mean == Approx(60));
-  CHECK(r.ttft_ms.p50 == Approx(10));
+  CHECK(r.ttft_ms.p50 == Approx(110));
   CHECK(r.ttft_ms.p99 == Approx(110));
   CHECK(r.tpot_ms.p99 == Approx(10));
   CHECK(r.e2e_ms.mean == Approx(150));
@@ -234,4 +235,34 @@ TEST_CASE("the simulator refuses requests that cannot run", "[sim][errors]") {
   // Without chunked prefill a 3,000-token prompt cannot pass a 2,048-token budget.
   CHECK_THROWS_AS(simulate(load_text("budget.yaml", small_scenario(w2, "  chunked_prefill: false\n"), {"serving.max_num_tokens=2048"})),
                   InfeasibleError);
+}
+
+TEST_CASE("pipeline stages take one micro-batch at a time", "[sim][pipeline]") {
+  // H100 TP1 x PP2 (the v5.0 record deployment), varied lengths so step times differ: a
+  // micro-batch holds the last stage for [end - stage_time, end); those intervals of one replica
+  // never overlap (a short micro-batch behind a long one waits for the stage).
+  const std::string w = "  scenario: server\n  qps: 40\n  requests: 600\n  input_tokens: {distribution: uniform, min: 10, max: 900}\n"
+                        "  output_tokens: {distribution: uniform, min: 1, max: 60}\n";
+  const Scenario s = load_text("pp.yaml", small_scenario(w, "", "dgx-h100"),
+                               {"deployment.pipeline_parallel=2", "precision={weights: fp8, activations: fp8, kv_cache: fp8}"});
+  SimOptions opt;
+  opt.keep_iterations = true;
+  const SimResult r = simulate(s, opt);
+  std::vector<std::pair<SimTime, SimTime>> last_stage;
+  for (const auto& it : r.iteration_records) last_stage.push_back({it.end - it.stage_time, it.end});
+  std::sort(last_stage.begin(), last_stage.end());
+  REQUIRE(last_stage.size() > 100);
+  for (std::size_t i = 1; i < last_stage.size(); ++i) CHECK(last_stage[i].first >= last_stage[i - 1].second);
+}
+
+TEST_CASE("find-max-qps refuses impossible limits and needs a limit", "[sim][errors]") {
+  const std::string w = "  scenario: server\n  requests: 200\n  qps: 10\n  input_tokens: {distribution: fixed, value: 100}\n"
+                        "  output_tokens: {distribution: fixed, value: 50}\n";
+  // TPOT <= 1 ms cannot be met by a 70B model on one B200 at any rate: exit 3, not a hang.
+  CHECK_THROWS_AS(find_max_qps(load_text("imp.yaml", small_scenario(w), {"workload.latency_limits={ttft_p99_ms: 450, tpot_p99_ms: 1}"})),
+                  InfeasibleError);
+  CHECK_THROWS_AS(find_max_qps(load_text("nolim.yaml", small_scenario(w), {"workload.latency_limits={ttft_p99_ms: 0, tpot_p99_ms: 0}"})),
+                  InputError);
+  // Arrivals beyond the simulated horizon are refused.
+  CHECK_THROWS_AS(simulate(load_text("slow.yaml", small_scenario(w), {"workload.qps=1e-5"})), InputError);
 }

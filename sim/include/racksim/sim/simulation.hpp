@@ -21,6 +21,7 @@ struct IterationRecord {
   std::uint32_t replica = 0;
   std::uint32_t lane = 0;
   SimTime start, end;
+  SimTime stage_time;               ///< time on each pipeline stage (the step time / stages)
   std::int64_t decode = 0;          ///< decode sequences
   std::int64_t prefill_tokens = 0;  ///< prompt tokens
   bool capped = false;
@@ -49,7 +50,8 @@ struct SimResult {
   std::int64_t requests_completed = 0;
   std::int64_t input_tokens = 0;
   std::int64_t output_tokens = 0;
-  double duration_s = 0;
+  double duration_s = 0;       ///< first arrival to last finish
+  double arrival_span_s = 0;   ///< first arrival to last arrival
   double output_tokens_per_s = 0;
   double requests_per_s = 0;
   LatencySummary ttft_ms, tpot_ms, e2e_ms;
@@ -75,7 +77,8 @@ struct SimResult {
 
 /// Server / Interactive: the highest arrival rate whose p99 TTFT and TPOT meet the scenario's
 /// limits, as MLPerf submitters tune theirs (bracketed from the offline rate, then bisected to
-/// 1e-4 relative), and the full result there. InfeasibleError if no rate meets them.
+/// 1e-4 relative; every probe sends at least 600 s of arrivals, MLPerf's minimum run), and the
+/// full result there. InfeasibleError if no rate meets them.
 [[nodiscard]] SimResult find_max_qps(const Scenario& s, const SimOptions& opt = {});
 
 }  // namespace racksim

@@ -22,11 +22,12 @@ case "${1:-}" in
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRACKSIM_WERROR=ON >/dev/null
     cmake --build build -j "$jobs"
     ctest --test-dir build --output-on-failure -j "$jobs"
-    # Sanitizers: the CPU code only (the CUDA target is compiled and linked by the build above).
+    # Sanitizers: the CPU code only (the CUDA target is compiled and linked by the build above);
+    # the whole calibration-set runs (label "slow") ran above and are skipped here.
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRACKSIM_WERROR=ON -DRACKSIM_SANITIZE=ON -DRACKSIM_CUDA=OFF >/dev/null
     cmake --build build-asan -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      ctest --test-dir build-asan --output-on-failure -j "$jobs"
+      ctest --test-dir build-asan --output-on-failure -j "$jobs" --label-exclude slow
     ;;
   *)
     echo "usage: tools/racksim.sh example|test" >&2

@@ -36,7 +36,6 @@ struct Requests {
   std::vector<std::uint32_t> generated;
   std::vector<std::uint16_t> epoch;        ///< bumps on preemption; stale heap entries are skipped
   std::vector<ReqState> state;
-  std::vector<std::uint32_t> lane;
   std::vector<float> ttft_ms, tpot_ms, e2e_ms;
 };
 
@@ -94,7 +93,6 @@ struct Lane {
   I blocks_total = 0, blocks_used = 0, blocks_reserved = 0;
   I peak_blocks = 0;
   // The iteration in flight.
-  SimTime started;
   std::vector<std::uint32_t> completing;  ///< prefills that end their prompt this iteration
   I step_decodes = 0;
 };
@@ -157,7 +155,6 @@ class Simulation {
     r_.generated.assign(n, 0);
     r_.epoch.assign(n, 0);
     r_.state.assign(n, ReqState::pending);
-    r_.lane.assign(n, 0);
     r_.ttft_ms.assign(n, 0);
     r_.tpot_ms.assign(n, 0);
     r_.e2e_ms.assign(n, 0);
@@ -232,7 +229,6 @@ class Simulation {
     const std::uint32_t lane_id = rep * static_cast<std::uint32_t>(pp_) + replica_next_lane_[rep];
     replica_next_lane_[rep] = (replica_next_lane_[rep] + 1) % static_cast<std::uint32_t>(pp_);
     Lane& l = lanes_[lane_id];
-    r_.lane[req] = lane_id;
     r_.state[req] = ReqState::waiting;
     r_.prefill_len[req] = r_.set.input[req];
     l.waiting.push_back(req);
@@ -373,7 +369,6 @@ class Simulation {
       c = StepCost{s_.serving.fixed_step_time_s, s_.serving.fixed_step_time_s, c.dynamic_j * scale, c.flops, c.capped};
     }
     l.busy = true;
-    l.started = engine_.now();
     l.step_decodes = l.n_decode;
     // The micro-batch passes the stages in turn, each for time / pp, waiting for a stage still
     // busy with the previous micro-batch of another lane.
@@ -388,7 +383,6 @@ class Simulation {
     const SimTime dur = t - engine_.now();
     // All GPUs of the replica: per-GPU dynamic energy x pp stages x tp ranks.
     dynamic_j_ += c.dynamic_j * pp_ * s_.deployment.tensor_parallel;
-    flops_ += c.flops * pp_ * s_.deployment.tensor_parallel;
     ++result_.iterations;
     capped_iterations_ += c.capped ? 1 : 0;
     if (opt_.keep_iterations)
@@ -559,7 +553,6 @@ class Simulation {
   SimResult result_;
   SimTime last_finish_;
   double dynamic_j_ = 0;
-  double flops_ = 0;
   I capped_iterations_ = 0;
 };
 

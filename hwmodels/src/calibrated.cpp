@@ -1,4 +1,5 @@
 #include "racksim/hwmodels/calibrated.hpp"
+#include "racksim/hwmodels/efficiency.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -38,20 +39,7 @@ double CalibratedCollective::bus_factor(const std::string& op, int ranks) {
   return (n - 1) / n;  // all_gather, reduce_scatter, all_to_all (nccl-tests PERFORMANCE.md)
 }
 
-double CalibratedCollective::efficiency_at(double bytes) const {
-  RACKSIM_ASSERT(!efficiency.empty(), "collective efficiency without points");
-  if (bytes <= efficiency.front().first) return efficiency.front().second;
-  if (bytes >= efficiency.back().first) return efficiency.back().second;
-  for (std::size_t i = 1; i < efficiency.size(); ++i) {
-    const auto& [x1, y1] = efficiency[i];
-    if (bytes <= x1) {
-      const auto& [x0, y0] = efficiency[i - 1];
-      const double t = (std::log(bytes) - std::log(x0)) / (std::log(x1) - std::log(x0));
-      return y0 + t * (y1 - y0);
-    }
-  }
-  return efficiency.back().second;
-}
+double CalibratedCollective::efficiency_at(double bytes) const { return interpolate_log_size(efficiency, bytes); }
 
 double CalibratedCollective::time(double bytes) const {
   return alpha_s + bus_factor(op, ranks) * bytes / (link_bandwidth * efficiency_at(bytes));

@@ -11,7 +11,7 @@
 
 namespace racksim {
 
-double EfficiencyCurve::at(double size) const {
+double interpolate_log_size(const std::vector<std::pair<double, double>>& points, double size) {
   RACKSIM_ASSERT(!points.empty(), "efficiency curve without points");
   if (size <= points.front().first) return points.front().second;
   if (size >= points.back().first) return points.back().second;
@@ -25,6 +25,8 @@ double EfficiencyCurve::at(double size) const {
   }
   return points.back().second;
 }
+
+double EfficiencyCurve::at(double size) const { return interpolate_log_size(points, size); }
 
 EfficiencyCurve EfficiencyTable::gemm_curve(DType t) const {
   if (auto it = gemm.find(t); it != gemm.end()) return it->second;

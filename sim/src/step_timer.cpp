@@ -9,6 +9,13 @@ StepTimer::StepTimer(const ModelConfig& model, const Deployment& dep, const Prec
   one_stage_.pipeline_parallel = 1;
 }
 
+void StepTimer::accumulate(Part& p, const Op& op, double times) const {
+  const OpCost c = cost_.cost(op);
+  p.time_s += times * c.time_s;
+  p.energy_j += times * op_energy_j(energy_, op, c.compute_s);
+  p.flops += times * op.flops;
+}
+
 StepTimer::Part StepTimer::token_part(std::int64_t tokens) {
   const auto idx = static_cast<std::size_t>(tokens);
   if (idx >= by_tokens_.size()) by_tokens_.resize(idx + 1);
@@ -24,11 +31,7 @@ StepTimer::Part StepTimer::token_part(std::int64_t tokens) {
   for (std::size_t v = 0; v < g.size(); ++v) {
     const Op& op = g.op(v);
     if (op.kind == OpKind::attention_decode) continue;
-    const double times = op.layer >= 0 ? model_.layers : 1.0;
-    const OpCost c = cost_.cost(op);
-    p.time_s += times * c.time_s;
-    p.energy_j += times * op_energy_j(energy_, op, c.compute_s);
-    p.flops += times * op.flops;
+    accumulate(p, op, op.layer >= 0 ? model_.layers : 1.0);
   }
   // Stage boundaries: one activation transfer per extra stage.
   if (dep_.pipeline_parallel > 1) {
@@ -36,9 +39,7 @@ StepTimer::Part StepTimer::token_part(std::int64_t tokens) {
     recv.kind = OpKind::send_recv;
     recv.comm_bytes = storage_bytes(DType::bf16, static_cast<double>(tokens) * model_.hidden);
     recv.participants = 2;
-    const double n = dep_.pipeline_parallel - 1;
-    p.time_s += n * cost_.cost(recv).time_s;
-    p.energy_j += n * op_energy_j(energy_, recv, 0);
+    accumulate(p, recv, dep_.pipeline_parallel - 1);
   }
   return p;
 }
@@ -59,33 +60,20 @@ StepTimer::Part StepTimer::head_part(std::int64_t sampled) {
     const Op& op = g.op(v);
     // The head: lm_head, the logits gather and sampling (final_norm depends on T: token_part).
     if (op.layer >= 0 || op.kind == OpKind::embedding || op.kind == OpKind::rmsnorm) continue;
-    const OpCost c = cost_.cost(op);
-    p.time_s += c.time_s;
-    p.energy_j += op_energy_j(energy_, op, c.compute_s);
-    p.flops += op.flops;
+    accumulate(p, op, 1.0);
   }
   return p;
 }
 
 StepCost StepTimer::cost(const BatchShape& shape) {
-  const Part t = token_part(shape.tokens());
+  Part all = token_part(shape.tokens());
   const Part h = head_part(shape.sampled);
-  double time = t.time_s + h.time_s, energy = t.energy_j + h.energy_j, flops = t.flops + h.flops;
-  const double layers = model_.layers;
-  if (shape.prefill_seqs > 0) {
-    const Op a = make_attention_prefill(model_, dep_, prec_, shape, 0);
-    const OpCost c = cost_.cost(a);
-    time += layers * c.time_s;
-    energy += layers * op_energy_j(energy_, a, c.compute_s);
-    flops += layers * a.flops;
-  }
-  if (shape.decode_seqs > 0) {
-    const Op a = make_attention_decode(model_, dep_, prec_, shape, 0);
-    const OpCost c = cost_.cost(a);
-    time += layers * c.time_s;
-    energy += layers * op_energy_j(energy_, a, c.compute_s);
-    flops += layers * a.flops;
-  }
+  all.time_s += h.time_s;
+  all.energy_j += h.energy_j;
+  all.flops += h.flops;
+  if (shape.prefill_seqs > 0) accumulate(all, make_attention_prefill(model_, dep_, prec_, shape, 0), model_.layers);
+  if (shape.decode_seqs > 0) accumulate(all, make_attention_decode(model_, dep_, prec_, shape, 0), model_.layers);
+  const double time = all.time_s, energy = all.energy_j, flops = all.flops;
   // Energy and FLOPs above are over all stages; each GPU holds one stage.
   const double pp = dep_.pipeline_parallel;
   const CappedWork w = apply_power_limit(energy_, time, energy);

@@ -285,50 +285,38 @@ double kv_token_bytes(const ModelConfig& m, const Deployment& dep, const Precisi
   return storage_bytes(p.kv_cache, 2.0 * d(kv_heads * m.head_dim));
 }
 
-Op attention_common(const ModelConfig& m, const Deployment& dep, const Precision& p, int layer) {
+/// One layer's attention op over `seqs` sequences with `q_tokens` query tokens, `pairs` (query,
+/// key) pairs and `cached` KV tokens read: prefill and decode differ only in these sums.
+Op attention_op(const ModelConfig& m, const Deployment& dep, const Precision& p, OpKind kind, I q_tokens, I seqs, double pairs,
+                double cached, int layer) {
   Op op;
+  op.kind = kind;
   op.layer = layer;
   op.in_dtype = DType::bf16;
   op.weight_dtype = p.kv_cache;
   op.out_dtype = p.activations;
-  op.n = m.heads / dep.tensor_parallel;
-  op.k = m.head_dim;
+  const I heads = m.heads / dep.tensor_parallel, hd = m.head_dim, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
+  op.m = q_tokens;
+  op.n = heads;
+  op.k = hd;
+  op.sequences = seqs;
+  op.attended_pairs = pairs;
+  op.flops = 4.0 * d(heads) * d(hd) * pairs;  // QK^T and PV: 2*hd each per (query, key, head)
+  op.exp_ops = d(heads) * pairs;
+  const double kv_token = kv_token_bytes(m, dep, p);
+  op.kv_bytes_read = cached * kv_token;
+  op.act_bytes_read = storage_bytes(DType::bf16, d(q_tokens) * d((heads + 2 * kv_heads) * hd));  // q, new k and v
+  op.bytes_written = d(q_tokens) * kv_token + storage_bytes(p.activations, d(q_tokens) * d(heads * hd));  // KV cache + output
   return op;
 }
 }  // namespace
 
 Op make_attention_prefill(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& b, int layer) {
-  Op op = attention_common(m, dep, p, layer);
-  op.kind = OpKind::attention_prefill;
-  const I heads = op.n, hd = op.k, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
-  const double q_tokens = d(b.prefill_tokens);
-  op.m = b.prefill_tokens;
-  op.sequences = b.prefill_seqs;
-  op.attended_pairs = b.prefill_pairs;
-  op.flops = 4.0 * d(heads) * d(hd) * b.prefill_pairs;  // QK^T and PV: 2*hd each per (query, key, head)
-  op.exp_ops = d(heads) * b.prefill_pairs;
-  const double kv_token = kv_token_bytes(m, dep, p);
-  op.kv_bytes_read = b.prefill_cached * kv_token;
-  op.act_bytes_read = storage_bytes(DType::bf16, q_tokens * d((heads + 2 * kv_heads) * hd));  // q, new k and v
-  op.bytes_written = q_tokens * kv_token + storage_bytes(p.activations, q_tokens * d(heads * hd));  // KV cache + output
-  return op;
+  return attention_op(m, dep, p, OpKind::attention_prefill, b.prefill_tokens, b.prefill_seqs, b.prefill_pairs, b.prefill_cached, layer);
 }
 
 Op make_attention_decode(const ModelConfig& m, const Deployment& dep, const Precision& p, const BatchShape& b, int layer) {
-  Op op = attention_common(m, dep, p, layer);
-  op.kind = OpKind::attention_decode;
-  const I heads = op.n, hd = op.k, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
-  const double seqs = d(b.decode_seqs);
-  op.m = b.decode_seqs;
-  op.sequences = b.decode_seqs;
-  op.attended_pairs = b.decode_pairs;
-  op.flops = 4.0 * d(heads) * d(hd) * b.decode_pairs;
-  op.exp_ops = d(heads) * b.decode_pairs;
-  const double kv_token = kv_token_bytes(m, dep, p);
-  op.kv_bytes_read = b.decode_cached * kv_token;
-  op.act_bytes_read = storage_bytes(DType::bf16, seqs * d((heads + 2 * kv_heads) * hd));
-  op.bytes_written = seqs * kv_token + storage_bytes(p.activations, seqs * d(heads * hd));
-  return op;
+  return attention_op(m, dep, p, OpKind::attention_decode, b.decode_seqs, b.decode_seqs, b.decode_pairs, b.decode_cached, layer);
 }
 
 StepGraph::StepGraph(ModelConfig model, StepBatch batch, Deployment deployment, Precision precision)

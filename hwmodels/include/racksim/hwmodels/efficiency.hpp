@@ -11,6 +11,10 @@
 
 namespace racksim {
 
+/// Piecewise-linear interpolation in log(size) over (size, value) points with ascending sizes,
+/// clamped at the ends: how every efficiency curve in racksim reads between measured sizes.
+[[nodiscard]] double interpolate_log_size(const std::vector<std::pair<double, double>>& points, double size);
+
 /// Efficiency as a function of problem size: piecewise linear in log(size), clamped at the ends.
 struct EfficiencyCurve {
   std::vector<std::pair<double, double>> points;  ///< (size, efficiency), size ascending

@@ -38,6 +38,8 @@ class StepTimer {
     double energy_j = 0;
     double flops = 0;
   };
+  /// Adds `times` copies of op to p: its cost-model time, dynamic energy and FLOPs.
+  void accumulate(Part& p, const Op& op, double times) const;
   Part token_part(std::int64_t tokens);
   Part head_part(std::int64_t sampled);
 

@@ -132,6 +132,14 @@ class Simulation {
     max_batch_ = s.serving.max_batch_size;
     max_tokens_ = s.serving.max_num_tokens;
     guaranteed_ = s.serving.capacity_policy == "guaranteed_no_evict";
+    iteration_started_.connect([this](const IterationRecord& it) {
+      dynamic_j_ += it.dynamic_j;
+      capped_iterations_ += it.capped ? 1 : 0;
+    });
+    if (opt_.keep_iterations)
+      iteration_started_.connect([this](const IterationRecord& it) { result_.iteration_records.push_back(it); });
+    if (opt_.keep_requests)
+      request_finished_.connect([this](const RequestRecord& r) { result_.request_records.push_back(r); });
   }
 
   SimResult run() {
@@ -381,13 +389,10 @@ class Simulation {
       free = t;
     }
     const SimTime dur = t - engine_.now();
-    // All GPUs of the replica: per-GPU dynamic energy x pp stages x tp ranks.
-    dynamic_j_ += c.dynamic_j * pp_ * s_.deployment.tensor_parallel;
     ++result_.iterations;
-    capped_iterations_ += c.capped ? 1 : 0;
-    if (opt_.keep_iterations)
-      result_.iteration_records.push_back(
-          {l.replica, l.index, engine_.now(), engine_.now() + dur, per_stage, l.n_decode, shape.prefill_tokens, c.capped});
+    // All GPUs of the replica: per-GPU dynamic energy x pp stages x tp ranks.
+    iteration_started_.emit(IterationRecord{l.replica, l.index, engine_.now(), engine_.now() + dur, per_stage, l.n_decode,
+                                            shape.prefill_tokens, c.capped, c.dynamic_j * pp_ * s_.deployment.tensor_parallel});
     engine_.schedule(engine_.now() + dur, kPriority[kIterationEnd], kIterationEnd, id);
   }
 
@@ -406,8 +411,8 @@ class Simulation {
     r_.tpot_ms[req] = out > 1 ? static_cast<float>((fin - first) * 1e3 / (out - 1)) : 0.0F;
     ++result_.requests_completed;
     result_.input_tokens += r_.set.input[req];
-    if (opt_.keep_requests)
-      result_.request_records.push_back({req, l.replica, r_.set.arrival[req], r_.first_token[req], now, r_.set.input[req], out});
+    if (!request_finished_.empty())
+      request_finished_.emit(RequestRecord{req, l.replica, r_.set.arrival[req], r_.first_token[req], now, r_.set.input[req], out});
     last_finish_ = now;
     if (s_.serving.router == "least_loaded")
       replica_load_[l.replica] -= static_cast<double>(r_.set.input[req]) + static_cast<double>(out);
@@ -552,6 +557,9 @@ class Simulation {
   Requests r_;
   SimResult result_;
   SimTime last_finish_;
+  // Listeners (engine signals): power accounting always; per-request rows and the trace when asked.
+  Signal<const IterationRecord&> iteration_started_;
+  Signal<const RequestRecord&> request_finished_;
   double dynamic_j_ = 0;
   I capped_iterations_ = 0;
 };

@@ -25,6 +25,7 @@ struct IterationRecord {
   std::int64_t decode = 0;          ///< decode sequences
   std::int64_t prefill_tokens = 0;  ///< prompt tokens
   bool capped = false;
+  double dynamic_j = 0;             ///< dynamic energy of all the replica's GPUs for this iteration
 };
 
 /// One finished request, for --csv.

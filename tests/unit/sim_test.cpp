@@ -202,6 +202,11 @@ TEST_CASE("trace replay reads arrivals and lengths", "[sim][requests]") {
   CHECK(r.requests_completed == 3);
   CHECK(r.output_tokens == 9);
   CHECK(r.input_tokens == 60);
+  // CRLF line ends and a blank CRLF line parse; only the literal column names count as a header.
+  const RequestSet crlf = read_trace(test::write_temp("crlf.csv", "arrival_s,input_tokens,output_tokens\r\n0.5,10,5\r\n\r\n1.5,20,3\r\n"));
+  CHECK(crlf.size() == 2);
+  CHECK(crlf.arrival[1] == SimTime::seconds(1.5));
+  CHECK_THROWS_AS(read_trace(test::write_temp("hdr.csv", "abc,100,10\n0.0,10,5\n")), InputError);
   const std::string bad = test::write_temp("bad.csv", "0.0,10,5\n0.4,x,3\n");
   CHECK_THROWS_WITH(read_trace(bad), Catch::Contains("bad.csv:2: '0.4,x,3' is not arrival_s,input_tokens,output_tokens"));
 }

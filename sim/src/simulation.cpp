@@ -255,29 +255,44 @@ class Simulation {
 
   [[nodiscard]] bool has_work(const Lane& l) const { return l.n_decode > 0 || !l.prefilling.empty() || !l.waiting.empty(); }
 
-  /// Removes the newest decoding sequence and queues it for recompute (max_utilization).
+  /// max_utilization: frees the blocks of the newest sequence in the batch, a decoding one or a
+  /// partial prompt, whichever arrived last (vLLM's recompute preemption takes the last of its
+  /// running queue; TensorRT-LLM's MAX_UTILIZATION pauses the newest requests), and queues it
+  /// to be prefilled again. False when the lane holds neither.
   bool preempt(Lane& l) {
-    while (!l.decode_order.empty()) {
-      const std::uint32_t v = l.decode_order.back();
-      l.decode_order.pop_back();
-      if (r_.state[v] != ReqState::decode) continue;
-      const I k0 = r_.k0[v], plen = r_.prefill_len[v];
-      const I ctx = plen + (l.iter - k0);  // tokens in its KV cache before this iteration
-      l.blocks_used -= ceil_div(ctx, block_);
-      l.n_decode -= 1;
-      l.sum_prefill_minus_k0 -= static_cast<double>(plen - k0);
-      l.residue[static_cast<std::size_t>(((plen - k0) % block_ + block_) % block_)] -= 1;
-      r_.generated[v] += static_cast<std::uint32_t>(l.iter - k0);  // decode steps done since k0
-      r_.epoch[v] = static_cast<std::uint16_t>(r_.epoch[v] + 1);
-      r_.state[v] = ReqState::waiting;
-      // Recompute: prefill the prompt and every emitted token but the last, which is fed as the
-      // next decode input; the prefill's own output is that next token.
-      r_.prefill_len[v] = r_.set.input[v] + r_.generated[v];
-      l.waiting.push_front(v);
-      ++result_.preemptions;
+    while (!l.decode_order.empty() && r_.state[l.decode_order.back()] != ReqState::decode) l.decode_order.pop_back();
+    if (!l.prefilling.empty() && (l.decode_order.empty() || l.prefilling.back().req > l.decode_order.back())) {
+      evict_prefill(l);
       return true;
     }
-    return false;
+    if (l.decode_order.empty()) return false;
+    const std::uint32_t v = l.decode_order.back();
+    l.decode_order.pop_back();
+    const I k0 = r_.k0[v], plen = r_.prefill_len[v];
+    const I ctx = plen + (l.iter - k0);  // tokens in its KV cache before this iteration
+    l.blocks_used -= ceil_div(ctx, block_);
+    l.n_decode -= 1;
+    l.sum_prefill_minus_k0 -= static_cast<double>(plen - k0);
+    l.residue[static_cast<std::size_t>(((plen - k0) % block_ + block_) % block_)] -= 1;
+    r_.generated[v] += static_cast<std::uint32_t>(l.iter - k0);  // decode steps done since k0
+    r_.epoch[v] = static_cast<std::uint16_t>(r_.epoch[v] + 1);
+    r_.state[v] = ReqState::waiting;
+    // Recompute: prefill the prompt and every emitted token but the last, which is fed as the
+    // next decode input; the prefill's own output is that next token.
+    r_.prefill_len[v] = r_.set.input[v] + r_.generated[v];
+    l.waiting.push_front(v);
+    ++result_.preemptions;
+    return true;
+  }
+
+  /// Drops the newest partial prompt's blocks; it starts its prefill again later.
+  void evict_prefill(Lane& l) {
+    const Prefilling victim = l.prefilling.back();
+    l.prefilling.pop_back();
+    l.blocks_used -= ceil_div(static_cast<I>(victim.done), block_);
+    r_.state[victim.req] = ReqState::waiting;
+    l.waiting.push_front(victim.req);
+    ++result_.preemptions;
   }
 
   void try_start(Lane& l, std::uint32_t id) {
@@ -336,18 +351,14 @@ class Simulation {
     // newest partial prompt later so the older ones can grow (a lone request always fits: its
     // input + output was checked against the lane's blocks when the requests were loaded).
     while (!guaranteed_ && shape.tokens() == 0 && l.prefilling.size() > 1) {
-      const Prefilling victim = l.prefilling.back();
-      l.prefilling.pop_back();
-      l.blocks_used -= ceil_div(victim.done, block_);
-      r_.state[victim.req] = ReqState::waiting;
-      l.waiting.push_front(victim.req);
-      ++result_.preemptions;
+      evict_prefill(l);
       for (auto& p : l.prefilling) {
         if (budget <= 0) break;
         if (!add_chunk(p)) break;
       }
     }
     // No admissions in an iteration that had to preempt (vLLM does the same): the cache is full.
+    std::int64_t admitted = 0;
     while (budget > 0 && !l.waiting.empty() && result_.preemptions == preempted_before &&
            l.n_decode + static_cast<I>(l.prefilling.size()) < max_batch_) {
       const std::uint32_t req = l.waiting.front();
@@ -364,6 +375,7 @@ class Simulation {
       l.waiting.pop_front();
       r_.state[req] = ReqState::prefill;
       l.prefilling.push_back(p);
+      ++admitted;
     }
     if (shape.tokens() == 0) {
       // Nothing fits: only possible when the cache is full of prefills that cannot grow.
@@ -392,7 +404,8 @@ class Simulation {
     ++result_.iterations;
     // All GPUs of the replica: per-GPU dynamic energy x pp stages x tp ranks.
     iteration_started_.emit(IterationRecord{l.replica, l.index, engine_.now(), engine_.now() + dur, per_stage, l.n_decode,
-                                            shape.prefill_tokens, c.capped, c.dynamic_j * pp_ * s_.deployment.tensor_parallel});
+                                            shape.prefill_tokens, c.capped, c.dynamic_j * pp_ * s_.deployment.tensor_parallel,
+                                            admitted, result_.preemptions - preempted_before});
     engine_.schedule(engine_.now() + dur, kPriority[kIterationEnd], kIterationEnd, id);
   }
 

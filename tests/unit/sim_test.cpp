@@ -153,6 +153,34 @@ TEST_CASE("simulation invariants hold under preemption and every router", "[sim]
   CHECK(simulate(g).preemptions == 0);
 }
 
+TEST_CASE("max_utilization admits nothing in an iteration that preempted; every preemption is re-admitted once",
+          "[sim][invariants]") {
+  // Squeezed KV cache, as above. Each request is admitted once, plus once more per preemption
+  // (its recompute goes back through the waiting queue), so the admissions over all iterations
+  // add up to requests + preemptions; and an iteration that had to preempt (the cache is full)
+  // admits nobody, as vLLM's scheduler does.
+  const std::string w = "  scenario: offline\n  requests: 200\n  input_tokens: {distribution: uniform, min: 20, max: 300}\n"
+                        "  output_tokens: {distribution: uniform, min: 1, max: 200}\n";
+  const Scenario s = load_text("pre.yaml", small_scenario(w, "  capacity_policy: max_utilization\n  max_batch_size: 64\n"),
+                               {"deployment.replicas=2", "serving.kv_memory_fraction=0.0008"});
+  SimOptions opt;
+  opt.keep_iterations = true;
+  const SimResult r = simulate(s, opt);
+  REQUIRE(r.preemptions > 0);
+  std::int64_t admitted = 0, preempted = 0, preempting_iterations = 0;
+  for (const IterationRecord& it : r.iteration_records) {
+    admitted += it.admitted;
+    preempted += it.preempted;
+    if (it.preempted > 0) {
+      ++preempting_iterations;
+      CHECK(it.admitted == 0);
+    }
+  }
+  CHECK(preempting_iterations > 0);
+  CHECK(preempted == r.preemptions);
+  CHECK(admitted == r.requests_completed + r.preemptions);
+}
+
 TEST_CASE("same scenario and seed, same result; another seed, another", "[sim][determinism]") {
   const std::string w = "  scenario: server\n  requests: 300\n  qps: 20\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
                         "  output_tokens: {distribution: lognormal, mean: 150, max: 1000}\n";

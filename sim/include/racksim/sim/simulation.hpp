@@ -26,6 +26,8 @@ struct IterationRecord {
   std::int64_t prefill_tokens = 0;  ///< prompt tokens
   bool capped = false;
   double dynamic_j = 0;             ///< dynamic energy of all the replica's GPUs for this iteration
+  std::int64_t admitted = 0;        ///< requests that started (or restarted) their prefill in it
+  std::int64_t preempted = 0;       ///< sequences preempted to make room for it (max_utilization)
 };
 
 /// One finished request, for --csv.

@@ -33,5 +33,6 @@ int cmd_simulate(const Args& args);
 int cmd_validate(const Args& args);
 int cmd_version(const Args& args);
 int cmd_calibrate(const Args& args);
+int cmd_bench(const Args& args);
 
 }  // namespace racksim::cli

@@ -25,6 +25,7 @@ constexpr Command kCommands[] = {
     {"graph", "operator graph of one step of a scenario, with each op's cost and bound", racksim::cli::cmd_graph},
     {"version", "version and build features", racksim::cli::cmd_version},
     {"calibrate", "fit hardware-model factors to measurement files; write them with a residual report", racksim::cli::cmd_calibrate},
+    {"bench", "GPU microbenchmarks (gemm, memory, launch, power) written to a measurement file", racksim::cli::cmd_bench},
 };
 
 void usage(std::FILE* to) {

@@ -22,8 +22,10 @@ using nlohmann::json;
 constexpr std::string_view kKinds[] = {
     "embedding", "rmsnorm", "gemm", "moe_gemm", "rope", "attention_prefill", "attention_decode", "swiglu",
     "residual_add", "moe_router_topk", "sampling", "all_reduce", "all_gather", "reduce_scatter", "all_to_all",
-    "send_recv", "memcpy", "launch"};
+    "send_recv", "memcpy", "launch", "idle"};
 constexpr std::string_view kCollectives[] = {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"};
+constexpr std::string_view kMemcpyVariants[] = {"copy", "read"};
+constexpr std::string_view kLaunchVariants[] = {"kernel", "graph_node"};
 constexpr std::string_view kElementTypes[] = {"fp32", "bf16", "fp16", "fp8", "int8", "nvfp4", "mxfp4"};
 
 /// A JSON object read under strict rules: every key read is recorded, finish() rejects the rest.
@@ -113,7 +115,10 @@ MeasuredOp read_op(StrictObject& o) {
     op.algorithm = o.optional_string("algorithm");
   } else if (op.kind == "memcpy") {
     op.bytes = o.number("bytes", 0, 1e18);
-  } else if (op.kind != "launch") {
+    if (o.has("variant")) op.variant = o.choice("variant", kMemcpyVariants);
+  } else if (op.kind == "launch") {
+    if (o.has("variant")) op.variant = o.choice("variant", kLaunchVariants);
+  } else if (op.kind != "idle") {
     op.m = o.integer("m", 0, std::int64_t{1} << 40);
     op.n = o.integer("n", 0, std::int64_t{1} << 40);
     op.k = o.integer("k", 0, std::int64_t{1} << 40);
@@ -134,7 +139,10 @@ json op_json(const MeasuredOp& op) {
     if (!op.algorithm.empty()) j["algorithm"] = op.algorithm;
   } else if (op.kind == "memcpy") {
     j["bytes"] = op.bytes;
-  } else if (op.kind != "launch") {
+    if (!op.variant.empty()) j["variant"] = op.variant;
+  } else if (op.kind == "launch") {
+    if (!op.variant.empty()) j["variant"] = op.variant;
+  } else if (op.kind != "idle") {
     j["m"] = op.m;
     j["n"] = op.n;
     j["k"] = op.k;
@@ -156,8 +164,9 @@ bool is_collective_kind(std::string_view kind) noexcept {
 std::string MeasuredOp::identity() const {
   if (is_collective_kind(kind))
     return fmt::format("{} ranks={} bytes={:.0f} dtype={}{}", kind, ranks, bytes, dtype, algorithm.empty() ? "" : " algo=" + algorithm);
-  if (kind == "memcpy") return fmt::format("memcpy bytes={:.0f}", bytes);
-  if (kind == "launch") return "launch";
+  const std::string v = variant.empty() ? "" : " variant=" + variant;
+  if (kind == "memcpy") return fmt::format("memcpy bytes={:.0f}{}", bytes, v);
+  if (kind == "launch" || kind == "idle") return kind + v;
   // Same spelling as Op::identity() (workloads/op.hpp), so predictions join on it.
   return fmt::format("{} m={} n={} k={} a={} w={} c={}", kind, m, n, k, a_dtype, w_dtype, c_dtype);
 }

@@ -97,11 +97,29 @@ class DeviceBuffer {
 
 }  // namespace
 
-void fp4_gemm_small_m(const float* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                      const std::uint8_t* scales, float tensor_scale, float* y) {
+namespace {
+
+void check_shape(std::int64_t m, std::int64_t n, std::int64_t k) {
   if (m < 1 || m > kSmallMMax || n < 1 || k < 1 || k % fp4::kNvfp4Block != 0 || k > (1 << 30) || n > (1 << 30))
     throw InputError("fp4_gemm_small_m: need 1 <= m <= 16, n >= 1 and k a positive multiple of 16 (got m=" +
                      std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + ")");
+}
+
+}  // namespace
+
+void fp4_gemm_small_m_launch(const float* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                             const std::uint8_t* scales, float tensor_scale, float* y, void* stream) {
+  check_shape(m, n, k);
+  const unsigned grid = static_cast<unsigned>((n + kWarps - 1) / kWarps);
+  fp4_gemm_small_m_kernel<<<grid, kWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), reinterpret_cast<const uint2*>(packed), scales,
+      tensor_scale, y);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void fp4_gemm_small_m(const float* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                      const std::uint8_t* scales, float tensor_scale, float* y) {
+  check_shape(m, n, k);
   const auto mu = static_cast<std::size_t>(m), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
   DeviceBuffer<float> dx(mu * ku), dy(mu * nu);
   DeviceBuffer<uint2> dw(nu * ku / 16);

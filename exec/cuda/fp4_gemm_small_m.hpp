@@ -16,4 +16,9 @@ inline constexpr std::int64_t kSmallMMax = 16;
 void fp4_gemm_small_m(const float* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                       const std::uint8_t* scales, float tensor_scale, float* y);
 
+/// The same kernel on device arrays (same layouts), launched on `stream` (a cudaStream_t, null =
+/// the default stream) without copies or synchronization; checks the launch error only.
+void fp4_gemm_small_m_launch(const float* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                             const std::uint8_t* scales, float tensor_scale, float* y, void* stream);
+
 }  // namespace racksim::exec::cuda

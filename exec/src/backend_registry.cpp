@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/cuda_ops.hpp"
 
 #ifdef RACKSIM_HAVE_CUDA
+#include "cuda/bench_cuda.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/fp4_gemm_small_m.hpp"
 #endif
@@ -48,5 +50,42 @@ std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t 
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }
+
+#ifndef RACKSIM_HAVE_CUDA
+namespace {
+[[noreturn]] void not_built() {
+  throw InfeasibleError("built without CUDA: this racksim has no CUDA backend (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+}
+}  // namespace
+#endif
+
+// The bench entry points: the CUDA implementation, or "built without CUDA" (exit 3).
+#ifdef RACKSIM_HAVE_CUDA
+CudaDevice cuda_require_device() { return cuda::require_device(); }
+MeasurementRun cuda_measurement_run(const std::string& source) { return cuda::measurement_run(source); }
+double cuda_check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, std::int64_t k) {
+  return cuda::check_gemm(dtype_name, m, n, k);
+}
+std::vector<MeasurementRecord> cuda_bench_gemm(std::span<const GemmCase> cases, const BenchTiming& timing, const RecordSink& done) {
+  return cuda::bench_gemm(cases, timing, done);
+}
+std::vector<MeasurementRecord> cuda_bench_memory(std::span<const double> sizes, const BenchTiming& timing, const RecordSink& done) {
+  return cuda::bench_memory(sizes, timing, done);
+}
+std::vector<MeasurementRecord> cuda_bench_launch(int batch, const BenchTiming& timing, const RecordSink& done) {
+  return cuda::bench_launch(batch, timing, done);
+}
+std::vector<MeasurementRecord> cuda_bench_power(std::span<const GemmCase> cases, const PowerOptions& options, const RecordSink& done) {
+  return cuda::bench_power(cases, options, done);
+}
+#else
+CudaDevice cuda_require_device() { not_built(); }
+MeasurementRun cuda_measurement_run(const std::string&) { not_built(); }
+double cuda_check_gemm(std::string_view, std::int64_t, std::int64_t, std::int64_t) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_gemm(std::span<const GemmCase>, const BenchTiming&, const RecordSink&) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_memory(std::span<const double>, const BenchTiming&, const RecordSink&) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_launch(int, const BenchTiming&, const RecordSink&) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_power(std::span<const GemmCase>, const PowerOptions&, const RecordSink&) { not_built(); }
+#endif
 
 }  // namespace racksim::exec

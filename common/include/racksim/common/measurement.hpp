@@ -46,6 +46,7 @@ struct MeasuredOp {
   int ranks = 0;             ///< collectives: GPUs in the group
   double bytes = 0;          ///< collectives: nccl-tests "size" (buffer per rank); memory ops: bytes moved
   std::string algorithm;     ///< collectives: algorithm/protocol if forced ("ring", "nvls"), "" = library's choice
+  std::string variant;       ///< memcpy: "copy" or "read"; launch: "kernel" or "graph_node"; "" = not said
 
   /// One-line identity used to join measurements to predictions and to sort records.
   [[nodiscard]] std::string identity() const;
@@ -71,7 +72,8 @@ struct MeasurementFile {
   std::string path;  ///< file it was read from (not written)
 };
 
-/// Kinds a record may have: racksim's op kinds plus "reduce_scatter", "memcpy" and "launch".
+/// Kinds a record may have: racksim's op kinds plus "reduce_scatter", "memcpy", "launch" and
+/// "idle" (the device with nothing running: a power record).
 [[nodiscard]] std::span<const std::string_view> measurement_kinds() noexcept;
 /// True for the collective kinds (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv).
 [[nodiscard]] bool is_collective_kind(std::string_view kind) noexcept;

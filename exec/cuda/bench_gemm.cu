@@ -1,0 +1,532 @@
+// racksim bench gemm / power on CUDA device 0: one GemmRunner per case owns the operands and the
+// cuBLASLt plan of one of five paths (bench.hpp gemm_case):
+//   bf16 x bf16 -> bf16 and fp8 x fp8 -> bf16 (per-tensor A/B scale pointers): cuBLASLt;
+//   nvfp4 x nvfp4 -> bf16 (VEC16_UE4M3 block scales, sm_100+): cuBLASLt;
+//   fp32 x nvfp4 -> fp32, M <= 16 (Hopper): fp4_gemm_small_m;
+//   bf16 x nvfp4 -> bf16 (Hopper, larger M): dequantize W to BF16 each call, then cuBLASLt BF16.
+// cuBLASLt is called in "TN" form, which FP8 and FP4 require: y[M x N] row-major is the
+// column-major N x M D = op(A) B with A = W stored K-major (transa = T) and B = x (K x M).
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include "bench_cuda.hpp"
+#include "device_buffer.cuh"
+#include "fp4_gemm_small_m.hpp"
+#include "nvml_power.hpp"
+#include "racksim/exec/fp4.hpp"
+#include "racksim/exec/fp4_matrix.hpp"
+
+namespace racksim::exec::cuda {
+
+namespace {
+
+constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS docs: 32 MiB on Hopper
+
+enum class Path { lt_bf16, lt_fp8, lt_nvfp4, small_m_fp4, dequant_fp4 };
+
+Path path_of(const GemmCase& c) {
+  using D = DType;
+  if (c.a == D::bf16 && c.w == D::bf16 && c.c == D::bf16) return Path::lt_bf16;
+  if (c.a == D::fp8 && c.w == D::fp8 && c.c == D::bf16) return Path::lt_fp8;
+  if (c.a == D::nvfp4 && c.w == D::nvfp4 && c.c == D::bf16) return Path::lt_nvfp4;
+  if (c.a == D::fp32 && c.w == D::nvfp4 && c.c == D::fp32) return Path::small_m_fp4;
+  if (c.a == D::bf16 && c.w == D::nvfp4 && c.c == D::bf16) return Path::dequant_fp4;
+  throw InputError(text("bench gemm: no GEMM path for a=", to_string(c.a), " w=", to_string(c.w), " c=", to_string(c.c)));
+}
+
+const char* path_name(Path p) {
+  switch (p) {
+    case Path::lt_bf16: return "cuBLASLt bf16";
+    case Path::lt_fp8: return "cuBLASLt fp8 e4m3 (per-tensor scales)";
+    case Path::lt_nvfp4: return "cuBLASLt nvfp4 (VEC16_UE4M3)";
+    case Path::small_m_fp4: return "fp4_gemm_small_m (Hopper FP4 weights)";
+    case Path::dequant_fp4: return "nvfp4 -> bf16 dequant + cuBLASLt bf16";
+  }
+  return "?";
+}
+
+// ---- random operands (never zeros: METHOD.md, zeros run faster than real data) -------------
+
+__device__ inline std::uint64_t mix64(std::uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+__device__ inline float uniform_pm1(std::uint64_t seed, std::size_t i) {
+  return static_cast<float>(static_cast<double>(mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) >> 40) * 0x1p-23 - 1.0);
+}
+
+__global__ void fill_bf16_kernel(__nv_bfloat16* p, std::size_t n, std::uint64_t seed) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = __float2bfloat16_rn(uniform_pm1(seed, i));
+}
+
+__global__ void fill_f32_kernel(float* p, std::size_t n, std::uint64_t seed) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = uniform_pm1(seed, i);
+}
+
+__global__ void fill_fp8_kernel(__nv_fp8_storage_t* p, std::size_t n, std::uint64_t seed) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = __nv_cvt_float_to_fp8(uniform_pm1(seed, i) * 448.0f, __NV_SATFINITE, __NV_E4M3);
+}
+
+/// Bytes uniform in [lo, lo + span): packed E2M1 pairs (every code valid) or UE4M3 scales near 1.
+__global__ void fill_bytes_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed, unsigned lo, unsigned span) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = static_cast<std::uint8_t>(lo + mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) % span);
+}
+
+unsigned fill_grid(std::size_t n) { return static_cast<unsigned>(std::min<std::size_t>((n + 255) / 256, 65535)); }
+
+/// NVFP4 [rows x k] weights row-major (packed, row-major scales) to BF16 [rows x k]: one thread
+/// per 16-value block, the FP32 product e2m1 x ue4m3 x tensor scale rounded once to BF16.
+__global__ void dequant_nvfp4_bf16_kernel(const uint2* __restrict__ packed, const std::uint8_t* __restrict__ scales,
+                                          float tensor_scale, std::size_t blocks, __nv_bfloat16* __restrict__ out) {
+  for (std::size_t b = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; b < blocks; b += std::size_t{gridDim.x} * blockDim.x) {
+    const uint2 q = packed[b];
+    const float s = fp4::decode_ue4m3(scales[b]) * tensor_scale;
+    const std::uint32_t words[2] = {q.x, q.y};
+    __align__(16) __nv_bfloat16 v[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+      v[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * s);
+    uint4* o = reinterpret_cast<uint4*>(out + b * 16);
+    o[0] = *reinterpret_cast<const uint4*>(&v[0]);
+    o[1] = *reinterpret_cast<const uint4*>(&v[8]);
+  }
+}
+
+// ---- one GEMM: operands and plan ------------------------------------------------------------
+
+/// A cuBLASLt matmul plan (descriptors and the heuristic's first algorithm), destroyed on scope exit.
+class LtPlan {
+ public:
+  LtPlan(cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k,
+         const void* a_scale, const void* b_scale, bool block_scaled) {
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (block_scaled) {
+      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode));
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode));
+    }
+    if (a_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
+    if (b_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
+    const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, ab, u(k), u(n), k));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, ab, u(k), u(m), k));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_, cd, u(n), u(m), n));
+    cublasLtMatmulPreference_t pref = nullptr;
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const std::uint64_t ws = kWorkspaceBytes;
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, desc_, a_, b_, c_, c_, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+      throw Error(ExitCode::internal, text("cuBLASLt has no algorithm for m=", m, " n=", n, " k=", k, " (cudaDataType ",
+                                             static_cast<int>(ab), " -> ", static_cast<int>(cd), "): ",
+                                             st == CUBLAS_STATUS_SUCCESS ? "heuristic returned none" : cublasLtGetStatusString(st)));
+    algo_ = res.algo;
+  }
+  ~LtPlan() {
+    if (c_) cublasLtMatrixLayoutDestroy(c_);
+    if (b_) cublasLtMatrixLayoutDestroy(b_);
+    if (a_) cublasLtMatrixLayoutDestroy(a_);
+    if (desc_) cublasLtMatmulDescDestroy(desc_);
+  }
+  LtPlan(const LtPlan&) = delete;
+  LtPlan& operator=(const LtPlan&) = delete;
+
+  void run(cublasLtHandle_t h, float alpha, const void* a, const void* b, void* d, void* ws, cudaStream_t s) const {
+    const float beta = 0.0f;
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmul(h, desc_, &alpha, a, a_, b, b_, &beta, d, c_, d, c_, &algo_, ws, kWorkspaceBytes, s));
+  }
+
+ private:
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+};
+
+/// Operands of one case on the device, filled by fill_random() or upload(), and its plan.
+class GemmRunner {
+ public:
+  GemmRunner(cublasLtHandle_t h, const GemmCase& c, void* workspace) : h_(h), c_(c), path_(path_of(c)), ws_(workspace) {
+    const auto m = static_cast<std::size_t>(c.m), n = static_cast<std::size_t>(c.n), k = static_cast<std::size_t>(c.k);
+    switch (path_) {
+      case Path::lt_bf16:
+        w_ = DeviceBytes(n * k * 2), x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
+        break;
+      case Path::lt_fp8:
+        w_ = DeviceBytes(n * k), x_ = DeviceBytes(m * k), d_ = DeviceBytes(m * n * 2), scal_ = DeviceBytes(2 * sizeof(float));
+        break;
+      case Path::lt_nvfp4:
+        w_ = DeviceBytes(n * k / 2), x_ = DeviceBytes(m * k / 2), d_ = DeviceBytes(m * n * 2);
+        w_scales_ = DeviceBytes(static_cast<std::size_t>(fp4::cublaslt_scale_bytes(c.n, c.k / 16)));
+        x_scales_ = DeviceBytes(static_cast<std::size_t>(fp4::cublaslt_scale_bytes(c.m, c.k / 16)));
+        break;
+      case Path::small_m_fp4:
+        w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), x_ = DeviceBytes(m * k * 4), d_ = DeviceBytes(m * n * 4);
+        break;
+      case Path::dequant_fp4:
+        w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), w_bf16_ = DeviceBytes(n * k * 2);
+        x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
+        break;
+    }
+    if (path_ == Path::lt_bf16 || path_ == Path::dequant_fp4)
+      plan_ = std::make_unique<LtPlan>(h, CUDA_R_16BF, CUDA_R_16BF, c.m, c.n, c.k, nullptr, nullptr, false);
+    else if (path_ == Path::lt_fp8)
+      plan_ = std::make_unique<LtPlan>(h, CUDA_R_8F_E4M3, CUDA_R_16BF, c.m, c.n, c.k, scal_.as<float>(), scal_.as<float>() + 1, false);
+    else if (path_ == Path::lt_nvfp4)
+      plan_ = std::make_unique<LtPlan>(h, CUDA_R_4F_E2M1, CUDA_R_16BF, c.m, c.n, c.k, w_scales_.as(), x_scales_.as(), true);
+  }
+
+  [[nodiscard]] Path path() const noexcept { return path_; }
+  [[nodiscard]] const DeviceBytes& output() const noexcept { return d_; }
+
+  /// Random operands: values in [-1, 1) (FP8: [-448, 448) with scales 1/448), E2M1 codes
+  /// uniform over all 16, UE4M3 block scales uniform over [0.5, 1) x 2^0..2^1 (codes 0x30..0x3F).
+  void fill_random(std::uint64_t seed, cudaStream_t s) {
+    const auto m = static_cast<std::size_t>(c_.m), n = static_cast<std::size_t>(c_.n), k = static_cast<std::size_t>(c_.k);
+    switch (path_) {
+      case Path::lt_bf16:
+        fill_bf16(w_, n * k, seed, s), fill_bf16(x_, m * k, seed + 1, s);
+        break;
+      case Path::lt_fp8: {
+        fill_fp8_kernel<<<fill_grid(n * k), 256, 0, s>>>(w_.as<__nv_fp8_storage_t>(), n * k, seed);
+        fill_fp8_kernel<<<fill_grid(m * k), 256, 0, s>>>(x_.as<__nv_fp8_storage_t>(), m * k, seed + 1);
+        const float sc[2] = {1.0f / 448, 1.0f / 448};
+        RACKSIM_CUDA_CHECK(cudaMemcpyAsync(scal_.as(), sc, sizeof sc, cudaMemcpyHostToDevice, s));
+        RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+        break;
+      }
+      case Path::lt_nvfp4:
+        fill_bytes(w_, seed, 0, 256, s), fill_bytes(x_, seed + 1, 0, 256, s);
+        fill_bytes(w_scales_, seed + 2, 0x30, 16, s), fill_bytes(x_scales_, seed + 3, 0x30, 16, s);
+        alpha_ = 1.0f;
+        break;
+      case Path::small_m_fp4:
+        fill_bytes(w_, seed, 0, 256, s), fill_bytes(w_scales_, seed + 2, 0x30, 16, s);
+        fill_f32_kernel<<<fill_grid(m * k), 256, 0, s>>>(x_.as<float>(), m * k, seed + 1);
+        tensor_scale_ = 1.0f;
+        break;
+      case Path::dequant_fp4:
+        fill_bytes(w_, seed, 0, 256, s), fill_bytes(w_scales_, seed + 2, 0x30, 16, s), fill_bf16(x_, m * k, seed + 1, s);
+        tensor_scale_ = 1.0f;
+        break;
+    }
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+  }
+
+  /// Host copies of the operands in their device formats (the correctness check).
+  void upload(const void* w, const void* x, const void* w_scales, const void* x_scales, float a_scale, float b_scale, float alpha,
+              float tensor_scale) {
+    RACKSIM_CUDA_CHECK(cudaMemcpy(w_.as(), w, w_.size(), cudaMemcpyHostToDevice));
+    RACKSIM_CUDA_CHECK(cudaMemcpy(x_.as(), x, x_.size(), cudaMemcpyHostToDevice));
+    if (w_scales) RACKSIM_CUDA_CHECK(cudaMemcpy(w_scales_.as(), w_scales, w_scales_.size(), cudaMemcpyHostToDevice));
+    if (x_scales) RACKSIM_CUDA_CHECK(cudaMemcpy(x_scales_.as(), x_scales, x_scales_.size(), cudaMemcpyHostToDevice));
+    if (scal_.size()) {
+      const float sc[2] = {a_scale, b_scale};
+      RACKSIM_CUDA_CHECK(cudaMemcpy(scal_.as(), sc, sizeof sc, cudaMemcpyHostToDevice));
+    }
+    alpha_ = alpha;
+    tensor_scale_ = tensor_scale;
+  }
+
+  /// One call of the op as a serving step would make it (the Hopper FP4 large-M path includes
+  /// the dequantization of W).
+  void run(cudaStream_t s) const {
+    switch (path_) {
+      case Path::lt_bf16:
+      case Path::lt_fp8:
+      case Path::lt_nvfp4:
+        plan_->run(h_, alpha_, w_.as(), x_.as(), d_.as(), ws_, s);
+        break;
+      case Path::small_m_fp4:
+        fp4_gemm_small_m_launch(x_.as<float>(), c_.m, c_.n, c_.k, w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_,
+                                d_.as<float>(), s);
+        break;
+      case Path::dequant_fp4: {
+        const std::size_t blocks = static_cast<std::size_t>(c_.n) * static_cast<std::size_t>(c_.k) / 16;
+        dequant_nvfp4_bf16_kernel<<<fill_grid(blocks), 256, 0, s>>>(w_.as<uint2>(), w_scales_.as<std::uint8_t>(), tensor_scale_,
+                                                                   blocks, w_bf16_.as<__nv_bfloat16>());
+        RACKSIM_CUDA_CHECK(cudaGetLastError());
+        plan_->run(h_, 1.0f, w_bf16_.as(), x_.as(), d_.as(), ws_, s);
+        break;
+      }
+    }
+  }
+
+ private:
+  static void fill_bf16(const DeviceBytes& b, std::size_t n, std::uint64_t seed, cudaStream_t s) {
+    fill_bf16_kernel<<<fill_grid(n), 256, 0, s>>>(b.as<__nv_bfloat16>(), n, seed);
+  }
+  static void fill_bytes(const DeviceBytes& b, std::uint64_t seed, unsigned lo, unsigned span, cudaStream_t s) {
+    fill_bytes_kernel<<<fill_grid(b.size()), 256, 0, s>>>(b.as<std::uint8_t>(), b.size(), seed, lo, span);
+  }
+
+  cublasLtHandle_t h_;
+  GemmCase c_;
+  Path path_;
+  void* ws_;
+  DeviceBytes w_, x_, d_, w_scales_, x_scales_, w_bf16_, scal_;
+  std::unique_ptr<LtPlan> plan_;
+  float alpha_ = 1.0f;
+  float tensor_scale_ = 1.0f;
+};
+
+/// cuBLASLt handle and workspace for a bench, released on scope exit.
+class LtContext {
+ public:
+  LtContext() : ws_(kWorkspaceBytes) { RACKSIM_CUBLAS_CHECK(cublasLtCreate(&h_)); }
+  ~LtContext() { cublasLtDestroy(h_); }
+  LtContext(const LtContext&) = delete;
+  LtContext& operator=(const LtContext&) = delete;
+  [[nodiscard]] cublasLtHandle_t handle() const noexcept { return h_; }
+  [[nodiscard]] void* workspace() const noexcept { return ws_.as(); }
+
+ private:
+  cublasLtHandle_t h_ = nullptr;
+  DeviceBytes ws_;
+};
+
+int device_sm_major() {
+  cudaDeviceProp p{};
+  RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  return p.major;
+}
+
+std::vector<std::uint16_t> to_bf16_bits(const std::vector<float>& v, std::vector<float>* rounded) {
+  std::vector<std::uint16_t> out(v.size());
+  rounded->resize(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const __nv_bfloat16 b = __float2bfloat16_rn(v[i]);
+    (*rounded)[i] = __bfloat162float(b);
+    out[i] = __bfloat16_as_ushort(b);
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> to_fp8(const std::vector<float>& v, float scale, std::vector<float>* rounded) {
+  std::vector<std::uint8_t> out(v.size());
+  rounded->resize(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const __nv_fp8_e4m3 q(v[i] / scale);
+    out[i] = q.__x;
+    (*rounded)[i] = static_cast<float>(q) * scale;
+  }
+  return out;
+}
+
+float amax(const std::vector<float>& v) {
+  float a = 0;
+  for (float x : v) a = std::max(a, std::fabs(x));
+  return a > 0 ? a : 1.0f;
+}
+
+}  // namespace
+
+double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, std::int64_t k) {
+  const GemmCase c = gemm_case(dtype_name, GemmShape{"check", n, k}, m, device_sm_major());
+  LtContext lt;
+  GemmRunner run(lt.handle(), c, lt.workspace());
+  const auto mu = static_cast<std::size_t>(m), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
+  // Fresh random inputs each call (METHOD.md): the seed comes from the clock.
+  std::mt19937_64 rng(static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(mu * ku), w(nu * ku), xr, wr;  // xr, wr: the values the device multiplies
+  for (auto& v : x) v = u(rng);
+  for (auto& v : w) v = u(rng) * std::exp2(3.0f * u(rng));
+  switch (run.path()) {
+    case Path::lt_bf16: {
+      const auto wb = to_bf16_bits(w, &wr), xb = to_bf16_bits(x, &xr);
+      run.upload(wb.data(), xb.data(), nullptr, nullptr, 1, 1, 1, 1);
+      break;
+    }
+    case Path::lt_fp8: {
+      const float sw = amax(w) / 448, sx = amax(x) / 448;  // per-tensor scales: amax maps to E4M3's max
+      const auto wq = to_fp8(w, sw, &wr), xq = to_fp8(x, sx, &xr);
+      run.upload(wq.data(), xq.data(), nullptr, nullptr, sw, sx, 1, 1);
+      break;
+    }
+    case Path::lt_nvfp4: {
+      const Fp4Matrix qw = quantize_fp4(DType::nvfp4, w, n, k), qx = quantize_fp4(DType::nvfp4, x, m, k);
+      wr = dequantize(qw), xr = dequantize(qx);
+      const auto sw = swizzle_scales_cublaslt(qw.scales, n, k / 16), sx = swizzle_scales_cublaslt(qx.scales, m, k / 16);
+      run.upload(qw.packed.data(), qx.packed.data(), sw.data(), sx.data(), 1, 1, qw.tensor_scale * qx.tensor_scale, 1);
+      break;
+    }
+    case Path::small_m_fp4: {
+      const Fp4Matrix qw = quantize_fp4(DType::nvfp4, w, n, k);
+      wr = dequantize(qw), xr = x;
+      run.upload(qw.packed.data(), x.data(), qw.scales.data(), nullptr, 1, 1, 1, qw.tensor_scale);
+      break;
+    }
+    case Path::dequant_fp4: {
+      const Fp4Matrix qw = quantize_fp4(DType::nvfp4, w, n, k);
+      wr = dequantize(qw);
+      const auto xb = to_bf16_bits(x, &xr);
+      run.upload(qw.packed.data(), xb.data(), qw.scales.data(), nullptr, 1, 1, 1, qw.tensor_scale);
+      break;
+    }
+  }
+  // Poison the output (all-ones bytes: NaN in BF16 and FP32) so an unwritten element fails.
+  RACKSIM_CUDA_CHECK(cudaMemset(run.output().as(), 0xFF, run.output().size()));
+  run.run(nullptr);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> got(mu * nu);
+  if (c.c == DType::fp32) {
+    RACKSIM_CUDA_CHECK(cudaMemcpy(got.data(), run.output().as(), mu * nu * 4, cudaMemcpyDeviceToHost));
+  } else {
+    std::vector<std::uint16_t> bits(mu * nu);
+    RACKSIM_CUDA_CHECK(cudaMemcpy(bits.data(), run.output().as(), mu * nu * 2, cudaMemcpyDeviceToHost));
+    for (std::size_t i = 0; i < bits.size(); ++i) got[i] = __bfloat162float(__ushort_as_bfloat16(bits[i]));
+  }
+  double err2 = 0, ref2 = 0;
+  std::size_t bad = 0;
+  for (std::size_t r = 0; r < mu; ++r)
+    for (std::size_t j = 0; j < nu; ++j) {
+      double ref = 0;
+      for (std::size_t i = 0; i < ku; ++i) ref += static_cast<double>(xr[r * ku + i]) * wr[j * ku + i];
+      const double g = got[r * nu + j];
+      if (!std::isfinite(g)) ++bad;
+      err2 += (g - ref) * (g - ref);
+      ref2 += ref * ref;
+    }
+  const double rel = std::sqrt(err2 / std::max(ref2, 1e-300));
+  // BF16 output: one rounding of 2^-9 relative per element; FP32: K-term sums in any order.
+  const double tol = c.c == DType::fp32 ? 1e-5 : 1e-2;
+  if (bad || !(rel <= tol))
+    throw Error(ExitCode::internal,
+                text("GEMM check failed: ", path_name(run.path()), " (", dtype_name, " m=", m, " n=", n, " k=", k, " a=",
+                     to_string(c.a), " w=", to_string(c.w), " c=", to_string(c.c), "): relative error ", rel, " (tolerance ", tol,
+                     "), ", bad, " non-finite outputs"));
+  return rel;
+}
+
+std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const BenchTiming& t, const RecordSink& done) {
+  cudaDeviceProp prop{};
+  RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  LtContext lt;
+  Stream stream;
+  const cudaStream_t s = stream.get();
+  DeviceBytes flush(t.flush_l2 ? 2 * static_cast<std::size_t>(prop.l2CacheSize) : 0);
+  std::vector<EventPair> ev(static_cast<std::size_t>(std::max(t.max_reps, 1)));
+  std::vector<MeasurementRecord> out;
+  std::uint64_t seed = 1;
+  for (const GemmCase& c : cases) {
+    GemmRunner run(lt.handle(), c, lt.workspace());
+    run.fill_random(seed += 8, s);
+    for (int i = 0; i < t.warmup; ++i) run.run(s);
+    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].start, s));
+    run.run(s);
+    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].stop, s));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+    const int reps = reps_for(ev[0].elapsed_s(), t.target_s, t.min_reps, t.max_reps);
+    for (int r = 0; r < reps; ++r) {
+      if (t.flush_l2) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush.as(), r & 0xFF, flush.size(), s));
+      RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].start, s));
+      run.run(s);
+      RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].stop, s));
+    }
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) times.push_back(ev[static_cast<std::size_t>(r)].elapsed_s());
+    out.push_back(gemm_record(c, timing_stats(std::span<const double>(times.data(), times.size()))));
+    if (done) done(out.back());
+  }
+  return out;
+}
+
+std::vector<MeasurementRecord> bench_power(std::span<const GemmCase> cases, const PowerOptions& o, const RecordSink& done) {
+  char bus[32] = {};
+  RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, 0));
+  const NvmlDevice dev(bus);
+  if (!dev.ok()) throw InfeasibleError("bench power: NVML unavailable: " + dev.why());
+  using Clock = std::chrono::steady_clock;
+  const auto secs = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+  const auto summarize = [&](PowerSampler& sampler, PowerSample& p) {
+    const auto& samples = sampler.stop();
+    double sum = 0, clock = 0;
+    std::uint64_t reasons = 0;
+    for (const auto& x : samples) sum += x.power_w, clock += x.sm_clock_mhz, reasons |= x.reasons;
+    p.samples = static_cast<std::int64_t>(samples.size());
+    if (!samples.empty()) p.mean_power_w = sum / static_cast<double>(samples.size());
+    std::printf("  %lld power samples, mean SM clock %.0f MHz, clock-event reasons seen 0x%llx\n",
+                static_cast<long long>(p.samples), samples.empty() ? 0.0 : clock / static_cast<double>(samples.size()),
+                static_cast<unsigned long long>(reasons));
+  };
+  std::vector<MeasurementRecord> out;
+  {  // Idle first, before the loads warm the card.
+    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+    PowerSample p;
+    const auto e0 = dev.energy_j();
+    const auto t0 = Clock::now();
+    PowerSampler sampler(dev, o.sample_interval_s);
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.idle_s));
+    const auto e1 = dev.energy_j();
+    p.seconds = secs(Clock::now() - t0);
+    if (e0 && e1) p.energy_j = *e1 - *e0;
+    summarize(sampler, p);
+    out.push_back(idle_record(p));
+    if (done) done(out.back());
+  }
+  LtContext lt;
+  Stream stream;
+  const cudaStream_t s = stream.get();
+  for (const GemmCase& c : cases) {
+    GemmRunner run(lt.handle(), c, lt.workspace());
+    run.fill_random(99, s);
+    // Ramp: back-to-back calls until ramp_s has passed; its rate sets the batch (~20 ms) per sync.
+    std::int64_t calls = 0;
+    auto t0 = Clock::now();
+    do {
+      run.run(s);
+      ++calls;
+      if (calls % 16 == 0) RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+    } while (secs(Clock::now() - t0) < o.ramp_s);
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+    const double per_call = secs(Clock::now() - t0) / static_cast<double>(calls);
+    const auto batch = static_cast<std::int64_t>(std::clamp(0.02 / per_call, 1.0, 100000.0));
+    PowerSample p;
+    const auto e0 = dev.energy_j();
+    t0 = Clock::now();
+    PowerSampler sampler(dev, o.sample_interval_s);
+    calls = 0;
+    while (secs(Clock::now() - t0) < o.seconds) {
+      for (std::int64_t i = 0; i < batch; ++i) run.run(s);
+      calls += batch;
+      RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+    }
+    p.seconds = secs(Clock::now() - t0);
+    const auto e1 = dev.energy_j();
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+    p.calls = calls;
+    if (e0 && e1) p.energy_j = *e1 - *e0;
+    summarize(sampler, p);
+    out.push_back(power_record(c, p));
+    if (done) done(out.back());
+  }
+  return out;
+}
+
+}  // namespace racksim::exec::cuda

@@ -1,0 +1,106 @@
+#pragma once
+// Device memory and cuBLASLt checks shared by the bench sources (compiled only with RACKSIM_CUDA).
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+#include <sstream>
+#include <string_view>
+
+#include "cuda_check.hpp"
+
+namespace racksim::exec::cuda {
+
+/// The arguments streamed into one string. (fmt is not used in .cu files: nvcc 13's front end
+/// rejects fmt 9's constexpr paths in C++20 mode.)
+template <class... Args>
+std::string text(const Args&... args) {
+  std::ostringstream ss;
+  ss.precision(4);
+  (ss << ... << args);
+  return ss.str();
+}
+
+/// Throws Error(internal) naming the failed cuBLASLt statement, where it is and the status.
+[[noreturn]] inline void cublas_failed(cublasStatus_t st, const char* stmt, const char* file, int line) {
+  throw Error(ExitCode::internal, std::string("cuBLASLt error '") + cublasLtGetStatusString(st) + "' in `" + stmt + "` at " +
+                                      file + ":" + std::to_string(line));
+}
+
+/// Device bytes freed on scope exit (an exception from a later check must not leak them).
+class DeviceBytes {
+ public:
+  DeviceBytes() = default;
+  explicit DeviceBytes(std::size_t bytes) : size_(bytes) {
+    if (bytes) RACKSIM_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
+  }
+  ~DeviceBytes() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  DeviceBytes(DeviceBytes&& o) noexcept : ptr_(o.ptr_), size_(o.size_) { o.ptr_ = nullptr; o.size_ = 0; }
+  DeviceBytes& operator=(DeviceBytes&& o) noexcept {
+    if (this != &o) {
+      if (ptr_) cudaFree(ptr_);
+      ptr_ = o.ptr_;
+      size_ = o.size_;
+      o.ptr_ = nullptr;
+      o.size_ = 0;
+    }
+    return *this;
+  }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+  template <class T = void>
+  T* as() const { return static_cast<T*>(ptr_); }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// A pair of CUDA events; elapsed() in seconds once both completed.
+class EventPair {
+ public:
+  EventPair() {
+    RACKSIM_CUDA_CHECK(cudaEventCreate(&start));
+    RACKSIM_CUDA_CHECK(cudaEventCreate(&stop));
+  }
+  ~EventPair() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  EventPair(const EventPair&) = delete;
+  EventPair& operator=(const EventPair&) = delete;
+  [[nodiscard]] double elapsed_s() const {
+    float ms = 0;
+    RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    return static_cast<double>(ms) * 1e-3;
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+};
+
+/// A stream destroyed on scope exit.
+class Stream {
+ public:
+  Stream() { RACKSIM_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  ~Stream() { cudaStreamDestroy(s_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  [[nodiscard]] cudaStream_t get() const noexcept { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+}  // namespace racksim::exec::cuda
+
+/// Checks a cuBLASLt call; on failure throws with the statement, file and line.
+#define RACKSIM_CUBLAS_CHECK(stmt)                                                                        \
+  do {                                                                                                    \
+    const cublasStatus_t racksim_cublas_st_ = (stmt);                                                     \
+    if (racksim_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                                      \
+      ::racksim::exec::cuda::cublas_failed(racksim_cublas_st_, #stmt, __FILE__, __LINE__);                \
+  } while (false)

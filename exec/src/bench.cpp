@@ -1,0 +1,202 @@
+#include "racksim/exec/bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+
+namespace racksim::exec {
+
+std::vector<GemmShape> layer_gemm_shapes(const ModelConfig& model, int tp) {
+  if (model.is_moe())
+    throw InputError(fmt::format("bench gemm: model {} is a mixture of experts; the layer sweep covers dense models", model.id));
+  if (tp < 1 || model.heads % tp != 0 || model.kv_heads % tp != 0 || model.ffn % tp != 0)
+    throw InputError(fmt::format("bench gemm: tensor_parallel {} must divide heads {}, kv_heads {} and ffn {} of {}", tp,
+                                 model.heads, model.kv_heads, model.ffn, model.id));
+  using I = std::int64_t;
+  const I hd = model.head_dim, heads = model.heads / tp, kv = model.kv_heads / tp, f = model.ffn / tp, h = model.hidden;
+  return {{"qkv_proj", (heads + 2 * kv) * hd, h}, {"o_proj", h, heads * hd}, {"gate_up_proj", 2 * f, h}, {"down_proj", h, f}};
+}
+
+std::vector<std::int64_t> default_gemm_ms() {
+  std::vector<std::int64_t> ms;
+  for (std::int64_t m = 1; m <= 8192; m *= 2) ms.push_back(m);
+  return ms;
+}
+
+double GemmCase::flops() const noexcept {
+  return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+}
+
+double GemmCase::bytes() const noexcept {
+  const double md = static_cast<double>(m), nd = static_cast<double>(n), kd = static_cast<double>(k);
+  return storage_bytes(a, md * kd) + storage_bytes(w, nd * kd) + storage_bytes(c, md * nd);
+}
+
+GemmCase gemm_case(std::string_view dtype_name, const GemmShape& shape, std::int64_t m, int sm_major) {
+  GemmCase c{shape.name, m, shape.n, shape.k};
+  if (dtype_name == "bf16") {
+    c.a = c.w = c.c = DType::bf16;
+  } else if (dtype_name == "fp8") {
+    c.a = c.w = DType::fp8;
+    c.c = DType::bf16;
+  } else if (dtype_name == "nvfp4") {
+    c.w = DType::nvfp4;
+    if (sm_major >= 10) {
+      c.a = DType::nvfp4;
+      c.c = DType::bf16;
+    } else if (m <= 16) {  // exec/cuda/fp4_gemm_small_m.hpp kSmallMMax
+      c.a = c.c = DType::fp32;
+    } else {
+      c.a = c.c = DType::bf16;
+    }
+  } else {
+    throw InputError(fmt::format("bench gemm: --dtypes: '{}' is not one of bf16, fp8, nvfp4", dtype_name));
+  }
+  if (m < 1 || shape.n < 1 || shape.k < 1 || shape.k % 16 != 0)
+    throw InputError(fmt::format("bench gemm: shape {} m={} n={} k={}: needs m, n >= 1 and k a positive multiple of 16",
+                                 shape.name, m, shape.n, shape.k));
+  return c;
+}
+
+std::vector<GemmCase> gemm_sweep(std::span<const std::string> dtypes, std::span<const GemmShape> shapes,
+                                 std::span<const std::int64_t> ms, int sm_major) {
+  std::vector<GemmCase> out;
+  for (const auto& d : dtypes)
+    for (const auto& s : shapes)
+      for (std::int64_t m : ms) out.push_back(gemm_case(d, s, m, sm_major));
+  return out;
+}
+
+int reps_for(double estimate_s, double target_s, int min_reps, int max_reps) noexcept {
+  if (!(estimate_s > 0) || !std::isfinite(estimate_s)) return max_reps;
+  const double r = std::ceil(target_s / estimate_s);
+  return static_cast<int>(std::clamp(r, static_cast<double>(min_reps), static_cast<double>(max_reps)));
+}
+
+TimingStats timing_stats(std::span<const double> samples) {
+  if (samples.empty()) throw InputError("timing_stats: no samples");
+  std::vector<double> v(samples.begin(), samples.end());
+  for (double x : v)
+    if (!std::isfinite(x) || !(x > 0)) throw InputError(fmt::format("timing_stats: sample {} is not a positive time", x));
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  // Median of an even count: the mean of the two middle samples.
+  const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  return {median, v.front(), v.back(), static_cast<std::int64_t>(n)};
+}
+
+std::vector<double> memory_sizes(double min_bytes, double max_bytes) {
+  if (!(min_bytes >= 1) || !(max_bytes >= min_bytes))
+    throw InputError(fmt::format("bench memory: sizes {:g}..{:g} bytes: need 1 <= min <= max", min_bytes, max_bytes));
+  std::vector<double> out;
+  for (double s = std::exp2(std::ceil(std::log2(min_bytes))); s <= max_bytes; s *= 2) out.push_back(s);
+  return out;
+}
+
+namespace {
+
+MeasurementRecord timed(MeasuredOp op, const TimingStats& t) {
+  MeasurementRecord r;
+  r.op = std::move(op);
+  r.time_median_s = t.median_s;
+  r.time_min_s = t.min_s;
+  r.time_max_s = t.max_s;
+  r.reps = t.reps;
+  return r;
+}
+
+}  // namespace
+
+MeasurementRecord gemm_record(const GemmCase& c, const TimingStats& t) {
+  MeasuredOp op;
+  op.kind = "gemm";
+  op.m = c.m;
+  op.n = c.n;
+  op.k = c.k;
+  op.a_dtype = std::string(to_string(c.a));
+  op.w_dtype = std::string(to_string(c.w));
+  op.c_dtype = std::string(to_string(c.c));
+  MeasurementRecord r = timed(std::move(op), t);
+  r.flops = c.flops();
+  r.bytes_moved = c.bytes();
+  return r;
+}
+
+MeasurementRecord memory_record(std::string_view variant, double size_bytes, const TimingStats& t) {
+  if (variant != "copy" && variant != "read")
+    throw InputError(fmt::format("memory_record: variant '{}' is not one of copy, read", variant));
+  MeasuredOp op;
+  op.kind = "memcpy";
+  op.bytes = size_bytes;
+  op.variant = std::string(variant);
+  MeasurementRecord r = timed(std::move(op), t);
+  r.bytes_moved = variant == "copy" ? 2 * size_bytes : size_bytes;
+  return r;
+}
+
+MeasurementRecord launch_record(std::string_view variant, const TimingStats& t) {
+  if (variant != "kernel" && variant != "graph_node")
+    throw InputError(fmt::format("launch_record: variant '{}' is not one of kernel, graph_node", variant));
+  MeasuredOp op;
+  op.kind = "launch";
+  op.variant = std::string(variant);
+  return timed(std::move(op), t);
+}
+
+MeasurementRecord power_record(const GemmCase& c, const PowerSample& p) {
+  if (p.calls < 1 || !(p.seconds > 0))
+    throw InputError(fmt::format("power_record: {} calls in {:g} s: need at least one call in a positive time", p.calls, p.seconds));
+  const double per_call = p.seconds / static_cast<double>(p.calls);
+  MeasurementRecord r = gemm_record(c, TimingStats{per_call, per_call, per_call, p.calls});
+  r.time_min_s.reset();
+  r.time_max_s.reset();
+  if (p.energy_j) r.energy_j = *p.energy_j / static_cast<double>(p.calls);
+  r.power_w = p.mean_power_w;
+  return r;
+}
+
+MeasurementRecord idle_record(const PowerSample& p) {
+  if (!(p.seconds > 0)) throw InputError(fmt::format("idle_record: window {:g} s must be positive", p.seconds));
+  MeasurementRecord r;
+  r.op.kind = "idle";
+  r.time_median_s = p.seconds;
+  r.energy_j = p.energy_j;
+  r.power_w = p.mean_power_w;
+  return r;
+}
+
+std::string catalog_gpu_id(std::string_view name) {
+  const auto has = [&](std::string_view s) { return name.find(s) != std::string_view::npos; };
+  if (has("PCIe") || has("NVL")) return "";
+  if (has("GB300")) return "gb300";
+  if (has("GB200")) return "gb200";
+  if (has("B300")) return "b300";
+  if (has("B200")) return "b200";
+  if (has("H200")) return "h200-sxm";
+  if (has("H100") && (has("HBM3") || has("SXM"))) return "h100-sxm";
+  return "";
+}
+
+std::string build_commit() {
+#ifdef RACKSIM_GIT_COMMIT
+  return RACKSIM_GIT_COMMIT;
+#else
+  return "";
+#endif
+}
+
+std::string utc_now_iso8601() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace racksim::exec

@@ -1,0 +1,23 @@
+# racksim bench on a machine without a usable GPU: exit 3, one line "error: no CUDA device: ..."
+# (CUDA built in) or "error: built without CUDA: ..." (not built), and no output file. Where
+# `racksim version` shows a device this prints SKIP (the test's SKIP_REGULAR_EXPRESSION).
+execute_process(COMMAND "${RACKSIM}" version OUTPUT_VARIABLE version RESULT_VARIABLE rc)
+if(NOT version MATCHES "backend cuda: (not built|[^\n]*no CUDA device visible)")
+  message("SKIP: a CUDA device is visible; the no-device path cannot be exercised here")
+  return()
+endif()
+set(out "${WORKDIR}/bench_without_device.json")
+file(REMOVE "${out}")
+foreach(what gemm memory launch power)
+  execute_process(COMMAND "${RACKSIM}" bench ${what} --out "${out}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 3)
+    message(FATAL_ERROR "bench ${what}: exit ${rc}, expected 3\nstdout: ${stdout}\nstderr: ${stderr}")
+  endif()
+  if(NOT stderr MATCHES "^error: (no CUDA device|built without CUDA): [^\n]+\n$")
+    message(FATAL_ERROR "bench ${what}: stderr is not one 'error: no CUDA device: ...' / 'error: built without CUDA: ...' line:\n${stderr}")
+  endif()
+  if(EXISTS "${out}")
+    message(FATAL_ERROR "bench ${what}: wrote ${out} although it failed")
+  endif()
+endforeach()
+message("bench without a device: exit 3, ${stderr}")

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# The first device session of the CUDA executor, as one script (docs/executor.md, "First device
+# session: what to run"). Writes everything under $OUT (default ./device-out): measurement files
+# gemm.json, gemm-nvfp4.json, memory.json, launch.json, power.json, session.log, and logs.tar.gz
+# (per-phase logs, nvidia-smi -q before and after, calibrate's output, the pack's manifest).
+#
+#   bash tools/device-session.sh            on the GPU machine: run the pack that
+#                                           tools/device-pack.sh made here (.devicepkg, carried),
+#                                           else build (Release, CUDA ON, sm_90a only); then the
+#                                           [cuda] tests and the benches
+#   bash tools/device-session.sh --smoke    same, with a tiny sweep (about a minute), to try it
+#   bash tools/device-session.sh --build    ignore the pack and build on the device
+#
+# Environment: OUT (where results go), PKG (default .devicepkg), BUILD (fallback build folder,
+# default build-device), BUDGET_S (seconds the whole script may take, default 420: run it under
+# a 480 s device call, so that a call plus the machine's start stays near 9 minutes of the 15). Every phase runs under its own `timeout`, capped by what is left of
+# BUDGET_S, so one hang costs that phase and not the call; a phase with under 10 s left is
+# skipped. Each measurement file is copied to $OUT as soon as it is written and session.log is
+# written there directly, so the device tool's own time limit loses at most logs.tar.gz.
+#
+# Budget on an H100/H200, not yet measured (docs/executor.md has the reasoning): with the pack,
+# about 3 minutes of work (cuda tests ~20 s, gemm bf16+fp8 ~1 min, memory ~20 s, launch ~5 s,
+# power ~20 s, gemm nvfp4 ~30 s) inside the 420 s cap; building on the device adds 3-5 minutes
+# (then run it with BUDGET_S=540 under a 600 s call, or the last benches are skipped).
+# Leaves the card's clocks, power limit and modes alone (METHOD.md).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+FINAL=${OUT:-$PWD/device-out}
+mkdir -p "$FINAL"
+FINAL=$(cd "$FINAL" && pwd)
+# The device tool returns at most 8 files from $OUT: logs go to a staging folder that becomes one
+# archive; $OUT gets the five measurement files, session.log and logs.tar.gz.
+STAGE=$(mktemp -d /tmp/racksim-session.XXXXXX)
+PKG=${PKG:-.devicepkg}
+BUILD=${BUILD:-build-device}
+BUDGET_S=${BUDGET_S:-420}
+SMOKE=0 FORCE_BUILD=0
+for a in "$@"; do
+  case $a in
+    --smoke) SMOKE=1 ;;
+    --build) FORCE_BUILD=1 ;;
+    *) echo "usage: $0 [--smoke] [--build]"; exit 2 ;;
+  esac
+done
+LOG="$FINAL/session.log"
+: > "$LOG"
+exec 3>&1 4>&2
+exec > >(tee -a "$LOG") 2>&1
+TEE_PID=$!
+t_start=$SECONDS
+status=0
+PHASES=()
+step() { echo; echo "=== $* (t=$((SECONDS - t_start)) s)"; }
+left() { echo $((BUDGET_S - (SECONDS - t_start))); }
+
+finish() {
+  trap - EXIT
+  timeout 20 nvidia-smi -q > "$STAGE/nvidia-smi-after.txt" 2>&1
+  step "done: exit $status in $((SECONDS - t_start)) s"
+  printf '%s\n' "${PHASES[@]}" | tee "$STAGE/phases.txt"
+  ls -la "$STAGE" "$FINAL"
+  exec 1>&3 2>&4
+  for _ in $(seq 50); do kill -0 "$TEE_PID" 2>/dev/null || break; sleep 0.1; done  # tee's last lines
+  tar -czf "$FINAL/logs.tar.gz" -C "$STAGE" . 2>/dev/null && rm -rf "$STAGE"
+  exit $status
+}
+trap finish EXIT
+
+# phase NAME MAX_S LOGFILE CMD...: CMD under `timeout`, at most MAX_S and no more than what is left
+# of the budget less 30 s for the end; its output in $STAGE/LOGFILE, its last lines on screen.
+# Sets $rc: the command's exit status, 124 or 137 on a timeout, 125 when skipped.
+phase() {
+  local name=$1 max=$2 logf=$3; shift 3
+  local t=$(( $(left) - 30 )); (( t > max )) && t=$max
+  step "$name (timeout $t s)"
+  if (( t < 10 )); then
+    echo "skipped: $(left) s left of the $BUDGET_S s budget"; rc=125
+    PHASES+=("$(printf '%-34s skipped (no time left)' "$name")"); status=1; return
+  fi
+  local t0=$SECONDS
+  timeout -k 5 "$t" "$@" > "$STAGE/$logf" 2>&1
+  rc=$?
+  tail -4 "$STAGE/$logf"
+  local what="exit $rc"; [[ $rc == 124 || $rc == 137 ]] && what="TIMED OUT after $t s"
+  echo "$name: $what in $((SECONDS - t0)) s"
+  PHASES+=("$(printf '%-34s %4d s  %s' "$name" $((SECONDS - t0)) "$what")")
+  [[ $rc -ne 0 ]] && status=1
+  return 0
+}
+
+step "device"
+timeout 30 nvidia-smi -q > "$STAGE/nvidia-smi-before.txt" 2>&1 || echo "nvidia-smi -q failed"
+timeout 30 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit,temperature.gpu --format=csv || true
+echo "host: $(uname -srm); $(grep -m1 PRETTY_NAME /etc/os-release 2>/dev/null); $(ldd --version 2>&1 | head -1)"
+
+# ---- the pack: LD_LIBRARY_PATH = .devicepkg/lib, the pip nvidia wheels' lib folders, the toolkit's
+nvidia_lib_dirs() {  # every site-packages/nvidia/*/lib(64) holding a shared library, one a line
+  local py
+  for py in python3 /opt/torch/.venv/bin/python3 /usr/bin/python3; do
+    command -v "$py" > /dev/null 2>&1 || continue
+    timeout 30 "$py" - << 'EOF' 2> /dev/null
+import glob, os, site, sys
+roots = set()
+try:
+    import nvidia
+    roots.update(os.path.realpath(p) for p in nvidia.__path__)
+except Exception:
+    pass
+sp = list(getattr(site, "getsitepackages", lambda: [])()) + [site.getusersitepackages()] + sys.path
+for d in sp:
+    if d and os.path.isdir(os.path.join(d, "nvidia")):
+        roots.add(os.path.realpath(os.path.join(d, "nvidia")))
+for r in sorted(roots):
+    for d in sorted(glob.glob(os.path.join(r, "*", "lib")) + glob.glob(os.path.join(r, "*", "lib64"))):
+        if glob.glob(os.path.join(d, "*.so*")):
+            print(d)
+EOF
+  done | awk '!seen[$0]++'
+}
+
+use_pack() {  # 0 when the pack's binaries start here
+  [[ -x "$PKG/racksim" && -x "$PKG/tests/racksim_cuda_tests" ]] || { echo "no pack at $PKG"; return 1; }
+  step "pack $PKG"
+  [[ -f "$PKG/MANIFEST.txt" ]] && { head -7 "$PKG/MANIFEST.txt"; cp -f "$PKG/MANIFEST.txt" "$STAGE/pack-manifest.txt"; }
+  local dirs=() d
+  mapfile -t dirs < <(nvidia_lib_dirs)
+  echo "pip nvidia lib folders found: ${#dirs[@]}"
+  for d in "${dirs[@]}"; do echo "  $d: $(find "$d" -maxdepth 1 -name '*.so*' -printf '%f\n' | sort | tr '\n' ' ')"; done
+  local path
+  path="$(cd "$PKG" && pwd)/lib"
+  for d in "${dirs[@]}"; do path+=":$d"; done
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [[ -d "$d" ]] && path+=":$d"; done
+  export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  local b bad=0
+  for b in racksim tests/racksim_cuda_tests; do
+    ldd "$PKG/$b" > "$STAGE/ldd-$(basename "$b").txt" 2>&1
+    echo "ldd $b: $(grep -E 'libcudart|libcublasLt|libnccl|libstdc|libboost|libyaml|libfmt' "$STAGE/ldd-$(basename "$b").txt" |
+                    awk '{print $1 "->" $3}' | tr '\n' ' ')"
+    if grep -q 'not found' "$STAGE/ldd-$(basename "$b").txt"; then
+      echo "ldd $b: NOT FOUND:"; grep 'not found' "$STAGE/ldd-$(basename "$b").txt"; bad=1
+    fi
+  done
+  timeout 60 "$PKG/racksim" version > "$STAGE/version.txt" 2>&1
+  local rc=$?
+  cat "$STAGE/version.txt"
+  if [[ $rc -ne 0 ]]; then echo "the pack's racksim did not start (exit $rc)"; return 1; fi
+  [[ $bad == 0 ]] || echo "ldd reported missing libraries but racksim version ran; going on with the pack"
+  return 0
+}
+
+BIN=""
+if [[ $FORCE_BUILD == 0 ]] && use_pack; then
+  BIN=$PKG
+  PHASES+=("$(printf '%-34s %4d s  %s' "device info + pack check" $((SECONDS - t_start)) "using $PKG")")
+else
+  echo "falling back to a build on the device (Boost.Program_options, yaml-cpp, fmt, nlohmann-json and Catch2 must be there)"
+  phase "configure (Release, CUDA ON, sm_90a)" 120 configure.log \
+    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRACKSIM_CUDA=ON -DRACKSIM_CUDA_ARCHITECTURES=90a -DRACKSIM_WERROR=ON
+  [[ $rc -ne 0 ]] && { echo "configure failed: see configure.log in logs.tar.gz"; exit; }
+  phase "build racksim, racksim_cuda_tests" 420 build.log \
+    cmake --build "$BUILD" -j"$(nproc)" --target racksim racksim_cuda_tests
+  [[ $rc -ne 0 ]] && { echo "build failed: see build.log in logs.tar.gz"; exit; }
+  BIN=$BUILD
+  timeout 60 "$BIN/racksim" version | tee "$STAGE/version.txt"
+fi
+R="$BIN/racksim"
+
+phase "cuda tests" 90 cuda-tests.log "$BIN/tests/racksim_cuda_tests" --durations yes
+[[ $rc -ne 0 ]] && echo "cuda tests failed (exit $rc; 77: no device visible): see cuda-tests.log; the benches run anyway"
+
+if [[ $SMOKE == 1 ]]; then
+  GEMM_ARGS=(--m "1,16,128,4096" --shapes "o_proj,gate_up_proj" --max-reps 10)
+  NVFP4_M=1,16,128
+  MEM_ARGS=(--max-bytes 268435456)
+  POWER_ARGS=(--seconds 1 --idle-seconds 1)
+else
+  GEMM_ARGS=()
+  NVFP4_M=1,2,4,8,16,32,64,128,256,512,1024
+  MEM_ARGS=()
+  POWER_ARGS=()
+fi
+
+bench() {  # FILE MAX_S WHAT ARGS...: one bench; its file goes to $OUT at once
+  local file=$1 max=$2 what=$3; shift 3
+  phase "bench $what -> $file" "$max" "${file%.json}.log" "$R" bench "$what" --out "$STAGE/$file" "$@"
+  if [[ -f "$STAGE/$file" ]]; then cp -f "$STAGE/$file" "$FINAL/$file"; fi
+}
+# In order of value: the GEMMs calibrate needs first (14 M x 4 Llama-2-70B TP1 shapes x bf16, fp8
+# = 112 cases), then memory, launch and power, then Hopper's FP4-weight path in its own file (its
+# records are not cuBLASLt's and calibrate should take them on purpose).
+bench gemm.json 180 gemm --dtypes bf16,fp8 "${GEMM_ARGS[@]}"
+bench memory.json 90 memory "${MEM_ARGS[@]}"
+bench launch.json 45 launch
+bench power.json 90 power --dtypes bf16,fp8 "${POWER_ARGS[@]}"
+bench gemm-nvfp4.json 120 gemm --dtypes nvfp4 --m "$NVFP4_M"
+
+if [[ -f "$STAGE/gemm.json" ]]; then
+  phase "calibrate gemm.json (the file loads)" 60 calibrate.log \
+    "$R" calibrate --measurements "$STAGE/gemm.json" --out "$STAGE/calibrated"
+else
+  echo "no gemm.json: calibrate not run"
+fi
+# finish (the EXIT trap): nvidia-smi -q after, the phase table, logs.tar.gz

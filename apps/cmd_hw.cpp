@@ -4,10 +4,12 @@
 
 #include <fmt/format.h>
 
+#include "calibration_json.hpp"
 #include "cli.hpp"
 #include "racksim/common/output.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/yaml_reader.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 
 namespace racksim::cli {
@@ -68,15 +70,21 @@ int cmd_hw(const Args& args) {
   for (const auto& g : gpu_catalog()) {
     if (g.id != id) continue;
     nlohmann::json j = {{"id", g.id}, {"kind", "gpu"}, {"name", g.name}, {"architecture", g.architecture},
-                        {"compute_capability", g.compute_capability}};
+                        {"compute_capability", g.compute_capability},
+                        {"family", {{"name", g.family.name}, {"nvlink_generation", g.family.nvlink_generation}, {"source", g.family.source}}}};
     for (const auto& [key, f] : g.figures()) {
       auto dot = key.find('.');
       if (dot == std::string::npos) j[key] = figure_json(*f);
       else j[key.substr(0, dot)][key.substr(dot + 1)] = figure_json(*f);
     }
+    const auto sources = calibration_summary(g);
+    j["calibration"] = calibration_json(sources);
     if (table) {
       fmt::print("{} ({}): {}, compute capability {}\n", g.id, g.name, g.architecture, g.compute_capability);
       print_figures(g.figures());
+      fmt::print("  {:<22} {} (NVLink {}): {}\n", "family", g.family.name, g.family.nvlink_generation, g.family.source);
+      fmt::print("calibrated factors (own: fitted on {}; carried: from a GPU of its family or another format; seed: not fitted)\n", g.id);
+      for (const auto& s : sources) fmt::print("  {:<22} {}\n", s.factor, s.text());
     }
     if (!json.empty()) write_json(json, j);
     return 0;

@@ -11,6 +11,8 @@
 
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
+#include "racksim/calibrate/device_fit.hpp"
+#include "racksim/hwmodels/energy_model.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 
 namespace racksim::calibrate {
@@ -52,6 +54,93 @@ std::string fmt_time(double s) {
   return fmt::format("{:.3f} ms", s * 1e3);
 }
 
+// Records the device-level fits read (device_fit.hpp): memcpy and launch of a known variant,
+// idle power, and GEMMs with a power reading. A power GEMM runs in a sustained loop at the
+// clocks the power limit allows, so its time is not the latency bench's: it feeds the power
+// fit only.
+bool is_device_record(const MeasurementRecord& r) {
+  const std::string& k = r.op.kind;
+  if (k == "memcpy") return r.op.variant == "read" || r.op.variant == "copy";
+  if (k == "launch" || k == "idle") return true;
+  return k == "gemm" && (r.energy_j || r.power_w);
+}
+
+Provenance device_provenance(const MeasurementFile& f, const std::string& fitted_by) {
+  Provenance p = provenance_of(f.run, fitted_by);
+  if (!f.path.empty() && f.path != f.run.source) p.source = fmt::format("{} ({})", f.path, f.run.source);
+  return p;
+}
+
+// Memory curve, launch latency and power coefficients from one file's records, into the
+// file's GPU (docs/calibration.md, "Memory, launch and power from the executor's files").
+template <class Claim>
+void fit_device_records(const MeasurementFile& f, const GpuSpec& gpu, const std::string& fitted_by, Claim& claim,
+                        std::map<std::string, CalibratedFactors>& by_gpu, CalibrationResult& out) {
+  std::set<std::string> memcpy_variants;
+  bool launch = false, power = false;
+  for (const auto& r : f.records) {
+    if (r.op.kind == "memcpy" && is_device_record(r)) memcpy_variants.insert(r.op.variant);
+    launch = launch || r.op.kind == "launch";
+    power = power || r.op.kind == "idle" || (r.op.kind == "gemm" && is_device_record(r));
+  }
+  const std::string& id = gpu.id;
+  if (!memcpy_variants.empty()) {
+    claim(id, "memory", f);
+    // Both variants are fitted and reported; the factors keep "read" when measured, since the
+    // cost model's memory-bound ops (norms, elementwise, decode attention's KV stream) mostly
+    // stream reads; "copy" (read + write in one pass) otherwise.
+    const std::string keep = memcpy_variants.contains("read") ? "read" : "copy";
+    for (const auto& variant : memcpy_variants) {
+      std::vector<Residual> res;
+      const MemoryFit m = fit_memory(f.records, variant, gpu.hbm_bandwidth.value, id, f.path, &res);
+      out.residuals.insert(out.residuals.end(), res.begin(), res.end());
+      if (variant != keep) continue;
+      std::vector<const Residual*> held;
+      for (const auto& r : res)
+        if (r.held_out) held.push_back(&r);
+      const ErrorSummary h = summarise(held);
+      CalibratedMemory c;
+      c.variant = variant;
+      c.efficiency = m.efficiency;
+      c.fixed_latency_s = m.fixed_latency_s;
+      c.hbm_bandwidth = gpu.hbm_bandwidth.value;
+      c.curve = m.points;
+      c.points = m.fitted_points;
+      c.holdout_median_error = h.median;
+      c.holdout_worst_error = h.worst;
+      c.provenance = device_provenance(f, fitted_by);
+      by_gpu[id].memory = std::move(c);
+    }
+  }
+  if (launch) {
+    claim(id, "launch", f);
+    const LaunchFit l = fit_launch(f.records);
+    CalibratedLaunch c;
+    for (const auto& [variant, t] : l.latency_s) {
+      if (variant == "kernel") c.kernel_s = t;
+      else if (variant == "graph_node") c.graph_node_s = t;
+      else ++out.skipped[fmt::format("{}: launch variant '{}' (kernel and graph_node are fitted)", f.path, variant)];
+    }
+    c.points = l.points;
+    c.provenance = device_provenance(f, fitted_by);
+    if (c.kernel_s || c.graph_node_s) by_gpu[id].launch = std::move(c);
+  }
+  if (power) {
+    claim(id, "power", f);
+    const PowerFit p = fit_power(f.records, kSeedJoulesPerHbmByte * 1e12, f.path);
+    CalibratedPower c;
+    c.idle_w = p.idle_w;
+    for (const auto& [fmt_name, pj] : p.pj_per_flop) c.pj_per_flop[*parse_dtype(fmt_name)] = pj;
+    c.pj_per_byte = p.pj_per_byte;
+    c.pj_per_byte_fitted = p.pj_per_byte_fitted;
+    c.points = p.points;
+    c.median_error = p.median_error;
+    c.worst_error = p.worst_error;
+    c.provenance = device_provenance(f, fitted_by);
+    by_gpu[id].power = std::move(c);
+  }
+}
+
 }  // namespace
 
 CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, const std::string& fitted_by) {
@@ -66,14 +155,27 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
   };
   std::map<std::pair<std::string, DType>, GemmGroup> gemms;
   std::map<std::tuple<std::string, std::string, int, std::string>, CollGroup> colls;
+  std::map<std::string, CalibratedFactors> by_gpu;
+  // Which file gave each device-level section of each GPU: a second file for the same section
+  // is an error naming both (one run per section, so its provenance is one run header).
+  std::map<std::pair<std::string, std::string>, std::string> device_section_file;
+  auto claim = [&](const std::string& gpu_id, const std::string& section, const MeasurementFile& f) {
+    auto [it, fresh] = device_section_file.emplace(std::make_pair(gpu_id, section), f.path);
+    if (!fresh)
+      throw InputError(fmt::format("{}: {} of {} is measured in two files ({} and {}); calibrate one run per section",
+                                   f.path, section, gpu_id, it->second, f.path));
+    by_gpu[gpu_id].gpu = gpu_id;
+  };
   for (const auto& f : files) {
     if (f.run.gpu.empty()) {
       out.skipped[fmt::format("{}: run.gpu is empty (device '{}' not in the catalog)", f.path, f.run.device)] += f.records.size();
       continue;
     }
-    (void)find_gpu(f.run.gpu, f.path, "run.gpu");
+    const GpuSpec& file_gpu = find_gpu(f.run.gpu, f.path, "run.gpu");
+    fit_device_records(f, file_gpu, fitted_by, claim, by_gpu, out);
     for (const auto& rec : f.records) {
       const MeasuredOp& op = rec.op;
+      if (is_device_record(rec)) continue;  // fitted above
       if (op.kind == "gemm") {
         const DType a = *parse_dtype(op.a_dtype), w = *parse_dtype(op.w_dtype), c = *parse_dtype(op.c_dtype);
         auto& g = gemms[{f.run.gpu, a}];
@@ -86,12 +188,13 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
         auto& g = colls[{f.run.gpu, op.kind, op.ranks, op.dtype}];
         if (!g.run) g.run = &f.run;
         g.points.emplace(op.bytes, CollectivePoint{op.bytes, rec.time_median_s, op.identity()});
+      } else if (op.kind == "memcpy") {
+        ++out.skipped[fmt::format("{}: memcpy variant '{}' (read and copy are fitted)", f.path, op.variant)];
       } else {
         ++out.skipped[fmt::format("{}: kind {} (no fit for it yet)", f.path, op.kind)];
       }
     }
   }
-  std::map<std::string, CalibratedFactors> by_gpu;
   for (auto& [key, g] : gemms) {
     const auto& [gpu_id, t] = key;
     const GpuSpec& gpu = find_gpu(gpu_id);
@@ -108,6 +211,7 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
     out.residuals.insert(out.residuals.end(), res.begin(), res.end());
     by_gpu[gpu_id].gpu = gpu_id;
     by_gpu[gpu_id].gemm[t] = std::move(c);
+    out.measured.gemm[{gpu_id, t}] = std::move(pts);
   }
   std::map<std::tuple<std::string, std::string, int>, std::string> chosen_dtype;
   for (const auto& [key, g] : colls) {
@@ -132,9 +236,13 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
     for (auto& r : res) r.gpu = gpu_id;
     out.residuals.insert(out.residuals.end(), res.begin(), res.end());
     by_gpu[gpu_id].gpu = gpu_id;
-    if (chosen_dtype[{gpu_id, op, ranks}] == dtype) by_gpu[gpu_id].collectives.push_back(std::move(c));
+    if (chosen_dtype[{gpu_id, op, ranks}] == dtype) {
+      by_gpu[gpu_id].collectives.push_back(std::move(c));
+      out.measured.collectives[{gpu_id, op, ranks}] = std::move(pts);
+    }
   }
   for (auto& [id, f] : by_gpu) out.gpus.push_back(std::move(f));
+  out.transfer = evaluate_transfer(out.gpus, out.measured);
   return out;
 }
 
@@ -202,6 +310,12 @@ std::string residual_json(const CalibrationResult& r) {
                              {"worst_error", a.worst}, {"held_out_points", h.count}, {"held_out_median_error", h.median},
                              {"held_out_worst_error", h.worst}, {"held_out_worst", h.worst_identity}});
   }
+  j["transfer"] = nlohmann::json::array();
+  for (const auto& x : r.transfer)
+    j["transfer"].push_back({{"donor", x.donor}, {"recipient", x.recipient}, {"family", x.family}, {"points", x.points},
+                             {"median_error", x.median}, {"worst_error", x.worst}, {"worst", x.worst_identity},
+                             {"time_carried_median_error", x.time_carried_median}, {"own_held_out_median_error", x.own_holdout_median},
+                             {"own_held_out_worst_error", x.own_holdout_worst}});
   nlohmann::json skipped = nlohmann::json::object();
   for (const auto& [why, n] : r.skipped) skipped[why] = n;
   j["skipped"] = skipped;
@@ -221,7 +335,11 @@ std::vector<std::string> write_calibration(const CalibrationResult& r, const std
   }
   const std::string md = (fs::path(dir) / "residuals.md").string(), js = (fs::path(dir) / "residuals.json").string();
   write_output(md, "# Calibration residuals (written by `racksim calibrate`)\n\nerror = fitted / measured - 1; held-out = every fifth shape "
-                   "in sorted order, never seen by the fit.\n\n" + residual_markdown(r));
+                   "in sorted order, never seen by the fit.\n\n" + residual_markdown(r) +
+                   "\n## Transfer between GPUs of a family\n\nEach donor's fitted factors on every shape the recipient measured "
+                   "(none seen by the donor's fit). Carried: the donor's efficiencies, tile, k_ramp and blend with the recipient's "
+                   "datasheet peak, HBM bandwidth, SM count and NVLink bandwidth (the cost model's rule). Time carried: the donor's "
+                   "predicted time used as is. docs/calibration.md.\n\n" + transfer_markdown(r.transfer));
   write_output(js, residual_json(r));
   written.push_back(md);
   written.push_back(js);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -45,6 +46,8 @@ double CalibratedCollective::time(double bytes) const {
   return alpha_s + bus_factor(op, ranks) * bytes / (link_bandwidth * efficiency_at(bytes));
 }
 
+double CalibratedMemory::efficiency_at(double bytes) const { return interpolate_log_size(curve, bytes); }
+
 const CalibratedCollective* CalibratedFactors::collective(const std::string& op, int ranks) const {
   for (const auto& c : collectives)
     if (c.op == op && c.ranks == ranks) return &c;
@@ -81,6 +84,75 @@ std::string provenance_yaml(const Provenance& p, const std::string& indent) {
                      "{0}  clocks: {5}\n{0}  date: {6}\n{0}  commit: {7}\n{0}  fitted_by: {8}\n",
                      indent, quote(p.source), quote(p.device), quote(p.software), quote(p.driver), quote(p.clocks),
                      quote(p.date), quote(p.commit), quote(p.fitted_by));
+}
+
+// (bytes, value) points: a non-empty list of [bytes, value], bytes > 0 and ascending, value in (0, max_value].
+std::vector<std::pair<double, double>> read_size_curve(const YamlMap& e, std::string_view key, double max_value) {
+  std::vector<std::pair<double, double>> out;
+  YAML::Node pts = e.node(key);
+  if (!pts.IsSequence() || pts.size() == 0) e.fail_plain(key, "must be a non-empty list of [bytes, efficiency]");
+  for (std::size_t i = 0; i < pts.size(); ++i) {
+    const YAML::Node& p = pts[i];
+    if (!p.IsSequence() || p.size() != 2) e.fail_plain(key, fmt::format("element {} must be [bytes, efficiency]", i));
+    const double b = p[0].as<double>(), eff = p[1].as<double>();
+    if (!(b > 0) || !(eff > 0 && eff <= max_value))
+      e.fail_plain(key, fmt::format("element {}: bytes must be > 0 and efficiency in (0, {:g}]", i, max_value));
+    if (!out.empty() && b <= out.back().first) e.fail_plain(key, "bytes must ascend");
+    out.emplace_back(b, eff);
+  }
+  return out;
+}
+
+CalibratedMemory read_memory(const YamlMap& e) {
+  CalibratedMemory m;
+  static constexpr std::string_view kVariants[] = {"read", "copy"};
+  m.variant = e.choice("variant", kVariants);
+  m.efficiency = e.number("efficiency", 1e-3, 1.5);
+  m.fixed_latency_s = e.number("fixed_latency_us", 0, 1e6) * 1e-6;
+  m.hbm_bandwidth = e.number("hbm_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
+  // A small transfer that stays in L2 can beat the HBM figure; 10x bounds a typo, not physics.
+  m.curve = read_size_curve(e, "curve", 10);
+  YamlMap q = e.map("fit");
+  m.points = static_cast<int>(q.integer("points", 0, 1 << 30));
+  m.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
+  m.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
+  q.finish();
+  m.provenance = read_provenance(e.map("provenance"));
+  e.finish();
+  return m;
+}
+
+CalibratedLaunch read_launch(const YamlMap& e) {
+  CalibratedLaunch l;
+  if (e.has("kernel_us")) l.kernel_s = e.number("kernel_us", 0, 1e6) * 1e-6;
+  if (e.has("graph_node_us")) l.graph_node_s = e.number("graph_node_us", 0, 1e6) * 1e-6;
+  if (!l.kernel_s && !l.graph_node_s) e.fail_plain("kernel_us", "missing: launch needs kernel_us, graph_node_us or both");
+  l.points = static_cast<int>(e.integer("points", 0, 1 << 30));
+  l.provenance = read_provenance(e.map("provenance"));
+  e.finish();
+  return l;
+}
+
+CalibratedPower read_power(const YamlMap& e) {
+  CalibratedPower p;
+  p.idle_w = e.number("idle_w", 0, 1e5);
+  YamlMap f = e.map("pj_per_flop");
+  for (const auto& key : f.keys()) {
+    auto dt = parse_dtype(key);
+    if (!dt) f.fail_plain(key, "is not a format; allowed: bf16, fp16, fp8, nvfp4, mxfp4");
+    p.pj_per_flop[*dt] = f.number(key, 0, 1e6);
+  }
+  f.finish();
+  p.pj_per_byte = e.number("pj_per_byte", 0, 1e6);
+  p.pj_per_byte_fitted = e.boolean("pj_per_byte_fitted");
+  YamlMap q = e.map("fit");
+  p.points = static_cast<int>(q.integer("points", 0, 1 << 30));
+  p.median_error = q.number("median_error", 0, 1e3);
+  p.worst_error = q.number("worst_error", 0, 1e3);
+  q.finish();
+  p.provenance = read_provenance(e.map("provenance"));
+  e.finish();
+  return p;
 }
 
 }  // namespace
@@ -128,17 +200,7 @@ CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string
     c.ranks = static_cast<int>(e.integer("ranks", 2, 1 << 20));
     c.alpha_s = e.number("alpha_us", 0, 1e6) * 1e-6;
     c.link_bandwidth = e.number("link_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
-    YAML::Node pts = e.node("efficiency");
-    if (!pts.IsSequence() || pts.size() == 0) e.fail_plain("efficiency", "must be a non-empty list of [bytes, efficiency]");
-    for (std::size_t i = 0; i < pts.size(); ++i) {
-      const YAML::Node& p = pts[i];
-      if (!p.IsSequence() || p.size() != 2) e.fail_plain("efficiency", fmt::format("element {} must be [bytes, efficiency]", i));
-      const double b = p[0].as<double>(), eff = p[1].as<double>();
-      if (!(b > 0) || !(eff > 0 && eff <= 1.5))
-        e.fail_plain("efficiency", fmt::format("element {}: bytes must be > 0 and efficiency in (0, 1.5]", i));
-      if (!c.efficiency.empty() && b <= c.efficiency.back().first) e.fail_plain("efficiency", "bytes must ascend");
-      c.efficiency.emplace_back(b, eff);
-    }
+    c.efficiency = read_size_curve(e, "efficiency", 1.5);
     YamlMap q = e.map("fit");
     c.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
     c.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
@@ -147,6 +209,9 @@ CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string
     e.finish();
     f.collectives.push_back(std::move(c));
   }
+  if (auto m = y.optional_map("memory")) f.memory = read_memory(*m);
+  if (auto l = y.optional_map("launch")) f.launch = read_launch(*l);
+  if (auto p = y.optional_map("power")) f.power = read_power(*p);
   y.finish();
   return f;
 }
@@ -186,18 +251,52 @@ std::string format_calibrated_yaml(const CalibratedFactors& f, const std::string
       out += provenance_yaml(c.provenance, "    ");
     }
   }
+  // The device-level sections (docs/calibration.md, "Memory, launch and power from the
+  // executor's files"); absent unless the executor's files were calibrated.
+  if (const auto& m = f.memory) {
+    out += "memory:  # t = fixed_latency + bytes / (hbm_bandwidth x efficiency); curve: each size's bytes / (hbm_bandwidth x t)\n";
+    out += fmt::format("  variant: {}\n  efficiency: {:.6g}  # asymptotic, of the datasheet HBM bandwidth\n  fixed_latency_us: {:.6g}\n",
+                       m->variant, m->efficiency, m->fixed_latency_s * 1e6);
+    out += fmt::format("  hbm_bandwidth_gb_per_s: {:g}  # datasheet\n  curve:  # [bytes moved, efficiency]\n", m->hbm_bandwidth / 1e9);
+    for (const auto& [b, e] : m->curve) out += fmt::format("    - [{:.0f}, {:.6g}]\n", b, e);
+    out += fmt::format("  fit: {{points: {}, holdout_median_error: {:.4f}, holdout_worst_error: {:.4f}}}\n", m->points,
+                       m->holdout_median_error, m->holdout_worst_error);
+    out += provenance_yaml(m->provenance, "  ");
+  }
+  if (const auto& l = f.launch) {
+    out += "launch:  # median launch latency per variant\n";
+    if (l->kernel_s) out += fmt::format("  kernel_us: {:.6g}\n", *l->kernel_s * 1e6);
+    if (l->graph_node_s) out += fmt::format("  graph_node_us: {:.6g}\n", *l->graph_node_s * 1e6);
+    out += fmt::format("  points: {}\n", l->points);
+    out += provenance_yaml(l->provenance, "  ");
+  }
+  if (const auto& p = f.power) {
+    out += "power:  # board power = idle + sum pJ/FLOP x FLOP/s + pJ/byte x HBM bytes/s\n";
+    out += fmt::format("  idle_w: {:.6g}\n  pj_per_flop: {{", p->idle_w);
+    std::string sep;
+    for (const auto& [t, e] : p->pj_per_flop) out += fmt::format("{}{}: {:.6g}", std::exchange(sep, ", "), to_string(t), e);
+    out += fmt::format("}}\n  pj_per_byte: {:.6g}\n  pj_per_byte_fitted: {}{}\n", p->pj_per_byte, p->pj_per_byte_fitted ? "true" : "false",
+                       p->pj_per_byte_fitted ? "" : "  # too few records to separate it: the energy model's seed");
+    out += fmt::format("  fit: {{points: {}, median_error: {:.4f}, worst_error: {:.4f}}}\n", p->points, p->median_error, p->worst_error);
+    out += provenance_yaml(p->provenance, "  ");
+  }
   return out;
 }
 
-const CalibratedFactors* calibrated_for(const std::string& gpu_id) {
+const std::vector<CalibratedFactors>& calibrated_catalog() {
   static const std::vector<CalibratedFactors> tables = [] {
     std::vector<CalibratedFactors> out;
     for (const auto& f : embedded::hwmodels_data())
       if (f.path.starts_with("calibrated/") && f.path.ends_with(".yaml"))
         out.push_back(parse_calibrated_yaml(f.contents, "hwmodels/data/" + std::string(f.path)));
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.gpu < b.gpu; });
     return out;
   }();
-  for (const auto& t : tables)
+  return tables;
+}
+
+const CalibratedFactors* calibrated_for(const std::string& gpu_id) {
+  for (const auto& t : calibrated_catalog())
     if (t.gpu == gpu_id) return &t;
   return nullptr;
 }

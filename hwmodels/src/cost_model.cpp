@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -42,20 +43,25 @@ const Registry<CostModelFactory>& cost_model_registry() {
 }
 
 RooflineCostModel::RooflineCostModel(const SystemSpec& system, bool use_calibrated)
-    : system_(system), eff_(efficiency_for(system.gpu.id)), cal_(use_calibrated ? calibrated_for(system.gpu.id) : nullptr) {}
+    : RooflineCostModel(system, use_calibrated ? GpuCalibration(system.gpu) : GpuCalibration()) {}
 
-OpCost RooflineCostModel::calibrated_gemm(const Op& op, const CalibratedGemm& g, DType fitted_format) const {
+RooflineCostModel::RooflineCostModel(const SystemSpec& system, GpuCalibration calibration)
+    : system_(system), eff_(efficiency_for(system.gpu.id)), cal_(std::move(calibration)) {}
+
+OpCost RooflineCostModel::calibrated_gemm(const Op& op, const GemmFactor& f) const {
   // docs/calibration.md: the fitted latency model replaces roofline + launch for GEMMs; its t0
   // is the measured fixed time of one call (launch included). A format carried from another
-  // (mxfp4 <- nvfp4, fp16 <- bf16) keeps the fitted efficiencies and uses its own peak.
+  // (mxfp4 <- nvfp4, fp16 <- bf16), or a fit carried from a GPU of the same family, keeps the
+  // fitted efficiencies and uses this GPU's own peak, HBM bandwidth and SM count.
+  const GemmLatencyModel& model = f.model;
   const GpuSpec& gpu = system_.gpu;
   const double peak = gpu.peak(op.in_dtype)->value;
-  auto t = g.model.time(static_cast<double>(op.m), static_cast<double>(op.n), static_cast<double>(op.k), op.bytes(), peak,
+  auto t = model.time(static_cast<double>(op.m), static_cast<double>(op.n), static_cast<double>(op.k), op.bytes(), peak,
                         gpu.hbm_bandwidth.value);
   if (op.input_prequantized) {
     // The fitted per-A-element term is the activation quantize pass inside the measured
     // torch_flow call (docs/calibration.md); a served graph fuses it into the producer.
-    const double quantize_s = static_cast<double>(op.m) * static_cast<double>(op.k) * g.model.a_element_s;
+    const double quantize_s = static_cast<double>(op.m) * static_cast<double>(op.k) * model.a_element_s;
     t.fixed_s -= quantize_s;
     t.total_s -= quantize_s;
   }
@@ -66,9 +72,10 @@ OpCost RooflineCostModel::calibrated_gemm(const Op& op, const CalibratedGemm& g,
   c.time_s = t.total_s;
   if (t.fixed_s > std::max(t.compute_s, t.memory_s)) c.bound = Bound::launch;
   else c.bound = t.compute_s >= t.memory_s ? Bound::compute : Bound::memory;
-  c.compute_efficiency = t.compute_s > 0 ? op.flops / (peak * t.compute_s) : g.model.compute_efficiency;
-  c.memory_efficiency = g.model.memory_efficiency;
-  c.carried = fitted_format != op.in_dtype;
+  c.compute_efficiency = t.compute_s > 0 ? op.flops / (peak * t.compute_s) : model.compute_efficiency;
+  c.memory_efficiency = model.memory_efficiency;
+  if (f.from_gpu != gpu.id) c.carried_from = f.from_gpu;
+  c.carried = f.from_format != op.in_dtype || !c.carried_from.empty();
   c.provenance = c.carried ? "carried" : "calibrated";
   return c;
 }
@@ -91,13 +98,15 @@ OpCost RooflineCostModel::collective(OpKind kind, double bytes, int n) const {
   best.launch_s = 0;  // the collective's base latency already holds its launch
   if (n <= 1) return finish(best);
   const bool in_domain = n <= system_.domain_size();
-  if (cal_ && in_domain && kind != OpKind::send_recv) {
-    // Fitted on this GPU for exactly this op and GPU count: NCCL's own algorithm choice at
-    // each size, as measured (docs/calibration.md). Other counts fall back to the seed model.
-    if (const CalibratedCollective* cc = cal_->collective(std::string(to_string(kind)), n)) {
-      best.network_s = cc->time(bytes);
+  if (in_domain && kind != OpKind::send_recv) {
+    // Fitted for exactly this op and GPU count, on this GPU or one of its family and NVLink
+    // generation: NCCL's own algorithm choice at each size, as measured (docs/calibration.md).
+    // Other counts fall back to the seed model.
+    if (const CollectiveFactor* cc = cal_.collective(to_string(kind), n)) {
+      best.network_s = cc->curve.time(bytes);
       best.algorithm = CollectiveAlgorithm::measured;
-      best.provenance = "calibrated";
+      if (cc->from_gpu != system_.gpu.id) best.carried_from = cc->from_gpu, best.carried = true;
+      best.provenance = best.carried ? "carried" : "calibrated";
       return finish(best);
     }
   }
@@ -148,21 +157,41 @@ OpCost RooflineCostModel::cost(const Op& op) const {
   if (is_communication(op.kind)) return collective(op.kind, op.comm_bytes, op.participants);
   const GpuSpec& g = system_.gpu;
   OpCost c;
+  // A device-level fit (docs/calibration.md, "Memory, launch and power from the executor's
+  // files") marks the op calibrated, or carried when it came from another GPU; a carried seed
+  // curve below still marks it carried.
+  auto mark = [&](const std::string& from_gpu) {
+    if (from_gpu != g.id) {
+      c.carried = true;
+      c.provenance = "carried";
+      if (c.carried_from.empty()) c.carried_from = from_gpu;
+    } else if (!c.carried) {
+      c.provenance = "calibrated";
+    }
+  };
   c.launch_s = g.launch_overhead.value;
+  // TensorRT-LLM replays CUDA graphs for decode, so an op's launch cost is one graph node's, not
+  // a stream launch's; the kernel-launch figure alone is not used.
+  if (const auto* l = cal_.launch(); l && l->fit->graph_node_s) {
+    c.launch_s = *l->fit->graph_node_s;
+    mark(l->from_gpu);
+  }
   const double bytes = op.bytes();
-  c.memory_efficiency = eff_.memory.at(bytes);
-  if (eff_.memory.carried) c.carried = true, c.provenance = "carried";
+  if (const auto* m = cal_.memory()) {
+    // The measured memcpy curve (efficiency by bytes moved, log-size interpolation as the seed
+    // curve), times this GPU's own datasheet HBM bandwidth.
+    c.memory_efficiency = m->fit->efficiency_at(bytes);
+    mark(m->from_gpu);
+  } else {
+    c.memory_efficiency = eff_.memory.at(bytes);
+    if (eff_.memory.carried) c.carried = true, c.provenance = "carried";
+  }
   c.memory_s = bytes / (g.hbm_bandwidth.value * c.memory_efficiency);
   switch (op.kind) {
     case OpKind::gemm:
     case OpKind::moe_gemm: {
       const Figure* peak = g.peak(op.in_dtype);
-      if (cal_ && peak) {
-        if (auto it = cal_->gemm.find(op.in_dtype); it != cal_->gemm.end()) return calibrated_gemm(op, it->second, op.in_dtype);
-        // Same tensor-core path, other element encoding: carry the fitted efficiencies.
-        const DType alt = op.in_dtype == DType::mxfp4 ? DType::nvfp4 : op.in_dtype == DType::fp16 ? DType::bf16 : op.in_dtype;
-        if (auto it = cal_->gemm.find(alt); alt != op.in_dtype && it != cal_->gemm.end()) return calibrated_gemm(op, it->second, alt);
-      }
+      if (const GemmFactor* f = peak ? cal_.gemm(op.in_dtype) : nullptr) return calibrated_gemm(op, *f);
       if (!peak)
         throw InfeasibleError(fmt::format("{} has no {} tensor cores for {} (it has {})", g.id, to_string(op.in_dtype), op.name,
                                           [&] {

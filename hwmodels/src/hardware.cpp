@@ -88,6 +88,15 @@ GpuSpec parse_gpu_yaml(std::string_view text, const std::string& name) {
   static constexpr std::array<std::string_view, 3> kArch = {"hopper", "blackwell", "blackwell-ultra"};
   g.architecture = y.choice("architecture", kArch);
   g.compute_capability = y.string("compute_capability");
+  {
+    YamlMap f = y.map("family");
+    static constexpr std::array<std::string_view, 3> kFamilies = {"hopper", "blackwell", "blackwell-ultra"};
+    g.family.name = f.choice("name", kFamilies);
+    g.family.nvlink_generation = static_cast<int>(f.integer("nvlink_generation", 1, 99));
+    g.family.source = f.string("source");
+    if (g.family.source.empty()) f.fail_plain("source", "must name why the GPU belongs to the family (die, compute capability)");
+    f.finish();
+  }
   YamlMap peaks = y.map("dense_peak");
   for (const auto& key : peaks.keys()) {
     auto t = parse_dtype(key);

@@ -133,6 +133,19 @@ TEST_CASE("calibrate writes factors that parse back and a residual report", "[ca
   mds << md.rdbuf();
   CHECK(mds.str().find("| h100-sxm | gemm bf16 | m 1-16 |") != std::string::npos);
   CHECK(mds.str().find("held-out median") != std::string::npos);
+  // The transfer section: every same-family pair in both directions, GEMMs per shared format
+  // (bf16, fp8; nvfp4 on Blackwell), over all the recipient's shapes.
+  CHECK(mds.str().find("## Transfer between GPUs of a family") != std::string::npos);
+  CHECK(mds.str().find("| b200 -> gb200 | gemm nvfp4 | 1768 |") != std::string::npos);
+  std::set<std::pair<std::string, std::string>> pairs;
+  int gemm_rows = 0;
+  for (const auto& x : r.transfer) {
+    pairs.emplace(x.donor, x.recipient);
+    if (x.family.rfind("gemm", 0) == 0) ++gemm_rows;
+  }
+  CHECK(pairs == std::set<std::pair<std::string, std::string>>{{"h100-sxm", "h200-sxm"}, {"h200-sxm", "h100-sxm"}, {"b200", "gb200"},
+                                                               {"gb200", "b200"}, {"b300", "gb300"}, {"gb300", "b300"}});
+  CHECK(gemm_rows == 16);
   CHECK_THROWS_AS(write_calibration(r, (dir / "no-such-dir").string()), InputError);
 }
 

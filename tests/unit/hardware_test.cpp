@@ -1,5 +1,8 @@
 // hwmodels/: the catalog holds every id the spec promises, each figure sourced.
 
+#include <map>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "racksim/common/error.hpp"
@@ -59,8 +62,9 @@ TEST_CASE("datasheet figures from hardware.md", "[hwmodels][catalog]") {
 
 TEST_CASE("catalog files are read strictly", "[hwmodels][catalog]") {
   const std::string ok_fig = "{value: 1, unit: W, source: s}";
-  std::string gpu = "id: x\nname: x\narchitecture: hopper\ncompute_capability: '9.0'\n"
-                    "dense_peak: {bf16: {value: 1, unit: TFLOP/s, source: s}}\n";
+  const std::string head = "id: x\nname: x\narchitecture: hopper\ncompute_capability: '9.0'\n";
+  const std::string family = "family: {name: hopper, nvlink_generation: 4, source: s}\n";
+  std::string gpu = head + family + "dense_peak: {bf16: {value: 1, unit: TFLOP/s, source: s}}\n";
   for (const char* k : {"hbm_capacity: {value: 1, unit: GiB, source: s}", "hbm_bandwidth: {value: 1, unit: TB/s, source: s}",
                         "l2_cache: {value: 1, unit: MB, source: s}", "sm_count: {value: 1, unit: count, source: s}",
                         "boost_clock: {value: 1, unit: MHz, source: s}", "exp_throughput: {value: 1, unit: Gop/s, source: s}",
@@ -73,6 +77,41 @@ TEST_CASE("catalog files are read strictly", "[hwmodels][catalog]") {
                     "g.yaml: power_limit.unit: 'TB/s' is not a unit of power; allowed: W, kW");
   CHECK_THROWS_WITH(parse_gpu_yaml(gpu + "power_limit: {value: 1, unit: W, sauce: s}\n", "g.yaml"),
                     "g.yaml: power_limit.sauce: unknown key (did you mean 'source'?)");
+  // The calibration family (docs/calibration.md, "Transfer between GPUs of a family"): a known
+  // name, an NVLink generation and a source, nothing else.
+  const std::string rest = gpu.substr(head.size() + family.size()) + "power_limit: " + ok_fig + "\n";
+  CHECK_THROWS_WITH(parse_gpu_yaml(head + "family: {name: rubin, nvlink_generation: 6, source: s}\n" + rest, "g.yaml"),
+                    Catch::Contains("family.name") && Catch::Contains("hopper, blackwell, blackwell-ultra"));
+  CHECK_THROWS_WITH(parse_gpu_yaml(head + "family: {name: hopper, nvlink_generation: 4}\n" + rest, "g.yaml"),
+                    Catch::Contains("family.source"));
+  CHECK_THROWS_WITH(parse_gpu_yaml(head + "family: {name: hopper, nvlink_generation: 4, source: s, donor: h100-sxm}\n" + rest, "g.yaml"),
+                    Catch::Contains("family.donor: unknown key"));
+  CHECK_THROWS_WITH(parse_gpu_yaml(head + rest, "g.yaml"), "g.yaml: family: missing (required)");
+}
+
+TEST_CASE("GPUs of one family share die, compute capability and NVLink generation", "[hwmodels][catalog]") {
+  // The family rule: H100/H200 are GH100 (cc 9.0, NVLink 4); B200/GB200 the B200 GPU (cc 10.0,
+  // NVLink 5); B300/GB300 Blackwell Ultra (cc 10.3, NVLink 5). Calibrated factors carry only
+  // inside a family, so its members must agree on what the factors depend on.
+  std::map<std::string, std::vector<const GpuSpec*>> fam;
+  for (const auto& g : gpu_catalog()) {
+    CHECK_FALSE(g.family.source.empty());
+    fam[g.family.name].push_back(&g);
+  }
+  CHECK(fam.size() == 3);
+  for (const auto& [name, members] : fam) {
+    INFO(name);
+    CHECK(members.size() == 2);
+    for (const GpuSpec* g : members) {
+      CHECK(g->compute_capability == members.front()->compute_capability);
+      CHECK(g->family.nvlink_generation == members.front()->family.nvlink_generation);
+      CHECK(g->sm_count.value == members.front()->sm_count.value);
+      CHECK(g->architecture == name);
+    }
+  }
+  CHECK(find_gpu("h200-sxm").family.name == "hopper");
+  CHECK(find_gpu("gb200").family.name == "blackwell");
+  CHECK(find_gpu("b300").family.name == "blackwell-ultra");
 }
 
 TEST_CASE("efficiency curves interpolate in log size and clamp", "[hwmodels][efficiency]") {

@@ -84,17 +84,64 @@ struct CalibratedCollective {
   [[nodiscard]] double efficiency_at(double bytes) const;
 };
 
+/// HBM bandwidth efficiency by transfer size, fitted on this GPU from the executor's memcpy
+/// records (`racksim bench memory`):
+///   t(bytes) = fixed_latency_s + bytes / (hbm_bandwidth x efficiency)
+/// `curve` keeps each measured size's own efficiency, bytes / (hbm_bandwidth x t(bytes)), which
+/// the cost model reads on log size (interpolate_log_size) as it reads the seed memory curve.
+struct CalibratedMemory {
+  std::string variant;          ///< the memcpy variant fitted: "read" (preferred) or "copy" (read + write)
+  double efficiency = 0;        ///< asymptotic fraction of the datasheet HBM bandwidth
+  double fixed_latency_s = 0;   ///< per-call time at zero size (launch included)
+  double hbm_bandwidth = 0;     ///< bytes/s the efficiencies refer to (datasheet HBM)
+  std::vector<std::pair<double, double>> curve;  ///< (bytes moved, efficiency), bytes ascending
+  int points = 0;               ///< sizes fitted (held-out ones excluded)
+  double holdout_median_error = 0;
+  double holdout_worst_error = 0;
+  Provenance provenance;
+
+  /// The curve's efficiency at `bytes` moved (log-size interpolation, clamped at the ends).
+  [[nodiscard]] double efficiency_at(double bytes) const;
+};
+
+/// Launch latency measured on this GPU (`racksim bench launch`): the median per variant.
+struct CalibratedLaunch {
+  std::optional<double> kernel_s;      ///< an empty kernel launched on a stream
+  std::optional<double> graph_node_s;  ///< one node of a replayed CUDA graph
+  int points = 0;
+  Provenance provenance;
+};
+
+/// Power coefficients fitted on this GPU (`racksim bench power`):
+///   board power = idle_w + sum_fmt pj_per_flop[fmt] x FLOP/s + pj_per_byte x HBM bytes/s
+struct CalibratedPower {
+  double idle_w = 0;
+  std::map<DType, double> pj_per_flop;  ///< by GEMM compute format
+  double pj_per_byte = 0;               ///< per HBM byte moved
+  bool pj_per_byte_fitted = false;      ///< false: held at the energy model's seed (too few records)
+  int points = 0;                       ///< GEMM power records fitted
+  double median_error = 0;              ///< |fitted / measured power - 1| over the records
+  double worst_error = 0;
+  Provenance provenance;
+};
+
 /// Every calibrated factor of one GPU.
 struct CalibratedFactors {
   std::string gpu;
   std::map<DType, CalibratedGemm> gemm;
   std::vector<CalibratedCollective> collectives;
+  std::optional<CalibratedMemory> memory;
+  std::optional<CalibratedLaunch> launch;
+  std::optional<CalibratedPower> power;
 
   /// The collective fitted for (op, ranks), or nullptr.
   [[nodiscard]] const CalibratedCollective* collective(const std::string& op, int ranks) const;
 };
 
-/// The calibrated factors of a catalog GPU, or nullptr if none were fitted.
+/// Every GPU's calibrated factors (hwmodels/data/calibrated/<gpu>.yaml), sorted by GPU id.
+[[nodiscard]] const std::vector<CalibratedFactors>& calibrated_catalog();
+/// The calibrated factors of a catalog GPU, or nullptr if none were fitted (its own only; a
+/// family donor's are resolved by GpuCalibration, gpu_calibration.hpp).
 [[nodiscard]] const CalibratedFactors* calibrated_for(const std::string& gpu_id);
 /// Parses one calibrated-factors YAML (strict).
 [[nodiscard]] CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string& name);

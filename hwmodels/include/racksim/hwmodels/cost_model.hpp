@@ -10,6 +10,7 @@
 #include "racksim/common/registry.hpp"
 #include "racksim/hwmodels/calibrated.hpp"
 #include "racksim/hwmodels/efficiency.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 #include "racksim/workloads/op.hpp"
 
@@ -40,6 +41,9 @@ struct OpCost {
   /// hwmodels/data/efficiency/), or "carried" (taken from another GPU or format).
   std::string provenance = "seed";
   bool carried = false;  ///< true when provenance is "carried", or a seed curve is itself carried
+  /// The GPU whose calibrated factors were carried (a family donor, docs/calibration.md), or ""
+  /// when the factors are this GPU's own (a format carried within this GPU leaves it empty).
+  std::string carried_from;
 };
 
 /// Turns ops into times on one system.
@@ -60,9 +64,11 @@ using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSp
 /// Roofline parameters exposed for tests and docs.
 class RooflineCostModel final : public CostModel {
  public:
-  /// Uses the GPU's calibrated factors when hwmodels/data/calibrated/ has them and
-  /// `use_calibrated`; the seed efficiency curves otherwise.
+  /// Uses the GPU's calibrated factors, or a family donor's where it has none of its own
+  /// (GpuCalibration), when `use_calibrated`; the seed efficiency curves otherwise.
   explicit RooflineCostModel(const SystemSpec& system, bool use_calibrated = true);
+  /// Uses `calibration` as resolved by the caller (tests: a GPU whose own file is hidden).
+  RooflineCostModel(const SystemSpec& system, GpuCalibration calibration);
   [[nodiscard]] std::string_view name() const noexcept override { return "roofline"; }
   [[nodiscard]] OpCost cost(const Op& op) const override;
 
@@ -71,15 +77,17 @@ class RooflineCostModel final : public CostModel {
   /// FP32 CUDA-core FLOP/s: SMs x 128 lanes x 2 (FMA) x boost clock (CUDA C++ Programming
   /// Guide, arithmetic instruction throughput: 128 FP32 results/clock/SM on cc 9.0 and 10.x).
   [[nodiscard]] double vector_flops_per_s() const noexcept;
-  /// Calibrated factors in use, or nullptr (seed curves only).
-  [[nodiscard]] const CalibratedFactors* calibrated() const noexcept { return cal_; }
+  /// This GPU's own calibrated factors in use, or nullptr (carried or seed only).
+  [[nodiscard]] const CalibratedFactors* calibrated() const noexcept { return cal_.own(); }
+  /// Every calibrated factor in use, own and carried, with its source.
+  [[nodiscard]] const GpuCalibration& calibration() const noexcept { return cal_; }
 
  private:
   [[nodiscard]] OpCost finish(OpCost c) const;
-  [[nodiscard]] OpCost calibrated_gemm(const Op& op, const CalibratedGemm& g, DType fitted_format) const;
+  [[nodiscard]] OpCost calibrated_gemm(const Op& op, const GemmFactor& g) const;
   SystemSpec system_;
   const EfficiencyTable& eff_;
-  const CalibratedFactors* cal_ = nullptr;
+  GpuCalibration cal_;
 };
 
 }  // namespace racksim

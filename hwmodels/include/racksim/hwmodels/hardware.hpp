@@ -11,12 +11,21 @@
 
 namespace racksim {
 
+/// The group of GPUs a GPU's calibrated factors carry to and from (docs/calibration.md,
+/// "Transfer between GPUs of a family"): the same die, so the same achieved fraction of peak.
+struct GpuFamily {
+  std::string name;           ///< hopper | blackwell | blackwell-ultra
+  int nvlink_generation = 0;  ///< collectives carry only between GPUs of the same NVLink generation
+  std::string source;         ///< why this GPU belongs to the family (die, compute capability)
+};
+
 /// One GPU's datasheet figures.
 struct GpuSpec {
   std::string id;
   std::string name;
   std::string architecture;        ///< hopper | blackwell | blackwell-ultra
   std::string compute_capability;  ///< "9.0", "10.0", "10.3"
+  GpuFamily family;
   std::map<DType, Figure> dense_peak;  ///< FLOP/s per tensor-core format; absent = unsupported
   Figure hbm_capacity;         ///< bytes
   Figure hbm_bandwidth;        ///< bytes/s

@@ -1,0 +1,358 @@
+// The device-level fits end to end (docs/calibration.md, "Memory, launch and power from the
+// executor's files"): a synthetic `racksim bench memory|launch|power` file for h100-sxm, made
+// from known coefficients, goes through the measurement-file writer and reader and
+// run_calibration; the factors must give those coefficients back, round-trip through the
+// calibrated YAML, and reach the cost model (memory curve, graph-node launch) and the energy
+// model (pJ/FLOP, pJ/byte). No such file has been measured yet (no GPU here).
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "racksim/calibrate/aic_import.hpp"
+#include "racksim/calibrate/calibration.hpp"
+#include "racksim/common/error.hpp"
+#include "racksim/common/measurement.hpp"
+#include "racksim/hwmodels/cost_model.hpp"
+#include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
+#include "test_support.hpp"
+
+using namespace racksim;
+using namespace racksim::calibrate;
+
+namespace {
+
+// H100 SXM datasheet HBM3 bandwidth (hwmodels/data/gpus/h100-sxm.yaml): 3.35 TB/s.
+constexpr double kBw = 3.35e12;
+// The coefficients the synthetic file is made from.
+constexpr double kReadEff = 0.92, kReadT0 = 3e-6;   // memcpy read: t = 3 us + s / (0.92 x 3.35 TB/s)
+constexpr double kCopyEff = 0.88, kCopyT0 = 4e-6;   // memcpy copy: t = 4 us + 2s / (0.88 x 3.35 TB/s)
+constexpr double kKernelS = 4.0e-6, kGraphNodeS = 1.5e-6;
+constexpr double kIdleW = 90, kPjBf16 = 0.5, kPjFp8 = 0.27, kPjByte = 65;
+
+MeasurementRecord memcpy_record(const std::string& variant, double size, double time_s) {
+  MeasurementRecord r;
+  r.op.kind = "memcpy";
+  r.op.variant = variant;
+  r.op.bytes = size;
+  r.bytes_moved = variant == "copy" ? 2 * size : size;
+  r.time_median_s = time_s;
+  r.reps = 50;
+  return r;
+}
+
+MeasurementRecord launch_record(const std::string& variant, double t) {
+  MeasurementRecord r;
+  r.op.kind = "launch";
+  r.op.variant = variant;
+  r.time_median_s = t;
+  r.reps = 1000;
+  return r;
+}
+
+MeasurementRecord idle_record(double w) {
+  MeasurementRecord r;
+  r.op.kind = "idle";
+  r.time_median_s = 5;
+  r.power_w = w;
+  return r;
+}
+
+// A sustained GEMM at `flop_rate` FLOP/s and `byte_rate` HBM B/s; its energy per call follows
+// the power law idle + pJ/FLOP x FLOP/s + pJ/B x B/s.
+MeasurementRecord gemm_power(const std::string& fmt, std::int64_t m, double flop_rate, double byte_rate, double pj_flop) {
+  MeasurementRecord r;
+  r.op.kind = "gemm";
+  r.op.m = m;
+  r.op.n = 8192;
+  r.op.k = 8192;
+  r.op.a_dtype = r.op.w_dtype = fmt;
+  r.op.c_dtype = "bf16";
+  r.time_median_s = 2e-3;
+  r.flops = flop_rate * r.time_median_s;
+  r.bytes_moved = byte_rate * r.time_median_s;
+  r.energy_j = (kIdleW + (pj_flop * flop_rate + kPjByte * byte_rate) * 1e-12) * r.time_median_s;
+  r.reps = 200;
+  return r;
+}
+
+MeasurementRun h100_run(const std::string& source) {
+  MeasurementRun run;
+  run.device = "NVIDIA H100 80GB HBM3";
+  run.gpu = "h100-sxm";
+  run.system = "dgx-h100";
+  run.driver = "570.86";
+  run.cuda = "12.8";
+  run.sm_clock_mhz = 1980;
+  run.memory_clock_mhz = 2619;
+  run.power_limit_w = 700;
+  run.date = "2026-03-01";
+  run.commit = "abc1234";
+  run.source = source;
+  return run;
+}
+
+// The bench's file: memcpy read and copy 4 KiB .. 4 GiB in x4 steps, kernel and graph-node
+// launches, three idle readings and bf16/fp8 GEMMs at a compute-bound and a memory-bound rate
+// each (so the per-byte term is determined: 4 records, 3 unknowns).
+MeasurementFile device_file() {
+  MeasurementFile f;
+  f.run = h100_run("racksim bench memory launch power");
+  for (double s = 4096; s <= 4.0 * (1ULL << 30); s *= 4) {
+    f.records.push_back(memcpy_record("read", s, kReadT0 + s / (kReadEff * kBw)));
+    f.records.push_back(memcpy_record("copy", s, kCopyT0 + 2 * s / (kCopyEff * kBw)));
+  }
+  for (double t : {4.2e-6, kKernelS, 3.8e-6}) f.records.push_back(launch_record("kernel", t));
+  f.records.push_back(launch_record("graph_node", kGraphNodeS));
+  for (double w : {kIdleW - 2, kIdleW, kIdleW + 2}) f.records.push_back(idle_record(w));
+  f.records.push_back(gemm_power("bf16", 8192, 6.0e14, 0.4e12, kPjBf16));
+  f.records.push_back(gemm_power("bf16", 16, 0.5e14, 3.0e12, kPjBf16));
+  f.records.push_back(gemm_power("fp8", 8192, 1.2e15, 0.3e12, kPjFp8));
+  f.records.push_back(gemm_power("fp8", 16, 0.9e14, 3.1e12, kPjFp8));
+  return f;
+}
+
+// Written by the measurement writer and read back, as `racksim calibrate` reads the bench's file.
+std::vector<MeasurementFile> written_and_read(const std::vector<MeasurementFile>& files) {
+  std::vector<MeasurementFile> out;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    const std::string path = test::write_temp("device_" + std::to_string(i) + ".json", format_measurements(files[i]));
+    out.push_back(read_measurements(path));
+  }
+  return out;
+}
+
+const CalibratedFactors& only_gpu(const CalibrationResult& r) {
+  REQUIRE(r.gpus.size() == 1);
+  return r.gpus.front();
+}
+
+}  // namespace
+
+TEST_CASE("a bench file's memcpy, launch and power records become the GPU's calibrated factors", "[calibrate][device]") {
+  // The fits are exact on noise-free data: read efficiency 0.92 and 3 us, launches 4.0 us
+  // (median of 3.8, 4.0, 4.2) and 1.5 us, idle 90 W (median of 88, 90, 92), 0.5 / 0.27 pJ/FLOP
+  // and 65 pJ/B.
+  const auto files = written_and_read({device_file()});
+  const CalibrationResult r = run_calibration(files, "racksim tests");
+  const CalibratedFactors& f = only_gpu(r);
+  CHECK(f.gpu == "h100-sxm");
+  CHECK(f.gemm.empty());  // the power GEMMs feed the power fit only (sustained loops, capped clocks)
+  CHECK(f.collectives.empty());
+  CHECK(r.skipped.empty());
+
+  REQUIRE(f.memory);
+  CHECK(f.memory->variant == "read");  // both measured: read is kept
+  CHECK(f.memory->efficiency == Approx(kReadEff).epsilon(1e-9));
+  CHECK(f.memory->fixed_latency_s == Approx(kReadT0).epsilon(1e-6));
+  CHECK(f.memory->hbm_bandwidth == kBw);
+  REQUIRE(f.memory->curve.size() == 11);
+  CHECK(f.memory->points == 9);  // 5th and 10th sizes held out
+  CHECK(f.memory->holdout_worst_error < 1e-9);
+  // The curve at 256 MiB: 268,435,456 B / (3.35 TB/s x (3 us + 87.098 us)) = 0.88937.
+  const double s256 = 256.0 * (1 << 20);
+  CHECK(f.memory->efficiency_at(s256) == Approx(s256 / (kBw * (kReadT0 + s256 / (kReadEff * kBw)))).epsilon(1e-12));
+  CHECK(f.memory->efficiency_at(s256) == Approx(0.889367).epsilon(1e-5));
+
+  REQUIRE(f.launch);
+  CHECK(f.launch->kernel_s.value() == Approx(kKernelS));
+  CHECK(f.launch->graph_node_s.value() == Approx(kGraphNodeS));
+  CHECK(f.launch->points == 4);
+
+  REQUIRE(f.power);
+  CHECK(f.power->idle_w == Approx(kIdleW));
+  CHECK(f.power->pj_per_flop.at(DType::bf16) == Approx(kPjBf16).epsilon(1e-6));
+  CHECK(f.power->pj_per_flop.at(DType::fp8) == Approx(kPjFp8).epsilon(1e-6));
+  CHECK(f.power->pj_per_byte_fitted);
+  CHECK(f.power->pj_per_byte == Approx(kPjByte).epsilon(1e-6));
+  CHECK(f.power->points == 4);
+
+  // Provenance from the run header: device, driver, clocks and power limit, date, commit, file.
+  const Provenance& p = f.power->provenance;
+  CHECK(p.device == "NVIDIA H100 80GB HBM3");
+  CHECK(p.driver == "driver 570.86, CUDA 12.8");
+  CHECK(p.clocks == "SM 1980 MHz, memory 2619 MHz, power limit 700 W");
+  CHECK(p.date == "2026-03-01");
+  CHECK(p.commit == "abc1234");
+  CHECK(p.source == files[0].path + " (racksim bench memory launch power)");
+  CHECK(p.fitted_by == "racksim tests");
+
+  // Both memcpy variants are in the residual report, 11 sizes each.
+  for (const std::string family : {"memcpy read", "memcpy copy"})
+    CHECK(std::count_if(r.residuals.begin(), r.residuals.end(), [&](const Residual& x) { return x.family == family; }) == 11);
+  CHECK(residual_markdown(r).find("memcpy read") != std::string::npos);
+}
+
+TEST_CASE("calibrated memory, launch and power sections round-trip through the YAML", "[calibrate][device]") {
+  // format -> parse -> format is byte-identical, and the parsed numbers are the fitted ones to
+  // the printed 6 significant digits.
+  const CalibratedFactors f = only_gpu(run_calibration(written_and_read({device_file()}), "racksim tests"));
+  const std::string text = format_calibrated_yaml(f, "test");
+  const CalibratedFactors back = parse_calibrated_yaml(text, "h100-sxm.yaml");
+  CHECK(format_calibrated_yaml(back, "test") == text);
+  REQUIRE(back.memory);
+  REQUIRE(back.launch);
+  REQUIRE(back.power);
+  CHECK(back.memory->efficiency == Approx(kReadEff).epsilon(1e-5));
+  CHECK(back.memory->curve.size() == 11);
+  CHECK(back.memory->provenance.clocks == f.memory->provenance.clocks);
+  CHECK(back.launch->graph_node_s.value() == Approx(kGraphNodeS).epsilon(1e-5));
+  CHECK(back.power->pj_per_flop.at(DType::fp8) == Approx(kPjFp8).epsilon(1e-5));
+  CHECK(back.power->pj_per_byte == Approx(kPjByte).epsilon(1e-5));
+  // A file with only a kernel launch keeps only that key; strictness: an unknown key fails.
+  CalibratedFactors k = back;
+  k.launch->graph_node_s.reset();
+  const CalibratedFactors kb = parse_calibrated_yaml(format_calibrated_yaml(k, "t"), "k.yaml");
+  CHECK_FALSE(kb.launch->graph_node_s);
+  std::string bad = text;
+  bad.replace(bad.find("  idle_w:"), 9, "  idle_ww:");
+  CHECK_THROWS_WITH(parse_calibrated_yaml(bad, "bad.yaml"), Catch::Contains("bad.yaml") && Catch::Contains("idle_ww"));
+}
+
+TEST_CASE("the cost and energy models use the calibrated memory curve, graph-node launch and power coefficients",
+          "[calibrate][device]") {
+  const CalibratedFactors f =
+      parse_calibrated_yaml(format_calibrated_yaml(only_gpu(run_calibration(written_and_read({device_file()}), "t")), "t"), "h100.yaml");
+  const SystemSpec dgx = find_system("dgx-h100");
+  const GpuCalibration cal(dgx.gpu, {&f});
+  REQUIRE(cal.memory());
+  const RooflineCostModel model(dgx, cal);
+
+  // A memory-bound residual add: 128 MiB read + 128 MiB written = 256 MiB, a measured size, so
+  //   eff  = 256 MiB / (3.35 TB/s x (3 us + 87.0978 us)) = 0.889367 (curve point)
+  //   time = 256 MiB / (eff x 3.35 TB/s) + graph node = 90.0978 us + 1.5 us = 91.5978 us.
+  Op add;
+  add.name = "add";
+  add.kind = OpKind::residual_add;
+  add.m = 8192, add.n = 8192;
+  add.act_bytes_read = 128.0 * (1 << 20);
+  add.bytes_written = 128.0 * (1 << 20);
+  add.flops = 8192.0 * 8192.0;
+  const double eff = f.memory->efficiency_at(256.0 * (1 << 20));
+  const OpCost c = model.cost(add);
+  CHECK(c.memory_efficiency == Approx(eff).epsilon(1e-12));
+  CHECK(c.memory_s == Approx(256.0 * (1 << 20) / (eff * kBw)).epsilon(1e-12));
+  CHECK(c.launch_s == Approx(kGraphNodeS).epsilon(1e-5));
+  CHECK(c.time_s == Approx(91.5978e-6).epsilon(1e-5));
+  CHECK(c.bound == Bound::memory);
+  CHECK(c.provenance == "calibrated");
+  CHECK_FALSE(c.carried);
+
+  // Energy of a BF16 GEMM 4096^3: 2 x 4096^3 = 137.44 GFLOP x 0.5 pJ = 68.719 mJ, plus
+  // 3 x 4096^2 x 2 B = 100.66 MB x 65 pJ = 6.543 mJ: 75.262 mJ, whatever its compute time.
+  Op g;
+  g.name = "g";
+  g.kind = OpKind::gemm;
+  g.m = g.n = g.k = 4096;
+  g.flops = 2.0 * 4096 * 4096 * 4096;
+  g.act_bytes_read = g.weight_bytes = g.bytes_written = 2.0 * 4096 * 4096;
+  const EnergyModel e = energy_model_for(dgx.gpu, cal);
+  CHECK(e.idle_w == Approx(kIdleW));
+  CHECK(e.provenance == "calibrated");
+  CHECK(op_energy_j(e, g, 1.0) == Approx(0.5e-12 * g.flops + 65e-12 * g.bytes()).epsilon(1e-5));
+  CHECK(op_energy_j(e, g, 1.0) == Approx(75.262e-3).epsilon(1e-4));
+  // FP16 takes BF16's per-FLOP energy (the same tensor-core path); an all-reduce stays the link term.
+  g.in_dtype = DType::fp16;
+  CHECK(op_energy_j(e, g, 1.0) == Approx(75.262e-3).epsilon(1e-4));
+  // The cap is unchanged: idle 90 W + 700 W limit; 1 J in 1 ms would be 1,090 W, so it stretches.
+  CHECK(apply_power_limit(e, 1e-3, 1.0).time_s == Approx(1.0 / (700 - 90)));
+
+  // The summary names each device factor's source.
+  FactorUse use;
+  use.add(g);
+  const auto summary = calibration_summary(dgx, use, cal);
+  auto source_of = [&](const std::string& factor) {
+    for (const auto& s : summary)
+      if (s.factor == factor) return s.source;
+    return std::string("absent");
+  };
+  CHECK(source_of("memory") == "own");
+  CHECK(source_of("launch") == "own");
+  CHECK(source_of("power") == "own");
+  CHECK(source_of("attention") == "seed");
+}
+
+TEST_CASE("memory and launch carry within a family; power only to the same power limit", "[calibrate][device]") {
+  // The h100 file's sections as h200's donor (hopper, both 700 W): all three carry. As b200's
+  // (blackwell, 1,000 W) to gb200 (1,200 W): memory and launch carry, power stays seed.
+  const CalibratedFactors h100 = only_gpu(run_calibration(written_and_read({device_file()}), "t"));
+  const SystemSpec hgx = find_system("hgx-h200");
+  const GpuCalibration h200(hgx.gpu, {&h100});
+  REQUIRE(h200.memory());
+  CHECK(h200.memory()->from_gpu == "h100-sxm");
+  REQUIRE(h200.power());
+  // Carried: h200's own HBM (4.8 TB/s) times h100's efficiency curve.
+  Op add;
+  add.name = "add";
+  add.kind = OpKind::residual_add;
+  add.act_bytes_read = add.bytes_written = 128.0 * (1 << 20);
+  const OpCost c = RooflineCostModel(hgx, h200).cost(add);
+  CHECK(c.provenance == "carried");
+  CHECK(c.carried_from == "h100-sxm");
+  CHECK(c.memory_s == Approx(256.0 * (1 << 20) / (h100.memory->efficiency_at(256.0 * (1 << 20)) * hgx.gpu.hbm_bandwidth.value)));
+  CHECK(energy_model_for(hgx.gpu, h200).provenance == "carried");
+
+  CalibratedFactors b200 = h100;
+  b200.gpu = "b200";
+  const GpuSpec& gb200 = find_gpu("gb200");
+  const GpuCalibration cal(gb200, {&b200});
+  CHECK(cal.memory() != nullptr);
+  CHECK(cal.launch() != nullptr);
+  CHECK(cal.power() == nullptr);
+  CHECK(energy_model_for(gb200, cal).provenance == "seed");
+  const auto summary = calibration_summary(find_system("gb200-tray"), FactorUse{}, cal);
+  const auto power = std::find_if(summary.begin(), summary.end(), [](const auto& s) { return s.factor == "power"; });
+  REQUIRE(power != summary.end());
+  CHECK(power->source == "seed");
+}
+
+TEST_CASE("device sections merge per GPU with other files; a section measured twice is an error", "[calibrate][device]") {
+  // A second h100 file with all-reduce x2 at 6 sizes (t = 8 us + 2(n-1)/n x bytes / (0.8 x
+  // 450 GB/s)): one CalibratedFactors for h100 with both the collective and the device sections.
+  MeasurementFile nccl;
+  nccl.run = h100_run("nccl-tests all_reduce_perf");
+  for (double b = 1 << 20; b <= 1 << 30; b *= 4) {
+    MeasurementRecord r;
+    r.op.kind = "all_reduce";
+    r.op.ranks = 2;
+    r.op.bytes = b;
+    r.op.dtype = "fp16";
+    r.time_median_s = 8e-6 + b / (0.8 * 450e9);
+    nccl.records.push_back(r);
+  }
+  const CalibrationResult r = run_calibration(written_and_read({device_file(), nccl}), "t");
+  const CalibratedFactors& f = only_gpu(r);
+  CHECK(f.collective("all_reduce", 2) != nullptr);
+  CHECK(f.memory);
+  CHECK(f.power);
+
+  // The same memcpy records in two files: which one is the memory section? An error names both.
+  const auto twice = written_and_read({device_file(), device_file()});
+  CHECK_THROWS_AS(run_calibration(twice, "t"), InputError);
+  CHECK_THROWS_WITH(run_calibration(twice, "t"), Catch::Contains(twice[0].path) && Catch::Contains(twice[1].path) &&
+                                                     Catch::Contains("memory of h100-sxm"));
+}
+
+TEST_CASE("a calibration of the published tables has no memory, launch or power sections", "[calibrate][device]") {
+  // aiconfigurator's NCCL table has no memcpy, launch or power records: the collectives only, and
+  // the catalog's calibrated files (fitted from both published tables) have none of the sections.
+  const auto files = import_aic_nccl_csv(std::string(RACKSIM_REFERENCE_DIR) + "/aic_kernels/nccl_2.29.2.csv").files;
+  const CalibrationResult r = run_calibration(files, "t");
+  CHECK_FALSE(r.gpus.empty());
+  for (const auto& f : r.gpus) {
+    CHECK_FALSE(f.memory);
+    CHECK_FALSE(f.launch);
+    CHECK_FALSE(f.power);
+  }
+  for (const auto& f : calibrated_catalog()) {
+    CHECK_FALSE(f.memory);
+    CHECK_FALSE(f.launch);
+    CHECK_FALSE(f.power);
+    // And the energy model of a GPU without a power fit is the seed one, as before.
+    CHECK(energy_model_for(find_gpu(f.gpu)).provenance == "seed");
+  }
+}

@@ -100,22 +100,7 @@ std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const
           read_kernel<<<grid, 512, 0, s>>>(reinterpret_cast<const uint4*>(src.as<char>() + off), words, sink.as<unsigned>());
         }
       };
-      for (int i = 0; i < t.warmup; ++i) call(i);
-      RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].start, s));
-      call(t.warmup);
-      RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].stop, s));
-      RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
-      const int reps = reps_for(ev[0].elapsed_s(), t.target_s, t.min_reps, t.max_reps);
-      for (int r = 0; r < reps; ++r) {
-        if (t.flush_l2) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush.as(), r & 0xFF, flush.size(), s));
-        RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].start, s));
-        call(t.warmup + 1 + r);
-        RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].stop, s));
-      }
-      RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
-      RACKSIM_CUDA_CHECK(cudaGetLastError());
-      std::vector<double> times;
-      for (int r = 0; r < reps; ++r) times.push_back(ev[static_cast<std::size_t>(r)].elapsed_s());
+      const std::vector<double> times = time_calls(s, t, flush, ev, call);
       out.push_back(memory_record(variant, size_d, timing_stats(std::span<const double>(times.data(), times.size()))));
       if (done) done(out.back());
     }

@@ -435,22 +435,7 @@ std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const
   for (const GemmCase& c : cases) {
     GemmRunner run(lt.handle(), c, lt.workspace());
     run.fill_random(seed += 8, s);
-    for (int i = 0; i < t.warmup; ++i) run.run(s);
-    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].start, s));
-    run.run(s);
-    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].stop, s));
-    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
-    const int reps = reps_for(ev[0].elapsed_s(), t.target_s, t.min_reps, t.max_reps);
-    for (int r = 0; r < reps; ++r) {
-      if (t.flush_l2) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush.as(), r & 0xFF, flush.size(), s));
-      RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].start, s));
-      run.run(s);
-      RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].stop, s));
-    }
-    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
-    RACKSIM_CUDA_CHECK(cudaGetLastError());
-    std::vector<double> times;
-    for (int r = 0; r < reps; ++r) times.push_back(ev[static_cast<std::size_t>(r)].elapsed_s());
+    const std::vector<double> times = time_calls(s, t, flush, ev, [&](int) { run.run(s); });
     out.push_back(gemm_record(c, timing_stats(std::span<const double>(times.data(), times.size()))));
     if (done) done(out.back());
   }

@@ -4,12 +4,15 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <sstream>
 #include <string_view>
+#include <vector>
 
 #include "cuda_check.hpp"
+#include "racksim/exec/cuda_bench.hpp"
 
 namespace racksim::exec::cuda {
 
@@ -94,6 +97,32 @@ class Stream {
  private:
   cudaStream_t s_ = nullptr;
 };
+
+/// The benches' timing loop (BenchTiming, cuda_bench.hpp): `warmup` untimed calls, one timed
+/// probe that sizes the repetitions (reps_for), then that many calls each between its own pair
+/// of events, the L2 overwritten before each when `flush` is non-empty. `call(i)` gets a running
+/// call index (benches rotate their buffers with it). Returns the per-call seconds.
+template <class Call>
+[[nodiscard]] std::vector<double> time_calls(cudaStream_t s, const BenchTiming& t, DeviceBytes& flush, std::vector<EventPair>& ev,
+                                             Call&& call) {
+  for (int i = 0; i < t.warmup; ++i) call(i);
+  RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].start, s));
+  call(t.warmup);
+  RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].stop, s));
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+  const int reps = std::min(reps_for(ev[0].elapsed_s(), t.target_s, t.min_reps, t.max_reps), static_cast<int>(ev.size()));
+  for (int r = 0; r < reps; ++r) {
+    if (flush.size() > 0) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush.as(), r & 0xFF, flush.size(), s));
+    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].start, s));
+    call(t.warmup + 1 + r);
+    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].stop, s));
+  }
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) times.push_back(ev[static_cast<std::size_t>(r)].elapsed_s());
+  return times;
+}
 
 }  // namespace racksim::exec::cuda
 

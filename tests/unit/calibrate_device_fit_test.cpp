@@ -9,6 +9,7 @@
 
 #include "racksim/calibrate/device_fit.hpp"
 #include "racksim/common/error.hpp"
+#include "test_support.hpp"
 
 using namespace racksim;
 using namespace racksim::calibrate;
@@ -17,17 +18,6 @@ namespace {
 
 // H100 SXM datasheet HBM3 bandwidth (hwmodels/data/gpus/h100-sxm.yaml): 3.35 TB/s.
 constexpr double kBw = 3.35e12;
-
-MeasurementRecord memcpy_record(const std::string& variant, double size, double time_s) {
-  MeasurementRecord r;
-  r.op.kind = "memcpy";
-  r.op.variant = variant;
-  r.op.bytes = size;
-  r.bytes_moved = variant == "copy" ? 2 * size : size;
-  r.time_median_s = time_s;
-  r.reps = 20;
-  return r;
-}
 
 MeasurementRecord gemm_power(const std::string& fmt, double flop_rate, double byte_rate, double power_w) {
   MeasurementRecord r;
@@ -45,21 +35,13 @@ MeasurementRecord gemm_power(const std::string& fmt, double flop_rate, double by
   return r;
 }
 
-MeasurementRecord idle(double w) {
-  MeasurementRecord r;
-  r.op.kind = "idle";
-  r.time_median_s = 3;
-  r.power_w = w;
-  return r;
-}
-
 }  // namespace
 
 TEST_CASE("memory fit gives back the bandwidth efficiency and fixed latency it was made from", "[calibrate][device]") {
   // t = 4 us + moved / (0.91 x 3.35 TB/s), copy (read + write), 4 KiB .. 4 GiB in x4 steps.
   std::vector<MeasurementRecord> recs;
-  for (double s = 4096; s <= 4.0 * (1ULL << 30); s *= 4) recs.push_back(memcpy_record("copy", s, 4e-6 + 2 * s / (0.91 * kBw)));
-  recs.push_back(memcpy_record("read", 1 << 20, 1.0));  // another variant: not in this fit
+  for (double s = 4096; s <= 4.0 * (1ULL << 30); s *= 4) recs.push_back(test::bench_memcpy("copy", s, 4e-6 + 2 * s / (0.91 * kBw)));
+  recs.push_back(test::bench_memcpy("read", 1 << 20, 1.0));  // another variant: not in this fit
   std::vector<Residual> res;
   const MemoryFit f = fit_memory(recs, "copy", kBw, "h100-sxm", "test.json", &res);
   CHECK(f.efficiency == Approx(0.91).epsilon(1e-9));
@@ -82,7 +64,7 @@ TEST_CASE("memory fit under measurement noise stays within the noise", "[calibra
   std::vector<MeasurementRecord> recs;
   int i = 0;
   for (double s = 65536; s <= 4.0 * (1ULL << 30); s *= 2, ++i)
-    recs.push_back(memcpy_record("read", s, (3e-6 + s / (0.93 * kBw)) * (i % 2 ? 1.02 : 0.98)));
+    recs.push_back(test::bench_memcpy("read", s, (3e-6 + s / (0.93 * kBw)) * (i % 2 ? 1.02 : 0.98)));
   std::vector<Residual> res;
   const MemoryFit f = fit_memory(recs, "read", kBw, "h100-sxm", "test.json", &res);
   CHECK(f.efficiency == Approx(0.93).epsilon(0.025));
@@ -91,7 +73,7 @@ TEST_CASE("memory fit under measurement noise stays within the noise", "[calibra
 }
 
 TEST_CASE("memory fit refuses what it cannot fit", "[calibrate][device]") {
-  const std::vector<MeasurementRecord> one{memcpy_record("copy", 1 << 20, 1e-5)};
+  const std::vector<MeasurementRecord> one{test::bench_memcpy("copy", 1 << 20, 1e-5)};
   CHECK_THROWS_AS(fit_memory(one, "copy", kBw, "h100-sxm", "x.json", nullptr), InputError);
   CHECK_THROWS_WITH(fit_memory(one, "copy", kBw, "h100-sxm", "x.json", nullptr),
                     Catch::Contains("x.json") && Catch::Contains("two distinct sizes"));
@@ -99,18 +81,8 @@ TEST_CASE("memory fit refuses what it cannot fit", "[calibrate][device]") {
 
 TEST_CASE("launch latency is the median per variant", "[calibrate][device]") {
   std::vector<MeasurementRecord> recs;
-  for (double t : {4.1e-6, 3.9e-6, 4.4e-6}) {
-    MeasurementRecord r;
-    r.op.kind = "launch";
-    r.op.variant = "kernel";
-    r.time_median_s = t;
-    recs.push_back(r);
-  }
-  MeasurementRecord g;
-  g.op.kind = "launch";
-  g.op.variant = "graph_node";
-  g.time_median_s = 1.6e-6;
-  recs.push_back(g);
+  for (double t : {4.1e-6, 3.9e-6, 4.4e-6}) recs.push_back(test::bench_launch("kernel", t));
+  recs.push_back(test::bench_launch("graph_node", 1.6e-6));
   const LaunchFit f = fit_launch(recs);
   CHECK(f.points == 4);
   CHECK(f.latency_s.at("kernel") == Approx(4.1e-6));
@@ -122,7 +94,7 @@ TEST_CASE("power fit gives back idle power and energy per FLOP and per byte", "[
   // format at a compute-bound and a memory-bound rate, so the per-byte term is determined.
   const double idle_w = 95, pb = 60;
   const std::map<std::string, double> pf{{"bf16", 0.55}, {"fp8", 0.30}, {"nvfp4", 0.18}};
-  std::vector<MeasurementRecord> recs{idle(idle_w), idle(idle_w + 2), idle(idle_w - 2)};
+  std::vector<MeasurementRecord> recs{test::bench_idle(idle_w), test::bench_idle(idle_w + 2), test::bench_idle(idle_w - 2)};
   for (const auto& [fmt, e] : pf)
     for (const auto& [flops, bytes] : {std::pair{6.5e14, 0.4e12}, std::pair{0.4e14, 3.0e12}})
       recs.push_back(gemm_power(fmt, flops, bytes, idle_w + (e * flops + pb * bytes) * 1e-12));
@@ -140,7 +112,7 @@ TEST_CASE("power fit gives back idle power and energy per FLOP and per byte", "[
 TEST_CASE("power fit with one record per format holds the per-byte energy at the seed", "[calibrate][device]") {
   // 3 records, 4 unknowns: the per-byte energy cannot be separated, so it stays at the seed
   // (77 pJ/B, docs/models.md "Power") and the per-FLOP energies take the rest.
-  std::vector<MeasurementRecord> recs{idle(80)};
+  std::vector<MeasurementRecord> recs{test::bench_idle(80)};
   for (const auto& [fmt, e] : {std::pair{"bf16", 0.5}, std::pair{"fp8", 0.28}, std::pair{"nvfp4", 0.2}})
     recs.push_back(gemm_power(fmt, 6e14, 0.5e12, 80 + (e * 6e14 + 77 * 0.5e12) * 1e-12));
   const PowerFit f = fit_power(recs, 77, "power.json");

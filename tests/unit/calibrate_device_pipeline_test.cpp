@@ -34,34 +34,6 @@ constexpr double kCopyEff = 0.88, kCopyT0 = 4e-6;   // memcpy copy: t = 4 us + 2
 constexpr double kKernelS = 4.0e-6, kGraphNodeS = 1.5e-6;
 constexpr double kIdleW = 90, kPjBf16 = 0.5, kPjFp8 = 0.27, kPjByte = 65;
 
-MeasurementRecord memcpy_record(const std::string& variant, double size, double time_s) {
-  MeasurementRecord r;
-  r.op.kind = "memcpy";
-  r.op.variant = variant;
-  r.op.bytes = size;
-  r.bytes_moved = variant == "copy" ? 2 * size : size;
-  r.time_median_s = time_s;
-  r.reps = 50;
-  return r;
-}
-
-MeasurementRecord launch_record(const std::string& variant, double t) {
-  MeasurementRecord r;
-  r.op.kind = "launch";
-  r.op.variant = variant;
-  r.time_median_s = t;
-  r.reps = 1000;
-  return r;
-}
-
-MeasurementRecord idle_record(double w) {
-  MeasurementRecord r;
-  r.op.kind = "idle";
-  r.time_median_s = 5;
-  r.power_w = w;
-  return r;
-}
-
 // A sustained GEMM at `flop_rate` FLOP/s and `byte_rate` HBM B/s; its energy per call follows
 // the power law idle + pJ/FLOP x FLOP/s + pJ/B x B/s.
 MeasurementRecord gemm_power(const std::string& fmt, std::int64_t m, double flop_rate, double byte_rate, double pj_flop) {
@@ -103,12 +75,12 @@ MeasurementFile device_file() {
   MeasurementFile f;
   f.run = h100_run("racksim bench memory launch power");
   for (double s = 4096; s <= 4.0 * (1ULL << 30); s *= 4) {
-    f.records.push_back(memcpy_record("read", s, kReadT0 + s / (kReadEff * kBw)));
-    f.records.push_back(memcpy_record("copy", s, kCopyT0 + 2 * s / (kCopyEff * kBw)));
+    f.records.push_back(test::bench_memcpy("read", s, kReadT0 + s / (kReadEff * kBw)));
+    f.records.push_back(test::bench_memcpy("copy", s, kCopyT0 + 2 * s / (kCopyEff * kBw)));
   }
-  for (double t : {4.2e-6, kKernelS, 3.8e-6}) f.records.push_back(launch_record("kernel", t));
-  f.records.push_back(launch_record("graph_node", kGraphNodeS));
-  for (double w : {kIdleW - 2, kIdleW, kIdleW + 2}) f.records.push_back(idle_record(w));
+  for (double t : {4.2e-6, kKernelS, 3.8e-6}) f.records.push_back(test::bench_launch("kernel", t));
+  f.records.push_back(test::bench_launch("graph_node", kGraphNodeS));
+  for (double w : {kIdleW - 2, kIdleW, kIdleW + 2}) f.records.push_back(test::bench_idle(w));
   f.records.push_back(gemm_power("bf16", 8192, 6.0e14, 0.4e12, kPjBf16));
   f.records.push_back(gemm_power("bf16", 16, 0.5e14, 3.0e12, kPjBf16));
   f.records.push_back(gemm_power("fp8", 8192, 1.2e15, 0.3e12, kPjFp8));

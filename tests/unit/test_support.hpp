@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/bench.hpp"
 
 namespace racksim::test {
 
@@ -30,6 +31,21 @@ inline std::string scenario_text(const std::string& system, const std::string& w
          std::to_string(pp) + "\n  replicas: auto\nserving:\n  max_batch_size: 2048\n  max_num_tokens: 3584\n" + extra_serving +
          "workload:\n  scenario: offline\n  requests: 100\n  input_tokens: {distribution: fixed, value: 128}\n"
          "  output_tokens: {distribution: fixed, value: 64}\nseed: 3\n";
+}
+
+/// Measurement records exactly as `racksim bench` writes them (exec/bench.hpp), for the
+/// calibration tests: one timing for median, min and max.
+inline MeasurementRecord bench_memcpy(const std::string& variant, double size_bytes, double time_s) {
+  return exec::memory_record(variant, size_bytes, exec::TimingStats{time_s, time_s, time_s, 20});
+}
+inline MeasurementRecord bench_launch(const std::string& variant, double time_s) {
+  return exec::launch_record(variant, exec::TimingStats{time_s, time_s, time_s, 1000});
+}
+inline MeasurementRecord bench_idle(double watts) {
+  exec::PowerSample p;
+  p.seconds = 3;
+  p.mean_power_w = watts;
+  return exec::idle_record(p);
 }
 
 }  // namespace racksim::test

@@ -128,6 +128,9 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
 
   YamlMap sv = y.map("serving");
   s.serving.max_batch_size = sv.integer("max_batch_size", 1, 1 << 20);
+  if (s.serving.max_batch_size < pp)
+    sv.fail("max_batch_size", fmt::format("is below deployment.pipeline_parallel ({}): the sequences in flight are shared by the "
+                                          "{} pipeline micro-batches, each needs at least one", pp, pp));
   s.serving.max_num_tokens = sv.integer("max_num_tokens", 1, 1 << 24);
   s.serving.chunked_prefill = sv.has("chunked_prefill") ? sv.boolean("chunked_prefill") : true;
   s.serving.kv_block_tokens = sv.has("kv_block_tokens") ? sv.integer("kv_block_tokens", 1, 1 << 16) : 32;

@@ -92,6 +92,7 @@ struct Lane {
   bool start_pending = false;
   I blocks_total = 0, blocks_used = 0, blocks_reserved = 0;
   I peak_blocks = 0;
+  I max_seqs = 0;  ///< its share of serving.max_batch_size (the replica's sequences in flight)
   // The iteration in flight.
   std::vector<std::uint32_t> completing;  ///< prefills that end their prompt this iteration
   I step_decodes = 0;
@@ -124,12 +125,14 @@ class Simulation {
       l.replica = static_cast<std::uint32_t>(i / static_cast<std::size_t>(pp_));
       l.index = static_cast<std::uint32_t>(i % static_cast<std::size_t>(pp_));
       l.blocks_total = lane_blocks;
+      // max_batch_size counts the replica's sequences in flight (spec): its pipeline lanes
+      // share it: 1,024 over PP2 = 512 + 512 (mlperf.md: H100 v5.0, 1,024 in flight per TP1 x PP2 copy).
+      l.max_seqs = (s.serving.max_batch_size + static_cast<I>(l.index)) / pp_;
       l.residue.assign(static_cast<std::size_t>(block_), 0);
     }
     stage_free_.assign(static_cast<std::size_t>(s.replicas * pp_), SimTime{});
     replica_load_.assign(static_cast<std::size_t>(s.replicas), 0.0);
     replica_next_lane_.assign(static_cast<std::size_t>(s.replicas), 0);
-    max_batch_ = s.serving.max_batch_size;
     max_tokens_ = s.serving.max_num_tokens;
     guaranteed_ = s.serving.capacity_policy == "guaranteed_no_evict";
     iteration_started_.connect([this](const IterationRecord& it) {
@@ -360,7 +363,7 @@ class Simulation {
     // No admissions in an iteration that had to preempt (vLLM does the same): the cache is full.
     std::int64_t admitted = 0;
     while (budget > 0 && !l.waiting.empty() && result_.preemptions == preempted_before &&
-           l.n_decode + static_cast<I>(l.prefilling.size()) < max_batch_) {
+           l.n_decode + static_cast<I>(l.prefilling.size()) < l.max_seqs) {
       const std::uint32_t req = l.waiting.front();
       if (guaranteed_) {
         const I reserve = ceil_div(static_cast<I>(r_.set.input[req]) + r_.set.output[req], block_);
@@ -555,7 +558,6 @@ class Simulation {
   MemoryPlan mem_;
   I block_ = 32;
   int pp_ = 1;
-  I max_batch_ = 0;
   I max_tokens_ = 0;
   bool guaranteed_ = true;
   std::vector<Lane> lanes_;

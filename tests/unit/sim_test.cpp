@@ -288,6 +288,28 @@ TEST_CASE("pipeline stages take one micro-batch at a time", "[sim][pipeline]") {
   for (std::size_t i = 1; i < last_stage.size(); ++i) CHECK(last_stage[i].first >= last_stage[i - 1].second);
 }
 
+TEST_CASE("a pipelined replica's lanes share max_batch_size", "[sim][pipeline]") {
+  // max_batch_size counts the replica's sequences in flight (spec): with PP2 and 5, lane 0 holds
+  // at most 2 and lane 1 at most 3 ((5 + lane) / 2), and with 40 requests queued both fill up.
+  const std::string w = "  scenario: offline\n  requests: 40\n  input_tokens: {distribution: fixed, value: 64}\n"
+                        "  output_tokens: {distribution: fixed, value: 20}\n";
+  const Scenario s = load_text("ppb.yaml", small_scenario(w, "", "dgx-h100"),
+                               {"deployment.pipeline_parallel=2", "serving.max_batch_size=5",
+                                "precision={weights: fp8, activations: fp8, kv_cache: fp8}"});
+  SimOptions opt;
+  opt.keep_iterations = true;
+  const SimResult r = simulate(s, opt);
+  CHECK(r.requests_completed == 40);
+  std::int64_t most[2] = {0, 0};
+  for (const auto& it : r.iteration_records) most[it.lane] = std::max(most[it.lane], it.decode);
+  CHECK(most[0] == 2);
+  CHECK(most[1] == 3);
+  // Fewer sequences than micro-batches cannot fill the pipeline: refused at load, exit 2.
+  CHECK_THROWS_WITH(load_text("ppb1.yaml", small_scenario(w, "", "dgx-h100"), {"deployment.pipeline_parallel=2", "serving.max_batch_size=1",
+                                                                             "precision={weights: fp8, activations: fp8, kv_cache: fp8}"}),
+                    Catch::Contains("max_batch_size") && Catch::Contains("pipeline_parallel (2)"));
+}
+
 TEST_CASE("find-max-qps refuses impossible limits and needs a limit", "[sim][errors]") {
   const std::string w = "  scenario: server\n  requests: 200\n  qps: 10\n  input_tokens: {distribution: fixed, value: 100}\n"
                         "  output_tokens: {distribution: fixed, value: 50}\n";

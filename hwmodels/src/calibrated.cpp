@@ -103,6 +103,22 @@ std::vector<std::pair<double, double>> read_size_curve(const YamlMap& e, std::st
   return out;
 }
 
+/// The `fit:` block every section carries: points fitted (where the section records them) and
+/// the median / worst error, named `<prefix>median_error` and `<prefix>worst_error`.
+struct FitQuality {
+  int points = 0;
+  double median = 0, worst = 0;
+};
+FitQuality read_fit(const YamlMap& section, bool with_points, std::string_view prefix) {
+  YamlMap q = section.map("fit");
+  FitQuality f;
+  if (with_points) f.points = static_cast<int>(q.integer("points", 0, 1 << 30));
+  f.median = q.number(fmt::format("{}median_error", prefix), 0, 1e3);
+  f.worst = q.number(fmt::format("{}worst_error", prefix), 0, 1e3);
+  q.finish();
+  return f;
+}
+
 CalibratedMemory read_memory(const YamlMap& e) {
   CalibratedMemory m;
   static constexpr std::string_view kVariants[] = {"read", "copy"};
@@ -112,11 +128,10 @@ CalibratedMemory read_memory(const YamlMap& e) {
   m.hbm_bandwidth = e.number("hbm_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
   // A small transfer that stays in L2 can beat the HBM figure; 10x bounds a typo, not physics.
   m.curve = read_size_curve(e, "curve", 10);
-  YamlMap q = e.map("fit");
-  m.points = static_cast<int>(q.integer("points", 0, 1 << 30));
-  m.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
-  m.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
-  q.finish();
+  const FitQuality q = read_fit(e, true, "holdout_");
+  m.points = q.points;
+  m.holdout_median_error = q.median;
+  m.holdout_worst_error = q.worst;
   m.provenance = read_provenance(e.map("provenance"));
   e.finish();
   return m;
@@ -145,11 +160,10 @@ CalibratedPower read_power(const YamlMap& e) {
   f.finish();
   p.pj_per_byte = e.number("pj_per_byte", 0, 1e6);
   p.pj_per_byte_fitted = e.boolean("pj_per_byte_fitted");
-  YamlMap q = e.map("fit");
-  p.points = static_cast<int>(q.integer("points", 0, 1 << 30));
-  p.median_error = q.number("median_error", 0, 1e3);
-  p.worst_error = q.number("worst_error", 0, 1e3);
-  q.finish();
+  const FitQuality q = read_fit(e, true, "");
+  p.points = q.points;
+  p.median_error = q.median;
+  p.worst_error = q.worst;
   p.provenance = read_provenance(e.map("provenance"));
   e.finish();
   return p;
@@ -182,11 +196,10 @@ CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string
       m.blend = e.number("blend", 1, 64);
       m.split_k = e.boolean("split_k");
       m.a_element_s = e.number("a_element_ps", 0, 1e9) * 1e-12;
-      YamlMap q = e.map("fit");
-      c.points = static_cast<int>(q.integer("points", 0, 1 << 30));
-      c.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
-      c.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
-      q.finish();
+      const FitQuality q = read_fit(e, true, "holdout_");
+      c.points = q.points;
+      c.holdout_median_error = q.median;
+      c.holdout_worst_error = q.worst;
       c.provenance = read_provenance(e.map("provenance"));
       e.finish();
       f.gemm[*dt] = std::move(c);
@@ -201,10 +214,9 @@ CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string
     c.alpha_s = e.number("alpha_us", 0, 1e6) * 1e-6;
     c.link_bandwidth = e.number("link_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
     c.efficiency = read_size_curve(e, "efficiency", 1.5);
-    YamlMap q = e.map("fit");
-    c.holdout_median_error = q.number("holdout_median_error", 0, 1e3);
-    c.holdout_worst_error = q.number("holdout_worst_error", 0, 1e3);
-    q.finish();
+    const FitQuality q = read_fit(e, false, "holdout_");
+    c.holdout_median_error = q.median;
+    c.holdout_worst_error = q.worst;
     c.provenance = read_provenance(e.map("provenance"));
     e.finish();
     f.collectives.push_back(std::move(c));

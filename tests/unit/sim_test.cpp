@@ -181,6 +181,34 @@ TEST_CASE("max_utilization admits nothing in an iteration that preempted; every 
   CHECK(admitted == r.requests_completed + r.preemptions);
 }
 
+TEST_CASE("max_utilization preempts the newest sequence: a partial prompt before an older decode", "[sim][invariants]") {
+  // One replica, 10 ms fixed steps, 16-token KV blocks, a 64-token budget per iteration and a KV
+  // cache of C tokens. A (16-token prompt, 200 tokens out) decodes from t = 0; at 1 s, holding
+  // 116 tokens, it meets B, whose (C - 64)-token prompt cannot fit beside it. B's partial prompt
+  // fills the cache; when A's next token opens a block, the newest sequence, B, is preempted and
+  // A goes on. So A is never interrupted: first token at 10 ms, then one token per 10 ms step,
+  // TPOT exactly 10 ms. Preempting the decoding A instead would stretch its TPOT.
+  const std::string serving = "  capacity_policy: max_utilization\n  kv_block_tokens: 16\n  fixed_step_time: 10ms\n";
+  const std::vector<std::string> sets = {"serving.max_num_tokens=64", "serving.kv_memory_fraction=0.0005"};
+  const auto run = [&](const std::string& csv, SimOptions opt) {
+    const std::string trace = test::write_temp("newest.csv", "arrival_s,input_tokens,output_tokens\n" + csv);
+    return simulate(load_text("newest.yaml", small_scenario("  scenario: trace\n  trace: " + trace + "\n", serving), sets), opt);
+  };
+  const std::int64_t c = run("0.0,16,2\n", {}).kv_capacity_tokens_per_replica;
+  REQUIRE(c > 300);
+  SimOptions opt;
+  opt.keep_requests = true;
+  const SimResult r = run("0.0,16,200\n1.0," + std::to_string(c - 64) + ",1\n", opt);
+  CHECK(r.requests_completed == 2);
+  CHECK(r.preemptions > 0);
+  REQUIRE(r.request_records.size() == 2);
+  for (const auto& rec : r.request_records)
+    if (rec.id == 0) {
+      CHECK(rec.first_token.to_seconds() == Approx(0.010));
+      CHECK(rec.finish.to_seconds() == Approx(2.000));
+    }
+}
+
 TEST_CASE("same scenario and seed, same result; another seed, another", "[sim][determinism]") {
   const std::string w = "  scenario: server\n  requests: 300\n  qps: 20\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
                         "  output_tokens: {distribution: lognormal, mean: 150, max: 1000}\n";

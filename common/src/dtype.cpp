@@ -27,6 +27,12 @@ std::optional<DType> parse_dtype(std::string_view name) noexcept {
 
 std::span<const DType> all_dtypes() noexcept { return kAll; }
 
+DType tensor_core_path(DType t) noexcept {
+  if (t == DType::mxfp4) return DType::nvfp4;
+  if (t == DType::fp16) return DType::bf16;
+  return t;
+}
+
 unsigned element_bits(DType t) noexcept {
   switch (t) {
     case DType::fp32: return 32;

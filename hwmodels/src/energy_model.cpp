@@ -47,8 +47,7 @@ const double* joules_per_flop(const EnergyModel& e, const Op& op) {
   DType t = DType::bf16;
   if (op.kind == OpKind::gemm || op.kind == OpKind::moe_gemm) t = op.in_dtype;
   else if ((op.kind == OpKind::attention_prefill || op.kind == OpKind::attention_decode) && op.weight_dtype == DType::fp8) t = DType::fp8;
-  const DType path = t == DType::fp16 ? DType::bf16 : t == DType::mxfp4 ? DType::nvfp4 : t;
-  for (DType c : {t, path, DType::bf16})
+  for (DType c : {t, tensor_core_path(t), DType::bf16})
     if (auto it = e.joules_per_flop.find(c); it != e.joules_per_flop.end()) return &it->second;
   return nullptr;
 }

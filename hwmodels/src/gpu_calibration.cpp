@@ -12,14 +12,6 @@
 namespace racksim {
 namespace {
 
-// The same tensor-core path with another element encoding: NVFP4 and MXFP4 run the same FP4
-// MMA with other block scales; FP16 and BF16 the same 16-bit MMA (equal datasheet peaks).
-DType same_path(DType t) {
-  if (t == DType::mxfp4) return DType::nvfp4;
-  if (t == DType::fp16) return DType::bf16;
-  return t;
-}
-
 std::vector<const CalibratedFactors*> catalog_tables() {
   std::vector<const CalibratedFactors*> out;
   for (const auto& t : calibrated_catalog()) out.push_back(&t);
@@ -74,7 +66,7 @@ GpuCalibration::GpuCalibration(const GpuSpec& gpu, const std::vector<const Calib
   };
   for (const auto& [t, peak] : gpu.dense_peak) {
     (void)peak;
-    const DType alt = same_path(t);
+    const DType alt = tensor_core_path(t);
     if (own_ && use_gemm(t, own_, t)) continue;
     if (own_ && alt != t && use_gemm(t, own_, alt)) continue;
     bool found = false;

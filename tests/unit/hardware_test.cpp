@@ -114,6 +114,21 @@ TEST_CASE("GPUs of one family share die, compute capability and NVLink generatio
   CHECK(find_gpu("b300").family.name == "blackwell-ultra");
 }
 
+TEST_CASE("fitted factors carry along a tensor-core path whose peaks are equal", "[hwmodels][catalog]") {
+  // tensor_core_path: mxfp4 -> nvfp4, fp16 -> bf16, every other format itself. Carrying an
+  // efficiency along it is sound only where the datasheet peaks agree: check every GPU.
+  CHECK(tensor_core_path(DType::mxfp4) == DType::nvfp4);
+  CHECK(tensor_core_path(DType::fp16) == DType::bf16);
+  for (DType t : {DType::fp32, DType::bf16, DType::fp8, DType::nvfp4}) CHECK(tensor_core_path(t) == t);
+  for (const auto& g : gpu_catalog())
+    for (DType t : {DType::fp16, DType::mxfp4})
+      if (const Figure* p = g.peak(t)) {
+        INFO(g.id << " " << to_string(t));
+        REQUIRE(g.peak(tensor_core_path(t)) != nullptr);
+        CHECK(p->value == g.peak(tensor_core_path(t))->value);
+      }
+}
+
 TEST_CASE("efficiency curves interpolate in log size and clamp", "[hwmodels][efficiency]") {
   EfficiencyCurve c;
   c.points = {{1e9, 0.2}, {1e11, 0.6}};

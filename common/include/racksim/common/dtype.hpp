@@ -19,6 +19,11 @@ enum class DType : std::uint8_t { fp32, bf16, fp16, fp8, nvfp4, mxfp4 };
 /// All formats, in the order error messages list them.
 [[nodiscard]] std::span<const DType> all_dtypes() noexcept;
 
+/// The format whose tensor-core path `t` runs on, with another element encoding: mxfp4 -> nvfp4
+/// (the same FP4 MMA with other block scales), fp16 -> bf16 (the same 16-bit MMA, equal
+/// datasheet peaks); every other format is its own. Fitted factors carry along it.
+[[nodiscard]] DType tensor_core_path(DType t) noexcept;
+
 /// Bits of one element without block scales (fp4 = 4).
 [[nodiscard]] unsigned element_bits(DType t) noexcept;
 /// Elements that share one block scale (NVFP4 16, MXFP4 32), or 0 for unscaled formats.

@@ -328,3 +328,28 @@ TEST_CASE("a calibration of the published tables has no memory, launch or power 
     CHECK(energy_model_for(find_gpu(f.gpu)).provenance == "seed");
   }
 }
+
+TEST_CASE("fitted per-FLOP energy is taken by the format each op computes in", "[calibrate][device]") {
+  // 1 TFLOP with no bytes: energy = pJ/FLOP of the op's format. GEMMs use their compute format,
+  // along the tensor-core path when that one was not fitted (mxfp4 -> nvfp4); attention reads
+  // its KV cache format (fp8 KV: fp8 MMA), else bf16; other ops bf16; nothing fitted -> the seed
+  // compute_active_w x compute time.
+  EnergyModel e;
+  e.compute_active_w = 500;
+  e.joules_per_flop = {{DType::bf16, 0.5e-12}, {DType::fp8, 0.3e-12}, {DType::nvfp4, 0.2e-12}};
+  Op op;
+  op.flops = 1e12;
+  op.kind = OpKind::gemm;
+  op.in_dtype = DType::mxfp4;
+  CHECK(op_energy_j(e, op, 1.0) == Approx(0.2));
+  op.kind = OpKind::attention_decode;
+  op.in_dtype = DType::bf16;
+  op.weight_dtype = DType::fp8;
+  CHECK(op_energy_j(e, op, 1.0) == Approx(0.3));
+  op.weight_dtype = DType::bf16;
+  CHECK(op_energy_j(e, op, 1.0) == Approx(0.5));
+  op.kind = OpKind::rmsnorm;
+  CHECK(op_energy_j(e, op, 1.0) == Approx(0.5));
+  e.joules_per_flop.clear();
+  CHECK(op_energy_j(e, op, 0.002) == Approx(1.0));  // 500 W x 2 ms
+}

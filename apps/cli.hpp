@@ -34,5 +34,6 @@ int cmd_validate(const Args& args);
 int cmd_version(const Args& args);
 int cmd_calibrate(const Args& args);
 int cmd_bench(const Args& args);
+int cmd_exec(const Args& args);
 
 }  // namespace racksim::cli

@@ -105,6 +105,8 @@ std::string dtype_choice(StrictObject& o, std::string_view key) {
   return o.choice(key, names);
 }
 
+bool is_attention_kind(std::string_view kind) noexcept { return kind == "attention_prefill" || kind == "attention_decode"; }
+
 MeasuredOp read_op(StrictObject& o) {
   MeasuredOp op;
   op.kind = o.choice("kind", kKinds);
@@ -118,6 +120,14 @@ MeasuredOp read_op(StrictObject& o) {
     if (o.has("variant")) op.variant = o.choice("variant", kMemcpyVariants);
   } else if (op.kind == "launch") {
     if (o.has("variant")) op.variant = o.choice("variant", kLaunchVariants);
+  } else if (is_attention_kind(op.kind)) {
+    op.m = o.integer("m", 1, std::int64_t{1} << 40);
+    op.n = o.integer("n", 1, std::int64_t{1} << 20);
+    op.k = o.integer("k", 1, std::int64_t{1} << 20);
+    op.a_dtype = dtype_choice(o, "a_dtype");
+    op.w_dtype = dtype_choice(o, "w_dtype");
+    op.sequences = o.integer("sequences", 1, std::int64_t{1} << 40);
+    op.pairs = o.number("pairs", 1, 1e30);
   } else if (op.kind != "idle") {
     op.m = o.integer("m", 0, std::int64_t{1} << 40);
     op.n = o.integer("n", 0, std::int64_t{1} << 40);
@@ -142,6 +152,14 @@ json op_json(const MeasuredOp& op) {
     if (!op.variant.empty()) j["variant"] = op.variant;
   } else if (op.kind == "launch") {
     if (!op.variant.empty()) j["variant"] = op.variant;
+  } else if (is_attention_kind(op.kind)) {
+    j["m"] = op.m;
+    j["n"] = op.n;
+    j["k"] = op.k;
+    j["a_dtype"] = op.a_dtype;
+    j["w_dtype"] = op.w_dtype;
+    j["sequences"] = op.sequences;
+    j["pairs"] = op.pairs;
   } else if (op.kind != "idle") {
     j["m"] = op.m;
     j["n"] = op.n;
@@ -167,6 +185,9 @@ std::string MeasuredOp::identity() const {
   const std::string v = variant.empty() ? "" : " variant=" + variant;
   if (kind == "memcpy") return fmt::format("memcpy bytes={:.0f}{}", bytes, v);
   if (kind == "launch" || kind == "idle") return kind + v;
+  if (is_attention_kind(kind))
+    return fmt::format("{} tokens={} heads={} head_dim={} seqs={} pairs={:.0f} q={} kv={}", kind, m, n, k, sequences, pairs, a_dtype,
+                       w_dtype);
   // Same spelling as Op::identity() (workloads/op.hpp), so predictions join on it.
   return fmt::format("{} m={} n={} k={} a={} w={} c={}", kind, m, n, k, a_dtype, w_dtype, c_dtype);
 }

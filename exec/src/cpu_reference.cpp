@@ -1,6 +1,7 @@
 #include "racksim/exec/cpu_reference.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -164,7 +165,17 @@ std::int64_t CpuReference::cached_tokens(std::int64_t sequence) const {
 
 void CpuReference::release(std::int64_t sequence) { caches_.erase(sequence); }
 
-StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens) {
+void CpuReference::truncate(std::int64_t sequence, std::int64_t tokens) {
+  const std::int64_t held = cached_tokens(sequence);
+  if (tokens < 0 || tokens > held)
+    throw InputError(fmt::format("cannot truncate sequence {} to {} tokens: its KV cache holds {}", sequence, tokens, held));
+  if (tokens == held) return;
+  const auto width = static_cast<std::size_t>(tokens * model_.kv_heads * model_.head_dim);
+  for (auto& per_layer : {&caches_.at(sequence).k, &caches_.at(sequence).v})
+    for (auto& rows : *per_layer) rows.resize(std::min(rows.size(), width));
+}
+
+StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, const std::function<void(const Op&, double)>& observer) {
   const ModelConfig& m = model_;
   const ModelConfig& gm = graph.model();
   if (gm.hidden != m.hidden || gm.layers != m.layers || gm.heads != m.heads || gm.kv_heads != m.kv_heads ||
@@ -278,6 +289,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens) {
 
   for (std::size_t v : graph.topological_order()) {
     const Op& op = graph.op(v);
+    const auto started = std::chrono::steady_clock::now();
     const std::string_view what = role(op);
     const int l = op.layer;
     const LayerWeights* lw = l >= 0 ? &weights_.layers.at(z(l)) : nullptr;
@@ -418,6 +430,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens) {
       default:
         unsupported(op);
     }
+    if (observer) observer(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
   return out;
 }

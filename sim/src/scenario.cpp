@@ -15,6 +15,15 @@
 namespace racksim {
 namespace {
 
+/// A relative model or system path is looked up beside the scenario file first, then from the
+/// working directory (the spec's "a path to a model YAML"); catalog ids pass through unchanged.
+std::string beside_scenario(const std::string& scenario, const std::string& value) {
+  const bool is_path = value.find('/') != std::string::npos || value.ends_with(".yaml");
+  if (!is_path || std::filesystem::path(value).is_absolute()) return value;
+  const auto candidate = std::filesystem::path(scenario).parent_path() / value;
+  return std::filesystem::is_regular_file(candidate) ? candidate.string() : value;
+}
+
 constexpr std::array<std::string_view, 5> kWeightTypes = {"bf16", "fp16", "fp8", "nvfp4", "mxfp4"};
 constexpr std::array<std::string_view, 3> kActivationTypes = {"bf16", "fp8", "nvfp4"};
 constexpr std::array<std::string_view, 3> kKvTypes = {"bf16", "fp8", "nvfp4"};
@@ -75,14 +84,14 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   // `--set system.gpu_power_limit_w=500` caps every GPU of the system.
   if (y.has("system") && y.node("system").IsMap()) {
     YamlMap sys = y.map("system");
-    s.system = find_system(sys.string("id"), sys.origin("id"), "system.id");
+    s.system = find_system(beside_scenario(path, sys.string("id")), sys.origin("id"), "system.id");
     if (sys.has("gpu_power_limit_w"))
       s.gpu_power_limit_w = sys.number("gpu_power_limit_w", s.system.gpu.idle_power.value + 1, s.system.gpu.power_limit.value);
     sys.finish();
   } else {
-    s.system = find_system(y.string("system"), y.origin("system"), "system");
+    s.system = find_system(beside_scenario(path, y.string("system")), y.origin("system"), "system");
   }
-  s.model = find_model(y.string("model"), y.origin("model"), "model");
+  s.model = find_model(beside_scenario(path, y.string("model")), y.origin("model"), "model");
 
   YamlMap p = y.map("precision");
   s.precision.weights = read_dtype(p, "weights", kWeightTypes);

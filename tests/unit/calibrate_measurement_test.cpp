@@ -4,6 +4,7 @@
 
 #include "racksim/common/error.hpp"
 #include "racksim/common/measurement.hpp"
+#include "racksim/workloads/op.hpp"
 
 using namespace racksim;
 
@@ -87,4 +88,38 @@ TEST_CASE("measurement files are strict", "[calibrate]") {
   CHECK_THROWS_AS(parse_measurements("{not json", "m.json"), InputError);
   CHECK_THROWS_WITH(parse_measurements(with("\"time_median_s\": 2.54e-05", "\"time_median_s\": -1"), "m.json"),
                     Catch::Contains("records[1].time_median_s: '-1' is out of range"));
+}
+
+TEST_CASE("attention records carry sequences and pairs, spelled as the graph's op identity", "[calibrate]") {
+  // A decode-attention op of Llama-2-70B (TP1, 64 query heads of 128) over 4 sequences at context
+  // 511: pairs = 4 x 512. The record's identity must equal Op::identity() so that it joins.
+  Op op;
+  op.kind = OpKind::attention_decode;
+  op.m = 4;
+  op.n = 64;
+  op.k = 128;
+  op.in_dtype = DType::bf16;
+  op.weight_dtype = DType::fp8;
+  op.sequences = 4;
+  op.attended_pairs = 4 * 512;
+  MeasurementFile f = sample();
+  MeasurementRecord a;
+  a.op.kind = "attention_decode";
+  a.op.m = 4;
+  a.op.n = 64;
+  a.op.k = 128;
+  a.op.a_dtype = "bf16";
+  a.op.w_dtype = "fp8";
+  a.op.sequences = 4;
+  a.op.pairs = 2048;
+  a.time_median_s = 30e-6;
+  f.records = {a};
+  const MeasurementFile back = parse_measurements(format_measurements(f), "att.json");
+  REQUIRE(back.records.size() == 1);
+  CHECK(back.records[0].op.identity() == op.identity());
+  CHECK(back.records[0].op.identity() == "attention_decode tokens=4 heads=64 head_dim=128 seqs=4 pairs=2048 q=bf16 kv=fp8");
+  // Both sums are required of an attention record.
+  std::string text = format_measurements(f);
+  text.replace(text.find("\"pairs\""), 7, "\"pears\"");
+  CHECK_THROWS_WITH(parse_measurements(text, "att.json"), Catch::Contains("att.json: records[0].op.pairs: missing"));
 }

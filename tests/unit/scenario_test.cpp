@@ -102,3 +102,22 @@ TEST_CASE("pipeline parallelism splits the weights", "[sim][scenario]") {
   const double norms_per_layer = 1'318'912.0 / 80 * 2;
   CHECK(p.weights_per_gpu == Approx(40 * (855'638'016.0 + norms_per_layer) + 524'288'000.0));
 }
+
+TEST_CASE("a relative model path is found beside the scenario file", "[sim][scenario]") {
+  // examples/exec-tiny-llama-cpu.yaml names "models/tiny-llama.yaml": found from any working
+  // directory because it is looked up beside the scenario first.
+  const std::string dir = std::filesystem::path(write_temp("probe.txt", "")).parent_path().string() + "/beside";
+  std::filesystem::create_directories(dir + "/models");
+  std::filesystem::copy_file(RACKSIM_SOURCE_DIR "/examples/models/tiny-llama.yaml", dir + "/models/tiny-llama.yaml",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::string text = scenario_text("dgx-h100", "nvfp4", "bf16", "bf16", 1, 1);
+  text.replace(text.find("llama2-70b"), 10, "models/tiny-llama.yaml");
+  std::ofstream(dir + "/s.yaml") << text;
+  const Scenario s = load_scenario(dir + "/s.yaml");
+  CHECK(s.model.id == "tiny-llama");
+  CHECK(s.model.hidden == 256);
+  // A path that exists nowhere is still an input error naming it.
+  text.replace(text.find("models/tiny-llama.yaml"), 22, "models/none.yaml");
+  std::ofstream(dir + "/t.yaml") << text;
+  CHECK_THROWS_WITH(load_scenario(dir + "/t.yaml"), Catch::Contains("'models/none.yaml': model file not found"));
+}

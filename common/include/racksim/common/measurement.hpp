@@ -47,6 +47,11 @@ struct MeasuredOp {
   double bytes = 0;          ///< collectives: nccl-tests "size" (buffer per rank); memory ops: bytes moved
   std::string algorithm;     ///< collectives: algorithm/protocol if forced ("ring", "nvls"), "" = library's choice
   std::string variant;       ///< memcpy: "copy" or "read"; launch: "kernel" or "graph_node"; "" = not said
+  /// Attention (attention_prefill, attention_decode): m = query tokens, n = query heads,
+  /// k = head_dim, a_dtype = query format, w_dtype = KV-cache format (Op::identity's spelling),
+  /// and the two sums the cost depends on: sequences and the sum over query tokens of keys attended.
+  std::int64_t sequences = 0;
+  double pairs = 0;
 
   /// One-line identity used to join measurements to predictions and to sort records.
   [[nodiscard]] std::string identity() const;

@@ -4,6 +4,7 @@
 /// for the math, and one KV cache per sequence. Every CUDA op is checked against it.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -86,12 +87,17 @@ class CpuReference {
   /// Runs one step. The graph must be of this model and weight format with parallel sizes 1;
   /// `tokens` must match its batch, each chunk's `cached` and each decode's context must equal
   /// its sequence's cached tokens, and a sequence may appear once. InputError otherwise.
-  StepOutput run(const StepGraph& graph, const StepTokens& tokens);
+  /// `observer`, when given, is called after each op with the op and its wall time in seconds
+  /// (steady clock): what `racksim exec --device cpu` records.
+  StepOutput run(const StepGraph& graph, const StepTokens& tokens, const std::function<void(const Op&, double)>& observer = {});
 
   /// Tokens in the KV cache of `sequence` (0 for an unknown one).
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const;
   /// Drops the KV cache of `sequence`.
   void release(std::int64_t sequence);
+  /// Keeps the first `tokens` cached tokens of `sequence` (a decode step timed again at the same
+  /// context); InputError if it holds fewer.
+  void truncate(std::int64_t sequence, std::int64_t tokens);
 
   [[nodiscard]] const ModelConfig& model() const noexcept { return model_; }
   [[nodiscard]] const ModelWeights& weights() const noexcept { return weights_; }

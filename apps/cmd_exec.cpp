@@ -1,0 +1,149 @@
+// racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--out FILE] [--json FILE]: runs real steps of
+// the scenario's model, times every op of the graph the simulator costs, and an offline serving loop. docs/executor.md.
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "racksim/common/error.hpp"
+#include "racksim/common/output.hpp"
+#include "racksim/exec/executor.hpp"
+#include "racksim/sim/requests.hpp"
+#include "racksim/sim/scenario.hpp"
+
+namespace racksim::cli {
+
+namespace {
+
+/// What the run does not take from the scenario, each said once (a key is never silently ignored).
+std::vector<std::string> scenario_notes(const Scenario& s) {
+  std::vector<std::string> n;
+  const Deployment& d = s.deployment;
+  if (d.tensor_parallel != 1 || d.pipeline_parallel != 1 || d.expert_parallel != 1)
+    n.push_back(fmt::format("deployment TP{} PP{} EP{} runs as one device (TP1 PP1 EP1)", d.tensor_parallel, d.pipeline_parallel,
+                            d.expert_parallel));
+  n.push_back(fmt::format("system '{}' is what the simulator models; exec measures the device it runs on", s.system.id));
+  n.push_back("serving.kv_block_tokens, kv_memory_fraction and capacity_policy do not apply: the CPU reference keeps whole per-sequence "
+              "caches without a capacity limit");
+  if (s.workload.scenario != "offline")
+    n.push_back(fmt::format("workload.scenario '{}': the serving loop runs offline (every request waiting at time 0)", s.workload.scenario));
+  return n;
+}
+
+nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& st : r.steps)
+    steps.push_back({{"shape", st.shape.label()},
+                     {"kind", st.shape.kind == exec::ExecShape::Kind::prefill ? "prefill" : "decode"},
+                     {"batch", st.shape.batch},
+                     {"prompt_tokens", st.shape.tokens},
+                     {"context", st.shape.context},
+                     {"tokens", st.tokens},
+                     {"time_median_s", st.median_s},
+                     {"time_min_s", st.min_s},
+                     {"time_max_s", st.max_s},
+                     {"reps", st.reps},
+                     {"tokens_per_s", st.tokens_per_s()}});
+  nlohmann::json j = {{"scenario", s.name},
+                      {"model", s.model.id},
+                      {"device", r.device},
+                      {"layers_run", r.model.layers},
+                      {"layers_total", r.layers_total},
+                      {"precision",
+                       {{"weights", to_string(r.precision.weights)},
+                        {"activations", to_string(r.precision.activations)},
+                        {"kv_cache", to_string(r.precision.kv_cache)}}},
+                      {"notes", r.notes},
+                      {"steps", steps},
+                      {"ops", r.measurements.records.size()}};
+  if (r.served)
+    j["serve"] = {{"requests", r.serve.requests},         {"input_tokens", r.serve.input_tokens},
+                  {"output_tokens", r.serve.output_tokens}, {"iterations", r.serve.iterations},
+                  {"max_in_flight", r.serve.max_in_flight}, {"wall_s", r.serve.wall_s},
+                  {"output_tokens_per_s", r.serve.output_tokens_per_s()}};
+  return j;
+}
+
+void print_report(const Scenario& s, const exec::ExecReport& r) {
+  fmt::print("{}: {} on {}, {} of {} layers, weights {}\n", s.name, s.model.id, r.device, r.model.layers, r.layers_total,
+             to_string(r.precision.weights));
+  for (const auto& note : r.notes) fmt::print("  note: {}\n", note);
+  if (!r.steps.empty()) {
+    fmt::print("  {:<20} {:>8} {:>12} {:>12} {:>12} {:>14}\n", "step", "tokens", "median ms", "min ms", "max ms", "tokens/s");
+    for (const auto& st : r.steps)
+      fmt::print("  {:<20} {:>8} {:>12.3f} {:>12.3f} {:>12.3f} {:>14.1f}\n", st.shape.label(), st.tokens, st.median_s * 1e3, st.min_s * 1e3,
+                 st.max_s * 1e3, st.tokens_per_s());
+  }
+  if (r.served)
+    fmt::print("  serving loop (offline): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
+               "{:.1f} output tokens/s\n",
+               r.serve.requests, r.serve.input_tokens, r.serve.output_tokens, r.serve.iterations, r.serve.max_in_flight, r.serve.wall_s,
+               r.serve.output_tokens_per_s());
+  fmt::print("  {} op identities measured\n", r.measurements.records.size());
+}
+
+}  // namespace
+
+int cmd_exec(const Args& args) {
+  po::options_description desc("exec options");
+  std::string scenario_path, device = "cpu", out, json;
+  std::vector<std::string> sets, shapes;
+  exec::ExecOptions o;
+  long long serve = 0;
+  double memory_gib = 8;
+  long long seed = -1;
+  desc.add_options()("scenario", po::value(&scenario_path)->required(), "scenario YAML")(
+      "set", po::value(&sets)->composing(), "override a scenario key: --set serving.max_batch_size=64")(
+      "device", po::value(&device), "cpu (the CPU reference; default) or cuda:N")(
+      "shape", po::value(&shapes)->composing(),
+      "a step to time: prefill:L, prefill:BxL (B prompts of L tokens) or decode:BxC (B sequences after C cached tokens); "
+      "repeatable; default prefill:128 decode:1x128 decode:8x128")(
+      "serve", po::value(&serve), "run an offline serving loop over the first N of the scenario's requests (0 = none)")(
+      "layers", po::value(&o.layers), "layers to run (0 = as many as --memory-gib holds)")(
+      "memory-gib", po::value(&memory_gib), "host memory the CPU reference's weights may take (default 8)")(
+      "warmup", po::value(&o.warmup), "untimed runs of each shape (default 1)")("reps", po::value(&o.reps), "timed runs of each shape (default 3)")(
+      "seed", po::value(&seed), "seed of weights and tokens (default: the scenario's)")(
+      "out", po::value(&out), "write the per-op measurement file (racksim-measurements/1) to FILE")(
+      "json", po::value(&json), "write the summary as JSON to FILE ('-' for stdout, then no table)");
+  po::positional_options_description pos;
+  pos.add("scenario", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, pos, vm,
+             "racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--layers N] [--out FILE] [--json FILE]"))
+    return 0;
+  for (const auto& [opt, path] : {std::pair{"--json", json}, std::pair{"--out", out}})
+    if (!path.empty()) check_output_path(path, opt);
+  if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
+  if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
+  Scenario s = load_scenario(scenario_path, sets);
+
+  o.device = device;
+  if (shapes.empty()) shapes = {"prefill:128", "decode:1x128", "decode:8x128"};
+  for (const auto& text : shapes) o.shapes.push_back(exec::ExecShape::parse(text, "--shape"));
+  o.memory_budget_bytes = memory_gib * (1ull << 30);
+  o.serving = {s.serving.max_batch_size, s.serving.max_num_tokens, s.serving.chunked_prefill};
+  o.seed = seed >= 0 ? static_cast<std::uint64_t>(seed) : s.seed;
+  o.command_line = "racksim exec " + scenario_path;
+  for (const auto& a : args.argv)
+    if (a != scenario_path) o.command_line += " " + a;
+  if (serve > 0) {
+    if (serve > s.workload.requests)
+      throw InputError(fmt::format("racksim exec: --serve {} is more than the scenario's workload.requests ({})", serve, s.workload.requests));
+    Scenario first = s;
+    first.workload.requests = serve;
+    const RequestSet reqs = generate_requests(first, first.workload.qps);
+    o.serve_input = reqs.input;
+    o.serve_output = reqs.output;
+  }
+
+  exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
+  auto notes = scenario_notes(s);
+  r.notes.insert(r.notes.end(), notes.begin(), notes.end());
+  if (json != "-") print_report(s, r);
+  if (!out.empty()) write_measurements(out, r.measurements);
+  if (!json.empty()) write_json(json, report_json(s, r));
+  return 0;
+}
+
+}  // namespace racksim::cli

@@ -1,0 +1,97 @@
+#pragma once
+/// `racksim exec`: runs real steps of a scenario's model on a backend, times every op of the step
+/// graph the simulator costs, and runs an offline serving loop with the simulator's batching
+/// rules. The scenario is resolved by the caller (apps/cmd_exec.cpp): exec depends on the model
+/// graph, not on the simulator.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "racksim/common/measurement.hpp"
+#include "racksim/workloads/model.hpp"
+#include "racksim/workloads/step_graph.hpp"
+
+namespace racksim::exec {
+
+/// One step shape to time: `batch` whole prompts of `tokens` each (prefill), or `batch`
+/// sequences decoding one token after `context` cached tokens (decode).
+struct ExecShape {
+  enum class Kind { prefill, decode };
+  Kind kind = Kind::decode;
+  std::int64_t batch = 1;
+  std::int64_t tokens = 0;   ///< prefill: prompt length
+  std::int64_t context = 0;  ///< decode: cached tokens per sequence
+
+  /// "prefill 2x128" / "decode 8x512".
+  [[nodiscard]] std::string label() const;
+  /// Parses "prefill:L", "prefill:BxL" or "decode:BxC"; InputError naming `option` otherwise.
+  [[nodiscard]] static ExecShape parse(const std::string& text, const std::string& option);
+};
+
+/// The serving settings the loop obeys (the scenario's serving section).
+struct ExecServing {
+  std::int64_t max_batch_size = 0;  ///< sequences in flight
+  std::int64_t max_num_tokens = 0;  ///< tokens per iteration (decodes + prefill chunks)
+  bool chunked_prefill = true;
+};
+
+/// What to run and how.
+struct ExecOptions {
+  std::string device = "cpu";          ///< "cpu" (the CPU reference); "cuda:N" is not built yet
+  std::vector<ExecShape> shapes;       ///< steps to time
+  int warmup = 1;                      ///< untimed runs of each shape
+  int reps = 3;                        ///< timed runs of each shape
+  int layers = 0;                      ///< layers to run; 0 = as many as `memory_budget_bytes` holds
+  double memory_budget_bytes = 8.0 * (1ull << 30);  ///< host memory the weights may take (cpu)
+  ExecServing serving;
+  std::vector<std::uint32_t> serve_input;   ///< offline loop: prompt lengths (empty = no loop)
+  std::vector<std::uint32_t> serve_output;  ///< offline loop: output lengths
+  std::uint64_t seed = 1;
+  std::string command_line;            ///< recorded as the measurement file's `source`
+};
+
+/// One timed shape: step wall time over the reps.
+struct StepTiming {
+  ExecShape shape;
+  std::int64_t tokens = 0;           ///< tokens through the GEMMs per step
+  double median_s = 0, min_s = 0, max_s = 0;
+  int reps = 0;
+  /// Prefill: prompt tokens / median; decode: sequences (one new token each) / median.
+  [[nodiscard]] double tokens_per_s() const { return static_cast<double>(tokens) / median_s; }
+};
+
+/// The offline serving loop's outcome.
+struct ServeResult {
+  std::int64_t requests = 0;
+  std::int64_t input_tokens = 0;
+  std::int64_t output_tokens = 0;
+  std::int64_t iterations = 0;
+  std::int64_t max_in_flight = 0;    ///< most sequences in one iteration
+  double wall_s = 0;
+  std::vector<std::vector<std::int32_t>> outputs;  ///< per request (in request order), the tokens generated
+  [[nodiscard]] double output_tokens_per_s() const { return static_cast<double>(output_tokens) / wall_s; }
+};
+
+/// Everything a run produced.
+struct ExecReport {
+  std::string device;                ///< what ran it, in words
+  ModelConfig model;                 ///< the model as run (layers possibly reduced)
+  int layers_total = 0;              ///< the scenario model's layers
+  Precision precision;               ///< the scenario's formats (the graph's op identities)
+  std::vector<std::string> notes;    ///< what differs from the scenario, each stated
+  std::vector<StepTiming> steps;
+  bool served = false;
+  ServeResult serve;
+  MeasurementFile measurements;      ///< per op identity, over every layer and rep
+};
+
+/// Layers of `model` whose weights (stored + the dequantized FP32 copy the CPU reference keeps)
+/// fit in `budget_bytes`, at least 1 and at most model.layers.
+[[nodiscard]] int layers_within(const ModelConfig& model, DType weights, double budget_bytes);
+
+/// Runs `options` for `model` at `precision` (weights nvfp4, mxfp4 or bf16 on the CPU).
+/// InputError for an unsupported device or format; the report states every substitution.
+[[nodiscard]] ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& options);
+
+}  // namespace racksim::exec

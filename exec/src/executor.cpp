@@ -1,0 +1,368 @@
+#include "racksim/exec/executor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <map>
+#include <random>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/bench.hpp"
+#include "racksim/exec/cpu_reference.hpp"
+
+namespace racksim::exec {
+
+namespace {
+
+using I = std::int64_t;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median_of(std::vector<double> v) {
+  RACKSIM_ASSERT(!v.empty(), "a median needs samples");
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+I parse_positive(const std::string& s, const std::string& option, const std::string& text, bool allow_zero) {
+  std::size_t used = 0;
+  long long v = -1;
+  try {
+    v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != s.size() || s.empty() || v < (allow_zero ? 0 : 1))
+    throw InputError(fmt::format("{}: '{}' is not a valid shape: '{}' must be an integer >= {} (allowed: prefill:L, prefill:BxL, "
+                                 "decode:BxC)",
+                                 option, text, s, allow_zero ? 0 : 1));
+  return v;
+}
+
+/// The per-op samples of one identity over every layer and rep.
+struct OpSamples {
+  Op op;
+  std::vector<double> times;
+};
+
+MeasuredOp measured_op(const Op& op) {
+  MeasuredOp m;
+  m.kind = std::string(to_string(op.kind));
+  m.m = op.m;
+  m.n = op.n;
+  m.k = op.k;
+  m.a_dtype = std::string(to_string(op.in_dtype));
+  m.w_dtype = std::string(to_string(op.weight_dtype));
+  m.c_dtype = std::string(to_string(op.out_dtype));
+  if (op.kind == OpKind::attention_prefill || op.kind == OpKind::attention_decode) {
+    m.sequences = op.sequences;
+    m.pairs = op.attended_pairs;
+  }
+  return m;
+}
+
+/// Random prompt tokens: mt19937_64's sequence is fixed by the standard; the modulo's bias
+/// (vocab / 2^64) is immaterial and the same everywhere.
+class TokenSource {
+ public:
+  TokenSource(std::uint64_t seed, I vocab) : gen_(seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL), vocab_(vocab) {}
+  std::vector<std::int32_t> draw(I n) {
+    std::vector<std::int32_t> t(static_cast<std::size_t>(n));
+    for (auto& x : t) x = static_cast<std::int32_t>(gen_() % static_cast<std::uint64_t>(vocab_));
+    return t;
+  }
+
+ private:
+  std::mt19937_64 gen_;
+  I vocab_;
+};
+
+/// Runs the step shapes and the serving loop on the CPU reference.
+class CpuRun {
+ public:
+  CpuRun(const ModelConfig& model, const Precision& precision, const ExecOptions& o, ExecReport& report)
+      : model_(model), precision_(precision), o_(o), report_(report), ref_(model, precision.weights, o.seed),
+        tokens_(o.seed, model.vocab) {}
+
+  void time_shape(const ExecShape& s) {
+    const StepBatch batch = s.kind == ExecShape::Kind::prefill ? StepBatch::prefill_only(s.batch, s.tokens) : StepBatch::decode(s.batch, s.context);
+    const StepGraph graph(model_, batch, Deployment{}, precision_);
+    StepTokens t;
+    const I base = next_sequence_;
+    next_sequence_ += s.batch;
+    if (s.kind == ExecShape::Kind::prefill) {
+      for (I b = 0; b < s.batch; ++b) t.prefill.push_back({base + b, tokens_.draw(s.tokens)});
+    } else {
+      for (I b = 0; b < s.batch; ++b) {
+        fill_cache(base + b, s.context);
+        t.decode.push_back({base + b, tokens_.draw(1)[0]});
+      }
+    }
+    std::vector<double> times;
+    for (int rep = 0; rep < o_.warmup + o_.reps; ++rep) {
+      const bool timed = rep >= o_.warmup;
+      const auto t0 = Clock::now();
+      ref_.run(graph, t, timed ? observer_ : std::function<void(const Op&, double)>{});
+      if (timed) times.push_back(seconds_since(t0));
+      for (I b = 0; b < s.batch; ++b) {
+        if (s.kind == ExecShape::Kind::prefill) ref_.release(base + b);
+        else ref_.truncate(base + b, s.context);
+      }
+    }
+    for (I b = 0; b < s.batch; ++b) ref_.release(base + b);
+    StepTiming st;
+    st.shape = s;
+    st.tokens = batch.tokens();
+    st.median_s = median_of(times);
+    st.min_s = *std::min_element(times.begin(), times.end());
+    st.max_s = *std::max_element(times.begin(), times.end());
+    st.reps = o_.reps;
+    report_.steps.push_back(st);
+  }
+
+  /// The offline loop: every request waiting at time 0, iterations built by the simulator's
+  /// rules (sim/src/simulation.cpp, try_start): each decoding sequence takes one token, then
+  /// prompts already started continue in arrival order, then new prompts are admitted while
+  /// fewer than max_batch_size sequences are in flight, all within max_num_tokens; without
+  /// chunked prefill a prompt runs whole or waits. The KV cache is not limited on the CPU.
+  void serve() {
+    const auto& in = o_.serve_input;
+    const auto& out = o_.serve_output;
+    const ExecServing& sv = o_.serving;
+    if (sv.max_batch_size < 1 || sv.max_num_tokens < 1)
+      throw InputError(fmt::format("racksim exec: serving.max_batch_size ({}) and serving.max_num_tokens ({}) must be >= 1",
+                                   sv.max_batch_size, sv.max_num_tokens));
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] < 1 || out[i] < 1)
+        throw InputError(fmt::format("racksim exec: request {} has {} input and {} output tokens; both must be >= 1", i, in[i], out[i]));
+      if (!sv.chunked_prefill && static_cast<I>(in[i]) > sv.max_num_tokens)
+        throw InfeasibleError(fmt::format("request {} needs a {}-token prefill but max_num_tokens is {} and chunked_prefill is off", i,
+                                          in[i], sv.max_num_tokens));
+    }
+    struct Live {
+      std::size_t req;
+      I seq;
+      I done = 0;        ///< prompt tokens prefilled
+      I generated = 0;   ///< output tokens sampled
+      std::int32_t last = 0;
+      std::vector<std::int32_t> prompt;
+    };
+    std::deque<std::size_t> waiting;
+    for (std::size_t i = 0; i < in.size(); ++i) waiting.push_back(i);
+    std::vector<Live> prefilling, decoding;
+    ServeResult& r = report_.serve;
+    r.requests = static_cast<I>(in.size());
+    r.outputs.assign(in.size(), {});
+    const auto t0 = Clock::now();
+    while (!waiting.empty() || !prefilling.empty() || !decoding.empty()) {
+      StepBatch batch;
+      StepTokens t;
+      I budget = sv.max_num_tokens - static_cast<I>(decoding.size());
+      for (const Live& d : decoding) {
+        batch.decode_contexts.push_back(static_cast<I>(in[d.req]) + d.generated - 1);
+        t.decode.push_back({d.seq, d.last});
+      }
+      std::vector<std::pair<std::size_t, I>> chunks;  // (index into prefilling, tokens)
+      auto add_chunk = [&](std::size_t p) {
+        const Live& l = prefilling[p];
+        const I rest = static_cast<I>(in[l.req]) - l.done;
+        const I chunk = std::min(rest, budget);
+        if (chunk <= 0 || (!sv.chunked_prefill && chunk < rest)) return false;
+        batch.prefill.push_back({chunk, l.done, chunk == rest});
+        t.prefill.push_back({l.seq, std::vector<std::int32_t>(l.prompt.begin() + l.done, l.prompt.begin() + l.done + chunk)});
+        chunks.emplace_back(p, chunk);
+        budget -= chunk;
+        return true;
+      };
+      for (std::size_t p = 0; p < prefilling.size() && budget > 0; ++p)
+        if (!add_chunk(p)) break;
+      while (budget > 0 && !waiting.empty() && static_cast<I>(decoding.size() + prefilling.size()) < sv.max_batch_size) {
+        const std::size_t req = waiting.front();
+        prefilling.push_back(Live{req, next_sequence_, 0, 0, 0, tokens_.draw(in[req])});
+        if (!add_chunk(prefilling.size() - 1)) {
+          prefilling.pop_back();
+          break;
+        }
+        ++next_sequence_;
+        waiting.pop_front();
+      }
+      RACKSIM_ASSERT(batch.tokens() > 0, "an offline iteration always has work");
+      r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
+      const StepGraph graph(model_, batch, Deployment{}, precision_);
+      const StepOutput so = ref_.run(graph, t);
+      ++r.iterations;
+      std::map<I, std::int32_t> next;
+      for (std::size_t i = 0; i < so.sequences.size(); ++i) next[so.sequences[i]] = so.next_tokens[i];
+      // Decodes emit a token; those on their last one finish.
+      std::vector<Live> still;
+      for (Live& d : decoding) {
+        d.last = next.at(d.seq);
+        r.outputs[d.req].push_back(d.last);
+        ++d.generated;
+        ++r.output_tokens;
+        if (d.generated == static_cast<I>(out[d.req])) finish(d);
+        else still.push_back(std::move(d));
+      }
+      decoding = std::move(still);
+      for (const auto& [p, chunk] : chunks) prefilling[p].done += chunk;
+      std::vector<Live> started;
+      for (Live& l : prefilling) {
+        if (l.done < static_cast<I>(in[l.req])) {
+          started.push_back(std::move(l));
+          continue;
+        }
+        l.last = next.at(l.seq);
+        r.outputs[l.req].push_back(l.last);
+        l.generated = 1;
+        ++r.output_tokens;
+        if (out[l.req] == 1) finish(l);
+        else decoding.push_back(std::move(l));
+      }
+      prefilling = std::move(started);
+    }
+    r.wall_s = seconds_since(t0);
+    report_.served = true;
+  }
+
+  [[nodiscard]] std::map<std::string, OpSamples>& samples() { return samples_; }
+
+ private:
+  /// Prefills `tokens` random prompt tokens of `seq` (untimed), in chunks of max_num_tokens.
+  void fill_cache(I seq, I tokens) {
+    const I chunk_max = o_.serving.max_num_tokens > 0 ? o_.serving.max_num_tokens : tokens;
+    for (I done = 0; done < tokens;) {
+      const I chunk = std::min(chunk_max, tokens - done);
+      StepBatch b;
+      b.prefill.push_back({chunk, done, done + chunk == tokens});
+      StepTokens t;
+      t.prefill.push_back({seq, tokens_.draw(chunk)});
+      (void)ref_.run(StepGraph(model_, b, Deployment{}, precision_), t);
+      done += chunk;
+    }
+  }
+
+  void finish(const auto& l) {
+    report_.serve.input_tokens += static_cast<I>(o_.serve_input[l.req]);
+    ref_.release(l.seq);
+  }
+
+  const ModelConfig& model_;
+  const Precision& precision_;
+  const ExecOptions& o_;
+  ExecReport& report_;
+  CpuReference ref_;
+  TokenSource tokens_;
+  I next_sequence_ = 0;
+  std::map<std::string, OpSamples> samples_;
+  std::function<void(const Op&, double)> observer_ = [this](const Op& op, double s) {
+    auto& e = samples_[op.identity()];
+    if (e.times.empty()) e.op = op;
+    e.times.push_back(s);
+  };
+};
+
+}  // namespace
+
+std::string ExecShape::label() const {
+  return kind == Kind::prefill ? fmt::format("prefill {}x{}", batch, tokens) : fmt::format("decode {}x{}", batch, context);
+}
+
+ExecShape ExecShape::parse(const std::string& text, const std::string& option) {
+  const auto colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  if (colon == std::string::npos || (kind != "prefill" && kind != "decode"))
+    throw InputError(fmt::format("{}: '{}' is not a shape (allowed: prefill:L, prefill:BxL, decode:BxC)", option, text));
+  const std::string rest = text.substr(colon + 1);
+  const auto x = rest.find('x');
+  ExecShape s;
+  s.kind = kind == "prefill" ? Kind::prefill : Kind::decode;
+  if (x == std::string::npos) {
+    if (s.kind == Kind::decode)
+      throw InputError(fmt::format("{}: '{}' is not a shape: decode needs batch x context (decode:BxC)", option, text));
+    s.tokens = parse_positive(rest, option, text, false);
+    return s;
+  }
+  s.batch = parse_positive(rest.substr(0, x), option, text, false);
+  if (s.kind == Kind::prefill) s.tokens = parse_positive(rest.substr(x + 1), option, text, false);
+  else s.context = parse_positive(rest.substr(x + 1), option, text, true);
+  return s;
+}
+
+int layers_within(const ModelConfig& model, DType weights, double budget_bytes) {
+  const ParamCounts p = count_params(model);
+  // The CPU reference keeps each linear weight packed and as FP32 values; embedding, lm_head
+  // (a copy when tied), norms and router as FP32 values (cpu_reference.hpp).
+  const double other = static_cast<double>(p.total() - p.linear());
+  const double packed_per_linear = (weight_bytes(model, weights) - 2.0 * other) / static_cast<double>(p.linear());
+  const double per_layer = (static_cast<double>(p.linear()) * (4.0 + packed_per_linear) +
+                            4.0 * static_cast<double>(p.router + p.norms)) / model.layers;
+  const double fixed = 4.0 * static_cast<double>(p.embedding + (p.lm_head > 0 ? p.lm_head : p.embedding));
+  const double fit = std::floor((budget_bytes - fixed) / per_layer);
+  return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(model.layers)));
+}
+
+ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& o) {
+  if (o.device != "cpu") {
+    if (o.device.starts_with("cuda:"))
+      throw InfeasibleError(fmt::format("racksim exec --device {}: the CUDA step executor is not built yet (issue 5); --device cpu runs "
+                                        "the CPU reference",
+                                        o.device));
+    throw InputError(fmt::format("racksim exec: --device: '{}' is not one of cpu, cuda:N", o.device));
+  }
+  const DType w = precision.weights;
+  if (w != DType::nvfp4 && w != DType::mxfp4 && w != DType::bf16)
+    throw InputError(fmt::format("racksim exec --device cpu: precision.weights: '{}' is not one the CPU reference stores (nvfp4, mxfp4, "
+                                 "bf16)",
+                                 to_string(w)));
+  if (o.reps < 1 || o.warmup < 0) throw InputError(fmt::format("racksim exec: --reps {} must be >= 1 and --warmup {} >= 0", o.reps, o.warmup));
+  if (o.layers < 0 || o.layers > model.layers)
+    throw InputError(fmt::format("racksim exec: --layers {} is outside 1..{} (0 = as many as fit)", o.layers, model.layers));
+  RACKSIM_ASSERT(o.serve_input.size() == o.serve_output.size(), "serve lengths pair up");
+
+  ExecReport report;
+  report.layers_total = model.layers;
+  report.precision = precision;
+  report.model = model;
+  const int fit = layers_within(model, w, o.memory_budget_bytes);
+  report.model.layers = o.layers > 0 ? o.layers : fit;
+  if (report.model.layers < model.layers)
+    report.notes.push_back(fmt::format("runs {} of {} layers ({})", report.model.layers, model.layers,
+                                       o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30))));
+  report.notes.push_back(fmt::format("CPU reference: FP32 math on {}-stored weights; activations ({}) and KV cache ({}) run FP32; op "
+                                     "identities are the graph's",
+                                     to_string(w), to_string(precision.activations), to_string(precision.kv_cache)));
+  report.device = "cpu (racksim CPU reference, one thread)";
+
+  CpuRun run(report.model, precision, o, report);
+  for (const ExecShape& s : o.shapes) run.time_shape(s);
+  if (!o.serve_input.empty()) run.serve();
+
+  MeasurementFile& f = report.measurements;
+  f.run.device = report.device;
+  f.run.system = fmt::format("{} layers {} of {}", report.model.id, report.model.layers, model.layers);
+  f.run.software = "racksim exec (CPU reference)";
+  f.run.source = o.command_line.empty() ? "racksim exec" : o.command_line;
+  f.run.date = utc_now_iso8601();
+  f.run.commit = build_commit();
+  for (auto& [identity, e] : run.samples()) {
+    MeasurementRecord rec;
+    rec.op = measured_op(e.op);
+    RACKSIM_ASSERT(rec.op.identity() == identity, "a measured op keeps the graph op's identity");
+    rec.time_median_s = std::max(median_of(e.times), 1e-12);  // the schema needs > 0; a clock tick is ~1e-9
+    rec.time_min_s = std::min(*std::min_element(e.times.begin(), e.times.end()), rec.time_median_s);
+    rec.time_max_s = std::max(*std::max_element(e.times.begin(), e.times.end()), rec.time_median_s);
+    rec.reps = static_cast<std::int64_t>(e.times.size());
+    if (e.op.flops > 0) rec.flops = e.op.flops;
+    if (e.op.bytes() > 0) rec.bytes_moved = e.op.bytes();
+    f.records.push_back(std::move(rec));
+  }
+  return report;
+}
+
+}  // namespace racksim::exec

@@ -1,0 +1,167 @@
+// racksim exec on the CPU reference: step shapes, the per-op measurement file, the offline
+// serving loop's batching (hand-traced) and its outputs (batching must not change a greedy
+// sequence), and the refusals.
+
+#include <catch2/catch.hpp>
+
+#include <numeric>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/executor.hpp"
+#include "racksim/workloads/model_catalog.hpp"
+
+using namespace racksim;
+using namespace racksim::exec;
+
+namespace {
+
+// tests/unit/exec_cpu_reference_test.cpp's tiny Llama.
+ModelConfig tiny() {
+  ModelConfig m;
+  m.id = "tiny-llama";
+  m.architecture = "llama";
+  m.layers = 2;
+  m.hidden = 64;
+  m.heads = 4;
+  m.kv_heads = 2;
+  m.head_dim = 16;
+  m.ffn = 128;
+  m.vocab = 97;
+  m.rope_theta = 10000.0;
+  m.max_position = 64;
+  m.norm_eps = 1e-5;
+  return m;
+}
+
+Precision nvfp4_bf16() { return Precision{DType::nvfp4, DType::bf16, DType::bf16}; }
+
+const MeasurementRecord& record_of(const ExecReport& r, const std::string& prefix) {
+  for (const auto& rec : r.measurements.records)
+    if (rec.op.identity().starts_with(prefix)) return rec;
+  FAIL("no record starts with " << prefix);
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("exec shapes parse, and bad ones are refused naming the option", "[exec][executor]") {
+  const auto p = ExecShape::parse("prefill:128", "--shape");
+  CHECK((p.kind == ExecShape::Kind::prefill && p.batch == 1 && p.tokens == 128));
+  const auto p2 = ExecShape::parse("prefill:4x64", "--shape");
+  CHECK((p2.batch == 4 && p2.tokens == 64 && p2.label() == "prefill 4x64"));
+  const auto d = ExecShape::parse("decode:8x0", "--shape");
+  CHECK((d.kind == ExecShape::Kind::decode && d.batch == 8 && d.context == 0 && d.label() == "decode 8x0"));
+  for (const char* bad : {"decode:8", "prefill:0", "decode:0x5", "train:4", "prefill:4x", "decode:ax4", "decode:4x-1", "prefill"})
+    REQUIRE_THROWS_WITH(ExecShape::parse(bad, "--shape"), Catch::Contains("--shape") && Catch::Contains(bad));
+}
+
+TEST_CASE("layers that fit a memory budget: hand-computed for Llama-2-70B NVFP4", "[exec][executor]") {
+  // Llama-2-70B: linear parameters 68,451,041,280 (all 68,976,648,192 minus embedding and lm_head
+  // 2 x 32,000 x 8,192 and norms 161 x 8,192), NVFP4 0.5625 B each (4 bits + one UE4M3 per 16);
+  // the CPU reference also keeps them as FP32: per layer (68,451,041,280 x 4.5625 + 4 x 1,318,912) / 80
+  // = 3,903,914,144 B; fixed: embedding and lm_head as FP32 = 2,097,152,000 B.
+  const ModelConfig m = find_model("llama2-70b");
+  CHECK(layers_within(m, DType::nvfp4, 8.0 * (1ull << 30)) == 1);   // (8 GiB - fixed) / per layer = 1.66
+  CHECK(layers_within(m, DType::nvfp4, 16.0 * (1ull << 30)) == 3);  // 3.86
+  CHECK(layers_within(m, DType::nvfp4, 2.097152e9 + 10 * 3.903914144e9 + 1e6) == 10);
+  CHECK(layers_within(m, DType::nvfp4, 1e15) == 80);
+  CHECK(layers_within(m, DType::nvfp4, 1e6) == 1);  // never below one layer
+}
+
+TEST_CASE("exec times every op of the step graph, per identity over layers and reps", "[exec][executor]") {
+  ExecOptions o;
+  o.shapes = {ExecShape::parse("decode:3x5", "s"), ExecShape::parse("prefill:2x6", "s")};
+  o.warmup = 1;
+  o.reps = 2;
+  o.serving = {4, 64, true};
+  const ModelConfig m = tiny();
+  const ExecReport r = run_exec(m, nvfp4_bf16(), o);
+  REQUIRE(r.steps.size() == 2);
+  CHECK(r.steps[0].tokens == 3);
+  CHECK(r.steps[1].tokens == 12);
+  for (const auto& st : r.steps) {
+    CHECK(st.reps == 2);
+    CHECK((st.min_s <= st.median_s && st.median_s <= st.max_s && st.min_s > 0));
+  }
+  CHECK(r.model.layers == 2);
+  // Decode 3: qkv_proj m=3, n=(4 + 2 x 2) x 16 = 128, k=64, once per layer per timed rep.
+  const auto& qkv = record_of(r, "gemm m=3 n=128 k=64");
+  CHECK(qkv.reps == 2 * 2);
+  CHECK(*qkv.flops == Approx(2.0 * 3 * 128 * 64));
+  // RMSNorm m=3: input and post-attention norms of each layer plus the final norm.
+  CHECK(record_of(r, "rmsnorm m=3 n=64").reps == (2 * 2 + 1) * 2);
+  CHECK(record_of(r, "embedding m=12").reps == 2);
+  // Decode attention: 3 sequences after 5 cached tokens attend 6 keys each: pairs 18.
+  const auto& att = record_of(r, "attention_decode tokens=3 heads=4 head_dim=16 seqs=3 pairs=18");
+  CHECK(att.reps == 2 * 2);
+  // Prefill attention: 2 prompts of 6, causal pairs 2 x (1 + ... + 6) = 42.
+  CHECK(record_of(r, "attention_prefill tokens=12 heads=4 head_dim=16 seqs=2 pairs=42").op.sequences == 2);
+  // The file reads back and every record keeps the graph's identity.
+  const MeasurementFile back = parse_measurements(format_measurements(r.measurements), "exec.json");
+  REQUIRE(back.records.size() == r.measurements.records.size());
+  for (std::size_t i = 0; i < back.records.size(); ++i) CHECK(back.records[i].op.identity() == r.measurements.records[i].op.identity());
+  CHECK(back.run.system == "tiny-llama layers 2 of 2");
+}
+
+TEST_CASE("exec's offline loop batches by the simulator's rules (hand-traced)", "[exec][executor]") {
+  // Two requests of 10 prompt and 3 output tokens, max_num_tokens 8, max_batch_size 2, chunked:
+  // it1: r0 chunk 8 | it2: r0 chunk 2 (first token), r1 chunk 6 | it3: r0 decode, r1 chunk 4
+  // (first token) | it4: r0 decode (done), r1 decode | it5: r1 decode (done): 5 iterations.
+  ExecOptions o;
+  o.serving = {2, 8, true};
+  o.serve_input = {10, 10};
+  o.serve_output = {3, 3};
+  const ExecReport r = run_exec(tiny(), nvfp4_bf16(), o);
+  REQUIRE(r.served);
+  CHECK(r.serve.iterations == 5);
+  CHECK(r.serve.output_tokens == 6);
+  CHECK(r.serve.input_tokens == 20);
+  CHECK(r.serve.max_in_flight == 2);
+  // One at a time: r0 takes 4 iterations (8 + 2 prompt tokens, 2 decodes), then r1 the same.
+  o.serving = {1, 8, true};
+  const ExecReport alone = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(alone.serve.iterations == 8);
+  CHECK(alone.serve.max_in_flight == 1);
+  // Same weights and prompts (one seed): greedy outputs do not depend on what shares the batch.
+  REQUIRE(r.serve.outputs.size() == 2);
+  CHECK(r.serve.outputs == alone.serve.outputs);
+  CHECK(r.serve.outputs[0].size() == 3);
+  // Without chunking a prompt runs whole or waits: it1 r0 (10 > 8 refused) is infeasible.
+  o.serving = {2, 8, false};
+  REQUIRE_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InfeasibleError);
+  o.serving = {2, 16, false};
+  // it1: r0 whole (10), r1 waits (6 left) | it2: r0 decode, r1 whole | it3: both decode (r0 done) | it4: r1 done.
+  CHECK(run_exec(tiny(), nvfp4_bf16(), o).serve.iterations == 4);
+}
+
+TEST_CASE("a longer loop under chunked prefill gives the outputs of one-at-a-time serving", "[exec][executor]") {
+  ExecOptions o;
+  o.serve_input = {37, 5, 64, 12, 29, 3};
+  o.serve_output = {6, 9, 2, 1, 7, 4};
+  o.serving = {4, 24, true};
+  const ExecReport batched = run_exec(tiny(), nvfp4_bf16(), o);
+  o.serving = {1, 1024, true};
+  const ExecReport alone = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(batched.serve.output_tokens == std::accumulate(o.serve_output.begin(), o.serve_output.end(), std::int64_t{0}));
+  CHECK(batched.serve.max_in_flight == 4);
+  CHECK(batched.serve.iterations < alone.serve.iterations);
+  CHECK(batched.serve.outputs == alone.serve.outputs);
+}
+
+TEST_CASE("exec refuses what the CPU reference cannot run, naming it", "[exec][executor]") {
+  ExecOptions o;
+  o.shapes = {ExecShape::parse("decode:1x1", "s")};
+  o.device = "cuda:0";
+  REQUIRE_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InfeasibleError);
+  o.device = "tpu";
+  REQUIRE_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("'tpu'") && Catch::Contains("cpu, cuda:N"));
+  o.device = "cpu";
+  REQUIRE_THROWS_WITH(run_exec(tiny(), Precision{DType::fp8, DType::fp8, DType::bf16}, o), Catch::Contains("precision.weights: 'fp8'"));
+  o.layers = 3;
+  REQUIRE_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("--layers 3"));
+  o.layers = 1;
+  const ExecReport r = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(r.model.layers == 1);
+  REQUIRE(!r.notes.empty());
+  CHECK(r.notes.front() == "runs 1 of 2 layers (--layers)");
+}

@@ -17,15 +17,18 @@ namespace racksim::cli {
 namespace {
 
 /// What the run does not take from the scenario, each said once (a key is never silently ignored).
-std::vector<std::string> scenario_notes(const Scenario& s) {
+std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   std::vector<std::string> n;
   const Deployment& d = s.deployment;
   if (d.tensor_parallel != 1 || d.pipeline_parallel != 1 || d.expert_parallel != 1)
     n.push_back(fmt::format("deployment TP{} PP{} EP{} runs as one device (TP1 PP1 EP1)", d.tensor_parallel, d.pipeline_parallel,
                             d.expert_parallel));
   n.push_back(fmt::format("system '{}' is what the simulator models; exec measures the device it runs on", s.system.id));
-  n.push_back("serving.kv_block_tokens, kv_memory_fraction and capacity_policy do not apply: the CPU reference keeps whole per-sequence "
-              "caches without a capacity limit");
+  if (cuda)
+    n.push_back("serving.kv_memory_fraction and capacity_policy do not apply: the KV pool is sized to the shapes and the loop asked for");
+  else
+    n.push_back("serving.kv_block_tokens, kv_memory_fraction and capacity_policy do not apply: the CPU reference keeps whole "
+                "per-sequence caches without a capacity limit");
   if (s.workload.scenario != "offline")
     n.push_back(fmt::format("workload.scenario '{}': the serving loop runs offline (every request waiting at time 0)", s.workload.scenario));
   return n;
@@ -44,6 +47,7 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
                      {"time_min_s", st.min_s},
                      {"time_max_s", st.max_s},
                      {"reps", st.reps},
+                     {"graph_time_median_s", st.graph_median_s > 0 ? nlohmann::json(st.graph_median_s) : nlohmann::json()},
                      {"tokens_per_s", st.tokens_per_s()}});
   nlohmann::json j = {{"scenario", s.name},
                       {"model", s.model.id},
@@ -70,10 +74,11 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
              to_string(r.precision.weights));
   for (const auto& note : r.notes) fmt::print("  note: {}\n", note);
   if (!r.steps.empty()) {
-    fmt::print("  {:<20} {:>8} {:>12} {:>12} {:>12} {:>14}\n", "step", "tokens", "median ms", "min ms", "max ms", "tokens/s");
+    fmt::print("  {:<20} {:>8} {:>12} {:>12} {:>12} {:>14} {:>12}\n", "step", "tokens", "median ms", "min ms", "max ms", "tokens/s",
+               "graph ms");
     for (const auto& st : r.steps)
-      fmt::print("  {:<20} {:>8} {:>12.3f} {:>12.3f} {:>12.3f} {:>14.1f}\n", st.shape.label(), st.tokens, st.median_s * 1e3, st.min_s * 1e3,
-                 st.max_s * 1e3, st.tokens_per_s());
+      fmt::print("  {:<20} {:>8} {:>12.3f} {:>12.3f} {:>12.3f} {:>14.1f} {:>12}\n", st.shape.label(), st.tokens, st.median_s * 1e3,
+                 st.min_s * 1e3, st.max_s * 1e3, st.tokens_per_s(), st.graph_median_s > 0 ? fmt::format("{:.3f}", st.graph_median_s * 1e3) : "-");
   }
   if (r.served)
     fmt::print("  serving loop (offline): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
@@ -95,13 +100,13 @@ int cmd_exec(const Args& args) {
   long long seed = -1;
   desc.add_options()("scenario", po::value(&scenario_path)->required(), "scenario YAML")(
       "set", po::value(&sets)->composing(), "override a scenario key: --set serving.max_batch_size=64")(
-      "device", po::value(&device), "cpu (the CPU reference; default) or cuda:N")(
+      "device", po::value(&device), "cpu (the CPU reference; default) or cuda:N (the CUDA step executor)")(
       "shape", po::value(&shapes)->composing(),
       "a step to time: prefill:L, prefill:BxL (B prompts of L tokens) or decode:BxC (B sequences after C cached tokens); "
       "repeatable; default prefill:128 decode:1x128 decode:8x128")(
       "serve", po::value(&serve), "run an offline serving loop over the first N of the scenario's requests (0 = none)")(
       "layers", po::value(&o.layers), "layers to run (0 = as many as --memory-gib holds)")(
-      "memory-gib", po::value(&memory_gib), "host memory the CPU reference's weights may take (default 8)")(
+      "memory-gib", po::value(&memory_gib), "host memory the CPU reference's weights may take (default 8; cuda: free device memory)")(
       "warmup", po::value(&o.warmup), "untimed runs of each shape (default 1)")("reps", po::value(&o.reps), "timed runs of each shape (default 3)")(
       "seed", po::value(&seed), "seed of weights and tokens (default: the scenario's)")(
       "out", po::value(&out), "write the per-op measurement file (racksim-measurements/1) to FILE")(
@@ -122,7 +127,7 @@ int cmd_exec(const Args& args) {
   if (shapes.empty()) shapes = {"prefill:128", "decode:1x128", "decode:8x128"};
   for (const auto& text : shapes) o.shapes.push_back(exec::ExecShape::parse(text, "--shape"));
   o.memory_budget_bytes = memory_gib * (1ull << 30);
-  o.serving = {s.serving.max_batch_size, s.serving.max_num_tokens, s.serving.chunked_prefill};
+  o.serving = {s.serving.max_batch_size, s.serving.max_num_tokens, s.serving.chunked_prefill, s.serving.kv_block_tokens};
   o.seed = seed >= 0 ? static_cast<std::uint64_t>(seed) : s.seed;
   o.command_line = "racksim exec " + scenario_path;
   for (const auto& a : args.argv)
@@ -138,7 +143,7 @@ int cmd_exec(const Args& args) {
   }
 
   exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
-  auto notes = scenario_notes(s);
+  auto notes = scenario_notes(s, device != "cpu");
   r.notes.insert(r.notes.end(), notes.begin(), notes.end());
   if (json != "-") print_report(s, r);
   if (!out.empty()) write_measurements(out, r.measurements);

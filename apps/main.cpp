@@ -26,7 +26,7 @@ constexpr Command kCommands[] = {
     {"version", "version and build features", racksim::cli::cmd_version},
     {"calibrate", "fit hardware-model factors to measurement files; write them with a residual report", racksim::cli::cmd_calibrate},
     {"exec", "run real steps of a scenario's model (CPU reference or CUDA), time every op, and an offline serving loop", racksim::cli::cmd_exec},
-    {"bench", "GPU microbenchmarks (gemm, memory, launch, power) written to a measurement file", racksim::cli::cmd_bench},
+    {"bench", "GPU microbenchmarks (gemm, memory, launch, power, NCCL collectives) written to a measurement file", racksim::cli::cmd_bench},
 };
 
 void usage(std::FILE* to) {

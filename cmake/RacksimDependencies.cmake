@@ -39,3 +39,22 @@ if(NOT RACKSIM_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "racksim: CUDA backend ${RACKSIM_HAVE_CUDA} (RACKSIM_CUDA=${RACKSIM_CUDA})")
+
+# MPI (Debian: libopenmpi-dev): only the bootstrap of multi-process collectives uses it
+# (exec/src/process_group.cpp, the one file that tests RACKSIM_HAVE_MPI). The C API only: the
+# deprecated MPI-2 C++ bindings stay out (MPI_CXX_SKIP_MPICXX).
+set(RACKSIM_HAVE_MPI OFF)
+if(NOT RACKSIM_MPI STREQUAL "OFF")
+  set(MPI_CXX_SKIP_MPICXX ON)
+  find_package(MPI QUIET COMPONENTS CXX)
+  if(MPI_CXX_FOUND)
+    set(RACKSIM_HAVE_MPI ON)
+  elseif(RACKSIM_MPI STREQUAL "ON")
+    message(FATAL_ERROR "RACKSIM_MPI=ON but no MPI with a C++ compiler wrapper was found (Debian: apt-get install libopenmpi-dev)")
+  endif()
+endif()
+if(RACKSIM_HAVE_MPI)
+  message(STATUS "racksim: MPI ON (RACKSIM_MPI=${RACKSIM_MPI}; MPI ${MPI_CXX_VERSION}, ${MPIEXEC_EXECUTABLE})")
+else()
+  message(STATUS "racksim: MPI OFF (RACKSIM_MPI=${RACKSIM_MPI}): `racksim bench collectives` runs in one process only")
+endif()

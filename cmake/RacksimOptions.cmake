@@ -5,6 +5,14 @@ set_property(CACHE RACKSIM_CUDA PROPERTY STRINGS AUTO ON OFF)
 if(NOT RACKSIM_CUDA MATCHES "^(AUTO|ON|OFF)$")
   message(FATAL_ERROR "RACKSIM_CUDA='${RACKSIM_CUDA}' is not one of AUTO, ON, OFF")
 endif()
+# RACKSIM_MPI, the same tristate: AUTO builds the multi-process path of `racksim bench collectives`
+# (one process per GPU under mpirun or srun) when find_package(MPI) finds an MPI, ON requires one
+# (configure error otherwise), OFF never looks.
+set(RACKSIM_MPI "AUTO" CACHE STRING "Build the MPI bootstrap of the NCCL collectives bench: AUTO, ON or OFF")
+set_property(CACHE RACKSIM_MPI PROPERTY STRINGS AUTO ON OFF)
+if(NOT RACKSIM_MPI MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "RACKSIM_MPI='${RACKSIM_MPI}' is not one of AUTO, ON, OFF")
+endif()
 option(RACKSIM_WERROR "Treat compiler warnings as errors" OFF)
 option(RACKSIM_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
 option(RACKSIM_BUILD_TESTS "Build the tests" ON)

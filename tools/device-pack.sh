@@ -30,7 +30,9 @@ t0=$SECONDS
 echo "=== configure $BUILD (Release, RACKSIM_CUDA=ON, RACKSIM_CUDA_ARCHITECTURES=90a)"
 # Configure every time: the commit that measurement files record is read at configure time.
 mkdir -p "$BUILD"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRACKSIM_CUDA=ON \
+# RACKSIM_MPI=OFF: the device has one GPU and no Open MPI; linking libmpi would make the pack
+# carry it (and its plugins) for nothing. `racksim bench collectives --gpus 1` runs without it.
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRACKSIM_CUDA=ON -DRACKSIM_MPI=OFF \
       -DRACKSIM_CUDA_ARCHITECTURES=90a -DRACKSIM_WERROR=ON > "$BUILD/configure.log" 2>&1 ||
   { tail -30 "$BUILD/configure.log"; echo "device-pack: configure failed (log: $BUILD/configure.log)"; exit 1; }
 grep -q '^RACKSIM_CUDA_ARCHITECTURES:STRING=90a$' "$BUILD/CMakeCache.txt" ||
@@ -69,7 +71,7 @@ done
 {
   echo "racksim device pack, made $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
   echo "commit: $(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)"
-  echo "build: $BUILD, Release, RACKSIM_CUDA=ON, RACKSIM_CUDA_ARCHITECTURES=90a, RACKSIM_WERROR=ON"
+  echo "build: $BUILD, Release, RACKSIM_CUDA=ON, RACKSIM_MPI=OFF, RACKSIM_CUDA_ARCHITECTURES=90a, RACKSIM_WERROR=ON"
   nvcc=$(grep -m1 -E '^(RACKSIM_NVCC|CMAKE_CUDA_COMPILER):' "$BUILD/CMakeCache.txt" | cut -d= -f2)
   echo "nvcc: ${nvcc:-?} ($("${nvcc:-nvcc}" --version 2>/dev/null | grep -m1 release))"
   echo "device code: $(grep -o -- '--generate-code=[^ ]*' "$BUILD/build.ninja" | sort -u | tr '\n' ' ')"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The first device session of the CUDA executor, as one script (docs/executor.md, "First device
 # session: what to run"). Writes everything under $OUT (default ./device-out): measurement files
-# gemm.json, gemm-nvfp4.json, memory.json, launch.json, power.json, session.log, and logs.tar.gz
+# gemm.json, gemm-nvfp4.json, memory.json, launch.json, power.json, exec-70b.json, session.log, and logs.tar.gz
 # (per-phase logs, nvidia-smi -q before and after, calibrate's output, the pack's manifest).
 #
 #   bash tools/device-session.sh            on the GPU machine: run the pack that
@@ -29,7 +29,7 @@ FINAL=${OUT:-$PWD/device-out}
 mkdir -p "$FINAL"
 FINAL=$(cd "$FINAL" && pwd)
 # The device tool returns at most 8 files from $OUT: logs go to a staging folder that becomes one
-# archive; $OUT gets the five measurement files, session.log and logs.tar.gz.
+# archive; $OUT gets the six measurement files, session.log and logs.tar.gz (8).
 STAGE=$(mktemp -d /tmp/racksim-session.XXXXXX)
 PKG=${PKG:-.devicepkg}
 BUILD=${BUILD:-build-device}
@@ -194,6 +194,17 @@ bench memory.json 90 memory "${MEM_ARGS[@]}"
 bench launch.json 45 launch
 bench power.json 90 power --dtypes bf16,fp8 "${POWER_ARGS[@]}"
 bench gemm-nvfp4.json 120 gemm --dtypes nvfp4 --m "$NVFP4_M"
+
+# racksim exec on the GPU: the tiny example against nothing but itself (its [cuda] test compares
+# it with the CPU reference), then a Llama-2-70B-shaped step (80 layers of random NVFP4 codes,
+# FP8 KV) at decode batch 1 and 64 after 1,024 cached tokens: eager per-op times and the step
+# replayed as a CUDA graph (docs/executor.md, "Speed targets": within 1.3x of bytes / bandwidth).
+if [[ $SMOKE == 1 ]]; then EXEC_SHAPES=(--shape decode:1x128 --shape decode:8x128); else EXEC_SHAPES=(--shape decode:1x1024 --shape decode:64x1024 --shape prefill:1x1024); fi
+phase "exec tiny llama (cuda:0)" 30 exec-tiny.log "$R" exec examples/exec-tiny-llama-cpu.yaml --device cuda:0 --serve 32 \
+  --json "$STAGE/exec-tiny.json"
+phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec examples/mlperf-llama2-70b-offline-dgx-h100.yaml \
+  --device cuda:0 "${EXEC_SHAPES[@]}" --warmup 1 --reps 5 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
+if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/exec-70b.json"; fi
 
 if [[ -f "$STAGE/gemm.json" ]]; then
   phase "calibrate gemm.json (the file loads)" 60 calibrate.log \

@@ -1,4 +1,4 @@
-// racksim bench memory / launch on CUDA device 0, and what every measurement file records about
+// racksim bench memory / launch on one CUDA device (--device cuda:N), and what every measurement file records about
 // the device (name, driver, runtime, clocks, power limit).
 
 #include <cublasLt.h>
@@ -33,7 +33,7 @@ __global__ void empty_kernel() {}
 
 }  // namespace
 
-CudaDevice require_device() {
+CudaDevice require_device(int device) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
@@ -41,14 +41,16 @@ CudaDevice require_device() {
     throw InfeasibleError(text("no CUDA device: cudaGetDeviceCount: ", cudaGetErrorString(e), " (", cudaGetErrorName(e), ")"));
   }
   if (n == 0) throw InfeasibleError("no CUDA device: the driver sees none");
+  if (device < 0 || device >= n)
+    throw InputError(text("racksim bench: --device: 'cuda:", device, "' is not a visible device; allowed: cuda:0..cuda:", n - 1));
   cudaDeviceProp p{};
-  RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
-  RACKSIM_CUDA_CHECK(cudaSetDevice(0));
+  RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  RACKSIM_CUDA_CHECK(cudaSetDevice(device));
   return {p.name, p.major, p.minor, p.multiProcessorCount, p.l2CacheSize, static_cast<std::int64_t>(p.totalGlobalMem)};
 }
 
-MeasurementRun measurement_run(const std::string& source) {
-  const CudaDevice d = require_device();
+MeasurementRun measurement_run(const std::string& source, int device) {
+  const CudaDevice d = require_device(device);
   MeasurementRun r;
   r.device = d.name;
   r.gpu = catalog_gpu_id(d.name);
@@ -58,7 +60,7 @@ MeasurementRun measurement_run(const std::string& source) {
   r.cuda = version_text(runtime);
   r.software = text("cuBLASLt ", cublasLtGetVersion(), "; sm_", d.sm_major, d.sm_minor);
   char bus[32] = {};
-  RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, 0));
+  RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device));
   const NvmlDevice nvml(bus);
   r.driver = nvml.driver_version().value_or("CUDA driver API " + version_text(driver));
   r.sm_clock_mhz = nvml.sm_clock_mhz();
@@ -71,8 +73,8 @@ MeasurementRun measurement_run(const std::string& source) {
   return r;
 }
 
-std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const BenchTiming& t, const RecordSink& done) {
-  const CudaDevice d = require_device();
+std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const BenchTiming& t, const RecordSink& done, int device) {
+  const CudaDevice d = require_device(device);
   if (sizes.empty()) return {};
   const auto largest = static_cast<std::size_t>(*std::max_element(sizes.begin(), sizes.end()));
   const std::size_t span = std::max(largest, 4 * static_cast<std::size_t>(d.l2_bytes));
@@ -108,8 +110,8 @@ std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const
   return out;
 }
 
-std::vector<MeasurementRecord> bench_launch(int batch, const BenchTiming& t, const RecordSink& done) {
-  (void)require_device();
+std::vector<MeasurementRecord> bench_launch(int batch, const BenchTiming& t, const RecordSink& done, int device) {
+  (void)require_device(device);
   if (batch < 1) throw InputError(text("bench launch: --batch ", batch, " must be >= 1"));
   Stream stream;
   const cudaStream_t s = stream.get();

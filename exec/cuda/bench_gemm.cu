@@ -1,4 +1,4 @@
-// racksim bench gemm / power on CUDA device 0: one GemmRunner per case owns the operands and the
+// racksim bench gemm / power on one CUDA device (--device cuda:N): one GemmRunner per case owns the operands and the
 // cuBLASLt plan of one of five paths (bench.hpp gemm_case):
 //   bf16 x bf16 -> bf16 and fp8 x fp8 -> bf16 (per-tensor A/B scale pointers): cuBLASLt;
 //   nvfp4 x nvfp4 -> bf16 (VEC16_UE4M3 block scales, sm_100+): cuBLASLt;
@@ -307,11 +307,6 @@ class LtContext {
   DeviceBytes ws_;
 };
 
-int device_sm_major() {
-  cudaDeviceProp p{};
-  RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
-  return p.major;
-}
 
 std::vector<std::uint16_t> to_bf16_bits(const std::vector<float>& v, std::vector<float>* rounded) {
   std::vector<std::uint16_t> out(v.size());
@@ -343,8 +338,8 @@ float amax(const std::vector<float>& v) {
 
 }  // namespace
 
-double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, std::int64_t k) {
-  const GemmCase c = gemm_case(dtype_name, GemmShape{"check", n, k}, m, device_sm_major());
+double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, std::int64_t k, int device) {
+  const GemmCase c = gemm_case(dtype_name, GemmShape{"check", n, k}, m, require_device(device).sm_major);
   LtContext lt;
   GemmRunner run(lt.handle(), c, lt.workspace());
   const auto mu = static_cast<std::size_t>(m), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
@@ -422,13 +417,12 @@ double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, s
   return rel;
 }
 
-std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const BenchTiming& t, const RecordSink& done) {
-  cudaDeviceProp prop{};
-  RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const BenchTiming& t, const RecordSink& done, int device) {
+  const CudaDevice dev = require_device(device);
   LtContext lt;
   Stream stream;
   const cudaStream_t s = stream.get();
-  DeviceBytes flush(t.flush_l2 ? 2 * static_cast<std::size_t>(prop.l2CacheSize) : 0);
+  DeviceBytes flush(t.flush_l2 ? 2 * static_cast<std::size_t>(dev.l2_bytes) : 0);
   std::vector<EventPair> ev(static_cast<std::size_t>(std::max(t.max_reps, 1)));
   std::vector<MeasurementRecord> out;
   std::uint64_t seed = 1;
@@ -442,9 +436,10 @@ std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const
   return out;
 }
 
-std::vector<MeasurementRecord> bench_power(std::span<const GemmCase> cases, const PowerOptions& o, const RecordSink& done) {
+std::vector<MeasurementRecord> bench_power(std::span<const GemmCase> cases, const PowerOptions& o, const RecordSink& done, int device) {
+  (void)require_device(device);
   char bus[32] = {};
-  RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, 0));
+  RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device));
   const NvmlDevice dev(bus);
   if (!dev.ok()) throw InfeasibleError("bench power: NVML unavailable: " + dev.why());
   using Clock = std::chrono::steady_clock;

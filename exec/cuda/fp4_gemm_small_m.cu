@@ -6,6 +6,7 @@
 
 #include "fp4_gemm_small_m.hpp"
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -21,9 +22,17 @@ namespace {
 constexpr int kWarps = 8;                      // output columns per CTA
 constexpr int kChunk = 32 * fp4::kNvfp4Block;  // K elements per chunk: one 16-element block per lane
 
+__device__ inline float to_float(float v) { return v; }
+__device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ inline void store(float* p, float v) { *p = v; }
+__device__ inline void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+/// In / Out: float, or __nv_bfloat16 (the step executor's activations: x converted to FP32 as it
+/// is staged, the FP32 sum rounded once to BF16).
+template <class In, class Out>
 __global__ void __launch_bounds__(kWarps * 32)
-    fp4_gemm_small_m_kernel(const float* __restrict__ x, int m, int n, int k, const uint2* __restrict__ packed,
-                            const std::uint8_t* __restrict__ scales, float tensor_scale, float* __restrict__ y) {
+    fp4_gemm_small_m_kernel(const In* __restrict__ x, int m, int n, int k, const uint2* __restrict__ packed,
+                            const std::uint8_t* __restrict__ scales, float tensor_scale, Out* __restrict__ y) {
   __shared__ float xs[kSmallMMax][kChunk];
   const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
   const int col = static_cast<int>(blockIdx.x) * kWarps + warp;
@@ -39,7 +48,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     __syncthreads();
     for (int i = static_cast<int>(threadIdx.x); i < m * kChunk; i += kWarps * 32) {
       const int r = i / kChunk, c = i % kChunk;
-      xs[r][c] = c < len ? x[static_cast<long long>(r) * k + k0 + c] : 0.0f;
+      xs[r][c] = c < len ? to_float(x[static_cast<long long>(r) * k + k0 + c]) : 0.0f;
     }
     __syncthreads();
     const int kb = k0 / fp4::kNvfp4Block + lane;
@@ -77,7 +86,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     float a = acc[r];
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) a += __shfl_xor_sync(0xFFFFFFFFu, a, off);
-    if (lane == 0) y[static_cast<long long>(r) * n + col] = a;
+    if (lane == 0) store(&y[static_cast<long long>(r) * n + col], a);
   }
 }
 
@@ -114,6 +123,16 @@ void fp4_gemm_small_m_launch(const float* x, std::int64_t m, std::int64_t n, std
   fp4_gemm_small_m_kernel<<<grid, kWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
       x, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), reinterpret_cast<const uint2*>(packed), scales,
       tensor_scale, y);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void fp4_gemm_small_m_bf16_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, void* stream) {
+  check_shape(m, n, k);
+  const unsigned grid = static_cast<unsigned>((n + kWarps - 1) / kWarps);
+  fp4_gemm_small_m_kernel<<<grid, kWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
+      reinterpret_cast<const __nv_bfloat16*>(x), static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+      reinterpret_cast<const uint2*>(packed), scales, tensor_scale, reinterpret_cast<__nv_bfloat16*>(y));
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

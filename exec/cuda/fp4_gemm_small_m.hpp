@@ -21,4 +21,9 @@ void fp4_gemm_small_m(const float* x, std::int64_t m, std::int64_t n, std::int64
 void fp4_gemm_small_m_launch(const float* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                              const std::uint8_t* scales, float tensor_scale, float* y, void* stream);
 
+/// The same kernel with BF16 activations in and out (bit patterns; FP32 accumulation, one rounding):
+/// the step executor's Hopper decode path.
+void fp4_gemm_small_m_bf16_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, void* stream);
+
 }  // namespace racksim::exec::cuda

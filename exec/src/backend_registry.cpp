@@ -3,11 +3,18 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/collectives.hpp"
 #include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/cuda_ops_bench.hpp"
+#include "src/cuda_ops_checks.hpp"
 
 #ifdef RACKSIM_HAVE_CUDA
+#include "cuda/attention.hpp"
 #include "cuda/bench_cuda.hpp"
+#include "cuda/bench_ops.hpp"
+#include "cuda/device_memory.hpp"
+#include "cuda/ops_elementwise.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/fp4_gemm_small_m.hpp"
 #endif
@@ -61,31 +68,191 @@ namespace {
 
 // The bench entry points: the CUDA implementation, or "built without CUDA" (exit 3).
 #ifdef RACKSIM_HAVE_CUDA
-CudaDevice cuda_require_device() { return cuda::require_device(); }
-MeasurementRun cuda_measurement_run(const std::string& source) { return cuda::measurement_run(source); }
-double cuda_check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, std::int64_t k) {
-  return cuda::check_gemm(dtype_name, m, n, k);
+CudaDevice cuda_require_device(int device) { return cuda::require_device(device); }
+MeasurementRun cuda_measurement_run(const std::string& source, int device) { return cuda::measurement_run(source, device); }
+double cuda_check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, std::int64_t k, int device) {
+  return cuda::check_gemm(dtype_name, m, n, k, device);
 }
-std::vector<MeasurementRecord> cuda_bench_gemm(std::span<const GemmCase> cases, const BenchTiming& timing, const RecordSink& done) {
-  return cuda::bench_gemm(cases, timing, done);
+std::vector<MeasurementRecord> cuda_bench_gemm(std::span<const GemmCase> cases, const BenchTiming& timing, const RecordSink& done,
+                                               int device) {
+  return cuda::bench_gemm(cases, timing, done, device);
 }
-std::vector<MeasurementRecord> cuda_bench_memory(std::span<const double> sizes, const BenchTiming& timing, const RecordSink& done) {
-  return cuda::bench_memory(sizes, timing, done);
+std::vector<MeasurementRecord> cuda_bench_memory(std::span<const double> sizes, const BenchTiming& timing, const RecordSink& done,
+                                                 int device) {
+  return cuda::bench_memory(sizes, timing, done, device);
 }
-std::vector<MeasurementRecord> cuda_bench_launch(int batch, const BenchTiming& timing, const RecordSink& done) {
-  return cuda::bench_launch(batch, timing, done);
+std::vector<MeasurementRecord> cuda_bench_launch(int batch, const BenchTiming& timing, const RecordSink& done, int device) {
+  return cuda::bench_launch(batch, timing, done, device);
 }
-std::vector<MeasurementRecord> cuda_bench_power(std::span<const GemmCase> cases, const PowerOptions& options, const RecordSink& done) {
-  return cuda::bench_power(cases, options, done);
+std::vector<MeasurementRecord> cuda_bench_power(std::span<const GemmCase> cases, const PowerOptions& options, const RecordSink& done,
+                                                int device) {
+  return cuda::bench_power(cases, options, done, device);
+}
+NcclId cuda_nccl_unique_id() { return cuda::nccl_unique_id(); }
+std::string cuda_nccl_version() { return cuda::nccl_version(); }
+std::vector<MeasurementRecord> cuda_bench_collectives(std::span<const CollectiveCase> cases, const BenchTiming& timing, int gpus,
+                                                      const RecordSink& done) {
+  return cuda::bench_collectives(cases, timing, gpus, done);
+}
+std::vector<MeasurementRecord> cuda_bench_collectives_mpi(ProcessGroup& group, const RankPlacement& placement, int device, const NcclId& id,
+                                                          std::span<const CollectiveCase> cases, const BenchTiming& timing,
+                                                          const RecordSink& done) {
+  return cuda::bench_collectives_mpi(group, placement, device, id, cases, timing, done);
+}
+std::vector<std::vector<float>> cuda_collective_values(CollectiveOp op, CollectiveDType dtype, const std::vector<std::vector<float>>& inputs) {
+  return cuda::collective_values(op, dtype, inputs);
 }
 #else
-CudaDevice cuda_require_device() { not_built(); }
-MeasurementRun cuda_measurement_run(const std::string&) { not_built(); }
-double cuda_check_gemm(std::string_view, std::int64_t, std::int64_t, std::int64_t) { not_built(); }
-std::vector<MeasurementRecord> cuda_bench_gemm(std::span<const GemmCase>, const BenchTiming&, const RecordSink&) { not_built(); }
-std::vector<MeasurementRecord> cuda_bench_memory(std::span<const double>, const BenchTiming&, const RecordSink&) { not_built(); }
-std::vector<MeasurementRecord> cuda_bench_launch(int, const BenchTiming&, const RecordSink&) { not_built(); }
-std::vector<MeasurementRecord> cuda_bench_power(std::span<const GemmCase>, const PowerOptions&, const RecordSink&) { not_built(); }
+CudaDevice cuda_require_device(int) { not_built(); }
+MeasurementRun cuda_measurement_run(const std::string&, int) { not_built(); }
+double cuda_check_gemm(std::string_view, std::int64_t, std::int64_t, std::int64_t, int) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_gemm(std::span<const GemmCase>, const BenchTiming&, const RecordSink&, int) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_memory(std::span<const double>, const BenchTiming&, const RecordSink&, int) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_launch(int, const BenchTiming&, const RecordSink&, int) { not_built(); }
+std::vector<MeasurementRecord> cuda_bench_power(std::span<const GemmCase>, const PowerOptions&, const RecordSink&, int) { not_built(); }
+NcclId cuda_nccl_unique_id() { not_built(); }
+std::string cuda_nccl_version() { return ""; }
+std::vector<MeasurementRecord> cuda_bench_collectives(std::span<const CollectiveCase>, const BenchTiming&, int, const RecordSink&) {
+  not_built();
+}
+std::vector<MeasurementRecord> cuda_bench_collectives_mpi(ProcessGroup&, const RankPlacement&, int, const NcclId&, std::span<const CollectiveCase>,
+                                                          const BenchTiming&, const RecordSink&) {
+  not_built();
+}
+std::vector<std::vector<float>> cuda_collective_values(CollectiveOp, CollectiveDType, const std::vector<std::vector<float>>&) { not_built(); }
 #endif
+
+// ---- The step ops (cuda_ops.hpp, cuda_ops_bench.hpp): arguments checked in every build
+// (cuda_ops.cpp), then the CUDA implementation, or "built without CUDA" (exit 3).
+#ifdef RACKSIM_HAVE_CUDA
+#define RACKSIM_CUDA_ROUTE(fn, ...) return cuda::fn(__VA_ARGS__)
+#else
+namespace {
+/// not_built() for a routed call: takes (and ignores) the call's arguments.
+template <class... Args>
+[[noreturn]] void not_built_call(const Args&...) {
+  not_built();
+}
+}  // namespace
+#define RACKSIM_CUDA_ROUTE(fn, ...) not_built_call(__VA_ARGS__)
+#endif
+
+DeviceMemory::DeviceMemory(std::size_t bytes) {
+  if (bytes == 0) return;
+#ifdef RACKSIM_HAVE_CUDA
+  ptr_ = cuda::device_alloc(bytes);
+  bytes_ = bytes;
+#else
+  not_built();
+#endif
+}
+
+DeviceMemory::~DeviceMemory() {
+#ifdef RACKSIM_HAVE_CUDA
+  cuda::device_free(ptr_);
+#endif
+}
+
+void DeviceMemory::upload(const void* host, std::size_t bytes, std::size_t offset) {
+  if (offset > bytes_ || bytes > bytes_ - offset)
+    throw InputError(fmt::format("DeviceMemory::upload: {} bytes at offset {} of {}", bytes, offset, bytes_));
+  if (bytes == 0) return;
+  RACKSIM_CUDA_ROUTE(copy_to_device, static_cast<char*>(ptr_) + offset, host, bytes);
+}
+
+void DeviceMemory::download(void* host, std::size_t bytes, std::size_t offset) const {
+  if (offset > bytes_ || bytes > bytes_ - offset)
+    throw InputError(fmt::format("DeviceMemory::download: {} bytes at offset {} of {}", bytes, offset, bytes_));
+  if (bytes == 0) return;
+  RACKSIM_CUDA_ROUTE(copy_to_host, host, static_cast<const char*>(ptr_) + offset, bytes);
+}
+
+void DeviceMemory::zero() {
+  if (bytes_ == 0) return;
+  RACKSIM_CUDA_ROUTE(device_zero, ptr_, bytes_);
+}
+
+void cuda_stream_synchronize(CudaStream stream) { RACKSIM_CUDA_ROUTE(stream_synchronize, stream); }
+
+int cuda_sm_count() {
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::sm_count();
+#else
+  not_built();
+#endif
+}
+
+void cuda_rmsnorm_launch(const Bf16* x, const Bf16* weight, std::int64_t rows, std::int64_t width, float eps, Bf16* y, CudaStream stream) {
+  detail::check_rmsnorm(x, nullptr, weight, rows, width, eps, y);
+  // One internal entry for both norms: without a branch the kernel only reads x.
+  RACKSIM_CUDA_ROUTE(rmsnorm_launch, const_cast<Bf16*>(x), nullptr, weight, rows, width, eps, y, stream);
+}
+
+void cuda_residual_add_rmsnorm_launch(Bf16* hidden, const Bf16* branch, const Bf16* weight, std::int64_t rows, std::int64_t width,
+                                      float eps, Bf16* y, CudaStream stream) {
+  detail::check_rmsnorm(hidden, branch, weight, rows, width, eps, y);
+  if (rows > 0 && !branch) throw InputError("residual_add_rmsnorm: branch is a null pointer");
+  RACKSIM_CUDA_ROUTE(rmsnorm_launch, hidden, branch, weight, rows, width, eps, y, stream);
+}
+
+void cuda_residual_add_launch(Bf16* hidden, const Bf16* branch, std::int64_t count, CudaStream stream) {
+  detail::check_residual_add(hidden, branch, count);
+  RACKSIM_CUDA_ROUTE(residual_add_launch, hidden, branch, count, stream);
+}
+
+void cuda_rope_rotate_half_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads, std::int64_t head_dim,
+                                  const std::int32_t* positions, double theta, CudaStream stream) {
+  detail::check_rope(qkv, rows, row_width, rotated_heads, head_dim, positions, theta);
+  RACKSIM_CUDA_ROUTE(rope_rotate_half_launch, qkv, rows, row_width, rotated_heads, head_dim, positions, theta, stream);
+}
+
+void cuda_swiglu_launch(const Bf16* gate_up, std::int64_t rows, std::int64_t ffn, Bf16* y, CudaStream stream) {
+  detail::check_swiglu(gate_up, rows, ffn, y);
+  RACKSIM_CUDA_ROUTE(swiglu_launch, gate_up, rows, ffn, y, stream);
+}
+
+void cuda_embedding_launch(const Bf16* table, std::int64_t vocab, std::int64_t width, const std::int32_t* tokens, std::int64_t rows, Bf16* y,
+                           CudaStream stream) {
+  detail::check_embedding(table, vocab, width, tokens, rows, y);
+  RACKSIM_CUDA_ROUTE(embedding_launch, table, vocab, width, tokens, rows, y, stream);
+}
+
+void cuda_argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, CudaStream stream) {
+  detail::check_argmax(logits, rows, vocab, tokens);
+  RACKSIM_CUDA_ROUTE(argmax_launch, logits, rows, vocab, tokens, stream);
+}
+
+void cuda_kv_append_launch(const DevicePagedKv& cache, const Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,
+                           const std::int32_t* slots, CudaStream stream) {
+  detail::check_kv_append(cache, qkv, rows, row_width, heads, slots);
+  RACKSIM_CUDA_ROUTE(kv_append_launch, cache, qkv, rows, row_width, heads, slots, stream);
+}
+
+void cuda_attention_decode_launch(const DevicePagedKv& cache, const AttentionDecodeArgs& args, CudaStream stream) {
+  detail::check_attention_decode(cache, args);
+  RACKSIM_CUDA_ROUTE(attention_decode_launch, cache, args, stream);
+}
+
+void cuda_attention_prefill_launch(const DevicePagedKv& cache, const AttentionPrefillArgs& args, CudaStream stream) {
+  detail::check_attention_prefill(cache, args);
+  RACKSIM_CUDA_ROUTE(attention_prefill_launch, cache, args, stream);
+}
+
+std::vector<MeasurementRecord> cuda_bench_attention_decode(std::span<const AttentionDecodeCase> cases, const BenchTiming& timing,
+                                                           const RecordSink& done, int device) {
+  RACKSIM_CUDA_ROUTE(bench_attention_decode, cases, timing, done, device);
+}
+
+std::vector<MeasurementRecord> cuda_bench_attention_prefill(std::span<const AttentionPrefillCase> cases, const BenchTiming& timing,
+                                                            const RecordSink& done, int device) {
+  RACKSIM_CUDA_ROUTE(bench_attention_prefill, cases, timing, done, device);
+}
+
+std::vector<MeasurementRecord> cuda_bench_elementwise(std::span<const ElementwiseCase> cases, const BenchTiming& timing,
+                                                      const RecordSink& done, int device) {
+  RACKSIM_CUDA_ROUTE(bench_elementwise, cases, timing, done, device);
+}
+
+#undef RACKSIM_CUDA_ROUTE
 
 }  // namespace racksim::exec

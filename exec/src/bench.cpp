@@ -1,8 +1,12 @@
 #include "racksim/exec/bench.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -168,6 +172,126 @@ MeasurementRecord idle_record(const PowerSample& p) {
   r.energy_j = p.energy_j;
   r.power_w = p.mean_power_w;
   return r;
+}
+
+int parse_cuda_device(std::string_view value, int device_count) {
+  constexpr std::string_view prefix = "cuda:";
+  const std::string_view digits = value.substr(std::min(value.size(), prefix.size()));
+  const bool well_formed = value.size() > prefix.size() && value.substr(0, prefix.size()) == prefix && digits.size() <= 6 &&
+                           std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!well_formed)
+    throw InputError(fmt::format("racksim bench: --device: '{}' is not allowed; use cuda:N, N a CUDA device index (cuda:0 is the first)", value));
+  int n = 0;
+  for (char c : digits) n = n * 10 + (c - '0');
+  if (device_count > 0 && n >= device_count)
+    throw InputError(fmt::format("racksim bench: --device: '{}' is not a visible device; allowed: cuda:0{} ({} CUDA device{} visible)", value,
+                                 device_count > 1 ? fmt::format("..cuda:{}", device_count - 1) : std::string(), device_count,
+                                 device_count > 1 ? "s" : ""));
+  return n;
+}
+
+// ---- stop requests ------------------------------------------------------------------------
+
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+struct sigaction g_old_int {}, g_old_term {};
+bool g_handlers_installed = false;
+// The stop agreement lives on the main thread only (the handler never touches it).
+int g_agreements = 0;
+int g_agreed_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  // write(2) is async-signal-safe; fprintf is not.
+  static const char msg[] = "\nracksim bench: stopping after the current point (a second signal ends it now)\n";
+  const ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+}
+
+}  // namespace
+
+int stop_requested() noexcept { return g_agreements > 0 ? g_agreed_signal : static_cast<int>(g_stop_signal); }
+int signal_received() noexcept { return static_cast<int>(g_stop_signal); }
+void request_stop(int signal) noexcept { g_stop_signal = signal; }
+void clear_stop() noexcept {
+  g_stop_signal = 0;
+  g_agreed_signal = 0;
+}
+
+StopAgreement::StopAgreement() noexcept {
+  if (g_agreements++ == 0) g_agreed_signal = 0;
+}
+StopAgreement::~StopAgreement() { --g_agreements; }
+void set_agreed_stop(int signal) noexcept { g_agreed_signal = signal; }
+
+StopSignals::StopSignals() {
+  RACKSIM_ASSERT(!g_handlers_installed, "one StopSignals at a time");
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  // SA_RESETHAND: the second signal meets the default action and ends the process at once.
+  // SA_RESTART: blocking calls (a CUDA synchronize, a file write) resume after the handler.
+  sa.sa_flags = SA_RESETHAND | SA_RESTART;
+  sigaction(SIGINT, &sa, &g_old_int);
+  sigaction(SIGTERM, &sa, &g_old_term);
+  g_handlers_installed = true;
+}
+
+StopSignals::~StopSignals() {
+  sigaction(SIGINT, &g_old_int, nullptr);
+  sigaction(SIGTERM, &g_old_term, nullptr);
+  g_handlers_installed = false;
+}
+
+int stopped_exit_code(int signal) noexcept { return signal > 0 ? 128 + signal : 0; }
+
+std::string progress_line(std::size_t done, std::size_t total, std::string_view what, double elapsed_s) {
+  return fmt::format("[{}/{}] {}, {:.1f} s elapsed", done, total, what, elapsed_s);
+}
+
+SweepRecorder::SweepRecorder(std::size_t total_points, Output out)
+    : total_(total_points), out_(std::move(out)), t0_(std::chrono::steady_clock::now()) {}
+
+double SweepRecorder::elapsed_s() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+
+void SweepRecorder::add(const MeasurementRecord& r) {
+  records_.push_back(r);
+  const std::string id = r.op.identity();
+  // A TTY progress line is cleared first, so the result line does not land on top of it.
+  if (line_open_) std::fputs("\r\033[K", out_.progress);
+  if (out_.log) {
+    std::fprintf(out_.log, "%s\n", out_.describe ? out_.describe(r).c_str() : id.c_str());
+    std::fflush(out_.log);
+  }
+  if (out_.progress) {
+    const std::string line = progress_line(records_.size(), std::max(total_, records_.size()), id, elapsed_s());
+    std::fprintf(out_.progress, out_.progress_tty ? "%s" : "%s\n", line.c_str());
+    std::fflush(out_.progress);
+    line_open_ = out_.progress_tty;
+  }
+  if (stop_requested()) throw SweepStopped();
+}
+
+RecordSink SweepRecorder::sink() {
+  return [this](const MeasurementRecord& r) { add(r); };
+}
+
+int SweepRecorder::run(const std::function<void(const RecordSink&)>& body) {
+  if (const int sig = stop_requested()) return sig;
+  try {
+    body(sink());
+  } catch (const SweepStopped&) {
+    return stop_requested();
+  }
+  return 0;
+}
+
+void SweepRecorder::drop_planned(std::size_t points) noexcept { total_ -= std::min(total_, points); }
+
+void SweepRecorder::finish() {
+  if (line_open_) std::fputs("\r\033[K", out_.progress);
+  line_open_ = false;
 }
 
 std::string catalog_gpu_id(std::string_view name) {

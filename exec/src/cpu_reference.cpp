@@ -3,15 +3,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <limits>
 #include <set>
+#include <span>
 #include <string_view>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/cpu_ops.hpp"
 
 namespace racksim::exec {
 
@@ -38,19 +39,9 @@ class SplitMix64 {
   std::uint64_t s_;
 };
 
-/// x rounded to the nearest BF16 value, ties to even (finite inputs).
-float round_bf16(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  float y;
-  std::memcpy(&y, &u, sizeof y);
-  return y;
-}
-
 std::vector<float> bf16_uniform(SplitMix64& rng, I count, double center, double half_width) {
   std::vector<float> v(z(count));
-  for (auto& x : v) x = round_bf16(static_cast<float>(center + half_width * rng.symmetric()));
+  for (auto& x : v) x = act::round_bf16(static_cast<float>(center + half_width * rng.symmetric()));
   return v;
 }
 
@@ -62,7 +53,7 @@ LinearWeight make_linear(SplitMix64& rng, I out, I in, DType format) {
   const double a = std::sqrt(3.0 / static_cast<double>(in));
   for (auto& x : master) x = static_cast<float>(a * rng.symmetric());
   if (format == DType::bf16) {
-    for (auto& x : master) x = round_bf16(x);
+    for (auto& x : master) x = act::round_bf16(x);
     w.values = std::move(master);
   } else {
     w.packed = quantize_fp4(format, master, out, in);
@@ -89,18 +80,11 @@ void linear(const std::vector<float>& x, I rows, const LinearWeight& w, std::vec
   matmul(x.data(), rows, w.in, w.values.data(), w.out, y.data());
 }
 
-/// y = x / sqrt(mean(x^2) + eps) * weight, per row of width `n`.
-void rmsnorm(const std::vector<float>& x, I rows, I n, const std::vector<float>& weight, float eps, std::vector<float>& y) {
+/// cpu_ops' rmsnorm into `y`, resized to rows x n.
+void rmsnorm_rows(const std::vector<float>& x, I rows, I n, const std::vector<float>& weight, float eps, std::vector<float>& y) {
   y.assign(z(rows * n), 0.0f);
-  for (I r = 0; r < rows; ++r) {
-    float ss = 0.0f;
-    for (I i = 0; i < n; ++i) ss += x[z(r * n + i)] * x[z(r * n + i)];
-    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
-    for (I i = 0; i < n; ++i) y[z(r * n + i)] = x[z(r * n + i)] * inv * weight[z(i)];
-  }
+  rmsnorm(x, rows, n, weight, eps, y);
 }
-
-float silu(float g) { return g / (1.0f + std::exp(-g)); }
 
 /// The op's role within its layer: "layers.3.qkv_proj" -> "qkv_proj".
 std::string_view role(const Op& op) {
@@ -249,29 +233,9 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   // Attention of query row `r` (rope applied) over keys 0..n_keys-1 of its sequence's layer cache.
   auto attend = [&](I r, int layer, I n_keys) {
     const KvCache& c = caches_.at(rows[z(r)].sequence);
-    const std::vector<float>& K = c.k[z(layer)];
-    const std::vector<float>& V = c.v[z(layer)];
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    std::vector<float> p(z(n_keys));
-    for (I h = 0; h < nq; ++h) {
-      const I g = h / (nq / nkv);
-      const float* q = &qkv[z(r * qkv_width + h * hd)];
-      float mx = -std::numeric_limits<float>::infinity();
-      for (I j = 0; j < n_keys; ++j) {
-        float s = 0.0f;
-        for (I i = 0; i < hd; ++i) s += q[i] * K[z(j * kv_width + g * hd + i)];
-        p[z(j)] = s * scale;
-        mx = std::max(mx, p[z(j)]);
-      }
-      float sum = 0.0f;
-      for (I j = 0; j < n_keys; ++j) sum += (p[z(j)] = std::exp(p[z(j)] - mx));
-      float* o = &attn[z(r * nq * hd + h * hd)];
-      for (I i = 0; i < hd; ++i) o[i] = 0.0f;
-      for (I j = 0; j < n_keys; ++j) {
-        const float pj = p[z(j)] / sum;
-        for (I i = 0; i < hd; ++i) o[i] += pj * V[z(j * kv_width + g * hd + i)];
-      }
-    }
+    const std::span<const float> K = c.k[z(layer)], V = c.v[z(layer)];
+    attention_one_query(std::span<const float>(qkv).subspan(z(r * qkv_width), z(nq * hd)), K.first(z(n_keys * kv_width)),
+                        V.first(z(n_keys * kv_width)), n_keys, nq, nkv, hd, std::span<float>(attn).subspan(z(r * nq * hd), z(nq * hd)));
   };
   // Appends rows [r0, r1) (one sequence, consecutive positions) to their layer cache.
   auto append_kv = [&](I r0, I r1, int layer) {
@@ -294,17 +258,19 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
     const int l = op.layer;
     const LayerWeights* lw = l >= 0 ? &weights_.layers.at(z(l)) : nullptr;
     switch (op.kind) {
-      case OpKind::embedding:
+      case OpKind::embedding: {
         require_rows(op, T);
         hidden.assign(z(T * H), 0.0f);
-        for (I r = 0; r < T; ++r)
-          std::copy_n(&weights_.embed_tokens[z(I{rows[z(r)].token} * H)], H, &hidden[z(r * H)]);
+        std::vector<std::int32_t> ids(z(T));
+        for (I r = 0; r < T; ++r) ids[z(r)] = rows[z(r)].token;
+        embedding(weights_.embed_tokens, H, ids, hidden);
         break;
+      }
       case OpKind::rmsnorm:
         require_rows(op, T);
-        if (what == "input_norm") rmsnorm(hidden, T, H, lw->input_norm, eps, normed);
-        else if (what == "post_attn_norm") rmsnorm(hidden, T, H, lw->post_attn_norm, eps, normed);
-        else if (what == "final_norm") rmsnorm(hidden, T, H, weights_.final_norm, eps, normed);
+        if (what == "input_norm") rmsnorm_rows(hidden, T, H, lw->input_norm, eps, normed);
+        else if (what == "post_attn_norm") rmsnorm_rows(hidden, T, H, lw->post_attn_norm, eps, normed);
+        else if (what == "final_norm") rmsnorm_rows(hidden, T, H, weights_.final_norm, eps, normed);
         else unsupported(op);
         break;
       case OpKind::gemm:
@@ -326,22 +292,14 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
           matmul(normed.data(), T, H, lw->router.data(), m.moe.experts, router_logits.data());
         } else unsupported(op);
         break;
-      case OpKind::rope:
+      case OpKind::rope: {
         // Rotate-half RoPE on q and k heads: (x_i, x_{i+d/2}) by angle pos x theta^(-2i/d).
         require_rows(op, T);
-        for (I r = 0; r < T; ++r)
-          for (I h = 0; h < nq + nkv; ++h) {
-            float* x = &qkv[z(r * qkv_width + h * hd)];
-            for (I i = 0; i < hd / 2; ++i) {
-              const double freq = std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
-              const double angle = static_cast<double>(rows[z(r)].position) * freq;
-              const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-              const float a = x[i], b = x[i + hd / 2];
-              x[i] = a * c - b * s;
-              x[i + hd / 2] = b * c + a * s;
-            }
-          }
+        std::vector<std::int64_t> positions(z(T));
+        for (I r = 0; r < T; ++r) positions[z(r)] = rows[z(r)].position;
+        rope_rotate_half(qkv, T, qkv_width, nq + nkv, hd, positions, m.rope_theta);
         break;
+      }
       case OpKind::attention_prefill: {
         require_rows(op, batch.prefill_tokens());
         attn.resize(z(T * nq * hd), 0.0f);
@@ -371,30 +329,22 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         const I n = m.ffn, count = moe ? static_cast<I>(assignments.size()) : T;
         require_rows(op, count);
         std::vector<float> y(z(count * n));
-        for (I r = 0; r < count; ++r)
-          for (I i = 0; i < n; ++i) y[z(r * n + i)] = silu(in[z(r * 2 * n + i)]) * in[z(r * 2 * n + n + i)];
+        swiglu(in, count, n, y);
         act = std::move(y);
         break;
       }
       case OpKind::residual_add:
         require_rows(op, T);
-        for (std::size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
+        residual_add(hidden, branch);
         break;
       case OpKind::moe_router_topk: {
         // Mixtral: the top-k router logits, softmaxed over those k (ties: lower expert id).
         require_rows(op, T);
         assignments.clear();
         const int E = m.moe.experts;
-        for (I r = 0; r < T; ++r) {
-          std::vector<int> order(z(E));
-          for (int e = 0; e < E; ++e) order[z(e)] = e;
-          const float* lg = &router_logits[z(r * E)];
-          std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[a] > lg[b]; });
-          float sum = 0.0f;
-          std::vector<float> w(z(topk));
-          for (int j = 0; j < topk; ++j) sum += (w[z(j)] = std::exp(lg[order[z(j)]] - lg[order[0]]));
-          for (int j = 0; j < topk; ++j) assignments.push_back({r, order[z(j)], w[z(j)] / sum});
-        }
+        for (I r = 0; r < T; ++r)
+          for (const ExpertWeight& e : moe_top_k(std::span<const float>(router_logits).subspan(z(r * E), z(E)), topk))
+            assignments.push_back({r, e.expert, e.weight});
         break;
       }
       case OpKind::moe_gemm: {
@@ -424,7 +374,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
           const float* lg = &logits[z(s * m.vocab)];
           out.sequences.push_back(rows[z(sampled[z(s)])].sequence);
           out.logits.emplace_back(lg, lg + m.vocab);
-          out.next_tokens.push_back(static_cast<std::int32_t>(std::max_element(lg, lg + m.vocab) - lg));
+          out.next_tokens.push_back(argmax_token(std::span<const float>(lg, z(m.vocab))));
         }
         break;
       default:

@@ -13,6 +13,7 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/bench.hpp"
 #include "racksim/exec/cpu_reference.hpp"
+#include "racksim/exec/step_backend.hpp"
 
 namespace racksim::exec {
 
@@ -83,12 +84,27 @@ class TokenSource {
   I vocab_;
 };
 
-/// Runs the step shapes and the serving loop on the CPU reference.
-class CpuRun {
+/// The CPU reference as a StepBackend.
+class CpuBackend final : public StepBackend {
  public:
-  CpuRun(const ModelConfig& model, const Precision& precision, const ExecOptions& o, ExecReport& report)
-      : model_(model), precision_(precision), o_(o), report_(report), ref_(model, precision.weights, o.seed),
-        tokens_(o.seed, model.vocab) {}
+  CpuBackend(const ModelConfig& model, DType weights, std::uint64_t seed) : ref_(model, weights, seed) {}
+  StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
+    return ref_.run(graph, tokens, observer);
+  }
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ref_.cached_tokens(sequence); }
+  void release(std::int64_t sequence) override { ref_.release(sequence); }
+  void truncate(std::int64_t sequence, std::int64_t tokens) override { ref_.truncate(sequence, tokens); }
+  [[nodiscard]] std::string describe() const override { return "cpu (racksim CPU reference, one thread)"; }
+
+ private:
+  CpuReference ref_;
+};
+
+/// Runs the step shapes and the serving loop on a backend.
+class Runner {
+ public:
+  Runner(StepBackend& backend, const ModelConfig& model, const Precision& precision, const ExecOptions& o, ExecReport& report)
+      : model_(model), precision_(precision), o_(o), report_(report), ref_(backend), tokens_(o.seed, model.vocab) {}
 
   void time_shape(const ExecShape& s) {
     const StepBatch batch = s.kind == ExecShape::Kind::prefill ? StepBatch::prefill_only(s.batch, s.tokens) : StepBatch::decode(s.batch, s.context);
@@ -115,6 +131,15 @@ class CpuRun {
         else ref_.truncate(base + b, s.context);
       }
     }
+    // Decode steps again as one captured graph each (backends that have graphs): the caches were
+    // truncated back to the context, and a replay does not advance them.
+    std::vector<double> graph_times;
+    if (s.kind == ExecShape::Kind::decode)
+      for (int rep = 0; rep < o_.reps; ++rep) {
+        const auto replay = ref_.replay_last_step();
+        if (!replay) break;
+        graph_times.push_back(*replay);
+      }
     for (I b = 0; b < s.batch; ++b) ref_.release(base + b);
     StepTiming st;
     st.shape = s;
@@ -123,6 +148,7 @@ class CpuRun {
     st.min_s = *std::min_element(times.begin(), times.end());
     st.max_s = *std::max_element(times.begin(), times.end());
     st.reps = o_.reps;
+    if (!graph_times.empty()) st.graph_median_s = median_of(graph_times);
     report_.steps.push_back(st);
   }
 
@@ -195,7 +221,7 @@ class CpuRun {
       RACKSIM_ASSERT(batch.tokens() > 0, "an offline iteration always has work");
       r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
       const StepGraph graph(model_, batch, Deployment{}, precision_);
-      const StepOutput so = ref_.run(graph, t);
+      const StepOutput so = ref_.run(graph, t, {});
       ++r.iterations;
       std::map<I, std::int32_t> next;
       for (std::size_t i = 0; i < so.sequences.size(); ++i) next[so.sequences[i]] = so.next_tokens[i];
@@ -242,7 +268,7 @@ class CpuRun {
       b.prefill.push_back({chunk, done, done + chunk == tokens});
       StepTokens t;
       t.prefill.push_back({seq, tokens_.draw(chunk)});
-      (void)ref_.run(StepGraph(model_, b, Deployment{}, precision_), t);
+      (void)ref_.run(StepGraph(model_, b, Deployment{}, precision_), t, {});
       done += chunk;
     }
   }
@@ -256,7 +282,7 @@ class CpuRun {
   const Precision& precision_;
   const ExecOptions& o_;
   ExecReport& report_;
-  CpuReference ref_;
+  StepBackend& ref_;
   TokenSource tokens_;
   I next_sequence_ = 0;
   std::map<std::string, OpSamples> samples_;
@@ -307,16 +333,62 @@ int layers_within(const ModelConfig& model, DType weights, double budget_bytes) 
   return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(model.layers)));
 }
 
-ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& o) {
-  if (o.device != "cpu") {
-    if (o.device.starts_with("cuda:"))
-      throw InfeasibleError(fmt::format("racksim exec --device {}: the CUDA step executor is not built yet (issue 5); --device cpu runs "
-                                        "the CPU reference",
-                                        o.device));
-    throw InputError(fmt::format("racksim exec: --device: '{}' is not one of cpu, cuda:N", o.device));
+namespace {
+
+int parse_cuda_device(const std::string& device) {
+  const std::string n = device.substr(5);
+  std::size_t used = 0;
+  int v = -1;
+  try {
+    v = std::stoi(n, &used);
+  } catch (const std::exception&) {
+    used = 0;
   }
+  if (n.empty() || used != n.size() || v < 0) throw InputError(fmt::format("racksim exec: --device: '{}' is not one of cpu, cuda:N", device));
+  return v;
+}
+
+/// What the CUDA executor's buffers must hold for these shapes and this loop.
+CudaStepOptions cuda_options(const ModelConfig& model, const ExecOptions& o, int device) {
+  CudaStepOptions c;
+  c.device = device;
+  c.seed = o.seed;
+  c.block_tokens = o.serving.kv_block_tokens;
+  I kv = 1, rows = 1, sampled = 1;
+  const I chunk = o.serving.max_num_tokens > 0 ? o.serving.max_num_tokens : 0;
+  for (const ExecShape& s : o.shapes) {
+    const bool pre = s.kind == ExecShape::Kind::prefill;
+    kv = std::max(kv, s.batch * (pre ? s.tokens : s.context + 1));
+    rows = std::max(rows, pre ? s.batch * s.tokens : s.batch);
+    if (!pre && s.context > 0) rows = std::max(rows, chunk > 0 ? std::min(chunk, s.context) : s.context);  // fill_cache chunks
+    sampled = std::max(sampled, s.batch);
+  }
+  if (!o.serve_input.empty()) {
+    I longest = 0, total = 0;
+    for (std::size_t i = 0; i < o.serve_input.size(); ++i) {
+      longest = std::max<I>(longest, I{o.serve_input[i]} + o.serve_output[i]);
+      total += I{o.serve_input[i]} + o.serve_output[i];
+    }
+    kv = std::max(kv, std::min(total, o.serving.max_batch_size * longest));
+    rows = std::max(rows, std::max(o.serving.max_num_tokens, o.serving.max_batch_size));
+    sampled = std::max(sampled, o.serving.max_batch_size);
+  }
+  c.kv_tokens = kv + 2 * c.block_tokens * sampled;  // a partly filled last block per sequence
+  c.max_rows = rows;
+  c.max_sampled = sampled;
+  // The CPU reference's weights when generating them on the host is quick (a tiny model: the
+  // two backends then compute the same thing); random codes made on the device otherwise.
+  c.reference_weights = count_params(model).linear() <= 64LL << 20;
+  return c;
+}
+
+}  // namespace
+
+ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& o) {
+  const bool cuda = o.device.starts_with("cuda:");
+  if (o.device != "cpu" && !cuda) throw InputError(fmt::format("racksim exec: --device: '{}' is not one of cpu, cuda:N", o.device));
   const DType w = precision.weights;
-  if (w != DType::nvfp4 && w != DType::mxfp4 && w != DType::bf16)
+  if (!cuda && w != DType::nvfp4 && w != DType::mxfp4 && w != DType::bf16)
     throw InputError(fmt::format("racksim exec --device cpu: precision.weights: '{}' is not one the CPU reference stores (nvfp4, mxfp4, "
                                  "bf16)",
                                  to_string(w)));
@@ -329,17 +401,36 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   report.layers_total = model.layers;
   report.precision = precision;
   report.model = model;
-  const int fit = layers_within(model, w, o.memory_budget_bytes);
-  report.model.layers = o.layers > 0 ? o.layers : fit;
+  std::unique_ptr<StepBackend> backend;
+  std::string fit_reason;
+  if (cuda) {
+    const int device = parse_cuda_device(o.device);
+    CudaStepOptions c = cuda_options(model, o, device);
+    // Layers that fit 90% of the free device memory (the rest: CUDA context, allocator slack).
+    const CudaStepFootprint f = cuda_step_footprint(model, precision, c);
+    const double free = cuda_device_memory(device).free * 0.9;
+    const int fit = static_cast<int>(std::clamp(std::floor((free - f.fixed) / f.per_layer), 1.0, static_cast<double>(model.layers)));
+    report.model.layers = o.layers > 0 ? o.layers : fit;
+    fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights and KV cache within 90% of the device's {:.1f} GiB free", free / 0.9 / (1ull << 30));
+    backend = make_cuda_step_backend(report.model, precision, c);
+    report.notes.push_back(c.reference_weights ? fmt::format("weights: the CPU reference's (seed {}), uploaded", o.seed)
+                                               : "weights: random NVFP4 codes generated on the device (speed only; outputs are not meaningful)");
+    report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; NVFP4 GEMMs through the small-M FP4 kernel "
+                                       "(M <= 16) or dequantize + cuBLASLt BF16",
+                                       to_string(precision.kv_cache), c.block_tokens));
+  } else {
+    report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
+    fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));
+    backend = std::make_unique<CpuBackend>(report.model, w, o.seed);
+    report.notes.push_back(fmt::format("CPU reference: FP32 math on {}-stored weights; activations ({}) and KV cache ({}) run FP32; op "
+                                       "identities are the graph's",
+                                       to_string(w), to_string(precision.activations), to_string(precision.kv_cache)));
+  }
   if (report.model.layers < model.layers)
-    report.notes.push_back(fmt::format("runs {} of {} layers ({})", report.model.layers, model.layers,
-                                       o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30))));
-  report.notes.push_back(fmt::format("CPU reference: FP32 math on {}-stored weights; activations ({}) and KV cache ({}) run FP32; op "
-                                     "identities are the graph's",
-                                     to_string(w), to_string(precision.activations), to_string(precision.kv_cache)));
-  report.device = "cpu (racksim CPU reference, one thread)";
+    report.notes.insert(report.notes.begin(), fmt::format("runs {} of {} layers ({})", report.model.layers, model.layers, fit_reason));
+  report.device = backend->describe();
 
-  CpuRun run(report.model, precision, o, report);
+  Runner run(*backend, report.model, precision, o, report);
   for (const ExecShape& s : o.shapes) run.time_shape(s);
   if (!o.serve_input.empty()) run.serve();
 

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/backend.hpp"
 #include "racksim/exec/executor.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 
@@ -151,8 +152,19 @@ TEST_CASE("a longer loop under chunked prefill gives the outputs of one-at-a-tim
 TEST_CASE("exec refuses what the CPU reference cannot run, naming it", "[exec][executor]") {
   ExecOptions o;
   o.shapes = {ExecShape::parse("decode:1x1", "s")};
-  o.device = "cuda:0";
-  REQUIRE_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InfeasibleError);
+  // Without CUDA built in, or without a device: exit 3 (infeasible), before anything runs.
+  if (cuda_device_count() == 0) {
+    o.device = "cuda:0";
+    try {
+      (void)run_exec(tiny(), nvfp4_bf16(), o);
+      FAIL("cuda:0 ran without a device");
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::infeasible);
+      CHECK_THAT(e.what(), Catch::StartsWith("no CUDA device: ") || Catch::StartsWith("built without CUDA: "));
+    }
+  }
+  o.device = "cuda:x";
+  REQUIRE_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("'cuda:x' is not one of cpu, cuda:N"));
   o.device = "tpu";
   REQUIRE_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("'tpu'") && Catch::Contains("cpu, cuda:N"));
   o.device = "cpu";

@@ -3,7 +3,12 @@
 /// the benchmarks write (common/measurement.hpp). Built in every configuration, so it is unit
 /// tested without a GPU; the timing itself is in exec/cuda/ (cuda_ops.hpp routes to it).
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -58,6 +63,17 @@ struct GemmCase {
 /// `target_s`, clamped to [min_reps, max_reps].
 [[nodiscard]] int reps_for(double estimate_s, double target_s, int min_reps, int max_reps) noexcept;
 
+/// Timing rules shared by the benches: `warmup` untimed calls, then reps_for(one call's time,
+/// target_s, min_reps, max_reps) timed calls, each between CUDA events; with flush_l2 a write of
+/// 2 x L2 bytes goes before every timed call (outside the events; the collectives never flush).
+struct BenchTiming {
+  int warmup = 2;
+  int min_reps = 3;
+  int max_reps = 50;
+  double target_s = 0.05;
+  bool flush_l2 = true;
+};
+
 /// Median, min and max of per-repetition times (seconds). InputError if `samples` is empty
 /// or holds a value that is not finite and positive.
 struct TimingStats {
@@ -92,6 +108,106 @@ struct PowerSample {
 [[nodiscard]] MeasurementRecord power_record(const GemmCase& c, const PowerSample& p);
 /// The idle record: the device with nothing launched for `p.seconds` (kind "idle").
 [[nodiscard]] MeasurementRecord idle_record(const PowerSample& p);
+
+/// The device of `racksim bench --device`: "cuda:N" -> N. InputError (exit 2) naming the
+/// option, the value and the allowed form for anything else ("cpu", "cuda:x", "cuda:-1"); with
+/// `device_count` > 0 also when N >= device_count (the allowed range is listed). device_count 0
+/// (no CUDA build, driver or device) skips the range check: the bench then fails with "no CUDA
+/// device" (exit 3).
+[[nodiscard]] int parse_cuda_device(std::string_view value, int device_count);
+
+/// Calls `done` with each record as it is measured: progress lines, and the stop check between
+/// points (SweepRecorder).
+using RecordSink = std::function<void(const MeasurementRecord&)>;
+
+// ---- stopping a sweep between points (SIGINT / SIGTERM) -----------------------------------
+
+/// The signal that asked the running sweep to stop (SIGINT, SIGTERM), 0 if none: a
+/// std::sig_atomic_t set by the handler, read between points. Under a StopAgreement, the value
+/// every rank agreed on instead.
+[[nodiscard]] int stop_requested() noexcept;
+/// The signal this process received (the handler's flag), whatever a StopAgreement says.
+[[nodiscard]] int signal_received() noexcept;
+/// Sets the flag as the handler does (tests).
+void request_stop(int signal) noexcept;
+/// Clears the flag.
+void clear_stop() noexcept;
+
+/// While alive, stop_requested() reports the stop the ranks of a multi-process sweep agreed on
+/// (set_agreed_stop, after each point's MPI_Allreduce of signal_received()), not this process's
+/// own flag: a signal landing on one rank between the agreement and the check cannot make that
+/// rank stop alone and leave the others waiting in the next collective. Nests.
+class StopAgreement {
+ public:
+  StopAgreement() noexcept;
+  ~StopAgreement();
+  StopAgreement(const StopAgreement&) = delete;
+  StopAgreement& operator=(const StopAgreement&) = delete;
+};
+/// The agreed stop (the largest signal any rank received; 0 = go on).
+void set_agreed_stop(int signal) noexcept;
+
+/// While alive, SIGINT and SIGTERM set the stop flag (and say so on stderr) instead of ending
+/// the process; a second signal ends it at once (SA_RESETHAND). The previous handlers come back
+/// when it goes. One at a time (the previous handlers are kept in bench.cpp).
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+};
+
+/// Thrown out of a bench by SweepRecorder when a stop was requested; SweepRecorder::run catches it.
+class SweepStopped : public std::exception {
+ public:
+  [[nodiscard]] const char* what() const noexcept override { return "sweep stopped by a signal"; }
+};
+
+/// Exit code of a run stopped by `signal`: 128 + signal (SIGINT 130, SIGTERM 143), the shell's
+/// convention; 0 for 0.
+[[nodiscard]] int stopped_exit_code(int signal) noexcept;
+
+/// One progress line: "[12/96] gemm m=64 n=10240 k=8192 a=bf16 w=bf16 c=bf16, 3.2 s elapsed".
+[[nodiscard]] std::string progress_line(std::size_t done, std::size_t total, std::string_view what, double elapsed_s);
+
+/// The records of a bench run as they are measured. Each point is kept, its result line printed
+/// to `log` (if any), then a progress line to `progress` (overwritten in place with \r when
+/// `progress_tty`, one line per point otherwise); then, if a stop was requested, SweepStopped
+/// is thrown, so the sweep ends after the point that was running and every finished point stays.
+class SweepRecorder {
+ public:
+  struct Output {
+    std::FILE* log = nullptr;       ///< result lines (stdout, or stderr when the file goes to stdout)
+    std::FILE* progress = nullptr;  ///< progress lines (stderr); nullptr: none
+    bool progress_tty = false;
+    std::function<std::string(const MeasurementRecord&)> describe;  ///< result line; identity() when empty
+  };
+  SweepRecorder(std::size_t total_points, Output out);
+
+  /// Keeps `r`, prints, and throws SweepStopped when stop_requested().
+  void add(const MeasurementRecord& r);
+  /// add() as a RecordSink for the benches.
+  [[nodiscard]] RecordSink sink();
+  /// Runs `body` (a bench, given sink()); returns the signal that stopped it, 0 when it ran to
+  /// its end. A stop requested before the body starts skips it. Other exceptions pass through.
+  int run(const std::function<void(const RecordSink&)>& body);
+  /// Points that will not run after all (a suite skipped): lowers the progress total.
+  void drop_planned(std::size_t points) noexcept;
+  /// Ends a TTY progress line, so what is printed next starts on a clean line.
+  void finish();
+
+  [[nodiscard]] const std::vector<MeasurementRecord>& records() const noexcept { return records_; }
+  [[nodiscard]] std::size_t planned() const noexcept { return total_; }
+  [[nodiscard]] double elapsed_s() const;
+
+ private:
+  std::size_t total_;
+  Output out_;
+  std::vector<MeasurementRecord> records_;
+  std::chrono::steady_clock::time_point t0_;
+  bool line_open_ = false;
+};
 
 /// Catalog GPU id (hwmodels) of a device name as the driver reports it ("NVIDIA H100 80GB HBM3"
 /// -> "h100-sxm", "NVIDIA H200" -> "h200-sxm", "NVIDIA B200" -> "b200", "NVIDIA GB300" -> "gb300"),

@@ -1,17 +1,187 @@
 #pragma once
 /// Host entry points to the CUDA kernels, callable from plain C++ in every build: without the
 /// CUDA backend they throw an Error saying so (backend_registry.cpp routes them).
+///
+/// Two layers for the step ops (docs/executor.md, "CUDA step ops"):
+/// - `cuda_*_launch`: device pointers and a stream; they check their arguments (InputError),
+///   launch, check the launch error and return without synchronizing. BF16 tensors are arrays of
+///   BF16 bit patterns (`Bf16`), row-major. Outputs must not alias inputs unless a function says
+///   it works in place.
+/// - host wrappers of the same names without `_launch`: host arrays in (BF16 values as floats:
+///   rounded to BF16 on the way in, exact for BF16-valued input), device 0, results copied back.
+///   For tests and small tools, not for a serving loop.
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
 
 #include "racksim/exec/fp4_matrix.hpp"
+#include "racksim/exec/paged_kv.hpp"
 
 namespace racksim::exec {
 
 /// y[m x w.rows] = x[m x w.cols] w^T on CUDA device 0 with the Hopper FP4-weight small-M kernel
 /// (E2M1 dequantized in registers); w NVFP4 with cols % 16 == 0, 1 <= m <= 16. FP32 in and out.
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
+
+// ---- Device memory and streams -------------------------------------------------------------
+
+/// A CUDA stream (cudaStream_t) as an opaque pointer; nullptr is the legacy default stream.
+using CudaStream = void*;
+/// A BF16 value on the device, as its bit pattern (activation_formats.hpp).
+using Bf16 = std::uint16_t;
+
+/// Memory on the current CUDA device, freed when destroyed; move-only. The copies are
+/// synchronous (cudaMemcpy: they wait for the legacy default stream, not for non-blocking
+/// streams: synchronize those first).
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  /// `bytes` of device memory (cudaMalloc: 256-byte aligned); Error without CUDA or a device.
+  explicit DeviceMemory(std::size_t bytes);
+  ~DeviceMemory();
+  DeviceMemory(DeviceMemory&& other) noexcept;
+  DeviceMemory& operator=(DeviceMemory&& other) noexcept;
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+
+  [[nodiscard]] void* get() const noexcept { return ptr_; }
+  template <class T>
+  [[nodiscard]] T* as() const noexcept {
+    return static_cast<T*>(ptr_);
+  }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+  /// Copies `bytes` host bytes to offset `offset`; InputError past the end.
+  void upload(const void* host, std::size_t bytes, std::size_t offset = 0);
+  /// Copies `bytes` bytes at `offset` to the host; InputError past the end.
+  void download(void* host, std::size_t bytes, std::size_t offset = 0) const;
+  /// Sets every byte to zero.
+  void zero();
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+/// Waits for `stream`'s work; Error with CUDA's message if a kernel on it failed.
+void cuda_stream_synchronize(CudaStream stream);
+/// Streaming multiprocessors of the current device (decode_partition_tokens' `sm_count`).
+[[nodiscard]] int cuda_sm_count();
+
+// ---- Elementwise step ops on device arrays -------------------------------------------------
+
+/// y = x / sqrt(mean(x^2) + eps) * weight per row (cpu_ops rmsnorm); x, y [rows x width], weight [width].
+void cuda_rmsnorm_launch(const Bf16* x, const Bf16* weight, std::int64_t rows, std::int64_t width, float eps, Bf16* y,
+                         CudaStream stream);
+/// hidden = bf16(hidden + branch) (stored), then y = rmsnorm(hidden): residual_add then rmsnorm
+/// in one pass over the rows (vLLM's fused_add_rms_norm). hidden [rows x width] in place.
+void cuda_residual_add_rmsnorm_launch(Bf16* hidden, const Bf16* branch, const Bf16* weight, std::int64_t rows, std::int64_t width,
+                                      float eps, Bf16* y, CudaStream stream);
+/// hidden = bf16(hidden + branch) for `count` values, in place.
+void cuda_residual_add_launch(Bf16* hidden, const Bf16* branch, std::int64_t count, CudaStream stream);
+/// Rotate-half RoPE in place on the first `rotated_heads` heads (q then k) of each qkv row (row
+/// stride `row_width`), angle positions[row] x theta^(-2i/head_dim) (cpu_ops rope_rotate_half).
+void cuda_rope_rotate_half_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
+                                  std::int64_t head_dim, const std::int32_t* positions, double theta, CudaStream stream);
+/// y[r, i] = silu(gate) x up from gate_up [rows x 2 ffn] (gate columns, then up); y [rows x ffn].
+void cuda_swiglu_launch(const Bf16* gate_up, std::int64_t rows, std::int64_t ffn, Bf16* y, CudaStream stream);
+/// y[r] = table[tokens[r]] (table [vocab x width]); an id outside 0..vocab-1 gives a zero row.
+void cuda_embedding_launch(const Bf16* table, std::int64_t vocab, std::int64_t width, const std::int32_t* tokens, std::int64_t rows,
+                           Bf16* y, CudaStream stream);
+/// tokens[r] = argmax of logits row r (FP32 [rows x vocab]), the lowest id among equal maxima;
+/// NaN logits are skipped.
+void cuda_argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, CudaStream stream);
+
+// ---- Paged KV cache and attention on device arrays -----------------------------------------
+
+/// One layer's paged K and V caches on the device (layout: paged_kv.hpp), 16-byte aligned.
+struct DevicePagedKv {
+  PagedKvLayout layout;
+  void* k = nullptr;
+  void* v = nullptr;
+  float k_scale = 1.0f;  ///< fp8: K value = code x k_scale
+  float v_scale = 1.0f;
+};
+
+/// Writes row r's K and V (qkv row r: K heads from column heads x head_dim, then V heads) to
+/// cache slot slots[r] (kv_slot); a negative slot skips the row. FP8 caches store
+/// e4m3_code(x / scale), exactly as HostPagedKv::store.
+void cuda_kv_append_launch(const DevicePagedKv& cache, const Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,
+                           const std::int32_t* slots, CudaStream stream);
+
+/// Decode attention: one query token per sequence over its paged K/V.
+struct AttentionDecodeArgs {
+  const Bf16* q = nullptr;             ///< [batch rows x q_stride]; query heads at the start of a row (a qkv row works)
+  std::int64_t q_stride = 0;
+  std::int64_t batch = 0;
+  std::int64_t heads = 0;              ///< query heads; kv_heads (the cache's) divides them, heads / kv_heads <= 16
+  const std::int32_t* block_tables = nullptr;  ///< [batch x block_table_stride] block ids
+  std::int64_t block_table_stride = 0;
+  const std::int32_t* context_lens = nullptr;  ///< [batch] keys per sequence, new token included (1..max_context)
+  std::int64_t max_context = 0;        ///< >= every context (sizes the grid)
+  std::int64_t partition_tokens = 0;   ///< multiple of kAttentionKeyTile (decode_partition_tokens)
+  void* workspace = nullptr;           ///< decode_workspace_bytes(...) FP32 scratch (none if 1 partition)
+  std::size_t workspace_bytes = 0;
+  Bf16* out = nullptr;                 ///< [batch rows x out_stride]; heads x head_dim written
+  std::int64_t out_stride = 0;
+};
+/// Split-K decode attention (FlashDecoding): a CTA per (partition, KV head, sequence) serves all
+/// query heads of its KV head; a second kernel merges the partitions by log-sum-exp.
+void cuda_attention_decode_launch(const DevicePagedKv& cache, const AttentionDecodeArgs& args, CudaStream stream);
+
+/// Prefill attention: causal attention of prefill chunks over the paged cache, after the
+/// chunks' own K/V rows were appended.
+struct AttentionPrefillArgs {
+  const Bf16* q = nullptr;             ///< query rows (q_stride apart), heads at the start of a row
+  std::int64_t q_stride = 0;
+  std::int64_t heads = 0;              ///< query heads; kv_heads divides them, heads / kv_heads <= 64
+  const PrefillSegment* segments = nullptr;  ///< [segment_count] on the device
+  std::int64_t segment_count = 0;
+  std::int64_t max_segment_tokens = 0; ///< >= every segment's tokens (sizes the grid)
+  const std::int32_t* block_tables = nullptr;  ///< [segment_count x block_table_stride]
+  std::int64_t block_table_stride = 0;
+  Bf16* out = nullptr;                 ///< row q_row + i of segment s gets its token i's heads x head_dim
+  std::int64_t out_stride = 0;
+};
+/// FlashAttention-style tiles on CUDA cores: a CTA holds a tile of query rows (tokens x the
+/// query heads of one KV head) in shared memory and streams K/V tiles with an online softmax.
+void cuda_attention_prefill_launch(const DevicePagedKv& cache, const AttentionPrefillArgs& args, CudaStream stream);
+
+// ---- Host wrappers (device 0, synchronous) -------------------------------------------------
+
+/// cuda_rmsnorm_launch on host rows: x [rows x weight.size()].
+[[nodiscard]] std::vector<float> cuda_rmsnorm(std::span<const float> x, std::int64_t rows, std::span<const float> weight, float eps);
+/// What the fused residual add and RMSNorm wrote: the new hidden rows and the normed rows.
+struct ResidualNorm {
+  std::vector<float> hidden;
+  std::vector<float> normed;
+};
+[[nodiscard]] ResidualNorm cuda_residual_add_rmsnorm(std::span<const float> hidden, std::span<const float> branch, std::int64_t rows,
+                                                     std::span<const float> weight, float eps);
+[[nodiscard]] std::vector<float> cuda_residual_add(std::span<const float> hidden, std::span<const float> branch);
+/// Returns the whole rotated qkv array.
+[[nodiscard]] std::vector<float> cuda_rope_rotate_half(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width,
+                                                       std::int64_t rotated_heads, std::int64_t head_dim,
+                                                       std::span<const std::int32_t> positions, double theta);
+[[nodiscard]] std::vector<float> cuda_swiglu(std::span<const float> gate_up, std::int64_t rows, std::int64_t ffn);
+/// table [vocab x width]; InputError for an id outside the table.
+[[nodiscard]] std::vector<float> cuda_embedding(std::span<const float> table, std::int64_t width, std::span<const std::int32_t> tokens);
+/// logits [rows x vocab].
+[[nodiscard]] std::vector<std::int32_t> cuda_argmax(std::span<const float> logits, std::int64_t rows);
+/// Appends rows to a host cache (uploaded, appended on the device, downloaded into `cache`).
+void cuda_kv_append(HostPagedKv& cache, std::span<const float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,
+                    std::span<const std::int32_t> slots);
+/// Decode attention of `batch` query rows (q_stride apart) over a host cache; [batch x heads x
+/// head_dim]. partition_tokens 0 picks decode_partition_tokens for device 0.
+[[nodiscard]] std::vector<float> cuda_attention_decode(const HostPagedKv& cache, std::span<const float> q, std::int64_t q_stride,
+                                                       std::int64_t batch, std::int64_t heads, std::span<const std::int32_t> block_tables,
+                                                       std::int64_t block_table_stride, std::span<const std::int32_t> context_lens,
+                                                       std::int64_t partition_tokens = 0);
+/// Prefill attention of `rows` query rows over a host cache; [rows x heads x head_dim] (rows no
+/// segment covers stay zero).
+[[nodiscard]] std::vector<float> cuda_attention_prefill(const HostPagedKv& cache, std::span<const float> q, std::int64_t q_stride,
+                                                        std::int64_t rows, std::int64_t heads, std::span<const PrefillSegment> segments,
+                                                        std::span<const std::int32_t> block_tables, std::int64_t block_table_stride);
 
 }  // namespace racksim::exec

@@ -34,16 +34,17 @@ struct ExecServing {
   std::int64_t max_batch_size = 0;  ///< sequences in flight
   std::int64_t max_num_tokens = 0;  ///< tokens per iteration (decodes + prefill chunks)
   bool chunked_prefill = true;
+  std::int64_t kv_block_tokens = 32;  ///< the CUDA executor's paged-cache block
 };
 
 /// What to run and how.
 struct ExecOptions {
-  std::string device = "cpu";          ///< "cpu" (the CPU reference); "cuda:N" is not built yet
+  std::string device = "cpu";          ///< "cpu" (the CPU reference) or "cuda:N" (the CUDA step executor)
   std::vector<ExecShape> shapes;       ///< steps to time
   int warmup = 1;                      ///< untimed runs of each shape
   int reps = 3;                        ///< timed runs of each shape
   int layers = 0;                      ///< layers to run; 0 = as many as `memory_budget_bytes` holds
-  double memory_budget_bytes = 8.0 * (1ull << 30);  ///< host memory the weights may take (cpu)
+  double memory_budget_bytes = 8.0 * (1ull << 30);  ///< host memory the weights may take (cpu; cuda sizes by free device memory)
   ExecServing serving;
   std::vector<std::uint32_t> serve_input;   ///< offline loop: prompt lengths (empty = no loop)
   std::vector<std::uint32_t> serve_output;  ///< offline loop: output lengths
@@ -57,6 +58,7 @@ struct StepTiming {
   std::int64_t tokens = 0;           ///< tokens through the GEMMs per step
   double median_s = 0, min_s = 0, max_s = 0;
   int reps = 0;
+  double graph_median_s = 0;         ///< decode on CUDA: the step replayed as one CUDA graph (0 = not run)
   /// Prefill: prompt tokens / median; decode: sequences (one new token each) / median.
   [[nodiscard]] double tokens_per_s() const { return static_cast<double>(tokens) / median_s; }
 };

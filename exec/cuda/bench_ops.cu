@@ -1,0 +1,246 @@
+// Device timing of the step ops (cuda_ops_bench.hpp): decode and prefill attention over a paged
+// KV cache filled with random values, and the elementwise ops on random rows. Each case is timed
+// with the benches' loop (device_buffer.cuh time_calls: warm-up, events around each call, L2
+// flushed before each), through the checked launches of cuda_ops.hpp.
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "bench_cuda.hpp"
+#include "bench_ops.hpp"
+#include "bf16_vec.cuh"
+#include "device_buffer.cuh"
+#include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/cuda_ops.hpp"
+
+namespace racksim::exec::cuda {
+
+namespace {
+
+using I = std::int64_t;
+
+/// Uniform in [-1, 1) from (seed, index): the SplitMix64 finalizer (Steele, Lea, Flood 2014).
+__device__ float uniform_pm1(std::uint64_t seed, std::uint64_t i) {
+  std::uint64_t x = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return static_cast<float>(x >> 40) * 0x1.0p-23f - 1.0f;
+}
+
+__global__ void fill_bf16_kernel(std::uint16_t* p, std::size_t n, std::uint64_t seed) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = float_to_bf16(uniform_pm1(seed, i));
+}
+
+/// E4M3 codes of values uniform in +-448 (the full range: the cache's scale sets the magnitude).
+__global__ void fill_e4m3_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = act::e4m3_code(uniform_pm1(seed, i) * act::kE4M3Max);
+}
+
+__global__ void fill_f32_kernel(float* p, std::size_t n, std::uint64_t seed) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = uniform_pm1(seed, i);
+}
+
+/// Integers uniform in 0..modulus-1 (token ids, positions).
+__global__ void fill_index_kernel(std::int32_t* p, std::size_t n, std::uint64_t seed, std::int32_t modulus) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = static_cast<std::int32_t>((uniform_pm1(seed, i) + 1.0f) * 0.5f * static_cast<float>(modulus)) % modulus;
+}
+
+unsigned fill_grid(std::size_t n) { return static_cast<unsigned>(std::clamp<std::size_t>((n + 255) / 256, 1, 4096)); }
+
+DeviceBytes bf16_random(std::size_t count, std::uint64_t seed, cudaStream_t s) {
+  DeviceBytes b(count * sizeof(std::uint16_t));
+  if (count) fill_bf16_kernel<<<fill_grid(count), 256, 0, s>>>(b.as<std::uint16_t>(), count, seed);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  return b;
+}
+
+DeviceBytes index_random(std::size_t count, std::uint64_t seed, std::int32_t modulus, cudaStream_t s) {
+  DeviceBytes b(count * sizeof(std::int32_t));
+  if (count) fill_index_kernel<<<fill_grid(count), 256, 0, s>>>(b.as<std::int32_t>(), count, seed, modulus);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  return b;
+}
+
+DeviceBytes upload_ints(const std::vector<std::int32_t>& v) {
+  DeviceBytes b(v.size() * sizeof(std::int32_t));
+  if (!v.empty()) RACKSIM_CUDA_CHECK(cudaMemcpy(b.as(), v.data(), v.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+  return b;
+}
+
+/// A paged cache of `blocks` random blocks and `tables` rows of `per_row` block ids each: a
+/// seeded permutation of the blocks, so sequences read scattered blocks as a serving cache does.
+struct RandomCache {
+  DeviceBytes k, v, tables;
+  DevicePagedKv device;
+
+  RandomCache(const AttentionGeometry& g, DType kv, I rows, I per_row, std::uint64_t seed, cudaStream_t s) {
+    device.layout = {rows * per_row, g.block_tokens, g.kv_heads, g.head_dim, kv};
+    device.layout.check();
+    const auto elems = static_cast<std::size_t>(device.layout.elements());
+    k = DeviceBytes(static_cast<std::size_t>(device.layout.bytes()));
+    v = DeviceBytes(static_cast<std::size_t>(device.layout.bytes()));
+    if (kv == DType::fp8) {
+      fill_e4m3_kernel<<<fill_grid(elems), 256, 0, s>>>(k.as<std::uint8_t>(), elems, seed);
+      fill_e4m3_kernel<<<fill_grid(elems), 256, 0, s>>>(v.as<std::uint8_t>(), elems, seed + 1);
+      device.k_scale = device.v_scale = 1.0f / act::kE4M3Max;  // values in +-1, as the BF16 cache's
+    } else {
+      fill_bf16_kernel<<<fill_grid(elems), 256, 0, s>>>(k.as<std::uint16_t>(), elems, seed);
+      fill_bf16_kernel<<<fill_grid(elems), 256, 0, s>>>(v.as<std::uint16_t>(), elems, seed + 1);
+    }
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+    device.k = k.as();
+    device.v = v.as();
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(rows * per_row));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), std::mt19937_64(seed));
+    tables = upload_ints(ids);
+  }
+};
+
+/// What every bench sets up once: the device, a stream, the L2 flush buffer and the events.
+struct Bench {
+  CudaDevice dev;
+  Stream stream;
+  DeviceBytes flush;
+  std::vector<EventPair> ev;
+  const BenchTiming& t;
+
+  Bench(const BenchTiming& timing, int device)
+      : dev(require_device(device)),
+        flush(timing.flush_l2 ? 2 * static_cast<std::size_t>(dev.l2_bytes) : 0),
+        ev(static_cast<std::size_t>(std::max(timing.max_reps, 1))),
+        t(timing) {}
+
+  template <class Call>
+  TimingStats time(Call&& call) {
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));  // the fills are done before timing starts
+    const std::vector<double> times = time_calls(stream.get(), t, flush, ev, [&](int) { call(); });
+    return timing_stats(std::span<const double>(times.data(), times.size()));
+  }
+};
+
+I ceil_div(I a, I b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+std::vector<MeasurementRecord> bench_attention_decode(std::span<const AttentionDecodeCase> cases, const BenchTiming& timing,
+                                                      const RecordSink& done, int device) {
+  Bench b(timing, device);
+  const cudaStream_t s = b.stream.get();
+  std::vector<MeasurementRecord> out;
+  for (const AttentionDecodeCase& c : cases) {
+    (void)attention_decode_record(c, TimingStats{1, 1, 1, 1});  // checks the case before allocating
+    const AttentionGeometry& g = c.geometry;
+    const I keys = c.context + 1, per_seq = ceil_div(keys, g.block_tokens), q_stride = (g.heads + 2 * g.kv_heads) * g.head_dim;
+    RandomCache cache(g, c.kv, c.batch, per_seq, 0x5EED + static_cast<std::uint64_t>(out.size()), s);
+    DeviceBytes q = bf16_random(static_cast<std::size_t>(c.batch * q_stride), 7, s);
+    DeviceBytes contexts = upload_ints(std::vector<std::int32_t>(static_cast<std::size_t>(c.batch), static_cast<std::int32_t>(keys)));
+    DeviceBytes o(static_cast<std::size_t>(c.batch * g.heads * g.head_dim) * sizeof(std::uint16_t));
+    AttentionDecodeArgs a;
+    a.q = q.as<Bf16>();
+    a.q_stride = q_stride;
+    a.batch = c.batch;
+    a.heads = g.heads;
+    a.block_tables = cache.tables.as<std::int32_t>();
+    a.block_table_stride = per_seq;
+    a.context_lens = contexts.as<std::int32_t>();
+    a.max_context = keys;
+    a.partition_tokens = decode_partition_tokens(c.batch, g.kv_heads, keys, b.dev.sm_count);
+    DeviceBytes work(static_cast<std::size_t>(decode_workspace_bytes(c.batch, g.heads, g.head_dim, keys, a.partition_tokens)));
+    a.workspace = work.as();
+    a.workspace_bytes = work.size();
+    a.out = o.as<Bf16>();
+    a.out_stride = g.heads * g.head_dim;
+    out.push_back(attention_decode_record(c, b.time([&] { cuda_attention_decode_launch(cache.device, a, s); })));
+    if (done) done(out.back());
+  }
+  return out;
+}
+
+std::vector<MeasurementRecord> bench_attention_prefill(std::span<const AttentionPrefillCase> cases, const BenchTiming& timing,
+                                                       const RecordSink& done, int device) {
+  Bench b(timing, device);
+  const cudaStream_t s = b.stream.get();
+  std::vector<MeasurementRecord> out;
+  for (const AttentionPrefillCase& c : cases) {
+    (void)attention_prefill_record(c, TimingStats{1, 1, 1, 1});
+    const AttentionGeometry& g = c.geometry;
+    const I per_seq = ceil_div(c.seq_len, g.block_tokens), rows = c.batch * c.seq_len, q_stride = (g.heads + 2 * g.kv_heads) * g.head_dim;
+    RandomCache cache(g, c.kv, c.batch, per_seq, 0xF111 + static_cast<std::uint64_t>(out.size()), s);
+    DeviceBytes q = bf16_random(static_cast<std::size_t>(rows * q_stride), 11, s);
+    std::vector<PrefillSegment> segs;
+    for (I i = 0; i < c.batch; ++i) segs.push_back({static_cast<std::int32_t>(i * c.seq_len), static_cast<std::int32_t>(c.seq_len), 0});
+    DeviceBytes dsegs(segs.size() * sizeof(PrefillSegment));
+    RACKSIM_CUDA_CHECK(cudaMemcpy(dsegs.as(), segs.data(), dsegs.size(), cudaMemcpyHostToDevice));
+    DeviceBytes o(static_cast<std::size_t>(rows * g.heads * g.head_dim) * sizeof(std::uint16_t));
+    AttentionPrefillArgs a;
+    a.q = q.as<Bf16>();
+    a.q_stride = q_stride;
+    a.heads = g.heads;
+    a.segments = dsegs.as<PrefillSegment>();
+    a.segment_count = c.batch;
+    a.max_segment_tokens = c.seq_len;
+    a.block_tables = cache.tables.as<std::int32_t>();
+    a.block_table_stride = per_seq;
+    a.out = o.as<Bf16>();
+    a.out_stride = g.heads * g.head_dim;
+    out.push_back(attention_prefill_record(c, b.time([&] { cuda_attention_prefill_launch(cache.device, a, s); })));
+    if (done) done(out.back());
+  }
+  return out;
+}
+
+std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase> cases, const BenchTiming& timing, const RecordSink& done,
+                                                 int device) {
+  Bench b(timing, device);
+  const cudaStream_t s = b.stream.get();
+  constexpr I kVocab = 32000, kHeadDim = 128;  // cuda_ops_bench.hpp: Llama-2's vocabulary; RoPE heads of 128
+  constexpr float kEps = 1e-5f;                // Llama-2's rms_norm_eps (workloads/data/models/llama2-70b.yaml norm_eps)
+  std::vector<MeasurementRecord> out;
+  for (const ElementwiseCase& c : cases) {
+    (void)elementwise_record(c, TimingStats{1, 1, 1, 1});
+    const auto n = static_cast<std::size_t>(c.rows * c.width), rows = static_cast<std::size_t>(c.rows);
+    TimingStats st;
+    if (c.kind == "rmsnorm") {
+      DeviceBytes x = bf16_random(n, 1, s), w = bf16_random(static_cast<std::size_t>(c.width), 2, s), y(n * sizeof(Bf16));
+      st = b.time([&] { cuda_rmsnorm_launch(x.as<Bf16>(), w.as<Bf16>(), c.rows, c.width, kEps, y.as<Bf16>(), s); });
+    } else if (c.kind == "residual_add") {
+      DeviceBytes h = bf16_random(n, 1, s), br = bf16_random(n, 2, s);
+      st = b.time([&] { cuda_residual_add_launch(h.as<Bf16>(), br.as<Bf16>(), static_cast<I>(n), s); });
+    } else if (c.kind == "rope") {
+      if (c.width % kHeadDim != 0)
+        throw InputError(text("bench rope: width ", c.width, " is not a whole number of heads of ", kHeadDim));
+      DeviceBytes qkv = bf16_random(n, 1, s), pos = index_random(rows, 3, 4096, s);
+      st = b.time([&] {
+        cuda_rope_rotate_half_launch(qkv.as<Bf16>(), c.rows, c.width, c.width / kHeadDim, kHeadDim, pos.as<std::int32_t>(), 10000.0, s);
+      });
+    } else if (c.kind == "swiglu") {
+      DeviceBytes gu = bf16_random(2 * n, 1, s), y(n * sizeof(Bf16));
+      st = b.time([&] { cuda_swiglu_launch(gu.as<Bf16>(), c.rows, c.width, y.as<Bf16>(), s); });
+    } else if (c.kind == "embedding") {
+      DeviceBytes table = bf16_random(static_cast<std::size_t>(kVocab * c.width), 1, s), ids = index_random(rows, 4, kVocab, s);
+      DeviceBytes y(n * sizeof(Bf16));
+      st = b.time([&] { cuda_embedding_launch(table.as<Bf16>(), kVocab, c.width, ids.as<std::int32_t>(), c.rows, y.as<Bf16>(), s); });
+    } else {  // sampling (elementwise_record refused every other kind)
+      DeviceBytes logits(n * sizeof(float)), ids(rows * sizeof(std::int32_t));
+      fill_f32_kernel<<<fill_grid(n), 256, 0, s>>>(logits.as<float>(), n, 5);
+      RACKSIM_CUDA_CHECK(cudaGetLastError());
+      st = b.time([&] { cuda_argmax_launch(logits.as<float>(), c.rows, c.width, ids.as<std::int32_t>(), s); });
+    }
+    out.push_back(elementwise_record(c, st));
+    if (done) done(out.back());
+  }
+  return out;
+}
+
+}  // namespace racksim::exec::cuda

@@ -1,0 +1,90 @@
+#pragma once
+// cuBLASLt plans and the NVFP4 -> BF16 dequantize kernel, shared by the GEMM bench and the step
+// executor (compiled only with RACKSIM_CUDA). cuBLASLt is called in "TN" form, which FP8 and FP4
+// require: y[M x N] row-major is the column-major N x M D = op(A) B with A = W stored K-major
+// (transa = T) and B = x (K x M).
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "device_buffer.cuh"
+#include "racksim/exec/fp4.hpp"
+
+namespace racksim::exec::cuda {
+
+inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS docs: 32 MiB on Hopper
+
+/// NVFP4 [rows x k] weights row-major (packed `blocks` x 8 bytes, one UE4M3 per block, row-major)
+/// to BF16 [rows x k] on `s` (lt_plan.cu): the FP32 product e2m1 x ue4m3 x tensor scale rounded
+/// once to BF16. `out` 16-byte aligned.
+void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, float tensor_scale, std::size_t blocks,
+                        __nv_bfloat16* out, cudaStream_t s);
+
+/// Grid of a grid-stride kernel over n items in CTAs of 256 (at most 65,535 CTAs).
+inline unsigned grid_for(std::size_t n) { return static_cast<unsigned>(std::min<std::size_t>((n + 255) / 256, 65535)); }
+
+/// A cuBLASLt matmul plan (descriptors and the heuristic's first algorithm), destroyed on scope exit.
+class LtPlan {
+ public:
+  LtPlan(cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k,
+         const void* a_scale, const void* b_scale, bool block_scaled) {
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (block_scaled) {
+      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode));
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode));
+    }
+    if (a_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
+    if (b_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
+    const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, ab, u(k), u(n), k));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, ab, u(k), u(m), k));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_, cd, u(n), u(m), n));
+    cublasLtMatmulPreference_t pref = nullptr;
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const std::uint64_t ws = kLtWorkspaceBytes;
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, desc_, a_, b_, c_, c_, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+      destroy();
+      throw Error(ExitCode::internal, text("cuBLASLt has no algorithm for m=", m, " n=", n, " k=", k, " (cudaDataType ",
+                                             static_cast<int>(ab), " -> ", static_cast<int>(cd), "): ",
+                                             st == CUBLAS_STATUS_SUCCESS ? "heuristic returned none" : cublasLtGetStatusString(st)));
+    }
+    algo_ = res.algo;
+  }
+  ~LtPlan() { destroy(); }
+  LtPlan(const LtPlan&) = delete;
+  LtPlan& operator=(const LtPlan&) = delete;
+
+  /// D = alpha x op(A) B on `s`; `ws` holds kLtWorkspaceBytes.
+  void run(cublasLtHandle_t h, float alpha, const void* a, const void* b, void* d, void* ws, cudaStream_t s) const {
+    const float beta = 0.0f;
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmul(h, desc_, &alpha, a, a_, b, b_, &beta, d, c_, d, c_, &algo_, ws, kLtWorkspaceBytes, s));
+  }
+
+ private:
+  void destroy() noexcept {
+    if (c_) cublasLtMatrixLayoutDestroy(c_);
+    if (b_) cublasLtMatrixLayoutDestroy(b_);
+    if (a_) cublasLtMatrixLayoutDestroy(a_);
+    if (desc_) cublasLtMatmulDescDestroy(desc_);
+    c_ = b_ = a_ = nullptr;
+    desc_ = nullptr;
+  }
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+};
+
+}  // namespace racksim::exec::cuda

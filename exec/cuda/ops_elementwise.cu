@@ -1,0 +1,257 @@
+// The elementwise step ops: RMSNorm (optionally fused with the residual add), residual add,
+// rotate-half RoPE, SwiGLU, embedding gather and greedy argmax. BF16 in and out with FP32 math,
+// the same equations as cpu_ops.cpp. Memory-bound: each kernel reads and writes every element
+// once, 16 bytes per access where the width and the pointers allow (`V` = 8 BF16 values), else
+// 2 bytes. Arguments were checked by cuda_ops (backend_registry.cpp) before these launch.
+
+#include "ops_elementwise.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "bf16_vec.cuh"
+#include "cuda_check.hpp"
+
+namespace racksim::exec::cuda {
+
+namespace {
+
+using I = long long;
+
+constexpr int kThreads = 256;             // threads per CTA of every kernel here
+constexpr I kMaxGrid = I{1} << 20;        // grid-stride kernels cap their grid here (below 2^31 - 1)
+
+unsigned grid_for(I work_items) { return static_cast<unsigned>(std::clamp<I>((work_items + kThreads - 1) / kThreads, 1, kMaxGrid)); }
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+/// Loads V consecutive BF16 values as floats (V = 8: one 16-byte load; the caller checked alignment).
+template <int V>
+__device__ __forceinline__ void load_bf16(const std::uint16_t* p, float (&f)[V]) {
+  if constexpr (V == 8) {
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(p), f);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) f[i] = bf16_to_float(p[i]);
+  }
+}
+
+/// Stores V floats rounded to BF16.
+template <int V>
+__device__ __forceinline__ void store_bf16(std::uint16_t* p, const float (&f)[V]) {
+  if constexpr (V == 8) {
+    *reinterpret_cast<uint4*>(p) = pack_bf16x8(f);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) p[i] = float_to_bf16(f[i]);
+  }
+}
+
+// ---- RMSNorm: one CTA per row. Pass 1 sums squares (and, fused, writes bf16(hidden + branch));
+// pass 2 re-reads the row (this thread's own elements, so no barrier is needed between its
+// writes and reads) and writes y = (x * inv) * weight, the CPU reference's order.
+template <int V, bool kFused>
+__global__ void __launch_bounds__(kThreads) rmsnorm_kernel(std::uint16_t* __restrict__ x, const std::uint16_t* __restrict__ branch,
+                                                           const std::uint16_t* __restrict__ weight, int width, float eps,
+                                                           std::uint16_t* __restrict__ y) {
+  __shared__ float scratch[32];
+  const I row = static_cast<I>(blockIdx.x) * width;
+  float ss = 0.0f;
+  for (int c = static_cast<int>(threadIdx.x) * V; c < width; c += kThreads * V) {
+    float v[V];
+    load_bf16<V>(x + row + c, v);
+    if constexpr (kFused) {
+      float b[V];
+      load_bf16<V>(branch + row + c, b);
+#pragma unroll
+      for (int i = 0; i < V; ++i) v[i] = bf16_to_float(float_to_bf16(v[i] + b[i]));  // the stored hidden value
+      store_bf16<V>(x + row + c, v);
+    }
+#pragma unroll
+    for (int i = 0; i < V; ++i) ss += v[i] * v[i];
+  }
+  ss = block_sum(ss, scratch);
+  // 1 / sqrt as cpu_ops does (IEEE sqrt and division: nvcc's default -prec-sqrt/-prec-div).
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(width) + eps);
+  for (int c = static_cast<int>(threadIdx.x) * V; c < width; c += kThreads * V) {
+    float v[V], w[V];
+    load_bf16<V>(x + row + c, v);
+    load_bf16<V>(weight + c, w);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = v[i] * inv * w[i];
+    store_bf16<V>(y + row + c, v);
+  }
+}
+
+// ---- Residual add: grid-stride over chunks of V values.
+template <int V>
+__global__ void __launch_bounds__(kThreads) residual_add_kernel(std::uint16_t* __restrict__ hidden, const std::uint16_t* __restrict__ branch,
+                                                                I chunks) {
+  for (I i = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; i < chunks; i += static_cast<I>(gridDim.x) * kThreads) {
+    float h[V], b[V];
+    load_bf16<V>(hidden + i * V, h);
+    load_bf16<V>(branch + i * V, b);
+#pragma unroll
+    for (int k = 0; k < V; ++k) h[k] += b[k];
+    store_bf16<V>(hidden + i * V, h);
+  }
+}
+
+// ---- RoPE: thread (i, ty) of a CTA owns pair index i of rows ty, ty + rows_per_cta x grid, ...;
+// it computes its frequency once (float64 pow, as cpu_ops) and per row one angle, reduced to
+// [-pi, pi] in float64 before the FP32 sincosf, so the FP32 angle carries no error proportional
+// to the position. Then the same pair of every rotated head (q and k) of the row.
+__global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int rotated_heads,
+                                                        int head_dim, const std::int32_t* __restrict__ positions, double theta) {
+  const int half = head_dim / 2;
+  const int i = static_cast<int>(threadIdx.x);
+  const double freq = pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  constexpr double kTwoPi = 6.283185307179586;  // 2 pi rounded to float64
+  for (I r = static_cast<I>(blockIdx.x) * blockDim.y + threadIdx.y; r < rows; r += static_cast<I>(gridDim.x) * blockDim.y) {
+    const double angle = static_cast<double>(positions[r]) * freq;
+    const double reduced = angle - kTwoPi * rint(angle / kTwoPi);
+    float s, c;
+    sincosf(static_cast<float>(reduced), &s, &c);
+    std::uint16_t* x = qkv + r * row_width;
+    for (int h = 0; h < rotated_heads; ++h) {
+      std::uint16_t* xh = x + static_cast<I>(h) * head_dim;
+      const float a = bf16_to_float(xh[i]), b = bf16_to_float(xh[i + half]);
+      xh[i] = float_to_bf16(a * c - b * s);
+      xh[i + half] = float_to_bf16(b * c + a * s);
+    }
+  }
+}
+
+// ---- SwiGLU: chunk k of V outputs is row k / (ffn / V), columns (k % (ffn / V)) x V.
+template <int V>
+__global__ void __launch_bounds__(kThreads) swiglu_kernel(const std::uint16_t* __restrict__ gate_up, I ffn, I chunks,
+                                                          std::uint16_t* __restrict__ y) {
+  const I per_row = ffn / V;
+  for (I k = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; k < chunks; k += static_cast<I>(gridDim.x) * kThreads) {
+    const I r = k / per_row, c = (k % per_row) * V;
+    float g[V], u[V];
+    load_bf16<V>(gate_up + r * 2 * ffn + c, g);
+    load_bf16<V>(gate_up + r * 2 * ffn + ffn + c, u);
+#pragma unroll
+    for (int i = 0; i < V; ++i) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];  // silu(g) x u, cpu_ops' order
+    store_bf16<V>(y + r * ffn + c, g);
+  }
+}
+
+// ---- Embedding: chunk k of V values is row k / (width / V); an id outside the table writes zeros.
+template <int V>
+__global__ void __launch_bounds__(kThreads) embedding_kernel(const std::uint16_t* __restrict__ table, I vocab, I width,
+                                                             const std::int32_t* __restrict__ tokens, I chunks,
+                                                             std::uint16_t* __restrict__ y) {
+  const I per_row = width / V;
+  for (I k = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; k < chunks; k += static_cast<I>(gridDim.x) * kThreads) {
+    const I r = k / per_row, c = (k % per_row) * V;
+    const I id = tokens[r];
+    std::uint16_t* dst = y + r * width + c;
+    if constexpr (V == 8) {
+      *reinterpret_cast<uint4*>(dst) = (id >= 0 && id < vocab) ? *reinterpret_cast<const uint4*>(table + id * width + c) : make_uint4(0, 0, 0, 0);
+    } else {
+      *dst = (id >= 0 && id < vocab) ? table[id * width + c] : std::uint16_t{0};
+    }
+  }
+}
+
+// ---- Argmax: one CTA per row. (value, id) pairs; b beats a if larger, or equal with a lower id
+// (the CPU's lowest-id rule). A thread's ids increase, so its own scan needs "larger" only after
+// the first candidate; the -inf start with id INT32_MAX lets an all -inf row return id 0.
+struct Best {
+  float v;
+  int id;
+};
+
+__device__ __forceinline__ Best better(Best a, Best b) { return (b.v > a.v || (b.v == a.v && b.id < a.id)) ? b : a; }
+
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int vocab, std::int32_t* __restrict__ tokens) {
+  __shared__ Best warp_best[kThreads / 32];
+  const float* row = logits + static_cast<I>(blockIdx.x) * vocab;
+  Best best{-INFINITY, INT32_MAX};
+  for (int j = static_cast<int>(threadIdx.x); j < vocab; j += kThreads) best = better(best, Best{row[j], j});
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) best = better(best, Best{__shfl_xor_sync(0xFFFFFFFFu, best.v, o), __shfl_xor_sync(0xFFFFFFFFu, best.id, o)});
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  if (lane == 0) warp_best[warp] = best;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Best b = warp_best[0];
+    for (int w = 1; w < kThreads / 32; ++w) b = better(b, warp_best[w]);
+    tokens[blockIdx.x] = b.id == INT32_MAX ? 0 : b.id;  // every logit NaN: id 0
+  }
+}
+
+}  // namespace
+
+void rmsnorm_launch(std::uint16_t* x, const std::uint16_t* branch, const std::uint16_t* weight, std::int64_t rows, std::int64_t width,
+                    float eps, std::uint16_t* y, void* stream) {
+  if (rows == 0) return;
+  const bool vec = width % 8 == 0 && aligned16(x) && aligned16(weight) && aligned16(y) && (!branch || aligned16(branch));
+  const auto grid = static_cast<unsigned>(rows);
+  const int w = static_cast<int>(width);
+  const cudaStream_t s = as_stream(stream);
+  if (branch) {
+    if (vec) rmsnorm_kernel<8, true><<<grid, kThreads, 0, s>>>(x, branch, weight, w, eps, y);
+    else rmsnorm_kernel<1, true><<<grid, kThreads, 0, s>>>(x, branch, weight, w, eps, y);
+  } else {
+    if (vec) rmsnorm_kernel<8, false><<<grid, kThreads, 0, s>>>(x, nullptr, weight, w, eps, y);
+    else rmsnorm_kernel<1, false><<<grid, kThreads, 0, s>>>(x, nullptr, weight, w, eps, y);
+  }
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void residual_add_launch(std::uint16_t* hidden, const std::uint16_t* branch, std::int64_t count, void* stream) {
+  if (count == 0) return;
+  const cudaStream_t s = as_stream(stream);
+  if (count % 8 == 0 && aligned16(hidden) && aligned16(branch))
+    residual_add_kernel<8><<<grid_for(count / 8), kThreads, 0, s>>>(hidden, branch, count / 8);
+  else
+    residual_add_kernel<1><<<grid_for(count), kThreads, 0, s>>>(hidden, branch, count);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
+                             std::int64_t head_dim, const std::int32_t* positions, double theta, void* stream) {
+  if (rows == 0 || rotated_heads == 0) return;
+  // head_dim / 2 threads along x (<= 256, checked), as many rows along y as fill 256 threads.
+  const auto half = static_cast<unsigned>(head_dim / 2);
+  const unsigned rows_per_cta = std::max(1u, kThreads / half);
+  const auto grid = static_cast<unsigned>(std::clamp<I>((rows + rows_per_cta - 1) / rows_per_cta, 1, 4096));
+  rope_kernel<<<grid, dim3(half, rows_per_cta), 0, as_stream(stream)>>>(qkv, rows, row_width, static_cast<int>(rotated_heads),
+                                                                          static_cast<int>(head_dim), positions, theta);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void swiglu_launch(const std::uint16_t* gate_up, std::int64_t rows, std::int64_t ffn, std::uint16_t* y, void* stream) {
+  if (rows == 0) return;
+  const cudaStream_t s = as_stream(stream);
+  if (ffn % 8 == 0 && aligned16(gate_up) && aligned16(y))
+    swiglu_kernel<8><<<grid_for(rows * ffn / 8), kThreads, 0, s>>>(gate_up, ffn, rows * ffn / 8, y);
+  else
+    swiglu_kernel<1><<<grid_for(rows * ffn), kThreads, 0, s>>>(gate_up, ffn, rows * ffn, y);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void embedding_launch(const std::uint16_t* table, std::int64_t vocab, std::int64_t width, const std::int32_t* tokens, std::int64_t rows,
+                      std::uint16_t* y, void* stream) {
+  if (rows == 0) return;
+  const cudaStream_t s = as_stream(stream);
+  if (width % 8 == 0 && aligned16(table) && aligned16(y))
+    embedding_kernel<8><<<grid_for(rows * width / 8), kThreads, 0, s>>>(table, vocab, width, tokens, rows * width / 8, y);
+  else
+    embedding_kernel<1><<<grid_for(rows * width), kThreads, 0, s>>>(table, vocab, width, tokens, rows * width, y);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, void* stream) {
+  if (rows == 0) return;
+  argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, as_stream(stream)>>>(logits, static_cast<int>(vocab), tokens);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace racksim::exec::cuda

@@ -1,0 +1,510 @@
+// The CUDA step executor: runs a StepGraph of a dense Llama model on one GPU, op by op in the
+// graph's topological order (the order the simulator costs), every op between two CUDA events.
+//   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
+//   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
+//   linear layers (NVFP4 weights, BF16 activations): M <= 16 the small-M FP4 kernel (E2M1
+//   dequantized in registers, fp4_gemm_small_m.cu); M > 16 the weight dequantized to BF16 into a
+//   scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for large M");
+//   lm_head: the sampled rows gathered (the embedding kernel on row ids), cuBLASLt BF16 -> FP32.
+// Blackwell runs the same paths for now; its native NVFP4 cuBLASLt GEMM is in the bench only.
+// The host side of a step (rows, slots, tables) is exec/step_plan.hpp, tested on the CPU.
+
+#include "step_executor.hpp"
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "device_buffer.cuh"
+#include "fp4_gemm_small_m.hpp"
+#include "lt_plan.cuh"
+#include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/step_plan.hpp"
+
+namespace racksim::exec::cuda {
+
+namespace {
+
+using I = std::int64_t;
+
+std::size_t z(I v) { return static_cast<std::size_t>(v); }
+
+// ---- random weights on the device (large models: only speed matters) -----------------------
+
+__device__ inline std::uint64_t mix64(std::uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+/// Bytes uniform in [lo, lo + span).
+__global__ void fill_bytes_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed, unsigned lo, unsigned span) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
+    p[i] = static_cast<std::uint8_t>(lo + mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) % span);
+}
+
+/// BF16 values uniform in center +- half_width.
+__global__ void fill_bf16_kernel(__nv_bfloat16* p, std::size_t n, std::uint64_t seed, float center, float half_width) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x) {
+    const float u = static_cast<float>(static_cast<double>(mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) >> 40) * 0x1p-23 - 1.0);
+    p[i] = __float2bfloat16_rn(center + half_width * u);
+  }
+}
+
+/// UE4M3 codes of 0.5 .. 1.75 (exponent field 6..7 with bias 7: codes 0x30..0x3F), so the random
+/// weights' scales stay near 1 and the tensor scale sets their size.
+constexpr unsigned kScaleCodeLo = 0x30, kScaleCodeSpan = 16;
+
+// ---- device state ---------------------------------------------------------------------------
+
+/// An NVFP4 linear weight [out x in]: codes and row-major UE4M3 scales (the small-M kernel's and
+/// the dequantize kernel's layout), and the FP32 tensor scale.
+struct Linear {
+  DeviceBytes packed, scales;
+  float tensor_scale = 1.0f;
+  I out = 0, in = 0;
+};
+
+struct Layer {
+  DeviceBytes input_norm, post_attn_norm;  // BF16 [hidden]
+  Linear qkv, o, gate_up, down;
+  DeviceBytes k, v;                        // paged caches of this layer
+};
+
+template <class T>
+void upload(DeviceBytes& d, const std::vector<T>& host) {
+  d = DeviceBytes(host.size() * sizeof(T));
+  if (!host.empty()) RACKSIM_CUDA_CHECK(cudaMemcpy(d.as(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+std::vector<std::uint16_t> bf16_of(const std::vector<float>& v) {
+  std::vector<std::uint16_t> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = act::bf16_bits(v[i]);
+  return out;
+}
+
+/// Grow-only device array (its address changes only when it grows).
+template <class T>
+T* ensure(DeviceBytes& d, std::size_t count) {
+  if (d.size() < count * sizeof(T)) d = DeviceBytes(std::max<std::size_t>(count * sizeof(T), 256));
+  return d.as<T>();
+}
+
+template <class T>
+void copy_in(DeviceBytes& d, const std::vector<T>& host, cudaStream_t s) {
+  T* p = ensure<T>(d, std::max<std::size_t>(host.size(), 1));
+  if (!host.empty()) RACKSIM_CUDA_CHECK(cudaMemcpyAsync(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, s));
+}
+
+/// The op's role within its layer: "layers.3.qkv_proj" -> "qkv_proj" (CpuReference's rule).
+std::string_view role(const Op& op) {
+  std::string_view n = op.name;
+  if (op.layer >= 0 && n.starts_with("layers.")) {
+    n.remove_prefix(7);
+    const auto dot = n.find('.');
+    if (dot != std::string_view::npos) n.remove_prefix(dot + 1);
+  }
+  return n;
+}
+
+class CudaStep final : public StepBackend {
+ public:
+  CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
+      : m_(m), p_(p), o_(o), pool_(std::max<I>(1, (o.kv_tokens + o.block_tokens - 1) / o.block_tokens), o.block_tokens) {
+    if (m.is_moe()) throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts; dense Llama models only"));
+    if (p.weights != DType::nvfp4)
+      throw InputError(text("CUDA step executor: precision.weights '", to_string(p.weights), "': the executor stores nvfp4 weights"));
+    if (p.kv_cache != DType::bf16 && p.kv_cache != DType::fp8)
+      throw InputError(text("CUDA step executor: precision.kv_cache '", to_string(p.kv_cache), "' is not one of bf16, fp8"));
+    if (m.hidden % 16 || m.ffn % 16 || (m.heads * m.head_dim) % 16)
+      throw InputError(text("CUDA step executor: model '", m.id, "' needs hidden, ffn and heads x head_dim multiples of 16 (NVFP4 blocks)"));
+    if (o.max_rows < 1 || o.max_sampled < 1 || o.kv_tokens < 1)
+      throw InputError(text("CUDA step executor: max_rows ", o.max_rows, ", max_sampled ", o.max_sampled, " and kv_tokens ",
+                            o.kv_tokens, " must be >= 1"));
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || o.device < 0 || o.device >= count)
+      throw Error(ExitCode::infeasible, text("no CUDA device: cuda:", o.device, " asked, ", count, " visible"));
+    RACKSIM_CUDA_CHECK(cudaSetDevice(o.device));
+    cudaDeviceProp prop{};
+    RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
+    describe_ = text(prop.name, " (cuda:", o.device, ", sm_", prop.major, prop.minor, ")");
+    RACKSIM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    RACKSIM_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    workspace_ = DeviceBytes(kLtWorkspaceBytes);
+
+    const I H = m.hidden, qkv_w = (I{m.heads} + 2 * m.kv_heads) * m.head_dim;
+    kv_layout_ = PagedKvLayout{pool_.blocks(), o.block_tokens, m.kv_heads, m.head_dim, p.kv_cache};
+    kv_layout_.check();
+    if (o.reference_weights) load_reference_weights();
+    else make_random_weights();
+    for (auto& l : layers_) {
+      l.k = DeviceBytes(z(kv_layout_.bytes()));
+      l.v = DeviceBytes(z(kv_layout_.bytes()));
+    }
+    const std::size_t R = z(o.max_rows);
+    hidden_ = DeviceBytes(R * z(H) * 2);
+    normed_ = DeviceBytes(R * z(H) * 2);
+    branch_ = DeviceBytes(R * z(H) * 2);
+    qkv_ = DeviceBytes(R * z(qkv_w) * 2);
+    attn_ = DeviceBytes(R * z(I{m.heads} * m.head_dim) * 2);
+    gate_up_ = DeviceBytes(R * z(2 * I{m.ffn}) * 2);
+    act_ = DeviceBytes(R * z(m.ffn) * 2);
+    sampled_x_ = DeviceBytes(z(o.max_sampled) * z(H) * 2);
+    logits_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
+    next_ = DeviceBytes(z(o.max_sampled) * 4);
+    if (o.max_rows > kSmallMMax) {
+      I largest = 0;
+      for (const Linear* w : {&layers_[0].qkv, &layers_[0].o, &layers_[0].gate_up, &layers_[0].down}) largest = std::max(largest, w->out * w->in);
+      dequant_ = DeviceBytes(z(largest) * 2);
+    }
+    sm_count_ = prop.multiProcessorCount;
+  }
+
+  ~CudaStep() override {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    for (auto e : events_) cudaEventDestroy(e);
+    if (lt_) cublasLtDestroy(lt_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
+    check_graph(graph);
+    plan_ = plan_step(graph.batch(), tokens, m_.vocab, pool_);
+    if (plan_.rows > o_.max_rows || static_cast<I>(plan_.sampled.size()) > o_.max_sampled)
+      throw InputError(text("CUDA step executor: a step of ", plan_.rows, " rows and ", plan_.sampled.size(),
+                            " sampled sequences exceeds the buffers (", o_.max_rows, " rows, ", o_.max_sampled, " sampled)"));
+    upload_plan();
+    order_ = graph.topological_order();
+    ops_.clear();
+    for (std::size_t v : order_) ops_.push_back(graph.op(v));
+    while (events_.size() < ops_.size() + 1) {
+      cudaEvent_t e = nullptr;
+      RACKSIM_CUDA_CHECK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      RACKSIM_CUDA_CHECK(cudaEventRecord(events_[i], stream_));
+      launch(ops_[i]);
+    }
+    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[ops_.size()], stream_));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+    if (graph_exec_) {  // the captured graph was of an earlier step
+      cudaGraphExecDestroy(graph_exec_);
+      graph_exec_ = nullptr;
+    }
+    commit_step(graph.batch(), tokens, pool_);
+    if (observer)
+      for (std::size_t i = 0; i < ops_.size(); ++i) {
+        float ms = 0;
+        RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
+        observer(ops_[i], static_cast<double>(ms) * 1e-3);
+      }
+    StepOutput out;
+    const std::size_t S = plan_.sampled.size();
+    std::vector<std::int32_t> next(S);
+    if (S) RACKSIM_CUDA_CHECK(cudaMemcpy(next.data(), next_.as(), S * 4, cudaMemcpyDeviceToHost));
+    out.sequences = plan_.sampled_sequences;
+    out.next_tokens = next;
+    if (o_.keep_logits && S) {
+      std::vector<float> all(S * z(m_.vocab));
+      RACKSIM_CUDA_CHECK(cudaMemcpy(all.data(), logits_.as(), all.size() * 4, cudaMemcpyDeviceToHost));
+      for (std::size_t s = 0; s < S; ++s)
+        out.logits.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(s * z(m_.vocab)),
+                                all.begin() + static_cast<std::ptrdiff_t>((s + 1) * z(m_.vocab)));
+    }
+    return out;
+  }
+
+  std::optional<double> replay_last_step() override {
+    if (ops_.empty()) return std::nullopt;
+    if (!graph_exec_) {
+      // Capture the same launches (the plan's device arrays are unchanged since run()).
+      cudaGraph_t g = nullptr;
+      RACKSIM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        for (const Op& op : ops_) launch(op);
+      } catch (...) {
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        throw;
+      }
+      RACKSIM_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+      const cudaError_t err = cudaGraphInstantiate(&graph_exec_, g, 0);
+      cudaGraphDestroy(g);
+      RACKSIM_CUDA_CHECK(err);
+    }
+    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[0], stream_));
+    RACKSIM_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[1], stream_));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    float ms = 0;
+    RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[0], events_[1]));
+    return static_cast<double>(ms) * 1e-3;
+  }
+
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return pool_.tokens(sequence); }
+  void release(std::int64_t sequence) override { pool_.release(sequence); }
+  void truncate(std::int64_t sequence, std::int64_t tokens) override { pool_.truncate(sequence, tokens, true); }
+  [[nodiscard]] std::string describe() const override { return describe_; }
+
+ private:
+  void check_graph(const StepGraph& g) const {
+    const ModelConfig& gm = g.model();
+    if (gm.hidden != m_.hidden || gm.layers != m_.layers || gm.heads != m_.heads || gm.kv_heads != m_.kv_heads ||
+        gm.head_dim != m_.head_dim || gm.ffn != m_.ffn || gm.vocab != m_.vocab)
+      throw InputError(text("step graph of model '", gm.id, "' does not match the CUDA executor's model '", m_.id, "'"));
+    const Deployment& d = g.deployment();
+    if (d.tensor_parallel != 1 || d.pipeline_parallel != 1 || d.expert_parallel != 1)
+      throw InputError("CUDA step executor runs one GPU: tensor, pipeline and expert parallel must be 1");
+  }
+
+  void load_reference_weights() {
+    const ModelWeights w = generate_weights(m_, DType::nvfp4, o_.seed);
+    auto linear = [](const LinearWeight& lw) {
+      Linear l;
+      upload(l.packed, lw.packed.packed);
+      upload(l.scales, lw.packed.scales);
+      l.tensor_scale = lw.packed.tensor_scale;
+      l.out = lw.out;
+      l.in = lw.in;
+      return l;
+    };
+    for (const LayerWeights& lw : w.layers) {
+      Layer l;
+      upload(l.input_norm, bf16_of(lw.input_norm));
+      upload(l.post_attn_norm, bf16_of(lw.post_attn_norm));
+      l.qkv = linear(lw.qkv_proj);
+      l.o = linear(lw.o_proj);
+      l.gate_up = linear(lw.gate_up_proj);
+      l.down = linear(lw.down_proj);
+      layers_.push_back(std::move(l));
+    }
+    upload(embed_, bf16_of(w.embed_tokens));
+    upload(lm_head_, bf16_of(w.lm_head));
+    upload(final_norm_, bf16_of(w.final_norm));
+  }
+
+  void make_random_weights() {
+    std::uint64_t seed = o_.seed * 0x9E3779B97F4A7C15ull;
+    auto bytes = [&](DeviceBytes& d, std::size_t n, unsigned lo, unsigned span) {
+      d = DeviceBytes(n);
+      fill_bytes_kernel<<<grid_for(n), 256>>>(d.as<std::uint8_t>(), n, ++seed, lo, span);
+      RACKSIM_CUDA_CHECK(cudaGetLastError());
+    };
+    auto bf16 = [&](DeviceBytes& d, std::size_t n, float center, float half) {
+      d = DeviceBytes(n * 2);
+      fill_bf16_kernel<<<grid_for(n), 256>>>(d.as<__nv_bfloat16>(), n, ++seed, center, half);
+      RACKSIM_CUDA_CHECK(cudaGetLastError());
+    };
+    auto linear = [&](I out, I in) {
+      Linear l;
+      l.out = out;
+      l.in = in;
+      bytes(l.packed, z(out * in / 2), 0, 256);  // every E2M1 code pair
+      bytes(l.scales, z(out * in / 16), kScaleCodeLo, kScaleCodeSpan);
+      // E2M1 codes uniform over the 16: E[x^2] = (0 + .25 + 1 + 2.25 + 4 + 9 + 16 + 36) / 8 = 8.5625;
+      // block scales ~1.1: unit-variance outputs for unit-variance inputs need 1 / sqrt(9.4 in).
+      l.tensor_scale = static_cast<float>(1.0 / std::sqrt(9.4 * static_cast<double>(in)));
+      return l;
+    };
+    const I H = m_.hidden, hd = m_.head_dim;
+    for (int i = 0; i < m_.layers; ++i) {
+      Layer l;
+      bf16(l.input_norm, z(H), 1.0f, 0.1f);
+      bf16(l.post_attn_norm, z(H), 1.0f, 0.1f);
+      l.qkv = linear((I{m_.heads} + 2 * m_.kv_heads) * hd, H);
+      l.o = linear(H, I{m_.heads} * hd);
+      l.gate_up = linear(2 * I{m_.ffn}, H);
+      l.down = linear(H, m_.ffn);
+      layers_.push_back(std::move(l));
+    }
+    bf16(embed_, z(I{m_.vocab} * H), 0.0f, 1.0f);
+    bf16(lm_head_, z(I{m_.vocab} * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
+    bf16(final_norm_, z(H), 1.0f, 0.1f);
+    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  void upload_plan() {
+    copy_in(d_tokens_, plan_.tokens, stream_);
+    copy_in(d_positions_, plan_.positions, stream_);
+    copy_in(d_slots_, plan_.slots, stream_);
+    copy_in(d_sampled_, plan_.sampled, stream_);
+    copy_in(d_decode_tables_, plan_.decode_tables, stream_);
+    copy_in(d_context_lens_, plan_.context_lens, stream_);
+    copy_in(d_segments_, plan_.segments, stream_);
+    copy_in(d_prefill_tables_, plan_.prefill_tables, stream_);
+    if (plan_.decodes > 0) {
+      partition_tokens_ = decode_partition_tokens(plan_.decodes, m_.kv_heads, plan_.max_context, sm_count_);
+      workspace_bytes_ = static_cast<std::size_t>(
+          decode_workspace_bytes(plan_.decodes, m_.heads, m_.head_dim, plan_.max_context, partition_tokens_));
+      if (workspace_bytes_) ensure<std::uint8_t>(attn_workspace_, workspace_bytes_);
+    }
+    // The pageable host vectors must stay put until the copies ran: wait here (before any launch).
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  /// y[M x w.out] = x[M x w.in] w^T.
+  void gemm(const Linear& w, const Bf16* x, I M, Bf16* y) {
+    if (M <= kSmallMMax) {
+      fp4_gemm_small_m_bf16_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y, stream_);
+      return;
+    }
+    dequant_nvfp4_bf16(w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, z(w.out * w.in / 16),
+                       dequant_.as<__nv_bfloat16>(), stream_);
+    plan(CUDA_R_16BF, M, w.out, w.in).run(lt_, 1.0f, dequant_.as(), x, y, workspace_.as(), stream_);
+  }
+
+  LtPlan& plan(cudaDataType_t out, I m, I n, I k) {
+    const auto key = std::make_tuple(static_cast<int>(out), m, n, k);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, CUDA_R_16BF, out, m, n, k, nullptr, nullptr, false)).first;
+    return *it->second;
+  }
+
+  DevicePagedKv cache_of(Layer& l) const {
+    DevicePagedKv c;
+    c.layout = kv_layout_;
+    c.k = l.k.as();
+    c.v = l.v.as();
+    return c;  // FP8: scales 1 (TensorRT-LLM's default without calibrated KV scales)
+  }
+
+  void launch(const Op& op) {
+    const std::string_view what = role(op);
+    const I T = plan_.rows, S = static_cast<I>(plan_.sampled.size()), H = m_.hidden, hd = m_.head_dim;
+    const I qkv_w = (I{m_.heads} + 2 * m_.kv_heads) * hd, attn_w = I{m_.heads} * hd;
+    const float eps = static_cast<float>(m_.norm_eps);
+    Layer* l = op.layer >= 0 ? &layers_.at(z(op.layer)) : nullptr;
+    auto B = [](DeviceBytes& d) { return d.as<Bf16>(); };
+    switch (op.kind) {
+      case OpKind::embedding:
+        cuda_embedding_launch(B(embed_), m_.vocab, H, d_tokens_.as<std::int32_t>(), T, B(hidden_), stream_);
+        return;
+      case OpKind::rmsnorm: {
+        const Bf16* w = what == "input_norm" ? B(l->input_norm) : what == "post_attn_norm" ? B(l->post_attn_norm) : B(final_norm_);
+        if (what != "input_norm" && what != "post_attn_norm" && what != "final_norm") break;
+        cuda_rmsnorm_launch(B(hidden_), w, T, H, eps, B(normed_), stream_);
+        return;
+      }
+      case OpKind::gemm:
+        if (what == "lm_head") {
+          // The sampled rows of the normed activations (a row gather), then BF16 x BF16 -> FP32.
+          cuda_embedding_launch(B(normed_), T, H, d_sampled_.as<std::int32_t>(), S, B(sampled_x_), stream_);
+          plan(CUDA_R_32F, S, m_.vocab, H).run(lt_, 1.0f, lm_head_.as(), sampled_x_.as(), logits_.as(), workspace_.as(), stream_);
+          return;
+        }
+        if (what == "qkv_proj") return gemm(l->qkv, B(normed_), T, B(qkv_));
+        if (what == "o_proj") return gemm(l->o, B(attn_), T, B(branch_));
+        if (what == "gate_up_proj") return gemm(l->gate_up, B(normed_), T, B(gate_up_));
+        if (what == "down_proj") return gemm(l->down, B(act_), T, B(branch_));
+        break;
+      case OpKind::rope:
+        cuda_rope_rotate_half_launch(B(qkv_), T, qkv_w, I{m_.heads} + m_.kv_heads, hd, d_positions_.as<std::int32_t>(), m_.rope_theta,
+                                     stream_);
+        return;
+      case OpKind::attention_prefill: {
+        const DevicePagedKv c = cache_of(*l);
+        cuda_kv_append_launch(c, B(qkv_), plan_.prefill_rows, qkv_w, m_.heads, d_slots_.as<std::int32_t>(), stream_);
+        AttentionPrefillArgs a;
+        a.q = B(qkv_);
+        a.q_stride = qkv_w;
+        a.heads = m_.heads;
+        a.segments = d_segments_.as<PrefillSegment>();
+        a.segment_count = static_cast<I>(plan_.segments.size());
+        a.max_segment_tokens = plan_.max_segment_tokens;
+        a.block_tables = d_prefill_tables_.as<std::int32_t>();
+        a.block_table_stride = plan_.prefill_table_stride;
+        a.out = B(attn_);
+        a.out_stride = attn_w;
+        cuda_attention_prefill_launch(c, a, stream_);
+        return;
+      }
+      case OpKind::attention_decode: {
+        const DevicePagedKv c = cache_of(*l);
+        const I first = plan_.prefill_rows;
+        cuda_kv_append_launch(c, B(qkv_) + first * qkv_w, plan_.decodes, qkv_w, m_.heads, d_slots_.as<std::int32_t>() + first, stream_);
+        AttentionDecodeArgs a;
+        a.q = B(qkv_) + first * qkv_w;
+        a.q_stride = qkv_w;
+        a.batch = plan_.decodes;
+        a.heads = m_.heads;
+        a.block_tables = d_decode_tables_.as<std::int32_t>();
+        a.block_table_stride = plan_.decode_table_stride;
+        a.context_lens = d_context_lens_.as<std::int32_t>();
+        a.max_context = plan_.max_context;
+        a.partition_tokens = partition_tokens_;
+        a.workspace = workspace_bytes_ ? attn_workspace_.as() : nullptr;
+        a.workspace_bytes = workspace_bytes_;
+        a.out = B(attn_) + first * attn_w;
+        a.out_stride = attn_w;
+        cuda_attention_decode_launch(c, a, stream_);
+        return;
+      }
+      case OpKind::swiglu:
+        if (what != "swiglu") break;
+        cuda_swiglu_launch(B(gate_up_), T, m_.ffn, B(act_), stream_);
+        return;
+      case OpKind::residual_add:
+        cuda_residual_add_launch(B(hidden_), B(branch_), T * H, stream_);
+        return;
+      case OpKind::sampling:
+        cuda_argmax_launch(logits_.as<float>(), S, m_.vocab, next_.as<std::int32_t>(), stream_);
+        return;
+      default:
+        break;
+    }
+    throw InputError(text("CUDA step executor: op '", op.name, "' (", to_string(op.kind), ") is not supported"));
+  }
+
+  ModelConfig m_;
+  Precision p_;
+  CudaStepOptions o_;
+  BlockPool pool_;
+  PagedKvLayout kv_layout_;
+  std::string describe_;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  int sm_count_ = 1;
+  DeviceBytes workspace_, dequant_, attn_workspace_;
+  std::vector<Layer> layers_;
+  DeviceBytes embed_, lm_head_, final_norm_;
+  DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_;
+  DeviceBytes d_tokens_, d_positions_, d_slots_, d_sampled_, d_decode_tables_, d_context_lens_, d_segments_, d_prefill_tables_;
+  std::map<std::tuple<int, I, I, I>, std::unique_ptr<LtPlan>> plans_;
+  StepPlan plan_;
+  I partition_tokens_ = 0;
+  std::size_t workspace_bytes_ = 0;
+  std::vector<std::size_t> order_;
+  std::vector<Op> ops_;
+  std::vector<cudaEvent_t> events_;
+  cudaGraphExec_t graph_exec_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<StepBackend> make_cuda_step(const ModelConfig& model, const Precision& precision, const CudaStepOptions& options) {
+  return std::make_unique<CudaStep>(model, precision, options);
+}
+
+DeviceMemoryInfo device_memory(int device) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count)
+    throw Error(ExitCode::infeasible, text("no CUDA device: cuda:", device, " asked, ", count, " visible"));
+  RACKSIM_CUDA_CHECK(cudaSetDevice(device));
+  std::size_t free = 0, total = 0;
+  RACKSIM_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return {static_cast<double>(free), static_cast<double>(total)};
+}
+
+}  // namespace racksim::exec::cuda

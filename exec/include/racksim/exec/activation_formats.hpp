@@ -1,0 +1,47 @@
+#pragma once
+/// Activation and KV-cache number formats shared by the CPU side and the CUDA step ops: BF16
+/// (round to nearest even, as __float2bfloat16_rn) and FP8 E4M3 "fn" (OCP FP8: bias 7, max 448,
+/// no Inf, code 0x7F NaN; satfinite, as __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3)).
+/// Host+device like fp4.hpp, so the kernels and the tests quantize with the same arithmetic.
+
+#include <cstdint>
+
+#include "racksim/exec/fp4.hpp"
+
+namespace racksim::exec::act {
+
+/// Largest finite E4M3 magnitude (1.75 x 2^8; OCP 8-bit Floating Point Specification, Table 1).
+inline constexpr float kE4M3Max = 448.0f;
+
+/// BF16 bit pattern of x: the top 16 bits of its FP32 bits rounded to nearest, ties to even;
+/// NaN stays a (quiet) NaN.
+[[nodiscard]] RACKSIM_HOST_DEVICE inline std::uint16_t bf16_bits(float x) noexcept {
+  const std::uint32_t u = fp4::float_bits(x);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+  return static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/// The value of a BF16 bit pattern (exact in FP32).
+[[nodiscard]] RACKSIM_HOST_DEVICE inline float bf16_value(std::uint16_t bits) noexcept {
+  return fp4::bits_float(static_cast<std::uint32_t>(bits) << 16);
+}
+
+/// x rounded to the nearest BF16 value, ties to even.
+[[nodiscard]] RACKSIM_HOST_DEVICE inline float round_bf16(float x) noexcept { return bf16_value(bf16_bits(x)); }
+
+/// E4M3 code of x: sign in bit 7, magnitude rounded to nearest even (subnormals m x 2^-9),
+/// saturating at +-448 (Inf too); NaN gives 0x7F. A negative value that rounds to zero keeps
+/// its sign (code 0x80).
+[[nodiscard]] RACKSIM_HOST_DEVICE inline std::uint8_t e4m3_code(float x) noexcept {
+  const std::uint32_t u = fp4::float_bits(x);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7Fu;
+  return static_cast<std::uint8_t>(((u >> 31) << 7) | fp4::round_to_minifloat(x, 3, -6, 0x7Eu));
+}
+
+/// The value of an E4M3 code (exact in FP32, FP16 and BF16); 0x7F and 0xFF are NaN.
+[[nodiscard]] RACKSIM_HOST_DEVICE inline float e4m3_value(std::uint8_t code) noexcept {
+  const float mag = fp4::decode_ue4m3(static_cast<std::uint8_t>(code & 0x7Fu));
+  return (code & 0x80u) ? -mag : mag;
+}
+
+}  // namespace racksim::exec::act

@@ -1,0 +1,57 @@
+#pragma once
+/// The FP32 math of each non-GEMM op of a transformer step, one function per op: what the CPU
+/// reference (cpu_reference.hpp) runs and what the CUDA step ops (cuda_ops.hpp) are tested
+/// against. Row-major arrays; every size is checked (InputError naming the op and the sizes).
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace racksim::exec {
+
+/// y = x / sqrt(mean(x^2) + eps) * weight for each of `rows` rows of `width` values; the sum
+/// of squares accumulates in FP32 in index order. x and y hold rows x width, weight width.
+void rmsnorm(std::span<const float> x, std::int64_t rows, std::int64_t width, std::span<const float> weight, float eps,
+             std::span<float> y);
+
+/// hidden[i] += branch[i] for every i of hidden (branch holds at least as many values).
+void residual_add(std::span<float> hidden, std::span<const float> branch);
+
+/// Rotate-half RoPE in place on the first `rotated_heads` heads of each of `rows` rows of `qkv`
+/// (row stride `row_width`, heads of `head_dim` values, head_dim even): each pair (x_i, x_{i+d/2})
+/// turns by angle positions[row] x theta^(-2i/d), the angle and its cosine and sine in float64
+/// and then rounded to FP32 (Llama's rotary embedding, "rotate_half").
+void rope_rotate_half(std::span<float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
+                      std::int64_t head_dim, std::span<const std::int64_t> positions, double theta);
+
+/// silu(g) = g / (1 + exp(-g)) in FP32.
+[[nodiscard]] float silu(float g) noexcept;
+
+/// y[r, i] = silu(gate_up[r, i]) x gate_up[r, ffn + i]: each of `rows` rows of gate_up holds the
+/// ffn gate values, then the ffn up values; y is rows x ffn.
+void swiglu(std::span<const float> gate_up, std::int64_t rows, std::int64_t ffn, std::span<float> y);
+
+/// y[r] = table row tokens[r] (rows of `width` values). InputError for an id outside the table.
+void embedding(std::span<const float> table, std::int64_t width, std::span<const std::int32_t> tokens, std::span<float> y);
+
+/// The id of the largest logit, the lowest id among equal maxima (std::max_element). Greedy sampling.
+[[nodiscard]] std::int32_t argmax_token(std::span<const float> logits);
+
+/// Softmax attention of one query token over keys 0..n_keys-1, every query head:
+/// out[h] = sum_j softmax_j(q[h] . k[j, g] / sqrt(head_dim)) v[j, g] with g = h / (heads / kv_heads)
+/// (GQA). q and out hold heads x head_dim; k and v hold at least n_keys tokens of
+/// kv_heads x head_dim. FP32, max-subtracted exponentials, keys in order.
+void attention_one_query(std::span<const float> q, std::span<const float> k, std::span<const float> v, std::int64_t n_keys,
+                         std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim, std::span<float> out);
+
+/// One routed expert of a token and its weight.
+struct ExpertWeight {
+  int expert = 0;
+  float weight = 0;
+};
+
+/// Mixtral routing of one token: the k largest router logits (ties: the lower expert id), their
+/// softmax over those k. In order of decreasing logit.
+[[nodiscard]] std::vector<ExpertWeight> moe_top_k(std::span<const float> router_logits, int k);
+
+}  // namespace racksim::exec

@@ -1,0 +1,74 @@
+#pragma once
+/// A backend that executes step graphs with its own KV caches: the CPU reference, or the CUDA
+/// step executor (exec/cuda/step_executor.cu, compiled only with RACKSIM_CUDA). `racksim exec`
+/// drives either through this interface.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "racksim/exec/cpu_reference.hpp"
+#include "racksim/workloads/step_graph.hpp"
+
+namespace racksim::exec {
+
+/// Called once per op of a step with the op and its time in seconds.
+using OpObserver = std::function<void(const Op&, double)>;
+
+class StepBackend {
+ public:
+  virtual ~StepBackend() = default;
+  /// Runs one step (CpuReference::run's contract); the observer gets every op's time.
+  virtual StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) = 0;
+  [[nodiscard]] virtual std::int64_t cached_tokens(std::int64_t sequence) const = 0;
+  virtual void release(std::int64_t sequence) = 0;
+  /// Keeps the first `tokens` cached tokens (the cache's storage stays reserved, so a step run
+  /// again at the same context writes the same slots).
+  virtual void truncate(std::int64_t sequence, std::int64_t tokens) = 0;
+  /// Runs the last step run() ran again, as one captured CUDA graph, after the caller restored the
+  /// caches it started from: its time in seconds; nullopt where graphs are not supported.
+  virtual std::optional<double> replay_last_step() { return std::nullopt; }
+  /// What runs it, in words ("NVIDIA H100 80GB HBM3 (cuda:0, sm_90)").
+  [[nodiscard]] virtual std::string describe() const = 0;
+};
+
+/// What the CUDA step executor is built for.
+struct CudaStepOptions {
+  int device = 0;
+  std::int64_t max_rows = 0;       ///< most tokens through one step (activation buffers)
+  std::int64_t max_sampled = 0;    ///< most sampled sequences in one step (logits buffer)
+  std::int64_t kv_tokens = 0;      ///< KV-cache capacity over all sequences (paged pool)
+  std::int64_t block_tokens = 32;  ///< tokens per KV block
+  std::uint64_t seed = 1;
+  /// true: the CPU reference's weights (generate_weights(model, nvfp4, seed)) uploaded, so the
+  /// two backends compute the same model; false: random codes generated on the device (large
+  /// models, where only speed matters).
+  bool reference_weights = true;
+  bool keep_logits = false;        ///< copy every step's logits back (StepOutput::logits)
+};
+
+/// The CUDA step executor on `options.device`: NVFP4 weights (Hopper: small-M FP4 kernel for
+/// M <= 16, dequantize + cuBLASLt BF16 above; Blackwell: the same paths for now), BF16
+/// activations, a paged BF16 or FP8 KV cache, FP32 logits. Dense Llama models only.
+/// Error (exit 3) without CUDA or a device; InputError for what it does not run.
+[[nodiscard]] std::unique_ptr<StepBackend> make_cuda_step_backend(const ModelConfig& model, const Precision& precision,
+                                                                  const CudaStepOptions& options);
+
+/// Device bytes the CUDA step executor needs for `model` with these options, split as the
+/// layers (per layer) and everything else; what `racksim exec` sizes layers by.
+struct CudaStepFootprint {
+  double per_layer = 0;   ///< packed weights and norms, plus the layer's KV cache
+  double fixed = 0;       ///< embedding, lm_head, activations, dequant scratch, workspace
+};
+[[nodiscard]] CudaStepFootprint cuda_step_footprint(const ModelConfig& model, const Precision& precision, const CudaStepOptions& options);
+
+/// Free and total bytes of CUDA device `device`; Error without CUDA or a device.
+struct DeviceMemoryInfo {
+  double free = 0;
+  double total = 0;
+};
+[[nodiscard]] DeviceMemoryInfo cuda_device_memory(int device);
+
+}  // namespace racksim::exec

@@ -1,0 +1,141 @@
+#include "racksim/exec/cpu_ops.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+
+namespace racksim::exec {
+
+namespace {
+
+using I = std::int64_t;
+
+std::size_t z(I v) { return static_cast<std::size_t>(v); }
+
+/// InputError unless `span` holds at least `want` values.
+void need(std::string_view op, std::string_view what, std::size_t have, I want) {
+  if (want < 0 || have < z(want))
+    throw InputError(fmt::format("{}: {} holds {} values; the shape needs {}", op, what, have, want));
+}
+
+}  // namespace
+
+void rmsnorm(std::span<const float> x, I rows, I n, std::span<const float> weight, float eps, std::span<float> y) {
+  if (rows < 0 || n < 1) throw InputError(fmt::format("rmsnorm: {} rows of width {}: need rows >= 0, width >= 1", rows, n));
+  need("rmsnorm", "x", x.size(), rows * n);
+  need("rmsnorm", "weight", weight.size(), n);
+  need("rmsnorm", "y", y.size(), rows * n);
+  for (I r = 0; r < rows; ++r) {
+    float ss = 0.0f;
+    for (I i = 0; i < n; ++i) ss += x[z(r * n + i)] * x[z(r * n + i)];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+    for (I i = 0; i < n; ++i) y[z(r * n + i)] = x[z(r * n + i)] * inv * weight[z(i)];
+  }
+}
+
+void residual_add(std::span<float> hidden, std::span<const float> branch) {
+  need("residual_add", "branch", branch.size(), static_cast<I>(hidden.size()));
+  for (std::size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
+}
+
+void rope_rotate_half(std::span<float> qkv, I rows, I row_width, I rotated_heads, I hd, std::span<const std::int64_t> positions,
+                      double theta) {
+  if (rows < 0 || hd < 2 || hd % 2 != 0 || rotated_heads < 0 || rotated_heads * hd > row_width)
+    throw InputError(fmt::format("rope: {} rows of width {}, {} heads of {}: need an even head_dim and heads x head_dim <= width",
+                                 rows, row_width, rotated_heads, hd));
+  need("rope", "qkv", qkv.size(), rows * row_width);
+  need("rope", "positions", positions.size(), rows);
+  for (I r = 0; r < rows; ++r)
+    for (I h = 0; h < rotated_heads; ++h) {
+      float* x = &qkv[z(r * row_width + h * hd)];
+      for (I i = 0; i < hd / 2; ++i) {
+        const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+        const double angle = static_cast<double>(positions[z(r)]) * freq;
+        const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+        const float a = x[i], b = x[i + hd / 2];
+        x[i] = a * c - b * s;
+        x[i + hd / 2] = b * c + a * s;
+      }
+    }
+}
+
+float silu(float g) noexcept { return g / (1.0f + std::exp(-g)); }
+
+void swiglu(std::span<const float> gate_up, I rows, I n, std::span<float> y) {
+  if (rows < 0 || n < 1) throw InputError(fmt::format("swiglu: {} rows of ffn {}: need rows >= 0, ffn >= 1", rows, n));
+  need("swiglu", "gate_up", gate_up.size(), rows * 2 * n);
+  need("swiglu", "y", y.size(), rows * n);
+  for (I r = 0; r < rows; ++r)
+    for (I i = 0; i < n; ++i) y[z(r * n + i)] = silu(gate_up[z(r * 2 * n + i)]) * gate_up[z(r * 2 * n + n + i)];
+}
+
+void embedding(std::span<const float> table, I width, std::span<const std::int32_t> tokens, std::span<float> y) {
+  if (width < 1) throw InputError(fmt::format("embedding: width {} must be >= 1", width));
+  const I vocab = static_cast<I>(table.size()) / width;
+  need("embedding", "y", y.size(), static_cast<I>(tokens.size()) * width);
+  for (std::size_t r = 0; r < tokens.size(); ++r) {
+    if (tokens[r] < 0 || tokens[r] >= vocab)
+      throw InputError(fmt::format("embedding: token id {} outside the table's 0..{}", tokens[r], vocab - 1));
+    std::copy_n(&table[z(I{tokens[r]} * width)], width, &y[r * z(width)]);
+  }
+}
+
+std::int32_t argmax_token(std::span<const float> logits) {
+  if (logits.empty()) throw InputError("argmax_token: no logits");
+  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+void attention_one_query(std::span<const float> q, std::span<const float> k, std::span<const float> v, I n_keys, I nq, I nkv, I hd,
+                         std::span<float> out) {
+  if (n_keys < 1 || nq < 1 || nkv < 1 || nq % nkv != 0 || hd < 1)
+    throw InputError(fmt::format("attention: {} keys, {} heads, {} kv heads, head_dim {}: need keys >= 1 and kv heads dividing heads",
+                                 n_keys, nq, nkv, hd));
+  const I kv_width = nkv * hd;
+  need("attention", "q", q.size(), nq * hd);
+  need("attention", "k", k.size(), n_keys * kv_width);
+  need("attention", "v", v.size(), n_keys * kv_width);
+  need("attention", "out", out.size(), nq * hd);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> p(z(n_keys));
+  for (I h = 0; h < nq; ++h) {
+    const I g = h / (nq / nkv);
+    const float* qh = &q[z(h * hd)];
+    float mx = -std::numeric_limits<float>::infinity();
+    for (I j = 0; j < n_keys; ++j) {
+      float s = 0.0f;
+      for (I i = 0; i < hd; ++i) s += qh[i] * k[z(j * kv_width + g * hd + i)];
+      p[z(j)] = s * scale;
+      mx = std::max(mx, p[z(j)]);
+    }
+    float sum = 0.0f;
+    for (I j = 0; j < n_keys; ++j) sum += (p[z(j)] = std::exp(p[z(j)] - mx));
+    float* o = &out[z(h * hd)];
+    for (I i = 0; i < hd; ++i) o[i] = 0.0f;
+    for (I j = 0; j < n_keys; ++j) {
+      const float pj = p[z(j)] / sum;
+      for (I i = 0; i < hd; ++i) o[i] += pj * v[z(j * kv_width + g * hd + i)];
+    }
+  }
+}
+
+std::vector<ExpertWeight> moe_top_k(std::span<const float> lg, int k) {
+  const int E = static_cast<int>(lg.size());
+  if (k < 1 || k > E) throw InputError(fmt::format("moe_top_k: top-{} of {} experts: need 1 <= k <= experts", k, E));
+  std::vector<int> order(z(E));
+  for (int e = 0; e < E; ++e) order[z(e)] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[z(a)] > lg[z(b)]; });
+  float sum = 0.0f;
+  std::vector<float> w(z(k));
+  for (int j = 0; j < k; ++j) sum += (w[z(j)] = std::exp(lg[z(order[z(j)])] - lg[z(order[0])]));
+  std::vector<ExpertWeight> out;
+  out.reserve(z(k));
+  for (int j = 0; j < k; ++j) out.push_back({order[z(j)], w[z(j)] / sum});
+  return out;
+}
+
+}  // namespace racksim::exec

@@ -1,0 +1,25 @@
+#pragma once
+// Argument checks of cuda_ops.hpp's device launches (cuda_ops.cpp): plain C++, run in every
+// build before backend_registry.cpp routes the launch, so a bad shape is an InputError with or
+// without CUDA. They check what the host knows (sizes, strides, alignment, null pointers), not
+// what device arrays hold.
+
+#include <cstdint>
+
+#include "racksim/exec/cuda_ops.hpp"
+
+namespace racksim::exec::detail {
+
+void check_rmsnorm(const void* x, const void* branch, const void* weight, std::int64_t rows, std::int64_t width, float eps, const void* y);
+void check_residual_add(const void* hidden, const void* branch, std::int64_t count);
+void check_rope(const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads, std::int64_t head_dim,
+                const void* positions, double theta);
+void check_swiglu(const void* gate_up, std::int64_t rows, std::int64_t ffn, const void* y);
+void check_embedding(const void* table, std::int64_t vocab, std::int64_t width, const void* tokens, std::int64_t rows, const void* y);
+void check_argmax(const void* logits, std::int64_t rows, std::int64_t vocab, const void* tokens);
+void check_kv_append(const DevicePagedKv& cache, const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,
+                     const void* slots);
+void check_attention_decode(const DevicePagedKv& cache, const AttentionDecodeArgs& args);
+void check_attention_prefill(const DevicePagedKv& cache, const AttentionPrefillArgs& args);
+
+}  // namespace racksim::exec::detail

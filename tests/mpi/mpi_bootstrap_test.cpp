@@ -1,0 +1,105 @@
+// The multi-process bootstrap of `racksim bench collectives` under a real MPI launcher, without a
+// GPU (CTest runs it as `mpirun -np 2`): exec::bootstrap_ranks with a 128-byte buffer in place of
+// the NCCL unique id. Rank 0 fills it with bytes only it knows (from its pid and the clock);
+// every other rank starts from 0xEE. Checked on rank 0 after an MPI_Gather: every rank holds
+// rank 0's bytes, only rank 0 made an id, and the local ranks on this node are distinct and
+// within 0..n-1 (so each rank would take its own GPU). Exit 0 on success, 1 on any failure.
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <random>
+#include <set>
+#include <span>
+#include <vector>
+
+#include "racksim/exec/process_group.hpp"
+
+namespace {
+
+constexpr int kIdBytes = 128;  // NCCL_UNIQUE_ID_BYTES
+
+int run() {
+  const auto group = racksim::exec::mpi_group();  // MPI_Init
+  const int rank = group->rank(), size = group->size();
+  std::vector<std::byte> id(kIdBytes, std::byte{0xEE});
+  int made = 0;
+  const auto make_id = [&](std::span<std::byte> bytes) {
+    ++made;
+    std::mt19937_64 rng(static_cast<std::uint64_t>(::getpid()) ^
+                        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+    for (auto& b : bytes) b = static_cast<std::byte>(rng() & 0xFF);
+  };
+  const racksim::exec::RankPlacement p = racksim::exec::bootstrap_ranks(*group, id, make_id, racksim::exec::process_env());
+  std::printf("rank %d of %d: local rank %d (from %s), %d node(s), made %d id(s)\n", p.rank, p.ranks, p.local_rank,
+              p.local_rank_from.c_str(), p.nodes, made);
+
+  // Everything to rank 0: the id bytes, the local rank, how many ids were made, and the node rank.
+  std::vector<unsigned char> mine(kIdBytes + 3 * sizeof(int));
+  std::memcpy(mine.data(), id.data(), kIdBytes);
+  const int extra[3] = {p.local_rank, made, group->node_rank()};
+  std::memcpy(mine.data() + kIdBytes, extra, sizeof extra);
+  std::vector<unsigned char> all(mine.size() * static_cast<std::size_t>(size));
+  if (MPI_Gather(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, all.data(), static_cast<int>(mine.size()), MPI_BYTE, 0,
+                 MPI_COMM_WORLD) != MPI_SUCCESS) {
+    std::printf("rank %d: MPI_Gather failed\n", rank);
+    return 1;
+  }
+  int failures = 0;
+  if (p.rank != rank || p.ranks != size) {
+    std::printf("rank %d: placement says rank %d of %d\n", rank, p.rank, p.ranks);
+    ++failures;
+  }
+  if (rank == 0) {
+    if (size < 2) {
+      std::printf("FAIL: run under `mpirun -np 2` (world size %d)\n", size);
+      ++failures;
+    }
+    const std::vector<std::byte> untouched(kIdBytes, std::byte{0xEE});
+    if (id == untouched) {
+      std::printf("FAIL: rank 0's id was never filled\n");
+      ++failures;
+    }
+    std::set<int> local_ranks;
+    int ids_made = 0;
+    for (int r = 0; r < size; ++r) {
+      const unsigned char* rec = all.data() + static_cast<std::size_t>(r) * mine.size();
+      if (std::memcmp(rec, id.data(), kIdBytes) != 0) {
+        std::printf("FAIL: rank %d holds other id bytes than rank 0\n", r);
+        ++failures;
+      }
+      int got[3];
+      std::memcpy(got, rec + kIdBytes, sizeof got);
+      ids_made += got[1];
+      if (got[0] < 0 || got[0] >= size || !local_ranks.insert(got[0]).second) {
+        std::printf("FAIL: rank %d's local rank %d repeats or is outside 0..%d (all on one node here)\n", r, got[0], size - 1);
+        ++failures;
+      }
+    }
+    if (ids_made != 1) {
+      std::printf("FAIL: %d ids made; only rank 0 makes one\n", ids_made);
+      ++failures;
+    }
+    std::printf("%s: %d ranks hold rank 0's 128 id bytes, local ranks distinct\n", failures ? "FAILED" : "passed", size);
+  }
+  int any = failures;
+  MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return any ? 1 : 0;
+}
+
+}  // namespace
+
+int main() {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::printf("error: %s\n", e.what());
+    return 1;
+  }
+}

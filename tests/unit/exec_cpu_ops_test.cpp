@@ -1,0 +1,144 @@
+// exec/: the per-op FP32 math the CPU reference runs and the CUDA step ops are tested against
+// (cpu_ops.hpp), against values worked out by hand, and the BF16 / E4M3 formats of the
+// activations and the KV cache (activation_formats.hpp) against their definitions.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/cpu_ops.hpp"
+
+using namespace racksim;
+using namespace racksim::exec;
+
+TEST_CASE("rmsnorm: [3, 4] is divided by sqrt(12.5) and scaled by the weight", "[exec][cpu_ops]") {
+  // mean(x^2) = (9 + 16) / 2 = 12.5, so y = x / sqrt(12.5 + eps) * w. Row 2 is [1, -1]:
+  // mean 1, y = [1, -1] / sqrt(1 + eps) * w. FP32: a few roundings, 1e-6 relative.
+  const std::vector<float> x = {3, 4, 1, -1}, w = {1, 2};
+  std::vector<float> y(4);
+  rmsnorm(x, 2, 2, w, 0.0f, y);
+  const double inv = 1.0 / std::sqrt(12.5);
+  CHECK(y[0] == Approx(3 * inv).epsilon(1e-6));
+  CHECK(y[1] == Approx(8 * inv).epsilon(1e-6));
+  CHECK(y[2] == Approx(1.0).epsilon(1e-6));
+  CHECK(y[3] == Approx(-2.0).epsilon(1e-6));
+  rmsnorm(x, 2, 2, w, 1e-2f, y);  // eps enters under the root: 1 / sqrt(12.51)
+  CHECK(y[0] == Approx(3 / std::sqrt(12.51)).epsilon(1e-6));
+  CHECK_THROWS_AS(rmsnorm(x, 3, 2, w, 0.0f, y), InputError);  // 3 rows need 6 values
+}
+
+TEST_CASE("residual_add and swiglu: exact sums and silu(g) = g / (1 + e^-g)", "[exec][cpu_ops]") {
+  // Sums of small dyadic numbers are exact in FP32.
+  std::vector<float> h = {1, 2, 3};
+  const std::vector<float> b = {0.5f, -2, 10};
+  residual_add(h, b);
+  CHECK(h == std::vector<float>{1.5f, 0, 13});
+  CHECK_THROWS_AS(residual_add(h, std::vector<float>{1}), InputError);
+  // silu(0) = 0; silu(1) = 1 / (1 + e^-1) = 0.7310585786; one row [gate 1, 0 | up 2, 5]
+  // gives [2 silu(1), 0].
+  CHECK(silu(0.0f) == 0.0f);
+  CHECK(silu(1.0f) == Approx(0.7310585786).epsilon(1e-6));
+  std::vector<float> y(2);
+  swiglu(std::vector<float>{1, 0, 2, 5}, 1, 2, y);
+  CHECK(y[0] == Approx(1.4621171573).epsilon(1e-6));
+  CHECK(y[1] == 0.0f);
+}
+
+TEST_CASE("rope_rotate_half: position 0 is the identity and a pair turns by pos x theta^(-2i/d)", "[exec][cpu_ops]") {
+  // One row of width 8: a rotated head of 4 ([x0, x1 | x2, x3], pairs (x0, x2) and (x1, x3)),
+  // then 4 values that are not rotated. theta 10000, d = 4: frequencies 1 and 10000^(-1/2) = 0.01.
+  const std::vector<float> row = {1, 2, 0, 0, 7, 8, 9, 10};
+  std::vector<float> at0 = row;
+  rope_rotate_half(at0, 1, 8, 1, 4, std::vector<std::int64_t>{0}, 10000.0);
+  CHECK(at0 == row);  // cos 0 = 1, sin 0 = 0: exact
+  std::vector<float> at3 = row;
+  rope_rotate_half(at3, 1, 8, 1, 4, std::vector<std::int64_t>{3}, 10000.0);
+  // (1, 0) by 3 rad -> (cos 3, sin 3); (2, 0) by 0.03 rad -> (2 cos 0.03, 2 sin 0.03).
+  CHECK(at3[0] == Approx(std::cos(3.0)).margin(1e-6));
+  CHECK(at3[2] == Approx(std::sin(3.0)).margin(1e-6));
+  CHECK(at3[1] == Approx(2 * std::cos(0.03)).margin(1e-6));
+  CHECK(at3[3] == Approx(2 * std::sin(0.03)).margin(1e-6));
+  CHECK(std::vector<float>(at3.begin() + 4, at3.end()) == std::vector<float>{7, 8, 9, 10});  // beyond the rotated heads
+  CHECK_THROWS_AS(rope_rotate_half(at3, 1, 8, 1, 3, std::vector<std::int64_t>{0}, 1e4), InputError);  // odd head_dim
+}
+
+TEST_CASE("embedding gathers table rows; argmax_token picks the lowest id among equal maxima", "[exec][cpu_ops]") {
+  const std::vector<float> table = {0, 1, 10, 11, 20, 21};  // 3 rows of width 2
+  std::vector<float> y(4);
+  embedding(table, 2, std::vector<std::int32_t>{2, 0}, y);
+  CHECK(y == std::vector<float>{20, 21, 0, 1});
+  CHECK_THROWS_AS(embedding(table, 2, std::vector<std::int32_t>{3}, y), InputError);
+  CHECK(argmax_token(std::vector<float>{1, 5, 3, 5}) == 1);  // ids 1 and 3 tie: 1
+  CHECK(argmax_token(std::vector<float>{-1, -3, -0.5f}) == 2);
+  const float inf = std::numeric_limits<float>::infinity();
+  CHECK(argmax_token(std::vector<float>{-inf, -inf}) == 0);
+  CHECK_THROWS_AS(argmax_token(std::vector<float>{}), InputError);
+}
+
+TEST_CASE("attention_one_query: one key returns its V; two keys weigh V by softmax; GQA maps heads to KV heads", "[exec][cpu_ops]") {
+  // head_dim 1 (scale 1 / sqrt(1) = 1). One key: weight exp(0) / exp(0) = 1, so out = v exactly.
+  std::vector<float> out(1);
+  attention_one_query(std::vector<float>{0.3f}, std::vector<float>{5}, std::vector<float>{4}, 1, 1, 1, 1, out);
+  CHECK(out[0] == 4.0f);
+  // q = 1, keys 0 and ln 3: scores 0 and ln 3, weights 1/4 and 3/4; v = 4 and 8 -> 1 + 6 = 7.
+  attention_one_query(std::vector<float>{1}, std::vector<float>{0, std::log(3.0f)}, std::vector<float>{4, 8}, 2, 1, 1, 1, out);
+  CHECK(out[0] == Approx(7.0).epsilon(1e-6));
+  // 4 query heads over 2 KV heads: heads 0, 1 read KV head 0 (v 10), heads 2, 3 KV head 1 (v 20).
+  std::vector<float> out4(4);
+  attention_one_query(std::vector<float>{1, 2, 3, 4}, std::vector<float>{1, 1}, std::vector<float>{10, 20}, 1, 4, 2, 1, out4);
+  CHECK(out4 == std::vector<float>{10, 10, 20, 20});
+  // head_dim 4: scale 1/2; q . k = 2 for key 0 and 0 for key 1 -> scores 1 and 0, weights
+  // e / (e + 1) and 1 / (e + 1) on v = [1, 0, 0, 0] and [0, 1, 0, 0].
+  std::vector<float> o(4);
+  attention_one_query(std::vector<float>{1, 1, 0, 0}, std::vector<float>{1, 1, 0, 0, 0, 0, 0, 0},
+                      std::vector<float>{1, 0, 0, 0, 0, 1, 0, 0}, 2, 1, 1, 4, o);
+  const double e = std::exp(1.0);
+  CHECK(o[0] == Approx(e / (e + 1)).epsilon(1e-6));
+  CHECK(o[1] == Approx(1 / (e + 1)).epsilon(1e-6));
+  CHECK(o[2] == 0.0f);
+  CHECK_THROWS_AS(attention_one_query(std::vector<float>{1}, std::vector<float>{1}, std::vector<float>{1}, 0, 1, 1, 1, out), InputError);
+}
+
+TEST_CASE("moe_top_k: the k largest router logits, ties to the lower expert, softmaxed over those k", "[exec][cpu_ops]") {
+  // Logits [1, 3, 3, 0], k 2: experts 1 and 2 (equal: id order), weights 1/2 each.
+  const auto a = moe_top_k(std::vector<float>{1, 3, 3, 0}, 2);
+  REQUIRE(a.size() == 2);
+  CHECK(a[0].expert == 1);
+  CHECK(a[1].expert == 2);
+  CHECK(a[0].weight == 0.5f);
+  // Logits [0, ln 3], k 2: expert 1 first with e^0 / (e^0 + e^-ln3) = 3/4, expert 0 with 1/4.
+  const auto b = moe_top_k(std::vector<float>{0, std::log(3.0f)}, 2);
+  CHECK(b[0].expert == 1);
+  CHECK(b[0].weight == Approx(0.75).epsilon(1e-6));
+  CHECK(b[1].weight == Approx(0.25).epsilon(1e-6));
+  CHECK_THROWS_AS(moe_top_k(std::vector<float>{1, 2}, 3), InputError);
+}
+
+TEST_CASE("BF16 rounds to nearest even; E4M3 round-trips all finite codes and saturates at 448", "[exec][cpu_ops]") {
+  // BF16 keeps 7 fraction bits: ulp(1) = 2^-7. 1 + 2^-8 is a tie -> 1 (even); 1 + 3 x 2^-8 is a
+  // tie between 1 + 2^-7 (odd) and 1 + 2^-6 (even) -> 1 + 2^-6.
+  CHECK(act::bf16_bits(1.0f) == 0x3F80);
+  CHECK(act::round_bf16(1.0f + std::ldexp(1.0f, -8)) == 1.0f);
+  CHECK(act::round_bf16(1.0f + 3 * std::ldexp(1.0f, -8)) == 1.0f + std::ldexp(1.0f, -6));
+  CHECK(act::bf16_value(0xC040) == -3.0f);
+  // E4M3 (OCP FP8: bias 7, 3 mantissa bits, max 448 = 0x7E, 0x7F NaN, subnormals m x 2^-9).
+  CHECK(act::e4m3_code(1.0f) == 0x38);
+  CHECK(act::e4m3_code(-2.0f) == 0xC0);
+  CHECK(act::e4m3_code(448.0f) == 0x7E);
+  CHECK(act::e4m3_code(1000.0f) == 0x7E);  // satfinite
+  CHECK(act::e4m3_code(-std::numeric_limits<float>::infinity()) == 0xFE);
+  CHECK(act::e4m3_code(std::ldexp(1.0f, -9)) == 0x01);
+  CHECK(act::e4m3_code(std::nanf("")) == 0x7F);
+  CHECK(act::e4m3_value(0x01) == std::ldexp(1.0f, -9));
+  CHECK(act::e4m3_code(0.6f) == act::e4m3_code(0.625f));  // 0.6 lies nearer 0.625 than 0.5625 (ulp 2^-4 in [0.5, 1))
+  for (unsigned c = 0; c < 256; ++c) {
+    if ((c & 0x7F) == 0x7F) continue;  // NaN
+    INFO("code " << c);
+    CHECK(act::e4m3_code(act::e4m3_value(static_cast<std::uint8_t>(c))) == c);
+  }
+}

@@ -1,0 +1,126 @@
+// exec/step_plan: the host side of a device step (block pool, rows, slots, tables), traced by hand
+// on a pool of 4 blocks of 4 tokens.
+
+#include <catch2/catch.hpp>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/step_plan.hpp"
+
+using namespace racksim;
+using namespace racksim::exec;
+
+namespace {
+
+StepTokens prefill_tokens(std::int64_t seq, std::int64_t n) {
+  StepTokens t;
+  std::vector<std::int32_t> ids;
+  for (std::int64_t i = 0; i < n; ++i) ids.push_back(static_cast<std::int32_t>(10 + i));
+  t.prefill.push_back({seq, ids});
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("step plan: rows, slots, sampled rows and tables in CpuReference's order", "[exec][plan]") {
+  BlockPool pool(4, 4);
+  // Step 1: sequence 9 prefills 5 tokens: blocks 0 and 1, slots 0..3 then 4 (block 1, row 0).
+  StepBatch b1;
+  b1.prefill.push_back({5, 0, true});
+  const StepTokens t1 = prefill_tokens(9, 5);
+  const StepPlan p1 = plan_step(b1, t1, 100, pool);
+  CHECK(p1.slots == std::vector<std::int32_t>{0, 1, 2, 3, 4});
+  CHECK(p1.positions == std::vector<std::int32_t>{0, 1, 2, 3, 4});
+  CHECK(p1.sampled == std::vector<std::int32_t>{4});
+  CHECK(pool.tokens(9) == 0);  // not written until the step ran
+  commit_step(b1, t1, pool);
+  CHECK(pool.tokens(9) == 5);
+
+  // Step 2: sequence 7 prefills 6 tokens (blocks 2, 3: slots 8..13) and 9 decodes at context 5
+  // (position 5: block 1, row 1 = slot 5; its 8 reserved slots suffice).
+  StepBatch b2;
+  b2.prefill.push_back({6, 0, true});
+  b2.decode_contexts.push_back(5);
+  StepTokens t2 = prefill_tokens(7, 6);
+  t2.decode.push_back({9, 42});
+  const StepPlan p2 = plan_step(b2, t2, 100, pool);
+  CHECK(p2.rows == 7);
+  CHECK(p2.prefill_rows == 6);
+  CHECK(p2.slots == std::vector<std::int32_t>{8, 9, 10, 11, 12, 13, 5});
+  CHECK(p2.positions == std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 5});
+  CHECK(p2.tokens.back() == 42);
+  CHECK(p2.sampled == std::vector<std::int32_t>{5, 6});
+  CHECK(p2.sampled_sequences == std::vector<std::int64_t>{7, 9});
+  REQUIRE(p2.segments.size() == 1);
+  CHECK((p2.segments[0].q_row == 0 && p2.segments[0].tokens == 6 && p2.segments[0].cached == 0));
+  CHECK(p2.context_lens == std::vector<std::int32_t>{6});
+  CHECK(p2.max_context == 6);
+  CHECK(p2.decode_table_stride == 2);
+  CHECK(p2.decode_tables == std::vector<std::int32_t>{0, 1});
+  CHECK(p2.prefill_tables == std::vector<std::int32_t>{2, 3});
+  commit_step(b2, t2, pool);
+  CHECK(pool.tokens(7) == 6);
+  CHECK(pool.tokens(9) == 6);
+  CHECK(pool.free_blocks() == 0);
+
+  // The pool is full: a new sequence is infeasible, naming the pool.
+  StepBatch b3;
+  b3.prefill.push_back({1, 0, true});
+  CHECK_THROWS_WITH(plan_step(b3, prefill_tokens(11, 1), 100, pool), Catch::Contains("0 of 4 are free"));
+  // Truncating 7 to 3 tokens keeps one block (2) and frees 3; releasing 9 frees 0 and 1; the
+  // next sequence gets the lowest free id.
+  pool.truncate(7, 3);
+  CHECK(pool.table(7) == std::vector<std::int32_t>{2});
+  CHECK(pool.tokens(7) == 3);
+  pool.release(9);
+  CHECK(pool.free_blocks() == 3);
+  const StepPlan p3 = plan_step(b3, prefill_tokens(11, 1), 100, pool);
+  CHECK(p3.slots == std::vector<std::int32_t>{0});
+}
+
+TEST_CASE("step plan refuses what CpuReference refuses", "[exec][plan]") {
+  BlockPool pool(8, 4);
+  StepBatch b;
+  b.prefill.push_back({3, 0, true});
+  const StepTokens t = prefill_tokens(1, 3);
+  (void)plan_step(b, t, 100, pool);
+  commit_step(b, t, pool);
+  // A decode whose context is not what the cache holds.
+  StepBatch d;
+  d.decode_contexts.push_back(2);
+  StepTokens td;
+  td.decode.push_back({1, 5});
+  CHECK_THROWS_WITH(plan_step(d, td, 100, pool), Catch::Contains("decode of sequence 1 expects 2 cached tokens; its KV cache holds 3"));
+  // The same sequence twice; a token outside the vocabulary; counts that do not match the batch.
+  d.decode_contexts = {3, 3};
+  td.decode = {{1, 5}, {1, 6}};
+  CHECK_THROWS_WITH(plan_step(d, td, 100, pool), Catch::Contains("sequence 1 appears twice"));
+  d.decode_contexts = {3};
+  td.decode = {{1, 100}};
+  CHECK_THROWS_WITH(plan_step(d, td, 100, pool), Catch::Contains("token id 100 outside the vocabulary 0..99"));
+  td.decode.clear();
+  CHECK_THROWS_WITH(plan_step(d, td, 100, pool), Catch::Contains("0 decodes; the graph has 0 and 1"));
+  CHECK_THROWS_WITH(pool.truncate(1, 4), Catch::Contains("holds 3"));
+  CHECK_THROWS_AS(BlockPool(0, 32), InputError);
+}
+
+TEST_CASE("truncating with keep_blocks leaves the slots a re-run writes where they were", "[exec][plan]") {
+  // The CUDA executor times a decode step again at the same context: the slot of position 4 must
+  // stay block 1, row 0 (slot 4), so the table is kept.
+  BlockPool pool(4, 4);
+  StepBatch b;
+  b.prefill.push_back({4, 0, true});
+  const StepTokens t = prefill_tokens(3, 4);
+  (void)plan_step(b, t, 100, pool);
+  commit_step(b, t, pool);
+  StepBatch d;
+  d.decode_contexts.push_back(4);
+  StepTokens td;
+  td.decode.push_back({3, 1});
+  CHECK(plan_step(d, td, 100, pool).slots == std::vector<std::int32_t>{4});
+  commit_step(d, td, pool);
+  pool.truncate(3, 4, true);
+  CHECK(pool.table(3) == std::vector<std::int32_t>{0, 1});
+  CHECK(pool.free_blocks() == 2);
+  pool.truncate(3, 4);
+  CHECK(pool.table(3) == std::vector<std::int32_t>{0});
+}

@@ -1,4 +1,4 @@
-// racksim bench --suite gemm|memory|launch|power|collectives|all --out FILE (or `racksim bench gemm
+// racksim bench --suite gemm|memory|launch|power|attention|elementwise|collectives|all --out FILE (or `racksim bench gemm
 // ...`): microbenchmarks on one CUDA device (--device cuda:N) and NCCL collectives over several
 // (one process over this node's GPUs, or one process per GPU under mpirun/srun), written to a
 // measurement file (common/measurement.hpp) that `racksim calibrate` reads. docs/executor.md.
@@ -20,6 +20,7 @@
 #include "racksim/exec/bench.hpp"
 #include "racksim/exec/collectives.hpp"
 #include "racksim/exec/cuda_bench.hpp"
+#include "racksim/exec/cuda_ops_bench.hpp"
 #include "racksim/exec/process_group.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 
@@ -27,11 +28,11 @@ namespace racksim::cli {
 
 namespace {
 
-constexpr const char* kSuites[] = {"gemm", "memory", "launch", "power", "collectives", "all"};
-constexpr const char* kSuiteList = "gemm, memory, launch, power, collectives, all";
+constexpr const char* kSuites[] = {"gemm", "memory", "launch", "power", "attention", "elementwise", "collectives", "all"};
+constexpr const char* kSuiteList = "gemm, memory, launch, power, attention, elementwise, collectives, all";
 // `--suite all` in one process: power first (its idle record wants a card that has not just
 // been loaded), then the GEMMs calibrate fits, memory, launch, and collectives where they apply.
-constexpr const char* kAllOrder[] = {"power", "gemm", "memory", "launch", "collectives"};
+constexpr const char* kAllOrder[] = {"power", "gemm", "memory", "launch", "attention", "elementwise", "collectives"};
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -110,6 +111,9 @@ struct BenchPlan {
   std::vector<double> memory_sizes, collective_sizes;
   std::vector<exec::CollectiveOp> ops;
   std::vector<exec::CollectiveDType> collective_dtypes;
+  std::vector<exec::AttentionDecodeCase> decode_cases;
+  std::vector<exec::AttentionPrefillCase> prefill_cases;
+  std::vector<exec::ElementwiseCase> elementwise_cases;
   std::string source;
 
   [[nodiscard]] bool has(std::string_view s) const { return std::find(suites.begin(), suites.end(), s) != suites.end(); }
@@ -180,6 +184,8 @@ int run_one_process(const BenchPlan& plan, const std::string& gpu_override, bool
     if (s == "memory") planned += 2 * plan.memory_sizes.size();
     if (s == "launch") planned += 2;
     if (s == "collectives") planned += coll_cases.size();
+    if (s == "attention") planned += plan.decode_cases.size() + plan.prefill_cases.size();
+    if (s == "elementwise") planned += plan.elementwise_cases.size();
   }
 
   const exec::StopSignals signals;
@@ -213,6 +219,15 @@ int run_one_process(const BenchPlan& plan, const std::string& gpu_override, bool
           rec.finish();
           std::fprintf(log, "power skipped: %s\n", e.what());
         }
+      });
+    } else if (suite == "attention") {
+      sig = rec.run([&](const exec::RecordSink& sink) {
+        (void)exec::cuda_bench_attention_decode(plan.decode_cases, plan.timing, sink, plan.device);
+        (void)exec::cuda_bench_attention_prefill(plan.prefill_cases, plan.timing, sink, plan.device);
+      });
+    } else if (suite == "elementwise") {
+      sig = rec.run([&](const exec::RecordSink& sink) {
+        (void)exec::cuda_bench_elementwise(plan.elementwise_cases, plan.timing, sink, plan.device);
       });
     } else if (suite == "collectives") {
       if (!coll_skip.empty()) {
@@ -301,7 +316,7 @@ int cmd_bench(const Args& args) {
   exec::PowerOptions power;
   double target_ms = timing.target_s * 1e3, min_bytes = 0, max_bytes = 0;
   bool no_flush = false, no_check = false, mpi = false;
-  desc.add_options()("suite", po::value(&suite), "gemm | memory | launch | power | collectives | all (or name it first: racksim bench gemm ...)")(
+  desc.add_options()("suite", po::value(&suite), "gemm | memory | launch | power | attention | elementwise | collectives | all (or name it first: racksim bench gemm ...)")(
       "what", po::value(&what), "the suite, as the first argument")(
       "out", po::value(&out), "measurement file to write ('-' for stdout); required")(
       "device", po::value(&device), "cuda:N: the device of gemm, memory, launch and power (default cuda:0)")(
@@ -333,7 +348,7 @@ int cmd_bench(const Args& args) {
   pos.add("what", 1);
   po::variables_map vm;
   if (!parse(args, desc, pos, vm,
-             "racksim bench --suite gemm|memory|launch|power|collectives|all --out FILE [--device cuda:N] [options]\n"
+             "racksim bench --suite gemm|memory|launch|power|attention|elementwise|collectives|all --out FILE [--device cuda:N] [options]\n"
              "       racksim bench gemm|memory|launch|power|collectives|all --out FILE [options]\n"
              "       mpirun -np N racksim bench --suite collectives --out FILE   (one process per GPU; rank 0 writes)\n"
              "SIGINT or SIGTERM stops after the current point and writes the points finished so far (exit 128 + signal)"))
@@ -408,6 +423,19 @@ int cmd_bench(const Args& args) {
     plan.collective_sizes =
         exec::collective_sizes(vm.count("min-bytes") ? min_bytes : 1024, vm.count("max-bytes") ? max_bytes : 1073741824.0);
   }
+  if (plan.has("attention")) {
+    // Decode and prefill attention of Llama-2-70B on one GPU over the KV formats in --dtypes
+    // (bf16, fp8; default both): cuda_ops_bench.hpp's default sweeps.
+    std::vector<DType> kv;
+    for (const auto& d : split_list(dtypes.empty() ? std::string("bf16,fp8") : dtypes)) {
+      if (d != "bf16" && d != "fp8")
+        throw InputError(fmt::format("racksim bench: --dtypes: '{}' is not a KV-cache format of the attention suite; allowed: bf16, fp8", d));
+      kv.push_back(d == "fp8" ? DType::fp8 : DType::bf16);
+    }
+    plan.decode_cases = exec::default_attention_decode_cases(kv);
+    plan.prefill_cases = exec::default_attention_prefill_cases(kv);
+  }
+  if (plan.has("elementwise")) plan.elementwise_cases = exec::default_elementwise_cases();
   plan.source = "racksim bench";
   for (const auto& a : args.argv) plan.source += " " + a;
 

@@ -206,6 +206,16 @@ phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec exa
   --device cuda:0 "${EXEC_SHAPES[@]}" --warmup 1 --reps 5 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
 if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/exec-70b.json"; fi
 
+# The step-op and collective suites: their files travel inside logs.tar.gz (the device tool
+# returns at most 8 files; $OUT already holds 8).
+staged() {  # FILE MAX_S SUITE ARGS...
+  local file=$1 max=$2 suite=$3; shift 3
+  phase "bench --suite $suite -> $file (in logs.tar.gz)" "$max" "${file%.json}.log" "$R" bench --suite "$suite" --out "$STAGE/$file" "$@"
+}
+staged attention.json 60 attention
+staged elementwise.json 30 elementwise
+staged collectives.json 45 collectives --gpus 1 --max-bytes 268435456
+
 if [[ -f "$STAGE/gemm.json" ]]; then
   phase "calibrate gemm.json (the file loads)" 60 calibrate.log \
     "$R" calibrate --measurements "$STAGE/gemm.json" --out "$STAGE/calibrated"

@@ -22,6 +22,8 @@
 #include "bench_cuda.hpp"
 #include "device_buffer.cuh"
 #include "fp4_gemm_small_m.hpp"
+#include "lt_plan.cuh"
+#include "random_fill.cuh"
 #include "nvml_power.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
@@ -30,7 +32,7 @@ namespace racksim::exec::cuda {
 
 namespace {
 
-constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS docs: 32 MiB on Hopper
+constexpr std::size_t kWorkspaceBytes = kLtWorkspaceBytes;
 
 enum class Path { lt_bf16, lt_fp8, lt_nvfp4, small_m_fp4, dequant_fp4 };
 
@@ -57,113 +59,12 @@ const char* path_name(Path p) {
 
 // ---- random operands (never zeros: METHOD.md, zeros run faster than real data) -------------
 
-__device__ inline std::uint64_t mix64(std::uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-__device__ inline float uniform_pm1(std::uint64_t seed, std::size_t i) {
-  return static_cast<float>(static_cast<double>(mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) >> 40) * 0x1p-23 - 1.0);
-}
-
-__global__ void fill_bf16_kernel(__nv_bfloat16* p, std::size_t n, std::uint64_t seed) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = __float2bfloat16_rn(uniform_pm1(seed, i));
-}
-
-__global__ void fill_f32_kernel(float* p, std::size_t n, std::uint64_t seed) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = uniform_pm1(seed, i);
-}
-
 __global__ void fill_fp8_kernel(__nv_fp8_storage_t* p, std::size_t n, std::uint64_t seed) {
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
     p[i] = __nv_cvt_float_to_fp8(uniform_pm1(seed, i) * 448.0f, __NV_SATFINITE, __NV_E4M3);
 }
 
-/// Bytes uniform in [lo, lo + span): packed E2M1 pairs (every code valid) or UE4M3 scales near 1.
-__global__ void fill_bytes_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed, unsigned lo, unsigned span) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = static_cast<std::uint8_t>(lo + mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) % span);
-}
-
-unsigned fill_grid(std::size_t n) { return static_cast<unsigned>(std::min<std::size_t>((n + 255) / 256, 65535)); }
-
-/// NVFP4 [rows x k] weights row-major (packed, row-major scales) to BF16 [rows x k]: one thread
-/// per 16-value block, the FP32 product e2m1 x ue4m3 x tensor scale rounded once to BF16.
-__global__ void dequant_nvfp4_bf16_kernel(const uint2* __restrict__ packed, const std::uint8_t* __restrict__ scales,
-                                          float tensor_scale, std::size_t blocks, __nv_bfloat16* __restrict__ out) {
-  for (std::size_t b = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; b < blocks; b += std::size_t{gridDim.x} * blockDim.x) {
-    const uint2 q = packed[b];
-    const float s = fp4::decode_ue4m3(scales[b]) * tensor_scale;
-    const std::uint32_t words[2] = {q.x, q.y};
-    __align__(16) __nv_bfloat16 v[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-      v[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * s);
-    uint4* o = reinterpret_cast<uint4*>(out + b * 16);
-    o[0] = *reinterpret_cast<const uint4*>(&v[0]);
-    o[1] = *reinterpret_cast<const uint4*>(&v[8]);
-  }
-}
-
 // ---- one GEMM: operands and plan ------------------------------------------------------------
-
-/// A cuBLASLt matmul plan (descriptors and the heuristic's first algorithm), destroyed on scope exit.
-class LtPlan {
- public:
-  LtPlan(cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k,
-         const void* a_scale, const void* b_scale, bool block_scaled) {
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (block_scaled) {
-      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
-      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode));
-      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode));
-    }
-    if (a_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
-    if (b_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
-    const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
-    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, ab, u(k), u(n), k));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, ab, u(k), u(m), k));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_, cd, u(n), u(m), n));
-    cublasLtMatmulPreference_t pref = nullptr;
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    const std::uint64_t ws = kWorkspaceBytes;
-    cublasLtMatmulHeuristicResult_t res{};
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, desc_, a_, b_, c_, c_, pref, 1, &res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-      throw Error(ExitCode::internal, text("cuBLASLt has no algorithm for m=", m, " n=", n, " k=", k, " (cudaDataType ",
-                                             static_cast<int>(ab), " -> ", static_cast<int>(cd), "): ",
-                                             st == CUBLAS_STATUS_SUCCESS ? "heuristic returned none" : cublasLtGetStatusString(st)));
-    algo_ = res.algo;
-  }
-  ~LtPlan() {
-    if (c_) cublasLtMatrixLayoutDestroy(c_);
-    if (b_) cublasLtMatrixLayoutDestroy(b_);
-    if (a_) cublasLtMatrixLayoutDestroy(a_);
-    if (desc_) cublasLtMatmulDescDestroy(desc_);
-  }
-  LtPlan(const LtPlan&) = delete;
-  LtPlan& operator=(const LtPlan&) = delete;
-
-  void run(cublasLtHandle_t h, float alpha, const void* a, const void* b, void* d, void* ws, cudaStream_t s) const {
-    const float beta = 0.0f;
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmul(h, desc_, &alpha, a, a_, b, b_, &beta, d, c_, d, c_, &algo_, ws, kWorkspaceBytes, s));
-  }
-
- private:
-  cublasLtMatmulDesc_t desc_ = nullptr;
-  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
-  cublasLtMatmulAlgo_t algo_{};
-};
 
 /// Operands of one case on the device, filled by fill_random() or upload(), and its plan.
 class GemmRunner {
@@ -224,7 +125,7 @@ class GemmRunner {
         break;
       case Path::small_m_fp4:
         fill_bytes(w_, seed, 0, 256, s), fill_bytes(w_scales_, seed + 2, 0x30, 16, s);
-        fill_f32_kernel<<<fill_grid(m * k), 256, 0, s>>>(x_.as<float>(), m * k, seed + 1);
+        fill_f32(x_.as<float>(), m * k, seed + 1, s);
         tensor_scale_ = 1.0f;
         break;
       case Path::dequant_fp4:
@@ -265,9 +166,7 @@ class GemmRunner {
         break;
       case Path::dequant_fp4: {
         const std::size_t blocks = static_cast<std::size_t>(c_.n) * static_cast<std::size_t>(c_.k) / 16;
-        dequant_nvfp4_bf16_kernel<<<fill_grid(blocks), 256, 0, s>>>(w_.as<uint2>(), w_scales_.as<std::uint8_t>(), tensor_scale_,
-                                                                   blocks, w_bf16_.as<__nv_bfloat16>());
-        RACKSIM_CUDA_CHECK(cudaGetLastError());
+        dequant_nvfp4_bf16(w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_, blocks, w_bf16_.as<__nv_bfloat16>(), s);
         plan_->run(h_, 1.0f, w_bf16_.as(), x_.as(), d_.as(), ws_, s);
         break;
       }
@@ -276,10 +175,10 @@ class GemmRunner {
 
  private:
   static void fill_bf16(const DeviceBytes& b, std::size_t n, std::uint64_t seed, cudaStream_t s) {
-    fill_bf16_kernel<<<fill_grid(n), 256, 0, s>>>(b.as<__nv_bfloat16>(), n, seed);
+    cuda::fill_bf16(b.as<std::uint16_t>(), n, seed, 0.0f, 1.0f, s);
   }
   static void fill_bytes(const DeviceBytes& b, std::uint64_t seed, unsigned lo, unsigned span, cudaStream_t s) {
-    fill_bytes_kernel<<<fill_grid(b.size()), 256, 0, s>>>(b.as<std::uint8_t>(), b.size(), seed, lo, span);
+    cuda::fill_bytes(b.as<std::uint8_t>(), b.size(), seed, lo, span, s);
   }
 
   cublasLtHandle_t h_;

@@ -15,6 +15,7 @@
 #include "bench_ops.hpp"
 #include "bf16_vec.cuh"
 #include "device_buffer.cuh"
+#include "random_fill.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
 
@@ -24,29 +25,10 @@ namespace {
 
 using I = std::int64_t;
 
-/// Uniform in [-1, 1) from (seed, index): the SplitMix64 finalizer (Steele, Lea, Flood 2014).
-__device__ float uniform_pm1(std::uint64_t seed, std::uint64_t i) {
-  std::uint64_t x = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  x ^= x >> 31;
-  return static_cast<float>(x >> 40) * 0x1.0p-23f - 1.0f;
-}
-
-__global__ void fill_bf16_kernel(std::uint16_t* p, std::size_t n, std::uint64_t seed) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = float_to_bf16(uniform_pm1(seed, i));
-}
-
 /// E4M3 codes of values uniform in +-448 (the full range: the cache's scale sets the magnitude).
 __global__ void fill_e4m3_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed) {
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
     p[i] = act::e4m3_code(uniform_pm1(seed, i) * act::kE4M3Max);
-}
-
-__global__ void fill_f32_kernel(float* p, std::size_t n, std::uint64_t seed) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = uniform_pm1(seed, i);
 }
 
 /// Integers uniform in 0..modulus-1 (token ids, positions).
@@ -55,11 +37,10 @@ __global__ void fill_index_kernel(std::int32_t* p, std::size_t n, std::uint64_t 
     p[i] = static_cast<std::int32_t>((uniform_pm1(seed, i) + 1.0f) * 0.5f * static_cast<float>(modulus)) % modulus;
 }
 
-unsigned fill_grid(std::size_t n) { return static_cast<unsigned>(std::clamp<std::size_t>((n + 255) / 256, 1, 4096)); }
 
 DeviceBytes bf16_random(std::size_t count, std::uint64_t seed, cudaStream_t s) {
   DeviceBytes b(count * sizeof(std::uint16_t));
-  if (count) fill_bf16_kernel<<<fill_grid(count), 256, 0, s>>>(b.as<std::uint16_t>(), count, seed);
+  fill_bf16(b.as<std::uint16_t>(), count, seed, 0.0f, 1.0f, s);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
   return b;
 }
@@ -94,8 +75,8 @@ struct RandomCache {
       fill_e4m3_kernel<<<fill_grid(elems), 256, 0, s>>>(v.as<std::uint8_t>(), elems, seed + 1);
       device.k_scale = device.v_scale = 1.0f / act::kE4M3Max;  // values in +-1, as the BF16 cache's
     } else {
-      fill_bf16_kernel<<<fill_grid(elems), 256, 0, s>>>(k.as<std::uint16_t>(), elems, seed);
-      fill_bf16_kernel<<<fill_grid(elems), 256, 0, s>>>(v.as<std::uint16_t>(), elems, seed + 1);
+      fill_bf16(k.as<std::uint16_t>(), elems, seed, 0.0f, 1.0f, s);
+      fill_bf16(v.as<std::uint16_t>(), elems, seed + 1, 0.0f, 1.0f, s);
     }
     RACKSIM_CUDA_CHECK(cudaGetLastError());
     device.k = k.as();
@@ -233,7 +214,7 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
       st = b.time([&] { cuda_embedding_launch(table.as<Bf16>(), kVocab, c.width, ids.as<std::int32_t>(), c.rows, y.as<Bf16>(), s); });
     } else {  // sampling (elementwise_record refused every other kind)
       DeviceBytes logits(n * sizeof(float)), ids(rows * sizeof(std::int32_t));
-      fill_f32_kernel<<<fill_grid(n), 256, 0, s>>>(logits.as<float>(), n, 5);
+      fill_f32(logits.as<float>(), n, 5, s);
       RACKSIM_CUDA_CHECK(cudaGetLastError());
       st = b.time([&] { cuda_argmax_launch(logits.as<float>(), c.rows, c.width, ids.as<std::int32_t>(), s); });
     }

@@ -26,7 +26,7 @@ __global__ void dequant_nvfp4_bf16_kernel(const uint2* __restrict__ packed, cons
 void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, float tensor_scale, std::size_t blocks, __nv_bfloat16* out,
                         cudaStream_t s) {
   if (blocks == 0) return;
-  dequant_nvfp4_bf16_kernel<<<grid_for(blocks), 256, 0, s>>>(reinterpret_cast<const uint2*>(packed), scales, tensor_scale, blocks, out);
+  dequant_nvfp4_bf16_kernel<<<fill_grid(blocks), 256, 0, s>>>(reinterpret_cast<const uint2*>(packed), scales, tensor_scale, blocks, out);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "device_buffer.cuh"
+#include "random_fill.cuh"
 #include "racksim/exec/fp4.hpp"
 
 namespace racksim::exec::cuda {
@@ -23,9 +24,6 @@ inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;  // cuBL
 /// once to BF16. `out` 16-byte aligned.
 void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, float tensor_scale, std::size_t blocks,
                         __nv_bfloat16* out, cudaStream_t s);
-
-/// Grid of a grid-stride kernel over n items in CTAs of 256 (at most 65,535 CTAs).
-inline unsigned grid_for(std::size_t n) { return static_cast<unsigned>(std::min<std::size_t>((n + 255) / 256, 65535)); }
 
 /// A cuBLASLt matmul plan (descriptors and the heuristic's first algorithm), destroyed on scope exit.
 class LtPlan {

@@ -26,6 +26,7 @@
 #include "device_buffer.cuh"
 #include "fp4_gemm_small_m.hpp"
 #include "lt_plan.cuh"
+#include "random_fill.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
 #include "racksim/exec/step_plan.hpp"
@@ -39,27 +40,6 @@ using I = std::int64_t;
 std::size_t z(I v) { return static_cast<std::size_t>(v); }
 
 // ---- random weights on the device (large models: only speed matters) -----------------------
-
-__device__ inline std::uint64_t mix64(std::uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-/// Bytes uniform in [lo, lo + span).
-__global__ void fill_bytes_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed, unsigned lo, unsigned span) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = static_cast<std::uint8_t>(lo + mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) % span);
-}
-
-/// BF16 values uniform in center +- half_width.
-__global__ void fill_bf16_kernel(__nv_bfloat16* p, std::size_t n, std::uint64_t seed, float center, float half_width) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x) {
-    const float u = static_cast<float>(static_cast<double>(mix64(seed ^ (i * 0x632BE59BD9B4E019ull)) >> 40) * 0x1p-23 - 1.0);
-    p[i] = __float2bfloat16_rn(center + half_width * u);
-  }
-}
 
 /// UE4M3 codes of 0.5 .. 1.75 (exponent field 6..7 with bias 7: codes 0x30..0x3F), so the random
 /// weights' scales stay near 1 and the tensor scale sets their size.
@@ -299,13 +279,11 @@ class CudaStep final : public StepBackend {
     std::uint64_t seed = o_.seed * 0x9E3779B97F4A7C15ull;
     auto bytes = [&](DeviceBytes& d, std::size_t n, unsigned lo, unsigned span) {
       d = DeviceBytes(n);
-      fill_bytes_kernel<<<grid_for(n), 256>>>(d.as<std::uint8_t>(), n, ++seed, lo, span);
-      RACKSIM_CUDA_CHECK(cudaGetLastError());
+      fill_bytes(d.as<std::uint8_t>(), n, ++seed, lo, span, nullptr);
     };
     auto bf16 = [&](DeviceBytes& d, std::size_t n, float center, float half) {
       d = DeviceBytes(n * 2);
-      fill_bf16_kernel<<<grid_for(n), 256>>>(d.as<__nv_bfloat16>(), n, ++seed, center, half);
-      RACKSIM_CUDA_CHECK(cudaGetLastError());
+      fill_bf16(d.as<std::uint16_t>(), n, ++seed, center, half, nullptr);
     };
     auto linear = [&](I out, I in) {
       Linear l;

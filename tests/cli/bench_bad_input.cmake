@@ -21,8 +21,8 @@ function(expect_refused pattern)
 endfunction()
 
 # A suite that does not exist: the message lists every suite (no --out needed to learn that).
-expect_refused("--suite: 'nonsense' is not one of gemm, memory, launch, power, collectives, all" --suite nonsense)
-expect_refused("suite: 'nonsense' is not one of gemm, memory, launch, power, collectives, all" nonsense --out "${out}")
+expect_refused("--suite: 'nonsense' is not one of gemm, memory, launch, power, attention, elementwise, collectives, all" --suite nonsense)
+expect_refused("suite: 'nonsense' is not one of gemm, memory, launch, power, attention, elementwise, collectives, all" nonsense --out "${out}")
 # --device takes cuda:N only.
 expect_refused("--device: 'cpu' is not allowed; use cuda:N" --suite gemm --device cpu --out "${out}")
 expect_refused("--device: 'cuda:x' is not allowed; use cuda:N" --suite memory --device cuda:x --out "${out}")
@@ -31,6 +31,8 @@ expect_refused("--device: 'cuda:-1' is not allowed; use cuda:N" launch --device 
 expect_refused("--ops: 'broadcast' is not one of all_reduce, all_gather, reduce_scatter" --suite collectives --ops broadcast --out "${out}")
 expect_refused("--dtypes: 'nvfp4' is not a collectives element type; allowed: fp32, bf16, fp16, int8" --suite collectives --dtypes nvfp4 --out "${out}")
 expect_refused("--gpus 0: need at least 1" --suite collectives --gpus 0 --out "${out}")
+# The attention suite's KV formats.
+expect_refused("--dtypes: 'nvfp4' is not a KV-cache format of the attention suite; allowed: bf16, fp8" --suite attention --dtypes nvfp4 --out "${out}")
 # The suite twice, differently; and no --out.
 expect_refused("the suite is given twice" gemm --suite memory --out "${out}")
 expect_refused("--out FILE is required" --suite launch)

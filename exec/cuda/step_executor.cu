@@ -97,10 +97,40 @@ std::string_view role(const Op& op) {
   return n;
 }
 
+/// The options checked (before anything divides by them): the KV pool's block count.
+I pool_blocks(const CudaStepOptions& o) {
+  if (o.max_rows < 1 || o.max_sampled < 1 || o.kv_tokens < 1 || o.block_tokens < 1)
+    throw InputError(text("CUDA step executor: max_rows ", o.max_rows, ", max_sampled ", o.max_sampled, ", kv_tokens ", o.kv_tokens,
+                          " and block_tokens ", o.block_tokens, " must be >= 1"));
+  return (o.kv_tokens + o.block_tokens - 1) / o.block_tokens;
+}
+
+/// A cuBLASLt handle destroyed on scope exit.
+class LtHandle {
+ public:
+  LtHandle() { RACKSIM_CUBLAS_CHECK(cublasLtCreate(&h_)); }
+  ~LtHandle() { cublasLtDestroy(h_); }
+  LtHandle(const LtHandle&) = delete;
+  LtHandle& operator=(const LtHandle&) = delete;
+  [[nodiscard]] cublasLtHandle_t get() const noexcept { return h_; }
+
+ private:
+  cublasLtHandle_t h_ = nullptr;
+};
+
+/// Makes `device` current first (members below are created on it).
+int select_device(int device) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count)
+    throw Error(ExitCode::infeasible, text("no CUDA device: cuda:", device, " asked, ", count, " visible"));
+  RACKSIM_CUDA_CHECK(cudaSetDevice(device));
+  return device;
+}
+
 class CudaStep final : public StepBackend {
  public:
   CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
-      : m_(m), p_(p), o_(o), pool_(std::max<I>(1, (o.kv_tokens + o.block_tokens - 1) / o.block_tokens), o.block_tokens) {
+      : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)) {
     if (m.is_moe()) throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts; dense Llama models only"));
     if (p.weights != DType::nvfp4)
       throw InputError(text("CUDA step executor: precision.weights '", to_string(p.weights), "': the executor stores nvfp4 weights"));
@@ -108,18 +138,16 @@ class CudaStep final : public StepBackend {
       throw InputError(text("CUDA step executor: precision.kv_cache '", to_string(p.kv_cache), "' is not one of bf16, fp8"));
     if (m.hidden % 16 || m.ffn % 16 || (m.heads * m.head_dim) % 16)
       throw InputError(text("CUDA step executor: model '", m.id, "' needs hidden, ffn and heads x head_dim multiples of 16 (NVFP4 blocks)"));
-    if (o.max_rows < 1 || o.max_sampled < 1 || o.kv_tokens < 1)
-      throw InputError(text("CUDA step executor: max_rows ", o.max_rows, ", max_sampled ", o.max_sampled, " and kv_tokens ",
-                            o.kv_tokens, " must be >= 1"));
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || o.device < 0 || o.device >= count)
-      throw Error(ExitCode::infeasible, text("no CUDA device: cuda:", o.device, " asked, ", count, " visible"));
-    RACKSIM_CUDA_CHECK(cudaSetDevice(o.device));
+    // The attention kernels' instantiations (exec/src/cuda_ops.cpp check_heads): head_dim 16, 64
+    // or 128, at most 16 query heads per KV head in decode; checked before any allocation.
+    if ((m.head_dim != 16 && m.head_dim != 64 && m.head_dim != 128) || m.heads % m.kv_heads != 0 || m.heads / m.kv_heads > 16)
+      throw InputError(text("CUDA step executor: model '", m.id, "' has head_dim ", m.head_dim, " and ", m.heads, " query heads over ",
+                            m.kv_heads, " KV heads; the attention kernels take head_dim 16, 64 or 128 and at most 16 per KV head"));
     cudaDeviceProp prop{};
     RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     describe_ = text(prop.name, " (cuda:", o.device, ", sm_", prop.major, prop.minor, ")");
-    RACKSIM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    RACKSIM_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    stream_ = stream_holder_.get();
+    lt_ = lt_holder_.get();
     workspace_ = DeviceBytes(kLtWorkspaceBytes);
 
     const I H = m.hidden, qkv_w = (I{m.heads} + 2 * m.kv_heads) * m.head_dim;
@@ -127,6 +155,9 @@ class CudaStep final : public StepBackend {
     kv_layout_.check();
     if (o.reference_weights) load_reference_weights();
     else make_random_weights();
+    // The uploads (cudaMemcpy from pageable memory, the legacy stream) and fills must be done
+    // before the first step on the non-blocking stream reads them.
+    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
     for (auto& l : layers_) {
       l.k = DeviceBytes(z(kv_layout_.bytes()));
       l.v = DeviceBytes(z(kv_layout_.bytes()));
@@ -153,37 +184,38 @@ class CudaStep final : public StepBackend {
   ~CudaStep() override {
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     for (auto e : events_) cudaEventDestroy(e);
-    if (lt_) cublasLtDestroy(lt_);
-    if (stream_) cudaStreamDestroy(stream_);
   }
 
   StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
-    check_graph(graph);
-    plan_ = plan_step(graph.batch(), tokens, m_.vocab, pool_);
-    if (plan_.rows > o_.max_rows || static_cast<I>(plan_.sampled.size()) > o_.max_sampled)
-      throw InputError(text("CUDA step executor: a step of ", plan_.rows, " rows and ", plan_.sampled.size(),
-                            " sampled sequences exceeds the buffers (", o_.max_rows, " rows, ", o_.max_sampled, " sampled)"));
-    upload_plan();
-    order_ = graph.topological_order();
+    // Whatever happens below, the graph of an earlier step is gone and nothing can be replayed
+    // until this step succeeded.
+    drop_graph();
     ops_.clear();
-    for (std::size_t v : order_) ops_.push_back(graph.op(v));
-    while (events_.size() < ops_.size() + 1) {
+    RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
+    const StepBatch& batch = graph.batch();
+    if (batch.tokens() > o_.max_rows || batch.sampled_sequences() > o_.max_sampled)
+      throw InputError(text("CUDA step executor: a step of ", batch.tokens(), " rows and ", batch.sampled_sequences(),
+                            " sampled sequences exceeds the buffers (", o_.max_rows, " rows, ", o_.max_sampled, " sampled)"));
+    check_graph(graph);
+    plan_ = plan_step(batch, tokens, m_.vocab, pool_);
+    std::vector<Op> ops;
+    for (std::size_t v : graph.topological_order()) ops.push_back(graph.op(v));
+    for (const Op& op : ops) check_op(op);  // every op supported, with the plan's rows, before any launch
+    upload_plan();
+    while (events_.size() < ops.size() + 1) {
       cudaEvent_t e = nullptr;
       RACKSIM_CUDA_CHECK(cudaEventCreate(&e));
       events_.push_back(e);
     }
-    for (std::size_t i = 0; i < ops_.size(); ++i) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
       RACKSIM_CUDA_CHECK(cudaEventRecord(events_[i], stream_));
-      launch(ops_[i]);
+      launch(ops[i]);
     }
-    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[ops_.size()], stream_));
+    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[ops.size()], stream_));
     RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
     RACKSIM_CUDA_CHECK(cudaGetLastError());
-    if (graph_exec_) {  // the captured graph was of an earlier step
-      cudaGraphExecDestroy(graph_exec_);
-      graph_exec_ = nullptr;
-    }
-    commit_step(graph.batch(), tokens, pool_);
+    commit_step(batch, tokens, pool_);
+    ops_ = std::move(ops);
     if (observer)
       for (std::size_t i = 0; i < ops_.size(); ++i) {
         float ms = 0;
@@ -208,6 +240,7 @@ class CudaStep final : public StepBackend {
 
   std::optional<double> replay_last_step() override {
     if (ops_.empty()) return std::nullopt;
+    RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
     if (!graph_exec_) {
       // Capture the same launches (the plan's device arrays are unchanged since run()).
       cudaGraph_t g = nullptr;
@@ -222,6 +255,7 @@ class CudaStep final : public StepBackend {
       RACKSIM_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
       const cudaError_t err = cudaGraphInstantiate(&graph_exec_, g, 0);
       cudaGraphDestroy(g);
+      if (err != cudaSuccess) graph_exec_ = nullptr;
       RACKSIM_CUDA_CHECK(err);
     }
     RACKSIM_CUDA_CHECK(cudaEventRecord(events_[0], stream_));
@@ -244,9 +278,49 @@ class CudaStep final : public StepBackend {
     if (gm.hidden != m_.hidden || gm.layers != m_.layers || gm.heads != m_.heads || gm.kv_heads != m_.kv_heads ||
         gm.head_dim != m_.head_dim || gm.ffn != m_.ffn || gm.vocab != m_.vocab)
       throw InputError(text("step graph of model '", gm.id, "' does not match the CUDA executor's model '", m_.id, "'"));
+    if (gm.moe.experts != m_.moe.experts || gm.moe.experts_per_token != m_.moe.experts_per_token)
+      throw InputError(text("step graph of model '", gm.id, "' has other experts than the CUDA executor's model"));
+    if (g.precision().weights != p_.weights || g.precision().kv_cache != p_.kv_cache)
+      throw InputError(text("step graph weights '", to_string(g.precision().weights), "' and KV cache '", to_string(g.precision().kv_cache),
+                            "'; the CUDA executor holds '", to_string(p_.weights), "' and '", to_string(p_.kv_cache), "'"));
     const Deployment& d = g.deployment();
     if (d.tensor_parallel != 1 || d.pipeline_parallel != 1 || d.expert_parallel != 1)
       throw InputError("CUDA step executor runs one GPU: tensor, pipeline and expert parallel must be 1");
+    if (g.batch().tokens() == 0) throw InputError("CUDA step executor: the step graph has no batch (built from batch sums only?)");
+  }
+
+  /// InputError unless launch() runs `op` with the rows the plan has for it (CpuReference's
+  /// require_rows), before anything is launched.
+  void check_op(const Op& op) const {
+    const std::string_view what = role(op);
+    const I T = plan_.rows, S = static_cast<I>(plan_.sampled.size());
+    I want = -1;
+    switch (op.kind) {
+      case OpKind::embedding:
+      case OpKind::rope:
+      case OpKind::residual_add: want = T; break;
+      case OpKind::rmsnorm:
+        if (what == "input_norm" || what == "post_attn_norm" || what == "final_norm") want = T;
+        break;
+      case OpKind::gemm:
+        if (what == "lm_head") want = S;
+        else if (what == "qkv_proj" || what == "o_proj" || what == "gate_up_proj" || what == "down_proj") want = T;
+        break;
+      case OpKind::swiglu:
+        if (what == "swiglu") want = T;
+        break;
+      case OpKind::attention_prefill: want = plan_.prefill_rows; break;
+      case OpKind::attention_decode: want = plan_.decodes; break;
+      case OpKind::sampling: want = S; break;
+      default: break;
+    }
+    if (want < 0) throw InputError(text("CUDA step executor: op '", op.name, "' (", to_string(op.kind), ") is not supported"));
+    if (op.m != want || want < 1) throw InputError(text("op '", op.name, "' has m = ", op.m, "; the step has ", want, " rows for it"));
+  }
+
+  void drop_graph() noexcept {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    graph_exec_ = nullptr;
   }
 
   void load_reference_weights() {
@@ -310,7 +384,6 @@ class CudaStep final : public StepBackend {
     bf16(embed_, z(I{m_.vocab} * H), 0.0f, 1.0f);
     bf16(lm_head_, z(I{m_.vocab} * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
     bf16(final_norm_, z(H), 1.0f, 0.1f);
-    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   void upload_plan() {
@@ -449,6 +522,9 @@ class CudaStep final : public StepBackend {
   Precision p_;
   CudaStepOptions o_;
   BlockPool pool_;
+  int device_ = 0;
+  Stream stream_holder_;
+  LtHandle lt_holder_;
   PagedKvLayout kv_layout_;
   std::string describe_;
   cudaStream_t stream_ = nullptr;
@@ -463,8 +539,7 @@ class CudaStep final : public StepBackend {
   StepPlan plan_;
   I partition_tokens_ = 0;
   std::size_t workspace_bytes_ = 0;
-  std::vector<std::size_t> order_;
-  std::vector<Op> ops_;
+  std::vector<Op> ops_;  ///< the last step that ran to the end (what replay_last_step captures)
   std::vector<cudaEvent_t> events_;
   cudaGraphExec_t graph_exec_ = nullptr;
 };

@@ -437,7 +437,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   MeasurementFile& f = report.measurements;
   f.run.device = report.device;
   f.run.system = fmt::format("{} layers {} of {}", report.model.id, report.model.layers, model.layers);
-  f.run.software = "racksim exec (CPU reference)";
+  f.run.software = cuda ? "racksim exec (CUDA step executor)" : "racksim exec (CPU reference)";
   f.run.source = o.command_line.empty() ? "racksim exec" : o.command_line;
   f.run.date = utc_now_iso8601();
   f.run.commit = build_commit();

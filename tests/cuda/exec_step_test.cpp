@@ -48,24 +48,27 @@ void compare(DType kv, double tolerance) {
   const ModelConfig m = tiny();
   const Precision p{DType::nvfp4, DType::bf16, kv};
   CudaStepOptions o;
-  o.max_rows = 64;
+  o.max_rows = 128;
   o.max_sampled = 4;
-  o.kv_tokens = 256;
+  o.kv_tokens = 512;
   o.block_tokens = 16;
   o.seed = 11;
   o.keep_logits = true;
   auto gpu = make_cuda_step_backend(m, p, o);
   CpuReference cpu(m, DType::nvfp4, 11);
-  // Step 1: sequence 1's whole 5-token prompt and the first 40 of sequence 2's 50 (chunked).
+  // Step 1: sequence 1's whole 5-token prompt and the first 40 of sequence 2's 150 (chunked).
   StepBatch b1;
   b1.prefill = {{5, 0, true}, {40, 0, false}};
   StepTokens t1;
   std::vector<std::int32_t> long_prompt;
-  for (int i = 0; i < 50; ++i) long_prompt.push_back((i * 37 + 3) % 97);
+  for (int i = 0; i < 150; ++i) long_prompt.push_back((i * 37 + 3) % 97);
   t1.prefill = {{1, {4, 8, 15, 16, 23}}, {2, std::vector<std::int32_t>(long_prompt.begin(), long_prompt.begin() + 40)}};
-  // Step 2: sequence 2's last 10 prompt tokens after 40 cached, and sequence 1 decodes.
+  // Step 2: sequence 2's last 110 prompt tokens after 40 cached (prefill attention over 3 key
+  // tiles), and sequence 1 decodes. Later decodes of sequence 2 attend 151+ keys: several 64-key
+  // tiles and, with 2 x 2 KV heads far below 2 CTAs per SM, several partitions merged by
+  // log-sum-exp (decode_partition_tokens).
   StepBatch b2;
-  b2.prefill = {{10, 40, true}};
+  b2.prefill = {{110, 40, true}};
   b2.decode_contexts = {5};
   StepOutput last_cpu;
   for (int step = 0; step < 6; ++step) {

@@ -102,9 +102,7 @@ std::vector<double> memory_sizes(double min_bytes, double max_bytes) {
   return out;
 }
 
-namespace {
-
-MeasurementRecord timed(MeasuredOp op, const TimingStats& t) {
+MeasurementRecord timed_record(MeasuredOp op, const TimingStats& t) {
   MeasurementRecord r;
   r.op = std::move(op);
   r.time_median_s = t.median_s;
@@ -113,8 +111,6 @@ MeasurementRecord timed(MeasuredOp op, const TimingStats& t) {
   r.reps = t.reps;
   return r;
 }
-
-}  // namespace
 
 MeasurementRecord gemm_record(const GemmCase& c, const TimingStats& t) {
   MeasuredOp op;
@@ -125,7 +121,7 @@ MeasurementRecord gemm_record(const GemmCase& c, const TimingStats& t) {
   op.a_dtype = std::string(to_string(c.a));
   op.w_dtype = std::string(to_string(c.w));
   op.c_dtype = std::string(to_string(c.c));
-  MeasurementRecord r = timed(std::move(op), t);
+  MeasurementRecord r = timed_record(std::move(op), t);
   r.flops = c.flops();
   r.bytes_moved = c.bytes();
   return r;
@@ -138,7 +134,7 @@ MeasurementRecord memory_record(std::string_view variant, double size_bytes, con
   op.kind = "memcpy";
   op.bytes = size_bytes;
   op.variant = std::string(variant);
-  MeasurementRecord r = timed(std::move(op), t);
+  MeasurementRecord r = timed_record(std::move(op), t);
   r.bytes_moved = variant == "copy" ? 2 * size_bytes : size_bytes;
   return r;
 }
@@ -149,7 +145,7 @@ MeasurementRecord launch_record(std::string_view variant, const TimingStats& t) 
   MeasuredOp op;
   op.kind = "launch";
   op.variant = std::string(variant);
-  return timed(std::move(op), t);
+  return timed_record(std::move(op), t);
 }
 
 MeasurementRecord power_record(const GemmCase& c, const PowerSample& p) {

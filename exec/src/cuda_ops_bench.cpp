@@ -17,16 +17,6 @@ using I = std::int64_t;
 
 double d(I v) { return static_cast<double>(v); }
 
-MeasurementRecord timed(MeasuredOp op, const TimingStats& t) {
-  MeasurementRecord r;
-  r.op = std::move(op);
-  r.time_median_s = t.median_s;
-  r.time_min_s = t.min_s;
-  r.time_max_s = t.max_s;
-  r.reps = t.reps;
-  return r;
-}
-
 void check_geometry(std::string_view what, const AttentionGeometry& g, DType kv) {
   if (g.heads < 1 || g.kv_heads < 1 || g.heads % g.kv_heads != 0 || g.head_dim < 1 || g.block_tokens < 1 ||
       (kv != DType::bf16 && kv != DType::fp8))
@@ -49,7 +39,7 @@ MeasurementRecord attention_record(std::string kind, I q_tokens, I seqs, double 
   op.c_dtype = "bf16";
   op.sequences = seqs;
   op.pairs = pairs;
-  MeasurementRecord r = timed(std::move(op), t);
+  MeasurementRecord r = timed_record(std::move(op), t);
   r.flops = 4.0 * d(g.heads) * d(g.head_dim) * pairs;
   r.bytes_moved = kv_tokens * storage_bytes(kv, 2.0 * d(g.kv_heads * g.head_dim)) + 2.0 * storage_bytes(DType::bf16, d(q_tokens * g.heads * g.head_dim));
   return r;
@@ -108,7 +98,7 @@ MeasurementRecord elementwise_record(const ElementwiseCase& c, const TimingStats
   op.m = c.rows;
   op.n = c.width;
   op.a_dtype = op.w_dtype = op.c_dtype = dtype;  // the step graph's elementwise(): in, in, out
-  MeasurementRecord r = timed(std::move(op), t);
+  MeasurementRecord r = timed_record(std::move(op), t);
   r.flops = flops_per * elems;
   r.bytes_moved = bytes;
   return r;

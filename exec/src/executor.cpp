@@ -24,11 +24,11 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median_of(std::vector<double> v) {
-  RACKSIM_ASSERT(!v.empty(), "a median needs samples");
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+/// bench's statistics of the samples. A sample under the clock's resolution (CUDA events: about
+/// 0.5 us) can read 0; it counts as 1 ns, since the schema needs times > 0.
+TimingStats stats_of(std::vector<double> v) {
+  for (double& x : v) x = std::max(x, 1e-9);
+  return timing_stats(v);
 }
 
 I parse_positive(const std::string& s, const std::string& option, const std::string& text, bool allow_zero) {
@@ -144,11 +144,12 @@ class Runner {
     StepTiming st;
     st.shape = s;
     st.tokens = batch.tokens();
-    st.median_s = median_of(times);
-    st.min_s = *std::min_element(times.begin(), times.end());
-    st.max_s = *std::max_element(times.begin(), times.end());
+    const TimingStats ts = stats_of(times);
+    st.median_s = ts.median_s;
+    st.min_s = ts.min_s;
+    st.max_s = ts.max_s;
     st.reps = o_.reps;
-    if (!graph_times.empty()) st.graph_median_s = median_of(graph_times);
+    if (!graph_times.empty()) st.graph_median_s = stats_of(graph_times).median_s;
     report_.steps.push_back(st);
   }
 
@@ -442,13 +443,8 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   f.run.date = utc_now_iso8601();
   f.run.commit = build_commit();
   for (auto& [identity, e] : run.samples()) {
-    MeasurementRecord rec;
-    rec.op = measured_op(e.op);
+    MeasurementRecord rec = timed_record(measured_op(e.op), stats_of(e.times));
     RACKSIM_ASSERT(rec.op.identity() == identity, "a measured op keeps the graph op's identity");
-    rec.time_median_s = std::max(median_of(e.times), 1e-12);  // the schema needs > 0; a clock tick is ~1e-9
-    rec.time_min_s = std::min(*std::min_element(e.times.begin(), e.times.end()), rec.time_median_s);
-    rec.time_max_s = std::max(*std::max_element(e.times.begin(), e.times.end()), rec.time_median_s);
-    rec.reps = static_cast<std::int64_t>(e.times.size());
     if (e.op.flops > 0) rec.flops = e.op.flops;
     if (e.op.bytes() > 0) rec.bytes_moved = e.op.bytes();
     f.records.push_back(std::move(rec));

@@ -10,28 +10,14 @@
 
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/step_backend.hpp"
+#include "tiny_models.hpp"
 
 using namespace racksim;
 using namespace racksim::exec;
 
 namespace {
 
-ModelConfig tiny() {  // tests/unit/exec_cpu_reference_test.cpp's tiny Llama
-  ModelConfig m;
-  m.id = "tiny-llama";
-  m.architecture = "llama";
-  m.layers = 2;
-  m.hidden = 64;
-  m.heads = 4;
-  m.kv_heads = 2;
-  m.head_dim = 16;
-  m.ffn = 128;
-  m.vocab = 97;
-  m.rope_theta = 10000.0;
-  m.max_position = 256;
-  m.norm_eps = 1e-5;
-  return m;
-}
+ModelConfig tiny() { return test::tiny_llama(); }
 
 /// max |a - b| over the rows, relative to max(1, max |b|).
 double rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {

@@ -15,38 +15,16 @@
 #include "racksim/exec/backend.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/workloads/step_graph.hpp"
+#include "tiny_models.hpp"
 
 using namespace racksim;
 using namespace racksim::exec;
+using racksim::test::tiny_llama;
+using racksim::test::tiny_moe;
 
 namespace {
 
-ModelConfig tiny_llama() {
-  ModelConfig m;
-  m.id = "tiny-llama";
-  m.architecture = "llama";
-  m.layers = 2;
-  m.hidden = 64;
-  m.heads = 4;
-  m.kv_heads = 2;
-  m.head_dim = 16;
-  m.ffn = 128;
-  m.vocab = 97;
-  m.rope_theta = 10000.0;
-  m.max_position = 64;
-  m.norm_eps = 1e-5;
-  return m;
-}
 
-ModelConfig tiny_moe() {
-  ModelConfig m = tiny_llama();
-  m.id = "tiny-moe";
-  m.architecture = "mixtral";
-  m.ffn = 64;
-  m.rope_theta = 1e6;
-  m.moe = {4, 2};
-  return m;
-}
 
 // ---- The float64 reference: plain loops over whole sequences, written from the model's equations.
 

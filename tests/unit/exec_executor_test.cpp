@@ -10,29 +10,14 @@
 #include "racksim/exec/backend.hpp"
 #include "racksim/exec/executor.hpp"
 #include "racksim/workloads/model_catalog.hpp"
+#include "tiny_models.hpp"
 
 using namespace racksim;
 using namespace racksim::exec;
 
 namespace {
 
-// tests/unit/exec_cpu_reference_test.cpp's tiny Llama.
-ModelConfig tiny() {
-  ModelConfig m;
-  m.id = "tiny-llama";
-  m.architecture = "llama";
-  m.layers = 2;
-  m.hidden = 64;
-  m.heads = 4;
-  m.kv_heads = 2;
-  m.head_dim = 16;
-  m.ffn = 128;
-  m.vocab = 97;
-  m.rope_theta = 10000.0;
-  m.max_position = 64;
-  m.norm_eps = 1e-5;
-  return m;
-}
+ModelConfig tiny() { return test::tiny_llama(); }
 
 Precision nvfp4_bf16() { return Precision{DType::nvfp4, DType::bf16, DType::bf16}; }
 

@@ -81,6 +81,8 @@ struct TimingStats {
   std::int64_t reps = 0;
 };
 [[nodiscard]] TimingStats timing_stats(std::span<const double> samples);
+/// A record of `op` with the timings of `t` (median, min, max, reps); the caller adds FLOPs and bytes.
+[[nodiscard]] MeasurementRecord timed_record(MeasuredOp op, const TimingStats& t);
 
 /// Sizes of `bench memory`: powers of two from `min_bytes` to `max_bytes` (both included when
 /// they are powers of two). InputError if min_bytes < 1 or min_bytes > max_bytes.

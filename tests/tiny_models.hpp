@@ -1,0 +1,38 @@
+#pragma once
+// The tiny models the executor's tests run (unit and [cuda]): a Llama-shaped one and a MoE, small
+// enough for a float64 reference, with every dimension a multiple of the NVFP4 block (16).
+
+#include "racksim/workloads/model.hpp"
+
+namespace racksim::test {
+
+/// 2 layers, hidden 64, 4 query / 2 KV heads of 16, FFN 128, a prime vocabulary (97).
+inline ModelConfig tiny_llama() {
+  ModelConfig m;
+  m.id = "tiny-llama";
+  m.architecture = "llama";
+  m.layers = 2;
+  m.hidden = 64;
+  m.heads = 4;
+  m.kv_heads = 2;
+  m.head_dim = 16;
+  m.ffn = 128;
+  m.vocab = 97;
+  m.rope_theta = 10000.0;
+  m.max_position = 256;
+  m.norm_eps = 1e-5;
+  return m;
+}
+
+/// tiny_llama with 4 experts of FFN 64, top 2 (Mixtral's routing).
+inline ModelConfig tiny_moe() {
+  ModelConfig m = tiny_llama();
+  m.id = "tiny-moe";
+  m.architecture = "mixtral";
+  m.ffn = 64;
+  m.rope_theta = 1e6;
+  m.moe = {4, 2};
+  return m;
+}
+
+}  // namespace racksim::test

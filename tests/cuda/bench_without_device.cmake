@@ -1,4 +1,4 @@
-# racksim bench on a machine without a usable GPU: exit 3, one line "error: no CUDA device: ..."
+# racksim bench and racksim exec --device cuda:0 on a machine without a usable GPU: exit 3, one line "error: no CUDA device: ..."
 # (CUDA built in) or "error: built without CUDA: ..." (not built), and no output file. Where
 # `racksim version` shows a device this prints SKIP (the test's SKIP_REGULAR_EXPRESSION).
 execute_process(COMMAND "${RACKSIM}" version OUTPUT_VARIABLE version RESULT_VARIABLE rc)
@@ -8,8 +8,14 @@ if(NOT version MATCHES "backend cuda: (not built|[^\n]*no CUDA device visible)")
 endif()
 set(out "${WORKDIR}/bench_without_device.json")
 file(REMOVE "${out}")
-foreach(what gemm memory launch power attention elementwise collectives all)
-  execute_process(COMMAND "${RACKSIM}" bench ${what} --out "${out}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+# Every bench suite, then `racksim exec --device cuda:0` (the CUDA step executor).
+foreach(what gemm memory launch power attention elementwise collectives all exec)
+  if(what STREQUAL "exec")
+    set(cmd exec "${SOURCE}/examples/exec-tiny-llama-cpu.yaml" --device cuda:0)
+  else()
+    set(cmd bench ${what})
+  endif()
+  execute_process(COMMAND "${RACKSIM}" ${cmd} --out "${out}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
   if(NOT rc EQUAL 3)
     message(FATAL_ERROR "bench ${what}: exit ${rc}, expected 3\nstdout: ${stdout}\nstderr: ${stderr}")
   endif()

@@ -152,21 +152,18 @@ json op_json(const MeasuredOp& op) {
     if (!op.variant.empty()) j["variant"] = op.variant;
   } else if (op.kind == "launch") {
     if (!op.variant.empty()) j["variant"] = op.variant;
-  } else if (is_attention_kind(op.kind)) {
-    j["m"] = op.m;
-    j["n"] = op.n;
-    j["k"] = op.k;
-    j["a_dtype"] = op.a_dtype;
-    j["w_dtype"] = op.w_dtype;
-    j["sequences"] = op.sequences;
-    j["pairs"] = op.pairs;
   } else if (op.kind != "idle") {
     j["m"] = op.m;
     j["n"] = op.n;
     j["k"] = op.k;
     j["a_dtype"] = op.a_dtype;
     j["w_dtype"] = op.w_dtype;
-    j["c_dtype"] = op.c_dtype;
+    if (is_attention_kind(op.kind)) {
+      j["sequences"] = op.sequences;
+      j["pairs"] = op.pairs;
+    } else {
+      j["c_dtype"] = op.c_dtype;
+    }
   }
   return j;
 }

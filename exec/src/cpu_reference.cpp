@@ -86,15 +86,6 @@ void rmsnorm_rows(const std::vector<float>& x, I rows, I n, const std::vector<fl
   rmsnorm(x, rows, n, weight, eps, y);
 }
 
-/// The op's role within its layer: "layers.3.qkv_proj" -> "qkv_proj".
-std::string_view role(const Op& op) {
-  std::string_view n = op.name;
-  if (op.layer >= 0 && n.starts_with("layers.")) {
-    const auto dot = n.find('.', 7);
-    if (dot != std::string_view::npos) n.remove_prefix(dot + 1);
-  }
-  return n;
-}
 
 [[noreturn]] void unsupported(const Op& op) {
   throw InputError(fmt::format("CPU reference cannot execute op '{}' ({})", op.name, to_string(op.kind)));
@@ -254,7 +245,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   for (std::size_t v : graph.topological_order()) {
     const Op& op = graph.op(v);
     const auto started = std::chrono::steady_clock::now();
-    const std::string_view what = role(op);
+    const std::string_view what = op.role();
     const int l = op.layer;
     const LayerWeights* lw = l >= 0 ? &weights_.layers.at(z(l)) : nullptr;
     switch (op.kind) {

@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/step_backend.hpp"
 #include "racksim/exec/step_plan.hpp"
+#include "racksim/workloads/model_catalog.hpp"
 
 using namespace racksim;
 using namespace racksim::exec;
@@ -123,4 +125,39 @@ TEST_CASE("truncating with keep_blocks leaves the slots a re-run writes where th
   CHECK(pool.free_blocks() == 2);
   pool.truncate(3, 4);
   CHECK(pool.table(3) == std::vector<std::int32_t>{0});
+}
+
+TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][plan]") {
+  // Per layer: linear weights (10,240 + 8,192 + 57,344) x 8,192 + 8,192 x 28,672 = 855,638,016 at
+  // 0.5625 B (4 bits + one UE4M3 per 16) = 481,296,384; two BF16 norms 32,768; K and V of 32 blocks
+  // of 32 tokens x 8 KV heads x 128 in FP8 = 2,097,152. Fixed: embedding and lm_head in BF16
+  // 1,048,576,000, final norm 16,384, activations 2 x 16 x (3 x 8,192 + 10,240 + 8,192 + 3 x 28,672)
+  // = 4,128,768 and 16 x (2 x 8,192 + 4 x 32,000 + 4) = 2,310,208 sampled, no dequant scratch at
+  // M <= 16, and the 32 MiB cuBLASLt workspace.
+  const ModelConfig m = find_model("llama2-70b");
+  CudaStepOptions o;
+  o.max_rows = 16;
+  o.max_sampled = 16;
+  o.kv_tokens = 1024;
+  o.block_tokens = 32;
+  const CudaStepFootprint f = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
+  CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
+  CHECK(f.fixed == Approx(1048576000.0 + 16384 + 4128768 + 2310208 + 33554432).epsilon(1e-12));
+  // Above M = 16 the largest weight (gate_up, 57,344 x 8,192) also gets a BF16 dequant scratch.
+  o.max_rows = 17;
+  const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
+  CHECK(g.fixed - f.fixed == Approx(2.0 * 57344 * 8192 + 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672)).epsilon(1e-12));
+}
+
+TEST_CASE("an op's role is its name within its layer", "[exec][plan]") {
+  Op op;
+  op.name = "layers.12.qkv_proj";
+  op.layer = 12;
+  CHECK(op.role() == "qkv_proj");
+  op.name = "layers.3.experts.gate_up_proj";
+  op.layer = 3;
+  CHECK(op.role() == "experts.gate_up_proj");
+  op.name = "lm_head";
+  op.layer = -1;
+  CHECK(op.role() == "lm_head");
 }

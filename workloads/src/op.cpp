@@ -39,4 +39,14 @@ std::string Op::identity() const {
                      to_string(weight_dtype), to_string(out_dtype));
 }
 
+std::string_view Op::role() const noexcept {
+  std::string_view r = name;
+  if (layer >= 0 && r.starts_with("layers.")) {
+    r.remove_prefix(7);
+    const auto dot = r.find('.');
+    if (dot != std::string_view::npos) r.remove_prefix(dot + 1);
+  }
+  return r;
+}
+
 }  // namespace racksim

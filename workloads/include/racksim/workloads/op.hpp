@@ -76,6 +76,9 @@ struct Op {
   /// Identity of the op for joining predictions to measurements: kind, shape and dtypes,
   /// e.g. "gemm m=2048 n=10240 k=8192 a=nvfp4 w=nvfp4 c=bf16". Same shape => same identity.
   [[nodiscard]] std::string identity() const;
+  /// The op's name within its layer ("layers.3.qkv_proj" -> "qkv_proj"); the whole name outside
+  /// layers ("lm_head"). What the executors dispatch on.
+  [[nodiscard]] std::string_view role() const noexcept;
 };
 
 }  // namespace racksim

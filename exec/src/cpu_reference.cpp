@@ -93,6 +93,38 @@ void rmsnorm_rows(const std::vector<float>& x, I rows, I n, const std::vector<fl
 
 }  // namespace
 
+StepRows step_rows(const StepBatch& batch, const StepTokens& tokens, I vocab, const std::function<I(I)>& cached) {
+  if (tokens.prefill.size() != batch.prefill.size() || tokens.decode.size() != batch.decode_contexts.size())
+    throw InputError(fmt::format("step tokens give {} chunks and {} decodes; the graph has {} and {}", tokens.prefill.size(),
+                                 tokens.decode.size(), batch.prefill.size(), batch.decode_contexts.size()));
+  StepRows out;
+  std::set<I> seen;
+  auto check_sequence = [&](I seq, I expected_cached, std::string_view what) {
+    if (!seen.insert(seq).second) throw InputError(fmt::format("sequence {} appears twice in one step", seq));
+    if (cached(seq) != expected_cached)
+      throw InputError(fmt::format("{} of sequence {} expects {} cached tokens; its KV cache holds {}", what, seq, expected_cached,
+                                   cached(seq)));
+    out.sequences.push_back(seq);
+  };
+  for (std::size_t c = 0; c < batch.prefill.size(); ++c) {
+    const PrefillChunk& chunk = batch.prefill[c];
+    const auto& t = tokens.prefill[c];
+    if (static_cast<I>(t.tokens.size()) != chunk.tokens)
+      throw InputError(fmt::format("prefill chunk {} has {} tokens; the graph says {}", c, t.tokens.size(), chunk.tokens));
+    check_sequence(t.sequence, chunk.cached, "prefill chunk");
+    for (I i = 0; i < chunk.tokens; ++i) out.rows.push_back({t.sequence, chunk.cached + i, t.tokens[z(i)]});
+    if (chunk.last) out.sampled.push_back(static_cast<I>(out.rows.size()) - 1);
+  }
+  for (std::size_t d = 0; d < batch.decode_contexts.size(); ++d) {
+    check_sequence(tokens.decode[d].sequence, batch.decode_contexts[d], "decode");
+    out.sampled.push_back(static_cast<I>(out.rows.size()));
+    out.rows.push_back({tokens.decode[d].sequence, batch.decode_contexts[d], tokens.decode[d].token});
+  }
+  for (const auto& r : out.rows)
+    if (r.token < 0 || r.token >= vocab) throw InputError(fmt::format("token id {} outside the vocabulary 0..{}", r.token, vocab - 1));
+  return out;
+}
+
 ModelWeights generate_weights(const ModelConfig& m, DType format, std::uint64_t seed) {
   if (format != DType::nvfp4 && format != DType::mxfp4 && format != DType::bf16)
     throw InputError(fmt::format("CPU reference weights '{}' not supported; valid: nvfp4, mxfp4, bf16", to_string(format)));
@@ -167,40 +199,10 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
 
   // Rows of the step: prefill chunk tokens in order, then one per decode sequence.
   const StepBatch& batch = graph.batch();
-  if (tokens.prefill.size() != batch.prefill.size() || tokens.decode.size() != batch.decode_contexts.size())
-    throw InputError(fmt::format("step tokens give {} chunks and {} decodes; the graph has {} and {}", tokens.prefill.size(),
-                                 tokens.decode.size(), batch.prefill.size(), batch.decode_contexts.size()));
-  struct Row {
-    std::int64_t sequence;
-    I position;
-    std::int32_t token;
-  };
-  std::vector<Row> rows;
-  std::vector<I> sampled;  // row index of each sampled sequence
-  std::set<std::int64_t> seen;
-  auto check_sequence = [&](std::int64_t seq, I expected_cached, std::string_view what) {
-    if (!seen.insert(seq).second) throw InputError(fmt::format("sequence {} appears twice in one step", seq));
-    if (cached_tokens(seq) != expected_cached)
-      throw InputError(fmt::format("{} of sequence {} expects {} cached tokens; its KV cache holds {}", what, seq, expected_cached,
-                                   cached_tokens(seq)));
-  };
-  for (std::size_t c = 0; c < batch.prefill.size(); ++c) {
-    const PrefillChunk& chunk = batch.prefill[c];
-    const auto& t = tokens.prefill[c];
-    if (static_cast<I>(t.tokens.size()) != chunk.tokens)
-      throw InputError(fmt::format("prefill chunk {} has {} tokens; the graph says {}", c, t.tokens.size(), chunk.tokens));
-    check_sequence(t.sequence, chunk.cached, "prefill chunk");
-    for (I i = 0; i < chunk.tokens; ++i) rows.push_back({t.sequence, chunk.cached + i, t.tokens[z(i)]});
-    if (chunk.last) sampled.push_back(static_cast<I>(rows.size()) - 1);
-  }
-  for (std::size_t d = 0; d < batch.decode_contexts.size(); ++d) {
-    check_sequence(tokens.decode[d].sequence, batch.decode_contexts[d], "decode");
-    sampled.push_back(static_cast<I>(rows.size()));
-    rows.push_back({tokens.decode[d].sequence, batch.decode_contexts[d], tokens.decode[d].token});
-  }
-  for (const Row& r : rows)
-    if (r.token < 0 || r.token >= m.vocab) throw InputError(fmt::format("token id {} outside the vocabulary 0..{}", r.token, m.vocab - 1));
-  for (std::int64_t seq : seen) {
+  const StepRows layout = step_rows(batch, tokens, m.vocab, [this](std::int64_t seq) { return cached_tokens(seq); });
+  const auto& rows = layout.rows;
+  const auto& sampled = layout.sampled;
+  for (std::int64_t seq : layout.sequences) {
     KvCache& c = caches_[seq];
     c.k.resize(z(m.layers));
     c.v.resize(z(m.layers));

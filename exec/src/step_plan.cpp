@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <set>
-#include <string_view>
 
 #include <fmt/format.h>
 
@@ -85,50 +83,32 @@ const std::vector<std::int32_t>& BlockPool::table(I sequence) const {
 }
 
 StepPlan plan_step(const StepBatch& batch, const StepTokens& tokens, I vocab, BlockPool& pool) {
-  if (tokens.prefill.size() != batch.prefill.size() || tokens.decode.size() != batch.decode_contexts.size())
-    throw InputError(fmt::format("step tokens give {} chunks and {} decodes; the graph has {} and {}", tokens.prefill.size(),
-                                 tokens.decode.size(), batch.prefill.size(), batch.decode_contexts.size()));
-  std::set<I> seen;
-  auto check_sequence = [&](I seq, I expected, std::string_view what) {
-    if (!seen.insert(seq).second) throw InputError(fmt::format("sequence {} appears twice in one step", seq));
-    if (pool.tokens(seq) != expected)
-      throw InputError(fmt::format("{} of sequence {} expects {} cached tokens; its KV cache holds {}", what, seq, expected, pool.tokens(seq)));
-  };
+  // Every check first (CpuReference's), so a refused step reserves nothing.
+  const StepRows layout = step_rows(batch, tokens, vocab, [&](I seq) { return pool.tokens(seq); });
   StepPlan p;
-  const I bt = pool.block_tokens();
-  auto add_row = [&](I seq, I position, std::int32_t token) {
-    if (token < 0 || token >= vocab) throw InputError(fmt::format("token id {} outside the vocabulary 0..{}", token, vocab - 1));
-    p.tokens.push_back(token);
-    p.positions.push_back(static_cast<std::int32_t>(position));
-    p.slots.push_back(kv_slot(pool.table(seq), bt, position));
-  };
   for (std::size_t c = 0; c < batch.prefill.size(); ++c) {
     const PrefillChunk& chunk = batch.prefill[c];
-    const auto& t = tokens.prefill[c];
-    if (static_cast<I>(t.tokens.size()) != chunk.tokens)
-      throw InputError(fmt::format("prefill chunk {} has {} tokens; the graph says {}", c, t.tokens.size(), chunk.tokens));
-    check_sequence(t.sequence, chunk.cached, "prefill chunk");
-    pool.reserve(t.sequence, chunk.cached + chunk.tokens);
-    p.segments.push_back({static_cast<std::int32_t>(p.rows), static_cast<std::int32_t>(chunk.tokens), static_cast<std::int32_t>(chunk.cached)});
-    for (I i = 0; i < chunk.tokens; ++i) add_row(t.sequence, chunk.cached + i, t.tokens[z(i)]);
-    p.rows += chunk.tokens;
+    pool.reserve(tokens.prefill[c].sequence, chunk.cached + chunk.tokens);
+    p.segments.push_back({static_cast<std::int32_t>(p.prefill_rows), static_cast<std::int32_t>(chunk.tokens),
+                          static_cast<std::int32_t>(chunk.cached)});
+    p.prefill_rows += chunk.tokens;
     p.max_segment_tokens = std::max(p.max_segment_tokens, chunk.tokens);
-    if (chunk.last) {
-      p.sampled.push_back(static_cast<std::int32_t>(p.rows - 1));
-      p.sampled_sequences.push_back(t.sequence);
-    }
   }
-  p.prefill_rows = p.rows;
   for (std::size_t d = 0; d < batch.decode_contexts.size(); ++d) {
-    const I seq = tokens.decode[d].sequence, ctx = batch.decode_contexts[d];
-    check_sequence(seq, ctx, "decode");
-    pool.reserve(seq, ctx + 1);
-    p.sampled.push_back(static_cast<std::int32_t>(p.rows));
-    p.sampled_sequences.push_back(seq);
-    add_row(seq, ctx, tokens.decode[d].token);
-    ++p.rows;
+    const I ctx = batch.decode_contexts[d];
+    pool.reserve(tokens.decode[d].sequence, ctx + 1);
     p.context_lens.push_back(static_cast<std::int32_t>(ctx + 1));
     p.max_context = std::max(p.max_context, ctx + 1);
+  }
+  for (const auto& r : layout.rows) {
+    p.tokens.push_back(r.token);
+    p.positions.push_back(static_cast<std::int32_t>(r.position));
+    p.slots.push_back(kv_slot(pool.table(r.sequence), pool.block_tokens(), r.position));
+  }
+  p.rows = static_cast<I>(layout.rows.size());
+  for (I row : layout.sampled) {
+    p.sampled.push_back(static_cast<std::int32_t>(row));
+    p.sampled_sequences.push_back(layout.rows[z(row)].sequence);
   }
   p.decodes = static_cast<I>(batch.decode_contexts.size());
   // Block tables padded with -1 to the longest one.

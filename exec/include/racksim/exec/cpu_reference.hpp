@@ -74,6 +74,25 @@ struct StepOutput {
   std::vector<std::int32_t> next_tokens;     ///< greedy choice (lowest id among equal maxima)
 };
 
+/// A step's rows in the order every backend uses: each prefill chunk's tokens, then one per
+/// decode; and the rows that get logits (prompt-ending chunks' last rows, then the decodes).
+struct StepRows {
+  struct Row {
+    std::int64_t sequence = 0;
+    std::int64_t position = 0;  ///< the token's position in its sequence
+    std::int32_t token = 0;
+  };
+  std::vector<Row> rows;
+  std::vector<std::int64_t> sampled;  ///< row index of each sampled sequence
+  std::vector<std::int64_t> sequences;  ///< every sequence of the step, once, in row order
+};
+
+/// Checks `tokens` against `batch` and lays out the rows: counts match, each chunk has its
+/// tokens, each chunk's `cached` and each decode's context equal `cached(sequence)`, a sequence
+/// appears once, ids are within 0..vocab-1. InputError naming what is wrong otherwise.
+[[nodiscard]] StepRows step_rows(const StepBatch& batch, const StepTokens& tokens, std::int64_t vocab,
+                                 const std::function<std::int64_t(std::int64_t)>& cached);
+
 /// Executes step graphs of one model on the CPU in FP32 (single GPU: tensor, pipeline and expert
 /// parallel 1). Llama conventions: RoPE rotates halves (x_i, x_{i+d/2}) with frequencies
 /// theta^(-2i/d); GQA maps query head h to KV head h / (heads / kv_heads); MoE routing takes the

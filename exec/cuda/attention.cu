@@ -23,8 +23,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
@@ -375,10 +378,20 @@ void by_shape(const PagedKvLayout& l, F&& f) {
 
 /// Opts `kernel` in to `bytes` of dynamic shared memory when that is above the default 48 KiB
 /// (CUDA C++ Programming Guide, "Shared Memory": larger allocations need the attribute).
+/// The attribute holds per kernel and device, so it is set once for each (not on every launch:
+/// a prefill step launches this per layer).
 template <class Kernel>
 void allow_smem(Kernel* kernel, std::size_t bytes) {
-  if (bytes > 48 * 1024)
-    RACKSIM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  if (bytes <= 48 * 1024) return;
+  static std::mutex mu;
+  static std::set<std::pair<const void*, int>> done;
+  int device = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&device));
+  const std::pair<const void*, int> key{reinterpret_cast<const void*>(kernel), device};
+  const std::lock_guard lock(mu);
+  if (done.count(key)) return;
+  RACKSIM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  done.insert(key);
 }
 
 }  // namespace

@@ -92,7 +92,7 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
 
 int cmd_exec(const Args& args) {
   po::options_description desc("exec options");
-  std::string scenario_path, device = "cpu", out, json;
+  std::string scenario_path, device = "cpu", out, json, fp4_gemm = "auto";
   std::vector<std::string> sets, shapes;
   exec::ExecOptions o;
   long long serve = 0;
@@ -107,6 +107,8 @@ int cmd_exec(const Args& args) {
       "serve", po::value(&serve), "run an offline serving loop over the first N of the scenario's requests (0 = none)")(
       "layers", po::value(&o.layers), "layers to run (0 = as many as --memory-gib holds)")(
       "memory-gib", po::value(&memory_gib), "host memory the CPU reference's weights may take (default 8; cuda: free device memory)")(
+      "fp4-gemm", po::value(&fp4_gemm),
+      "cuda: the FP4 linear kernels: auto (native NVFP4 cuBLASLt on sm_100/sm_103, else Hopper's; default), native, hopper")(
       "warmup", po::value(&o.warmup), "untimed runs of each shape (default 1)")("reps", po::value(&o.reps), "timed runs of each shape (default 3)")(
       "seed", po::value(&seed), "seed of weights and tokens (default: the scenario's)")(
       "out", po::value(&out), "write the per-op measurement file (racksim-measurements/1) to FILE")(
@@ -115,7 +117,8 @@ int cmd_exec(const Args& args) {
   pos.add("scenario", 1);
   po::variables_map vm;
   if (!parse(args, desc, pos, vm,
-             "racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--layers N] [--out FILE] [--json FILE]"))
+             "racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--fp4-gemm auto|native|hopper] [--shape S]... [--serve N] [--layers N] "
+             "[--out FILE] [--json FILE]"))
     return 0;
   for (const auto& [opt, path] : {std::pair{"--json", json}, std::pair{"--out", out}})
     if (!path.empty()) check_output_path(path, opt);
@@ -124,6 +127,9 @@ int cmd_exec(const Args& args) {
   Scenario s = load_scenario(scenario_path, sets);
 
   o.device = device;
+  const auto mode = exec::parse_fp4_gemm_mode(fp4_gemm);
+  if (!mode) throw InputError(fmt::format("racksim exec: --fp4-gemm: '{}' is not one of auto, native, hopper", fp4_gemm));
+  o.fp4_gemm = *mode;
   if (shapes.empty()) shapes = {"prefill:128", "decode:1x128", "decode:8x128"};
   for (const auto& text : shapes) o.shapes.push_back(exec::ExecShape::parse(text, "--shape"));
   o.memory_budget_bytes = memory_gib * (1ull << 30);

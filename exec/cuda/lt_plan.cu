@@ -21,13 +21,64 @@ __global__ void dequant_nvfp4_bf16_kernel(const uint2* __restrict__ packed, cons
   }
 }
 
+/// One thread per 16-value block (grid-stride): two 16-byte loads, the shared block routine, one
+/// 8-byte store of codes and one scale byte at its swizzled offset.
+__global__ void quantize_bf16_nvfp4_kernel(const __nv_bfloat16* __restrict__ x, std::int64_t rows, std::int64_t kblocks, float s_in,
+                                           std::uint8_t* __restrict__ packed, std::uint8_t* __restrict__ scales) {
+  const std::int64_t total = rows * kblocks;
+  for (std::int64_t b = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; b < total; b += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t r = b / kblocks, kb = b % kblocks;
+    const uint4* src = reinterpret_cast<const uint4*>(x + b * 16);  // row r, block kb: (r kblocks + kb) x 16
+    __align__(16) __nv_bfloat16 h[16];
+    *reinterpret_cast<uint4*>(&h[0]) = src[0];
+    *reinterpret_cast<uint4*>(&h[8]) = src[1];
+    float v[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) v[i] = __bfloat162float(h[i]);
+    std::uint32_t words[2];
+    const std::uint8_t sc = fp4::nvfp4_quantize_block16(v, s_in, words);
+    reinterpret_cast<uint2*>(packed)[b] = make_uint2(words[0], words[1]);
+    scales[fp4::cublaslt_scale_offset(r, kb, kblocks)] = sc;
+  }
+}
+
 }  // namespace
+
+void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
+                                  std::uint8_t* scales, cudaStream_t s) {
+  if (cols % 16 != 0 || rows < 0)
+    throw InputError(text("quantize_bf16_nvfp4_cublaslt: ", rows, " x ", cols, ": cols must be a multiple of 16 (NVFP4 blocks)"));
+  const std::int64_t blocks = rows * (cols / 16);
+  if (blocks == 0) return;
+  quantize_bf16_nvfp4_kernel<<<fill_grid(static_cast<std::size_t>(blocks)), 256, 0, s>>>(x, rows, cols / 16, s_in, packed, scales);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
 
 void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, float tensor_scale, std::size_t blocks, __nv_bfloat16* out,
                         cudaStream_t s) {
   if (blocks == 0) return;
   dequant_nvfp4_bf16_kernel<<<fill_grid(blocks), 256, 0, s>>>(reinterpret_cast<const uint2*>(packed), scales, tensor_scale, blocks, out);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace racksim::exec::cuda
+
+#include "nvfp4_quantize.hpp"
+
+namespace racksim::exec::cuda {
+
+void quantize_bf16_nvfp4_host(const std::uint16_t* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
+                              std::uint8_t* scales) {
+  if (cols % 16 != 0 || rows < 1)
+    throw InputError(text("quantize_bf16_nvfp4_host: ", rows, " x ", cols, ": rows >= 1 and cols a multiple of 16 (NVFP4 blocks)"));
+  const auto n = static_cast<std::size_t>(rows * cols);
+  const auto scale_bytes = static_cast<std::size_t>(fp4::cublaslt_scale_bytes(rows, cols / 16));
+  DeviceBytes dx(n * 2), dq(n / 2), ds(scale_bytes);
+  RACKSIM_CUDA_CHECK(cudaMemcpy(dx.as(), x, n * 2, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemset(ds.as(), 0, scale_bytes));
+  quantize_bf16_nvfp4_cublaslt(dx.as<__nv_bfloat16>(), rows, cols, s_in, dq.as<std::uint8_t>(), ds.as<std::uint8_t>(), nullptr);
+  RACKSIM_CUDA_CHECK(cudaMemcpy(packed, dq.as(), n / 2, cudaMemcpyDeviceToHost));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(scales, ds.as(), scale_bytes, cudaMemcpyDeviceToHost));
 }
 
 }  // namespace racksim::exec::cuda

@@ -25,6 +25,14 @@ inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;  // cuBL
 void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, float tensor_scale, std::size_t blocks,
                         __nv_bfloat16* out, cudaStream_t s);
 
+/// BF16 activations [rows x cols] row-major to NVFP4 for the block-scaled cuBLASLt GEMM on `s`
+/// (lt_plan.cu): packed E2M1 [rows x cols/2] (element 2j in the low nibble) and one UE4M3 scale
+/// per 16 values written at fp4::cublaslt_scale_offset, under encode scale `s_in`
+/// (fp4::nvfp4_quantize_block16, the CPU quantizer's routine). cols % 16 == 0; `x` 16-byte
+/// aligned. The scale buffer's padding is not written: zero it once when allocating.
+void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
+                                  std::uint8_t* scales, cudaStream_t s);
+
 /// A cuBLASLt matmul plan (descriptors and the heuristic's first algorithm), destroyed on scope exit.
 class LtPlan {
  public:
@@ -64,6 +72,13 @@ class LtPlan {
   ~LtPlan() { destroy(); }
   LtPlan(const LtPlan&) = delete;
   LtPlan& operator=(const LtPlan&) = delete;
+
+  /// Points the block scales at other buffers (a plan serves every layer of its shape); the next
+  /// run() reads them, captured into a CUDA graph as they were at capture.
+  void set_scale_pointers(const void* a_scale, const void* b_scale) {
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
+  }
 
   /// D = alpha x op(A) B on `s`; `ws` holds kLtWorkspaceBytes.
   void run(cublasLtHandle_t h, float alpha, const void* a, const void* b, void* d, void* ws, cudaStream_t s) const {

@@ -5,8 +5,11 @@
 //   linear layers (NVFP4 weights, BF16 activations): M <= 16 the small-M FP4 kernel (E2M1
 //   dequantized in registers, fp4_gemm_small_m.cu); M > 16 the weight dequantized to BF16 into a
 //   scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for large M");
+//   On Blackwell (sm_100 / sm_103, cuBLASLt >= 12.8; fp4_gemm_path.hpp decides, with the reason)
+//   every linear instead quantizes its BF16 input to NVFP4 (lt_plan.cu, scales written in
+//   cuBLASLt's swizzled layout) and runs cuBLASLt's block-scaled FP4 x FP4 GEMM, the weights'
+//   scales stored in that layout too; `--fp4-gemm hopper` keeps the Hopper kernels there.
 //   lm_head: the sampled rows gathered (the embedding kernel on row ids), cuBLASLt BF16 -> FP32.
-// Blackwell runs the same paths for now; its native NVFP4 cuBLASLt GEMM is in the bench only.
 // The host side of a step (rows, slots, tables) is exec/step_plan.hpp, tested on the CPU.
 
 #include "step_executor.hpp"
@@ -29,6 +32,9 @@
 #include "random_fill.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/fp4.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
+#include "racksim/exec/fp4_matrix.hpp"
 #include "racksim/exec/step_plan.hpp"
 
 namespace racksim::exec::cuda {
@@ -47,8 +53,8 @@ constexpr unsigned kScaleCodeLo = 0x30, kScaleCodeSpan = 16;
 
 // ---- device state ---------------------------------------------------------------------------
 
-/// An NVFP4 linear weight [out x in]: codes and row-major UE4M3 scales (the small-M kernel's and
-/// the dequantize kernel's layout), and the FP32 tensor scale.
+/// An NVFP4 linear weight [out x in]: codes, UE4M3 scales (row-major for the small-M and
+/// dequantize kernels; cuBLASLt's swizzled layout on the native path) and the FP32 tensor scale.
 struct Linear {
   DeviceBytes packed, scales;
   float tensor_scale = 1.0f;
@@ -141,6 +147,9 @@ class CudaStep final : public StepBackend {
     workspace_ = DeviceBytes(kLtWorkspaceBytes);
 
     const I H = m.hidden, qkv_w = (I{m.heads} + 2 * m.kv_heads) * m.head_dim;
+    linear_shapes_ = {{qkv_w, H}, {H, I{m.heads} * m.head_dim}, {2 * I{m.ffn}, H}, {H, I{m.ffn}}};
+    fp4_ = choose_fp4_gemm(o.fp4_gemm, prop.major, prop.minor, cublasLtGetVersion());
+    if (fp4_.native) fp4_ = after_probe(o.fp4_gemm, fp4_, probe_native_plans());
     kv_layout_ = PagedKvLayout{pool_.blocks(), o.block_tokens, m.kv_heads, m.head_dim, p.kv_cache};
     kv_layout_.check();
     if (o.reference_weights) load_reference_weights();
@@ -163,9 +172,16 @@ class CudaStep final : public StepBackend {
     sampled_x_ = DeviceBytes(z(o.max_sampled) * z(H) * 2);
     logits_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
     next_ = DeviceBytes(z(o.max_sampled) * 4);
-    if (o.max_rows > kSmallMMax) {
+    if (fp4_.native) {
+      I widest = 0;
+      for (const auto& [n, k] : linear_shapes_) widest = std::max(widest, k);
+      act_q_ = DeviceBytes(R * z(widest) / 2);
+      const auto scale_bytes = z(fp4::cublaslt_scale_bytes(o.max_rows, widest / 16));
+      act_scales_ = DeviceBytes(scale_bytes);
+      RACKSIM_CUDA_CHECK(cudaMemset(act_scales_.as(), 0, scale_bytes));  // the layout's padding stays zero
+    } else if (o.max_rows > kSmallMMax) {
       I largest = 0;
-      for (const Linear* w : {&layers_[0].qkv, &layers_[0].o, &layers_[0].gate_up, &layers_[0].down}) largest = std::max(largest, w->out * w->in);
+      for (const auto& [n, k] : linear_shapes_) largest = std::max(largest, n * k);
       dequant_ = DeviceBytes(z(largest) * 2);
     }
     sm_count_ = prop.multiProcessorCount;
@@ -261,6 +277,7 @@ class CudaStep final : public StepBackend {
   void release(std::int64_t sequence) override { pool_.release(sequence); }
   void truncate(std::int64_t sequence, std::int64_t tokens) override { pool_.truncate(sequence, tokens, true); }
   [[nodiscard]] std::string describe() const override { return describe_; }
+  [[nodiscard]] std::string linear_path() const override { return fp4_.reason; }
 
  private:
   void check_graph(const StepGraph& g) const {
@@ -315,10 +332,11 @@ class CudaStep final : public StepBackend {
 
   void load_reference_weights() {
     const ModelWeights w = generate_weights(m_, DType::nvfp4, o_.seed);
-    auto linear = [](const LinearWeight& lw) {
+    auto linear = [&](const LinearWeight& lw) {
       Linear l;
       upload(l.packed, lw.packed.packed);
-      upload(l.scales, lw.packed.scales);
+      if (fp4_.native) upload(l.scales, swizzle_scales_cublaslt(lw.packed.scales, lw.out, lw.in / 16));
+      else upload(l.scales, lw.packed.scales);
       l.tensor_scale = lw.packed.tensor_scale;
       l.out = lw.out;
       l.in = lw.in;
@@ -354,7 +372,8 @@ class CudaStep final : public StepBackend {
       l.out = out;
       l.in = in;
       bytes(l.packed, z(out * in / 2), 0, 256);  // every E2M1 code pair
-      bytes(l.scales, z(out * in / 16), kScaleCodeLo, kScaleCodeSpan);
+      // The native path's swizzled layout pads rows to 128 and blocks to 4; random codes there too.
+      bytes(l.scales, z(fp4_.native ? fp4::cublaslt_scale_bytes(out, in / 16) : out * in / 16), kScaleCodeLo, kScaleCodeSpan);
       // E2M1 codes uniform over the 16: E[x^2] = (0 + .25 + 1 + 2.25 + 4 + 9 + 16 + 36) / 8 = 8.5625.
       // Block scales (1 + m/8) 2^e, m uniform 0..7, e in {-1, 0}: E[(1 + m/8)^2] = 2.1484, so
       // E[s^2] = 2.1484 (1/4 + 1) / 2 = 1.3428. Unit-variance outputs for unit-variance inputs
@@ -397,8 +416,46 @@ class CudaStep final : public StepBackend {
     RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  /// The native plans of every linear shape at one row and at max_rows (cuBLASLt's heuristic
+  /// only, nothing runs); "" if all exist, else why not (after_probe then falls back or fails).
+  std::string probe_native_plans() {
+    for (const auto& [n, k] : linear_shapes_) {
+      // Whole 64-value groups keep every scale tile's K columns inside the matrix, so no padded
+      // scale is ever read against real data (fp4::cublaslt_scale_offset's 4-block tiles).
+      if (k % 64 != 0) return text("linear K = ", k, " is not a multiple of 64 (cuBLASLt's 4-block scale tiles)");
+      for (const I rows : {I{1}, o_.max_rows}) {
+        try {
+          (void)native_plan(rows, n, k);
+        } catch (const Error& e) {
+          plans_.clear();
+          return e.what();
+        }
+      }
+    }
+    return "";
+  }
+
+  LtPlan& native_plan(I m, I n, I k) {
+    const auto key = std::make_tuple(static_cast<int>(CUDA_R_4F_E2M1), static_cast<int>(CUDA_R_16BF), m, n, k);
+    auto it = plans_.find(key);
+    // The scale pointers are set before every run (a plan serves every layer of its shape); the
+    // workspace stands in for them while the heuristic is asked.
+    if (it == plans_.end())
+      it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, CUDA_R_4F_E2M1, CUDA_R_16BF, m, n, k, workspace_.as(), workspace_.as(), true)).first;
+    return *it->second;
+  }
+
   /// y[M x w.out] = x[M x w.in] w^T.
   void gemm(const Linear& w, const Bf16* x, I M, Bf16* y) {
+    if (fp4_.native) {
+      // alpha: W = codes x scales x tensor_scale and x = codes x scales / s_in (fp4_gemm_path.hpp).
+      quantize_bf16_nvfp4_cublaslt(reinterpret_cast<const __nv_bfloat16*>(x), M, w.in, kActivationNvfp4EncodeScale,
+                                   act_q_.as<std::uint8_t>(), act_scales_.as<std::uint8_t>(), stream_);
+      LtPlan& p = native_plan(M, w.out, w.in);
+      p.set_scale_pointers(w.scales.as(), act_scales_.as());
+      p.run(lt_, w.tensor_scale / kActivationNvfp4EncodeScale, w.packed.as(), act_q_.as(), y, workspace_.as(), stream_);
+      return;
+    }
     if (M <= kSmallMMax) {
       fp4_gemm_small_m_bf16_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y, stream_);
       return;
@@ -409,7 +466,7 @@ class CudaStep final : public StepBackend {
   }
 
   LtPlan& plan(cudaDataType_t out, I m, I n, I k) {
-    const auto key = std::make_tuple(static_cast<int>(out), m, n, k);
+    const auto key = std::make_tuple(static_cast<int>(CUDA_R_16BF), static_cast<int>(out), m, n, k);
     auto it = plans_.find(key);
     if (it == plans_.end()) it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, CUDA_R_16BF, out, m, n, k, nullptr, nullptr, false)).first;
     return *it->second;
@@ -522,12 +579,14 @@ class CudaStep final : public StepBackend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   int sm_count_ = 1;
-  DeviceBytes workspace_, dequant_, attn_workspace_;
+  DeviceBytes workspace_, dequant_, attn_workspace_, act_q_, act_scales_;
+  std::vector<std::pair<I, I>> linear_shapes_;  ///< (out, in) of qkv, o, gate_up, down
+  Fp4GemmChoice fp4_;
   std::vector<Layer> layers_;
   DeviceBytes embed_, lm_head_, final_norm_;
   DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_;
   DeviceBytes d_tokens_, d_positions_, d_slots_, d_sampled_, d_decode_tables_, d_context_lens_, d_segments_, d_prefill_tables_;
-  std::map<std::tuple<int, I, I, I>, std::unique_ptr<LtPlan>> plans_;
+  std::map<std::tuple<int, int, I, I, I>, std::unique_ptr<LtPlan>> plans_;  ///< (A/B type, D type, m, n, k)
   StepPlan plan_;
   I partition_tokens_ = 0;
   std::size_t workspace_bytes_ = 0;

@@ -5,7 +5,9 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/collectives.hpp"
 #include "racksim/exec/cuda_bench.hpp"
+#include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/fp4.hpp"
 #include "racksim/exec/cuda_ops_bench.hpp"
 #include "src/cuda_ops_checks.hpp"
 
@@ -17,6 +19,7 @@
 #include "cuda/ops_elementwise.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/fp4_gemm_small_m.hpp"
+#include "cuda/nvfp4_quantize.hpp"
 #endif
 
 namespace racksim::exec {
@@ -54,6 +57,25 @@ std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t 
   cuda::fp4_gemm_small_m(x.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, y.data());
   return y;
 #else
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
+Nvfp4Activations cuda_quantize_nvfp4_activations(std::span<const float> x, std::int64_t rows, std::int64_t cols, float encode_scale) {
+  if (rows < 1 || cols < 16 || cols % 16 != 0 || x.size() != static_cast<std::size_t>(rows * cols))
+    throw InputError(fmt::format("cuda_quantize_nvfp4_activations: needs rows >= 1, cols a multiple of 16 and x of rows x cols (got {} x {}, "
+                                 "{} values)",
+                                 rows, cols, x.size()));
+#ifdef RACKSIM_HAVE_CUDA
+  std::vector<std::uint16_t> bits(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) bits[i] = act::bf16_bits(x[i]);
+  Nvfp4Activations out;
+  out.packed.resize(x.size() / 2);
+  out.scales.resize(static_cast<std::size_t>(fp4::cublaslt_scale_bytes(rows, cols / 16)));
+  cuda::quantize_bf16_nvfp4_host(bits.data(), rows, cols, encode_scale, out.packed.data(), out.scales.data());
+  return out;
+#else
+  (void)encode_scale;
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }

@@ -13,6 +13,7 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cpu_ops.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 
 namespace racksim::exec {
 
@@ -74,10 +75,16 @@ void matmul(const float* x, I rows, I k, const float* w, I n, float* y) {
     }
 }
 
-void linear(const std::vector<float>& x, I rows, const LinearWeight& w, std::vector<float>& y) {
+/// y = x W^T; with `nvfp4_input` x is first rounded to BF16 and quantized to NVFP4 under the
+/// static activation encode scale, as the CUDA executor's native Blackwell path does.
+void linear(const std::vector<float>& x, I rows, const LinearWeight& w, std::vector<float>& y, bool nvfp4_input) {
   RACKSIM_ASSERT(x.size() >= z(rows * w.in), "linear input holds rows x in values");
   y.assign(z(rows * w.out), 0.0f);
-  matmul(x.data(), rows, w.in, w.values.data(), w.out, y.data());
+  if (!nvfp4_input) return matmul(x.data(), rows, w.in, w.values.data(), w.out, y.data());
+  std::vector<float> in(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(rows * w.in));
+  for (auto& v : in) v = act::round_bf16(v);
+  const std::vector<float> q = dequantize(quantize_nvfp4_static(in, rows, w.in, kActivationNvfp4EncodeScale));
+  matmul(q.data(), rows, w.in, w.values.data(), w.out, y.data());
 }
 
 /// cpu_ops' rmsnorm into `y`, resized to rows x n.
@@ -162,6 +169,12 @@ CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed)
                  "model dimensions are positive");
   RACKSIM_ASSERT(m.heads % m.kv_heads == 0 && m.head_dim % 2 == 0, "GQA groups are whole and head_dim is even");
   RACKSIM_ASSERT(!m.is_moe() || (m.moe.experts_per_token >= 1 && m.moe.experts_per_token <= m.moe.experts), "1 <= top-k <= experts");
+}
+
+void CpuReference::set_nvfp4_linear_inputs(bool on) {
+  if (on && format_ != DType::nvfp4)
+    throw InputError(fmt::format("CPU reference: NVFP4 linear inputs need NVFP4 weights; these are {}", to_string(format_)));
+  nvfp4_inputs_ = on;
 }
 
 std::int64_t CpuReference::cached_tokens(std::int64_t sequence) const {
@@ -276,10 +289,10 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
           break;
         }
         require_rows(op, T);
-        if (what == "qkv_proj") linear(normed, T, lw->qkv_proj, qkv);
-        else if (what == "o_proj") linear(attn, T, lw->o_proj, branch);
-        else if (what == "gate_up_proj") linear(normed, T, lw->gate_up_proj, gate_up);
-        else if (what == "down_proj") linear(act, T, lw->down_proj, branch);
+        if (what == "qkv_proj") linear(normed, T, lw->qkv_proj, qkv, nvfp4_inputs_);
+        else if (what == "o_proj") linear(attn, T, lw->o_proj, branch, nvfp4_inputs_);
+        else if (what == "gate_up_proj") linear(normed, T, lw->gate_up_proj, gate_up, nvfp4_inputs_);
+        else if (what == "down_proj") linear(act, T, lw->down_proj, branch, nvfp4_inputs_);
         else if (what == "router") {
           router_logits.assign(z(T * m.moe.experts), 0.0f);
           matmul(normed.data(), T, H, lw->router.data(), m.moe.experts, router_logits.data());

@@ -354,6 +354,7 @@ CudaStepOptions cuda_options(const ModelConfig& model, const ExecOptions& o, int
   CudaStepOptions c;
   c.device = device;
   c.seed = o.seed;
+  c.fp4_gemm = o.fp4_gemm;
   c.block_tokens = o.serving.kv_block_tokens;
   I kv = 1, rows = 1, sampled = 1;
   const I chunk = o.serving.max_num_tokens > 0 ? o.serving.max_num_tokens : 0;
@@ -393,6 +394,8 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     throw InputError(fmt::format("racksim exec --device cpu: precision.weights: '{}' is not one the CPU reference stores (nvfp4, mxfp4, "
                                  "bf16)",
                                  to_string(w)));
+  if (!cuda && o.fp4_gemm != Fp4GemmMode::automatic)
+    throw InputError(fmt::format("racksim exec: --fp4-gemm {} applies to --device cuda:N; the CPU reference has one path", to_string(o.fp4_gemm)));
   if (o.reps < 1 || o.warmup < 0) throw InputError(fmt::format("racksim exec: --reps {} must be >= 1 and --warmup {} >= 0", o.reps, o.warmup));
   if (o.layers < 0 || o.layers > model.layers)
     throw InputError(fmt::format("racksim exec: --layers {} is outside 1..{} (0 = as many as fit)", o.layers, model.layers));
@@ -416,9 +419,8 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     backend = make_cuda_step_backend(report.model, precision, c);
     report.notes.push_back(c.reference_weights ? fmt::format("weights: the CPU reference's (seed {}), uploaded", o.seed)
                                                : "weights: random NVFP4 codes generated on the device (speed only; outputs are not meaningful)");
-    report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; NVFP4 GEMMs through the small-M FP4 kernel "
-                                       "(M <= 16) or dequantize + cuBLASLt BF16",
-                                       to_string(precision.kv_cache), c.block_tokens));
+    report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; linears: {}", to_string(precision.kv_cache),
+                                       c.block_tokens, backend->linear_path()));
   } else {
     report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));
@@ -438,7 +440,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   MeasurementFile& f = report.measurements;
   f.run.device = report.device;
   f.run.system = fmt::format("{} layers {} of {}", report.model.id, report.model.layers, model.layers);
-  f.run.software = cuda ? "racksim exec (CUDA step executor)" : "racksim exec (CPU reference)";
+  f.run.software = cuda ? fmt::format("racksim exec (CUDA step executor; linears: {})", backend->linear_path()) : "racksim exec (CPU reference)";
   f.run.source = o.command_line.empty() ? "racksim exec" : o.command_line;
   f.run.date = utc_now_iso8601();
   f.run.commit = build_commit();

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/fp4.hpp"
 #include "racksim/exec/paged_kv.hpp"
 
 #ifdef RACKSIM_HAVE_CUDA
@@ -36,19 +37,31 @@ DeviceMemoryInfo cuda_device_memory(int device) {
 
 CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, const CudaStepOptions& o) {
   using D = double;
+  using I = std::int64_t;
   const D H = m.hidden, hd = m.head_dim, heads = m.heads, kvh = m.kv_heads, ffn = m.ffn, vocab = m.vocab;
   const D qkv_w = (heads + 2 * kvh) * hd;
-  // NVFP4: 0.5 B per weight + one UE4M3 byte per 16 (executor.md "NVFP4").
-  const D linear = qkv_w * H + H * heads * hd + 2 * ffn * H + H * ffn;
+  // Which FP4 paths may run (fp4_gemm_path.hpp): `auto` is decided on the device, so both count
+  // (each buffer at the larger of its two layouts, and the larger of the two scratch buffers).
+  const bool may_native = o.fp4_gemm != Fp4GemmMode::hopper, may_hopper = o.fp4_gemm != Fp4GemmMode::native;
+  const I shapes[4][2] = {{static_cast<I>(qkv_w), m.hidden}, {m.hidden, I{m.heads} * m.head_dim}, {2 * I{m.ffn}, m.hidden}, {m.hidden, I{m.ffn}}};
+  // NVFP4: 0.5 B per weight + one UE4M3 byte per 16 (executor.md "NVFP4"); cuBLASLt's scale
+  // layout pads rows to 128 and blocks to 4 (fp4::cublaslt_scale_bytes; no padding for Llama-2-70B).
+  D weights = 0, largest = 0, widest = 0;
+  for (const auto& [n, k] : shapes) {
+    const D row_major = static_cast<D>(n * k / 16), swizzled = static_cast<D>(fp4::cublaslt_scale_bytes(n, k / 16));
+    weights += static_cast<D>(n * k) / 2 + std::max(may_hopper ? row_major : 0.0, may_native ? swizzled : 0.0);
+    largest = std::max(largest, static_cast<D>(n * k));
+    widest = std::max(widest, static_cast<D>(k));
+  }
   const D blocks = std::max<D>(1, static_cast<D>((o.kv_tokens + o.block_tokens - 1) / o.block_tokens));
   const D kv_element = p.kv_cache == DType::fp8 ? 1 : 2;
   CudaStepFootprint f;
-  f.per_layer = linear * (0.5 + 1.0 / 16) + 2 * 2 * H + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
+  f.per_layer = weights + 2 * 2 * H + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
   const D R = static_cast<D>(o.max_rows), S = static_cast<D>(o.max_sampled);
   const D activations = 2 * R * (3 * H + qkv_w + heads * hd + 3 * ffn) + S * (2 * H + 4 * vocab + 4);
-  const D largest = std::max({qkv_w * H, H * heads * hd, 2 * ffn * H, H * ffn});
-  const D dequant = o.max_rows > 16 ? 2 * largest : 0;  // fp4_gemm_small_m's M limit
-  f.fixed = 2 * 2 * vocab * H + 2 * H + activations + dequant + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
+  const D dequant = may_hopper && o.max_rows > 16 ? 2 * largest : 0;  // fp4_gemm_small_m's M limit
+  const D fp4_inputs = may_native ? static_cast<D>(native_activation_bytes(o.max_rows, static_cast<I>(widest))) : 0;
+  f.fixed = 2 * 2 * vocab * H + 2 * H + activations + std::max(dequant, fp4_inputs) + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
   return f;
 }
 

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 
@@ -45,4 +46,29 @@ TEST_CASE("FP4-weight small-M GEMM matches the CPU reference", "[cuda][exec]") {
           REQUIRE(std::fabs(got - ref) <= static_cast<double>(k + 2) * std::ldexp(1.0, -24) * mag);
         }
     }
+}
+
+TEST_CASE("NVFP4 activation quantize kernel equals the CPU quantizer bit for bit", "[cuda][exec]") {
+  // The native Blackwell path's input quantizer (runs on any GPU): 130 rows (two 128-row scale
+  // tiles) x 160 columns (10 blocks: the last 4-block tile half padding), BF16 values whose blocks
+  // span 2^-10 .. 2^6 in amplitude (subnormal to saturating scales), one all-zero block, and
+  // values on E2M1 midpoints. Against quantize_nvfp4_static + swizzle_scales_cublaslt: the same
+  // codes and scales, and zeros in every padding byte.
+  const std::int64_t rows = 130, cols = 160;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(rows * cols));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const float amp = std::exp2(static_cast<float>(static_cast<int>(i / 16 % 17) - 10));
+    x[i] = act::round_bf16(u(rng) * amp);
+  }
+  for (std::size_t i = 0; i < 16; ++i) x[16 * 7 + i] = 0.0f;                       // row 0, block 7
+  for (std::size_t i = 0; i < 16; ++i) x[16 * 20 + i] = 0.25f * static_cast<float>(i % 8);  // 0, .25, .5, ...: ties
+  for (float s_in : {1.0f, 4.0f}) {
+    const Fp4Matrix q = quantize_nvfp4_static(x, rows, cols, s_in);
+    const Nvfp4Activations d = cuda_quantize_nvfp4_activations(x, rows, cols, s_in);
+    INFO("encode scale " << s_in);
+    CHECK(d.packed == q.packed);
+    CHECK(d.scales == swizzle_scales_cublaslt(q.scales, rows, cols / 16));
+  }
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "racksim/common/error.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/step_backend.hpp"
 #include "tiny_models.hpp"
@@ -30,10 +31,29 @@ double rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std:
   return worst / scale;
 }
 
-void compare(DType kv, double tolerance) {
+/// false (after saying why) where `mode` cannot run on device 0: native needs sm_100 / sm_103.
+bool runs_here(Fp4GemmMode mode) {
+  if (mode != Fp4GemmMode::native) return true;
+  try {
+    CudaStepOptions o;
+    o.max_rows = 16;
+    o.max_sampled = 1;
+    o.kv_tokens = 64;
+    o.fp4_gemm = mode;
+    (void)make_cuda_step_backend(tiny(), Precision{DType::nvfp4, DType::bf16, DType::bf16}, o);
+    return true;
+  } catch (const Error& e) {
+    WARN("SKIPPED on this device: " << e.what());
+    return false;
+  }
+}
+
+void compare(DType kv, double tolerance, Fp4GemmMode mode) {
+  if (!runs_here(mode)) return;
   const ModelConfig m = tiny();
   const Precision p{DType::nvfp4, DType::bf16, kv};
   CudaStepOptions o;
+  o.fp4_gemm = mode;
   o.max_rows = 128;
   o.max_sampled = 4;
   o.kv_tokens = 512;
@@ -42,6 +62,7 @@ void compare(DType kv, double tolerance) {
   o.keep_logits = true;
   auto gpu = make_cuda_step_backend(m, p, o);
   CpuReference cpu(m, DType::nvfp4, 11);
+  cpu.set_nvfp4_linear_inputs(mode == Fp4GemmMode::native);
   // Step 1: sequence 1's whole 5-token prompt and the first 40 of sequence 2's 150 (chunked).
   StepBatch b1;
   b1.prefill = {{5, 0, true}, {40, 0, false}};
@@ -86,7 +107,7 @@ void compare(DType kv, double tolerance) {
     CHECK(ops == g.size());
     REQUIRE(got.sequences == want.sequences);
     REQUIRE(got.logits.size() == want.logits.size());
-    INFO("step " << step << " kv " << to_string(kv));
+    INFO("step " << step << " kv " << to_string(kv) << " linears " << gpu->linear_path());
     CHECK(rel_diff(got.logits, want.logits) <= tolerance);
     CHECK(gpu->cached_tokens(1) == cpu.cached_tokens(1));
     last_cpu = want;
@@ -99,13 +120,24 @@ TEST_CASE("CUDA step executor matches the CPU reference, BF16 KV cache", "[cuda]
   // The CPU reference keeps activations and the KV cache in FP32; the GPU rounds every activation
   // to BF16 (relative 2^-9) at each of ~12 op boundaries per layer over 2 layers, and accumulates
   // in FP32: a 24 x 2^-9 = 4.7% worst case, so 5% of the largest logit.
-  compare(DType::bf16, 0.05);
+  compare(DType::bf16, 0.05, Fp4GemmMode::hopper);
 }
 
 TEST_CASE("CUDA step executor matches the CPU reference, FP8 KV cache", "[cuda][exec]") {
   // E4M3 keeps 3 mantissa bits (relative 2^-4 per K and V element): attention outputs move by up
   // to ~6% per layer on top of the BF16 budget above; 15% of the largest logit.
-  compare(DType::fp8, 0.15);
+  compare(DType::fp8, 0.15, Fp4GemmMode::hopper);
+}
+
+TEST_CASE("CUDA step executor's native NVFP4 path matches the W4A4 CPU reference (sm_100 / sm_103)", "[cuda][exec]") {
+  // Both quantize every linear input to NVFP4 (the CPU reference from its FP32 activations
+  // rounded to BF16, the GPU from its BF16 ones). The BF16 budget above (5%) holds, plus code
+  // flips: the two inputs differ by about one BF16 ulp (2^-8 of a value, ~0.01 of an E2M1 unit
+  // at 3 units), so ~1% of elements land on the other side of an E2M1 boundary and move by half a
+  // gap (0.5-1 unit of the block scale, up to a third of the block's maximum); over 64-128-term
+  // dot products that is a few percent per linear, ~8 linears deep: 25% of the largest logit,
+  // still far below what a wrong scale layout, alpha or nibble order gives (O(1)).
+  compare(DType::bf16, 0.25, Fp4GemmMode::native);
 }
 
 TEST_CASE("CUDA step executor replays a decode step as a CUDA graph", "[cuda][exec]") {

@@ -58,6 +58,47 @@ Mat decode(const LinearWeight& w) {
   return out;
 }
 
+// The index of the entry of ascending `table` nearest to a, ties to the even index (the codes'
+// round-to-nearest-even), the last one above the range (saturation).
+unsigned nearest_code(double a, const Vec& table) {
+  unsigned best = 0;
+  for (unsigned c = 1; c < table.size(); ++c) {
+    const double d = std::fabs(table[c] - a), db = std::fabs(table[best] - a);
+    if (d < db || (d == db && c % 2 == 0)) best = c;
+  }
+  return best;
+}
+
+// x rounded to BF16 (8 significant bits, nearest even) and then to NVFP4 with encode scale 1, per
+// block of 16 from the definitions: scale = UE4M3 nearest to amax / 6, element = E2M1 nearest to
+// x times the scale's FP32 reciprocal, in FP32 (as quantizers do it, TensorRT-LLM's included:
+// BF16 values over short-mantissa scales land exactly on E2M1 midpoints often, and there x / s
+// and x * (1/s) round differently); what the native Blackwell path feeds its FP4 GEMMs.
+Vec nvfp4_input(const Vec& x) {
+  static const Vec e2m1_mag = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  static const Vec ue4m3_val = [] {
+    Vec v;
+    for (unsigned c = 0; c < 0x7F; ++c) v.push_back(ue4m3(c));  // 0x7F is NaN
+    return v;
+  }();
+  Vec b(x.size()), out(x.size(), 0.0);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    int e = 0;
+    const double m = std::frexp(x[i], &e);
+    b[i] = x[i] == 0 ? 0.0 : std::ldexp(std::nearbyint(m * 256.0), e - 8);
+  }
+  for (std::size_t k0 = 0; k0 < x.size(); k0 += 16) {
+    double amax = 0;
+    for (std::size_t i = k0; i < k0 + 16; ++i) amax = std::max(amax, std::fabs(b[i]));
+    const double scale = ue4m3_val[nearest_code(amax / 6.0, ue4m3_val)];
+    if (scale == 0) continue;
+    for (std::size_t i = k0; i < k0 + 16; ++i)
+      out[i] = (b[i] < 0 ? -1.0 : 1.0) *
+               e2m1_mag[nearest_code(static_cast<float>(std::fabs(b[i])) * (1.0f / static_cast<float>(scale)), e2m1_mag)] * scale;
+  }
+  return out;
+}
+
 Mat reshape(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
   Mat out(static_cast<std::size_t>(rows), Vec(static_cast<std::size_t>(cols)));
   for (std::size_t r = 0; r < out.size(); ++r)
@@ -84,16 +125,19 @@ Vec rmsnorm(const Vec& x, const std::vector<float>& w, double eps) {
 double silu(double g) { return g / (1.0 + std::exp(-g)); }
 
 // SwiGLU MLP with gate rows [0, f) and up rows [f, 2f) of gate_up.
-Vec mlp(const Mat& gate_up, const Mat& down, const Vec& x) {
-  const Vec gu = matvec(gate_up, x);
+// `a4`: both linears' inputs through nvfp4_input (W4A4).
+Vec mlp(const Mat& gate_up, const Mat& down, const Vec& x, bool a4 = false) {
+  const Vec gu = matvec(gate_up, a4 ? nvfp4_input(x) : x);
   const std::size_t f = gu.size() / 2;
   Vec a(f);
   for (std::size_t i = 0; i < f; ++i) a[i] = silu(gu[i]) * gu[f + i];
-  return matvec(down, a);
+  return matvec(down, a4 ? nvfp4_input(a) : a);
 }
 
-// Logits at every position of `tokens` (causal), in float64.
-Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std::int32_t>& tokens) {
+// Logits at every position of `tokens` (causal), in float64; `a4`: the dense linears' inputs
+// quantized (nvfp4_input), lm_head's not.
+Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std::int32_t>& tokens, bool a4 = false) {
+  const auto in = [a4](const Vec& x) { return a4 ? nvfp4_input(x) : x; };
   const std::size_t T = tokens.size(), H = static_cast<std::size_t>(m.hidden), hd = static_cast<std::size_t>(m.head_dim);
   const std::size_t nq = static_cast<std::size_t>(m.heads), nkv = static_cast<std::size_t>(m.kv_heads);
   Mat x(T, Vec(H));
@@ -104,7 +148,7 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
     // q, k, v per position, RoPE (rotate halves, angle t * theta^(-2i/hd)) on q and k.
     Mat q(T), k(T), v(T);
     for (std::size_t t = 0; t < T; ++t) {
-      Vec y = matvec(wqkv, rmsnorm(x[t], L.input_norm, m.norm_eps));
+      Vec y = matvec(wqkv, in(rmsnorm(x[t], L.input_norm, m.norm_eps)));
       for (std::size_t h = 0; h < nq + nkv; ++h)
         for (std::size_t i = 0; i < hd / 2; ++i) {
           const double ang = static_cast<double>(t) * std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
@@ -131,14 +175,14 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
         for (std::size_t j = 0; j <= t; ++j)
           for (std::size_t i = 0; i < hd; ++i) o[h * hd + i] += s[j] / sum * v[j][g * hd + i];
       }
-      const Vec proj = matvec(wo, o);
+      const Vec proj = matvec(wo, in(o));
       for (std::size_t i = 0; i < H; ++i) x[t][i] += proj[i];
     }
     for (std::size_t t = 0; t < T; ++t) {
       const Vec n = rmsnorm(x[t], L.post_attn_norm, m.norm_eps);
       Vec y(H, 0.0);
       if (!m.is_moe()) {
-        y = mlp(decode(L.gate_up_proj), decode(L.down_proj), n);
+        y = mlp(decode(L.gate_up_proj), decode(L.down_proj), n, a4);
       } else {
         // Top-k router logits, softmax over the chosen k (Mixtral).
         const Vec lg = matvec(reshape(L.router, m.moe.experts, m.hidden), n);
@@ -197,8 +241,9 @@ constexpr double kTolerance = 1e-4;
 // Two sequences: a 5-token and a 3-token prompt prefilled in one step, then 4 batched decode
 // steps with fixed (teacher-forced) tokens; every sampled row's logits against forward64 over
 // that sequence's prefix, and the greedy token against the float64 argmax.
-void check_against_float64(const ModelConfig& m, DType format) {
+void check_against_float64(const ModelConfig& m, DType format, bool a4 = false) {
   CpuReference ref(m, format, 2024);
+  ref.set_nvfp4_linear_inputs(a4);
   std::vector<std::int32_t> a = {3, 17, 42, 96, 0}, b = {55, 8, 71};
   const std::vector<std::int32_t> a_next = {12, 90, 33, 5}, b_next = {64, 1, 77, 29};
   StepBatch prefill;
@@ -207,7 +252,7 @@ void check_against_float64(const ModelConfig& m, DType format) {
   REQUIRE(out.sequences == std::vector<std::int64_t>{100, 200});
   double worst = 0;
   auto compare = [&](const StepOutput& o, std::size_t i, const std::vector<std::int32_t>& seq) {
-    const Vec want = forward64(m, ref.weights(), seq).back();
+    const Vec want = forward64(m, ref.weights(), seq, a4).back();
     const double scale = std::max(1.0, max_abs(want));
     const double diff = max_diff(o.logits[i], want);
     worst = std::max(worst, diff / scale);  // ~6e-7 observed for all four model/format pairs
@@ -263,6 +308,22 @@ TEST_CASE("CPU reference matches float64: tiny Llama, NVFP4", "[exec][cpu]") {
 
 TEST_CASE("CPU reference matches float64: tiny Llama, MXFP4", "[exec][cpu]") {
   check_against_float64(tiny_llama(), DType::mxfp4);
+}
+
+TEST_CASE("CPU reference matches float64: tiny Llama, NVFP4 weights and NVFP4 linear inputs (W4A4)", "[exec][cpu]") {
+  // The native Blackwell path's numerics (fp4_gemm_path.hpp), against nvfp4_input written from
+  // the definitions above. The quantization is really applied: the W4A4 logits of the first
+  // prompt differ from the W4A16 ones by far more than the FP32 tolerance (E2M1 keeps 1 mantissa
+  // bit: per-element errors up to 1/6 of a block's maximum).
+  check_against_float64(tiny_llama(), DType::nvfp4, true);
+  const ModelWeights w = generate_weights(tiny_llama(), DType::nvfp4, 2024);
+  const std::vector<std::int32_t> a = {3, 17, 42, 96, 0};
+  const Vec w4a4 = forward64(tiny_llama(), w, a, true).back(), w4a16 = forward64(tiny_llama(), w, a, false).back();
+  double diff = 0;
+  for (std::size_t i = 0; i < w4a4.size(); ++i) diff = std::max(diff, std::fabs(w4a4[i] - w4a16[i]));
+  CHECK(diff > 100 * kTolerance * std::max(1.0, max_abs(w4a16)));
+  CpuReference bf16(tiny_llama(), DType::bf16, 1);
+  CHECK_THROWS_AS(bf16.set_nvfp4_linear_inputs(true), InputError);
 }
 
 TEST_CASE("CPU reference matches float64: tiny MoE (4 experts, top 2), NVFP4 and MXFP4", "[exec][cpu]") {

@@ -272,3 +272,44 @@ TEST_CASE("cuBLASLt VEC16_UE4M3 scale layout: offsets and padding", "[exec][fp4]
   CHECK(sw[static_cast<std::size_t>(fp4::cublaslt_scale_offset(200 - 1, 9, kb))] == s[s.size() - 1]);
   CHECK(unswizzle_scales_cublaslt(sw, rows, kb) == s);
 }
+
+TEST_CASE("NVFP4 block routine (CPU quantizer and activation kernel): worked blocks", "[exec][fp4]") {
+  // Encode scale 1. Block {6, 3, -1.5, 0.25, 1.75, 0 ...}: amax 6, scale UE4M3(6 / 6 = 1) = 0x38
+  // (exponent field 7 = bias); elements 6 -> 0x7, 3 -> 0x5, -1.5 -> 0xB (sign bit 8 | 0x3),
+  // 0.25 is halfway between 0 and 0.5 -> 0 (even), 1.75 halfway between 1.5 (0x3) and 2 (0x4)
+  // -> 2 (even code 0x4).
+  float x[16] = {6.0f, 3.0f, -1.5f, 0.25f, 1.75f};
+  std::uint32_t w[2];
+  CHECK(fp4::nvfp4_quantize_block16(x, 1.0f, w) == 0x38);
+  CHECK(w[0] == 0x00040B57u);  // element j in bits 4j: 7, 5, B, 0, 4
+  CHECK(w[1] == 0u);
+  // A block of tiny values: amax 0.01, 0.01 / 6 = 0.00167 lies between the subnormal scales 0 and
+  // 2^-9 = 0.00195 and rounds up to 2^-9 (code 0x01); 0.01 / 2^-9 = 5.12 rounds to E2M1 6 (0x7).
+  float t[16] = {};
+  t[15] = -0.01f;
+  CHECK(fp4::nvfp4_quantize_block16(t, 1.0f, w) == 0x01);
+  CHECK(w[0] == 0u);
+  CHECK(w[1] == 0xF0000000u);  // element 15: sign | 0x7
+  // Encode scale 2 doubles the scale code's value: amax 6 -> UE4M3(2) = 0x40.
+  CHECK(fp4::nvfp4_quantize_block16(x, 2.0f, w) == 0x40);
+  CHECK(w[0] == 0x00040B57u);
+}
+
+TEST_CASE("NVFP4 with a static encode scale (activations)", "[exec][fp4]") {
+  // Values in +-4: with the dynamic (amax) scale the tensor scale is 4 / (6 x 448); with the static
+  // scale 1 it is 1 and the block scales carry the range. Each value is then off by at most half
+  // the E2M1 gap at its magnitude (1 unit of the block scale, between 4 and 6), and the block
+  // scale is at most 4 / 6 rounded up by half a UE4M3 ulp (1/16): 0.71.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-4.0f, 4.0f);
+  std::vector<float> v(3 * 64);
+  for (auto& x : v) x = u(rng);
+  v[5] = 4.0f;
+  const Fp4Matrix d = quantize_fp4(DType::nvfp4, v, 3, 64), s = quantize_nvfp4_static(v, 3, 64, 1.0f);
+  CHECK(d.tensor_scale == Approx(4.0 / (6 * 448)).epsilon(1e-6));
+  CHECK(s.tensor_scale == 1.0f);
+  const auto back = dequantize(s);
+  for (std::size_t i = 0; i < v.size(); ++i) CHECK(std::fabs(back[i] - v[i]) <= (4.0 / 6.0) * (1.0 + 1.0 / 16) + 1e-6);
+  CHECK_THROWS_AS(quantize_nvfp4_static(v, 3, 64, 0.0f), InputError);
+  CHECK_THROWS_AS(quantize_nvfp4_static(v, 3, 64, std::numeric_limits<float>::infinity()), InputError);
+}

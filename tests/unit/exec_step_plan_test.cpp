@@ -133,7 +133,9 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // of 32 tokens x 8 KV heads x 128 in FP8 = 2,097,152. Fixed: embedding and lm_head in BF16
   // 1,048,576,000, final norm 16,384, activations 2 x 16 x (3 x 8,192 + 10,240 + 8,192 + 3 x 28,672)
   // = 4,128,768 and 16 x (2 x 8,192 + 4 x 32,000 + 4) = 2,310,208 sampled, no dequant scratch at
-  // M <= 16, and the 32 MiB cuBLASLt workspace.
+  // M <= 16, and the 32 MiB cuBLASLt workspace. `auto` may pick the native Blackwell path on the
+  // device, so its FP4 input buffers count too: 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the
+  // swizzled weight scales need no padding at these shapes: every N is a multiple of 128).
   const ModelConfig m = find_model("llama2-70b");
   CudaStepOptions o;
   o.max_rows = 16;
@@ -142,11 +144,20 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   o.block_tokens = 32;
   const CudaStepFootprint f = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
-  CHECK(f.fixed == Approx(1048576000.0 + 16384 + 4128768 + 2310208 + 33554432).epsilon(1e-12));
-  // Above M = 16 the largest weight (gate_up, 57,344 x 8,192) also gets a BF16 dequant scratch.
+  const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 33554432;
+  CHECK(f.fixed == Approx(base + 458752).epsilon(1e-12));
+  o.fp4_gemm = Fp4GemmMode::hopper;
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base).epsilon(1e-12));
+  // Above M = 16 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
+  // BF16 scratch (939,524,096 B), which `auto` also keeps room for; the activations grow by a row.
   o.max_rows = 17;
+  o.fp4_gemm = Fp4GemmMode::automatic;
+  const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(g.fixed - f.fixed == Approx(2.0 * 57344 * 8192 + 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672)).epsilon(1e-12));
+  CHECK(g.fixed == Approx(base + row + 2.0 * 57344 * 8192).epsilon(1e-12));
+  // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
+  o.fp4_gemm = Fp4GemmMode::native;
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + row + 473088).epsilon(1e-12));
 }
 
 TEST_CASE("an op's role is its name within its layer", "[exec][plan]") {
@@ -160,4 +171,39 @@ TEST_CASE("an op's role is its name within its layer", "[exec][plan]") {
   op.name = "lm_head";
   op.layer = -1;
   CHECK(op.role() == "lm_head");
+}
+
+TEST_CASE("FP4 linear path: native on sm_100 / sm_103 with cuBLASLt 12.8, else the Hopper kernels", "[exec][plan]") {
+  using M = Fp4GemmMode;
+  // CUDA 12.8 introduced block-scaled FP4 in cuBLASLt; cublasLtGetVersion() spells it 120800.
+  CHECK(choose_fp4_gemm(M::automatic, 10, 0, 120800).native);   // B200 / GB200
+  CHECK(choose_fp4_gemm(M::automatic, 10, 3, 130100).native);   // B300 / GB300, CUDA 13.1
+  const Fp4GemmChoice h100 = choose_fp4_gemm(M::automatic, 9, 0, 130100);
+  CHECK_FALSE(h100.native);
+  CHECK(h100.reason.find("sm_90 is not sm_100 or sm_103") != std::string::npos);
+  const Fp4GemmChoice old = choose_fp4_gemm(M::automatic, 10, 0, 120700);
+  CHECK_FALSE(old.native);
+  CHECK(old.reason.find("cuBLASLt 12.7.0 predates") != std::string::npos);
+  CHECK_FALSE(choose_fp4_gemm(M::automatic, 12, 0, 130100).native);  // sm_120: no cubin in these builds
+  CHECK_FALSE(choose_fp4_gemm(M::hopper, 10, 0, 130100).native);
+  try {
+    (void)choose_fp4_gemm(M::native, 9, 0, 130100);
+    FAIL("--fp4-gemm native on Hopper must be refused");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::infeasible);
+  }
+  // A probe that found no cuBLASLt algorithm: auto falls back with the reason, native refuses.
+  const Fp4GemmChoice native = choose_fp4_gemm(M::automatic, 10, 0, 130100);
+  const Fp4GemmChoice back = after_probe(M::automatic, native, "cuBLASLt has no algorithm for m=1 n=10240 k=8192");
+  CHECK_FALSE(back.native);
+  CHECK(back.reason.find("no algorithm for m=1") != std::string::npos);
+  CHECK(after_probe(M::automatic, native, "").native);
+  CHECK_THROWS_AS(after_probe(M::native, native, "no algorithm"), Error);
+  // Modes by name, as `racksim exec --fp4-gemm` takes them.
+  CHECK(parse_fp4_gemm_mode("auto") == M::automatic);
+  CHECK(parse_fp4_gemm_mode("hopper") == M::hopper);
+  CHECK_FALSE(parse_fp4_gemm_mode("dequant").has_value());
+  // Activation buffers at 16 rows of Llama-2-70B's widest input (28,672): 16 x 14,336 packed bytes,
+  // and scales padded to 128 rows x 1,792 blocks: 229,376 + 229,376.
+  CHECK(native_activation_bytes(16, 28672) == 458752);
 }

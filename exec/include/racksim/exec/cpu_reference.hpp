@@ -118,6 +118,11 @@ class CpuReference {
   /// context); InputError if it holds fewer.
   void truncate(std::int64_t sequence, std::int64_t tokens);
 
+  /// true: the dense linear layers' inputs (qkv, o, gate_up, down; not lm_head) are rounded to
+  /// BF16 and quantized to NVFP4 under kActivationNvfp4EncodeScale first (W4A4), as on the CUDA
+  /// executor's native Blackwell path (fp4_gemm_path.hpp); NVFP4 weights only (InputError).
+  void set_nvfp4_linear_inputs(bool on);
+
   [[nodiscard]] const ModelConfig& model() const noexcept { return model_; }
   [[nodiscard]] const ModelWeights& weights() const noexcept { return weights_; }
   [[nodiscard]] DType format() const noexcept { return format_; }
@@ -132,6 +137,7 @@ class CpuReference {
   DType format_;
   ModelWeights weights_;
   std::map<std::int64_t, KvCache> caches_;
+  bool nvfp4_inputs_ = false;
 };
 
 }  // namespace racksim::exec

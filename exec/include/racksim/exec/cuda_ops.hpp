@@ -25,6 +25,19 @@ namespace racksim::exec {
 /// (E2M1 dequantized in registers); w NVFP4 with cols % 16 == 0, 1 <= m <= 16. FP32 in and out.
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
 
+/// The native NVFP4 path's activations (fp4_gemm_path.hpp): packed E2M1 codes and the UE4M3
+/// scales in cuBLASLt's layout (fp4::cublaslt_scale_offset, padding zero).
+struct Nvfp4Activations {
+  std::vector<std::uint8_t> packed;
+  std::vector<std::uint8_t> scales;
+};
+/// x [rows x cols] (BF16 values as floats, rounded to BF16 on the way in) quantized on CUDA device
+/// 0 by the step executor's kernel under encode scale `encode_scale`; what quantize_nvfp4_static
+/// and swizzle_scales_cublaslt give on the host, bit for bit. InputError unless rows >= 1 and
+/// cols % 16 == 0.
+[[nodiscard]] Nvfp4Activations cuda_quantize_nvfp4_activations(std::span<const float> x, std::int64_t rows, std::int64_t cols,
+                                                               float encode_scale);
+
 // ---- Device memory and streams -------------------------------------------------------------
 
 /// A CUDA stream (cudaStream_t) as an opaque pointer; nullptr is the legacy default stream.

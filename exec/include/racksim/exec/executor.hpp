@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "racksim/common/measurement.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/workloads/model.hpp"
 #include "racksim/workloads/step_graph.hpp"
 
@@ -49,6 +50,7 @@ struct ExecOptions {
   std::vector<std::uint32_t> serve_input;   ///< offline loop: prompt lengths (empty = no loop)
   std::vector<std::uint32_t> serve_output;  ///< offline loop: output lengths
   std::uint64_t seed = 1;
+  Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< cuda: native Blackwell FP4 GEMMs or the Hopper kernels
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 

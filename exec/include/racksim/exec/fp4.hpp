@@ -171,6 +171,23 @@ inline constexpr int kUE8M0Bias = 127;
   return block > 0.0f ? encode_e2m1(x * (s_in / block)) : static_cast<std::uint8_t>(0);
 }
 
+/// Quantizes one NVFP4 block of 16 values under encode scale s_in: returns the block scale code
+/// and writes the 16 E2M1 codes packed in two words (element j in bits 4(j%8).. of word j/8, the
+/// byte order of the packed rows). The one routine the CPU quantizer (quantize_fp4) and the
+/// activation-quantize kernel (exec/cuda/nvfp4_quantize.cu) both run.
+RACKSIM_HOST_DEVICE inline std::uint8_t nvfp4_quantize_block16(const float* x, float s_in, std::uint32_t* words) noexcept {
+  float amax = 0.0f;
+  for (int i = 0; i < kNvfp4Block; ++i) {
+    const float a = x[i] < 0.0f ? -x[i] : x[i];
+    amax = a > amax ? a : amax;
+  }
+  const std::uint8_t s = nvfp4_block_scale(amax, s_in);
+  words[0] = words[1] = 0;
+  for (int i = 0; i < kNvfp4Block; ++i)
+    words[i / 8] |= static_cast<std::uint32_t>(nvfp4_encode_element(x[i], s, s_in)) << (4 * (i % 8));
+  return s;
+}
+
 /// MXFP4 shared exponent floor(log2(amax_block)) - emax_elem (OCP MX v1.0, section 6.3),
 /// as a UE8M0 code; an all-zero block gets code 0 (2^-127).
 [[nodiscard]] RACKSIM_HOST_DEVICE inline std::uint8_t mxfp4_block_scale(float block_amax) noexcept {

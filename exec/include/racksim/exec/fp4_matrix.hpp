@@ -38,6 +38,12 @@ struct Fp4Matrix {
 /// MX v1.0. NaN and Inf are not expected in weights and saturate.
 [[nodiscard]] Fp4Matrix quantize_fp4(DType format, std::span<const float> values, std::int64_t rows, std::int64_t cols);
 
+/// NVFP4 with a fixed encode scale s_in (tensor_scale = 1/s_in) instead of the matrix's amax:
+/// how activations are quantized, with a scale calibrated ahead of time (TensorRT-LLM's static
+/// input scales), since a GEMM input is not known before it is computed. InputError unless
+/// encode_scale is finite and > 0.
+[[nodiscard]] Fp4Matrix quantize_nvfp4_static(std::span<const float> values, std::int64_t rows, std::int64_t cols, float encode_scale);
+
 /// The matrix's values, row-major [rows x cols], in FP32 (exact: every value is representable).
 [[nodiscard]] std::vector<float> dequantize(const Fp4Matrix& m);
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "racksim/exec/cpu_reference.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/workloads/step_graph.hpp"
 
 namespace racksim::exec {
@@ -32,6 +33,8 @@ class StepBackend {
   virtual std::optional<double> replay_last_step() { return std::nullopt; }
   /// What runs it, in words ("NVIDIA H100 80GB HBM3 (cuda:0, sm_90)").
   [[nodiscard]] virtual std::string describe() const = 0;
+  /// Which kernels run the FP4 linear layers and why (fp4_gemm_path.hpp), "" where there is no choice.
+  [[nodiscard]] virtual std::string linear_path() const { return ""; }
 };
 
 /// What the CUDA step executor is built for.
@@ -47,11 +50,13 @@ struct CudaStepOptions {
   /// models, where only speed matters).
   bool reference_weights = true;
   bool keep_logits = false;        ///< copy every step's logits back (StepOutput::logits)
+  Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< native Blackwell FP4 GEMMs or the Hopper kernels
 };
 
-/// The CUDA step executor on `options.device`: NVFP4 weights (Hopper: small-M FP4 kernel for
-/// M <= 16, dequantize + cuBLASLt BF16 above; Blackwell: the same paths for now), BF16
-/// activations, a paged BF16 or FP8 KV cache, FP32 logits. Dense Llama models only.
+/// The CUDA step executor on `options.device`: NVFP4 weights (fp4_gemm_path.hpp: Hopper, the
+/// small-M FP4 kernel for M <= 16 and dequantize + cuBLASLt BF16 above; Blackwell, activations
+/// quantized to NVFP4 and cuBLASLt's block-scaled FP4 GEMM), BF16 activations between ops, a
+/// paged BF16 or FP8 KV cache, FP32 logits. Dense Llama models only.
 /// Error (exit 3) without CUDA or a device; InputError for what it does not run.
 [[nodiscard]] std::unique_ptr<StepBackend> make_cuda_step_backend(const ModelConfig& model, const Precision& precision,
                                                                   const CudaStepOptions& options);
@@ -60,7 +65,7 @@ struct CudaStepOptions {
 /// layers (per layer) and everything else; what `racksim exec` sizes layers by.
 struct CudaStepFootprint {
   double per_layer = 0;   ///< packed weights and norms, plus the layer's KV cache
-  double fixed = 0;       ///< embedding, lm_head, activations, dequant scratch, workspace
+  double fixed = 0;       ///< embedding, lm_head, activations, dequant scratch or FP4 activations, workspaces
 };
 [[nodiscard]] CudaStepFootprint cuda_step_footprint(const ModelConfig& model, const Precision& precision, const CudaStepOptions& options);
 

@@ -207,6 +207,7 @@ class CudaStep final : public StepBackend {
     std::vector<Op> ops;
     for (std::size_t v : graph.topological_order()) ops.push_back(graph.op(v));
     for (const Op& op : ops) check_op(op);  // every op supported, with the plan's rows, before any launch
+    prepare_plans(ops);
     upload_plan();
     while (events_.size() < ops.size() + 1) {
       cudaEvent_t e = nullptr;
@@ -414,6 +415,24 @@ class CudaStep final : public StepBackend {
     }
     // The pageable host vectors must stay put until the copies ran: wait here (before any launch).
     RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  /// Every cuBLASLt plan the step's GEMMs use, made before the first timed op: a plan for a new M
+  /// (a serving loop meets many) asks cuBLASLt's heuristic, host time that is not the GEMM's.
+  void prepare_plans(const std::vector<Op>& ops) {
+    const I T = plan_.rows, S = static_cast<I>(plan_.sampled.size());
+    for (const Op& op : ops) {
+      if (op.kind != OpKind::gemm) continue;
+      const std::string_view what = op.role();
+      if (what == "lm_head") {
+        (void)plan(CUDA_R_32F, S, m_.vocab, m_.hidden);
+        continue;
+      }
+      const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
+      const auto [n, k] = linear_shapes_[i];
+      if (fp4_.native) (void)native_plan(T, n, k);
+      else if (T > kSmallMMax) (void)plan(CUDA_R_16BF, T, n, k);
+    }
   }
 
   /// The native plans of every linear shape at one row and at max_rows (cuBLASLt's heuristic

@@ -349,8 +349,9 @@ int parse_cuda_device(const std::string& device) {
   return v;
 }
 
-/// What the CUDA executor's buffers must hold for these shapes and this loop.
-CudaStepOptions cuda_options(const ModelConfig& model, const ExecOptions& o, int device) {
+}  // namespace
+
+CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& o, int device) {
   CudaStepOptions c;
   c.device = device;
   c.seed = o.seed;
@@ -384,8 +385,6 @@ CudaStepOptions cuda_options(const ModelConfig& model, const ExecOptions& o, int
   return c;
 }
 
-}  // namespace
-
 ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& o) {
   const bool cuda = o.device.starts_with("cuda:");
   if (o.device != "cpu" && !cuda) throw InputError(fmt::format("racksim exec: --device: '{}' is not one of cpu, cuda:N", o.device));
@@ -409,7 +408,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   std::string fit_reason;
   if (cuda) {
     const int device = parse_cuda_device(o.device);
-    CudaStepOptions c = cuda_options(model, o, device);
+    CudaStepOptions c = cuda_step_options(model, o, device);
     // Layers that fit 90% of the free device memory (the rest: CUDA context, allocator slack).
     const CudaStepFootprint f = cuda_step_footprint(model, precision, c);
     const double free = cuda_device_memory(device).free * 0.9;

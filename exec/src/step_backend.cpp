@@ -4,6 +4,7 @@
 #include "racksim/exec/step_backend.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -61,7 +62,11 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const D activations = 2 * R * (3 * H + qkv_w + heads * hd + 3 * ffn) + S * (2 * H + 4 * vocab + 4);
   const D dequant = may_hopper && o.max_rows > 16 ? 2 * largest : 0;  // fp4_gemm_small_m's M limit
   const D fp4_inputs = may_native ? static_cast<D>(native_activation_bytes(o.max_rows, static_cast<I>(widest))) : 0;
-  f.fixed = 2 * 2 * vocab * H + 2 * H + activations + std::max(dequant, fp4_inputs) + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
+  // Split-K decode attention's FP32 partials (decode_workspace_bytes): decode_partition_tokens
+  // splits a context into at most ceil(2 SMs / (batch x KV heads)) partitions, so batch x
+  // partitions <= batch + 2 SMs / KV heads; bounded with kFootprintMaxSms.
+  const D partials = (S + std::ceil(2.0 * kFootprintMaxSms / kvh)) * heads * (hd + 2) * 4;
+  f.fixed = 2 * 2 * vocab * H + 2 * H + activations + std::max(dequant, fp4_inputs) + partials + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
   return f;
 }
 

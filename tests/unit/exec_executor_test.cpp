@@ -162,3 +162,38 @@ TEST_CASE("exec refuses what the CPU reference cannot run, naming it", "[exec][e
   REQUIRE(!r.notes.empty());
   CHECK(r.notes.front() == "runs 1 of 2 layers (--layers)");
 }
+
+TEST_CASE("the CUDA executor's buffers for exec's shapes and loop, by hand", "[exec][executor]") {
+  // prefill:2x100: 200 KV tokens, 200 rows, 2 sampled. decode:4x300: 4 x 301 = 1,204 KV tokens
+  // (each decode writes one more), 4 rows, and the cache fill before it runs 256-token chunks
+  // (max_num_tokens): 256 rows; 4 sampled. Loop over prompts 50 and 700 with 10 and 20 outputs:
+  // 780 tokens in all (below 8 x 720), rows max(256, 8) = 256, 8 sampled. KV pool 1,204 + 2 x 16
+  // x 8 = 1,460 (two 16-token blocks per sampled sequence for partly filled last blocks).
+  ExecOptions o;
+  o.shapes = {ExecShape::parse("prefill:2x100", "s"), ExecShape::parse("decode:4x300", "s")};
+  o.serving = {8, 256, true, 16};
+  o.serve_input = {50, 700};
+  o.serve_output = {10, 20};
+  o.seed = 5;
+  o.fp4_gemm = Fp4GemmMode::hopper;
+  const CudaStepOptions c = cuda_step_options(tiny(), o, 1);
+  CHECK(c.kv_tokens == 1460);
+  CHECK(c.max_rows == 256);
+  CHECK(c.max_sampled == 8);
+  CHECK(c.block_tokens == 16);
+  CHECK(c.device == 1);
+  CHECK(c.seed == 5);
+  CHECK(c.fp4_gemm == Fp4GemmMode::hopper);
+  CHECK(c.reference_weights);  // the tiny model: the CPU reference's weights, so logits compare
+  // Without the loop the shapes alone: KV 1,204 + 2 x 16 x 4 = 1,332; a decode shape without
+  // chunking fills its cache in one 300-row step.
+  o.serve_input.clear();
+  o.serve_output.clear();
+  o.serving.max_num_tokens = 0;
+  const CudaStepOptions d = cuda_step_options(tiny(), o, 0);
+  CHECK(d.kv_tokens == 1332);
+  CHECK(d.max_rows == 300);
+  CHECK(d.max_sampled == 4);
+  // Llama-2-70B (64.4 G linear parameters) gets random weights made on the device.
+  CHECK_FALSE(cuda_step_options(find_model("llama2-70b"), o, 0).reference_weights);
+}

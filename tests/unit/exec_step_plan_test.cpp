@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/paged_kv.hpp"
 #include "racksim/exec/step_backend.hpp"
 #include "racksim/exec/step_plan.hpp"
 #include "racksim/workloads/model_catalog.hpp"
@@ -135,7 +136,9 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // = 4,128,768 and 16 x (2 x 8,192 + 4 x 32,000 + 4) = 2,310,208 sampled, no dequant scratch at
   // M <= 16, and the 32 MiB cuBLASLt workspace. `auto` may pick the native Blackwell path on the
   // device, so its FP4 input buffers count too: 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the
-  // swizzled weight scales need no padding at these shapes: every N is a multiple of 128).
+  // swizzled weight scales need no padding at these shapes: every N is a multiple of 128). Split-K
+  // decode attention's partials, bounded as (16 sampled + ceil(2 x 256 SMs / 8 KV heads)) x 64
+  // heads x (128 + 2) x 4 B = 80 x 33,280 = 2,662,400.
   const ModelConfig m = find_model("llama2-70b");
   CudaStepOptions o;
   o.max_rows = 16;
@@ -144,7 +147,7 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   o.block_tokens = 32;
   const CudaStepFootprint f = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
-  const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 33554432;
+  const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 2662400 + 33554432;
   CHECK(f.fixed == Approx(base + 458752).epsilon(1e-12));
   o.fp4_gemm = Fp4GemmMode::hopper;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base).epsilon(1e-12));
@@ -158,6 +161,21 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + row + 473088).epsilon(1e-12));
+}
+
+TEST_CASE("the footprint's split-K bound holds for the partitions decode attention picks", "[exec][plan]") {
+  // Llama-2-70B's 64 query / 8 KV heads of 128: the bound (batch + 2 x 256 / 8) x 64 x 130 x 4 B
+  // against decode_workspace_bytes at the partition decode_partition_tokens picks. E.g. batch 1,
+  // 4,096 keys, 132 SMs: 8 CTAs want 264 -> 33 partitions of ceil(125 / 64) x 64 = 128 keys -> 32
+  // partitions: 1 x 64 x 32 x 130 x 4 = 1,064,960 <= 65 x 33,280 = 2,163,200.
+  CHECK(decode_workspace_bytes(1, 64, 128, 4096, decode_partition_tokens(1, 8, 4096, 132)) == 1064960);
+  for (std::int64_t batch : {1, 4, 16, 64})
+    for (std::int64_t context : {100, 1000, 4096, 32768})
+      for (int sms : {132, 148, 160}) {
+        INFO("batch " << batch << " context " << context << " SMs " << sms);
+        CHECK(decode_workspace_bytes(batch, 64, 128, context, decode_partition_tokens(batch, 8, context, sms)) <=
+              (batch + 64) * 64 * 130 * 4);
+      }
 }
 
 TEST_CASE("an op's role is its name within its layer", "[exec][plan]") {

@@ -10,6 +10,7 @@
 
 #include "racksim/common/measurement.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
+#include "racksim/exec/step_backend.hpp"
 #include "racksim/workloads/model.hpp"
 #include "racksim/workloads/step_graph.hpp"
 
@@ -93,6 +94,13 @@ struct ExecReport {
 /// Layers of `model` whose weights (stored + the dequantized FP32 copy the CPU reference keeps)
 /// fit in `budget_bytes`, at least 1 and at most model.layers.
 [[nodiscard]] int layers_within(const ModelConfig& model, DType weights, double budget_bytes);
+
+/// What the CUDA step executor's buffers must hold for the shapes and the loop of `options`:
+/// KV tokens (the largest shape's, or the loop's: every request whole, at most max_batch_size of
+/// the longest at once; plus two blocks per sampled sequence for partly filled last blocks),
+/// rows (largest step, a decode shape's cache fill in max_num_tokens chunks, the loop's budget),
+/// sampled rows, and reference weights for models of at most 64 M linear parameters.
+[[nodiscard]] CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& options, int device);
 
 /// Runs `options` for `model` at `precision` (weights nvfp4, mxfp4 or bf16 on the CPU).
 /// InputError for an unsupported device or format; the report states every substitution.

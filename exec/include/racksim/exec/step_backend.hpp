@@ -67,6 +67,9 @@ struct CudaStepFootprint {
   double per_layer = 0;   ///< packed weights and norms, plus the layer's KV cache
   double fixed = 0;       ///< embedding, lm_head, activations, dequant scratch or FP4 activations, workspaces
 };
+/// The most SMs the footprint's decode-attention bound allows for (B300 and GB300 160, B200 148, H100 132:
+/// datasheets in hwmodels/data/gpus); only the few-MB split-K scratch depends on it.
+inline constexpr double kFootprintMaxSms = 256;
 [[nodiscard]] CudaStepFootprint cuda_step_footprint(const ModelConfig& model, const Precision& precision, const CudaStepOptions& options);
 
 /// Free and total bytes of CUDA device `device`; Error without CUDA or a device.

@@ -14,6 +14,7 @@
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cpu_ops.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
 
 namespace racksim::exec {
 
@@ -162,8 +163,22 @@ ModelWeights generate_weights(const ModelConfig& m, DType format, std::uint64_t 
   return w;
 }
 
-CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed)
-    : model_(std::move(model)), format_(format), weights_(generate_weights(model_, format, seed)) {
+CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed) : CpuReference(std::move(model), format, seed, nullptr) {}
+
+CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed, HostTpComm* tp)
+    : model_(std::move(model)), format_(format), weights_(generate_weights(model_, format, seed)), tp_(tp) {
+  q_heads_ = model_.heads;
+  kv_heads_ = model_.kv_heads;
+  ffn_ = model_.ffn;
+  vocab_ = model_.vocab;
+  if (tp_ && tp_->size() > 1) {
+    const TpLayout t = tp_layout(model_, tp_->rank(), tp_->size(), format == DType::mxfp4 ? 32 : 16);
+    weights_ = shard_weights(weights_, model_, t);
+    q_heads_ = t.q_heads;
+    kv_heads_ = t.kv_heads;
+    ffn_ = t.ffn;
+    vocab_ = t.vocab;
+  }
   const auto& m = model_;
   RACKSIM_ASSERT(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.kv_heads > 0 && m.head_dim > 0 && m.ffn > 0 && m.vocab > 0,
                  "model dimensions are positive");
@@ -180,7 +195,7 @@ void CpuReference::set_nvfp4_linear_inputs(bool on) {
 std::int64_t CpuReference::cached_tokens(std::int64_t sequence) const {
   const auto it = caches_.find(sequence);
   if (it == caches_.end()) return 0;
-  return static_cast<I>(it->second.k[0].size()) / (I{model_.kv_heads} * model_.head_dim);
+  return static_cast<I>(it->second.k[0].size()) / (kv_heads_ * model_.head_dim);
 }
 
 void CpuReference::release(std::int64_t sequence) { caches_.erase(sequence); }
@@ -190,7 +205,7 @@ void CpuReference::truncate(std::int64_t sequence, std::int64_t tokens) {
   if (tokens < 0 || tokens > held)
     throw InputError(fmt::format("cannot truncate sequence {} to {} tokens: its KV cache holds {}", sequence, tokens, held));
   if (tokens == held) return;
-  const auto width = static_cast<std::size_t>(tokens * model_.kv_heads * model_.head_dim);
+  const auto width = static_cast<std::size_t>(tokens * kv_heads_ * model_.head_dim);
   for (auto& per_layer : {&caches_.at(sequence).k, &caches_.at(sequence).v})
     for (auto& rows : *per_layer) rows.resize(std::min(rows.size(), width));
 }
@@ -203,9 +218,11 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
       gm.moe.experts_per_token != m.moe.experts_per_token)
     throw InputError(fmt::format("step graph of model '{}' does not match the CPU reference's model '{}'", gm.id, m.id));
   const Deployment& dep = graph.deployment();
-  if (dep.tensor_parallel != 1 || dep.pipeline_parallel != 1 || dep.expert_parallel != 1)
-    throw InputError(fmt::format("CPU reference runs one GPU: tensor, pipeline and expert parallel must be 1 (got {}, {}, {})",
-                                 dep.tensor_parallel, dep.pipeline_parallel, dep.expert_parallel));
+  const int tp = tp_ ? tp_->size() : 1;
+  if (dep.tensor_parallel != tp || dep.pipeline_parallel != 1 || dep.expert_parallel != 1)
+    throw InputError(fmt::format("CPU reference runs {} rank(s) of tensor parallel {}: the graph's tensor, pipeline and expert parallel "
+                                 "must be {}, 1, 1 (got {}, {}, {})",
+                                 tp, tp, tp, dep.tensor_parallel, dep.pipeline_parallel, dep.expert_parallel));
   if (graph.precision().weights != format_)
     throw InputError(fmt::format("step graph weights '{}' but the CPU reference holds '{}'", to_string(graph.precision().weights),
                                  to_string(format_)));
@@ -222,7 +239,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   }
 
   const I T = static_cast<I>(rows.size()), S = static_cast<I>(sampled.size());
-  const I H = m.hidden, hd = m.head_dim, nq = m.heads, nkv = m.kv_heads, kv_width = nkv * hd;
+  const I H = m.hidden, hd = m.head_dim, nq = q_heads_, nkv = kv_heads_, kv_width = nkv * hd;
   const I qkv_width = (nq + 2 * nkv) * hd;
   const float eps = static_cast<float>(m.norm_eps);
   const int topk = m.moe.experts_per_token;
@@ -284,8 +301,8 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
           require_rows(op, S);
           std::vector<float> x(z(S * H));
           for (I s = 0; s < S; ++s) std::copy_n(&normed[z(sampled[z(s)] * H)], H, &x[z(s * H)]);
-          logits.assign(z(S * m.vocab), 0.0f);
-          matmul(x.data(), S, H, weights_.lm_head.data(), m.vocab, logits.data());
+          logits.assign(z(S * vocab_), 0.0f);  // this rank's vocabulary slice
+          matmul(x.data(), S, H, weights_.lm_head.data(), vocab_, logits.data());
           break;
         }
         require_rows(op, T);
@@ -332,7 +349,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         const bool moe = what == "experts.swiglu";
         if (!moe && what != "swiglu") unsupported(op);
         const std::vector<float>& in = moe ? act : gate_up;  // MoE: the expert GEMM left its rows in act
-        const I n = m.ffn, count = moe ? static_cast<I>(assignments.size()) : T;
+        const I n = ffn_, count = moe ? static_cast<I>(assignments.size()) : T;
         require_rows(op, count);
         std::vector<float> y(z(count * n));
         swiglu(in, count, n, y);
@@ -372,6 +389,22 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
             for (I i = 0; i < H; ++i) branch[z(as.row * H + i)] += as.weight * y[z(i)];
           }
         } else unsupported(op);
+        break;
+      }
+      case OpKind::all_reduce:
+        // Row-parallel o_proj / down_proj: the ranks' partial outputs summed.
+        if ((what != "attn_all_reduce" && what != "mlp_all_reduce") || !tp_ || op.participants != tp) unsupported(op);
+        tp_->all_reduce_sum(std::span<float>(branch).first(z(T * H)));
+        break;
+      case OpKind::all_gather: {
+        // The ranks' vocabulary slices [S x vocab/tp] into whole rows [S x vocab].
+        if (what != "logits_all_gather" || !tp_ || op.participants != tp) unsupported(op);
+        std::vector<float> all(z(S * vocab_ * tp));
+        tp_->all_gather(logits, all);
+        logits.assign(z(S * m.vocab), 0.0f);
+        for (int r = 0; r < tp; ++r)
+          for (I s = 0; s < S; ++s)
+            std::copy_n(&all[z((I{r} * S + s) * vocab_)], vocab_, &logits[z(s * m.vocab + I{r} * vocab_)]);
         break;
       }
       case OpKind::sampling:

@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -14,6 +15,7 @@
 #include "racksim/exec/bench.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/step_backend.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
 
 namespace racksim::exec {
 
@@ -65,6 +67,15 @@ MeasuredOp measured_op(const Op& op) {
     m.sequences = op.sequences;
     m.pairs = op.attended_pairs;
   }
+  if (is_communication(op.kind)) {
+    // The step graph's collectives (workloads/src/step_graph.cpp): the TP all-reduces of BF16
+    // activations and the FP32 logits' all-gather, `bytes` per rank as nccl-tests counts them.
+    m = MeasuredOp{};
+    m.kind = std::string(to_string(op.kind));
+    m.ranks = op.participants;
+    m.bytes = op.comm_bytes;
+    m.dtype = op.kind == OpKind::all_gather ? "fp32" : "bf16";
+  }
   return m;
 }
 
@@ -100,15 +111,66 @@ class CpuBackend final : public StepBackend {
   CpuReference ref_;
 };
 
+/// Tensor-parallel ranks of the CPU reference as threads (tensor_parallel.hpp): every step runs
+/// on all ranks at once, meeting in the collectives; rank 0's op times are the observer's.
+class CpuTpBackend final : public StepBackend {
+ public:
+  CpuTpBackend(const ModelConfig& model, DType weights, std::uint64_t seed, int tp) : group_(tp) {
+    for (int r = 0; r < tp; ++r) ranks_.push_back(std::make_unique<CpuReference>(model, weights, seed, &group_.rank(r)));
+  }
+  StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
+    // Every rank checks the same graph and tokens before its first collective, so a refused step
+    // is refused by all of them and none is left waiting at the barrier.
+    std::vector<StepOutput> out(ranks_.size());
+    std::vector<std::exception_ptr> errors(ranks_.size());
+    std::vector<std::thread> threads;
+    for (std::size_t r = 1; r < ranks_.size(); ++r)
+      threads.emplace_back([&, r] {
+        try {
+          out[r] = ranks_[r]->run(graph, tokens, {});
+        } catch (...) {
+          errors[r] = std::current_exception();
+        }
+      });
+    try {
+      out[0] = ranks_[0]->run(graph, tokens, observer);
+    } catch (...) {
+      errors[0] = std::current_exception();
+    }
+    for (auto& t : threads) t.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    for (std::size_t r = 1; r < out.size(); ++r)
+      RACKSIM_ASSERT(out[r].next_tokens == out[0].next_tokens, "tensor-parallel ranks sample the same tokens");
+    return std::move(out[0]);
+  }
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ranks_[0]->cached_tokens(sequence); }
+  void release(std::int64_t sequence) override {
+    for (auto& r : ranks_) r->release(sequence);
+  }
+  void truncate(std::int64_t sequence, std::int64_t tokens) override {
+    for (auto& r : ranks_) r->truncate(sequence, tokens);
+  }
+  [[nodiscard]] std::string describe() const override {
+    return fmt::format("cpu (racksim CPU reference, tensor parallel {} as threads)", ranks_.size());
+  }
+
+ private:
+  ThreadTpGroup group_;
+  std::vector<std::unique_ptr<CpuReference>> ranks_;
+};
+
 /// Runs the step shapes and the serving loop on a backend.
 class Runner {
  public:
   Runner(StepBackend& backend, const ModelConfig& model, const Precision& precision, const ExecOptions& o, ExecReport& report)
-      : model_(model), precision_(precision), o_(o), report_(report), ref_(backend), tokens_(o.seed, model.vocab) {}
+      : model_(model), precision_(precision), o_(o), report_(report), ref_(backend), tokens_(o.seed, model.vocab) {
+    deployment_.tensor_parallel = o.tensor_parallel;
+  }
 
   void time_shape(const ExecShape& s) {
     const StepBatch batch = s.kind == ExecShape::Kind::prefill ? StepBatch::prefill_only(s.batch, s.tokens) : StepBatch::decode(s.batch, s.context);
-    const StepGraph graph(model_, batch, Deployment{}, precision_);
+    const StepGraph graph(model_, batch, deployment_, precision_);
     StepTokens t;
     const I base = next_sequence_;
     next_sequence_ += s.batch;
@@ -221,7 +283,7 @@ class Runner {
       }
       RACKSIM_ASSERT(batch.tokens() > 0, "an offline iteration always has work");
       r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
-      const StepGraph graph(model_, batch, Deployment{}, precision_);
+      const StepGraph graph(model_, batch, deployment_, precision_);
       const StepOutput so = ref_.run(graph, t, {});
       ++r.iterations;
       std::map<I, std::int32_t> next;
@@ -269,7 +331,7 @@ class Runner {
       b.prefill.push_back({chunk, done, done + chunk == tokens});
       StepTokens t;
       t.prefill.push_back({seq, tokens_.draw(chunk)});
-      (void)ref_.run(StepGraph(model_, b, Deployment{}, precision_), t, {});
+      (void)ref_.run(StepGraph(model_, b, deployment_, precision_), t, {});
       done += chunk;
     }
   }
@@ -281,6 +343,7 @@ class Runner {
 
   const ModelConfig& model_;
   const Precision& precision_;
+  Deployment deployment_;  ///< tensor_parallel from the options; one pipeline stage, no EP
   const ExecOptions& o_;
   ExecReport& report_;
   StepBackend& ref_;
@@ -396,6 +459,10 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   if (!cuda && o.fp4_gemm != Fp4GemmMode::automatic)
     throw InputError(fmt::format("racksim exec: --fp4-gemm {} applies to --device cuda:N; the CPU reference has one path", to_string(o.fp4_gemm)));
   if (o.reps < 1 || o.warmup < 0) throw InputError(fmt::format("racksim exec: --reps {} must be >= 1 and --warmup {} >= 0", o.reps, o.warmup));
+  if (o.tensor_parallel < 1 || (cuda && o.tensor_parallel != 1))
+    throw InputError(fmt::format("racksim exec: tensor parallel {}: the CPU reference runs TP ranks as threads; the CUDA step executor runs "
+                                 "one GPU (TP 1)",
+                                 o.tensor_parallel));
   if (o.layers < 0 || o.layers > model.layers)
     throw InputError(fmt::format("racksim exec: --layers {} is outside 1..{} (0 = as many as fit)", o.layers, model.layers));
   RACKSIM_ASSERT(o.serve_input.size() == o.serve_output.size(), "serve lengths pair up");
@@ -423,7 +490,8 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   } else {
     report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));
-    backend = std::make_unique<CpuBackend>(report.model, w, o.seed);
+    if (o.tensor_parallel > 1) backend = std::make_unique<CpuTpBackend>(report.model, w, o.seed, o.tensor_parallel);
+    else backend = std::make_unique<CpuBackend>(report.model, w, o.seed);
     report.notes.push_back(fmt::format("CPU reference: FP32 math on {}-stored weights; activations ({}) and KV cache ({}) run FP32; op "
                                        "identities are the graph's",
                                        to_string(w), to_string(precision.activations), to_string(precision.kv_cache)));
@@ -445,7 +513,8 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   f.run.commit = build_commit();
   for (auto& [identity, e] : run.samples()) {
     MeasurementRecord rec = timed_record(measured_op(e.op), stats_of(e.times));
-    RACKSIM_ASSERT(rec.op.identity() == identity, "a measured op keeps the graph op's identity");
+    // Collectives are spelled with their element type in the file (nccl-tests' terms), without it in the graph.
+    RACKSIM_ASSERT(is_communication(e.op.kind) || rec.op.identity() == identity, "a measured op keeps the graph op's identity");
     if (e.op.flops > 0) rec.flops = e.op.flops;
     if (e.op.bytes() > 0) rec.bytes_moved = e.op.bytes();
     f.records.push_back(std::move(rec));

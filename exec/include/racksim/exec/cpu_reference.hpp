@@ -98,10 +98,17 @@ struct StepRows {
 /// theta^(-2i/d); GQA maps query head h to KV head h / (heads / kv_heads); MoE routing takes the
 /// top-k router logits and softmaxes over them (Mixtral). Activations and the KV cache stay FP32
 /// whatever the graph's activation and KV formats: the reference is W4A32.
+class HostTpComm;
+
 class CpuReference {
  public:
   /// Weights in `format` (nvfp4, mxfp4 or bf16) generated from `seed`.
   CpuReference(ModelConfig model, DType format, std::uint64_t seed);
+  /// Rank `tp->rank()` of a tensor-parallel group of `tp->size()` (tensor_parallel.hpp): the
+  /// rank's shard of the same weights, its heads and KV heads; it runs graphs of
+  /// tensor_parallel = tp->size() (per-rank shapes, all-reduces and the logits all-gather through
+  /// `tp`, which must outlive it) and returns the whole vocabulary's logits. Dense models only.
+  CpuReference(ModelConfig model, DType format, std::uint64_t seed, HostTpComm* tp);
 
   /// Runs one step. The graph must be of this model and weight format with parallel sizes 1;
   /// `tokens` must match its batch, each chunk's `cached` and each decode's context must equal
@@ -138,6 +145,8 @@ class CpuReference {
   ModelWeights weights_;
   std::map<std::int64_t, KvCache> caches_;
   bool nvfp4_inputs_ = false;
+  HostTpComm* tp_ = nullptr;     ///< null: one GPU
+  std::int64_t q_heads_ = 0, kv_heads_ = 0, ffn_ = 0, vocab_ = 0;  ///< this rank's (the model's without TP)
 };
 
 }  // namespace racksim::exec

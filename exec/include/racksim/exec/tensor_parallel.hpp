@@ -1,0 +1,86 @@
+#pragma once
+/// Tensor parallelism in the executor (Megatron-LM's layout, the one the simulator's StepGraph
+/// costs: workloads/src/step_graph.cpp): each of `size` ranks holds
+///   qkv_proj, gate_up_proj, lm_head: a block of output rows (column parallel): its query heads,
+///     its KV heads (one replicated head per rank when size > kv_heads), its slice of the gate and
+///     of the up rows, its slice of the vocabulary;
+///   o_proj, down_proj: a block of input columns (row parallel), whose partial outputs are summed
+///     by an all-reduce (attn_all_reduce, mlp_all_reduce);
+///   norms and the embedding: whole.
+/// The logits' slices are gathered (logits_all_gather) before sampling, so every rank samples the
+/// same tokens. Host code: the layout and the weight shards are tested on the CPU, where
+/// ThreadTpGroup runs the ranks as threads of one process.
+
+#include <barrier>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "racksim/exec/cpu_reference.hpp"
+
+namespace racksim::exec {
+
+/// What rank `rank` of `size` holds of `model`.
+struct TpLayout {
+  int rank = 0;
+  int size = 1;
+  std::int64_t q_heads = 0;      ///< heads / size
+  std::int64_t kv_heads = 0;     ///< kv_heads / size, or 1 (replicated) when size > kv_heads
+  std::int64_t kv_first = 0;     ///< index of this rank's first KV head
+  std::int64_t ffn = 0;          ///< ffn / size
+  std::int64_t vocab = 0;        ///< vocab / size
+  /// Rows of qkv_proj this rank holds, as [begin, end) ranges: its q, k and v heads.
+  [[nodiscard]] std::vector<std::pair<std::int64_t, std::int64_t>> qkv_rows(const ModelConfig& m) const;
+  /// Rows of gate_up_proj: its gate slice and its up slice.
+  [[nodiscard]] std::vector<std::pair<std::int64_t, std::int64_t>> gate_up_rows(const ModelConfig& m) const;
+};
+
+/// The layout of `rank` of `size`; InputError naming the dimension unless size divides heads,
+/// ffn and vocab, size and kv_heads divide one another, and the row-parallel slices (heads x
+/// head_dim / size, ffn / size) are whole 16-value blocks (32 for MXFP4, `block`).
+[[nodiscard]] TpLayout tp_layout(const ModelConfig& m, int rank, int size, int block = 16);
+
+/// The rows [ranges] of `w`, codes, scales and values (column parallel).
+[[nodiscard]] LinearWeight take_rows(const LinearWeight& w, std::span<const std::pair<std::int64_t, std::int64_t>> ranges);
+/// The columns [c0, c1) of `w` (row parallel); both on block boundaries.
+[[nodiscard]] LinearWeight take_cols(const LinearWeight& w, std::int64_t c0, std::int64_t c1);
+/// Rank `layout.rank`'s shard of dense weights `w` (MoE: InputError).
+[[nodiscard]] ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const TpLayout& layout);
+
+/// The collectives a CPU rank needs, on host FP32 arrays; every rank calls them in the same order.
+class HostTpComm {
+ public:
+  virtual ~HostTpComm() = default;
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int size() const = 0;
+  /// Element-wise sum over the ranks, in place; summed in rank order, so every rank gets the same bits.
+  virtual void all_reduce_sum(std::span<float> data) = 0;
+  /// `all` = every rank's `mine` in rank order (all.size() = size() x mine.size()).
+  virtual void all_gather(std::span<const float> mine, std::span<float> all) = 0;
+};
+
+/// `size` ranks as threads of one process, meeting at a barrier: the CPU reference's tensor
+/// parallelism, and what tests it without GPUs or MPI.
+class ThreadTpGroup {
+ public:
+  explicit ThreadTpGroup(int size);
+  ~ThreadTpGroup();
+  ThreadTpGroup(const ThreadTpGroup&) = delete;
+  ThreadTpGroup& operator=(const ThreadTpGroup&) = delete;
+  [[nodiscard]] int size() const noexcept { return size_; }
+  /// Rank r's communicator (owned by the group).
+  [[nodiscard]] HostTpComm& rank(int r);
+
+ private:
+  class Rank;
+  friend class Rank;
+  int size_;
+  std::barrier<> barrier_;
+  std::vector<std::span<float>> reduce_slots_;
+  std::vector<std::span<const float>> gather_slots_;
+  std::vector<std::unique_ptr<Rank>> ranks_;
+};
+
+}  // namespace racksim::exec

@@ -1,0 +1,175 @@
+#include "racksim/exec/tensor_parallel.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "racksim/common/error.hpp"
+
+namespace racksim::exec {
+
+namespace {
+
+using I = std::int64_t;
+
+std::size_t z(I v) { return static_cast<std::size_t>(v); }
+
+}  // namespace
+
+std::vector<std::pair<I, I>> TpLayout::qkv_rows(const ModelConfig& m) const {
+  const I hd = m.head_dim, q0 = I{rank} * q_heads * hd, k_base = I{m.heads} * hd, v_base = k_base + I{m.kv_heads} * hd;
+  return {{q0, q0 + q_heads * hd},
+          {k_base + kv_first * hd, k_base + (kv_first + kv_heads) * hd},
+          {v_base + kv_first * hd, v_base + (kv_first + kv_heads) * hd}};
+}
+
+std::vector<std::pair<I, I>> TpLayout::gate_up_rows(const ModelConfig& m) const {
+  const I g0 = I{rank} * ffn;
+  return {{g0, g0 + ffn}, {m.ffn + g0, m.ffn + g0 + ffn}};
+}
+
+TpLayout tp_layout(const ModelConfig& m, int rank, int size, int block) {
+  if (size < 1 || rank < 0 || rank >= size) throw InputError(fmt::format("tensor parallel rank {} of {}: need 0 <= rank < size", rank, size));
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) throw InputError(fmt::format("tensor_parallel {} does not split model '{}': {}", size, m.id, what));
+  };
+  need(m.heads % size == 0, fmt::format("heads {} is not a multiple of {}", m.heads, size));
+  need(m.ffn % size == 0, fmt::format("ffn {} is not a multiple of {}", m.ffn, size));
+  need(m.vocab % size == 0, fmt::format("vocab {} is not a multiple of {} (lm_head is split by vocabulary)", m.vocab, size));
+  need(m.kv_heads % size == 0 || size % m.kv_heads == 0,
+       fmt::format("kv_heads {} and {} do not divide one another (KV heads are split, or replicated)", m.kv_heads, size));
+  need(!m.is_moe(), "the executor's tensor parallelism is for dense models");
+  TpLayout t;
+  t.rank = rank;
+  t.size = size;
+  t.q_heads = m.heads / size;
+  t.kv_heads = m.kv_heads >= size ? m.kv_heads / size : 1;
+  t.kv_first = m.kv_heads >= size ? I{rank} * t.kv_heads : I{rank} / (size / m.kv_heads);
+  t.ffn = m.ffn / size;
+  t.vocab = m.vocab / size;
+  need(t.q_heads * m.head_dim % block == 0 && t.ffn % block == 0,
+       fmt::format("a rank's o_proj and down_proj inputs ({} and {}) must be whole {}-value blocks", t.q_heads * m.head_dim, t.ffn, block));
+  return t;
+}
+
+LinearWeight take_rows(const LinearWeight& w, std::span<const std::pair<I, I>> ranges) {
+  LinearWeight s;
+  s.in = w.in;
+  const bool packed = !w.packed.packed.empty();
+  if (packed) {
+    s.packed.format = w.packed.format;
+    s.packed.cols = w.packed.cols;
+    s.packed.tensor_scale = w.packed.tensor_scale;
+  }
+  for (const auto& [r0, r1] : ranges) {
+    RACKSIM_ASSERT(0 <= r0 && r0 <= r1 && r1 <= w.out, "row range inside the weight");
+    s.out += r1 - r0;
+    s.values.insert(s.values.end(), w.values.begin() + static_cast<std::ptrdiff_t>(r0 * w.in),
+                    w.values.begin() + static_cast<std::ptrdiff_t>(r1 * w.in));
+    if (packed) {
+      const I rb = w.packed.row_bytes(), sb = w.packed.blocks_per_row();
+      s.packed.packed.insert(s.packed.packed.end(), w.packed.packed.begin() + static_cast<std::ptrdiff_t>(r0 * rb),
+                             w.packed.packed.begin() + static_cast<std::ptrdiff_t>(r1 * rb));
+      s.packed.scales.insert(s.packed.scales.end(), w.packed.scales.begin() + static_cast<std::ptrdiff_t>(r0 * sb),
+                             w.packed.scales.begin() + static_cast<std::ptrdiff_t>(r1 * sb));
+    }
+  }
+  s.packed.rows = packed ? s.out : 0;
+  return s;
+}
+
+LinearWeight take_cols(const LinearWeight& w, I c0, I c1) {
+  const bool packed = !w.packed.packed.empty();
+  const I bs = packed ? w.packed.block() : 1;
+  RACKSIM_ASSERT(0 <= c0 && c0 < c1 && c1 <= w.in && c0 % bs == 0 && (c1 % bs == 0 || c1 == w.in), "column range on block boundaries");
+  LinearWeight s;
+  s.out = w.out;
+  s.in = c1 - c0;
+  s.values.reserve(z(s.out * s.in));
+  for (I r = 0; r < w.out; ++r)
+    s.values.insert(s.values.end(), w.values.begin() + static_cast<std::ptrdiff_t>(r * w.in + c0),
+                    w.values.begin() + static_cast<std::ptrdiff_t>(r * w.in + c1));
+  if (packed) {
+    s.packed.format = w.packed.format;
+    s.packed.rows = w.out;
+    s.packed.cols = s.in;
+    s.packed.tensor_scale = w.packed.tensor_scale;
+    const I rb = w.packed.row_bytes(), sb = w.packed.blocks_per_row();
+    for (I r = 0; r < w.out; ++r) {
+      const auto p = w.packed.packed.begin() + static_cast<std::ptrdiff_t>(r * rb);
+      s.packed.packed.insert(s.packed.packed.end(), p + c0 / 2, p + (c1 + 1) / 2);
+      const auto q = w.packed.scales.begin() + static_cast<std::ptrdiff_t>(r * sb);
+      s.packed.scales.insert(s.packed.scales.end(), q + c0 / bs, q + (c1 + bs - 1) / bs);
+    }
+  }
+  return s;
+}
+
+ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const TpLayout& t) {
+  if (m.is_moe()) throw InputError(fmt::format("tensor parallel shards of '{}': dense models only", m.id));
+  ModelWeights s;
+  s.embed_tokens = w.embed_tokens;
+  s.final_norm = w.final_norm;
+  const I H = m.hidden;
+  s.lm_head.assign(w.lm_head.begin() + static_cast<std::ptrdiff_t>(I{t.rank} * t.vocab * H),
+                   w.lm_head.begin() + static_cast<std::ptrdiff_t>((I{t.rank} + 1) * t.vocab * H));
+  const I attn0 = I{t.rank} * t.q_heads * m.head_dim, attn1 = attn0 + t.q_heads * m.head_dim;
+  const I f0 = I{t.rank} * t.ffn;
+  for (const LayerWeights& l : w.layers) {
+    LayerWeights r;
+    r.input_norm = l.input_norm;
+    r.post_attn_norm = l.post_attn_norm;
+    r.qkv_proj = take_rows(l.qkv_proj, t.qkv_rows(m));
+    r.o_proj = take_cols(l.o_proj, attn0, attn1);
+    r.gate_up_proj = take_rows(l.gate_up_proj, t.gate_up_rows(m));
+    r.down_proj = take_cols(l.down_proj, f0, f0 + t.ffn);
+    s.layers.push_back(std::move(r));
+  }
+  return s;
+}
+
+// ---- ThreadTpGroup ----------------------------------------------------------------------------
+
+class ThreadTpGroup::Rank final : public HostTpComm {
+ public:
+  Rank(ThreadTpGroup& g, int r) : g_(g), r_(r) {}
+  [[nodiscard]] int rank() const override { return r_; }
+  [[nodiscard]] int size() const override { return g_.size_; }
+  void all_reduce_sum(std::span<float> data) override {
+    g_.reduce_slots_[z(r_)] = data;
+    g_.barrier_.arrive_and_wait();
+    std::vector<float> sum(data.size(), 0.0f);
+    for (const auto& slot : g_.reduce_slots_) {
+      RACKSIM_ASSERT(slot.size() == data.size(), "every rank reduces the same count");
+      for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += slot[i];
+    }
+    g_.barrier_.arrive_and_wait();  // every rank has read every slot before any is overwritten
+    std::copy(sum.begin(), sum.end(), data.begin());
+  }
+  void all_gather(std::span<const float> mine, std::span<float> all) override {
+    RACKSIM_ASSERT(all.size() == mine.size() * z(g_.size_), "all holds size x mine");
+    g_.gather_slots_[z(r_)] = mine;
+    g_.barrier_.arrive_and_wait();
+    for (std::size_t r = 0; r < g_.gather_slots_.size(); ++r) std::copy(g_.gather_slots_[r].begin(), g_.gather_slots_[r].end(), all.begin() + static_cast<std::ptrdiff_t>(r * mine.size()));
+    g_.barrier_.arrive_and_wait();
+  }
+
+ private:
+  ThreadTpGroup& g_;
+  int r_;
+};
+
+ThreadTpGroup::ThreadTpGroup(int size)
+    : size_(size), barrier_(size), reduce_slots_(z(size)), gather_slots_(z(size)) {
+  RACKSIM_ASSERT(size >= 1, "a group has at least one rank");
+  for (int r = 0; r < size; ++r) ranks_.push_back(std::make_unique<Rank>(*this, r));
+}
+
+ThreadTpGroup::~ThreadTpGroup() = default;
+
+HostTpComm& ThreadTpGroup::rank(int r) {
+  RACKSIM_ASSERT(r >= 0 && r < size_, "rank inside the group");
+  return *ranks_[z(r)];
+}
+
+}  // namespace racksim::exec

@@ -1,0 +1,178 @@
+// exec/tensor_parallel: the executor's Megatron layout (which rows and columns each rank holds,
+// by hand for Llama-2-70B), weight shards, and the CPU reference's ranks as threads computing the
+// same logits and tokens as one rank.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "racksim/common/error.hpp"
+#include "racksim/exec/cpu_reference.hpp"
+#include "racksim/exec/executor.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
+#include "racksim/workloads/model_catalog.hpp"
+#include "tiny_models.hpp"
+
+using namespace racksim;
+using namespace racksim::exec;
+
+namespace {
+
+/// tiny_llama with a vocabulary that 2 and 4 divide (lm_head is split by vocabulary).
+ModelConfig tiny96() {
+  ModelConfig m = test::tiny_llama();
+  m.vocab = 96;
+  return m;
+}
+
+using Ranges = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+/// One step on every rank of `ranks` (threads), rank 0's output.
+StepOutput run_ranks(std::vector<std::unique_ptr<CpuReference>>& ranks, const StepGraph& g, const StepTokens& t) {
+  std::vector<StepOutput> out(ranks.size());
+  std::vector<std::thread> threads;
+  for (std::size_t r = 0; r < ranks.size(); ++r) threads.emplace_back([&, r] { out[r] = ranks[r]->run(g, t); });
+  for (auto& th : threads) th.join();
+  for (std::size_t r = 1; r < ranks.size(); ++r) {
+    CHECK(out[r].next_tokens == out[0].next_tokens);
+    CHECK(out[r].logits == out[0].logits);  // the all-gather gives every rank the same bits
+  }
+  return out[0];
+}
+
+}  // namespace
+
+TEST_CASE("tensor-parallel layout of Llama-2-70B by hand", "[exec][tp]") {
+  const ModelConfig m = find_model("llama2-70b");
+  // TP8: 64 / 8 = 8 query heads, 8 KV heads / 8 = 1 each (rank r holds KV head r), FFN 28,672 / 8
+  // = 3,584, vocabulary 32,000 / 8 = 4,000. qkv rows are q (64 x 128 = 8,192), k (1,024), v
+  // (1,024): rank 3 holds q rows 3,072..4,096, k rows 8,192 + 384..512, v rows 9,216 + 384..512.
+  const TpLayout t = tp_layout(m, 3, 8);
+  CHECK(t.q_heads == 8);
+  CHECK(t.kv_heads == 1);
+  CHECK(t.kv_first == 3);
+  CHECK(t.ffn == 3584);
+  CHECK(t.vocab == 4000);
+  CHECK(t.qkv_rows(m) == Ranges{{3072, 4096}, {8576, 8704}, {9600, 9728}});
+  // gate rows 3 x 3,584 = 10,752..14,336 and up rows 28,672 + the same.
+  CHECK(t.gate_up_rows(m) == Ranges{{10752, 14336}, {39424, 43008}});
+  // TP16 has more ranks than KV heads: pairs of ranks share (replicate) one: rank 5 holds head 2.
+  const TpLayout u = tp_layout(m, 5, 16);
+  CHECK(u.kv_heads == 1);
+  CHECK(u.kv_first == 2);
+  CHECK(u.q_heads == 4);
+}
+
+TEST_CASE("tensor-parallel layouts that do not split are refused, naming the dimension", "[exec][tp]") {
+  const ModelConfig tiny = test::tiny_llama();  // heads 4, kv 2, ffn 128, vocab 97
+  CHECK_THROWS_WITH(tp_layout(tiny, 0, 2), Catch::Contains("vocab 97 is not a multiple of 2"));
+  CHECK_THROWS_WITH(tp_layout(tiny96(), 0, 3), Catch::Contains("heads 4 is not a multiple of 3"));
+  ModelConfig kv3 = tiny96();
+  kv3.heads = 12;
+  kv3.kv_heads = 3;
+  CHECK_THROWS_WITH(tp_layout(kv3, 0, 2), Catch::Contains("kv_heads 3 and 2 do not divide one another"));
+  // TP8 of the tiny model leaves o_proj 4 / 8 heads: heads 4 is not a multiple of 8.
+  CHECK_THROWS_WITH(tp_layout(tiny96(), 0, 8), Catch::Contains("heads 4 is not a multiple of 8"));
+  // A rank's o_proj input must be whole NVFP4 blocks: 8 heads of 16 over TP8 gives 16 (fine); of 8 gives 8.
+  ModelConfig narrow = tiny96();
+  narrow.heads = 8;
+  narrow.kv_heads = 8;
+  narrow.head_dim = 8;
+  CHECK_THROWS_WITH(tp_layout(narrow, 0, 8), Catch::Contains("whole 16-value blocks"));
+  CHECK_THROWS_WITH(tp_layout(test::tiny_moe(), 0, 1), Catch::Contains("dense models"));
+  CHECK_THROWS_AS(tp_layout(tiny96(), 2, 2), InputError);
+}
+
+TEST_CASE("weight shards keep the packed codes, scales and values of their rows and columns", "[exec][tp]") {
+  const ModelConfig m = tiny96();
+  const ModelWeights w = generate_weights(m, DType::nvfp4, 3);
+  const LinearWeight& gu = w.layers[0].gate_up_proj;  // [256 x 64]
+  const LinearWeight rows = take_rows(gu, Ranges{{32, 64}, {160, 192}});
+  REQUIRE(rows.out == 64);
+  CHECK(rows.packed.rows == 64);
+  for (std::int64_t c = 0; c < 64; ++c) {
+    CHECK(rows.values[static_cast<std::size_t>(c)] == gu.values[static_cast<std::size_t>(32 * 64 + c)]);
+    CHECK(rows.values[static_cast<std::size_t>(32 * 64 + c)] == gu.values[static_cast<std::size_t>(160 * 64 + c)]);
+  }
+  CHECK(dequantize(rows.packed) == rows.values);  // codes and scales moved with their values
+  const LinearWeight& down = w.layers[0].down_proj;  // [64 x 128]
+  const LinearWeight cols = take_cols(down, 32, 96);
+  REQUIRE(cols.in == 64);
+  CHECK(cols.values[static_cast<std::size_t>(5 * 64 + 7)] == down.values[static_cast<std::size_t>(5 * 128 + 32 + 7)]);
+  CHECK(dequantize(cols.packed) == cols.values);
+}
+
+TEST_CASE("CPU reference ranks as threads compute one rank's logits (TP 2 and 4)", "[exec][tp]") {
+  // The shards hold the same dequantized values, so only FP32 summation order differs: o_proj and
+  // down_proj sum per-rank partial dot products, then the all-reduce adds them (K = 64 and 128
+  // terms: ~K x 2^-24 of the terms' magnitude per dot product, ~1e-6 after two layers).
+  // TP 4 has more ranks than the 2 KV heads: KV heads replicated across pairs of ranks.
+  const ModelConfig m = tiny96();
+  const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
+  for (int tp : {2, 4}) {
+    CpuReference one(m, DType::nvfp4, 17);
+    ThreadTpGroup group(tp);
+    std::vector<std::unique_ptr<CpuReference>> ranks;
+    for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuReference>(m, DType::nvfp4, 17, &group.rank(r)));
+    Deployment d;
+    d.tensor_parallel = tp;
+    StepBatch pre;
+    pre.prefill = {{6, 0, true}, {3, 0, true}};
+    StepTokens tp_tokens;
+    tp_tokens.prefill = {{1, {5, 9, 33, 70, 2, 41}}, {2, {88, 13, 60}}};
+    StepOutput a = one.run(StepGraph(m, pre, Deployment{}, p), tp_tokens);
+    StepOutput b = run_ranks(ranks, StepGraph(m, pre, d, p), tp_tokens);
+    double worst = 0;
+    for (int step = 0; step < 4; ++step) {
+      REQUIRE(a.sequences == b.sequences);
+      for (std::size_t i = 0; i < a.logits.size(); ++i) {
+        double scale = 1;
+        for (float v : a.logits[i]) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+        for (std::size_t j = 0; j < a.logits[i].size(); ++j)
+          worst = std::max(worst, std::fabs(static_cast<double>(a.logits[i][j]) - b.logits[i][j]) / scale);
+      }
+      CHECK(a.next_tokens == b.next_tokens);
+      StepBatch dec;
+      dec.decode_contexts = {one.cached_tokens(1), one.cached_tokens(2)};
+      StepTokens t;
+      t.decode = {{1, a.next_tokens[0]}, {2, a.next_tokens[1]}};
+      a = one.run(StepGraph(m, dec, Deployment{}, p), t);
+      b = run_ranks(ranks, StepGraph(m, dec, d, p), t);
+    }
+    INFO("TP " << tp << ": worst |logit difference| / max |logit| = " << worst);
+    CHECK(worst <= 1e-5);
+    CHECK(worst > 0);  // the partial sums really are added in another order: the comparison is not vacuous
+    for (auto& r : ranks) CHECK(r->cached_tokens(1) == 10);
+    // A rank refuses a graph of another tensor-parallel size.
+    CHECK_THROWS_WITH(ranks[0]->run(StepGraph(m, pre, Deployment{}, p), tp_tokens), Catch::Contains("tensor parallel"));
+  }
+}
+
+TEST_CASE("racksim exec on the CPU with TP 2 serves the same tokens as TP 1 and times the collectives", "[exec][tp]") {
+  const ModelConfig m = tiny96();
+  ExecOptions o;
+  o.shapes = {ExecShape::parse("decode:2x8", "s")};
+  o.reps = 1;
+  o.serving = {4, 16, true, 16};
+  o.serve_input = {10, 5, 21};
+  o.serve_output = {4, 6, 3};
+  const ExecReport one = run_exec(m, Precision{DType::nvfp4, DType::bf16, DType::bf16}, o);
+  o.tensor_parallel = 2;
+  const ExecReport two = run_exec(m, Precision{DType::nvfp4, DType::bf16, DType::bf16}, o);
+  CHECK(two.serve.outputs == one.serve.outputs);
+  CHECK(two.device == "cpu (racksim CPU reference, tensor parallel 2 as threads)");
+  // Per layer an attention and an MLP all-reduce of 2 rows x 64 BF16 (256 B) in the decode step:
+  // one identity, 2 layers x 2 x 1 rep = 4 samples; the logits' all-gather of 2 x 96 FP32 (768 B) once.
+  int reduce = 0, gather = 0;
+  for (const auto& r : two.measurements.records) {
+    if (r.op.identity() == "all_reduce ranks=2 bytes=256 dtype=bf16") reduce = static_cast<int>(r.reps);
+    if (r.op.identity() == "all_gather ranks=2 bytes=768 dtype=fp32") gather = static_cast<int>(r.reps);
+  }
+  CHECK(reduce == 4);
+  CHECK(gather == 1);
+  o.device = "cuda:0";
+  CHECK_THROWS_WITH(run_exec(m, Precision{DType::nvfp4, DType::bf16, DType::bf16}, o), Catch::Contains("runs one GPU (TP 1)"));
+}

@@ -20,11 +20,10 @@ namespace {
 std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   std::vector<std::string> n;
   const Deployment& d = s.deployment;
-  // The CPU reference runs TP ranks as threads; the CUDA step executor one GPU.
-  const int tp = cuda ? 1 : d.tensor_parallel;
-  if (d.tensor_parallel != tp || d.pipeline_parallel != 1 || d.expert_parallel != 1)
-    n.push_back(fmt::format("deployment TP{} PP{} EP{} runs as TP{} PP1 EP1{}", d.tensor_parallel, d.pipeline_parallel, d.expert_parallel, tp,
-                            cuda ? " (the CUDA step executor runs one GPU)" : ""));
+  // TP runs as ranks (CPU threads, or one GPU each in this process); PP and EP do not.
+  if (d.pipeline_parallel != 1 || d.expert_parallel != 1)
+    n.push_back(fmt::format("deployment TP{} PP{} EP{} runs as TP{} PP1 EP1", d.tensor_parallel, d.pipeline_parallel, d.expert_parallel,
+                            d.tensor_parallel));
   n.push_back(fmt::format("system '{}' is what the simulator models; exec measures the device it runs on", s.system.id));
   if (cuda)
     n.push_back("serving.kv_memory_fraction and capacity_policy do not apply: the KV pool is sized to the shapes and the loop asked for");
@@ -129,7 +128,7 @@ int cmd_exec(const Args& args) {
   Scenario s = load_scenario(scenario_path, sets);
 
   o.device = device;
-  o.tensor_parallel = device == "cpu" ? s.deployment.tensor_parallel : 1;
+  o.tensor_parallel = s.deployment.tensor_parallel;
   const auto mode = exec::parse_fp4_gemm_mode(fp4_gemm);
   if (!mode) throw InputError(fmt::format("racksim exec: --fp4-gemm: '{}' is not one of auto, native, hopper", fp4_gemm));
   o.fp4_gemm = *mode;

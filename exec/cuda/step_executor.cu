@@ -36,6 +36,7 @@
 #include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 #include "racksim/exec/step_plan.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
 
 namespace racksim::exec::cuda {
 
@@ -126,7 +127,7 @@ int select_device(int device) {
 class CudaStep final : public StepBackend {
  public:
   CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
-      : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)) {
+      : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)), tp_(o.tp) {
     if (m.is_moe()) throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts; dense Llama models only"));
     if (p.weights != DType::nvfp4)
       throw InputError(text("CUDA step executor: precision.weights '", to_string(p.weights), "': the executor stores nvfp4 weights"));
@@ -134,11 +135,16 @@ class CudaStep final : public StepBackend {
       throw InputError(text("CUDA step executor: precision.kv_cache '", to_string(p.kv_cache), "' is not one of bf16, fp8"));
     if (m.hidden % 16 || m.ffn % 16 || (m.heads * m.head_dim) % 16)
       throw InputError(text("CUDA step executor: model '", m.id, "' needs hidden, ffn and heads x head_dim multiples of 16 (NVFP4 blocks)"));
+    // This rank's heads, KV heads, FFN and vocabulary slice (tensor_parallel.hpp; all of them
+    // without TP).
+    if ((tp_ ? tp_->size() : 1) != o.tp_size)
+      throw InputError(text("CUDA step executor: tp_size ", o.tp_size, " but the communicator has ", tp_ ? tp_->size() : 1, " ranks"));
+    tl_ = tp_layout(m, tp_ ? tp_->rank() : 0, o.tp_size);
     // The attention kernels' instantiations (exec/src/cuda_ops.cpp check_heads): head_dim 16, 64
     // or 128, at most 16 query heads per KV head in decode; checked before any allocation.
-    if ((m.head_dim != 16 && m.head_dim != 64 && m.head_dim != 128) || m.heads % m.kv_heads != 0 || m.heads / m.kv_heads > 16)
-      throw InputError(text("CUDA step executor: model '", m.id, "' has head_dim ", m.head_dim, " and ", m.heads, " query heads over ",
-                            m.kv_heads, " KV heads; the attention kernels take head_dim 16, 64 or 128 and at most 16 per KV head"));
+    if ((m.head_dim != 16 && m.head_dim != 64 && m.head_dim != 128) || tl_.q_heads % tl_.kv_heads != 0 || tl_.q_heads / tl_.kv_heads > 16)
+      throw InputError(text("CUDA step executor: model '", m.id, "' has head_dim ", m.head_dim, " and ", tl_.q_heads, " query heads over ",
+                            tl_.kv_heads, " KV heads per GPU; the attention kernels take head_dim 16, 64 or 128 and at most 16 per KV head"));
     cudaDeviceProp prop{};
     RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     describe_ = text(prop.name, " (cuda:", o.device, ", sm_", prop.major, prop.minor, ")");
@@ -146,11 +152,11 @@ class CudaStep final : public StepBackend {
     lt_ = lt_holder_.get();
     workspace_ = DeviceBytes(kLtWorkspaceBytes);
 
-    const I H = m.hidden, qkv_w = (I{m.heads} + 2 * m.kv_heads) * m.head_dim;
-    linear_shapes_ = {{qkv_w, H}, {H, I{m.heads} * m.head_dim}, {2 * I{m.ffn}, H}, {H, I{m.ffn}}};
+    const I H = m.hidden, qkv_w = (tl_.q_heads + 2 * tl_.kv_heads) * m.head_dim;
+    linear_shapes_ = {{qkv_w, H}, {H, tl_.q_heads * m.head_dim}, {2 * tl_.ffn, H}, {H, tl_.ffn}};
     fp4_ = choose_fp4_gemm(o.fp4_gemm, prop.major, prop.minor, cublasLtGetVersion());
     if (fp4_.native) fp4_ = after_probe(o.fp4_gemm, fp4_, probe_native_plans());
-    kv_layout_ = PagedKvLayout{pool_.blocks(), o.block_tokens, m.kv_heads, m.head_dim, p.kv_cache};
+    kv_layout_ = PagedKvLayout{pool_.blocks(), o.block_tokens, tl_.kv_heads, m.head_dim, p.kv_cache};
     kv_layout_.check();
     if (o.reference_weights) load_reference_weights();
     else make_random_weights();
@@ -166,11 +172,15 @@ class CudaStep final : public StepBackend {
     normed_ = DeviceBytes(R * z(H) * 2);
     branch_ = DeviceBytes(R * z(H) * 2);
     qkv_ = DeviceBytes(R * z(qkv_w) * 2);
-    attn_ = DeviceBytes(R * z(I{m.heads} * m.head_dim) * 2);
-    gate_up_ = DeviceBytes(R * z(2 * I{m.ffn}) * 2);
-    act_ = DeviceBytes(R * z(m.ffn) * 2);
+    attn_ = DeviceBytes(R * z(tl_.q_heads * m.head_dim) * 2);
+    gate_up_ = DeviceBytes(R * z(2 * tl_.ffn) * 2);
+    act_ = DeviceBytes(R * z(tl_.ffn) * 2);
     sampled_x_ = DeviceBytes(z(o.max_sampled) * z(H) * 2);
     logits_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
+    if (o.tp_size > 1) {
+      local_logits_ = DeviceBytes(z(o.max_sampled) * z(tl_.vocab) * 4);
+      gathered_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
+    }
     next_ = DeviceBytes(z(o.max_sampled) * 4);
     if (fp4_.native) {
       I widest = 0;
@@ -292,8 +302,10 @@ class CudaStep final : public StepBackend {
       throw InputError(text("step graph weights '", to_string(g.precision().weights), "' and KV cache '", to_string(g.precision().kv_cache),
                             "'; the CUDA executor holds '", to_string(p_.weights), "' and '", to_string(p_.kv_cache), "'"));
     const Deployment& d = g.deployment();
-    if (d.tensor_parallel != 1 || d.pipeline_parallel != 1 || d.expert_parallel != 1)
-      throw InputError("CUDA step executor runs one GPU: tensor, pipeline and expert parallel must be 1");
+    if (d.tensor_parallel != o_.tp_size || d.pipeline_parallel != 1 || d.expert_parallel != 1)
+      throw InputError(text("CUDA step executor runs rank(s) of tensor parallel ", o_.tp_size, ": the graph's tensor, pipeline and expert "
+                            "parallel must be ", o_.tp_size, ", 1, 1 (got ", d.tensor_parallel, ", ", d.pipeline_parallel, ", ",
+                            d.expert_parallel, ")"));
     if (g.batch().tokens() == 0) throw InputError("CUDA step executor: the step graph has no batch (built from batch sums only?)");
   }
 
@@ -320,6 +332,13 @@ class CudaStep final : public StepBackend {
       case OpKind::attention_prefill: want = plan_.prefill_rows; break;
       case OpKind::attention_decode: want = plan_.decodes; break;
       case OpKind::sampling: want = S; break;
+      case OpKind::all_reduce:
+      case OpKind::all_gather: {
+        // The graph's TP collectives (attn_all_reduce, mlp_all_reduce, logits_all_gather) carry no rows.
+        const bool known = op.kind == OpKind::all_reduce ? (what == "attn_all_reduce" || what == "mlp_all_reduce") : what == "logits_all_gather";
+        if (known && tp_ && op.participants == o_.tp_size) return;
+        break;
+      }
       default: break;
     }
     if (want < 0) throw InputError(text("CUDA step executor: op '", op.name, "' (", to_string(op.kind), ") is not supported"));
@@ -332,7 +351,8 @@ class CudaStep final : public StepBackend {
   }
 
   void load_reference_weights() {
-    const ModelWeights w = generate_weights(m_, DType::nvfp4, o_.seed);
+    ModelWeights w = generate_weights(m_, DType::nvfp4, o_.seed);
+    if (o_.tp_size > 1) w = shard_weights(w, m_, tl_);  // this rank's shard of the same model
     auto linear = [&](const LinearWeight& lw) {
       Linear l;
       upload(l.packed, lw.packed.packed);
@@ -387,14 +407,13 @@ class CudaStep final : public StepBackend {
       Layer l;
       bf16(l.input_norm, z(H), 1.0f, 0.1f);
       bf16(l.post_attn_norm, z(H), 1.0f, 0.1f);
-      l.qkv = linear((I{m_.heads} + 2 * m_.kv_heads) * hd, H);
-      l.o = linear(H, I{m_.heads} * hd);
-      l.gate_up = linear(2 * I{m_.ffn}, H);
-      l.down = linear(H, m_.ffn);
+      for (auto [w, shape] : {std::pair{&l.qkv, 0}, std::pair{&l.o, 1}, std::pair{&l.gate_up, 2}, std::pair{&l.down, 3}})
+        *w = linear(linear_shapes_[z(shape)].first, linear_shapes_[z(shape)].second);
       layers_.push_back(std::move(l));
     }
+    (void)hd;
     bf16(embed_, z(I{m_.vocab} * H), 0.0f, 1.0f);
-    bf16(lm_head_, z(I{m_.vocab} * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
+    bf16(lm_head_, z(tl_.vocab * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
     bf16(final_norm_, z(H), 1.0f, 0.1f);
   }
 
@@ -425,7 +444,7 @@ class CudaStep final : public StepBackend {
       if (op.kind != OpKind::gemm) continue;
       const std::string_view what = op.role();
       if (what == "lm_head") {
-        (void)plan(CUDA_R_32F, S, m_.vocab, m_.hidden);
+        (void)plan(CUDA_R_32F, S, tl_.vocab, m_.hidden);
         continue;
       }
       const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
@@ -502,7 +521,7 @@ class CudaStep final : public StepBackend {
   void launch(const Op& op) {
     const std::string_view what = op.role();
     const I T = plan_.rows, S = static_cast<I>(plan_.sampled.size()), H = m_.hidden, hd = m_.head_dim;
-    const I qkv_w = (I{m_.heads} + 2 * m_.kv_heads) * hd, attn_w = I{m_.heads} * hd;
+    const I qh = tl_.q_heads, qkv_w = (qh + 2 * tl_.kv_heads) * hd, attn_w = qh * hd;
     const float eps = static_cast<float>(m_.norm_eps);
     Layer* l = op.layer >= 0 ? &layers_.at(z(op.layer)) : nullptr;
     auto B = [](DeviceBytes& d) { return d.as<Bf16>(); };
@@ -519,8 +538,10 @@ class CudaStep final : public StepBackend {
       case OpKind::gemm:
         if (what == "lm_head") {
           // The sampled rows of the normed activations (a row gather), then BF16 x BF16 -> FP32.
+          // Under TP this rank's vocabulary slice, gathered by logits_all_gather.
           cuda_embedding_launch(B(normed_), T, H, d_sampled_.as<std::int32_t>(), S, B(sampled_x_), stream_);
-          plan(CUDA_R_32F, S, m_.vocab, H).run(lt_, 1.0f, lm_head_.as(), sampled_x_.as(), logits_.as(), workspace_.as(), stream_);
+          plan(CUDA_R_32F, S, tl_.vocab, H).run(lt_, 1.0f, lm_head_.as(), sampled_x_.as(), (tp_ ? local_logits_ : logits_).as(),
+                                                 workspace_.as(), stream_);
           return;
         }
         if (what == "qkv_proj") return gemm(l->qkv, B(normed_), T, B(qkv_));
@@ -529,16 +550,15 @@ class CudaStep final : public StepBackend {
         if (what == "down_proj") return gemm(l->down, B(act_), T, B(branch_));
         break;
       case OpKind::rope:
-        cuda_rope_rotate_half_launch(B(qkv_), T, qkv_w, I{m_.heads} + m_.kv_heads, hd, d_positions_.as<std::int32_t>(), m_.rope_theta,
-                                     stream_);
+        cuda_rope_rotate_half_launch(B(qkv_), T, qkv_w, qh + tl_.kv_heads, hd, d_positions_.as<std::int32_t>(), m_.rope_theta, stream_);
         return;
       case OpKind::attention_prefill: {
         const DevicePagedKv c = cache_of(*l);
-        cuda_kv_append_launch(c, B(qkv_), plan_.prefill_rows, qkv_w, m_.heads, d_slots_.as<std::int32_t>(), stream_);
+        cuda_kv_append_launch(c, B(qkv_), plan_.prefill_rows, qkv_w, qh, d_slots_.as<std::int32_t>(), stream_);
         AttentionPrefillArgs a;
         a.q = B(qkv_);
         a.q_stride = qkv_w;
-        a.heads = m_.heads;
+        a.heads = qh;
         a.segments = d_segments_.as<PrefillSegment>();
         a.segment_count = static_cast<I>(plan_.segments.size());
         a.max_segment_tokens = plan_.max_segment_tokens;
@@ -552,12 +572,12 @@ class CudaStep final : public StepBackend {
       case OpKind::attention_decode: {
         const DevicePagedKv c = cache_of(*l);
         const I first = plan_.prefill_rows;
-        cuda_kv_append_launch(c, B(qkv_) + first * qkv_w, plan_.decodes, qkv_w, m_.heads, d_slots_.as<std::int32_t>() + first, stream_);
+        cuda_kv_append_launch(c, B(qkv_) + first * qkv_w, plan_.decodes, qkv_w, qh, d_slots_.as<std::int32_t>() + first, stream_);
         AttentionDecodeArgs a;
         a.q = B(qkv_) + first * qkv_w;
         a.q_stride = qkv_w;
         a.batch = plan_.decodes;
-        a.heads = m_.heads;
+        a.heads = qh;
         a.block_tables = d_decode_tables_.as<std::int32_t>();
         a.block_table_stride = plan_.decode_table_stride;
         a.context_lens = d_context_lens_.as<std::int32_t>();
@@ -572,8 +592,23 @@ class CudaStep final : public StepBackend {
       }
       case OpKind::swiglu:
         if (what != "swiglu") break;
-        cuda_swiglu_launch(B(gate_up_), T, m_.ffn, B(act_), stream_);
+        cuda_swiglu_launch(B(gate_up_), T, tl_.ffn, B(act_), stream_);
         return;
+      case OpKind::all_reduce:
+        // Row-parallel o_proj / down_proj left this rank's partial sum in branch_.
+        if (!tp_) break;
+        tp_->all_reduce_sum_bf16(branch_.as(), z(T * H), stream_);
+        return;
+      case OpKind::all_gather: {
+        // Every rank's [S x vocab/tp] slice, rank-major, then laid side by side as [S x vocab] rows.
+        if (!tp_) break;
+        const I V = tl_.vocab;
+        tp_->all_gather_f32(local_logits_.as(), gathered_.as(), z(S * V), stream_);
+        for (int r = 0; r < o_.tp_size; ++r)
+          RACKSIM_CUDA_CHECK(cudaMemcpy2DAsync(logits_.as<float>() + I{r} * V, z(m_.vocab) * 4, gathered_.as<float>() + I{r} * S * V, z(V) * 4,
+                                               z(V) * 4, z(S), cudaMemcpyDeviceToDevice, stream_));
+        return;
+      }
       case OpKind::residual_add:
         cuda_residual_add_launch(B(hidden_), B(branch_), T * H, stream_);
         return;
@@ -603,7 +638,9 @@ class CudaStep final : public StepBackend {
   Fp4GemmChoice fp4_;
   std::vector<Layer> layers_;
   DeviceBytes embed_, lm_head_, final_norm_;
-  DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_;
+  DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_, local_logits_, gathered_;
+  DeviceTpComm* tp_ = nullptr;  ///< null without tensor parallelism
+  TpLayout tl_;                 ///< this rank's heads, KV heads, FFN and vocabulary slice
   DeviceBytes d_tokens_, d_positions_, d_slots_, d_sampled_, d_decode_tables_, d_context_lens_, d_segments_, d_prefill_tables_;
   std::map<std::tuple<int, int, I, I, I>, std::unique_ptr<LtPlan>> plans_;  ///< (A/B type, D type, m, n, k)
   StepPlan plan_;

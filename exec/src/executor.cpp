@@ -98,7 +98,7 @@ class TokenSource {
 /// The CPU reference as a StepBackend.
 class CpuBackend final : public StepBackend {
  public:
-  CpuBackend(const ModelConfig& model, DType weights, std::uint64_t seed) : ref_(model, weights, seed) {}
+  CpuBackend(const ModelConfig& model, DType weights, std::uint64_t seed, HostTpComm* tp = nullptr) : ref_(model, weights, seed, tp) {}
   StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
     return ref_.run(graph, tokens, observer);
   }
@@ -111,38 +111,27 @@ class CpuBackend final : public StepBackend {
   CpuReference ref_;
 };
 
-/// Tensor-parallel ranks of the CPU reference as threads (tensor_parallel.hpp): every step runs
-/// on all ranks at once, meeting in the collectives; rank 0's op times are the observer's.
-class CpuTpBackend final : public StepBackend {
+/// Tensor-parallel ranks (tensor_parallel.hpp) as threads of this process, each rank a backend
+/// of its own (a CPU reference rank, or a CUDA step executor on its GPU): every step runs on all
+/// ranks at once, meeting in the collectives; rank 0's op times are the observer's and its
+/// outputs the step's. `Comms` owns what the ranks' communicators live in (declared first, so
+/// the ranks go before it).
+template <class Comms>
+class TpThreads final : public StepBackend {
  public:
-  CpuTpBackend(const ModelConfig& model, DType weights, std::uint64_t seed, int tp) : group_(tp) {
-    for (int r = 0; r < tp; ++r) ranks_.push_back(std::make_unique<CpuReference>(model, weights, seed, &group_.rank(r)));
-  }
+  TpThreads(Comms comms, std::vector<std::unique_ptr<StepBackend>> ranks, std::string describe)
+      : comms_(std::move(comms)), ranks_(std::move(ranks)), describe_(std::move(describe)) {}
   StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
-    // Every rank checks the same graph and tokens before its first collective, so a refused step
-    // is refused by all of them and none is left waiting at the barrier.
     std::vector<StepOutput> out(ranks_.size());
-    std::vector<std::exception_ptr> errors(ranks_.size());
-    std::vector<std::thread> threads;
-    for (std::size_t r = 1; r < ranks_.size(); ++r)
-      threads.emplace_back([&, r] {
-        try {
-          out[r] = ranks_[r]->run(graph, tokens, {});
-        } catch (...) {
-          errors[r] = std::current_exception();
-        }
-      });
-    try {
-      out[0] = ranks_[0]->run(graph, tokens, observer);
-    } catch (...) {
-      errors[0] = std::current_exception();
-    }
-    for (auto& t : threads) t.join();
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    on_all_ranks([&](std::size_t r) { out[r] = ranks_[r]->run(graph, tokens, r == 0 ? observer : OpObserver{}); });
     for (std::size_t r = 1; r < out.size(); ++r)
       RACKSIM_ASSERT(out[r].next_tokens == out[0].next_tokens, "tensor-parallel ranks sample the same tokens");
     return std::move(out[0]);
+  }
+  std::optional<double> replay_last_step() override {
+    std::vector<std::optional<double>> t(ranks_.size());
+    on_all_ranks([&](std::size_t r) { t[r] = ranks_[r]->replay_last_step(); });
+    return t[0];
   }
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ranks_[0]->cached_tokens(sequence); }
   void release(std::int64_t sequence) override {
@@ -151,14 +140,61 @@ class CpuTpBackend final : public StepBackend {
   void truncate(std::int64_t sequence, std::int64_t tokens) override {
     for (auto& r : ranks_) r->truncate(sequence, tokens);
   }
-  [[nodiscard]] std::string describe() const override {
-    return fmt::format("cpu (racksim CPU reference, tensor parallel {} as threads)", ranks_.size());
-  }
+  [[nodiscard]] std::string describe() const override { return describe_; }
+  [[nodiscard]] std::string linear_path() const override { return ranks_[0]->linear_path(); }
 
  private:
-  ThreadTpGroup group_;
-  std::vector<std::unique_ptr<CpuReference>> ranks_;
+  /// f(rank) on every rank at once (rank 0 on this thread); the first error rethrown after all
+  /// joined. Every rank checks the same graph and tokens before its first collective, so a
+  /// refused step is refused by all of them and none is left waiting in a collective.
+  template <class F>
+  void on_all_ranks(F&& f) {
+    std::vector<std::exception_ptr> errors(ranks_.size());
+    auto guarded = [&](std::size_t r) {
+      try {
+        f(r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> threads;
+    for (std::size_t r = 1; r < ranks_.size(); ++r) threads.emplace_back(guarded, r);
+    guarded(0);
+    for (auto& t : threads) t.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+
+  Comms comms_;
+  std::vector<std::unique_ptr<StepBackend>> ranks_;
+  std::string describe_;
 };
+
+/// The CPU reference's TP ranks over a ThreadTpGroup.
+std::unique_ptr<StepBackend> cpu_tp_backend(const ModelConfig& model, DType weights, std::uint64_t seed, int tp) {
+  auto group = std::make_unique<ThreadTpGroup>(tp);
+  std::vector<std::unique_ptr<StepBackend>> ranks;
+  for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuBackend>(model, weights, seed, &group->rank(r)));
+  return std::make_unique<TpThreads<std::unique_ptr<ThreadTpGroup>>>(std::move(group), std::move(ranks),
+                                                                      fmt::format("cpu (racksim CPU reference, tensor parallel {} as threads)", tp));
+}
+
+/// The CUDA step executor's TP ranks on devices first..first+tp-1 of this process, over NCCL.
+std::unique_ptr<StepBackend> cuda_tp_backend(const ModelConfig& model, const Precision& precision, CudaStepOptions base, int tp) {
+  std::vector<int> devices;
+  for (int r = 0; r < tp; ++r) devices.push_back(base.device + r);
+  auto comms = make_device_tp_comms(devices);
+  std::vector<std::unique_ptr<StepBackend>> ranks;
+  for (int r = 0; r < tp; ++r) {
+    CudaStepOptions o = base;
+    o.device = devices[static_cast<std::size_t>(r)];
+    o.tp = comms[static_cast<std::size_t>(r)].get();
+    o.tp_size = tp;
+    ranks.push_back(make_cuda_step_backend(model, precision, o));
+  }
+  std::string what = fmt::format("tensor parallel {} over cuda:{}..{} (NCCL): {}", tp, devices.front(), devices.back(), ranks[0]->describe());
+  return std::make_unique<TpThreads<std::vector<std::unique_ptr<DeviceTpComm>>>>(std::move(comms), std::move(ranks), std::move(what));
+}
 
 /// Runs the step shapes and the serving loop on a backend.
 class Runner {
@@ -419,6 +455,7 @@ CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& o
   c.device = device;
   c.seed = o.seed;
   c.fp4_gemm = o.fp4_gemm;
+  c.tp_size = o.tensor_parallel;  // the footprint's shard; the executor's communicators come later
   c.block_tokens = o.serving.kv_block_tokens;
   I kv = 1, rows = 1, sampled = 1;
   const I chunk = o.serving.max_num_tokens > 0 ? o.serving.max_num_tokens : 0;
@@ -459,10 +496,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   if (!cuda && o.fp4_gemm != Fp4GemmMode::automatic)
     throw InputError(fmt::format("racksim exec: --fp4-gemm {} applies to --device cuda:N; the CPU reference has one path", to_string(o.fp4_gemm)));
   if (o.reps < 1 || o.warmup < 0) throw InputError(fmt::format("racksim exec: --reps {} must be >= 1 and --warmup {} >= 0", o.reps, o.warmup));
-  if (o.tensor_parallel < 1 || (cuda && o.tensor_parallel != 1))
-    throw InputError(fmt::format("racksim exec: tensor parallel {}: the CPU reference runs TP ranks as threads; the CUDA step executor runs "
-                                 "one GPU (TP 1)",
-                                 o.tensor_parallel));
+  if (o.tensor_parallel < 1) throw InputError(fmt::format("racksim exec: tensor parallel {} must be >= 1", o.tensor_parallel));
   if (o.layers < 0 || o.layers > model.layers)
     throw InputError(fmt::format("racksim exec: --layers {} is outside 1..{} (0 = as many as fit)", o.layers, model.layers));
   RACKSIM_ASSERT(o.serve_input.size() == o.serve_output.size(), "serve lengths pair up");
@@ -476,13 +510,15 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   if (cuda) {
     const int device = parse_cuda_device(o.device);
     CudaStepOptions c = cuda_step_options(model, o, device);
-    // Layers that fit 90% of the free device memory (the rest: CUDA context, allocator slack).
+    // Layers that fit 90% of the free device memory (the rest: CUDA context, allocator slack);
+    // under TP one rank's shard on the first GPU (the others are alike).
     const CudaStepFootprint f = cuda_step_footprint(model, precision, c);
     const double free = cuda_device_memory(device).free * 0.9;
     const int fit = static_cast<int>(std::clamp(std::floor((free - f.fixed) / f.per_layer), 1.0, static_cast<double>(model.layers)));
     report.model.layers = o.layers > 0 ? o.layers : fit;
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights and KV cache within 90% of the device's {:.1f} GiB free", free / 0.9 / (1ull << 30));
-    backend = make_cuda_step_backend(report.model, precision, c);
+    backend = o.tensor_parallel > 1 ? cuda_tp_backend(report.model, precision, c, o.tensor_parallel)
+                                    : make_cuda_step_backend(report.model, precision, c);
     report.notes.push_back(c.reference_weights ? fmt::format("weights: the CPU reference's (seed {}), uploaded", o.seed)
                                                : "weights: random NVFP4 codes generated on the device (speed only; outputs are not meaningful)");
     report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; linears: {}", to_string(precision.kv_cache),
@@ -490,7 +526,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   } else {
     report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));
-    if (o.tensor_parallel > 1) backend = std::make_unique<CpuTpBackend>(report.model, w, o.seed, o.tensor_parallel);
+    if (o.tensor_parallel > 1) backend = cpu_tp_backend(report.model, w, o.seed, o.tensor_parallel);
     else backend = std::make_unique<CpuBackend>(report.model, w, o.seed);
     report.notes.push_back(fmt::format("CPU reference: FP32 math on {}-stored weights; activations ({}) and KV cache ({}) run FP32; op "
                                        "identities are the graph's",

@@ -11,9 +11,11 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/paged_kv.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
 
 #ifdef RACKSIM_HAVE_CUDA
 #include "cuda/step_executor.hpp"
+#include "cuda/tp_nccl.hpp"
 #endif
 
 namespace racksim::exec {
@@ -28,6 +30,15 @@ std::unique_ptr<StepBackend> make_cuda_step_backend(const ModelConfig& model, co
 #endif
 }
 
+std::vector<std::unique_ptr<DeviceTpComm>> make_device_tp_comms(std::span<const int> devices) {
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::nccl_tp_comms(devices);
+#else
+  throw Error(ExitCode::infeasible, fmt::format("built without CUDA: tensor parallel over {} GPUs needs a build with RACKSIM_CUDA",
+                                                devices.size()));
+#endif
+}
+
 DeviceMemoryInfo cuda_device_memory(int device) {
 #ifdef RACKSIM_HAVE_CUDA
   return cuda::device_memory(device);
@@ -39,12 +50,15 @@ DeviceMemoryInfo cuda_device_memory(int device) {
 CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, const CudaStepOptions& o) {
   using D = double;
   using I = std::int64_t;
-  const D H = m.hidden, hd = m.head_dim, heads = m.heads, kvh = m.kv_heads, ffn = m.ffn, vocab = m.vocab;
+  // One rank's shard under tensor parallelism (tensor_parallel.hpp); the embedding stays whole.
+  const TpLayout t = tp_layout(m, 0, o.tp_size);
+  const D H = m.hidden, hd = m.head_dim, heads = static_cast<D>(t.q_heads), kvh = static_cast<D>(t.kv_heads), ffn = static_cast<D>(t.ffn);
+  const D vocab = m.vocab, local_vocab = static_cast<D>(t.vocab);
   const D qkv_w = (heads + 2 * kvh) * hd;
   // Which FP4 paths may run (fp4_gemm_path.hpp): `auto` is decided on the device, so both count
   // (each buffer at the larger of its two layouts, and the larger of the two scratch buffers).
   const bool may_native = o.fp4_gemm != Fp4GemmMode::hopper, may_hopper = o.fp4_gemm != Fp4GemmMode::native;
-  const I shapes[4][2] = {{static_cast<I>(qkv_w), m.hidden}, {m.hidden, I{m.heads} * m.head_dim}, {2 * I{m.ffn}, m.hidden}, {m.hidden, I{m.ffn}}};
+  const I shapes[4][2] = {{static_cast<I>(qkv_w), m.hidden}, {m.hidden, t.q_heads * m.head_dim}, {2 * t.ffn, m.hidden}, {m.hidden, t.ffn}};
   // NVFP4: 0.5 B per weight + one UE4M3 byte per 16 (executor.md "NVFP4"); cuBLASLt's scale
   // layout pads rows to 128 and blocks to 4 (fp4::cublaslt_scale_bytes; no padding for Llama-2-70B).
   D weights = 0, largest = 0, widest = 0;
@@ -59,14 +73,17 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   CudaStepFootprint f;
   f.per_layer = weights + 2 * 2 * H + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
   const D R = static_cast<D>(o.max_rows), S = static_cast<D>(o.max_sampled);
-  const D activations = 2 * R * (3 * H + qkv_w + heads * hd + 3 * ffn) + S * (2 * H + 4 * vocab + 4);
+  // Sampled rows: their hidden states, whole-vocabulary FP32 logits and tokens; under TP also the
+  // rank's logits slice and the gathered slices.
+  const D activations = 2 * R * (3 * H + qkv_w + heads * hd + 3 * ffn) + S * (2 * H + 4 * vocab + 4) +
+                        (o.tp_size > 1 ? S * 4 * (local_vocab + vocab) : 0);
   const D dequant = may_hopper && o.max_rows > 16 ? 2 * largest : 0;  // fp4_gemm_small_m's M limit
   const D fp4_inputs = may_native ? static_cast<D>(native_activation_bytes(o.max_rows, static_cast<I>(widest))) : 0;
   // Split-K decode attention's FP32 partials (decode_workspace_bytes): decode_partition_tokens
   // splits a context into at most ceil(2 SMs / (batch x KV heads)) partitions, so batch x
   // partitions <= batch + 2 SMs / KV heads; bounded with kFootprintMaxSms.
   const D partials = (S + std::ceil(2.0 * kFootprintMaxSms / kvh)) * heads * (hd + 2) * 4;
-  f.fixed = 2 * 2 * vocab * H + 2 * H + activations + std::max(dequant, fp4_inputs) + partials + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
+  f.fixed = 2 * (vocab + local_vocab) * H + 2 * H + activations + std::max(dequant, fp4_inputs) + partials + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
   return f;
 }
 

@@ -158,6 +158,12 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(g.fixed == Approx(base + row + 2.0 * 57344 * 8192).epsilon(1e-12));
+  // TP8: a rank holds an eighth of every linear (q 8 heads, 1 KV head, FFN 3,584: 481,296,384 / 8
+  // = 60,162,048), one of the 8 KV heads (2,097,152 / 8 = 262,144) and the whole norms (32,768).
+  o.tp_size = 8;
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).per_layer ==
+        Approx(60162048.0 + 262144 + 32768).epsilon(1e-12));
+  o.tp_size = 1;
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + row + 473088).epsilon(1e-12));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/backend.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/executor.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
@@ -173,6 +174,14 @@ TEST_CASE("racksim exec on the CPU with TP 2 serves the same tokens as TP 1 and 
   }
   CHECK(reduce == 4);
   CHECK(gather == 1);
-  o.device = "cuda:0";
-  CHECK_THROWS_WITH(run_exec(m, Precision{DType::nvfp4, DType::bf16, DType::bf16}, o), Catch::Contains("runs one GPU (TP 1)"));
+  // On CUDA the ranks are GPUs cuda:0..1 of this process; without them (or without CUDA): exit 3.
+  if (cuda_device_count() < 2) {
+    o.device = "cuda:0";
+    try {
+      (void)run_exec(m, Precision{DType::nvfp4, DType::bf16, DType::bf16}, o);
+      FAIL("TP 2 on CUDA ran without two devices");
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::infeasible);
+    }
+  }
 }

@@ -52,7 +52,7 @@ struct ExecOptions {
   std::vector<std::uint32_t> serve_output;  ///< offline loop: output lengths
   std::uint64_t seed = 1;
   Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< cuda: native Blackwell FP4 GEMMs or the Hopper kernels
-  int tensor_parallel = 1;             ///< cpu: ranks run as threads (tensor_parallel.hpp); cuda: 1
+  int tensor_parallel = 1;             ///< ranks (tensor_parallel.hpp): cpu, threads; cuda:N, GPUs N..N+tp-1 of this process
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 

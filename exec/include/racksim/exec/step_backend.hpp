@@ -11,6 +11,7 @@
 
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
 #include "racksim/workloads/step_graph.hpp"
 
 namespace racksim::exec {
@@ -51,6 +52,10 @@ struct CudaStepOptions {
   bool reference_weights = true;
   bool keep_logits = false;        ///< copy every step's logits back (StepOutput::logits)
   Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< native Blackwell FP4 GEMMs or the Hopper kernels
+  /// Tensor parallelism (tensor_parallel.hpp): this rank's communicator (null: one GPU), which
+  /// must outlive the executor; tp_size is its size (the footprint reads it without one).
+  DeviceTpComm* tp = nullptr;
+  int tp_size = 1;
 };
 
 /// The CUDA step executor on `options.device`: NVFP4 weights (fp4_gemm_path.hpp: Hopper, the

@@ -12,6 +12,7 @@
 /// ThreadTpGroup runs the ranks as threads of one process.
 
 #include <barrier>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -60,6 +61,24 @@ class HostTpComm {
   /// `all` = every rank's `mine` in rank order (all.size() = size() x mine.size()).
   virtual void all_gather(std::span<const float> mine, std::span<float> all) = 0;
 };
+
+/// The collectives a GPU rank needs (the CUDA step executor), on device arrays, enqueued on a
+/// stream; every rank calls them in the same order. NCCL's (exec/cuda/tp_nccl.cu).
+class DeviceTpComm {
+ public:
+  virtual ~DeviceTpComm() = default;
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int size() const = 0;
+  /// Sum of `count` BF16 values at device address `data` over the ranks, in place, on `stream`
+  /// (a cudaStream_t).
+  virtual void all_reduce_sum_bf16(void* data, std::size_t count, void* stream) = 0;
+  /// Device `out` (size() x count FP32, rank-major) = every rank's `count` FP32 at `in`, on `stream`.
+  virtual void all_gather_f32(const void* in, void* out, std::size_t count, void* stream) = 0;
+};
+
+/// One process over `devices` (rank i on devices[i]): NCCL communicators from ncclCommInitAll.
+/// Error (exit 3) without CUDA built in or with fewer visible devices.
+[[nodiscard]] std::vector<std::unique_ptr<DeviceTpComm>> make_device_tp_comms(std::span<const int> devices);
 
 /// `size` ranks as threads of one process, meeting at a barrier: the CPU reference's tensor
 /// parallelism, and what tests it without GPUs or MPI.

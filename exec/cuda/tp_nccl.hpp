@@ -1,0 +1,16 @@
+#pragma once
+// NCCL communicators for the step executor's tensor parallelism (compiled only with
+// RACKSIM_CUDA). Plain C++ interface.
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "racksim/exec/tensor_parallel.hpp"
+
+namespace racksim::exec::cuda {
+
+/// ncclCommInitAll over `devices`: rank i on devices[i].
+[[nodiscard]] std::vector<std::unique_ptr<DeviceTpComm>> nccl_tp_comms(std::span<const int> devices);
+
+}  // namespace racksim::exec::cuda

@@ -1,14 +1,21 @@
 // racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--out FILE] [--json FILE]: runs real steps of
 // the scenario's model, times every op of the graph the simulator costs, and an offline serving loop. docs/executor.md.
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include <fmt/format.h>
 
 #include "cli.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
+#include "racksim/exec/backend.hpp"
+#include "racksim/exec/collectives.hpp"
+#include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/executor.hpp"
+#include "racksim/exec/process_group.hpp"
+#include "racksim/exec/tensor_parallel.hpp"
 #include "racksim/sim/requests.hpp"
 #include "racksim/sim/scenario.hpp"
 
@@ -89,6 +96,54 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
   fmt::print("  {} op identities measured\n", r.measurements.records.size());
 }
 
+/// The report, the measurement file and the JSON summary of a finished run.
+void finish(const Scenario& s, exec::ExecReport& r, const std::string& out, const std::string& json) {
+  auto notes = scenario_notes(s, r.device.rfind("cpu", 0) != 0);
+  r.notes.insert(r.notes.end(), notes.begin(), notes.end());
+  if (json != "-") print_report(s, r);
+  if (!out.empty()) write_measurements(out, r.measurements);
+  if (!json.empty()) write_json(json, report_json(s, r));
+}
+
+/// One process per GPU (mpirun / srun), each one tensor-parallel rank; rank 0 prints and writes.
+int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, const std::string& json, const std::string& how) {
+  if (o.device == "cpu")
+    throw InputError(fmt::format("racksim exec: {}: one process per rank runs GPUs (--device cuda:0); the CPU reference runs its "
+                                 "tensor-parallel ranks as threads of one process",
+                                 how));
+  const std::unique_ptr<exec::ProcessGroup> group = exec::mpi_group();
+  try {
+    exec::NcclId id{};
+    const exec::RankPlacement placement = exec::bootstrap_ranks(
+        *group, std::span<std::byte>(id.data(), id.size()),
+        [](std::span<std::byte> bytes) {
+          const exec::NcclId made = exec::cuda_nccl_unique_id();
+          std::copy(made.begin(), made.end(), bytes.begin());
+        },
+        exec::process_env());
+    const int visible = exec::cuda_device_count();
+    if (visible == 0) (void)exec::cuda_require_device(0);  // says why: no driver, no device, or no CUDA build
+    const int device = exec::device_for_local_rank(placement.local_rank, visible);
+    const auto comm = exec::make_device_tp_comm(std::span<const std::byte>(id.data(), id.size()), placement.rank, placement.ranks, device);
+    o.device = fmt::format("cuda:{}", device);
+    o.rank_comm = comm.get();
+    exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
+    if (group->rank() != 0) return 0;
+    r.notes.push_back(fmt::format("tensor parallel {}: one process per GPU on {} node{} (MPI; local rank from {}); op times are rank 0's",
+                                  placement.ranks, placement.nodes, placement.nodes == 1 ? "" : "s", placement.local_rank_from));
+    finish(s, r, out, json);
+    return 0;
+  } catch (const std::exception& e) {
+    // One rank failing alone would leave the others waiting in a collective: end them all.
+    if (group->size() > 1) {
+      const auto* err = dynamic_cast<const Error*>(&e);
+      std::fprintf(stderr, "error: rank %d of %d: %s\n", group->rank(), group->size(), e.what());
+      group->abort(static_cast<int>(err ? err->code() : ExitCode::internal));
+    }
+    throw;
+  }
+}
+
 }  // namespace
 
 int cmd_exec(const Args& args) {
@@ -150,12 +205,13 @@ int cmd_exec(const Args& args) {
     o.serve_output = reqs.output;
   }
 
+  // Under mpirun / srun (more than one process started) each process is one tensor-parallel rank.
+  std::string launcher_var;
+  const int launched = exec::launcher_world_size(exec::process_env(), &launcher_var);
+  if (launched > 1) return run_mpi(s, o, out, json, fmt::format("{} processes ({}={})", launched, launcher_var, launched));
+
   exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
-  auto notes = scenario_notes(s, device != "cpu");
-  r.notes.insert(r.notes.end(), notes.begin(), notes.end());
-  if (json != "-") print_report(s, r);
-  if (!out.empty()) write_measurements(out, r.measurements);
-  if (!json.empty()) write_json(json, report_json(s, r));
+  finish(s, r, out, json);
   return 0;
 }
 

@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <cstring>
+
 #include "cuda_check.hpp"
 #include "nccl_check.hpp"
 
@@ -50,6 +52,16 @@ std::vector<std::unique_ptr<DeviceTpComm>> nccl_tp_comms(std::span<const int> de
   for (std::size_t i = 0; i < comms.size(); ++i)
     out.push_back(std::make_unique<NcclTpComm>(comms[i], static_cast<int>(i), static_cast<int>(comms.size())));
   return out;
+}
+
+std::unique_ptr<DeviceTpComm> nccl_tp_comm(std::span<const std::byte> id, int rank, int size, int device) {
+  ncclUniqueId uid;
+  if (id.size() != sizeof uid) throw Error(ExitCode::internal, "nccl_tp_comm: the id has " + std::to_string(id.size()) + " bytes");
+  std::memcpy(&uid, id.data(), sizeof uid);
+  RACKSIM_CUDA_CHECK(cudaSetDevice(device));
+  ncclComm_t comm = nullptr;
+  RACKSIM_NCCL_CHECK(ncclCommInitRank(&comm, size, uid, rank));
+  return std::make_unique<NcclTpComm>(comm, rank, size);
 }
 
 }  // namespace racksim::exec::cuda

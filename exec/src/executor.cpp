@@ -497,6 +497,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     throw InputError(fmt::format("racksim exec: --fp4-gemm {} applies to --device cuda:N; the CPU reference has one path", to_string(o.fp4_gemm)));
   if (o.reps < 1 || o.warmup < 0) throw InputError(fmt::format("racksim exec: --reps {} must be >= 1 and --warmup {} >= 0", o.reps, o.warmup));
   if (o.tensor_parallel < 1) throw InputError(fmt::format("racksim exec: tensor parallel {} must be >= 1", o.tensor_parallel));
+  if (o.rank_comm && !cuda) throw InputError("racksim exec: one process per rank (MPI) runs GPUs; the CPU reference's ranks are threads of one process");
   if (o.layers < 0 || o.layers > model.layers)
     throw InputError(fmt::format("racksim exec: --layers {} is outside 1..{} (0 = as many as fit)", o.layers, model.layers));
   RACKSIM_ASSERT(o.serve_input.size() == o.serve_output.size(), "serve lengths pair up");
@@ -517,8 +518,18 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     const int fit = static_cast<int>(std::clamp(std::floor((free - f.fixed) / f.per_layer), 1.0, static_cast<double>(model.layers)));
     report.model.layers = o.layers > 0 ? o.layers : fit;
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights and KV cache within 90% of the device's {:.1f} GiB free", free / 0.9 / (1ull << 30));
-    backend = o.tensor_parallel > 1 ? cuda_tp_backend(report.model, precision, c, o.tensor_parallel)
-                                    : make_cuda_step_backend(report.model, precision, c);
+    if (o.rank_comm) {
+      // This process is one rank of a multi-process run: its own GPU, its shard.
+      if (o.rank_comm->size() != o.tensor_parallel)
+        throw InputError(fmt::format("racksim exec: {} processes but deployment.tensor_parallel {}: under MPI each process is one "
+                                     "tensor-parallel rank",
+                                     o.rank_comm->size(), o.tensor_parallel));
+      c.tp = o.rank_comm;
+      backend = make_cuda_step_backend(report.model, precision, c);
+    } else {
+      backend = o.tensor_parallel > 1 ? cuda_tp_backend(report.model, precision, c, o.tensor_parallel)
+                                      : make_cuda_step_backend(report.model, precision, c);
+    }
     report.notes.push_back(c.reference_weights ? fmt::format("weights: the CPU reference's (seed {}), uploaded", o.seed)
                                                : "weights: random NVFP4 codes generated on the device (speed only; outputs are not meaningful)");
     report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; linears: {}", to_string(precision.kv_cache),

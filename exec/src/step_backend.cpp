@@ -39,6 +39,15 @@ std::vector<std::unique_ptr<DeviceTpComm>> make_device_tp_comms(std::span<const 
 #endif
 }
 
+std::unique_ptr<DeviceTpComm> make_device_tp_comm(std::span<const std::byte> nccl_id, int rank, int size, int device) {
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::nccl_tp_comm(nccl_id, rank, size, device);
+#else
+  (void)nccl_id, (void)rank, (void)device;
+  throw Error(ExitCode::infeasible, fmt::format("built without CUDA: a tensor-parallel rank of {} needs a build with RACKSIM_CUDA", size));
+#endif
+}
+
 DeviceMemoryInfo cuda_device_memory(int device) {
 #ifdef RACKSIM_HAVE_CUDA
   return cuda::device_memory(device);

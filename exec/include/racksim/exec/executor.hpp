@@ -53,6 +53,9 @@ struct ExecOptions {
   std::uint64_t seed = 1;
   Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< cuda: native Blackwell FP4 GEMMs or the Hopper kernels
   int tensor_parallel = 1;             ///< ranks (tensor_parallel.hpp): cpu, threads; cuda:N, GPUs N..N+tp-1 of this process
+  /// One process per GPU (mpirun / srun): this process's rank; it runs `device` alone and
+  /// tensor_parallel must equal the communicator's size. Null: the ranks are in this process.
+  DeviceTpComm* rank_comm = nullptr;
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 

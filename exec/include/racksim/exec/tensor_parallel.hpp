@@ -80,6 +80,11 @@ class DeviceTpComm {
 /// Error (exit 3) without CUDA built in or with fewer visible devices.
 [[nodiscard]] std::vector<std::unique_ptr<DeviceTpComm>> make_device_tp_comms(std::span<const int> devices);
 
+/// Rank `rank` of `size`, one process per GPU (mpirun / srun), on `device`: ncclCommInitRank
+/// with rank 0's unique id (128 bytes, NcclId in collectives.hpp, spread by bootstrap_ranks).
+/// Blocks until every rank joined. Error (exit 3) without CUDA built in.
+[[nodiscard]] std::unique_ptr<DeviceTpComm> make_device_tp_comm(std::span<const std::byte> nccl_id, int rank, int size, int device);
+
 /// `size` ranks as threads of one process, meeting at a barrier: the CPU reference's tensor
 /// parallelism, and what tests it without GPUs or MPI.
 class ThreadTpGroup {

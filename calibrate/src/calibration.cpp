@@ -54,12 +54,15 @@ std::string fmt_time(double s) {
   return fmt::format("{:.3f} ms", s * 1e3);
 }
 
+// A power GEMM runs in a sustained loop at the clocks the power limit allows, so its time is not
+// the latency bench's: it feeds the power fit only.
+bool is_attention_record(const MeasurementRecord& r) { return r.op.kind == "attention_decode" || r.op.kind == "attention_prefill"; }
+
 // Records the device-level fits read (device_fit.hpp): memcpy and launch of a known variant,
-// idle power, and GEMMs with a power reading. A power GEMM runs in a sustained loop at the
-// clocks the power limit allows, so its time is not the latency bench's: it feeds the power
-// fit only.
+// idle power, GEMMs with a power reading, and attention.
 bool is_device_record(const MeasurementRecord& r) {
   const std::string& k = r.op.kind;
+  if (is_attention_record(r)) return true;
   if (k == "memcpy") return r.op.variant == "read" || r.op.variant == "copy";
   if (k == "launch" || k == "idle") return true;
   return k == "gemm" && (r.energy_j || r.power_w);
@@ -71,8 +74,62 @@ Provenance device_provenance(const MeasurementFile& f, const std::string& fitted
   return p;
 }
 
-// Memory curve, launch latency and power coefficients from one file's records, into the
-// file's GPU (docs/calibration.md, "Memory, launch and power from the executor's files").
+// Attention per KV-cache format from one file's records (docs/calibration.md, "Attention from
+// the executor's files"): decode as a KV-stream bandwidth fit on bytes moved, prefill as a
+// tensor-efficiency curve on FLOPs. A format with fewer than two training points is skipped.
+void fit_attention_records(const MeasurementFile& f, const GpuSpec& gpu, const std::string& fitted_by,
+                           std::map<std::string, CalibratedFactors>& by_gpu, CalibrationResult& out) {
+  std::map<std::pair<std::string, DType>, std::vector<AttentionPoint>> groups;  // (kind, KV format)
+  for (const auto& r : f.records) {
+    if (!is_attention_record(r)) continue;
+    const MeasuredOp& op = r.op;
+    const DType kv = *parse_dtype(op.w_dtype);  // the measurement reader allows DType names only
+    if (op.kind == "attention_decode") {
+      // The KV bytes depend on the KV head count, which the record does not carry: the bench's
+      // bytes_moved is the size.
+      if (!r.bytes_moved) {
+        ++out.skipped[fmt::format("{}: attention_decode without bytes_moved (the KV bytes need the KV head count)", f.path)];
+        continue;
+      }
+      groups[{op.kind, kv}].push_back({*r.bytes_moved, r.time_median_s, op.identity()});
+    } else {
+      // QK^T and PV: 2 x head_dim FLOPs each per (query, key, head), as the bench and the step
+      // graph count them.
+      const double flops = r.flops ? *r.flops : 4.0 * static_cast<double>(op.n) * static_cast<double>(op.k) * op.pairs;
+      groups[{op.kind, kv}].push_back({flops, r.time_median_s, op.identity()});
+    }
+  }
+  CalibratedAttention c;
+  c.hbm_bandwidth = gpu.hbm_bandwidth.value;
+  for (auto& [key, pts] : groups) {
+    const auto& [kind, kv] = key;
+    const std::size_t n = pts.size();
+    std::vector<Residual> res;
+    std::string why;
+    if (kind == "attention_decode") {
+      if (auto d = fit_attention_decode(std::move(pts), kv, gpu.hbm_bandwidth.value, gpu.id, f.path, &res, &why)) c.decode[kv] = std::move(*d);
+    } else {
+      // The cost model's rule (cost_model.cpp): FP8 tensor-core math with an FP8 KV cache on a
+      // GPU that has FP8, else BF16.
+      const DType math = kv == DType::fp8 && gpu.peak(DType::fp8) ? DType::fp8 : DType::bf16;
+      if (!gpu.peak(math)) {
+        out.skipped[fmt::format("{}: attention_prefill on {}: no dense {} peak in the catalog", f.path, gpu.id, to_string(math))] += n;
+        continue;
+      }
+      if (auto p = fit_attention_prefill(std::move(pts), kv, math, gpu.peak(math)->value, gpu.id, f.path, &res, &why))
+        c.prefill[kv] = std::move(*p);
+    }
+    if (!why.empty()) out.skipped[why] += n;
+    out.residuals.insert(out.residuals.end(), res.begin(), res.end());
+  }
+  if (c.decode.empty() && c.prefill.empty()) return;
+  c.provenance = device_provenance(f, fitted_by);
+  by_gpu[gpu.id].attention = std::move(c);
+}
+
+// Memory curve, launch latency, power coefficients and attention from one file's records, into
+// the file's GPU (docs/calibration.md, "Memory, launch and power from the executor's files",
+// "Attention from the executor's files").
 template <class Claim>
 void fit_device_records(const MeasurementFile& f, const GpuSpec& gpu, const std::string& fitted_by, Claim& claim,
                         std::map<std::string, CalibratedFactors>& by_gpu, CalibrationResult& out) {
@@ -124,6 +181,10 @@ void fit_device_records(const MeasurementFile& f, const GpuSpec& gpu, const std:
     c.points = l.points;
     c.provenance = device_provenance(f, fitted_by);
     if (c.kernel_s || c.graph_node_s) by_gpu[id].launch = std::move(c);
+  }
+  if (std::any_of(f.records.begin(), f.records.end(), is_attention_record)) {
+    claim(id, "attention", f);
+    fit_attention_records(f, gpu, fitted_by, by_gpu, out);
   }
   if (power) {
     claim(id, "power", f);

@@ -67,6 +67,46 @@ std::string size_bucket(double bytes) {
   return ">= 256 MiB";
 }
 
+std::string flops_bucket(double flops) {
+  if (flops < 1e9) return "< 1 GFLOP";
+  if (flops < 1e12) return "1 GFLOP - 1 TFLOP";
+  return ">= 1 TFLOP";
+}
+
+/// Sorts attention points by (size, identity): the order the hold-out counts in.
+void sort_points(std::vector<AttentionPoint>& pts) {
+  std::sort(pts.begin(), pts.end(), [](const AttentionPoint& a, const AttentionPoint& b) {
+    return a.size != b.size ? a.size < b.size : a.identity < b.identity;
+  });
+}
+
+/// (size, efficiency) pairs with equal sizes averaged, sizes ascending (the input is sorted).
+std::vector<std::pair<double, double>> merged_curve(const std::vector<std::pair<double, double>>& sorted) {
+  std::vector<std::pair<double, double>> out;
+  std::vector<int> count;
+  for (const auto& [x, e] : sorted) {
+    if (!out.empty() && out.back().first == x) {
+      out.back().second += e;
+      ++count.back();
+    } else {
+      out.emplace_back(x, e);
+      count.push_back(1);
+    }
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) out[i].second /= count[i];
+  return out;
+}
+
+/// Held-out median and worst |error| of residuals.
+void holdout_errors(const std::vector<Residual>& res, double& median, double& worst) {
+  std::vector<const Residual*> held;
+  for (const auto& r : res)
+    if (r.held_out) held.push_back(&r);
+  const ErrorSummary h = summarise(held);
+  median = h.median;
+  worst = h.worst;
+}
+
 /// Measured board power of a power record: energy / time where the energy counter was read,
 /// else the sampled mean.
 std::optional<double> measured_power(const MeasurementRecord& r) {
@@ -200,6 +240,86 @@ PowerFit fit_power(const std::vector<MeasurementRecord>& records, double seed_pj
   }
   f.median_error = median_of(errs);
   f.worst_error = *std::max_element(errs.begin(), errs.end());
+  return f;
+}
+
+std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoint> pts, DType kv, double hbm_bandwidth,
+                                                      const std::string& gpu, const std::string& source, std::vector<Residual>* residuals,
+                                                      std::string* why) {
+  const std::string family = fmt::format("attention_decode {}", to_string(kv));
+  sort_points(pts);
+  // Relative least squares in (t0, c), as the memory fit: minimise sum ((t0 + c bytes) / t - 1)^2.
+  std::vector<std::vector<double>> rows;
+  std::vector<double> y;
+  for (std::size_t i = 0; i < pts.size(); ++i)
+    if (!is_held_out(i)) {
+      rows.push_back({1.0 / pts[i].time_s, pts[i].size / pts[i].time_s});
+      y.push_back(1.0);
+    }
+  std::vector<double> x;
+  if (rows.size() < 2 || !least_squares(rows, y, x)) {
+    *why = fmt::format("{}: {} on {}: {} training point{}; the fit needs at least two of distinct size", source, family, gpu, rows.size(),
+                       rows.size() == 1 ? "" : "s");
+    return std::nullopt;
+  }
+  const double c = x[1];
+  if (!(c > 0)) throw InputError(fmt::format("{}: {} on {}: time does not grow with bytes moved; no bandwidth to fit", source, family, gpu));
+  AttentionDecodeFit f;
+  f.fixed_latency_s = std::max(0.0, x[0]);
+  f.efficiency = 1.0 / (c * hbm_bandwidth);
+  f.points = static_cast<int>(rows.size());
+  std::vector<std::pair<double, double>> curve;
+  std::vector<Residual> res;
+  for (std::size_t i = 0; i < pts.size(); ++i) {
+    const auto& p = pts[i];
+    const double eff = p.size / (hbm_bandwidth * p.time_s);
+    // The calibrated YAML bounds a curve point at 10x the datasheet bandwidth (an L2-resident
+    // stream can beat HBM, ten times cannot); above it the record's bytes or time are wrong.
+    if (!(eff <= 10))
+      throw InputError(fmt::format("{}: {}: bytes_moved {:g} in {:g} s is {:.3g} x the datasheet HBM bandwidth of {}; allowed: at most 10",
+                                   source, p.identity, p.size, p.time_s, eff, gpu));
+    curve.emplace_back(p.size, eff);
+    res.push_back(Residual{gpu, p.identity, family, size_bucket(p.size), p.size, p.time_s, f.fixed_latency_s + c * p.size, is_held_out(i)});
+  }
+  f.curve = merged_curve(curve);
+  holdout_errors(res, f.holdout_median_error, f.holdout_worst_error);
+  if (residuals) residuals->insert(residuals->end(), res.begin(), res.end());
+  return f;
+}
+
+std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPoint> pts, DType kv, DType math, double peak_flops,
+                                                        const std::string& gpu, const std::string& source, std::vector<Residual>* residuals,
+                                                        std::string* why) {
+  const std::string family = fmt::format("attention_prefill {}", to_string(kv));
+  sort_points(pts);
+  std::vector<std::pair<double, double>> training;
+  for (std::size_t i = 0; i < pts.size(); ++i) {
+    const auto& p = pts[i];
+    const double eff = p.size / (peak_flops * p.time_s);
+    // The calibrated YAML bounds a tensor efficiency at 1.5 of the datasheet dense peak.
+    if (!(eff > 0 && eff <= 1.5))
+      throw InputError(fmt::format("{}: {}: flops {:g} in {:g} s is {:.3g} x the datasheet {} peak of {}; allowed: (0, 1.5]", source,
+                                   p.identity, p.size, p.time_s, eff, to_string(math), gpu));
+    if (!is_held_out(i)) training.emplace_back(p.size, eff);
+  }
+  if (training.size() < 2) {
+    *why = fmt::format("{}: {} on {}: {} training point{}; the fit needs at least two", source, family, gpu, training.size(),
+                       training.size() == 1 ? "" : "s");
+    return std::nullopt;
+  }
+  AttentionPrefillFit f;
+  f.math = math;
+  f.peak_flops = peak_flops;
+  f.curve = merged_curve(training);
+  f.points = static_cast<int>(training.size());
+  std::vector<Residual> res;
+  for (std::size_t i = 0; i < pts.size(); ++i) {
+    const auto& p = pts[i];
+    res.push_back(Residual{gpu, p.identity, family, flops_bucket(p.size), p.size, p.time_s, p.size / (peak_flops * f.efficiency_at(p.size)),
+                           is_held_out(i)});
+  }
+  holdout_errors(res, f.holdout_median_error, f.holdout_worst_error);
+  if (residuals) residuals->insert(residuals->end(), res.begin(), res.end());
   return f;
 }
 

@@ -48,6 +48,20 @@ double CalibratedCollective::time(double bytes) const {
 
 double CalibratedMemory::efficiency_at(double bytes) const { return interpolate_log_size(curve, bytes); }
 
+double AttentionDecodeFit::efficiency_at(double bytes) const { return interpolate_log_size(curve, bytes); }
+
+double AttentionPrefillFit::efficiency_at(double flops) const { return interpolate_log_size(curve, flops); }
+
+const AttentionDecodeFit* CalibratedAttention::decode_fit(DType kv) const {
+  auto it = decode.find(kv);
+  return it == decode.end() ? nullptr : &it->second;
+}
+
+const AttentionPrefillFit* CalibratedAttention::prefill_fit(DType kv) const {
+  auto it = prefill.find(kv);
+  return it == prefill.end() ? nullptr : &it->second;
+}
+
 const CalibratedCollective* CalibratedFactors::collective(const std::string& op, int ranks) const {
   for (const auto& c : collectives)
     if (c.op == op && c.ranks == ranks) return &c;
@@ -169,6 +183,57 @@ CalibratedPower read_power(const YamlMap& e) {
   return p;
 }
 
+// A map keyed by format names (bf16, fp8, ...) whose entries `read` parses.
+template <class T, class Read>
+std::map<DType, T> read_by_format(const YamlMap& parent, std::string_view key, Read read) {
+  std::map<DType, T> out;
+  YamlMap m = parent.map(key);
+  for (const auto& k : m.keys()) {
+    auto dt = parse_dtype(k);
+    if (!dt) m.fail_plain(k, "is not a format; allowed: bf16, fp16, fp8, nvfp4, mxfp4");
+    out[*dt] = read(m.map(k));
+  }
+  m.finish();
+  return out;
+}
+
+CalibratedAttention read_attention(const YamlMap& e) {
+  CalibratedAttention a;
+  a.hbm_bandwidth = e.number("hbm_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
+  if (e.has("decode"))
+    a.decode = read_by_format<AttentionDecodeFit>(e, "decode", [](const YamlMap& d) {
+      AttentionDecodeFit f;
+      f.efficiency = d.number("efficiency", 1e-3, 1.5);
+      f.fixed_latency_s = d.number("fixed_latency_us", 0, 1e6) * 1e-6;
+      // As the memory curve: a small KV stream that stays in L2 can beat the HBM figure.
+      f.curve = read_size_curve(d, "curve", 10);
+      const FitQuality q = read_fit(d, true, "holdout_");
+      f.points = q.points;
+      f.holdout_median_error = q.median;
+      f.holdout_worst_error = q.worst;
+      d.finish();
+      return f;
+    });
+  if (e.has("prefill"))
+    a.prefill = read_by_format<AttentionPrefillFit>(e, "prefill", [](const YamlMap& p) {
+      AttentionPrefillFit f;
+      static constexpr std::string_view kMath[] = {"bf16", "fp8"};
+      f.math = *parse_dtype(p.choice("math", kMath));
+      f.peak_flops = p.number("peak_tflop_per_s", 1e-3, 1e6) * 1e12;
+      f.curve = read_size_curve(p, "curve", 1.5);
+      const FitQuality q = read_fit(p, true, "holdout_");
+      f.points = q.points;
+      f.holdout_median_error = q.median;
+      f.holdout_worst_error = q.worst;
+      p.finish();
+      return f;
+    });
+  if (a.decode.empty() && a.prefill.empty()) e.fail_plain("decode", "missing: attention needs decode, prefill or both, each with a format");
+  a.provenance = read_provenance(e.map("provenance"));
+  e.finish();
+  return a;
+}
+
 }  // namespace
 
 CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string& name) {
@@ -224,6 +289,7 @@ CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string
   if (auto m = y.optional_map("memory")) f.memory = read_memory(*m);
   if (auto l = y.optional_map("launch")) f.launch = read_launch(*l);
   if (auto p = y.optional_map("power")) f.power = read_power(*p);
+  if (auto a = y.optional_map("attention")) f.attention = read_attention(*a);
   y.finish();
   return f;
 }
@@ -291,6 +357,34 @@ std::string format_calibrated_yaml(const CalibratedFactors& f, const std::string
                        p->pj_per_byte_fitted ? "" : "  # too few records to separate it: the energy model's seed");
     out += fmt::format("  fit: {{points: {}, median_error: {:.4f}, worst_error: {:.4f}}}\n", p->points, p->median_error, p->worst_error);
     out += provenance_yaml(p->provenance, "  ");
+  }
+  if (const auto& a = f.attention) {
+    out += "attention:  # per KV-cache format; decode: t = fixed_latency + bytes / (hbm_bandwidth x efficiency); "
+           "prefill: efficiency = FLOPs / (peak(math) x t)\n";
+    out += fmt::format("  hbm_bandwidth_gb_per_s: {:g}  # datasheet\n", a->hbm_bandwidth / 1e9);
+    if (!a->decode.empty()) {
+      out += "  decode:\n";
+      for (const auto& [kv, d] : a->decode) {
+        out += fmt::format("    {}:\n      efficiency: {:.6g}  # asymptotic, of the datasheet HBM bandwidth\n      fixed_latency_us: {:.6g}\n",
+                           to_string(kv), d.efficiency, d.fixed_latency_s * 1e6);
+        out += "      curve:  # [bytes moved, efficiency]\n";
+        for (const auto& [b, e] : d.curve) out += fmt::format("        - [{:.0f}, {:.6g}]\n", b, e);
+        out += fmt::format("      fit: {{points: {}, holdout_median_error: {:.4f}, holdout_worst_error: {:.4f}}}\n", d.points,
+                           d.holdout_median_error, d.holdout_worst_error);
+      }
+    }
+    if (!a->prefill.empty()) {
+      out += "  prefill:\n";
+      for (const auto& [kv, p] : a->prefill) {
+        out += fmt::format("    {}:\n      math: {}\n      peak_tflop_per_s: {:g}  # datasheet dense peak of the math format\n",
+                           to_string(kv), to_string(p.math), p.peak_flops / 1e12);
+        out += "      curve:  # [FLOPs, efficiency]\n";
+        for (const auto& [x, e] : p.curve) out += fmt::format("        - [{:.0f}, {:.6g}]\n", x, e);
+        out += fmt::format("      fit: {{points: {}, holdout_median_error: {:.4f}, holdout_worst_error: {:.4f}}}\n", p.points,
+                           p.holdout_median_error, p.holdout_worst_error);
+      }
+    }
+    out += provenance_yaml(a->provenance, "  ");
   }
   return out;
 }

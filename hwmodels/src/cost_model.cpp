@@ -177,7 +177,19 @@ OpCost RooflineCostModel::cost(const Op& op) const {
     mark(l->from_gpu);
   }
   const double bytes = op.bytes();
-  if (const auto* m = cal_.memory()) {
+  // Attention measured by the executor's attention bench (docs/calibration.md, "Attention from
+  // the executor's files"), for this op's KV-cache format: decode's KV stream replaces the
+  // generic memory curve, prefill's tensor efficiency the seed one. Efficiencies, so they
+  // multiply this GPU's own datasheet HBM bandwidth and peak, own or carried from the family.
+  const auto* att = cal_.attention();
+  const AttentionDecodeFit* decode_fit =
+      att && op.kind == OpKind::attention_decode ? att->fit->decode_fit(op.weight_dtype) : nullptr;
+  const AttentionPrefillFit* prefill_fit =
+      att && op.kind == OpKind::attention_prefill ? att->fit->prefill_fit(op.weight_dtype) : nullptr;
+  if (decode_fit) {
+    c.memory_efficiency = decode_fit->efficiency_at(bytes);
+    mark(att->from_gpu);
+  } else if (const auto* m = cal_.memory()) {
     // The measured memcpy curve (efficiency by bytes moved, log-size interpolation as the seed
     // curve), times this GPU's own datasheet HBM bandwidth.
     c.memory_efficiency = m->fit->efficiency_at(bytes);
@@ -211,8 +223,14 @@ OpCost RooflineCostModel::cost(const Op& op) const {
       // attention" in NVIDIA's MLPerf configs, mlperf.md), else BF16; softmax exponentials on
       // the special-function units in parallel: the slower of the two bounds compute.
       const DType math = (op.weight_dtype == DType::fp8 && g.peak(DType::fp8)) ? DType::fp8 : DType::bf16;
-      c.compute_efficiency = eff_.attention_prefill;
-      if (eff_.attention_carried) c.carried = true, c.provenance = "carried";
+      if (prefill_fit) {
+        // Read on log FLOPs, clamped at the ends, as the fit's curve was measured.
+        c.compute_efficiency = prefill_fit->efficiency_at(op.flops);
+        mark(att->from_gpu);
+      } else {
+        c.compute_efficiency = eff_.attention_prefill;
+        if (eff_.attention_carried) c.carried = true, c.provenance = "carried";
+      }
       const double tensor_s = op.flops / (g.peak(math)->value * c.compute_efficiency);
       const double exp_s = op.exp_ops / g.exp_throughput.value;
       c.compute_s = std::max(tensor_s, exp_s);

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <tuple>
 
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/common/yaml_reader.hpp"
 #include "racksim/hwmodels/efficiency.hpp"
 
 namespace racksim {
@@ -118,6 +120,9 @@ GpuCalibration::GpuCalibration(const GpuSpec& gpu, const std::vector<const Calib
   resolve(&CalibratedFactors::memory, memory_, +any);
   resolve(&CalibratedFactors::launch, launch_, +any);
   resolve(&CalibratedFactors::power, power_, +same_limit);
+  // Attention kernels are one design on one die: their achieved fraction of HBM bandwidth and
+  // tensor peak travels like the memory curve.
+  resolve(&CalibratedFactors::attention, attention_, +any);
 }
 
 const GemmFactor* GpuCalibration::gemm(DType t) const {
@@ -172,7 +177,9 @@ void append_device_and_attention(std::vector<FactorSource>& out, const std::stri
                                  const EfficiencyTable& eff) {
   // Memory, launch and power come from the executor's files when measured (docs/calibration.md,
   // "Memory, launch and power from the executor's files"); otherwise the seed curves, which may
-  // themselves be carried from another GPU (their source says which). Attention is not fitted.
+  // themselves be carried from another GPU (their source says which). Attention comes from the
+  // executor's attention bench when measured (docs/calibration.md, "Attention from the executor's
+  // files"), per KV format; formats it did not measure keep the seed efficiency.
   if (const auto* m = cal.memory()) {
     std::string note = fmt::format("memcpy {} on {}: asymptotic efficiency {:.3f}, held-out median {:.1f}%", m->fit->variant,
                                    m->from_gpu, m->fit->efficiency, m->fit->holdout_median_error * 100);
@@ -198,8 +205,20 @@ void append_device_and_attention(std::vector<FactorSource>& out, const std::stri
     out.push_back({"power", "seed", "",
                    fmt::format("no power fit on {} or a family member with its power limit: seed energy model", gpu)});
   }
-  out.push_back({"attention", "seed", "",
-                 fmt::format("seed efficiency{}: {}", eff.attention_carried ? " (carried)" : "", eff.attention_source)});
+  if (const auto* a = cal.attention()) {
+    std::vector<std::string> parts;
+    for (const auto& [kv, d] : a->fit->decode)
+      parts.push_back(fmt::format("decode kv {} held-out median {:.1f}%", to_string(kv), d.holdout_median_error * 100));
+    for (const auto& [kv, p] : a->fit->prefill)
+      parts.push_back(fmt::format("prefill kv {} held-out median {:.1f}%", to_string(kv), p.holdout_median_error * 100));
+    std::string note = fmt::format("{} on {}; other KV formats: seed efficiency {:.2f}", join(std::span<const std::string>(parts)),
+                                   a->from_gpu, eff.attention_prefill);
+    if (a->from_gpu != gpu) note += fmt::format("; efficiency carried over {}'s HBM bandwidth and peak", gpu);
+    out.push_back(device_source("attention", gpu, *a, std::move(note)));
+  } else {
+    out.push_back({"attention", "seed", "",
+                   fmt::format("seed efficiency{}: {}", eff.attention_carried ? " (carried)" : "", eff.attention_source)});
+  }
 }
 
 FactorSource collective_source(const std::string& gpu, const std::string& op, int ranks, const GpuCalibration& cal) {

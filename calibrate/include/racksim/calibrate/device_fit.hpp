@@ -1,10 +1,12 @@
 #pragma once
 /// Fits of the device-level factors from the executor's own measurement files (`racksim bench
-/// memory|launch|power`, docs/executor.md): HBM bandwidth efficiency by transfer size, launch
-/// latency, and the power model's idle power and energy per FLOP and per HBM byte. Every fifth
-/// point (sorted by size) is held out of the memory fit, as for GEMMs (fit.hpp).
+/// memory|launch|power`, `racksim bench --suite attention`, docs/executor.md): HBM bandwidth
+/// efficiency by transfer size, launch latency, the power model's idle power and energy per FLOP
+/// and per HBM byte, and attention's KV-stream and tensor efficiencies. Every fifth point (sorted
+/// by size) is held out of the memory and attention fits, as for GEMMs (fit.hpp).
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,5 +54,32 @@ struct PowerFit {
 };
 /// InputError naming `source` if there is no idle record or no GEMM power record.
 [[nodiscard]] PowerFit fit_power(const std::vector<MeasurementRecord>& records, double seed_pj_per_byte, const std::string& source);
+
+/// One attention record as the attention fits read it.
+struct AttentionPoint {
+  double size = 0;     ///< decode: bytes moved; prefill: FLOPs
+  double time_s = 0;   ///< measured median
+  std::string identity;
+};
+
+/// Decode attention of one KV-cache format, the KV stream as a memory fit:
+///   t(bytes) = fixed_latency_s + bytes / (hbm_bandwidth x efficiency)     (relative least squares)
+/// and the curve of every measured size's bytes / (hbm_bandwidth x t). Points sort by (bytes,
+/// identity); every fifth is held out. Residuals (family "attention_decode <kv>") are appended.
+/// std::nullopt with `why` set (naming `source`) when fewer than two training sizes remain;
+/// InputError naming `source` when time does not grow with bytes.
+[[nodiscard]] std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoint> points, DType kv, double hbm_bandwidth,
+                                                                     const std::string& gpu, const std::string& source,
+                                                                     std::vector<Residual>* residuals, std::string* why);
+
+/// Prefill attention of one KV-cache format: each training point's tensor efficiency
+///   eff = flops / (peak_flops x t)
+/// on a curve read on log FLOPs (clamped; points of equal FLOPs averaged); held-out points (every
+/// fifth by (FLOPs, identity)) are predicted from it, t = flops / (peak_flops x eff(flops)).
+/// Residuals (family "attention_prefill <kv>") are appended. std::nullopt with `why` set when
+/// fewer than two training points remain.
+[[nodiscard]] std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPoint> points, DType kv, DType math,
+                                                                       double peak_flops, const std::string& gpu, const std::string& source,
+                                                                       std::vector<Residual>* residuals, std::string* why);
 
 }  // namespace racksim::calibrate

@@ -125,6 +125,50 @@ struct CalibratedPower {
   Provenance provenance;
 };
 
+/// One KV-cache format's attention decode fit (`racksim bench --suite attention`, records
+/// attention_decode): the KV stream as a memory fit,
+///   t(bytes) = fixed_latency_s + bytes / (hbm_bandwidth x efficiency)
+/// `curve` keeps each measured size's bytes / (hbm_bandwidth x t), read on log size.
+struct AttentionDecodeFit {
+  double efficiency = 0;        ///< asymptotic fraction of the datasheet HBM bandwidth
+  double fixed_latency_s = 0;   ///< per-call time at zero bytes (launch included)
+  std::vector<std::pair<double, double>> curve;  ///< (bytes moved, efficiency), bytes ascending
+  int points = 0;               ///< sizes fitted (held-out ones excluded)
+  double holdout_median_error = 0;
+  double holdout_worst_error = 0;
+  /// The curve's efficiency at `bytes` moved (log-size interpolation, clamped at the ends).
+  [[nodiscard]] double efficiency_at(double bytes) const;
+};
+
+/// One KV-cache format's attention prefill fit (records attention_prefill): tensor efficiency
+///   efficiency(flops) = flops / (peak(math) x t)
+/// at each training size, read on log FLOPs and clamped at the ends. math = fp8 when the KV
+/// cache is fp8 and the GPU has an FP8 peak, else bf16 (the cost model's rule).
+struct AttentionPrefillFit {
+  DType math = DType::bf16;     ///< the tensor-core format whose peak the efficiencies divide
+  double peak_flops = 0;        ///< FLOP/s the efficiencies refer to (datasheet dense peak of `math`)
+  std::vector<std::pair<double, double>> curve;  ///< (FLOPs, efficiency), FLOPs ascending, training points
+  int points = 0;               ///< training points fitted (held-out ones excluded)
+  double holdout_median_error = 0;
+  double holdout_worst_error = 0;
+  /// The curve's efficiency at `flops` (log-FLOPs interpolation, clamped at the ends).
+  [[nodiscard]] double efficiency_at(double flops) const;
+};
+
+/// Attention measured on this GPU, per KV-cache format (docs/calibration.md, "Attention from the
+/// executor's files"): decode as a KV-stream bandwidth curve, prefill as a tensor-efficiency curve.
+struct CalibratedAttention {
+  double hbm_bandwidth = 0;                    ///< bytes/s the decode efficiencies refer to (datasheet HBM)
+  std::map<DType, AttentionDecodeFit> decode;  ///< by KV-cache format
+  std::map<DType, AttentionPrefillFit> prefill;  ///< by KV-cache format
+  Provenance provenance;
+
+  /// The decode fit of KV format `kv`, or nullptr.
+  [[nodiscard]] const AttentionDecodeFit* decode_fit(DType kv) const;
+  /// The prefill fit of KV format `kv`, or nullptr.
+  [[nodiscard]] const AttentionPrefillFit* prefill_fit(DType kv) const;
+};
+
 /// Every calibrated factor of one GPU.
 struct CalibratedFactors {
   std::string gpu;
@@ -133,6 +177,7 @@ struct CalibratedFactors {
   std::optional<CalibratedMemory> memory;
   std::optional<CalibratedLaunch> launch;
   std::optional<CalibratedPower> power;
+  std::optional<CalibratedAttention> attention;
 
   /// The collective fitted for (op, ranks), or nullptr.
   [[nodiscard]] const CalibratedCollective* collective(const std::string& op, int ranks) const;

@@ -31,7 +31,7 @@ struct CollectiveFactor {
   std::string from_gpu;        ///< GPU the curve was measured on
 };
 
-/// A device-level fit (memory curve, launch latency or power coefficients) as one GPU uses it.
+/// A device-level fit (memory curve, launch latency, power coefficients or attention) as one GPU uses it.
 template <class Fit>
 struct DeviceFactor {
   const Fit* fit = nullptr;  ///< the section it came from (its GPU's CalibratedFactors)
@@ -46,6 +46,8 @@ struct DeviceFactor {
 ///   efficiency travels and multiplies this GPU's HBM bandwidth); else none.
 ///   Power: own, else the first donor's with the same datasheet power limit (dynamic power
 ///   per FLOP is set by clocks, and those by the limit); else none.
+///   Attention: own, else the first donor's that has one (its decode efficiencies multiply this
+///   GPU's HBM bandwidth, its prefill efficiencies this GPU's peak); else none (seed efficiency).
 /// Donors are the other calibrated GPUs of the same family, nearest SM count first, then by id.
 class GpuCalibration {
  public:
@@ -67,6 +69,8 @@ class GpuCalibration {
   [[nodiscard]] const DeviceFactor<CalibratedLaunch>* launch() const noexcept { return launch_.fit ? &launch_ : nullptr; }
   /// The power coefficients, or nullptr (seed energy model).
   [[nodiscard]] const DeviceFactor<CalibratedPower>* power() const noexcept { return power_.fit ? &power_ : nullptr; }
+  /// The attention fits (decode and prefill, per KV format), or nullptr (seed attention efficiency).
+  [[nodiscard]] const DeviceFactor<CalibratedAttention>* attention() const noexcept { return attention_.fit ? &attention_ : nullptr; }
   /// Every resolved collective, own and carried.
   [[nodiscard]] const std::vector<CollectiveFactor>& collectives() const noexcept { return collectives_; }
   /// This GPU's own calibrated factors, or nullptr.
@@ -85,6 +89,7 @@ class GpuCalibration {
   DeviceFactor<CalibratedMemory> memory_;
   DeviceFactor<CalibratedLaunch> launch_;
   DeviceFactor<CalibratedPower> power_;
+  DeviceFactor<CalibratedAttention> attention_;
 };
 
 /// The donor order for `gpu` among `candidates` (catalog GPU ids): same family, not `gpu`

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -127,6 +128,11 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
     const auto comm = exec::make_device_tp_comm(std::span<const std::byte>(id.data(), id.size()), placement.rank, placement.ranks, device);
     o.device = fmt::format("cuda:{}", device);
     o.rank_comm = comm.get();
+    o.agree_layers = [&group](int fit) {
+      std::vector<double> v{-static_cast<double>(fit)};
+      group->max(v);  // the largest negation: the fewest layers any rank fits
+      return static_cast<int>(-v[0]);
+    };
     exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
     if (group->rank() != 0) return 0;
     r.notes.push_back(fmt::format("tensor parallel {}: one process per GPU on {} node{} (MPI; local rank from {}); op times are rank 0's",

@@ -82,3 +82,76 @@ void quantize_bf16_nvfp4_host(const std::uint16_t* x, std::int64_t rows, std::in
 }
 
 }  // namespace racksim::exec::cuda
+
+#include <string>
+
+#include "lt_describe.hpp"
+
+namespace racksim::exec::cuda {
+
+namespace {
+
+std::string type_name(std::uint32_t t) {
+  switch (static_cast<cudaDataType_t>(t)) {
+    case CUDA_R_4F_E2M1: return "e2m1";
+    case CUDA_R_16BF: return "bf16";
+    case CUDA_R_32F: return "fp32";
+    default: return "cudaDataType " + std::to_string(t);
+  }
+}
+
+std::string scale_mode_name(std::uint32_t m) {
+  switch (static_cast<cublasLtMatmulMatrixScale_t>(m)) {
+    case CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F: return "scalar_fp32";
+    case CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3: return "vec16_ue4m3";
+    case CUBLASLT_MATMUL_MATRIX_SCALE_VEC32_UE8M0: return "vec32_ue8m0";
+    default: return "scale mode " + std::to_string(m);
+  }
+}
+
+template <class T>
+T desc_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a) {
+  T v{};
+  std::size_t written = 0;
+  RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescGetAttribute(d, a, &v, sizeof v, &written));
+  return v;
+}
+
+LtGemmSetup::Layout layout_of(cublasLtMatrixLayout_t l) {
+  LtGemmSetup::Layout out;
+  std::uint32_t type = 0;
+  std::size_t written = 0;
+  RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutGetAttribute(l, CUBLASLT_MATRIX_LAYOUT_TYPE, &type, sizeof type, &written));
+  RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutGetAttribute(l, CUBLASLT_MATRIX_LAYOUT_ROWS, &out.rows, sizeof out.rows, &written));
+  RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutGetAttribute(l, CUBLASLT_MATRIX_LAYOUT_COLS, &out.cols, sizeof out.cols, &written));
+  RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutGetAttribute(l, CUBLASLT_MATRIX_LAYOUT_LD, &out.ld, sizeof out.ld, &written));
+  out.type = type_name(type);
+  return out;
+}
+
+}  // namespace
+
+std::size_t cublaslt_version() noexcept { return cublasLtGetVersion(); }
+
+LtGemmSetup describe_gemm(LtGemm kind, std::int64_t m, std::int64_t n, std::int64_t k) {
+  const LtTypes t = kind == LtGemm::native_nvfp4 ? kLtNativeNvfp4 : kind == LtGemm::bf16 ? kLtBf16 : kLtBf16ToFp32;
+  // Non-null stand-ins where the executor sets scale pointers (per call), as native_plan does.
+  static const std::uint8_t stand_in[2] = {};
+  const void* scale = t.block_scaled ? stand_in : nullptr;
+  const LtDescriptors d(t.ab, t.cd, m, n, k, scale, scale, t.block_scaled);
+  LtGemmSetup s;
+  s.compute = desc_attr<cublasComputeType_t>(d.desc, CUBLASLT_MATMUL_DESC_COMPUTE_TYPE) == CUBLAS_COMPUTE_32F ? "32F" : "other";
+  s.scale = type_name(static_cast<std::uint32_t>(desc_attr<cudaDataType_t>(d.desc, CUBLASLT_MATMUL_DESC_SCALE_TYPE)));
+  s.transa = desc_attr<std::int32_t>(d.desc, CUBLASLT_MATMUL_DESC_TRANSA) == CUBLAS_OP_T;
+  s.transb = desc_attr<std::int32_t>(d.desc, CUBLASLT_MATMUL_DESC_TRANSB) == CUBLAS_OP_T;
+  s.a_scale_mode = scale_mode_name(desc_attr<std::uint32_t>(d.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE));
+  s.b_scale_mode = scale_mode_name(desc_attr<std::uint32_t>(d.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE));
+  s.a_scale_pointer = desc_attr<const void*>(d.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER) != nullptr;
+  s.b_scale_pointer = desc_attr<const void*>(d.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER) != nullptr;
+  s.a = layout_of(d.a);
+  s.b = layout_of(d.b);
+  s.c = layout_of(d.c);
+  return s;
+}
+
+}  // namespace racksim::exec::cuda

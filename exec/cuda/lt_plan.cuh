@@ -33,70 +33,104 @@ void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, 
 void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
                                   std::uint8_t* scales, cudaStream_t s);
 
-/// A cuBLASLt matmul plan (descriptors and the heuristic's first algorithm), destroyed on scope exit.
+/// Operand and output types of the step executor's cuBLASLt GEMMs (the same constants build its
+/// plans and describe_gemm, which the CPU tests read back).
+struct LtTypes {
+  cudaDataType_t ab;
+  cudaDataType_t cd;
+  bool block_scaled;
+};
+/// Blackwell's native linears: E2M1 x E2M1 with VEC16_UE4M3 block scales -> BF16.
+inline constexpr LtTypes kLtNativeNvfp4{CUDA_R_4F_E2M1, CUDA_R_16BF, true};
+/// Hopper's large-M linears after dequantization: BF16 x BF16 -> BF16.
+inline constexpr LtTypes kLtBf16{CUDA_R_16BF, CUDA_R_16BF, false};
+/// lm_head: BF16 x BF16 -> FP32 logits.
+inline constexpr LtTypes kLtBf16ToFp32{CUDA_R_16BF, CUDA_R_32F, false};
+
+/// A cuBLASLt matmul's descriptors, set up without a device or handle (cublasLtMatmulDescCreate
+/// and cublasLtMatrixLayoutCreate are host calls), so the setup is unit-tested on machines
+/// without a GPU (describe_lt_matmul, lt_describe.hpp). Destroyed on scope exit.
+class LtDescriptors {
+ public:
+  LtDescriptors(cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k, const void* a_scale,
+                const void* b_scale, bool block_scaled) {
+    try {
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+      const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+      if (block_scaled) {
+        const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
+        RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode));
+        RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode));
+      }
+      set_scale_pointers(a_scale, b_scale);
+      const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+      RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, ab, u(k), u(n), k));
+      RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, ab, u(k), u(m), k));
+      RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c, cd, u(n), u(m), n));
+    } catch (...) {
+      destroy();
+      throw;
+    }
+  }
+  ~LtDescriptors() { destroy(); }
+  LtDescriptors(const LtDescriptors&) = delete;
+  LtDescriptors& operator=(const LtDescriptors&) = delete;
+
+  /// Points the block scales at other buffers (null leaves one unset).
+  void set_scale_pointers(const void* a_scale, const void* b_scale) {
+    if (a_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
+    if (b_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
+  }
+
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+
+ private:
+  void destroy() noexcept {
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    c = b = a = nullptr;
+    desc = nullptr;
+  }
+};
+
+/// A cuBLASLt matmul plan: its descriptors and the heuristic's first algorithm.
 class LtPlan {
  public:
   LtPlan(cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k,
-         const void* a_scale, const void* b_scale, bool block_scaled) {
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (block_scaled) {
-      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
-      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode));
-      RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode));
-    }
-    if (a_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
-    if (b_scale) RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
-    const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
-    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, ab, u(k), u(n), k));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, ab, u(k), u(m), k));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c_, cd, u(n), u(m), n));
+         const void* a_scale, const void* b_scale, bool block_scaled)
+      : d_(ab, cd, m, n, k, a_scale, b_scale, block_scaled) {
     cublasLtMatmulPreference_t pref = nullptr;
     RACKSIM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const std::uint64_t ws = kLtWorkspaceBytes;
     cublasLtMatmulHeuristicResult_t res{};
     int found = 0;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, desc_, a_, b_, c_, c_, pref, 1, &res, &found);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, d_.desc, d_.a, d_.b, d_.c, d_.c, pref, 1, &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-      destroy();
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
       throw Error(ExitCode::internal, text("cuBLASLt has no algorithm for m=", m, " n=", n, " k=", k, " (cudaDataType ",
                                              static_cast<int>(ab), " -> ", static_cast<int>(cd), "): ",
                                              st == CUBLAS_STATUS_SUCCESS ? "heuristic returned none" : cublasLtGetStatusString(st)));
-    }
     algo_ = res.algo;
   }
-  ~LtPlan() { destroy(); }
-  LtPlan(const LtPlan&) = delete;
-  LtPlan& operator=(const LtPlan&) = delete;
 
   /// Points the block scales at other buffers (a plan serves every layer of its shape); the next
   /// run() reads them, captured into a CUDA graph as they were at capture.
-  void set_scale_pointers(const void* a_scale, const void* b_scale) {
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale));
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale));
-  }
+  void set_scale_pointers(const void* a_scale, const void* b_scale) { d_.set_scale_pointers(a_scale, b_scale); }
 
   /// D = alpha x op(A) B on `s`; `ws` holds kLtWorkspaceBytes.
   void run(cublasLtHandle_t h, float alpha, const void* a, const void* b, void* d, void* ws, cudaStream_t s) const {
     const float beta = 0.0f;
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmul(h, desc_, &alpha, a, a_, b, b_, &beta, d, c_, d, c_, &algo_, ws, kLtWorkspaceBytes, s));
+    RACKSIM_CUBLAS_CHECK(cublasLtMatmul(h, d_.desc, &alpha, a, d_.a, b, d_.b, &beta, d, d_.c, d, d_.c, &algo_, ws, kLtWorkspaceBytes, s));
   }
 
  private:
-  void destroy() noexcept {
-    if (c_) cublasLtMatrixLayoutDestroy(c_);
-    if (b_) cublasLtMatrixLayoutDestroy(b_);
-    if (a_) cublasLtMatrixLayoutDestroy(a_);
-    if (desc_) cublasLtMatmulDescDestroy(desc_);
-    c_ = b_ = a_ = nullptr;
-    desc_ = nullptr;
-  }
-  cublasLtMatmulDesc_t desc_ = nullptr;
-  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  LtDescriptors d_;
   cublasLtMatmulAlgo_t algo_{};
 };
 

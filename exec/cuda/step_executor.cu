@@ -188,7 +188,10 @@ class CudaStep final : public StepBackend {
       act_q_ = DeviceBytes(R * z(widest) / 2);
       const auto scale_bytes = z(fp4::cublaslt_scale_bytes(o.max_rows, widest / 16));
       act_scales_ = DeviceBytes(scale_bytes);
-      RACKSIM_CUDA_CHECK(cudaMemset(act_scales_.as(), 0, scale_bytes));  // the layout's padding stays zero
+      // Zero once, on the step stream (ordered before the first quantize). Rows past a step's M keep
+      // stale scales of larger steps; cuBLASLt reads them only against zero-filled B rows beyond M,
+      // and codes <= 0x7E are never NaN.
+      RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
     } else if (o.max_rows > kSmallMMax) {
       I largest = 0;
       for (const auto& [n, k] : linear_shapes_) largest = std::max(largest, n * k);
@@ -427,9 +430,10 @@ class CudaStep final : public StepBackend {
     copy_in(d_segments_, plan_.segments, stream_);
     copy_in(d_prefill_tables_, plan_.prefill_tables, stream_);
     if (plan_.decodes > 0) {
-      partition_tokens_ = decode_partition_tokens(plan_.decodes, m_.kv_heads, plan_.max_context, sm_count_);
+      // This rank's heads: the kernel's grid is partitions x local KV heads x sequences.
+      partition_tokens_ = decode_partition_tokens(plan_.decodes, tl_.kv_heads, plan_.max_context, sm_count_);
       workspace_bytes_ = static_cast<std::size_t>(
-          decode_workspace_bytes(plan_.decodes, m_.heads, m_.head_dim, plan_.max_context, partition_tokens_));
+          decode_workspace_bytes(plan_.decodes, tl_.q_heads, m_.head_dim, plan_.max_context, partition_tokens_));
       if (workspace_bytes_) ensure<std::uint8_t>(attn_workspace_, workspace_bytes_);
     }
     // The pageable host vectors must stay put until the copies ran: wait here (before any launch).
@@ -474,12 +478,13 @@ class CudaStep final : public StepBackend {
   }
 
   LtPlan& native_plan(I m, I n, I k) {
-    const auto key = std::make_tuple(static_cast<int>(CUDA_R_4F_E2M1), static_cast<int>(CUDA_R_16BF), m, n, k);
+    const LtTypes t = kLtNativeNvfp4;
+    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
     auto it = plans_.find(key);
     // The scale pointers are set before every run (a plan serves every layer of its shape); the
     // workspace stands in for them while the heuristic is asked.
     if (it == plans_.end())
-      it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, CUDA_R_4F_E2M1, CUDA_R_16BF, m, n, k, workspace_.as(), workspace_.as(), true)).first;
+      it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, t.ab, t.cd, m, n, k, workspace_.as(), workspace_.as(), t.block_scaled)).first;
     return *it->second;
   }
 
@@ -503,10 +508,12 @@ class CudaStep final : public StepBackend {
     plan(CUDA_R_16BF, M, w.out, w.in).run(lt_, 1.0f, dequant_.as(), x, y, workspace_.as(), stream_);
   }
 
+  /// kLtBf16 (out BF16) or kLtBf16ToFp32 (out FP32).
   LtPlan& plan(cudaDataType_t out, I m, I n, I k) {
-    const auto key = std::make_tuple(static_cast<int>(CUDA_R_16BF), static_cast<int>(out), m, n, k);
+    const LtTypes t = out == CUDA_R_32F ? kLtBf16ToFp32 : kLtBf16;
+    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
     auto it = plans_.find(key);
-    if (it == plans_.end()) it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, CUDA_R_16BF, out, m, n, k, nullptr, nullptr, false)).first;
+    if (it == plans_.end()) it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, t.ab, t.cd, m, n, k, nullptr, nullptr, t.block_scaled)).first;
     return *it->second;
   }
 

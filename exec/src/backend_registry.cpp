@@ -8,6 +8,7 @@
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
 #include "racksim/exec/fp4.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/exec/cuda_ops_bench.hpp"
 #include "src/cuda_ops_checks.hpp"
 
@@ -19,6 +20,7 @@
 #include "cuda/ops_elementwise.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/fp4_gemm_small_m.hpp"
+#include "cuda/lt_describe.hpp"
 #include "cuda/nvfp4_quantize.hpp"
 #endif
 
@@ -57,6 +59,24 @@ std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t 
   cuda::fp4_gemm_small_m(x.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, y.data());
   return y;
 #else
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
+std::size_t cuda_cublaslt_version() noexcept {
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::cublaslt_version();
+#else
+  return 0;
+#endif
+}
+
+LtGemmSetup describe_cuda_gemm(LtGemm kind, std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (m < 1 || n < 1 || k < 1) throw InputError(fmt::format("describe_cuda_gemm: m {}, n {}, k {} must be >= 1", m, n, k));
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::describe_gemm(kind, m, n, k);
+#else
+  (void)kind;
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }

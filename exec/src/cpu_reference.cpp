@@ -166,19 +166,27 @@ ModelWeights generate_weights(const ModelConfig& m, DType format, std::uint64_t 
 CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed) : CpuReference(std::move(model), format, seed, nullptr) {}
 
 CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed, HostTpComm* tp)
-    : model_(std::move(model)), format_(format), weights_(generate_weights(model_, format, seed)), tp_(tp) {
+    : CpuReference(model, format, tp, [&] {
+        ModelWeights w = generate_weights(model, format, seed);
+        return tp && tp->size() > 1 ? shard_weights(w, model, tp_layout(model, tp->rank(), tp->size(), format == DType::mxfp4 ? 32 : 16)) : w;
+      }()) {}
+
+CpuReference::CpuReference(ModelConfig model, DType format, HostTpComm* tp, ModelWeights rank_weights)
+    : model_(std::move(model)), format_(format), weights_(std::move(rank_weights)), tp_(tp) {
   q_heads_ = model_.heads;
   kv_heads_ = model_.kv_heads;
   ffn_ = model_.ffn;
   vocab_ = model_.vocab;
   if (tp_ && tp_->size() > 1) {
     const TpLayout t = tp_layout(model_, tp_->rank(), tp_->size(), format == DType::mxfp4 ? 32 : 16);
-    weights_ = shard_weights(weights_, model_, t);
     q_heads_ = t.q_heads;
     kv_heads_ = t.kv_heads;
     ffn_ = t.ffn;
     vocab_ = t.vocab;
   }
+  RACKSIM_ASSERT(weights_.layers.size() == static_cast<std::size_t>(model_.layers) &&
+                     (weights_.layers.empty() || weights_.layers[0].qkv_proj.out == (q_heads_ + 2 * kv_heads_) * model_.head_dim),
+                 "the weights are this rank's shard of the model");
   const auto& m = model_;
   RACKSIM_ASSERT(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.kv_heads > 0 && m.head_dim > 0 && m.ffn > 0 && m.vocab > 0,
                  "model dimensions are positive");

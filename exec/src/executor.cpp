@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <utility>
@@ -98,7 +99,9 @@ class TokenSource {
 /// The CPU reference as a StepBackend.
 class CpuBackend final : public StepBackend {
  public:
-  CpuBackend(const ModelConfig& model, DType weights, std::uint64_t seed, HostTpComm* tp = nullptr) : ref_(model, weights, seed, tp) {}
+  CpuBackend(const ModelConfig& model, DType weights, std::uint64_t seed) : ref_(model, weights, seed) {}
+  CpuBackend(const ModelConfig& model, DType weights, HostTpComm* tp, ModelWeights rank_weights)
+      : ref_(model, weights, tp, std::move(rank_weights)) {}
   StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
     return ref_.run(graph, tokens, observer);
   }
@@ -110,6 +113,12 @@ class CpuBackend final : public StepBackend {
  private:
   CpuReference ref_;
 };
+
+/// Ends the ranks' collectives after one failed (TpThreads).
+void abort_comms(std::unique_ptr<ThreadTpGroup>& g) noexcept { g->abort(); }
+void abort_comms(std::vector<std::unique_ptr<DeviceTpComm>>& comms) noexcept {
+  for (auto& c : comms) c->abort();
+}
 
 /// Tensor-parallel ranks (tensor_parallel.hpp) as threads of this process, each rank a backend
 /// of its own (a CPU reference rank, or a CUDA step executor on its GPU): every step runs on all
@@ -145,16 +154,18 @@ class TpThreads final : public StepBackend {
 
  private:
   /// f(rank) on every rank at once (rank 0 on this thread); the first error rethrown after all
-  /// joined. Every rank checks the same graph and tokens before its first collective, so a
-  /// refused step is refused by all of them and none is left waiting in a collective.
+  /// joined. A rank that fails aborts the communicators at once, so the others are not left
+  /// waiting in a collective it never joins (they fail too, and the first error is reported).
   template <class F>
   void on_all_ranks(F&& f) {
     std::vector<std::exception_ptr> errors(ranks_.size());
+    std::once_flag aborted;
     auto guarded = [&](std::size_t r) {
       try {
         f(r);
       } catch (...) {
         errors[r] = std::current_exception();
+        std::call_once(aborted, [&] { abort_comms(comms_); });
       }
     };
     std::vector<std::thread> threads;
@@ -174,7 +185,11 @@ class TpThreads final : public StepBackend {
 std::unique_ptr<StepBackend> cpu_tp_backend(const ModelConfig& model, DType weights, std::uint64_t seed, int tp) {
   auto group = std::make_unique<ThreadTpGroup>(tp);
   std::vector<std::unique_ptr<StepBackend>> ranks;
-  for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuBackend>(model, weights, seed, &group->rank(r)));
+  // The model generated once and sharded: the ranks together hold one model's weights.
+  const ModelWeights full = generate_weights(model, weights, seed);
+  for (int r = 0; r < tp; ++r)
+    ranks.push_back(std::make_unique<CpuBackend>(model, weights, &group->rank(r),
+                                                 shard_weights(full, model, tp_layout(model, r, tp, weights == DType::mxfp4 ? 32 : 16))));
   return std::make_unique<TpThreads<std::unique_ptr<ThreadTpGroup>>>(std::move(group), std::move(ranks),
                                                                       fmt::format("cpu (racksim CPU reference, tensor parallel {} as threads)", tp));
 }
@@ -512,12 +527,19 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     const int device = parse_cuda_device(o.device);
     CudaStepOptions c = cuda_step_options(model, o, device);
     // Layers that fit 90% of the free device memory (the rest: CUDA context, allocator slack);
-    // under TP one rank's shard on the first GPU (the others are alike).
+    // under TP one rank's shard, on the GPU with the least free memory: every rank must run the
+    // same layers (the same collectives), so under MPI the ranks agree on the fewest.
     const CudaStepFootprint f = cuda_step_footprint(model, precision, c);
-    const double free = cuda_device_memory(device).free * 0.9;
-    const int fit = static_cast<int>(std::clamp(std::floor((free - f.fixed) / f.per_layer), 1.0, static_cast<double>(model.layers)));
+    double free = cuda_device_memory(device).free;
+    if (!o.rank_comm)
+      for (int r = 1; r < o.tensor_parallel; ++r) free = std::min(free, cuda_device_memory(device + r).free);
+    free *= 0.9;
+    int fit = static_cast<int>(std::clamp(std::floor((free - f.fixed) / f.per_layer), 1.0, static_cast<double>(model.layers)));
+    if (o.agree_layers) fit = o.agree_layers(fit);
     report.model.layers = o.layers > 0 ? o.layers : fit;
-    fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights and KV cache within 90% of the device's {:.1f} GiB free", free / 0.9 / (1ull << 30));
+    fit_reason = o.layers > 0 ? "--layers"
+                              : fmt::format("weights and KV cache within 90% of the {:.1f} GiB free on {}", free / 0.9 / (1ull << 30),
+                                            o.tensor_parallel > 1 ? "the fullest rank's GPU" : "the device");
     if (o.rank_comm) {
       // This process is one rank of a multi-process run: its own GPU, its shard.
       if (o.rank_comm->size() != o.tensor_parallel)

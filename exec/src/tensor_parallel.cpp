@@ -159,6 +159,29 @@ class ThreadTpGroup::Rank final : public HostTpComm {
   int r_;
 };
 
+void ThreadTpGroup::Barrier::arrive_and_wait() {
+  std::unique_lock lock(m_);
+  const auto aborted = [] { return Error(ExitCode::internal, "tensor-parallel collective abandoned: another rank failed"); };
+  if (aborted_) throw aborted();
+  const std::uint64_t phase = phase_;
+  if (++arrived_ == n_) {
+    arrived_ = 0;
+    ++phase_;
+    cv_.notify_all();
+    return;
+  }
+  cv_.wait(lock, [&] { return phase_ != phase || aborted_; });
+  if (phase_ == phase) throw aborted();
+}
+
+void ThreadTpGroup::Barrier::abort() noexcept {
+  const std::lock_guard lock(m_);
+  aborted_ = true;
+  cv_.notify_all();
+}
+
+void ThreadTpGroup::abort() noexcept { barrier_.abort(); }
+
 ThreadTpGroup::ThreadTpGroup(int size)
     : size_(size), barrier_(size), reduce_slots_(z(size)), gather_slots_(z(size)) {
   RACKSIM_ASSERT(size >= 1, "a group has at least one rank");

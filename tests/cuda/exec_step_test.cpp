@@ -12,6 +12,7 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/backend.hpp"
 #include "racksim/exec/cpu_reference.hpp"
+#include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/step_backend.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
 #include "tiny_models.hpp"
@@ -34,21 +35,14 @@ double rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std:
   return worst / scale;
 }
 
-/// false (after saying why) where `mode` cannot run on device 0: native needs sm_100 / sm_103.
+/// false (after saying why) where device 0 or the cuBLASLt linked lacks `mode`: native needs
+/// sm_100 / sm_103 and cuBLASLt 12.8. Only that skips: any other failure of the native path fails.
 bool runs_here(Fp4GemmMode mode) {
   if (mode != Fp4GemmMode::native) return true;
-  try {
-    CudaStepOptions o;
-    o.max_rows = 16;
-    o.max_sampled = 1;
-    o.kv_tokens = 64;
-    o.fp4_gemm = mode;
-    (void)make_cuda_step_backend(tiny(), Precision{DType::nvfp4, DType::bf16, DType::bf16}, o);
-    return true;
-  } catch (const Error& e) {
-    WARN("SKIPPED on this device: " << e.what());
-    return false;
-  }
+  const CudaDevice d = cuda_require_device(0);
+  const Fp4GemmChoice c = choose_fp4_gemm(Fp4GemmMode::automatic, d.sm_major, d.sm_minor, cuda_cublaslt_version());
+  if (!c.native) WARN("SKIPPED on this device: " << c.reason);
+  return c.native;
 }
 
 void compare(DType kv, double tolerance, Fp4GemmMode mode) {
@@ -210,9 +204,25 @@ TEST_CASE("CUDA step executor with tensor parallel 2 over two GPUs matches the C
     const StepOutput want = cpu.run(StepGraph(m, b, Deployment{}, p), t);
     std::vector<StepOutput> got(2);
     const StepGraph g(m, b, d, p);
-    std::thread other([&] { got[1] = ranks[1]->run(g, t, {}); });
-    got[0] = ranks[0]->run(g, t, {});
+    // A rank that fails aborts the communicators, so the other is not left waiting in a collective.
+    std::exception_ptr failed1;
+    std::thread other([&] {
+      try {
+        got[1] = ranks[1]->run(g, t, {});
+      } catch (...) {
+        failed1 = std::current_exception();
+        for (auto& c : comms) c->abort();
+      }
+    });
+    try {
+      got[0] = ranks[0]->run(g, t, {});
+    } catch (...) {
+      for (auto& c : comms) c->abort();
+      other.join();
+      throw;
+    }
     other.join();
+    if (failed1) std::rethrow_exception(failed1);
     INFO("step " << step);
     REQUIRE(got[0].sequences == want.sequences);
     CHECK(got[1].logits == got[0].logits);  // every rank holds the gathered logits

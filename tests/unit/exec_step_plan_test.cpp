@@ -149,6 +149,19 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
   const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 2662400 + 33554432;
   CHECK(f.fixed == Approx(base + 458752).epsilon(1e-12));
+  // TP8: a rank holds an eighth of every linear (q 8 heads, 1 KV head, FFN 3,584: 481,296,384 / 8
+  // = 60,162,048), one of the 8 KV heads (2,097,152 / 8 = 262,144) and the whole norms (32,768).
+  // Fixed, per rank: embedding (32,000 x 8,192 x 2) and the lm_head slice (4,000 x 8,192 x 2) =
+  // 589,824,000; final norm 16,384; activations of the shard's widths 2 x 16 x (3 x 8,192 + 1,280
+  // + 1,024 + 3 x 3,584) = 1,204,224; sampled rows 2,310,208 as above plus the logit slice and the
+  // gathered slices 16 x 4 x (4,000 + 32,000) = 2,304,000; FP4 inputs at the widest K 8,192:
+  // 16 x 4,096 + 128 x 512 = 131,072; split-K partials (16 + 2 x 256 / 1 KV head) x 8 heads x 130
+  // x 4 = 2,196,480; the 32 MiB workspace: 631,540,800.
+  o.tp_size = 8;
+  const CudaStepFootprint t8 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
+  CHECK(t8.per_layer == Approx(60162048.0 + 262144 + 32768).epsilon(1e-12));
+  CHECK(t8.fixed == Approx(631540800.0).epsilon(1e-12));
+  o.tp_size = 1;
   o.fp4_gemm = Fp4GemmMode::hopper;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base).epsilon(1e-12));
   // Above M = 16 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
@@ -158,12 +171,6 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(g.fixed == Approx(base + row + 2.0 * 57344 * 8192).epsilon(1e-12));
-  // TP8: a rank holds an eighth of every linear (q 8 heads, 1 KV head, FFN 3,584: 481,296,384 / 8
-  // = 60,162,048), one of the 8 KV heads (2,097,152 / 8 = 262,144) and the whole norms (32,768).
-  o.tp_size = 8;
-  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).per_layer ==
-        Approx(60162048.0 + 262144 + 32768).epsilon(1e-12));
-  o.tp_size = 1;
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + row + 473088).epsilon(1e-12));
@@ -230,4 +237,44 @@ TEST_CASE("FP4 linear path: native on sm_100 / sm_103 with cuBLASLt 12.8, else t
   // Activation buffers at 16 rows of Llama-2-70B's widest input (28,672): 16 x 14,336 packed bytes,
   // and scales padded to 128 rows x 1,792 blocks: 229,376 + 229,376.
   CHECK(native_activation_bytes(16, 28672) == 458752);
+}
+
+TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without a device", "[exec][plan]") {
+  // cuBLASLt sets up descriptors and layouts on the host, so the Blackwell path's descriptor
+  // setup is checked here (CUDA builds; the CPU-only build has no cuBLASLt and says so).
+  // "TN" (cuBLASLt docs: FP8 and FP4 need A transposed): y[m x n] row-major is the column-major
+  // n x m D = A^T B, A = the weights stored [n x k] K-major (a k x n column-major matrix, ld k),
+  // B = the activations [m x k] (k x m, ld k); D has ld n. Both operands carry VEC16_UE4M3 block
+  // scales (one UE4M3 per 16 values along K) with their pointers set; alpha/beta FP32, compute 32F.
+  LtGemmSetup s;
+  try {
+    s = describe_cuda_gemm(LtGemm::native_nvfp4, 16, 10240, 8192);  // Llama-2-70B qkv_proj at 16 rows
+  } catch (const Error& e) {
+    WARN("SKIPPED (CPU-only build): " << e.what());
+    return;
+  }
+  CHECK(s.compute == "32F");
+  CHECK(s.scale == "fp32");
+  CHECK(s.transa);
+  CHECK_FALSE(s.transb);
+  CHECK(s.a_scale_mode == "vec16_ue4m3");
+  CHECK(s.b_scale_mode == "vec16_ue4m3");
+  CHECK(s.a_scale_pointer);
+  CHECK(s.b_scale_pointer);
+  CHECK(s.a.type == "e2m1");
+  CHECK((s.a.rows == 8192 && s.a.cols == 10240 && s.a.ld == 8192));
+  CHECK(s.b.type == "e2m1");
+  CHECK((s.b.rows == 8192 && s.b.cols == 16 && s.b.ld == 8192));
+  CHECK(s.c.type == "bf16");
+  CHECK((s.c.rows == 10240 && s.c.cols == 16 && s.c.ld == 10240));
+  // Hopper's large-M path and lm_head: BF16 operands, no block scales (cuBLASLt's default scalar mode).
+  const LtGemmSetup h = describe_cuda_gemm(LtGemm::bf16, 64, 8192, 28672);
+  CHECK(h.a.type == "bf16");
+  CHECK(h.c.type == "bf16");
+  CHECK(h.a_scale_mode == "scalar_fp32");
+  CHECK_FALSE(h.a_scale_pointer);
+  CHECK((h.b.rows == 28672 && h.b.cols == 64));
+  const LtGemmSetup lm = describe_cuda_gemm(LtGemm::bf16_to_fp32, 3, 32000, 8192);
+  CHECK(lm.c.type == "fp32");
+  CHECK((lm.c.rows == 32000 && lm.c.cols == 3 && lm.c.ld == 32000));
 }

@@ -185,3 +185,39 @@ TEST_CASE("racksim exec on the CPU with TP 2 serves the same tokens as TP 1 and 
     }
   }
 }
+
+TEST_CASE("a tensor-parallel group aborted by a failed rank releases the ranks waiting in a collective", "[exec][tp]") {
+  // Ranks 1 and 2 enter an all-reduce that rank 0 (failed) never joins: without the abort they
+  // would wait forever; with it each gets an Error, and so does any later collective.
+  ThreadTpGroup group(3);
+  std::vector<std::exception_ptr> errors(3);
+  std::vector<std::thread> waiting;
+  for (int r = 1; r < 3; ++r)
+    waiting.emplace_back([&, r] {
+      std::vector<float> x(4, 1.0f);
+      try {
+        group.rank(r).all_reduce_sum(x);
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  group.abort();
+  for (auto& t : waiting) t.join();
+  for (int r = 1; r < 3; ++r) CHECK(errors[static_cast<std::size_t>(r)] != nullptr);
+  std::vector<float> y(4, 1.0f), all(12);
+  CHECK_THROWS_WITH(group.rank(0).all_gather(y, all), Catch::Contains("another rank failed"));
+  // An intact group sums in rank order and gathers rank-major.
+  ThreadTpGroup ok(2);
+  std::vector<float> a{1, 2}, b{10, 20}, ga(4), gb(4);
+  std::thread t1([&] {
+    ok.rank(1).all_reduce_sum(b);
+    ok.rank(1).all_gather(std::vector<float>{7, 8}, gb);
+  });
+  ok.rank(0).all_reduce_sum(a);
+  ok.rank(0).all_gather(std::vector<float>{5, 6}, ga);
+  t1.join();
+  CHECK(a == std::vector<float>{11, 22});
+  CHECK(b == std::vector<float>{11, 22});
+  CHECK(ga == std::vector<float>{5, 6, 7, 8});
+  CHECK(gb == ga);
+}

@@ -109,6 +109,9 @@ class CpuReference {
   /// tensor_parallel = tp->size() (per-rank shapes, all-reduces and the logits all-gather through
   /// `tp`, which must outlive it) and returns the whole vocabulary's logits. Dense models only.
   CpuReference(ModelConfig model, DType format, std::uint64_t seed, HostTpComm* tp);
+  /// The same with this rank's weights given (shard_weights of generate_weights(model, format,
+  /// seed); the whole model without TP): a process holding every rank generates the model once.
+  CpuReference(ModelConfig model, DType format, HostTpComm* tp, ModelWeights rank_weights);
 
   /// Runs one step. The graph must be of this model and weight format with parallel sizes 1;
   /// `tokens` must match its batch, each chunk's `cached` and each decode's context must equal

@@ -5,6 +5,7 @@
 /// graph, not on the simulator.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,9 @@ struct ExecOptions {
   /// One process per GPU (mpirun / srun): this process's rank; it runs `device` alone and
   /// tensor_parallel must equal the communicator's size. Null: the ranks are in this process.
   DeviceTpComm* rank_comm = nullptr;
+  /// With rank_comm: the layer count every rank runs, given this rank's fit (the fewest over the
+  /// ranks, so that all run the same collectives). Null: this process's fit.
+  std::function<int(int)> agree_layers;
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 

@@ -39,6 +39,9 @@ inline constexpr std::size_t kCublasLtBlockScaledFp4Version = 120800;
 /// offline; racksim has no calibration data for random or generated weights.
 inline constexpr float kActivationNvfp4EncodeScale = 1.0f;
 
+/// cublasLtGetVersion() of the cuBLASLt this binary links (no device needed); 0 without CUDA built in.
+[[nodiscard]] std::size_t cuda_cublaslt_version() noexcept;
+
 /// The decision and why, in words (stated in `racksim exec` output and the measurement file).
 struct Fp4GemmChoice {
   bool native = false;
@@ -58,5 +61,33 @@ struct Fp4GemmChoice {
 /// Bytes of the native path's activation buffers for `rows` x `cols` (the largest linear input):
 /// packed E2M1 (cols / 2 per row) and the swizzled scales (fp4::cublaslt_scale_bytes).
 [[nodiscard]] std::int64_t native_activation_bytes(std::int64_t rows, std::int64_t cols) noexcept;
+
+/// The step executor's cuBLASLt GEMMs.
+enum class LtGemm {
+  native_nvfp4,  ///< Blackwell linears: E2M1 x E2M1, VEC16_UE4M3 scales -> BF16
+  bf16,          ///< Hopper large-M linears after dequantization -> BF16
+  bf16_to_fp32,  ///< lm_head -> FP32 logits
+};
+
+/// A GEMM's cuBLASLt descriptors as set up, read back from cuBLASLt (`cublasLt*GetAttribute`).
+struct LtGemmSetup {
+  std::string compute;         ///< compute type: "32F"
+  std::string scale;           ///< alpha/beta type: "fp32"
+  bool transa = false;         ///< A (the weights, stored [n x k] K-major) transposed: "TN"
+  bool transb = false;
+  std::string a_scale_mode;    ///< "vec16_ue4m3" or "scalar_fp32" (cuBLASLt's default)
+  std::string b_scale_mode;
+  bool a_scale_pointer = false;  ///< a block-scale pointer is set
+  bool b_scale_pointer = false;
+  struct Layout {
+    std::string type;          ///< "e2m1", "bf16", "fp32"
+    std::uint64_t rows = 0, cols = 0;
+    std::int64_t ld = 0;
+  } a, b, c;
+};
+
+/// The descriptors the step executor builds for `kind` at y[m x n] = x[m x k] W^T, set up and
+/// read back on the host: no device or cuBLASLt handle needed. Error (exit 3) without CUDA built in.
+[[nodiscard]] LtGemmSetup describe_cuda_gemm(LtGemm kind, std::int64_t m, std::int64_t n, std::int64_t k);
 
 }  // namespace racksim::exec

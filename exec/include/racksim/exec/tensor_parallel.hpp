@@ -11,10 +11,11 @@
 /// same tokens. Host code: the layout and the weight shards are tested on the CPU, where
 /// ThreadTpGroup runs the ranks as threads of one process.
 
-#include <barrier>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <utility>
 #include <vector>
@@ -74,6 +75,10 @@ class DeviceTpComm {
   virtual void all_reduce_sum_bf16(void* data, std::size_t count, void* stream) = 0;
   /// Device `out` (size() x count FP32, rank-major) = every rank's `count` FP32 at `in`, on `stream`.
   virtual void all_gather_f32(const void* in, void* out, std::size_t count, void* stream) = 0;
+  /// Ends the communicator's uncompleted operations, on every rank this process holds (callable
+  /// from another thread: a rank that failed alone must not leave the others waiting on a peer
+  /// that never comes). The communicators are unusable afterwards.
+  virtual void abort() noexcept = 0;
 };
 
 /// One process over `devices` (rank i on devices[i]): NCCL communicators from ncclCommInitAll.
@@ -96,12 +101,29 @@ class ThreadTpGroup {
   [[nodiscard]] int size() const noexcept { return size_; }
   /// Rank r's communicator (owned by the group).
   [[nodiscard]] HostTpComm& rank(int r);
+  /// Wakes every rank waiting in a collective, and every later one, with an Error: a rank that
+  /// failed alone must not leave the others at the barrier.
+  void abort() noexcept;
 
  private:
   class Rank;
   friend class Rank;
+  /// std::barrier with an abort: arrive_and_wait throws once aborted.
+  class Barrier {
+   public:
+    explicit Barrier(int n) : n_(n) {}
+    void arrive_and_wait();
+    void abort() noexcept;
+
+   private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    int n_, arrived_ = 0;
+    std::uint64_t phase_ = 0;
+    bool aborted_ = false;
+  };
   int size_;
-  std::barrier<> barrier_;
+  Barrier barrier_;
   std::vector<std::span<float>> reduce_slots_;
   std::vector<std::span<const float>> gather_slots_;
   std::vector<std::unique_ptr<Rank>> ranks_;

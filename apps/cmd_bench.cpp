@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "cli.hpp"
+#include "mpi_rank.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
 #include "racksim/exec/backend.hpp"
@@ -258,19 +259,11 @@ int run_one_process(const BenchPlan& plan, const std::string& gpu_override, bool
 int run_mpi(const BenchPlan& plan, const std::string& gpu_override, bool gpu_given) {
   const std::unique_ptr<exec::ProcessGroup> group = exec::mpi_group();
   const bool root = group->rank() == 0;
-  try {
+  return abort_all_on_failure(*group, [&] {
     if (root) check_output_path(plan.out, "--out");
-    exec::NcclId id{};
-    const exec::RankPlacement placement = exec::bootstrap_ranks(
-        *group, std::span<std::byte>(id.data(), id.size()),
-        [](std::span<std::byte> bytes) {
-          const exec::NcclId made = exec::cuda_nccl_unique_id();
-          std::copy(made.begin(), made.end(), bytes.begin());
-        },
-        exec::process_env());
-    const int visible = exec::cuda_device_count();
-    if (visible == 0) (void)exec::cuda_require_device(0);  // says why: no driver, no device, or no CUDA build
-    const int device = exec::device_for_local_rank(placement.local_rank, visible);
+    const MpiGpuRank me = join_mpi_gpu_run(*group);
+    const exec::RankPlacement& placement = me.placement;
+    const int device = me.device;
     const exec::CudaDevice dev = exec::cuda_require_device(device);
     const auto cases = exec::collective_sweep(plan.ops, plan.collective_dtypes, plan.collective_sizes, placement.ranks);
     std::FILE* log = plan.out == "-" ? stderr : stdout;
@@ -283,7 +276,7 @@ int run_mpi(const BenchPlan& plan, const std::string& gpu_override, bool gpu_giv
     exec::SweepRecorder::Output quiet;
     exec::SweepRecorder rec(cases.size(), root ? recorder_output(log) : quiet);
     const int sig = rec.run([&](const exec::RecordSink& sink) {
-      (void)exec::cuda_bench_collectives_mpi(*group, placement, device, id, cases, plan.timing, sink);
+      (void)exec::cuda_bench_collectives_mpi(*group, placement, device, me.id, cases, plan.timing, sink);
     });
     rec.finish();
     if (!root) return exec::stopped_exit_code(sig);
@@ -295,15 +288,7 @@ int run_mpi(const BenchPlan& plan, const std::string& gpu_override, bool gpu_giv
     file.run.system = fmt::format("{} ranks on {} node{}, one GPU per process (MPI)", placement.ranks, placement.nodes,
                                   placement.nodes == 1 ? "" : "s");
     return write_run(plan, file, rec, sig, log);
-  } catch (const std::exception& e) {
-    // One rank failing alone would leave the others waiting in a collective: end them all.
-    if (group->size() > 1) {
-      const auto* err = dynamic_cast<const Error*>(&e);
-      std::fprintf(stderr, "error: rank %d of %d: %s\n", group->rank(), group->size(), e.what());
-      group->abort(static_cast<int>(err ? err->code() : ExitCode::internal));
-    }
-    throw;
-  }
+  });
 }
 
 }  // namespace

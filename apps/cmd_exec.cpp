@@ -1,19 +1,15 @@
 // racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--out FILE] [--json FILE]: runs real steps of
 // the scenario's model, times every op of the graph the simulator costs, and an offline serving loop. docs/executor.md.
 
-#include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "cli.hpp"
+#include "mpi_rank.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
-#include "racksim/exec/backend.hpp"
-#include "racksim/exec/collectives.hpp"
-#include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/executor.hpp"
 #include "racksim/exec/process_group.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
@@ -113,20 +109,12 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
                                  "tensor-parallel ranks as threads of one process",
                                  how));
   const std::unique_ptr<exec::ProcessGroup> group = exec::mpi_group();
-  try {
-    exec::NcclId id{};
-    const exec::RankPlacement placement = exec::bootstrap_ranks(
-        *group, std::span<std::byte>(id.data(), id.size()),
-        [](std::span<std::byte> bytes) {
-          const exec::NcclId made = exec::cuda_nccl_unique_id();
-          std::copy(made.begin(), made.end(), bytes.begin());
-        },
-        exec::process_env());
-    const int visible = exec::cuda_device_count();
-    if (visible == 0) (void)exec::cuda_require_device(0);  // says why: no driver, no device, or no CUDA build
-    const int device = exec::device_for_local_rank(placement.local_rank, visible);
-    const auto comm = exec::make_device_tp_comm(std::span<const std::byte>(id.data(), id.size()), placement.rank, placement.ranks, device);
-    o.device = fmt::format("cuda:{}", device);
+  return abort_all_on_failure(*group, [&] {
+    const MpiGpuRank me = join_mpi_gpu_run(*group);
+    const exec::RankPlacement& placement = me.placement;
+    const auto comm = exec::make_device_tp_comm(std::span<const std::byte>(me.id.data(), me.id.size()), placement.rank, placement.ranks,
+                                                me.device);
+    o.device = fmt::format("cuda:{}", me.device);
     o.rank_comm = comm.get();
     o.agree_layers = [&group](int fit) {
       std::vector<double> v{-static_cast<double>(fit)};
@@ -139,15 +127,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
                                   placement.ranks, placement.nodes, placement.nodes == 1 ? "" : "s", placement.local_rank_from));
     finish(s, r, out, json);
     return 0;
-  } catch (const std::exception& e) {
-    // One rank failing alone would leave the others waiting in a collective: end them all.
-    if (group->size() > 1) {
-      const auto* err = dynamic_cast<const Error*>(&e);
-      std::fprintf(stderr, "error: rank %d of %d: %s\n", group->rank(), group->size(), e.what());
-      group->abort(static_cast<int>(err ? err->code() : ExitCode::internal));
-    }
-    throw;
-  }
+  });
 }
 
 }  // namespace

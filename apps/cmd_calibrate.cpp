@@ -34,6 +34,18 @@ int cmd_calibrate(const Args& args) {
     for (const auto& c : g.collectives)
       fmt::print("{:<10} {:<22} {:>7} {:>15.1f}% {:>14.1f}%\n", g.gpu, fmt::format("{} x{}", c.op, c.ranks), c.efficiency.size(),
                  c.holdout_median_error * 100, c.holdout_worst_error * 100);
+    // The executor's device-level fits with a hold-out (docs/calibration.md).
+    if (const auto& m = g.memory)
+      fmt::print("{:<10} {:<22} {:>7} {:>15.1f}% {:>14.1f}%\n", g.gpu, fmt::format("memcpy {}", m->variant), m->points,
+                 m->holdout_median_error * 100, m->holdout_worst_error * 100);
+    if (const auto& a = g.attention) {
+      for (const auto& [kv, d] : a->decode)
+        fmt::print("{:<10} {:<22} {:>7} {:>15.1f}% {:>14.1f}%\n", g.gpu, fmt::format("attention_decode {}", to_string(kv)), d.points,
+                   d.holdout_median_error * 100, d.holdout_worst_error * 100);
+      for (const auto& [kv, p] : a->prefill)
+        fmt::print("{:<10} {:<22} {:>7} {:>15.1f}% {:>14.1f}%\n", g.gpu, fmt::format("attention_prefill {}", to_string(kv)), p.points,
+                   p.holdout_median_error * 100, p.holdout_worst_error * 100);
+    }
   }
   for (const auto& [why, n] : r.skipped) fmt::print("skipped {} records: {}\n", n, why);
   for (const auto& p : written) fmt::print("wrote {}\n", p);

@@ -168,24 +168,17 @@ CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed) 
 CpuReference::CpuReference(ModelConfig model, DType format, std::uint64_t seed, HostTpComm* tp)
     : CpuReference(model, format, tp, [&] {
         ModelWeights w = generate_weights(model, format, seed);
-        return tp && tp->size() > 1 ? shard_weights(w, model, tp_layout(model, tp->rank(), tp->size(), format == DType::mxfp4 ? 32 : 16)) : w;
+        return tp && tp->size() > 1 ? shard_weights(w, model, tp_layout(model, tp->rank(), tp->size(), format)) : w;
       }()) {}
 
 CpuReference::CpuReference(ModelConfig model, DType format, HostTpComm* tp, ModelWeights rank_weights)
-    : model_(std::move(model)), format_(format), weights_(std::move(rank_weights)), tp_(tp) {
-  q_heads_ = model_.heads;
-  kv_heads_ = model_.kv_heads;
-  ffn_ = model_.ffn;
-  vocab_ = model_.vocab;
-  if (tp_ && tp_->size() > 1) {
-    const TpLayout t = tp_layout(model_, tp_->rank(), tp_->size(), format == DType::mxfp4 ? 32 : 16);
-    q_heads_ = t.q_heads;
-    kv_heads_ = t.kv_heads;
-    ffn_ = t.ffn;
-    vocab_ = t.vocab;
-  }
+    : model_(std::move(model)),
+      format_(format),
+      weights_(std::move(rank_weights)),
+      tp_(tp),
+      tl_(tp_layout(model_, tp ? tp->rank() : 0, tp ? tp->size() : 1, format)) {
   RACKSIM_ASSERT(weights_.layers.size() == static_cast<std::size_t>(model_.layers) &&
-                     (weights_.layers.empty() || weights_.layers[0].qkv_proj.out == (q_heads_ + 2 * kv_heads_) * model_.head_dim),
+                     (weights_.layers.empty() || weights_.layers[0].qkv_proj.out == (tl_.q_heads + 2 * tl_.kv_heads) * model_.head_dim),
                  "the weights are this rank's shard of the model");
   const auto& m = model_;
   RACKSIM_ASSERT(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.kv_heads > 0 && m.head_dim > 0 && m.ffn > 0 && m.vocab > 0,
@@ -203,7 +196,7 @@ void CpuReference::set_nvfp4_linear_inputs(bool on) {
 std::int64_t CpuReference::cached_tokens(std::int64_t sequence) const {
   const auto it = caches_.find(sequence);
   if (it == caches_.end()) return 0;
-  return static_cast<I>(it->second.k[0].size()) / (kv_heads_ * model_.head_dim);
+  return static_cast<I>(it->second.k[0].size()) / (tl_.kv_heads * model_.head_dim);
 }
 
 void CpuReference::release(std::int64_t sequence) { caches_.erase(sequence); }
@@ -213,7 +206,7 @@ void CpuReference::truncate(std::int64_t sequence, std::int64_t tokens) {
   if (tokens < 0 || tokens > held)
     throw InputError(fmt::format("cannot truncate sequence {} to {} tokens: its KV cache holds {}", sequence, tokens, held));
   if (tokens == held) return;
-  const auto width = static_cast<std::size_t>(tokens * kv_heads_ * model_.head_dim);
+  const auto width = static_cast<std::size_t>(tokens * tl_.kv_heads * model_.head_dim);
   for (auto& per_layer : {&caches_.at(sequence).k, &caches_.at(sequence).v})
     for (auto& rows : *per_layer) rows.resize(std::min(rows.size(), width));
 }
@@ -247,7 +240,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   }
 
   const I T = static_cast<I>(rows.size()), S = static_cast<I>(sampled.size());
-  const I H = m.hidden, hd = m.head_dim, nq = q_heads_, nkv = kv_heads_, kv_width = nkv * hd;
+  const I H = m.hidden, hd = m.head_dim, nq = tl_.q_heads, nkv = tl_.kv_heads, kv_width = nkv * hd;
   const I qkv_width = (nq + 2 * nkv) * hd;
   const float eps = static_cast<float>(m.norm_eps);
   const int topk = m.moe.experts_per_token;
@@ -309,8 +302,8 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
           require_rows(op, S);
           std::vector<float> x(z(S * H));
           for (I s = 0; s < S; ++s) std::copy_n(&normed[z(sampled[z(s)] * H)], H, &x[z(s * H)]);
-          logits.assign(z(S * vocab_), 0.0f);  // this rank's vocabulary slice
-          matmul(x.data(), S, H, weights_.lm_head.data(), vocab_, logits.data());
+          logits.assign(z(S * tl_.vocab), 0.0f);  // this rank's vocabulary slice
+          matmul(x.data(), S, H, weights_.lm_head.data(), tl_.vocab, logits.data());
           break;
         }
         require_rows(op, T);
@@ -357,7 +350,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         const bool moe = what == "experts.swiglu";
         if (!moe && what != "swiglu") unsupported(op);
         const std::vector<float>& in = moe ? act : gate_up;  // MoE: the expert GEMM left its rows in act
-        const I n = ffn_, count = moe ? static_cast<I>(assignments.size()) : T;
+        const I n = tl_.ffn, count = moe ? static_cast<I>(assignments.size()) : T;
         require_rows(op, count);
         std::vector<float> y(z(count * n));
         swiglu(in, count, n, y);
@@ -407,12 +400,12 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
       case OpKind::all_gather: {
         // The ranks' vocabulary slices [S x vocab/tp] into whole rows [S x vocab].
         if (what != "logits_all_gather" || !tp_ || op.participants != tp) unsupported(op);
-        std::vector<float> all(z(S * vocab_ * tp));
+        std::vector<float> all(z(S * tl_.vocab * tp));
         tp_->all_gather(logits, all);
         logits.assign(z(S * m.vocab), 0.0f);
         for (int r = 0; r < tp; ++r)
           for (I s = 0; s < S; ++s)
-            std::copy_n(&all[z((I{r} * S + s) * vocab_)], vocab_, &logits[z(s * m.vocab + I{r} * vocab_)]);
+            std::copy_n(&all[z((I{r} * S + s) * tl_.vocab)], tl_.vocab, &logits[z(s * m.vocab + I{r} * tl_.vocab)]);
         break;
       }
       case OpKind::sampling:

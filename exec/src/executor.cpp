@@ -189,7 +189,7 @@ std::unique_ptr<StepBackend> cpu_tp_backend(const ModelConfig& model, DType weig
   const ModelWeights full = generate_weights(model, weights, seed);
   for (int r = 0; r < tp; ++r)
     ranks.push_back(std::make_unique<CpuBackend>(model, weights, &group->rank(r),
-                                                 shard_weights(full, model, tp_layout(model, r, tp, weights == DType::mxfp4 ? 32 : 16))));
+                                                 shard_weights(full, model, tp_layout(model, r, tp, weights))));
   return std::make_unique<TpThreads<std::unique_ptr<ThreadTpGroup>>>(std::move(group), std::move(ranks),
                                                                       fmt::format("cpu (racksim CPU reference, tensor parallel {} as threads)", tp));
 }

@@ -60,7 +60,7 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   using D = double;
   using I = std::int64_t;
   // One rank's shard under tensor parallelism (tensor_parallel.hpp); the embedding stays whole.
-  const TpLayout t = o.tp_size > 1 ? tp_layout(m, 0, o.tp_size) : TpLayout{0, 1, m.heads, m.kv_heads, 0, m.ffn, m.vocab};
+  const TpLayout t = tp_layout(m, 0, o.tp_size);
   const D H = m.hidden, hd = m.head_dim, heads = static_cast<D>(t.q_heads), kvh = static_cast<D>(t.kv_heads), ffn = static_cast<D>(t.ffn);
   const D vocab = m.vocab, local_vocab = static_cast<D>(t.vocab);
   const D qkv_w = (heads + 2 * kvh) * hd;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/fp4.hpp"
 
 namespace racksim::exec {
 
@@ -28,17 +29,19 @@ std::vector<std::pair<I, I>> TpLayout::gate_up_rows(const ModelConfig& m) const 
   return {{g0, g0 + ffn}, {m.ffn + g0, m.ffn + g0 + ffn}};
 }
 
-TpLayout tp_layout(const ModelConfig& m, int rank, int size, int block) {
+TpLayout tp_layout(const ModelConfig& m, int rank, int size, DType weights) {
   if (size < 1 || rank < 0 || rank >= size) throw InputError(fmt::format("tensor parallel rank {} of {}: need 0 <= rank < size", rank, size));
+  if (size == 1) return TpLayout{0, 1, m.heads, m.kv_heads, 0, m.ffn, m.vocab};  // nothing split
+  const I block = weights == DType::mxfp4 ? fp4::kMxfp4Block : weights == DType::nvfp4 ? fp4::kNvfp4Block : 1;
   auto need = [&](bool ok, const std::string& what) {
     if (!ok) throw InputError(fmt::format("tensor_parallel {} does not split model '{}': {}", size, m.id, what));
   };
+  need(!m.is_moe(), "the executor's tensor parallelism is for dense models");
   need(m.heads % size == 0, fmt::format("heads {} is not a multiple of {}", m.heads, size));
   need(m.ffn % size == 0, fmt::format("ffn {} is not a multiple of {}", m.ffn, size));
   need(m.vocab % size == 0, fmt::format("vocab {} is not a multiple of {} (lm_head is split by vocabulary)", m.vocab, size));
   need(m.kv_heads % size == 0 || size % m.kv_heads == 0,
        fmt::format("kv_heads {} and {} do not divide one another (KV heads are split, or replicated)", m.kv_heads, size));
-  need(!m.is_moe(), "the executor's tensor parallelism is for dense models");
   TpLayout t;
   t.rank = rank;
   t.size = size;

@@ -83,7 +83,10 @@ TEST_CASE("tensor-parallel layouts that do not split are refused, naming the dim
   narrow.kv_heads = 8;
   narrow.head_dim = 8;
   CHECK_THROWS_WITH(tp_layout(narrow, 0, 8), Catch::Contains("whole 16-value blocks"));
-  CHECK_THROWS_WITH(tp_layout(test::tiny_moe(), 0, 1), Catch::Contains("dense models"));
+  CHECK_THROWS_WITH(tp_layout(test::tiny_moe(), 0, 2), Catch::Contains("dense models"));
+  // One rank splits nothing: the whole model, MoE or not, vocabulary 97 included.
+  const TpLayout whole = tp_layout(test::tiny_moe(), 0, 1);
+  CHECK((whole.q_heads == 4 && whole.kv_heads == 2 && whole.kv_first == 0 && whole.ffn == 64 && whole.vocab == 97));
   CHECK_THROWS_AS(tp_layout(tiny96(), 2, 2), InputError);
 }
 

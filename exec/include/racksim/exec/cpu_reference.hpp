@@ -11,6 +11,7 @@
 #include "racksim/common/dtype.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 #include "racksim/workloads/model.hpp"
+#include "racksim/exec/tp_layout.hpp"
 #include "racksim/workloads/step_graph.hpp"
 
 namespace racksim::exec {
@@ -149,7 +150,7 @@ class CpuReference {
   std::map<std::int64_t, KvCache> caches_;
   bool nvfp4_inputs_ = false;
   HostTpComm* tp_ = nullptr;     ///< null: one GPU
-  std::int64_t q_heads_ = 0, kv_heads_ = 0, ffn_ = 0, vocab_ = 0;  ///< this rank's (the model's without TP)
+  TpLayout tl_;                  ///< this rank's heads, KV heads, FFN and vocabulary (the whole model without TP)
 };
 
 }  // namespace racksim::exec

@@ -21,28 +21,9 @@
 #include <vector>
 
 #include "racksim/exec/cpu_reference.hpp"
+#include "racksim/exec/tp_layout.hpp"
 
 namespace racksim::exec {
-
-/// What rank `rank` of `size` holds of `model`.
-struct TpLayout {
-  int rank = 0;
-  int size = 1;
-  std::int64_t q_heads = 0;      ///< heads / size
-  std::int64_t kv_heads = 0;     ///< kv_heads / size, or 1 (replicated) when size > kv_heads
-  std::int64_t kv_first = 0;     ///< index of this rank's first KV head
-  std::int64_t ffn = 0;          ///< ffn / size
-  std::int64_t vocab = 0;        ///< vocab / size
-  /// Rows of qkv_proj this rank holds, as [begin, end) ranges: its q, k and v heads.
-  [[nodiscard]] std::vector<std::pair<std::int64_t, std::int64_t>> qkv_rows(const ModelConfig& m) const;
-  /// Rows of gate_up_proj: its gate slice and its up slice.
-  [[nodiscard]] std::vector<std::pair<std::int64_t, std::int64_t>> gate_up_rows(const ModelConfig& m) const;
-};
-
-/// The layout of `rank` of `size`; InputError naming the dimension unless size divides heads,
-/// ffn and vocab, size and kv_heads divide one another, and the row-parallel slices (heads x
-/// head_dim / size, ffn / size) are whole 16-value blocks (32 for MXFP4, `block`).
-[[nodiscard]] TpLayout tp_layout(const ModelConfig& m, int rank, int size, int block = 16);
 
 /// The rows [ranges] of `w`, codes, scales and values (column parallel).
 [[nodiscard]] LinearWeight take_rows(const LinearWeight& w, std::span<const std::pair<std::int64_t, std::int64_t>> ranges);

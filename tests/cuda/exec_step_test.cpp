@@ -45,18 +45,24 @@ bool runs_here(Fp4GemmMode mode) {
   return c.native;
 }
 
+/// The options the comparisons with the CPU reference use: its weights (seed 11), logits kept.
+CudaStepOptions compare_options(Fp4GemmMode mode, std::int64_t max_rows, std::int64_t kv_tokens) {
+  CudaStepOptions o;
+  o.fp4_gemm = mode;
+  o.max_rows = max_rows;
+  o.max_sampled = 4;
+  o.kv_tokens = kv_tokens;
+  o.block_tokens = 16;
+  o.seed = 11;
+  o.keep_logits = true;
+  return o;
+}
+
 void compare(DType kv, double tolerance, Fp4GemmMode mode) {
   if (!runs_here(mode)) return;
   const ModelConfig m = tiny();
   const Precision p{DType::nvfp4, DType::bf16, kv};
-  CudaStepOptions o;
-  o.fp4_gemm = mode;
-  o.max_rows = 128;
-  o.max_sampled = 4;
-  o.kv_tokens = 512;
-  o.block_tokens = 16;
-  o.seed = 11;
-  o.keep_logits = true;
+  const CudaStepOptions o = compare_options(mode, 128, 512);
   auto gpu = make_cuda_step_backend(m, p, o);
   CpuReference cpu(m, DType::nvfp4, 11);
   cpu.set_nvfp4_linear_inputs(mode == Fp4GemmMode::native);
@@ -180,15 +186,8 @@ TEST_CASE("CUDA step executor with tensor parallel 2 over two GPUs matches the C
   auto comms = make_device_tp_comms(std::vector<int>{0, 1});
   std::vector<std::unique_ptr<StepBackend>> ranks;
   for (int r = 0; r < 2; ++r) {
-    CudaStepOptions o;
+    CudaStepOptions o = compare_options(Fp4GemmMode::hopper, 64, 256);
     o.device = r;
-    o.max_rows = 64;
-    o.max_sampled = 4;
-    o.kv_tokens = 256;
-    o.block_tokens = 16;
-    o.seed = 11;
-    o.keep_logits = true;
-    o.fp4_gemm = Fp4GemmMode::hopper;
     o.tp = comms[static_cast<std::size_t>(r)].get();
     o.tp_size = 2;
     ranks.push_back(make_cuda_step_backend(m, p, o));

@@ -133,6 +133,15 @@ FitQuality read_fit(const YamlMap& section, bool with_points, std::string_view p
   return f;
 }
 
+/// A fitted section's `fit` map into its points and held-out median / worst error fields.
+template <class T>
+void read_holdout_fit(const YamlMap& section, T& out) {
+  const FitQuality q = read_fit(section, true, "holdout_");
+  out.points = q.points;
+  out.holdout_median_error = q.median;
+  out.holdout_worst_error = q.worst;
+}
+
 CalibratedMemory read_memory(const YamlMap& e) {
   CalibratedMemory m;
   static constexpr std::string_view kVariants[] = {"read", "copy"};
@@ -142,10 +151,7 @@ CalibratedMemory read_memory(const YamlMap& e) {
   m.hbm_bandwidth = e.number("hbm_bandwidth_gb_per_s", 1e-3, 1e6) * 1e9;
   // A small transfer that stays in L2 can beat the HBM figure; 10x bounds a typo, not physics.
   m.curve = read_size_curve(e, "curve", 10);
-  const FitQuality q = read_fit(e, true, "holdout_");
-  m.points = q.points;
-  m.holdout_median_error = q.median;
-  m.holdout_worst_error = q.worst;
+  read_holdout_fit(e, m);
   m.provenance = read_provenance(e.map("provenance"));
   e.finish();
   return m;
@@ -207,10 +213,7 @@ CalibratedAttention read_attention(const YamlMap& e) {
       f.fixed_latency_s = d.number("fixed_latency_us", 0, 1e6) * 1e-6;
       // As the memory curve: a small KV stream that stays in L2 can beat the HBM figure.
       f.curve = read_size_curve(d, "curve", 10);
-      const FitQuality q = read_fit(d, true, "holdout_");
-      f.points = q.points;
-      f.holdout_median_error = q.median;
-      f.holdout_worst_error = q.worst;
+      read_holdout_fit(d, f);
       d.finish();
       return f;
     });
@@ -221,10 +224,7 @@ CalibratedAttention read_attention(const YamlMap& e) {
       f.math = *parse_dtype(p.choice("math", kMath));
       f.peak_flops = p.number("peak_tflop_per_s", 1e-3, 1e6) * 1e12;
       f.curve = read_size_curve(p, "curve", 1.5);
-      const FitQuality q = read_fit(p, true, "holdout_");
-      f.points = q.points;
-      f.holdout_median_error = q.median;
-      f.holdout_worst_error = q.worst;
+      read_holdout_fit(p, f);
       p.finish();
       return f;
     });
@@ -261,10 +261,7 @@ CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string
       m.blend = e.number("blend", 1, 64);
       m.split_k = e.boolean("split_k");
       m.a_element_s = e.number("a_element_ps", 0, 1e9) * 1e-12;
-      const FitQuality q = read_fit(e, true, "holdout_");
-      c.points = q.points;
-      c.holdout_median_error = q.median;
-      c.holdout_worst_error = q.worst;
+      read_holdout_fit(e, c);
       c.provenance = read_provenance(e.map("provenance"));
       e.finish();
       f.gemm[*dt] = std::move(c);

@@ -385,7 +385,11 @@ std::string residual_json(const CalibrationResult& r) {
 
 std::vector<std::string> write_calibration(const CalibrationResult& r, const std::string& dir) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw InputError(fmt::format("--out: {}: not a directory", dir));
+  // Made if missing (as `mkdir -p`); an existing file of that name is refused.
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) throw InputError(fmt::format("--out: {}: exists and is not a directory", dir));
+  if (!fs::exists(dir, ec) && (fs::create_directories(dir, ec), ec))
+    throw InputError(fmt::format("--out: {}: cannot create the directory: {}", dir, ec.message()));
   std::vector<std::string> written;
   for (const auto& f : r.gpus) {
     const std::string path = (fs::path(dir) / (f.gpu + ".yaml")).string();

@@ -4,10 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
-#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -23,6 +23,7 @@ namespace racksim::exec {
 namespace {
 
 using I = std::int64_t;
+std::size_t z(int v) { return static_cast<std::size_t>(v); }
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -132,14 +133,14 @@ class TpThreads final : public StepBackend {
       : comms_(std::move(comms)), ranks_(std::move(ranks)), describe_(std::move(describe)) {}
   StepOutput run(const StepGraph& graph, const StepTokens& tokens, const OpObserver& observer) override {
     std::vector<StepOutput> out(ranks_.size());
-    on_all_ranks([&](std::size_t r) { out[r] = ranks_[r]->run(graph, tokens, r == 0 ? observer : OpObserver{}); });
+    on_all_ranks([&](int r) { out[z(r)] = ranks_[z(r)]->run(graph, tokens, r == 0 ? observer : OpObserver{}); });
     for (std::size_t r = 1; r < out.size(); ++r)
       RACKSIM_ASSERT(out[r].next_tokens == out[0].next_tokens, "tensor-parallel ranks sample the same tokens");
     return std::move(out[0]);
   }
   std::optional<double> replay_last_step() override {
     std::vector<std::optional<double>> t(ranks_.size());
-    on_all_ranks([&](std::size_t r) { t[r] = ranks_[r]->replay_last_step(); });
+    on_all_ranks([&](int r) { t[z(r)] = ranks_[z(r)]->replay_last_step(); });
     return t[0];
   }
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ranks_[0]->cached_tokens(sequence); }
@@ -153,32 +154,18 @@ class TpThreads final : public StepBackend {
   [[nodiscard]] std::string linear_path() const override { return ranks_[0]->linear_path(); }
 
  private:
-  /// f(rank) on every rank at once (rank 0 on this thread); the first error rethrown after all
-  /// joined. A rank that fails aborts the communicators at once, so the others are not left
-  /// waiting in a collective it never joins (they fail too, and the first error is reported).
-  template <class F>
-  void on_all_ranks(F&& f) {
-    std::vector<std::exception_ptr> errors(ranks_.size());
-    std::once_flag aborted;
-    auto guarded = [&](std::size_t r) {
-      try {
-        f(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-        std::call_once(aborted, [&] { abort_comms(comms_); });
-      }
-    };
-    std::vector<std::thread> threads;
-    for (std::size_t r = 1; r < ranks_.size(); ++r) threads.emplace_back(guarded, r);
-    guarded(0);
-    for (auto& t : threads) t.join();
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
+  /// f(rank) on every rank at once (rank 0 on this thread, the others on their own threads,
+  /// kept from step to step); the first failure rethrown after all returned. A rank that fails
+  /// aborts the communicators at once, so the others are not left waiting in a collective it
+  /// never joins (they fail too; the first failure is reported).
+  void on_all_ranks(const std::function<void(int)>& f) {
+    threads_.run(f, [this] { abort_comms(comms_); });
   }
 
   Comms comms_;
   std::vector<std::unique_ptr<StepBackend>> ranks_;
   std::string describe_;
+  RankThreads threads_{static_cast<int>(ranks_.size())};  // last: joined before the ranks go
 };
 
 /// The CPU reference's TP ranks over a ThreadTpGroup.

@@ -162,6 +162,79 @@ class ThreadTpGroup::Rank final : public HostTpComm {
   int r_;
 };
 
+RankThreads::RankThreads(int size) : errors_(z(size)) {
+  RACKSIM_ASSERT(size >= 1, "at least one rank");
+  threads_.reserve(z(size - 1));
+  for (int r = 1; r < size; ++r) threads_.emplace_back([this, r] { loop(r); });
+}
+
+RankThreads::~RankThreads() {
+  {
+    const std::lock_guard lock(m_);
+    stop_ = true;
+  }
+  start_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+std::thread::id RankThreads::thread_of(int r) const {
+  RACKSIM_ASSERT(r >= 1 && r < size(), "a worker rank");
+  return threads_[z(r - 1)].get_id();
+}
+
+void RankThreads::guarded(int r) noexcept {
+  try {
+    (*work_)(r);
+  } catch (...) {
+    errors_[z(r)] = std::current_exception();
+    bool first = false;
+    {
+      const std::lock_guard lock(m_);
+      first = first_failure_ < 0;
+      if (first) first_failure_ = r;
+    }
+    if (first && on_error_ && *on_error_) (*on_error_)();
+  }
+}
+
+void RankThreads::loop(int r) {
+  std::uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(m_);
+      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    guarded(r);
+    {
+      const std::lock_guard lock(m_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+}
+
+void RankThreads::run(const std::function<void(int)>& work, const std::function<void()>& on_error) {
+  {
+    const std::lock_guard lock(m_);
+    work_ = &work;
+    on_error_ = &on_error;
+    first_failure_ = -1;
+    std::fill(errors_.begin(), errors_.end(), nullptr);
+    pending_ = size() - 1;
+    ++generation_;
+  }
+  start_.notify_all();
+  guarded(0);
+  {
+    std::unique_lock lock(m_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    work_ = nullptr;
+    on_error_ = nullptr;
+  }
+  if (first_failure_ >= 0) std::rethrow_exception(errors_[z(first_failure_)]);
+}
+
 void ThreadTpGroup::Barrier::arrive_and_wait() {
   std::unique_lock lock(m_);
   const auto aborted = [] { return Error(ExitCode::internal, "tensor-parallel collective abandoned: another rank failed"); };

@@ -224,3 +224,54 @@ TEST_CASE("a tensor-parallel group aborted by a failed rank releases the ranks w
   CHECK(ga == std::vector<float>{5, 6, 7, 8});
   CHECK(gb == ga);
 }
+
+TEST_CASE("rank threads persist across steps, one thread per rank, and a failing rank aborts the others' collective", "[exec][tp]") {
+  RankThreads threads(3);
+  REQUIRE(threads.size() == 3);
+  // Each rank runs once per call, rank 0 on the caller, ranks 1 and 2 on their own threads, and
+  // the same threads on the next call (no thread started per step).
+  std::vector<std::thread::id> seen(3), again(3);
+  std::vector<int> runs(3, 0);
+  threads.run([&](int r) {
+    seen[static_cast<std::size_t>(r)] = std::this_thread::get_id();
+    ++runs[static_cast<std::size_t>(r)];
+  });
+  threads.run([&](int r) {
+    again[static_cast<std::size_t>(r)] = std::this_thread::get_id();
+    ++runs[static_cast<std::size_t>(r)];
+  });
+  CHECK(runs == std::vector<int>{2, 2, 2});
+  CHECK(seen[0] == std::this_thread::get_id());
+  CHECK(seen[1] == threads.thread_of(1));
+  CHECK(seen[2] == threads.thread_of(2));
+  CHECK(seen[1] != seen[0]);
+  CHECK(seen[2] != seen[1]);
+  CHECK(again == seen);
+
+  // Rank 2 fails before a collective that ranks 0 and 1 have entered: on_error (once) aborts the
+  // group, they are released with "another rank failed", and the call rethrows rank 2's error,
+  // the cause, not theirs.
+  ThreadTpGroup group(3);
+  int aborts = 0;
+  CHECK_THROWS_WITH(threads.run(
+                        [&](int r) {
+                          if (r == 2) throw InputError("rank 2 ran out of memory");
+                          std::vector<float> x(4, 1.0f);
+                          group.rank(r).all_reduce_sum(x);
+                        },
+                        [&] {
+                          ++aborts;
+                          group.abort();
+                        }),
+                    "rank 2 ran out of memory");
+  CHECK(aborts == 1);
+  // The threads are still there for the next step.
+  std::vector<int> after(3, 0);
+  threads.run([&](int r) { after[static_cast<std::size_t>(r)] = r + 1; });
+  CHECK(after == std::vector<int>{1, 2, 3});
+  // One rank: no thread, the caller runs it.
+  RankThreads one(1);
+  int ran = 0;
+  one.run([&](int r) { ran += r + 1; });
+  CHECK(ran == 1);
+}

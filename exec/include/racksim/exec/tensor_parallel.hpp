@@ -14,9 +14,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -70,6 +73,41 @@ class DeviceTpComm {
 /// with rank 0's unique id (128 bytes, NcclId in collectives.hpp, spread by bootstrap_ranks).
 /// Blocks until every rank joined. Error (exit 3) without CUDA built in.
 [[nodiscard]] std::unique_ptr<DeviceTpComm> make_device_tp_comm(std::span<const std::byte> nccl_id, int rank, int size, int device);
+
+/// Threads for ranks 1..size-1 that live as long as this object, the caller being rank 0: a
+/// tensor-parallel step hands each its rank's work and waits for all (starting threads anew
+/// every step costs tens of microseconds a step: docs/performance.md). Rank r always runs on
+/// the same thread, as a GPU rank's CUDA state (current device, thread-local graph capture)
+/// wants.
+class RankThreads {
+ public:
+  explicit RankThreads(int size);
+  ~RankThreads();
+  RankThreads(const RankThreads&) = delete;
+  RankThreads& operator=(const RankThreads&) = delete;
+  [[nodiscard]] int size() const noexcept { return static_cast<int>(threads_.size()) + 1; }
+  /// work(r) for every rank at once, rank 0 on the calling thread; returns when every rank is
+  /// done. If ranks throw, the first failure's exception is rethrown after all returned (the
+  /// others' are usually its consequence); `on_error` runs once, on that rank's thread, as soon
+  /// as it fails (to abort the others' collectives: they must not wait for a rank that never comes).
+  void run(const std::function<void(int)>& work, const std::function<void()>& on_error = {});
+  /// The thread rank r >= 1 runs on (tests).
+  [[nodiscard]] std::thread::id thread_of(int r) const;
+
+ private:
+  void loop(int r);
+  void guarded(int r) noexcept;
+  std::mutex m_;
+  std::condition_variable start_, done_;
+  const std::function<void(int)>* work_ = nullptr;
+  const std::function<void()>* on_error_ = nullptr;
+  std::vector<std::exception_ptr> errors_;
+  int first_failure_ = -1;
+  std::uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
 
 /// `size` ranks as threads of one process, meeting at a barrier: the CPU reference's tensor
 /// parallelism, and what tests it without GPUs or MPI.

@@ -61,6 +61,25 @@ bool least_squares(const std::vector<std::vector<double>>& rows, const std::vect
   return solve(ata, aty, x);
 }
 
+/// (size, time) of one measured point of a straight-line fit.
+struct Line {
+  double size, time;
+};
+
+/// (t0, c) minimising sum ((t0 + c size) / time - 1)^2, t0 clamped at 0 (a negative intercept
+/// is noise); nullopt with fewer than two distinct sizes.
+std::optional<std::pair<double, double>> relative_line(const std::vector<Line>& pts) {
+  std::vector<std::vector<double>> rows;
+  std::vector<double> y;
+  for (const auto& p : pts) {
+    rows.push_back({1.0 / p.time, p.size / p.time});
+    y.push_back(1.0);
+  }
+  std::vector<double> x;
+  if (rows.size() < 2 || !least_squares(rows, y, x)) return std::nullopt;
+  return std::make_pair(std::max(0.0, x[0]), x[1]);
+}
+
 std::string size_bucket(double bytes) {
   if (bytes < 1 << 20) return "< 1 MiB";
   if (bytes < 256.0 * (1 << 20)) return "1 MiB - 256 MiB";
@@ -127,31 +146,33 @@ MemoryFit fit_memory(const std::vector<MeasurementRecord>& records, const std::s
     if (r.op.kind == "memcpy" && r.op.variant == variant && r.time_median_s > 0)
       pts.push_back({r.bytes_moved ? *r.bytes_moved : r.op.bytes, r.time_median_s, r.op.identity()});
   std::sort(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.moved < b.moved; });
-  // Relative least squares in (t0, c): minimise sum ((t0 + c x) / t - 1)^2.
-  std::vector<std::vector<double>> rows;
-  std::vector<double> y;
-  for (std::size_t i = 0; i < pts.size(); ++i)
-    if (!is_held_out(i)) {
-      rows.push_back({1.0 / pts[i].time, pts[i].moved / pts[i].time});
-      y.push_back(1.0);
-    }
-  std::vector<double> x;
-  if (rows.size() < 2 || !least_squares(rows, y, x))
-    throw InputError(fmt::format("{}: memcpy {} on {}: {} training sizes; the bandwidth fit needs at least two distinct sizes",
-                                 source, variant, gpu, rows.size()));
+  // Relative least squares in (t0, c): minimise sum ((t0 + c x) / t - 1)^2; on the training
+  // sizes for the residual report, on every size for the shipped factors.
+  const auto line = [&](bool with_held_out) {
+    std::vector<Line> pt;
+    for (std::size_t i = 0; i < pts.size(); ++i)
+      if (with_held_out || !is_held_out(i)) pt.push_back({pts[i].moved, pts[i].time});
+    const auto l = relative_line(pt);
+    if (!l)
+      throw InputError(fmt::format("{}: memcpy {} on {}: {} training sizes; the bandwidth fit needs at least two distinct sizes",
+                                   source, variant, gpu, pt.size()));
+    if (!(l->second > 0))
+      throw InputError(fmt::format("{}: memcpy {} on {}: time does not grow with size; no bandwidth to fit", source, variant, gpu));
+    return *l;
+  };
+  const auto [t0_train, c_train] = line(false);
+  const auto [t0, c] = line(true);
   MemoryFit f;
   f.variant = variant;
-  f.fixed_latency_s = std::max(0.0, x[0]);
-  const double c = x[1];
-  if (!(c > 0)) throw InputError(fmt::format("{}: memcpy {} on {}: time does not grow with size; no bandwidth to fit", source, variant, gpu));
+  f.fixed_latency_s = t0;
   f.efficiency = 1.0 / (c * hbm_bandwidth);
-  f.fitted_points = static_cast<int>(rows.size());
+  f.fitted_points = static_cast<int>(pts.size());
   for (std::size_t i = 0; i < pts.size(); ++i) {
     const auto& p = pts[i];
     f.points.emplace_back(p.moved, p.moved / (hbm_bandwidth * p.time));
     if (residuals)
       residuals->push_back(Residual{gpu, p.identity, "memcpy " + variant, size_bucket(p.moved), p.moved, p.time,
-                                    f.fixed_latency_s + c * p.moved, is_held_out(i)});
+                                    t0_train + c_train * p.moved, is_held_out(i)});
   }
   return f;
 }
@@ -248,26 +269,27 @@ std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoin
                                                       std::string* why) {
   const std::string family = fmt::format("attention_decode {}", to_string(kv));
   sort_points(pts);
-  // Relative least squares in (t0, c), as the memory fit: minimise sum ((t0 + c bytes) / t - 1)^2.
-  std::vector<std::vector<double>> rows;
-  std::vector<double> y;
-  for (std::size_t i = 0; i < pts.size(); ++i)
-    if (!is_held_out(i)) {
-      rows.push_back({1.0 / pts[i].time_s, pts[i].size / pts[i].time_s});
-      y.push_back(1.0);
-    }
-  std::vector<double> x;
-  if (rows.size() < 2 || !least_squares(rows, y, x)) {
-    *why = fmt::format("{}: {} on {}: {} training point{}; the fit needs at least two of distinct size", source, family, gpu, rows.size(),
-                       rows.size() == 1 ? "" : "s");
+  // Relative least squares in (t0, c), as the memory fit: minimise sum ((t0 + c bytes) / t - 1)^2,
+  // on the training sizes for the residual report, on every size for the shipped factors.
+  std::vector<Line> train, all;
+  for (std::size_t i = 0; i < pts.size(); ++i) {
+    all.push_back({pts[i].size, pts[i].time_s});
+    if (!is_held_out(i)) train.push_back(all.back());
+  }
+  const auto l_train = relative_line(train), l_all = relative_line(all);
+  if (!l_train || !l_all) {
+    *why = fmt::format("{}: {} on {}: {} training point{}; the fit needs at least two of distinct size", source, family, gpu, train.size(),
+                       train.size() == 1 ? "" : "s");
     return std::nullopt;
   }
-  const double c = x[1];
-  if (!(c > 0)) throw InputError(fmt::format("{}: {} on {}: time does not grow with bytes moved; no bandwidth to fit", source, family, gpu));
+  if (!(l_train->second > 0) || !(l_all->second > 0))
+    throw InputError(fmt::format("{}: {} on {}: time does not grow with bytes moved; no bandwidth to fit", source, family, gpu));
+  const auto [t0_train, c_train] = *l_train;
+  const double c = l_all->second;
   AttentionDecodeFit f;
-  f.fixed_latency_s = std::max(0.0, x[0]);
+  f.fixed_latency_s = l_all->first;
   f.efficiency = 1.0 / (c * hbm_bandwidth);
-  f.points = static_cast<int>(rows.size());
+  f.points = static_cast<int>(all.size());
   std::vector<std::pair<double, double>> curve;
   std::vector<Residual> res;
   for (std::size_t i = 0; i < pts.size(); ++i) {
@@ -279,7 +301,7 @@ std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoin
       throw InputError(fmt::format("{}: {}: bytes_moved {:g} in {:g} s is {:.3g} x the datasheet HBM bandwidth of {}; allowed: at most 10",
                                    source, p.identity, p.size, p.time_s, eff, gpu));
     curve.emplace_back(p.size, eff);
-    res.push_back(Residual{gpu, p.identity, family, size_bucket(p.size), p.size, p.time_s, f.fixed_latency_s + c * p.size, is_held_out(i)});
+    res.push_back(Residual{gpu, p.identity, family, size_bucket(p.size), p.size, p.time_s, t0_train + c_train * p.size, is_held_out(i)});
   }
   f.curve = merged_curve(curve);
   holdout_errors(res, f.holdout_median_error, f.holdout_worst_error);
@@ -292,7 +314,7 @@ std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPo
                                                         std::string* why) {
   const std::string family = fmt::format("attention_prefill {}", to_string(kv));
   sort_points(pts);
-  std::vector<std::pair<double, double>> training;
+  std::vector<std::pair<double, double>> training, every;
   for (std::size_t i = 0; i < pts.size(); ++i) {
     const auto& p = pts[i];
     const double eff = p.size / (peak_flops * p.time_s);
@@ -300,6 +322,7 @@ std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPo
     if (!(eff > 0 && eff <= 1.5))
       throw InputError(fmt::format("{}: {}: flops {:g} in {:g} s is {:.3g} x the datasheet {} peak of {}; allowed: (0, 1.5]", source,
                                    p.identity, p.size, p.time_s, eff, to_string(math), gpu));
+    every.emplace_back(p.size, eff);
     if (!is_held_out(i)) training.emplace_back(p.size, eff);
   }
   if (training.size() < 2) {
@@ -310,13 +333,17 @@ std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPo
   AttentionPrefillFit f;
   f.math = math;
   f.peak_flops = peak_flops;
-  f.curve = merged_curve(training);
-  f.points = static_cast<int>(training.size());
+  // The residual report reads the training curve (held-out sizes interpolated); the shipped
+  // curve passes through every measured size.
+  AttentionPrefillFit validated = f;
+  validated.curve = merged_curve(training);
+  f.curve = merged_curve(every);
+  f.points = static_cast<int>(every.size());
   std::vector<Residual> res;
   for (std::size_t i = 0; i < pts.size(); ++i) {
     const auto& p = pts[i];
-    res.push_back(Residual{gpu, p.identity, family, flops_bucket(p.size), p.size, p.time_s, p.size / (peak_flops * f.efficiency_at(p.size)),
-                           is_held_out(i)});
+    res.push_back(Residual{gpu, p.identity, family, flops_bucket(p.size), p.size, p.time_s,
+                           p.size / (peak_flops * validated.efficiency_at(p.size)), is_held_out(i)});
   }
   holdout_errors(res, f.holdout_median_error, f.holdout_worst_error);
   if (residuals) residuals->insert(residuals->end(), res.begin(), res.end());

@@ -115,12 +115,12 @@ CalibratedGemm fit_gemm(const GpuSpec& gpu, DType t, const std::vector<GemmPoint
     for (double tm : {64.0, 128.0, 256.0})
       for (double tn : {64.0, 128.0, 256.0}) candidates.push_back({"wave", tm, tn, split});
 
-  auto loss_over = [&](const Candidate& cand, std::size_t stride) {
+  auto loss_over = [&](const Candidate& cand, const std::vector<const GemmPoint*>& set, std::size_t stride) {
     return [&, stride](const std::vector<double>& x) {
       const GemmLatencyModel m = make(x, cand);
       double s = 0;
-      for (std::size_t i = 0; i < train.size(); i += stride) {
-        const GemmPoint* p = train[i];
+      for (std::size_t i = 0; i < set.size(); i += stride) {
+        const GemmPoint* p = set[i];
         const double e = std::log(m.time(p->m, p->n, p->k, p->bytes, peak, bw).total_s / p->time_s);
         s += e * e;
       }
@@ -134,19 +134,29 @@ CalibratedGemm fit_gemm(const GpuSpec& gpu, DType t, const std::vector<GemmPoint
   double best_loss = std::numeric_limits<double>::infinity();
   std::vector<double> best_x;
   for (std::size_t ci = 0; ci < candidates.size(); ++ci) {
-    auto loss = loss_over(candidates[ci], 4);
+    auto loss = loss_over(candidates[ci], train, 4);
     std::vector<double> x = minimise(loss, x0, 1.0, 250);
     x = minimise(loss, x, 0.3, 150);
     const double l = loss(x);
     if (l < best_loss) best_loss = l, best_i = ci, best_x = x;
   }
-  auto loss = loss_over(candidates[best_i], 1);
+  auto loss = loss_over(candidates[best_i], train, 1);
   for (double step : {0.5, 0.2, 0.05}) best_x = minimise(loss, best_x, step, 300);
+  // `best` never saw the held-out points: its errors there are the method's out-of-sample
+  // accuracy, and its residuals are the report's.
   const GemmLatencyModel best = make(best_x, candidates[best_i]);
 
+  // The shipped factors: the same form and tile, refit from there on every point, held-out
+  // ones too (the hold-out validates the method; the factors use all the data there is).
+  std::vector<const GemmPoint*> all;
+  for (const auto& p : points) all.push_back(&p);
+  auto loss_all = loss_over(candidates[best_i], all, 1);
+  std::vector<double> shipped_x = best_x;
+  for (double step : {0.2, 0.05}) shipped_x = minimise(loss_all, shipped_x, step, 300);
+
   CalibratedGemm c;
-  c.model = best;
-  c.points = static_cast<int>(train.size());
+  c.model = make(shipped_x, candidates[best_i]);
+  c.points = static_cast<int>(points.size());
   std::vector<double> held;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const GemmPoint& p = points[i];
@@ -175,22 +185,33 @@ CalibratedCollective fit_collective(const std::string& op, int ranks, const std:
   c.op = op;
   c.ranks = ranks;
   c.link_bandwidth = link_bandwidth;
-  std::vector<const CollectivePoint*> train;
-  for (std::size_t i = 0; i < points.size(); ++i)
-    if (!is_held_out(i)) train.push_back(&points[i]);
-  RACKSIM_ASSERT(!train.empty(), "collective fit without points");
-  // alpha: the small-message plateau, where time no longer depends on size (nccl-tests' latency).
-  c.alpha_s = train.front()->time_s;
-  for (const auto* p : train) c.alpha_s = std::min(c.alpha_s, p->time_s);
+  RACKSIM_ASSERT(!points.empty(), "collective fit without points");
   const double bus = CalibratedCollective::bus_factor(op, ranks);
-  for (const auto* p : train) {
-    const double wire_s = p->time_s - c.alpha_s;
-    // On the plateau the size term is below the measurement noise: cap the efficiency at 1.5
-    // (the largest the catalog accepts), which predicts alpha plus a negligible term.
-    double eff = wire_s > 0 ? bus * p->bytes / (link_bandwidth * wire_s) : 1.5;
-    eff = std::min(eff, 1.5);
-    c.efficiency.emplace_back(p->bytes, eff);
+  // alpha and the efficiency at each size of `set`: alpha is the small-message plateau, where
+  // time no longer depends on size (nccl-tests' latency), the least measured time.
+  auto curve_of = [&](const std::vector<const CollectivePoint*>& set) {
+    CalibratedCollective f = c;
+    f.alpha_s = set.front()->time_s;
+    for (const auto* p : set) f.alpha_s = std::min(f.alpha_s, p->time_s);
+    for (const auto* p : set) {
+      const double wire_s = p->time_s - f.alpha_s;
+      // On the plateau the size term is below the measurement noise: cap the efficiency at 1.5
+      // (the largest the catalog accepts), which predicts alpha plus a negligible term.
+      double eff = wire_s > 0 ? bus * p->bytes / (link_bandwidth * wire_s) : 1.5;
+      eff = std::min(eff, 1.5);
+      f.efficiency.emplace_back(p->bytes, eff);
+    }
+    return f;
+  };
+  std::vector<const CollectivePoint*> train, all;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    all.push_back(&points[i]);
+    if (!is_held_out(i)) train.push_back(&points[i]);
   }
+  // `validated` never saw the held-out sizes (its interpolation there is the report's held-out
+  // error); the shipped curve passes through every measured size, held-out ones too.
+  const CalibratedCollective validated = curve_of(train);
+  c = curve_of(all);
   std::vector<double> held;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const CollectivePoint& p = points[i];
@@ -200,7 +221,7 @@ CalibratedCollective fit_collective(const std::string& op, int ranks, const std:
     r.bucket = bytes_bucket(p.bytes);
     r.size = p.bytes;
     r.measured_s = p.time_s;
-    r.fitted_s = c.time(p.bytes);
+    r.fitted_s = validated.time(p.bytes);
     r.held_out = is_held_out(i);
     if (r.held_out) held.push_back(std::abs(r.error()));
     if (residuals) residuals->push_back(std::move(r));

@@ -157,7 +157,7 @@ TEST_CASE("a bench file's attention records become decode and prefill fits per K
   const AttentionDecodeFit& d = a.decode.at(DType::fp8);
   CHECK(d.efficiency == Approx(kDecodeEff).epsilon(1e-9));
   CHECK(d.fixed_latency_s == Approx(kDecodeT0).epsilon(1e-6));
-  CHECK(d.points == 8);  // 10 sizes, the 5th and 10th held out
+  CHECK(d.points == 10);  // every size: the 5th and 10th are held out of the report's fit only
   REQUIRE(d.curve.size() == 10);
   CHECK(d.holdout_worst_error < 1e-9);
   // The curve at 8 x 1024 keys: 17,039,360 B / (3.35 TB/s x (6 us + 17,039,360 / 2.68e12 s =
@@ -168,8 +168,8 @@ TEST_CASE("a bench file's attention records become decode and prefill fits per K
   const AttentionPrefillFit& pb = a.prefill.at(DType::bf16);
   CHECK(pb.math == DType::bf16);
   CHECK(pb.peak_flops == kBf16Peak);
-  CHECK(pb.points == 7);  // 8 sizes, the 5th (seq 4096) held out
-  CHECK(pb.curve.size() == 7);
+  CHECK(pb.points == 8);  // every size: the 5th (seq 4096) is held out of the report's fit only
+  CHECK(pb.curve.size() == 8);
   for (const auto& [flops, eff] : pb.curve) CHECK(eff == Approx(kPrefillEff).epsilon(1e-12));
   CHECK(pb.holdout_worst_error < 1e-12);
   const AttentionPrefillFit& pf = a.prefill.at(DType::fp8);

@@ -110,6 +110,22 @@ TEST_CASE("NCCL all-reduce fits reproduce the published curves within 10% from 1
       INFO(g.gpu << " " << c.op << " x" << c.ranks);
       CHECK(c.holdout_median_error < 0.10);
     }
+  // The shipped curves pass through every measured size, held-out ones too: the held-out error
+  // above is the method's (interpolation on sizes it did not see), not the shipped factors'.
+  // b200 x4 fp16 at 8 MiB: measured 84.91 us (aic_kernels nccl_2.29.2.csv), held out of the
+  // report's fit (34% off there), exact in the shipped curve.
+  int at_jump = 0;
+  for (const auto& x : r.residuals)
+    if (x.gpu == "b200" && x.family == "all_reduce x4 fp16" && x.size == 8388608) {
+      CHECK(x.held_out);
+      CHECK(x.error() < -0.30);
+      for (const auto& g : r.gpus)
+        if (g.gpu == "b200")
+          for (const auto& c : g.collectives)
+            if (c.op == "all_reduce" && c.ranks == 4) CHECK(c.time(8388608) == Approx(x.measured_s).epsilon(1e-9));
+      ++at_jump;
+    }
+  CHECK(at_jump == 1);
 }
 
 TEST_CASE("calibrate writes factors that parse back and a residual report", "[calibrate]") {
@@ -146,7 +162,11 @@ TEST_CASE("calibrate writes factors that parse back and a residual report", "[ca
   CHECK(pairs == std::set<std::pair<std::string, std::string>>{{"h100-sxm", "h200-sxm"}, {"h200-sxm", "h100-sxm"}, {"b200", "gb200"},
                                                                {"gb200", "b200"}, {"b300", "gb300"}, {"gb300", "b300"}});
   CHECK(gemm_rows == 16);
-  CHECK_THROWS_AS(write_calibration(r, (dir / "no-such-dir").string()), InputError);
+  // --out is made if missing (as mkdir -p); a file of that name is refused.
+  write_calibration(r, (dir / "made" / "here").string());
+  CHECK(std::filesystem::exists(dir / "made" / "here" / "residuals.md"));
+  std::ofstream(dir / "a-file") << "x";
+  CHECK_THROWS_WITH(write_calibration(r, (dir / "a-file").string()), Catch::Contains("exists and is not a directory"));
 }
 
 TEST_CASE("the cost model uses calibrated factors and marks where they came from", "[calibrate]") {

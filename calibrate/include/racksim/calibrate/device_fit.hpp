@@ -3,7 +3,8 @@
 /// memory|launch|power`, `racksim bench --suite attention`, docs/executor.md): HBM bandwidth
 /// efficiency by transfer size, launch latency, the power model's idle power and energy per FLOP
 /// and per HBM byte, and attention's KV-stream and tensor efficiencies. Every fifth point (sorted
-/// by size) is held out of the memory and attention fits, as for GEMMs (fit.hpp).
+/// by size) is held out of the memory and attention fits whose residuals are reported; the
+/// shipped factors are fitted on every point, as for GEMMs (fit.hpp).
 
 #include <map>
 #include <optional>
@@ -23,7 +24,7 @@ struct MemoryFit {
   double efficiency = 0;          ///< asymptotic fraction of the datasheet HBM bandwidth
   double fixed_latency_s = 0;     ///< per-call time at zero size (launch included)
   std::vector<std::pair<double, double>> points;  ///< (bytes moved, measured efficiency), by size
-  int fitted_points = 0;
+  int fitted_points = 0;          ///< sizes the shipped (t0, efficiency) are fitted on: all of them
 };
 
 /// Fits `records` of kind memcpy and the given variant; InputError naming `source` if fewer than
@@ -65,18 +66,20 @@ struct AttentionPoint {
 /// Decode attention of one KV-cache format, the KV stream as a memory fit:
 ///   t(bytes) = fixed_latency_s + bytes / (hbm_bandwidth x efficiency)     (relative least squares)
 /// and the curve of every measured size's bytes / (hbm_bandwidth x t). Points sort by (bytes,
-/// identity); every fifth is held out. Residuals (family "attention_decode <kv>") are appended.
+/// identity); every fifth is held out of the fit whose residuals (family "attention_decode <kv>")
+/// are appended; the returned (t0, efficiency) are fitted on every point.
 /// std::nullopt with `why` set (naming `source`) when fewer than two training sizes remain;
 /// InputError naming `source` when time does not grow with bytes.
 [[nodiscard]] std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoint> points, DType kv, double hbm_bandwidth,
                                                                      const std::string& gpu, const std::string& source,
                                                                      std::vector<Residual>* residuals, std::string* why);
 
-/// Prefill attention of one KV-cache format: each training point's tensor efficiency
+/// Prefill attention of one KV-cache format: each point's tensor efficiency
 ///   eff = flops / (peak_flops x t)
-/// on a curve read on log FLOPs (clamped; points of equal FLOPs averaged); held-out points (every
-/// fifth by (FLOPs, identity)) are predicted from it, t = flops / (peak_flops x eff(flops)).
-/// Residuals (family "attention_prefill <kv>") are appended. std::nullopt with `why` set when
+/// on a curve read on log FLOPs (clamped; points of equal FLOPs averaged). The residuals (family
+/// "attention_prefill <kv>", appended) read the training points' curve, held-out points (every
+/// fifth by (FLOPs, identity)) predicted from it, t = flops / (peak_flops x eff(flops)); the
+/// returned curve passes through every point. std::nullopt with `why` set when
 /// fewer than two training points remain.
 [[nodiscard]] std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPoint> points, DType kv, DType math,
                                                                        double peak_flops, const std::string& gpu, const std::string& source,

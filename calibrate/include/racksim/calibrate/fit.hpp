@@ -1,6 +1,8 @@
 #pragma once
 /// Fits of hardware-model factors to measurements: GEMM latency per GPU and format, collective
-/// latency and bandwidth efficiency per op and GPU count. Every fifth shape is held out.
+/// latency and bandwidth efficiency per op and GPU count. Every fifth shape is held out of a
+/// first fit, whose errors there are the residual report's (the method's out-of-sample
+/// accuracy); the shipped factors are then fitted on every point.
 
 #include <functional>
 #include <string>
@@ -33,16 +35,17 @@ struct GemmPoint {
   std::string identity;
 };
 
-/// True for the points held out of every fit: the fifth, tenth, ... of the sorted shapes.
+/// True for the points held out of the report's fit: the fifth, tenth, ... of the sorted shapes.
 [[nodiscard]] inline bool is_held_out(std::size_t index_in_sorted_order) { return index_in_sorted_order % 5 == 4; }
 
 /// Minimises f from x0 (Nelder-Mead, deterministic); returns the best point.
 [[nodiscard]] std::vector<double> minimise(const std::function<double(const std::vector<double>&)>& f, std::vector<double> x0,
                                            double step, int iterations);
 
-/// Fits GemmLatencyModel to `points` (sorted by shape; held-out points excluded) on `gpu` for
-/// format `t`: candidate forms and tiles, each minimising the sum of squared log errors;
-/// the form and tile with the least training error win. Residuals of every point are appended.
+/// Fits GemmLatencyModel to `points` (sorted by shape) on `gpu` for format `t`: candidate forms
+/// and tiles, each minimising the sum of squared log errors over the training points; the form
+/// and tile with the least training error win, and every point's residual against that fit is
+/// appended. The returned factors are the winner refit on every point, held-out ones too.
 [[nodiscard]] CalibratedGemm fit_gemm(const GpuSpec& gpu, DType t, const std::vector<GemmPoint>& points,
                                       std::vector<Residual>* residuals);
 
@@ -53,7 +56,8 @@ struct CollectivePoint {
 };
 
 /// Fits alpha (the small-message plateau: least measured time) and the busbw efficiency at
-/// each training size; held-out sizes are predicted by interpolation. Appends residuals.
+/// each size. Residuals are appended from the training sizes' curve (held-out sizes
+/// interpolated); the returned curve passes through every measured size.
 [[nodiscard]] CalibratedCollective fit_collective(const std::string& op, int ranks, const std::string& dtype, double link_bandwidth,
                                                   const std::vector<CollectivePoint>& points, std::vector<Residual>* residuals);
 

@@ -58,7 +58,7 @@ struct CalibratedGemm {
   GemmLatencyModel model;
   double holdout_median_error = 0;  ///< |fit/measured - 1| on held-out shapes
   double holdout_worst_error = 0;
-  int points = 0;                   ///< shapes fitted
+  int points = 0;                   ///< shapes the shipped factors are fitted on (held-out ones too)
   Provenance provenance;
 };
 
@@ -95,7 +95,7 @@ struct CalibratedMemory {
   double fixed_latency_s = 0;   ///< per-call time at zero size (launch included)
   double hbm_bandwidth = 0;     ///< bytes/s the efficiencies refer to (datasheet HBM)
   std::vector<std::pair<double, double>> curve;  ///< (bytes moved, efficiency), bytes ascending
-  int points = 0;               ///< sizes fitted (held-out ones excluded)
+  int points = 0;               ///< sizes fitted (held-out ones too; they are held out of the report's fit only)
   double holdout_median_error = 0;
   double holdout_worst_error = 0;
   Provenance provenance;
@@ -133,7 +133,7 @@ struct AttentionDecodeFit {
   double efficiency = 0;        ///< asymptotic fraction of the datasheet HBM bandwidth
   double fixed_latency_s = 0;   ///< per-call time at zero bytes (launch included)
   std::vector<std::pair<double, double>> curve;  ///< (bytes moved, efficiency), bytes ascending
-  int points = 0;               ///< sizes fitted (held-out ones excluded)
+  int points = 0;               ///< sizes fitted (held-out ones too; they are held out of the report's fit only)
   double holdout_median_error = 0;
   double holdout_worst_error = 0;
   /// The curve's efficiency at `bytes` moved (log-size interpolation, clamped at the ends).
@@ -142,13 +142,13 @@ struct AttentionDecodeFit {
 
 /// One KV-cache format's attention prefill fit (records attention_prefill): tensor efficiency
 ///   efficiency(flops) = flops / (peak(math) x t)
-/// at each training size, read on log FLOPs and clamped at the ends. math = fp8 when the KV
+/// at each measured size, read on log FLOPs and clamped at the ends. math = fp8 when the KV
 /// cache is fp8 and the GPU has an FP8 peak, else bf16 (the cost model's rule).
 struct AttentionPrefillFit {
   DType math = DType::bf16;     ///< the tensor-core format whose peak the efficiencies divide
   double peak_flops = 0;        ///< FLOP/s the efficiencies refer to (datasheet dense peak of `math`)
-  std::vector<std::pair<double, double>> curve;  ///< (FLOPs, efficiency), FLOPs ascending, training points
-  int points = 0;               ///< training points fitted (held-out ones excluded)
+  std::vector<std::pair<double, double>> curve;  ///< (FLOPs, efficiency), FLOPs ascending, every measured size
+  int points = 0;               ///< sizes fitted (held-out ones too; they are held out of the report's fit only)
   double holdout_median_error = 0;
   double holdout_worst_error = 0;
   /// The curve's efficiency at `flops` (log-FLOPs interpolation, clamped at the ends).

@@ -239,16 +239,34 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
       if (is_device_record(rec)) continue;  // fitted above
       if (op.kind == "gemm") {
         const DType a = *parse_dtype(op.a_dtype), w = *parse_dtype(op.w_dtype), c = *parse_dtype(op.c_dtype);
+        // The cost model's GEMM factors are per compute format with weights in that format; a
+        // mixed GEMM (FP4 weights dequantized to BF16 or FP8 on Hopper) is another kernel, and
+        // pooled with the format's own GEMMs it would bend their fit.
+        if (a != w) {
+          ++out.skipped[fmt::format("{}: gemm a={} w={} (mixed-format GEMMs are not fitted: the GEMM factors are per format, "
+                                    "weights in the same format)", f.path, op.a_dtype, op.w_dtype)];
+          continue;
+        }
         auto& g = gemms[{f.run.gpu, a}];
         if (!g.run) g.run = &f.run;
         const double m = static_cast<double>(op.m), n = static_cast<double>(op.n), k = static_cast<double>(op.k);
         GemmPoint p{m, n, k, storage_bytes(a, m * k) + storage_bytes(w, n * k) + storage_bytes(c, m * n), rec.time_median_s, op.identity()};
-        // A shape measured twice (two files) keeps its first measurement.
-        g.points.emplace(std::make_tuple(op.m, op.n, op.k), p);
+        // A shape measured twice (in two files, or twice in one) keeps its first measurement.
+        if (!g.points.emplace(std::make_tuple(op.m, op.n, op.k), p).second)
+          ++out.skipped[fmt::format("{}: {} gemm {}: a shape measured again (the first measurement is kept)", f.path, f.run.gpu, op.a_dtype)];
       } else if (is_collective_kind(op.kind) && op.kind != "send_recv" && op.ranks >= 2) {
+        // The cost model prices NCCL's own algorithm choice (algorithm "nccl"); a forced
+        // algorithm's curve is another one and would overwrite sizes of the library's.
+        if (!op.algorithm.empty()) {
+          ++out.skipped[fmt::format("{}: {} with algorithm '{}' forced (only the library's own choice, algorithm \"\", is fitted)",
+                                    f.path, op.kind, op.algorithm)];
+          continue;
+        }
         auto& g = colls[{f.run.gpu, op.kind, op.ranks, op.dtype}];
         if (!g.run) g.run = &f.run;
-        g.points.emplace(op.bytes, CollectivePoint{op.bytes, rec.time_median_s, op.identity()});
+        if (!g.points.emplace(op.bytes, CollectivePoint{op.bytes, rec.time_median_s, op.identity()}).second)
+          ++out.skipped[fmt::format("{}: {} {} x{} {}: a size measured again (the first measurement is kept)", f.path, f.run.gpu, op.kind,
+                                    op.ranks, op.dtype)];
       } else if (op.kind == "memcpy") {
         ++out.skipped[fmt::format("{}: memcpy variant '{}' (read and copy are fitted)", f.path, op.variant)];
       } else {

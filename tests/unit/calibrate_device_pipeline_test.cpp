@@ -353,3 +353,54 @@ TEST_CASE("fitted per-FLOP energy is taken by the format each op computes in", "
   e.joules_per_flop.clear();
   CHECK(op_energy_j(e, op, 0.002) == Approx(1.0));  // 500 W x 2 ms
 }
+
+TEST_CASE("mixed-format GEMMs, forced collective algorithms and repeated points are skipped, counted and named", "[calibrate]") {
+  // An h100 file: all-reduce x2 fp16 at 4 sizes (t = 8 us + bytes / (0.8 x 450 GB/s) x 2(n-1)/n),
+  // the 1 MiB size again (slower), a forced-ring curve at the same sizes (2x slower), and a
+  // BF16-activation x NVFP4-weight GEMM (the Hopper FP4 path). The fitted curve must be the
+  // library's own, through its first measurements; each other record is counted with its reason.
+  MeasurementFile f;
+  f.run = h100_run("racksim bench --suite collectives gemm");
+  const auto ar = [](double bytes, double t, const std::string& algorithm) {
+    MeasurementRecord r;
+    r.op.kind = "all_reduce";
+    r.op.ranks = 2;
+    r.op.bytes = bytes;
+    r.op.dtype = "fp16";
+    r.op.algorithm = algorithm;
+    r.time_median_s = t;
+    return r;
+  };
+  const auto t_lib = [](double b) { return 8e-6 + b / (0.8 * 450e9); };
+  for (double b = 1 << 20; b <= 1 << 26; b *= 4) {
+    f.records.push_back(ar(b, t_lib(b), ""));
+    f.records.push_back(ar(b, 2 * t_lib(b), "ring"));
+  }
+  f.records.push_back(ar(1 << 20, 3 * t_lib(1 << 20), ""));
+  MeasurementRecord g;
+  g.op.kind = "gemm";
+  g.op.m = 16;
+  g.op.n = g.op.k = 8192;
+  g.op.a_dtype = "bf16";
+  g.op.w_dtype = "nvfp4";
+  g.op.c_dtype = "bf16";
+  g.time_median_s = 12e-6;
+  f.records.push_back(g);
+  const auto files = written_and_read({f});
+  const CalibrationResult r = run_calibration(files, "t");
+  const CalibratedFactors& h = only_gpu(r);
+  CHECK(h.gemm.empty());
+  const CalibratedCollective* c = h.collective("all_reduce", 2);
+  REQUIRE(c != nullptr);
+  // Above the smallest size the curve is exact; at the smallest (alpha's own size, where the
+  // efficiency is capped at 1.5 by design) it is alpha + 1 MiB / (1.5 x 450 GB/s): 12.47 us, not
+  // the repeated 32.7 us nor the ring's 21.8 us.
+  for (double b = 1 << 22; b <= 1 << 26; b *= 4) CHECK(c->time(b) == Approx(t_lib(b)).epsilon(1e-9));
+  CHECK(c->time(1 << 20) == Approx(t_lib(1 << 20) + (1 << 20) / (1.5 * 450e9)).epsilon(1e-9));
+  const std::string& path = files[0].path;
+  CHECK(r.skipped.at(path + ": all_reduce with algorithm 'ring' forced (only the library's own choice, algorithm \"\", is fitted)") == 4);
+  CHECK(r.skipped.at(path + ": h100-sxm all_reduce x2 fp16: a size measured again (the first measurement is kept)") == 1);
+  CHECK(r.skipped.at(path + ": gemm a=bf16 w=nvfp4 (mixed-format GEMMs are not fitted: the GEMM factors are per format, weights in the "
+                            "same format)") == 1);
+  CHECK(r.skipped.size() == 3);
+}

@@ -23,12 +23,18 @@ Provenance provenance_of(const MeasurementRun& run, const std::string& fitted_by
   p.source = run.source;
   p.device = run.device;
   p.software = run.software;
-  p.driver = run.driver.empty() && run.cuda.empty() ? "" : fmt::format("driver {}, CUDA {}", run.driver, run.cuda);
+  // What the source does not record is said so, not left blank (the published kernel tables
+  // give neither driver nor clocks: aic_kernels/README.md).
+  const std::string unrecorded = "not recorded in the source";
+  std::vector<std::string> driver;
+  if (!run.driver.empty()) driver.push_back(fmt::format("driver {}", run.driver));
+  if (!run.cuda.empty()) driver.push_back(fmt::format("CUDA {}", run.cuda));
+  p.driver = driver.empty() ? unrecorded : join(std::span<const std::string>(driver));
   std::vector<std::string> clocks;
   if (run.sm_clock_mhz) clocks.push_back(fmt::format("SM {:g} MHz", *run.sm_clock_mhz));
   if (run.memory_clock_mhz) clocks.push_back(fmt::format("memory {:g} MHz", *run.memory_clock_mhz));
   if (run.power_limit_w) clocks.push_back(fmt::format("power limit {:g} W", *run.power_limit_w));
-  p.clocks = join(std::span<const std::string>(clocks));
+  p.clocks = clocks.empty() ? unrecorded : join(std::span<const std::string>(clocks));
   p.date = run.date;
   p.commit = run.commit;
   p.fitted_by = fitted_by;

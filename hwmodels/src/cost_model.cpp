@@ -36,7 +36,7 @@ const Registry<CostModelFactory>& cost_model_registry() {
   static const Registry<CostModelFactory> registry = [] {
     Registry<CostModelFactory> r("cost model");
     r.add("roofline", "max(FLOPs / (peak x efficiency), bytes / (HBM bandwidth x efficiency)) + launch; alpha-beta collectives",
-          [](const SystemSpec& s) { return std::make_unique<RooflineCostModel>(s); });
+          [](const SystemSpec& s, bool calibrated) { return std::make_unique<RooflineCostModel>(s, calibrated); });
     return r;
   }();
   return registry;

@@ -28,6 +28,7 @@ constexpr std::array<std::string_view, 5> kWeightTypes = {"bf16", "fp16", "fp8",
 constexpr std::array<std::string_view, 3> kActivationTypes = {"bf16", "fp8", "nvfp4"};
 constexpr std::array<std::string_view, 3> kKvTypes = {"bf16", "fp8", "nvfp4"};
 constexpr std::array<std::string_view, 4> kScenarios = {"offline", "server", "interactive", "trace"};
+constexpr std::array<std::string_view, 2> kCalibration = {"calibrated", "datasheet"};
 constexpr std::array<std::string_view, 4> kDistributions = {"fixed", "uniform", "lognormal", "dataset"};
 constexpr std::array<std::string_view, 1> kDatasets = {"mlperf-llama2-70b"};
 
@@ -189,6 +190,7 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   w.finish();
 
   if (s.gpu_power_limit_w <= 0) s.gpu_power_limit_w = s.system.gpu.power_limit.value;
+  if (y.has("calibration")) s.calibrated = y.choice("calibration", kCalibration) == "calibrated";
   s.seed = y.has("seed") ? static_cast<std::uint64_t>(y.integer("seed", 0, std::int64_t{1} << 62)) : 1;
   y.finish();
 

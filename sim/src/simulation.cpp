@@ -111,7 +111,7 @@ class Simulation {
   Simulation(const Scenario& s, const SimOptions& opt)
       : s_(s),
         opt_(opt),
-        cost_model_(cost_model_registry().get("roofline").factory(s.system)),
+        cost_model_(cost_model_registry().get("roofline").factory(s.system, s.calibrated)),
         energy_(capped(energy_model_for(s.system.gpu), s.gpu_power_limit_w)),
         timer_(s.model, s.deployment, s.precision, *cost_model_, energy_),
         engine_([this](const Event& e) { dispatch(e); }) {

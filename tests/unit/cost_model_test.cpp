@@ -107,7 +107,7 @@ TEST_CASE("attention compute is bounded by tensor cores or exponentials", "[hwmo
 }
 
 TEST_CASE("cost models register by name", "[hwmodels][cost]") {
-  CHECK(cost_model_registry().get("roofline").factory(find_system("dgx-b200"))->name() == "roofline");
+  CHECK(cost_model_registry().get("roofline").factory(find_system("dgx-b200"), true)->name() == "roofline");
   CHECK_THROWS_WITH(cost_model_registry().get("magic"), "unknown cost model 'magic'; valid: roofline");
 }
 

@@ -49,6 +49,14 @@ TEST_CASE("set overrides replace scenario keys by dotted path", "[sim][scenario]
                     Catch::StartsWith("--set serving.max_batch_sise=4: serving.max_batch_sise: unknown key (did you mean 'max_batch_size'?)"));
 }
 
+TEST_CASE("calibration: calibrated by default, datasheet on request, nothing else", "[sim][scenario]") {
+  CHECK(load_scenario(kExample).calibrated);
+  CHECK_FALSE(load_scenario(kExample, {"calibration=datasheet"}).calibrated);
+  CHECK(load_scenario(kExample, {"calibration=calibrated"}).calibrated);
+  CHECK_THROWS_WITH(load_scenario(kExample, {"calibration=seed"}),
+                    Catch::Contains("calibration: 'seed' is not one of calibrated, datasheet"));
+}
+
 TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenario]") {
   const std::string path = write_temp("typo.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 1, 1, "  kv_blok_tokens: 32\n"));
   CHECK(code_of(path) == ExitCode::bad_input);

@@ -267,6 +267,21 @@ TEST_CASE("trace replay reads arrivals and lengths", "[sim][requests]") {
   CHECK_THROWS_WITH(read_trace(bad), Catch::Contains("bad.csv:2: '0.4,x,3' is not arrival_s,input_tokens,output_tokens"));
 }
 
+TEST_CASE("calibration: datasheet runs the seed models, which predict another throughput", "[sim][calibration]") {
+  // 8x B200 Offline at full batch: the calibrated NVFP4 GEMM fit (b200.yaml: eff_c 0.70 of the
+  // 9 PFLOP/s datasheet peak) and the seed GEMM curve (docs/models.md) differ, so the two
+  // predictions must differ; each is deterministic. What the difference is on the calibration
+  // set: docs/validation.md, "What calibration does".
+  const std::string w = "  scenario: offline\n  requests: 4000\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
+                        "  output_tokens: {distribution: dataset, name: mlperf-llama2-70b, mean: 273}\n";
+  const std::string serving = "  max_batch_size: 2048\n  max_num_tokens: 3584\n";
+  const SimResult cal = simulate(load_text("c1.yaml", small_scenario(w, serving), {"deployment.replicas=8"}));
+  const SimResult seed = simulate(load_text("c2.yaml", small_scenario(w, serving), {"deployment.replicas=8", "calibration=datasheet"}));
+  const SimResult seed2 = simulate(load_text("c3.yaml", small_scenario(w, serving), {"deployment.replicas=8", "calibration=datasheet"}));
+  CHECK(seed.output_tokens_per_s == seed2.output_tokens_per_s);
+  CHECK(std::abs(seed.output_tokens_per_s / cal.output_tokens_per_s - 1) > 0.01);
+}
+
 TEST_CASE("a power limit makes compute-bound runs slower and cooler", "[sim][power]") {
   // Offline on 8x B200 at full batch is compute bound; capping each GPU at 500 W (under its
   // uncapped draw) stretches the iterations: lower throughput and lower GPU power.

@@ -56,8 +56,10 @@ class CostModel {
   [[nodiscard]] virtual OpCost cost(const Op& op) const = 0;
 };
 
-/// Builds a cost model for a system.
-using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSpec&)>;
+/// Builds a cost model for a system: with the calibrated factors (`racksim calibrate`'s, the
+/// GPU's own or its family's) when `calibrated`, or the datasheet figures and seed efficiencies
+/// alone (scenario key `calibration: datasheet`).
+using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSpec&, bool calibrated)>;
 /// Every cost model by name ("roofline": max(compute, memory) + launch; collectives alpha-beta).
 [[nodiscard]] const Registry<CostModelFactory>& cost_model_registry();
 

@@ -68,6 +68,10 @@ struct Scenario {
   WorkloadConfig workload;
   std::uint64_t seed = 0;
   double gpu_power_limit_w = 0;  ///< the cap in force: the datasheet limit or system.gpu_power_limit_w
+  /// `calibration: calibrated` (default): the hardware models use `racksim calibrate`'s factors
+  /// where a GPU (or its family) has them; `datasheet`: datasheet figures and seed efficiencies
+  /// only, to see what calibration does to a prediction (docs/validation.md).
+  bool calibrated = true;
 };
 
 /// Per-GPU memory plan of one deployment (bytes).

@@ -8,11 +8,10 @@
 
 #include "calibration_json.hpp"
 #include "cli.hpp"
+#include "scenario_factors.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
-#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/sim/simulation.hpp"
-#include "racksim/workloads/step_graph.hpp"
 
 namespace racksim::cli {
 namespace {
@@ -23,19 +22,6 @@ nlohmann::json latency_json(const LatencySummary& l) {
 
 /// GPUs the replicas occupy (the system may hold more: `deployment.replicas` below auto).
 int gpus_used(const Scenario& s, const SimResult& r) { return r.replicas * s.deployment.gpus_per_replica(); }
-
-/// Where the run's factors came from: the factor families of one step with a prefill chunk and
-/// a decode (every GEMM format and collective the scenario's graph uses), as the cost model
-/// resolves them (docs/calibration.md, "Transfer between GPUs of a family").
-std::vector<FactorSource> calibration_sources(const Scenario& s) {
-  StepBatch b;
-  b.prefill.push_back({1, 0, true});
-  b.decode_contexts.push_back(1);
-  const StepGraph g(s.model, b, s.deployment, s.precision);
-  FactorUse use;
-  for (std::size_t v = 0; v < g.size(); ++v) use.add(g.op(v));
-  return calibration_summary(s.system, use);
-}
 
 nlohmann::json result_json(const Scenario& s, const SimResult& r, double wall_s) {
   nlohmann::json slo = {{"ttft_p99_ms", r.ttft_limit_ms > 0 ? nlohmann::json(r.ttft_limit_ms) : nlohmann::json()},

@@ -12,7 +12,8 @@ namespace racksim::cli {
 
 /// The factor families of one step with a prefill chunk and a decode (every GEMM format and
 /// collective the scenario's graph uses), as the cost model resolves them (docs/calibration.md,
-/// "Transfer between GPUs of a family").
+/// "Transfer between GPUs of a family"). Under `calibration: datasheet` every family is seed, as
+/// the cost model then uses none of the calibrated factors.
 inline std::vector<FactorSource> calibration_sources(const Scenario& s) {
   StepBatch b;
   b.prefill.push_back({1, 0, true});
@@ -20,7 +21,7 @@ inline std::vector<FactorSource> calibration_sources(const Scenario& s) {
   const StepGraph g(s.model, b, s.deployment, s.precision);
   FactorUse use;
   for (std::size_t v = 0; v < g.size(); ++v) use.add(g.op(v));
-  return calibration_summary(s.system, use);
+  return s.calibrated ? calibration_summary(s.system, use) : calibration_summary(s.system, use, GpuCalibration());
 }
 
 }  // namespace racksim::cli

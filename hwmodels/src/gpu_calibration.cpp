@@ -148,6 +148,12 @@ void FactorUse::add(const Op& op) {
 
 namespace {
 
+// Why a family is seed: `why` (nothing fitted), or that calibration is off (a default-constructed
+// GpuCalibration: scenario key `calibration: datasheet`), whatever is fitted.
+std::string unfitted(const GpuCalibration& cal, std::string why) {
+  return cal.gpu().empty() ? std::string("calibration: datasheet (calibrated factors not used)") : why;
+}
+
 FactorSource gemm_source(const std::string& gpu, DType t, const GpuCalibration& cal, const EfficiencyTable& eff) {
   FactorSource s;
   s.factor = fmt::format("gemm {}", to_string(t));
@@ -161,8 +167,8 @@ FactorSource gemm_source(const std::string& gpu, DType t, const GpuCalibration& 
   }
   const EfficiencyCurve curve = eff.gemm_curve(t);
   s.source = "seed";
-  s.note = fmt::format("no {} fit on {} or its family; seed curve{}: {}", to_string(t), gpu, curve.carried ? " (carried)" : "",
-                       curve.source);
+  s.note = fmt::format("{}; seed curve{}: {}", unfitted(cal, fmt::format("no {} fit on {} or its family", to_string(t), gpu)),
+                       curve.carried ? " (carried)" : "", curve.source);
   return s;
 }
 
@@ -194,7 +200,7 @@ void append_device_and_attention(std::vector<FactorSource>& out, const std::stri
   } else {
     out.push_back({"launch", "seed", "",
                    l ? fmt::format("no graph-node launch measured on {} (kernel launch only): datasheet launch_overhead", l->from_gpu)
-                     : fmt::format("no launch measured on {} or its family: datasheet launch_overhead", gpu)});
+                     : fmt::format("{}: datasheet launch_overhead", unfitted(cal, fmt::format("no launch measured on {} or its family", gpu)))});
   }
   if (const auto* p = cal.power()) {
     out.push_back(device_source("power", gpu, *p,
@@ -203,7 +209,7 @@ void append_device_and_attention(std::vector<FactorSource>& out, const std::stri
                                             p->fit->median_error * 100, p->from_gpu)));
   } else {
     out.push_back({"power", "seed", "",
-                   fmt::format("no power fit on {} or a family member with its power limit: seed energy model", gpu)});
+                   fmt::format("{}: seed energy model", unfitted(cal, fmt::format("no power fit on {} or a family member with its power limit", gpu)))});
   }
   if (const auto* a = cal.attention()) {
     std::vector<std::string> parts;
@@ -228,7 +234,7 @@ FactorSource collective_source(const std::string& gpu, const std::string& op, in
   if (!f) {
     s.source = "seed";
     s.note = op == "send_recv" ? "no send/recv fit: seed alpha-beta model"
-                               : fmt::format("no x{} fit on {} or its family: seed alpha-beta model", ranks, gpu);
+                               : fmt::format("{}: seed alpha-beta model", unfitted(cal, fmt::format("no x{} fit on {} or its family", ranks, gpu)));
     return s;
   }
   s.source = f->from_gpu == gpu ? "own" : "carried";

@@ -30,6 +30,11 @@ target_compile_options(racksim_warnings INTERFACE
   $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU>,$<VERSION_LESS:$<CXX_COMPILER_VERSION>,13>>:-Wno-restrict>
   $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${RACKSIM_WERROR}>>:-Werror>)
 
+# Same input, same bits on every host: no contraction of a*b+c into a fused multiply-add, which
+# GCC does by default wherever the target has FMA (aarch64, as on Grace; x86 with -march=native).
+# Outputs, goldens and the committed calibrated factors then do not depend on the build machine.
+add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-ffp-contract=off>)
+
 if(RACKSIM_SANITIZE)
   add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined>
                       $<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=all>

@@ -261,11 +261,12 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
         if (!g.points.emplace(std::make_tuple(op.m, op.n, op.k), p).second)
           ++out.skipped[fmt::format("{}: {} gemm {}: a shape measured again (the first measurement is kept)", f.path, f.run.gpu, op.a_dtype)];
       } else if (is_collective_kind(op.kind) && op.kind != "send_recv" && op.ranks >= 2) {
-        // The cost model prices NCCL's own algorithm choice (algorithm "nccl"); a forced
-        // algorithm's curve is another one and would overwrite sizes of the library's.
+        // The cost model prices NCCL's own algorithm choice (records with algorithm "", which
+        // it reports as algorithm "nccl"); a forced algorithm's curve is another one and would
+        // overwrite sizes of the library's.
         if (!op.algorithm.empty()) {
-          ++out.skipped[fmt::format("{}: {} with algorithm '{}' forced (only the library's own choice, algorithm \"\", is fitted)",
-                                    f.path, op.kind, op.algorithm)];
+          ++out.skipped[fmt::format("{}: {} {} x{} {} with algorithm '{}' forced (only the library's own choice, algorithm \"\", "
+                                    "is fitted)", f.path, f.run.gpu, op.kind, op.ranks, op.dtype, op.algorithm)];
           continue;
         }
         auto& g = colls[{f.run.gpu, op.kind, op.ranks, op.dtype}];
@@ -423,8 +424,9 @@ std::vector<std::string> write_calibration(const CalibrationResult& r, const std
     written.push_back(path);
   }
   const std::string md = (fs::path(dir) / "residuals.md").string(), js = (fs::path(dir) / "residuals.json").string();
-  write_output(md, "# Calibration residuals (written by `racksim calibrate`)\n\nerror = fitted / measured - 1; held-out = every fifth shape "
-                   "in sorted order, never seen by the fit.\n\n" + residual_markdown(r) +
+  write_output(md, "# Calibration residuals (written by `racksim calibrate`)\n\nerror = fitted / measured - 1, fitted by the report's fit, "
+                   "which never sees the held-out shapes (every fifth in sorted order); the shipped factors are the same form refit "
+                   "on every shape (docs/calibration.md, \"Hold-out\").\n\n" + residual_markdown(r) +
                    "\n## Transfer between GPUs of a family\n\nEach donor's fitted factors on every shape the recipient measured "
                    "(none seen by the donor's fit). Carried: the donor's efficiencies, tile, k_ramp and blend with the recipient's "
                    "datasheet peak, HBM bandwidth, SM count and NVLink bandwidth (the cost model's rule). Time carried: the donor's "

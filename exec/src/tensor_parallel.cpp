@@ -165,16 +165,24 @@ class ThreadTpGroup::Rank final : public HostTpComm {
 RankThreads::RankThreads(int size) : errors_(z(size)) {
   RACKSIM_ASSERT(size >= 1, "at least one rank");
   threads_.reserve(z(size - 1));
-  for (int r = 1; r < size; ++r) threads_.emplace_back([this, r] { loop(r); });
+  try {
+    for (int r = 1; r < size; ++r) threads_.emplace_back([this, r] { loop(r); });
+  } catch (...) {
+    stop();  // the threads already started, else their std::thread would terminate the process
+    throw;
+  }
 }
 
-RankThreads::~RankThreads() {
+RankThreads::~RankThreads() { stop(); }
+
+void RankThreads::stop() noexcept {
   {
     const std::lock_guard lock(m_);
     stop_ = true;
   }
   start_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 std::thread::id RankThreads::thread_of(int r) const {

@@ -12,6 +12,7 @@
 #include "racksim/common/units.hpp"
 #include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/sim/requests.hpp"
 #include "racksim/sim/step_timer.hpp"
 
@@ -112,7 +113,9 @@ class Simulation {
       : s_(s),
         opt_(opt),
         cost_model_(cost_model_registry().get("roofline").factory(s.system, s.calibrated)),
-        energy_(capped(energy_model_for(s.system.gpu), s.gpu_power_limit_w)),
+        // calibration: datasheet keeps the power fit out too (the seed energy model).
+        energy_(capped(energy_model_for(s.system.gpu, s.calibrated ? GpuCalibration(s.system.gpu) : GpuCalibration()),
+                       s.gpu_power_limit_w)),
         timer_(s.model, s.deployment, s.precision, *cost_model_, energy_),
         engine_([this](const Event& e) { dispatch(e); }) {
     mem_ = plan_memory(s);

@@ -76,7 +76,7 @@ class DeviceTpComm {
 
 /// Threads for ranks 1..size-1 that live as long as this object, the caller being rank 0: a
 /// tensor-parallel step hands each its rank's work and waits for all (starting threads anew
-/// every step costs tens of microseconds a step: docs/performance.md). Rank r always runs on
+/// every step costs tens of microseconds a step: docs/executor.md). Rank r always runs on
 /// the same thread, as a GPU rank's CUDA state (current device, thread-local graph capture)
 /// wants.
 class RankThreads {
@@ -89,7 +89,8 @@ class RankThreads {
   /// work(r) for every rank at once, rank 0 on the calling thread; returns when every rank is
   /// done. If ranks throw, the first failure's exception is rethrown after all returned (the
   /// others' are usually its consequence); `on_error` runs once, on that rank's thread, as soon
-  /// as it fails (to abort the others' collectives: they must not wait for a rank that never comes).
+  /// as it fails (to abort the others' collectives: they must not wait for a rank that never
+  /// comes). `on_error` must not throw (it runs where an exception ends the process).
   void run(const std::function<void(int)>& work, const std::function<void()>& on_error = {});
   /// The thread rank r >= 1 runs on (tests).
   [[nodiscard]] std::thread::id thread_of(int r) const;
@@ -97,6 +98,8 @@ class RankThreads {
  private:
   void loop(int r);
   void guarded(int r) noexcept;
+  /// Ends and joins the worker threads.
+  void stop() noexcept;
   std::mutex m_;
   std::condition_variable start_, done_;
   const std::function<void(int)>* work_ = nullptr;

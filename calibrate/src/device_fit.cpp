@@ -80,6 +80,19 @@ std::optional<std::pair<double, double>> relative_line(const std::vector<Line>& 
   return std::make_pair(std::max(0.0, x[0]), x[1]);
 }
 
+/// The relative line of the training points (held-out ones left out: the residual report's fit)
+/// and of every point (the shipped factors), `pts` in hold-out order; nullopt as relative_line.
+struct ReportAndShipped {
+  std::optional<std::pair<double, double>> report, shipped;
+  std::size_t training = 0;  ///< training points
+};
+ReportAndShipped report_and_shipped_lines(const std::vector<Line>& pts) {
+  std::vector<Line> train;
+  for (std::size_t i = 0; i < pts.size(); ++i)
+    if (!is_held_out(i)) train.push_back(pts[i]);
+  return {relative_line(train), relative_line(pts), train.size()};
+}
+
 std::string size_bucket(double bytes) {
   if (bytes < 1 << 20) return "< 1 MiB";
   if (bytes < 256.0 * (1 << 20)) return "1 MiB - 256 MiB";
@@ -148,20 +161,16 @@ MemoryFit fit_memory(const std::vector<MeasurementRecord>& records, const std::s
   std::sort(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.moved < b.moved; });
   // Relative least squares in (t0, c): minimise sum ((t0 + c x) / t - 1)^2; on the training
   // sizes for the residual report, on every size for the shipped factors.
-  const auto line = [&](bool with_held_out) {
-    std::vector<Line> pt;
-    for (std::size_t i = 0; i < pts.size(); ++i)
-      if (with_held_out || !is_held_out(i)) pt.push_back({pts[i].moved, pts[i].time});
-    const auto l = relative_line(pt);
-    if (!l)
-      throw InputError(fmt::format("{}: memcpy {} on {}: {} training sizes; the bandwidth fit needs at least two distinct sizes",
-                                   source, variant, gpu, pt.size()));
-    if (!(l->second > 0))
-      throw InputError(fmt::format("{}: memcpy {} on {}: time does not grow with size; no bandwidth to fit", source, variant, gpu));
-    return *l;
-  };
-  const auto [t0_train, c_train] = line(false);
-  const auto [t0, c] = line(true);
+  std::vector<Line> line_pts;
+  for (const auto& p : pts) line_pts.push_back({p.moved, p.time});
+  const ReportAndShipped l = report_and_shipped_lines(line_pts);
+  if (!l.report || !l.shipped)
+    throw InputError(fmt::format("{}: memcpy {} on {}: {} training sizes; the bandwidth fit needs at least two distinct sizes",
+                                 source, variant, gpu, l.training));
+  if (!(l.report->second > 0) || !(l.shipped->second > 0))
+    throw InputError(fmt::format("{}: memcpy {} on {}: time does not grow with size; no bandwidth to fit", source, variant, gpu));
+  const auto [t0_train, c_train] = *l.report;
+  const auto [t0, c] = *l.shipped;
   MemoryFit f;
   f.variant = variant;
   f.fixed_latency_s = t0;
@@ -271,25 +280,22 @@ std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoin
   sort_points(pts);
   // Relative least squares in (t0, c), as the memory fit: minimise sum ((t0 + c bytes) / t - 1)^2,
   // on the training sizes for the residual report, on every size for the shipped factors.
-  std::vector<Line> train, all;
-  for (std::size_t i = 0; i < pts.size(); ++i) {
-    all.push_back({pts[i].size, pts[i].time_s});
-    if (!is_held_out(i)) train.push_back(all.back());
-  }
-  const auto l_train = relative_line(train), l_all = relative_line(all);
-  if (!l_train || !l_all) {
-    *why = fmt::format("{}: {} on {}: {} training point{}; the fit needs at least two of distinct size", source, family, gpu, train.size(),
-                       train.size() == 1 ? "" : "s");
+  std::vector<Line> line_pts;
+  for (const auto& p : pts) line_pts.push_back({p.size, p.time_s});
+  const ReportAndShipped l = report_and_shipped_lines(line_pts);
+  if (!l.report || !l.shipped) {
+    *why = fmt::format("{}: {} on {}: {} training point{}; the fit needs at least two of distinct size", source, family, gpu, l.training,
+                       l.training == 1 ? "" : "s");
     return std::nullopt;
   }
-  if (!(l_train->second > 0) || !(l_all->second > 0))
+  if (!(l.report->second > 0) || !(l.shipped->second > 0))
     throw InputError(fmt::format("{}: {} on {}: time does not grow with bytes moved; no bandwidth to fit", source, family, gpu));
-  const auto [t0_train, c_train] = *l_train;
-  const double c = l_all->second;
+  const auto [t0_train, c_train] = *l.report;
+  const auto [t0, c] = *l.shipped;
   AttentionDecodeFit f;
-  f.fixed_latency_s = l_all->first;
+  f.fixed_latency_s = t0;
   f.efficiency = 1.0 / (c * hbm_bandwidth);
-  f.points = static_cast<int>(all.size());
+  f.points = static_cast<int>(pts.size());
   std::vector<std::pair<double, double>> curve;
   std::vector<Residual> res;
   for (std::size_t i = 0; i < pts.size(); ++i) {

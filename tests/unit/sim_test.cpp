@@ -30,6 +30,16 @@ Scenario load_text(const std::string& name, const std::string& text, const std::
   return load_scenario(test::write_temp(name, text), sets);
 }
 
+/// 8x B200 (8 replicas of TP1) Offline at full batch (2,048 sequences, 3,584-token budget) on the
+/// MLPerf Llama-2-70B lengths, `requests` of them, with `sets` on top: compute bound.
+Scenario b200_offline_full_batch(const std::string& name, int requests, std::vector<std::string> sets = {}) {
+  const std::string w = "  scenario: offline\n  requests: " + std::to_string(requests) +
+                        "\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
+                        "  output_tokens: {distribution: dataset, name: mlperf-llama2-70b, mean: 273}\n";
+  sets.insert(sets.begin(), "deployment.replicas=8");
+  return load_text(name, small_scenario(w, "  max_batch_size: 2048\n  max_num_tokens: 3584\n"), sets);
+}
+
 const std::string kFixed100x10 =
     "  scenario: offline\n  requests: 4\n  input_tokens: {distribution: fixed, value: 100}\n"
     "  output_tokens: {distribution: fixed, value: 10}\n";
@@ -272,12 +282,9 @@ TEST_CASE("calibration: datasheet runs the seed models, which predict another th
   // 9 PFLOP/s datasheet peak) and the seed GEMM curve (docs/models.md) differ, so the two
   // predictions must differ; each is deterministic. What the difference is on the calibration
   // set: docs/validation.md, "What calibration does".
-  const std::string w = "  scenario: offline\n  requests: 4000\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
-                        "  output_tokens: {distribution: dataset, name: mlperf-llama2-70b, mean: 273}\n";
-  const std::string serving = "  max_batch_size: 2048\n  max_num_tokens: 3584\n";
-  const SimResult cal = simulate(load_text("c1.yaml", small_scenario(w, serving), {"deployment.replicas=8"}));
-  const SimResult seed = simulate(load_text("c2.yaml", small_scenario(w, serving), {"deployment.replicas=8", "calibration=datasheet"}));
-  const SimResult seed2 = simulate(load_text("c3.yaml", small_scenario(w, serving), {"deployment.replicas=8", "calibration=datasheet"}));
+  const SimResult cal = simulate(b200_offline_full_batch("c1.yaml", 4000));
+  const SimResult seed = simulate(b200_offline_full_batch("c2.yaml", 4000, {"calibration=datasheet"}));
+  const SimResult seed2 = simulate(b200_offline_full_batch("c3.yaml", 4000, {"calibration=datasheet"}));
   CHECK(seed.output_tokens_per_s == seed2.output_tokens_per_s);
   CHECK(std::abs(seed.output_tokens_per_s / cal.output_tokens_per_s - 1) > 0.01);
 }
@@ -285,11 +292,8 @@ TEST_CASE("calibration: datasheet runs the seed models, which predict another th
 TEST_CASE("a power limit makes compute-bound runs slower and cooler", "[sim][power]") {
   // Offline on 8x B200 at full batch is compute bound; capping each GPU at 500 W (under its
   // uncapped draw) stretches the iterations: lower throughput and lower GPU power.
-  const std::string w = "  scenario: offline\n  requests: 16000\n  input_tokens: {distribution: dataset, name: mlperf-llama2-70b}\n"
-                        "  output_tokens: {distribution: dataset, name: mlperf-llama2-70b, mean: 273}\n";
-  const std::string serving = "  max_batch_size: 2048\n  max_num_tokens: 3584\n";
-  const SimResult free_run = simulate(load_text("p1.yaml", small_scenario(w, serving), {"deployment.replicas=8"}));
-  const SimResult capped = simulate(load_text("p2.yaml", small_scenario(w, serving), {"deployment.replicas=8", "system.gpu_power_limit_w=400"}));
+  const SimResult free_run = simulate(b200_offline_full_batch("p1.yaml", 16000));
+  const SimResult capped = simulate(b200_offline_full_batch("p2.yaml", 16000, {"system.gpu_power_limit_w=400"}));
   CHECK(free_run.gpu_avg_w > 400);
   CHECK(capped.gpu_avg_w <= 400.0 + 1e-6);
   CHECK(capped.output_tokens_per_s < free_run.output_tokens_per_s);

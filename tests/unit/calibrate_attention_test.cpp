@@ -19,6 +19,7 @@
 #include "racksim/exec/cuda_ops_bench.hpp"
 #include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/gpu_calibration.hpp"
+#include "calibrate_test_support.hpp"
 #include "test_support.hpp"
 
 using namespace racksim;
@@ -86,24 +87,10 @@ MeasurementFile attention_file() {
   return f;
 }
 
-std::vector<MeasurementFile> written_and_read(const std::vector<MeasurementFile>& files) {
-  std::vector<MeasurementFile> out;
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    const std::string path = test::write_temp("attention_" + std::to_string(i) + ".json", format_measurements(files[i]));
-    out.push_back(read_measurements(path));
-  }
-  return out;
-}
-
-const CalibratedFactors& only_gpu(const CalibrationResult& r) {
-  REQUIRE(r.gpus.size() == 1);
-  return r.gpus.front();
-}
-
 // The calibrated h100 factors as the binary would read them: fitted, written and parsed back.
 CalibratedFactors h100_factors() {
-  return parse_calibrated_yaml(format_calibrated_yaml(only_gpu(run_calibration(written_and_read({attention_file()}), "t")), "t"),
-                               "h100-sxm.yaml");
+  const CalibrationResult r = run_calibration(test::written_and_read({attention_file()}, "attention"), "t");
+  return parse_calibrated_yaml(format_calibrated_yaml(test::only_gpu(r), "t"), "h100-sxm.yaml");
 }
 
 // A decode op of the step graph's shape at the bench's 8 x 1024 keys on FP8 KV: 17,039,360 bytes,
@@ -143,9 +130,9 @@ TEST_CASE("a bench file's attention records become decode and prefill fits per K
   // Noise-free data, so the fits return the coefficients: decode FP8 efficiency 0.8 and 6 us; the
   // BF16 prefill curve 0.5 at every size on the BF16 peak; FP8 prefill on the FP8 peak (1,979
   // TFLOP/s, the cost model's rule for an FP8 KV cache on a GPU with FP8).
-  const auto files = written_and_read({attention_file()});
+  const auto files = test::written_and_read({attention_file()}, "attention");
   const CalibrationResult r = run_calibration(files, "racksim tests");
-  const CalibratedFactors& f = only_gpu(r);
+  const CalibratedFactors& f = test::only_gpu(r);
   CHECK(f.gpu == "h100-sxm");
   CHECK(f.gemm.empty());
   CHECK_FALSE(f.memory);
@@ -205,7 +192,7 @@ TEST_CASE("a bench file's attention records become decode and prefill fits per K
 
 TEST_CASE("the attention section round-trips through the YAML and is parsed strictly", "[calibrate][attention]") {
   // format -> parse -> format is byte-identical; the numbers survive to the printed 6 digits.
-  const CalibratedFactors f = only_gpu(run_calibration(written_and_read({attention_file()}), "t"));
+  const CalibratedFactors f = test::only_gpu(run_calibration(test::written_and_read({attention_file()}, "attention"), "t"));
   const std::string text = format_calibrated_yaml(f, "test");
   const CalibratedFactors back = parse_calibrated_yaml(text, "h100-sxm.yaml");
   CHECK(format_calibrated_yaml(back, "test") == text);
@@ -319,7 +306,7 @@ TEST_CASE("attention carries within the family: h100's fits on h200's HBM bandwi
 }
 
 TEST_CASE("attention measured in two files for one GPU is an error naming both", "[calibrate][attention]") {
-  const auto twice = written_and_read({attention_file(), attention_file()});
+  const auto twice = test::written_and_read({attention_file(), attention_file()}, "attention");
   CHECK_THROWS_AS(run_calibration(twice, "t"), InputError);
   CHECK_THROWS_WITH(run_calibration(twice, "t"), Catch::Contains(twice[0].path) && Catch::Contains(twice[1].path) &&
                                                      Catch::Contains("attention of h100-sxm"));

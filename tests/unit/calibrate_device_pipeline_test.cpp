@@ -19,6 +19,7 @@
 #include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/energy_model.hpp"
 #include "racksim/hwmodels/gpu_calibration.hpp"
+#include "calibrate_test_support.hpp"
 #include "test_support.hpp"
 
 using namespace racksim;
@@ -88,30 +89,15 @@ MeasurementFile device_file() {
   return f;
 }
 
-// Written by the measurement writer and read back, as `racksim calibrate` reads the bench's file.
-std::vector<MeasurementFile> written_and_read(const std::vector<MeasurementFile>& files) {
-  std::vector<MeasurementFile> out;
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    const std::string path = test::write_temp("device_" + std::to_string(i) + ".json", format_measurements(files[i]));
-    out.push_back(read_measurements(path));
-  }
-  return out;
-}
-
-const CalibratedFactors& only_gpu(const CalibrationResult& r) {
-  REQUIRE(r.gpus.size() == 1);
-  return r.gpus.front();
-}
-
 }  // namespace
 
 TEST_CASE("a bench file's memcpy, launch and power records become the GPU's calibrated factors", "[calibrate][device]") {
   // The fits are exact on noise-free data: read efficiency 0.92 and 3 us, launches 4.0 us
   // (median of 3.8, 4.0, 4.2) and 1.5 us, idle 90 W (median of 88, 90, 92), 0.5 / 0.27 pJ/FLOP
   // and 65 pJ/B.
-  const auto files = written_and_read({device_file()});
+  const auto files = test::written_and_read({device_file()}, "device");
   const CalibrationResult r = run_calibration(files, "racksim tests");
-  const CalibratedFactors& f = only_gpu(r);
+  const CalibratedFactors& f = test::only_gpu(r);
   CHECK(f.gpu == "h100-sxm");
   CHECK(f.gemm.empty());  // the power GEMMs feed the power fit only (sustained loops, capped clocks)
   CHECK(f.collectives.empty());
@@ -162,7 +148,7 @@ TEST_CASE("a bench file's memcpy, launch and power records become the GPU's cali
 TEST_CASE("calibrated memory, launch and power sections round-trip through the YAML", "[calibrate][device]") {
   // format -> parse -> format is byte-identical, and the parsed numbers are the fitted ones to
   // the printed 6 significant digits.
-  const CalibratedFactors f = only_gpu(run_calibration(written_and_read({device_file()}), "racksim tests"));
+  const CalibratedFactors f = test::only_gpu(run_calibration(test::written_and_read({device_file()}, "device"), "racksim tests"));
   const std::string text = format_calibrated_yaml(f, "test");
   const CalibratedFactors back = parse_calibrated_yaml(text, "h100-sxm.yaml");
   CHECK(format_calibrated_yaml(back, "test") == text);
@@ -187,8 +173,8 @@ TEST_CASE("calibrated memory, launch and power sections round-trip through the Y
 
 TEST_CASE("the cost and energy models use the calibrated memory curve, graph-node launch and power coefficients",
           "[calibrate][device]") {
-  const CalibratedFactors f =
-      parse_calibrated_yaml(format_calibrated_yaml(only_gpu(run_calibration(written_and_read({device_file()}), "t")), "t"), "h100.yaml");
+  const CalibrationResult r = run_calibration(test::written_and_read({device_file()}, "device"), "t");
+  const CalibratedFactors f = parse_calibrated_yaml(format_calibrated_yaml(test::only_gpu(r), "t"), "h100.yaml");
   const SystemSpec dgx = find_system("dgx-h100");
   const GpuCalibration cal(dgx.gpu, {&f});
   REQUIRE(cal.memory());
@@ -251,7 +237,7 @@ TEST_CASE("the cost and energy models use the calibrated memory curve, graph-nod
 TEST_CASE("memory and launch carry within a family; power only to the same power limit", "[calibrate][device]") {
   // The h100 file's sections as h200's donor (hopper, both 700 W): all three carry. As b200's
   // (blackwell, 1,000 W) to gb200 (1,200 W): memory and launch carry, power stays seed.
-  const CalibratedFactors h100 = only_gpu(run_calibration(written_and_read({device_file()}), "t"));
+  const CalibratedFactors h100 = test::only_gpu(run_calibration(test::written_and_read({device_file()}, "device"), "t"));
   const SystemSpec hgx = find_system("hgx-h200");
   const GpuCalibration h200(hgx.gpu, {&h100});
   REQUIRE(h200.memory());
@@ -296,14 +282,14 @@ TEST_CASE("device sections merge per GPU with other files; a section measured tw
     r.time_median_s = 8e-6 + b / (0.8 * 450e9);
     nccl.records.push_back(r);
   }
-  const CalibrationResult r = run_calibration(written_and_read({device_file(), nccl}), "t");
-  const CalibratedFactors& f = only_gpu(r);
+  const CalibrationResult r = run_calibration(test::written_and_read({device_file(), nccl}, "device"), "t");
+  const CalibratedFactors& f = test::only_gpu(r);
   CHECK(f.collective("all_reduce", 2) != nullptr);
   CHECK(f.memory);
   CHECK(f.power);
 
   // The same memcpy records in two files: which one is the memory section? An error names both.
-  const auto twice = written_and_read({device_file(), device_file()});
+  const auto twice = test::written_and_read({device_file(), device_file()}, "device");
   CHECK_THROWS_AS(run_calibration(twice, "t"), InputError);
   CHECK_THROWS_WITH(run_calibration(twice, "t"), Catch::Contains(twice[0].path) && Catch::Contains(twice[1].path) &&
                                                      Catch::Contains("memory of h100-sxm"));
@@ -386,9 +372,9 @@ TEST_CASE("mixed-format GEMMs, forced collective algorithms and repeated points 
   g.op.c_dtype = "bf16";
   g.time_median_s = 12e-6;
   f.records.push_back(g);
-  const auto files = written_and_read({f});
+  const auto files = test::written_and_read({f}, "device");
   const CalibrationResult r = run_calibration(files, "t");
-  const CalibratedFactors& h = only_gpu(r);
+  const CalibratedFactors& h = test::only_gpu(r);
   CHECK(h.gemm.empty());
   const CalibratedCollective* c = h.collective("all_reduce", 2);
   REQUIRE(c != nullptr);

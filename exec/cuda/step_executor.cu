@@ -8,7 +8,9 @@
 //   On Blackwell (sm_100 / sm_103, cuBLASLt >= 12.8; fp4_gemm_path.hpp decides, with the reason)
 //   every linear instead quantizes its BF16 input to NVFP4 (lt_plan.cu, scales written in
 //   cuBLASLt's swizzled layout) and runs cuBLASLt's block-scaled FP4 x FP4 GEMM, the weights'
-//   scales stored in that layout too; `--fp4-gemm hopper` keeps the Hopper kernels there.
+//   scales stored in that layout too; `--fp4-gemm hopper` keeps the Hopper kernels there. An M
+//   without a native cuBLASLt plan runs padded to the next row count with one (NativeGemmRows),
+//   stated in the output.
 //   lm_head: the sampled rows gathered (the embedding kernel on row ids), cuBLASLt BF16 -> FP32.
 // The host side of a step (rows, slots, tables) is exec/step_plan.hpp, tested on the CPU.
 
@@ -127,7 +129,7 @@ int select_device(int device) {
 class CudaStep final : public StepBackend {
  public:
   CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
-      : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)), tp_(o.tp) {
+      : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)), native_rows_(o.max_rows), tp_(o.tp) {
     if (m.is_moe()) throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts; dense Llama models only"));
     if (p.weights != DType::nvfp4)
       throw InputError(text("CUDA step executor: precision.weights '", to_string(p.weights), "': the executor stores nvfp4 weights"));
@@ -189,8 +191,11 @@ class CudaStep final : public StepBackend {
       const auto scale_bytes = z(fp4::cublaslt_scale_bytes(o.max_rows, widest / 16));
       act_scales_ = DeviceBytes(scale_bytes);
       // Zero once, on the step stream (ordered before the first quantize). Rows past a step's M keep
-      // stale scales of larger steps; cuBLASLt reads them only against zero-filled B rows beyond M,
-      // and codes <= 0x7E are never NaN.
+      // the codes and scales of earlier steps (or these zeros). A GEMM padded to M' > M rows
+      // (native_rows) reads rows M..M'-1 of both: every E2M1 code is finite and scale codes <= 0x7E
+      // are never NaN, so its extra output rows are finite, and nothing reads output rows past M.
+      // Both buffers hold max_rows rows at the widest K, so any M' <= max_rows at any K is in bounds.
+      RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_q_.as(), 0, R * z(widest) / 2, stream_));
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
     } else if (o.max_rows > kSmallMMax) {
       I largest = 0;
@@ -292,6 +297,7 @@ class CudaStep final : public StepBackend {
   void truncate(std::int64_t sequence, std::int64_t tokens) override { pool_.truncate(sequence, tokens, true); }
   [[nodiscard]] std::string describe() const override { return describe_; }
   [[nodiscard]] std::string linear_path() const override { return fp4_.reason; }
+  [[nodiscard]] std::string linear_padding_note() const override { return padded_native_gemm_note(native_rows_.padded()); }
 
  private:
   void check_graph(const StepGraph& g) const {
@@ -453,28 +459,43 @@ class CudaStep final : public StepBackend {
       }
       const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
       const auto [n, k] = linear_shapes_[i];
-      if (fp4_.native) (void)native_plan(T, n, k);
+      if (fp4_.native) (void)native_rows(T, n, k);
       else if (T > kSmallMMax) (void)plan(CUDA_R_16BF, T, n, k);
     }
   }
 
-  /// The native plans of every linear shape at one row and at max_rows (cuBLASLt's heuristic
-  /// only, nothing runs); "" if all exist, else why not (after_probe then falls back or fails).
+  /// The native plans of every linear shape at max_rows, and the rows one row runs at (padded if
+  /// cuBLASLt has no plan at 1: native_rows), cuBLASLt's heuristic only, nothing runs; "" if all
+  /// exist, else why not (after_probe then falls back or fails). max_rows having a plan is what
+  /// lets every other M fall back to padding.
   std::string probe_native_plans() {
     for (const auto& [n, k] : linear_shapes_) {
       // Whole 64-value groups keep every scale tile's K columns inside the matrix, so no padded
       // scale is ever read against real data (fp4::cublaslt_scale_offset's 4-block tiles).
       if (k % 64 != 0) return text("linear K = ", k, " is not a multiple of 64 (cuBLASLt's 4-block scale tiles)");
-      for (const I rows : {I{1}, o_.max_rows}) {
-        try {
-          (void)native_plan(rows, n, k);
-        } catch (const Error& e) {
-          plans_.clear();
-          return e.what();
-        }
+      try {
+        (void)native_plan(o_.max_rows, n, k);
+        (void)native_rows(1, n, k);
+      } catch (const Error& e) {
+        plans_.clear();
+        native_rows_ = NativeGemmRows(o_.max_rows);
+        return e.what();
       }
     }
     return "";
+  }
+
+  /// The rows the native GEMM M x n x k runs at: M, or the padded row count with a plan
+  /// (NativeGemmRows: each row count's plan asked of cuBLASLt once, the answer kept).
+  I native_rows(I m, I n, I k) {
+    return native_rows_.rows(m, n, k, [this](I rows, I pn, I pk) -> std::string {
+      try {
+        (void)native_plan(rows, pn, pk);
+        return "";
+      } catch (const Error& e) {
+        return e.what();
+      }
+    });
   }
 
   LtPlan& native_plan(I m, I n, I k) {
@@ -488,13 +509,15 @@ class CudaStep final : public StepBackend {
     return *it->second;
   }
 
-  /// y[M x w.out] = x[M x w.in] w^T.
+  /// y[M x w.out] = x[M x w.in] w^T. On the native path `y` must hold max_rows rows (a padded
+  /// GEMM writes up to max_rows; the callers pass qkv_, branch_ and gate_up_, all max_rows rows).
   void gemm(const Linear& w, const Bf16* x, I M, Bf16* y) {
     if (fp4_.native) {
       // alpha: W = codes x scales x tensor_scale and x = codes x scales / s_in (fp4_gemm_path.hpp).
+      // The quantize writes M rows; a padded GEMM reads rows M..rows-1 as they are (see act_scales_).
       quantize_bf16_nvfp4_cublaslt(reinterpret_cast<const __nv_bfloat16*>(x), M, w.in, kActivationNvfp4EncodeScale,
                                    act_q_.as<std::uint8_t>(), act_scales_.as<std::uint8_t>(), stream_);
-      LtPlan& p = native_plan(M, w.out, w.in);
+      LtPlan& p = native_plan(native_rows(M, w.out, w.in), w.out, w.in);
       p.set_scale_pointers(w.scales.as(), act_scales_.as());
       p.run(lt_, w.tensor_scale / kActivationNvfp4EncodeScale, w.packed.as(), act_q_.as(), y, workspace_.as(), stream_);
       return;
@@ -643,6 +666,7 @@ class CudaStep final : public StepBackend {
   DeviceBytes workspace_, dequant_, attn_workspace_, act_q_, act_scales_;
   std::vector<std::pair<I, I>> linear_shapes_;  ///< (out, in) of qkv, o, gate_up, down
   Fp4GemmChoice fp4_;
+  NativeGemmRows native_rows_;  ///< the rows each native GEMM shape runs at, and which ran padded
   std::vector<Layer> layers_;
   DeviceBytes embed_, lm_head_, final_norm_;
   DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_, local_logits_, gathered_;

@@ -152,6 +152,7 @@ class TpThreads final : public StepBackend {
   }
   [[nodiscard]] std::string describe() const override { return describe_; }
   [[nodiscard]] std::string linear_path() const override { return ranks_[0]->linear_path(); }
+  [[nodiscard]] std::string linear_padding_note() const override { return ranks_[0]->linear_padding_note(); }
 
  private:
   /// f(rank) on every rank at once (rank 0 on this thread, the others on their own threads,
@@ -563,7 +564,12 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   MeasurementFile& f = report.measurements;
   f.run.device = report.device;
   f.run.system = fmt::format("{} layers {} of {}", report.model.id, report.model.layers, model.layers);
-  f.run.software = cuda ? fmt::format("racksim exec (CUDA step executor; linears: {})", backend->linear_path()) : "racksim exec (CPU reference)";
+  // Known only after the steps ran: the row counts a serving loop meets are not known before.
+  const std::string padding = backend->linear_padding_note();
+  if (!padding.empty()) report.notes.push_back(padding);
+  f.run.software = cuda ? fmt::format("racksim exec (CUDA step executor; linears: {}{})", backend->linear_path(),
+                                      padding.empty() ? "" : "; " + padding)
+                        : "racksim exec (CPU reference)";
   f.run.source = o.command_line.empty() ? "racksim exec" : o.command_line;
   f.run.date = utc_now_iso8601();
   f.run.commit = build_commit();

@@ -1,5 +1,7 @@
 #include "racksim/exec/fp4_gemm_path.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
@@ -53,6 +55,61 @@ Fp4GemmChoice after_probe(Fp4GemmMode mode, Fp4GemmChoice choice, const std::str
 
 std::int64_t native_activation_bytes(std::int64_t rows, std::int64_t cols) noexcept {
   return rows * ((cols + 1) / 2) + fp4::cublaslt_scale_bytes(rows, (cols + fp4::kNvfp4Block - 1) / fp4::kNvfp4Block);
+}
+
+std::vector<std::int64_t> native_padded_row_candidates(std::int64_t m, std::int64_t max_rows) {
+  std::vector<std::int64_t> c;
+  const auto add = [&](std::int64_t rows) {
+    if (rows > m && rows <= max_rows) c.push_back(rows);
+  };
+  for (const std::int64_t a : {16, 32, 64, 128}) add((m / a + 1) * a);  // the next multiple strictly above m
+  std::int64_t p = 1;
+  while (p <= m) p *= 2;
+  for (; p < max_rows; p *= 2) add(p);
+  add(max_rows);
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+
+std::optional<std::int64_t> native_gemm_rows(std::int64_t m, std::int64_t max_rows, const std::function<bool(std::int64_t)>& has_plan) {
+  if (m < 1 || m > max_rows) throw InputError(fmt::format("native FP4 GEMM rows: m = {} is outside 1..max_rows {}", m, max_rows));
+  if (has_plan(m)) return m;
+  for (const std::int64_t rows : native_padded_row_candidates(m, max_rows))
+    if (has_plan(rows)) return rows;
+  return std::nullopt;
+}
+
+std::int64_t NativeGemmRows::rows(std::int64_t m, std::int64_t n, std::int64_t k, const PlanProbe& probe) {
+  if (const auto it = rows_.find({m, n, k}); it != rows_.end()) return it->second;
+  // Each (rows, n, k) asked once: a row count without a plan is not asked again for the next M.
+  const auto answer = [&](std::int64_t rows) -> const std::string& {
+    auto it = probed_.find({rows, n, k});
+    if (it == probed_.end()) it = probed_.emplace(std::make_tuple(rows, n, k), probe(rows, n, k)).first;
+    return it->second;
+  };
+  const std::optional<std::int64_t> rows = native_gemm_rows(m, max_rows_, [&](std::int64_t r) { return answer(r).empty(); });
+  if (!rows) {
+    std::string tried;
+    for (const std::int64_t r : native_padded_row_candidates(m, max_rows_)) tried += fmt::format("{}{}", tried.empty() ? "" : ", ", r);
+    throw Error(ExitCode::internal,
+                fmt::format("native NVFP4 GEMM m={} n={} k={}: cuBLASLt has no plan at {} rows{} (max_rows {} had one when the "
+                            "executor was made): {}",
+                            m, n, k, m, tried.empty() ? "" : fmt::format(" nor padded to {} rows", tried), max_rows_, answer(m)));
+  }
+  rows_.emplace(std::make_tuple(m, n, k), *rows);
+  if (*rows != m) padded_.push_back({m, n, k, *rows});
+  return *rows;
+}
+
+std::string padded_native_gemm_note(const std::vector<PaddedNativeGemm>& padded) {
+  if (padded.empty()) return "";
+  std::string shapes;
+  for (const PaddedNativeGemm& p : padded)
+    shapes += fmt::format("{}m={} n={} k={} at {} rows", shapes.empty() ? "" : ", ", p.m, p.n, p.k, p.rows);
+  return fmt::format("native NVFP4 GEMMs run padded where cuBLASLt had no plan at their M: {}; those GEMMs' measured times include "
+                     "the padding rows",
+                     shapes);
 }
 
 }  // namespace racksim::exec

@@ -2,6 +2,11 @@
 // on a pool of 4 blocks of 4 tokens.
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "racksim/common/error.hpp"
 #include "racksim/exec/paged_kv.hpp"
@@ -237,6 +242,80 @@ TEST_CASE("FP4 linear path: native on sm_100 / sm_103 with cuBLASLt 12.8, else t
   // Activation buffers at 16 rows of Llama-2-70B's widest input (28,672): 16 x 14,336 packed bytes,
   // and scales padded to 128 rows x 1,792 blocks: 229,376 + 229,376.
   CHECK(native_activation_bytes(16, 28672) == 458752);
+}
+
+TEST_CASE("native FP4 GEMM rows: an M without a cuBLASLt plan runs padded to the next row count with one", "[exec][plan]") {
+  // The row counts tried after M, ascending: the next multiples of 16, 32, 64, 128 above M, the
+  // powers of two above M, max_rows. 37: 48, 64, 64, 128; 64, 128, 256, 512; 1000.
+  CHECK(native_padded_row_candidates(37, 1000) == std::vector<std::int64_t>{48, 64, 128, 256, 512, 1000});
+  // 200 under max_rows 256: 208, 224, 256, 256; no power of two in (200, 256); 256.
+  CHECK(native_padded_row_candidates(200, 256) == std::vector<std::int64_t>{208, 224, 256});
+  // 48 (itself a multiple of 16) goes to the next multiple above it: 64, 64, 64, 128; 64, 128;
+  // max_rows 100 drops 128 and comes last.
+  CHECK(native_padded_row_candidates(48, 100) == std::vector<std::int64_t>{64, 100});
+  CHECK(native_padded_row_candidates(256, 256).empty());
+
+  // The search, with a plan oracle that logs what it was asked.
+  std::vector<std::int64_t> asked;
+  const auto oracle = [&](auto has) {
+    return [&asked, has](std::int64_t r) {
+      asked.push_back(r);
+      return has(r);
+    };
+  };
+  // A plan at M: M, asked once.
+  CHECK(native_gemm_rows(37, 1000, oracle([](std::int64_t) { return true; })) == 37);
+  CHECK(asked == std::vector<std::int64_t>{37});
+  // Plans only at multiples of 64: 37 -> 48 (none) -> 64.
+  asked.clear();
+  CHECK(native_gemm_rows(37, 1000, oracle([](std::int64_t r) { return r % 64 == 0; })) == 64);
+  CHECK(asked == std::vector<std::int64_t>{37, 48, 64});
+  // Only max_rows (probed when the executor was made): every candidate tried, max_rows last.
+  asked.clear();
+  CHECK(native_gemm_rows(37, 1000, oracle([](std::int64_t r) { return r == 1000; })) == 1000);
+  CHECK(asked == std::vector<std::int64_t>{37, 48, 64, 128, 256, 512, 1000});
+  // None: nullopt (NativeGemmRows turns it into the error below).
+  CHECK_FALSE(native_gemm_rows(37, 1000, [](std::int64_t) { return false; }).has_value());
+  CHECK_THROWS_AS(native_gemm_rows(1001, 1000, [](std::int64_t) { return true; }), InputError);
+  CHECK_THROWS_AS(native_gemm_rows(0, 1000, [](std::int64_t) { return true; }), InputError);
+
+  // The cache: Llama-2-70B's qkv_proj (n 10240, k 8192) with plans at multiples of 64 only.
+  std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>> probes;
+  const NativeGemmRows::PlanProbe at64 = [&](std::int64_t r, std::int64_t n, std::int64_t k) {
+    probes.emplace_back(r, n, k);
+    return r % 64 == 0 ? std::string() : fmt::format("no algorithm at m={}", r);
+  };
+  NativeGemmRows rows(1000);
+  CHECK(rows.rows(37, 10240, 8192, at64) == 64);
+  CHECK(probes.size() == 3);                      // 37, 48, 64
+  CHECK(rows.rows(37, 10240, 8192, at64) == 64);  // kept: cuBLASLt not asked again
+  CHECK(probes.size() == 3);
+  CHECK(rows.rows(40, 10240, 8192, at64) == 64);  // 40 asked; 48 and 64 known
+  CHECK(probes.size() == 4);
+  CHECK(rows.rows(64, 10240, 8192, at64) == 64);  // a plan at its own M: not padded, not asked again
+  CHECK(probes.size() == 4);
+  CHECK(rows.rows(37, 8192, 8192, at64) == 64);   // o_proj's shape is another plan: asked anew
+  CHECK(probes.size() == 7);
+  CHECK(rows.padded() == std::vector<PaddedNativeGemm>{{37, 10240, 8192, 64}, {40, 10240, 8192, 64}, {37, 8192, 8192, 64}});
+  const std::string note = padded_native_gemm_note(rows.padded());
+  CHECK(note.find("m=37 n=10240 k=8192 at 64 rows, m=40 n=10240 k=8192 at 64 rows") != std::string::npos);
+  CHECK(note.find("include the padding rows") != std::string::npos);
+  CHECK(padded_native_gemm_note({}).empty());
+
+  // No plan even at max_rows (which was probed: should not happen): the shape, the rows tried and
+  // cuBLASLt's answer at M.
+  NativeGemmRows none(128);
+  try {
+    (void)none.rows(100, 8, 64, [](std::int64_t r, std::int64_t, std::int64_t) { return fmt::format("heuristic returned none at {}", r); });
+    FAIL("no plan at any row count must be an error");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK(e.code() == ExitCode::internal);
+    CHECK(what.find("m=100 n=8 k=64") != std::string::npos);
+    CHECK(what.find("nor padded to 112, 128 rows") != std::string::npos);
+    CHECK(what.find("heuristic returned none at 100") != std::string::npos);
+  }
+  CHECK(none.padded().empty());
 }
 
 TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without a device", "[exec][plan]") {

@@ -5,15 +5,20 @@
 ///   native: activations quantized to NVFP4 on the device (a static encode scale, one UE4M3
 ///           scale per 16 values written straight into cuBLASLt's swizzled layout), then the
 ///           cuBLASLt block-scaled FP4 x FP4 GEMM (CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3,
-///           sm_100 / sm_103, cuBLASLt >= 12.8), every M;
+///           sm_100 / sm_103, cuBLASLt >= 12.8), every M (an M without a cuBLASLt plan runs
+///           padded to more rows: NativeGemmRows);
 ///   hopper: the small-M kernel (E2M1 dequantized in registers) for M <= 16, dequantize to BF16
 ///           + cuBLASLt BF16 above: any GPU the build targets.
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 namespace racksim::exec {
 
@@ -61,6 +66,54 @@ struct Fp4GemmChoice {
 /// Bytes of the native path's activation buffers for `rows` x `cols` (the largest linear input):
 /// packed E2M1 (cols / 2 per row) and the swizzled scales (fp4::cublaslt_scale_bytes).
 [[nodiscard]] std::int64_t native_activation_bytes(std::int64_t rows, std::int64_t cols) noexcept;
+
+/// Row counts a native GEMM of `m` rows is tried at, in this order, when cuBLASLt has no plan at
+/// `m`: the next multiples of 16, 32, 64 and 128 above m (cuBLASLt's FP4 tiles and the 128-row
+/// scale tiles), then the powers of two above m, then max_rows (probed when the executor was made);
+/// ascending, each in (m, max_rows], no repeats. The first with a plan costs the fewest extra rows.
+/// m = 37, max_rows 1000: 48, 64, 128, 256, 512, 1000. Empty when m >= max_rows.
+[[nodiscard]] std::vector<std::int64_t> native_padded_row_candidates(std::int64_t m, std::int64_t max_rows);
+
+/// The rows a native GEMM of `m` rows runs at: m when `has_plan(m)`, else the first of
+/// native_padded_row_candidates(m, max_rows) with a plan; nullopt when none has one.
+/// InputError unless 1 <= m <= max_rows.
+[[nodiscard]] std::optional<std::int64_t> native_gemm_rows(std::int64_t m, std::int64_t max_rows,
+                                                           const std::function<bool(std::int64_t)>& has_plan);
+
+/// A native GEMM y[m x n] = x[m x k] W^T that ran at `rows` > m rows (no cuBLASLt plan at m).
+struct PaddedNativeGemm {
+  std::int64_t m = 0, n = 0, k = 0;
+  std::int64_t rows = 0;
+  friend bool operator==(const PaddedNativeGemm&, const PaddedNativeGemm&) = default;
+};
+
+/// The rows each native GEMM shape runs at (native_gemm_rows), decided once per (m, n, k): the
+/// probe (cuBLASLt's heuristic, host time) is asked at most once per (rows, n, k), so a serving
+/// loop's new M costs the heuristic once, before the step's first timed op.
+class NativeGemmRows {
+ public:
+  /// "" when cuBLASLt has a native plan for rows x n x k (the caller keeps it), else why not.
+  using PlanProbe = std::function<std::string(std::int64_t rows, std::int64_t n, std::int64_t k)>;
+
+  explicit NativeGemmRows(std::int64_t max_rows) : max_rows_(max_rows) {}
+
+  /// The rows the GEMM m x n x k runs at (m, or padded: then recorded in padded()). Error
+  /// (internal: max_rows was probed, so this should not happen) naming the shape, the rows tried
+  /// and cuBLASLt's answer at m when no row count has a plan.
+  [[nodiscard]] std::int64_t rows(std::int64_t m, std::int64_t n, std::int64_t k, const PlanProbe& probe);
+  /// The shapes that ran padded, in the order first met.
+  [[nodiscard]] const std::vector<PaddedNativeGemm>& padded() const noexcept { return padded_; }
+
+ private:
+  std::int64_t max_rows_;
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::int64_t> rows_;        ///< (m, n, k) -> rows
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::string> probed_;       ///< (rows, n, k) -> probe's answer
+  std::vector<PaddedNativeGemm> padded_;
+};
+
+/// What `racksim exec` states (notes, the measurement file's `software`) when GEMMs ran padded:
+/// each shape and its rows, and that their measured times include the padding rows; "" if none.
+[[nodiscard]] std::string padded_native_gemm_note(const std::vector<PaddedNativeGemm>& padded);
 
 /// The step executor's cuBLASLt GEMMs.
 enum class LtGemm {

@@ -60,13 +60,16 @@ nlohmann::json result_json(const Scenario& s, const SimResult& r, double wall_s)
                       {"seed", s.seed},
                       {"calibration", calibration_json(calibration_sources(s))}};
   if (r.qps > 0) j["qps"] = r.qps;
+  if (s.workload.concurrency > 0) j["concurrency"] = s.workload.concurrency;
   return j;
 }
 
 void print_table(const Scenario& s, const SimResult& r) {
   fmt::print("{}: {} on {} ({} GPUs, {} replicas of TP{} x PP{}), {} {}\n", s.name, s.model.id, s.system.id, r.gpus, r.replicas,
              s.deployment.tensor_parallel, s.deployment.pipeline_parallel, s.workload.scenario,
-             r.qps > 0 ? fmt::format("at {:.2f} queries/s", r.qps) : "");
+             r.qps > 0                     ? fmt::format("at {:.2f} queries/s", r.qps)
+             : s.workload.concurrency > 0  ? fmt::format("of {} clients", s.workload.concurrency)
+                                           : "");
   fmt::print("  requests {}, input tokens {}, output tokens {}, duration {:.3f} s\n", r.requests_completed, r.input_tokens,
              r.output_tokens, r.duration_s);
   fmt::print("  throughput {:.1f} output tokens/s ({:.1f} per GPU in use), {:.2f} requests/s\n", r.output_tokens_per_s,

@@ -110,7 +110,9 @@ RequestSet generate_requests(const Scenario& s, double qps) {
   r.input = draw(w.input_tokens, n, order, false, in_rng);
   r.output = draw(w.output_tokens, n, order, true, out_rng);
   r.arrival.resize(n);
-  if (w.scenario != "offline") {
+  // Offline: all at t = 0. Concurrency: the first clients' requests at t = 0, the rest when a
+  // client's previous request finishes (the simulation sets those times).
+  if (w.scenario != "offline" && w.scenario != "concurrency") {
     Rng arr(s.seed, kArrivals);
     double t = 0;
     for (auto& a : r.arrival) {

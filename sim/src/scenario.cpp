@@ -27,7 +27,7 @@ std::string beside_scenario(const std::string& scenario, const std::string& valu
 constexpr std::array<std::string_view, 5> kWeightTypes = {"bf16", "fp16", "fp8", "nvfp4", "mxfp4"};
 constexpr std::array<std::string_view, 3> kActivationTypes = {"bf16", "fp8", "nvfp4"};
 constexpr std::array<std::string_view, 3> kKvTypes = {"bf16", "fp8", "nvfp4"};
-constexpr std::array<std::string_view, 4> kScenarios = {"offline", "server", "interactive", "trace"};
+constexpr std::array<std::string_view, 5> kScenarios = {"offline", "server", "interactive", "trace", "concurrency"};
 constexpr std::array<std::string_view, 2> kCalibration = {"calibrated", "datasheet"};
 constexpr std::array<std::string_view, 4> kDistributions = {"fixed", "uniform", "lognormal", "dataset"};
 constexpr std::array<std::string_view, 1> kDatasets = {"mlperf-llama2-70b"};
@@ -173,6 +173,14 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
     wl.output_tokens = read_lengths(w, "output_tokens", true);
   }
   if (wl.scenario == "server" || wl.scenario == "interactive") wl.qps = w.number("qps", 1e-9, 1e12);
+  // Closed loop: this many clients, each sending its next request when its last one finished
+  // (aiperf / genai-perf / vLLM's benchmark_serving --max-concurrency).
+  if (wl.scenario == "concurrency") wl.concurrency = w.integer("concurrency", 1, kMaxCount);
+  // A key another scenario reads is named as such, not as an unknown key.
+  if (wl.scenario != "server" && wl.scenario != "interactive" && w.has("qps"))
+    w.fail_plain("qps", fmt::format("is read with scenario server or interactive, not {}", wl.scenario));
+  if (wl.scenario != "concurrency" && w.has("concurrency"))
+    w.fail_plain("concurrency", fmt::format("is read with scenario concurrency, not {}", wl.scenario));
   // MLPerf latency limits (mlperf.md): Server 2,000 / 200 ms, Interactive 450 / 40 ms;
   // Offline and trace have none unless given.
   if (wl.scenario == "server") {

@@ -138,6 +138,7 @@ class Simulation {
     replica_next_lane_.assign(static_cast<std::size_t>(s.replicas), 0);
     max_tokens_ = s.serving.max_num_tokens;
     guaranteed_ = s.serving.capacity_policy == "guaranteed_no_evict";
+    closed_loop_ = s.workload.scenario == "concurrency";
     iteration_started_.connect([this](const IterationRecord& it) {
       dynamic_j_ += it.dynamic_j;
       capped_iterations_ += it.capped ? 1 : 0;
@@ -151,9 +152,15 @@ class Simulation {
   SimResult run() {
     const double qps = opt_.qps > 0 ? opt_.qps : s_.workload.qps;
     load_requests(qps);
-    // Arrivals are sorted: keep one pending arrival event at a time (the handler schedules the
-    // next), so the event queue stays small however many requests there are.
-    engine_.schedule(r_.set.arrival[0], kPriority[kArrival], kArrival, 0);
+    if (closed_loop_) {
+      // One arrival per client at t = 0; each finish issues the next request (finish_request).
+      next_issue_ = std::min<std::size_t>(static_cast<std::size_t>(s_.workload.concurrency), r_.set.size());
+      for (std::size_t i = 0; i < next_issue_; ++i) engine_.schedule(SimTime{}, kPriority[kArrival], kArrival, static_cast<std::uint32_t>(i));
+    } else {
+      // Arrivals are sorted: keep one pending arrival event at a time (the handler schedules the
+      // next), so the event queue stays small however many requests there are.
+      engine_.schedule(r_.set.arrival[0], kPriority[kArrival], kArrival, 0);
+    }
     result_.events = engine_.run();
     return summarize(qps);
   }
@@ -200,6 +207,10 @@ class Simulation {
   void dispatch(const Event& e) {
     switch (e.kind) {
       case kArrival: {
+        if (closed_loop_) {  // one event per issued request
+          arrive(e.target);
+          break;
+        }
         // Every request arriving at this instant, in order (offline: all of them at t = 0).
         std::size_t i = e.target;
         const std::size_t n = r_.set.size();
@@ -433,6 +444,14 @@ class Simulation {
     if (!request_finished_.empty())
       request_finished_.emit(RequestRecord{req, l.replica, r_.set.arrival[req], r_.first_token[req], now, r_.set.input[req], out});
     last_finish_ = now;
+    // Closed loop: the client whose request finished sends its next one now (no think time). At
+    // equal times arrivals run after iteration ends and before lane starts (kPriority), so the
+    // lane's next iteration can admit it.
+    if (closed_loop_ && next_issue_ < r_.set.size()) {
+      r_.set.arrival[next_issue_] = now;
+      engine_.schedule(now, kPriority[kArrival], kArrival, static_cast<std::uint32_t>(next_issue_));
+      ++next_issue_;
+    }
     if (s_.serving.router == "least_loaded")
       replica_load_[l.replica] -= static_cast<double>(r_.set.input[req]) + static_cast<double>(out);
   }
@@ -512,7 +531,7 @@ class Simulation {
     for (const Lane& l : lanes_) RACKSIM_ASSERT(l.blocks_used == 0 && l.n_decode == 0, "caches drain at the end");
     out.gpus = s_.system.gpus();
     out.replicas = s_.replicas;
-    out.qps = s_.workload.scenario == "offline" || s_.workload.scenario == "trace" ? 0 : qps;
+    out.qps = s_.workload.scenario == "server" || s_.workload.scenario == "interactive" ? qps : 0;
     // From the first arrival (MLPerf measures from the first query issued; a trace may start late).
     out.duration_s = (last_finish_ - r_.set.arrival.front()).to_seconds();
     out.arrival_span_s = (r_.set.arrival.back() - r_.set.arrival.front()).to_seconds();
@@ -563,6 +582,8 @@ class Simulation {
   int pp_ = 1;
   I max_tokens_ = 0;
   bool guaranteed_ = true;
+  bool closed_loop_ = false;   ///< workload.scenario concurrency
+  std::size_t next_issue_ = 0; ///< closed loop: the next request a client sends
   std::vector<Lane> lanes_;
   std::vector<SimTime> stage_free_;  ///< per replica and pipeline stage: when it can take the next micro-batch
   SimTime& stage_free(std::uint32_t replica, int stage) {

@@ -3,8 +3,13 @@
 # (cli.validate_calibration_set, the fixture that sets it up). With -DUPDATE=1 it writes the table
 # into DOC instead (tools/update-golden.sh). TABLE is removed either way, so a later run never
 # checks a stale one.
-set(begin_marker "<!-- validate-table begin")
-set(end_marker "<!-- validate-table end -->")
+# MARKER names the marker pair (default validate-table; the held-out silicon summary uses
+# silicon-table, written by cli.validate_silicon_heldout with --groups-markdown).
+if(NOT MARKER)
+  set(MARKER validate-table)
+endif()
+set(begin_marker "<!-- ${MARKER} begin")
+set(end_marker "<!-- ${MARKER} end -->")
 if(NOT EXISTS "${TABLE}")
   message(FATAL_ERROR "${TABLE} was not written: run this test with its fixture (ctest -R validate_doc_table runs cli.validate_calibration_set first)")
 endif()
@@ -37,4 +42,4 @@ execute_process(COMMAND diff -u "${TABLE}.doc" "${TABLE}.new")
 file(REMOVE "${TABLE}.doc" "${TABLE}.new")
 message(FATAL_ERROR "${DOC}: the validation table differs from what racksim validate writes now (diff above, "
                     "- the document, + fresh). Refresh it: tools/update-golden.sh, or paste the output of "
-                    "./build/racksim validate --threshold 20 --markdown FILE between the validate-table markers")
+                    "the output of the racksim validate command the ${MARKER} begin marker names between the ${MARKER} markers")

@@ -112,6 +112,78 @@ TEST_CASE("chunked prefill splits prompts over the token budget", "[sim][closed-
   CHECK(rn.ttft_ms.p99 > r.ttft_ms.p99);
 }
 
+TEST_CASE("a closed loop of clients sends each next request when one finishes", "[sim][closed-form][concurrency]") {
+  // 2 clients, 3 requests of 100 + 10 tokens, 10 ms steps. Requests 0 and 1 arrive at 0,
+  // prefill together (first tokens at 10 ms) and finish at 100 ms; request 2 arrives then
+  // (the client of request 0), first token at 110 ms, done at 200 ms. Every request: TTFT 10 ms,
+  // TPOT 10 ms, E2E 100 ms. 30 tokens / 0.2 s = 150 tokens/s; an open offline run of the same
+  // three requests holds all three at once: 30 tokens / 0.1 s.
+  const std::string w = "  scenario: concurrency\n  concurrency: 2\n  requests: 3\n  input_tokens: {distribution: fixed, value: 100}\n"
+                        "  output_tokens: {distribution: fixed, value: 10}\n";
+  const Scenario s = load_text("closed.yaml", small_scenario(w, "  fixed_step_time: 10ms\n"));
+  SimOptions keep;
+  keep.keep_requests = true;
+  const SimResult r = simulate(s, keep);
+  CHECK(r.iterations == 20);
+  CHECK(r.duration_s == Approx(0.200));
+  CHECK(r.output_tokens_per_s == Approx(150));
+  CHECK(r.ttft_ms.mean == Approx(10));
+  CHECK(r.ttft_ms.p99 == Approx(10));
+  CHECK(r.tpot_ms.mean == Approx(10));
+  CHECK(r.e2e_ms.p99 == Approx(100));
+  CHECK(r.qps == 0);
+  REQUIRE(r.request_records.size() == 3);
+  CHECK(r.request_records[0].arrival.to_seconds() == Approx(0));
+  CHECK(r.request_records[1].arrival.to_seconds() == Approx(0));
+  CHECK(r.request_records[2].arrival.to_seconds() == Approx(0.100));
+  CHECK(r.request_records[2].finish.to_seconds() == Approx(0.200));
+  // At least as many clients as requests: the offline run.
+  const SimResult open = simulate(load_text("open.yaml", small_scenario(w, "  fixed_step_time: 10ms\n"), {"workload.concurrency=3"}));
+  CHECK(open.duration_s == Approx(0.100));
+}
+
+TEST_CASE("a closed loop never has more requests in flight than clients", "[sim][invariants][concurrency]") {
+  // Mixed lengths, the cost model's step times, 2 replicas: whatever the order of finishes, at
+  // each arrival at most `concurrency` requests are in flight (arrived, not finished), and every
+  // request after the first `concurrency` arrives exactly when an earlier one finishes.
+  const std::string w = "  scenario: concurrency\n  concurrency: 5\n  requests: 60\n"
+                        "  input_tokens: {distribution: uniform, min: 20, max: 2000}\n"
+                        "  output_tokens: {distribution: uniform, min: 1, max: 300}\n";
+  const Scenario s = load_text("closed-mix.yaml", small_scenario(w), {"deployment.replicas=2"});
+  SimOptions keep;
+  keep.keep_requests = true;
+  const SimResult r = simulate(s, keep);
+  REQUIRE(r.request_records.size() == 60);
+  std::vector<SimTime> finishes;
+  for (const auto& q : r.request_records) finishes.push_back(q.finish);
+  for (const auto& q : r.request_records) {
+    int in_flight = 0;
+    for (const auto& o : r.request_records) in_flight += o.arrival <= q.arrival && q.arrival < o.finish ? 1 : 0;
+    INFO("request " << q.id);
+    CHECK(in_flight <= 5);
+    if (q.id >= 5) CHECK(std::count(finishes.begin(), finishes.end(), q.arrival) >= 1);
+    else CHECK(q.arrival == SimTime{});
+  }
+  // More clients, more throughput and longer waits (the same requests).
+  const SimResult more = simulate(load_text("closed-more.yaml", small_scenario(w), {"deployment.replicas=2", "workload.concurrency=20"}));
+  CHECK(more.output_tokens_per_s > r.output_tokens_per_s);
+  CHECK(more.tpot_ms.mean > r.tpot_ms.mean);
+}
+
+TEST_CASE("concurrency and qps are read only by the scenarios that use them", "[sim][errors][concurrency]") {
+  const std::string w = "  scenario: concurrency\n  concurrency: 2\n  requests: 3\n  input_tokens: {distribution: fixed, value: 100}\n"
+                        "  output_tokens: {distribution: fixed, value: 10}\n";
+  const std::string text = small_scenario(w);
+  CHECK_THROWS_WITH(load_text("c0.yaml", text, {"workload.concurrency=0"}), Catch::Contains("workload.concurrency") && Catch::Contains("'0'"));
+  CHECK_THROWS_WITH(load_text("c1.yaml", text, {"workload.scenario=offline"}),
+                    Catch::Contains("workload.concurrency: is read with scenario concurrency, not offline"));
+  CHECK_THROWS_WITH(load_text("c2.yaml", text, {"workload.qps=5"}),
+                    Catch::Contains("workload.qps: is read with scenario server or interactive, not concurrency"));
+  const std::string missing = small_scenario("  scenario: concurrency\n  requests: 3\n  input_tokens: {distribution: fixed, value: 100}\n"
+                                             "  output_tokens: {distribution: fixed, value: 10}\n");
+  CHECK_THROWS_WITH(load_text("c3.yaml", missing), Catch::Contains("workload.concurrency"));
+}
+
 TEST_CASE("step costs from batch sums equal the full graph's", "[sim][step-timer]") {
   // The simulator's memoized decomposition must agree with estimate_step() on the whole graph.
   const SystemSpec sys = find_system("dgx-h100");

@@ -45,8 +45,12 @@ struct ServingConfig {
 
 /// The requests and their arrival.
 struct WorkloadConfig {
-  std::string scenario;  ///< offline | server | interactive | trace
+  std::string scenario;  ///< offline | server | interactive | trace | concurrency
   std::int64_t requests = 0;
+  /// concurrency: clients in a closed loop; each issues its next request the moment its last
+  /// one finished (no think time), so at most this many are in flight. Requests 0..N-1 arrive
+  /// at t = 0.
+  std::int64_t concurrency = 0;
   LengthDistribution input_tokens;
   LengthDistribution output_tokens;
   double qps = 0;

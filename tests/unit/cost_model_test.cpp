@@ -138,5 +138,18 @@ TEST_CASE("a GEMM fed pre-quantized activations skips the fitted quantize pass",
   REQUIRE(fitted.calibrated() != nullptr);
   const double a_element = fitted.calibrated()->gemm.at(DType::fp8).model.a_element_s;
   CHECK(a_element > 0);
-  CHECK(raw - fused == Approx(4096.0 * 8192 * a_element).epsilon(1e-9));
+  // And the quantize kernels' launches: the part of FP8's fitted t0 above BF16's on the same GPU
+  // (hwmodels/data/calibrated/h100-sxm.yaml: 12.797 - 3.716 = 9.081 us; the table's smallest
+  // FP8 calls take 12.9 us against 4.0 us in BF16).
+  const double t0_fp8 = fitted.calibrated()->gemm.at(DType::fp8).model.fixed_latency_s;
+  const double t0_bf16 = fitted.calibrated()->gemm.at(DType::bf16).model.fixed_latency_s;
+  CHECK(t0_fp8 - t0_bf16 == Approx(9.081e-6).epsilon(1e-3));
+  CHECK(raw - fused == Approx(4096.0 * 8192 * a_element + (t0_fp8 - t0_bf16)).epsilon(1e-9));
+  // A decode-sized GEMM (m = 8, n = 8192, k = 1024: 8.4 MB of FP8 weights) then costs BF16's t0
+  // plus at least its weights at the datasheet 3.35 TB/s (2.5 us), and less than FP8's eager t0
+  // alone (12.8 us), which it cost at least before.
+  Op small = gemm(8, 8192, 1024, DType::fp8);
+  small.input_prequantized = true;
+  CHECK(fitted.cost(small).time_s >= t0_bf16 + 8192.0 * 1024 / 3.35e12);
+  CHECK(fitted.cost(small).time_s < t0_fp8);
 }

@@ -34,7 +34,7 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   else
     n.push_back("serving.kv_block_tokens, kv_memory_fraction and capacity_policy do not apply: the CPU reference keeps whole "
                 "per-sequence caches without a capacity limit");
-  if (s.workload.scenario != "offline")
+  if (s.workload.scenario != "offline" && s.workload.scenario != "concurrency")
     n.push_back(fmt::format("workload.scenario '{}': the serving loop runs offline (every request waiting at time 0)", s.workload.scenario));
   return n;
 }
@@ -66,11 +66,17 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
                       {"notes", r.notes},
                       {"steps", steps},
                       {"ops", r.measurements.records.size()}};
-  if (r.served)
+  if (r.served) {
+    auto latency = [](const exec::ServeLatency& l) {
+      return nlohmann::json{{"mean", l.mean_s * 1e3}, {"p50", l.p50_s * 1e3}, {"p90", l.p90_s * 1e3}, {"p99", l.p99_s * 1e3}};
+    };
     j["serve"] = {{"requests", r.serve.requests},         {"input_tokens", r.serve.input_tokens},
                   {"output_tokens", r.serve.output_tokens}, {"iterations", r.serve.iterations},
                   {"max_in_flight", r.serve.max_in_flight}, {"wall_s", r.serve.wall_s},
-                  {"output_tokens_per_s", r.serve.output_tokens_per_s()}};
+                  {"output_tokens_per_s", r.serve.output_tokens_per_s()},
+                  {"ttft_ms", latency(r.serve.ttft)},       {"tpot_ms", latency(r.serve.tpot)}};
+    if (r.serve.concurrency > 0) j["serve"]["concurrency"] = r.serve.concurrency;
+  }
   return j;
 }
 
@@ -85,11 +91,17 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
       fmt::print("  {:<20} {:>8} {:>12.3f} {:>12.3f} {:>12.3f} {:>14.1f} {:>12}\n", st.shape.label(), st.tokens, st.median_s * 1e3,
                  st.min_s * 1e3, st.max_s * 1e3, st.tokens_per_s(), st.graph_median_s > 0 ? fmt::format("{:.3f}", st.graph_median_s * 1e3) : "-");
   }
-  if (r.served)
-    fmt::print("  serving loop (offline): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
+  if (r.served) {
+    fmt::print("  serving loop ({}): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
                "{:.1f} output tokens/s\n",
-               r.serve.requests, r.serve.input_tokens, r.serve.output_tokens, r.serve.iterations, r.serve.max_in_flight, r.serve.wall_s,
+               r.serve.concurrency > 0 ? fmt::format("closed loop, {} clients", r.serve.concurrency) : "offline", r.serve.requests,
+               r.serve.input_tokens, r.serve.output_tokens, r.serve.iterations, r.serve.max_in_flight, r.serve.wall_s,
                r.serve.output_tokens_per_s());
+    for (const auto& [name, l] : {std::pair{"TTFT", r.serve.ttft}, std::pair{"TPOT", r.serve.tpot}})
+      if (l.count > 0)
+        fmt::print("    {} ms: mean {:.3f}, p50 {:.3f}, p90 {:.3f}, p99 {:.3f} ({} requests)\n", name, l.mean_s * 1e3, l.p50_s * 1e3,
+                   l.p90_s * 1e3, l.p99_s * 1e3, l.count);
+  }
   fmt::print("  {} op identities measured\n", r.measurements.records.size());
 }
 
@@ -146,7 +158,9 @@ int cmd_exec(const Args& args) {
       "shape", po::value(&shapes)->composing(),
       "a step to time: prefill:L, prefill:BxL (B prompts of L tokens) or decode:BxC (B sequences after C cached tokens); "
       "repeatable; default prefill:128 decode:1x128 decode:8x128")(
-      "serve", po::value(&serve), "run an offline serving loop over the first N of the scenario's requests (0 = none)")(
+      "serve", po::value(&serve),
+      "run a serving loop over the first N of the scenario's requests (0 = none): offline, or a closed loop of "
+      "workload.concurrency clients under workload.scenario concurrency")(
       "layers", po::value(&o.layers), "layers to run (0 = as many as --memory-gib holds)")(
       "memory-gib", po::value(&memory_gib), "host memory the CPU reference's weights may take (default 8; cuda: free device memory)")(
       "fp4-gemm", po::value(&fp4_gemm),
@@ -189,6 +203,7 @@ int cmd_exec(const Args& args) {
     const RequestSet reqs = generate_requests(first, first.workload.qps);
     o.serve_input = reqs.input;
     o.serve_output = reqs.output;
+    o.serve_concurrency = s.workload.concurrency;  // 0 unless workload.scenario is concurrency
   }
 
   // Under mpirun / srun (more than one process started) each process is one tensor-parallel rank.

@@ -254,7 +254,8 @@ class Runner {
     report_.steps.push_back(st);
   }
 
-  /// The offline loop: every request waiting at time 0, iterations built by the simulator's
+  /// The serving loop: every request waiting at time 0 (offline), or a closed loop of
+  /// serve_concurrency clients (each finish releases the next request); iterations built by the simulator's
   /// rules (sim/src/simulation.cpp, try_start): each decoding sequence takes one token, then
   /// prompts already started continue in arrival order, then new prompts are admitted while
   /// fewer than max_batch_size sequences are in flight, all within max_num_tokens; without
@@ -281,13 +282,33 @@ class Runner {
       std::int32_t last = 0;
       std::vector<std::int32_t> prompt;
     };
+    if (o_.serve_concurrency < 0) throw InputError(fmt::format("racksim exec: serve concurrency {} must be >= 0", o_.serve_concurrency));
+    // Offline: every request waits at the start. Closed loop: the first `concurrency` do; each
+    // finish releases the next, admitted from the next iteration on (sim/src/simulation.cpp:
+    // an arrival at an iteration's end is seen by the next start).
+    const std::size_t first_wave =
+        o_.serve_concurrency > 0 ? std::min(in.size(), static_cast<std::size_t>(o_.serve_concurrency)) : in.size();
+    std::size_t next_release = first_wave;
     std::deque<std::size_t> waiting;
-    for (std::size_t i = 0; i < in.size(); ++i) waiting.push_back(i);
+    for (std::size_t i = 0; i < first_wave; ++i) waiting.push_back(i);
     std::vector<Live> prefilling, decoding;
     ServeResult& r = report_.serve;
+    r.concurrency = o_.serve_concurrency;
     r.requests = static_cast<I>(in.size());
     r.outputs.assign(in.size(), {});
+    r.arrival_s.assign(in.size(), 0.0);
+    r.first_token_s.assign(in.size(), 0.0);
+    r.finish_s.assign(in.size(), 0.0);
     const auto t0 = Clock::now();
+    double now = 0;
+    auto done = [&](const Live& l) {
+      r.finish_s[l.req] = now;
+      finish(l);
+      if (next_release < in.size()) {
+        r.arrival_s[next_release] = now;
+        waiting.push_back(next_release++);
+      }
+    };
     while (!waiting.empty() || !prefilling.empty() || !decoding.empty()) {
       StepBatch batch;
       StepTokens t;
@@ -324,6 +345,7 @@ class Runner {
       r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
       const StepGraph graph(model_, batch, deployment_, precision_);
       const StepOutput so = ref_.run(graph, t, {});
+      now = seconds_since(t0);
       ++r.iterations;
       std::map<I, std::int32_t> next;
       for (std::size_t i = 0; i < so.sequences.size(); ++i) next[so.sequences[i]] = so.next_tokens[i];
@@ -334,7 +356,7 @@ class Runner {
         r.outputs[d.req].push_back(d.last);
         ++d.generated;
         ++r.output_tokens;
-        if (d.generated == static_cast<I>(out[d.req])) finish(d);
+        if (d.generated == static_cast<I>(out[d.req])) done(d);
         else still.push_back(std::move(d));
       }
       decoding = std::move(still);
@@ -347,14 +369,22 @@ class Runner {
         }
         l.last = next.at(l.seq);
         r.outputs[l.req].push_back(l.last);
+        r.first_token_s[l.req] = now;
         l.generated = 1;
         ++r.output_tokens;
-        if (out[l.req] == 1) finish(l);
+        if (out[l.req] == 1) done(l);
         else decoding.push_back(std::move(l));
       }
       prefilling = std::move(started);
     }
     r.wall_s = seconds_since(t0);
+    std::vector<double> ttft, tpot;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      ttft.push_back(r.first_token_s[i] - r.arrival_s[i]);
+      if (out[i] > 1) tpot.push_back((r.finish_s[i] - r.first_token_s[i]) / static_cast<double>(out[i] - 1));
+    }
+    r.ttft = ServeLatency::of(std::move(ttft));
+    r.tpot = ServeLatency::of(std::move(tpot));
     report_.served = true;
   }
 
@@ -397,6 +427,21 @@ class Runner {
 };
 
 }  // namespace
+
+ServeLatency ServeLatency::of(std::vector<double> v) {
+  ServeLatency l;
+  l.count = static_cast<std::int64_t>(v.size());
+  if (v.empty()) return l;
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += x;
+  l.mean_s = sum / static_cast<double>(v.size());
+  auto at = [&](double p) { return v[std::min(v.size() - 1, static_cast<std::size_t>(std::floor(p * static_cast<double>(v.size()))))]; };
+  l.p50_s = at(0.50);
+  l.p90_s = at(0.90);
+  l.p99_s = at(0.99);
+  return l;
+}
 
 std::string ExecShape::label() const {
   return kind == Kind::prefill ? fmt::format("prefill {}x{}", batch, tokens) : fmt::format("decode {}x{}", batch, context);

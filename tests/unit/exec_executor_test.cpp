@@ -120,6 +120,58 @@ TEST_CASE("exec's offline loop batches by the simulator's rules (hand-traced)", 
   CHECK(run_exec(tiny(), nvfp4_bf16(), o).serve.iterations == 4);
 }
 
+TEST_CASE("exec's closed loop releases a request when a client's last one finishes (hand-traced)", "[exec][executor][concurrency]") {
+  // Three requests of 10 prompt and 3 output tokens, 2 clients, budget 64: it1 r0 + r1 prefill
+  // (first tokens) | it2 both decode | it3 both decode and finish, releasing r2 | it4 r2 prefill
+  // | it5, it6 r2 decodes: 6 iterations, never more than 2 in flight. Offline, all three share
+  // it1-it3. The simulator's closed loop gives the same schedule (sim_test, closed loop).
+  ExecOptions o;
+  o.serving = {4, 64, true};
+  o.serve_input = {10, 10, 10};
+  o.serve_output = {3, 3, 3};
+  o.serve_concurrency = 2;
+  const ExecReport closed = run_exec(tiny(), nvfp4_bf16(), o);
+  REQUIRE(closed.served);
+  CHECK(closed.serve.concurrency == 2);
+  CHECK(closed.serve.iterations == 6);
+  CHECK(closed.serve.max_in_flight == 2);
+  CHECK(closed.serve.output_tokens == 9);
+  REQUIRE(closed.serve.arrival_s.size() == 3);
+  CHECK(closed.serve.arrival_s[0] == 0.0);
+  CHECK(closed.serve.arrival_s[1] == 0.0);
+  // r2 arrives when r0 and r1 finish (the same iteration's end), and after its own arrival come
+  // its first and last tokens.
+  CHECK(closed.serve.arrival_s[2] == closed.serve.finish_s[0]);
+  CHECK(closed.serve.finish_s[0] == closed.serve.finish_s[1]);
+  CHECK(closed.serve.first_token_s[2] > closed.serve.arrival_s[2]);
+  CHECK(closed.serve.finish_s[2] > closed.serve.first_token_s[2]);
+  CHECK(closed.serve.ttft.count == 3);
+  CHECK(closed.serve.tpot.count == 3);
+  CHECK(closed.serve.ttft.mean_s > 0);
+  CHECK(closed.serve.ttft.p99_s >= closed.serve.ttft.p50_s);
+  o.serve_concurrency = 0;
+  const ExecReport offline = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(offline.serve.iterations == 3);
+  CHECK(offline.serve.max_in_flight == 3);
+  CHECK(offline.serve.arrival_s == std::vector<double>{0.0, 0.0, 0.0});
+  // Greedy outputs do not depend on the schedule.
+  CHECK(closed.serve.outputs == offline.serve.outputs);
+  // As many clients as requests is the offline schedule.
+  o.serve_concurrency = 3;
+  CHECK(run_exec(tiny(), nvfp4_bf16(), o).serve.iterations == 3);
+}
+
+TEST_CASE("serve latencies take loadgen's percentiles", "[exec][executor]") {
+  // sorted[floor(n p)]: of 1..10, p50 = 6, p90 = 10, p99 = 10; mean 5.5.
+  const ServeLatency l = ServeLatency::of({10, 9, 8, 7, 6, 5, 4, 3, 2, 1});
+  CHECK(l.count == 10);
+  CHECK(l.mean_s == Approx(5.5));
+  CHECK(l.p50_s == 6);
+  CHECK(l.p90_s == 10);
+  CHECK(l.p99_s == 10);
+  CHECK(ServeLatency::of({}).count == 0);
+}
+
 TEST_CASE("a longer loop under chunked prefill gives the outputs of one-at-a-time serving", "[exec][executor]") {
   ExecOptions o;
   o.serve_input = {37, 5, 64, 12, 29, 3};

@@ -51,6 +51,10 @@ struct ExecOptions {
   ExecServing serving;
   std::vector<std::uint32_t> serve_input;   ///< offline loop: prompt lengths (empty = no loop)
   std::vector<std::uint32_t> serve_output;  ///< offline loop: output lengths
+  /// > 0: the loop is a closed loop of this many clients (workload.scenario concurrency): the
+  /// first `serve_concurrency` requests wait at the start, and each finish releases the next
+  /// request, which the next iteration may admit (the simulator's rule). 0: offline.
+  std::int64_t serve_concurrency = 0;
   std::uint64_t seed = 1;
   Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< cuda: native Blackwell FP4 GEMMs or the Hopper kernels
   int tensor_parallel = 1;             ///< ranks (tensor_parallel.hpp): cpu, threads; cuda:N, GPUs N..N+tp-1 of this process
@@ -74,8 +78,17 @@ struct StepTiming {
   [[nodiscard]] double tokens_per_s() const { return static_cast<double>(tokens) / median_s; }
 };
 
-/// The offline serving loop's outcome.
+/// Mean and loadgen percentiles (sorted[floor(n p)], as the simulator reports them) of per-request
+/// latencies, in seconds.
+struct ServeLatency {
+  double mean_s = 0, p50_s = 0, p90_s = 0, p99_s = 0;
+  std::int64_t count = 0;
+  [[nodiscard]] static ServeLatency of(std::vector<double> v);
+};
+
+/// The serving loop's outcome.
 struct ServeResult {
+  std::int64_t concurrency = 0;      ///< closed-loop clients (0: offline)
   std::int64_t requests = 0;
   std::int64_t input_tokens = 0;
   std::int64_t output_tokens = 0;
@@ -83,6 +96,11 @@ struct ServeResult {
   std::int64_t max_in_flight = 0;    ///< most sequences in one iteration
   double wall_s = 0;
   std::vector<std::vector<std::int32_t>> outputs;  ///< per request (in request order), the tokens generated
+  /// Per request, in request order: when it arrived (offline: 0; closed loop: when a client's
+  /// previous request finished), its first token and its last, in seconds from the loop's start.
+  std::vector<double> arrival_s, first_token_s, finish_s;
+  ServeLatency ttft;                 ///< first token - arrival
+  ServeLatency tpot;                 ///< (finish - first token) / (output - 1), requests of 2+ output tokens
   [[nodiscard]] double output_tokens_per_s() const { return static_cast<double>(output_tokens) / wall_s; }
 };
 

@@ -41,7 +41,7 @@ std::vector<std::string> family_donors(const GpuSpec& gpu, const std::vector<std
 
 GpuCalibration::GpuCalibration(const GpuSpec& gpu) : GpuCalibration(gpu, catalog_tables()) {}
 
-GpuCalibration::GpuCalibration(const GpuSpec& gpu, const std::vector<const CalibratedFactors*>& tables) : gpu_(gpu.id) {
+GpuCalibration::GpuCalibration(const GpuSpec& gpu, const std::vector<const CalibratedFactors*>& tables) : gpu_(gpu.id), enabled_(true) {
   std::map<std::string, const CalibratedFactors*> by_id;
   std::vector<std::string> ids;
   for (const CalibratedFactors* t : tables) {
@@ -151,7 +151,7 @@ namespace {
 // Why a family is seed: `why` (nothing fitted), or that calibration is off (a default-constructed
 // GpuCalibration: scenario key `calibration: datasheet`), whatever is fitted.
 std::string unfitted(const GpuCalibration& cal, std::string why) {
-  return cal.gpu().empty() ? std::string("calibration: datasheet (calibrated factors not used)") : why;
+  return cal.enabled() ? why : std::string("calibration: datasheet (calibrated factors not used)");
 }
 
 FactorSource gemm_source(const std::string& gpu, DType t, const GpuCalibration& cal, const EfficiencyTable& eff) {

@@ -232,4 +232,13 @@ TEST_CASE("a GPU whose family has no calibrated member falls back to the seed cu
   CHECK(summary.front().factor == "gemm nvfp4");
   CHECK(summary.front().source == "seed");
   CHECK(summary.front().note.find("no nvfp4 fit on b300 or its family") != std::string::npos);
+  // Resolved but empty is calibration on with nothing fitted; default-constructed is calibration
+  // off, and the note says so instead of naming a missing fit.
+  CHECK(none.enabled());
+  const GpuCalibration off;
+  CHECK_FALSE(off.enabled());
+  const auto off_summary = calibration_summary(hgx, use, off);
+  REQUIRE(!off_summary.empty());
+  CHECK(off_summary.front().source == "seed");
+  CHECK(off_summary.front().note.rfind("calibration: datasheet (calibrated factors not used); seed curve: ", 0) == 0);
 }

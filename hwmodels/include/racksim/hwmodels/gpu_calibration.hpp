@@ -51,7 +51,8 @@ struct DeviceFactor {
 /// Donors are the other calibrated GPUs of the same family, nearest SM count first, then by id.
 class GpuCalibration {
  public:
-  /// No calibrated factors: the seed curves only.
+  /// Calibration off (scenario key `calibration: datasheet`): the seed curves only, and the
+  /// factor notes say why.
   GpuCalibration() = default;
   /// Resolves against every calibrated GPU of the catalog (hwmodels/data/calibrated/).
   explicit GpuCalibration(const GpuSpec& gpu);
@@ -79,9 +80,13 @@ class GpuCalibration {
   [[nodiscard]] const std::vector<std::string>& donors() const noexcept { return donors_; }
   /// The GPU these factors are for ("" when default-constructed).
   [[nodiscard]] const std::string& gpu() const noexcept { return gpu_; }
+  /// False for a default-constructed (calibration off) object; true once resolved for a GPU,
+  /// even where no table fits it.
+  [[nodiscard]] bool enabled() const noexcept { return enabled_; }
 
  private:
   std::string gpu_;
+  bool enabled_ = false;
   const CalibratedFactors* own_ = nullptr;
   std::vector<std::string> donors_;
   std::map<DType, GemmFactor> gemm_;

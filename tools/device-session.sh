@@ -205,6 +205,17 @@ phase "exec tiny llama (cuda:0)" 30 exec-tiny.log "$R" exec examples/exec-tiny-l
 phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec examples/mlperf-llama2-70b-offline-dgx-h100.yaml \
   --device cuda:0 "${EXEC_SHAPES[@]}" --warmup 1 --reps 5 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
 if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/exec-70b.json"; fi
+# A closed loop on the GPU (workload.scenario: concurrency): Llama-3.1-8B-shaped, random NVFP4
+# weights (the Hopper dequantize path), 8 clients of 1024 + 128 tokens, 40 requests: measured
+# TTFT/TPOT beside the simulator's prediction of the same loop on dgx-h100 and the held-out
+# TensorRT-LLM BF16 row of that shape (docs/validation.md: 191 ms / 7.9 ms at c8 1024/128 TP1).
+CLOSED=(examples/validation/silicon/trtllm-defaults.yaml --set system=dgx-h100 --set model=llama3.1-8b
+        --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=bf16
+        --set workload.concurrency=8 --set workload.requests=40 --set workload.input_tokens.value=1024
+        --set workload.output_tokens.value=128)
+phase "exec llama3.1-8b closed loop c8 (cuda:0)" 60 exec-8b-closed.log "$R" exec "${CLOSED[@]}" --device cuda:0 --serve 40 \
+  --shape decode:8x1024 --json "$STAGE/exec-8b-closed.json"
+phase "simulate the same closed loop (host)" 20 sim-8b-closed.log "$R" simulate "${CLOSED[@]}" --json "$STAGE/sim-8b-closed.json"
 
 # The step-op and collective suites: their files travel inside logs.tar.gz (the device tool
 # returns at most 8 files; $OUT already holds 8).

@@ -520,9 +520,13 @@ CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& o
       longest = std::max<I>(longest, I{o.serve_input[i]} + o.serve_output[i]);
       total += I{o.serve_input[i]} + o.serve_output[i];
     }
-    kv = std::max(kv, std::min(total, o.serving.max_batch_size * longest));
-    rows = std::max(rows, std::max(o.serving.max_num_tokens, o.serving.max_batch_size));
-    sampled = std::max(sampled, o.serving.max_batch_size);
+    // At most max_batch_size sequences in flight, and no more than the requests, or the clients
+    // of a closed loop.
+    I in_flight = std::min<I>(o.serving.max_batch_size, static_cast<I>(o.serve_input.size()));
+    if (o.serve_concurrency > 0) in_flight = std::min<I>(in_flight, o.serve_concurrency);
+    kv = std::max(kv, std::min(total, in_flight * longest));
+    rows = std::max(rows, std::max(o.serving.max_num_tokens, in_flight));
+    sampled = std::max(sampled, in_flight);
   }
   c.kv_tokens = kv + 2 * c.block_tokens * sampled;  // a partly filled last block per sequence
   c.max_rows = rows;

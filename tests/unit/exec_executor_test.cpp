@@ -218,9 +218,10 @@ TEST_CASE("exec refuses what the CPU reference cannot run, naming it", "[exec][e
 TEST_CASE("the CUDA executor's buffers for exec's shapes and loop, by hand", "[exec][executor]") {
   // prefill:2x100: 200 KV tokens, 200 rows, 2 sampled. decode:4x300: 4 x 301 = 1,204 KV tokens
   // (each decode writes one more), 4 rows, and the cache fill before it runs 256-token chunks
-  // (max_num_tokens): 256 rows; 4 sampled. Loop over prompts 50 and 700 with 10 and 20 outputs:
-  // 780 tokens in all (below 8 x 720), rows max(256, 8) = 256, 8 sampled. KV pool 1,204 + 2 x 16
-  // x 8 = 1,460 (two 16-token blocks per sampled sequence for partly filled last blocks).
+  // (max_num_tokens): 256 rows; 4 sampled. Loop over prompts 50 and 700 with 10 and 20 outputs,
+  // max_batch_size 8: at most 2 in flight (the requests), 780 tokens in all (below 2 x 720),
+  // rows max(256, 2) = 256, 2 sampled. KV pool 1,204 + 2 x 16 x 4 = 1,332 (two 16-token blocks
+  // per sampled sequence for partly filled last blocks; the decode shape's 4 sampled).
   ExecOptions o;
   o.shapes = {ExecShape::parse("prefill:2x100", "s"), ExecShape::parse("decode:4x300", "s")};
   o.serving = {8, 256, true, 16};
@@ -229,14 +230,27 @@ TEST_CASE("the CUDA executor's buffers for exec's shapes and loop, by hand", "[e
   o.seed = 5;
   o.fp4_gemm = Fp4GemmMode::hopper;
   const CudaStepOptions c = cuda_step_options(tiny(), o, 1);
-  CHECK(c.kv_tokens == 1460);
+  CHECK(c.kv_tokens == 1332);
   CHECK(c.max_rows == 256);
-  CHECK(c.max_sampled == 8);
+  CHECK(c.max_sampled == 4);
   CHECK(c.block_tokens == 16);
   CHECK(c.device == 1);
   CHECK(c.seed == 5);
   CHECK(c.fp4_gemm == Fp4GemmMode::hopper);
   CHECK(c.reference_weights);  // the tiny model: the CPU reference's weights, so logits compare
+  // Twelve requests of 100 + 20 under max_batch_size 8, offline: 8 in flight, KV min(1,440,
+  // 8 x 120 = 960) under the shapes' 1,204; 8 sampled: 1,204 + 2 x 16 x 8 = 1,460. A closed loop
+  // of 3 clients: 3 in flight, 4 sampled (the decode shape): 1,332.
+  o.serve_input.assign(12, 100);
+  o.serve_output.assign(12, 20);
+  const CudaStepOptions off = cuda_step_options(tiny(), o, 0);
+  CHECK(off.max_sampled == 8);
+  CHECK(off.kv_tokens == 1460);
+  o.serve_concurrency = 3;
+  const CudaStepOptions closed = cuda_step_options(tiny(), o, 0);
+  CHECK(closed.max_sampled == 4);
+  CHECK(closed.kv_tokens == 1332);
+  o.serve_concurrency = 0;
   // Without the loop the shapes alone: KV 1,204 + 2 x 16 x 4 = 1,332; a decode shape without
   // chunking fills its cache in one 300-row step.
   o.serve_input.clear();

@@ -475,7 +475,7 @@ class CudaStep final : public StepBackend {
       if (k % 64 != 0) return text("linear K = ", k, " is not a multiple of 64 (cuBLASLt's 4-block scale tiles)");
       try {
         (void)native_plan(o_.max_rows, n, k);
-        (void)native_rows(1, n, k);
+        (void)native_rows(1, n, k, /*record=*/false);  // a probe: nothing runs, so nothing ran padded
       } catch (const Error& e) {
         plans_.clear();
         native_rows_ = NativeGemmRows(o_.max_rows);
@@ -487,7 +487,7 @@ class CudaStep final : public StepBackend {
 
   /// The rows the native GEMM M x n x k runs at: M, or the padded row count with a plan
   /// (NativeGemmRows: each row count's plan asked of cuBLASLt once, the answer kept).
-  I native_rows(I m, I n, I k) {
+  I native_rows(I m, I n, I k, bool record = true) {
     return native_rows_.rows(m, n, k, [this](I rows, I pn, I pk) -> std::string {
       try {
         (void)native_plan(rows, pn, pk);
@@ -495,7 +495,7 @@ class CudaStep final : public StepBackend {
       } catch (const Error& e) {
         return e.what();
       }
-    });
+    }, record);
   }
 
   LtPlan& native_plan(I m, I n, I k) {

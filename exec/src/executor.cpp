@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/common/percentile.hpp"
 #include "racksim/exec/bench.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/step_backend.hpp"
@@ -436,7 +437,7 @@ ServeLatency ServeLatency::of(std::vector<double> v) {
   double sum = 0;
   for (double x : v) sum += x;
   l.mean_s = sum / static_cast<double>(v.size());
-  auto at = [&](double p) { return v[std::min(v.size() - 1, static_cast<std::size_t>(std::floor(p * static_cast<double>(v.size()))))]; };
+  auto at = [&](double p) { return v[loadgen_percentile_index(v.size(), p)]; };
   l.p50_s = at(0.50);
   l.p90_s = at(0.90);
   l.p99_s = at(0.99);

@@ -80,8 +80,18 @@ std::optional<std::int64_t> native_gemm_rows(std::int64_t m, std::int64_t max_ro
   return std::nullopt;
 }
 
-std::int64_t NativeGemmRows::rows(std::int64_t m, std::int64_t n, std::int64_t k, const PlanProbe& probe) {
-  if (const auto it = rows_.find({m, n, k}); it != rows_.end()) return it->second;
+void NativeGemmRows::record_padding(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t rows) {
+  if (rows == m) return;
+  for (const PaddedNativeGemm& p : padded_)
+    if (p.m == m && p.n == n && p.k == k) return;
+  padded_.push_back({m, n, k, rows});
+}
+
+std::int64_t NativeGemmRows::rows(std::int64_t m, std::int64_t n, std::int64_t k, const PlanProbe& probe, bool record) {
+  if (const auto it = rows_.find({m, n, k}); it != rows_.end()) {
+    if (record) record_padding(m, n, k, it->second);
+    return it->second;
+  }
   // Each (rows, n, k) asked once: a row count without a plan is not asked again for the next M.
   const auto answer = [&](std::int64_t rows) -> const std::string& {
     auto it = probed_.find({rows, n, k});
@@ -98,7 +108,7 @@ std::int64_t NativeGemmRows::rows(std::int64_t m, std::int64_t n, std::int64_t k
                             m, n, k, m, tried.empty() ? "" : fmt::format(" nor padded to {} rows", tried), max_rows_, answer(m)));
   }
   rows_.emplace(std::make_tuple(m, n, k), *rows);
-  if (*rows != m) padded_.push_back({m, n, k, *rows});
+  if (record) record_padding(m, n, k, *rows);
   return *rows;
 }
 

@@ -68,10 +68,11 @@ OpCost RooflineCostModel::calibrated_gemm(const Op& op, const GemmFactor& f) con
     // in the GEMM's format) and replays the step from a CUDA graph, so both go: the per-element
     // term, and the part of t0 above the same GPU's BF16 t0, the GEMM kernel's own launch and
     // prologue measured in the same table (docs/calibration.md, "Fused activation quantize").
+    // Both t0 must be one GPU's (its own, or the same donor's); otherwise t0 stays whole.
     const double quantize_s = static_cast<double>(op.m) * static_cast<double>(op.k) * model.a_element_s;
     double quantize_launch_s = 0;
     if (op.in_dtype != DType::bf16)
-      if (const GemmFactor* bf16 = cal_.gemm(DType::bf16); bf16 && bf16->from_format == DType::bf16)
+      if (const GemmFactor* bf16 = cal_.gemm(DType::bf16); bf16 && bf16->from_format == DType::bf16 && bf16->from_gpu == f.from_gpu)
         quantize_launch_s = std::max(0.0, model.fixed_latency_s - bf16->model.fixed_latency_s);
     t.fixed_s -= quantize_s + quantize_launch_s;
     t.total_s -= quantize_s + quantize_launch_s;

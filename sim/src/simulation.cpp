@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/common/percentile.hpp"
 #include "racksim/common/units.hpp"
 #include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/energy_model.hpp"
@@ -101,6 +102,9 @@ struct Lane {
 
 I ceil_div(I a, I b) { return (a + b - 1) / b; }
 
+/// The longest simulated run: int64 picoseconds hold 106 days; keep well inside them.
+constexpr double kMaxSimSeconds = 1e6;
+
 /// The datasheet energy model under the scenario's power cap.
 EnergyModel capped(EnergyModel e, double limit_w) {
   e.limit_w = limit_w;
@@ -180,10 +184,9 @@ class Simulation {
     r_.tpot_ms.assign(n, 0);
     r_.e2e_ms.assign(n, 0);
     // Simulated time is int64 picoseconds (106 days); keep well inside it.
-    constexpr double kMaxSeconds = 1e6;
-    if (r_.set.arrival.back().to_seconds() > kMaxSeconds || r_.set.arrival.back() < SimTime{})
+    if (r_.set.arrival.back().to_seconds() > kMaxSimSeconds || r_.set.arrival.back() < SimTime{})
       throw InputError(fmt::format("the last request arrives at {:.6g} s; racksim simulates up to {:g} s (raise qps or shorten the trace)",
-                                   r_.set.arrival.back().to_seconds(), kMaxSeconds));
+                                   r_.set.arrival.back().to_seconds(), kMaxSimSeconds));
     // Requests that can never run are the scenario's error, not a silent hang.
     const I lane_tokens = lanes_.front().blocks_total * block_;
     for (std::size_t i = 0; i < n; ++i) {
@@ -405,6 +408,12 @@ class Simulation {
       const double scale = s_.serving.fixed_step_time_s / c.time_s;
       c = StepCost{s_.serving.fixed_step_time_s, s_.serving.fixed_step_time_s, c.dynamic_j * scale, c.flops, c.capped};
     }
+    // Simulated time is int64 picoseconds (106 days); a run is held to kMaxSimSeconds, however
+    // its arrivals were made (a closed loop's all start at 0).
+    if (engine_.now().to_seconds() + c.time_s > kMaxSimSeconds)
+      throw InfeasibleError(fmt::format("the run passes {:g} s of simulated time (iteration {} of replica {}, {:.6g} s in); racksim "
+                                        "simulates up to {:g} s: fewer requests, or a shorter serving.fixed_step_time",
+                                        kMaxSimSeconds, result_.iterations + 1, l.replica, engine_.now().to_seconds(), kMaxSimSeconds));
     l.busy = true;
     l.step_decodes = l.n_decode;
     // The micro-batch passes the stages in turn, each for time / pp, waiting for a stage still
@@ -511,7 +520,7 @@ class Simulation {
     // As MLPerf's loadgen reports them: the sorted sample at index floor(n p)
     // (mlcommons/inference loadgen/results.cc: sample_latencies[sample_count * percentile]).
     auto pct = [&](double p) {
-      const auto idx = std::min(v.size() - 1, static_cast<std::size_t>(std::floor(p * static_cast<double>(v.size()))));
+      const auto idx = loadgen_percentile_index(v.size(), p);
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(idx), v.end());
       return static_cast<double>(v[idx]);
     };

@@ -41,5 +41,5 @@ file(WRITE "${TABLE}.new" "${table}")
 execute_process(COMMAND diff -u "${TABLE}.doc" "${TABLE}.new")
 file(REMOVE "${TABLE}.doc" "${TABLE}.new")
 message(FATAL_ERROR "${DOC}: the validation table differs from what racksim validate writes now (diff above, "
-                    "- the document, + fresh). Refresh it: tools/update-golden.sh, or paste the output of "
+                    "- the document, + fresh). Refresh it: tools/update-golden.sh, or paste "
                     "the output of the racksim validate command the ${MARKER} begin marker names between the ${MARKER} markers")

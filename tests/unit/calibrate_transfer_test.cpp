@@ -242,3 +242,36 @@ TEST_CASE("a GPU whose family has no calibrated member falls back to the seed cu
   CHECK(off_summary.front().source == "seed");
   CHECK(off_summary.front().note.rfind("calibration: datasheet (calibrated factors not used); seed curve: ", 0) == 0);
 }
+
+TEST_CASE("the fused quantize drops t0 above BF16's only when both fits are one GPU's", "[calibrate][transfer][cost]") {
+  // docs/calibration.md, "Fused activation quantize". b200 with its own file hidden carries both
+  // fits from gb200: the drop is gb200's FP8 t0 minus gb200's BF16 t0 (14.145 - 2.414 us).
+  const SystemSpec dgx = find_system("dgx-b200");
+  Op op = gemm_op(8, 8192, 1024, DType::fp8);
+  op.input_prequantized = true;
+  auto eager_minus_fused = [&](const GpuCalibration& cal) {
+    const RooflineCostModel m(dgx, cal);
+    Op eager = op;
+    eager.input_prequantized = false;
+    const double per_element = 8.0 * 1024 * cal.gemm(DType::fp8)->model.a_element_s;
+    return m.cost(eager).time_s - m.cost(op).time_s - per_element;
+  };
+  const GpuCalibration carried(dgx.gpu, tables_without({"b200"}));
+  REQUIRE(carried.gemm(DType::fp8)->from_gpu == "gb200");
+  REQUIRE(carried.gemm(DType::bf16)->from_gpu == "gb200");
+  const CalibratedFactors* gb200 = calibrated_for("gb200");
+  REQUIRE(gb200 != nullptr);
+  const double gb200_drop = gb200->gemm.at(DType::fp8).model.fixed_latency_s - gb200->gemm.at(DType::bf16).model.fixed_latency_s;
+  CHECK(gb200_drop == Approx(11.731e-6).epsilon(1e-3));
+  CHECK(eager_minus_fused(carried) == Approx(gb200_drop).epsilon(1e-9));
+  // b200's own FP8 fit with its BF16 fit removed: BF16 then comes from gb200, another GPU, and
+  // FP8's t0 stays whole (only the per-element term goes).
+  CalibratedFactors own = *calibrated_for("b200");
+  own.gemm.erase(DType::bf16);
+  std::vector<const CalibratedFactors*> tables = tables_without({"b200"});
+  tables.push_back(&own);
+  const GpuCalibration mixed(dgx.gpu, tables);
+  REQUIRE(mixed.gemm(DType::fp8)->from_gpu == "b200");
+  REQUIRE(mixed.gemm(DType::bf16)->from_gpu == "gb200");
+  CHECK(eager_minus_fused(mixed) == Approx(0.0).margin(1e-15));
+}

@@ -8,6 +8,7 @@
 #include "racksim/common/dtype.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
+#include "racksim/common/percentile.hpp"
 #include "racksim/common/registry.hpp"
 #include "racksim/common/units.hpp"
 #include "racksim/common/yaml_reader.hpp"
@@ -100,4 +101,16 @@ TEST_CASE("registry lists valid names for an unknown one", "[common][registry]")
   r.add("b", "second", 2);
   CHECK(r.get("b").factory == 2);
   CHECK_THROWS_WITH(r.get("c"), "unknown widget 'c'; valid: a, b");
+}
+
+TEST_CASE("percentiles index the sorted samples as loadgen does", "[common][percentile]") {
+  // sorted[floor(n p)], clamped to the last: of 10 samples, p50 is the 6th (index 5), p90 and p99
+  // the 10th; of 200, p99 is index 198 (the 199th), p50 index 100; one sample is every percentile.
+  CHECK(loadgen_percentile_index(10, 0.50) == 5);
+  CHECK(loadgen_percentile_index(10, 0.90) == 9);
+  CHECK(loadgen_percentile_index(10, 0.99) == 9);
+  CHECK(loadgen_percentile_index(200, 0.99) == 198);
+  CHECK(loadgen_percentile_index(200, 0.50) == 100);
+  CHECK(loadgen_percentile_index(1, 0.99) == 0);
+  CHECK(loadgen_percentile_index(4, 1.0) == 3);
 }

@@ -301,6 +301,16 @@ TEST_CASE("native FP4 GEMM rows: an M without a cuBLASLt plan runs padded to the
   CHECK(note.find("m=37 n=10240 k=8192 at 64 rows, m=40 n=10240 k=8192 at 64 rows") != std::string::npos);
   CHECK(note.find("include the padding rows") != std::string::npos);
   CHECK(padded_native_gemm_note({}).empty());
+  // The start-up probe (record = false) pads M = 1 without recording it: nothing ran. The first
+  // real GEMM at M = 1 records it once, from the cache.
+  NativeGemmRows probed(1000);
+  CHECK(probed.rows(1, 10240, 8192, at64, false) == 64);
+  CHECK(probed.padded().empty());
+  const std::size_t probes_before = probes.size();
+  CHECK(probed.rows(1, 10240, 8192, at64) == 64);
+  CHECK(probed.rows(1, 10240, 8192, at64) == 64);
+  CHECK(probes.size() == probes_before);
+  CHECK(probed.padded() == std::vector<PaddedNativeGemm>{{1, 10240, 8192, 64}});
 
   // No plan even at max_rows (which was probed: should not happen): the shape, the rows tried and
   // cuBLASLt's answer at M.

@@ -182,6 +182,13 @@ TEST_CASE("concurrency and qps are read only by the scenarios that use them", "[
   const std::string missing = small_scenario("  scenario: concurrency\n  requests: 3\n  input_tokens: {distribution: fixed, value: 100}\n"
                                              "  output_tokens: {distribution: fixed, value: 10}\n");
   CHECK_THROWS_WITH(load_text("c3.yaml", missing), Catch::Contains("workload.concurrency"));
+  // One client, 1,000 requests of 10 steps of 10,000 s: 1e8 s, past the 1e6 s racksim simulates
+  // (int64 picoseconds hold 106 days). The closed loop's arrivals are all 0 when loaded, so the
+  // run itself must stop at the bound (iteration 101: 100 x 10,000 s = 1e6 s), exit 3, not overflow.
+  const Scenario long_run = load_text("c4.yaml", small_scenario(w, "  fixed_step_time: 10000s\n"),
+                                      {"workload.concurrency=1", "workload.requests=1000"});
+  CHECK_THROWS_AS(simulate(long_run), InfeasibleError);
+  CHECK_THROWS_WITH(simulate(long_run), Catch::Contains("iteration 101 of replica 0") && Catch::Contains("simulates up to 1e+06 s"));
 }
 
 TEST_CASE("step costs from batch sums equal the full graph's", "[sim][step-timer]") {

@@ -97,10 +97,11 @@ class NativeGemmRows {
 
   explicit NativeGemmRows(std::int64_t max_rows) : max_rows_(max_rows) {}
 
-  /// The rows the GEMM m x n x k runs at (m, or padded: then recorded in padded()). Error
-  /// (internal: max_rows was probed, so this should not happen) naming the shape, the rows tried
-  /// and cuBLASLt's answer at m when no row count has a plan.
-  [[nodiscard]] std::int64_t rows(std::int64_t m, std::int64_t n, std::int64_t k, const PlanProbe& probe);
+  /// The rows the GEMM m x n x k runs at (m, or padded: then recorded in padded() unless
+  /// `record` is false, as for the start-up probe, where nothing runs). Error (internal:
+  /// max_rows was probed, so this should not happen) naming the shape, the rows tried and
+  /// cuBLASLt's answer at m when no row count has a plan.
+  [[nodiscard]] std::int64_t rows(std::int64_t m, std::int64_t n, std::int64_t k, const PlanProbe& probe, bool record = true);
   /// The shapes that ran padded, in the order first met.
   [[nodiscard]] const std::vector<PaddedNativeGemm>& padded() const noexcept { return padded_; }
 
@@ -109,6 +110,7 @@ class NativeGemmRows {
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::int64_t> rows_;        ///< (m, n, k) -> rows
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::string> probed_;       ///< (rows, n, k) -> probe's answer
   std::vector<PaddedNativeGemm> padded_;
+  void record_padding(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t rows);
 };
 
 /// What `racksim exec` states (notes, the measurement file's `software`) when GEMMs ran padded:

@@ -175,6 +175,17 @@ int cmd_validate(const Args& args) {
     (guard.pct <= 0 ? unguarded : guard.own ? by_tolerance : by_threshold) += 1;
     const std::pair<std::string, std::string> gk{c.group, c.metric};
     if (!c.group.empty() && !group_errors.count(gk) && !group_infeasible.count(gk)) group_order.push_back(gk);
+    // The row's JSON (nlohmann sorts keys on output): what every row has, then its outcome.
+    nlohmann::json row = {{"case", c.name},
+                          {"metric", c.metric},
+                          {"published", c.published},
+                          {"guard_pct", guard.pct > 0 ? nlohmann::json(guard.pct) : nlohmann::json()},
+                          {"guard_from", guard.pct <= 0 ? "none" : guard.own ? "tolerance_pct" : "threshold"},
+                          {"scenario", c.scenario},
+                          {"requests", c.requests},
+                          {"find_max_qps", c.find_max},
+                          {"set", c.sets}};
+    if (!c.group.empty()) row["group"] = c.group;
     if (auto inf = infeasible.find(key); inf != infeasible.end()) {
       // Guarded: over its guard (the published run exists). Unguarded: shown and counted.
       ++n_infeasible;
@@ -186,20 +197,11 @@ int cmd_validate(const Args& args) {
                    guard.text(), check, inf->second);
       md += fmt::format("| {} | {} | infeasible | {:.1f} | - | {}{} | {} | {} |\n", c.name, c.metric, c.published, guard.text(),
                         guard.pct > 0 ? " **OVER**" : "", inf->second, c.source);
-      rows.push_back({{"case", c.name},
-                      {"metric", c.metric},
-                      {"predicted", nullptr},
-                      {"infeasible", inf->second},
-                      {"published", c.published},
-                      {"error_pct", nullptr},
-                      {"guard_pct", guard.pct > 0 ? nlohmann::json(guard.pct) : nlohmann::json()},
-                      {"guard_from", guard.pct <= 0 ? "none" : guard.own ? "tolerance_pct" : "threshold"},
-                      {"over", guard.pct > 0},
-                      {"scenario", c.scenario},
-                      {"requests", c.requests},
-                      {"find_max_qps", c.find_max},
-                      {"set", c.sets}});
-      if (!c.group.empty()) rows.back()["group"] = c.group;
+      row["predicted"] = nullptr;
+      row["infeasible"] = inf->second;
+      row["error_pct"] = nullptr;
+      row["over"] = guard.pct > 0;
+      rows.push_back(std::move(row));
       continue;
     }
     const double predicted = metric_of(runs[key], c.metric);
@@ -215,21 +217,12 @@ int cmd_validate(const Args& args) {
                  guard.text(), check, compact);
     md += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:+.1f}% | {}{} | {} | {} |\n", c.name, c.metric, predicted, c.published, err,
                       guard.text(), over ? " **OVER**" : "", compact, c.source);
-    rows.push_back({{"case", c.name},
-                    {"metric", c.metric},
-                    {"predicted", predicted},
-                    {"published", c.published},
-                    {"error_pct", err},
-                    {"guard_pct", guard.pct > 0 ? nlohmann::json(guard.pct) : nlohmann::json()},
-                    {"guard_from", guard.pct <= 0 ? "none" : guard.own ? "tolerance_pct" : "threshold"},
-                    {"over", over},
-                    {"factors", compact},
-                    {"calibration", calibration_json(factors.at(key))},
-                    {"scenario", c.scenario},
-                    {"requests", c.requests},
-                    {"find_max_qps", c.find_max},
-                    {"set", c.sets}});
-    if (!c.group.empty()) rows.back()["group"] = c.group;
+    row["predicted"] = predicted;
+    row["error_pct"] = err;
+    row["over"] = over;
+    row["factors"] = compact;
+    row["calibration"] = calibration_json(factors.at(key));
+    rows.push_back(std::move(row));
   }
   const std::string summary = fmt::format(
       "{} cases: {} guarded by --threshold{}, {} by their own tolerance_pct (guard 'case'), {} unguarded; {} over their guard{}",

@@ -430,18 +430,8 @@ class Runner {
 }  // namespace
 
 ServeLatency ServeLatency::of(std::vector<double> v) {
-  ServeLatency l;
-  l.count = static_cast<std::int64_t>(v.size());
-  if (v.empty()) return l;
-  std::sort(v.begin(), v.end());
-  double sum = 0;
-  for (double x : v) sum += x;
-  l.mean_s = sum / static_cast<double>(v.size());
-  auto at = [&](double p) { return v[loadgen_percentile_index(v.size(), p)]; };
-  l.p50_s = at(0.50);
-  l.p90_s = at(0.90);
-  l.p99_s = at(0.99);
-  return l;
+  const LoadgenSummary l = loadgen_summary(v);
+  return ServeLatency{l.mean, l.p50, l.p90, l.p99, static_cast<std::int64_t>(l.count)};
 }
 
 std::string ExecShape::label() const {

@@ -511,23 +511,10 @@ class Simulation {
     request_start(l, id);
   }
 
+  /// Mean and percentiles as MLPerf's loadgen reports them (common/percentile.hpp); reorders v.
   static LatencySummary summary(std::vector<float>& v) {
-    LatencySummary s;
-    if (v.empty()) return s;
-    double sum = 0;
-    for (float x : v) sum += x;
-    s.mean = sum / static_cast<double>(v.size());
-    // As MLPerf's loadgen reports them: the sorted sample at index floor(n p)
-    // (mlcommons/inference loadgen/results.cc: sample_latencies[sample_count * percentile]).
-    auto pct = [&](double p) {
-      const auto idx = loadgen_percentile_index(v.size(), p);
-      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(idx), v.end());
-      return static_cast<double>(v[idx]);
-    };
-    s.p50 = pct(0.50);
-    s.p90 = pct(0.90);
-    s.p99 = pct(0.99);
-    return s;
+    const LoadgenSummary l = loadgen_summary(v);
+    return LatencySummary{l.mean, l.p50, l.p90, l.p99};
   }
 
   SimResult summarize(double qps) {

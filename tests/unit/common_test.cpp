@@ -114,3 +114,22 @@ TEST_CASE("percentiles index the sorted samples as loadgen does", "[common][perc
   CHECK(loadgen_percentile_index(1, 0.99) == 0);
   CHECK(loadgen_percentile_index(4, 1.0) == 3);
 }
+
+TEST_CASE("latency summaries take loadgen's percentiles of unsorted samples", "[common][percentile]") {
+  // 1..10 shuffled: mean 5.5; sorted[floor(10 p)]: p50 = 6, p90 = p99 = 10. Floats as the
+  // simulator keeps them, doubles as the executor does; none: all zero.
+  std::vector<float> f = {7, 2, 10, 4, 1, 9, 3, 6, 8, 5};
+  const LoadgenSummary s = loadgen_summary(f);
+  CHECK(s.count == 10);
+  CHECK(s.mean == Approx(5.5));
+  CHECK(s.p50 == 6);
+  CHECK(s.p90 == 10);
+  CHECK(s.p99 == 10);
+  std::vector<double> d = {0.3, 0.1, 0.2};
+  const LoadgenSummary t = loadgen_summary(d);
+  CHECK(t.p50 == 0.2);  // index floor(1.5) = 1
+  CHECK(t.p99 == 0.3);
+  std::vector<double> none;
+  CHECK(loadgen_summary(none).count == 0);
+  CHECK(loadgen_summary(none).p99 == 0);
+}

@@ -34,6 +34,11 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   else
     n.push_back("serving.kv_block_tokens, kv_memory_fraction and capacity_policy do not apply: the CPU reference keeps whole "
                 "per-sequence caches without a capacity limit");
+  // Tensor-parallel all-reduces run through NCCL (CUDA) or the CPU threads' own sum; the engines'
+  // one-shot kernel that serving.all_reduce: auto models is not part of the executor.
+  if (d.tensor_parallel > 1 && s.serving.all_reduce == AllReduceImpl::automatic)
+    n.push_back(cuda ? "serving.all_reduce 'auto' (the engines' one-shot kernel for small messages): all-reduces run through NCCL"
+                     : "serving.all_reduce 'auto' (the engines' one-shot kernel for small messages): the CPU ranks' all-reduce is a plain sum");
   if (s.workload.scenario != "offline" && s.workload.scenario != "concurrency")
     n.push_back(fmt::format("workload.scenario '{}': the serving loop runs offline (every request waiting at time 0)", s.workload.scenario));
   return n;

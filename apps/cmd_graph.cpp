@@ -51,7 +51,7 @@ int cmd_graph(const Args& args) {
   const MemoryPlan mem = plan_memory(s);
   StepBatch b = phase == "decode" ? StepBatch::decode(batch, context) : StepBatch::prefill_only(batch, context, cached);
   const StepGraph g(s.model, b, s.deployment, s.precision);
-  const auto model = cost_model_registry().get(cost_model).factory(s.system, s.calibrated);
+  const auto model = cost_model_registry().get(cost_model).factory(s.system, cost_model_options(s));
   const StepEstimate e = estimate_step(g, *model);
 
   const bool table = json != "-";

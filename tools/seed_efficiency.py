@@ -8,7 +8,9 @@ GEMM: achieved / dense peak for the square GEMMs m=n=k in {1024, 4096, 8192, 163
 aic_kernels/gemm_trtllm_1.3.0rc20_subset.csv (kernel_source torch_flow), as points over the
 GEMM's FLOPs. Memory: HBM stream / datasheet (hardware.md). Collectives: fixed latency and
 per-step latency from the smallest-message all-reduce times at 2/4/8 GPUs, bandwidth
-efficiency from the largest (512 MiB) all-reduce (aic_kernels/nccl_2.29.2.csv).
+efficiency from the largest (512 MiB) all-reduce (aic_kernels/nccl_2.29.2.csv). One-shot
+all-reduce (the serving engines' own small-message kernel): latency and NVLink efficiency fitted
+by least squares to hardware.md's 8x H100 points, carried to the other GPUs.
 """
 import argparse, csv, os, re, sys
 from collections import defaultdict
@@ -25,6 +27,21 @@ STREAM = {
     "b200": (7.35, 8.0, "carried from GB200 (same B200 die and HBM3e; hardware.md 7.35 of 8 TB/s): no B200 stream measurement in the reference", True),
     "b300": (7.37, 8.0, "carried from GB300 (same Blackwell Ultra die; hardware.md 7.37 of 8 TB/s): no B300 stream measurement in the reference", True),
 }
+
+
+# Custom one-shot all-reduce on 8x H100, hardware.md "Published microbenchmarks" (public SGLang
+# measurements): ~6 us at 512 B, ~8 us at 32 KB, ~17 us at 256 KB (KB read as KiB). Each rank
+# reads the 7 peers' buffers: t = latency + 7 x bytes / (nvlink x efficiency).
+ONE_SHOT_H100 = [(512, 6.0), (32 * 1024, 8.0), (256 * 1024, 17.0)]
+ONE_SHOT_RANKS = 8
+
+
+def one_shot_fit(nvlink_gbs):
+    xs = [(ONE_SHOT_RANKS - 1) * b / (nvlink_gbs * 1e9) * 1e6 for b, _ in ONE_SHOT_H100]  # us at efficiency 1
+    ys = [t for _, t in ONE_SHOT_H100]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, 1.0 / slope
 
 
 def peaks(path):
@@ -111,6 +128,15 @@ def main():
                   f"  ring_bandwidth_efficiency: {ring_eff:.4f}",
                   f"  tree_bandwidth_efficiency: {ring_eff:.4f}  # no tree-only measurement: ring's, carried",
                   f"  nvls_bandwidth_efficiency: {nvls_eff:.4f}"]
+        h100_nvlink = peaks(os.path.join(root, "hwmodels", "data", "gpus", "h100-sxm.yaml"))[1]
+        lat, eff = one_shot_fit(h100_nvlink)
+        own = gpu == "h100-sxm"
+        lines += ["one_shot_all_reduce:",
+                  "  source: \"hardware.md: custom one-shot all-reduce on 8x H100 (public SGLang measurements) ~6 us @512 B, ~8 us @32 KB, "
+                  f"~17 us @256 KB, least-squares fit of latency + 7 x bytes / ({h100_nvlink:g} GB/s x efficiency)" +
+                  ("" if own else f"; carried from H100 (no one-shot measurement of {gpu} in the reference), with {gpu}'s own nvlink_bandwidth {nvlink:g} GB/s") + "\"",
+                  f"  carried: {'false' if own else 'true'}",
+                  f"  latency_us: {lat:.3f}", f"  bandwidth_efficiency: {eff:.4f}"]
         out = os.path.join(root, "hwmodels", "data", "efficiency", gpu + ".yaml")
         with open(out, "w") as f:
             f.write("\n".join(lines) + "\n")

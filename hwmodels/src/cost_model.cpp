@@ -28,6 +28,15 @@ std::string_view to_string(CollectiveAlgorithm a) noexcept {
     case CollectiveAlgorithm::nvls: return "nvls";
     case CollectiveAlgorithm::direct: return "direct";
     case CollectiveAlgorithm::measured: return "nccl";
+    case CollectiveAlgorithm::one_shot: return "one_shot";
+  }
+  return "?";
+}
+
+std::string_view to_string(AllReduceImpl a) noexcept {
+  switch (a) {
+    case AllReduceImpl::automatic: return "auto";
+    case AllReduceImpl::nccl: return "nccl";
   }
   return "?";
 }
@@ -36,17 +45,19 @@ const Registry<CostModelFactory>& cost_model_registry() {
   static const Registry<CostModelFactory> registry = [] {
     Registry<CostModelFactory> r("cost model");
     r.add("roofline", "max(FLOPs / (peak x efficiency), bytes / (HBM bandwidth x efficiency)) + launch; alpha-beta collectives",
-          [](const SystemSpec& s, bool calibrated) { return std::make_unique<RooflineCostModel>(s, calibrated); });
+          [](const SystemSpec& s, const CostModelOptions& o) {
+            return std::make_unique<RooflineCostModel>(s, o.calibrated, o.all_reduce);
+          });
     return r;
   }();
   return registry;
 }
 
-RooflineCostModel::RooflineCostModel(const SystemSpec& system, bool use_calibrated)
-    : RooflineCostModel(system, use_calibrated ? GpuCalibration(system.gpu) : GpuCalibration()) {}
+RooflineCostModel::RooflineCostModel(const SystemSpec& system, bool use_calibrated, AllReduceImpl all_reduce)
+    : RooflineCostModel(system, use_calibrated ? GpuCalibration(system.gpu) : GpuCalibration(), all_reduce) {}
 
-RooflineCostModel::RooflineCostModel(const SystemSpec& system, GpuCalibration calibration)
-    : system_(system), eff_(efficiency_for(system.gpu.id)), cal_(std::move(calibration)) {}
+RooflineCostModel::RooflineCostModel(const SystemSpec& system, GpuCalibration calibration, AllReduceImpl all_reduce)
+    : system_(system), eff_(efficiency_for(system.gpu.id)), cal_(std::move(calibration)), all_reduce_(all_reduce) {}
 
 OpCost RooflineCostModel::calibrated_gemm(const Op& op, const GemmFactor& f) const {
   // docs/calibration.md: the fitted latency model replaces roofline + launch for GEMMs; its t0
@@ -105,7 +116,33 @@ OpCost RooflineCostModel::finish(OpCost c) const {
   return c;
 }
 
+OpCost RooflineCostModel::one_shot_all_reduce(double bytes, int n) const {
+  OpCost c;
+  c.launch_s = 0;  // the fitted latency holds the launch
+  if (n <= 1 || n > kOneShotMaxRanks || n > system_.domain_size() || bytes > kOneShotMaxBytes) return c;
+  // Each rank reads the n-1 peers' buffers over its NVLink ports and sums them: one kernel, one
+  // flag exchange (docs/calibration.md, "Tensor-parallel all-reduce"). The latency and efficiency
+  // are fitted on 8 H100s; other GPUs carry them with their own NVLink bandwidth; the latency is
+  // taken as the same at fewer ranks.
+  const OneShotAllReduceParams& p = eff_.one_shot_all_reduce;
+  c.network_s = p.latency_s + (n - 1) * bytes / (system_.gpu.nvlink_bandwidth.value * p.efficiency);
+  c.algorithm = CollectiveAlgorithm::one_shot;
+  c.carried = p.carried;
+  c.provenance = p.carried ? "carried" : "seed";
+  return finish(c);
+}
+
 OpCost RooflineCostModel::collective(OpKind kind, double bytes, int n) const {
+  // Under `auto` the engine runs its one-shot kernel where that beats NCCL (TensorRT-LLM's AUTO
+  // strategy picks by size and rank count; vLLM's custom all-reduce serves every message it can
+  // hold): the faster of the two stands in for that choice.
+  OpCost nccl = nccl_collective(kind, bytes, n);
+  if (kind == OpKind::all_reduce && all_reduce_ == AllReduceImpl::automatic)
+    if (OpCost one_shot = one_shot_all_reduce(bytes, n); one_shot.network_s > 0 && one_shot.time_s < nccl.time_s) return one_shot;
+  return nccl;
+}
+
+OpCost RooflineCostModel::nccl_collective(OpKind kind, double bytes, int n) const {
   OpCost best;
   best.launch_s = 0;  // the collective's base latency already holds its launch
   if (n <= 1) return finish(best);

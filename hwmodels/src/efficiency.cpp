@@ -95,6 +95,12 @@ EfficiencyTable parse_efficiency_yaml(std::string_view text, const std::string& 
   t.collectives.tree_efficiency = c.number("tree_bandwidth_efficiency", 0.01, 1.5);
   t.collectives.nvls_efficiency = c.number("nvls_bandwidth_efficiency", 0.01, 1.5);
   c.finish();
+  YamlMap o = y.map("one_shot_all_reduce");
+  t.one_shot_all_reduce.source = o.string("source");
+  t.one_shot_all_reduce.carried = o.boolean("carried");
+  t.one_shot_all_reduce.latency_s = o.number("latency_us", 0, 1e6) * 1e-6;
+  t.one_shot_all_reduce.efficiency = o.number("bandwidth_efficiency", 0.01, 1.5);
+  o.finish();
   y.finish();
   return t;
 }

@@ -259,6 +259,11 @@ std::vector<FactorSource> calibration_summary(const SystemSpec& system, const Fa
     }
     out.push_back(collective_source(system.gpu.id, op, n, cal));
   }
+  if (use.one_shot_all_reduce) {
+    const OneShotAllReduceParams& o = eff.one_shot_all_reduce;
+    out.push_back({"one_shot all_reduce", "seed", "",
+                   fmt::format("where faster than NCCL (serving.all_reduce: auto); seed{}: {}", o.carried ? " (carried)" : "", o.source)});
+  }
   append_device_and_attention(out, system.gpu.id, cal, eff);
   return out;
 }

@@ -149,6 +149,9 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   if (sv.has("capacity_policy")) s.serving.capacity_policy = sv.choice("capacity_policy", kPolicies);
   static constexpr std::array<std::string_view, 3> kRouters = {"input_balanced", "least_loaded", "round_robin"};
   if (sv.has("router")) s.serving.router = sv.choice("router", kRouters);
+  static constexpr std::array<std::string_view, 2> kAllReduce = {"auto", "nccl"};
+  if (sv.has("all_reduce"))
+    s.serving.all_reduce = sv.choice("all_reduce", kAllReduce) == "nccl" ? AllReduceImpl::nccl : AllReduceImpl::automatic;
   if (sv.has("fixed_step_time")) {
     s.serving.fixed_step_time_s = sv.quantity("fixed_step_time", Dimension::seconds);
     if (s.serving.fixed_step_time_s <= 0 || s.serving.fixed_step_time_s > 1e4)

@@ -116,7 +116,7 @@ class Simulation {
   Simulation(const Scenario& s, const SimOptions& opt)
       : s_(s),
         opt_(opt),
-        cost_model_(cost_model_registry().get("roofline").factory(s.system, s.calibrated)),
+        cost_model_(cost_model_registry().get("roofline").factory(s.system, cost_model_options(s))),
         // calibration: datasheet keeps the power fit out too (the seed energy model).
         energy_(capped(energy_model_for(s.system.gpu, s.calibrated ? GpuCalibration(s.system.gpu) : GpuCalibration()),
                        s.gpu_power_limit_w)),

@@ -109,7 +109,7 @@ TEST_CASE("every prediction says whether its factors are the GPU's own or carrie
   // measured on 8 GPUs only on HGX systems, so on a GB200 NVL72 an 8-GPU all-reduce takes b200's
   // curve (same family, NVLink 5 both, 900 GB/s both); 16 GPUs has no fit anywhere: seed.
   const SystemSpec rack = find_system("gb200-nvl72");
-  const RooflineCostModel model(rack);
+  const RooflineCostModel model(rack, true, AllReduceImpl::nccl);  // NCCL's curves, not the one-shot kernel
   const OpCost own = model.cost(gemm_op(256, 8192, 8192, DType::nvfp4));
   CHECK(own.provenance == "calibrated");
   CHECK(own.carried_from.empty());
@@ -241,6 +241,29 @@ TEST_CASE("a GPU whose family has no calibrated member falls back to the seed cu
   REQUIRE(!off_summary.empty());
   CHECK(off_summary.front().source == "seed");
   CHECK(off_summary.front().note.rfind("calibration: datasheet (calibrated factors not used); seed curve: ", 0) == 0);
+}
+
+TEST_CASE("a prediction that may use the engines' one-shot all-reduce names its seed", "[calibrate][transfer]") {
+  // serving.all_reduce: auto on 8 B200s: the all_reduce x8 NCCL curve is b200's own, and the
+  // one-shot kernel's seed is H100's, carried (efficiency/b200.yaml).
+  const SystemSpec dgx = find_system("dgx-b200");
+  Op ar;
+  ar.kind = OpKind::all_reduce;
+  ar.participants = 8;
+  FactorUse use;
+  use.add(ar);
+  auto has_one_shot = [](const std::vector<FactorSource>& v) {
+    return std::any_of(v.begin(), v.end(), [](const FactorSource& f) { return f.factor == "one_shot all_reduce"; });
+  };
+  CHECK_FALSE(has_one_shot(calibration_summary(dgx, use)));
+  use.one_shot_all_reduce = true;
+  const auto summary = calibration_summary(dgx, use);
+  REQUIRE(summary.size() >= 2);
+  CHECK(summary[0].factor == "all_reduce x8");
+  CHECK(summary[0].source == "own");
+  CHECK(summary[1].factor == "one_shot all_reduce");
+  CHECK(summary[1].source == "seed");
+  CHECK(summary[1].note.find("seed (carried): hardware.md: custom one-shot all-reduce on 8x H100") != std::string::npos);
 }
 
 TEST_CASE("the fused quantize drops t0 above BF16's only when both fits are one GPU's", "[calibrate][transfer][cost]") {

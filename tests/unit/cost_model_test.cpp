@@ -63,7 +63,7 @@ TEST_CASE("all-reduce follows the alpha-beta model per algorithm", "[hwmodels][c
   // 8x H100, 512 MiB: NVLS = base + 2(n-1) steps + S / (450 GB/s x 0.5651). The seed took its NVLS
   // efficiency and latencies from this very measurement (aic_kernels nccl 2.11106 ms), so the
   // model must give it back; ring would take 2(7/8) S / (450 GB/s x 0.7074), slower.
-  RooflineCostModel model(find_system("dgx-h100"), false);
+  RooflineCostModel model(find_system("dgx-h100"), false, AllReduceImpl::nccl);
   const double S = 536870912;
   const OpCost c = model.collective(OpKind::all_reduce, S, 8);
   CHECK(c.algorithm == CollectiveAlgorithm::nvls);
@@ -80,6 +80,45 @@ TEST_CASE("all-reduce follows the alpha-beta model per algorithm", "[hwmodels][c
   const OpCost ib = model.collective(OpKind::all_reduce, S, 16);
   CHECK(ib.time_s > 2 * 15.0 / 16 * S / 50e9);
   CHECK(model.collective(OpKind::all_reduce, S, 1).time_s == 0);
+}
+
+TEST_CASE("the engines' one-shot all-reduce reproduces its measurement and is used where it beats NCCL", "[hwmodels][cost]") {
+  // hardware.md: custom one-shot all-reduce on 8x H100 (public SGLang measurements) ~6 us at
+  // 512 B, ~8 us at 32 KB, ~17 us at 256 KB; the seed's least-squares fit of
+  // latency + 7 x bytes / (450 GB/s x efficiency) must give them back within 6%.
+  RooflineCostModel h100(find_system("dgx-h100"), false);
+  CHECK(h100.one_shot_all_reduce(512, 8).time_s == Approx(6e-6).epsilon(0.06));
+  CHECK(h100.one_shot_all_reduce(32768, 8).time_s == Approx(8e-6).epsilon(0.06));
+  CHECK(h100.one_shot_all_reduce(262144, 8).time_s == Approx(17e-6).epsilon(0.06));
+  // Under auto a 32 KB all-reduce is the one-shot kernel (NCCL's measured small-message time on
+  // 8 H100s is 15.6 us, cost model test above); under nccl it is NCCL's.
+  const OpCost small = h100.collective(OpKind::all_reduce, 32768, 8);
+  CHECK(small.algorithm == CollectiveAlgorithm::one_shot);
+  CHECK(small.provenance == "seed");
+  CHECK(!small.carried);
+  RooflineCostModel h100_nccl(find_system("dgx-h100"), false, AllReduceImpl::nccl);
+  CHECK(h100_nccl.collective(OpKind::all_reduce, 32768, 8).algorithm == CollectiveAlgorithm::nvls);
+  CHECK(h100_nccl.collective(OpKind::all_reduce, 32768, 8).time_s > 2 * small.time_s);
+  // The one-shot read grows as 7 x bytes: at 4 MiB it takes 6.3 + 7 x 4 MiB / (450 GB/s x 0.379)
+  // = 178 us; NCCL's NVLS 4.33 + 14 x 0.81 + 4 MiB / (450 GB/s x 0.565) = 32 us wins.
+  CHECK(h100.one_shot_all_reduce(4 << 20, 8).time_s == Approx(178e-6).epsilon(0.02));
+  CHECK(h100.collective(OpKind::all_reduce, 4 << 20, 8).algorithm == CollectiveAlgorithm::nvls);
+  // Where it does not apply: one rank, more than 8 ranks (vLLM's supported world sizes), across
+  // NVLink domains, above 8 MiB; other collectives are never one-shot.
+  CHECK(h100.one_shot_all_reduce(32768, 1).network_s == 0);
+  CHECK(h100.one_shot_all_reduce(32768, 16).network_s == 0);
+  CHECK(h100.one_shot_all_reduce(9 << 20, 8).network_s == 0);
+  RooflineCostModel rack(find_system("gb200-nvl72"), false);
+  CHECK(rack.one_shot_all_reduce(32768, 16).network_s == 0);
+  CHECK(rack.collective(OpKind::all_gather, 32768, 8).algorithm != CollectiveAlgorithm::one_shot);
+  // Blackwell carries H100's latency and efficiency over its own 900 GB/s NVLink: 128 KiB on
+  // 8 B200s = 6.295 + 7 x 131072 / (900 GB/s x 0.3794) = 8.98 us, marked carried.
+  RooflineCostModel b200(find_system("dgx-b200"), false);
+  const OpCost ar = b200.collective(OpKind::all_reduce, 131072, 8);
+  CHECK(ar.algorithm == CollectiveAlgorithm::one_shot);
+  CHECK(ar.time_s == Approx(8.98e-6).epsilon(0.01));
+  CHECK(ar.provenance == "carried");
+  CHECK(ar.carried);
 }
 
 TEST_CASE("FP4 GEMMs need FP4 tensor cores", "[hwmodels][cost]") {
@@ -107,7 +146,7 @@ TEST_CASE("attention compute is bounded by tensor cores or exponentials", "[hwmo
 }
 
 TEST_CASE("cost models register by name", "[hwmodels][cost]") {
-  CHECK(cost_model_registry().get("roofline").factory(find_system("dgx-b200"), true)->name() == "roofline");
+  CHECK(cost_model_registry().get("roofline").factory(find_system("dgx-b200"), CostModelOptions{})->name() == "roofline");
   CHECK_THROWS_WITH(cost_model_registry().get("magic"), "unknown cost model 'magic'; valid: roofline");
 }
 

@@ -57,12 +57,23 @@ TEST_CASE("calibration: calibrated by default, datasheet on request, nothing els
                     Catch::Contains("calibration: 'seed' is not one of calibrated, datasheet"));
 }
 
+TEST_CASE("serving.all_reduce: auto by default (the engines' choice), nccl on request, nothing else", "[sim][scenario]") {
+  CHECK(load_scenario(kExample).serving.all_reduce == AllReduceImpl::automatic);
+  CHECK(cost_model_options(load_scenario(kExample)).all_reduce == AllReduceImpl::automatic);
+  const Scenario n = load_scenario(kExample, {"serving.all_reduce=nccl", "calibration=datasheet"});
+  CHECK(n.serving.all_reduce == AllReduceImpl::nccl);
+  CHECK(cost_model_options(n).all_reduce == AllReduceImpl::nccl);
+  CHECK_FALSE(cost_model_options(n).calibrated);
+  CHECK_THROWS_WITH(load_scenario(kExample, {"serving.all_reduce=oneshot"}),
+                    Catch::Contains("serving.all_reduce: 'oneshot' is not one of auto, nccl"));
+}
+
 TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenario]") {
   const std::string path = write_temp("typo.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 1, 1, "  kv_blok_tokens: 32\n"));
   CHECK(code_of(path) == ExitCode::bad_input);
   CHECK_THROWS_WITH(load_scenario(path), path + ": serving.kv_blok_tokens: unknown key (did you mean 'kv_block_tokens'?); "
                                                 "allowed here: max_batch_size, max_num_tokens, chunked_prefill, kv_block_tokens, "
-                                                "kv_memory_fraction, capacity_policy, router, fixed_step_time");
+                                                "kv_memory_fraction, capacity_policy, router, all_reduce, fixed_step_time");
 }
 
 TEST_CASE("an unknown dtype is an input error listing the allowed ones", "[sim][scenario]") {

@@ -22,7 +22,8 @@ enum class Bound { compute, memory, network, launch };
 
 /// Collective algorithms of the interconnect model.
 /// `measured`: a calibrated fit of the library's own choice at each size (NCCL's tuner), printed "nccl".
-enum class CollectiveAlgorithm { none, ring, tree, nvls, direct, measured };
+/// `one_shot`: the serving engine's own small-message all-reduce kernel (OneShotAllReduceParams).
+enum class CollectiveAlgorithm { none, ring, tree, nvls, direct, measured, one_shot };
 [[nodiscard]] std::string_view to_string(CollectiveAlgorithm a) noexcept;
 
 /// An op's predicted time and its parts.
@@ -56,10 +57,32 @@ class CostModel {
   [[nodiscard]] virtual OpCost cost(const Op& op) const = 0;
 };
 
+/// How tensor-parallel all-reduces run (scenario key `serving.all_reduce`).
+/// `auto`: as the serving engines do by default (TensorRT-LLM's AUTO strategy, vLLM's and
+/// SGLang's custom all-reduce): their one-shot kernel where it is faster than NCCL, for 2 to 8
+/// ranks inside one NVLink domain and messages up to 8 MiB; NCCL otherwise.
+/// `nccl`: NCCL always (TensorRT-LLM `allreduce_strategy: NCCL`, vLLM `--disable-custom-all-reduce`).
+enum class AllReduceImpl { automatic, nccl };
+[[nodiscard]] std::string_view to_string(AllReduceImpl a) noexcept;
+
+/// The engine's one-shot all-reduce applies up to this many ranks (vLLM custom_all_reduce.py
+/// _SUPPORTED_WORLD_SIZES = [2, 4, 6, 8]) ...
+inline constexpr int kOneShotMaxRanks = 8;
+/// ... and messages up to this size (vLLM CustomAllreduce max_size = 8192 * 1024).
+inline constexpr double kOneShotMaxBytes = 8.0 * 1024 * 1024;
+
+/// What a cost model is built with.
+struct CostModelOptions {
+  /// The calibrated factors (`racksim calibrate`'s, the GPU's own or its family's), or the
+  /// datasheet figures and seed efficiencies alone (scenario key `calibration: datasheet`).
+  bool calibrated = true;
+  AllReduceImpl all_reduce = AllReduceImpl::automatic;
+};
+
 /// Builds a cost model for a system: with the calibrated factors (`racksim calibrate`'s, the
 /// GPU's own or its family's) when `calibrated`, or the datasheet figures and seed efficiencies
 /// alone (scenario key `calibration: datasheet`).
-using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSpec&, bool calibrated)>;
+using CostModelFactory = std::function<std::unique_ptr<CostModel>(const SystemSpec&, const CostModelOptions&)>;
 /// Every cost model by name ("roofline": max(compute, memory) + launch; collectives alpha-beta).
 [[nodiscard]] const Registry<CostModelFactory>& cost_model_registry();
 
@@ -68,14 +91,21 @@ class RooflineCostModel final : public CostModel {
  public:
   /// Uses the GPU's calibrated factors, or a family donor's where it has none of its own
   /// (GpuCalibration), when `use_calibrated`; the seed efficiency curves otherwise.
-  explicit RooflineCostModel(const SystemSpec& system, bool use_calibrated = true);
+  explicit RooflineCostModel(const SystemSpec& system, bool use_calibrated = true,
+                             AllReduceImpl all_reduce = AllReduceImpl::automatic);
   /// Uses `calibration` as resolved by the caller (tests: a GPU whose own file is hidden).
-  RooflineCostModel(const SystemSpec& system, GpuCalibration calibration);
+  RooflineCostModel(const SystemSpec& system, GpuCalibration calibration, AllReduceImpl all_reduce = AllReduceImpl::automatic);
   [[nodiscard]] std::string_view name() const noexcept override { return "roofline"; }
   [[nodiscard]] OpCost cost(const Op& op) const override;
 
-  /// Collective time for `bytes` per rank over `ranks` GPUs, best algorithm (as NCCL's tuner picks).
+  /// Collective time for `bytes` per rank over `ranks` GPUs: NCCL's (measured, or the best seed
+  /// algorithm as its tuner picks), or for an all-reduce under AllReduceImpl::automatic the
+  /// engine's one-shot kernel where that is faster (one_shot_all_reduce()).
   [[nodiscard]] OpCost collective(OpKind kind, double bytes, int ranks) const;
+  /// The engine's one-shot all-reduce of `bytes` over `ranks` GPUs of one NVLink domain, whatever
+  /// NCCL would take; network_s = 0 where it does not apply (1 or more than kOneShotMaxRanks
+  /// ranks, outside the domain, above kOneShotMaxBytes).
+  [[nodiscard]] OpCost one_shot_all_reduce(double bytes, int ranks) const;
   /// FP32 CUDA-core FLOP/s: SMs x 128 lanes x 2 (FMA) x boost clock (CUDA C++ Programming
   /// Guide, arithmetic instruction throughput: 128 FP32 results/clock/SM on cc 9.0 and 10.x).
   [[nodiscard]] double vector_flops_per_s() const noexcept;
@@ -86,10 +116,12 @@ class RooflineCostModel final : public CostModel {
 
  private:
   [[nodiscard]] OpCost finish(OpCost c) const;
+  [[nodiscard]] OpCost nccl_collective(OpKind kind, double bytes, int ranks) const;
   [[nodiscard]] OpCost calibrated_gemm(const Op& op, const GemmFactor& g) const;
   SystemSpec system_;
   const EfficiencyTable& eff_;
   GpuCalibration cal_;
+  AllReduceImpl all_reduce_;
 };
 
 }  // namespace racksim

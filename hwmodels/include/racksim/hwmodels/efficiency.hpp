@@ -33,6 +33,16 @@ struct CollectiveParams {
   std::string source;
 };
 
+/// A serving engine's own one-shot all-reduce for small tensor-parallel messages (vLLM's and
+/// SGLang's custom all-reduce, TensorRT-LLM's ONESHOT strategy): each rank reads the (n-1) peers'
+/// buffers over NVLink and sums them in one kernel, t = latency + (n-1) x bytes / (nvlink x efficiency).
+struct OneShotAllReduceParams {
+  double latency_s = 0;   ///< fixed cost of one call
+  double efficiency = 0;  ///< achieved / nvlink_bandwidth on the (n-1) x bytes each rank reads
+  bool carried = false;   ///< fitted on another GPU (only H100 is measured)
+  std::string source;
+};
+
 /// All efficiencies of one GPU.
 struct EfficiencyTable {
   std::string gpu;
@@ -42,6 +52,7 @@ struct EfficiencyTable {
   std::string attention_source;
   bool attention_carried = false;
   CollectiveParams collectives;
+  OneShotAllReduceParams one_shot_all_reduce;
 
   /// The GEMM curve of a format; if that format was not measured, the nearest measured one
   /// (nvfp4 <- fp8 <- bf16 order), returned with carried = true.

@@ -115,6 +115,9 @@ struct FactorSource {
 struct FactorUse {
   std::set<DType> gemm_formats;
   std::set<std::pair<std::string, int>> collectives;
+  /// All-reduces may run as the engines' one-shot kernel (serving.all_reduce: auto and an
+  /// all-reduce it applies to); the summary then names its seed (OneShotAllReduceParams).
+  bool one_shot_all_reduce = false;
   /// Records what `op` needs.
   void add(const Op& op);
 };

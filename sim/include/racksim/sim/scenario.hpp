@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 #include "racksim/workloads/model.hpp"
 #include "racksim/workloads/step_graph.hpp"
@@ -38,6 +39,9 @@ struct ServingConfig {
   /// How requests are spread over replicas: input_balanced (fewest input tokens so far, NVIDIA's
   /// isl_load_balancing), least_loaded (fewest tokens outstanding), round_robin.
   std::string router = "input_balanced";
+  /// Tensor-parallel all-reduce: auto (the engine's one-shot kernel where it beats NCCL, as
+  /// TensorRT-LLM, vLLM and SGLang do by default) or nccl (AllReduceImpl).
+  AllReduceImpl all_reduce = AllReduceImpl::automatic;
   /// > 0: every iteration takes this long whatever it holds, instead of the cost model's time
   /// (closed-form checks and what-if studies).
   double fixed_step_time_s = 0;
@@ -77,6 +81,11 @@ struct Scenario {
   /// only, to see what calibration does to a prediction (docs/validation.md).
   bool calibrated = true;
 };
+
+/// The cost-model options a scenario asks for (calibration, serving.all_reduce).
+[[nodiscard]] inline CostModelOptions cost_model_options(const Scenario& s) {
+  return CostModelOptions{.calibrated = s.calibrated, .all_reduce = s.serving.all_reduce};
+}
 
 /// Per-GPU memory plan of one deployment (bytes).
 struct MemoryPlan {

@@ -186,6 +186,12 @@ int cmd_exec(const Args& args) {
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
+  // The executors run the llama and mixtral graphs; Qwen3's per-head QK-norm is costed by the
+  // simulator only.
+  if (s.model.qk_norm())
+    throw InputError(fmt::format("racksim exec: {}: model '{}' is architecture '{}'; the executor runs llama and mixtral "
+                                 "(its QK-norm is in the simulator's graph only)",
+                                 scenario_path, s.model.id, s.model.architecture));
 
   o.device = device;
   o.tensor_parallel = s.deployment.tensor_parallel;

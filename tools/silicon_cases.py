@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes examples/validation/silicon-heldout.yaml: held-out validation cases from measured
 serving latencies (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample),
-the rows racksim can simulate: dense Llama-3.1 8B/70B, aggregated serving (prefill and decode on
-the same GPUs), pipeline 1, on 8x H100 SXM or 8x B200, TensorRT-LLM or vLLM.
+the rows racksim can simulate: dense Llama-3.1 8B/70B and Qwen3-32B, aggregated serving (prefill
+and decode on the same GPUs), pipeline 1, on 8x H100 SXM, 8x B200 or GB200, TensorRT-LLM or vLLM.
 
   python3 tools/silicon_cases.py [--reference ../shared/reference]
 
@@ -12,11 +12,13 @@ serving benchmarks aiconfigurator collects report them (mean per request; TPOT e
 first token). Nothing here is fitted: these rows are held out (the calibration set is mlperf.md's).
 Serving settings are each backend's defaults (examples/validation/silicon/*.yaml say which).
 """
-import argparse, csv, os, sys
+import argparse, csv, os, re, sys
 from collections import Counter
 
-MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b", "meta-llama/Llama-3.1-70B": "llama3.1-70b"}
-SYSTEMS = {"h100_sxm": "dgx-h100", "b200_sxm": "dgx-b200"}
+MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b", "meta-llama/Llama-3.1-70B": "llama3.1-70b",
+          "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b"}
+# One replica of tp_size GPUs; a GB200 row runs inside one NVL72 rack's NVLink domain.
+SYSTEMS = {"h100_sxm": "dgx-h100", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72"}
 # Base scenario per backend (serving defaults); precision per the row's precision column. The
 # KV cache: TensorRT-LLM's FP8 and NVFP4 checkpoints quantize it to FP8; vLLM's kv_cache_dtype
 # default 'auto' keeps the model's BF16.
@@ -24,11 +26,17 @@ BASES = {"trtllm": "silicon/trtllm-defaults.yaml", "vllm": "silicon/vllm-default
 PRECISION = {
     ("trtllm", "fp4"): ("nvfp4", "nvfp4", "fp8"),
     ("trtllm", "fp8"): ("fp8", "fp8", "fp8"),
-    ("trtllm", ""): ("bf16", "bf16", "bf16"),  # the 8B rows name no quantization: BF16 checkpoint
+    ("trtllm", ""): ("bf16", "bf16", "bf16"),  # rows that name no quantization: the BF16 checkpoint
     ("vllm", "fp4"): ("nvfp4", "nvfp4", "bf16"),
     ("vllm", "fp8"): ("fp8", "fp8", "bf16"),
+    ("vllm", ""): ("bf16", "bf16", "bf16"),
 }
 REQUESTS_PER_CLIENT = 10
+
+
+def concurrency(row):
+    m = re.search(r"silicon_concurrency=(\d+)", row["silicon_data_source"])
+    return m.group(1) if m else None
 
 
 def main():
@@ -42,15 +50,24 @@ def main():
     for r in rows:
         why = None
         if r["model_path"] not in MODELS: why = "model not in racksim's catalog or not dense"
-        elif r["system"] not in SYSTEMS: why = "system (gb200 rows are disaggregated or MoE)"
+        elif r["system"] not in SYSTEMS: why = "system"
         elif r["mode"] != "agg": why = "disaggregated serving"
-        elif r["pp_size"] not in ("", "1") or r["attention_dp_size"] not in ("", "1"): why = "pipeline or attention-DP"
+        # SGLang's default scheduler runs a prefill batch and a decode batch as separate forward
+        # passes (mixed chunks are opt-in, --enable-mixed-chunk); racksim's iteration mixes them.
+        elif r["backend"] == "sglang": why = "SGLang (separate prefill and decode batches, not modelled)"
+        # The closed loop is batch_size clients on one replica: the row must say it ran that many
+        # (silicon_concurrency in its source); some rows ran more clients than batch_size over
+        # several workers whose count they do not record.
+        elif concurrency(r) is None: why = "concurrency not recorded"
+        elif concurrency(r) != r["batch_size"]: why = "concurrency differs from batch_size (several workers, count not recorded)"
+        # attention_dp_size 0 and 1 both mean no attention data parallelism.
+        elif r["pp_size"] not in ("", "1") or r["attention_dp_size"] not in ("", "0", "1"): why = "pipeline or attention-DP"
         elif (r["backend"], r["precision"]) not in PRECISION: why = "backend/precision"
         if why: skipped[why] += 1
         else: kept.append(r)
     names = Counter()
-    out = ["# Held-out validation: measured mean TTFT and TPOT of Llama-3.1 8B/70B serving on 8x H100 SXM",
-           "# and 8x B200 (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample,",
+    out = ["# Held-out validation: measured mean TTFT and TPOT of Llama-3.1 8B/70B and Qwen3-32B serving on",
+           "# 8x H100 SXM, 8x B200 and GB200 (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample,",
            "# Apache-2.0), written by tools/silicon_cases.py; do not edit by hand. Never used for fitting.",
            f"# {len(kept)} of {len(rows)} rows kept; skipped: " + "; ".join(f"{n} {w}" for w, n in sorted(skipped.items())) + ".",
            "# Run: racksim validate examples/validation/silicon-heldout.yaml --threshold 0 (reported, unguarded;",

@@ -48,6 +48,14 @@ TEST_CASE("catalog models match their published parameter counts", "[workloads][
   CHECK(count_params(find_model("llama3.1-70b")).total() == 70'553'706'496LL);
   CHECK(count_params(find_model("llama3.1-405b")).total() == 405'853'388'800LL);
   CHECK(count_params(find_model("mixtral-8x7b")).total() == 46'702'792'704LL);
+  // Qwen3-32B's model card: 32.8 B parameters, 31.2 B without the embeddings. By hand: per layer
+  // attention 2 x 5120 x 64 x 128 + 2 x 5120 x 8 x 128 = 94,371,840, MLP 3 x 5120 x 25600 =
+  // 393,216,000, norms 2 x 5120 + q_norm and k_norm 2 x 128; x 64 layers; embedding and lm_head
+  // 151,936 x 5120 each; the final norm 5120.
+  const ParamCounts q = count_params(find_model("qwen3-32b"));
+  CHECK(q.total() == 64LL * (94'371'840 + 393'216'000 + 2 * 5120 + 2 * 128) + 2LL * 151'936 * 5120 + 5120);
+  CHECK(q.total() == Approx(32.8e9).epsilon(0.002));
+  CHECK(q.total() - q.embedding - q.lm_head == Approx(31.2e9).epsilon(0.002));
   // Mixtral's router (32 layers x 4096 x 8) stays BF16; 2 of 8 experts run per token.
   const ModelConfig mx = find_model("mixtral-8x7b");
   CHECK(count_params(mx).router == 32LL * 4096 * 8);

@@ -105,6 +105,32 @@ TEST_CASE("tensor parallelism shards the GEMMs and adds all-reduces", "[workload
   CHECK(find(g16, "layers.0.qkv_proj").n == 768);
 }
 
+TEST_CASE("Qwen3 normalises q and k per head before RoPE; Llama does not", "[workloads][graph]") {
+  // Qwen3-32B at TP4: 16 q heads and 2 kv heads per GPU, head_dim 128: QKV n = (16 + 4) x 128
+  // = 2,560 (wider than hidden/TP = 1,280: 64 x 128 > 5,120); o_proj k = 16 x 128 = 2,048;
+  // qk_norm over the 18 q and k heads of each token: 8 tokens x 2,304 values, read once
+  // (BF16 in and out, plus the weights' tiny share), between qkv_proj and rope.
+  const ModelConfig m = find_model("qwen3-32b");
+  const StepGraph g(m, StepBatch::decode(8, 100), Deployment{4, 1, 1}, Precision{DType::fp8, DType::fp8, DType::fp8});
+  CHECK(find(g, "layers.0.qkv_proj").n == 2560);
+  CHECK(find(g, "layers.0.o_proj").k == 2048);
+  const Op& qk = find(g, "layers.0.qk_norm");
+  CHECK(qk.kind == OpKind::rmsnorm);
+  CHECK(qk.m == 8);
+  CHECK(qk.n == 18 * 128);
+  Totals t = totals(g);
+  CHECK(t.count[OpKind::rmsnorm] == 64 * 3 + 1);  // input, qk, post-attention per layer; final
+  const StepGraph llama(find_model("llama3.1-8b"), StepBatch::decode(8, 100), Deployment{}, kNvfp4);
+  CHECK(totals(llama).count[OpKind::rmsnorm] == 32 * 2 + 1);
+  // qk_norm feeds rope: the graph orders them.
+  std::size_t qk_v = 0, rope_v = 0;
+  for (std::size_t v = 0; v < g.size(); ++v) {
+    if (g.op(v).name == "layers.0.qk_norm") qk_v = v;
+    if (g.op(v).name == "layers.0.rope") rope_v = v;
+  }
+  CHECK(qk_v < rope_v);
+}
+
 TEST_CASE("pipeline stages split the layers and pass activations", "[workloads][graph]") {
   const ModelConfig m = find_model("llama2-70b");
   CHECK(layers_per_stage(80, 3) == std::vector<int>{27, 27, 26});

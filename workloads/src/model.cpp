@@ -13,7 +13,7 @@ ParamCounts count_params(const ModelConfig& m) {
   const I experts = m.is_moe() ? m.moe.experts : 1;
   p.mlp = L * experts * 3 * h * I{m.ffn};  // gate, up, down
   p.router = m.is_moe() ? L * h * I{m.moe.experts} : 0;
-  p.norms = L * 2 * h + h;
+  p.norms = L * 2 * h + h + (m.qk_norm() ? L * 2 * d : 0);  // + q_norm, k_norm (head_dim each)
   return p;
 }
 

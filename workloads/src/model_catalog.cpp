@@ -22,7 +22,7 @@ ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
   m.id = y.string("id");
   m.name = y.string("name");
   m.source = y.string("source");
-  static constexpr std::array<std::string_view, 2> kArch = {"llama", "mixtral"};
+  static constexpr std::array<std::string_view, 3> kArch = {"llama", "mixtral", "qwen3"};
   m.architecture = y.choice("architecture", kArch);
   auto dim = [&](std::string_view key) { return static_cast<int>(y.integer(key, 1, 1 << 24)); };
   m.layers = dim("layers");

@@ -182,8 +182,12 @@ class Builder {
     Vertex norm = add(elementwise(pre + "input_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, act_, 4, 1), {hidden_});
     const I qkv_n = (heads_ + 2 * kv_heads_) * hd;
     Vertex qkv = add(gemm(pre + "qkv_proj", l, T_, qkv_n, m_.hidden, act_, p_.weights, DType::bf16, pre + "qkv_proj"), {norm});
+    // Qwen3: q and k RMS-normalised per head (one kernel over the rank's q and k heads).
+    Vertex pre_rope = qkv;
+    if (m_.qk_norm())
+      pre_rope = add(elementwise(pre + "qk_norm", OpKind::rmsnorm, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 4, 1), {qkv});
     // RoPE rotates q and k of every token.
-    Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 3, 1), {qkv});
+    Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 3, 1), {pre_rope});
     Vertex attn = rope;
     if (b_.prefill_seqs > 0) {
       Op a = make_attention_prefill(m_, dep_, p_, b_, l);

@@ -2,7 +2,7 @@
 """Writes examples/validation/silicon-heldout.yaml: held-out validation cases from measured
 serving latencies (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample),
 the rows racksim can simulate: dense Llama-3.1 8B/70B and Qwen3-32B, aggregated serving (prefill
-and decode on the same GPUs), pipeline 1, on 8x H100 SXM, 8x B200 or GB200, TensorRT-LLM or vLLM.
+and decode on the same GPUs), pipeline 1, on 8x H100 SXM, 8x B200 or GB200, TensorRT-LLM, vLLM or SGLang.
 
   python3 tools/silicon_cases.py [--reference ../shared/reference]
 
@@ -22,7 +22,7 @@ SYSTEMS = {"h100_sxm": "dgx-h100", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72
 # Base scenario per backend (serving defaults); precision per the row's precision column. The
 # KV cache: TensorRT-LLM's FP8 and NVFP4 checkpoints quantize it to FP8; vLLM's kv_cache_dtype
 # default 'auto' keeps the model's BF16.
-BASES = {"trtllm": "silicon/trtllm-defaults.yaml", "vllm": "silicon/vllm-defaults.yaml"}
+BASES = {"trtllm": "silicon/trtllm-defaults.yaml", "vllm": "silicon/vllm-defaults.yaml", "sglang": "silicon/sglang-defaults.yaml"}
 PRECISION = {
     ("trtllm", "fp4"): ("nvfp4", "nvfp4", "fp8"),
     ("trtllm", "fp8"): ("fp8", "fp8", "fp8"),
@@ -30,6 +30,7 @@ PRECISION = {
     ("vllm", "fp4"): ("nvfp4", "nvfp4", "bf16"),
     ("vllm", "fp8"): ("fp8", "fp8", "bf16"),
     ("vllm", ""): ("bf16", "bf16", "bf16"),
+    ("sglang", ""): ("bf16", "bf16", "bf16"),
 }
 REQUESTS_PER_CLIENT = 10
 
@@ -52,9 +53,6 @@ def main():
         if r["model_path"] not in MODELS: why = "model not in racksim's catalog or not dense"
         elif r["system"] not in SYSTEMS: why = "system"
         elif r["mode"] != "agg": why = "disaggregated serving"
-        # SGLang's default scheduler runs a prefill batch and a decode batch as separate forward
-        # passes (mixed chunks are opt-in, --enable-mixed-chunk); racksim's iteration mixes them.
-        elif r["backend"] == "sglang": why = "SGLang (separate prefill and decode batches, not modelled)"
         # The closed loop is batch_size clients on one replica: the row must say it ran that many
         # (silicon_concurrency in its source); some rows ran more clients than batch_size over
         # several workers whose count they do not record.

@@ -143,6 +143,7 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
                                           "{} pipeline micro-batches, each needs at least one", pp, pp));
   s.serving.max_num_tokens = sv.integer("max_num_tokens", 1, 1 << 24);
   s.serving.chunked_prefill = sv.has("chunked_prefill") ? sv.boolean("chunked_prefill") : true;
+  s.serving.mixed_batches = sv.has("mixed_batches") ? sv.boolean("mixed_batches") : true;
   s.serving.kv_block_tokens = sv.has("kv_block_tokens") ? sv.integer("kv_block_tokens", 1, 1 << 16) : 32;
   s.serving.kv_memory_fraction = sv.has("kv_memory_fraction") ? sv.number("kv_memory_fraction", 1e-6, 1.0) : 0.9;
   static constexpr std::array<std::string_view, 2> kPolicies = {"guaranteed_no_evict", "max_utilization"};

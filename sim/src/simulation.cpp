@@ -98,6 +98,9 @@ struct Lane {
   // The iteration in flight.
   std::vector<std::uint32_t> completing;  ///< prefills that end their prompt this iteration
   I step_decodes = 0;
+  /// serving.mixed_batches false: this iteration runs prefill chunks only and the decodes wait;
+  /// it is not a decode iteration, so `iter` (which counts decode iterations) stays.
+  bool prefill_only = false;
 };
 
 I ceil_div(I a, I b) { return (a + b - 1) / b; }
@@ -323,20 +326,28 @@ class Simulation {
     }
     const I k = l.iter;
     BatchShape shape;
-    // 1. Every decoding sequence takes one token; its KV write may open a new block.
-    I need = l.residue[static_cast<std::size_t>((block_ - k % block_) % block_)];
     const std::int64_t preempted_before = result_.preemptions;
-    if (!guaranteed_)
-      while (l.blocks_total - l.blocks_used < need && preempt(l))
-        need = l.residue[static_cast<std::size_t>((block_ - k % block_) % block_)];
-    RACKSIM_ASSERT(l.blocks_used + need <= l.blocks_total, "KV blocks over capacity");
-    l.blocks_used += need;
-    shape.decode_seqs = l.n_decode;
-    shape.decode_cached = l.sum_prefill_minus_k0 + static_cast<double>(l.n_decode) * static_cast<double>(k);
-    shape.decode_pairs = shape.decode_cached + static_cast<double>(l.n_decode);
-    shape.sampled = l.n_decode;
-    I budget = max_tokens_ - l.n_decode;
     l.completing.clear();
+    // serving.mixed_batches false (SGLang's default): an iteration that can run prefill runs
+    // only prefill, with the whole token budget, and the decodes wait; otherwise it decodes only.
+    const bool mixed = s_.serving.mixed_batches;
+    l.prefill_only = !mixed && (!l.prefilling.empty() || !l.waiting.empty());
+    I budget = max_tokens_;
+    auto decode_all = [&] {
+      // 1. Every decoding sequence takes one token; its KV write may open a new block.
+      I need = l.residue[static_cast<std::size_t>((block_ - k % block_) % block_)];
+      if (!guaranteed_)
+        while (l.blocks_total - l.blocks_used < need && preempt(l))
+          need = l.residue[static_cast<std::size_t>((block_ - k % block_) % block_)];
+      RACKSIM_ASSERT(l.blocks_used + need <= l.blocks_total, "KV blocks over capacity");
+      l.blocks_used += need;
+      shape.decode_seqs = l.n_decode;
+      shape.decode_cached = l.sum_prefill_minus_k0 + static_cast<double>(l.n_decode) * static_cast<double>(k);
+      shape.decode_pairs = shape.decode_cached + static_cast<double>(l.n_decode);
+      shape.sampled = l.n_decode;
+      budget = max_tokens_ - l.n_decode;
+    };
+    if (!l.prefill_only) decode_all();
     // 2. Prefill: chunks of prompts already started, then new admissions, in arrival order.
     auto add_chunk = [&](Prefilling& p) -> bool {
       const I target = r_.prefill_len[p.req];
@@ -370,7 +381,7 @@ class Simulation {
     // max_utilization with a cache full of partial prompts and nothing decoding: recompute the
     // newest partial prompt later so the older ones can grow (a lone request always fits: its
     // input + output was checked against the lane's blocks when the requests were loaded).
-    while (!guaranteed_ && shape.tokens() == 0 && l.prefilling.size() > 1) {
+    while (!guaranteed_ && shape.tokens() == 0 && l.prefilling.size() > 1 && (mixed || l.n_decode == 0)) {
       evict_prefill(l);
       for (auto& p : l.prefilling) {
         if (budget <= 0) break;
@@ -397,6 +408,11 @@ class Simulation {
       l.prefilling.push_back(p);
       ++admitted;
     }
+    if (l.prefill_only && shape.tokens() == 0 && l.n_decode > 0) {
+      // Unmixed, and no prefill could start or grow (sequence limit, KV blocks): decode instead.
+      l.prefill_only = false;
+      decode_all();
+    }
     if (shape.tokens() == 0) {
       // Nothing fits: only possible when the cache is full of prefills that cannot grow.
       RACKSIM_ASSERT(false, fmt::format("lane {} cannot make progress: {} of {} KV blocks used", id, l.blocks_used, l.blocks_total));
@@ -415,7 +431,7 @@ class Simulation {
                                         "simulates up to {:g} s: fewer requests, or a shorter serving.fixed_step_time",
                                         kMaxSimSeconds, result_.iterations + 1, l.replica, engine_.now().to_seconds(), kMaxSimSeconds));
     l.busy = true;
-    l.step_decodes = l.n_decode;
+    l.step_decodes = shape.decode_seqs;
     // The micro-batch passes the stages in turn, each for time / pp, waiting for a stage still
     // busy with the previous micro-batch of another lane.
     SimTime t = engine_.now();
@@ -429,7 +445,7 @@ class Simulation {
     const SimTime dur = t - engine_.now();
     ++result_.iterations;
     // All GPUs of the replica: per-GPU dynamic energy x pp stages x tp ranks.
-    iteration_started_.emit(IterationRecord{l.replica, l.index, engine_.now(), engine_.now() + dur, per_stage, l.n_decode,
+    iteration_started_.emit(IterationRecord{l.replica, l.index, engine_.now(), engine_.now() + dur, per_stage, shape.decode_seqs,
                                             shape.prefill_tokens, c.capped, c.dynamic_j * pp_ * s_.deployment.tensor_parallel,
                                             admitted, result_.preemptions - preempted_before});
     engine_.schedule(engine_.now() + dur, kPriority[kIterationEnd], kIterationEnd, id);
@@ -469,8 +485,9 @@ class Simulation {
     const SimTime now = engine_.now();
     const I k = l.iter;
     result_.output_tokens += l.step_decodes;
-    // Decodes emit one token each; those on their last token finish.
-    l.finishing.pop(k, [&](const DecodeEntry& e) {
+    // Decodes emit one token each; those on their last token finish (not in a prefill-only
+    // iteration: the decodes waited, and `iter` counts decode iterations only).
+    if (!l.prefill_only) l.finishing.pop(k, [&](const DecodeEntry& e) {
       if (r_.state[e.req] != ReqState::decode || r_.epoch[e.req] != e.epoch) return;  // preempted
       const I plen = r_.prefill_len[e.req], k0 = r_.k0[e.req];
       l.blocks_used -= ceil_div(plen + (k - k0) + 1, block_);
@@ -493,7 +510,8 @@ class Simulation {
         finish_request(l, req);
         continue;
       }
-      const I k0 = k + 1, plen = r_.prefill_len[req];
+      // It decodes from the next decode iteration: k + 1, or k itself after a prefill-only one.
+      const I k0 = l.prefill_only ? k : k + 1, plen = r_.prefill_len[req];
       r_.k0[req] = k0;
       r_.state[req] = ReqState::decode;
       l.n_decode += 1;
@@ -506,7 +524,7 @@ class Simulation {
       std::erase_if(l.decode_order, [&](std::uint32_t v) { return r_.state[v] != ReqState::decode; });
     }
     RACKSIM_ASSERT(l.blocks_used >= 0 && l.blocks_used <= l.blocks_total, "KV use within capacity");
-    l.iter += 1;
+    if (!l.prefill_only) l.iter += 1;
     l.busy = false;
     request_start(l, id);
   }

@@ -72,7 +72,7 @@ TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenari
   const std::string path = write_temp("typo.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 1, 1, "  kv_blok_tokens: 32\n"));
   CHECK(code_of(path) == ExitCode::bad_input);
   CHECK_THROWS_WITH(load_scenario(path), path + ": serving.kv_blok_tokens: unknown key (did you mean 'kv_block_tokens'?); "
-                                                "allowed here: max_batch_size, max_num_tokens, chunked_prefill, kv_block_tokens, "
+                                                "allowed here: max_batch_size, max_num_tokens, chunked_prefill, mixed_batches, kv_block_tokens, "
                                                 "kv_memory_fraction, capacity_policy, router, all_reduce, fixed_step_time");
 }
 

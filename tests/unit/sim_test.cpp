@@ -112,6 +112,82 @@ TEST_CASE("chunked prefill splits prompts over the token budget", "[sim][closed-
   CHECK(rn.ttft_ms.p99 > r.ttft_ms.p99);
 }
 
+TEST_CASE("unmixed batches run prefill alone while the decodes wait (SGLang's default)", "[sim][closed-form]") {
+  // The chunked-prefill case above with serving.mixed_batches false: 4 x 100-token prompts,
+  // budget 150, 10 ms steps, 2 output tokens. it0: prefill r0 100 + r1 50 (r0 first token at
+  // 10 ms); it1: prefill r1's last 50 + r2 100 (r1, r2 at 20 ms), r0's decode waits; it2: prefill
+  // r3 100 (30 ms); it3: the four decode their second token and finish at 40 ms. TTFT mean
+  // (10 + 20 + 20 + 30) / 4 = 20 ms (mixed: 22.5), E2E 40 ms each (mixed: mean 32.5).
+  const std::string w = "  scenario: offline\n  requests: 4\n  input_tokens: {distribution: fixed, value: 100}\n"
+                        "  output_tokens: {distribution: fixed, value: 2}\n";
+  const Scenario s = load_text("unmixed.yaml", small_scenario(w, "  fixed_step_time: 10ms\n  mixed_batches: false\n"),
+                               {"serving.max_num_tokens=150"});
+  CHECK_FALSE(s.serving.mixed_batches);
+  SimOptions opt;
+  opt.keep_iterations = true;
+  const SimResult r = simulate(s, opt);
+  CHECK(r.iterations == 4);
+  CHECK(r.duration_s == Approx(0.040));
+  CHECK(r.ttft_ms.mean == Approx(20));
+  CHECK(r.e2e_ms.mean == Approx(40));
+  CHECK(r.e2e_ms.p50 == Approx(40));
+  REQUIRE(r.iteration_records.size() == 4);
+  const std::int64_t decodes[] = {0, 0, 0, 4}, prompt[] = {150, 150, 100, 0};
+  for (std::size_t i = 0; i < 4; ++i) {
+    INFO("iteration " << i);
+    CHECK(r.iteration_records[i].decode == decodes[i]);
+    CHECK(r.iteration_records[i].prefill_tokens == prompt[i]);
+  }
+  // Two requests of 100 + 10 tokens, budget 100: r0 prefills (10 ms), r1 prefills alone while r0
+  // waits (20 ms), then 9 iterations decode both: both finish at 110 ms. r0's TPOT (110 - 10) / 9,
+  // r1's (110 - 20) / 9. Mixed, r1's prompt shares iterations with r0's decodes: 99 + 1 tokens,
+  // first token at 30 ms, r0 done at 100 ms, r1 at 120 ms.
+  const std::string w2 = "  scenario: offline\n  requests: 2\n  input_tokens: {distribution: fixed, value: 100}\n"
+                         "  output_tokens: {distribution: fixed, value: 10}\n";
+  const SimResult u = simulate(load_text("unmixed2.yaml", small_scenario(w2, "  fixed_step_time: 10ms\n  mixed_batches: false\n"),
+                                         {"serving.max_num_tokens=100"}));
+  CHECK(u.iterations == 11);
+  CHECK(u.duration_s == Approx(0.110));
+  CHECK(u.ttft_ms.mean == Approx(15));
+  CHECK(u.tpot_ms.mean == Approx((100.0 / 9 + 90.0 / 9) / 2));
+  const SimResult m = simulate(load_text("mixed2.yaml", small_scenario(w2, "  fixed_step_time: 10ms\n"), {"serving.max_num_tokens=100"}));
+  CHECK(m.iterations == 12);
+  CHECK(m.duration_s == Approx(0.120));
+  CHECK(m.ttft_ms.mean == Approx(20));
+}
+
+TEST_CASE("unmixed batches keep the invariants under preemption and a closed loop", "[sim][invariants]") {
+  // The squeezed-cache run of the invariants test, unmixed: the run's own asserts (tokens
+  // conserved, KV within capacity, caches drained) must hold; no iteration both decodes and
+  // prefills; a closed loop still never exceeds its clients.
+  const std::string w = "  scenario: offline\n  requests: 200\n  input_tokens: {distribution: uniform, min: 20, max: 300}\n"
+                        "  output_tokens: {distribution: uniform, min: 1, max: 200}\n";
+  for (const char* policy : {"max_utilization", "guaranteed_no_evict"}) {
+    const Scenario s = load_text("unmixed-pre.yaml", small_scenario(w, "  max_batch_size: 64\n  mixed_batches: false\n"),
+                                 {std::string("serving.capacity_policy=") + policy, "deployment.replicas=2",
+                                  "serving.kv_memory_fraction=0.0008"});
+    SimOptions opt;
+    opt.keep_iterations = true;
+    const SimResult r = simulate(s, opt);
+    INFO(policy);
+    CHECK(r.requests_completed == 200);
+    if (std::string(policy) == "max_utilization") CHECK(r.preemptions > 0);
+    for (const IterationRecord& it : r.iteration_records) CHECK((it.decode == 0 || it.prefill_tokens == 0));
+  }
+  const std::string c = "  scenario: concurrency\n  concurrency: 6\n  requests: 60\n"
+                        "  input_tokens: {distribution: uniform, min: 20, max: 2000}\n"
+                        "  output_tokens: {distribution: uniform, min: 1, max: 300}\n";
+  SimOptions keep;
+  keep.keep_requests = true;
+  const SimResult r = simulate(load_text("unmixed-closed.yaml", small_scenario(c, "  mixed_batches: false\n")), keep);
+  REQUIRE(r.request_records.size() == 60);
+  for (const auto& q : r.request_records) {
+    int in_flight = 0;
+    for (const auto& o : r.request_records) in_flight += o.arrival <= q.arrival && q.arrival < o.finish ? 1 : 0;
+    CHECK(in_flight <= 6);
+  }
+}
+
 TEST_CASE("a closed loop of clients sends each next request when one finishes", "[sim][closed-form][concurrency]") {
   // 2 clients, 3 requests of 100 + 10 tokens, 10 ms steps. Requests 0 and 1 arrive at 0,
   // prefill together (first tokens at 10 ms) and finish at 100 ms; request 2 arrives then

@@ -30,6 +30,10 @@ struct ServingConfig {
   std::int64_t max_batch_size = 0;
   std::int64_t max_num_tokens = 0;
   bool chunked_prefill = true;
+  /// true (TensorRT-LLM, vLLM V1): an iteration holds every decode plus prefill chunks. false
+  /// (SGLang's default; its --enable-mixed-chunk turns mixing on): an iteration that can run
+  /// prefill runs prefill only, with the whole max_num_tokens budget, while the decodes wait.
+  bool mixed_batches = true;
   std::int64_t kv_block_tokens = 0;
   double kv_memory_fraction = 0;
   /// KV admission: guaranteed_no_evict reserves prompt + output blocks up front (TensorRT-LLM's

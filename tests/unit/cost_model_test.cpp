@@ -107,6 +107,8 @@ TEST_CASE("the engines' one-shot all-reduce reproduces its measurement and is us
   // NVLink domains, above 8 MiB; other collectives are never one-shot.
   CHECK(h100.one_shot_all_reduce(32768, 1).network_s == 0);
   CHECK(h100.one_shot_all_reduce(32768, 16).network_s == 0);
+  CHECK(h100.one_shot_all_reduce(32768, 3).network_s == 0);  // vLLM: world sizes 2, 4, 6, 8
+  CHECK(h100.one_shot_all_reduce(32768, 6).network_s > 0);
   CHECK(h100.one_shot_all_reduce(9 << 20, 8).network_s == 0);
   RooflineCostModel rack(find_system("gb200-nvl72"), false);
   CHECK(rack.one_shot_all_reduce(32768, 16).network_s == 0);

@@ -186,6 +186,20 @@ TEST_CASE("unmixed batches keep the invariants under preemption and a closed loo
     for (const auto& o : r.request_records) in_flight += o.arrival <= q.arrival && q.arrival < o.finish ? 1 : 0;
     CHECK(in_flight <= 6);
   }
+  // Pipeline parallelism (two lanes per replica) and one-token outputs (a request that finishes
+  // in its prefill-only iteration): every request completes, the run repeats byte for byte.
+  const std::string one = "  scenario: concurrency\n  concurrency: 6\n  requests: 60\n"
+                          "  input_tokens: {distribution: uniform, min: 20, max: 2000}\n"
+                          "  output_tokens: {distribution: uniform, min: 1, max: 3}\n";
+  for (const std::string& wl : {c, one}) {
+    const Scenario pp = load_text("unmixed-pp.yaml", small_scenario(wl, "  mixed_batches: false\n"),
+                                  {"deployment.tensor_parallel=2", "deployment.pipeline_parallel=2", "deployment.replicas=1"});
+    const SimResult a = simulate(pp), b = simulate(pp);
+    CHECK(a.requests_completed == 60);
+    CHECK(a.duration_s == b.duration_s);
+    CHECK(a.ttft_ms.mean == b.ttft_ms.mean);
+    CHECK(a.iterations == b.iterations);
+  }
 }
 
 TEST_CASE("a closed loop of clients sends each next request when one finishes", "[sim][closed-form][concurrency]") {
@@ -280,7 +294,8 @@ TEST_CASE("step costs from batch sums equal the full graph's", "[sim][step-timer
   const Case cases[] = {{"llama2-70b", {1, 1, 1}, {DType::fp8, DType::fp8, DType::fp8}},
                         {"llama2-70b", {8, 1, 1}, {DType::fp8, DType::fp8, DType::fp8}},
                         {"llama2-70b", {2, 2, 1}, {DType::bf16, DType::bf16, DType::bf16}},
-                        {"mixtral-8x7b", {4, 1, 2}, {DType::fp8, DType::fp8, DType::fp8}}};
+                        {"mixtral-8x7b", {4, 1, 2}, {DType::fp8, DType::fp8, DType::fp8}},
+                        {"qwen3-32b", {4, 2, 1}, {DType::fp8, DType::fp8, DType::fp8}}};
   for (const auto& c : cases) {
     const ModelConfig m = find_model(c.model);
     StepTimer timer(m, c.dep, c.prec, cost, energy);

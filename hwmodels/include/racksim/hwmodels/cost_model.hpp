@@ -59,14 +59,14 @@ class CostModel {
 
 /// How tensor-parallel all-reduces run (scenario key `serving.all_reduce`).
 /// `auto`: as the serving engines do by default (TensorRT-LLM's AUTO strategy, vLLM's and
-/// SGLang's custom all-reduce): their one-shot kernel where it is faster than NCCL, for 2 to 8
-/// ranks inside one NVLink domain and messages up to 8 MiB; NCCL otherwise.
+/// SGLang's custom all-reduce): their one-shot kernel where it is faster than NCCL, for 2, 4, 6
+/// or 8 ranks inside one NVLink domain and messages up to 8 MiB; NCCL otherwise.
 /// `nccl`: NCCL always (TensorRT-LLM `allreduce_strategy: NCCL`, vLLM `--disable-custom-all-reduce`).
 enum class AllReduceImpl { automatic, nccl };
 [[nodiscard]] std::string_view to_string(AllReduceImpl a) noexcept;
 
-/// The engine's one-shot all-reduce applies up to this many ranks (vLLM custom_all_reduce.py
-/// _SUPPORTED_WORLD_SIZES = [2, 4, 6, 8]) ...
+/// The engine's one-shot all-reduce applies to an even number of ranks up to this many (vLLM
+/// custom_all_reduce.py _SUPPORTED_WORLD_SIZES = [2, 4, 6, 8]) ...
 inline constexpr int kOneShotMaxRanks = 8;
 /// ... and messages up to this size (vLLM CustomAllreduce max_size = 8192 * 1024).
 inline constexpr double kOneShotMaxBytes = 8.0 * 1024 * 1024;
@@ -103,8 +103,8 @@ class RooflineCostModel final : public CostModel {
   /// engine's one-shot kernel where that is faster (one_shot_all_reduce()).
   [[nodiscard]] OpCost collective(OpKind kind, double bytes, int ranks) const;
   /// The engine's one-shot all-reduce of `bytes` over `ranks` GPUs of one NVLink domain, whatever
-  /// NCCL would take; network_s = 0 where it does not apply (1 or more than kOneShotMaxRanks
-  /// ranks, outside the domain, above kOneShotMaxBytes).
+  /// NCCL would take; network_s = 0 where it does not apply (an odd number of ranks or more than
+  /// kOneShotMaxRanks, outside the domain, above kOneShotMaxBytes).
   [[nodiscard]] OpCost one_shot_all_reduce(double bytes, int ranks) const;
   /// FP32 CUDA-core FLOP/s: SMs x 128 lanes x 2 (FMA) x boost clock (CUDA C++ Programming
   /// Guide, arithmetic instruction throughput: 128 FP32 results/clock/SM on cc 9.0 and 10.x).

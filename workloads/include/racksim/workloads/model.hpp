@@ -37,9 +37,7 @@ struct ModelConfig {
   [[nodiscard]] bool is_moe() const noexcept { return moe.experts > 0; }
 
   /// Qwen3: q and k are RMS-normalised per head before RoPE (Qwen3 Technical Report, arXiv
-
   /// 2505.09388, section 2: "QK-Norm"; q_norm/k_norm weights of head_dim each).
-
   [[nodiscard]] bool qk_norm() const noexcept { return architecture == "qwen3"; }
 };
 
@@ -53,7 +51,7 @@ struct ParamCounts {
   std::int64_t attention = 0;       ///< q, k, v, o over all layers
   std::int64_t mlp = 0;             ///< gate, up, down over all layers and experts
   std::int64_t router = 0;          ///< MoE gate over all layers
-  std::int64_t norms = 0;           ///< two RMSNorm weight vectors per layer plus the final one
+  std::int64_t norms = 0;           ///< two RMSNorm weight vectors per layer plus the final one (+ q/k norms, qwen3)
   [[nodiscard]] std::int64_t linear() const noexcept { return attention + mlp; }
   [[nodiscard]] std::int64_t total() const noexcept { return embedding + lm_head + attention + mlp + router + norms; }
 };

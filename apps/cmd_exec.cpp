@@ -39,6 +39,8 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   if (d.tensor_parallel > 1 && s.serving.all_reduce == AllReduceImpl::automatic)
     n.push_back(cuda ? "serving.all_reduce 'auto' (the engines' one-shot kernel for small messages): all-reduces run through NCCL"
                      : "serving.all_reduce 'auto' (the engines' one-shot kernel for small messages): the CPU ranks' all-reduce is a plain sum");
+  if (!s.precision.fused_quantize)
+    n.push_back("precision.activation_quantize 'separate' is a cost-model setting: the executor runs its own quantize kernels");
   if (!s.serving.mixed_batches)
     n.push_back("serving.mixed_batches false (prefill batches alone): the serving loop mixes prefill chunks and decodes in each "
                 "iteration, as mixed_batches true");

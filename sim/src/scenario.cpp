@@ -98,6 +98,8 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   s.precision.weights = read_dtype(p, "weights", kWeightTypes);
   s.precision.activations = read_dtype(p, "activations", kActivationTypes);
   s.precision.kv_cache = read_dtype(p, "kv_cache", kKvTypes);
+  static constexpr std::array<std::string_view, 2> kQuantize = {"fused", "separate"};
+  if (p.has("activation_quantize")) s.precision.fused_quantize = p.choice("activation_quantize", kQuantize) == "fused";
   p.finish();
   if (element_bits(s.precision.activations) < element_bits(s.precision.weights))
     p.fail("activations", fmt::format("is narrower than the weights ({}); GEMMs run in the activation format, "

@@ -68,6 +68,13 @@ TEST_CASE("serving.all_reduce: auto by default (the engines' choice), nccl on re
                     Catch::Contains("serving.all_reduce: 'oneshot' is not one of auto, nccl"));
 }
 
+TEST_CASE("precision.activation_quantize: fused by default, separate on request", "[sim][scenario]") {
+  CHECK(load_scenario(kExample).precision.fused_quantize);
+  CHECK_FALSE(load_scenario(kExample, {"precision.activation_quantize=separate"}).precision.fused_quantize);
+  CHECK_THROWS_WITH(load_scenario(kExample, {"precision.activation_quantize=eager"}),
+                    Catch::Contains("precision.activation_quantize: 'eager' is not one of fused, separate"));
+}
+
 TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenario]") {
   const std::string path = write_temp("typo.yaml", scenario_text("dgx-b200", "nvfp4", "nvfp4", "fp8", 1, 1, "  kv_blok_tokens: 32\n"));
   CHECK(code_of(path) == ExitCode::bad_input);

@@ -105,6 +105,25 @@ TEST_CASE("tensor parallelism shards the GEMMs and adds all-reduces", "[workload
   CHECK(find(g16, "layers.0.qkv_proj").n == 768);
 }
 
+TEST_CASE("FP8 GEMM inputs are pre-quantized unless the quantize runs separately", "[workloads][graph]") {
+  // precision.activation_quantize: fused (default) marks every FP8/NVFP4 GEMM input as written
+  // in its format by the producer, so the cost model drops the measured quantize kernels;
+  // separate keeps them. BF16 GEMMs never quantize; the lm_head runs in BF16 either way.
+  const ModelConfig m = find_model("llama3.1-8b");
+  Precision fused{DType::fp8, DType::fp8, DType::fp8};
+  Precision separate = fused;
+  separate.fused_quantize = false;
+  const StepGraph gf(m, StepBatch::decode(8, 100), Deployment{}, fused);
+  const StepGraph gs(m, StepBatch::decode(8, 100), Deployment{}, separate);
+  CHECK(find(gf, "layers.0.qkv_proj").input_prequantized);
+  CHECK(find(gf, "layers.31.down_proj").input_prequantized);
+  CHECK_FALSE(find(gs, "layers.0.qkv_proj").input_prequantized);
+  CHECK_FALSE(find(gs, "layers.31.down_proj").input_prequantized);
+  CHECK_FALSE(find(gf, "lm_head").input_prequantized);
+  const StepGraph gb(m, StepBatch::decode(8, 100), Deployment{}, Precision{});
+  CHECK_FALSE(find(gb, "layers.0.qkv_proj").input_prequantized);
+}
+
 TEST_CASE("Qwen3 normalises q and k per head before RoPE; Llama does not", "[workloads][graph]") {
   // Qwen3-32B at TP4: 16 q heads and 2 kv heads per GPU, head_dim 128: QKV n = (16 + 4) x 128
   // = 2,560 (wider than hidden/TP = 1,280: 64 x 128 > 5,120); o_proj k = 16 x 128 = 2,048;

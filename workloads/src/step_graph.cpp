@@ -118,8 +118,9 @@ class Builder {
     op.weight_dtype = w;
     op.out_dtype = c;
     op.weight = std::move(weight);
-    // Every GEMM input in this graph is written in its GEMM's format by its producer.
-    op.input_prequantized = element_bits(a) < 16;
+    // Every GEMM input in this graph is written in its GEMM's format by its producer, unless the
+    // scenario says the quantize runs as kernels of its own (precision.activation_quantize).
+    op.input_prequantized = element_bits(a) < 16 && p_.fused_quantize;
     op.flops = 2.0 * d(m) * d(n) * d(k);
     op.weight_bytes = storage_bytes(w, d(n) * d(k));
     op.act_bytes_read = act_bytes(a, d(m) * d(k));

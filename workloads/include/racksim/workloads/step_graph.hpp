@@ -71,6 +71,12 @@ struct Precision {
   DType weights = DType::bf16;
   DType activations = DType::bf16;
   DType kv_cache = DType::bf16;
+  /// FP8/NVFP4 GEMM inputs: written in the GEMM's format by their producer (the norm or the
+  /// activation, as the serving engines' fused kernels do; true, scenario key
+  /// precision.activation_quantize: fused), or quantized by kernels of their own before each GEMM
+  /// (false: separate), whose cost the calibrated GEMM model then keeps (docs/calibration.md,
+  /// "Fused activation quantize").
+  bool fused_quantize = true;
 };
 
 /// The DAG: vertices are ops, an edge u->v means v reads what u wrote.

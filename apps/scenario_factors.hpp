@@ -24,7 +24,7 @@ inline std::vector<FactorSource> calibration_sources(const Scenario& s) {
   // The engines' one-shot kernel may take an all-reduce of 2..8 ranks inside the NVLink domain.
   if (s.serving.all_reduce == AllReduceImpl::automatic)
     for (const auto& [op, n] : use.collectives)
-      if (op == "all_reduce" && n % 2 == 0 && n <= kOneShotMaxRanks && n <= s.system.domain_size()) use.one_shot_all_reduce = true;
+      if (op == "all_reduce" && one_shot_ranks(n, s.system.domain_size())) use.one_shot_all_reduce = true;
   return s.calibrated ? calibration_summary(s.system, use) : calibration_summary(s.system, use, GpuCalibration());
 }
 

@@ -119,7 +119,7 @@ OpCost RooflineCostModel::finish(OpCost c) const {
 OpCost RooflineCostModel::one_shot_all_reduce(double bytes, int n) const {
   OpCost c;
   c.launch_s = 0;  // the fitted latency holds the launch
-  if (n < 2 || n % 2 != 0 || n > kOneShotMaxRanks || n > system_.domain_size() || bytes > kOneShotMaxBytes) return c;
+  if (!one_shot_ranks(n, system_.domain_size()) || bytes > kOneShotMaxBytes) return c;
   // Each rank reads the n-1 peers' buffers over its NVLink ports and sums them: one kernel, one
   // flag exchange (docs/models.md, "The engines' one-shot all-reduce"). The latency and efficiency
   // are fitted on 8 H100s; other GPUs carry them with their own NVLink bandwidth; the latency is

@@ -70,6 +70,11 @@ enum class AllReduceImpl { automatic, nccl };
 inline constexpr int kOneShotMaxRanks = 8;
 /// ... and messages up to this size (vLLM CustomAllreduce max_size = 8192 * 1024).
 inline constexpr double kOneShotMaxBytes = 8.0 * 1024 * 1024;
+/// Whether the engines' one-shot kernel can take an all-reduce over `ranks` GPUs of a system
+/// whose NVLink domain holds `domain_size` (any size up to kOneShotMaxBytes).
+[[nodiscard]] constexpr bool one_shot_ranks(int ranks, int domain_size) noexcept {
+  return ranks >= 2 && ranks % 2 == 0 && ranks <= kOneShotMaxRanks && ranks <= domain_size;
+}
 
 /// What a cost model is built with.
 struct CostModelOptions {

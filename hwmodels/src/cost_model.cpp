@@ -33,14 +33,6 @@ std::string_view to_string(CollectiveAlgorithm a) noexcept {
   return "?";
 }
 
-std::string_view to_string(AllReduceImpl a) noexcept {
-  switch (a) {
-    case AllReduceImpl::automatic: return "auto";
-    case AllReduceImpl::nccl: return "nccl";
-  }
-  return "?";
-}
-
 const Registry<CostModelFactory>& cost_model_registry() {
   static const Registry<CostModelFactory> registry = [] {
     Registry<CostModelFactory> r("cost model");

@@ -63,7 +63,6 @@ class CostModel {
 /// or 8 ranks inside one NVLink domain and messages up to 8 MiB; NCCL otherwise.
 /// `nccl`: NCCL always (TensorRT-LLM `allreduce_strategy: NCCL`, vLLM `--disable-custom-all-reduce`).
 enum class AllReduceImpl { automatic, nccl };
-[[nodiscard]] std::string_view to_string(AllReduceImpl a) noexcept;
 
 /// The engine's one-shot all-reduce applies to an even number of ranks up to this many (vLLM
 /// custom_all_reduce.py _SUPPORTED_WORLD_SIZES = [2, 4, 6, 8]) ...

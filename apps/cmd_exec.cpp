@@ -191,8 +191,8 @@ int cmd_exec(const Args& args) {
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
-  // The executors run the llama and mixtral graphs; Qwen3's per-head QK-norm is costed by the
-  // simulator only.
+  // The executors run the llama and mixtral graphs; Qwen3's per-head QK-norm (qwen3, qwen3_moe)
+  // is costed by the simulator only.
   if (s.model.qk_norm())
     throw InputError(fmt::format("racksim exec: {}: model '{}' is architecture '{}'; the executor runs llama and mixtral "
                                  "(its QK-norm is in the simulator's graph only)",

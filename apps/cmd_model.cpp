@@ -1,5 +1,7 @@
 // racksim model list | model show ID [--json FILE]
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "cli.hpp"
@@ -26,11 +28,14 @@ int cmd_model(const Args& args) {
 
   if (action == "list") {
     nlohmann::json j = nlohmann::json::array();
-    if (table) fmt::print("{:<14} {:>16} {:>7} {:>7} {:>8} {:>13}  {}\n", "id", "params", "layers", "hidden", "experts", "nvfp4 weights", "name");
+    std::size_t id_width = 14;  // the id column fits the longest catalog id
+    for (const auto& m : model_catalog()) id_width = std::max(id_width, m.id.size());
+    if (table)
+      fmt::print("{:<{}} {:>16} {:>7} {:>7} {:>8} {:>13}  {}\n", "id", id_width, "params", "layers", "hidden", "experts", "nvfp4 weights", "name");
     for (const auto& m : model_catalog()) {
       const auto p = count_params(m);
       if (table)
-        fmt::print("{:<14} {:>16} {:>7} {:>7} {:>8} {:>13}  {}\n", m.id, format_count(p.total()), m.layers, m.hidden,
+        fmt::print("{:<{}} {:>16} {:>7} {:>7} {:>8} {:>13}  {}\n", m.id, id_width, format_count(p.total()), m.layers, m.hidden,
                    m.is_moe() ? fmt::format("{}/{}", m.moe.experts_per_token, m.moe.experts) : "-",
                    format_gib(weight_bytes(m, DType::nvfp4)), m.name);
       j.push_back({{"id", m.id}, {"name", m.name}, {"params", p.total()}});

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes examples/validation/silicon-heldout.yaml: held-out validation cases from measured
 serving latencies (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample),
-the rows racksim can simulate: dense Llama-3.1 8B/70B and Qwen3-32B, aggregated serving (prefill
-and decode on the same GPUs), pipeline 1, on 8x H100 SXM, 8x B200 or GB200, TensorRT-LLM, vLLM or SGLang.
+the rows racksim can simulate: dense Llama-3.1 8B/70B and Qwen3-32B, and the MoE Qwen3-235B-A22B,
+aggregated serving (prefill and decode on the same GPUs), pipeline 1, no attention data parallelism,
+on 8x H100 SXM, 8x B200 or GB200, TensorRT-LLM, vLLM or SGLang.
 
   python3 tools/silicon_cases.py [--reference ../shared/reference]
 
@@ -16,7 +17,13 @@ import argparse, csv, os, re, sys
 from collections import Counter
 
 MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b", "meta-llama/Llama-3.1-70B": "llama3.1-70b",
-          "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b"}
+          "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
+          "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b"}
+MOE = {"qwen3-235b-a22b"}
+# Qwen's own FP8 checkpoint (128x128 block-scaled weights, dynamic activations: its config.json
+# quantization_config names no KV-cache scheme), so TensorRT-LLM's kv_cache dtype 'auto' keeps the
+# KV cache in BF16. racksim costs the block-scaled GEMMs as FP8 (docs/validation.md says so).
+KV_OVERRIDE = {"Qwen/Qwen3-235B-A22B-FP8": "bf16"}
 # One replica of tp_size GPUs; a GB200 row runs inside one NVL72 rack's NVLink domain.
 SYSTEMS = {"h100_sxm": "dgx-h100", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72"}
 # Base scenario per backend (serving defaults); precision per the row's precision column. The
@@ -50,7 +57,7 @@ def main():
     kept, skipped = [], Counter()
     for r in rows:
         why = None
-        if r["model_path"] not in MODELS: why = "model not in racksim's catalog or not dense"
+        if r["model_path"] not in MODELS: why = "model not in racksim's catalog"
         elif r["system"] not in SYSTEMS: why = "system"
         elif r["mode"] != "agg": why = "disaggregated serving"
         # The closed loop is batch_size clients on one replica: the row must say it ran that many
@@ -61,10 +68,13 @@ def main():
         # attention_dp_size 0 and 1 both mean no attention data parallelism.
         elif r["pp_size"] not in ("", "1") or r["attention_dp_size"] not in ("", "0", "1"): why = "pipeline or attention-DP"
         elif (r["backend"], r["precision"]) not in PRECISION: why = "backend/precision"
+        # MoE rows: TensorRT-LLM's layout, moe_tp_size x moe_ep_size = tp_size (racksim's ep divides tp).
+        elif MODELS[r["model_path"]] in MOE and int(r["moe_tp_size"] or 1) * int(r["moe_ep_size"] or 1) != int(r["tp_size"]):
+            why = "MoE layout other than moe_tp x moe_ep = tp"
         if why: skipped[why] += 1
         else: kept.append(r)
     names = Counter()
-    out = ["# Held-out validation: measured mean TTFT and TPOT of Llama-3.1 8B/70B and Qwen3-32B serving on",
+    out = ["# Held-out validation: measured mean TTFT and TPOT of Llama-3.1 8B/70B, Qwen3-32B and Qwen3-235B-A22B serving on",
            "# 8x H100 SXM, 8x B200 and GB200 (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample,",
            "# Apache-2.0), written by tools/silicon_cases.py; do not edit by hand. Never used for fitting.",
            f"# {len(kept)} of {len(rows)} rows kept; skipped: " + "; ".join(f"{n} {w}" for w, n in sorted(skipped.items())) + ".",
@@ -74,14 +84,17 @@ def main():
     for r in kept:
         model, system = MODELS[r["model_path"]], SYSTEMS[r["system"]]
         w, act, kv = PRECISION[(r["backend"], r["precision"])]
+        kv = KV_OVERRIDE.get(r["model_path"], kv)
+        ep = int(r["moe_ep_size"] or 1) if model in MOE else 1
         c, tp, isl, osl = int(r["batch_size"]), int(r["tp_size"]), int(r["isl"]), int(r["osl"])
         ver = r["backend_version"] or "version not recorded"
-        label = f"{r['backend']} {model} {system} {w} TP{tp} c{c} {isl}/{osl}"
+        label = f"{r['backend']} {model} {system} {w} TP{tp}{f' EP{ep}' if ep > 1 else ''} c{c} {isl}/{osl}"
         names[label] += 1
         if names[label] > 1: label += f" #{names[label]}"
         group = f"{r['backend']} {model} {system} {w}"
         sets = [("system", system), ("model", model), ("precision.weights", w), ("precision.activations", act),
-                ("precision.kv_cache", kv), ("deployment.tensor_parallel", tp), ("workload.concurrency", c),
+                ("precision.kv_cache", kv), ("deployment.tensor_parallel", tp)] + ([("deployment.expert_parallel", ep)] if ep > 1 else []) + [
+                ("workload.concurrency", c),
                 ("workload.input_tokens.value", isl), ("workload.output_tokens.value", osl)]
         for metric, col in (("ttft_mean_ms", "silicon_ttft_ms"), ("tpot_mean_ms", "silicon_tpot_ms")):
             out.append(f"  - name: \"{label} {metric.split('_')[0]}\"")

@@ -1,5 +1,7 @@
 // workloads/: the model catalog and its byte counts.
 
+#include <regex>
+
 #include <catch2/catch.hpp>
 
 #include "racksim/common/error.hpp"
@@ -56,6 +58,17 @@ TEST_CASE("catalog models match their published parameter counts", "[workloads][
   CHECK(q.total() == 64LL * (94'371'840 + 393'216'000 + 2 * 5120 + 2 * 128) + 2LL * 151'936 * 5120 + 5120);
   CHECK(q.total() == Approx(32.8e9).epsilon(0.002));
   CHECK(q.total() - q.embedding - q.lm_head == Approx(31.2e9).epsilon(0.002));
+  // Qwen3-235B-A22B: 235,093,634,560 (keras-hub's preset, asserted equal to the Hugging Face
+  // model's num_parameters). By hand per layer: attention 2 x 4096 x 64 x 128 + 2 x 4096 x 4 x 128
+  // = 71,303,168; 128 experts x 3 x 4096 x 1536 = 2,415,919,104; router 4096 x 128; norms
+  // 2 x 4096 + 2 x 128. Model card: 22 B activated per token (8 of 128 experts).
+  const ModelConfig qm = find_model("qwen3-235b-a22b");
+  CHECK(count_params(qm).total() == 94LL * (71'303'168 + 2'415'919'104 + 4096 * 128 + 2 * 4096 + 2 * 128) + 2LL * 151'936 * 4096 + 4096);
+  CHECK(count_params(qm).total() == 235'093'634'560LL);
+  // Per token: 94 x (attention + 8 experts x 3 x 4096 x 1536 + router) + lm_head = 21,567,635,456;
+  // with the embedding row table, 22.19 B: the card's "22B activated".
+  CHECK(gemm_params_per_token(qm) == 94LL * (71'303'168 + 8LL * 3 * 4096 * 1536 + 4096 * 128) + 151'936LL * 4096);
+  CHECK(gemm_params_per_token(qm) + count_params(qm).embedding == Approx(22e9).epsilon(0.01));
   // Mixtral's router (32 layers x 4096 x 8) stays BF16; 2 of 8 experts run per token.
   const ModelConfig mx = find_model("mixtral-8x7b");
   CHECK(count_params(mx).router == 32LL * 4096 * 8);
@@ -71,4 +84,12 @@ TEST_CASE("unknown models and malformed model files are input errors", "[workloa
       "ffn: 128\nvocab: 100\ntied_embeddings: false\nrope_theta: 10000\nmax_position: 128\nnorm_eps: 1e-5\n";
   CHECK_THROWS_WITH(parse_model_yaml(bad, "m.yaml"), "m.yaml: kv_heads: '3' must divide heads (4)");
   CHECK_THROWS_WITH(parse_model_yaml(bad + "colour: red\n", "m.yaml"), Catch::StartsWith("m.yaml: colour: unknown key"));
+  const std::string dense = "id: x\nname: x\nsource: x\narchitecture: ARCH\nlayers: 2\nhidden: 64\nheads: 4\nkv_heads: 2\nhead_dim: 16\n"
+                            "ffn: 128\nvocab: 100\ntied_embeddings: false\nrope_theta: 10000\nmax_position: 128\nnorm_eps: 1e-5\n";
+  auto with_arch = [&](const std::string& arch) { return std::regex_replace(dense, std::regex("ARCH"), arch); };
+  CHECK_THROWS_WITH(parse_model_yaml(with_arch("qwen3_moe"), "m.yaml"),
+                    "m.yaml: architecture: 'qwen3_moe' needs a moe: section (mixtral and qwen3_moe need one; llama and qwen3 have none)");
+  CHECK_THROWS_WITH(parse_model_yaml(with_arch("qwen3") + "moe:\n  experts: 4\n  experts_per_token: 2\n", "m.yaml"),
+                    "m.yaml: architecture: 'qwen3' cannot have a moe: section (mixtral and qwen3_moe need one; llama and qwen3 have none)");
+  CHECK(parse_model_yaml(with_arch("qwen3_moe") + "moe:\n  experts: 4\n  experts_per_token: 2\n", "m.yaml").qk_norm());
 }

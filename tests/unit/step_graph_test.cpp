@@ -1,8 +1,9 @@
 // workloads/: the step graph's ops, shapes, FLOPs and bytes against hand calculations.
 
-#include <catch2/catch.hpp>
-
+#include <cmath>
 #include <map>
+
+#include <catch2/catch.hpp>
 
 #include "racksim/workloads/model_catalog.hpp"
 #include "racksim/workloads/step_graph.hpp"
@@ -196,8 +197,35 @@ TEST_CASE("MoE layers route tokens to experts", "[workloads][graph]") {
   CHECK(gu.m == 1);
   CHECK(gu.n == 2 * 14336);  // moe_tp = 2 / 2 = 1: whole experts
   CHECK(gu.weight_bytes == Approx(4 * (1 - 49.0 / 64) * 2 * 14336 * 4096));
-  const Op& a2a = find(g, "layers.0.moe_dispatch");
-  CHECK(a2a.kind == OpKind::all_to_all);
-  CHECK(a2a.comm_bytes == Approx(2.0 / 2 * 4096 * 2 * 0.5));
   CHECK(find(g, "layers.0.router").n == 8);
+  // Attention is tensor-parallel, so every GPU holds every token: no all-to-all; the experts'
+  // partial sums meet in one all-reduce over the 2 ranks of B(bf16, 1 x 4096) = 8,192 bytes.
+  Totals t = totals(g);
+  CHECK(t.count[OpKind::all_to_all] == 0);
+  CHECK(t.count[OpKind::all_reduce] == 2 * 32);  // attention and MoE, per layer
+  CHECK(find(g, "layers.0.moe_all_reduce").comm_bytes == 8192.0);
+}
+
+TEST_CASE("Qwen3-235B-A22B: QK-norm and 128 experts, 8 per token", "[workloads][graph]") {
+  // TP4 EP4 (TensorRT-LLM's moe_ep_size 4, moe_tp_size 1): 32 whole experts per GPU; 16 q heads
+  // and 1 kv head per GPU: QKV n = (16 + 2) x 128 = 2,304; qk_norm over 17 heads x 128.
+  // Decode batch 4: 32 assignments; rows = ceil(32 x 32 / 128) = 8; experts touched
+  // 32 x (1 - (127/128)^32) = 7.103; gate_up weights 7.103 x 2 x 1536 x 4096 FP8 bytes.
+  const ModelConfig m = find_model("qwen3-235b-a22b");
+  const StepGraph g(m, StepBatch::decode(4, 500), Deployment{4, 1, 4}, Precision{DType::fp8, DType::fp8, DType::bf16});
+  CHECK(find(g, "layers.0.qkv_proj").n == 2304);
+  CHECK(find(g, "layers.0.qk_norm").n == 17 * 128);
+  const Op& gu = find(g, "layers.93.experts.gate_up_proj");
+  CHECK(gu.m == 8);
+  CHECK(gu.n == 2 * 1536);
+  CHECK(gu.k == 4096);
+  const double touched = 32 * (1 - std::pow(127.0 / 128, 32));
+  CHECK(touched == Approx(7.1028).epsilon(1e-4));
+  CHECK(gu.weight_bytes == Approx(touched * 2 * 1536 * 4096));
+  CHECK(find(g, "layers.0.experts.down_proj").weight_bytes == Approx(touched * 4096 * 1536));
+  CHECK(find(g, "layers.0.router").n == 128);
+  Totals t = totals(g);
+  CHECK(t.count[OpKind::moe_gemm] == 94 * 2);
+  CHECK(t.count[OpKind::rmsnorm] == 94 * 3 + 1);
+  CHECK(t.count[OpKind::all_to_all] == 0);
 }

@@ -22,7 +22,7 @@ ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
   m.id = y.string("id");
   m.name = y.string("name");
   m.source = y.string("source");
-  static constexpr std::array<std::string_view, 3> kArch = {"llama", "mixtral", "qwen3"};
+  static constexpr std::array<std::string_view, 4> kArch = {"llama", "mixtral", "qwen3", "qwen3_moe"};
   m.architecture = y.choice("architecture", kArch);
   auto dim = [&](std::string_view key) { return static_cast<int>(y.integer(key, 1, 1 << 24)); };
   m.layers = dim("layers");
@@ -44,8 +44,10 @@ ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
   y.finish();
   if (m.heads % m.kv_heads != 0)
     y.fail("kv_heads", fmt::format("must divide heads ({})", m.heads));
-  if ((m.architecture == "mixtral") != m.is_moe())
-    y.fail("architecture", "needs a moe: section exactly when it is mixtral");
+  const bool moe_arch = m.architecture == "mixtral" || m.architecture == "qwen3_moe";
+  if (moe_arch != m.is_moe())
+    y.fail("architecture", fmt::format("{} a moe: section (mixtral and qwen3_moe need one; llama and qwen3 have none)",
+                                       moe_arch ? "needs" : "cannot have"));
   return m;
 }
 

@@ -235,9 +235,12 @@ class Builder {
     const double assignments = d(T_) * k;
     const I rows = static_cast<I>(std::ceil(assignments * local_experts / E));
     const double touched = local_experts * (1.0 - std::pow(1.0 - 1.0 / E, assignments));
+    // Attention is tensor-parallel (racksim has no attention data parallelism), so after the
+    // attention all-reduce every GPU of the replica holds every token: dispatch to the local
+    // experts is local, and the experts' partial outputs are summed by the all-reduce below.
+    // No all-to-all: TensorRT-LLM enables one only with attention DP (fused_moe's
+    // enable_alltoall needs mapping.enable_attention_dp), as do vLLM and SGLang.
     Vertex x = sel;
-    const double a2a_bytes = act_bytes(DType::bf16, assignments / ep * m_.hidden) * (ep - 1) / ep;
-    if (ep > 1) x = add(collective(pre + "moe_dispatch", OpKind::all_to_all, l, a2a_bytes, ep), {x});
     auto expert_gemm = [&](std::string name, I n, I kk) {
       Op op = gemm(pre + name, l, rows, n, kk, act_, p_.weights, DType::bf16, pre + name);
       op.kind = OpKind::moe_gemm;
@@ -249,7 +252,6 @@ class Builder {
     act.exp_ops = d(rows) * d(f);
     Vertex sw = add(std::move(act), {gu});
     Vertex down = add(expert_gemm("experts.down_proj", m_.hidden, f), {sw});
-    if (ep > 1) down = add(collective(pre + "moe_combine", OpKind::all_to_all, l, a2a_bytes, ep), {down});
     all_reduce(pre + "moe_all_reduce", l, down);
     return down;
   }

@@ -20,7 +20,7 @@ struct ModelConfig {
   std::string id;            ///< catalog id ("llama2-70b")
   std::string name;          ///< display name
   std::string source;        ///< where the values come from
-  std::string architecture;  ///< "llama", "mixtral", or "qwen3" (llama with QK-norm)
+  std::string architecture;  ///< "llama", "mixtral", "qwen3" (llama with QK-norm) or "qwen3_moe" (qwen3 with MoE MLPs)
   int layers = 0;
   int hidden = 0;
   int heads = 0;
@@ -36,9 +36,9 @@ struct ModelConfig {
 
   [[nodiscard]] bool is_moe() const noexcept { return moe.experts > 0; }
 
-  /// Qwen3: q and k are RMS-normalised per head before RoPE (Qwen3 Technical Report, arXiv
-  /// 2505.09388, section 2: "QK-Norm"; q_norm/k_norm weights of head_dim each).
-  [[nodiscard]] bool qk_norm() const noexcept { return architecture == "qwen3"; }
+  /// Qwen3 and Qwen3-MoE: q and k are RMS-normalised per head before RoPE (Qwen3 Technical
+  /// Report, arXiv 2505.09388, section 2: "QK-Norm"; q_norm/k_norm weights of head_dim each).
+  [[nodiscard]] bool qk_norm() const noexcept { return architecture == "qwen3" || architecture == "qwen3_moe"; }
 };
 
 /// Parameter counts by role. "Linear" weights are the ones a quantized checkpoint stores in the

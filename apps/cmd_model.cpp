@@ -23,7 +23,7 @@ int cmd_model(const Args& args) {
   if (!parse(args, desc, pos, vm, "racksim model list|show [ID] [--json FILE]")) return 0;
   if (!json.empty()) check_output_path(json, "--json");
   const bool table = json != "-";
-  static constexpr DType kWeights[] = {DType::bf16, DType::fp16, DType::fp8, DType::nvfp4, DType::mxfp4};
+  static constexpr DType kWeights[] = {DType::bf16, DType::fp16, DType::fp8, DType::fp8_block, DType::nvfp4, DType::mxfp4};
   static constexpr DType kKv[] = {DType::bf16, DType::fp8, DType::nvfp4};
 
   if (action == "list") {
@@ -80,7 +80,7 @@ int cmd_model(const Args& args) {
     fmt::print("  GEMM FLOPs per token: {:.4g} (2 x {})\n", 2.0 * static_cast<double>(gemm_params_per_token(m)),
                format_count(gemm_params_per_token(m)));
     fmt::print("  weights (linear layers in the format, embedding/lm_head/norms/router in bf16):\n");
-    for (DType t : kWeights) fmt::print("    {:<6} {:>18.0f} bytes  {:>10}\n", to_string(t), weight_bytes(m, t), format_gib(weight_bytes(m, t)));
+    for (DType t : kWeights) fmt::print("    {:<9} {:>15.0f} bytes  {:>10}\n", to_string(t), weight_bytes(m, t), format_gib(weight_bytes(m, t)));
     fmt::print("  KV cache per token:\n");
     for (DType t : kKv) fmt::print("    {:<6} {:>10.0f} bytes\n", to_string(t), kv_bytes_per_token(m, t));
   }

@@ -20,9 +20,9 @@ MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b", "meta-llama/Llama-3
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
           "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b"}
 MOE = {"qwen3-235b-a22b"}
-# Qwen's own FP8 checkpoint (128x128 block-scaled weights, dynamic activations: its config.json
-# quantization_config names no KV-cache scheme), so TensorRT-LLM's kv_cache dtype 'auto' keeps the
-# KV cache in BF16. racksim costs the block-scaled GEMMs as FP8 (docs/validation.md says so).
+# Qwen's own FP8 checkpoint (128x128 block-scaled weights, dynamic 1x128 activations: its
+# config.json quantization_config names no KV-cache scheme), so TensorRT-LLM's kv_cache dtype
+# 'auto' keeps the KV cache in BF16.
 KV_OVERRIDE = {"Qwen/Qwen3-235B-A22B-FP8": "bf16"}
 # One replica of tp_size GPUs; a GB200 row runs inside one NVL72 rack's NVLink domain.
 SYSTEMS = {"h100_sxm": "dgx-h100", "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72"}
@@ -85,6 +85,8 @@ def main():
         model, system = MODELS[r["model_path"]], SYSTEMS[r["system"]]
         w, act, kv = PRECISION[(r["backend"], r["precision"])]
         kv = KV_OVERRIDE.get(r["model_path"], kv)
+        # gemm_quant_mode fp8_block: the block-scaled FP8 GEMMs (racksim's fp8_block format).
+        if r["gemm_quant_mode"] == "fp8_block": w = act = "fp8_block"
         ep = int(r["moe_ep_size"] or 1) if model in MOE else 1
         c, tp, isl, osl = int(r["batch_size"]), int(r["tp_size"]), int(r["isl"]), int(r["osl"])
         ver = r["backend_version"] or "version not recorded"

@@ -66,9 +66,11 @@ double to_number(const Csv& c, std::size_t row, std::size_t col) {
   return v;
 }
 
-MeasurementFile& file_for(ImportResult& r, const Csv& c, const std::string& system, const std::string& device) {
+/// One measurement file per system and kernel source: a file's run says which software measured
+/// all its records (fp8_block is DeepGEMM's on Blackwell, torch_flow's elsewhere).
+MeasurementFile& file_for(ImportResult& r, const Csv& c, const std::string& system, const std::string& device, const std::string& software) {
   for (auto& f : r.files)
-    if (f.run.system == system) return f;
+    if (f.run.system == system && f.run.software == software) return f;
   const std::string gpu = aic_system_gpu(system);
   if (gpu.empty())
     throw InputError(fmt::format("{}: system: '{}' is not one of h100_sxm, h200_sxm, b200_sxm, b300_sxm, gb200, gb300", c.path, system));
@@ -80,6 +82,7 @@ MeasurementFile& file_for(ImportResult& r, const Csv& c, const std::string& syst
   f.run.date = kAicDate;
   f.run.commit = std::string("ai-dynamo/aiconfigurator@") + kAicCommit;
   f.run.source = c.path;
+  f.run.software = software;
   r.files.push_back(std::move(f));
   return r.files.back();
 }
@@ -106,15 +109,12 @@ ImportResult import_aic_gemm_csv(const std::string& path) {
     if (row[dt] == "bfloat16") dtype = "bf16";
     else if (row[dt] == "fp8") dtype = "fp8";
     else if (row[dt] == "nvfp4") dtype = "nvfp4";
-    else if (row[dt] == "fp8_block") {
-      // Block-scaled FP8 (DeepGEMM on Blackwell, torch_flow on Hopper): a different kernel
-      // family than the per-tensor FP8 GEMMs the step graph models.
-      ++r.skipped["gemm_dtype fp8_block (block-scaled FP8, not modelled)"];
-      continue;
-    } else
+    // Block-scaled FP8 (1 x 128 activation groups, 128 x 128 weight blocks): its own format, its
+    // own kernels; the measured call includes the activation's 1 x 128 quantize.
+    else if (row[dt] == "fp8_block") dtype = "fp8_block";
+    else
       throw InputError(fmt::format("{}:{}: gemm_dtype: '{}' is not one of bfloat16, fp8, fp8_block, nvfp4", path, i + 2, row[dt]));
-    MeasurementFile& f = file_for(r, c, row[sys], row[dev]);
-    f.run.software = "TensorRT-LLM 1.3.0rc20 GEMM (aiconfigurator gemm_perf, kernel_source " + row[ks] + ")";
+    MeasurementFile& f = file_for(r, c, row[sys], row[dev], "TensorRT-LLM 1.3.0rc20 GEMM (aiconfigurator gemm_perf, kernel_source " + row[ks] + ")");
     MeasurementRecord rec;
     rec.op.kind = "gemm";
     rec.op.m = static_cast<std::int64_t>(to_number(c, i, cm));
@@ -148,9 +148,8 @@ ImportResult import_aic_nccl_csv(const std::string& path) {
     if (row[dt] == "half") dtype = "fp16", elem_bytes = 2;
     else if (row[dt] == "int8") dtype = "int8", elem_bytes = 1;
     else throw InputError(fmt::format("{}:{}: nccl_dtype: '{}' is not one of half, int8", path, i + 2, row[dt]));
-    MeasurementFile& f = file_for(r, c, row[sys], row[dev]);
+    MeasurementFile& f = file_for(r, c, row[sys], row[dev], "NCCL " + row[ver] + " (nccl-tests, out-of-place; aiconfigurator nccl_perf)");
     f.run.nccl = row[ver];
-    f.run.software = "NCCL " + row[ver] + " (nccl-tests, out-of-place; aiconfigurator nccl_perf)";
     MeasurementRecord rec;
     rec.op.kind = kind;
     rec.op.ranks = static_cast<int>(to_number(c, i, ng));

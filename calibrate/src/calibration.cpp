@@ -256,7 +256,7 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
         auto& g = gemms[{f.run.gpu, a}];
         if (!g.run) g.run = &f.run;
         const double m = static_cast<double>(op.m), n = static_cast<double>(op.n), k = static_cast<double>(op.k);
-        GemmPoint p{m, n, k, storage_bytes(a, m * k) + storage_bytes(w, n * k) + storage_bytes(c, m * n), rec.time_median_s, op.identity()};
+        GemmPoint p{m, n, k, storage_bytes(a, m * k) + weight_storage_bytes(w, n * k) + storage_bytes(c, m * n), rec.time_median_s, op.identity()};
         // A shape measured twice (in two files, or twice in one) keeps its first measurement.
         if (!g.points.emplace(std::make_tuple(op.m, op.n, op.k), p).second)
           ++out.skipped[fmt::format("{}: {} gemm {}: a shape measured again (the first measurement is kept)", f.path, f.run.gpu, op.a_dtype)];

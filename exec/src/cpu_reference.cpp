@@ -245,7 +245,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   const float eps = static_cast<float>(m.norm_eps);
   const int topk = m.moe.experts_per_token;
 
-  std::vector<float> hidden, normed, qkv, attn, branch, gate_up, act, router_logits, logits;
+  std::vector<float> hidden, normed, qkv, attn, branch, gate_up, act, router_logits, logits, expert_out;
   struct Assignment {
     I row;
     int expert;
@@ -381,15 +381,31 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
             matmul(&normed[z(assignments[z(a)].row * H)], 1, H, w.values.data(), w.out, &act[z(a * w.out)]);
           }
         } else if (what == "experts.down_proj") {
-          branch.assign(z(T * H), 0.0f);
-          std::vector<float> y(z(H));
+          // One output row per assignment, in assignment order; experts.finalize sums them.
+          expert_out.assign(z(count * H), 0.0f);
           for (I a = 0; a < count; ++a) {
-            const Assignment& as = assignments[z(a)];
-            const LinearWeight& w = lw->expert_down[z(as.expert)];
-            matmul(&act[z(a * m.ffn)], 1, m.ffn, w.values.data(), H, y.data());
-            for (I i = 0; i < H; ++i) branch[z(as.row * H + i)] += as.weight * y[z(i)];
+            const LinearWeight& w = lw->expert_down[z(assignments[z(a)].expert)];
+            matmul(&act[z(a * m.ffn)], 1, m.ffn, w.values.data(), H, &expert_out[z(a * H)]);
           }
         } else unsupported(op);
+        break;
+      }
+      case OpKind::moe_permute:
+        // The expert GEMMs read each assignment's token row by index (assignments), so the
+        // gather into expert order is implicit here: nothing to compute.
+        if (what != "experts.permute") unsupported(op);
+        require_rows(op, static_cast<I>(assignments.size()));
+        break;
+      case OpKind::moe_finalize: {
+        // A token's expert rows, each scaled by its routing weight, summed (in assignment order).
+        if (what != "experts.finalize") unsupported(op);
+        const I count = static_cast<I>(assignments.size());
+        require_rows(op, count);
+        branch.assign(z(T * H), 0.0f);
+        for (I a = 0; a < count; ++a) {
+          const Assignment& as = assignments[z(a)];
+          for (I i = 0; i < H; ++i) branch[z(as.row * H + i)] += as.weight * expert_out[z(a * H + i)];
+        }
         break;
       }
       case OpKind::all_reduce:

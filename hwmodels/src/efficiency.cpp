@@ -33,7 +33,8 @@ EfficiencyCurve EfficiencyTable::gemm_curve(DType t) const {
   // mxfp4 runs on the same FP4 tensor cores as nvfp4; fp16 on the bf16 path.
   static const std::map<DType, std::vector<DType>> kFallback = {
       {DType::mxfp4, {DType::nvfp4, DType::fp8, DType::bf16}}, {DType::nvfp4, {DType::fp8, DType::bf16}},
-      {DType::fp16, {DType::bf16}}, {DType::fp8, {DType::bf16}}, {DType::fp32, {DType::bf16}}};
+      {DType::fp16, {DType::bf16}}, {DType::fp8, {DType::bf16}}, {DType::fp8_block, {DType::fp8, DType::bf16}},
+      {DType::fp32, {DType::bf16}}};
   if (auto fb = kFallback.find(t); fb != kFallback.end())
     for (DType alt : fb->second)
       if (auto it = gemm.find(alt); it != gemm.end()) {

@@ -66,8 +66,8 @@ GpuCalibration::GpuCalibration(const GpuSpec& gpu, const std::vector<const Calib
     gemm_[t] = std::move(f);
     return true;
   };
-  for (const auto& [t, peak] : gpu.dense_peak) {
-    (void)peak;
+  for (DType t : all_dtypes()) {
+    if (!gpu.peak(t)) continue;  // every format with tensor cores here (fp8_block: FP8's)
     const DType alt = tensor_core_path(t);
     if (own_ && use_gemm(t, own_, t)) continue;
     if (own_ && alt != t && use_gemm(t, own_, alt)) continue;

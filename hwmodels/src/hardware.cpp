@@ -14,6 +14,9 @@ namespace racksim {
 
 const Figure* GpuSpec::peak(DType t) const {
   auto it = dense_peak.find(t);
+  // Block-scaled FP8 runs on the FP8 tensor cores (the scales multiply partial sums outside the
+  // MMA): its datasheet peak is FP8's; its measured efficiency is its own (calibrated gemm).
+  if (it == dense_peak.end() && t == DType::fp8_block) it = dense_peak.find(DType::fp8);
   return it == dense_peak.end() ? nullptr : &it->second;
 }
 

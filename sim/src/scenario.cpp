@@ -24,8 +24,8 @@ std::string beside_scenario(const std::string& scenario, const std::string& valu
   return std::filesystem::is_regular_file(candidate) ? candidate.string() : value;
 }
 
-constexpr std::array<std::string_view, 5> kWeightTypes = {"bf16", "fp16", "fp8", "nvfp4", "mxfp4"};
-constexpr std::array<std::string_view, 3> kActivationTypes = {"bf16", "fp8", "nvfp4"};
+constexpr std::array<std::string_view, 6> kWeightTypes = {"bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4"};
+constexpr std::array<std::string_view, 4> kActivationTypes = {"bf16", "fp8", "fp8_block", "nvfp4"};
 constexpr std::array<std::string_view, 3> kKvTypes = {"bf16", "fp8", "nvfp4"};
 constexpr std::array<std::string_view, 5> kScenarios = {"offline", "server", "interactive", "trace", "concurrency"};
 constexpr std::array<std::string_view, 2> kCalibration = {"calibrated", "datasheet"};
@@ -104,6 +104,14 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   if (element_bits(s.precision.activations) < element_bits(s.precision.weights))
     p.fail("activations", fmt::format("is narrower than the weights ({}); GEMMs run in the activation format, "
                                       "so it must be at least as wide", to_string(s.precision.weights)));
+  // Block-scaled FP8 GEMMs take both operands block-scaled (1 x 128 activations, 128 x 128
+  // weights): the two keys name it together or not at all.
+  if ((s.precision.weights == DType::fp8_block) != (s.precision.activations == DType::fp8_block))
+    p.fail(s.precision.weights == DType::fp8_block ? "activations" : "weights",
+           "must be fp8_block when the other of weights and activations is (block-scaled FP8 GEMMs scale both operands)");
+  if (s.precision.activations == DType::fp8_block && p.has("activation_quantize") && s.precision.fused_quantize)
+    p.fail("activation_quantize", "cannot be fused with fp8_block activations: the engines quantize each 1 x 128 group in "
+                                  "a kernel of its own, which the fp8_block GEMM fits include; use separate or leave it out");
 
   YamlMap d = y.map("deployment");
   s.deployment.tensor_parallel = static_cast<int>(d.integer("tensor_parallel", 1, 1024));
@@ -239,7 +247,7 @@ MemoryPlan plan_memory(const Scenario& s) {
   const double layer_linear_gpu = 2.0 * h * m.heads * hd / tp + 2.0 * h * kv_heads_gpu * hd +
                                   static_cast<double>(pc.mlp) / m.layers / tp;
   const double layer_rest = static_cast<double>(pc.router + pc.norms) / m.layers;
-  const double per_layer = storage_bytes(s.precision.weights, layer_linear_gpu) + storage_bytes(DType::bf16, layer_rest);
+  const double per_layer = weight_storage_bytes(s.precision.weights, layer_linear_gpu) + storage_bytes(DType::bf16, layer_rest);
   const double table = storage_bytes(DType::bf16, static_cast<double>(pc.embedding)) / tp;
   const double head = storage_bytes(DType::bf16, static_cast<double>(pc.lm_head)) / tp;
   plan.weights_per_gpu = first_stage_layers * per_layer + (pp == 1 ? table + head : std::max(table, head));

@@ -37,16 +37,29 @@ const CalibrationResult& reference_calibration() {
 }  // namespace
 
 TEST_CASE("the aic importer maps systems and dtypes and counts what it skips", "[calibrate]") {
-  // README: 6 systems x 4 GEMM dtypes x 1,768 shapes (74 m x 24 (n,k), 8 absent) = 42,432 rows
-  // less 3,536 absent... the CSV has 38,896 data rows; fp8_block is 6 x 1,768 = 10,608 of them.
+  // The CSV has 38,896 data rows: 22 system x format tables of 1,768 shapes (bf16, fp8 and
+  // fp8_block on all six systems, nvfp4 on the four Blackwells). All are kept. fp8_block is
+  // 6 x 1,768 = 10,608 of them, measured by DeepGEMM on the Blackwells and torch_flow on Hopper.
+  // So there is one file per system and kernel source: 6 torch_flow files and 4 deepgemm files.
   const ImportResult g = import_aic_gemm_csv(kGemmCsv);
   CHECK(g.rows == 38896);
-  CHECK(g.skipped.size() == 1);
-  CHECK(g.skipped.begin()->second == 10608);
-  CHECK(g.records == 38896 - 10608);
-  REQUIRE(g.files.size() == 6);
+  CHECK(g.skipped.empty());
+  CHECK(g.records == 38896);
+  REQUIRE(g.files.size() == 10);
   std::set<std::string> gpus;
-  for (const auto& f : g.files) gpus.insert(f.run.gpu);
+  std::size_t fp8_block = 0;
+  for (const auto& f : g.files) {
+    gpus.insert(f.run.gpu);
+    const bool deepgemm = f.run.software.find("kernel_source deepgemm") != std::string::npos;
+    const bool hopper = f.run.gpu.rfind("h", 0) == 0;
+    std::size_t blocks = 0;
+    for (const auto& rec : f.records) blocks += rec.op.a_dtype == "fp8_block";
+    INFO(f.run.gpu << ": " << f.run.software);
+    if (deepgemm) CHECK(blocks == f.records.size());  // a Blackwell's fp8_block file
+    else CHECK(blocks == (hopper ? 1768U : 0U));       // Hopper's fp8_block is torch_flow
+    fp8_block += blocks;
+  }
+  CHECK(fp8_block == 10608);
   CHECK(gpus == std::set<std::string>{"h100-sxm", "h200-sxm", "b200", "b300", "gb200", "gb300"});
   // First row: h100_sxm bfloat16 4097 x 65536 x 16384, 12.3045 ms.
   const MeasurementRecord& first = g.files.front().records.front();
@@ -70,7 +83,8 @@ TEST_CASE("the aic importer maps systems and dtypes and counts what it skips", "
 
 TEST_CASE("GEMM fits reproduce held-out shapes within 10% median for every GPU and format", "[calibrate]") {
   // Issue 4 "Done when": held-out (every fifth shape) median |fitted/measured - 1| < 10% for
-  // each of the 16 GPU x format tables (bf16, fp8 on all six; nvfp4 on the four Blackwells).
+  // each of the 22 GPU x format tables (bf16, fp8, fp8_block on all six; nvfp4 on the four
+  // Blackwells).
   const CalibrationResult& r = reference_calibration();
   REQUIRE(r.gpus.size() == 6);
   int tables = 0;
@@ -84,7 +98,7 @@ TEST_CASE("GEMM fits reproduce held-out shapes within 10% median for every GPU a
       CHECK(c.provenance.source == kGemmCsv);
       ++tables;
     }
-  CHECK(tables == 16);
+  CHECK(tables == 22);
 }
 
 TEST_CASE("NCCL all-reduce fits reproduce the published curves within 10% from 1 KB up", "[calibrate]") {
@@ -161,7 +175,7 @@ TEST_CASE("calibrate writes factors that parse back and a residual report", "[ca
   }
   CHECK(pairs == std::set<std::pair<std::string, std::string>>{{"h100-sxm", "h200-sxm"}, {"h200-sxm", "h100-sxm"}, {"b200", "gb200"},
                                                                {"gb200", "b200"}, {"b300", "gb300"}, {"gb300", "b300"}});
-  CHECK(gemm_rows == 16);
+  CHECK(gemm_rows == 22);
   // --out is made if missing (as mkdir -p); a file of that name is refused.
   write_calibration(r, (dir / "made" / "here").string());
   CHECK(std::filesystem::exists(dir / "made" / "here" / "residuals.md"));

@@ -27,6 +27,16 @@ TEST_CASE("block-scaled formats cost their scales", "[common][dtype]") {
   CHECK(bytes_per_value(DType::bf16) == 2.0);
   CHECK(parse_dtype("nvfp4") == DType::nvfp4);
   CHECK_FALSE(parse_dtype("fp3").has_value());
+  // fp8_block (DeepSeek-V3, arXiv 2412.19437, 3.3.2): one FP32 scale per 1 x 128 activation group,
+  // 128 + 4 = 132 bytes per 128 values (8.25 bits); one per 128 x 128 weight block, 16,388 bytes
+  // per 16,384 values. The other formats' weights cost what their activations do.
+  CHECK(storage_bytes(DType::fp8_block, 128) == 132.0);
+  CHECK(weight_storage_bytes(DType::fp8_block, 128.0 * 128) == 16388.0);
+  CHECK(weight_storage_bytes(DType::nvfp4, 16) == 9.0);
+  CHECK(weight_storage_bytes(DType::fp8, 100) == 100.0);
+  CHECK(parse_dtype("fp8_block") == DType::fp8_block);
+  CHECK(tensor_core_path(DType::fp8_block) == DType::fp8);
+  CHECK(element_bits(DType::fp8_block) == 8);
 }
 
 TEST_CASE("quantities parse at the edge into SI units", "[common][units]") {

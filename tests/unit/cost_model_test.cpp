@@ -2,6 +2,8 @@
 // from. These check the seed model (use_calibrated = false); the calibrated factors are checked
 // against held-out measurements in calibrate_fit_test.cpp, and against the seed model below.
 
+#include <tuple>
+
 #include <catch2/catch.hpp>
 
 #include "racksim/common/error.hpp"
@@ -23,7 +25,7 @@ Op gemm(std::int64_t m, std::int64_t n, std::int64_t k, DType t) {
   op.k = k;
   op.in_dtype = op.weight_dtype = op.out_dtype = t;
   op.flops = 2.0 * dm * dn * dk;
-  op.weight_bytes = storage_bytes(t, dn * dk);
+  op.weight_bytes = weight_storage_bytes(t, dn * dk);
   op.act_bytes_read = storage_bytes(t, dm * dk);
   op.bytes_written = storage_bytes(t, dm * dn);
   return op;
@@ -193,4 +195,27 @@ TEST_CASE("a GEMM fed pre-quantized activations skips the fitted quantize pass",
   small.input_prequantized = true;
   CHECK(fitted.cost(small).time_s >= t0_bf16 + 8192.0 * 1024 / 3.35e12);
   CHECK(fitted.cost(small).time_s < t0_fp8);
+}
+
+TEST_CASE("block-scaled FP8 GEMMs run at FP8's peak with their own measured fit", "[hwmodels][cost]") {
+  // fp8_block runs on the FP8 tensor cores, so its datasheet peak is FP8's; its latency model is
+  // fitted to its own measured calls (aic_kernels gemm_trtllm_1.3.0rc20_subset.csv, fp8_block:
+  // torch_flow on H100, DeepGEMM on B200), which include the 1 x 128 activation quantize (the
+  // step graph never marks its input pre-quantized). Measured m = 16, n = k = 4096: 11.73 us on
+  // H100 (per-tensor FP8 with its amax and quantize passes: 19.2 us), 9.52 us on B200; m = 8192:
+  // 285.7 us and 112.7 us.
+  for (const auto& [system, small_us, large_us] : {std::tuple{"dgx-h100", 11.729, 285.675}, std::tuple{"dgx-b200", 9.519, 112.699}}) {
+    INFO(system);
+    const SystemSpec sys = find_system(system);
+    REQUIRE(sys.gpu.peak(DType::fp8_block) != nullptr);
+    CHECK(sys.gpu.peak(DType::fp8_block)->value == sys.gpu.peak(DType::fp8)->value);
+    RooflineCostModel fitted(sys, true);
+    const OpCost small = fitted.cost(gemm(16, 4096, 4096, DType::fp8_block));
+    CHECK(small.provenance == "calibrated");
+    CHECK(small.time_s == Approx(small_us * 1e-6).epsilon(0.15));
+    CHECK(fitted.cost(gemm(8192, 4096, 4096, DType::fp8_block)).time_s == Approx(large_us * 1e-6).epsilon(0.15));
+  }
+  // The seed model (no fit) carries FP8's efficiency curve, marked carried.
+  RooflineCostModel seed(find_system("dgx-h100"), false);
+  CHECK(seed.cost(gemm(8192, 8192, 8192, DType::fp8_block)).carried);
 }

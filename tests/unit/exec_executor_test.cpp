@@ -206,6 +206,14 @@ TEST_CASE("exec refuses what the CPU reference cannot run, naming it", "[exec][e
   REQUIRE_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("'tpu'") && Catch::Contains("cpu, cuda:N"));
   o.device = "cpu";
   REQUIRE_THROWS_WITH(run_exec(tiny(), Precision{DType::fp8, DType::fp8, DType::bf16}, o), Catch::Contains("precision.weights: 'fp8'"));
+  // Block-scaled FP8 is the simulator's only, on either device: refused before anything runs.
+  for (const char* dev : {"cpu", "cuda:0"}) {
+    o.device = dev;
+    REQUIRE_THROWS_WITH(run_exec(tiny(), Precision{DType::fp8_block, DType::fp8_block, DType::bf16}, o),
+                        "racksim exec: precision.weights: 'fp8_block' is costed by the simulator only; the executors run bf16, fp8, "
+                        "nvfp4 and mxfp4 weights");
+  }
+  o.device = "cpu";
   o.layers = 3;
   REQUIRE_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("--layers 3"));
   o.layers = 1;

@@ -125,6 +125,23 @@ TEST_CASE("FP8 GEMM inputs are pre-quantized unless the quantize runs separately
   CHECK_FALSE(find(gb, "layers.0.qkv_proj").input_prequantized);
 }
 
+TEST_CASE("fp8_block GEMMs read block scales and quantize their input themselves", "[workloads][graph]") {
+  // Llama-2-70B o_proj at TP1, decode batch 4: k = n = 8,192. Weights: 8,192^2 bytes plus one
+  // FP32 scale per 128 x 128 block (4,096 blocks: 16,384 bytes). Activations: 4 x 8,192 bytes plus
+  // one FP32 per 1 x 128 group (256 groups: 1,024 bytes). The engines quantize each group in a
+  // kernel of their own, so the input is never marked pre-quantized, even under the default
+  // fused setting (which still holds for the per-tensor FP8 graph).
+  const ModelConfig m = find_model("llama2-70b");
+  const StepGraph g(m, StepBatch::decode(4, 100), Deployment{}, Precision{DType::fp8_block, DType::fp8_block, DType::fp8});
+  const Op& o = find(g, "layers.0.o_proj");
+  CHECK(o.weight_bytes == 8192.0 * 8192 + 4096 * 4);
+  CHECK(o.act_bytes_read == 4.0 * 8192 + 256 * 4);
+  CHECK_FALSE(o.input_prequantized);
+  CHECK(o.in_dtype == DType::fp8_block);
+  const StepGraph f(m, StepBatch::decode(4, 100), Deployment{}, Precision{DType::fp8, DType::fp8, DType::fp8});
+  CHECK(find(f, "layers.0.o_proj").input_prequantized);
+}
+
 TEST_CASE("Qwen3 normalises q and k per head before RoPE; Llama does not", "[workloads][graph]") {
   // Qwen3-32B at TP4: 16 q heads and 2 kv heads per GPU, head_dim 128: QKV n = (16 + 4) x 128
   // = 2,560 (wider than hidden/TP = 1,280: 64 x 128 > 5,120); o_proj k = 16 x 128 = 2,048;
@@ -224,7 +241,21 @@ TEST_CASE("Qwen3-235B-A22B: QK-norm and 128 experts, 8 per token", "[workloads][
   CHECK(gu.weight_bytes == Approx(touched * 2 * 1536 * 4096));
   CHECK(find(g, "layers.0.experts.down_proj").weight_bytes == Approx(touched * 4096 * 1536));
   CHECK(find(g, "layers.0.router").n == 128);
+  // Gather into expert order and back: permute reads the 4 x 4096 BF16 rows and 32 expert ids
+  // and writes the 8 rows in FP8; finalize reads the 8 BF16 expert rows and 32 weights, writes
+  // 4 x 4096 BF16, 2 FLOPs per row element.
+  const Op& pm = find(g, "layers.0.experts.permute");
+  CHECK(pm.kind == OpKind::moe_permute);
+  CHECK(pm.act_bytes_read == 4.0 * 4096 * 2 + 32 * 4);
+  CHECK(pm.bytes_written == 8.0 * 4096);
+  const Op& fz = find(g, "layers.0.experts.finalize");
+  CHECK(fz.kind == OpKind::moe_finalize);
+  CHECK(fz.act_bytes_read == 8.0 * 4096 * 2 + 32 * 4);
+  CHECK(fz.bytes_written == 4.0 * 4096 * 2);
+  CHECK(fz.flops == 2.0 * 8 * 4096);
   Totals t = totals(g);
+  CHECK(t.count[OpKind::moe_permute] == 94);
+  CHECK(t.count[OpKind::moe_finalize] == 94);
   CHECK(t.count[OpKind::moe_gemm] == 94 * 2);
   CHECK(t.count[OpKind::rmsnorm] == 94 * 3 + 1);
   CHECK(t.count[OpKind::all_to_all] == 0);

@@ -20,7 +20,7 @@ ParamCounts count_params(const ModelConfig& m) {
 double weight_bytes(const ModelConfig& m, DType weights) {
   ParamCounts p = count_params(m);
   const double rest = static_cast<double>(p.total() - p.linear());
-  return storage_bytes(weights, static_cast<double>(p.linear())) + storage_bytes(DType::bf16, rest);
+  return weight_storage_bytes(weights, static_cast<double>(p.linear())) + storage_bytes(DType::bf16, rest);
 }
 
 double kv_bytes_per_token(const ModelConfig& m, DType kv) {

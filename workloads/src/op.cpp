@@ -16,6 +16,8 @@ std::string_view to_string(OpKind k) noexcept {
     case OpKind::swiglu: return "swiglu";
     case OpKind::residual_add: return "residual_add";
     case OpKind::moe_router_topk: return "moe_router_topk";
+    case OpKind::moe_permute: return "moe_permute";
+    case OpKind::moe_finalize: return "moe_finalize";
     case OpKind::sampling: return "sampling";
     case OpKind::all_reduce: return "all_reduce";
     case OpKind::all_gather: return "all_gather";

@@ -119,10 +119,13 @@ class Builder {
     op.out_dtype = c;
     op.weight = std::move(weight);
     // Every GEMM input in this graph is written in its GEMM's format by its producer, unless the
-    // scenario says the quantize runs as kernels of its own (precision.activation_quantize).
-    op.input_prequantized = element_bits(a) < 16 && p_.fused_quantize;
+    // scenario says the quantize runs as kernels of its own (precision.activation_quantize), or
+    // the format is fp8_block: its 1 x 128 quantize is a kernel of its own in the engines
+    // (TensorRT-LLM's FP8BlockScalesLinearMethod calls fp8_quantize_1x128 before
+    // fp8_block_scaling_gemm; vLLM's per_token_group_quant_fp8), as in the measured calls.
+    op.input_prequantized = element_bits(a) < 16 && p_.fused_quantize && a != DType::fp8_block;
     op.flops = 2.0 * d(m) * d(n) * d(k);
-    op.weight_bytes = storage_bytes(w, d(n) * d(k));
+    op.weight_bytes = weight_storage_bytes(w, d(n) * d(k));
     op.act_bytes_read = act_bytes(a, d(m) * d(k));
     op.bytes_written = act_bytes(c, d(m) * d(n));
     return op;
@@ -240,11 +243,17 @@ class Builder {
     // experts is local, and the experts' partial outputs are summed by the all-reduce below.
     // No all-to-all: TensorRT-LLM enables one only with attention DP (fused_moe's
     // enable_alltoall needs mapping.enable_attention_dp), as do vLLM and SGLang.
-    Vertex x = sel;
+    // The engines then gather each token's rows into expert order: TensorRT-LLM's fused MoE
+    // builds its expert maps and runs expandInputRowsKernel (quantizing to the GEMM's format on
+    // the way), vLLM and SGLang's fused_moe moe_align_block_size; costed as one kernel reading
+    // the T x h input and writing rows x h in the GEMM's format.
+    Op permute = elementwise(pre + "experts.permute", OpKind::moe_permute, l, rows, m_.hidden, DType::bf16, act_, 0, 0);
+    permute.act_bytes_read = act_bytes(DType::bf16, d(T_) * m_.hidden) + 4.0 * assignments;  // input rows; expert ids
+    Vertex x = add(std::move(permute), {sel, in});
     auto expert_gemm = [&](std::string name, I n, I kk) {
       Op op = gemm(pre + name, l, rows, n, kk, act_, p_.weights, DType::bf16, pre + name);
       op.kind = OpKind::moe_gemm;
-      op.weight_bytes = touched * storage_bytes(p_.weights, d(n) * d(kk));
+      op.weight_bytes = touched * weight_storage_bytes(p_.weights, d(n) * d(kk));
       return op;
     };
     Vertex gu = add(expert_gemm("experts.gate_up_proj", 2 * f, m_.hidden), {x});
@@ -252,6 +261,13 @@ class Builder {
     act.exp_ops = d(rows) * d(f);
     Vertex sw = add(std::move(act), {gu});
     Vertex down = add(expert_gemm("experts.down_proj", m_.hidden, f), {sw});
+    // ...and back: each expert row scaled by its routing weight and a token's rows summed
+    // (TensorRT-LLM's finalizeMoeRoutingKernel, vLLM's moe_sum): reads rows x h BF16 and the
+    // weights, writes T x h BF16, 2 FLOPs per row element.
+    Op finalize = elementwise(pre + "experts.finalize", OpKind::moe_finalize, l, rows, m_.hidden, DType::bf16, DType::bf16, 2, 1);
+    finalize.act_bytes_read += 4.0 * assignments;
+    finalize.bytes_written = act_bytes(DType::bf16, d(T_) * m_.hidden);
+    down = add(std::move(finalize), {down});
     all_reduce(pre + "moe_all_reduce", l, down);
     return down;
   }

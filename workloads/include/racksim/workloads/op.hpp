@@ -22,6 +22,8 @@ enum class OpKind : std::uint8_t {
   swiglu,             ///< silu(gate) * up
   residual_add,       ///< hidden += branch output
   moe_router_topk,    ///< softmax over router logits and top-k selection
+  moe_permute,        ///< a token's rows gathered into expert order (expert maps, row expand)
+  moe_finalize,       ///< expert rows scaled by their routing weights, a token's k rows summed
   sampling,           ///< token selection from the logits
   all_reduce,         ///< tensor-parallel sum
   all_gather,         ///< tensor-parallel gather

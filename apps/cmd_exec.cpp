@@ -191,12 +191,15 @@ int cmd_exec(const Args& args) {
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
-  // The executors run the llama and mixtral graphs; Qwen3's per-head QK-norm (qwen3, qwen3_moe)
-  // is costed by the simulator only.
+  // The executors run the llama and mixtral graphs; QK-norm (qwen3, qwen3_moe, minimax_m2) and
+  // partial RoPE are costed by the simulator only.
   if (s.model.qk_norm())
     throw InputError(fmt::format("racksim exec: {}: model '{}' is architecture '{}'; the executor runs llama and mixtral "
                                  "(its QK-norm is in the simulator's graph only)",
                                  scenario_path, s.model.id, s.model.architecture));
+  if (s.model.rope_dim() != s.model.head_dim)
+    throw InputError(fmt::format("racksim exec: {}: model '{}' rotates {} of {} head dims (partial RoPE); the executors rotate whole heads",
+                                 scenario_path, s.model.id, s.model.rope_dim(), s.model.head_dim));
 
   o.device = device;
   o.tensor_parallel = s.deployment.tensor_parallel;

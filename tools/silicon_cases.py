@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes examples/validation/silicon-heldout.yaml: held-out validation cases from measured
 serving latencies (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample),
-the rows racksim can simulate: dense Llama-3.1 8B/70B and Qwen3-32B, and the MoE Qwen3-235B-A22B,
+the rows racksim can simulate: dense Llama-3.1 8B/70B and Qwen3-32B, and the MoE Qwen3-235B-A22B and
+MiniMax-M2.5,
 aggregated serving (prefill and decode on the same GPUs), pipeline 1, no attention data parallelism,
 on 8x H100 SXM, 8x B200 or GB200, TensorRT-LLM, vLLM or SGLang.
 
@@ -18,8 +19,11 @@ from collections import Counter
 
 MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b", "meta-llama/Llama-3.1-70B": "llama3.1-70b",
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
-          "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b"}
-MOE = {"qwen3-235b-a22b"}
+          "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b", "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5"}
+MOE = {"qwen3-235b-a22b", "minimax-m2.5"}
+# Checkpoints whose FP8 is block-scaled whatever the row's gemm_quant_mode says: MiniMax's own FP8
+# release (config.json quantization_config: quant_method fp8, weight_block_size [128, 128]).
+BLOCK_FP8 = {"MiniMaxAI/MiniMax-M2.5"}
 # Qwen's own FP8 checkpoint (128x128 block-scaled weights, dynamic 1x128 activations: its
 # config.json quantization_config names no KV-cache scheme), so TensorRT-LLM's kv_cache dtype
 # 'auto' keeps the KV cache in BF16.
@@ -74,7 +78,7 @@ def main():
         if why: skipped[why] += 1
         else: kept.append(r)
     names = Counter()
-    out = ["# Held-out validation: measured mean TTFT and TPOT of Llama-3.1 8B/70B, Qwen3-32B and Qwen3-235B-A22B serving on",
+    out = ["# Held-out validation: measured mean TTFT and TPOT of Llama-3.1 8B/70B, Qwen3-32B, Qwen3-235B-A22B and MiniMax-M2.5 serving on",
            "# 8x H100 SXM, 8x B200 and GB200 (../shared/reference/aic_silicon_sample.csv, aiconfigurator's silicon sample,",
            "# Apache-2.0), written by tools/silicon_cases.py; do not edit by hand. Never used for fitting.",
            f"# {len(kept)} of {len(rows)} rows kept; skipped: " + "; ".join(f"{n} {w}" for w, n in sorted(skipped.items())) + ".",
@@ -86,7 +90,7 @@ def main():
         w, act, kv = PRECISION[(r["backend"], r["precision"])]
         kv = KV_OVERRIDE.get(r["model_path"], kv)
         # gemm_quant_mode fp8_block: the block-scaled FP8 GEMMs (racksim's fp8_block format).
-        if r["gemm_quant_mode"] == "fp8_block": w = act = "fp8_block"
+        if r["gemm_quant_mode"] == "fp8_block" or (w == "fp8" and r["model_path"] in BLOCK_FP8): w = act = "fp8_block"
         ep = int(r["moe_ep_size"] or 1) if model in MOE else 1
         c, tp, isl, osl = int(r["batch_size"]), int(r["tp_size"]), int(r["isl"]), int(r["osl"])
         ver = r["backend_version"] or "version not recorded"

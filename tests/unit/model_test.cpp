@@ -69,6 +69,18 @@ TEST_CASE("catalog models match their published parameter counts", "[workloads][
   // with the embedding row table, 22.19 B: the card's "22B activated".
   CHECK(gemm_params_per_token(qm) == 94LL * (71'303'168 + 8LL * 3 * 4096 * 1536 + 4096 * 128) + 151'936LL * 4096);
   CHECK(gemm_params_per_token(qm) + count_params(qm).embedding == Approx(22e9).epsilon(0.01));
+  // MiniMax-M2.5, by hand per layer: attention 2 x 3072 x 48 x 128 + 2 x 3072 x 8 x 128 =
+  // 44,040,192; 256 experts x 3 x 3072 x 1536 = 3,623,878,656; router 3072 x 256; norms 2 x 3072
+  // plus its per-layer q_norm and k_norm, one weight per q and k element: (48 + 8) x 128 = 7,168.
+  // 228.7 B in all, 10.4 B per token with the lm_head: the docs' "230 billion total parameters
+  // with 10 billion active".
+  const ModelConfig mm = find_model("minimax-m2.5");
+  CHECK(mm.qk_norm_per_layer());
+  CHECK(mm.rope_dim() == 64);
+  CHECK(count_params(mm).total() == 62LL * (44'040'192 + 3'623'878'656 + 3072 * 256 + 2 * 3072 + 56 * 128) + 2LL * 200'064 * 3072 + 3072);
+  CHECK(count_params(mm).total() == Approx(230e9).epsilon(0.01));
+  CHECK(gemm_params_per_token(mm) == 62LL * (44'040'192 + 8LL * 3 * 3072 * 1536 + 3072 * 256) + 200'064LL * 3072);
+  CHECK(gemm_params_per_token(mm) == Approx(10e9).epsilon(0.05));
   // Mixtral's router (32 layers x 4096 x 8) stays BF16; 2 of 8 experts run per token.
   const ModelConfig mx = find_model("mixtral-8x7b");
   CHECK(count_params(mx).router == 32LL * 4096 * 8);
@@ -88,8 +100,8 @@ TEST_CASE("unknown models and malformed model files are input errors", "[workloa
                             "ffn: 128\nvocab: 100\ntied_embeddings: false\nrope_theta: 10000\nmax_position: 128\nnorm_eps: 1e-5\n";
   auto with_arch = [&](const std::string& arch) { return std::regex_replace(dense, std::regex("ARCH"), arch); };
   CHECK_THROWS_WITH(parse_model_yaml(with_arch("qwen3_moe"), "m.yaml"),
-                    "m.yaml: architecture: 'qwen3_moe' needs a moe: section (mixtral and qwen3_moe need one; llama and qwen3 have none)");
+                    "m.yaml: architecture: 'qwen3_moe' needs a moe: section (mixtral, qwen3_moe and minimax_m2 need one; llama and qwen3 have none)");
   CHECK_THROWS_WITH(parse_model_yaml(with_arch("qwen3") + "moe:\n  experts: 4\n  experts_per_token: 2\n", "m.yaml"),
-                    "m.yaml: architecture: 'qwen3' cannot have a moe: section (mixtral and qwen3_moe need one; llama and qwen3 have none)");
+                    "m.yaml: architecture: 'qwen3' cannot have a moe: section (mixtral, qwen3_moe and minimax_m2 need one; llama and qwen3 have none)");
   CHECK(parse_model_yaml(with_arch("qwen3_moe") + "moe:\n  experts: 4\n  experts_per_token: 2\n", "m.yaml").qk_norm());
 }

@@ -168,6 +168,28 @@ TEST_CASE("Qwen3 normalises q and k per head before RoPE; Llama does not", "[wor
   CHECK(qk_v < rope_v);
 }
 
+TEST_CASE("MiniMax-M2.5: a QK-norm over the whole layer sums across TP ranks; RoPE on half of each head", "[workloads][graph]") {
+  // TP4: 12 q heads and 2 kv heads per GPU. The per-layer norm needs each token's sum of squares
+  // over all 48 q heads (and all 8 k heads): the ranks all-reduce 2 FP32 values per token,
+  // 8 bytes x 8 tokens = 64 bytes, before the norm. RoPE rotates 64 of 128 dims: (12 + 2) x 64.
+  const ModelConfig m = find_model("minimax-m2.5");
+  const StepGraph g(m, StepBatch::decode(8, 100), Deployment{4, 1, 1}, Precision{DType::fp8_block, DType::fp8_block, DType::bf16});
+  const Op& ar = find(g, "layers.0.qk_norm_all_reduce");
+  CHECK(ar.kind == OpKind::all_reduce);
+  CHECK(ar.comm_bytes == 64.0);
+  CHECK(ar.participants == 4);
+  CHECK(find(g, "layers.0.qk_norm").n == 14 * 128);
+  CHECK(find(g, "layers.0.rope").n == 14 * 64);
+  CHECK(find(g, "layers.0.qkv_proj").n == (12 + 4) * 128);
+  Totals t = totals(g);
+  CHECK(t.count[OpKind::all_reduce] == 62 * 3);  // qk-norm, attention and MoE, per layer
+  // One GPU: nothing to sum across; Qwen3's per-head norm never needs it.
+  const StepGraph one(m, StepBatch::decode(8, 100), Deployment{}, Precision{DType::fp8_block, DType::fp8_block, DType::bf16});
+  CHECK(totals(one).count[OpKind::all_reduce] == 0);
+  const StepGraph q(find_model("qwen3-32b"), StepBatch::decode(8, 100), Deployment{4, 1, 1}, Precision{DType::fp8, DType::fp8, DType::fp8});
+  CHECK(totals(q).count[OpKind::all_reduce] == 64 * 2);
+}
+
 TEST_CASE("pipeline stages split the layers and pass activations", "[workloads][graph]") {
   const ModelConfig m = find_model("llama2-70b");
   CHECK(layers_per_stage(80, 3) == std::vector<int>{27, 27, 26});

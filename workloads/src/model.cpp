@@ -13,7 +13,9 @@ ParamCounts count_params(const ModelConfig& m) {
   const I experts = m.is_moe() ? m.moe.experts : 1;
   p.mlp = L * experts * 3 * h * I{m.ffn};  // gate, up, down
   p.router = m.is_moe() ? L * h * I{m.moe.experts} : 0;
-  p.norms = L * 2 * h + h + (m.qk_norm() ? L * 2 * d : 0);  // + q_norm, k_norm (head_dim each)
+  // + q_norm, k_norm: head_dim each (per head), or one weight per q and k element (per layer).
+  const I qk_norm = !m.qk_norm() ? 0 : m.qk_norm_per_layer() ? (I{m.heads} + m.kv_heads) * d : 2 * d;
+  p.norms = L * 2 * h + h + L * qk_norm;
   return p;
 }
 

@@ -22,7 +22,7 @@ ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
   m.id = y.string("id");
   m.name = y.string("name");
   m.source = y.string("source");
-  static constexpr std::array<std::string_view, 4> kArch = {"llama", "mixtral", "qwen3", "qwen3_moe"};
+  static constexpr std::array<std::string_view, 5> kArch = {"llama", "mixtral", "qwen3", "qwen3_moe", "minimax_m2"};
   m.architecture = y.choice("architecture", kArch);
   auto dim = [&](std::string_view key) { return static_cast<int>(y.integer(key, 1, 1 << 24)); };
   m.layers = dim("layers");
@@ -30,6 +30,7 @@ ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
   m.heads = dim("heads");
   m.kv_heads = dim("kv_heads");
   m.head_dim = dim("head_dim");
+  if (y.has("rotary_dim")) m.rotary_dim = static_cast<int>(y.integer("rotary_dim", 2, m.head_dim));
   m.ffn = dim("ffn");
   m.vocab = dim("vocab");
   m.tied_embeddings = y.boolean("tied_embeddings");
@@ -44,10 +45,11 @@ ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
   y.finish();
   if (m.heads % m.kv_heads != 0)
     y.fail("kv_heads", fmt::format("must divide heads ({})", m.heads));
-  const bool moe_arch = m.architecture == "mixtral" || m.architecture == "qwen3_moe";
+  const bool moe_arch = m.architecture == "mixtral" || m.architecture == "qwen3_moe" || m.architecture == "minimax_m2";
   if (moe_arch != m.is_moe())
-    y.fail("architecture", fmt::format("{} a moe: section (mixtral and qwen3_moe need one; llama and qwen3 have none)",
+    y.fail("architecture", fmt::format("{} a moe: section (mixtral, qwen3_moe and minimax_m2 need one; llama and qwen3 have none)",
                                        moe_arch ? "needs" : "cannot have"));
+  if (m.rotary_dim % 2 != 0) y.fail("rotary_dim", "must be even (RoPE rotates pairs of dims)");
   return m;
 }
 

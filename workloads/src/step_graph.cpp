@@ -187,11 +187,16 @@ class Builder {
     const I qkv_n = (heads_ + 2 * kv_heads_) * hd;
     Vertex qkv = add(gemm(pre + "qkv_proj", l, T_, qkv_n, m_.hidden, act_, p_.weights, DType::bf16, pre + "qkv_proj"), {norm});
     // Qwen3: q and k RMS-normalised per head (one kernel over the rank's q and k heads).
+    // MiniMax-M2: over all heads of the layer at once, so under TP the ranks first sum their
+    // shares of each token's q and k sums of squares: an all-reduce of 2 FP32 values per token
+    // (vLLM's MiniMaxText01RMSNormTP all-reduces the variance; SGLang's likewise).
     Vertex pre_rope = qkv;
+    if (m_.qk_norm_per_layer() && tp_ > 1)
+      pre_rope = add(collective(pre + "qk_norm_all_reduce", OpKind::all_reduce, l, 8.0 * d(T_), tp_), {pre_rope});
     if (m_.qk_norm())
-      pre_rope = add(elementwise(pre + "qk_norm", OpKind::rmsnorm, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 4, 1), {qkv});
-    // RoPE rotates q and k of every token.
-    Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 3, 1), {pre_rope});
+      pre_rope = add(elementwise(pre + "qk_norm", OpKind::rmsnorm, l, T_, (heads_ + kv_heads_) * hd, DType::bf16, DType::bf16, 4, 1), {pre_rope});
+    // RoPE rotates rotary_dim of each q and k head of every token (all of it but for partial RoPE).
+    Vertex rope = add(elementwise(pre + "rope", OpKind::rope, l, T_, (heads_ + kv_heads_) * m_.rope_dim(), DType::bf16, DType::bf16, 3, 1), {pre_rope});
     Vertex attn = rope;
     if (b_.prefill_seqs > 0) {
       Op a = make_attention_prefill(m_, dep_, p_, b_, l);

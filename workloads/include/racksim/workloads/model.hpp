@@ -20,12 +20,15 @@ struct ModelConfig {
   std::string id;            ///< catalog id ("llama2-70b")
   std::string name;          ///< display name
   std::string source;        ///< where the values come from
-  std::string architecture;  ///< "llama", "mixtral", "qwen3" (llama with QK-norm) or "qwen3_moe" (qwen3 with MoE MLPs)
+  /// "llama", "mixtral", "qwen3" (llama with per-head QK-norm), "qwen3_moe" (qwen3 with MoE MLPs)
+  /// or "minimax_m2" (MoE, with a QK-norm over all heads of a layer at once)
+  std::string architecture;
   int layers = 0;
   int hidden = 0;
   int heads = 0;
   int kv_heads = 0;
   int head_dim = 0;
+  int rotary_dim = 0;  ///< dims of each q/k head that RoPE rotates (partial RoPE); 0: all (head_dim)
   int ffn = 0;  ///< SwiGLU intermediate size (per expert for MoE)
   int vocab = 0;
   bool tied_embeddings = false;
@@ -35,10 +38,15 @@ struct ModelConfig {
   MoeConfig moe;
 
   [[nodiscard]] bool is_moe() const noexcept { return moe.experts > 0; }
+  /// Dims of each q and k head that RoPE rotates.
+  [[nodiscard]] int rope_dim() const noexcept { return rotary_dim > 0 ? rotary_dim : head_dim; }
 
   /// Qwen3 and Qwen3-MoE: q and k are RMS-normalised per head before RoPE (Qwen3 Technical
   /// Report, arXiv 2505.09388, section 2: "QK-Norm"; q_norm/k_norm weights of head_dim each).
-  [[nodiscard]] bool qk_norm() const noexcept { return architecture == "qwen3" || architecture == "qwen3_moe"; }
+  /// MiniMax-M2: over all of a layer's q (and all its k) at once (config.json `qk_norm_type:
+  /// per_layer`; weights of heads x head_dim and kv_heads x head_dim).
+  [[nodiscard]] bool qk_norm() const noexcept { return architecture == "qwen3" || architecture == "qwen3_moe" || qk_norm_per_layer(); }
+  [[nodiscard]] bool qk_norm_per_layer() const noexcept { return architecture == "minimax_m2"; }
 };
 
 /// Parameter counts by role. "Linear" weights are the ones a quantized checkpoint stores in the

@@ -197,9 +197,7 @@ int cmd_exec(const Args& args) {
     throw InputError(fmt::format("racksim exec: {}: model '{}' is architecture '{}'; the executor runs llama and mixtral "
                                  "(its QK-norm is in the simulator's graph only)",
                                  scenario_path, s.model.id, s.model.architecture));
-  if (s.model.rope_dim() != s.model.head_dim)
-    throw InputError(fmt::format("racksim exec: {}: model '{}' rotates {} of {} head dims (partial RoPE); the executors rotate whole heads",
-                                 scenario_path, s.model.id, s.model.rope_dim(), s.model.head_dim));
+
 
   o.device = device;
   o.tensor_parallel = s.deployment.tensor_parallel;

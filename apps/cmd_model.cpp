@@ -57,6 +57,7 @@ int cmd_model(const Args& args) {
                       {"heads", m.heads},
                       {"kv_heads", m.kv_heads},
                       {"head_dim", m.head_dim},
+                      {"rotary_dim", m.rope_dim()},
                       {"ffn", m.ffn},
                       {"vocab", m.vocab},
                       {"tied_embeddings", m.tied_embeddings},
@@ -71,6 +72,7 @@ int cmd_model(const Args& args) {
   for (DType t : kKv) j["kv_bytes_per_token"][std::string(to_string(t))] = kv_bytes_per_token(m, t);
   if (table) {
     fmt::print("{} ({}), {}\n  source: {}\n", m.id, m.name, m.architecture, m.source);
+    if (m.rope_dim() != m.head_dim) fmt::print("  partial RoPE: {} of {} head dims\n", m.rope_dim(), m.head_dim);
     fmt::print("  layers {}, hidden {}, heads {} (kv {}), head_dim {}, ffn {}, vocab {}{}\n", m.layers, m.hidden, m.heads,
                m.kv_heads, m.head_dim, m.ffn, m.vocab,
                m.is_moe() ? fmt::format(", experts {} (top {})", m.moe.experts, m.moe.experts_per_token) : "");

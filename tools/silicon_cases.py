@@ -21,9 +21,10 @@ MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b", "meta-llama/Llama-3
           "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
           "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b", "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5"}
 MOE = {"qwen3-235b-a22b", "minimax-m2.5"}
-# Checkpoints whose FP8 is block-scaled whatever the row's gemm_quant_mode says: MiniMax's own FP8
-# release (config.json quantization_config: quant_method fp8, weight_block_size [128, 128]).
-BLOCK_FP8 = {"MiniMaxAI/MiniMax-M2.5"}
+# Checkpoints whose FP8 is block-scaled whatever the row's gemm_quant_mode says: MiniMax's and
+# Qwen's own FP8 releases (config.json quantization_config: quant_method fp8, weight_block_size
+# [128, 128]).
+BLOCK_FP8 = {"MiniMaxAI/MiniMax-M2.5", "Qwen/Qwen3-235B-A22B-FP8"}
 # Qwen's own FP8 checkpoint (128x128 block-scaled weights, dynamic 1x128 activations: its
 # config.json quantization_config names no KV-cache scheme), so TensorRT-LLM's kv_cache dtype
 # 'auto' keeps the KV cache in BF16.

@@ -21,7 +21,7 @@ using nlohmann::json;
 
 constexpr std::string_view kKinds[] = {
     "embedding", "rmsnorm", "gemm", "moe_gemm", "rope", "attention_prefill", "attention_decode", "swiglu",
-    "residual_add", "moe_router_topk", "sampling", "all_reduce", "all_gather", "reduce_scatter", "all_to_all",
+    "residual_add", "moe_router_topk", "moe_permute", "moe_finalize", "sampling", "all_reduce", "all_gather", "reduce_scatter", "all_to_all",
     "send_recv", "memcpy", "launch", "idle"};
 constexpr std::string_view kCollectives[] = {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"};
 constexpr std::string_view kMemcpyVariants[] = {"copy", "read"};

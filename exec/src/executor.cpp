@@ -534,6 +534,9 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   const DType w = precision.weights;
   // Block-scaled FP8 (1 x 128, 128 x 128 FP32 scales) has no kernel here yet: the simulator
   // costs it from measured calls (docs/models.md), the executors do not run it.
+  if (model.rope_dim() != model.head_dim)
+    throw InputError(fmt::format("racksim exec: model '{}' rotates {} of {} head dims (partial RoPE); the executors rotate whole heads",
+                                 model.id, model.rope_dim(), model.head_dim));
   if (w == DType::fp8_block)
     throw InputError("racksim exec: precision.weights: 'fp8_block' is costed by the simulator only; the executors run bf16, fp8, "
                      "nvfp4 and mxfp4 weights");

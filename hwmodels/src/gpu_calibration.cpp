@@ -66,8 +66,7 @@ GpuCalibration::GpuCalibration(const GpuSpec& gpu, const std::vector<const Calib
     gemm_[t] = std::move(f);
     return true;
   };
-  for (DType t : all_dtypes()) {
-    if (!gpu.peak(t)) continue;  // every format with tensor cores here (fp8_block: FP8's)
+  for (DType t : gemm_formats(gpu)) {
     const DType alt = tensor_core_path(t);
     if (own_ && use_gemm(t, own_, t)) continue;
     if (own_ && alt != t && use_gemm(t, own_, alt)) continue;
@@ -276,10 +275,7 @@ std::vector<FactorSource> calibration_summary(const GpuSpec& gpu) {
   const GpuCalibration cal(gpu);
   const EfficiencyTable& eff = efficiency_for(gpu.id);
   std::vector<FactorSource> out;
-  for (const auto& [t, peak] : gpu.dense_peak) {
-    (void)peak;
-    out.push_back(gemm_source(gpu.id, t, cal, eff));
-  }
+  for (DType t : gemm_formats(gpu)) out.push_back(gemm_source(gpu.id, t, cal, eff));
   for (const auto& c : cal.collectives()) out.push_back(collective_source(gpu.id, c.curve.op, c.curve.ranks, cal));
   append_device_and_attention(out, gpu.id, cal, eff);
   return out;

@@ -20,6 +20,13 @@ const Figure* GpuSpec::peak(DType t) const {
   return it == dense_peak.end() ? nullptr : &it->second;
 }
 
+std::vector<DType> gemm_formats(const GpuSpec& gpu) {
+  std::vector<DType> out;
+  for (DType t : all_dtypes())
+    if (gpu.peak(t)) out.push_back(t);
+  return out;
+}
+
 std::vector<std::pair<std::string, const Figure*>> GpuSpec::figures() const {
   std::vector<std::pair<std::string, const Figure*>> out;
   for (const auto& [t, f] : dense_peak) out.emplace_back(fmt::format("dense_peak.{}", to_string(t)), &f);
@@ -103,7 +110,8 @@ GpuSpec parse_gpu_yaml(std::string_view text, const std::string& name) {
   YamlMap peaks = y.map("dense_peak");
   for (const auto& key : peaks.keys()) {
     auto t = parse_dtype(key);
-    if (!t || *t == DType::fp32) peaks.fail_plain(key, "is not a tensor-core format; allowed: bf16, fp16, fp8, nvfp4, mxfp4");
+    if (!t || *t == DType::fp32 || *t == DType::fp8_block)
+      peaks.fail_plain(key, "is not a tensor-core format with a peak of its own; allowed: bf16, fp16, fp8, nvfp4, mxfp4 (fp8_block runs at fp8's)");
     g.dense_peak[*t] = read_figure(peaks, key, Dimension::flops_per_s);
   }
   peaks.finish();

@@ -127,6 +127,16 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   if (ep > 1 && !m.is_moe()) d.fail("expert_parallel", fmt::format("must be 1: {} is not a mixture-of-experts model", m.id));
   if (m.is_moe() && (tp % ep != 0 || m.moe.experts % ep != 0))
     d.fail("expert_parallel", fmt::format("must divide tensor_parallel ({}) and the {} experts", tp, m.moe.experts));
+  // Block-scaled FP8 splits weights into 128 x 128 blocks, so every per-GPU slice of a linear
+  // must be whole blocks (vLLM refuses the layout otherwise: "not divisible by weight
+  // quantization block_n = 128"): the FFN (per expert: over moe_tp = tp / ep) and the q heads.
+  if (s.precision.weights == DType::fp8_block) {
+    const int ffn_gpu = m.ffn / (m.is_moe() ? tp / ep : tp), q_gpu = m.heads / tp * m.head_dim;
+    if (ffn_gpu % 128 != 0 || q_gpu % 128 != 0 || m.hidden % 128 != 0)
+      d.fail("tensor_parallel", fmt::format("splits {}'s fp8_block weights into slices that are not whole 128 x 128 blocks "
+                                            "(per GPU: FFN {}, q heads x head_dim {}, hidden {})",
+                                            m.id, ffn_gpu, q_gpu, m.hidden));
+  }
   const int per_replica = tp * pp;
   if (tp > s.system.domain_size())
     d.fail("tensor_parallel", fmt::format("exceeds the NVLink domain of {} ({} GPUs); tensor parallelism stays inside one domain",

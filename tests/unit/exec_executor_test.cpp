@@ -2,9 +2,11 @@
 // serving loop's batching (hand-traced) and its outputs (batching must not change a greedy
 // sequence), and the refusals.
 
-#include <catch2/catch.hpp>
-
+#include <algorithm>
 #include <numeric>
+#include <set>
+
+#include <catch2/catch.hpp>
 
 #include "racksim/common/error.hpp"
 #include "racksim/exec/backend.hpp"
@@ -87,6 +89,28 @@ TEST_CASE("exec times every op of the step graph, per identity over layers and r
   REQUIRE(back.records.size() == r.measurements.records.size());
   for (std::size_t i = 0; i < back.records.size(); ++i) CHECK(back.records[i].op.identity() == r.measurements.records[i].op.identity());
   CHECK(back.run.system == "tiny-llama layers 2 of 2");
+}
+
+TEST_CASE("exec on a MoE model writes a file that reads back, its MoE ops included", "[exec][executor]") {
+  // The tiny MoE (tests/tiny_models.hpp) runs router, top-k, permute, the two expert GEMMs and
+  // finalize per layer; every op kind the graph has must be a kind the measurement reader knows.
+  ExecOptions o;
+  o.shapes = {ExecShape::parse("decode:2x3", "s")};
+  o.reps = 1;
+  const ExecReport r = run_exec(test::tiny_moe(), nvfp4_bf16(), o);
+  const MeasurementFile back = parse_measurements(format_measurements(r.measurements), "exec-moe.json");
+  REQUIRE(back.records.size() == r.measurements.records.size());
+  std::set<std::string> kinds;
+  for (const auto& rec : back.records) kinds.insert(rec.op.kind);
+  CHECK(kinds.count("moe_permute") == 1);
+  CHECK(kinds.count("moe_finalize") == 1);
+  CHECK(kinds.count("moe_router_topk") == 1);
+  // And in general: every OpKind's name is a measurement kind.
+  const auto names = measurement_kinds();
+  for (OpKind k : all_op_kinds()) {
+    INFO(to_string(k));
+    CHECK(std::find(names.begin(), names.end(), to_string(k)) != names.end());
+  }
 }
 
 TEST_CASE("exec's offline loop batches by the simulator's rules (hand-traced)", "[exec][executor]") {

@@ -99,6 +99,19 @@ TEST_CASE("fp8_block names both GEMM operands, and its quantize is never fused",
                     Catch::Contains("precision.activation_quantize: 'fused' cannot be fused with fp8_block activations"));
   CHECK_FALSE(load_scenario(kExample, with("precision.activation_quantize=separate")).precision.fused_quantize);
   CHECK(code_of(kExample, with("precision.activation_quantize=fused")) == ExitCode::bad_input);
+  // Per-GPU slices must be whole 128 x 128 blocks: MiniMax-M2.5's expert FFN of 1,536 over TP8
+  // (no EP) is 192 per GPU; with EP8 each GPU holds whole experts (1,536).
+  auto minimax = [&](std::vector<std::string> extra) {
+    std::vector<std::string> v = {"system=dgx-b200", "model=minimax-m2.5", "precision.kv_cache=fp8"};
+    v.insert(v.end(), fp8b.begin(), fp8b.end());
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  CHECK_THROWS_WITH(load_scenario(kExample, minimax({"deployment.tensor_parallel=8"})),
+                    Catch::Contains("deployment.tensor_parallel: '8' splits minimax-m2.5's fp8_block weights into slices that are "
+                                    "not whole 128 x 128 blocks (per GPU: FFN 192, q heads x head_dim 768, hidden 3072)"));
+  CHECK(load_scenario(kExample, minimax({"deployment.tensor_parallel=8", "deployment.expert_parallel=8"})).deployment.expert_parallel == 8);
+  CHECK(load_scenario(kExample, minimax({"deployment.tensor_parallel=4"})).deployment.tensor_parallel == 4);  // FFN 384
 }
 
 TEST_CASE("a misspelt key is an input error naming file and key", "[sim][scenario]") {

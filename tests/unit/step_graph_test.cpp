@@ -259,7 +259,6 @@ TEST_CASE("Qwen3-235B-A22B: QK-norm and 128 experts, 8 per token", "[workloads][
   CHECK(gu.n == 2 * 1536);
   CHECK(gu.k == 4096);
   const double touched = 32 * (1 - std::pow(127.0 / 128, 32));
-  CHECK(touched == Approx(7.1028).epsilon(1e-4));
   CHECK(gu.weight_bytes == Approx(touched * 2 * 1536 * 4096));
   CHECK(find(g, "layers.0.experts.down_proj").weight_bytes == Approx(touched * 4096 * 1536));
   CHECK(find(g, "layers.0.router").n == 128);

@@ -27,6 +27,16 @@ std::string_view to_string(OpKind k) noexcept {
   return "?";
 }
 
+std::span<const OpKind> all_op_kinds() noexcept {
+  static constexpr OpKind kAll[] = {OpKind::embedding,       OpKind::rmsnorm,          OpKind::gemm,         OpKind::moe_gemm,
+                                    OpKind::rope,            OpKind::attention_prefill, OpKind::attention_decode, OpKind::swiglu,
+                                    OpKind::residual_add,    OpKind::moe_router_topk,  OpKind::moe_permute,  OpKind::moe_finalize,
+                                    OpKind::sampling,        OpKind::all_reduce,       OpKind::all_gather,   OpKind::all_to_all,
+                                    OpKind::send_recv};
+  static_assert(std::size(kAll) == static_cast<std::size_t>(OpKind::send_recv) + 1, "every OpKind, send_recv last");
+  return kAll;
+}
+
 bool is_communication(OpKind k) noexcept {
   return k == OpKind::all_reduce || k == OpKind::all_gather || k == OpKind::all_to_all || k == OpKind::send_recv;
 }

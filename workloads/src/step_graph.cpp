@@ -81,6 +81,7 @@ class Builder {
     // With more GPUs than KV heads, each GPU keeps one KV head (replicated), as TRT-LLM does.
     kv_heads_ = std::max(1, m.kv_heads / tp_);
     act_ = p.activations;
+    in_fmt_ = p.gemm_input_format();
   }
 
   void build() {
@@ -120,10 +121,8 @@ class Builder {
     op.weight = std::move(weight);
     // Every GEMM input in this graph is written in its GEMM's format by its producer, unless the
     // scenario says the quantize runs as kernels of its own (precision.activation_quantize), or
-    // the format is fp8_block: its 1 x 128 quantize is a kernel of its own in the engines
-    // (TensorRT-LLM's FP8BlockScalesLinearMethod calls fp8_quantize_1x128 before
-    // fp8_block_scaling_gemm; vLLM's per_token_group_quant_fp8), as in the measured calls.
-    op.input_prequantized = element_bits(a) < 16 && p_.fused_quantize && a != DType::fp8_block;
+    // the format is fp8_block (Precision::gemm_input_prequantized).
+    op.input_prequantized = a == p_.activations && p_.gemm_input_prequantized();
     op.flops = 2.0 * d(m) * d(n) * d(k);
     op.weight_bytes = weight_storage_bytes(w, d(n) * d(k));
     op.act_bytes_read = act_bytes(a, d(m) * d(k));
@@ -183,7 +182,7 @@ class Builder {
     const std::string pre = fmt::format("layers.{}.", l);
     const I hd = m_.head_dim;
     // Attention block.
-    Vertex norm = add(elementwise(pre + "input_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, act_, 4, 1), {hidden_});
+    Vertex norm = add(elementwise(pre + "input_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, in_fmt_, 4, 1), {hidden_});
     const I qkv_n = (heads_ + 2 * kv_heads_) * hd;
     Vertex qkv = add(gemm(pre + "qkv_proj", l, T_, qkv_n, m_.hidden, act_, p_.weights, DType::bf16, pre + "qkv_proj"), {norm});
     // Qwen3: q and k RMS-normalised per head (one kernel over the rank's q and k heads).
@@ -212,7 +211,7 @@ class Builder {
     all_reduce(pre + "attn_all_reduce", l, o);
     Vertex res1 = add(elementwise(pre + "attn_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {o, hidden_});
     // MLP block.
-    Vertex norm2 = add(elementwise(pre + "post_attn_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, act_, 4, 1), {res1});
+    Vertex norm2 = add(elementwise(pre + "post_attn_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, in_fmt_, 4, 1), {res1});
     Vertex mlp_out = m_.is_moe() ? moe_block(pre, l, norm2) : dense_mlp(pre, l, norm2);
     hidden_ = add(elementwise(pre + "mlp_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {mlp_out, res1});
   }
@@ -220,7 +219,7 @@ class Builder {
   Vertex dense_mlp(const std::string& pre, int l, Vertex in) {
     const I f = m_.ffn / tp_;
     Vertex gu = add(gemm(pre + "gate_up_proj", l, T_, 2 * f, m_.hidden, act_, p_.weights, DType::bf16, pre + "gate_up_proj"), {in});
-    Op act = elementwise(pre + "swiglu", OpKind::swiglu, l, T_, f, DType::bf16, act_, 4, 2);
+    Op act = elementwise(pre + "swiglu", OpKind::swiglu, l, T_, f, DType::bf16, in_fmt_, 4, 2);
     act.exp_ops = d(T_) * d(f);
     Vertex sw = add(std::move(act), {gu});
     Vertex down = add(gemm(pre + "down_proj", l, T_, m_.hidden, f, act_, p_.weights, DType::bf16, pre + "down_proj"), {sw});
@@ -249,10 +248,10 @@ class Builder {
     // No all-to-all: TensorRT-LLM enables one only with attention DP (fused_moe's
     // enable_alltoall needs mapping.enable_attention_dp), as do vLLM and SGLang.
     // The engines then gather each token's rows into expert order: TensorRT-LLM's fused MoE
-    // builds its expert maps and runs expandInputRowsKernel (quantizing to the GEMM's format on
-    // the way), vLLM and SGLang's fused_moe moe_align_block_size; costed as one kernel reading
-    // the T x h input and writing rows x h in the GEMM's format.
-    Op permute = elementwise(pre + "experts.permute", OpKind::moe_permute, l, rows, m_.hidden, DType::bf16, act_, 0, 0);
+    // builds its expert maps and runs expandInputRowsKernel (quantizing on the way when fused),
+    // vLLM and SGLang's fused_moe moe_align_block_size; costed as one kernel reading the T x h
+    // input and writing rows x h in the format the expert GEMM reads.
+    Op permute = elementwise(pre + "experts.permute", OpKind::moe_permute, l, rows, m_.hidden, DType::bf16, in_fmt_, 0, 0);
     permute.act_bytes_read = act_bytes(DType::bf16, d(T_) * m_.hidden) + 4.0 * assignments;  // input rows; expert ids
     Vertex x = add(std::move(permute), {sel, in});
     auto expert_gemm = [&](std::string name, I n, I kk) {
@@ -262,7 +261,7 @@ class Builder {
       return op;
     };
     Vertex gu = add(expert_gemm("experts.gate_up_proj", 2 * f, m_.hidden), {x});
-    Op act = elementwise(pre + "experts.swiglu", OpKind::swiglu, l, rows, f, DType::bf16, act_, 4, 2);
+    Op act = elementwise(pre + "experts.swiglu", OpKind::swiglu, l, rows, f, DType::bf16, in_fmt_, 4, 2);
     act.exp_ops = d(rows) * d(f);
     Vertex sw = add(std::move(act), {gu});
     Vertex down = add(expert_gemm("experts.down_proj", m_.hidden, f), {sw});
@@ -299,12 +298,19 @@ class Builder {
   I T_ = 0;
   I heads_ = 0;
   I kv_heads_ = 0;
-  DType act_ = DType::bf16;
+  DType act_ = DType::bf16;     ///< GEMM compute format (precision.activations)
+  DType in_fmt_ = DType::bf16;  ///< what GEMM-input producers write (Precision::gemm_input_format)
   int stage_ = 0;
   Vertex hidden_{};
 };
 
 }  // namespace
+
+bool Precision::gemm_input_prequantized() const noexcept {
+  // TensorRT-LLM's FP8BlockScalesLinearMethod calls fp8_quantize_1x128 before
+  // fp8_block_scaling_gemm, vLLM per_token_group_quant_fp8; the measured fp8_block calls include it.
+  return element_bits(activations) < 16 && fused_quantize && activations != DType::fp8_block;
+}
 
 namespace {
 /// K and V bytes of one token on one GPU: its KV heads (one replicated head when tp > kv_heads).
@@ -322,7 +328,7 @@ Op attention_op(const ModelConfig& m, const Deployment& dep, const Precision& p,
   op.layer = layer;
   op.in_dtype = DType::bf16;
   op.weight_dtype = p.kv_cache;
-  op.out_dtype = p.activations;
+  op.out_dtype = p.gemm_input_format();  // o_proj's input
   const I heads = m.heads / dep.tensor_parallel, hd = m.head_dim, kv_heads = std::max(1, m.kv_heads / dep.tensor_parallel);
   op.m = q_tokens;
   op.n = heads;
@@ -334,7 +340,7 @@ Op attention_op(const ModelConfig& m, const Deployment& dep, const Precision& p,
   const double kv_token = kv_token_bytes(m, dep, p);
   op.kv_bytes_read = cached * kv_token;
   op.act_bytes_read = storage_bytes(DType::bf16, d(q_tokens) * d((heads + 2 * kv_heads) * hd));  // q, new k and v
-  op.bytes_written = d(q_tokens) * kv_token + storage_bytes(p.activations, d(q_tokens) * d(heads * hd));  // KV cache + output
+  op.bytes_written = d(q_tokens) * kv_token + storage_bytes(op.out_dtype, d(q_tokens) * d(heads * hd));  // KV cache + output
   return op;
 }
 }  // namespace

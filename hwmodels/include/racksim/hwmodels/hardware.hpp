@@ -46,6 +46,10 @@ struct GpuSpec {
   [[nodiscard]] std::vector<std::pair<std::string, const Figure*>> figures() const;
 };
 
+/// The GEMM formats `gpu` has tensor cores for (peak() not null), in all_dtypes() order:
+/// its dense_peak formats and fp8_block wherever it has fp8.
+[[nodiscard]] std::vector<DType> gemm_formats(const GpuSpec& gpu);
+
 /// A named component count with per-unit power (CPUs, switches, NICs).
 struct Component {
   std::string model;

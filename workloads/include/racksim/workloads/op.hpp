@@ -3,6 +3,7 @@
 /// the executor launches it, and its identity joins the two.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -27,11 +28,13 @@ enum class OpKind : std::uint8_t {
   sampling,           ///< token selection from the logits
   all_reduce,         ///< tensor-parallel sum
   all_gather,         ///< tensor-parallel gather
-  all_to_all,         ///< expert-parallel dispatch / combine
-  send_recv,          ///< pipeline-parallel activation transfer between stages
+  all_to_all,         ///< all-to-all (measured by the collectives bench; the step graph's MoE has none: docs/models.md)
+  send_recv,          ///< pipeline-parallel activation transfer between stages (keep last: all_op_kinds)
 };
 
 [[nodiscard]] std::string_view to_string(OpKind k) noexcept;
+/// Every OpKind, in declaration order.
+[[nodiscard]] std::span<const OpKind> all_op_kinds() noexcept;
 /// True for all_reduce, all_gather, all_to_all and send_recv.
 [[nodiscard]] bool is_communication(OpKind k) noexcept;
 

@@ -77,6 +77,13 @@ struct Precision {
   /// (false: separate), whose cost the calibrated GEMM model then keeps (docs/calibration.md,
   /// "Fused activation quantize").
   bool fused_quantize = true;
+
+  /// True when a GEMM's input arrives already in `activations` (fused, narrower than 16 bits,
+  /// and not fp8_block, whose 1 x 128 quantize the engines always run as a kernel of its own).
+  [[nodiscard]] bool gemm_input_prequantized() const noexcept;
+  /// The format the producers of GEMM inputs (norms, SwiGLU, attention, the MoE permute) write:
+  /// `activations` when the GEMM input is pre-quantized, else BF16 (the quantize reads BF16).
+  [[nodiscard]] DType gemm_input_format() const noexcept { return gemm_input_prequantized() ? activations : DType::bf16; }
 };
 
 /// The DAG: vertices are ops, an edge u->v means v reads what u wrote.

@@ -140,6 +140,19 @@ TEST_CASE("fp8_block GEMMs read block scales and quantize their input themselves
   CHECK(o.in_dtype == DType::fp8_block);
   const StepGraph f(m, StepBatch::decode(4, 100), Deployment{}, Precision{DType::fp8, DType::fp8, DType::fp8});
   CHECK(find(f, "layers.0.o_proj").input_prequantized);
+  // What the GEMM inputs' producers write: the GEMM's format when the quantize is fused into
+  // them (per-tensor FP8: 1 byte a value), BF16 when the GEMM's own call quantizes (fp8_block,
+  // or activation_quantize: separate): 4 tokens x 8,192 x 2 bytes.
+  CHECK(find(f, "layers.0.post_attn_norm").bytes_written == 4.0 * 8192);
+  CHECK(find(f, "layers.0.attention_decode").out_dtype == DType::fp8);
+  CHECK(find(g, "layers.0.post_attn_norm").bytes_written == 4.0 * 8192 * 2);
+  CHECK(find(g, "layers.0.attention_decode").out_dtype == DType::bf16);
+  CHECK(find(g, "layers.0.swiglu").out_dtype == DType::bf16);
+  Precision separate{DType::fp8, DType::fp8, DType::fp8};
+  separate.fused_quantize = false;
+  const StepGraph s(m, StepBatch::decode(4, 100), Deployment{}, separate);
+  CHECK(find(s, "layers.0.input_norm").out_dtype == DType::bf16);
+  CHECK_FALSE(find(s, "layers.0.qkv_proj").input_prequantized);
 }
 
 TEST_CASE("Qwen3 normalises q and k per head before RoPE; Llama does not", "[workloads][graph]") {

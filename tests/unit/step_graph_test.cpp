@@ -250,6 +250,9 @@ TEST_CASE("MoE layers route tokens to experts", "[workloads][graph]") {
   CHECK(gu.n == 2 * 14336);  // moe_tp = 2 / 2 = 1: whole experts
   CHECK(gu.weight_bytes == Approx(4 * (1 - 49.0 / 64) * 2 * 14336 * 4096));
   CHECK(find(g, "layers.0.router").n == 8);
+  // The MoE block's input stays BF16 (the router reads BF16; the permute writes the FP8 rows).
+  CHECK(find(g, "layers.0.post_attn_norm").out_dtype == DType::bf16);
+  CHECK(find(g, "layers.0.experts.permute").out_dtype == DType::fp8);
   // Attention is tensor-parallel, so every GPU holds every token: no all-to-all; the experts'
   // partial sums meet in one all-reduce over the 2 ranks of B(bf16, 1 x 4096) = 8,192 bytes.
   Totals t = totals(g);

@@ -211,7 +211,9 @@ class Builder {
     all_reduce(pre + "attn_all_reduce", l, o);
     Vertex res1 = add(elementwise(pre + "attn_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {o, hidden_});
     // MLP block.
-    Vertex norm2 = add(elementwise(pre + "post_attn_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, in_fmt_, 4, 1), {res1});
+    // A MoE block's input stays BF16: the router reads it in BF16 and the permute quantizes.
+    const DType norm2_out = m_.is_moe() ? DType::bf16 : in_fmt_;
+    Vertex norm2 = add(elementwise(pre + "post_attn_norm", OpKind::rmsnorm, l, T_, m_.hidden, DType::bf16, norm2_out, 4, 1), {res1});
     Vertex mlp_out = m_.is_moe() ? moe_block(pre, l, norm2) : dense_mlp(pre, l, norm2);
     hidden_ = add(elementwise(pre + "mlp_residual", OpKind::residual_add, l, T_, m_.hidden, DType::bf16, DType::bf16, 1, 2), {mlp_out, res1});
   }

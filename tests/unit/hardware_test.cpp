@@ -73,6 +73,17 @@ TEST_CASE("catalog files are read strictly", "[hwmodels][catalog]") {
                         "launch_overhead: {value: 1, unit: us, source: s}"})
     gpu += std::string(k) + "\n";
   CHECK_NOTHROW(parse_gpu_yaml(gpu + "power_limit: " + ok_fig + "\n", "g.yaml"));
+  // fp8_block runs at fp8's peak (GpuSpec::peak); a GPU file cannot give it one of its own.
+  std::string with_fp8 = gpu;
+  with_fp8.replace(with_fp8.find("dense_peak: {"), 13, "dense_peak: {fp8: {value: 2, unit: TFLOP/s, source: s}, ");
+  const GpuSpec g8 = parse_gpu_yaml(with_fp8 + "power_limit: " + ok_fig + "\n", "g.yaml");
+  REQUIRE(g8.peak(DType::fp8_block) != nullptr);
+  CHECK(g8.peak(DType::fp8_block)->value == 2e12);
+  CHECK(gemm_formats(g8) == std::vector<DType>{DType::bf16, DType::fp8, DType::fp8_block});
+  std::string block = gpu;
+  block.replace(block.find("dense_peak: {"), 13, "dense_peak: {fp8_block: {value: 2, unit: TFLOP/s, source: s}, ");
+  CHECK_THROWS_WITH(parse_gpu_yaml(block + "power_limit: " + ok_fig + "\n", "g.yaml"),
+                    Catch::Contains("dense_peak.fp8_block") && Catch::Contains("fp8_block runs at fp8's"));
   CHECK_THROWS_WITH(parse_gpu_yaml(gpu + "power_limit: {value: 1, unit: TB/s, source: s}\n", "g.yaml"),
                     "g.yaml: power_limit.unit: 'TB/s' is not a unit of power; allowed: W, kW");
   CHECK_THROWS_WITH(parse_gpu_yaml(gpu + "power_limit: {value: 1, unit: W, sauce: s}\n", "g.yaml"),

@@ -176,7 +176,7 @@ if [[ $SMOKE == 1 ]]; then
   POWER_ARGS=(--seconds 1 --idle-seconds 1)
 else
   GEMM_ARGS=()
-  NVFP4_M=1,2,4,8,16,32,64,128,256,512,1024
+  NVFP4_M=1,2,4,8,16,32,48,64,128,256,512,1024
   MEM_ARGS=()
   POWER_ARGS=()
 fi
@@ -189,20 +189,23 @@ bench() {  # FILE MAX_S WHAT ARGS...: one bench; its file goes to $OUT at once
 # In order of value: the GEMMs calibrate needs first (14 M x 4 Llama-2-70B TP1 shapes x bf16, fp8
 # = 112 cases), then memory, launch and power, then Hopper's FP4-weight path in its own file (its
 # records are not cuBLASLt's and calibrate should take them on purpose).
-bench gemm.json 180 gemm --dtypes bf16,fp8 "${GEMM_ARGS[@]}"
+# bf16 and fp8 in separate runs: on 2026-11-30 cuBLASLt refused FP8 x FP8 -> BF16 on the H200 and
+# the combined run lost the BF16 sweep with it. FP8's file travels in logs.tar.gz.
+bench gemm.json 150 gemm --dtypes bf16 "${GEMM_ARGS[@]}"
 bench memory.json 90 memory "${MEM_ARGS[@]}"
 bench launch.json 45 launch
-bench power.json 90 power --dtypes bf16,fp8 "${POWER_ARGS[@]}"
+bench power.json 90 power --dtypes bf16 "${POWER_ARGS[@]}"
 bench gemm-nvfp4.json 120 gemm --dtypes nvfp4 --m "$NVFP4_M"
 
 # racksim exec on the GPU: the tiny example against nothing but itself (its [cuda] test compares
 # it with the CPU reference), then a Llama-2-70B-shaped step (80 layers of random NVFP4 codes,
 # FP8 KV) at decode batch 1 and 64 after 1,024 cached tokens: eager per-op times and the step
 # replayed as a CUDA graph (docs/executor.md, "Speed targets": within 1.3x of bytes / bandwidth).
-if [[ $SMOKE == 1 ]]; then EXEC_SHAPES=(--shape decode:1x128 --shape decode:8x128); else EXEC_SHAPES=(--shape decode:1x1024 --shape decode:64x1024 --shape prefill:1x1024); fi
-phase "exec tiny llama (cuda:0)" 30 exec-tiny.log "$R" exec examples/exec-tiny-llama-cpu.yaml --device cuda:0 --serve 32 \
-  --json "$STAGE/exec-tiny.json"
+if [[ $SMOKE == 1 ]]; then EXEC_SHAPES=(--shape decode:1x128 --shape decode:8x128); else EXEC_SHAPES=(--shape decode:1x1024 --shape decode:16x1024 --shape decode:64x1024 --shape prefill:1x1024); fi
+# (The tiny example is not run here: its head_dim 32 is not one the CUDA attention kernels take;
+# the [cuda] tests run the CUDA step executor against the CPU reference on their own tiny models.)
 phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec examples/mlperf-llama2-70b-offline-dgx-h100.yaml \
+  --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=fp8 \
   --device cuda:0 "${EXEC_SHAPES[@]}" --warmup 1 --reps 5 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
 if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/exec-70b.json"; fi
 # A closed loop on the GPU (workload.scenario: concurrency): Llama-3.1-8B-shaped, random NVFP4
@@ -223,6 +226,8 @@ staged() {  # FILE MAX_S SUITE ARGS...
   local file=$1 max=$2 suite=$3; shift 3
   phase "bench --suite $suite -> $file (in logs.tar.gz)" "$max" "${file%.json}.log" "$R" bench --suite "$suite" --out "$STAGE/$file" "$@"
 }
+phase "bench gemm fp8 -> gemm-fp8.json (in logs.tar.gz)" 60 gemm-fp8.log "$R" bench gemm --dtypes fp8 --m 1,16,64,256,1024,4096 \
+  --out "$STAGE/gemm-fp8.json"
 staged attention.json 60 attention
 staged elementwise.json 30 elementwise
 staged collectives.json 45 collectives --gpus 1 --max-bytes 268435456

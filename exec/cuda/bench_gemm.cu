@@ -1,8 +1,9 @@
 // racksim bench gemm / power on one CUDA device (--device cuda:N): one GemmRunner per case owns the operands and the
-// cuBLASLt plan of one of five paths (bench.hpp gemm_case):
+// cuBLASLt plan of one of six paths (bench.hpp gemm_case):
 //   bf16 x bf16 -> bf16 and fp8 x fp8 -> bf16 (per-tensor A/B scale pointers): cuBLASLt;
 //   nvfp4 x nvfp4 -> bf16 (VEC16_UE4M3 block scales, sm_100+): cuBLASLt;
-//   fp32 x nvfp4 -> fp32, M <= 16 (Hopper): fp4_gemm_small_m;
+//   fp32 x nvfp4 -> fp32, M <= 16: fp4_gemm_small_m (CUDA cores; the [cuda] checks only);
+//   bf16 x nvfp4 -> bf16 (Hopper), M <= 64 and K % 32 == 0: fp4_gemm_mma (tensor cores, fused);
 //   bf16 x nvfp4 -> bf16 (Hopper, larger M): dequantize W to BF16 each call, then cuBLASLt BF16.
 // cuBLASLt is called in "TN" form, which FP8 and FP4 require: y[M x N] row-major is the
 // column-major N x M D = op(A) B with A = W stored K-major (transa = T) and B = x (K x M).
@@ -21,11 +22,13 @@
 
 #include "bench_cuda.hpp"
 #include "device_buffer.cuh"
+#include "fp4_gemm_mma.hpp"
 #include "fp4_gemm_small_m.hpp"
 #include "lt_plan.cuh"
 #include "random_fill.cuh"
 #include "nvml_power.hpp"
 #include "racksim/exec/fp4.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 
 namespace racksim::exec::cuda {
@@ -34,7 +37,7 @@ namespace {
 
 constexpr std::size_t kWorkspaceBytes = kLtWorkspaceBytes;
 
-enum class Path { lt_bf16, lt_fp8, lt_nvfp4, small_m_fp4, dequant_fp4 };
+enum class Path { lt_bf16, lt_fp8, lt_nvfp4, small_m_fp4, mma_fp4, dequant_fp4 };
 
 Path path_of(const GemmCase& c) {
   using D = DType;
@@ -42,7 +45,7 @@ Path path_of(const GemmCase& c) {
   if (c.a == D::fp8 && c.w == D::fp8 && c.c == D::bf16) return Path::lt_fp8;
   if (c.a == D::nvfp4 && c.w == D::nvfp4 && c.c == D::bf16) return Path::lt_nvfp4;
   if (c.a == D::fp32 && c.w == D::nvfp4 && c.c == D::fp32) return Path::small_m_fp4;
-  if (c.a == D::bf16 && c.w == D::nvfp4 && c.c == D::bf16) return Path::dequant_fp4;
+  if (c.a == D::bf16 && c.w == D::nvfp4 && c.c == D::bf16) return fp4_mma_supported(c.m, c.n, c.k) ? Path::mma_fp4 : Path::dequant_fp4;
   throw InputError(text("bench gemm: no GEMM path for a=", to_string(c.a), " w=", to_string(c.w), " c=", to_string(c.c)));
 }
 
@@ -52,6 +55,7 @@ const char* path_name(Path p) {
     case Path::lt_fp8: return "cuBLASLt fp8 e4m3 (per-tensor scales)";
     case Path::lt_nvfp4: return "cuBLASLt nvfp4 (VEC16_UE4M3)";
     case Path::small_m_fp4: return "fp4_gemm_small_m (Hopper FP4 weights)";
+    case Path::mma_fp4: return "fp4_gemm_mma (Hopper FP4 weights, tensor cores)";
     case Path::dequant_fp4: return "nvfp4 -> bf16 dequant + cuBLASLt bf16";
   }
   return "?";
@@ -86,6 +90,15 @@ class GemmRunner {
       case Path::small_m_fp4:
         w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), x_ = DeviceBytes(m * k * 4), d_ = DeviceBytes(m * n * 4);
         break;
+      case Path::mma_fp4: {
+        int dev = 0;
+        RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+        RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev));
+        w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
+        const auto ws = static_cast<std::size_t>(fp4_mma_plan(c.m, c.n, c.k, sms_).workspace_bytes);
+        if (ws) mma_ws_ = DeviceBytes(ws);
+        break;
+      }
       case Path::dequant_fp4:
         w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), w_bf16_ = DeviceBytes(n * k * 2);
         x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
@@ -128,6 +141,7 @@ class GemmRunner {
         fill_f32(x_.as<float>(), m * k, seed + 1, s);
         tensor_scale_ = 1.0f;
         break;
+      case Path::mma_fp4:
       case Path::dequant_fp4:
         fill_bytes(w_, seed, 0, 256, s), fill_bytes(w_scales_, seed + 2, 0x30, 16, s), fill_bf16(x_, m * k, seed + 1, s);
         tensor_scale_ = 1.0f;
@@ -164,6 +178,10 @@ class GemmRunner {
         fp4_gemm_small_m_launch(x_.as<float>(), c_.m, c_.n, c_.k, w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_,
                                 d_.as<float>(), s);
         break;
+      case Path::mma_fp4:
+        fp4_gemm_mma_launch(x_.as<std::uint16_t>(), c_.m, c_.n, c_.k, w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_,
+                            d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s);
+        break;
       case Path::dequant_fp4: {
         const std::size_t blocks = static_cast<std::size_t>(c_.n) * static_cast<std::size_t>(c_.k) / 16;
         dequant_nvfp4_bf16(w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_, blocks, w_bf16_.as<__nv_bfloat16>(), s);
@@ -185,7 +203,8 @@ class GemmRunner {
   GemmCase c_;
   Path path_;
   void* ws_;
-  DeviceBytes w_, x_, d_, w_scales_, x_scales_, w_bf16_, scal_;
+  DeviceBytes w_, x_, d_, w_scales_, x_scales_, w_bf16_, scal_, mma_ws_;
+  int sms_ = 1;
   std::unique_ptr<LtPlan> plan_;
   float alpha_ = 1.0f;
   float tensor_scale_ = 1.0f;
@@ -273,6 +292,7 @@ double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, s
       run.upload(qw.packed.data(), x.data(), qw.scales.data(), nullptr, 1, 1, 1, qw.tensor_scale);
       break;
     }
+    case Path::mma_fp4:
     case Path::dequant_fp4: {
       const Fp4Matrix qw = quantize_fp4(DType::nvfp4, w, n, k);
       wr = dequantize(qw);

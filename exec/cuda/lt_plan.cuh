@@ -98,25 +98,32 @@ class LtDescriptors {
   }
 };
 
-/// A cuBLASLt matmul plan: its descriptors and the heuristic's first algorithm.
+/// A cuBLASLt matmul plan: its descriptors and the heuristic's algorithms, best first. run() uses
+/// the first one cuBLASLt accepts: the heuristic does not see the operands' pointers, and an
+/// algorithm it returns can still be refused at the call (CUBLAS_STATUS_NOT_SUPPORTED; seen on an
+/// H200 with cuBLASLt 13.1 for FP8 x FP8 -> BF16, 2026-11-30), so a refused one is dropped and
+/// the next tried.
 class LtPlan {
  public:
+  static constexpr int kAlgos = 8;
+
   LtPlan(cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k,
          const void* a_scale, const void* b_scale, bool block_scaled)
-      : d_(ab, cd, m, n, k, a_scale, b_scale, block_scaled) {
+      : d_(ab, cd, m, n, k, a_scale, b_scale, block_scaled), m_(m), n_(n), k_(k) {
     cublasLtMatmulPreference_t pref = nullptr;
     RACKSIM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const std::uint64_t ws = kLtWorkspaceBytes;
-    cublasLtMatmulHeuristicResult_t res{};
+    cublasLtMatmulHeuristicResult_t res[kAlgos]{};
     int found = 0;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, d_.desc, d_.a, d_.b, d_.c, d_.c, pref, 1, &res, &found);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, d_.desc, d_.a, d_.b, d_.c, d_.c, pref, kAlgos, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+    for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i)
+      if (res[i].state == CUBLAS_STATUS_SUCCESS) algos_[count_++] = res[i].algo;
+    if (st != CUBLAS_STATUS_SUCCESS || count_ == 0)
       throw Error(ExitCode::internal, text("cuBLASLt has no algorithm for m=", m, " n=", n, " k=", k, " (cudaDataType ",
                                              static_cast<int>(ab), " -> ", static_cast<int>(cd), "): ",
                                              st == CUBLAS_STATUS_SUCCESS ? "heuristic returned none" : cublasLtGetStatusString(st)));
-    algo_ = res.algo;
   }
 
   /// Points the block scales at other buffers (a plan serves every layer of its shape); the next
@@ -126,12 +133,23 @@ class LtPlan {
   /// D = alpha x op(A) B on `s`; `ws` holds kLtWorkspaceBytes.
   void run(cublasLtHandle_t h, float alpha, const void* a, const void* b, void* d, void* ws, cudaStream_t s) const {
     const float beta = 0.0f;
-    RACKSIM_CUBLAS_CHECK(cublasLtMatmul(h, d_.desc, &alpha, a, d_.a, b, d_.b, &beta, d, d_.c, d, d_.c, &algo_, ws, kLtWorkspaceBytes, s));
+    while (true) {
+      const cublasStatus_t st =
+          cublasLtMatmul(h, d_.desc, &alpha, a, d_.a, b, d_.b, &beta, d, d_.c, d, d_.c, &algos_[next_], ws, kLtWorkspaceBytes, s);
+      if (st == CUBLAS_STATUS_SUCCESS) return;
+      if (st != CUBLAS_STATUS_NOT_SUPPORTED || next_ + 1 >= count_)
+        throw Error(ExitCode::internal, text("cuBLASLt error '", cublasLtGetStatusString(st), "' in cublasLtMatmul m=", m_, " n=", n_,
+                                             " k=", k_, " with algorithm ", next_ + 1, " of the heuristic's ", count_));
+      ++next_;  // refused at the call: the next algorithm
+    }
   }
 
  private:
   LtDescriptors d_;
-  cublasLtMatmulAlgo_t algo_{};
+  std::int64_t m_, n_, k_;
+  cublasLtMatmulAlgo_t algos_[kAlgos]{};
+  int count_ = 0;
+  mutable int next_ = 0;  ///< the first algorithm not refused so far
 };
 
 }  // namespace racksim::exec::cuda

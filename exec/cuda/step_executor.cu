@@ -2,9 +2,11 @@
 // graph's topological order (the order the simulator costs), every op between two CUDA events.
 //   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
 //   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
-//   linear layers (NVFP4 weights, BF16 activations): M <= 16 the small-M FP4 kernel (E2M1
-//   dequantized in registers, fp4_gemm_small_m.cu); M > 16 the weight dequantized to BF16 into a
-//   scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for large M");
+//   linear layers (NVFP4 weights, BF16 activations): M <= 64 the fused FP4-weight tensor-core
+//   kernel (E2M1 dequantized in registers to FP16, mma.sync; fp4_gemm_mma.cu; K % 32 == 0, else
+//   at M = 1 the CUDA-core small-M kernel, fp4_gemm_small_m.cu); larger M the weight dequantized
+//   to BF16 into a scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for
+//   large M");
 //   On Blackwell (sm_100 / sm_103, cuBLASLt >= 12.8; fp4_gemm_path.hpp decides, with the reason)
 //   every linear instead quantizes its BF16 input to NVFP4 (lt_plan.cu, scales written in
 //   cuBLASLt's swizzled layout) and runs cuBLASLt's block-scaled FP4 x FP4 GEMM, the weights'
@@ -29,6 +31,7 @@
 #include <vector>
 
 #include "device_buffer.cuh"
+#include "fp4_gemm_mma.hpp"
 #include "fp4_gemm_small_m.hpp"
 #include "lt_plan.cuh"
 #include "random_fill.cuh"
@@ -197,10 +200,16 @@ class CudaStep final : public StepBackend {
       // Both buffers hold max_rows rows at the widest K, so any M' <= max_rows at any K is in bounds.
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_q_.as(), 0, R * z(widest) / 2, stream_));
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
-    } else if (o.max_rows > kSmallMMax) {
-      I largest = 0;
-      for (const auto& [n, k] : linear_shapes_) largest = std::max(largest, n * k);
-      dequant_ = DeviceBytes(z(largest) * 2);
+    } else {
+      // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the BF16 scratch of
+      // dequantize + cuBLASLt for any shape and M the fused kernel does not take.
+      I largest = 0, ws = 0;
+      for (const auto& [n, k] : linear_shapes_) {
+        ws = std::max(ws, fp4_mma_workspace_bound(n, k, o.max_rows, prop.multiProcessorCount));
+        if (o.max_rows > kFp4MmaMaxM || !fp4_mma_supported(1, n, k)) largest = std::max(largest, n * k);
+      }
+      if (o.max_rows > 1 && largest > 0) dequant_ = DeviceBytes(z(largest) * 2);
+      if (ws > 0) mma_ws_ = DeviceBytes(z(ws));
     }
     sm_count_ = prop.multiProcessorCount;
   }
@@ -460,7 +469,7 @@ class CudaStep final : public StepBackend {
       const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
       const auto [n, k] = linear_shapes_[i];
       if (fp4_.native) (void)native_rows(T, n, k);
-      else if (T > kSmallMMax) (void)plan(CUDA_R_16BF, T, n, k);
+      else if (!fp4_mma_supported(T, n, k) && T > 1) (void)plan(CUDA_R_16BF, T, n, k);
     }
   }
 
@@ -522,7 +531,12 @@ class CudaStep final : public StepBackend {
       p.run(lt_, w.tensor_scale / kActivationNvfp4EncodeScale, w.packed.as(), act_q_.as(), y, workspace_.as(), stream_);
       return;
     }
-    if (M <= kSmallMMax) {
+    if (fp4_mma_supported(M, w.out, w.in)) {
+      fp4_gemm_mma_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y,
+                          mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
+      return;
+    }
+    if (M == 1) {  // K % 32 != 0 (tiny models): the CUDA-core small-M kernel, which needs no scratch
       fp4_gemm_small_m_bf16_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y, stream_);
       return;
     }
@@ -663,7 +677,7 @@ class CudaStep final : public StepBackend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   int sm_count_ = 1;
-  DeviceBytes workspace_, dequant_, attn_workspace_, act_q_, act_scales_;
+  DeviceBytes workspace_, dequant_, attn_workspace_, act_q_, act_scales_, mma_ws_;
   std::vector<std::pair<I, I>> linear_shapes_;  ///< (out, in) of qkv, o, gate_up, down
   Fp4GemmChoice fp4_;
   NativeGemmRows native_rows_;  ///< the rows each native GEMM shape runs at, and which ran padded

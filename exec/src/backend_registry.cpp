@@ -19,6 +19,7 @@
 #include "cuda/device_memory.hpp"
 #include "cuda/ops_elementwise.hpp"
 #include "cuda/device_info.hpp"
+#include "cuda/fp4_gemm_mma.hpp"
 #include "cuda/fp4_gemm_small_m.hpp"
 #include "cuda/lt_describe.hpp"
 #include "cuda/nvfp4_quantize.hpp"
@@ -57,6 +58,23 @@ std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t 
 #ifdef RACKSIM_HAVE_CUDA
   std::vector<float> y(static_cast<std::size_t>(m * w.rows));
   cuda::fp4_gemm_small_m(x.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, y.data());
+  return y;
+#else
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
+std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w) {
+  if (w.format != DType::nvfp4 || !fp4_mma_supported(m, w.rows, w.cols) || x.size() != static_cast<std::size_t>(m * w.cols))
+    throw InputError(fmt::format("cuda_fp4_gemm_mma: needs NVFP4 weights with K % 32 == 0, 1 <= m <= {} and x of m x K "
+                                 "(got {} weights, K = {}, m = {}, {} x values)",
+                                 kFp4MmaMaxM, to_string(w.format), w.cols, m, x.size()));
+#ifdef RACKSIM_HAVE_CUDA
+  std::vector<std::uint16_t> xb(x.size()), yb(static_cast<std::size_t>(m * w.rows));
+  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = act::bf16_bits(x[i]);
+  cuda::fp4_gemm_mma(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, yb.data());
+  std::vector<float> y(yb.size());
+  for (std::size_t i = 0; i < yb.size(); ++i) y[i] = act::bf16_value(yb[i]);
   return y;
 #else
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");

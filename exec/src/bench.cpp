@@ -53,9 +53,7 @@ GemmCase gemm_case(std::string_view dtype_name, const GemmShape& shape, std::int
     if (sm_major >= 10) {
       c.a = DType::nvfp4;
       c.c = DType::bf16;
-    } else if (m <= 16) {  // exec/cuda/fp4_gemm_small_m.hpp kSmallMMax
-      c.a = c.c = DType::fp32;
-    } else {
+    } else {  // Hopper: BF16 activations, the step executor's kernels (fp4_mma_plan decides which)
       c.a = c.c = DType::bf16;
     }
   } else {

@@ -122,4 +122,35 @@ std::string padded_native_gemm_note(const std::vector<PaddedNativeGemm>& padded)
                      shapes);
 }
 
+bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept {
+  return m >= 1 && m <= kFp4MmaMaxM && n >= 1 && n <= (std::int64_t{1} << 30) && k >= 32 && k % 32 == 0 && k <= (std::int64_t{1} << 30);
+}
+
+Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms) {
+  if (!fp4_mma_supported(m, n, k) || sms < 1)
+    throw InputError(fmt::format("fp4_mma_plan: needs 1 <= m <= {}, n >= 1, k a positive multiple of 32 and sms >= 1 (got m={} n={} k={} sms={})",
+                                 kFp4MmaMaxM, m, n, k, sms));
+  Fp4MmaPlan p;
+  const std::int64_t tiles = (m + 7) / 8;
+  p.n_tiles = tiles <= 1 ? 1 : tiles <= 2 ? 2 : tiles <= 4 ? 4 : 8;
+  p.row_blocks = (n + kFp4MmaRowsPerCta - 1) / kFp4MmaRowsPerCta;
+  p.spans = (k + kFp4MmaSpan - 1) / kFp4MmaSpan;
+  const std::int64_t target = 8 * static_cast<std::int64_t>(sms);
+  const std::int64_t want = (target + p.row_blocks - 1) / p.row_blocks;
+  // Partials: splits x m x n x 8 bytes <= 0.25 x n x k x 0.5625 bytes.
+  const std::int64_t traffic_cap = std::max<std::int64_t>(1, static_cast<std::int64_t>(0.25 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
+  const std::int64_t splits = std::clamp<std::int64_t>(want, 1, std::min(p.spans, traffic_cap));
+  p.spans_per_split = (p.spans + splits - 1) / splits;
+  p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;  // no empty split
+  p.workspace_bytes = p.splits > 1 ? p.splits * m * n * 4 : 0;
+  return p;
+}
+
+std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms) {
+  std::int64_t most = 0;
+  for (std::int64_t m = 1; m <= std::min(max_rows, kFp4MmaMaxM); ++m)
+    if (fp4_mma_supported(m, n, k)) most = std::max(most, fp4_mma_plan(m, n, k, sms).workspace_bytes);
+  return most;
+}
+
 }  // namespace racksim::exec

@@ -48,6 +48,51 @@ TEST_CASE("FP4-weight small-M GEMM matches the CPU reference", "[cuda][exec]") {
     }
 }
 
+TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda][exec]") {
+  // Hopper's decode-batch GEMM (exec/cuda/fp4_gemm_mma.cu). Shapes: M = 1, 5, 16, 33, 64 (one,
+  // two, four and eight 8-token MMA tiles; 5 and 33 leave tiles partly empty); N = 200 (two
+  // 128-row CTAs, the second mostly past N); K = 96 (one span of three 32-value pieces), 1088
+  // (8.5 spans) and 4096 (32 spans: at M = 1 the plan splits K into 32 CTAs and the FP32
+  // partials are summed by the reduce kernel; at M = 64 it does not split). The kernel's output is
+  // BF16, so per element: |y - y_ref| <= 2^-8 |y_ref| (BF16 rounding, twice the half-ulp bound)
+  // + (K + 2) 2^-22 sum_k |x_k w_k| (FP32 accumulation in any order, with 4x slack for the tensor
+  // cores' accumulation) + 2^-24 sum_k |w_k| (BF16 x values below 2^-14 become FP16 subnormals,
+  // 2^-25 absolute error each). y_ref: float64 over the BF16-rounded x and the host-dequantized W.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (std::int64_t k : {std::int64_t{96}, std::int64_t{1088}, std::int64_t{4096}})
+    for (std::int64_t m : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{33}, std::int64_t{64}}) {
+      const std::int64_t n = 200;
+      std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
+      for (auto& v : x) v = act::round_bf16(u(rng));
+      for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+      const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
+      const std::vector<float> wd = dequantize(q);
+      const std::vector<float> y = cuda_fp4_gemm_mma(x, m, q);
+      REQUIRE(y.size() == static_cast<std::size_t>(m * n));
+      std::size_t bad = 0;
+      for (std::int64_t r = 0; r < m; ++r)
+        for (std::int64_t c = 0; c < n; ++c) {
+          double ref = 0, mag = 0, wabs = 0;
+          for (std::int64_t i = 0; i < k; ++i) {
+            const double wi = wd[static_cast<std::size_t>(c * k + i)];
+            const double p = static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) * wi;
+            ref += p;
+            mag += std::fabs(p);
+            wabs += std::fabs(wi);
+          }
+          const double got = y[static_cast<std::size_t>(r * n + c)];
+          const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(k + 2) * std::ldexp(1.0, -22) * mag +
+                               std::ldexp(1.0, -24) * wabs;
+          if (!(std::fabs(got - ref) <= bound)) {  // NaN (an unwritten, poisoned output) fails too
+            if (bad++ < 5) WARN("m " << m << " k " << k << " token " << r << " row " << c << ": got " << got << ", want " << ref << " +- " << bound);
+          }
+        }
+      INFO("m " << m << " k " << k);
+      CHECK(bad == 0);
+    }
+}
+
 TEST_CASE("NVFP4 activation quantize kernel equals the CPU quantizer bit for bit", "[cuda][exec]") {
   // The native Blackwell path's input quantizer (runs on any GPU): 130 rows (two 128-row scale
   // tiles) x 160 columns (10 blocks: the last 4-block tile half padding), BF16 values whose blocks

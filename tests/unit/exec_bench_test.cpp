@@ -43,9 +43,10 @@ TEST_CASE("GEMM sweep: default M, formats per device generation", "[exec][bench]
   REQUIRE(hopper.size() == 3 * 14);
   // FP8: E4M3 operands, BF16 output (the step graph's c = bf16).
   CHECK((hopper[14].a == DType::fp8 && hopper[14].w == DType::fp8 && hopper[14].c == DType::bf16));
-  // Hopper NVFP4: M <= 16 the small-M kernel (FP32 in and out), M = 32 dequantize + BF16.
-  CHECK((hopper[28 + 4].m == 16 && hopper[28 + 4].a == DType::fp32 && hopper[28 + 4].c == DType::fp32));
-  CHECK((hopper[28 + 5].m == 32 && hopper[28 + 5].a == DType::bf16 && hopper[28 + 5].w == DType::nvfp4));
+  // Hopper NVFP4: BF16 activations in and out at every M, as the step executor runs them (the
+  // fused tensor-core kernel up to M = 64, dequantize + cuBLASLt BF16 above).
+  CHECK((hopper[28 + 4].m == 16 && hopper[28 + 4].a == DType::bf16 && hopper[28 + 4].c == DType::bf16));
+  CHECK((hopper[28 + 8].m == 256 && hopper[28 + 8].a == DType::bf16 && hopper[28 + 8].w == DType::nvfp4));
   // Blackwell: native NVFP4 x NVFP4 for every M.
   const auto bw = gemm_case("nvfp4", shapes[0], 1, 10);
   CHECK((bw.a == DType::nvfp4 && bw.w == DType::nvfp4 && bw.c == DType::bf16));

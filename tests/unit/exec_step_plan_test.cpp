@@ -138,10 +138,13 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // 0.5625 B (4 bits + one UE4M3 per 16) = 481,296,384; two BF16 norms 32,768; K and V of 32 blocks
   // of 32 tokens x 8 KV heads x 128 in FP8 = 2,097,152. Fixed: embedding and lm_head in BF16
   // 1,048,576,000, final norm 16,384, activations 2 x 16 x (3 x 8,192 + 10,240 + 8,192 + 3 x 28,672)
-  // = 4,128,768 and 16 x (2 x 8,192 + 4 x 32,000 + 4) = 2,310,208 sampled, no dequant scratch at
-  // M <= 16, and the 32 MiB cuBLASLt workspace. `auto` may pick the native Blackwell path on the
-  // device, so its FP4 input buffers count too: 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the
-  // swizzled weight scales need no padding at these shapes: every N is a multiple of 128). Split-K
+  // = 4,128,768 and 16 x (2 x 8,192 + 4 x 32,000 + 4) = 2,310,208 sampled, and the 32 MiB
+  // cuBLASLt workspace. Scratch, the larger of the two paths `auto` may pick on the device: the
+  // native Blackwell path's FP4 inputs, 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the swizzled
+  // weight scales need no padding at these shapes: every N is a multiple of 128); Hopper's fused
+  // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 64), largest for
+  // gate_up at M = 16: 448 row blocks want ceil(2,048 / 448) = 5 splits (the traffic cap is
+  // 0.25 x 0.5625 x 8,192 / (8 x 16) = 9), 5 x 16 x 57,344 x 4 B = 18,350,080. Split-K
   // decode attention's partials, bounded as (16 sampled + ceil(2 x 256 SMs / 8 KV heads)) x 64
   // heads x (128 + 2) x 4 B = 80 x 33,280 = 2,662,400.
   const ModelConfig m = find_model("llama2-70b");
@@ -153,29 +156,40 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const CudaStepFootprint f = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
   const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 2662400 + 33554432;
-  CHECK(f.fixed == Approx(base + 458752).epsilon(1e-12));
+  CHECK(f.fixed == Approx(base + 18350080).epsilon(1e-12));
   // TP8: a rank holds an eighth of every linear (q 8 heads, 1 KV head, FFN 3,584: 481,296,384 / 8
   // = 60,162,048), one of the 8 KV heads (2,097,152 / 8 = 262,144) and the whole norms (32,768).
   // Fixed, per rank: embedding (32,000 x 8,192 x 2) and the lm_head slice (4,000 x 8,192 x 2) =
   // 589,824,000; final norm 16,384; activations of the shard's widths 2 x 16 x (3 x 8,192 + 1,280
   // + 1,024 + 3 x 3,584) = 1,204,224; sampled rows 2,310,208 as above plus the logit slice and the
-  // gathered slices 16 x 4 x (4,000 + 32,000) = 2,304,000; FP4 inputs at the widest K 8,192:
-  // 16 x 4,096 + 128 x 512 = 131,072; split-K partials (16 + 2 x 256 / 1 KV head) x 8 heads x 130
-  // x 4 = 2,196,480; the 32 MiB workspace: 631,540,800.
+  // gathered slices 16 x 4 x (4,000 + 32,000) = 2,304,000; split-K attention partials (16 + 2 x
+  // 256 / 1 KV head) x 8 heads x 130 x 4 = 2,196,480; the 32 MiB workspace: 631,409,728; scratch:
+  // the fused GEMM's partials, largest for gate_up (7,168 x 8,192) at M = 9: 56 row blocks want
+  // ceil(2,048 / 56) = 37 splits, capped at 0.25 x 0.5625 x 8,192 / (8 x 9) = 16: 16 splits of 4
+  // spans, 16 x 9 x 7,168 x 4 B = 4,128,768 (more than the FP4 inputs, 16 x 4,096 + 128 x 512 =
+  // 131,072): 635,538,496.
   o.tp_size = 8;
   const CudaStepFootprint t8 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(t8.per_layer == Approx(60162048.0 + 262144 + 32768).epsilon(1e-12));
-  CHECK(t8.fixed == Approx(631540800.0).epsilon(1e-12));
+  CHECK(t8.fixed == Approx(635538496.0).epsilon(1e-12));
   o.tp_size = 1;
   o.fp4_gemm = Fp4GemmMode::hopper;
-  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base).epsilon(1e-12));
-  // Above M = 16 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
-  // BF16 scratch (939,524,096 B), which `auto` also keeps room for; the activations grow by a row.
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 18350080).epsilon(1e-12));
+  // M = 17: the fused kernel's partials peak for gate_up at M = 17 (5 splits): 5 x 17 x 57,344 x 4
+  // = 19,496,960; the activations grow by a row.
   o.max_rows = 17;
   o.fp4_gemm = Fp4GemmMode::automatic;
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(g.fixed == Approx(base + row + 2.0 * 57344 * 8192).epsilon(1e-12));
+  CHECK(g.fixed == Approx(base + row + 19496960).epsilon(1e-12));
+  // Above M = 64 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
+  // BF16 scratch (939,524,096 B), on top of the partials' peak over M <= 64 (gate_up at M = 36:
+  // 4 splits of 16 spans, the cap 0.25 x 0.5625 x 8,192 / 288 = 4; 4 x 36 x 57,344 x 4 =
+  // 33,030,144).
+  o.max_rows = 65;
+  const CudaStepFootprint big = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
+  CHECK(big.fixed == Approx(base + 49 * row + 2.0 * 57344 * 8192 + 33030144).epsilon(1e-12));
+  o.max_rows = 17;
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + row + 473088).epsilon(1e-12));
@@ -366,4 +380,50 @@ TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without 
   const LtGemmSetup lm = describe_cuda_gemm(LtGemm::bf16_to_fp32, 3, 32000, 8192);
   CHECK(lm.c.type == "fp32");
   CHECK((lm.c.rows == 32000 && lm.c.cols == 3 && lm.c.ld == 32000));
+}
+
+TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by hand", "[exec][plan]") {
+  // Llama-2-70B o_proj (n = k = 8,192) on an H200's 132 SMs: 64 row blocks of 128; 64 spans of 128.
+  // M = 1: 8 CTAs per SM = 1,056 wanted, ceil(1,056 / 64) = 17 splits; the traffic cap
+  // 0.25 x 0.5625 x 8,192 / 8 = 144 does not bind; 17 splits of ceil(64 / 17) = 4 spans leave the
+  // last empty, so 16 of 4; partials 16 x 1 x 8,192 x 4 B.
+  Fp4MmaPlan p = fp4_mma_plan(1, 8192, 8192, 132);
+  CHECK(p.n_tiles == 1);
+  CHECK(p.row_blocks == 64);
+  CHECK(p.spans == 64);
+  CHECK(p.splits == 16);
+  CHECK(p.spans_per_split == 4);
+  CHECK(p.workspace_bytes == 16 * 8192 * 4);
+  // M = 16: two 8-token tiles; the cap is 1,152 / 128 = 9, so 9 wanted, 8 of 8 spans.
+  p = fp4_mma_plan(16, 8192, 8192, 132);
+  CHECK(p.n_tiles == 2);
+  CHECK(p.splits == 8);
+  CHECK(p.spans_per_split == 8);
+  CHECK(p.workspace_bytes == 8 * 16 * 8192 * 4);
+  // M = 33 rounds up to 8 tiles; M = 64: cap 1,152 / 512 = 2 splits of 32 spans.
+  CHECK(fp4_mma_plan(33, 8192, 8192, 132).n_tiles == 8);
+  CHECK(fp4_mma_plan(24, 8192, 8192, 132).n_tiles == 4);
+  p = fp4_mma_plan(64, 8192, 8192, 132);
+  CHECK(p.splits == 2);
+  CHECK(p.workspace_bytes == 2 * 64 * 8192 * 4);
+  // Wide N nearly fills the GPU by itself: gate_up (57,344 rows = 448 blocks) wants
+  // ceil(1,056 / 448) = 3 splits (of 22 spans) at M = 1; at M = 64 the cap of 2 binds.
+  CHECK(fp4_mma_plan(1, 57344, 8192, 132).splits == 3);
+  CHECK(fp4_mma_plan(64, 57344, 8192, 132).splits == 2);
+  // A K of one partial span (96 = three 32-value pieces) cannot split; no workspace.
+  p = fp4_mma_plan(1, 200, 96, 132);
+  CHECK(p.spans == 1);
+  CHECK(p.splits == 1);
+  CHECK(p.workspace_bytes == 0);
+  CHECK(p.row_blocks == 2);
+  // The kernel's limits: M 1..64, K a multiple of 32.
+  CHECK(fp4_mma_supported(64, 1, 32));
+  CHECK_FALSE(fp4_mma_supported(65, 8192, 8192));
+  CHECK_FALSE(fp4_mma_supported(1, 8192, 48));
+  CHECK_FALSE(fp4_mma_supported(0, 8192, 8192));
+  CHECK_THROWS_AS(fp4_mma_plan(65, 8192, 8192, 132), InputError);
+  // The executor's bound is the peak over M <= min(max_rows, 64): gate_up at 256 SMs peaks at
+  // M = 36 (4 splits of 16 spans; see the footprint test): 33,030,144 B; 0 for an unsupported K.
+  CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 33030144);
+  CHECK(fp4_mma_workspace_bound(8192, 48, 64, 132) == 0);
 }

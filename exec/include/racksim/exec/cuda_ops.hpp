@@ -25,6 +25,11 @@ namespace racksim::exec {
 /// (E2M1 dequantized in registers); w NVFP4 with cols % 16 == 0, 1 <= m <= 16. FP32 in and out.
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
 
+/// y[m x w.rows] = x[m x w.cols] w^T on the current CUDA device with Hopper's fused FP4-weight
+/// tensor-core kernel (exec/cuda/fp4_gemm_mma.hpp): x rounded to BF16 on the way in, y BF16
+/// values as floats. InputError unless w is NVFP4 and fp4_mma_supported(m, w.rows, w.cols).
+[[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
+
 /// The native NVFP4 path's activations (fp4_gemm_path.hpp): packed E2M1 codes and the UE4M3
 /// scales in cuBLASLt's layout (fp4::cublaslt_scale_offset, padding zero).
 struct Nvfp4Activations {

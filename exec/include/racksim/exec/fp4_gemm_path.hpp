@@ -7,8 +7,9 @@
 ///           cuBLASLt block-scaled FP4 x FP4 GEMM (CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3,
 ///           sm_100 / sm_103, cuBLASLt >= 12.8), every M (an M without a cuBLASLt plan runs
 ///           padded to more rows: NativeGemmRows);
-///   hopper: the small-M kernel (E2M1 dequantized in registers) for M <= 16, dequantize to BF16
-///           + cuBLASLt BF16 above: any GPU the build targets.
+///   hopper: the fused FP4-weight tensor-core kernel (E2M1 dequantized in registers, mma.sync)
+///           for M <= 64 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
+///           above: any GPU the build targets.
 
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,42 @@ class NativeGemmRows {
 /// What `racksim exec` states (notes, the measurement file's `software`) when GEMMs ran padded:
 /// each shape and its rows, and that their measured times include the padding rows; "" if none.
 [[nodiscard]] std::string padded_native_gemm_note(const std::vector<PaddedNativeGemm>& padded);
+
+/// Hopper's fused FP4-weight GEMM (exec/cuda/fp4_gemm_mma.cu): E2M1 dequantized in registers to
+/// FP16 and fed to mma.sync m16n8k16 tensor-core MMAs (FP32 accumulate), weights read once
+/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM.
+/// Each CTA (4 warps) computes kFp4MmaRowsPerCta output features over a range of K spans of
+/// kFp4MmaSpan; K is split over `splits` CTAs when the row blocks alone would leave the GPU
+/// under-filled, their FP32 partials summed in a fixed order by a second kernel (deterministic).
+inline constexpr std::int64_t kFp4MmaMaxM = 64;
+inline constexpr std::int64_t kFp4MmaRowsPerCta = 128;
+inline constexpr std::int64_t kFp4MmaSpan = 128;
+
+/// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T.
+struct Fp4MmaPlan {
+  int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2, 4 or 8 (m rounded up)
+  std::int64_t row_blocks = 0;
+  std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
+  std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
+  std::int64_t spans_per_split = 0;
+  std::int64_t workspace_bytes = 0;  ///< FP32 partials: splits x m x n x 4 when splits > 1, else 0
+};
+
+/// True when the fused kernel takes m x n x k: 1 <= m <= kFp4MmaMaxM, n >= 1, k a positive
+/// multiple of 32 (each lane reads whole 32-value pieces of a row: two NVFP4 blocks, 16 bytes).
+[[nodiscard]] bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept;
+
+/// The split over K for `sms` multiprocessors: enough CTAs for 8 per SM (row_blocks x splits),
+/// but no more splits than spans, and no more than keep the partials' traffic (write and read,
+/// 8 bytes per output per split) within a quarter of the weights' bytes (0.5625 per value).
+/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 64: 2 splits of 32.
+/// InputError unless fp4_mma_supported and sms >= 1.
+[[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms);
+
+/// The largest workspace_bytes of fp4_mma_plan(m, n, k, sms) over 1 <= m <= min(max_rows,
+/// kFp4MmaMaxM): what an executor running up to max_rows rows allocates once; 0 when the kernel
+/// does not take n x k.
+[[nodiscard]] std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms);
 
 /// The step executor's cuBLASLt GEMMs.
 enum class LtGemm {

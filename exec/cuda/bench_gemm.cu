@@ -3,7 +3,7 @@
 //   bf16 x bf16 -> bf16 and fp8 x fp8 -> bf16 (per-tensor A/B scale pointers): cuBLASLt;
 //   nvfp4 x nvfp4 -> bf16 (VEC16_UE4M3 block scales, sm_100+): cuBLASLt;
 //   fp32 x nvfp4 -> fp32, M <= 16: fp4_gemm_small_m (CUDA cores; the [cuda] checks only);
-//   bf16 x nvfp4 -> bf16 (Hopper), M <= 64 and K % 32 == 0: fp4_gemm_mma (tensor cores, fused);
+//   bf16 x nvfp4 -> bf16 (Hopper), M <= 32 and K % 32 == 0: fp4_gemm_mma (tensor cores, fused);
 //   bf16 x nvfp4 -> bf16 (Hopper, larger M): dequantize W to BF16 each call, then cuBLASLt BF16.
 // cuBLASLt is called in "TN" form, which FP8 and FP4 require: y[M x N] row-major is the
 // column-major N x M D = op(A) B with A = W stored K-major (transa = T) and B = x (K x M).
@@ -36,6 +36,7 @@ namespace racksim::exec::cuda {
 namespace {
 
 constexpr std::size_t kWorkspaceBytes = kLtWorkspaceBytes;
+constexpr int kScaleStride = 4;  // floats between the FP8 A and B scales: 16 bytes
 
 enum class Path { lt_bf16, lt_fp8, lt_nvfp4, small_m_fp4, mma_fp4, dequant_fp4 };
 
@@ -80,7 +81,9 @@ class GemmRunner {
         w_ = DeviceBytes(n * k * 2), x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
         break;
       case Path::lt_fp8:
-        w_ = DeviceBytes(n * k), x_ = DeviceBytes(m * k), d_ = DeviceBytes(m * n * 2), scal_ = DeviceBytes(2 * sizeof(float));
+        // The two per-tensor scales 16 bytes apart: cuBLASLt refused every algorithm with the B scale
+        // 4 bytes after A's (H200, cuBLASLt 13.1, 2026-11-30); each now starts its own 16-byte unit.
+        w_ = DeviceBytes(n * k), x_ = DeviceBytes(m * k), d_ = DeviceBytes(m * n * 2), scal_ = DeviceBytes(kScaleStride * 2 * sizeof(float));
         break;
       case Path::lt_nvfp4:
         w_ = DeviceBytes(n * k / 2), x_ = DeviceBytes(m * k / 2), d_ = DeviceBytes(m * n * 2);
@@ -107,7 +110,7 @@ class GemmRunner {
     if (path_ == Path::lt_bf16 || path_ == Path::dequant_fp4)
       plan_ = std::make_unique<LtPlan>(h, CUDA_R_16BF, CUDA_R_16BF, c.m, c.n, c.k, nullptr, nullptr, false);
     else if (path_ == Path::lt_fp8)
-      plan_ = std::make_unique<LtPlan>(h, CUDA_R_8F_E4M3, CUDA_R_16BF, c.m, c.n, c.k, scal_.as<float>(), scal_.as<float>() + 1, false);
+      plan_ = std::make_unique<LtPlan>(h, CUDA_R_8F_E4M3, CUDA_R_16BF, c.m, c.n, c.k, scal_.as<float>(), scal_.as<float>() + kScaleStride, false);
     else if (path_ == Path::lt_nvfp4)
       plan_ = std::make_unique<LtPlan>(h, CUDA_R_4F_E2M1, CUDA_R_16BF, c.m, c.n, c.k, w_scales_.as(), x_scales_.as(), true);
   }
@@ -126,7 +129,7 @@ class GemmRunner {
       case Path::lt_fp8: {
         fill_fp8_kernel<<<fill_grid(n * k), 256, 0, s>>>(w_.as<__nv_fp8_storage_t>(), n * k, seed);
         fill_fp8_kernel<<<fill_grid(m * k), 256, 0, s>>>(x_.as<__nv_fp8_storage_t>(), m * k, seed + 1);
-        const float sc[2] = {1.0f / 448, 1.0f / 448};
+        const float sc[kScaleStride + 1] = {1.0f / 448, 0, 0, 0, 1.0f / 448};
         RACKSIM_CUDA_CHECK(cudaMemcpyAsync(scal_.as(), sc, sizeof sc, cudaMemcpyHostToDevice, s));
         RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
         break;
@@ -158,7 +161,7 @@ class GemmRunner {
     if (w_scales) RACKSIM_CUDA_CHECK(cudaMemcpy(w_scales_.as(), w_scales, w_scales_.size(), cudaMemcpyHostToDevice));
     if (x_scales) RACKSIM_CUDA_CHECK(cudaMemcpy(x_scales_.as(), x_scales, x_scales_.size(), cudaMemcpyHostToDevice));
     if (scal_.size()) {
-      const float sc[2] = {a_scale, b_scale};
+      const float sc[kScaleStride + 1] = {a_scale, 0, 0, 0, b_scale};
       RACKSIM_CUDA_CHECK(cudaMemcpy(scal_.as(), sc, sizeof sc, cudaMemcpyHostToDevice));
     }
     alpha_ = alpha;

@@ -1,4 +1,4 @@
-// Hopper FP4-weight GEMM on tensor cores for decode batches (M <= 64). sm_90 has no FP4 tensor
+// Hopper FP4-weight GEMM on tensor cores for decode batches (M <= 32). sm_90 has no FP4 tensor
 // cores: each lane turns its E2M1 codes into FP16 with the two-mask-and-shift trick (fp4.hpp,
 // after vLLM marlin; values x 2^-14, folded back in the epilogue), multiplies them by their UE4M3
 // block scale in FP16 (exact: a 2-bit by a 4-bit significand, and every product a multiple of
@@ -74,7 +74,19 @@ __device__ inline void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std
 struct SpanWeights {
   uint4 w[2][2];
   unsigned sc[2][2];
+  __half2 sc2[2][2];  ///< the two block scales as FP16 (ue4m3_pair_to_half2), filled before use
 };
+
+/// Two UE4M3 codes (bits 0..7 and 8..15) as an FP16 pair, exactly: a UE4M3 code shifted left by 7
+/// is the FP16 bit pattern of its value x 2^-8 (exponent field eeee under FP16's bias 15 instead of
+/// UE4M3's 7; UE4M3 subnormals land on FP16 subnormals with the same factor), and x 256 is exact.
+/// No NaN code (0x7F) is ever written by the quantizers.
+__device__ inline __half2 ue4m3_pair_to_half2(unsigned codes) {
+  const std::uint32_t bits = ((codes & 0xFFu) << 7) | ((codes & 0xFF00u) << 15);
+  __half2 h;
+  std::memcpy(&h, &bits, 4);
+  return __hmul2(h, __float2half2_rn(256.0f));
+}
 
 __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict__ packed, const std::uint8_t* __restrict__ scales,
                                  int n, int k, int row0, int g, int piece_k) {
@@ -93,8 +105,13 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
     }
 }
 
+/// CTAs per SM the register budget is set for: small tiles keep more CTAs resident (latency
+/// hiding for the weight stream); four tiles need their 32 accumulators.
 template <int NT>
-__global__ void __launch_bounds__(kThreads)
+constexpr int kMinCtas = NT <= 2 ? 5 : 3;
+
+template <int NT>
+__global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ packed,
                    const std::uint8_t* __restrict__ scales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials) {
@@ -114,28 +131,44 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[t][j][i] = 0.0f;
 
+  // x of the next span, raw BF16, one 8-value chunk per thread per 8-token tile (NT x 8 tokens x
+  // 16 chunks = NT x 128): loaded a span ahead, like the weights, so no span waits on a load.
+  uint4 xr[NT];
+  const auto load_x = [&](int k0) {
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+      const int c = static_cast<int>(threadIdx.x) + i * kThreads, tok = c >> 4, kk = k0 + (c & 15) * 8;
+      xr[i] = tok < m && kk < k ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<long long>(tok) * k + kk)) : make_uint4(0, 0, 0, 0);
+    }
+  };
   SpanWeights cur, nxt;
-  if (sp_begin < sp_end) load_span(cur, packed, scales, n, k, row0, g, sp_begin * kSpan + tig * 32);
+  if (sp_begin < sp_end) {
+    load_span(cur, packed, scales, n, k, row0, g, sp_begin * kSpan + tig * 32);
+    load_x(sp_begin * kSpan);
+  }
   for (int sp = sp_begin; sp < sp_end; ++sp) {
-    const int k0 = sp * kSpan;
     __syncthreads();  // every warp is done reading the previous span's x
-    for (int i = static_cast<int>(threadIdx.x); i < NT * 8 * 16; i += kThreads) {
-      const int tok = i >> 4, q = i & 15;  // q: 8-value group of the span; piece q / 4, word q % 4
-      const int kk = k0 + q * 8;
-      uint4 out = make_uint4(0, 0, 0, 0);
-      if (tok < m && kk < k) {
-        const uint4 r = *reinterpret_cast<const uint4*>(x + static_cast<long long>(tok) * k + kk);
-        // r.x = (x0, x1), r.y = (x2, x3), r.z = (x4, x5), r.w = (x6, x7)
-        out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));  // (x0, x4)
-        out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));  // (x1, x5)
-        out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));  // (x2, x6)
-        out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));  // (x3, x7)
-      }
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+      const int c = static_cast<int>(threadIdx.x) + i * kThreads, tok = c >> 4, q = c & 15;  // q: 8-value group; piece q / 4, word q % 4
+      const uint4 r = xr[i];  // r.x = (x0, x1), r.y = (x2, x3), r.z = (x4, x5), r.w = (x6, x7); zeros past m and k
+      uint4 out;
+      out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));  // (x0, x4)
+      out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));  // (x1, x5)
+      out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));  // (x2, x6)
+      out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));  // (x3, x7)
       xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
     }
     __syncthreads();
-    if (sp + 1 < sp_end) load_span(nxt, packed, scales, n, k, row0, g, (sp + 1) * kSpan + tig * 32);
+    if (sp + 1 < sp_end) {
+      load_span(nxt, packed, scales, n, k, row0, g, (sp + 1) * kSpan + tig * 32);
+      load_x((sp + 1) * kSpan);
+    }
 
+#pragma unroll
+    for (int t = 0; t < 2; ++t)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) cur.sc2[t][h] = ue4m3_pair_to_half2(cur.sc[t][h]);
 #pragma unroll
     for (int wd = 0; wd < 4; ++wd) {
       std::uint32_t ae[2][4], ao[2][4];  // per m-tile: the even and odd k-step's A fragment
@@ -145,8 +178,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int h = 0; h < 2; ++h) {
           const uint4 wv = cur.w[t][h];
           const std::uint32_t word = wd == 0 ? wv.x : wd == 1 ? wv.y : wd == 2 ? wv.z : wv.w;
-          const unsigned code = (cur.sc[t][h] >> (wd < 2 ? 0 : 8)) & 0xFFu;
-          const __half2 s = __float2half2_rn(fp4::decode_ue4m3(static_cast<std::uint8_t>(code)));
+          const __half2 s = wd < 2 ? __low2half2(cur.sc2[t][h]) : __high2half2(cur.sc2[t][h]);
           const fp4::Fp16x8 f = fp4::e2m1x8_to_fp16x8_scaled(word);
           ae[t][h] = hmul2_bits(f.pairs[0], s);      // (e0, e4): k lo of the even step
           ae[t][2 + h] = hmul2_bits(f.pairs[1], s);  // (e1, e5): k hi
@@ -229,8 +261,7 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   switch (p.n_tiles) {
     case 1: launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
     case 2: launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    case 4: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    default: launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    default: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
   if (partials) {

@@ -2,7 +2,7 @@
 // graph's topological order (the order the simulator costs), every op between two CUDA events.
 //   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
 //   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
-//   linear layers (NVFP4 weights, BF16 activations): M <= 64 the fused FP4-weight tensor-core
+//   linear layers (NVFP4 weights, BF16 activations): M <= 32 the fused FP4-weight tensor-core
 //   kernel (E2M1 dequantized in registers to FP16, mma.sync; fp4_gemm_mma.cu; K % 32 == 0, else
 //   at M = 1 the CUDA-core small-M kernel, fp4_gemm_small_m.cu); larger M the weight dequantized
 //   to BF16 into a scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for
@@ -201,7 +201,7 @@ class CudaStep final : public StepBackend {
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_q_.as(), 0, R * z(widest) / 2, stream_));
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
     } else {
-      // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the BF16 scratch of
+      // Hopper: the fused kernel for M <= 32 (its K-split partials in mma_ws_), the BF16 scratch of
       // dequantize + cuBLASLt for any shape and M the fused kernel does not take.
       I largest = 0, ws = 0;
       for (const auto& [n, k] : linear_shapes_) {

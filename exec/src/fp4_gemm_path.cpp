@@ -33,7 +33,7 @@ std::string version_text(std::size_t v) { return fmt::format("{}.{}.{}", v / 100
 Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std::size_t cublaslt_version) {
   const std::string device = fmt::format("sm_{}{}", sm_major, sm_minor);
   if (mode == Fp4GemmMode::hopper)
-    return {false, fmt::format("--fp4-gemm hopper on {}: small-M FP4 kernel (M <= 16), dequantize + cuBLASLt BF16 above", device)};
+    return {false, fmt::format("--fp4-gemm hopper on {}: fused FP4-weight tensor-core kernel (M <= 32), dequantize + cuBLASLt BF16 above", device)};
   std::string missing;
   if (sm_major != 10 || (sm_minor != 0 && sm_minor != 3))
     missing = fmt::format("{} is not sm_100 or sm_103 (the builds' Blackwell targets with block-scaled FP4 tensor cores)", device);
@@ -44,13 +44,13 @@ Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std:
                               "with VEC16_UE4M3 scales",
                               device, kActivationNvfp4EncodeScale, version_text(cublaslt_version))};
   if (mode == Fp4GemmMode::native) throw Error(ExitCode::infeasible, fmt::format("--fp4-gemm native: {}", missing));
-  return {false, fmt::format("Hopper FP4 kernels: {}; small-M FP4 kernel (M <= 16), dequantize + cuBLASLt BF16 above", missing)};
+  return {false, fmt::format("Hopper FP4 kernels: {}; fused FP4-weight tensor-core kernel (M <= 32), dequantize + cuBLASLt BF16 above", missing)};
 }
 
 Fp4GemmChoice after_probe(Fp4GemmMode mode, Fp4GemmChoice choice, const std::string& probe_error) {
   if (!choice.native || probe_error.empty()) return choice;
   if (mode == Fp4GemmMode::native) throw Error(ExitCode::infeasible, fmt::format("--fp4-gemm native: {}", probe_error));
-  return {false, fmt::format("Hopper FP4 kernels: {}; small-M FP4 kernel (M <= 16), dequantize + cuBLASLt BF16 above", probe_error)};
+  return {false, fmt::format("Hopper FP4 kernels: {}; fused FP4-weight tensor-core kernel (M <= 32), dequantize + cuBLASLt BF16 above", probe_error)};
 }
 
 std::int64_t native_activation_bytes(std::int64_t rows, std::int64_t cols) noexcept {
@@ -132,13 +132,13 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms)
                                  kFp4MmaMaxM, m, n, k, sms));
   Fp4MmaPlan p;
   const std::int64_t tiles = (m + 7) / 8;
-  p.n_tiles = tiles <= 1 ? 1 : tiles <= 2 ? 2 : tiles <= 4 ? 4 : 8;
+  p.n_tiles = tiles <= 1 ? 1 : tiles <= 2 ? 2 : 4;
   p.row_blocks = (n + kFp4MmaRowsPerCta - 1) / kFp4MmaRowsPerCta;
   p.spans = (k + kFp4MmaSpan - 1) / kFp4MmaSpan;
   const std::int64_t target = 8 * static_cast<std::int64_t>(sms);
   const std::int64_t want = (target + p.row_blocks - 1) / p.row_blocks;
-  // Partials: splits x m x n x 8 bytes <= 0.25 x n x k x 0.5625 bytes.
-  const std::int64_t traffic_cap = std::max<std::int64_t>(1, static_cast<std::int64_t>(0.25 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
+  // Partials: splits x m x n x 8 bytes <= 0.5 x n x k x 0.5625 bytes.
+  const std::int64_t traffic_cap = std::max<std::int64_t>(1, static_cast<std::int64_t>(0.5 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
   const std::int64_t splits = std::clamp<std::int64_t>(want, 1, std::min(p.spans, traffic_cap));
   p.spans_per_split = (p.spans + splits - 1) / splits;
   p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;  // no empty split

@@ -8,7 +8,7 @@
 ///           sm_100 / sm_103, cuBLASLt >= 12.8), every M (an M without a cuBLASLt plan runs
 ///           padded to more rows: NativeGemmRows);
 ///   hopper: the fused FP4-weight tensor-core kernel (E2M1 dequantized in registers, mma.sync)
-///           for M <= 64 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
+///           for M <= 32 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
 ///           above: any GPU the build targets.
 
 #include <cstddef>
@@ -120,17 +120,19 @@ class NativeGemmRows {
 
 /// Hopper's fused FP4-weight GEMM (exec/cuda/fp4_gemm_mma.cu): E2M1 dequantized in registers to
 /// FP16 and fed to mma.sync m16n8k16 tensor-core MMAs (FP32 accumulate), weights read once
-/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM.
+/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM (32:
+/// measured on an H200 on 2026-11-30, an 8-tile version for M <= 64 ran slower than dequantize +
+/// cuBLASLt BF16 from M = 48 on; docs/executor.md).
 /// Each CTA (4 warps) computes kFp4MmaRowsPerCta output features over a range of K spans of
 /// kFp4MmaSpan; K is split over `splits` CTAs when the row blocks alone would leave the GPU
 /// under-filled, their FP32 partials summed in a fixed order by a second kernel (deterministic).
-inline constexpr std::int64_t kFp4MmaMaxM = 64;
+inline constexpr std::int64_t kFp4MmaMaxM = 32;
 inline constexpr std::int64_t kFp4MmaRowsPerCta = 128;
 inline constexpr std::int64_t kFp4MmaSpan = 128;
 
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T.
 struct Fp4MmaPlan {
-  int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2, 4 or 8 (m rounded up)
+  int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2 or 4 (m rounded up)
   std::int64_t row_blocks = 0;
   std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
   std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
@@ -144,8 +146,8 @@ struct Fp4MmaPlan {
 
 /// The split over K for `sms` multiprocessors: enough CTAs for 8 per SM (row_blocks x splits),
 /// but no more splits than spans, and no more than keep the partials' traffic (write and read,
-/// 8 bytes per output per split) within a quarter of the weights' bytes (0.5625 per value).
-/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 64: 2 splits of 32.
+/// 8 bytes per output per split) within half the weights' bytes (0.5625 per value).
+/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 32: 8 splits of 8.
 /// InputError unless fp4_mma_supported and sms >= 1.
 [[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms);
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Issue 5's speed targets from one device session's measurement files (docs/executor.md).
+
+    tools/exec_targets.py exec/measurements/h200-sxm-2026-11-30/run3
+
+Reads memory.json, gemm.json (cuBLASLt BF16), gemm-nvfp4.json (Hopper FP4-weight paths),
+attention.json and exec-70b-summary.json in that folder and prints a markdown table:
+
+  copy bandwidth      the largest `memcpy variant=copy` record: bytes read + written / median time
+  FP4 small-M GEMM    M <= 16: the record's bytes (FP4 codes + UE4M3 scales + x + y) / median time,
+                      against 80% of the copy bandwidth
+  FP4 large-M GEMM    M >= 256: cuBLASLt BF16's median time at the same (M, N, K) / the FP4 path's,
+                      against 70%
+  decode attention    context >= 2048: bytes (K + V + q + out) / median time, against 70% of copy
+  Llama-2-70B decode  the step replayed as a CUDA graph against bytes / copy bandwidth, against 1.3x:
+                      bytes = 80 layers of NVFP4 linears (855,638,016 weights per layer x 0.5625 B)
+                      + the BF16 lm_head (32,000 x 8,192 x 2) + the FP8 KV cache read (batch x
+                      context x 80 layers x 8 KV heads x 128 x 2 (K, V) x 1 B)
+
+Medians only (each record's time_median_s over its reps). Standard library only.
+"""
+import json
+import pathlib
+import sys
+
+
+def load(folder, name):
+    p = folder / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def gbps(r):
+    return r["bytes_moved"] / r["time_median_s"] / 1e9
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    folder = pathlib.Path(sys.argv[1])
+    mem = load(folder, "memory.json")
+    if not mem:
+        sys.exit(f"{folder}/memory.json: missing (the copy bandwidth every target is measured against)")
+    copies = [r for r in mem["records"] if r["op"].get("variant") == "copy"]
+    copy = max(copies, key=lambda r: r["bytes_moved"])
+    bw = gbps(copy)
+    rows = [("copy bandwidth", f"device-to-device copy of {copy['bytes_moved'] / 2**31:.0f} GiB (read + write counted)", f"{bw:.0f} GB/s", "", "")]
+
+    fp4 = load(folder, "gemm-nvfp4.json")
+    bf16 = load(folder, "gemm.json")
+    if fp4:
+        for r in fp4["records"]:
+            o = r["op"]
+            if o["m"] <= 16:
+                ratio = gbps(r) / bw
+                rows.append(("FP4 GEMM, M <= 16", f"M={o['m']} N={o['n']} K={o['k']}", f"{r['time_median_s'] * 1e6:.1f} us, {gbps(r):.0f} GB/s",
+                             f"{100 * ratio:.0f}% of copy", "yes" if ratio >= 0.8 else "no"))
+        if bf16:
+            ref = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r for r in bf16["records"]}
+            for r in fp4["records"]:
+                o = r["op"]
+                key = (o["m"], o["n"], o["k"])
+                if o["m"] >= 256 and key in ref:
+                    ratio = ref[key]["time_median_s"] / r["time_median_s"]
+                    rows.append(("FP4 GEMM, M >= 256", f"M={o['m']} N={o['n']} K={o['k']}",
+                                 f"{r['time_median_s'] * 1e6:.1f} us vs BF16 {ref[key]['time_median_s'] * 1e6:.1f} us",
+                                 f"{100 * ratio:.0f}% of BF16", "yes" if ratio >= 0.7 else "no"))
+    att = load(folder, "attention.json")
+    if att:
+        for r in att["records"]:
+            o = r["op"]
+            if o["kind"] == "attention_decode" and o["pairs"] / o["sequences"] >= 2048:
+                ratio = gbps(r) / bw
+                rows.append(("decode attention", f"batch {o['sequences']} ctx {o['pairs'] / o['sequences'] - 1:.0f} KV {o['w_dtype']}",
+                             f"{r['time_median_s'] * 1e6:.1f} us, {gbps(r):.0f} GB/s", f"{100 * ratio:.0f}% of copy",
+                             "yes" if ratio >= 0.7 else "no"))
+    summary = load(folder, "exec-70b-summary.json")
+    if summary:
+        for s in summary["steps"]:
+            if s["kind"] != "decode":
+                continue
+            b, ctx = s["batch"], s["context"]
+            weights = 80 * 855638016 * 0.5625 + 32000 * 8192 * 2
+            kv = b * ctx * 80 * 8 * 128 * 2 * 1
+            floor = (weights + kv) / (bw * 1e9)
+            t = s.get("graph_time_median_s") or s["time_median_s"]
+            rows.append(("Llama-2-70B decode step", f"batch {b} ctx {ctx} ({summary['layers_run']} layers)",
+                         f"{t * 1e3:.2f} ms (graph), eager {s['time_median_s'] * 1e3:.2f} ms",
+                         f"{t / floor:.2f}x of {floor * 1e3:.2f} ms", "yes" if t <= 1.3 * floor else "no"))
+    print("| target | case | measured (median) | against | met |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Nsight Compute on the device machine (Firecracker runtime: ncu reads the counters there; KINDS.md),
+# with the pack tools/device-pack.sh made: one launch of the fused FP4 GEMM per case, the sections
+# that say where its time goes. Clocks left alone (--clock-control none; METHOD.md).
+#   bash tools/device-profile.sh          writes $OUT/ncu-<case>.txt (default ./device-out)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-$PWD/device-out}; mkdir -p "$OUT"
+SP=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
+export LD_LIBRARY_PATH="$PWD/.devicepkg/lib:$SP/cu13/lib:$SP/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+[[ -x "$NCU" ]] || { echo "no ncu"; exit 1; }
+SECTIONS=(--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats
+          --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section InstructionStats)
+prof() {  # NAME KERNEL_REGEX SKIP CMD...
+  local name=$1 k=$2 skip=$3; shift 3
+  timeout 150 "$NCU" --clock-control none -k "regex:$k" -s "$skip" -c 1 "${SECTIONS[@]}" "$@" > "$OUT/ncu-$name.txt" 2>&1
+  echo "$name: exit $?"; grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Executed Ipc A|Warp Cycles Per Issued|Theoretical Occupancy" "$OUT/ncu-$name.txt" | head -14
+}
+# The bench checks the kernel once at m = 8 before timing: skip that launch.
+prof gemv-m1-o_proj fp4_mma_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p1.json
+prof gemv-m16-o_proj fp4_mma_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 16 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p2.json
+prof gemv-m1-gate_up fp4_mma_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p3.json
+# Decode attention: the suite's 4th case (batch 8 x 1024 context, BF16 KV) after 3 smaller ones.
+prof attn-decode attention_decode_kernel 40 .devicepkg/racksim bench --suite attention --out /tmp/p4.json
+ls -la "$OUT"

@@ -123,36 +123,25 @@ std::string padded_native_gemm_note(const std::vector<PaddedNativeGemm>& padded)
 }
 
 bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept {
-  return m >= 1 && m <= kFp4MmaMaxM && n >= 1 && n <= (std::int64_t{1} << 30) && k >= kFp4MmaSpan && k % kFp4MmaSpan == 0 &&
-         k <= (std::int64_t{1} << 30);
+  return m >= 1 && m <= kFp4MmaMaxM && n >= 1 && n <= (std::int64_t{1} << 30) && k >= 32 && k % 32 == 0 && k <= (std::int64_t{1} << 30);
 }
 
 Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms) {
   if (!fp4_mma_supported(m, n, k) || sms < 1)
-    throw InputError(fmt::format("fp4_mma_plan: needs 1 <= m <= {}, n >= 1, k a positive multiple of {} and sms >= 1 (got m={} n={} k={} sms={})",
-                                 kFp4MmaMaxM, kFp4MmaSpan, m, n, k, sms));
+    throw InputError(fmt::format("fp4_mma_plan: needs 1 <= m <= {}, n >= 1, k a positive multiple of 32 and sms >= 1 (got m={} n={} k={} sms={})",
+                                 kFp4MmaMaxM, m, n, k, sms));
   Fp4MmaPlan p;
   const std::int64_t tiles = (m + 7) / 8;
   p.n_tiles = tiles <= 1 ? 1 : tiles <= 2 ? 2 : 4;
-  p.ctas_per_sm = p.n_tiles <= 2 ? 5 : 3;
   p.row_blocks = (n + kFp4MmaRowsPerCta - 1) / kFp4MmaRowsPerCta;
-  p.spans = k / kFp4MmaSpan;
-  const std::int64_t resident = p.ctas_per_sm * static_cast<std::int64_t>(sms);
+  p.spans = (k + kFp4MmaSpan - 1) / kFp4MmaSpan;
+  const std::int64_t target = 8 * static_cast<std::int64_t>(sms);
+  const std::int64_t want = (target + p.row_blocks - 1) / p.row_blocks;
   // Partials: splits x m x n x 8 bytes <= 0.5 x n x k x 0.5625 bytes.
   const std::int64_t traffic_cap = std::max<std::int64_t>(1, static_cast<std::int64_t>(0.5 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
-  // Cost of a split: waves of resident CTAs x (spans per CTA + 2, the pipeline's fill); the
-  // cheapest, fewest splits on a tie.
-  std::int64_t best_cost = -1;
-  for (std::int64_t s = 1; s <= std::min(p.spans, traffic_cap); ++s) {
-    const std::int64_t per = (p.spans + s - 1) / s, splits = (p.spans + per - 1) / per;  // no empty split
-    const std::int64_t waves = (p.row_blocks * splits + resident - 1) / resident;
-    const std::int64_t cost = waves * (per + 2);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      p.splits = splits;
-      p.spans_per_split = per;
-    }
-  }
+  const std::int64_t splits = std::clamp<std::int64_t>(want, 1, std::min(p.spans, traffic_cap));
+  p.spans_per_split = (p.spans + splits - 1) / splits;
+  p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;  // no empty split
   p.workspace_bytes = p.splits > 1 ? p.splits * m * n * 4 : 0;
   return p;
 }

@@ -143,9 +143,8 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // native Blackwell path's FP4 inputs, 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the swizzled
   // weight scales need no padding at these shapes: every N is a multiple of 128); Hopper's fused
   // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 32), largest for
-  // gate_up at M = 16: 448 row blocks, 5 splits of 13 spans in 2 waves of 5 x 256 resident CTAs
-  // (cost 2 x 15; 2 splits: 1 x 34; 8 splits: 3 x 10, a tie that keeps the fewer), 5 x 16 x
-  // 57,344 x 4 B = 18,350,080. Split-K
+  // gate_up at M = 16: 448 row blocks want ceil(2,048 / 448) = 5 splits (the traffic cap is
+  // 0.5 x 0.5625 x 8,192 / (8 x 16) = 18), 5 x 16 x 57,344 x 4 B = 18,350,080. Split-K
   // decode attention's partials, bounded as (16 sampled + ceil(2 x 256 SMs / 8 KV heads)) x 64
   // heads x (128 + 2) x 4 B = 80 x 33,280 = 2,662,400.
   const ModelConfig m = find_model("llama2-70b");
@@ -165,19 +164,19 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // + 1,024 + 3 x 3,584) = 1,204,224; sampled rows 2,310,208 as above plus the logit slice and the
   // gathered slices 16 x 4 x (4,000 + 32,000) = 2,304,000; split-K attention partials (16 + 2 x
   // 256 / 1 KV head) x 8 heads x 130 x 4 = 2,196,480; the 32 MiB workspace: 631,409,728; scratch:
-  // the fused GEMM's partials, largest for gate_up (7,168 x 8,192) at M = 13: 56 row blocks, one
-  // wave of 5 x 256 resident CTAs holds 22 splits of 3 spans (1,232 CTAs, cost 5; the cap is
-  // 0.5 x 0.5625 x 8,192 / (8 x 13) = 22), 22 x 13 x 7,168 x 4 B = 8,200,192 (more than the FP4
-  // inputs, 16 x 4,096 + 128 x 512 = 131,072): 639,609,920.
+  // the fused GEMM's partials, largest for gate_up (7,168 x 8,192) at M = 9: 56 row blocks want
+  // ceil(2,048 / 56) = 37 splits, capped at 0.5 x 0.5625 x 8,192 / (8 x 9) = 32: 32 splits of 2
+  // spans, 32 x 9 x 7,168 x 4 B = 8,257,536 (more than the FP4 inputs, 16 x 4,096 + 128 x 512 =
+  // 131,072): 639,667,264.
   o.tp_size = 8;
   const CudaStepFootprint t8 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(t8.per_layer == Approx(60162048.0 + 262144 + 32768).epsilon(1e-12));
-  CHECK(t8.fixed == Approx(639609920.0).epsilon(1e-12));
+  CHECK(t8.fixed == Approx(639667264.0).epsilon(1e-12));
   o.tp_size = 1;
   o.fp4_gemm = Fp4GemmMode::hopper;
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 18350080).epsilon(1e-12));
-  // M = 17: the fused kernel's partials peak for gate_up at M = 17 (5 splits of 13 spans in 4 waves
-  // of 3 x 256 resident CTAs): 5 x 17 x 57,344 x 4 = 19,496,960; the activations grow by a row.
+  // M = 17: the fused kernel's partials peak for gate_up at M = 17 (5 splits): 5 x 17 x 57,344 x 4
+  // = 19,496,960; the activations grow by a row.
   o.max_rows = 17;
   o.fp4_gemm = Fp4GemmMode::automatic;
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
@@ -185,7 +184,8 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   CHECK(g.fixed == Approx(base + row + 19496960).epsilon(1e-12));
   // Above M = 32 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
   // BF16 scratch (939,524,096 B), on top of the partials' peak over M <= 32 (gate_up at M = 32:
-  // 5 splits of 13 spans; 5 x 32 x 57,344 x 4 = 36,700,160).
+  // 5 splits of 13 spans, the cap int(0.5 x 0.5625 x 8,192 / 256) = 9; 5 x 32 x 57,344 x 4 =
+  // 36,700,160).
   o.max_rows = 33;
   const CudaStepFootprint big = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(big.fixed == Approx(base + 17 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
@@ -384,52 +384,47 @@ TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without 
 
 TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by hand", "[exec][plan]") {
   // Llama-2-70B o_proj (n = k = 8,192) on an H200's 132 SMs: 64 row blocks of 128; 64 spans of 128.
-  // M = 1: one tile, 5 resident CTAs per SM = 660. Cost = waves x (spans per CTA + 2): 10 splits
-  // of 7 spans are 640 CTAs, one wave, cost 9; 9 splits (8 of 8) cost 10, 11 (of 6) need two
-  // waves (704 CTAs), cost 16; nothing is cheaper. The traffic cap 0.5 x 0.5625 x 8,192 / 8 = 288
-  // does not bind. Partials 10 x 1 x 8,192 x 4 B.
+  // M = 1: 8 CTAs per SM = 1,056 wanted, ceil(1,056 / 64) = 17 splits; the traffic cap
+  // 0.5 x 0.5625 x 8,192 / 8 = 288 does not bind; 17 splits of ceil(64 / 17) = 4 spans leave the
+  // last empty, so 16 of 4; partials 16 x 1 x 8,192 x 4 B.
   Fp4MmaPlan p = fp4_mma_plan(1, 8192, 8192, 132);
   CHECK(p.n_tiles == 1);
-  CHECK(p.ctas_per_sm == 5);
   CHECK(p.row_blocks == 64);
   CHECK(p.spans == 64);
-  CHECK(p.splits == 10);
-  CHECK(p.spans_per_split == 7);
-  CHECK(p.workspace_bytes == 10 * 8192 * 4);
-  // M = 16: two tiles, the same residency and split; the cap 2,304 / 128 = 18 does not bind.
+  CHECK(p.splits == 16);
+  CHECK(p.spans_per_split == 4);
+  CHECK(p.workspace_bytes == 16 * 8192 * 4);
+  // M = 16: two 8-token tiles; the cap 2,304 / 128 = 18 does not bind: 16 splits of 4 spans.
   p = fp4_mma_plan(16, 8192, 8192, 132);
   CHECK(p.n_tiles == 2);
-  CHECK(p.splits == 10);
-  CHECK(p.workspace_bytes == 10 * 16 * 8192 * 4);
-  // M = 17 .. 32: four tiles, 3 resident CTAs per SM = 396: 6 splits of 11 spans (384 CTAs, cost
-  // 13) against 7 of 10 (448 CTAs, two waves, cost 24).
+  CHECK(p.splits == 16);
+  CHECK(p.spans_per_split == 4);
+  CHECK(p.workspace_bytes == 16 * 16 * 8192 * 4);
+  // M = 17 and 24 round up to 4 tiles; M = 32: cap 2,304 / 256 = 9 wanted, 8 splits of 8 spans.
   CHECK(fp4_mma_plan(17, 8192, 8192, 132).n_tiles == 4);
   CHECK(fp4_mma_plan(24, 8192, 8192, 132).n_tiles == 4);
   p = fp4_mma_plan(32, 8192, 8192, 132);
-  CHECK(p.ctas_per_sm == 3);
-  CHECK(p.splits == 6);
-  CHECK(p.spans_per_split == 11);
-  CHECK(p.workspace_bytes == 6 * 32 * 8192 * 4);
-  // gate_up (57,344 rows = 448 blocks) at M = 1: 4 splits of 16 spans, 1,792 CTAs in 3 waves of
-  // 660, cost 54; one split costs 1 x 66, 5 splits 4 x 15 = 60, 8 splits 6 x 10 = 60.
-  p = fp4_mma_plan(1, 57344, 8192, 132);
-  CHECK(p.splits == 4);
-  CHECK(p.spans_per_split == 16);
-  // One span (K = 128) cannot split; no workspace.
-  p = fp4_mma_plan(1, 200, 128, 132);
+  CHECK(p.splits == 8);
+  CHECK(p.spans_per_split == 8);
+  CHECK(p.workspace_bytes == 8 * 32 * 8192 * 4);
+  // Wide N nearly fills the GPU by itself: gate_up (57,344 rows = 448 blocks) wants
+  // ceil(1,056 / 448) = 3 splits (of 22 spans) at M = 1 and at M = 32 (cap 9).
+  CHECK(fp4_mma_plan(1, 57344, 8192, 132).splits == 3);
+  CHECK(fp4_mma_plan(32, 57344, 8192, 132).splits == 3);
+  // A K of one partial span (96 = three 32-value pieces) cannot split; no workspace.
+  p = fp4_mma_plan(1, 200, 96, 132);
   CHECK(p.spans == 1);
   CHECK(p.splits == 1);
   CHECK(p.workspace_bytes == 0);
   CHECK(p.row_blocks == 2);
-  // The kernel's limits: M 1..32, K a positive multiple of 128.
-  CHECK(fp4_mma_supported(32, 1, 128));
+  // The kernel's limits: M 1..32, K a multiple of 32.
+  CHECK(fp4_mma_supported(32, 1, 32));
   CHECK_FALSE(fp4_mma_supported(33, 8192, 8192));
-  CHECK_FALSE(fp4_mma_supported(1, 8192, 96));
   CHECK_FALSE(fp4_mma_supported(1, 8192, 48));
   CHECK_FALSE(fp4_mma_supported(0, 8192, 8192));
   CHECK_THROWS_AS(fp4_mma_plan(33, 8192, 8192, 132), InputError);
   // The executor's bound is the peak over M <= min(max_rows, 32): gate_up at 256 SMs peaks at
   // M = 32 (5 splits of 13 spans; see the footprint test): 36,700,160 B; 0 for an unsupported K.
   CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 36700160);
-  CHECK(fp4_mma_workspace_bound(8192, 96, 32, 132) == 0);
+  CHECK(fp4_mma_workspace_bound(8192, 48, 64, 132) == 0);
 }

@@ -120,9 +120,9 @@ class NativeGemmRows {
 
 /// Hopper's fused FP4-weight GEMM (exec/cuda/fp4_gemm_mma.cu): E2M1 dequantized in registers to
 /// FP16 and fed to mma.sync m16n8k16 tensor-core MMAs (FP32 accumulate), weights read once
-/// straight from the step executor's row-major layout through a 3-stage cp.async pipeline, for
-/// decode batches up to kFp4MmaMaxM (32: measured on an H200 on 2026-11-30, an 8-tile version for
-/// M <= 64 ran slower than dequantize + cuBLASLt BF16 from M = 48 on; docs/executor.md).
+/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM (32:
+/// measured on an H200 on 2026-11-30, an 8-tile version for M <= 64 ran slower than dequantize +
+/// cuBLASLt BF16 from M = 48 on; docs/executor.md).
 /// Each CTA (4 warps) computes kFp4MmaRowsPerCta output features over a range of K spans of
 /// kFp4MmaSpan; K is split over `splits` CTAs when the row blocks alone would leave the GPU
 /// under-filled, their FP32 partials summed in a fixed order by a second kernel (deterministic).
@@ -133,24 +133,21 @@ inline constexpr std::int64_t kFp4MmaSpan = 128;
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T.
 struct Fp4MmaPlan {
   int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2 or 4 (m rounded up)
-  int ctas_per_sm = 0;        ///< resident CTAs per SM the kernel is built for: 5 (1-2 tiles), 3 (4 tiles)
   std::int64_t row_blocks = 0;
-  std::int64_t spans = 0;     ///< k / kFp4MmaSpan
+  std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
   std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
   std::int64_t spans_per_split = 0;
   std::int64_t workspace_bytes = 0;  ///< FP32 partials: splits x m x n x 4 when splits > 1, else 0
 };
 
 /// True when the fused kernel takes m x n x k: 1 <= m <= kFp4MmaMaxM, n >= 1, k a positive
-/// multiple of kFp4MmaSpan (whole 128-value spans: the pipeline copies 64-byte rows and 8-byte
-/// scale groups; every Llama-family linear and tensor-parallel slice of this project qualifies).
+/// multiple of 32 (each lane reads whole 32-value pieces of a row: two NVFP4 blocks, 16 bytes).
 [[nodiscard]] bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept;
 
-/// The split over K for `sms` multiprocessors: the split count, at most the spans and at most what
-/// keeps the partials' traffic (write and read, 8 bytes per output per split) within half the
-/// weights' bytes (0.5625 per value), that minimizes waves of resident CTAs (row_blocks x splits
-/// over ctas_per_sm x sms) x (spans per CTA + 2 for the pipeline's fill); fewest splits on a tie.
-/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 10 splits of 7 spans, one wave of 640 CTAs.
+/// The split over K for `sms` multiprocessors: enough CTAs for 8 per SM (row_blocks x splits),
+/// but no more splits than spans, and no more than keep the partials' traffic (write and read,
+/// 8 bytes per output per split) within half the weights' bytes (0.5625 per value).
+/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 32: 8 splits of 8.
 /// InputError unless fp4_mma_supported and sms >= 1.
 [[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms);
 

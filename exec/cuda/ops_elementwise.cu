@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(kThreads) residual_add_kernel(std::uint16_t* _
   }
 }
 
-// ---- RoPE: thread (i, ty) of CTA (x, y) owns pair index i of head y x blockDim.y + ty (q and k
-// heads alike) of rows x, x + gridDim.x, ...; it computes its frequency (float64 pow, as cpu_ops)
+// ---- RoPE: thread (i, ty) of CTA (x, y) owns pair index i of heads y x blockDim.y + ty + j x
+// gridDim.y x blockDim.y (q and k heads alike) of rows x, x + gridDim.x, ...; it computes its frequency (float64 pow, as cpu_ops)
 // and per row one angle, reduced to [-pi, pi] in float64 before the FP32 sincosf, so the FP32
 // angle carries no error proportional to the position. Heads spread over threads and CTAs: a
 // decode step's few rows still fill the GPU (one thread looping over a row's 72 heads took 18 us
@@ -110,8 +110,8 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restric
                                                         int head_dim, const std::int32_t* __restrict__ positions, double theta) {
   const int half = head_dim / 2;
   const int i = static_cast<int>(threadIdx.x);
-  const int h = static_cast<int>(blockIdx.y * blockDim.y + threadIdx.y);
-  if (h >= rotated_heads) return;
+  const int h0 = static_cast<int>(blockIdx.y * blockDim.y + threadIdx.y), h_step = static_cast<int>(gridDim.y * blockDim.y);
+  if (h0 >= rotated_heads) return;
   const double freq = pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
   constexpr double kTwoPi = 6.283185307179586;  // 2 pi rounded to float64
   for (I r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -119,10 +119,12 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restric
     const double reduced = angle - kTwoPi * rint(angle / kTwoPi);
     float s, c;
     sincosf(static_cast<float>(reduced), &s, &c);
-    std::uint16_t* xh = qkv + r * row_width + static_cast<I>(h) * head_dim;
-    const float a = bf16_to_float(xh[i]), b = bf16_to_float(xh[i + half]);
-    xh[i] = float_to_bf16(a * c - b * s);
-    xh[i + half] = float_to_bf16(b * c + a * s);
+    for (int h = h0; h < rotated_heads; h += h_step) {  // one angle serves the thread's heads
+      std::uint16_t* xh = qkv + r * row_width + static_cast<I>(h) * head_dim;
+      const float a = bf16_to_float(xh[i]), b = bf16_to_float(xh[i + half]);
+      xh[i] = float_to_bf16(a * c - b * s);
+      xh[i + half] = float_to_bf16(b * c + a * s);
+    }
   }
 }
 
@@ -220,11 +222,15 @@ void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t
                              std::int64_t head_dim, const std::int32_t* positions, double theta, void* stream) {
   if (rows == 0 || rotated_heads == 0) return;
   // head_dim / 2 threads along x (<= 256, checked), as many heads along y as fill 256 threads;
-  // grid: rows (up to 65,535, then each CTA strides) x head groups.
+  // grid: rows (up to 65,535, then each CTA strides) x head groups, as many groups as bring the
+  // grid to about 4 CTAs per SM of an H200 (528): a decode step's few rows spread every head over
+  // its own thread; a prefill's thousand rows keep one group, each thread looping over its heads
+  // with the one angle (each thread computes a float64 pow and a sincosf per row).
   const auto half = static_cast<unsigned>(head_dim / 2);
   const unsigned heads_per_cta = std::max(1u, kThreads / half);
+  const I groups = (rotated_heads + heads_per_cta - 1) / heads_per_cta;
   const dim3 grid(static_cast<unsigned>(std::clamp<I>(rows, 1, 65535)),
-                  static_cast<unsigned>((rotated_heads + heads_per_cta - 1) / heads_per_cta));
+                  static_cast<unsigned>(std::clamp<I>((528 + rows - 1) / rows, 1, groups)));
   rope_kernel<<<grid, dim3(half, heads_per_cta), 0, as_stream(stream)>>>(qkv, rows, row_width, static_cast<int>(rotated_heads),
                                                                            static_cast<int>(head_dim), positions, theta);
   RACKSIM_CUDA_CHECK(cudaGetLastError());

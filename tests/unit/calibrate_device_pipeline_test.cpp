@@ -296,8 +296,11 @@ TEST_CASE("device sections merge per GPU with other files; a section measured tw
 }
 
 TEST_CASE("a calibration of the published tables has no memory, launch or power sections", "[calibrate][device]") {
-  // aiconfigurator's NCCL table has no memcpy, launch or power records: the collectives only, and
-  // the catalog's calibrated files (fitted from both published tables) have none of the sections.
+  // aiconfigurator's NCCL table has no memcpy, launch or power records: the collectives only. The
+  // catalog's calibrated files are fitted from both published tables plus the H200 device
+  // session's memory.json and launch.json (exec/measurements/h200-sxm-2026-11-30): so h200-sxm,
+  // and only it, has memory and launch sections; no GPU has a power fit (its power.json is left
+  // out: docs/calibration.md).
   const auto files = import_aic_nccl_csv(std::string(RACKSIM_REFERENCE_DIR) + "/aic_kernels/nccl_2.29.2.csv").files;
   const CalibrationResult r = run_calibration(files, "t");
   CHECK_FALSE(r.gpus.empty());
@@ -307,8 +310,9 @@ TEST_CASE("a calibration of the published tables has no memory, launch or power 
     CHECK_FALSE(f.power);
   }
   for (const auto& f : calibrated_catalog()) {
-    CHECK_FALSE(f.memory);
-    CHECK_FALSE(f.launch);
+    INFO(f.gpu);
+    CHECK(static_cast<bool>(f.memory) == (f.gpu == "h200-sxm"));
+    CHECK(static_cast<bool>(f.launch) == (f.gpu == "h200-sxm"));
     CHECK_FALSE(f.power);
     // And the energy model of a GPU without a power fit is the seed one, as before.
     CHECK(energy_model_for(find_gpu(f.gpu)).provenance == "seed");

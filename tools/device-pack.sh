@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build, here, what the first device session runs, and pack it so that the device call needs no
-# build (docs/executor.md, "First device session: what to run"):
+# build (docs/executor.md, "A device session: what to run"):
 #
 #   tools/device-pack.sh          configure + build build-device/ (Release, RACKSIM_CUDA=ON,
 #                                 sm_90a only), then fill .devicepkg/ (gitignored)

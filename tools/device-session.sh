@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first device session of the CUDA executor, as one script (docs/executor.md, "First device
+# A device session of the CUDA executor, as one script (docs/executor.md, "A device
 # session: what to run"). Writes everything under $OUT (default ./device-out): measurement files
 # gemm.json, gemm-nvfp4.json, memory.json, launch.json, power.json, exec-70b.json, session.log, and logs.tar.gz
 # (per-phase logs, nvidia-smi -q before and after, calibrate's output, the pack's manifest).
@@ -18,10 +18,9 @@
 # skipped. Each measurement file is copied to $OUT as soon as it is written and session.log is
 # written there directly, so the device tool's own time limit loses at most logs.tar.gz.
 #
-# Budget on an H100/H200, not yet measured (docs/executor.md has the reasoning): with the pack,
-# about 3 minutes of work (cuda tests ~20 s, gemm bf16+fp8 ~1 min, memory ~20 s, launch ~5 s,
-# power ~20 s, gemm nvfp4 ~30 s) inside the 420 s cap; building on the device adds 3-5 minutes
-# (then run it with BUDGET_S=540 under a 600 s call, or the last benches are skipped).
+# Measured on an H200 (2026-11-30, docs/executor.md): 76 s of work with the pack (cuda tests 11 s,
+# power 11 s, the Llama-2-70B exec 36 s, the rest a few seconds each), so BUDGET_S=240 under a
+# 270 s call leaves room; building on the device adds 3-5 minutes (then BUDGET_S=540 under 600 s).
 # Leaves the card's clocks, power limit and modes alone (METHOD.md).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1

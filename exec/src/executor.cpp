@@ -15,6 +15,7 @@
 #include "racksim/common/error.hpp"
 #include "racksim/common/percentile.hpp"
 #include "racksim/exec/bench.hpp"
+#include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/step_backend.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
@@ -610,6 +611,9 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   if (!o.serve_input.empty()) run.serve();
 
   MeasurementFile& f = report.measurements;
+  // On a GPU the run block records what the benches' files do (driver, CUDA, catalog GPU id,
+  // clocks and power limit through NVML, as read after the steps ran); the fields below are exec's.
+  if (cuda) f.run = cuda_measurement_run("", parse_cuda_device(o.device));
   f.run.device = report.device;
   f.run.system = fmt::format("{} layers {} of {}", report.model.id, report.model.layers, model.layers);
   // Known only after the steps ran: the row counts a serving loop meets are not known before.

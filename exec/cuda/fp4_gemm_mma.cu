@@ -29,6 +29,7 @@
 #include <cstring>
 
 #include "cuda_check.hpp"
+#include "device_buffer.cuh"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
 
@@ -230,22 +231,6 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
   fp4_mma_kernel<NT><<<grid, kThreads, 0, s>>>(x, m, n, k, packed, scales, out_scale, static_cast<int>(p.spans_per_split), y, partials);
 }
 
-/// A device buffer freed on scope exit.
-template <class T>
-class Buffer {
- public:
-  explicit Buffer(std::size_t count) {
-    if (count) RACKSIM_CUDA_CHECK(cudaMalloc(&ptr_, count * sizeof(T)));
-  }
-  ~Buffer() { cudaFree(ptr_); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  T* get() const { return ptr_; }
-
- private:
-  T* ptr_ = nullptr;
-};
-
 }  // namespace
 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
@@ -279,16 +264,15 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const Fp4MmaPlan p = fp4_mma_plan(m, n, k, sms);
   const auto mu = static_cast<std::size_t>(m), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
-  Buffer<std::uint16_t> dx(mu * ku), dy(mu * nu);
-  Buffer<std::uint8_t> dw(nu * ku / 2), ds(nu * ku / 16);
-  Buffer<float> dws(static_cast<std::size_t>(p.workspace_bytes) / 4);
-  RACKSIM_CUDA_CHECK(cudaMemcpy(dx.get(), x, mu * ku * 2, cudaMemcpyHostToDevice));
-  RACKSIM_CUDA_CHECK(cudaMemcpy(dw.get(), packed, nu * ku / 2, cudaMemcpyHostToDevice));
-  RACKSIM_CUDA_CHECK(cudaMemcpy(ds.get(), scales, nu * ku / 16, cudaMemcpyHostToDevice));
-  RACKSIM_CUDA_CHECK(cudaMemset(dy.get(), 0xFF, mu * nu * 2));  // poison: BF16 NaN where nothing is written
-  fp4_gemm_mma_launch(dx.get(), m, n, k, dw.get(), ds.get(), tensor_scale, dy.get(), dws.get(), sms, nullptr);
+  DeviceBytes dx(mu * ku * 2), dy(mu * nu * 2), dw(nu * ku / 2), ds(nu * ku / 16), dws(static_cast<std::size_t>(p.workspace_bytes));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(dx.as(), x, mu * ku * 2, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(dw.as(), packed, nu * ku / 2, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(ds.as(), scales, nu * ku / 16, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, mu * nu * 2));  // poison: BF16 NaN where nothing is written
+  fp4_gemm_mma_launch(dx.as<std::uint16_t>(), m, n, k, dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), tensor_scale, dy.as<std::uint16_t>(),
+                      dws.as<float>(), sms, nullptr);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
-  RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.get(), mu * nu * 2, cudaMemcpyDeviceToHost));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), mu * nu * 2, cudaMemcpyDeviceToHost));
 }
 
 }  // namespace racksim::exec::cuda

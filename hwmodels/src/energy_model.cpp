@@ -30,6 +30,21 @@ EnergyModel energy_model_for(const GpuSpec& g, const GpuCalibration& cal) {
     // limit stay the datasheet's.
     e.idle_w = p->fit->idle_w;
     for (const auto& [t, pj] : p->fit->pj_per_flop) e.joules_per_flop[t] = pj * 1e-12;
+    // A tensor-core format without a fit of its own takes a fitted format's energy per FLOP (its
+    // tensor-core path's, else BF16's) times that format's peak over its own: the seed model's
+    // assumption that compute-bound work draws the same power at every format's peak. Taking
+    // BF16's per-FLOP energy unscaled would charge FP8 work twice its power (an H200 fit from BF16
+    // GEMMs alone power-capped 8x H200 Llama-2-70B Offline to half its throughput; docs/calibration.md).
+    for (const DType t : gemm_formats(g)) {
+      if (e.joules_per_flop.contains(t)) continue;
+      for (const DType donor : {tensor_core_path(t), DType::bf16}) {
+        const auto it = e.joules_per_flop.find(donor);
+        const Figure *own = g.peak(t), *theirs = g.peak(donor);
+        if (it == e.joules_per_flop.end() || !own || !theirs || own->value <= 0) continue;
+        e.joules_per_flop[t] = it->second * theirs->value / own->value;
+        break;
+      }
+    }
     e.joules_per_hbm_byte = p->fit->pj_per_byte * 1e-12;
     e.provenance = p->from_gpu == g.id ? "calibrated" : "carried";
     if (p->from_gpu != g.id) e.carried_from = p->from_gpu;

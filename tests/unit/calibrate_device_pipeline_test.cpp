@@ -234,6 +234,29 @@ TEST_CASE("the cost and energy models use the calibrated memory curve, graph-nod
   CHECK(source_of("attention") == "seed");
 }
 
+TEST_CASE("a format without a fitted energy per FLOP takes BF16's scaled by the two peaks", "[calibrate][device]") {
+  // The h100 file's power fit without its FP8 term: FP8 takes BF16's 0.5 pJ/FLOP x 989 / 1,979
+  // TFLOP/s (H100 SXM dense BF16 and FP8 peaks, hwmodels/data/gpus/h100-sxm.yaml) = 0.24987 pJ, so
+  // an FP8 GEMM at the FP8 peak draws what a BF16 GEMM draws at the BF16 peak; fp8_block follows
+  // fp8 (its tensor-core path, same peak); FP16 follows BF16 unscaled (same peak).
+  CalibratedFactors f = test::only_gpu(run_calibration(test::written_and_read({device_file()}, "device"), "t"));
+  REQUIRE(f.power);
+  f.power->pj_per_flop.erase(DType::fp8);
+  const SystemSpec dgx = find_system("dgx-h100");
+  const GpuCalibration cal(dgx.gpu, {&f});
+  const EnergyModel e = energy_model_for(dgx.gpu, cal);
+  REQUIRE(e.joules_per_flop.contains(DType::fp8));
+  CHECK(e.joules_per_flop.at(DType::fp8) == Approx(0.5e-12 * 989 / 1979).epsilon(1e-9));
+  CHECK(e.joules_per_flop.at(DType::fp8) * dgx.gpu.peak(DType::fp8)->value ==
+        Approx(e.joules_per_flop.at(DType::bf16) * dgx.gpu.peak(DType::bf16)->value));
+  CHECK(e.joules_per_flop.at(DType::fp8_block) == Approx(e.joules_per_flop.at(DType::fp8)));
+  CHECK(e.joules_per_flop.at(DType::fp16) == Approx(0.5e-12));
+  // A fitted format keeps its own figure.
+  const CalibratedFactors fitted = test::only_gpu(run_calibration(test::written_and_read({device_file()}, "device"), "t"));
+  const EnergyModel full = energy_model_for(dgx.gpu, GpuCalibration(dgx.gpu, {&fitted}));
+  CHECK(full.joules_per_flop.at(DType::fp8) == Approx(kPjFp8 * 1e-12).epsilon(1e-5));
+}
+
 TEST_CASE("memory and launch carry within a family; power only to the same power limit", "[calibrate][device]") {
   // The h100 file's sections as h200's donor (hopper, both 700 W): all three carry. As b200's
   // (blackwell, 1,000 W) to gb200 (1,200 W): memory and launch carry, power stays seed.
@@ -298,9 +321,9 @@ TEST_CASE("device sections merge per GPU with other files; a section measured tw
 TEST_CASE("a calibration of the published tables has no memory, launch or power sections", "[calibrate][device]") {
   // aiconfigurator's NCCL table has no memcpy, launch or power records: the collectives only. The
   // catalog's calibrated files are fitted from both published tables plus the H200 device
-  // session's memory.json and launch.json (exec/measurements/h200-sxm-2026-11-30): so h200-sxm,
-  // and only it, has memory and launch sections; no GPU has a power fit (its power.json is left
-  // out: docs/calibration.md).
+  // session's memory.json, launch.json and power.json (exec/measurements/h200-sxm-2026-11-30):
+  // so h200-sxm, and only it, has memory, launch and power sections; the other GPUs' energy
+  // models are the seed one, or carried from h200-sxm (h100-sxm: same family and power limit).
   const auto files = import_aic_nccl_csv(std::string(RACKSIM_REFERENCE_DIR) + "/aic_kernels/nccl_2.29.2.csv").files;
   const CalibrationResult r = run_calibration(files, "t");
   CHECK_FALSE(r.gpus.empty());
@@ -313,9 +336,9 @@ TEST_CASE("a calibration of the published tables has no memory, launch or power 
     INFO(f.gpu);
     CHECK(static_cast<bool>(f.memory) == (f.gpu == "h200-sxm"));
     CHECK(static_cast<bool>(f.launch) == (f.gpu == "h200-sxm"));
-    CHECK_FALSE(f.power);
-    // And the energy model of a GPU without a power fit is the seed one, as before.
-    CHECK(energy_model_for(find_gpu(f.gpu)).provenance == "seed");
+    CHECK(static_cast<bool>(f.power) == (f.gpu == "h200-sxm"));
+    const std::string want = f.gpu == "h200-sxm" ? "calibrated" : f.gpu == "h100-sxm" ? "carried" : "seed";
+    CHECK(energy_model_for(find_gpu(f.gpu)).provenance == want);
   }
 }
 

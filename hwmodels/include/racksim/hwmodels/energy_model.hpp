@@ -43,7 +43,9 @@ struct EnergyModel {
 /// Dynamic energy of one op on one GPU, joules (link bytes x their energy for collectives):
 ///   seed:       compute_active_w x compute_s (FLOPs over achievable throughput, from the cost
 ///               model) + HBM bytes x joules_per_hbm_byte
-///   calibrated: joules_per_flop[format] x FLOPs + HBM bytes x joules_per_hbm_byte, format = the
+///   calibrated: joules_per_flop[format] x FLOPs + HBM bytes x joules_per_hbm_byte (a tensor-core
+///               format the fit lacks: energy_model_for fills it from its tensor-core path's or
+///               BF16's, scaled by the two peaks), format = the
 ///               GEMM's compute format, attention's math format (fp8 with an FP8 KV cache), else
 ///               bf16 (CUDA-core FLOPs have no fit of their own; those ops are memory bound).
 [[nodiscard]] double op_energy_j(const EnergyModel& e, const Op& op, double compute_s);

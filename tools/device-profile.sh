@@ -6,8 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-$PWD/device-out}; mkdir -p "$OUT"
-SP=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH="$PWD/.devicepkg/lib:$SP/cu13/lib:$SP/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+source tools/device-libs.sh  # nvidia_lib_dirs
+path="$PWD/.devicepkg/lib"
+while read -r d; do path+=":$d"; done < <(nvidia_lib_dirs)
+export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [[ -x "$NCU" ]] || { echo "no ncu"; exit 1; }
 SECTIONS=(--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats

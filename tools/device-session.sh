@@ -93,29 +93,7 @@ timeout 30 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power
 echo "host: $(uname -srm); $(grep -m1 PRETTY_NAME /etc/os-release 2>/dev/null); $(ldd --version 2>&1 | head -1)"
 
 # ---- the pack: LD_LIBRARY_PATH = .devicepkg/lib, the pip nvidia wheels' lib folders, the toolkit's
-nvidia_lib_dirs() {  # every site-packages/nvidia/*/lib(64) holding a shared library, one a line
-  local py
-  for py in python3 /opt/torch/.venv/bin/python3 /usr/bin/python3; do
-    command -v "$py" > /dev/null 2>&1 || continue
-    timeout 30 "$py" - << 'EOF' 2> /dev/null
-import glob, os, site, sys
-roots = set()
-try:
-    import nvidia
-    roots.update(os.path.realpath(p) for p in nvidia.__path__)
-except Exception:
-    pass
-sp = list(getattr(site, "getsitepackages", lambda: [])()) + [site.getusersitepackages()] + sys.path
-for d in sp:
-    if d and os.path.isdir(os.path.join(d, "nvidia")):
-        roots.add(os.path.realpath(os.path.join(d, "nvidia")))
-for r in sorted(roots):
-    for d in sorted(glob.glob(os.path.join(r, "*", "lib")) + glob.glob(os.path.join(r, "*", "lib64"))):
-        if glob.glob(os.path.join(d, "*.so*")):
-            print(d)
-EOF
-  done | awk '!seen[$0]++'
-}
+source tools/device-libs.sh  # nvidia_lib_dirs
 
 use_pack() {  # 0 when the pack's binaries start here
   [[ -x "$PKG/racksim" && -x "$PKG/tests/racksim_cuda_tests" ]] || { echo "no pack at $PKG"; return 1; }

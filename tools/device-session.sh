@@ -182,8 +182,10 @@ bench gemm-nvfp4.json 120 gemm --dtypes nvfp4 --m "$NVFP4_M"
 # FP8 KV) at decode batch 1 and 64 after 1,024 cached tokens: eager per-op times and the step
 # replayed as a CUDA graph (docs/executor.md, "Speed targets": within 1.3x of bytes / bandwidth).
 if [[ $SMOKE == 1 ]]; then EXEC_SHAPES=(--shape decode:1x128 --shape decode:8x128); else EXEC_SHAPES=(--shape decode:1x1024 --shape decode:16x1024 --shape decode:64x1024 --shape prefill:1x1024); fi
-# (The tiny example is not run here: its head_dim 32 is not one the CUDA attention kernels take;
-# the [cuda] tests run the CUDA step executor against the CPU reference on their own tiny models.)
+# The tiny example (head_dim 32, which the tensor-core attention takes since 2026-11-30) served
+# offline on the GPU: 32 requests through continuous batching and chunked prefill.
+phase "exec tiny-llama serve 32 (cuda:0)" 30 exec-tiny.log "$R" exec examples/exec-tiny-llama-cpu.yaml --device cuda:0 --serve 32 \
+  --out "$STAGE/exec-tiny.json"
 phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec examples/mlperf-llama2-70b-offline-dgx-h100.yaml \
   --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=fp8 \
   --device cuda:0 "${EXEC_SHAPES[@]}" --warmup 1 --reps 5 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
@@ -206,6 +208,24 @@ staged() {  # FILE MAX_S SUITE ARGS...
   local file=$1 max=$2 suite=$3; shift 3
   phase "bench --suite $suite -> $file (in logs.tar.gz)" "$max" "${file%.json}.log" "$R" bench --suite "$suite" --out "$STAGE/$file" "$@"
 }
+# The fused FP4 GEMM's variant knobs (exec/cuda/fp4_gemm_mma.cu): weights one or two spans ahead
+# x the default or the whole-wave K split, each checked by its [cuda] test and timed at the decode
+# M, in the same session so that they compare as ratios; then the batch-1 decode step with both
+# knobs on.
+if [[ $SMOKE == 0 ]]; then
+  for depth in 1 2; do
+    for splits in fill8 wave; do
+      [[ $depth == 1 && $splits == fill8 ]] && continue  # the default: gemm-nvfp4.json
+      phase "fused FP4 GEMM test depth $depth $splits" 20 "fp4-test-d$depth-$splits.log" env RACKSIM_FP4_MMA_DEPTH=$depth \
+        RACKSIM_FP4_MMA_SPLITS=$splits "$BIN/tests/racksim_cuda_tests" "fused FP4-weight tensor-core GEMM matches the CPU reference"
+      phase "bench gemm nvfp4 depth $depth $splits" 30 "gemm-nvfp4-d$depth-$splits.log" env RACKSIM_FP4_MMA_DEPTH=$depth \
+        RACKSIM_FP4_MMA_SPLITS=$splits "$R" bench gemm --dtypes nvfp4 --m 1,8,16,32,64 --out "$STAGE/gemm-nvfp4-d$depth-$splits.json"
+    done
+  done
+  phase "exec llama2-70b decode 1x1024, depth 2 + wave" 40 exec-70b-d2-wave.log env RACKSIM_FP4_MMA_DEPTH=2 RACKSIM_FP4_MMA_SPLITS=wave \
+    "$R" exec examples/mlperf-llama2-70b-offline-dgx-h100.yaml --set precision.weights=nvfp4 --set precision.activations=bf16 \
+    --set precision.kv_cache=fp8 --device cuda:0 --shape decode:1x1024 --warmup 1 --reps 5 --out "$STAGE/exec-70b-d2-wave.json"
+fi
 phase "bench gemm fp8 -> gemm-fp8.json (in logs.tar.gz)" 60 gemm-fp8.log "$R" bench gemm --dtypes fp8 --m 1,16,64,256,1024,4096 \
   --out "$STAGE/gemm-fp8.json"
 staged attention.json 60 attention

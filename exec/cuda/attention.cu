@@ -1,33 +1,47 @@
 // Paged KV append, decode attention (split-K over the context, FlashDecoding / vLLM
-// paged_attention_v2) and prefill attention (FlashAttention-style tiles), BF16 queries and
-// outputs, BF16 or FP8 E4M3 (per-tensor scale) K/V, FP32 math on CUDA cores. Layout and
-// planning: paged_kv.hpp; arguments were checked by cuda_ops (backend_registry.cpp).
+// paged_attention_v2) and prefill attention (FlashAttention-2-style), BF16 queries and outputs,
+// BF16 or FP8 E4M3 (per-tensor scale) K/V, on the tensor cores (mma.sync.m16n8k16, FP32
+// accumulate). Layout and planning: paged_kv.hpp; arguments were checked by cuda_ops
+// (backend_registry.cpp).
 //
-// One kernel body serves both attentions. A CTA owns a tile of R <= RMAX query rows that share
-// one KV head g: row r is token r / group of its sequence (or chunk) and query head
-// g x group + r % group, so every K/V byte the CTA loads serves all the group's heads (GQA).
-// Decode: R = group (one token), RMAX 16, 128 threads, one CTA per (partition, KV head,
-// sequence); prefill: R = (RMAX / group) x group rows of consecutive tokens, RMAX 64, 256
-// threads, one CTA per (token tile, KV head, chunk). Per 64-key tile (kTile):
-//   1. K and V rows -> shared memory as BF16 (FP8 codes widened exactly; scales applied later),
-//   2. scores s[r][j] = (q_r . k_j) x softmax_scale x log2(e) x k_scale, -inf where masked,
-//   3. online softmax per row (one warp per row): m' = max(m, max_j s), p = 2^(s - m'),
-//      l' = l 2^(m - m') + sum p,
-//   4. acc[r][d] = acc[r][d] 2^(m - m') + sum_j p[r][j] v[j][d].
-// The end writes acc x v_scale / l (one partition), or acc x v_scale, m and l to the decode
-// workspace for the merge kernel: out = sum_p 2^(m_p - M) acc_p / sum_p 2^(m_p - M) l_p.
+// One warp routine (warp_attend) serves both attentions. A warp owns a tile of 16 query rows
+// (the MMA's M) that share one KV head g: row r is token r / group of its sequence (or chunk) and
+// query head g x group + r % group, so every K/V byte the warp loads serves all the group's heads
+// (GQA). It walks its keys 16 at a time (a step), reading K and V straight from the paged cache
+// into registers (no shared memory, no block barriers):
+//   1. S = Q K^T: two n8 tiles (keys 0-7, 8-15) x head_dim / 16 k-steps. Q sits in A fragments
+//      for the whole walk; a lane loads 8 (head_dim 16: 4) consecutive dims of one key's row,
+//      which are B fragments of the n8 tile if the k order inside the dot product is permuted the
+//      same way in Q's fragments (dim_of below): a sum does not care about its order.
+//   2. s x softmax_scale x log2(e) x k_scale, -inf where masked (past the walk's end, or causally
+//      past the row's token); online softmax per row in FP32: m' = max(m, max_j s),
+//      p = 2^(s - m'), l' = l 2^(m - m') + sum p (a row with nothing unmasked adds nothing).
+//   3. O = O 2^(m - m') + P V: P's C fragments are the A fragment of a k16 step
+//      (FlashAttention-2), split into hi + lo halves (p = hi + lo to 2^-16 relative: a single
+//      16-bit P would cost 2^-9 of vmax, above the FP32 tolerance the tests hold the kernel to);
+//      V is read like K (row-major, 8 dims of one key per lane) and turned into B fragments by
+//      movmatrix.trans (an 8x8 transpose across the warp), so output tile (q, r) of a lane holds
+//      dims dim_of(...): 8 consecutive dims per chunk, stored as one 16-byte word.
+// Operands: BF16 K/V run in BF16 (Q and K exact); FP8 K/V run in FP16: E4M3 codes widen to FP16
+// exactly in one convert per pair (cvt.rn.f16x2.e4m3x2), Q is rounded to FP16 once (exact for
+// BF16 values of magnitude 2^-14..65504; smaller ones keep an absolute error <= 2^-25, larger
+// ones saturate to 65504) and the scales multiply the scores and the output.
+// Decode: a CTA of 4 warps per (partition, KV head, sequence), the warps take interleaved steps
+// of the partition and merge their (m, l, O) in shared memory; the end writes O x v_scale / l
+// (one partition), or O x v_scale, m and l to the decode workspace for the merge kernel:
+// out = sum_p 2^(m_p - M) O_p / sum_p 2^(m_p - M) l_p. Prefill: a CTA of 4 warps = 64 rows of
+// one chunk and KV head; each warp walks keys 0 .. its last row's limit.
 
 #include "attention.hpp"
 
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdint>
-#include <mutex>
-#include <set>
+#include <cstring>
 #include <string>
 #include <type_traits>
-#include <utility>
 
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
@@ -39,32 +53,26 @@ namespace {
 
 using I = long long;
 
-constexpr int kTile = static_cast<int>(kAttentionKeyTile);  // keys per tile (paged_kv.hpp)
-static_assert(kTile == 64, "the softmax step gives each lane keys lane and lane + 32");
 constexpr float kLog2e = 1.4426950408889634f;  // log2(e): exp(x) = exp2(x log2 e)
-constexpr int kDecodeRows = 16, kDecodeThreads = 128;    // decode: group <= 16 (Llama-3.1-405B: 128 / 8)
-constexpr int kPrefillRows = 64, kPrefillThreads = 256;  // prefill: 64 / group tokens per CTA
+constexpr int kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kTileRows = 16;                     // query rows per warp (the MMA's M)
+constexpr int kStepKeys = 16;                     // keys per warp step (the P V MMA's K)
+constexpr int kPrefillRows = kWarps * kTileRows;  // query rows per prefill CTA
+static_assert(kAttentionKeyTile == kWarps * kStepKeys, "a decode partition (a multiple of 64 keys) gives each warp whole steps");
 
-/// Compile-time shape of one attention CTA and its shared memory (byte offsets, 16-aligned).
-template <int HD, int RMAX, int NT>
-struct Shape {
-  static_assert(HD % 8 == 0 && NT % kTile == 0 && NT % HD == 0 && NT % 32 == 0, "thread mappings need these");
-  static constexpr int kScoreSlots = NT / kTile;  // score step: thread t -> key t % kTile, rows t / kTile + k x kScoreSlots
-  static constexpr int kScoreRows = RMAX / kScoreSlots;
-  static constexpr int kValueSlots = NT / HD;     // PV step: thread t -> dim t % HD, rows t / HD + k x kValueSlots
-  static constexpr int kValueRows = RMAX / kValueSlots;
-  static_assert(RMAX % kScoreSlots == 0 && RMAX % kValueSlots == 0, "rows split evenly over the slots");
-  // K rows are padded by 8 BF16 (16 bytes): lanes reading 16 bytes of consecutive keys then hit
-  // distinct bank quads within each 8-lane phase ((HD + 8) x 2 / 4 words apart: 4 (mod 32) for
-  // HD 64 and 128, 12 for HD 16).
-  static constexpr int kKStride = HD + 8;
-  static constexpr std::size_t kQ = 0;                                            // float [RMAX][HD], pre-scaled
-  static constexpr std::size_t kK = kQ + sizeof(float) * RMAX * HD;               // bf16 [kTile][kKStride]
-  static constexpr std::size_t kV = kK + sizeof(std::uint16_t) * kTile * kKStride;  // bf16 [kTile][HD]
-  static constexpr std::size_t kP = kV + sizeof(std::uint16_t) * kTile * HD;      // float [RMAX][kTile]
-  static constexpr std::size_t kStats = kP + sizeof(float) * RMAX * kTile;        // float m, l, alpha [RMAX]; int limit [RMAX]
-  static constexpr std::size_t kBytes = kStats + 4 * sizeof(float) * RMAX;
-  static_assert(kK % 16 == 0 && kV % 16 == 0 && kP % 16 == 0 && kStats % 16 == 0, "16-byte aligned regions");
+/// Fragment geometry for head_dim HD: a lane loads W consecutive dims of a key row (chunk q,
+/// lane column c = lane % 4: dims q x 4W + c x W .. + W - 1) into W / 2 32-bit registers of two
+/// 16-bit values; register i (chunk i / kRegs, pair i % kRegs) holds dims dim_of(i, c) + 0, 1.
+/// Q K^T k-step t takes registers 2t (B's k 2c, 2c + 1) and 2t + 1 (k 8 + 2c, + 1); P V output
+/// tile i is register i's dims (movmatrix: logical column j of the tile is dim_of(i, j / 2) + j % 2).
+template <int HD>
+struct Frag {
+  static constexpr int W = HD >= 32 ? 8 : 4;
+  static constexpr int kRegs = W / 2;        // registers per chunk
+  static constexpr int kPairs = HD / 2 / 4;  // registers per key row per lane (= HD / 8)
+  static constexpr int kSteps = HD / 16;     // Q K^T k-steps
+  static_assert(HD % (4 * W) == 0 && kPairs == 2 * kSteps && kRegs % 2 == 0, "head_dim 16, 32, 64 or 128");
+  __device__ static constexpr int dim_of(int i, int c) { return (i / kRegs) * 4 * W + c * W + 2 * (i % kRegs); }
 };
 
 /// What all attention CTAs share.
@@ -76,8 +84,8 @@ struct Params {
   int kv_heads, block_tokens, group;
   const std::int32_t* block_tables;
   I block_table_stride;
-  float q_scale;  // softmax_scale x log2(e)
-  float k_scale, v_scale;
+  float score_scale;  // softmax_scale x log2(e) x k_scale
+  float v_scale;
   std::uint16_t* out;
   I out_stride;
   // decode workspace: partials of (sequence, KV head, partition, row) at index
@@ -88,188 +96,297 @@ struct Params {
   int partitions;
 };
 
-/// One CTA's work, the same in every thread.
-struct Work {
-  int seq;          // block-table row, and the decode workspace's sequence
-  I q_row0;         // q and out row of the tile's first token
-  int rows;         // R query rows
-  int keys_before;  // row r's token sees keys 0 .. keys_before + r / group
-  int key_begin, key_end;
-  int partition;
-  bool direct;      // write the normalized output (else the decode partials)
-};
+template <class T>
+__device__ __forceinline__ std::uint32_t bits32(const T& x) {
+  static_assert(sizeof(T) == 4);
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
 
-template <int HD, int RMAX, int NT, bool kFp8>
-__device__ __forceinline__ void attend(const Params& a, const Work& w, int g) {
-  using S = Shape<HD, RMAX, NT>;
-  extern __shared__ __align__(16) unsigned char smem[];
-  float* q_s = reinterpret_cast<float*>(smem + S::kQ);
-  std::uint16_t* k_s = reinterpret_cast<std::uint16_t*>(smem + S::kK);
-  std::uint16_t* v_s = reinterpret_cast<std::uint16_t*>(smem + S::kV);
-  float* p_s = reinterpret_cast<float*>(smem + S::kP);
-  float* m_s = reinterpret_cast<float*>(smem + S::kStats);
-  float* l_s = m_s + RMAX;
-  float* alpha_s = l_s + RMAX;
-  int* limit_s = reinterpret_cast<int*>(alpha_s + RMAX);
-
-  const int t = static_cast<int>(threadIdx.x), lane = t % 32, warp = t / 32;
-  const int R = w.rows;
-  for (int r = t; r < RMAX; r += NT) {
-    limit_s[r] = r < R ? w.keys_before + r / a.group + 1 : 0;
-    m_s[r] = -INFINITY;
-    l_s[r] = 0.0f;
-    alpha_s[r] = 1.0f;
+/// Two floats as the MMA's 16-bit pair (lo in the low half), rounded to nearest; FP16 saturating.
+template <bool kF16>
+__device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
+  if constexpr (kF16) {
+    std::uint32_t u;
+    asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;\n" : "=r"(u) : "f"(hi), "f"(lo));
+    return u;
+  } else {
+    return bits32(__floats2bfloat162_rn(lo, hi));
   }
-  for (int i = t; i < RMAX * HD; i += NT) {
-    const int r = i / HD, d = i % HD;
-    float qv = 0.0f;
-    if (r < R) {
-      const I row = w.q_row0 + r / a.group, head = static_cast<I>(g) * a.group + r % a.group;
-      qv = bf16_to_float(a.q[row * a.q_stride + head * HD + d]) * a.q_scale;
-    }
-    q_s[i] = qv;
+}
+
+template <bool kF16>
+__device__ __forceinline__ float2 unpack2(std::uint32_t u) {
+  if constexpr (kF16) {
+    __half2 h;
+    std::memcpy(&h, &u, 4);
+    return __half22float2(h);
+  } else {
+    return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xFFFF0000u));
   }
-  const std::int32_t* table = a.block_tables + static_cast<I>(w.seq) * a.block_table_stride;
-  const int key_j = t % kTile, score_slot = t / kTile;  // score step
-  const int dim = t % HD, value_slot = t / HD;          // PV step
-  float acc[S::kValueRows];
-#pragma unroll
-  for (int k = 0; k < S::kValueRows; ++k) acc[k] = 0.0f;
-  __syncthreads();
+}
 
-  for (int k0 = w.key_begin; k0 < w.key_end; k0 += kTile) {
-    const int n = min(kTile, w.key_end - k0);
-    // 1. K and V tile: chunk c is key c / (HD / 8), dims (c % (HD / 8)) x 8 .. + 7; keys past n are zeros.
-    for (int c = t; c < kTile * HD / 8; c += NT) {
-      const int j = c / (HD / 8), d0 = (c % (HD / 8)) * 8;
-      uint4 kw = make_uint4(0, 0, 0, 0), vw = make_uint4(0, 0, 0, 0);
-      if (j < n) {
-        const int key = k0 + j;
-        const I block = table[key / a.block_tokens];
-        const I idx = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD + d0;
-        if constexpr (kFp8) {
-          kw = e4m3x8_to_bf16x8(*reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(a.k_cache) + idx));
-          vw = e4m3x8_to_bf16x8(*reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(a.v_cache) + idx));
-        } else {
-          kw = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(a.k_cache) + idx);
-          vw = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(a.v_cache) + idx);
-        }
-      }
-      *reinterpret_cast<uint4*>(k_s + j * S::kKStride + d0) = kw;
-      *reinterpret_cast<uint4*>(v_s + j * HD + d0) = vw;
-    }
-    __syncthreads();
+/// D += A B, m16n8k16, FP32 accumulate; BF16 or FP16 operands.
+template <bool kF16>
+__device__ __forceinline__ void mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+  if constexpr (kF16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 
-    // 2. Scores of key key_j for rows score_slot + k x kScoreSlots (a warp shares its rows, so
-    // the q reads are broadcasts).
-    {
-      float s[S::kScoreRows];
-#pragma unroll
-      for (int k = 0; k < S::kScoreRows; ++k) s[k] = 0.0f;
-#pragma unroll 4
-      for (int d0 = 0; d0 < HD; d0 += 8) {
-        float kf[8];
-        unpack_bf16x8(*reinterpret_cast<const uint4*>(k_s + key_j * S::kKStride + d0), kf);
-#pragma unroll
-        for (int k = 0; k < S::kScoreRows; ++k) {
-          const int r = score_slot + k * S::kScoreSlots;
-          if (r < R) {
-            const float4 qa = *reinterpret_cast<const float4*>(q_s + r * HD + d0);
-            const float4 qb = *reinterpret_cast<const float4*>(q_s + r * HD + d0 + 4);
-            s[k] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] + qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
-          }
-        }
-      }
-      const int key = k0 + key_j;
-#pragma unroll
-      for (int k = 0; k < S::kScoreRows; ++k) {
-        const int r = score_slot + k * S::kScoreSlots;
-        if (r < R) p_s[r * kTile + key_j] = (key_j < n && key < limit_s[r]) ? s[k] * a.k_scale : -INFINITY;
-      }
-    }
-    __syncthreads();
+/// The 8x8 16-bit matrix held one row per 4 lanes (lane: row lane / 4, columns 2 (lane % 4), + 1)
+/// transposed in place (PTX movmatrix, sm_75+).
+__device__ __forceinline__ std::uint32_t transpose8x8(std::uint32_t x) {
+  std::uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
 
-    // 3. Online softmax, one warp per row; lane holds keys lane and lane + 32.
-    for (int r = warp; r < R; r += NT / 32) {
-      float* pr = p_s + r * kTile;
-      const float x0 = pr[lane], x1 = pr[lane + 32];
-      float mx = fmaxf(x0, x1);
-#pragma unroll
-      for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
-      const float m_old = m_s[r], m_new = fmaxf(m_old, mx);
-      float p0 = 0.0f, p1 = 0.0f, alpha = 1.0f;
-      if (m_new != -INFINITY) {  // else every key so far is masked: nothing to add, nothing to rescale
-        p0 = exp2f(x0 - m_new);
-        p1 = exp2f(x1 - m_new);
-        alpha = exp2f(m_old - m_new);  // 0 when m_old is -inf
-      }
-      pr[lane] = p0;
-      pr[lane + 32] = p1;
-      float sum = p0 + p1;
-#pragma unroll
-      for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
-      if (lane == 0) {
-        l_s[r] = l_s[r] * alpha + sum;
-        m_s[r] = m_new;
-        alpha_s[r] = alpha;
-      }
-    }
-    __syncthreads();
+/// Two E4M3 codes (bits 0-7, 8-15) as an FP16 pair, exactly (every E4M3 value is an FP16 value).
+__device__ __forceinline__ std::uint32_t e4m3x2_to_f16x2(unsigned codes) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes & 0xFFFFu), __NV_E4M3);
+  return static_cast<std::uint32_t>(h.x) | (static_cast<std::uint32_t>(h.y) << 16);
+}
 
-    // 4. acc = acc x alpha + P V for dim `dim` of rows value_slot + k x kValueSlots.
+/// Lane column c's registers of one key row (element index `row` of its dim 0 in the cache, or
+/// -1: zeros). BF16 rows as stored; FP8 codes widened to FP16.
+template <int HD, bool kFp8>
+__device__ __forceinline__ void load_row(std::uint32_t (&r)[Frag<HD>::kPairs], const void* __restrict__ cache, I row, int c) {
+  using F = Frag<HD>;
 #pragma unroll
-    for (int k = 0; k < S::kValueRows; ++k) {
-      const int r = value_slot + k * S::kValueSlots;
-      if (r < R) acc[k] *= alpha_s[r];
+  for (int q = 0; q < HD / (4 * F::W); ++q) {
+    std::uint32_t* d = r + q * F::kRegs;
+    if (row < 0) {
+#pragma unroll
+      for (int j = 0; j < F::kRegs; ++j) d[j] = 0;
+      continue;
     }
-    for (int j = 0; j < n; ++j) {
-      const float v = bf16_to_float(v_s[j * HD + dim]);
-#pragma unroll
-      for (int k = 0; k < S::kValueRows; ++k) {
-        const int r = value_slot + k * S::kValueSlots;
-        if (r < R) acc[k] = fmaf(p_s[r * kTile + j], v, acc[k]);
+    const I e = row + q * 4 * F::W + c * F::W;
+    if constexpr (!kFp8) {
+      const std::uint16_t* p = static_cast<const std::uint16_t*>(cache) + e;
+      if constexpr (F::W == 8) {
+        const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+        d[0] = u.x, d[1] = u.y, d[2] = u.z, d[3] = u.w;
+      } else {
+        const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+        d[0] = u.x, d[1] = u.y;
       }
-    }
-    __syncthreads();  // the next tile overwrites k_s, v_s and p_s
-  }
-
-#pragma unroll
-  for (int k = 0; k < S::kValueRows; ++k) {
-    const int r = value_slot + k * S::kValueSlots;
-    if (r >= R) continue;
-    if (w.direct) {
-      const I row = w.q_row0 + r / a.group, head = static_cast<I>(g) * a.group + r % a.group;
-      a.out[row * a.out_stride + head * HD + dim] = float_to_bf16(acc[k] * a.v_scale / l_s[r]);
     } else {
-      const I part = ((static_cast<I>(w.seq) * a.kv_heads + g) * a.partitions + w.partition) * a.group + r;
-      a.part_o[part * HD + dim] = acc[k] * a.v_scale;
-      if (dim == 0) {
-        a.part_m[part] = m_s[r];
-        a.part_l[part] = l_s[r];
+      const std::uint8_t* p = static_cast<const std::uint8_t*>(cache) + e;
+      if constexpr (F::W == 8) {
+        const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+        d[0] = e4m3x2_to_f16x2(u.x), d[1] = e4m3x2_to_f16x2(u.x >> 16), d[2] = e4m3x2_to_f16x2(u.y), d[3] = e4m3x2_to_f16x2(u.y >> 16);
+      } else {
+        const unsigned u = __ldg(reinterpret_cast<const unsigned*>(p));
+        d[0] = e4m3x2_to_f16x2(u), d[1] = e4m3x2_to_f16x2(u >> 16);
       }
     }
   }
 }
 
-/// Decode: grid (partition, KV head, sequence). A partition past its sequence's context exits
-/// (the same in every thread, before any barrier).
+/// Where a warp tile's query rows are: q row `qrow[i]` x q_stride + head `head[i]` x HD, for the
+/// lane's rows lane / 4 (i = 0) and lane / 4 + 8 (i = 1); qrow -1 for a padding row (zeros).
+struct Rows {
+  I qrow[2];
+  int head[2];
+  int limit[2];  // keys < limit are visible to the row (causal); INT_MAX in decode
+};
+
+/// The lane's A fragments of Q for every k-step (the permuted k order of Frag::dim_of).
+template <int HD, bool kF16>
+__device__ __forceinline__ void load_q(std::uint32_t (&qa)[Frag<HD>::kSteps][4], const Params& a, const Rows& rows, int c) {
+  using F = Frag<HD>;
+#pragma unroll
+  for (int t = 0; t < F::kSteps; ++t)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {  // a0a1: row 0, register 2t; a2a3: row 1, 2t; a4a5: row 0, 2t + 1; a6a7: row 1, 2t + 1
+      const int i = j % 2, reg = 2 * t + j / 2;
+      std::uint32_t v = 0;
+      if (rows.qrow[i] >= 0) {
+        const std::uint16_t* q = a.q + rows.qrow[i] * a.q_stride + static_cast<I>(rows.head[i]) * HD + F::dim_of(reg, c);
+        if constexpr (kF16) v = pack2<true>(bf16_to_float(q[0]), bf16_to_float(q[1]));
+        else v = static_cast<std::uint32_t>(q[0]) | (static_cast<std::uint32_t>(q[1]) << 16);
+      }
+      qa[t][j] = v;
+    }
+}
+
+/// A warp's running attention state: O (16 rows x HD, C fragments), and per lane row the max m
+/// and the lane's share of the sum l (summed over the lane's quad by finish_l).
+template <int HD>
+struct WarpState {
+  float o[Frag<HD>::kPairs][4];
+  float m[2], l[2];
+};
+
+/// Walks keys k_first, k_first + stride, ... (16 per step) below k_end of KV head g in the paged
+/// cache through `table`, accumulating into st (see the file comment).
 template <int HD, bool kFp8>
-__global__ void __launch_bounds__(kDecodeThreads) attention_decode_kernel(Params a, const std::int32_t* __restrict__ context_lens,
-                                                                         int partition_tokens) {
+__device__ __forceinline__ void warp_attend(const Params& a, int g, const std::int32_t* __restrict__ table,
+                                            const std::uint32_t (&qa)[Frag<HD>::kSteps][4], const Rows& rows, int k_first, int k_end,
+                                            int stride, WarpState<HD>& st) {
+  using F = Frag<HD>;
+  constexpr bool kF16 = kFp8;
+  const int lane = static_cast<int>(threadIdx.x) % 32, c = lane % 4, n = lane / 4;
+#pragma unroll
+  for (int i = 0; i < F::kPairs; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) st.o[i][e] = 0.0f;
+  st.m[0] = st.m[1] = -INFINITY;
+  st.l[0] = st.l[1] = 0.0f;
+
+  for (int k0 = k_first; k0 < k_end; k0 += stride) {
+    std::uint32_t kr[2][F::kPairs], vr[2][F::kPairs];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int key = k0 + 8 * h + n;
+      I row = -1;
+      if (key < k_end) {
+        const I block = table[key / a.block_tokens];
+        row = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD;
+      }
+      load_row<HD, kFp8>(kr[h], a.k_cache, row, c);
+      load_row<HD, kFp8>(vr[h], a.v_cache, row, c);
+    }
+    // 1. Scores: s[h] rows n (0, 1) and n + 8 (2, 3), keys k0 + 8h + 2c (+1).
+    float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int t = 0; t < F::kSteps; ++t) mma<kF16>(s[h], qa[t], kr[h][2 * t], kr[h][2 * t + 1]);
+    // 2. Scale, mask, online softmax (a row's four lanes hold its 16 keys).
+    float alpha[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int key = k0 + 8 * h + 2 * c + e;
+          float& x = s[h][2 * i + e];
+          x = (key < k_end && key < rows.limit[i]) ? x * a.score_scale : -INFINITY;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, 2));
+      const float m_new = fmaxf(st.m[i], mx), base = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[i] = exp2f(st.m[i] - base);  // 0 when m is -inf
+      st.m[i] = m_new;
+      float sum = 0.0f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[h][2 * i + e];
+          x = exp2f(x - base);  // 0 where masked
+          sum += x;
+        }
+      st.l[i] = st.l[i] * alpha[i] + sum;
+    }
+    // 3. O = O alpha + P V, P = hi + lo (A fragments: a0a1 row n keys 2c, a2a3 row n + 8,
+    // a4a5 / a6a7 the same for keys 8 + 2c).
+    std::uint32_t ph[4], pl[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int h = j / 2, i = j % 2;
+      ph[j] = pack2<kF16>(s[h][2 * i], s[h][2 * i + 1]);
+      const float2 back = unpack2<kF16>(ph[j]);
+      pl[j] = pack2<kF16>(s[h][2 * i] - back.x, s[h][2 * i + 1] - back.y);
+    }
+#pragma unroll
+    for (int i = 0; i < F::kPairs; ++i) {
+      st.o[i][0] *= alpha[0];
+      st.o[i][1] *= alpha[0];
+      st.o[i][2] *= alpha[1];
+      st.o[i][3] *= alpha[1];
+      const std::uint32_t b0 = transpose8x8(vr[0][i]), b1 = transpose8x8(vr[1][i]);
+      mma<kF16>(st.o[i], ph, b0, b1);
+      mma<kF16>(st.o[i], pl, b0, b1);
+    }
+  }
+  // The row sums over the quad.
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    st.l[i] += __shfl_xor_sync(0xFFFFFFFFu, st.l[i], 1);
+    st.l[i] += __shfl_xor_sync(0xFFFFFFFFu, st.l[i], 2);
+  }
+}
+
+/// Decode: grid (partition, KV head, sequence), 4 warps. A partition past its sequence's context
+/// exits (the same in every thread, before any barrier).
+template <int HD, bool kFp8>
+__global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a, const std::int32_t* __restrict__ context_lens,
+                                                                      int partition_tokens) {
+  using F = Frag<HD>;
   const int b = static_cast<int>(blockIdx.z), g = static_cast<int>(blockIdx.y), p = static_cast<int>(blockIdx.x);
   const int context = context_lens[b];
   const int begin = p * partition_tokens;
   if (begin >= context) return;
-  Work w{};
-  w.seq = b;
-  w.q_row0 = b;
-  w.rows = a.group;
-  w.keys_before = context - 1;
-  w.key_begin = begin;
-  w.key_end = min(begin + partition_tokens, context);
-  w.partition = p;
-  w.direct = a.partitions == 1;
-  attend<HD, kDecodeRows, kDecodeThreads, kFp8>(a, w, g);
+  const int end = min(begin + partition_tokens, context);
+  const int t = static_cast<int>(threadIdx.x), lane = t % 32, warp = t / 32, c = lane % 4, n = lane / 4;
+  const int R = a.group;
+  Rows rows{};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = n + 8 * i;
+    rows.qrow[i] = r < R ? b : -1;
+    rows.head[i] = g * a.group + r;
+    rows.limit[i] = INT_MAX;
+  }
+  std::uint32_t qa[F::kSteps][4];
+  load_q<HD, kFp8>(qa, a, rows, c);
+  WarpState<HD> st;
+  warp_attend<HD, kFp8>(a, g, a.block_tables + static_cast<I>(b) * a.block_table_stride, qa, rows, begin + kStepKeys * warp, end,
+                        kStepKeys * kWarps, st);
+
+  // Merge the warps: O_w, m_w, l_w -> shared memory (rows < R), then thread t combines elements
+  // t, t + 128, ... of the R x HD output.
+  __shared__ __align__(16) float o_s[kWarps][kTileRows][HD];
+  __shared__ float m_s[kWarps][kTileRows], l_s[kWarps][kTileRows];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = n + 8 * i;
+    if (r >= R) continue;
+#pragma unroll
+    for (int j = 0; j < F::kPairs; ++j)
+      *reinterpret_cast<float2*>(&o_s[warp][r][F::dim_of(j, c)]) = make_float2(st.o[j][2 * i], st.o[j][2 * i + 1]);
+    if (c == 0) {
+      m_s[warp][r] = st.m[i];
+      l_s[warp][r] = st.l[i];
+    }
+  }
+  __syncthreads();
+  for (int e = t; e < R * HD; e += kThreads) {
+    const int r = e / HD, d = e % HD;
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, m_s[w][r]);  // finite: warp 0 saw key `begin`
+    float l = 0.0f, o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float wgt = exp2f(m_s[w][r] - m);  // 0 for a warp that had no keys (m -inf)
+      l += wgt * l_s[w][r];
+      o += wgt * o_s[w][r][d];
+    }
+    const int head = g * a.group + r;
+    if (a.partitions == 1) {
+      a.out[static_cast<I>(b) * a.out_stride + static_cast<I>(head) * HD + d] = float_to_bf16(o * a.v_scale / l);
+    } else {
+      const I part = ((static_cast<I>(b) * a.kv_heads + g) * a.partitions + p) * a.group + r;
+      a.part_o[part * HD + d] = o * a.v_scale;
+      if (d == 0) {
+        a.part_m[part] = m;
+        a.part_l[part] = l;
+      }
+    }
+  }
 }
 
 /// The log-sum-exp merge of the decode partitions: grid (query head, sequence), HD threads.
@@ -294,25 +411,51 @@ __global__ void __launch_bounds__(HD) attention_decode_merge_kernel(Params a, co
   a.out[static_cast<I>(b) * a.out_stride + static_cast<I>(h) * HD + d] = float_to_bf16(parts > 0 ? o / l : 0.0f);
 }
 
-/// Prefill: grid (token tile, KV head, segment). A tile past its segment's tokens exits.
+/// Prefill: grid (64-row tile, KV head, segment); warp w owns rows 64 x tile + 16 w .. + 15 of
+/// the segment's tokens x group rows (row r: token r / group, head g x group + r % group) and
+/// walks keys 0 .. cached + (its last row's token) causally. No block barrier: idle warps exit.
 template <int HD, bool kFp8>
-__global__ void __launch_bounds__(kPrefillThreads) attention_prefill_kernel(Params a, const PrefillSegment* __restrict__ segments) {
+__global__ void __launch_bounds__(kThreads, 2) attention_prefill_kernel(Params a, const PrefillSegment* __restrict__ segments) {
+  using F = Frag<HD>;
   const int s = static_cast<int>(blockIdx.z), g = static_cast<int>(blockIdx.y);
   const PrefillSegment seg = segments[s];
-  const int tile_tokens = kPrefillRows / a.group;
-  const int t0 = static_cast<int>(blockIdx.x) * tile_tokens;
-  if (t0 >= seg.tokens) return;
-  const int tokens = min(tile_tokens, seg.tokens - t0);
-  Work w{};
-  w.seq = s;
-  w.q_row0 = static_cast<I>(seg.q_row) + t0;
-  w.rows = tokens * a.group;
-  w.keys_before = seg.cached + t0;
-  w.key_begin = 0;
-  w.key_end = seg.cached + t0 + tokens;  // the tile's last token sees keys 0 .. cached + t0 + tokens - 1
-  w.partition = 0;
-  w.direct = true;
-  attend<HD, kPrefillRows, kPrefillThreads, kFp8>(a, w, g);
+  const int t = static_cast<int>(threadIdx.x), lane = t % 32, warp = t / 32, c = lane % 4, n = lane / 4;
+  const I total = static_cast<I>(seg.tokens) * a.group;
+  const I r0 = static_cast<I>(blockIdx.x) * kPrefillRows + kTileRows * warp;
+  if (r0 >= total) return;
+  Rows rows{};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const I r = r0 + n + 8 * i;
+    const bool valid = r < total;
+    rows.qrow[i] = valid ? seg.q_row + r / a.group : -1;
+    rows.head[i] = g * a.group + static_cast<int>(r % a.group);
+    rows.limit[i] = valid ? seg.cached + static_cast<int>(r / a.group) + 1 : 0;
+  }
+  const I last = min(r0 + kTileRows, total) - 1;
+  const int k_end = seg.cached + static_cast<int>(last / a.group) + 1;
+  std::uint32_t qa[F::kSteps][4];
+  load_q<HD, kFp8>(qa, a, rows, c);
+  WarpState<HD> st;
+  warp_attend<HD, kFp8>(a, g, a.block_tables + static_cast<I>(s) * a.block_table_stride, qa, rows, 0, k_end, kStepKeys, st);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (rows.qrow[i] < 0) continue;
+    const float f = a.v_scale / st.l[i];
+    std::uint16_t* out = a.out + rows.qrow[i] * a.out_stride + static_cast<I>(rows.head[i]) * HD;
+#pragma unroll
+    for (int q = 0; q < HD / (4 * F::W); ++q) {  // registers q x kRegs .. + kRegs - 1: W consecutive dims
+      std::uint32_t w[F::kRegs];
+#pragma unroll
+      for (int j = 0; j < F::kRegs; ++j) {
+        const float* o = st.o[q * F::kRegs + j];
+        w[j] = pack2<false>(o[2 * i] * f, o[2 * i + 1] * f);
+      }
+      std::uint16_t* dst = out + F::dim_of(q * F::kRegs, c);
+      if constexpr (F::W == 8) *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+      else *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+    }
+  }
 }
 
 /// kv_append: CTA per row; element e of the row's 2 x kv_heads x head_dim K-then-V values.
@@ -351,9 +494,8 @@ Params params_of(const DevicePagedKv& c, const std::uint16_t* q, I q_stride, I h
   a.group = static_cast<int>(heads / c.layout.kv_heads);
   a.block_tables = tables;
   a.block_table_stride = table_stride;
-  // 1 / sqrt(head_dim) as cpu_ops computes it, times log2(e) for exp2f.
-  a.q_scale = 1.0f / std::sqrt(static_cast<float>(c.layout.head_dim)) * kLog2e;
-  a.k_scale = c.layout.dtype == DType::fp8 ? c.k_scale : 1.0f;
+  // 1 / sqrt(head_dim) as cpu_ops computes it, times log2(e) for exp2f, times K's FP8 scale.
+  a.score_scale = 1.0f / std::sqrt(static_cast<float>(c.layout.head_dim)) * kLog2e * (c.layout.dtype == DType::fp8 ? c.k_scale : 1.0f);
   a.v_scale = c.layout.dtype == DType::fp8 ? c.v_scale : 1.0f;
   a.out = out;
   a.out_stride = out_stride;
@@ -361,7 +503,7 @@ Params params_of(const DevicePagedKv& c, const std::uint16_t* q, I q_stride, I h
   return a;
 }
 
-/// Calls f(integral_constant<HD>, bool_constant<fp8>) for the cache's head_dim (16, 64 or 128,
+/// Calls f(integral_constant<HD>, bool_constant<fp8>) for the cache's head_dim (16, 32, 64 or 128,
 /// checked by cuda_ops) and dtype: the kernels are instantiated for these only.
 template <class F>
 void by_shape(const PagedKvLayout& l, F&& f) {
@@ -371,27 +513,10 @@ void by_shape(const PagedKvLayout& l, F&& f) {
     else f(hd, std::false_type{});
   };
   if (l.head_dim == 16) with(std::integral_constant<int, 16>{});
+  else if (l.head_dim == 32) with(std::integral_constant<int, 32>{});
   else if (l.head_dim == 64) with(std::integral_constant<int, 64>{});
   else if (l.head_dim == 128) with(std::integral_constant<int, 128>{});
-  else throw InputError("attention: head_dim " + std::to_string(l.head_dim) + " is not one of 16, 64, 128");
-}
-
-/// Opts `kernel` in to `bytes` of dynamic shared memory when that is above the default 48 KiB
-/// (CUDA C++ Programming Guide, "Shared Memory": larger allocations need the attribute).
-/// The attribute holds per kernel and device, so it is set once for each (not on every launch:
-/// a prefill step launches this per layer).
-template <class Kernel>
-void allow_smem(Kernel* kernel, std::size_t bytes) {
-  if (bytes <= 48 * 1024) return;
-  static std::mutex mu;
-  static std::set<std::pair<const void*, int>> done;
-  int device = 0;
-  RACKSIM_CUDA_CHECK(cudaGetDevice(&device));
-  const std::pair<const void*, int> key{reinterpret_cast<const void*>(kernel), device};
-  const std::lock_guard lock(mu);
-  if (done.count(key)) return;
-  RACKSIM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-  done.insert(key);
+  else throw InputError("attention: head_dim " + std::to_string(l.head_dim) + " is not one of 16, 32, 64, 128");
 }
 
 }  // namespace
@@ -429,11 +554,8 @@ void attention_decode_launch(const DevicePagedKv& c, const AttentionDecodeArgs& 
   by_shape(c.layout, [&](auto hd, auto fp8) {
     constexpr int HD = decltype(hd)::value;
     constexpr bool kFp8 = decltype(fp8)::value;
-    constexpr std::size_t smem = Shape<HD, kDecodeRows, kDecodeThreads>::kBytes;
-    auto* kernel = attention_decode_kernel<HD, kFp8>;
-    allow_smem(kernel, smem);
     const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(c.layout.kv_heads), static_cast<unsigned>(d.batch));
-    kernel<<<grid, kDecodeThreads, smem, s>>>(a, d.context_lens, ptok);
+    attention_decode_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, d.context_lens, ptok);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
     if (parts > 1) {
       attention_decode_merge_kernel<HD><<<dim3(static_cast<unsigned>(d.heads), static_cast<unsigned>(d.batch)), HD, 0, s>>>(
@@ -446,17 +568,13 @@ void attention_decode_launch(const DevicePagedKv& c, const AttentionDecodeArgs& 
 void attention_prefill_launch(const DevicePagedKv& c, const AttentionPrefillArgs& p, void* stream) {
   if (p.segment_count == 0 || p.max_segment_tokens == 0) return;
   const Params a = params_of(c, p.q, p.q_stride, p.heads, p.block_tables, p.block_table_stride, p.out, p.out_stride);
-  const I tile_tokens = kPrefillRows / a.group;
+  const I tiles = (p.max_segment_tokens * a.group + kPrefillRows - 1) / kPrefillRows;  // <= 2^30 x 64 / 64 (prefill_shape)
   const auto s = static_cast<cudaStream_t>(stream);
   by_shape(c.layout, [&](auto hd, auto fp8) {
     constexpr int HD = decltype(hd)::value;
     constexpr bool kFp8 = decltype(fp8)::value;
-    constexpr std::size_t smem = Shape<HD, kPrefillRows, kPrefillThreads>::kBytes;
-    auto* kernel = attention_prefill_kernel<HD, kFp8>;
-    allow_smem(kernel, smem);
-    const dim3 grid(static_cast<unsigned>((p.max_segment_tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(c.layout.kv_heads),
-                    static_cast<unsigned>(p.segment_count));
-    kernel<<<grid, kPrefillThreads, smem, s>>>(a, p.segments);
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(c.layout.kv_heads), static_cast<unsigned>(p.segment_count));
+    attention_prefill_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, p.segments);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
   });
 }

@@ -33,6 +33,12 @@ __global__ void empty_kernel() {}
 
 }  // namespace
 
+void evict_l2(DeviceBytes& flush, cudaStream_t s) {
+  if (flush.size() < sizeof(uint4)) return;
+  read_kernel<<<1024, 256, 0, s>>>(flush.as<uint4>(), flush.size() / sizeof(uint4), flush.as<unsigned>());
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
 CudaDevice require_device(int device) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);

@@ -98,13 +98,20 @@ class Stream {
   cudaStream_t s_ = nullptr;
 };
 
+/// Replaces the L2's contents with clean lines: a read of all of `flush` (>= 2 x L2 bytes; none
+/// when empty). A write (memset) would leave up to L2-size dirty lines whose write-back then
+/// shares the DRAM with the timed call: a 35 MB FP4 GEMV on an H200 would pay for up to 50 MB
+/// of writes that no decode step makes (bench_device.cu).
+void evict_l2(DeviceBytes& flush, cudaStream_t s);
+
 /// The benches' timing loop (BenchTiming, cuda_bench.hpp): `warmup` untimed calls, one timed
 /// probe that sizes the repetitions (reps_for), then that many calls each between its own pair
-/// of events, the L2 overwritten before each when `flush` is non-empty. `call(i)` gets a running
+/// of events, the L2 evicted before each when `flush` is non-empty (evict_l2). `call(i)` gets a running
 /// call index (benches rotate their buffers with it). Returns the per-call seconds.
 template <class Call>
 [[nodiscard]] std::vector<double> time_calls(cudaStream_t s, const BenchTiming& t, DeviceBytes& flush, std::vector<EventPair>& ev,
                                              Call&& call) {
+  if (flush.size() > 0) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush.as(), 0, flush.size(), s));  // defined bytes for evict_l2 to read
   for (int i = 0; i < t.warmup; ++i) call(i);
   RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].start, s));
   call(t.warmup);
@@ -112,7 +119,7 @@ template <class Call>
   RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
   const int reps = std::min(reps_for(ev[0].elapsed_s(), t.target_s, t.min_reps, t.max_reps), static_cast<int>(ev.size()));
   for (int r = 0; r < reps; ++r) {
-    if (flush.size() > 0) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush.as(), r & 0xFF, flush.size(), s));
+    evict_l2(flush, s);
     RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].start, s));
     call(t.warmup + 1 + r);
     RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].stop, s));

@@ -2,7 +2,7 @@
 // graph's topological order (the order the simulator costs), every op between two CUDA events.
 //   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
 //   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
-//   linear layers (NVFP4 weights, BF16 activations): M <= 32 the fused FP4-weight tensor-core
+//   linear layers (NVFP4 weights, BF16 activations): M <= 64 the fused FP4-weight tensor-core
 //   kernel (E2M1 dequantized in registers to FP16, mma.sync; fp4_gemm_mma.cu; K % 32 == 0, else
 //   at M = 1 the CUDA-core small-M kernel, fp4_gemm_small_m.cu); larger M the weight dequantized
 //   to BF16 into a scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for
@@ -145,11 +145,11 @@ class CudaStep final : public StepBackend {
     if ((tp_ ? tp_->size() : 1) != o.tp_size)
       throw InputError(text("CUDA step executor: tp_size ", o.tp_size, " but the communicator has ", tp_ ? tp_->size() : 1, " ranks"));
     tl_ = tp_layout(m, tp_ ? tp_->rank() : 0, o.tp_size);
-    // The attention kernels' instantiations (exec/src/cuda_ops.cpp check_heads): head_dim 16, 64
-    // or 128, at most 16 query heads per KV head in decode; checked before any allocation.
-    if ((m.head_dim != 16 && m.head_dim != 64 && m.head_dim != 128) || tl_.q_heads % tl_.kv_heads != 0 || tl_.q_heads / tl_.kv_heads > 16)
+    // The attention kernels' instantiations (exec/src/cuda_ops.cpp check_heads): head_dim 16, 32,
+    // 64 or 128, at most 16 query heads per KV head in decode; checked before any allocation.
+    if ((m.head_dim != 16 && m.head_dim != 32 && m.head_dim != 64 && m.head_dim != 128) || tl_.q_heads % tl_.kv_heads != 0 || tl_.q_heads / tl_.kv_heads > 16)
       throw InputError(text("CUDA step executor: model '", m.id, "' has head_dim ", m.head_dim, " and ", tl_.q_heads, " query heads over ",
-                            tl_.kv_heads, " KV heads per GPU; the attention kernels take head_dim 16, 64 or 128 and at most 16 per KV head"));
+                            tl_.kv_heads, " KV heads per GPU; the attention kernels take head_dim 16, 32, 64 or 128 and at most 16 per KV head"));
     cudaDeviceProp prop{};
     RACKSIM_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     describe_ = text(prop.name, " (cuda:", o.device, ", sm_", prop.major, prop.minor, ")");
@@ -201,7 +201,7 @@ class CudaStep final : public StepBackend {
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_q_.as(), 0, R * z(widest) / 2, stream_));
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
     } else {
-      // Hopper: the fused kernel for M <= 32 (its K-split partials in mma_ws_), the BF16 scratch of
+      // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the BF16 scratch of
       // dequantize + cuBLASLt for any shape and M the fused kernel does not take.
       I largest = 0, ws = 0;
       for (const auto& [n, k] : linear_shapes_) {

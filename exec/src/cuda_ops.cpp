@@ -51,8 +51,8 @@ void check_cache(std::string_view op, const DevicePagedKv& c) {
 /// head_dim one of the attention kernels' instantiations, heads a multiple of kv_heads with
 /// at most `max_group` query heads per KV head, and the row strides wide enough.
 void check_heads(std::string_view op, const PagedKvLayout& l, I heads, I max_group, I q_stride, I out_stride) {
-  if (l.head_dim != 16 && l.head_dim != 64 && l.head_dim != 128)
-    bad(op, fmt::format("head_dim {} is not one of 16, 64, 128 (the instantiated kernels)", l.head_dim));
+  if (l.head_dim != 16 && l.head_dim != 32 && l.head_dim != 64 && l.head_dim != 128)
+    bad(op, fmt::format("head_dim {} is not one of 16, 32, 64, 128 (the instantiated kernels)", l.head_dim));
   if (heads < 1 || heads % l.kv_heads != 0 || heads / l.kv_heads > max_group)
     bad(op, fmt::format("{} query heads over {} KV heads: need a multiple with at most {} per KV head", heads, l.kv_heads, max_group));
   need_range(op, "kv_heads", l.kv_heads, 1, kGridYZMax);

@@ -126,17 +126,26 @@ bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept 
   return m >= 1 && m <= kFp4MmaMaxM && n >= 1 && n <= (std::int64_t{1} << 30) && k >= 32 && k % 32 == 0 && k <= (std::int64_t{1} << 30);
 }
 
-Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms) {
-  if (!fp4_mma_supported(m, n, k) || sms < 1)
-    throw InputError(fmt::format("fp4_mma_plan: needs 1 <= m <= {}, n >= 1, k a positive multiple of 32 and sms >= 1 (got m={} n={} k={} sms={})",
-                                 kFp4MmaMaxM, m, n, k, sms));
+Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm) {
+  if (!fp4_mma_supported(m, n, k) || sms < 1 || resident_per_sm < 0 || resident_per_sm > 8)
+    throw InputError(fmt::format("fp4_mma_plan: needs 1 <= m <= {}, n >= 1, k a positive multiple of 32, sms >= 1 and 0 <= resident_per_sm "
+                                 "<= 8 (got m={} n={} k={} sms={} resident_per_sm={})",
+                                 kFp4MmaMaxM, m, n, k, sms, resident_per_sm));
+  if (m > kFp4MmaPassM) {
+    Fp4MmaPlan p = fp4_mma_plan(kFp4MmaPassM, n, k, sms, resident_per_sm);
+    p.passes = static_cast<int>((m + kFp4MmaPassM - 1) / kFp4MmaPassM);
+    for (std::int64_t r = kFp4MmaPassM; r < m; r += kFp4MmaPassM)
+      p.workspace_bytes = std::max(p.workspace_bytes, fp4_mma_plan(std::min(kFp4MmaPassM, m - r), n, k, sms, resident_per_sm).workspace_bytes);
+    return p;
+  }
   Fp4MmaPlan p;
+  p.passes = 1;
   const std::int64_t tiles = (m + 7) / 8;
   p.n_tiles = tiles <= 1 ? 1 : tiles <= 2 ? 2 : 4;
   p.row_blocks = (n + kFp4MmaRowsPerCta - 1) / kFp4MmaRowsPerCta;
   p.spans = (k + kFp4MmaSpan - 1) / kFp4MmaSpan;
-  const std::int64_t target = 8 * static_cast<std::int64_t>(sms);
-  const std::int64_t want = (target + p.row_blocks - 1) / p.row_blocks;
+  const std::int64_t want = resident_per_sm > 0 ? std::max<std::int64_t>(1, resident_per_sm * static_cast<std::int64_t>(sms) / p.row_blocks)
+                                                : (8 * static_cast<std::int64_t>(sms) + p.row_blocks - 1) / p.row_blocks;
   // Partials: splits x m x n x 8 bytes <= 0.5 x n x k x 0.5625 bytes.
   const std::int64_t traffic_cap = std::max<std::int64_t>(1, static_cast<std::int64_t>(0.5 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
   const std::int64_t splits = std::clamp<std::int64_t>(want, 1, std::min(p.spans, traffic_cap));

@@ -50,7 +50,8 @@ TEST_CASE("FP4-weight small-M GEMM matches the CPU reference", "[cuda][exec]") {
 
 TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda][exec]") {
   // Hopper's decode-batch GEMM (exec/cuda/fp4_gemm_mma.cu). Shapes: M = 1, 5, 16, 17, 32 (one,
-  // two and four 8-token MMA tiles; 5 and 17 leave tiles partly empty); N = 200 (two
+  // two and four 8-token MMA tiles; 5 and 17 leave tiles partly empty), 45 and 64 (two passes:
+  // rows 0-31, then 13 or 32 rows, each writing its own rows of y); N = 200 (two
   // 128-row CTAs, the second mostly past N); K = 96 (one span of three 32-value pieces), 1088
   // (8.5 spans) and 4096 (32 spans: at M = 1 the plan splits K into 32 CTAs and the FP32
   // partials are summed by the reduce kernel; at M = 32, 8 splits). The kernel's output is
@@ -61,7 +62,8 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (std::int64_t k : {std::int64_t{96}, std::int64_t{1088}, std::int64_t{4096}})
-    for (std::int64_t m : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{32}}) {
+    for (std::int64_t m : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{32}, std::int64_t{45},
+                           std::int64_t{64}}) {
       const std::int64_t n = 200;
       std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
       for (auto& v : x) v = act::round_bf16(u(rng));

@@ -342,9 +342,13 @@ TEST_CASE("decode attention over a paged KV cache matches cpu_ops (BF16 and FP8 
     }
   // The tiny test model's attention (4 heads, 2 KV heads, head_dim 16) with 16-token blocks, and
   // head_dim 64 with 16 query heads on one KV head (the decode kernel's largest group).
+  // head_dim 32 (the tiny example model: 8-dim lane loads, one chunk), and 48 query heads on 8
+  // KV heads (MiniMax-M2.5's GQA 6:1: rows 6..15 of the warp's 16-row tile are padding).
   for (DType kv : {DType::bf16, DType::fp8}) {
     check_decode({4, 2, 16, 16, kv}, {5, 70, 129}, 64, rng);
     check_decode({16, 1, 64, 32, kv}, {129, 3}, 64, rng);
+    check_decode({8, 2, 32, 16, kv}, {1, 17, 100}, 0, rng);
+    check_decode({48, 8, 128, 32, kv}, {65, 300}, 64, rng);
   }
 }
 
@@ -405,9 +409,12 @@ TEST_CASE("prefill attention over a paged KV cache matches cpu_ops (chunks after
   // (GQA 8:1, head_dim 128) and the tiny model's (4 / 2 heads of 16: 32-token tiles). Both KV
   // formats; tolerance attention_tol, against cpu_ops on the same cache.
   std::mt19937 rng(16);
+  // Also head_dim 32, and GQA 6:1 (48 / 8 heads), whose tokens straddle the warps' 16-row tiles.
   for (DType kv : {DType::bf16, DType::fp8}) {
     check_prefill({64, 8, 128, 32, kv}, {50, 0, 3}, {40, 7, 70}, rng);
     check_prefill({4, 2, 16, 16, kv}, {50, 0, 3}, {40, 7, 70}, rng);
+    check_prefill({8, 2, 32, 16, kv}, {0, 20}, {33, 9}, rng);
+    check_prefill({48, 8, 128, 32, kv}, {10, 0}, {23, 5}, rng);
   }
 }
 

@@ -142,7 +142,7 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // cuBLASLt workspace. Scratch, the larger of the two paths `auto` may pick on the device: the
   // native Blackwell path's FP4 inputs, 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the swizzled
   // weight scales need no padding at these shapes: every N is a multiple of 128); Hopper's fused
-  // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 32), largest for
+  // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 64), largest for
   // gate_up at M = 16: 448 row blocks want ceil(2,048 / 448) = 5 splits (the traffic cap is
   // 0.5 x 0.5625 x 8,192 / (8 x 16) = 18), 5 x 16 x 57,344 x 4 B = 18,350,080. Split-K
   // decode attention's partials, bounded as (16 sampled + ceil(2 x 256 SMs / 8 KV heads)) x 64
@@ -182,13 +182,18 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(g.fixed == Approx(base + row + 19496960).epsilon(1e-12));
-  // Above M = 32 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
-  // BF16 scratch (939,524,096 B), on top of the partials' peak over M <= 32 (gate_up at M = 32:
-  // 5 splits of 13 spans, the cap int(0.5 x 0.5625 x 8,192 / 256) = 9; 5 x 32 x 57,344 x 4 =
-  // 36,700,160).
+  // M = 33..64 run as two passes of the fused kernel (32 rows, then the rest), reusing one
+  // workspace: the peak is still gate_up's 32-row pass (5 splits of 13 spans, the cap
+  // int(0.5 x 0.5625 x 8,192 / 256) = 9; 5 x 32 x 57,344 x 4 = 36,700,160); the 1-row second pass
+  // of M = 33 needs 5 x 1 x 57,344 x 4. No dequantize scratch.
   o.max_rows = 33;
+  const CudaStepFootprint two = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
+  CHECK(two.fixed == Approx(base + 17 * row + 36700160).epsilon(1e-12));
+  // Above M = 64 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
+  // BF16 scratch (939,524,096 B), on top of the partials' peak.
+  o.max_rows = 65;
   const CudaStepFootprint big = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(big.fixed == Approx(base + 17 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
+  CHECK(big.fixed == Approx(base + 49 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
   o.max_rows = 17;
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;
@@ -417,13 +422,46 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK(p.splits == 1);
   CHECK(p.workspace_bytes == 0);
   CHECK(p.row_blocks == 2);
-  // The kernel's limits: M 1..32, K a multiple of 32.
-  CHECK(fp4_mma_supported(32, 1, 32));
-  CHECK_FALSE(fp4_mma_supported(33, 8192, 8192));
+  // M = 40: two passes, 32 rows (8 splits, as above) and 8 rows (the cap 2,304 / 64 = 36 does not
+  // bind: 16 splits of 4 spans, 16 x 8 x 8,192 x 4 = 4,194,304); the workspace is the larger,
+  // the first pass's 8 x 32 x 8,192 x 4 = 8,388,608. M = 64: two full passes.
+  p = fp4_mma_plan(40, 8192, 8192, 132);
+  CHECK(p.passes == 2);
+  CHECK(p.n_tiles == 4);
+  CHECK(p.splits == 8);
+  CHECK(p.workspace_bytes == 8388608);
+  CHECK(fp4_mma_plan(8, 8192, 8192, 132).workspace_bytes == 4194304);
+  CHECK(fp4_mma_plan(64, 8192, 8192, 132).passes == 2);
+  CHECK(fp4_mma_plan(32, 8192, 8192, 132).passes == 1);
+  // The whole-wave rule at the kernel's occupancy (5 CTAs per SM at M = 1, 3 at M = 32 on an
+  // H200): o_proj M = 1 wants floor(5 x 132 / 64) = 10 splits, of ceil(64 / 10) = 7 spans, so
+  // ceil(64 / 7) = 10: 640 CTAs, all resident at once (the default's 16 x 64 = 1,024 are 1.55
+  // waves of 660); gate_up wants floor(660 / 448) = 1; o_proj M = 32: floor(396 / 64) = 6 (cap 9),
+  // 6 splits of 11 spans.
+  p = fp4_mma_plan(1, 8192, 8192, 132, 5);
+  CHECK(p.splits == 10);
+  CHECK(p.spans_per_split == 7);
+  CHECK(p.row_blocks * p.splits <= 5 * 132);
+  CHECK(fp4_mma_plan(1, 57344, 8192, 132, 5).splits == 1);
+  p = fp4_mma_plan(32, 8192, 8192, 132, 3);
+  CHECK(p.splits == 6);
+  CHECK(p.spans_per_split == 11);
+  // It never splits more than the default (the launch reuses the default's workspace).
+  for (std::int64_t m : {1, 8, 17, 32, 40, 64})
+    for (std::int64_t n : {200, 8192, 10240, 57344})
+      for (std::int64_t k : {96, 8192, 28672})
+        for (int r = 1; r <= 8; ++r) {
+          INFO("m " << m << " n " << n << " k " << k << " resident " << r);
+          CHECK(fp4_mma_plan(m, n, k, 132, r).workspace_bytes <= fp4_mma_plan(m, n, k, 132).workspace_bytes);
+        }
+  CHECK_THROWS_AS(fp4_mma_plan(1, 8192, 8192, 132, 9), InputError);
+  // The kernel's limits: M 1..64, K a multiple of 32.
+  CHECK(fp4_mma_supported(64, 1, 32));
+  CHECK_FALSE(fp4_mma_supported(65, 8192, 8192));
   CHECK_FALSE(fp4_mma_supported(1, 8192, 48));
   CHECK_FALSE(fp4_mma_supported(0, 8192, 8192));
-  CHECK_THROWS_AS(fp4_mma_plan(33, 8192, 8192, 132), InputError);
-  // The executor's bound is the peak over M <= min(max_rows, 32): gate_up at 256 SMs peaks at
+  CHECK_THROWS_AS(fp4_mma_plan(65, 8192, 8192, 132), InputError);
+  // The executor's bound is the peak over M <= min(max_rows, 64): gate_up at 256 SMs peaks at
   // M = 32 (5 splits of 13 spans; see the footprint test): 36,700,160 B; 0 for an unsupported K.
   CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 36700160);
   CHECK(fp4_mma_workspace_bound(8192, 48, 64, 132) == 0);

@@ -65,8 +65,10 @@ struct GemmCase {
 [[nodiscard]] int reps_for(double estimate_s, double target_s, int min_reps, int max_reps) noexcept;
 
 /// Timing rules shared by the benches: `warmup` untimed calls, then reps_for(one call's time,
-/// target_s, min_reps, max_reps) timed calls, each between CUDA events; with flush_l2 a write of
-/// 2 x L2 bytes goes before every timed call (outside the events; the collectives never flush).
+/// target_s, min_reps, max_reps) timed calls, each between CUDA events; with flush_l2 a read of
+/// 2 x L2 bytes goes before every timed call (outside the events; the collectives never flush),
+/// leaving the L2 full of clean lines as a decode step's weight reads do (a write would leave
+/// dirty lines whose write-back the timed call would pay for).
 struct BenchTiming {
   int warmup = 2;
   int min_reps = 3;

@@ -120,19 +120,28 @@ class NativeGemmRows {
 
 /// Hopper's fused FP4-weight GEMM (exec/cuda/fp4_gemm_mma.cu): E2M1 dequantized in registers to
 /// FP16 and fed to mma.sync m16n8k16 tensor-core MMAs (FP32 accumulate), weights read once
-/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM (32:
-/// measured on an H200 on 2026-11-30, an 8-tile version for M <= 64 ran slower than dequantize +
-/// cuBLASLt BF16 from M = 48 on; docs/executor.md).
+/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM: one
+/// pass of at most kFp4MmaPassM rows (an 8-tile version for M <= 64 ran slower than dequantize +
+/// cuBLASLt BF16 from M = 48 on), and M = 33..64 as two passes that each read the weights. On an
+/// H200 (exec/measurements/h200-sxm-2026-11-30, gemm-nvfp4.json) one M = 32 pass took 42.5 us
+/// (8192 x 8192), 47.8 (10240 x 8192), 191.1 (57344 x 8192) and 104.3 (8192 x 28672), while
+/// dequantize + cuBLASLt took 101-102, 120-130, 626-628 and 328-333 us at M = 48..64: two passes
+/// win by 1.2-1.6x at every Llama-2-70B shape; three (M = 96) would lose at 8192 x 8192 (127 us
+/// against 102.8 at M = 128).
 /// Each CTA (4 warps) computes kFp4MmaRowsPerCta output features over a range of K spans of
 /// kFp4MmaSpan; K is split over `splits` CTAs when the row blocks alone would leave the GPU
 /// under-filled, their FP32 partials summed in a fixed order by a second kernel (deterministic).
-inline constexpr std::int64_t kFp4MmaMaxM = 32;
+inline constexpr std::int64_t kFp4MmaMaxM = 64;
+inline constexpr std::int64_t kFp4MmaPassM = 32;
 inline constexpr std::int64_t kFp4MmaRowsPerCta = 128;
 inline constexpr std::int64_t kFp4MmaSpan = 128;
 
-/// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T.
+/// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T: `passes` launches of rows
+/// 32 x i .. min(m, 32 x (i + 1)) - 1; the fields below are the first pass's, except
+/// workspace_bytes, the largest of any pass's (the passes reuse it in stream order).
 struct Fp4MmaPlan {
-  int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2 or 4 (m rounded up)
+  int passes = 0;             ///< ceil(m / kFp4MmaPassM)
+  int n_tiles = 0;            ///< 8-token MMA column tiles of the first pass: 1, 2 or 4 (its rows rounded up)
   std::int64_t row_blocks = 0;
   std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
   std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
@@ -147,9 +156,14 @@ struct Fp4MmaPlan {
 /// The split over K for `sms` multiprocessors: enough CTAs for 8 per SM (row_blocks x splits),
 /// but no more splits than spans, and no more than keep the partials' traffic (write and read,
 /// 8 bytes per output per split) within half the weights' bytes (0.5625 per value).
-/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 32: 8 splits of 8.
-/// InputError unless fp4_mma_supported and sms >= 1.
-[[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms);
+/// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 32: 8 splits of 8;
+/// m = 40: two passes, 32 rows (8 splits: the larger workspace, 8 x 32 x n x 4) and 8 rows (16 splits).
+/// With resident_per_sm > 0 (the kernel's measured occupancy, at most 8), the whole-wave rule
+/// instead: max(1, floor(resident_per_sm x sms / row_blocks)) splits wanted, so that every CTA of
+/// the launch is resident at once (no second, part-empty wave); then the same caps. It never
+/// splits more than the default rule, so fits the default's workspace.
+/// InputError unless fp4_mma_supported, sms >= 1 and 0 <= resident_per_sm <= 8.
+[[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm = 0);
 
 /// The largest workspace_bytes of fp4_mma_plan(m, n, k, sms) over 1 <= m <= min(max_rows,
 /// kFp4MmaMaxM): what an executor running up to max_rows rows allocates once; 0 when the kernel

@@ -452,8 +452,17 @@ __global__ void __launch_bounds__(kThreads, 2) attention_prefill_kernel(Params a
         w[j] = pack2<false>(o[2 * i] * f, o[2 * i + 1] * f);
       }
       std::uint16_t* dst = out + F::dim_of(q * F::kRegs, c);
-      if constexpr (F::W == 8) *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
-      else *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+      if ((reinterpret_cast<std::uintptr_t>(dst) & (2 * F::W - 1)) != 0) {  // out or out_stride not vector-aligned
+#pragma unroll
+        for (int j = 0; j < F::kRegs; ++j) {
+          dst[2 * j] = static_cast<std::uint16_t>(w[j] & 0xFFFFu);
+          dst[2 * j + 1] = static_cast<std::uint16_t>(w[j] >> 16);
+        }
+      } else if constexpr (F::W == 8) {
+        *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+      } else {
+        *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+      }
     }
   }
 }

@@ -10,6 +10,9 @@
 #                                           [cuda] tests and the benches
 #   bash tools/device-session.sh --smoke    same, with a tiny sweep (about a minute), to try it
 #   bash tools/device-session.sh --build    ignore the pack and build on the device
+#   bash tools/device-session.sh --focus    the [cuda] tests, then only the executor's own kernels:
+#                                           the FP4 GEMM sweep and its variant knobs, attention, the
+#                                           Llama-2-70B decode steps (about 45 s with the pack)
 #
 # Environment: OUT (where results go), PKG (default .devicepkg), BUILD (fallback build folder,
 # default build-device), BUDGET_S (seconds the whole script may take, default 420: run it under
@@ -33,12 +36,13 @@ STAGE=$(mktemp -d /tmp/racksim-session.XXXXXX)
 PKG=${PKG:-.devicepkg}
 BUILD=${BUILD:-build-device}
 BUDGET_S=${BUDGET_S:-420}
-SMOKE=0 FORCE_BUILD=0
+SMOKE=0 FORCE_BUILD=0 FOCUS=0
 for a in "$@"; do
   case $a in
     --smoke) SMOKE=1 ;;
     --build) FORCE_BUILD=1 ;;
-    *) echo "usage: $0 [--smoke] [--build]"; exit 2 ;;
+    --focus) FOCUS=1 ;;
+    *) echo "usage: $0 [--smoke] [--build] [--focus]"; exit 2 ;;
   esac
 done
 LOG="$FINAL/session.log"
@@ -146,6 +150,30 @@ R="$BIN/racksim"
 phase "cuda tests" 90 cuda-tests.log "$BIN/tests/racksim_cuda_tests" --durations yes
 [[ $rc -ne 0 ]] && echo "cuda tests failed (exit $rc; 77: no device visible): see cuda-tests.log; the benches run anyway"
 
+EXEC70=(examples/mlperf-llama2-70b-offline-dgx-h100.yaml --set precision.weights=nvfp4 --set precision.activations=bf16
+        --set precision.kv_cache=fp8 --device cuda:0 --warmup 1 --reps 5)
+if [[ $FOCUS == 1 ]]; then
+  # The kernels' own measurements: the FP4 GEMM at the default knobs, its 8-tile pass for
+  # M = 33..64 and the old K-split rule at M <= 16 as same-session ratios, attention, and the
+  # decode steps (default; batch 64 with 8 tiles).
+  phase "bench gemm nvfp4 -> gemm-nvfp4.json" 60 gemm-nvfp4.log "$R" bench gemm --dtypes nvfp4 --m 1,2,4,8,16,32,33,48,64,128,256 \
+    --out "$STAGE/gemm-nvfp4.json"
+  [[ -f "$STAGE/gemm-nvfp4.json" ]] && cp -f "$STAGE/gemm-nvfp4.json" "$FINAL/"
+  phase "fused FP4 GEMM test, 8 tiles" 20 fp4-test-t8.log env RACKSIM_FP4_MMA_TILES=8 "$BIN/tests/racksim_cuda_tests" \
+    "fused FP4-weight tensor-core GEMM matches the CPU reference"
+  phase "bench gemm nvfp4, 8 tiles" 30 gemm-nvfp4-t8.log env RACKSIM_FP4_MMA_TILES=8 "$R" bench gemm --dtypes nvfp4 --m 33,48,64 \
+    --out "$STAGE/gemm-nvfp4-t8.json"
+  phase "bench gemm nvfp4, splits fill8" 30 gemm-nvfp4-fill8.log env RACKSIM_FP4_MMA_SPLITS=fill8 "$R" bench gemm --dtypes nvfp4 \
+    --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-fill8.json"
+  phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
+  phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape decode:1x1024 --shape decode:16x1024 \
+    --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
+  [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
+  phase "exec llama2-70b decode 64, 8 tiles" 40 exec-70b-t8.log env RACKSIM_FP4_MMA_TILES=8 "$R" exec "${EXEC70[@]}" \
+    --shape decode:64x1024 --out "$STAGE/exec-70b-t8.json"
+  exit
+fi
+
 if [[ $SMOKE == 1 ]]; then
   GEMM_ARGS=(--m "1,16,128,4096" --shapes "o_proj,gate_up_proj" --max-reps 10)
   NVFP4_M=1,16,128
@@ -208,24 +236,6 @@ staged() {  # FILE MAX_S SUITE ARGS...
   local file=$1 max=$2 suite=$3; shift 3
   phase "bench --suite $suite -> $file (in logs.tar.gz)" "$max" "${file%.json}.log" "$R" bench --suite "$suite" --out "$STAGE/$file" "$@"
 }
-# The fused FP4 GEMM's variant knobs (exec/cuda/fp4_gemm_mma.cu): weights one or two spans ahead
-# x the default or the whole-wave K split, each checked by its [cuda] test and timed at the decode
-# M, in the same session so that they compare as ratios; then the batch-1 decode step with both
-# knobs on.
-if [[ $SMOKE == 0 ]]; then
-  for depth in 1 2; do
-    for splits in fill8 wave; do
-      [[ $depth == 1 && $splits == fill8 ]] && continue  # the default: gemm-nvfp4.json
-      phase "fused FP4 GEMM test depth $depth $splits" 20 "fp4-test-d$depth-$splits.log" env RACKSIM_FP4_MMA_DEPTH=$depth \
-        RACKSIM_FP4_MMA_SPLITS=$splits "$BIN/tests/racksim_cuda_tests" "fused FP4-weight tensor-core GEMM matches the CPU reference"
-      phase "bench gemm nvfp4 depth $depth $splits" 30 "gemm-nvfp4-d$depth-$splits.log" env RACKSIM_FP4_MMA_DEPTH=$depth \
-        RACKSIM_FP4_MMA_SPLITS=$splits "$R" bench gemm --dtypes nvfp4 --m 1,8,16,32,64 --out "$STAGE/gemm-nvfp4-d$depth-$splits.json"
-    done
-  done
-  phase "exec llama2-70b decode 1x1024, depth 2 + wave" 40 exec-70b-d2-wave.log env RACKSIM_FP4_MMA_DEPTH=2 RACKSIM_FP4_MMA_SPLITS=wave \
-    "$R" exec examples/mlperf-llama2-70b-offline-dgx-h100.yaml --set precision.weights=nvfp4 --set precision.activations=bf16 \
-    --set precision.kv_cache=fp8 --device cuda:0 --shape decode:1x1024 --warmup 1 --reps 5 --out "$STAGE/exec-70b-d2-wave.json"
-fi
 phase "bench gemm fp8 -> gemm-fp8.json (in logs.tar.gz)" 60 gemm-fp8.log "$R" bench gemm --dtypes fp8 --m 1,16,64,256,1024,4096 \
   --out "$STAGE/gemm-fp8.json"
 staged attention.json 60 attention

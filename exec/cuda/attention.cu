@@ -154,38 +154,50 @@ __device__ __forceinline__ std::uint32_t e4m3x2_to_f16x2(unsigned codes) {
   return static_cast<std::uint32_t>(h.x) | (static_cast<std::uint32_t>(h.y) << 16);
 }
 
-/// Lane column c's registers of one key row (element index `row` of its dim 0 in the cache, or
-/// -1: zeros). BF16 rows as stored; FP8 codes widened to FP16.
+/// One step's K and V as loaded, before widening (FP8 codes stay 8-bit here): lane column c's
+/// chunks of key rows n (h = 0) and n + 8 (h = 1).
 template <int HD, bool kFp8>
-__device__ __forceinline__ void load_row(std::uint32_t (&r)[Frag<HD>::kPairs], const void* __restrict__ cache, I row, int c) {
-  using F = Frag<HD>;
+struct KvRaw {
+  static constexpr int W = Frag<HD>::W, kChunks = HD / (4 * W);
+  using Unit = std::conditional_t<kFp8, std::conditional_t<W == 8, uint2, unsigned>, std::conditional_t<W == 8, uint4, uint2>>;
+  Unit k[2][kChunks], v[2][kChunks];
+};
+
+/// Loads half h of a step: key row `row` (element index of its dim 0 in the cache, or -1: zeros).
+template <int HD, bool kFp8>
+__device__ __forceinline__ void load_raw(KvRaw<HD, kFp8>& r, int h, const Params& a, I row, int c) {
+  using R = KvRaw<HD, kFp8>;
+  using Unit = typename R::Unit;
+  constexpr int esize = kFp8 ? 1 : 2;
 #pragma unroll
-  for (int q = 0; q < HD / (4 * F::W); ++q) {
-    std::uint32_t* d = r + q * F::kRegs;
+  for (int q = 0; q < R::kChunks; ++q) {
     if (row < 0) {
-#pragma unroll
-      for (int j = 0; j < F::kRegs; ++j) d[j] = 0;
+      r.k[h][q] = Unit{};
+      r.v[h][q] = Unit{};
       continue;
     }
-    const I e = row + q * 4 * F::W + c * F::W;
-    if constexpr (!kFp8) {
-      const std::uint16_t* p = static_cast<const std::uint16_t*>(cache) + e;
-      if constexpr (F::W == 8) {
-        const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
-        d[0] = u.x, d[1] = u.y, d[2] = u.z, d[3] = u.w;
-      } else {
-        const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-        d[0] = u.x, d[1] = u.y;
-      }
+    const I e = (row + q * 4 * R::W + c * R::W) * esize;  // bytes
+    r.k[h][q] = __ldg(reinterpret_cast<const Unit*>(static_cast<const std::uint8_t*>(a.k_cache) + e));
+    r.v[h][q] = __ldg(reinterpret_cast<const Unit*>(static_cast<const std::uint8_t*>(a.v_cache) + e));
+  }
+}
+
+/// Raw chunks -> the MMA's 32-bit registers (Frag order): BF16 as stored, FP8 codes widened to FP16.
+template <int HD, bool kFp8>
+__device__ __forceinline__ void widen(std::uint32_t (&d)[Frag<HD>::kPairs], const typename KvRaw<HD, kFp8>::Unit (&u)[KvRaw<HD, kFp8>::kChunks]) {
+  using R = KvRaw<HD, kFp8>;
+  constexpr int kRegs = Frag<HD>::kRegs;
+#pragma unroll
+  for (int q = 0; q < R::kChunks; ++q) {
+    std::uint32_t* o = d + q * kRegs;
+    if constexpr (!kFp8 && R::W == 8) {
+      o[0] = u[q].x, o[1] = u[q].y, o[2] = u[q].z, o[3] = u[q].w;
+    } else if constexpr (!kFp8) {
+      o[0] = u[q].x, o[1] = u[q].y;
+    } else if constexpr (R::W == 8) {
+      o[0] = e4m3x2_to_f16x2(u[q].x), o[1] = e4m3x2_to_f16x2(u[q].x >> 16), o[2] = e4m3x2_to_f16x2(u[q].y), o[3] = e4m3x2_to_f16x2(u[q].y >> 16);
     } else {
-      const std::uint8_t* p = static_cast<const std::uint8_t*>(cache) + e;
-      if constexpr (F::W == 8) {
-        const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-        d[0] = e4m3x2_to_f16x2(u.x), d[1] = e4m3x2_to_f16x2(u.x >> 16), d[2] = e4m3x2_to_f16x2(u.y), d[3] = e4m3x2_to_f16x2(u.y >> 16);
-      } else {
-        const unsigned u = __ldg(reinterpret_cast<const unsigned*>(p));
-        d[0] = e4m3x2_to_f16x2(u), d[1] = e4m3x2_to_f16x2(u >> 16);
-      }
+      o[0] = e4m3x2_to_f16x2(u[q]), o[1] = e4m3x2_to_f16x2(u[q] >> 16);
     }
   }
 }
@@ -241,8 +253,12 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
   st.m[0] = st.m[1] = -INFINITY;
   st.l[0] = st.l[1] = 0.0f;
 
-  for (int k0 = k_first; k0 < k_end; k0 += stride) {
-    std::uint32_t kr[2][F::kPairs], vr[2][F::kPairs];
+  // The next step's K and V are loaded before this step's math (software pipelining) where the
+  // registers allow: FP8 codes (32 registers at head_dim 128) and BF16 up to head_dim 64; BF16 at
+  // 128 would need 64 more and spill, and streams at 84-87% of copy bandwidth without it (H200).
+  constexpr bool kAhead = kFp8 || HD <= 64;
+  KvRaw<HD, kFp8> raw;
+  const auto fetch = [&](int k0) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int key = k0 + 8 * h + n;
@@ -251,9 +267,19 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
         const I block = table[key / a.block_tokens];
         row = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD;
       }
-      load_row<HD, kFp8>(kr[h], a.k_cache, row, c);
-      load_row<HD, kFp8>(vr[h], a.v_cache, row, c);
+      load_raw<HD, kFp8>(raw, h, a, row, c);
     }
+  };
+  if (kAhead && k_first < k_end) fetch(k_first);
+  for (int k0 = k_first; k0 < k_end; k0 += stride) {
+    if (!kAhead) fetch(k0);
+    std::uint32_t kr[2][F::kPairs], vr[2][F::kPairs];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      widen<HD, kFp8>(kr[h], raw.k[h]);
+      widen<HD, kFp8>(vr[h], raw.v[h]);
+    }
+    if (kAhead && k0 + stride < k_end) fetch(k0 + stride);
     // 1. Scores: s[h] rows n (0, 1) and n + 8 (2, 3), keys k0 + 8h + 2c (+1).
     float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
 #pragma unroll

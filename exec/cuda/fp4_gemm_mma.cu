@@ -110,13 +110,14 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
 }
 
 /// CTAs per SM the register budget is set for: small tiles keep more CTAs resident (latency
-/// hiding for the weight stream); four tiles need their 32 accumulators; a second span of weights
-/// in flight (DEPTH 2) costs 20 registers.
-template <int NT, int DEPTH>
-constexpr int kMinCtas = NT <= 2 ? (DEPTH == 1 ? 5 : 4) : 3;
+/// hiding for the weight stream); four tiles need their 32 accumulators, eight their 64.
+/// (Loading the weights two spans ahead instead of one, at 4 CTAs per SM, ran 3-9% slower at
+/// M = 1..8 on the H200, 2026-11-30 second session: exec/measurements/h200-sxm-2026-11-30b.)
+template <int NT>
+constexpr int kMinCtas = NT <= 2 ? 5 : NT == 4 ? 3 : 2;
 
-template <int NT, int DEPTH>
-__global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
+template <int NT>
+__global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ packed,
                    const std::uint8_t* __restrict__ scales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials) {
@@ -146,11 +147,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
       xr[i] = tok < m && kk < k ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<long long>(tok) * k + kk)) : make_uint4(0, 0, 0, 0);
     }
   };
-  static_assert(DEPTH == 1 || DEPTH == 2, "weights loaded one or two spans ahead");
-  SpanWeights cur, nxt, nxt2;
+  SpanWeights cur, nxt;
   if (sp_begin < sp_end) {
     load_span(cur, packed, scales, n, k, row0, g, sp_begin * kSpan + tig * 32);
-    if (DEPTH == 2 && sp_begin + 1 < sp_end) load_span(nxt, packed, scales, n, k, row0, g, (sp_begin + 1) * kSpan + tig * 32);
     load_x(sp_begin * kSpan);
   }
   for (int sp = sp_begin; sp < sp_end; ++sp) {
@@ -167,12 +166,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
       xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
     }
     __syncthreads();
-    if constexpr (DEPTH == 1) {
-      if (sp + 1 < sp_end) load_span(nxt, packed, scales, n, k, row0, g, (sp + 1) * kSpan + tig * 32);
-    } else {
-      if (sp + 2 < sp_end) load_span(nxt2, packed, scales, n, k, row0, g, (sp + 2) * kSpan + tig * 32);
+    if (sp + 1 < sp_end) {
+      load_span(nxt, packed, scales, n, k, row0, g, (sp + 1) * kSpan + tig * 32);
+      load_x((sp + 1) * kSpan);
     }
-    if (sp + 1 < sp_end) load_x((sp + 1) * kSpan);
 
 #pragma unroll
     for (int t = 0; t < 2; ++t)
@@ -205,7 +202,6 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
       }
     }
     if (sp + 1 < sp_end) cur = nxt;
-    if (DEPTH == 2 && sp + 2 < sp_end) nxt = nxt2;
   }
 
   // C fragment: c0, c1 = (row g, tokens 2 tig, 2 tig + 1); c2, c3 = row g + 8.
@@ -233,47 +229,53 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
   }
 }
 
-template <int NT, int DEPTH>
+template <int NT>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* packed, const std::uint8_t* scales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  fp4_mma_kernel<NT, DEPTH><<<grid, kThreads, 0, s>>>(x, m, n, k, packed, scales, out_scale, static_cast<int>(p.spans_per_split), y,
-                                                      partials);
+  fp4_mma_kernel<NT><<<grid, kThreads, 0, s>>>(x, m, n, k, packed, scales, out_scale, static_cast<int>(p.spans_per_split), y, partials);
 }
 
-/// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"):
-/// RACKSIM_FP4_MMA_DEPTH = 1 | 2 (spans of weights in flight per warp for M <= 16; 4-tile launches
-/// always take 1) and RACKSIM_FP4_MMA_SPLITS = fill8 | wave (fp4_mma_plan's default rule, or the
-/// whole-wave rule at the kernel's occupancy). Unset: 1 and fill8. Any other value: InputError.
+/// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"), for
+/// same-session A/B runs on a device:
+/// - RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave: fp4_mma_plan's default rule, its whole-wave rule
+///   at the kernel's occupancy, or (auto, the default) whole-wave for 1 and 2 tiles (M <= 16) and
+///   the default for 4. On the H200 (2026-11-30b) whole-wave took 0.90-0.97x the time at M <= 16
+///   for qkv, down and gate_up (o_proj M = 1: 1.03x) and 1.04-1.09x at M = 32 for gate_up and qkv.
+/// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles (the default), or one
+///   pass of 8 tiles (the weights read once; 2 CTAs per SM).
+/// Any other value: InputError naming the variable.
 struct Knobs {
-  int depth = 1;
-  bool wave = false;
+  enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
+  bool eight = false;
 };
 
 const Knobs& knobs() {
   static const Knobs k = [] {
     Knobs r;
-    if (const char* d = std::getenv("RACKSIM_FP4_MMA_DEPTH")) {
-      const std::string v = d;
-      if (v != "1" && v != "2") throw InputError("environment RACKSIM_FP4_MMA_DEPTH: '" + v + "' is not one of 1, 2");
-      r.depth = v == "2" ? 2 : 1;
-    }
     if (const char* w = std::getenv("RACKSIM_FP4_MMA_SPLITS")) {
       const std::string v = w;
-      if (v != "fill8" && v != "wave") throw InputError("environment RACKSIM_FP4_MMA_SPLITS: '" + v + "' is not one of fill8, wave");
-      r.wave = v == "wave";
+      if (v == "auto") r.splits = Knobs::Splits::automatic;
+      else if (v == "fill8") r.splits = Knobs::Splits::fill8;
+      else if (v == "wave") r.splits = Knobs::Splits::wave;
+      else throw InputError("environment RACKSIM_FP4_MMA_SPLITS: '" + v + "' is not one of auto, fill8, wave");
+    }
+    if (const char* t = std::getenv("RACKSIM_FP4_MMA_TILES")) {
+      const std::string v = t;
+      if (v != "4" && v != "8") throw InputError("environment RACKSIM_FP4_MMA_TILES: '" + v + "' is not one of 4, 8");
+      r.eight = v == "8";
     }
     return r;
   }();
   return k;
 }
 
-/// CTAs of fp4_mma_kernel<NT, DEPTH> resident per SM on the current device (the occupancy API),
-/// at most 8 (fp4_mma_plan's range).
-template <int NT, int DEPTH>
+/// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), clamped
+/// to fp4_mma_plan's 1..8.
+template <int NT>
 int resident_per_sm() {
   int blocks = 0;
-  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH>, kThreads, 0));
+  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT>, kThreads, 0));
   return std::clamp(blocks, 1, 8);
 }
 
@@ -283,34 +285,38 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
   const Fp4MmaPlan full = fp4_mma_plan(m, n, k, sms);  // InputError on an unsupported shape; sizes the workspace
   if (full.workspace_bytes > 0 && !workspace) throw InputError("fp4_gemm_mma_launch: this shape splits K and needs a workspace");
-  if (full.passes > 1) {  // rows 32 i .. : each pass reads the weights again (fp4_gemm_path.hpp kFp4MmaMaxM)
-    for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
-      fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
-    return;
-  }
+  const Knobs& kn = knobs();
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  const Knobs& kn = knobs();
-  const bool deep = kn.depth == 2 && full.n_tiles <= 2;
-  // The whole-wave rule never splits more than the default (fp4_mma_plan), so `workspace` fits.
-  int resident = 0;
-  if (kn.wave) {
-    static const int r[3][2] = {{resident_per_sm<1, 1>(), resident_per_sm<1, 2>()},
-                                {resident_per_sm<2, 1>(), resident_per_sm<2, 2>()},
-                                {resident_per_sm<4, 1>(), resident_per_sm<4, 1>()}};
-    resident = r[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2][deep ? 1 : 0];
+  Fp4MmaPlan p = full;
+  if (full.passes > 1 && kn.eight && full.passes == 2) {
+    // One pass of 8 tiles: the 32-row pass's splits halved, so that splits x m x n x 4 stays
+    // within the workspace sized for two passes of 32 rows.
+    p.n_tiles = 8;
+    const std::int64_t splits = std::max<std::int64_t>(1, full.splits / 2);
+    p.spans_per_split = (p.spans + splits - 1) / splits;
+    p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;
+    p.workspace_bytes = p.splits > 1 ? p.splits * m * n * 4 : 0;
+  } else if (full.passes > 1) {  // rows 32 i .. : each pass reads the weights again (fp4_gemm_path.hpp kFp4MmaMaxM)
+    for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
+      fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
+    return;
+  } else {
+    const bool wave = kn.splits == Knobs::Splits::wave || (kn.splits == Knobs::Splits::automatic && full.n_tiles <= 2);
+    if (wave) {  // never more splits than the default, so `workspace` fits (fp4_mma_plan)
+      static const int resident[3] = {resident_per_sm<1>(), resident_per_sm<2>(), resident_per_sm<4>()};
+      p = fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2]);
+    }
   }
-  const Fp4MmaPlan p = kn.wave ? fp4_mma_plan(m, n, k, sms, resident) : full;
   float* partials = p.splits > 1 ? workspace : nullptr;
-  switch (p.n_tiles * 10 + (deep ? 2 : 1)) {
-    case 11: launch_nt<1, 1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    case 12: launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    case 21: launch_nt<2, 1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    case 22: launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    default: launch_nt<4, 1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+  switch (p.n_tiles) {
+    case 1: launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    case 2: launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    case 4: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    default: launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
   if (partials) {

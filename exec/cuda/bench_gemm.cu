@@ -91,6 +91,7 @@ class GemmRunner {
         RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
         RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev));
         w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
+        tile_buffers();
         const auto ws = static_cast<std::size_t>(fp4_mma_plan(c.m, c.n, c.k, sms_).workspace_bytes);
         if (ws) mma_ws_ = DeviceBytes(ws);
         break;
@@ -98,6 +99,7 @@ class GemmRunner {
       case Path::dequant_fp4:
         w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), w_bf16_ = DeviceBytes(n * k * 2);
         x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
+        if (fp4_mma_supported(1, c.n, c.k)) tile_buffers();  // the executor holds such a weight tiled
         break;
     }
     if (path_ == Path::lt_bf16 || path_ == Path::dequant_fp4)
@@ -136,9 +138,21 @@ class GemmRunner {
       case Path::dequant_fp4:
         fill_bytes(w_, seed, 0, 256, s), fill_bytes(w_scales_, seed + 2, 0x30, 16, s), fill_bf16(x_, m * k, seed + 1, s);
         tensor_scale_ = 1.0f;
+        retile(s);
         break;
     }
     RACKSIM_CUDA_CHECK(cudaGetLastError());
+  }
+
+  /// The tiled copy of W (fp4_gemm_path.hpp) that the Hopper step executor holds and the fused
+  /// kernel and the tiled dequantize read.
+  void tile_buffers() {
+    const Fp4MmaTiling t = fp4_mma_tiling(c_.n, c_.k);
+    wt_ = DeviceBytes(static_cast<std::size_t>(t.code_bytes)), wt_scales_ = DeviceBytes(static_cast<std::size_t>(t.scale_bytes));
+  }
+  void retile(cudaStream_t s) {
+    if (wt_.size() == 0) return;
+    fp4_mma_tile_launch(w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), c_.n, c_.k, wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(), s);
   }
 
   /// Host copies of the operands in their device formats (the correctness check).
@@ -154,6 +168,8 @@ class GemmRunner {
     }
     alpha_ = alpha;
     tensor_scale_ = tensor_scale;
+    retile(nullptr);
+    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   /// One call of the op as a serving step would make it (the Hopper FP4 large-M path includes
@@ -166,12 +182,16 @@ class GemmRunner {
         plan_->run(h_, alpha_, w_.as(), x_.as(), d_.as(), ws_, s);
         break;
       case Path::mma_fp4:
-        fp4_gemm_mma_launch(x_.as<std::uint16_t>(), c_.m, c_.n, c_.k, w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_,
+        fp4_gemm_mma_launch(x_.as<std::uint16_t>(), c_.m, c_.n, c_.k, wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(), tensor_scale_,
                             d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s);
         break;
       case Path::dequant_fp4: {
         const std::size_t blocks = static_cast<std::size_t>(c_.n) * static_cast<std::size_t>(c_.k) / 16;
-        dequant_nvfp4_bf16(w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_, blocks, w_bf16_.as<__nv_bfloat16>(), s);
+        if (wt_.size())
+          fp4_mma_dequant_bf16_launch(wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(), c_.n, c_.k, tensor_scale_,
+                                      w_bf16_.as<std::uint16_t>(), s);
+        else
+          dequant_nvfp4_bf16(w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_, blocks, w_bf16_.as<__nv_bfloat16>(), s);
         plan_->run(h_, 1.0f, w_bf16_.as(), x_.as(), d_.as(), ws_, s);
         break;
       }
@@ -190,7 +210,7 @@ class GemmRunner {
   GemmCase c_;
   Path path_;
   void* ws_;
-  DeviceBytes w_, x_, d_, w_scales_, x_scales_, w_bf16_, scal_, mma_ws_;
+  DeviceBytes w_, x_, d_, w_scales_, x_scales_, w_bf16_, scal_, mma_ws_, wt_, wt_scales_;
   int sms_ = 1;
   std::unique_ptr<LtPlan> plan_;
   float alpha_ = 1.0f;

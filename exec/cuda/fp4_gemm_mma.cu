@@ -92,21 +92,24 @@ __device__ inline __half2 ue4m3_pair_to_half2(unsigned codes) {
   return __hmul2(h, __float2half2_rn(256.0f));
 }
 
-__device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict__ packed, const std::uint8_t* __restrict__ scales,
-                                 int n, int k, int row0, int g, int piece_k) {
+/// The span's weights of the warp's row tile from the tiled layout (fp4_gemm_path.hpp): 4 x 16
+/// bytes of codes (units t x 2 + h, each 512 contiguous bytes across the warp) and 8 bytes of
+/// scales per lane. A warp whose rows all lie past n (the CTA's last warps) loads zeros.
+__device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales,
+                                 long long tile, int lane, bool active) {
+  if (!active) {
 #pragma unroll
-  for (int t = 0; t < 2; ++t)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = row0 + 16 * t + 8 * h + g;
-      if (row < n && piece_k < k) {
-        s.w[t][h] = __ldg(reinterpret_cast<const uint4*>(packed + static_cast<long long>(row) * (k / 2) + piece_k / 2));
-        s.sc[t][h] = __ldg(reinterpret_cast<const unsigned short*>(scales + static_cast<long long>(row) * (k / 16) + piece_k / 16));
-      } else {
-        s.w[t][h] = make_uint4(0, 0, 0, 0);  // E2M1 code 0 is +0: contributes nothing
-        s.sc[t][h] = 0;
-      }
+    for (int u = 0; u < 4; ++u) {
+      s.w[u / 2][u % 2] = make_uint4(0, 0, 0, 0);  // E2M1 code 0 is +0: contributes nothing
+      s.sc[u / 2][u % 2] = 0;
     }
+    return;
+  }
+  const uint4* c = reinterpret_cast<const uint4*>(codes + tile * kFp4MmaTileCodeBytes) + lane;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) s.w[u / 2][u % 2] = __ldg(c + u * 32);
+  const uint2 sc = __ldg(reinterpret_cast<const uint2*>(tscales + tile * kFp4MmaTileScaleBytes) + lane);
+  s.sc[0][0] = sc.x & 0xFFFFu, s.sc[0][1] = sc.x >> 16, s.sc[1][0] = sc.y & 0xFFFFu, s.sc[1][1] = sc.y >> 16;
 }
 
 /// CTAs per SM the register budget is set for: small tiles keep more CTAs resident (latency
@@ -118,8 +121,8 @@ constexpr int kMinCtas = NT <= 2 ? 5 : NT == 4 ? 3 : 2;
 
 template <int NT>
 __global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
-    fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ packed,
-                   const std::uint8_t* __restrict__ scales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
+    fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
+                   const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials) {
   __shared__ uint4 xs[NT * 8][kChunkStride];
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
@@ -147,9 +150,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
       xr[i] = tok < m && kk < k ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<long long>(tok) * k + kk)) : make_uint4(0, 0, 0, 0);
     }
   };
+  const long long tile0 = static_cast<long long>(row0 / 32) * spans;  // the warp's row tile, span 0
+  const bool active = row0 < n;
   SpanWeights cur, nxt;
   if (sp_begin < sp_end) {
-    load_span(cur, packed, scales, n, k, row0, g, sp_begin * kSpan + tig * 32);
+    load_span(cur, codes, tscales, tile0 + sp_begin, lane, active);
     load_x(sp_begin * kSpan);
   }
   for (int sp = sp_begin; sp < sp_end; ++sp) {
@@ -167,7 +172,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
     }
     __syncthreads();
     if (sp + 1 < sp_end) {
-      load_span(nxt, packed, scales, n, k, row0, g, (sp + 1) * kSpan + tig * 32);
+      load_span(nxt, codes, tscales, tile0 + sp + 1, lane, active);
       load_x((sp + 1) * kSpan);
     }
 
@@ -230,10 +235,10 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
 }
 
 template <int NT>
-void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* packed, const std::uint8_t* scales,
+void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  fp4_mma_kernel<NT><<<grid, kThreads, 0, s>>>(x, m, n, k, packed, scales, out_scale, static_cast<int>(p.spans_per_split), y, partials);
+  fp4_mma_kernel<NT><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y, partials);
 }
 
 /// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"), for
@@ -270,6 +275,61 @@ const Knobs& knobs() {
   return k;
 }
 
+/// Unit u (16 bytes of codes) of the tiled layout -> its row and first value (fp4_gemm_path.hpp).
+__device__ inline void unit_position(long long u, long long spans, long long& r, long long& k0, long long& tile, int& lane, int& unit) {
+  tile = u / 128;
+  const int w = static_cast<int>(u % 128);
+  unit = w / 32, lane = w % 32;
+  r = (tile / spans) * 32 + (unit / 2) * 16 + (unit % 2) * 8 + lane / 4;
+  k0 = (tile % spans) * 128 + (lane % 4) * 32;
+}
+
+/// Row-major NVFP4 -> tiled: one thread per 16-byte unit of the tiled buffer (grid-stride), zeros
+/// past n and k.
+__global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, const std::uint8_t* __restrict__ scales, long long n,
+                                    long long k, long long spans, long long units, std::uint8_t* __restrict__ codes,
+                                    std::uint8_t* __restrict__ tscales) {
+  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(gridDim.x) * blockDim.x) {
+    long long r, k0, tile;
+    int lane, unit;
+    unit_position(u, spans, r, k0, tile, lane, unit);
+    uint4 v = make_uint4(0, 0, 0, 0);
+    unsigned short sc = 0;
+    if (r < n && k0 < k) {
+      v = *reinterpret_cast<const uint4*>(packed + r * (k / 2) + k0 / 2);
+      const std::uint8_t* src = scales + r * (k / 16) + k0 / 16;
+      sc = static_cast<unsigned short>(src[0] | (src[1] << 8));
+    }
+    reinterpret_cast<uint4*>(codes)[u] = v;
+    *reinterpret_cast<unsigned short*>(tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2) = sc;
+  }
+}
+
+/// Tiled NVFP4 -> row-major BF16 (value x block scale x tensor_scale, each exact in FP32 and
+/// rounded once): one thread per 16-byte unit, 32 values, 64 bytes stored.
+__global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales, long long n,
+                                       long long k, long long spans, long long units, float tensor_scale, __nv_bfloat16* __restrict__ out) {
+  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(gridDim.x) * blockDim.x) {
+    long long r, k0, tile;
+    int lane, unit;
+    unit_position(u, spans, r, k0, tile, lane, unit);
+    if (r >= n || k0 >= k) continue;
+    const uint4 v = reinterpret_cast<const uint4*>(codes)[u];
+    const std::uint8_t* sp = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
+    const float s0 = fp4::decode_ue4m3(sp[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sp[1]) * tensor_scale;
+    const std::uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    __align__(16) __nv_bfloat16 o[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      o[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * (i < 16 ? s0 : s1));
+    uint4* dst = reinterpret_cast<uint4*>(out + r * k + k0);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];
+  }
+}
+
+unsigned unit_grid(long long units) { return static_cast<unsigned>(std::min<long long>((units + 255) / 256, 65535LL * 4)); }
+
 /// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), clamped
 /// to fp4_mma_plan's 1..8.
 template <int NT>
@@ -280,6 +340,27 @@ int resident_per_sm() {
 }
 
 }  // namespace
+
+void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, std::uint8_t* codes,
+                         std::uint8_t* tiled_scales, void* stream) {
+  if (n < 1 || k < 32 || k % 32 != 0) throw InputError(text("fp4_mma_tile_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
+  const long long units = t.code_bytes / 16;
+  fp4_mma_tile_kernel<<<unit_grid(units), 256, 0, static_cast<cudaStream_t>(stream)>>>(packed, scales, n, k, t.spans, units, codes,
+                                                                                      tiled_scales);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
+                                 float tensor_scale, std::uint16_t* out, void* stream) {
+  if (n < 1 || k < 32 || k % 32 != 0)
+    throw InputError(text("fp4_mma_dequant_bf16_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
+  const long long units = t.code_bytes / 16;
+  fp4_mma_dequant_kernel<<<unit_grid(units), 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans, units,
+                                                                                         tensor_scale, reinterpret_cast<__nv_bfloat16*>(out));
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
@@ -334,15 +415,41 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const Fp4MmaPlan p = fp4_mma_plan(m, n, k, sms);
   const auto mu = static_cast<std::size_t>(m), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
   DeviceBytes dx(mu * ku * 2), dy(mu * nu * 2), dw(nu * ku / 2), ds(nu * ku / 16), dws(static_cast<std::size_t>(p.workspace_bytes));
+  DeviceBytes tw(static_cast<std::size_t>(t.code_bytes)), ts(static_cast<std::size_t>(t.scale_bytes));
   RACKSIM_CUDA_CHECK(cudaMemcpy(dx.as(), x, mu * ku * 2, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemcpy(dw.as(), packed, nu * ku / 2, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemcpy(ds.as(), scales, nu * ku / 16, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, mu * nu * 2));  // poison: BF16 NaN where nothing is written
-  fp4_gemm_mma_launch(dx.as<std::uint16_t>(), m, n, k, dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), tensor_scale, dy.as<std::uint16_t>(),
+  RACKSIM_CUDA_CHECK(cudaMemset(tw.as(), 0xFF, tw.size()));    // and the tiles: the conversion must write every byte
+  RACKSIM_CUDA_CHECK(cudaMemset(ts.as(), 0xFF, ts.size()));
+  fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);
+  fp4_gemm_mma_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale, dy.as<std::uint16_t>(),
                       dws.as<float>(), sms, nullptr);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), mu * nu * 2, cudaMemcpyDeviceToHost));
+}
+
+void fp4_mma_tile_dequant(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, float tensor_scale,
+                          std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales, std::uint16_t* out) {
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
+  const auto nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
+  DeviceBytes dw(nu * ku / 2), ds(nu * ku / 16), tw(static_cast<std::size_t>(t.code_bytes)), ts(static_cast<std::size_t>(t.scale_bytes)),
+      dy(nu * ku * 2);
+  RACKSIM_CUDA_CHECK(cudaMemcpy(dw.as(), packed, nu * ku / 2, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(ds.as(), scales, nu * ku / 16, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemset(tw.as(), 0xFF, tw.size()));  // poison: every byte must be written
+  RACKSIM_CUDA_CHECK(cudaMemset(ts.as(), 0xFF, ts.size()));
+  RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, dy.size()));
+  fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);
+  fp4_mma_dequant_bf16_launch(tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), n, k, tensor_scale, dy.as<std::uint16_t>(), nullptr);
+  RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+  codes.resize(tw.size());
+  tiled_scales.resize(ts.size());
+  RACKSIM_CUDA_CHECK(cudaMemcpy(codes.data(), tw.as(), tw.size(), cudaMemcpyDeviceToHost));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(tiled_scales.data(), ts.as(), ts.size(), cudaMemcpyDeviceToHost));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(out, dy.as(), dy.size(), cudaMemcpyDeviceToHost));
 }
 
 }  // namespace racksim::exec::cuda

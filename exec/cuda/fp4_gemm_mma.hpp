@@ -5,12 +5,24 @@
 // CPU tests check.
 
 #include <cstdint>
+#include <vector>
 
 namespace racksim::exec::cuda {
 
-/// y[m x n] (BF16 bits) = x[m x k] (BF16 bits) times W^T for an NVFP4 weight W [n x k] in the step
-/// executor's layout: `packed` n x k/2 bytes row-major (element 0 in the low nibble), `scales`
-/// n x k/16 UE4M3 codes row-major, `tensor_scale` its FP32 decode scale. x is converted to FP16
+/// Row-major NVFP4 (`packed` n x k/2 bytes, element 0 in the low nibble; `scales` n x k/16 UE4M3
+/// codes) -> the fused kernel's tiled layout (fp4_gemm_path.hpp, fp4_mma_tiling(n, k) bytes in
+/// `codes` and `tiled_scales`, zeros past n and k). k % 32 == 0, else InputError. On `stream`.
+void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, std::uint8_t* codes,
+                         std::uint8_t* tiled_scales, void* stream);
+
+/// Tiled NVFP4 -> row-major BF16 bits [n x k] (E2M1 value x UE4M3 x tensor_scale, rounded once):
+/// the large-M path's dequantize when the weight is held tiled. On `stream`.
+void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
+                                 float tensor_scale, std::uint16_t* out, void* stream);
+
+/// y[m x n] (BF16 bits) = x[m x k] (BF16 bits) times W^T for an NVFP4 weight W [n x k] in the
+/// tiled layout (`packed`: its codes, `scales`: its tiled scales; fp4_mma_tile_launch),
+/// `tensor_scale` its FP32 decode scale. x is converted to FP16
 /// for the MMA (exact for BF16 values of magnitude 2^-14 .. 65504; larger ones overflow: the
 /// decode activations of the models measured are far inside), the products are summed in FP32 and
 /// y rounded once to BF16. Requires fp4_mma_supported(m, n, k); `workspace` holds
@@ -19,9 +31,15 @@ namespace racksim::exec::cuda {
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream);
 
-/// The same on host arrays (same layouts) on the current device: copies in, runs with the device's
-/// multiprocessor count, copies back, synchronizes (the [cuda] tests).
+/// The same on host arrays on the current device, W row-major: copies in, converts W to the tiled
+/// layout on the device, runs with the device's multiprocessor count, copies back, synchronizes
+/// (the [cuda] tests).
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                   const std::uint8_t* scales, float tensor_scale, std::uint16_t* y);
+
+/// The tiling and the tiled dequantize on host arrays (the [cuda] tests): W row-major in, the
+/// tiled bytes (`codes`, `tiled_scales`, resized) and BF16 bits [n x k] (`out`) back.
+void fp4_mma_tile_dequant(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, float tensor_scale,
+                          std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales, std::uint16_t* out);
 
 }  // namespace racksim::exec::cuda

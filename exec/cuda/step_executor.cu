@@ -62,9 +62,10 @@ constexpr unsigned kScaleCodeLo = 0x30, kScaleCodeSpan = 16;
 /// An NVFP4 linear weight [out x in]: codes, UE4M3 scales (row-major for the small-M and
 /// dequantize kernels; cuBLASLt's swizzled layout on the native path) and the FP32 tensor scale.
 struct Linear {
-  DeviceBytes packed, scales;
+  DeviceBytes packed, scales;  // row-major, cuBLASLt's (native), or the fused kernel's tiled layout (`tiled`)
   float tensor_scale = 1.0f;
   I out = 0, in = 0;
+  bool tiled = false;
 };
 
 struct Layer {
@@ -379,6 +380,16 @@ class CudaStep final : public StepBackend {
       l.tensor_scale = lw.packed.tensor_scale;
       l.out = lw.out;
       l.in = lw.in;
+      if (holds_tiled(l.out, l.in)) {  // the fused kernel's layout, converted here; the row-major copy is freed
+        const Fp4MmaTiling t = fp4_mma_tiling(l.out, l.in);
+        DeviceBytes codes(z(t.code_bytes)), tscales(z(t.scale_bytes));
+        fp4_mma_tile_launch(l.packed.as<std::uint8_t>(), l.scales.as<std::uint8_t>(), l.out, l.in, codes.as<std::uint8_t>(),
+                            tscales.as<std::uint8_t>(), stream_);
+        RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        l.packed = std::move(codes);
+        l.scales = std::move(tscales);
+        l.tiled = true;
+      }
       return l;
     };
     for (const LayerWeights& lw : w.layers) {
@@ -410,9 +421,14 @@ class CudaStep final : public StepBackend {
       Linear l;
       l.out = out;
       l.in = in;
-      bytes(l.packed, z(out * in / 2), 0, 256);  // every E2M1 code pair
+      l.tiled = holds_tiled(out, in);
+      const Fp4MmaTiling t = fp4_mma_tiling(out, in);
+      // Random codes in whichever layout the GEMM reads (the tiled one's padding too: any code is
+      // finite, and padding rows and values only meet zero inputs or unwritten outputs).
+      bytes(l.packed, z(l.tiled ? t.code_bytes : out * in / 2), 0, 256);  // every E2M1 code pair
       // The native path's swizzled layout pads rows to 128 and blocks to 4; random codes there too.
-      bytes(l.scales, z(fp4_.native ? fp4::cublaslt_scale_bytes(out, in / 16) : out * in / 16), kScaleCodeLo, kScaleCodeSpan);
+      bytes(l.scales, z(l.tiled ? t.scale_bytes : fp4_.native ? fp4::cublaslt_scale_bytes(out, in / 16) : out * in / 16), kScaleCodeLo,
+            kScaleCodeSpan);
       // E2M1 codes uniform over the 16: E[x^2] = (0 + .25 + 1 + 2.25 + 4 + 9 + 16 + 36) / 8 = 8.5625.
       // Block scales (1 + m/8) 2^e, m uniform 0..7, e in {-1, 0}: E[(1 + m/8)^2] = 2.1484, so
       // E[s^2] = 2.1484 (1/4 + 1) / 2 = 1.3428. Unit-variance outputs for unit-variance inputs
@@ -457,6 +473,10 @@ class CudaStep final : public StepBackend {
 
   /// Every cuBLASLt plan the step's GEMMs use, made before the first timed op: a plan for a new M
   /// (a serving loop meets many) asks cuBLASLt's heuristic, host time that is not the GEMM's.
+  /// Whether the weight of shape out x in is held in the fused kernel's tiled layout: on the
+  /// Hopper path whenever the fused kernel takes the shape (at M = 1, so at any M <= 64).
+  bool holds_tiled(I out, I in) const { return !fp4_.native && fp4_mma_supported(1, out, in); }
+
   void prepare_plans(const std::vector<Op>& ops) {
     const I T = plan_.rows, S = static_cast<I>(plan_.sampled.size());
     for (const Op& op : ops) {
@@ -540,8 +560,12 @@ class CudaStep final : public StepBackend {
       fp4_gemm_small_m_bf16_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y, stream_);
       return;
     }
-    dequant_nvfp4_bf16(w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, z(w.out * w.in / 16),
-                       dequant_.as<__nv_bfloat16>(), stream_);
+    if (w.tiled)
+      fp4_mma_dequant_bf16_launch(w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.out, w.in, w.tensor_scale,
+                                  dequant_.as<std::uint16_t>(), stream_);
+    else
+      dequant_nvfp4_bf16(w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, z(w.out * w.in / 16),
+                         dequant_.as<__nv_bfloat16>(), stream_);
     plan(CUDA_R_16BF, M, w.out, w.in).run(lt_, 1.0f, dequant_.as(), x, y, workspace_.as(), stream_);
   }
 

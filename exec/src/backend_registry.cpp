@@ -81,6 +81,22 @@ std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, c
 #endif
 }
 
+std::vector<float> cuda_fp4_mma_tile_dequant(const Fp4Matrix& w, std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales) {
+  if (w.format != DType::nvfp4 || !fp4_mma_supported(1, w.rows, w.cols))
+    throw InputError(fmt::format("cuda_fp4_mma_tile_dequant: needs NVFP4 weights with K % 32 == 0 (got {} weights, {} x {})",
+                                 to_string(w.format), w.rows, w.cols));
+#ifdef RACKSIM_HAVE_CUDA
+  std::vector<std::uint16_t> bits(static_cast<std::size_t>(w.rows * w.cols));
+  cuda::fp4_mma_tile_dequant(w.packed.data(), w.scales.data(), w.rows, w.cols, w.tensor_scale, codes, tiled_scales, bits.data());
+  std::vector<float> y(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) y[i] = act::bf16_value(bits[i]);
+  return y;
+#else
+  (void)codes, (void)tiled_scales;
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
 std::size_t cuda_cublaslt_version() noexcept {
 #ifdef RACKSIM_HAVE_CUDA
   return cuda::cublaslt_version();

@@ -122,6 +122,24 @@ std::string padded_native_gemm_note(const std::vector<PaddedNativeGemm>& padded)
                      shapes);
 }
 
+void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std::uint8_t>& scales, std::int64_t n, std::int64_t k,
+                  std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales) {
+  if (n < 1 || k < 32 || k % 32 != 0 || packed.size() != static_cast<std::size_t>(n * k / 2) || scales.size() != static_cast<std::size_t>(n * k / 16))
+    throw InputError(fmt::format("fp4_mma_tile: {} x {} needs k a positive multiple of 32 and {} code and {} scale bytes (got {} and {})", n,
+                                 k, n * k / 2, n * k / 16, packed.size(), scales.size()));
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
+  codes.assign(static_cast<std::size_t>(t.code_bytes), 0);
+  tiled_scales.assign(static_cast<std::size_t>(t.scale_bytes), 0);
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t k0 = 0; k0 < k; k0 += 32) {
+      const auto src = static_cast<std::size_t>(r * (k / 2) + k0 / 2);
+      std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(src), 16, codes.begin() + fp4_mma_code_offset(r, k0, t.spans));
+    }
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t kb = 0; kb < k / 16; ++kb)
+      tiled_scales[static_cast<std::size_t>(fp4_mma_scale_offset(r, kb, t.spans))] = scales[static_cast<std::size_t>(r * (k / 16) + kb)];
+}
+
 bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept {
   return m >= 1 && m <= kFp4MmaMaxM && n >= 1 && n <= (std::int64_t{1} << 30) && k >= 32 && k % 32 == 0 && k <= (std::int64_t{1} << 30);
 }

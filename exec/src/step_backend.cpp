@@ -70,11 +70,14 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const bool may_native = o.fp4_gemm != Fp4GemmMode::hopper, may_hopper = o.fp4_gemm != Fp4GemmMode::native;
   const I shapes[4][2] = {{static_cast<I>(qkv_w), m.hidden}, {m.hidden, t.q_heads * m.head_dim}, {2 * t.ffn, m.hidden}, {m.hidden, t.ffn}};
   // NVFP4: 0.5 B per weight + one UE4M3 byte per 16 (executor.md "NVFP4"); cuBLASLt's scale
-  // layout pads rows to 128 and blocks to 4 (fp4::cublaslt_scale_bytes; no padding for Llama-2-70B).
+  // layout pads rows to 128 and blocks to 4 (fp4::cublaslt_scale_bytes), the fused Hopper
+  // kernel's tiled layout rows to 32 and values to 128 (fp4_mma_tiling); no padding for Llama-2-70B.
   D weights = 0, largest = 0, widest = 0;
   for (const auto& [n, k] : shapes) {
     const D row_major = static_cast<D>(n * k / 16), swizzled = static_cast<D>(fp4::cublaslt_scale_bytes(n, k / 16));
-    weights += static_cast<D>(n * k) / 2 + std::max(may_hopper ? row_major : 0.0, may_native ? swizzled : 0.0);
+    const Fp4MmaTiling tiles = fp4_mma_tiling(n, k);
+    const D hopper = fp4_mma_supported(1, n, k) ? static_cast<D>(tiles.code_bytes + tiles.scale_bytes) : static_cast<D>(n * k) / 2 + row_major;
+    weights += std::max(may_hopper ? hopper : 0.0, may_native ? static_cast<D>(n * k) / 2 + swizzled : 0.0);
     largest = std::max(largest, static_cast<D>(n * k));
     widest = std::max(widest, static_cast<D>(k));
   }

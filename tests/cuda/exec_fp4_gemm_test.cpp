@@ -6,10 +6,12 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 
 using namespace racksim;
@@ -93,6 +95,32 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
       INFO("m " << m << " k " << k);
       CHECK(bad == 0);
     }
+}
+
+TEST_CASE("the fused GEMM's tiled weight layout and its dequantize match the host", "[cuda][exec]") {
+  // 200 x 1088 (7 row tiles, the last 24 rows padding; 9 spans, the last 64 values padding) and
+  // 64 x 96 (one span of three pieces): the device's tiling equals fp4_mma_tile byte for byte
+  // (padding zero, every byte written over a 0xFF poison), and the large-M path's dequantize from
+  // the tiles equals the host's value (E2M1 x UE4M3 x tensor scale, the same FP32 products)
+  // rounded once to BF16.
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const auto& [n, k] : {std::pair<std::int64_t, std::int64_t>{200, 1088}, {64, 96}}) {
+    std::vector<float> w(static_cast<std::size_t>(n * k));
+    for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+    const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
+    std::vector<std::uint8_t> codes, scales, want_codes, want_scales;
+    const std::vector<float> got = cuda_fp4_mma_tile_dequant(q, codes, scales);
+    fp4_mma_tile(q.packed, q.scales, n, k, want_codes, want_scales);
+    INFO(n << " x " << k);
+    CHECK(codes == want_codes);
+    CHECK(scales == want_scales);
+    const std::vector<float> ref = dequantize(q);
+    REQUIRE(got.size() == ref.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) bad += got[i] != act::round_bf16(ref[i]);
+    CHECK(bad == 0);
+  }
 }
 
 TEST_CASE("NVFP4 activation quantize kernel equals the CPU quantizer bit for bit", "[cuda][exec]") {

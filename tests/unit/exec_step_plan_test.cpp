@@ -466,3 +466,64 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 36700160);
   CHECK(fp4_mma_workspace_bound(8192, 48, 64, 132) == 0);
 }
+
+TEST_CASE("the fused FP4 GEMM's tiled weight layout by hand", "[exec][plan]") {
+  // 200 x 1088: ceil(200 / 32) = 7 row tiles x ceil(1088 / 128) = 9 spans; 63 tiles of 2,048 code
+  // bytes and 256 scale bytes.
+  const Fp4MmaTiling t = fp4_mma_tiling(200, 1088);
+  CHECK(t.row_tiles == 7);
+  CHECK(t.spans == 9);
+  CHECK(t.code_bytes == 63 * 2048);
+  CHECK(t.scale_bytes == 63 * 256);
+  // A unit is lane (row % 8) x 4 + piece and unit (row % 32 / 16) x 2 + (row % 16 / 8), at
+  // tile x 2,048 + (unit x 32 + lane) x 16: row 1 -> lane 4 (64); row 8 -> unit 1 (512); row 16
+  // -> unit 2 (1,024); values 32.. -> lane 1 (16); the next span -> tile 1 (2,048); row 32 -> the
+  // next row tile, tile 9; row 37, values 96.. -> tile 9, lane 5 x 4 + 3 = 23: 18,432 + 368.
+  CHECK(fp4_mma_code_offset(0, 0, 9) == 0);
+  CHECK(fp4_mma_code_offset(1, 0, 9) == 64);
+  CHECK(fp4_mma_code_offset(8, 0, 9) == 512);
+  CHECK(fp4_mma_code_offset(16, 0, 9) == 1024);
+  CHECK(fp4_mma_code_offset(0, 32, 9) == 16);
+  CHECK(fp4_mma_code_offset(0, 128, 9) == 2048);
+  CHECK(fp4_mma_code_offset(32, 0, 9) == 9 * 2048);
+  CHECK(fp4_mma_code_offset(37, 96, 9) == 9 * 2048 + 23 * 16);
+  // Scales: lane x 8 + unit x 2 + block of the piece: blocks 0 and 1 of row 0 at 0 and 1; block 2
+  // (piece 1) at lane 1 = 8; row 8 block 0 at unit 1 = 2; row 1 block 3 at lane 5, byte 1 = 41.
+  CHECK(fp4_mma_scale_offset(0, 0, 9) == 0);
+  CHECK(fp4_mma_scale_offset(0, 1, 9) == 1);
+  CHECK(fp4_mma_scale_offset(0, 2, 9) == 8);
+  CHECK(fp4_mma_scale_offset(8, 0, 9) == 2);
+  CHECK(fp4_mma_scale_offset(1, 3, 9) == 41);
+  CHECK(fp4_mma_scale_offset(0, 8, 9) == 256);  // block 8 = value 128: the next span's tile
+  // fp4_mma_tile moves every byte once: source bytes numbered 1.. (mod 255, never 0) land where
+  // the offsets say, and every other byte (padding) is zero.
+  const std::int64_t n = 40, k = 160;
+  std::vector<std::uint8_t> packed(static_cast<std::size_t>(n * k / 2)), scales(static_cast<std::size_t>(n * k / 16));
+  for (std::size_t i = 0; i < packed.size(); ++i) packed[i] = static_cast<std::uint8_t>(1 + i % 255);
+  for (std::size_t i = 0; i < scales.size(); ++i) scales[i] = static_cast<std::uint8_t>(1 + i % 255);
+  std::vector<std::uint8_t> codes, tiled;
+  fp4_mma_tile(packed, scales, n, k, codes, tiled);
+  const Fp4MmaTiling s = fp4_mma_tiling(n, k);  // 2 row tiles x 2 spans
+  REQUIRE(codes.size() == static_cast<std::size_t>(s.code_bytes));
+  REQUIRE(tiled.size() == static_cast<std::size_t>(s.scale_bytes));
+  std::vector<int> hit(codes.size(), 0), hit_s(tiled.size(), 0);
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t k0 = 0; k0 < k; k0 += 32)
+      for (std::int64_t b = 0; b < 16; ++b) {
+        const auto at = static_cast<std::size_t>(fp4_mma_code_offset(r, k0, s.spans) + b);
+        CHECK(codes[at] == packed[static_cast<std::size_t>(r * k / 2 + k0 / 2 + b)]);
+        ++hit[at];
+      }
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t kb = 0; kb < k / 16; ++kb) {
+      const auto at = static_cast<std::size_t>(fp4_mma_scale_offset(r, kb, s.spans));
+      CHECK(tiled[at] == scales[static_cast<std::size_t>(r * k / 16 + kb)]);
+      ++hit_s[at];
+    }
+  std::size_t twice = 0, stray = 0;
+  for (std::size_t i = 0; i < codes.size(); ++i) twice += hit[i] > 1, stray += hit[i] == 0 && codes[i] != 0;
+  for (std::size_t i = 0; i < tiled.size(); ++i) twice += hit_s[i] > 1, stray += hit_s[i] == 0 && tiled[i] != 0;
+  CHECK(twice == 0);
+  CHECK(stray == 0);
+  CHECK_THROWS_AS(fp4_mma_tile(packed, scales, n, 48, codes, tiled), InputError);
+}

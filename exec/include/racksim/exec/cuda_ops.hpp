@@ -30,6 +30,13 @@ namespace racksim::exec {
 /// values as floats. InputError unless w is NVFP4 and fp4_mma_supported(m, w.rows, w.cols).
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
 
+/// w (NVFP4, cols % 32 == 0) converted to the fused kernel's tiled layout on the current CUDA
+/// device (fp4_mma_tile_launch; the buffers poisoned first), returned in `codes` and
+/// `tiled_scales`, and dequantized from it to BF16 by the large-M path's kernel
+/// (fp4_mma_dequant_bf16_launch), returned as floats [rows x cols].
+[[nodiscard]] std::vector<float> cuda_fp4_mma_tile_dequant(const Fp4Matrix& w, std::vector<std::uint8_t>& codes,
+                                                           std::vector<std::uint8_t>& tiled_scales);
+
 /// The native NVFP4 path's activations (fp4_gemm_path.hpp): packed E2M1 codes and the UE4M3
 /// scales in cuBLASLt's layout (fp4::cublaslt_scale_offset, padding zero).
 struct Nvfp4Activations {

@@ -21,6 +21,8 @@
 #include <tuple>
 #include <vector>
 
+#include "racksim/exec/fp4.hpp"
+
 namespace racksim::exec {
 
 /// What `racksim exec --fp4-gemm` asks for.
@@ -135,6 +137,55 @@ inline constexpr std::int64_t kFp4MmaMaxM = 64;
 inline constexpr std::int64_t kFp4MmaPassM = 32;
 inline constexpr std::int64_t kFp4MmaRowsPerCta = 128;
 inline constexpr std::int64_t kFp4MmaSpan = 128;
+
+/// The fused kernel's weight layout ("tiled"): W [n x k] NVFP4 (k % 32 == 0) cut into tiles of
+/// 32 rows x one 128-value span, tiles row-tile-major with the spans of a row tile consecutive, so
+/// a warp streaming its 32 rows along K reads whole contiguous tiles: 2,048 bytes of codes (4
+/// units of 32 lanes x 16 bytes, in the order the lanes load them) and, in a separate buffer, 256
+/// bytes of UE4M3 scales (8 bytes per lane). In the row-major layout a warp read 64 bytes from each
+/// of 32 rows 4 KB-28 KB apart per span, 32 DRAM pages per 2 KB. Lane (g x 4 + tig) and unit
+/// (t x 2 + h) hold row 16 t + 8 h + g of the tile and its values tig x 32 .. + 31 of the span;
+/// scale byte lane x 8 + unit x 2 + b is that piece's block b. Rows past n and values past k are
+/// zero codes and zero scales. Converted on the device from the row-major layout
+/// (fp4_mma_tile_launch, exec/cuda/fp4_gemm_mma.hpp) when the step executor loads a weight.
+inline constexpr std::int64_t kFp4MmaTileRows = 32;
+inline constexpr std::int64_t kFp4MmaTileCodeBytes = kFp4MmaTileRows * 128 / 2;   // 2,048
+inline constexpr std::int64_t kFp4MmaTileScaleBytes = kFp4MmaTileRows * 128 / 16;  // 256
+
+struct Fp4MmaTiling {
+  std::int64_t row_tiles = 0, spans = 0;
+  std::int64_t code_bytes = 0, scale_bytes = 0;
+};
+
+[[nodiscard]] RACKSIM_HOST_DEVICE inline Fp4MmaTiling fp4_mma_tiling(std::int64_t n, std::int64_t k) noexcept {
+  Fp4MmaTiling t;
+  t.row_tiles = (n + kFp4MmaTileRows - 1) / kFp4MmaTileRows;
+  t.spans = (k + 127) / 128;
+  t.code_bytes = t.row_tiles * t.spans * kFp4MmaTileCodeBytes;
+  t.scale_bytes = t.row_tiles * t.spans * kFp4MmaTileScaleBytes;
+  return t;
+}
+
+/// Byte offset in the tiled code buffer of the 16-byte unit holding row r's values k0 .. k0 + 31
+/// (k0 % 32 == 0), for a weight of `spans` spans.
+[[nodiscard]] RACKSIM_HOST_DEVICE inline std::int64_t fp4_mma_code_offset(std::int64_t r, std::int64_t k0, std::int64_t spans) noexcept {
+  const std::int64_t tile = (r / 32) * spans + k0 / 128, rr = r % 32;
+  const std::int64_t lane = (rr % 8) * 4 + (k0 % 128) / 32, unit = (rr / 16) * 2 + (rr % 16) / 8;
+  return tile * kFp4MmaTileCodeBytes + (unit * 32 + lane) * 16;
+}
+
+/// Byte offset in the tiled scale buffer of row r's block kb (values 16 kb .. 16 kb + 15).
+[[nodiscard]] RACKSIM_HOST_DEVICE inline std::int64_t fp4_mma_scale_offset(std::int64_t r, std::int64_t kb, std::int64_t spans) noexcept {
+  const std::int64_t k0 = kb * 16 / 32 * 32, tile = (r / 32) * spans + k0 / 128, rr = r % 32;
+  const std::int64_t lane = (rr % 8) * 4 + (k0 % 128) / 32, unit = (rr / 16) * 2 + (rr % 16) / 8;
+  return tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2 + kb % 2;
+}
+
+/// The tiled layout of a row-major NVFP4 weight (`packed` n x k/2 bytes, `scales` n x k/16), on
+/// the host: the reference for the device conversion and its tests. InputError unless
+/// k % 32 == 0 and the sizes match.
+void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std::uint8_t>& scales, std::int64_t n, std::int64_t k,
+                  std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales);
 
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T: `passes` launches of rows
 /// 32 x i .. min(m, 32 x (i + 1)) - 1; the fields below are the first pass's, except

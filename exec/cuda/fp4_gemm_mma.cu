@@ -247,12 +247,13 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 ///   at the kernel's occupancy, or (auto, the default) whole-wave for 1 and 2 tiles (M <= 16) and
 ///   the default for 4. On the H200 (2026-11-30b) whole-wave took 0.90-0.97x the time at M <= 16
 ///   for qkv, down and gate_up (o_proj M = 1: 1.03x) and 1.04-1.09x at M = 32 for gate_up and qkv.
-/// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles (the default), or one
-///   pass of 8 tiles (the weights read once; 2 CTAs per SM).
+/// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles, or (8, the default)
+///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
+///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
 /// Any other value: InputError naming the variable.
 struct Knobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
-  bool eight = false;
+  bool eight = true;
 };
 
 const Knobs& knobs() {
@@ -373,19 +374,11 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   Fp4MmaPlan p = full;
-  if (full.passes > 1 && kn.eight && full.passes == 2) {
-    // One pass of 8 tiles: the 32-row pass's splits halved, so that splits x m x n x 4 stays
-    // within the workspace sized for two passes of 32 rows.
-    p.n_tiles = 8;
-    const std::int64_t splits = std::max<std::int64_t>(1, full.splits / 2);
-    p.spans_per_split = (p.spans + splits - 1) / splits;
-    p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;
-    p.workspace_bytes = p.splits > 1 ? p.splits * m * n * 4 : 0;
-  } else if (full.passes > 1) {  // rows 32 i .. : each pass reads the weights again (fp4_gemm_path.hpp kFp4MmaMaxM)
+  if (full.n_tiles == 8 && !kn.eight) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
       fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
     return;
-  } else {
+  } else if (full.n_tiles <= 4) {
     const bool wave = kn.splits == Knobs::Splits::wave || (kn.splits == Knobs::Splits::automatic && full.n_tiles <= 2);
     if (wave) {  // never more splits than the default, so `workspace` fits (fp4_mma_plan)
       static const int resident[3] = {resident_per_sm<1>(), resident_per_sm<2>(), resident_per_sm<4>()};

@@ -150,10 +150,17 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
                                  "<= 8 (got m={} n={} k={} sms={} resident_per_sm={})",
                                  kFp4MmaMaxM, m, n, k, sms, resident_per_sm));
   if (m > kFp4MmaPassM) {
-    Fp4MmaPlan p = fp4_mma_plan(kFp4MmaPassM, n, k, sms, resident_per_sm);
-    p.passes = static_cast<int>((m + kFp4MmaPassM - 1) / kFp4MmaPassM);
-    for (std::int64_t r = kFp4MmaPassM; r < m; r += kFp4MmaPassM)
-      p.workspace_bytes = std::max(p.workspace_bytes, fp4_mma_plan(std::min(kFp4MmaPassM, m - r), n, k, sms, resident_per_sm).workspace_bytes);
+    // One pass of 8 tiles with half the 32-row pass's splits; the workspace also fits two passes
+    // of <= 32 rows (RACKSIM_FP4_MMA_TILES=4, exec/cuda/fp4_gemm_mma.cu).
+    const Fp4MmaPlan first = fp4_mma_plan(kFp4MmaPassM, n, k, sms, resident_per_sm);
+    Fp4MmaPlan p = first;
+    p.passes = 1;
+    p.n_tiles = 8;
+    const std::int64_t want = std::max<std::int64_t>(1, first.splits / 2);
+    p.spans_per_split = (p.spans + want - 1) / want;
+    p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;
+    p.workspace_bytes = std::max({p.splits > 1 ? p.splits * m * n * 4 : 0, first.workspace_bytes,
+                                  fp4_mma_plan(m - kFp4MmaPassM, n, k, sms, resident_per_sm).workspace_bytes});
     return p;
   }
   Fp4MmaPlan p;

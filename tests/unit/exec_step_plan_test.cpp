@@ -182,10 +182,10 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(g.fixed == Approx(base + row + 19496960).epsilon(1e-12));
-  // M = 33..64 run as two passes of the fused kernel (32 rows, then the rest), reusing one
-  // workspace: the peak is still gate_up's 32-row pass (5 splits of 13 spans, the cap
-  // int(0.5 x 0.5625 x 8,192 / 256) = 9; 5 x 32 x 57,344 x 4 = 36,700,160); the 1-row second pass
-  // of M = 33 needs 5 x 1 x 57,344 x 4. No dequantize scratch.
+  // M = 33..64 run the fused kernel in 8 tiles (gate_up at M = 33: 2 splits, 2 x 33 x 57,344 x 4
+  // = 15,138,816), its workspace also covering two passes of <= 32 rows: the peak is still
+  // gate_up's 32-row pass (5 splits of 13 spans, the cap int(0.5 x 0.5625 x 8,192 / 256) = 9;
+  // 5 x 32 x 57,344 x 4 = 36,700,160). No dequantize scratch.
   o.max_rows = 33;
   const CudaStepFootprint two = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(two.fixed == Approx(base + 17 * row + 36700160).epsilon(1e-12));
@@ -422,16 +422,19 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK(p.splits == 1);
   CHECK(p.workspace_bytes == 0);
   CHECK(p.row_blocks == 2);
-  // M = 40: two passes, 32 rows (8 splits, as above) and 8 rows (the cap 2,304 / 64 = 36 does not
-  // bind: 16 splits of 4 spans, 16 x 8 x 8,192 x 4 = 4,194,304); the workspace is the larger,
-  // the first pass's 8 x 32 x 8,192 x 4 = 8,388,608. M = 64: two full passes.
+  // M = 40: one 8-tile pass with half of M = 32's 8 splits: 4 of 16 spans (4 x 40 x 8,192 x 4 =
+  // 5,242,880 B of partials); the workspace also covers two passes, 32 rows (8 x 32 x 8,192 x 4 =
+  // 8,388,608) then 8 rows (the cap 2,304 / 64 = 36 does not bind: 16 splits, 16 x 8 x 8,192 x 4 =
+  // 4,194,304): 8,388,608. M = 64: 8 tiles too.
   p = fp4_mma_plan(40, 8192, 8192, 132);
-  CHECK(p.passes == 2);
-  CHECK(p.n_tiles == 4);
-  CHECK(p.splits == 8);
+  CHECK(p.passes == 1);
+  CHECK(p.n_tiles == 8);
+  CHECK(p.splits == 4);
+  CHECK(p.spans_per_split == 16);
   CHECK(p.workspace_bytes == 8388608);
   CHECK(fp4_mma_plan(8, 8192, 8192, 132).workspace_bytes == 4194304);
-  CHECK(fp4_mma_plan(64, 8192, 8192, 132).passes == 2);
+  CHECK(fp4_mma_plan(64, 8192, 8192, 132).n_tiles == 8);
+  CHECK(fp4_mma_plan(64, 8192, 8192, 132).workspace_bytes == 4 * 64 * 8192 * 4);
   CHECK(fp4_mma_plan(32, 8192, 8192, 132).passes == 1);
   // The whole-wave rule at the kernel's occupancy (5 CTAs per SM at M = 1, 3 at M = 32 on an
   // H200): o_proj M = 1 wants floor(5 x 132 / 64) = 10 splits, of ceil(64 / 10) = 7 spans, so

@@ -122,14 +122,13 @@ class NativeGemmRows {
 
 /// Hopper's fused FP4-weight GEMM (exec/cuda/fp4_gemm_mma.cu): E2M1 dequantized in registers to
 /// FP16 and fed to mma.sync m16n8k16 tensor-core MMAs (FP32 accumulate), weights read once
-/// straight from the step executor's row-major layout, for decode batches up to kFp4MmaMaxM: one
-/// pass of at most kFp4MmaPassM rows (an 8-tile version for M <= 64 ran slower than dequantize +
-/// cuBLASLt BF16 from M = 48 on), and M = 33..64 as two passes that each read the weights. On an
-/// H200 (exec/measurements/h200-sxm-2026-11-30, gemm-nvfp4.json) one M = 32 pass took 42.5 us
-/// (8192 x 8192), 47.8 (10240 x 8192), 191.1 (57344 x 8192) and 104.3 (8192 x 28672), while
-/// dequantize + cuBLASLt took 101-102, 120-130, 626-628 and 328-333 us at M = 48..64: two passes
-/// win by 1.2-1.6x at every Llama-2-70B shape; three (M = 96) would lose at 8192 x 8192 (127 us
-/// against 102.8 at M = 128).
+/// in its tiled layout (below), for decode batches up to kFp4MmaMaxM: up to kFp4MmaPassM rows in
+/// 1, 2 or 4 8-token tiles, M = 33..64 in 8 tiles (2 CTAs per SM). On an H200
+/// (exec/measurements/h200-sxm-2026-11-30, gemm-nvfp4.json) dequantize + cuBLASLt BF16 took
+/// 101-102, 120-130, 626-628 and 328-333 us at M = 48..64 for 8192 x 8192, 10240 x 8192,
+/// 57344 x 8192 and 8192 x 28672; two passes of <= 32 rows took 60-70, 70-82, 327-366 and 165-188
+/// (2026-11-30b) and one 8-tile pass 0.64-1.00x of those (43.8-44.9, 67-69, 262-266, 128-132 us).
+/// Above 64 rows the weights are dequantized to BF16 for cuBLASLt (M = 128: 101-645 us).
 /// Each CTA (4 warps) computes kFp4MmaRowsPerCta output features over a range of K spans of
 /// kFp4MmaSpan; K is split over `splits` CTAs when the row blocks alone would leave the GPU
 /// under-filled, their FP32 partials summed in a fixed order by a second kernel (deterministic).
@@ -187,12 +186,11 @@ struct Fp4MmaTiling {
 void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std::uint8_t>& scales, std::int64_t n, std::int64_t k,
                   std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales);
 
-/// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T: `passes` launches of rows
-/// 32 x i .. min(m, 32 x (i + 1)) - 1; the fields below are the first pass's, except
-/// workspace_bytes, the largest of any pass's (the passes reuse it in stream order).
+/// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
+/// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).
 struct Fp4MmaPlan {
-  int passes = 0;             ///< ceil(m / kFp4MmaPassM)
-  int n_tiles = 0;            ///< 8-token MMA column tiles of the first pass: 1, 2 or 4 (its rows rounded up)
+  int passes = 0;             ///< launches of the fused kernel: 1
+  int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2, 4 (m rounded up) or 8 (m > 32)
   std::int64_t row_blocks = 0;
   std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
   std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
@@ -208,7 +206,8 @@ struct Fp4MmaPlan {
 /// but no more splits than spans, and no more than keep the partials' traffic (write and read,
 /// 8 bytes per output per split) within half the weights' bytes (0.5625 per value).
 /// m = 1, n = k = 8192 on 132 SMs: 64 row blocks x 16 splits of 4 spans; m = 32: 8 splits of 8;
-/// m = 40: two passes, 32 rows (8 splits: the larger workspace, 8 x 32 x n x 4) and 8 rows (16 splits).
+/// m = 40: 8 tiles, half of m = 32's 8 splits: 4 of 16 spans; the workspace the larger of
+/// 4 x 40 x n x 4 and the two passes' (32 rows: 8 x 32 x n x 4).
 /// With resident_per_sm > 0 (the kernel's measured occupancy, at most 8), the whole-wave rule
 /// instead: max(1, floor(resident_per_sm x sms / row_blocks)) splits wanted, so that every CTA of
 /// the launch is resident at once (no second, part-empty wave); then the same caps. It never

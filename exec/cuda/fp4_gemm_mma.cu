@@ -244,9 +244,11 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 /// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"), for
 /// same-session A/B runs on a device:
 /// - RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave: fp4_mma_plan's default rule, its whole-wave rule
-///   at the kernel's occupancy, or (auto, the default) whole-wave for 1 and 2 tiles (M <= 16) and
-///   the default for 4. On the H200 (2026-11-30b) whole-wave took 0.90-0.97x the time at M <= 16
-///   for qkv, down and gate_up (o_proj M = 1: 1.03x) and 1.04-1.09x at M = 32 for gate_up and qkv.
+///   at the kernel's occupancy, or (auto, the default) whole-wave for 1 and 2 tiles (M <= 16) when
+///   it still splits K, else the default. H200, same-session ratios whole-wave / default: row-major
+///   weights 0.90-0.97 at M <= 16 for qkv, down and gate_up, 1.04-1.09 at M = 32 (2026-11-30b,
+///   first run); tiled weights 0.89-0.97 for qkv at M <= 16, 0.92-0.95 at M = 16, 1.00 +- 0.01
+///   elsewhere, but 1.04-1.06 for gate_up at M <= 4, where it leaves K unsplit (third run).
 /// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles, or (8, the default)
 ///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
@@ -307,23 +309,24 @@ __global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, con
 }
 
 /// Tiled NVFP4 -> row-major BF16 (value x block scale x tensor_scale, each exact in FP32 and
-/// rounded once): one thread per 16-byte unit, 32 values, 64 bytes stored.
+/// rounded once): one thread per 32 values in row-major order (grid-stride), so that a warp's
+/// stores are 2 KB contiguous; its 16-byte reads are scattered over the tiles instead (a quarter
+/// of the bytes). The first version went tile by tile and ran 1.04-1.08x slower than the
+/// row-major layout's dequantize at M = 128..256 (H200, 2026-11-30b).
 __global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales, long long n,
-                                       long long k, long long spans, long long units, float tensor_scale, __nv_bfloat16* __restrict__ out) {
-  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(gridDim.x) * blockDim.x) {
-    long long r, k0, tile;
-    int lane, unit;
-    unit_position(u, spans, r, k0, tile, lane, unit);
-    if (r >= n || k0 >= k) continue;
-    const uint4 v = reinterpret_cast<const uint4*>(codes)[u];
-    const std::uint8_t* sp = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
+                                       long long k, long long spans, float tensor_scale, __nv_bfloat16* __restrict__ out) {
+  const long long pieces = n * (k / 32);
+  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < pieces; u += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long r = u / (k / 32), k0 = (u % (k / 32)) * 32;
+    const uint4 v = *reinterpret_cast<const uint4*>(codes + fp4_mma_code_offset(r, k0, spans));
+    const std::uint8_t* sp = tscales + fp4_mma_scale_offset(r, k0 / 16, spans);  // blocks k0 / 16 and + 1: adjacent bytes
     const float s0 = fp4::decode_ue4m3(sp[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sp[1]) * tensor_scale;
     const std::uint32_t words[4] = {v.x, v.y, v.z, v.w};
     __align__(16) __nv_bfloat16 o[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i)
       o[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * (i < 16 ? s0 : s1));
-    uint4* dst = reinterpret_cast<uint4*>(out + r * k + k0);
+    uint4* dst = reinterpret_cast<uint4*>(out + u * 32);
 #pragma unroll
     for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];
   }
@@ -357,9 +360,8 @@ void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* 
   if (n < 1 || k < 32 || k % 32 != 0)
     throw InputError(text("fp4_mma_dequant_bf16_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
-  const long long units = t.code_bytes / 16;
-  fp4_mma_dequant_kernel<<<unit_grid(units), 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans, units,
-                                                                                         tensor_scale, reinterpret_cast<__nv_bfloat16*>(out));
+  fp4_mma_dequant_kernel<<<unit_grid(n * (k / 32)), 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans,
+                                                                                                tensor_scale, reinterpret_cast<__nv_bfloat16*>(out));
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -379,10 +381,12 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
       fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
     return;
   } else if (full.n_tiles <= 4) {
-    const bool wave = kn.splits == Knobs::Splits::wave || (kn.splits == Knobs::Splits::automatic && full.n_tiles <= 2);
-    if (wave) {  // never more splits than the default, so `workspace` fits (fp4_mma_plan)
+    if (kn.splits != Knobs::Splits::fill8 && (kn.splits == Knobs::Splits::wave || full.n_tiles <= 2)) {
+      // Never more splits than the default, so `workspace` fits (fp4_mma_plan). `auto` keeps the
+      // default where one wave would leave K unsplit (gate_up: 448 row blocks on 132 SMs).
       static const int resident[3] = {resident_per_sm<1>(), resident_per_sm<2>(), resident_per_sm<4>()};
-      p = fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2]);
+      const Fp4MmaPlan w = fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2]);
+      if (kn.splits == Knobs::Splits::wave || w.splits >= 2) p = w;
     }
   }
   float* partials = p.splits > 1 ? workspace : nullptr;

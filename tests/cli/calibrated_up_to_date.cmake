@@ -5,8 +5,8 @@
 # files as given, ../shared/reference/...), OUT (a scratch directory).
 set(committed "${SOURCE}/hwmodels/data/calibrated")
 set(inputs ../shared/reference/aic_kernels/gemm_trtllm_1.3.0rc20_subset.csv ../shared/reference/aic_kernels/nccl_2.29.2.csv
-    exec/measurements/h200-sxm-2026-11-30/memory.json exec/measurements/h200-sxm-2026-11-30/launch.json
-    exec/measurements/h200-sxm-2026-11-30/power.json)
+    exec/measurements/h200-sxm-2026-11-30b/memory.json exec/measurements/h200-sxm-2026-11-30b/launch.json
+    exec/measurements/h200-sxm-2026-11-30b/power.json)
 string(JOIN " " inputs_text ${inputs})
 file(REMOVE_RECURSE "${OUT}")
 execute_process(COMMAND "${RACKSIM}" calibrate --measurements ${inputs} --out "${OUT}" WORKING_DIRECTORY "${SOURCE}"

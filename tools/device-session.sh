@@ -166,6 +166,12 @@ if [[ $FOCUS == 1 ]]; then
   phase "bench gemm nvfp4, splits fill8" 30 gemm-nvfp4-fill8.log env RACKSIM_FP4_MMA_SPLITS=fill8 "$R" bench gemm --dtypes nvfp4 \
     --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-fill8.json"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
+  phase "decode attention test, rows as M" 30 attention-test-rows.log env RACKSIM_ATTENTION_DECODE=rows "$BIN/tests/racksim_cuda_tests" \
+    "decode attention over a paged KV cache matches cpu_ops (BF16 and FP8 KV, GQA, split-K)"
+  phase "bench attention, rows as M" 60 attention-rows.log env RACKSIM_ATTENTION_DECODE=rows "$R" bench --suite attention \
+    --out "$STAGE/attention-rows.json"
+  phase "bench memory, gemm bf16 (the targets' references)" 60 refs.log bash -c "'$R' bench memory --out '$STAGE/memory.json' && \
+    '$R' bench gemm --dtypes bf16 --out '$STAGE/gemm.json'"
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"

@@ -38,6 +38,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -345,6 +346,192 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
   }
 }
 
+/// Decode with the keys as the MMA's M (group <= 8): S^T = K Q^T (16 keys x 8 heads per k-step,
+/// one MMA where the rows-as-M routine needs two with half their rows padding), softmax down the
+/// columns (a head's 16 keys sit in the 8 lanes of one lane column: 3 shuffles), then
+/// O^T = V^T P^T: V's movmatrix-transposed registers are the A fragments of 16-dim tiles (rows
+/// 0-7 register i, rows 8-15 register i + 1), P^T's accumulators transposed the B fragment.
+/// Half the MMAs and accumulators of warp_attend, for the decode batches of GQA <= 8 models.
+template <int HD>
+struct WarpStateT {
+  float o[Frag<HD>::kPairs / 2][4];  // tile mt: c0, c1 = (dim of row n, heads 2c, 2c + 1); c2, c3 = row n + 8
+  float m[2], l[2];                  // heads 2c, 2c + 1
+};
+
+/// Physical dim of row r (0..15) of output tile mt (registers 2 mt and 2 mt + 1).
+template <int HD>
+__device__ __forceinline__ int tile_dim(int mt, int r) {
+  return Frag<HD>::dim_of(2 * mt + r / 8, (r % 8) / 2) + r % 2;
+}
+
+template <int HD, bool kFp8>
+__device__ __forceinline__ void warp_attend_t(const Params& a, int g, const std::int32_t* __restrict__ table,
+                                              const std::uint32_t (&qb)[Frag<HD>::kSteps][2], int k_first, int k_end, int stride,
+                                              WarpStateT<HD>& st) {
+  using F = Frag<HD>;
+  constexpr bool kF16 = kFp8;
+  constexpr int kTiles = F::kPairs / 2;
+  const int lane = static_cast<int>(threadIdx.x) % 32, c = lane % 4, n = lane / 4;
+#pragma unroll
+  for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) st.o[i][e] = 0.0f;
+  st.m[0] = st.m[1] = -INFINITY;
+  st.l[0] = st.l[1] = 0.0f;
+  KvRaw<HD, kFp8> raw;
+  const auto fetch = [&](int k0) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int key = k0 + 8 * h + n;
+      I row = -1;
+      if (key < k_end) {
+        const I block = table[key / a.block_tokens];
+        row = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD;
+      }
+      load_raw<HD, kFp8>(raw, h, a, row, c);
+    }
+  };
+  if (k_first < k_end) fetch(k_first);
+  for (int k0 = k_first; k0 < k_end; k0 += stride) {
+    std::uint32_t kr[2][F::kPairs], vr[2][F::kPairs];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      widen<HD, kFp8>(kr[h], raw.k[h]);
+      widen<HD, kFp8>(vr[h], raw.v[h]);
+    }
+    if (k0 + stride < k_end) fetch(k0 + stride);
+    // S^T: s[0], s[1] = key k0 + n, heads 2c, 2c + 1; s[2], s[3] = key k0 + n + 8.
+    float s[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int t = 0; t < F::kSteps; ++t) {
+      const std::uint32_t af[4] = {kr[0][2 * t], kr[1][2 * t], kr[0][2 * t + 1], kr[1][2 * t + 1]};
+      mma<kF16>(s, af, qb[t][0], qb[t][1]);
+    }
+    const bool valid0 = k0 + n < k_end, valid1 = k0 + n + 8 < k_end;
+    float alpha[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& x0 = s[e];
+      float& x1 = s[2 + e];
+      x0 = valid0 ? x0 * a.score_scale : -INFINITY;
+      x1 = valid1 ? x1 * a.score_scale : -INFINITY;
+      float mx = fmaxf(x0, x1);
+      mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, 4));
+      mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, 8));
+      mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, 16));
+      const float m_new = fmaxf(st.m[e], mx), base = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[e] = exp2f(st.m[e] - base);
+      st.m[e] = m_new;
+      x0 = exp2f(x0 - base);
+      x1 = exp2f(x1 - base);
+      st.l[e] = st.l[e] * alpha[e] + x0 + x1;
+    }
+    // P^T (key rows, head columns) as 16-bit hi + lo pairs, transposed into B fragments:
+    // b0b1 = keys 2c, 2c + 1 of head n (keys 0-7), b2b3 = keys 8 + 2c, + 1.
+    const std::uint32_t h0 = pack2<kF16>(s[0], s[1]), h1 = pack2<kF16>(s[2], s[3]);
+    const float2 r0 = unpack2<kF16>(h0), r1 = unpack2<kF16>(h1);
+    const std::uint32_t l0 = pack2<kF16>(s[0] - r0.x, s[1] - r0.y), l1 = pack2<kF16>(s[2] - r1.x, s[3] - r1.y);
+    const std::uint32_t bh0 = transpose8x8(h0), bh1 = transpose8x8(h1), bl0 = transpose8x8(l0), bl1 = transpose8x8(l1);
+#pragma unroll
+    for (int mt = 0; mt < kTiles; ++mt) {
+      st.o[mt][0] *= alpha[0];
+      st.o[mt][1] *= alpha[1];
+      st.o[mt][2] *= alpha[0];
+      st.o[mt][3] *= alpha[1];
+      const std::uint32_t af[4] = {transpose8x8(vr[0][2 * mt]), transpose8x8(vr[0][2 * mt + 1]), transpose8x8(vr[1][2 * mt]),
+                                   transpose8x8(vr[1][2 * mt + 1])};
+      mma<kF16>(st.o[mt], af, bh0, bh1);
+      mma<kF16>(st.o[mt], af, bl0, bl1);
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    st.l[e] += __shfl_xor_sync(0xFFFFFFFFu, st.l[e], 4);
+    st.l[e] += __shfl_xor_sync(0xFFFFFFFFu, st.l[e], 8);
+    st.l[e] += __shfl_xor_sync(0xFFFFFFFFu, st.l[e], 16);
+  }
+}
+
+/// Decode, group <= 8: grid (partition, KV head, sequence), 4 warps on interleaved 16-key steps
+/// of the partition (warp_attend_t), merged in shared memory as in attention_decode_kernel.
+/// CTAs per SM for the register budget: 3 (<= 168 registers) where the prefetched step fits, 2
+/// for BF16 at head_dim 128 (it spilled 120 bytes at 3).
+template <int HD, bool kFp8>
+constexpr int kDecodeTCtas = (kFp8 || HD <= 64) ? 3 : 2;
+
+template <int HD, bool kFp8>
+__global__ void __launch_bounds__(kThreads, kDecodeTCtas<HD, kFp8>) attention_decode_t_kernel(Params a, const std::int32_t* __restrict__ context_lens,
+                                                                        int partition_tokens) {
+  using F = Frag<HD>;
+  constexpr int kTiles = F::kPairs / 2;
+  const int b = static_cast<int>(blockIdx.z), g = static_cast<int>(blockIdx.y), p = static_cast<int>(blockIdx.x);
+  const int context = context_lens[b];
+  const int begin = p * partition_tokens;
+  if (begin >= context) return;
+  const int end = min(begin + partition_tokens, context);
+  const int t = static_cast<int>(threadIdx.x), lane = t % 32, warp = t / 32, c = lane % 4, n = lane / 4;
+  const int R = a.group;
+  // Q^T's B fragments: head n (zeros past the group), dims in Frag::dim_of order.
+  std::uint32_t qb[F::kSteps][2];
+#pragma unroll
+  for (int s2 = 0; s2 < F::kSteps; ++s2)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      std::uint32_t v = 0;
+      if (n < R) {
+        const std::uint16_t* q = a.q + static_cast<I>(b) * a.q_stride + static_cast<I>(g * a.group + n) * HD + F::dim_of(2 * s2 + j, c);
+        if constexpr (kFp8) v = pack2<true>(bf16_to_float(q[0]), bf16_to_float(q[1]));
+        else v = static_cast<std::uint32_t>(q[0]) | (static_cast<std::uint32_t>(q[1]) << 16);
+      }
+      qb[s2][j] = v;
+    }
+  WarpStateT<HD> st;
+  warp_attend_t<HD, kFp8>(a, g, a.block_tables + static_cast<I>(b) * a.block_table_stride, qb, begin + kStepKeys * warp, end,
+                          kStepKeys * kWarps, st);
+
+  __shared__ __align__(16) float o_s[kWarps][8][HD];
+  __shared__ float m_s[kWarps][8], l_s[kWarps][8];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int head = 2 * c + e;
+    if (head >= R) continue;
+#pragma unroll
+    for (int mt = 0; mt < kTiles; ++mt) {
+      o_s[warp][head][tile_dim<HD>(mt, n)] = st.o[mt][e];
+      o_s[warp][head][tile_dim<HD>(mt, n + 8)] = st.o[mt][2 + e];
+    }
+    if (n == 0) {
+      m_s[warp][head] = st.m[e];
+      l_s[warp][head] = st.l[e];
+    }
+  }
+  __syncthreads();
+  for (int e = t; e < R * HD; e += kThreads) {
+    const int r = e / HD, d = e % HD;
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, m_s[w][r]);  // finite: warp 0 saw key `begin`
+    float l = 0.0f, o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float wgt = exp2f(m_s[w][r] - m);  // 0 for a warp that had no keys (m -inf)
+      l += wgt * l_s[w][r];
+      o += wgt * o_s[w][r][d];
+    }
+    const int head = g * a.group + r;
+    if (a.partitions == 1) {
+      a.out[static_cast<I>(b) * a.out_stride + static_cast<I>(head) * HD + d] = float_to_bf16(o * a.v_scale / l);
+    } else {
+      const I part = ((static_cast<I>(b) * a.kv_heads + g) * a.partitions + p) * a.group + r;
+      a.part_o[part * HD + d] = o * a.v_scale;
+      if (d == 0) {
+        a.part_m[part] = m;
+        a.part_l[part] = l;
+      }
+    }
+  }
+}
+
 /// Decode: grid (partition, KV head, sequence), 4 warps. A partition past its sequence's context
 /// exits (the same in every thread, before any barrier).
 template <int HD, bool kFp8>
@@ -517,6 +704,20 @@ __global__ void __launch_bounds__(256) kv_append_kernel(void* __restrict__ k_cac
   }
 }
 
+/// Decode with keys as the MMA's M for group <= 8 (attention_decode_t_kernel) unless the
+/// environment sets RACKSIM_ATTENTION_DECODE=rows (the rows-as-M kernel for every group: the
+/// same-session A/B of docs/executor.md); any other value is an InputError.
+bool keys_as_m() {
+  static const bool v = [] {
+    const char* e = std::getenv("RACKSIM_ATTENTION_DECODE");
+    if (!e) return true;
+    const std::string s = e;
+    if (s != "keys" && s != "rows") throw InputError("environment RACKSIM_ATTENTION_DECODE: '" + s + "' is not one of keys, rows");
+    return s == "keys";
+  }();
+  return v;
+}
+
 Params params_of(const DevicePagedKv& c, const std::uint16_t* q, I q_stride, I heads, const std::int32_t* tables, I table_stride,
                  std::uint16_t* out, I out_stride) {
   Params a{};
@@ -590,7 +791,10 @@ void attention_decode_launch(const DevicePagedKv& c, const AttentionDecodeArgs& 
     constexpr int HD = decltype(hd)::value;
     constexpr bool kFp8 = decltype(fp8)::value;
     const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(c.layout.kv_heads), static_cast<unsigned>(d.batch));
-    attention_decode_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, d.context_lens, ptok);
+    if (a.group <= 8 && keys_as_m())
+      attention_decode_t_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, d.context_lens, ptok);
+    else
+      attention_decode_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, d.context_lens, ptok);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
     if (parts > 1) {
       attention_decode_merge_kernel<HD><<<dim3(static_cast<unsigned>(d.heads), static_cast<unsigned>(d.batch)), HD, 0, s>>>(

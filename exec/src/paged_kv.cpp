@@ -102,7 +102,7 @@ I decode_partition_tokens(I batch, I kv_heads, I max_context, int sm_count) {
     throw InputError(fmt::format("decode_partition_tokens: batch {}, kv heads {}, context {}, SMs {}: all must be >= 1", batch, kv_heads,
                                  max_context, sm_count));
   const I whole = ceil_div(max_context, kAttentionKeyTile) * kAttentionKeyTile;
-  const I ctas = batch * kv_heads, want = 2 * I{sm_count};  // >= ~2 CTAs per SM (executor.md "Attention")
+  const I ctas = batch * kv_heads, want = kDecodeCtasPerSm * I{sm_count};
   if (ctas >= want) return whole;
   const I partitions = ceil_div(want, ctas);
   return std::max(kAttentionKeyTile, ceil_div(ceil_div(max_context, partitions), kAttentionKeyTile) * kAttentionKeyTile);

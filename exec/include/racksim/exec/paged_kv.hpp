@@ -77,10 +77,16 @@ struct PrefillSegment {
   std::int32_t cached = 0;
 };
 
+/// CTAs per SM that decode_partition_tokens aims for: about three waves of the decode kernels'
+/// 2-3 resident CTAs per SM, so that the last wave's idle share is small. With 2 per SM (one wave
+/// of the FP8 keys-as-M kernel's 3 x 132 slots on an H200 was 1.3 waves at batch 64 x 8 KV heads)
+/// FP8 decode at batch 64, context 4096 streamed at 61% of copy bandwidth (2026-11-30b).
+inline constexpr std::int64_t kDecodeCtasPerSm = 8;
+
 /// Keys per partition of split-K decode attention: enough partitions that batch x kv_heads x
-/// partitions CTAs fill at least 2 per SM (executor.md "Attention": FlashDecoding / vLLM
+/// partitions CTAs reach kDecodeCtasPerSm per SM (executor.md "Attention": FlashDecoding / vLLM
 /// paged_attention_v2), each a multiple of kAttentionKeyTile; one partition of the whole
-/// context when batch x kv_heads alone fills the device.
+/// context when batch x kv_heads alone reaches it.
 [[nodiscard]] std::int64_t decode_partition_tokens(std::int64_t batch, std::int64_t kv_heads, std::int64_t max_context, int sm_count);
 
 /// Partitions of a context under `partition_tokens`: ceil(context / partition_tokens).

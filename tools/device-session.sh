@@ -165,6 +165,10 @@ if [[ $FOCUS == 1 ]]; then
     --out "$STAGE/gemm-nvfp4-t4.json"
   phase "bench gemm nvfp4, splits fill8" 30 gemm-nvfp4-fill8.log env RACKSIM_FP4_MMA_SPLITS=fill8 "$R" bench gemm --dtypes nvfp4 \
     --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-fill8.json"
+  phase "fused FP4 GEMM test, depth 2" 20 fp4-test-d2.log env RACKSIM_FP4_MMA_DEPTH=2 "$BIN/tests/racksim_cuda_tests" \
+    "fused FP4-weight tensor-core GEMM matches the CPU reference"
+  phase "bench gemm nvfp4, depth 2" 30 gemm-nvfp4-d2.log env RACKSIM_FP4_MMA_DEPTH=2 "$R" bench gemm --dtypes nvfp4 \
+    --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-d2.json"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
   phase "decode attention test, rows as M" 30 attention-test-rows.log env RACKSIM_ATTENTION_DECODE=rows "$BIN/tests/racksim_cuda_tests" \
     "decode attention over a paged KV cache matches cpu_ops (BF16 and FP8 KV, GQA, split-K)"

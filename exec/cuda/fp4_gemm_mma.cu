@@ -116,11 +116,11 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
 /// hiding for the weight stream); four tiles need their 32 accumulators, eight their 64.
 /// (Loading the weights two spans ahead instead of one, at 4 CTAs per SM, ran 3-9% slower at
 /// M = 1..8 on the H200, 2026-11-30 second session: exec/measurements/h200-sxm-2026-11-30b.)
-template <int NT>
-constexpr int kMinCtas = NT <= 2 ? 5 : NT == 4 ? 3 : 2;
+template <int NT, int DEPTH>
+constexpr int kMinCtas = NT <= 2 ? (DEPTH == 1 ? 5 : 4) : NT == 4 ? 3 : 2;
 
-template <int NT>
-__global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
+template <int NT, int DEPTH>
+__global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials) {
@@ -152,9 +152,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
   };
   const long long tile0 = static_cast<long long>(row0 / 32) * spans;  // the warp's row tile, span 0
   const bool active = row0 < n;
-  SpanWeights cur, nxt;
+  static_assert(DEPTH == 1 || DEPTH == 2, "weights loaded one or two spans ahead");
+  SpanWeights cur, nxt, nxt2;
   if (sp_begin < sp_end) {
     load_span(cur, codes, tscales, tile0 + sp_begin, lane, active);
+    if (DEPTH == 2 && sp_begin + 1 < sp_end) load_span(nxt, codes, tscales, tile0 + sp_begin + 1, lane, active);
     load_x(sp_begin * kSpan);
   }
   for (int sp = sp_begin; sp < sp_end; ++sp) {
@@ -171,10 +173,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
       xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
     }
     __syncthreads();
-    if (sp + 1 < sp_end) {
-      load_span(nxt, codes, tscales, tile0 + sp + 1, lane, active);
-      load_x((sp + 1) * kSpan);
+    if constexpr (DEPTH == 1) {
+      if (sp + 1 < sp_end) load_span(nxt, codes, tscales, tile0 + sp + 1, lane, active);
+    } else {
+      if (sp + 2 < sp_end) load_span(nxt2, codes, tscales, tile0 + sp + 2, lane, active);
     }
+    if (sp + 1 < sp_end) load_x((sp + 1) * kSpan);
 
 #pragma unroll
     for (int t = 0; t < 2; ++t)
@@ -207,6 +211,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT>)
       }
     }
     if (sp + 1 < sp_end) cur = nxt;
+    if (DEPTH == 2 && sp + 2 < sp_end) nxt = nxt2;
   }
 
   // C fragment: c0, c1 = (row g, tokens 2 tig, 2 tig + 1); c2, c3 = row g + 8.
@@ -234,11 +239,12 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
   }
 }
 
-template <int NT>
+template <int NT, int DEPTH = 1>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  fp4_mma_kernel<NT><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y, partials);
+  fp4_mma_kernel<NT, DEPTH><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
+                                                      partials);
 }
 
 /// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"), for
@@ -252,10 +258,13 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 /// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles, or (8, the default)
 ///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
+/// - RACKSIM_FP4_MMA_DEPTH = 1 | 2: spans of weights in flight per warp at M <= 16 (2: 4 CTAs per
+///   SM). With the row-major layout 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run).
 /// Any other value: InputError naming the variable.
 struct Knobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight = true;
+  int depth = 1;
 };
 
 const Knobs& knobs() {
@@ -267,6 +276,11 @@ const Knobs& knobs() {
       else if (v == "fill8") r.splits = Knobs::Splits::fill8;
       else if (v == "wave") r.splits = Knobs::Splits::wave;
       else throw InputError("environment RACKSIM_FP4_MMA_SPLITS: '" + v + "' is not one of auto, fill8, wave");
+    }
+    if (const char* d = std::getenv("RACKSIM_FP4_MMA_DEPTH")) {
+      const std::string v = d;
+      if (v != "1" && v != "2") throw InputError("environment RACKSIM_FP4_MMA_DEPTH: '" + v + "' is not one of 1, 2");
+      r.depth = v == "2" ? 2 : 1;
     }
     if (const char* t = std::getenv("RACKSIM_FP4_MMA_TILES")) {
       const std::string v = t;
@@ -309,26 +323,43 @@ __global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, con
 }
 
 /// Tiled NVFP4 -> row-major BF16 (value x block scale x tensor_scale, each exact in FP32 and
-/// rounded once): one thread per 32 values in row-major order (grid-stride), so that a warp's
-/// stores are 2 KB contiguous; its 16-byte reads are scattered over the tiles instead (a quarter
-/// of the bytes). The first version went tile by tile and ran 1.04-1.08x slower than the
-/// row-major layout's dequantize at M = 128..256 (H200, 2026-11-30b).
-__global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales, long long n,
-                                       long long k, long long spans, float tensor_scale, __nv_bfloat16* __restrict__ out) {
-  const long long pieces = n * (k / 32);
-  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < pieces; u += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const long long r = u / (k / 32), k0 = (u % (k / 32)) * 32;
-    const uint4 v = *reinterpret_cast<const uint4*>(codes + fp4_mma_code_offset(r, k0, spans));
-    const std::uint8_t* sp = tscales + fp4_mma_scale_offset(r, k0 / 16, spans);  // blocks k0 / 16 and + 1: adjacent bytes
-    const float s0 = fp4::decode_ue4m3(sp[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sp[1]) * tensor_scale;
+/// rounded once). A CTA takes one row tile x kDequantSpans spans: reads its tiles as stored
+/// (coalesced), decodes into shared memory row-major, then writes each row's 512 values as 1 KB
+/// contiguous. (Walking tile by tile, each thread's 64-byte store landed on another row: 1.04-1.08x
+/// the row-major layout's dequantize at M = 128..256; walking row-major instead scattered the
+/// 16-byte reads and ran 1.15x: H200, 2026-11-30b.)
+constexpr int kDequantSpans = 4;
+
+__global__ void __launch_bounds__(256) fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales,
+                                                              long long n, long long k, long long spans, float tensor_scale,
+                                                              __nv_bfloat16* __restrict__ out) {
+  constexpr int kPitch = kDequantSpans * 128 + 8;  // BF16 per shared row: 1,040 bytes, 16-byte aligned
+  __shared__ __align__(16) __nv_bfloat16 rows[32][kPitch];
+  const long long rt = blockIdx.x;
+  const long long sp0 = static_cast<long long>(blockIdx.y) * kDequantSpans;
+  const int nsp = static_cast<int>(min(static_cast<long long>(kDequantSpans), spans - sp0));
+  for (int w = static_cast<int>(threadIdx.x); w < nsp * 128; w += static_cast<int>(blockDim.x)) {
+    const int sp = w / 128, unit = (w % 128) / 32, lane = w % 32;
+    const long long tile = rt * spans + sp0 + sp;
+    const uint4 v = reinterpret_cast<const uint4*>(codes + tile * kFp4MmaTileCodeBytes)[unit * 32 + lane];
+    const std::uint8_t* sc = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
+    const float s0 = fp4::decode_ue4m3(sc[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sc[1]) * tensor_scale;
     const std::uint32_t words[4] = {v.x, v.y, v.z, v.w};
     __align__(16) __nv_bfloat16 o[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i)
       o[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * (i < 16 ? s0 : s1));
-    uint4* dst = reinterpret_cast<uint4*>(out + u * 32);
+    const int rr = (unit / 2) * 16 + (unit % 2) * 8 + lane / 4, col = sp * 128 + (lane % 4) * 32;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];
+    for (int i = 0; i < 4; ++i) reinterpret_cast<uint4*>(&rows[rr][col])[i] = reinterpret_cast<const uint4*>(o)[i];
+  }
+  __syncthreads();
+  const int chunks = static_cast<int>(min(static_cast<long long>(nsp) * 128, k - sp0 * 128)) / 8;  // 8 values per 16-byte store
+  for (int w = static_cast<int>(threadIdx.x); w < 32 * chunks; w += static_cast<int>(blockDim.x)) {
+    const int rr = w / chunks, ch = w % chunks;
+    const long long r = rt * 32 + rr;
+    if (r >= n) continue;
+    *reinterpret_cast<uint4*>(out + r * k + sp0 * 128 + ch * 8) = *reinterpret_cast<const uint4*>(&rows[rr][ch * 8]);
   }
 }
 
@@ -336,10 +367,10 @@ unsigned unit_grid(long long units) { return static_cast<unsigned>(std::min<long
 
 /// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), clamped
 /// to fp4_mma_plan's 1..8.
-template <int NT>
+template <int NT, int DEPTH = 1>
 int resident_per_sm() {
   int blocks = 0;
-  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT>, kThreads, 0));
+  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH>, kThreads, 0));
   return std::clamp(blocks, 1, 8);
 }
 
@@ -360,8 +391,11 @@ void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* 
   if (n < 1 || k < 32 || k % 32 != 0)
     throw InputError(text("fp4_mma_dequant_bf16_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
-  fp4_mma_dequant_kernel<<<unit_grid(n * (k / 32)), 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans,
-                                                                                                tensor_scale, reinterpret_cast<__nv_bfloat16*>(out));
+  const long long chunks = (t.spans + kDequantSpans - 1) / kDequantSpans;
+  if (chunks > 65535) throw InputError(text("fp4_mma_dequant_bf16_launch: k ", k, " is over the grid's 65,535 x 512 values"));
+  const dim3 grid(static_cast<unsigned>(t.row_tiles), static_cast<unsigned>(chunks));
+  fp4_mma_dequant_kernel<<<grid, 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans, tensor_scale,
+                                                                              reinterpret_cast<__nv_bfloat16*>(out));
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -384,15 +418,25 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
     if (kn.splits != Knobs::Splits::fill8 && (kn.splits == Knobs::Splits::wave || full.n_tiles <= 2)) {
       // Never more splits than the default, so `workspace` fits (fp4_mma_plan). `auto` keeps the
       // default where one wave would leave K unsplit (gate_up: 448 row blocks on 132 SMs).
-      static const int resident[3] = {resident_per_sm<1>(), resident_per_sm<2>(), resident_per_sm<4>()};
-      const Fp4MmaPlan w = fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2]);
+      static const int resident[3][2] = {{resident_per_sm<1>(), resident_per_sm<1, 2>()},
+                                         {resident_per_sm<2>(), resident_per_sm<2, 2>()},
+                                         {resident_per_sm<4>(), resident_per_sm<4>()}};
+      const Fp4MmaPlan w =
+          fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2][kn.depth == 2 && full.n_tiles <= 2 ? 1 : 0]);
       if (kn.splits == Knobs::Splits::wave || w.splits >= 2) p = w;
     }
   }
   float* partials = p.splits > 1 ? workspace : nullptr;
+  const bool deep = kn.depth == 2;
   switch (p.n_tiles) {
-    case 1: launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    case 2: launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    case 1:
+      if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      break;
+    case 2:
+      if (deep) launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      break;
     case 4: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
     default: launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
   }

@@ -19,10 +19,10 @@ prof() {  # NAME KERNEL_REGEX SKIP CMD...
   timeout 150 "$NCU" --clock-control none -k "regex:$k" -s "$skip" -c 1 "${SECTIONS[@]}" "$@" > "$OUT/ncu-$name.txt" 2>&1
   echo "$name: exit $?"; grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Executed Ipc A|Warp Cycles Per Issued|Theoretical Occupancy" "$OUT/ncu-$name.txt" | head -14
 }
-# The bench checks the kernel once at m = 8 before timing: skip that launch.
-prof gemv-m1-o_proj fp4_mma_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p1.json
-prof gemv-m16-o_proj fp4_mma_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 16 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p2.json
-prof gemv-m1-gate_up fp4_mma_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p3.json
+# The bench checks the kernel at m = 8 and 64 before timing (both the fused kernel since M <= 64 is): skip those two.
+prof gemv-m1-o_proj fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p1.json
+prof gemv-m16-o_proj fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 16 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p2.json
+prof gemv-m1-gate_up fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p3.json
 # Decode attention: the suite's 4th case (batch 8 x 1024 context, BF16 KV) after 3 smaller ones.
 prof attn-decode "attention_decode_t?_kernel" 40 .devicepkg/racksim bench --suite attention --out /tmp/p4.json
 ls -la "$OUT"

@@ -258,13 +258,15 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 /// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles, or (8, the default)
 ///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
-/// - RACKSIM_FP4_MMA_DEPTH = 1 | 2: spans of weights in flight per warp at M <= 16 (2: 4 CTAs per
-///   SM). With the row-major layout 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run).
+/// - RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2: spans of weights in flight per warp at M <= 16 (2: 4
+///   CTAs per SM). Row-major layout: 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run);
+///   tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
+///   (qkv 1.03x; fifth run). auto (the default): 2 for 2 tiles (M = 9..16), else 1.
 /// Any other value: InputError naming the variable.
 struct Knobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight = true;
-  int depth = 1;
+  int depth = 0;  // 0: auto (2 for 2 tiles, else 1)
 };
 
 const Knobs& knobs() {
@@ -279,8 +281,8 @@ const Knobs& knobs() {
     }
     if (const char* d = std::getenv("RACKSIM_FP4_MMA_DEPTH")) {
       const std::string v = d;
-      if (v != "1" && v != "2") throw InputError("environment RACKSIM_FP4_MMA_DEPTH: '" + v + "' is not one of 1, 2");
-      r.depth = v == "2" ? 2 : 1;
+      if (v != "auto" && v != "1" && v != "2") throw InputError("environment RACKSIM_FP4_MMA_DEPTH: '" + v + "' is not one of auto, 1, 2");
+      r.depth = v == "2" ? 2 : v == "1" ? 1 : 0;
     }
     if (const char* t = std::getenv("RACKSIM_FP4_MMA_TILES")) {
       const std::string v = t;
@@ -323,43 +325,30 @@ __global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, con
 }
 
 /// Tiled NVFP4 -> row-major BF16 (value x block scale x tensor_scale, each exact in FP32 and
-/// rounded once). A CTA takes one row tile x kDequantSpans spans: reads its tiles as stored
-/// (coalesced), decodes into shared memory row-major, then writes each row's 512 values as 1 KB
-/// contiguous. (Walking tile by tile, each thread's 64-byte store landed on another row: 1.04-1.08x
-/// the row-major layout's dequantize at M = 128..256; walking row-major instead scattered the
-/// 16-byte reads and ran 1.15x: H200, 2026-11-30b.)
-constexpr int kDequantSpans = 4;
-
-__global__ void __launch_bounds__(256) fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales,
-                                                              long long n, long long k, long long spans, float tensor_scale,
-                                                              __nv_bfloat16* __restrict__ out) {
-  constexpr int kPitch = kDequantSpans * 128 + 8;  // BF16 per shared row: 1,040 bytes, 16-byte aligned
-  __shared__ __align__(16) __nv_bfloat16 rows[32][kPitch];
-  const long long rt = blockIdx.x;
-  const long long sp0 = static_cast<long long>(blockIdx.y) * kDequantSpans;
-  const int nsp = static_cast<int>(min(static_cast<long long>(kDequantSpans), spans - sp0));
-  for (int w = static_cast<int>(threadIdx.x); w < nsp * 128; w += static_cast<int>(blockDim.x)) {
-    const int sp = w / 128, unit = (w % 128) / 32, lane = w % 32;
-    const long long tile = rt * spans + sp0 + sp;
-    const uint4 v = reinterpret_cast<const uint4*>(codes + tile * kFp4MmaTileCodeBytes)[unit * 32 + lane];
-    const std::uint8_t* sc = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
-    const float s0 = fp4::decode_ue4m3(sc[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sc[1]) * tensor_scale;
+/// rounded once): one thread per 16-byte unit in tile order (grid-stride): coalesced reads, and
+/// each thread's 32 values stored as 64 contiguous bytes (a lane column's 4 lanes: 256 bytes of
+/// one row). H200, M = 128..256 (dequantize + cuBLASLt BF16), against the row-major layout's
+/// dequantize: 1.04-1.08x; walking row-major instead (scattered 16-byte reads) 1.08-1.16x, and
+/// staging 4 spans of a row tile in shared memory for 1 KB row stores 1.12-1.21x (2026-11-30,
+/// second session's runs).
+__global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales, long long n,
+                                       long long k, long long spans, long long units, float tensor_scale, __nv_bfloat16* __restrict__ out) {
+  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(gridDim.x) * blockDim.x) {
+    long long r, k0, tile;
+    int lane, unit;
+    unit_position(u, spans, r, k0, tile, lane, unit);
+    if (r >= n || k0 >= k) continue;
+    const uint4 v = reinterpret_cast<const uint4*>(codes)[u];
+    const std::uint8_t* sp = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
+    const float s0 = fp4::decode_ue4m3(sp[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sp[1]) * tensor_scale;
     const std::uint32_t words[4] = {v.x, v.y, v.z, v.w};
     __align__(16) __nv_bfloat16 o[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i)
       o[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * (i < 16 ? s0 : s1));
-    const int rr = (unit / 2) * 16 + (unit % 2) * 8 + lane / 4, col = sp * 128 + (lane % 4) * 32;
+    uint4* dst = reinterpret_cast<uint4*>(out + r * k + k0);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) reinterpret_cast<uint4*>(&rows[rr][col])[i] = reinterpret_cast<const uint4*>(o)[i];
-  }
-  __syncthreads();
-  const int chunks = static_cast<int>(min(static_cast<long long>(nsp) * 128, k - sp0 * 128)) / 8;  // 8 values per 16-byte store
-  for (int w = static_cast<int>(threadIdx.x); w < 32 * chunks; w += static_cast<int>(blockDim.x)) {
-    const int rr = w / chunks, ch = w % chunks;
-    const long long r = rt * 32 + rr;
-    if (r >= n) continue;
-    *reinterpret_cast<uint4*>(out + r * k + sp0 * 128 + ch * 8) = *reinterpret_cast<const uint4*>(&rows[rr][ch * 8]);
+    for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];
   }
 }
 
@@ -391,11 +380,9 @@ void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* 
   if (n < 1 || k < 32 || k % 32 != 0)
     throw InputError(text("fp4_mma_dequant_bf16_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
-  const long long chunks = (t.spans + kDequantSpans - 1) / kDequantSpans;
-  if (chunks > 65535) throw InputError(text("fp4_mma_dequant_bf16_launch: k ", k, " is over the grid's 65,535 x 512 values"));
-  const dim3 grid(static_cast<unsigned>(t.row_tiles), static_cast<unsigned>(chunks));
-  fp4_mma_dequant_kernel<<<grid, 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans, tensor_scale,
-                                                                              reinterpret_cast<__nv_bfloat16*>(out));
+  const long long units = t.code_bytes / 16;
+  fp4_mma_dequant_kernel<<<unit_grid(units), 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans, units,
+                                                                                         tensor_scale, reinterpret_cast<__nv_bfloat16*>(out));
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -422,12 +409,12 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
                                          {resident_per_sm<2>(), resident_per_sm<2, 2>()},
                                          {resident_per_sm<4>(), resident_per_sm<4>()}};
       const Fp4MmaPlan w =
-          fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2][kn.depth == 2 && full.n_tiles <= 2 ? 1 : 0]);
+          fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2][kn.depth == 2 || (kn.depth == 0 && full.n_tiles == 2) ? 1 : 0]);
       if (kn.splits == Knobs::Splits::wave || w.splits >= 2) p = w;
     }
   }
   float* partials = p.splits > 1 ? workspace : nullptr;
-  const bool deep = kn.depth == 2;
+  const bool deep = kn.depth == 2 || (kn.depth == 0 && p.n_tiles == 2);
   switch (p.n_tiles) {
     case 1:
       if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);

@@ -105,7 +105,7 @@ I decode_partition_tokens(I batch, I kv_heads, I max_context, int sm_count) {
   const I ctas = batch * kv_heads, want = kDecodeCtasPerSm * I{sm_count};
   if (ctas >= want) return whole;
   const I partitions = ceil_div(want, ctas);
-  return std::max(kAttentionKeyTile, ceil_div(ceil_div(max_context, partitions), kAttentionKeyTile) * kAttentionKeyTile);
+  return std::min(whole, std::max(kDecodeMinPartition, ceil_div(ceil_div(max_context, partitions), kAttentionKeyTile) * kAttentionKeyTile));
 }
 
 I decode_partitions(I context, I partition_tokens) {

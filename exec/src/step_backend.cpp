@@ -101,8 +101,8 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const D dequant = may_hopper ? (dequantizes ? 2 * largest : 0) + mma_ws : 0;
   const D fp4_inputs = may_native ? static_cast<D>(native_activation_bytes(o.max_rows, static_cast<I>(widest))) : 0;
   // Split-K decode attention's FP32 partials (decode_workspace_bytes): decode_partition_tokens
-  // splits a context into at most ceil(8 SMs / (batch x KV heads)) partitions (kDecodeCtasPerSm),
-  // so batch x partitions <= batch + 8 SMs / KV heads; bounded with kFootprintMaxSms.
+  // splits a context into at most ceil(4 SMs / (batch x KV heads)) partitions (kDecodeCtasPerSm),
+  // so batch x partitions <= batch + 4 SMs / KV heads; bounded with kFootprintMaxSms.
   const D partials = (S + std::ceil(static_cast<D>(kDecodeCtasPerSm) * kFootprintMaxSms / kvh)) * heads * (hd + 2) * 4;
   f.fixed = 2 * (vocab + local_vocab) * H + 2 * H + activations + std::max(dequant, fp4_inputs) + partials + D(32 << 20);  // + the 32 MiB cuBLASLt workspace
   return f;

@@ -62,23 +62,25 @@ TEST_CASE("host paged KV: BF16 stores round to nearest even, FP8 stores e4m3(x /
   CHECK_THROWS_AS(f8.store(2, k, k), InputError);  // slot 2 of a 2-slot cache
 }
 
-TEST_CASE("decode split-K plan: >= ~8 CTAs per SM, partitions of whole 64-key tiles", "[exec][paged_kv]") {
-  // 132 SMs (H100 / H200 SXM): 8 x 132 = 1,056 CTAs wanted (kDecodeCtasPerSm). Batch 1 x 8 KV heads
-  // = 8 CTAs -> 132 partitions of ceil(4096 / 132) = 32 keys, rounded up to one whole tile of 64:
-  // 64 partitions, 512 CTAs.
-  CHECK(kDecodeCtasPerSm == 8);
-  CHECK(decode_partition_tokens(1, 8, 4096, 132) == 64);
-  CHECK(decode_partitions(4096, 64) == 64);
-  // Batch 64 x 8 = 512 CTAs -> ceil(1,056 / 512) = 3 partitions of ceil(4096 / 3) = 1,366 keys,
-  // rounded up to 1,408 (22 tiles): 3 partitions, 1,536 CTAs; 4,000 keys: 1,334 -> 1,344.
-  CHECK(decode_partition_tokens(64, 8, 4096, 132) == 1408);
-  CHECK(decode_partitions(4096, 1408) == 3);
-  CHECK(decode_partition_tokens(64, 8, 4000, 132) == 1344);
-  // Batch 132 x 8 = 1,056 CTAs reach it: one partition of the whole context (whole tiles).
-  CHECK(decode_partition_tokens(132, 8, 4096, 132) == 4096);
-  CHECK(decode_partition_tokens(132, 8, 4000, 132) == 4032);
-  // A short context is never split below one tile.
+TEST_CASE("decode split-K plan: >= ~4 CTAs per SM, partitions of whole 64-key tiles, >= 128 keys", "[exec][paged_kv]") {
+  // 132 SMs (H100 / H200 SXM): 4 x 132 = 528 CTAs wanted (kDecodeCtasPerSm). Batch 1 x 8 KV heads
+  // = 8 CTAs -> 66 partitions of ceil(4096 / 66) = 63 keys, one tile of 64, raised to the 128-key
+  // minimum: 32 partitions, 256 CTAs.
+  CHECK(kDecodeCtasPerSm == 4);
+  CHECK(kDecodeMinPartition == 128);
+  CHECK(decode_partition_tokens(1, 8, 4096, 132) == 128);
+  CHECK(decode_partitions(4096, 128) == 32);
+  // Batch 64 x 8 = 512 CTAs -> ceil(528 / 512) = 2 partitions of 2,048 keys; 4,000 keys: 2,000 ->
+  // 2,048 (32 tiles).
+  CHECK(decode_partition_tokens(64, 8, 4096, 132) == 2048);
+  CHECK(decode_partition_tokens(64, 8, 4000, 132) == 2048);
+  CHECK(decode_partitions(4000, 2048) == 2);
+  // Batch 66 x 8 = 528 CTAs reach it: one partition of the whole context (whole tiles).
+  CHECK(decode_partition_tokens(66, 8, 4096, 132) == 4096);
+  CHECK(decode_partition_tokens(66, 8, 4000, 132) == 4032);
+  // A short context is never split below one tile, nor a partition made longer than the context.
   CHECK(decode_partition_tokens(1, 8, 10, 132) == 64);
+  CHECK(decode_partition_tokens(1, 8, 100, 132) == 128);
   // Workspace: batch 2 x 8 heads x 5 partitions (300 keys / 64) x (16 + 2) floats = 5,760
   // bytes; none for one partition.
   CHECK(decode_workspace_bytes(2, 8, 16, 300, 64) == 5760);

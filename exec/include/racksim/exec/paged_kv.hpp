@@ -77,16 +77,21 @@ struct PrefillSegment {
   std::int32_t cached = 0;
 };
 
-/// CTAs per SM that decode_partition_tokens aims for: about three waves of the decode kernels'
-/// 2-3 resident CTAs per SM, so that the last wave's idle share is small. With 2 per SM (one wave
-/// of the FP8 keys-as-M kernel's 3 x 132 slots on an H200 was 1.3 waves at batch 64 x 8 KV heads)
-/// FP8 decode at batch 64, context 4096 streamed at 61% of copy bandwidth (2026-11-30b).
-inline constexpr std::int64_t kDecodeCtasPerSm = 8;
+/// CTAs per SM that decode_partition_tokens aims for, and the shortest partition it makes (two
+/// 16-key steps for each of a CTA's 4 warps). H200, context 4,096, Llama-2-70B heads (2026-11-30,
+/// the third and fourth focused runs): at 2 per SM, FP8 at batch 64 x 8 KV heads was one
+/// partition, 512 CTAs, 1.3 waves of the keys-as-M kernel's 3 x 132 slots (205 us, 61% of copy);
+/// at 8 per SM, 3 partitions (184 us, 68%), but batch 1 (64 partitions of 64 keys) went 18.6 ->
+/// 25.6 us and batch 8 FP8 36.6 -> 45.1 us. 4 per SM with >= 128-key partitions keeps batch 1's
+/// 32 x 128 and gives batch 64 two partitions.
+inline constexpr std::int64_t kDecodeCtasPerSm = 4;
+inline constexpr std::int64_t kDecodeMinPartition = 128;
 
 /// Keys per partition of split-K decode attention: enough partitions that batch x kv_heads x
 /// partitions CTAs reach kDecodeCtasPerSm per SM (executor.md "Attention": FlashDecoding / vLLM
-/// paged_attention_v2), each a multiple of kAttentionKeyTile; one partition of the whole
-/// context when batch x kv_heads alone reaches it.
+/// paged_attention_v2), each a multiple of kAttentionKeyTile and at least kDecodeMinPartition
+/// (or the whole context, if shorter); one partition of the whole context when batch x kv_heads
+/// alone reaches it.
 [[nodiscard]] std::int64_t decode_partition_tokens(std::int64_t batch, std::int64_t kv_heads, std::int64_t max_context, int sm_count);
 
 /// Partitions of a context under `partition_tokens`: ceil(context / partition_tokens).

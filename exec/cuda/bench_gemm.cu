@@ -93,10 +93,7 @@ class GemmRunner {
         w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
         tile_buffers();
         const auto ws = static_cast<std::size_t>(fp4_mma_plan(c.m, c.n, c.k, sms_).workspace_bytes);
-        if (ws) {
-          mma_ws_ = DeviceBytes(ws);
-          RACKSIM_CUDA_CHECK(cudaMemset(mma_ws_.as(), 0, ws));  // the split-K counters start at zero (fp4_gemm_mma.hpp)
-        }
+        if (ws) mma_ws_ = DeviceBytes(ws);
         break;
       }
       case Path::dequant_fp4:

@@ -123,7 +123,7 @@ template <int NT, int DEPTH>
 __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
-                   float* __restrict__ partials, unsigned* __restrict__ counters) {
+                   float* __restrict__ partials) {
   __shared__ uint4 xs[NT * 8][kChunkStride];
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -228,27 +228,6 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
         if (partials) partials[static_cast<long long>(split) * m * n + at] = acc[t][j][i];
         else y[at] = __float2bfloat16_rn(acc[t][j][i] * out_scale);
       }
-  if (!partials || !counters) return;
-  // Split-K fixup in the last CTA of the row block to finish (CUTLASS's serial split-K, without
-  // its order dependence): every CTA publishes its partials (fence, then a count); the one that
-  // sees splits - 1 before it sums the block's partials in split order, as fp4_mma_reduce would,
-  // and resets the count for the next launch. One kernel per GEMM instead of two.
-  __shared__ bool last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1u) == static_cast<unsigned>(gridDim.y) - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const int rows = min(kRowsPerCta, n - static_cast<int>(blockIdx.x) * kRowsPerCta);
-  const long long mn = static_cast<long long>(m) * n;
-  for (int e = static_cast<int>(threadIdx.x); e < rows * m; e += kThreads) {
-    const long long at = static_cast<long long>(e / rows) * n + static_cast<long long>(blockIdx.x) * kRowsPerCta + e % rows;
-    float sum = 0.0f;
-    for (int p = 0; p < static_cast<int>(gridDim.y); ++p) sum += __ldcg(partials + p * mn + at);  // L2: other SMs wrote them
-    y[at] = __float2bfloat16_rn(sum * out_scale);
-  }
-  if (threadIdx.x == 0) counters[blockIdx.x] = 0u;
 }
 
 /// y = BF16(out_scale x sum over splits of the partials), summed in split order.
@@ -262,10 +241,10 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
 
 template <int NT, int DEPTH = 1>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
-               float out_scale, __nv_bfloat16* y, float* partials, unsigned* counters, cudaStream_t s) {
+               float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
   fp4_mma_kernel<NT, DEPTH><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
-                                                      partials, counters);
+                                                      partials);
 }
 
 /// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"), for
@@ -434,24 +413,22 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
       if (kn.splits == Knobs::Splits::wave || w.splits >= 2) p = w;
     }
   }
-  // Workspace: kFp4MmaCounterBytes of row-block counters (zero between launches), then the partials.
-  unsigned* counters = p.splits > 1 && p.row_blocks <= kFp4MmaCounterBytes / 4 ? reinterpret_cast<unsigned*>(workspace) : nullptr;
-  float* partials = p.splits > 1 ? workspace + kFp4MmaCounterBytes / 4 : nullptr;
+  float* partials = p.splits > 1 ? workspace : nullptr;
   const bool deep = kn.depth == 2 || (kn.depth == 0 && p.n_tiles == 2);
   switch (p.n_tiles) {
     case 1:
-      if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, counters, s);
-      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, counters, s);
+      if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;
     case 2:
-      if (deep) launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, counters, s);
-      else launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, counters, s);
+      if (deep) launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;
-    case 4: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, counters, s); break;
-    default: launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, counters, s); break;
+    case 4: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    default: launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
-  if (partials && !counters) {  // more row blocks than counters: the separate reduce
+  if (partials) {
     const long long mn = m * n;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((mn + 255) / 256, 4LL * sms));
     fp4_mma_reduce<<<blocks, 256, 0, s>>>(partials, mn, static_cast<int>(p.splits), out_scale, yb);
@@ -473,7 +450,6 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaMemcpy(dw.as(), packed, nu * ku / 2, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemcpy(ds.as(), scales, nu * ku / 16, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, mu * nu * 2));  // poison: BF16 NaN where nothing is written
-  RACKSIM_CUDA_CHECK(cudaMemset(dws.as(), 0, dws.size()));     // the counters start at zero (fp4_gemm_mma.hpp)
   RACKSIM_CUDA_CHECK(cudaMemset(tw.as(), 0xFF, tw.size()));    // and the tiles: the conversion must write every byte
   RACKSIM_CUDA_CHECK(cudaMemset(ts.as(), 0xFF, ts.size()));
   fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);

@@ -26,9 +26,7 @@ void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* 
 /// for the MMA (exact for BF16 values of magnitude 2^-14 .. 65504; larger ones overflow: the
 /// decode activations of the models measured are far inside), the products are summed in FP32 and
 /// y rounded once to BF16. Requires fp4_mma_supported(m, n, k); `workspace` holds
-/// fp4_mma_plan(m, n, k, sms).workspace_bytes (null when that is 0), its first
-/// kFp4MmaCounterBytes zero before the first launch (each launch leaves them zero: allocate,
-/// memset once, reuse for every shape on one stream); x, packed and y 16-byte aligned.
+/// fp4_mma_plan(m, n, k, sms).workspace_bytes (null when that is 0); x, packed and y 16-byte aligned.
 /// Launched on `stream` (a cudaStream_t); checks the launch errors only.
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream);

@@ -210,10 +210,7 @@ class CudaStep final : public StepBackend {
         if (o.max_rows > kFp4MmaMaxM || !fp4_mma_supported(1, n, k)) largest = std::max(largest, n * k);
       }
       if (o.max_rows > 1 && largest > 0) dequant_ = DeviceBytes(z(largest) * 2);
-      if (ws > 0) {
-        mma_ws_ = DeviceBytes(z(ws));
-        RACKSIM_CUDA_CHECK(cudaMemsetAsync(mma_ws_.as(), 0, mma_ws_.size(), stream_));  // the split-K counters start at zero
-      }
+      if (ws > 0) mma_ws_ = DeviceBytes(z(ws));
     }
     sm_count_ = prop.multiProcessorCount;
   }

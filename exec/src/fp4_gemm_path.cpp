@@ -159,7 +159,7 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
     const std::int64_t want = std::max<std::int64_t>(1, first.splits / 2);
     p.spans_per_split = (p.spans + want - 1) / want;
     p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;
-    p.workspace_bytes = std::max({p.splits > 1 ? kFp4MmaCounterBytes + p.splits * m * n * 4 : 0, first.workspace_bytes,
+    p.workspace_bytes = std::max({p.splits > 1 ? p.splits * m * n * 4 : 0, first.workspace_bytes,
                                   fp4_mma_plan(m - kFp4MmaPassM, n, k, sms, resident_per_sm).workspace_bytes});
     return p;
   }
@@ -176,7 +176,7 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
   const std::int64_t splits = std::clamp<std::int64_t>(want, 1, std::min(p.spans, traffic_cap));
   p.spans_per_split = (p.spans + splits - 1) / splits;
   p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;  // no empty split
-  p.workspace_bytes = p.splits > 1 ? kFp4MmaCounterBytes + p.splits * m * n * 4 : 0;
+  p.workspace_bytes = p.splits > 1 ? p.splits * m * n * 4 : 0;
   return p;
 }
 

@@ -142,8 +142,7 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // cuBLASLt workspace. Scratch, the larger of the two paths `auto` may pick on the device: the
   // native Blackwell path's FP4 inputs, 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the swizzled
   // weight scales need no padding at these shapes: every N is a multiple of 128); Hopper's fused
-  // kernel's K-split workspace (fp4_mma_plan at 256 SMs: 16,384 bytes of counters + the partials;
-  // no dequant scratch at M <= 64), the partials largest for
+  // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 64), largest for
   // gate_up at M = 16: 448 row blocks want ceil(2,048 / 448) = 5 splits (the traffic cap is
   // 0.5 x 0.5625 x 8,192 / (8 x 16) = 18), 5 x 16 x 57,344 x 4 B = 18,350,080. Split-K
   // decode attention's partials, bounded as (16 sampled + ceil(4 x 256 SMs / 8 KV heads)) x 64
@@ -157,7 +156,7 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const CudaStepFootprint f = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
   const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 4792320 + 33554432;
-  CHECK(f.fixed == Approx(base + 16384 + 18350080).epsilon(1e-12));
+  CHECK(f.fixed == Approx(base + 18350080).epsilon(1e-12));
   // TP8: a rank holds an eighth of every linear (q 8 heads, 1 KV head, FFN 3,584: 481,296,384 / 8
   // = 60,162,048), one of the 8 KV heads (2,097,152 / 8 = 262,144) and the whole norms (32,768).
   // Fixed, per rank: embedding (32,000 x 8,192 x 2) and the lm_head slice (4,000 x 8,192 x 2) =
@@ -168,33 +167,33 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // the fused GEMM's partials, largest for gate_up (7,168 x 8,192) at M = 9: 56 row blocks want
   // ceil(2,048 / 56) = 37 splits, capped at 0.5 x 0.5625 x 8,192 / (8 x 9) = 32: 32 splits of 2
   // spans, 32 x 9 x 7,168 x 4 B = 8,257,536 (more than the FP4 inputs, 16 x 4,096 + 128 x 512 =
-  // 131,072) and the 16,384 bytes of split-K counters ahead of it: 641,813,568.
+  // 131,072): 641,797,184.
   o.tp_size = 8;
   const CudaStepFootprint t8 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(t8.per_layer == Approx(60162048.0 + 262144 + 32768).epsilon(1e-12));
-  CHECK(t8.fixed == Approx(641813568.0).epsilon(1e-12));
+  CHECK(t8.fixed == Approx(641797184.0).epsilon(1e-12));
   o.tp_size = 1;
   o.fp4_gemm = Fp4GemmMode::hopper;
-  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 16384 + 18350080).epsilon(1e-12));
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 18350080).epsilon(1e-12));
   // M = 17: the fused kernel's partials peak for gate_up at M = 17 (5 splits): 5 x 17 x 57,344 x 4
   // = 19,496,960; the activations grow by a row.
   o.max_rows = 17;
   o.fp4_gemm = Fp4GemmMode::automatic;
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(g.fixed == Approx(base + row + 16384 + 19496960).epsilon(1e-12));
+  CHECK(g.fixed == Approx(base + row + 19496960).epsilon(1e-12));
   // M = 33..64 run the fused kernel in 8 tiles (gate_up at M = 33: 2 splits, 2 x 33 x 57,344 x 4
   // = 15,138,816), its workspace also covering two passes of <= 32 rows: the peak is still
   // gate_up's 32-row pass (5 splits of 13 spans, the cap int(0.5 x 0.5625 x 8,192 / 256) = 9;
   // 5 x 32 x 57,344 x 4 = 36,700,160). No dequantize scratch.
   o.max_rows = 33;
   const CudaStepFootprint two = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(two.fixed == Approx(base + 17 * row + 16384 + 36700160).epsilon(1e-12));
+  CHECK(two.fixed == Approx(base + 17 * row + 36700160).epsilon(1e-12));
   // Above M = 64 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
   // BF16 scratch (939,524,096 B), on top of the partials' peak.
   o.max_rows = 65;
   const CudaStepFootprint big = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(big.fixed == Approx(base + 49 * row + 2.0 * 57344 * 8192 + 16384 + 36700160).epsilon(1e-12));
+  CHECK(big.fixed == Approx(base + 49 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
   o.max_rows = 17;
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;
@@ -389,9 +388,6 @@ TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without 
 }
 
 TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by hand", "[exec][plan]") {
-  // A K-split workspace is kFp4MmaCounterBytes (16,384: the in-kernel fixup's row-block counters)
-  // plus the FP32 partials.
-  CHECK(kFp4MmaCounterBytes == 16384);
   // Llama-2-70B o_proj (n = k = 8,192) on an H200's 132 SMs: 64 row blocks of 128; 64 spans of 128.
   // M = 1: 8 CTAs per SM = 1,056 wanted, ceil(1,056 / 64) = 17 splits; the traffic cap
   // 0.5 x 0.5625 x 8,192 / 8 = 288 does not bind; 17 splits of ceil(64 / 17) = 4 spans leave the
@@ -402,20 +398,20 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK(p.spans == 64);
   CHECK(p.splits == 16);
   CHECK(p.spans_per_split == 4);
-  CHECK(p.workspace_bytes == kFp4MmaCounterBytes + 16 * 8192 * 4);
+  CHECK(p.workspace_bytes == 16 * 8192 * 4);
   // M = 16: two 8-token tiles; the cap 2,304 / 128 = 18 does not bind: 16 splits of 4 spans.
   p = fp4_mma_plan(16, 8192, 8192, 132);
   CHECK(p.n_tiles == 2);
   CHECK(p.splits == 16);
   CHECK(p.spans_per_split == 4);
-  CHECK(p.workspace_bytes == kFp4MmaCounterBytes + 16 * 16 * 8192 * 4);
+  CHECK(p.workspace_bytes == 16 * 16 * 8192 * 4);
   // M = 17 and 24 round up to 4 tiles; M = 32: cap 2,304 / 256 = 9 wanted, 8 splits of 8 spans.
   CHECK(fp4_mma_plan(17, 8192, 8192, 132).n_tiles == 4);
   CHECK(fp4_mma_plan(24, 8192, 8192, 132).n_tiles == 4);
   p = fp4_mma_plan(32, 8192, 8192, 132);
   CHECK(p.splits == 8);
   CHECK(p.spans_per_split == 8);
-  CHECK(p.workspace_bytes == kFp4MmaCounterBytes + 8 * 32 * 8192 * 4);
+  CHECK(p.workspace_bytes == 8 * 32 * 8192 * 4);
   // Wide N nearly fills the GPU by itself: gate_up (57,344 rows = 448 blocks) wants
   // ceil(1,056 / 448) = 3 splits (of 22 spans) at M = 1 and at M = 32 (cap 9).
   CHECK(fp4_mma_plan(1, 57344, 8192, 132).splits == 3);
@@ -435,10 +431,10 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK(p.n_tiles == 8);
   CHECK(p.splits == 4);
   CHECK(p.spans_per_split == 16);
-  CHECK(p.workspace_bytes == kFp4MmaCounterBytes + 8388608);
-  CHECK(fp4_mma_plan(8, 8192, 8192, 132).workspace_bytes == kFp4MmaCounterBytes + 4194304);
+  CHECK(p.workspace_bytes == 8388608);
+  CHECK(fp4_mma_plan(8, 8192, 8192, 132).workspace_bytes == 4194304);
   CHECK(fp4_mma_plan(64, 8192, 8192, 132).n_tiles == 8);
-  CHECK(fp4_mma_plan(64, 8192, 8192, 132).workspace_bytes == kFp4MmaCounterBytes + 4 * 64 * 8192 * 4);
+  CHECK(fp4_mma_plan(64, 8192, 8192, 132).workspace_bytes == 4 * 64 * 8192 * 4);
   CHECK(fp4_mma_plan(32, 8192, 8192, 132).passes == 1);
   // The whole-wave rule at the kernel's occupancy (5 CTAs per SM at M = 1, 3 at M = 32 on an
   // H200): o_proj M = 1 wants floor(5 x 132 / 64) = 10 splits, of ceil(64 / 10) = 7 spans, so
@@ -470,7 +466,7 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK_THROWS_AS(fp4_mma_plan(65, 8192, 8192, 132), InputError);
   // The executor's bound is the peak over M <= min(max_rows, 64): gate_up at 256 SMs peaks at
   // M = 32 (5 splits of 13 spans; see the footprint test): 36,700,160 B; 0 for an unsupported K.
-  CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == kFp4MmaCounterBytes + 36700160);
+  CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 36700160);
   CHECK(fp4_mma_workspace_bound(8192, 48, 64, 132) == 0);
 }
 

@@ -186,12 +186,6 @@ struct Fp4MmaTiling {
 void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std::uint8_t>& scales, std::int64_t n, std::int64_t k,
                   std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales);
 
-/// Bytes at the start of a K-split launch's workspace holding one 32-bit counter per row block
-/// (the in-kernel split-K fixup, exec/cuda/fp4_gemm_mma.cu): 4,096 row blocks of 128, n up to
-/// 524,288; a wider n falls back to the separate reduce kernel. Zero when the workspace is
-/// allocated; every launch leaves them zero.
-inline constexpr std::int64_t kFp4MmaCounterBytes = 16384;
-
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
 /// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).
 struct Fp4MmaPlan {
@@ -201,7 +195,7 @@ struct Fp4MmaPlan {
   std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
   std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
   std::int64_t spans_per_split = 0;
-  std::int64_t workspace_bytes = 0;  ///< kFp4MmaCounterBytes + FP32 partials splits x m x n x 4 when splits > 1, else 0
+  std::int64_t workspace_bytes = 0;  ///< FP32 partials: splits x m x n x 4 when splits > 1, else 0
 };
 
 /// True when the fused kernel takes m x n x k: 1 <= m <= kFp4MmaMaxM, n >= 1, k a positive

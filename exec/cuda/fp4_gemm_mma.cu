@@ -1,24 +1,27 @@
-// Hopper FP4-weight GEMM on tensor cores for decode batches (M <= 64: passes of at most 32 rows). sm_90 has no FP4 tensor
+// Hopper FP4-weight GEMM on tensor cores for decode batches (M <= 64). sm_90 has no FP4 tensor
 // cores: each lane turns its E2M1 codes into FP16 with the two-mask-and-shift trick (fp4.hpp,
 // after vLLM marlin; values x 2^-14, folded back in the epilogue), multiplies them by their UE4M3
 // block scale in FP16 (exact: a 2-bit by a 4-bit significand, and every product a multiple of
 // 2^-24), and feeds them to mma.sync.m16n8k16 (FP16 in, FP32 accumulate) with the weights as the
 // A operand (16 output features x 16 K) and the tokens as B (16 K x 8 tokens).
 //
-// The weights are read once, 16 bytes per lane, straight from the step executor's row-major
-// layout, with no repacking: a dot product does not care in which order K is summed, so each lane
-// takes a whole 32-value piece of a row (tig = lane % 4 picks the piece of a 128-value span) and
-// assigns its values to the MMA's K slots of that lane; x is staged in shared memory in the same
-// order, so the B fragment of token g and slot (tig, j) holds the x value that the A fragment's
-// weight in slot (tig, j) multiplies. With fp4.hpp's pair order (word i -> elements i, i + 4):
+// The weights are read once, 16 bytes per lane, from the tiled layout (fp4_gemm_path.hpp: a warp's
+// 32 rows x 128 values are one contiguous 2 KB tile, in the order the lanes load them). A dot
+// product does not care in which order K is summed, so each lane takes a whole 32-value piece of
+// a row (tig = lane % 4 picks the piece of a 128-value span) and assigns its values to the MMA's
+// K slots of that lane; x is staged in shared memory in the same order, so the B fragment of token
+// g and slot (tig, j) holds the x value that the A fragment's weight in slot (tig, j) multiplies.
+// With fp4.hpp's pair order (word i -> elements i, i + 4):
 //   k-step 2w:   A lo = (e0, e4), A hi = (e1, e5) of word w;  B = (x0, x4), (x1, x5)
 //   k-step 2w+1: A lo = (e2, e6), A hi = (e3, e7);            B = (x2, x6), (x3, x7)
 // and shared memory holds each 8-value group of x as (x0, x4, x1, x5, x2, x6, x3, x7) in FP16.
 //
 // CTA: 4 warps x 32 rows (two 16-row MMA tiles per warp) = 128 output features, looping over its
 // split's 128-value K spans; x's span for all tokens staged once per CTA and read by its 4 warps.
-// The next span's weights are loaded before the current one is multiplied. K splits write FP32
-// partials that fp4_mma_reduce sums in split order (deterministic); fp4_mma_plan decides.
+// The next span's weights (two spans ahead at 2 tiles) are loaded before the current one is
+// multiplied. 1, 2, 4 or 8 token tiles (M <= 8, 16, 32, 64). K splits write FP32 partials that
+// fp4_mma_reduce sums in split order (deterministic); fp4_mma_plan decides, and the knobs below
+// (RACKSIM_FP4_MMA_*) select the variants measured against each other.
 
 #include "fp4_gemm_mma.hpp"
 

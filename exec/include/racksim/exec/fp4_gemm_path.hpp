@@ -8,7 +8,7 @@
 ///           sm_100 / sm_103, cuBLASLt >= 12.8), every M (an M without a cuBLASLt plan runs
 ///           padded to more rows: NativeGemmRows);
 ///   hopper: the fused FP4-weight tensor-core kernel (E2M1 dequantized in registers, mma.sync)
-///           for M <= 32 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
+///           for M <= 64 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
 ///           above: any GPU the build targets.
 
 #include <cstddef>

@@ -708,13 +708,7 @@ __global__ void __launch_bounds__(256) kv_append_kernel(void* __restrict__ k_cac
 /// environment sets RACKSIM_ATTENTION_DECODE=rows (the rows-as-M kernel for every group: the
 /// same-session A/B of docs/executor.md); any other value is an InputError.
 bool keys_as_m() {
-  static const bool v = [] {
-    const char* e = std::getenv("RACKSIM_ATTENTION_DECODE");
-    if (!e) return true;
-    const std::string s = e;
-    if (s != "keys" && s != "rows") throw InputError("environment RACKSIM_ATTENTION_DECODE: '" + s + "' is not one of keys, rows");
-    return s == "keys";
-  }();
+  static const bool v = attention_decode_keys_as_m(std::getenv("RACKSIM_ATTENTION_DECODE"));
   return v;
 }
 

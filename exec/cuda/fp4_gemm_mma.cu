@@ -250,7 +250,8 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
                                                       partials);
 }
 
-/// The variant knobs (read once from the environment; docs/executor.md "Fused FP4 GEMM"), for
+/// The variant knobs (fp4_mma_knobs, read once from the environment; docs/executor.md "Measured on
+/// an H200, second session"), for
 /// same-session A/B runs on a device:
 /// - RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave: fp4_mma_plan's default rule, its whole-wave rule
 ///   at the kernel's occupancy, or (auto, the default) whole-wave for 1 and 2 tiles (M <= 16) when
@@ -266,34 +267,11 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 ///   tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
 ///   (qkv 1.03x; fifth run). auto (the default): 2 for 2 tiles (M = 9..16), else 1.
 /// Any other value: InputError naming the variable.
-struct Knobs {
-  enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
-  bool eight = true;
-  int depth = 0;  // 0: auto (2 for 2 tiles, else 1)
-};
+using Knobs = Fp4MmaKnobs;
 
 const Knobs& knobs() {
-  static const Knobs k = [] {
-    Knobs r;
-    if (const char* w = std::getenv("RACKSIM_FP4_MMA_SPLITS")) {
-      const std::string v = w;
-      if (v == "auto") r.splits = Knobs::Splits::automatic;
-      else if (v == "fill8") r.splits = Knobs::Splits::fill8;
-      else if (v == "wave") r.splits = Knobs::Splits::wave;
-      else throw InputError("environment RACKSIM_FP4_MMA_SPLITS: '" + v + "' is not one of auto, fill8, wave");
-    }
-    if (const char* d = std::getenv("RACKSIM_FP4_MMA_DEPTH")) {
-      const std::string v = d;
-      if (v != "auto" && v != "1" && v != "2") throw InputError("environment RACKSIM_FP4_MMA_DEPTH: '" + v + "' is not one of auto, 1, 2");
-      r.depth = v == "2" ? 2 : v == "1" ? 1 : 0;
-    }
-    if (const char* t = std::getenv("RACKSIM_FP4_MMA_TILES")) {
-      const std::string v = t;
-      if (v != "4" && v != "8") throw InputError("environment RACKSIM_FP4_MMA_TILES: '" + v + "' is not one of 4, 8");
-      r.eight = v == "8";
-    }
-    return r;
-  }();
+  static const Knobs k =
+      fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"));
   return k;
 }
 
@@ -400,7 +378,7 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   Fp4MmaPlan p = full;
-  if (full.n_tiles == 8 && !kn.eight) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
+  if (full.n_tiles == 8 && !kn.eight_tiles) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
       fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
     return;

@@ -1,6 +1,7 @@
 #include "racksim/exec/fp4_gemm_path.hpp"
 
 #include <algorithm>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -138,6 +139,28 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
   for (std::int64_t r = 0; r < n; ++r)
     for (std::int64_t kb = 0; kb < k / 16; ++kb)
       tiled_scales[static_cast<std::size_t>(fp4_mma_scale_offset(r, kb, t.spans))] = scales[static_cast<std::size_t>(r * (k / 16) + kb)];
+}
+
+Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth) {
+  Fp4MmaKnobs k;
+  if (splits) {
+    const std::string_view v = splits;
+    if (v == "auto") k.splits = Fp4MmaKnobs::Splits::automatic;
+    else if (v == "fill8") k.splits = Fp4MmaKnobs::Splits::fill8;
+    else if (v == "wave") k.splits = Fp4MmaKnobs::Splits::wave;
+    else throw InputError(fmt::format("environment RACKSIM_FP4_MMA_SPLITS: '{}' is not one of auto, fill8, wave", v));
+  }
+  if (tiles) {
+    const std::string_view v = tiles;
+    if (v != "4" && v != "8") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_TILES: '{}' is not one of 4, 8", v));
+    k.eight_tiles = v == "8";
+  }
+  if (depth) {
+    const std::string_view v = depth;
+    if (v != "auto" && v != "1" && v != "2") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_DEPTH: '{}' is not one of auto, 1, 2", v));
+    k.depth = v == "2" ? 2 : v == "1" ? 1 : 0;
+  }
+  return k;
 }
 
 bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept {

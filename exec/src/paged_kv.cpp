@@ -1,6 +1,7 @@
 #include "racksim/exec/paged_kv.hpp"
 
 #include <algorithm>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -106,6 +107,13 @@ I decode_partition_tokens(I batch, I kv_heads, I max_context, int sm_count) {
   if (ctas >= want) return whole;
   const I partitions = ceil_div(want, ctas);
   return std::min(whole, std::max(kDecodeMinPartition, ceil_div(ceil_div(max_context, partitions), kAttentionKeyTile) * kAttentionKeyTile));
+}
+
+bool attention_decode_keys_as_m(const char* value) {
+  if (!value) return true;
+  const std::string_view v = value;
+  if (v != "keys" && v != "rows") throw InputError(fmt::format("environment RACKSIM_ATTENTION_DECODE: '{}' is not one of keys, rows", v));
+  return v == "keys";
 }
 
 I decode_partitions(I context, I partition_tokens) {

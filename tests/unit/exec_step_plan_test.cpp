@@ -530,3 +530,27 @@ TEST_CASE("the fused FP4 GEMM's tiled weight layout by hand", "[exec][plan]") {
   CHECK(stray == 0);
   CHECK_THROWS_AS(fp4_mma_tile(packed, scales, n, 48, codes, tiled), InputError);
 }
+
+TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
+  // Unset: the measured defaults (docs/executor.md): auto split rule, 8 tiles for M = 33..64,
+  // auto depth; keys as the MMA's M in decode attention.
+  const Fp4MmaKnobs d = fp4_mma_knobs(nullptr, nullptr, nullptr);
+  CHECK(d.splits == Fp4MmaKnobs::Splits::automatic);
+  CHECK(d.eight_tiles);
+  CHECK(d.depth == 0);
+  const Fp4MmaKnobs k = fp4_mma_knobs("wave", "4", "2");
+  CHECK(k.splits == Fp4MmaKnobs::Splits::wave);
+  CHECK_FALSE(k.eight_tiles);
+  CHECK(k.depth == 2);
+  CHECK(fp4_mma_knobs("fill8", "8", "1").splits == Fp4MmaKnobs::Splits::fill8);
+  CHECK(fp4_mma_knobs("fill8", "8", "1").depth == 1);
+  CHECK(fp4_mma_knobs("auto", nullptr, "auto").depth == 0);
+  CHECK_THROWS_WITH(fp4_mma_knobs("waves", nullptr, nullptr),
+                    "environment RACKSIM_FP4_MMA_SPLITS: 'waves' is not one of auto, fill8, wave");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, "16", nullptr), "environment RACKSIM_FP4_MMA_TILES: '16' is not one of 4, 8");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, "3"), "environment RACKSIM_FP4_MMA_DEPTH: '3' is not one of auto, 1, 2");
+  CHECK(attention_decode_keys_as_m(nullptr));
+  CHECK(attention_decode_keys_as_m("keys"));
+  CHECK_FALSE(attention_decode_keys_as_m("rows"));
+  CHECK_THROWS_WITH(attention_decode_keys_as_m(""), "environment RACKSIM_ATTENTION_DECODE: '' is not one of keys, rows");
+}

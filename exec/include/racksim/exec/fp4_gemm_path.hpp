@@ -186,6 +186,20 @@ struct Fp4MmaTiling {
 void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std::uint8_t>& scales, std::int64_t n, std::int64_t k,
                   std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales);
 
+/// The fused GEMM's variant knobs, which exec/cuda/fp4_gemm_mma.cu reads from the environment once
+/// (same-session A/B runs on a device; docs/executor.md "Measured on an H200, second session"):
+/// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave, RACKSIM_FP4_MMA_TILES = 4 | 8,
+/// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2; unset means the first of each (tiles: 8).
+struct Fp4MmaKnobs {
+  enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
+  bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
+  int depth = 0;            ///< spans of weights in flight at M <= 16: 1, 2, or 0 = auto (2 at 2 tiles)
+};
+
+/// The knobs from the three variables' values (null: unset). InputError naming the variable, the
+/// value and the allowed values.
+[[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth);
+
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
 /// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).
 struct Fp4MmaPlan {

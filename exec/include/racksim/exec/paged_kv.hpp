@@ -77,6 +77,11 @@ struct PrefillSegment {
   std::int32_t cached = 0;
 };
 
+/// Whether decode attention runs with the keys as the MMA's M for GQA <= 8 (exec/cuda/attention.cu),
+/// from RACKSIM_ATTENTION_DECODE's value: unset or "keys": yes; "rows": the rows-as-M kernel for
+/// every group (the same-session A/B). Anything else: InputError naming the variable and value.
+[[nodiscard]] bool attention_decode_keys_as_m(const char* value);
+
 /// CTAs per SM that decode_partition_tokens aims for, and the shortest partition it makes (two
 /// 16-key steps for each of a CTA's 4 warps). H200, context 4,096, Llama-2-70B heads (2026-11-30,
 /// the third and fourth focused runs): at 2 per SM, FP8 at batch 64 x 8 KV heads was one

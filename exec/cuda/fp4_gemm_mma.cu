@@ -258,14 +258,18 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 ///   it still splits K, else the default. H200, same-session ratios whole-wave / default: row-major
 ///   weights 0.90-0.97 at M <= 16 for qkv, down and gate_up, 1.04-1.09 at M = 32 (2026-11-30b,
 ///   first run); tiled weights 0.89-0.97 for qkv at M <= 16, 0.92-0.95 at M = 16, 1.00 +- 0.01
-///   elsewhere, but 1.04-1.06 for gate_up at M <= 4, where it leaves K unsplit (third run).
+///   elsewhere, but 1.04-1.06 for gate_up at M <= 4, where it leaves K unsplit
+///   (exec/measurements/h200-sxm-2026-11-30c/history/runs/gemm-nvfp4-fill8-tiled-34f0475.json
+///   against gemm-nvfp4-tiled-34f0475.json).
 /// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles, or (8, the default)
 ///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
 /// - RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2: spans of weights in flight per warp at M <= 16 (2: 4
 ///   CTAs per SM). Row-major layout: 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run);
 ///   tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
-///   (qkv 1.03x; fifth run). auto (the default): 2 for 2 tiles (M = 9..16), else 1.
+///   (qkv 1.03x; history/runs/gemm-nvfp4-depth2-tiled-bd797a1.json against
+///   gemm-nvfp4-smem-dequant-bd797a1.json, same run). auto (the default): 2 for 2 tiles
+///   (M = 9..16), else 1.
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 

@@ -183,6 +183,23 @@ __device__ __forceinline__ void load_raw(KvRaw<HD, kFp8>& r, int h, const Params
   }
 }
 
+/// Loads the step of keys k0 .. k0 + 15 of KV head g through the block table (lane column c's
+/// chunks of key rows n and n + 8; keys at or past k_end as zeros).
+template <int HD, bool kFp8>
+__device__ __forceinline__ void fetch_step(KvRaw<HD, kFp8>& raw, const Params& a, int g, const std::int32_t* __restrict__ table, int k0,
+                                           int k_end, int n, int c) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int key = k0 + 8 * h + n;
+    I row = -1;
+    if (key < k_end) {
+      const I block = table[key / a.block_tokens];
+      row = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD;
+    }
+    load_raw<HD, kFp8>(raw, h, a, row, c);
+  }
+}
+
 /// Raw chunks -> the MMA's 32-bit registers (Frag order): BF16 as stored, FP8 codes widened to FP16.
 template <int HD, bool kFp8>
 __device__ __forceinline__ void widen(std::uint32_t (&d)[Frag<HD>::kPairs], const typename KvRaw<HD, kFp8>::Unit (&u)[KvRaw<HD, kFp8>::kChunks]) {
@@ -259,18 +276,7 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
   // 128 would need 64 more and spill, and streams at 84-87% of copy bandwidth without it (H200).
   constexpr bool kAhead = kFp8 || HD <= 64;
   KvRaw<HD, kFp8> raw;
-  const auto fetch = [&](int k0) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int key = k0 + 8 * h + n;
-      I row = -1;
-      if (key < k_end) {
-        const I block = table[key / a.block_tokens];
-        row = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD;
-      }
-      load_raw<HD, kFp8>(raw, h, a, row, c);
-    }
-  };
+  const auto fetch = [&](int k0) { fetch_step<HD, kFp8>(raw, a, g, table, k0, k_end, n, c); };
   if (kAhead && k_first < k_end) fetch(k_first);
   for (int k0 = k_first; k0 < k_end; k0 += stride) {
     if (!kAhead) fetch(k0);
@@ -346,6 +352,39 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
   }
 }
 
+/// The end of both decode kernels: thread t of the CTA combines elements t, t + 128, ... of the
+/// R x HD output from the 4 warps' (O, m, l) in shared memory (rows < R written, then a barrier)
+/// and writes the normalized output (one partition) or the partition's O x v_scale, m and l.
+template <int HD, int ROWS>
+__device__ __forceinline__ void merge_warps(const Params& a, int b, int g, int p, int R, const float (&o_s)[kWarps][ROWS][HD],
+                                            const float (&m_s)[kWarps][ROWS], const float (&l_s)[kWarps][ROWS]) {
+  const int t = static_cast<int>(threadIdx.x);
+  for (int e = t; e < R * HD; e += kThreads) {
+    const int r = e / HD, d = e % HD;
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, m_s[w][r]);  // finite: warp 0 saw key `begin`
+    float l = 0.0f, o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float wgt = exp2f(m_s[w][r] - m);  // 0 for a warp that had no keys (m -inf)
+      l += wgt * l_s[w][r];
+      o += wgt * o_s[w][r][d];
+    }
+    const int head = g * a.group + r;
+    if (a.partitions == 1) {
+      a.out[static_cast<I>(b) * a.out_stride + static_cast<I>(head) * HD + d] = float_to_bf16(o * a.v_scale / l);
+    } else {
+      const I part = ((static_cast<I>(b) * a.kv_heads + g) * a.partitions + p) * a.group + r;
+      a.part_o[part * HD + d] = o * a.v_scale;
+      if (d == 0) {
+        a.part_m[part] = m;
+        a.part_l[part] = l;
+      }
+    }
+  }
+}
+
 /// Decode with the keys as the MMA's M (group <= 8): S^T = K Q^T (16 keys x 8 heads per k-step,
 /// one MMA where the rows-as-M routine needs two with half their rows padding), softmax down the
 /// columns (a head's 16 keys sit in the 8 lanes of one lane column: 3 shuffles), then
@@ -379,18 +418,7 @@ __device__ __forceinline__ void warp_attend_t(const Params& a, int g, const std:
   st.m[0] = st.m[1] = -INFINITY;
   st.l[0] = st.l[1] = 0.0f;
   KvRaw<HD, kFp8> raw;
-  const auto fetch = [&](int k0) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int key = k0 + 8 * h + n;
-      I row = -1;
-      if (key < k_end) {
-        const I block = table[key / a.block_tokens];
-        row = ((block * a.kv_heads + g) * a.block_tokens + key % a.block_tokens) * HD;
-      }
-      load_raw<HD, kFp8>(raw, h, a, row, c);
-    }
-  };
+  const auto fetch = [&](int k0) { fetch_step<HD, kFp8>(raw, a, g, table, k0, k_end, n, c); };
   if (k_first < k_end) fetch(k_first);
   for (int k0 = k_first; k0 < k_end; k0 += stride) {
     std::uint32_t kr[2][F::kPairs], vr[2][F::kPairs];
@@ -506,30 +534,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeTCtas<HD, kFp8>) attention_de
     }
   }
   __syncthreads();
-  for (int e = t; e < R * HD; e += kThreads) {
-    const int r = e / HD, d = e % HD;
-    float m = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, m_s[w][r]);  // finite: warp 0 saw key `begin`
-    float l = 0.0f, o = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float wgt = exp2f(m_s[w][r] - m);  // 0 for a warp that had no keys (m -inf)
-      l += wgt * l_s[w][r];
-      o += wgt * o_s[w][r][d];
-    }
-    const int head = g * a.group + r;
-    if (a.partitions == 1) {
-      a.out[static_cast<I>(b) * a.out_stride + static_cast<I>(head) * HD + d] = float_to_bf16(o * a.v_scale / l);
-    } else {
-      const I part = ((static_cast<I>(b) * a.kv_heads + g) * a.partitions + p) * a.group + r;
-      a.part_o[part * HD + d] = o * a.v_scale;
-      if (d == 0) {
-        a.part_m[part] = m;
-        a.part_l[part] = l;
-      }
-    }
-  }
+  merge_warps<HD>(a, b, g, p, R, o_s, m_s, l_s);
 }
 
 /// Decode: grid (partition, KV head, sequence), 4 warps. A partition past its sequence's context
@@ -576,30 +581,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a,
     }
   }
   __syncthreads();
-  for (int e = t; e < R * HD; e += kThreads) {
-    const int r = e / HD, d = e % HD;
-    float m = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, m_s[w][r]);  // finite: warp 0 saw key `begin`
-    float l = 0.0f, o = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float wgt = exp2f(m_s[w][r] - m);  // 0 for a warp that had no keys (m -inf)
-      l += wgt * l_s[w][r];
-      o += wgt * o_s[w][r][d];
-    }
-    const int head = g * a.group + r;
-    if (a.partitions == 1) {
-      a.out[static_cast<I>(b) * a.out_stride + static_cast<I>(head) * HD + d] = float_to_bf16(o * a.v_scale / l);
-    } else {
-      const I part = ((static_cast<I>(b) * a.kv_heads + g) * a.partitions + p) * a.group + r;
-      a.part_o[part * HD + d] = o * a.v_scale;
-      if (d == 0) {
-        a.part_m[part] = m;
-        a.part_l[part] = l;
-      }
-    }
-  }
+  merge_warps<HD>(a, b, g, p, R, o_s, m_s, l_s);
 }
 
 /// The log-sum-exp merge of the decode partitions: grid (query head, sequence), HD threads.

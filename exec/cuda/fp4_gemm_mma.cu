@@ -381,25 +381,22 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  Fp4MmaPlan p = full;
-  if (full.n_tiles == 8 && !kn.eight_tiles) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
+  // The occupancy of each kernel variant, asked once (fp4_mma_launch_plan's whole-wave split).
+  static const int resident[4][2] = {{resident_per_sm<1>(), resident_per_sm<1, 2>()},
+                                     {resident_per_sm<2>(), resident_per_sm<2, 2>()},
+                                     {resident_per_sm<4>(), resident_per_sm<4>()},
+                                     {resident_per_sm<8>(), resident_per_sm<8>()}};
+  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [](int tiles, int depth) {
+    return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
+  });
+  if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
       fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
     return;
-  } else if (full.n_tiles <= 4) {
-    if (kn.splits != Knobs::Splits::fill8 && (kn.splits == Knobs::Splits::wave || full.n_tiles <= 2)) {
-      // Never more splits than the default, so `workspace` fits (fp4_mma_plan). `auto` keeps the
-      // default where one wave would leave K unsplit (gate_up: 448 row blocks on 132 SMs).
-      static const int resident[3][2] = {{resident_per_sm<1>(), resident_per_sm<1, 2>()},
-                                         {resident_per_sm<2>(), resident_per_sm<2, 2>()},
-                                         {resident_per_sm<4>(), resident_per_sm<4>()}};
-      const Fp4MmaPlan w =
-          fp4_mma_plan(m, n, k, sms, resident[full.n_tiles == 1 ? 0 : full.n_tiles == 2 ? 1 : 2][kn.depth == 2 || (kn.depth == 0 && full.n_tiles == 2) ? 1 : 0]);
-      if (kn.splits == Knobs::Splits::wave || w.splits >= 2) p = w;
-    }
   }
+  const Fp4MmaPlan& p = l.plan;
   float* partials = p.splits > 1 ? workspace : nullptr;
-  const bool deep = kn.depth == 2 || (kn.depth == 0 && p.n_tiles == 2);
+  const bool deep = l.depth == 2;
   switch (p.n_tiles) {
     case 1:
       if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);

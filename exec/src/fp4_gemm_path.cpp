@@ -203,6 +203,28 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
   return p;
 }
 
+Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
+                                 const std::function<int(int, int)>& resident) {
+  Fp4MmaLaunch l;
+  l.plan = fp4_mma_plan(m, n, k, sms);
+  const int tiles = l.plan.n_tiles;
+  if (tiles == 8) {
+    l.two_passes = !knobs.eight_tiles;
+    return l;
+  }
+  if (tiles <= 2) l.depth = knobs.depth == 0 ? (tiles == 2 ? 2 : 1) : knobs.depth;
+  const bool wave = knobs.splits == Fp4MmaKnobs::Splits::wave;
+  if (wave || (knobs.splits == Fp4MmaKnobs::Splits::automatic && tiles <= 2)) {
+    // Never more splits than the default (fp4_mma_plan), so the default's workspace fits.
+    const Fp4MmaPlan w = fp4_mma_plan(m, n, k, sms, resident(tiles, l.depth));
+    if (wave || w.splits >= 2) {
+      l.plan = w;
+      l.wave = true;
+    }
+  }
+  return l;
+}
+
 std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms) {
   std::int64_t most = 0;
   for (std::int64_t m = 1; m <= std::min(max_rows, kFp4MmaMaxM); ++m)

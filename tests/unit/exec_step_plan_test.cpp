@@ -554,3 +554,43 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
   CHECK_FALSE(attention_decode_keys_as_m("rows"));
   CHECK_THROWS_WITH(attention_decode_keys_as_m(""), "environment RACKSIM_ATTENTION_DECODE: '' is not one of keys, rows");
 }
+
+TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]") {
+  // A stand-in for the occupancy API at H200 figures (5 CTAs per SM at 1-2 tiles, 4 with weights
+  // two spans ahead, 3 at 4 tiles, 2 at 8; ptxas registers 92/96, 124, 156, 219).
+  const auto resident = [](int tiles, int depth) { return tiles <= 2 ? (depth == 2 ? 4 : 5) : tiles == 4 ? 3 : 2; };
+  const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
+  // o_proj M = 1: one tile, depth 1, whole wave: floor(5 x 132 / 64) = 10 splits (see the plan test).
+  Fp4MmaLaunch l = fp4_mma_launch_plan(1, 8192, 8192, 132, def, resident);
+  CHECK(l.plan.n_tiles == 1);
+  CHECK(l.depth == 1);
+  CHECK(l.wave);
+  CHECK(l.plan.splits == 10);
+  CHECK_FALSE(l.two_passes);
+  // gate_up M = 1: one wave would leave K unsplit (floor(660 / 448) = 1): the default's 3 splits.
+  l = fp4_mma_launch_plan(1, 57344, 8192, 132, def, resident);
+  CHECK_FALSE(l.wave);
+  CHECK(l.plan.splits == 3);
+  // o_proj M = 16: two tiles, so depth 2 and 4 CTAs per SM: floor(528 / 64) = 8 splits (under the
+  // cap 0.5 x 0.5625 x 8,192 / 128 = 18), of 8 spans.
+  l = fp4_mma_launch_plan(16, 8192, 8192, 132, def, resident);
+  CHECK(l.depth == 2);
+  CHECK(l.wave);
+  CHECK(l.plan.splits == 8);
+  // M = 32: four tiles keep the default rule (8 splits) and depth 1, unless the knob says wave:
+  // floor(3 x 132 / 64) = 6.
+  l = fp4_mma_launch_plan(32, 8192, 8192, 132, def, resident);
+  CHECK_FALSE(l.wave);
+  CHECK(l.depth == 1);
+  CHECK(l.plan.splits == 8);
+  CHECK(fp4_mma_launch_plan(32, 8192, 8192, 132, fp4_mma_knobs("wave", nullptr, nullptr), resident).plan.splits == 6);
+  // The fill8 knob keeps the default at M = 1 (16 splits); depth 1 and 2 as asked at 1 tile.
+  CHECK(fp4_mma_launch_plan(1, 8192, 8192, 132, fp4_mma_knobs("fill8", nullptr, nullptr), resident).plan.splits == 16);
+  CHECK(fp4_mma_launch_plan(1, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2"), resident).depth == 2);
+  CHECK(fp4_mma_launch_plan(16, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "1"), resident).depth == 1);
+  // M = 40: one 8-tile launch by default, two passes under RACKSIM_FP4_MMA_TILES=4.
+  l = fp4_mma_launch_plan(40, 8192, 8192, 132, def, resident);
+  CHECK(l.plan.n_tiles == 8);
+  CHECK_FALSE(l.two_passes);
+  CHECK(fp4_mma_launch_plan(40, 8192, 8192, 132, fp4_mma_knobs(nullptr, "4", nullptr), resident).two_passes);
+}

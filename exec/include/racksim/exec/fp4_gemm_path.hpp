@@ -216,6 +216,21 @@ struct Fp4MmaPlan {
 /// multiple of 32 (each lane reads whole 32-value pieces of a row: two NVFP4 blocks, 16 bytes).
 [[nodiscard]] bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept;
 
+/// What one fp4_gemm_mma_launch runs under the knobs (exec/cuda/fp4_gemm_mma.cu).
+struct Fp4MmaLaunch {
+  Fp4MmaPlan plan;          ///< the grid and K split of the (single) launch
+  bool two_passes = false;  ///< M = 33..64 as two launches of <= 32 rows (RACKSIM_FP4_MMA_TILES=4)
+  int depth = 1;            ///< spans of weights in flight: 2 only for 1 or 2 tiles
+  bool wave = false;        ///< the whole-wave K split was taken
+};
+
+/// The launch of fp4_mma_plan(m, n, k, sms) under `knobs`: 8 tiles or two passes for M = 33..64;
+/// the depth (auto: 2 at 2 tiles); the whole-wave split at the kernel's occupancy
+/// `resident(n_tiles, depth)` (CTAs per SM, the occupancy API's answer on the device) when the
+/// knob says wave, or by default at 1-2 tiles where it still splits K. InputError as fp4_mma_plan.
+[[nodiscard]] Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
+                                               const std::function<int(int, int)>& resident);
+
 /// The split over K for `sms` multiprocessors: enough CTAs for 8 per SM (row_blocks x splits),
 /// but no more splits than spans, and no more than keep the partials' traffic (write and read,
 /// 8 bytes per output per split) within half the weights' bytes (0.5625 per value).

@@ -133,8 +133,15 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
   tiled_scales.assign(static_cast<std::size_t>(t.scale_bytes), 0);
   for (std::int64_t r = 0; r < n; ++r)
     for (std::int64_t k0 = 0; k0 < k; k0 += 32) {
+      // 16 bytes = 4 little-endian words of 8 codes, each stored in the kernel's bit order.
       const auto src = static_cast<std::size_t>(r * (k / 2) + k0 / 2);
-      std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(src), 16, codes.begin() + fp4_mma_code_offset(r, k0, t.spans));
+      const auto dst = static_cast<std::size_t>(fp4_mma_code_offset(r, k0, t.spans));
+      for (std::size_t w = 0; w < 4; ++w) {
+        std::uint32_t q = 0;
+        for (std::size_t b = 0; b < 4; ++b) q |= static_cast<std::uint32_t>(packed[src + 4 * w + b]) << (8 * b);
+        const std::uint32_t p = fp4::e2m1x8_to_mma_order(q);
+        for (std::size_t b = 0; b < 4; ++b) codes[dst + 4 * w + b] = static_cast<std::uint8_t>(p >> (8 * b));
+      }
     }
   for (std::int64_t r = 0; r < n; ++r)
     for (std::int64_t kb = 0; kb < k / 16; ++kb)

@@ -163,6 +163,40 @@ TEST_CASE("Hopper bit trick: E2M1 -> FP16 with masks and a shift, all 256 byte v
   }
 }
 
+TEST_CASE("the fused GEMM's bit order: a permutation whose 11-instruction decode equals the bit trick on every word", "[exec][fp4]") {
+  // Why 32 words prove all 2^32: e2m1x8_to_mma_order moves bits (each output bit is one input bit)
+  // and both decodes are shifts, constant masks and ORs of terms with disjoint masks, so all three
+  // are linear over GF(2) (OR of disjoint terms is XOR). Two linear maps that agree on the 32 unit
+  // words agree everywhere; a bit move that sends the 32 unit words to 32 distinct unit words is a
+  // permutation. Random words then check the linearity claim itself.
+  std::uint32_t seen = 0;
+  for (int b = 0; b < 32; ++b) {
+    const std::uint32_t q = 1u << b;
+    const std::uint32_t p = fp4::e2m1x8_to_mma_order(q);
+    INFO("bit " << b);
+    REQUIRE(std::popcount(p) == 1);
+    CHECK((seen & p) == 0);
+    seen |= p;
+    CHECK(fp4::e2m1x8_from_mma_order(p) == q);
+    const fp4::Fp16x8 want = fp4::e2m1x8_to_fp16x8_scaled(q), got = fp4::e2m1x8_mma_order_to_fp16x8_scaled(p);
+    for (int i = 0; i < 4; ++i) CHECK(got.pairs[i] == want.pairs[i]);
+  }
+  CHECK(seen == 0xFFFFFFFFu);
+  CHECK(fp4::e2m1x8_to_mma_order(0) == 0);
+  // By hand: code 0xF (-6) as element 0 lands in pair 0's slot of the low half: eem 7 at bits
+  // 9..11, sign at 15 -> 0x8E00; as element 6 (pair 2, high half): eem at 16..18, sign at 29.
+  CHECK(fp4::e2m1x8_to_mma_order(0xFu) == 0x8E00u);
+  CHECK(fp4::e2m1x8_to_mma_order(0xFu << 24) == ((0x7u << 16) | (1u << 29)));
+  std::mt19937 rng(77);
+  for (int i = 0; i < 20000; ++i) {
+    const std::uint32_t q = static_cast<std::uint32_t>(rng());
+    const std::uint32_t p = fp4::e2m1x8_to_mma_order(q);
+    CHECK(fp4::e2m1x8_from_mma_order(p) == q);
+    const fp4::Fp16x8 want = fp4::e2m1x8_to_fp16x8_scaled(q), got = fp4::e2m1x8_mma_order_to_fp16x8_scaled(p);
+    for (int j = 0; j < 4; ++j) CHECK(got.pairs[j] == want.pairs[j]);
+  }
+}
+
 TEST_CASE("NVFP4 quantize-dequantize error is at most one block scale per element", "[exec][fp4]") {
   // Random seeded matrix [24 x 80] (5 blocks of 16 per row) whose blocks span amplitudes 2^-4..1
   // of the tensor amax, so every block scale is a UE4M3 normal (>= 2^-6).

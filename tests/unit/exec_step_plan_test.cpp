@@ -498,8 +498,9 @@ TEST_CASE("the fused FP4 GEMM's tiled weight layout by hand", "[exec][plan]") {
   CHECK(fp4_mma_scale_offset(8, 0, 9) == 2);
   CHECK(fp4_mma_scale_offset(1, 3, 9) == 41);
   CHECK(fp4_mma_scale_offset(0, 8, 9) == 256);  // block 8 = value 128: the next span's tile
-  // fp4_mma_tile moves every byte once: source bytes numbered 1.. (mod 255, never 0) land where
-  // the offsets say, and every other byte (padding) is zero.
+  // fp4_mma_tile moves every word of 8 codes once: source bytes numbered 1.. (mod 255, never 0)
+  // land, each word in the kernel's bit order (fp4::e2m1x8_to_mma_order, a bit permutation, so a
+  // word is never 0 either), where the offsets say, and every other byte (padding) is zero.
   const std::int64_t n = 40, k = 160;
   std::vector<std::uint8_t> packed(static_cast<std::size_t>(n * k / 2)), scales(static_cast<std::size_t>(n * k / 16));
   for (std::size_t i = 0; i < packed.size(); ++i) packed[i] = static_cast<std::uint8_t>(1 + i % 255);
@@ -512,10 +513,16 @@ TEST_CASE("the fused FP4 GEMM's tiled weight layout by hand", "[exec][plan]") {
   std::vector<int> hit(codes.size(), 0), hit_s(tiled.size(), 0);
   for (std::int64_t r = 0; r < n; ++r)
     for (std::int64_t k0 = 0; k0 < k; k0 += 32)
-      for (std::int64_t b = 0; b < 16; ++b) {
-        const auto at = static_cast<std::size_t>(fp4_mma_code_offset(r, k0, s.spans) + b);
-        CHECK(codes[at] == packed[static_cast<std::size_t>(r * k / 2 + k0 / 2 + b)]);
-        ++hit[at];
+      for (std::int64_t w = 0; w < 4; ++w) {
+        const auto at = static_cast<std::size_t>(fp4_mma_code_offset(r, k0, s.spans) + 4 * w);
+        const auto src = static_cast<std::size_t>(r * k / 2 + k0 / 2 + 4 * w);
+        std::uint32_t want = 0, got = 0;
+        for (std::size_t b = 0; b < 4; ++b) {
+          want |= static_cast<std::uint32_t>(packed[src + b]) << (8 * b);
+          got |= static_cast<std::uint32_t>(codes[at + b]) << (8 * b);
+          ++hit[at + b];
+        }
+        CHECK(got == fp4::e2m1x8_to_mma_order(want));
       }
   for (std::int64_t r = 0; r < n; ++r)
     for (std::int64_t kb = 0; kb < k / 16; ++kb) {

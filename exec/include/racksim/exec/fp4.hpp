@@ -244,4 +244,55 @@ struct Fp16x8 {
 /// 2^14: the factor that turns e2m1x8_to_fp16x8_scaled's FP16 values into E2M1 values.
 inline constexpr float kFp16BitTrickScale = 16384.0f;
 
+/// The fused Hopper GEMM's bit order inside a word of 8 E2M1 codes (the tiled layout,
+/// fp4_gemm_path.hpp). e2m1x8_to_fp16x8_scaled brings pair i (elements i, i + 4) to the FP16
+/// positions with two shifts and two masks each (one shift for pair 3): 15 ALU instructions per
+/// word. Stored in this order instead, the same FP16 pairs take 11
+/// (e2m1x8_mma_order_to_fp16x8_scaled): in each 16-bit half (element i in the low half, i + 4 in
+/// the high), pair 0's exponent-mantissa bits sit at 9..11 and its sign at 15, where FP16 wants
+/// them (one mask); pair 1's at 6..8 and 12 (one shift by 3, one mask); pair 2's at 0..2 and 13,
+/// pair 3's at 3..5 and 14 (two shifts, two masks each). No layout does better with shifts and
+/// masks: an exhaustive search over the 16-bit half's placements of four (3 contiguous + 1) bit
+/// groups finds 11 at best (docs/executor.md, "The tiled layout's bit order").
+/// Where pair i's element sits in each 16-bit half: its exponent-mantissa bits from bit
+/// e2m1_mma_eem_bit(i) (3 bits), its sign at e2m1_mma_sign_bit(i).
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr int e2m1_mma_eem_bit(int i) noexcept { return i == 0 ? 9 : i == 1 ? 6 : i == 2 ? 0 : 3; }
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr int e2m1_mma_sign_bit(int i) noexcept { return i == 0 ? 15 : i == 1 ? 12 : i == 2 ? 13 : 14; }
+
+/// A word of 8 E2M1 codes (element j in bits 4j..4j+3) in the fused GEMM's bit order. A
+/// permutation of the 32 bits.
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr std::uint32_t e2m1x8_to_mma_order(std::uint32_t q) noexcept {
+  std::uint32_t p = 0;
+  for (int j = 0; j < 8; ++j) {
+    const std::uint32_t c = (q >> (4 * j)) & 0xFu;
+    const int half = j < 4 ? 0 : 16;
+    p |= (c & 0x7u) << (e2m1_mma_eem_bit(j % 4) + half);
+    p |= (c >> 3) << (e2m1_mma_sign_bit(j % 4) + half);
+  }
+  return p;
+}
+
+/// The inverse of e2m1x8_to_mma_order.
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr std::uint32_t e2m1x8_from_mma_order(std::uint32_t p) noexcept {
+  std::uint32_t q = 0;
+  for (int j = 0; j < 8; ++j) {
+    const int half = j < 4 ? 0 : 16;
+    const std::uint32_t c = ((p >> (e2m1_mma_eem_bit(j % 4) + half)) & 0x7u) | (((p >> (e2m1_mma_sign_bit(j % 4) + half)) & 0x1u) << 3);
+    q |= c << (4 * j);
+  }
+  return q;
+}
+
+/// e2m1x8_to_fp16x8_scaled of the word whose fused-GEMM order is p, in 11 ALU instructions: the
+/// same FP16 bits (values x 2^-14), pair i = elements (i, i + 4).
+[[nodiscard]] RACKSIM_HOST_DEVICE inline Fp16x8 e2m1x8_mma_order_to_fp16x8_scaled(std::uint32_t p) noexcept {
+  constexpr std::uint32_t kAll = 0x8E008E00u, kEem = 0x0E000E00u, kSign = 0x80008000u;
+  Fp16x8 out{};
+  out.pairs[0] = p & kAll;
+  out.pairs[1] = (p << 3) & kAll;
+  out.pairs[2] = ((p << 9) & kEem) | ((p << 2) & kSign);
+  out.pairs[3] = ((p << 6) & kEem) | ((p << 1) & kSign);
+  return out;
+}
+
 }  // namespace racksim::exec::fp4

@@ -23,6 +23,9 @@ prof() {  # NAME KERNEL_REGEX SKIP CMD...
 prof gemv-m1-o_proj fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p1.json
 prof gemv-m16-o_proj fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 16 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p2.json
 prof gemv-m1-gate_up fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p3.json
+# M = 64 (8 tiles, 2 CTAs per SM): latency, issue or the mma.sync pipe (docs/executor.md, "Without a
+# device"); the tensor pipe's share is in ComputeWorkloadAnalysis.
+prof gemm-m64-gate_up fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 64 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p5.json
 # Decode attention: the suite's 4th case (batch 8 x 1024 context, BF16 KV) after 3 smaller ones.
 prof attn-decode "attention_decode_t?_kernel" 40 .devicepkg/racksim bench --suite attention --out /tmp/p4.json
 ls -la "$OUT"

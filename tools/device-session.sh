@@ -169,6 +169,14 @@ if [[ $FOCUS == 1 ]]; then
     "fused FP4-weight tensor-core GEMM matches the CPU reference"
   phase "bench gemm nvfp4, depth 2" 30 gemm-nvfp4-d2.log env RACKSIM_FP4_MMA_DEPTH=2 "$R" bench gemm --dtypes nvfp4 \
     --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-d2.json"
+  # The wgmma variant for M > 8 (written without a device, 2026-11-30 ninth session): its test
+  # first; the benches and steps only mean something if it passes.
+  phase "fused FP4 GEMM test, wgmma" 20 fp4-test-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$BIN/tests/racksim_cuda_tests" \
+    "fused FP4-weight tensor-core GEMM matches the CPU reference"
+  phase "bench gemm nvfp4, wgmma" 30 gemm-nvfp4-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$R" bench gemm --dtypes nvfp4 \
+    --m 16,32,33,48,64 --out "$STAGE/gemm-nvfp4-wg.json"
+  phase "exec llama2-70b decode, wgmma" 60 exec-70b-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$R" exec "${EXEC70[@]}" \
+    --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-wg.json"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
   phase "decode attention test, rows as M" 30 attention-test-rows.log env RACKSIM_ATTENTION_DECODE=rows "$BIN/tests/racksim_cuda_tests" \
     "decode attention over a paged KV cache matches cpu_ops (BF16 and FP8 KV, GQA, split-K)"

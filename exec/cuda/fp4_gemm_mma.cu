@@ -77,6 +77,102 @@ __device__ inline void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// The wgmma variant (RACKSIM_FP4_MMA_MMA=wgmma, M > 8; sm_90a only: wgmma is Hopper's, so the
+// sm_100a/sm_103a builds compile it to a trap the host never launches). The CTA's 4 warps are one
+// warpgroup; each k-step the warpgroup issues one wgmma.m64nNk16 per m-tile t (N = 8 NT tokens):
+// warp w supplies its rows 32 w + 16 t .. + 15 as the A operand from registers, in the very
+// fragment layout mma.sync's A takes (so the decode is shared), and wgmma's D rows 16 w + r are
+// those rows, with mma.sync's C fragment repeated along N (so the epilogue is shared too). B (x)
+// is read from shared memory by descriptor, in the canonical no-swizzle K-major layout: per k-step,
+// 8-token groups of two 8 x 16-byte core matrices (K slots 0..7 and 8..15).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define RACKSIM_FP4_WGMMA 1
+#else
+#define RACKSIM_FP4_WGMMA 0
+#endif
+
+template <int NT>
+constexpr int kWgStepBytes = static_cast<int>(fp4_wgmma_step_bytes(NT));
+
+template <int NT>
+__device__ inline int wg_b_offset(int tok, int p, int w, int pair) {
+  return static_cast<int>(fp4_wgmma_b_offset(NT, tok, p, w, pair));
+}
+
+/// k-step `step`'s B descriptor (fp4_wgmma_desc).
+__device__ inline std::uint64_t wg_b_desc(const void* b, int step, int step_bytes) {
+  const auto addr = static_cast<std::uint32_t>(__cvta_generic_to_shared(b)) + static_cast<std::uint32_t>(step * step_bytes);
+  return fp4_wgmma_desc(addr);
+}
+
+__device__ inline void wgmma_fence() {
+#if RACKSIM_FP4_WGMMA
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ inline void wgmma_commit() {
+#if RACKSIM_FP4_WGMMA
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ inline void wgmma_wait_all() {
+#if RACKSIM_FP4_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+/// Generic-proxy stores to shared memory made visible to the async proxy that wgmma reads through.
+__device__ inline void fence_proxy_async_shared() {
+#if RACKSIM_FP4_WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+/// Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
+/// warpgroup_fence_operand): the compiler must not reuse or move an A fragment or accumulator
+/// register before the wait that covers the wgmma reading it.
+__device__ inline void keep_reg(std::uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ inline void keep_reg(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+/// D (64 x 8 NT, FP32) += A (64 x 16, FP16, registers) B (16 x 8 NT, FP16, shared memory).
+template <int NT>
+__device__ inline void wgmma_rs(float (&d)[NT][4], const std::uint32_t (&a)[4], std::uint64_t desc);
+
+#if RACKSIM_FP4_WGMMA
+template <>
+__device__ inline void wgmma_rs<2>(float (&d)[2][4], const std::uint32_t (&a)[4], std::uint64_t desc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+      : "memory");
+}
+
+template <>
+__device__ inline void wgmma_rs<4>(float (&d)[4][4], const std::uint32_t (&a)[4], std::uint64_t desc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+      : "memory");
+}
+
+template <>
+__device__ inline void wgmma_rs<8>(float (&d)[8][4], const std::uint32_t (&a)[4], std::uint64_t desc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+      : "memory");
+}
+#else
+template <int NT>
+__device__ inline void wgmma_rs(float (&)[NT][4], const std::uint32_t (&)[4], std::uint64_t) {
+  __trap();  // not Hopper: the host refuses the knob before launching (fp4_gemm_mma_launch)
+}
+#endif
+
 /// One lane's weights of one span: for m-tile t and half h (rows +0 / +8), 32 E2M1 codes and the
 /// two UE4M3 codes of their blocks.
 struct SpanWeights {
@@ -120,15 +216,42 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
 /// hiding for the weight stream); four tiles need their 32 accumulators, eight their 64.
 /// (Loading the weights two spans ahead instead of one, at 4 CTAs per SM, ran 3-9% slower at
 /// M = 1..8 on the H200, 2026-11-30 second session: exec/measurements/h200-sxm-2026-11-30b.)
-template <int NT, int DEPTH>
-constexpr int kMinCtas = NT <= 2 ? (DEPTH == 1 ? 5 : 4) : NT == 4 ? 3 : 2;
+/// The wgmma variant keeps all 4 words' A fragments live until its wait (64 registers), so its
+/// 2-tile kernel is set for 3 CTAs (at 4-5 it spilled 108-372 bytes: ptxas, sm_90a).
+template <int NT, int DEPTH, bool WG = false>
+constexpr int kMinCtas = WG && NT == 2 ? 3 : NT <= 2 ? (DEPTH == 1 ? 5 : 4) : NT == 4 ? 3 : 2;
 
-template <int NT, int DEPTH>
-__global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
+/// Word wd of the span's weights as the A fragments of the two k-steps 2 wd (ae) and 2 wd + 1 (ao),
+/// per m-tile t: E2M1 -> FP16 (x 2^-14), times the block scale.
+__device__ inline void decode_word(const SpanWeights& cur, int wd, std::uint32_t (&ae)[2][4], std::uint32_t (&ao)[2][4]) {
+#pragma unroll
+  for (int t = 0; t < 2; ++t)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint4 wv = cur.w[t][h];
+      const std::uint32_t word = wd == 0 ? wv.x : wd == 1 ? wv.y : wd == 2 ? wv.z : wv.w;
+      const __half2 s = wd < 2 ? __low2half2(cur.sc2[t][h]) : __high2half2(cur.sc2[t][h]);
+      const fp4::Fp16x8 f = fp4::e2m1x8_mma_order_to_fp16x8_scaled(word);
+      ae[t][h] = hmul2_bits(f.pairs[0], s);      // (e0, e4): k lo of the even step
+      ae[t][2 + h] = hmul2_bits(f.pairs[1], s);  // (e1, e5): k hi
+      ao[t][h] = hmul2_bits(f.pairs[2], s);      // (e2, e6)
+      ao[t][2 + h] = hmul2_bits(f.pairs[3], s);  // (e3, e7)
+    }
+}
+
+/// Shared memory of the kernel, in 16-byte units: the staged x span as mma.sync's B fragments
+/// read it (NT x 8 tokens x kChunkStride), or as wgmma's descriptor reads it (8 k-steps).
+template <int NT, bool WG>
+constexpr int kSmemUnits = WG ? 8 * kWgStepBytes<NT> / 16 : NT * 8 * kChunkStride;
+
+template <int NT, int DEPTH, bool WG = false>
+__global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials) {
-  __shared__ uint4 xs[NT * 8][kChunkStride];
+  static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
+  __shared__ uint4 smem[kSmemUnits<NT, WG>];
+  [[maybe_unused]] auto xs = reinterpret_cast<uint4(*)[kChunkStride]>(smem);  // the mma.sync layout
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   const int g = lane >> 2, tig = lane & 3;
   const int row0 = static_cast<int>(blockIdx.x) * kRowsPerCta + warp * 32;
@@ -174,8 +297,18 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
       out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));  // (x1, x5)
       out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));  // (x2, x6)
       out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));  // (x3, x7)
-      xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
+      if constexpr (WG) {
+        auto* b = reinterpret_cast<unsigned char*>(smem);
+        const int pc = q >> 2, w = q & 3;
+        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 0)) = out.x;
+        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 1)) = out.y;
+        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 2)) = out.z;
+        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 3)) = out.w;
+      } else {
+        xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
+      }
     }
+    if constexpr (WG) fence_proxy_async_shared();
     __syncthreads();
     if constexpr (DEPTH == 1) {
       if (sp + 1 < sp_end) load_span(nxt, codes, tscales, tile0 + sp + 1, lane, active);
@@ -188,29 +321,47 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH>)
     for (int t = 0; t < 2; ++t)
 #pragma unroll
       for (int h = 0; h < 2; ++h) cur.sc2[t][h] = ue4m3_pair_to_half2(cur.sc[t][h]);
+    if constexpr (WG) {
+      // All 4 words' fragments stay in their registers until the wait: wgmma reads them late.
+      std::uint32_t a[4][2][2][4];  // [word][even, odd k-step][m-tile][register]
 #pragma unroll
-    for (int wd = 0; wd < 4; ++wd) {
-      std::uint32_t ae[2][4], ao[2][4];  // per m-tile: the even and odd k-step's A fragment
+      for (int wd = 0; wd < 4; ++wd) {
+        decode_word(cur, wd, a[wd][0], a[wd][1]);
+        wgmma_fence();  // the fragments (and, first, the accumulators) were written by ordinary instructions
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+#pragma unroll
+          for (int t = 0; t < 2; ++t) wgmma_rs<NT>(acc[t], a[wd][e][t], wg_b_desc(smem, 2 * wd + e, kWgStepBytes<NT>));
+        wgmma_commit();
+      }
+      wgmma_wait_all();  // before the next span's staging overwrites B, and before a[] is reused
+#pragma unroll
+      for (int wd = 0; wd < 4; ++wd)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+#pragma unroll
+          for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) keep_reg(a[wd][e][t][i]);
 #pragma unroll
       for (int t = 0; t < 2; ++t)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint4 wv = cur.w[t][h];
-          const std::uint32_t word = wd == 0 ? wv.x : wd == 1 ? wv.y : wd == 2 ? wv.z : wv.w;
-          const __half2 s = wd < 2 ? __low2half2(cur.sc2[t][h]) : __high2half2(cur.sc2[t][h]);
-          const fp4::Fp16x8 f = fp4::e2m1x8_mma_order_to_fp16x8_scaled(word);
-          ae[t][h] = hmul2_bits(f.pairs[0], s);      // (e0, e4): k lo of the even step
-          ae[t][2 + h] = hmul2_bits(f.pairs[1], s);  // (e1, e5): k hi
-          ao[t][h] = hmul2_bits(f.pairs[2], s);      // (e2, e6)
-          ao[t][2 + h] = hmul2_bits(f.pairs[3], s);  // (e3, e7)
-        }
+        for (int j = 0; j < NT; ++j)
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const uint4 b = xs[j * 8 + g][wd * 4 + tig];
+          for (int i = 0; i < 4; ++i) keep_reg(acc[t][j][i]);
+    } else {
 #pragma unroll
-        for (int t = 0; t < 2; ++t) {
-          mma_16816(acc[t][j], ae[t], b.x, b.y);
-          mma_16816(acc[t][j], ao[t], b.z, b.w);
+      for (int wd = 0; wd < 4; ++wd) {
+        std::uint32_t ae[2][4], ao[2][4];  // per m-tile: the even and odd k-step's A fragment
+        decode_word(cur, wd, ae, ao);
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const uint4 b = xs[j * 8 + g][wd * 4 + tig];
+#pragma unroll
+          for (int t = 0; t < 2; ++t) {
+            mma_16816(acc[t][j], ae[t], b.x, b.y);
+            mma_16816(acc[t][j], ao[t], b.z, b.w);
+          }
         }
       }
     }
@@ -243,11 +394,11 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
   }
 }
 
-template <int NT, int DEPTH = 1>
+template <int NT, int DEPTH = 1, bool WG = false>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  fp4_mma_kernel<NT, DEPTH><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
+  fp4_mma_kernel<NT, DEPTH, WG><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
                                                       partials);
 }
 
@@ -276,7 +427,8 @@ using Knobs = Fp4MmaKnobs;
 
 const Knobs& knobs() {
   static const Knobs k =
-      fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"));
+      fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"),
+                    std::getenv("RACKSIM_FP4_MMA_MMA"));
   return k;
 }
 
@@ -345,11 +497,24 @@ unsigned unit_grid(long long units) { return static_cast<unsigned>(std::min<long
 
 /// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), clamped
 /// to fp4_mma_plan's 1..8.
-template <int NT, int DEPTH = 1>
+template <int NT, int DEPTH = 1, bool WG = false>
 int resident_per_sm() {
   int blocks = 0;
-  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH>, kThreads, 0));
+  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH, WG>, kThreads, 0));
   return std::clamp(blocks, 1, 8);
+}
+
+/// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device (wgmma exists on sm_90a only); asked once.
+void require_hopper_for_wgmma() {
+  static const int major = [] {
+    int dev = 0, v = 0;
+    RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+    RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev));
+    return v;
+  }();
+  if (major != 9)
+    throw InputError(text("environment RACKSIM_FP4_MMA_MMA=wgmma: the device has compute capability ", major,
+                          ".x; wgmma is Hopper's instruction (9.0); unset it or set sync"));
 }
 
 }  // namespace
@@ -385,13 +550,21 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  // The occupancy of each kernel variant, asked once (fp4_mma_launch_plan's whole-wave split).
+  // The occupancy of each kernel variant, asked once (fp4_mma_launch_plan's whole-wave split); the
+  // wgmma variants' only when the knob asks for them (1 tile always runs mma.sync).
   static const int resident[4][2] = {{resident_per_sm<1>(), resident_per_sm<1, 2>()},
                                      {resident_per_sm<2>(), resident_per_sm<2, 2>()},
                                      {resident_per_sm<4>(), resident_per_sm<4>()},
                                      {resident_per_sm<8>(), resident_per_sm<8>()}};
-  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [](int tiles, int depth) {
-    return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
+  if (kn.wgmma && m > 8) require_hopper_for_wgmma();
+  static const int resident_wg[3][2] = {
+      {kn.wgmma ? resident_per_sm<2, 1, true>() : 0, kn.wgmma ? resident_per_sm<2, 2, true>() : 0},
+      {kn.wgmma ? resident_per_sm<4, 1, true>() : 0, kn.wgmma ? resident_per_sm<4, 1, true>() : 0},
+      {kn.wgmma ? resident_per_sm<8, 1, true>() : 0, kn.wgmma ? resident_per_sm<8, 1, true>() : 0}};
+  const bool wg = kn.wgmma;
+  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [wg](int tiles, int depth) {
+    const int t = tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3, d = depth == 2 ? 1 : 0;
+    return wg && t > 0 ? resident_wg[t - 1][d] : resident[t][d];
   });
   if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
@@ -407,11 +580,23 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
       else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;
     case 2:
-      if (deep) launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      if (wg) {
+        if (deep) launch_nt<2, 2, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+        else launch_nt<2, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      } else if (deep) {
+        launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      } else {
+        launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      }
       break;
-    case 4: launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
-    default: launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s); break;
+    case 4:
+      if (wg) launch_nt<4, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      break;
+    default:
+      if (wg) launch_nt<8, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
   if (partials) {

@@ -148,7 +148,7 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
       tiled_scales[static_cast<std::size_t>(fp4_mma_scale_offset(r, kb, t.spans))] = scales[static_cast<std::size_t>(r * (k / 16) + kb)];
 }
 
-Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth) {
+Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma) {
   Fp4MmaKnobs k;
   if (splits) {
     const std::string_view v = splits;
@@ -166,6 +166,11 @@ Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* dep
     const std::string_view v = depth;
     if (v != "auto" && v != "1" && v != "2") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_DEPTH: '{}' is not one of auto, 1, 2", v));
     k.depth = v == "2" ? 2 : v == "1" ? 1 : 0;
+  }
+  if (mma) {
+    const std::string_view v = mma;
+    if (v != "sync" && v != "wgmma") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_MMA: '{}' is not one of sync, wgmma", v));
+    k.wgmma = v == "wgmma";
   }
   return k;
 }

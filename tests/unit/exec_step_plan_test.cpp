@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -538,6 +539,36 @@ TEST_CASE("the fused FP4 GEMM's tiled weight layout by hand", "[exec][plan]") {
   CHECK_THROWS_AS(fp4_mma_tile(packed, scales, n, 48, codes, tiled), InputError);
 }
 
+TEST_CASE("the wgmma variant's B layout is the canonical no-swizzle K-major one, every x pair once", "[exec][plan]") {
+  // The canonical layout (PTX ISA, shared memory matrix layout, no swizzle, K-major): element
+  // (token n, K slot s) of a k-step's block at (n / 8) SBO + (s / 8) LBO + (n % 8) x 16 + (s % 8) x 2.
+  // fp4_wgmma_b_offset must send the 8 NT tokens x 4 pieces x 4 words x 4 pairs of a span onto
+  // the K-slot pairs of those 8 k-steps, each exactly once.
+  for (const std::int64_t nt : {2, 4, 8}) {
+    const std::int64_t step = fp4_wgmma_step_bytes(nt);
+    CHECK(step % 16 == 0);          // every k-step block starts 16-byte aligned (the descriptor drops 4 bits)
+    CHECK(step / 4 % 32 == 4);      // and 4 banks after the previous one
+    std::set<std::int64_t> want, got;
+    for (std::int64_t ks = 0; ks < 8; ++ks)
+      for (std::int64_t n = 0; n < 8 * nt; ++n)
+        for (std::int64_t sl = 0; sl < 16; sl += 2)
+          want.insert(ks * step + (n / 8) * kFp4WgmmaSbo + (sl / 8) * kFp4WgmmaLbo + (n % 8) * 16 + (sl % 8) * 2);
+    for (std::int64_t tok = 0; tok < 8 * nt; ++tok)
+      for (std::int64_t p = 0; p < 4; ++p)
+        for (std::int64_t w = 0; w < 4; ++w)
+          for (std::int64_t pair = 0; pair < 4; ++pair) got.insert(fp4_wgmma_b_offset(nt, tok, p, w, pair));
+    CHECK(got.size() == static_cast<std::size_t>(8 * nt * 64));
+    CHECK(got == want);
+  }
+  // By hand, 2 tiles (528-byte k-steps): token 9, piece 3, word 1, pair 3 = (x3, x7) -> k-step 3,
+  // K slots 14, 15: 3 x 528 + group 1 x 256 + core matrix 1 x 128 + row 1 x 16 + slot 6 x 2 = 1996.
+  CHECK(fp4_wgmma_b_offset(2, 9, 3, 1, 3) == 1996);
+  CHECK(fp4_wgmma_b_offset(2, 0, 0, 0, 0) == 0);
+  // The descriptor of a block at shared address 0x1230: 0x123 at bits 0-13, LBO 128 / 16 = 8 at
+  // 16-29, SBO 256 / 16 = 16 at 32-45, no swizzle.
+  CHECK(fp4_wgmma_desc(0x1230u) == 0x0000001000080123ull);
+}
+
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
   // Unset: the measured defaults (docs/executor.md): auto split rule, 8 tiles for M = 33..64,
   // auto depth; keys as the MMA's M in decode attention.
@@ -556,6 +587,11 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
                     "environment RACKSIM_FP4_MMA_SPLITS: 'waves' is not one of auto, fill8, wave");
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, "16", nullptr), "environment RACKSIM_FP4_MMA_TILES: '16' is not one of 4, 8");
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, "3"), "environment RACKSIM_FP4_MMA_DEPTH: '3' is not one of auto, 1, 2");
+  // The MMA instruction: mma.sync by default (the measured kernel), wgmma on request.
+  CHECK_FALSE(d.wgmma);
+  CHECK_FALSE(fp4_mma_knobs(nullptr, nullptr, nullptr, "sync").wgmma);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma").wgmma);
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, "WGMMA"), "environment RACKSIM_FP4_MMA_MMA: 'WGMMA' is not one of sync, wgmma");
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));

@@ -182,6 +182,33 @@ struct Fp4MmaTiling {
   return tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2 + kb % 2;
 }
 
+/// The fused kernel's wgmma variant (RACKSIM_FP4_MMA_MMA=wgmma, exec/cuda/fp4_gemm_mma.cu): x's
+/// span in shared memory as wgmma's B operand, in the canonical no-swizzle K-major layout (PTX ISA,
+/// "Shared memory matrix layout"): per k-step (8 per span), 8-token groups of two core matrices
+/// of 8 tokens x 16 bytes (K slots 0..7, then 8..15), core matrices kFp4WgmmaLbo bytes apart along
+/// K and kFp4WgmmaSbo apart along N. Each k-step block is padded by 16 bytes so the 8 blocks start
+/// on different shared-memory banks.
+inline constexpr std::int64_t kFp4WgmmaLbo = 128, kFp4WgmmaSbo = 256;
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr std::int64_t fp4_wgmma_step_bytes(std::int64_t n_tiles) noexcept { return n_tiles * 256 + 16; }
+
+/// Byte offset of token `tok`'s x pair `pair` of 8-value group (piece p, word w) of the span:
+/// pairs 0..3 are (x0, x4), (x1, x5), (x2, x6), (x3, x7), the values the A fragment of lane
+/// tig = p puts in K slots (2p, 2p + 1) of k-step 2w (pair 0), (2p + 8, 2p + 9) of 2w (pair 1),
+/// and the same slots of k-step 2w + 1 (pairs 2, 3).
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr std::int64_t fp4_wgmma_b_offset(std::int64_t n_tiles, std::int64_t tok, std::int64_t p,
+                                                                            std::int64_t w, std::int64_t pair) noexcept {
+  const std::int64_t step = 2 * w + pair / 2, kslot = 2 * p + 8 * (pair % 2);
+  return step * fp4_wgmma_step_bytes(n_tiles) + (tok / 8) * kFp4WgmmaSbo + (kslot / 8) * kFp4WgmmaLbo + (tok % 8) * 16 + (kslot % 8) * 2;
+}
+
+/// wgmma's shared-memory matrix descriptor for a B block at shared address `addr` (PTX ISA,
+/// "Matrix Descriptor Format"): start address, leading (K) and stride (N) byte offsets in 16-byte
+/// units at bits 0-13, 16-29 and 32-45; base offset (49-51) and swizzle mode (62-63) zero.
+[[nodiscard]] RACKSIM_HOST_DEVICE constexpr std::uint64_t fp4_wgmma_desc(std::uint32_t addr) noexcept {
+  return static_cast<std::uint64_t>((addr >> 4) & 0x3FFFu) | (static_cast<std::uint64_t>(kFp4WgmmaLbo >> 4) << 16) |
+         (static_cast<std::uint64_t>(kFp4WgmmaSbo >> 4) << 32);
+}
+
 /// The tiled layout of a row-major NVFP4 weight (`packed` n x k/2 bytes, `scales` n x k/16), on
 /// the host: the reference for the device conversion and its tests. InputError unless
 /// k % 32 == 0 and the sizes match.
@@ -191,16 +218,18 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 /// The fused GEMM's variant knobs, which exec/cuda/fp4_gemm_mma.cu reads from the environment once
 /// (same-session A/B runs on a device; docs/executor.md "Measured on an H200, second session"):
 /// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave, RACKSIM_FP4_MMA_TILES = 4 | 8,
-/// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2; unset means the first of each (tiles: 8).
+/// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma; unset means the first
+/// of each (tiles: 8).
 struct Fp4MmaKnobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
   int depth = 0;            ///< spans of weights in flight at M <= 16: 1, 2, or 0 = auto (2 at 2 tiles)
+  bool wgmma = false;       ///< M > 8 on Hopper's warpgroup MMA (wgmma, A from registers) instead of mma.sync
 };
 
 /// The knobs from the three variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
-[[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth);
+[[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr);
 
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
 /// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).

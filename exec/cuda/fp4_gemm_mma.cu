@@ -422,6 +422,11 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 ///   (qkv 1.03x; history/runs/gemm-nvfp4-depth2-tiled-bd797a1.json against
 ///   gemm-nvfp4-smem-dequant-bd797a1.json, same run). auto (the default): 2 for 2 tiles
 ///   (M = 9..16), else 1.
+/// - RACKSIM_FP4_MMA_MMA = sync | wgmma: the MMA instruction at M > 8 (M <= 8 always runs
+///   mma.sync). wgmma (written 2026-11-30 without a device; not yet run) issues one
+///   wgmma.m64nNk16 per m-tile and k-step for the warpgroup instead of NT mma.sync per warp, and
+///   reads B straight from shared memory: at 8 tiles the span loop's PTX goes 790 -> 642
+///   instructions (tools/ptx_loop_count.py). InputError on a device other than compute capability 9.
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 

@@ -221,6 +221,47 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
 template <int NT, int DEPTH, bool WG = false>
 constexpr int kMinCtas = WG && NT == 2 ? 3 : NT <= 2 ? (DEPTH == 1 ? 5 : 4) : NT == 4 ? 3 : 2;
 
+// The cp.async variant (RACKSIM_FP4_MMA_PIPE=cpasync, M <= 16): each warp streams its tiles
+// through a private ring of kRing spans in shared memory instead of one span ahead in registers,
+// so kRing - 1 spans (6.75 KB per warp) are in flight without costing registers. Each lane copies
+// exactly the 16-byte units (and the 8 scale bytes) it later reads, so a lane's own
+// cp.async.wait_group is all the synchronisation the ring needs.
+constexpr int kRing = 4;
+constexpr int kRingUnits = 4 * 32;  // 16-byte code units per span per warp
+
+__device__ inline void cp_async16(void* dst, const void* src, bool valid) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ inline void cp_async8(void* dst, const void* src, bool valid) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 8 : 0) : "memory");
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/// This lane's copies of `tile` into ring slot `slot` of its warp (zero-filled when the warp's rows
+/// all lie past n, as load_span's zeros); one lane's part of what load_span reads.
+__device__ inline void ring_issue(uint4* ring, uint2* ring_sc, int slot, const std::uint8_t* __restrict__ codes,
+                                  const std::uint8_t* __restrict__ tscales, long long tile, int lane, bool active) {
+  const uint4* c = active ? reinterpret_cast<const uint4*>(codes + tile * kFp4MmaTileCodeBytes) + lane : reinterpret_cast<const uint4*>(codes);
+  const uint2* sc = active ? reinterpret_cast<const uint2*>(tscales + tile * kFp4MmaTileScaleBytes) + lane : reinterpret_cast<const uint2*>(tscales);
+#pragma unroll
+  for (int u = 0; u < 4; ++u) cp_async16(ring + slot * kRingUnits + u * 32 + lane, active ? c + u * 32 : c, active);
+  cp_async8(ring_sc + slot * 32 + lane, sc, active);
+}
+
+/// Ring slot `slot` into the registers load_span would have filled.
+__device__ inline void ring_read(SpanWeights& s, const uint4* ring, const uint2* ring_sc, int slot, int lane) {
+#pragma unroll
+  for (int u = 0; u < 4; ++u) s.w[u / 2][u % 2] = ring[slot * kRingUnits + u * 32 + lane];
+  const uint2 sc = ring_sc[slot * 32 + lane];
+  s.sc[0][0] = sc.x & 0xFFFFu, s.sc[0][1] = sc.x >> 16, s.sc[1][0] = sc.y & 0xFFFFu, s.sc[1][1] = sc.y >> 16;
+}
+
 /// Word wd of the span's weights as the A fragments of the two k-steps 2 wd (ae) and 2 wd + 1 (ao),
 /// per m-tile t: E2M1 -> FP16 (x 2^-14), times the block scale.
 __device__ inline void decode_word(const SpanWeights& cur, int wd, std::uint32_t (&ae)[2][4], std::uint32_t (&ao)[2][4]) {
@@ -244,13 +285,18 @@ __device__ inline void decode_word(const SpanWeights& cur, int wd, std::uint32_t
 template <int NT, bool WG>
 constexpr int kSmemUnits = WG ? 8 * kWgStepBytes<NT> / 16 : NT * 8 * kChunkStride;
 
-template <int NT, int DEPTH, bool WG = false>
+template <int NT, int DEPTH, bool WG = false, bool RING = false>
 __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials) {
   static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
+  static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
   __shared__ uint4 smem[kSmemUnits<NT, WG>];
+  // 4 warps x kRing spans: 32 KB of codes and 4 KB of scales (with x's staging, under the 48 KB a
+  // CTA may declare statically).
+  __shared__ uint4 ring_all[RING ? 4 * kRing * kRingUnits : 1];
+  __shared__ uint2 ring_sc_all[RING ? 4 * kRing * 32 : 1];
   [[maybe_unused]] auto xs = reinterpret_cast<uint4(*)[kChunkStride]>(smem);  // the mma.sync layout
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -281,8 +327,17 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
   const bool active = row0 < n;
   static_assert(DEPTH == 1 || DEPTH == 2, "weights loaded one or two spans ahead");
   SpanWeights cur, nxt, nxt2;
+  [[maybe_unused]] uint4* ring = ring_all + warp * kRing * kRingUnits;
+  [[maybe_unused]] uint2* ring_sc = ring_sc_all + warp * kRing * 32;
+  if constexpr (RING) {  // fill: spans sp_begin .. + kRing - 2, one commit group each (empty past the end)
+#pragma unroll
+    for (int i = 0; i < kRing - 1; ++i) {
+      if (sp_begin + i < sp_end) ring_issue(ring, ring_sc, i, codes, tscales, tile0 + sp_begin + i, lane, active);
+      cp_async_commit();
+    }
+  }
   if (sp_begin < sp_end) {
-    load_span(cur, codes, tscales, tile0 + sp_begin, lane, active);
+    if constexpr (!RING) load_span(cur, codes, tscales, tile0 + sp_begin, lane, active);
     if (DEPTH == 2 && sp_begin + 1 < sp_end) load_span(nxt, codes, tscales, tile0 + sp_begin + 1, lane, active);
     load_x(sp_begin * kSpan);
   }
@@ -310,7 +365,15 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     }
     if constexpr (WG) fence_proxy_async_shared();
     __syncthreads();
-    if constexpr (DEPTH == 1) {
+    if constexpr (RING) {
+      // Groups complete in order: kRing - 1 + i committed, so at most kRing - 2 pending means span
+      // sp's (group i) has landed. Then refill the slot read last span (its data is in registers).
+      const int i = sp - sp_begin;
+      cp_async_wait<kRing - 2>();
+      ring_read(cur, ring, ring_sc, i % kRing, lane);
+      if (sp + kRing - 1 < sp_end) ring_issue(ring, ring_sc, (i + kRing - 1) % kRing, codes, tscales, tile0 + sp + kRing - 1, lane, active);
+      cp_async_commit();
+    } else if constexpr (DEPTH == 1) {
       if (sp + 1 < sp_end) load_span(nxt, codes, tscales, tile0 + sp + 1, lane, active);
     } else {
       if (sp + 2 < sp_end) load_span(nxt2, codes, tscales, tile0 + sp + 2, lane, active);
@@ -365,7 +428,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
         }
       }
     }
-    if (sp + 1 < sp_end) cur = nxt;
+    if (!RING && sp + 1 < sp_end) cur = nxt;
     if (DEPTH == 2 && sp + 2 < sp_end) nxt = nxt2;
   }
 
@@ -394,11 +457,11 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
   }
 }
 
-template <int NT, int DEPTH = 1, bool WG = false>
+template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  fp4_mma_kernel<NT, DEPTH, WG><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
+  fp4_mma_kernel<NT, DEPTH, WG, RING><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
                                                       partials);
 }
 
@@ -427,13 +490,17 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 ///   wgmma.m64nNk16 per m-tile and k-step for the warpgroup instead of NT mma.sync per warp, and
 ///   reads B straight from shared memory: at 8 tiles the span loop's PTX goes 790 -> 642
 ///   instructions (tools/ptx_loop_count.py). InputError on a device other than compute capability 9.
+/// - RACKSIM_FP4_MMA_PIPE = regs | cpasync: at M <= 16, the next spans' weights one ahead in
+///   registers (regs, the default) or kRing - 1 = 3 ahead through a per-warp cp.async ring in
+///   shared memory (written 2026-11-30 without a device; not yet run): 3x the bytes in flight
+///   per warp without the registers that cost depth 2 its occupancy.
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 
 const Knobs& knobs() {
   static const Knobs k =
       fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"),
-                    std::getenv("RACKSIM_FP4_MMA_MMA"));
+                    std::getenv("RACKSIM_FP4_MMA_MMA"), std::getenv("RACKSIM_FP4_MMA_PIPE"));
   return k;
 }
 
@@ -502,10 +569,10 @@ unsigned unit_grid(long long units) { return static_cast<unsigned>(std::min<long
 
 /// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), clamped
 /// to fp4_mma_plan's 1..8.
-template <int NT, int DEPTH = 1, bool WG = false>
+template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
 int resident_per_sm() {
   int blocks = 0;
-  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH, WG>, kThreads, 0));
+  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH, WG, RING>, kThreads, 0));
   return std::clamp(blocks, 1, 8);
 }
 
@@ -566,9 +633,11 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
       {kn.wgmma ? resident_per_sm<2, 1, true>() : 0, kn.wgmma ? resident_per_sm<2, 2, true>() : 0},
       {kn.wgmma ? resident_per_sm<4, 1, true>() : 0, kn.wgmma ? resident_per_sm<4, 1, true>() : 0},
       {kn.wgmma ? resident_per_sm<8, 1, true>() : 0, kn.wgmma ? resident_per_sm<8, 1, true>() : 0}};
-  const bool wg = kn.wgmma;
-  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [wg](int tiles, int depth) {
+  static const int resident_ring[2] = {kn.ring ? resident_per_sm<1, 1, false, true>() : 0, kn.ring ? resident_per_sm<2, 1, false, true>() : 0};
+  const bool wg = kn.wgmma, ring = kn.ring;
+  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [wg, ring](int tiles, int depth) {
     const int t = tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3, d = depth == 2 ? 1 : 0;
+    if (ring && t <= 1) return resident_ring[t];
     return wg && t > 0 ? resident_wg[t - 1][d] : resident[t][d];
   });
   if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
@@ -581,11 +650,14 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   const bool deep = l.depth == 2;
   switch (p.n_tiles) {
     case 1:
-      if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      if (l.ring) launch_nt<1, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;
     case 2:
-      if (wg) {
+      if (l.ring) {
+        launch_nt<2, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      } else if (wg) {
         if (deep) launch_nt<2, 2, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
         else launch_nt<2, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       } else if (deep) {

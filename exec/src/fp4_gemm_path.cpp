@@ -148,7 +148,7 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
       tiled_scales[static_cast<std::size_t>(fp4_mma_scale_offset(r, kb, t.spans))] = scales[static_cast<std::size_t>(r * (k / 16) + kb)];
 }
 
-Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma) {
+Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe) {
   Fp4MmaKnobs k;
   if (splits) {
     const std::string_view v = splits;
@@ -171,6 +171,15 @@ Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* dep
     const std::string_view v = mma;
     if (v != "sync" && v != "wgmma") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_MMA: '{}' is not one of sync, wgmma", v));
     k.wgmma = v == "wgmma";
+  }
+  if (pipe) {
+    const std::string_view v = pipe;
+    if (v != "regs" && v != "cpasync") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_PIPE: '{}' is not one of regs, cpasync", v));
+    k.ring = v == "cpasync";
+    if (k.ring && k.depth != 0)
+      throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
+    if (k.ring && k.wgmma)
+      throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
   }
   return k;
 }
@@ -224,7 +233,8 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
     l.two_passes = !knobs.eight_tiles;
     return l;
   }
-  if (tiles <= 2) l.depth = knobs.depth == 0 ? (tiles == 2 ? 2 : 1) : knobs.depth;
+  if (tiles <= 2) l.depth = knobs.ring ? 1 : knobs.depth == 0 ? (tiles == 2 ? 2 : 1) : knobs.depth;
+  l.ring = knobs.ring && tiles <= 2;
   const bool wave = knobs.splits == Fp4MmaKnobs::Splits::wave;
   if (wave || (knobs.splits == Fp4MmaKnobs::Splits::automatic && tiles <= 2)) {
     // Never more splits than the default (fp4_mma_plan), so the default's workspace fits.

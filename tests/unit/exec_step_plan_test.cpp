@@ -592,6 +592,17 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
   CHECK_FALSE(fp4_mma_knobs(nullptr, nullptr, nullptr, "sync").wgmma);
   CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma").wgmma);
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, "WGMMA"), "environment RACKSIM_FP4_MMA_MMA: 'WGMMA' is not one of sync, wgmma");
+  // Where the weights wait: registers by default, the cp.async ring on request; the ring with an
+  // explicit depth or with wgmma (both also set the 2-tile kernel) is refused, naming both.
+  CHECK_FALSE(d.ring);
+  CHECK_FALSE(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "regs").ring);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, "auto", "sync", "cpasync").ring);
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "ring"),
+                    "environment RACKSIM_FP4_MMA_PIPE: 'ring' is not one of regs, cpasync");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, "2", nullptr, "cpasync"),
+                    "environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma", "cpasync"),
+                    "environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));
@@ -636,4 +647,15 @@ TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]"
   CHECK(l.plan.n_tiles == 8);
   CHECK_FALSE(l.two_passes);
   CHECK(fp4_mma_launch_plan(40, 8192, 8192, 132, fp4_mma_knobs(nullptr, "4", nullptr), resident).two_passes);
+  // The cp.async ring at M <= 16: depth 1 (it replaces the register prefetch), at 5 CTAs per SM
+  // in this stand-in, so o_proj M = 16 splits floor(5 x 132 / 64) = 10 ways instead of 8; at four
+  // tiles it does not apply.
+  const Fp4MmaKnobs ring = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync");
+  l = fp4_mma_launch_plan(16, 8192, 8192, 132, ring, resident);
+  CHECK(l.ring);
+  CHECK(l.depth == 1);
+  CHECK(l.plan.splits == 10);
+  CHECK(fp4_mma_launch_plan(1, 8192, 8192, 132, ring, resident).ring);
+  CHECK_FALSE(fp4_mma_launch_plan(32, 8192, 8192, 132, ring, resident).ring);
+  CHECK_FALSE(fp4_mma_launch_plan(16, 8192, 8192, 132, def, resident).ring);
 }

@@ -218,18 +218,21 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 /// The fused GEMM's variant knobs, which exec/cuda/fp4_gemm_mma.cu reads from the environment once
 /// (same-session A/B runs on a device; docs/executor.md "Measured on an H200, second session"):
 /// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave, RACKSIM_FP4_MMA_TILES = 4 | 8,
-/// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma; unset means the first
-/// of each (tiles: 8).
+/// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma,
+/// RACKSIM_FP4_MMA_PIPE = regs | cpasync; unset means the first of each (tiles: 8). cpasync with
+/// an explicit depth, or with wgmma, is refused (each replaces what the other sets at 2 tiles).
 struct Fp4MmaKnobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
   int depth = 0;            ///< spans of weights in flight at M <= 16: 1, 2, or 0 = auto (2 at 2 tiles)
   bool wgmma = false;       ///< M > 8 on Hopper's warpgroup MMA (wgmma, A from registers) instead of mma.sync
+  bool ring = false;        ///< M <= 16: weights through a per-warp cp.async ring in shared memory, not registers
 };
 
 /// The knobs from the three variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
-[[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr);
+[[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
+                                        const char* pipe = nullptr);
 
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
 /// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).
@@ -252,6 +255,7 @@ struct Fp4MmaLaunch {
   Fp4MmaPlan plan;          ///< the grid and K split of the (single) launch
   bool two_passes = false;  ///< M = 33..64 as two launches of <= 32 rows (RACKSIM_FP4_MMA_TILES=4)
   int depth = 1;            ///< spans of weights in flight: 2 only for 1 or 2 tiles
+  bool ring = false;        ///< the cp.async ring (RACKSIM_FP4_MMA_PIPE=cpasync) at 1 or 2 tiles; depth is then 1
   bool wave = false;        ///< the whole-wave K split was taken
 };
 

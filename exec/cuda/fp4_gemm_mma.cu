@@ -105,27 +105,19 @@ __device__ inline std::uint64_t wg_b_desc(const void* b, int step, int step_byte
   return fp4_wgmma_desc(addr);
 }
 
-__device__ inline void wgmma_fence() {
+// wgmma's fence, commit and wait, and the proxy fence that makes generic-proxy stores to shared
+// memory visible to the async proxy wgmma reads through (no-ops where wgmma does not exist).
 #if RACKSIM_FP4_WGMMA
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+__device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ inline void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ inline void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ inline void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#else
+__device__ inline void wgmma_fence() {}
+__device__ inline void wgmma_commit() {}
+__device__ inline void wgmma_wait_all() {}
+__device__ inline void fence_proxy_async_shared() {}
 #endif
-}
-__device__ inline void wgmma_commit() {
-#if RACKSIM_FP4_WGMMA
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ inline void wgmma_wait_all() {
-#if RACKSIM_FP4_WGMMA
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
-}
-/// Generic-proxy stores to shared memory made visible to the async proxy that wgmma reads through.
-__device__ inline void fence_proxy_async_shared() {
-#if RACKSIM_FP4_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
 /// Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
 /// warpgroup_fence_operand): the compiler must not reuse or move an A fragment or accumulator
 /// register before the wait that covers the wgmma reading it.

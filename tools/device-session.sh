@@ -176,14 +176,16 @@ if [[ $FOCUS == 1 ]]; then
   phase "bench gemm nvfp4, wgmma" 30 gemm-nvfp4-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$R" bench gemm --dtypes nvfp4 \
     --m 16,32,33,48,64 --out "$STAGE/gemm-nvfp4-wg.json"
   phase "exec llama2-70b decode, wgmma" 60 exec-70b-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$R" exec "${EXEC70[@]}" \
-    --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-wg.json"
+    --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-wg.json" \
+    --json "$STAGE/exec-70b-wg-summary.json"
   # The cp.async ring for M <= 16 (also written without a device): test, bench, batch-1 and -16 steps.
   phase "fused FP4 GEMM test, cp.async ring" 20 fp4-test-ring.log env RACKSIM_FP4_MMA_PIPE=cpasync "$BIN/tests/racksim_cuda_tests" \
     "fused FP4-weight tensor-core GEMM matches the CPU reference"
   phase "bench gemm nvfp4, cp.async ring" 30 gemm-nvfp4-ring.log env RACKSIM_FP4_MMA_PIPE=cpasync "$R" bench gemm --dtypes nvfp4 \
     --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-ring.json"
   phase "exec llama2-70b decode, cp.async ring" 60 exec-70b-ring.log env RACKSIM_FP4_MMA_PIPE=cpasync "$R" exec "${EXEC70[@]}" \
-    --shape decode:1x1024 --shape decode:16x1024 --out "$STAGE/exec-70b-ring.json"
+    --shape decode:1x1024 --shape decode:16x1024 --out "$STAGE/exec-70b-ring.json" \
+    --json "$STAGE/exec-70b-ring-summary.json"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
   phase "decode attention test, rows as M" 30 attention-test-rows.log env RACKSIM_ATTENTION_DECODE=rows "$BIN/tests/racksim_cuda_tests" \
     "decode attention over a paged KV cache matches cpu_ops (BF16 and FP8 KV, GQA, split-K)"

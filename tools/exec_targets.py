@@ -17,6 +17,13 @@ attention.json and exec-70b-summary.json in that folder and prints a markdown ta
                       + the BF16 lm_head (32,000 x 8,192 x 2) + the FP8 KV cache read (batch x
                       context x 80 layers x 8 KV heads x 128 x 2 (K, V) x 1 B)
 
+Then, when the folder has them, the same run's variants (tools/device-session.sh --focus writes
+gemm-nvfp4-<variant>.json and exec-70b-<variant>-summary.json under a knob), as ratios of median
+times to the default's at the same shape (below 1: the variant is faster):
+
+  | gemm-nvfp4-<variant> | N=.. K=.. | M=1 0.93x, M=16 0.88x, ... |
+  | exec-70b-<variant> | batch 16 ctx 1024 | 21.40 ms vs 22.62 ms (graph): 0.95x |
+
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
 import json
@@ -90,6 +97,40 @@ def main():
     print("|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    variants(folder, fp4, summary)
+
+
+def variants(folder, fp4, summary):
+    """The same run's knob variants against the default, as median-time ratios per shape."""
+    lines = []
+    if fp4:
+        ref = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r["time_median_s"] for r in fp4["records"]}
+        for path in sorted(folder.glob("gemm-nvfp4-*.json")):
+            by_shape = {}
+            for r in json.loads(path.read_text())["records"]:
+                o = r["op"]
+                key = (o["m"], o["n"], o["k"])
+                if key in ref:
+                    by_shape.setdefault((o["n"], o["k"]), []).append((o["m"], r["time_median_s"] / ref[key]))
+            for (n, k), ratios in sorted(by_shape.items()):
+                cells = ", ".join(f"M={m} {ratio:.2f}x" for m, ratio in sorted(ratios))
+                lines.append((path.stem, f"N={n} K={k}", cells))
+    if summary:
+        ref = {(s["batch"], s["context"]): s.get("graph_time_median_s") or s["time_median_s"] for s in summary["steps"] if s["kind"] == "decode"}
+        for path in sorted(folder.glob("exec-70b-*-summary.json")):
+            for s in json.loads(path.read_text())["steps"]:
+                key = (s["batch"], s["context"])
+                if s["kind"] != "decode" or key not in ref:
+                    continue
+                t = s.get("graph_time_median_s") or s["time_median_s"]
+                lines.append((path.stem.removesuffix("-summary"), f"batch {key[0]} ctx {key[1]}",
+                              f"{t * 1e3:.2f} ms vs {ref[key] * 1e3:.2f} ms (graph): {t / ref[key]:.2f}x"))
+    if lines:
+        print()
+        print("| variant (same run) | shape | median time / the default's |")
+        print("|---|---|---|")
+        for r in lines:
+            print("| " + " | ".join(r) + " |")
 
 
 if __name__ == "__main__":

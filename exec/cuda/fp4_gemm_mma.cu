@@ -614,24 +614,21 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  // The occupancy of each kernel variant, asked once (fp4_mma_launch_plan's whole-wave split); the
-  // wgmma variants' only when the knob asks for them (1 tile always runs mma.sync).
-  static const int resident[4][2] = {{resident_per_sm<1>(), resident_per_sm<1, 2>()},
-                                     {resident_per_sm<2>(), resident_per_sm<2, 2>()},
-                                     {resident_per_sm<4>(), resident_per_sm<4>()},
-                                     {resident_per_sm<8>(), resident_per_sm<8>()}};
+  // The occupancy of the kernel each (tiles, depth) launches under the knobs, asked once
+  // (fp4_mma_launch_plan's whole-wave split). 1 tile never runs wgmma; the ring always runs depth 1.
   if (kn.wgmma && m > 8) require_hopper_for_wgmma();
-  static const int resident_wg[3][2] = {
-      {kn.wgmma ? resident_per_sm<2, 1, true>() : 0, kn.wgmma ? resident_per_sm<2, 2, true>() : 0},
-      {kn.wgmma ? resident_per_sm<4, 1, true>() : 0, kn.wgmma ? resident_per_sm<4, 1, true>() : 0},
-      {kn.wgmma ? resident_per_sm<8, 1, true>() : 0, kn.wgmma ? resident_per_sm<8, 1, true>() : 0}};
-  static const int resident_ring[2] = {kn.ring ? resident_per_sm<1, 1, false, true>() : 0, kn.ring ? resident_per_sm<2, 1, false, true>() : 0};
-  const bool wg = kn.wgmma, ring = kn.ring;
-  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [wg, ring](int tiles, int depth) {
-    const int t = tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3, d = depth == 2 ? 1 : 0;
-    if (ring && t <= 1) return resident_ring[t];
-    return wg && t > 0 ? resident_wg[t - 1][d] : resident[t][d];
+  static const int resident[4][2] = {
+      {kn.ring ? resident_per_sm<1, 1, false, true>() : resident_per_sm<1>(), resident_per_sm<1, 2>()},
+      {kn.ring    ? resident_per_sm<2, 1, false, true>()
+       : kn.wgmma ? resident_per_sm<2, 1, true>()
+                  : resident_per_sm<2>(),
+       kn.wgmma ? resident_per_sm<2, 2, true>() : resident_per_sm<2, 2>()},
+      {kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>(), 0},
+      {kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>(), 0}};
+  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [](int tiles, int depth) {
+    return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
   });
+  const bool wg = kn.wgmma;
   if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
       fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);

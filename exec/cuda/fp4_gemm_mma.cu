@@ -545,12 +545,24 @@ __global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, c
     const uint4 v = reinterpret_cast<const uint4*>(codes)[u];
     const std::uint8_t* sp = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
     const float s0 = fp4::decode_ue4m3(sp[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sp[1]) * tensor_scale;
-    const std::uint32_t words[4] = {fp4::e2m1x8_from_mma_order(v.x), fp4::e2m1x8_from_mma_order(v.y), fp4::e2m1x8_from_mma_order(v.z),
-                                    fp4::e2m1x8_from_mma_order(v.w)};
+    // Word w holds values 8 w .. 8 w + 7 in the kernel's bit order; its FP16 pair q (the same 11
+    // instructions as the fused kernel) is values 8 w + q and 8 w + q + 4, each E2M1 x 2^-14 exactly,
+    // so x (2^14 x s) gives the same FP32 product as E2M1 x s.
+    const std::uint32_t words[4] = {v.x, v.y, v.z, v.w};
     __align__(16) __nv_bfloat16 o[32];
 #pragma unroll
-    for (int i = 0; i < 32; ++i)
-      o[i] = __float2bfloat16_rn(fp4::decode_e2m1(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu)) * (i < 16 ? s0 : s1));
+    for (int w = 0; w < 4; ++w) {
+      const fp4::Fp16x8 f = fp4::e2m1x8_mma_order_to_fp16x8_scaled(words[w]);
+      const float s = (w < 2 ? s0 : s1) * fp4::kFp16BitTrickScale;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        __half2 h;
+        std::memcpy(&h, &f.pairs[q], 4);
+        const float2 e = __half22float2(h);
+        o[8 * w + q] = __float2bfloat16_rn(e.x * s);
+        o[8 * w + q + 4] = __float2bfloat16_rn(e.y * s);
+      }
+    }
     uint4* dst = reinterpret_cast<uint4*>(out + r * k + k0);
 #pragma unroll
     for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];

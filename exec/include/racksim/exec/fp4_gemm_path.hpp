@@ -229,7 +229,7 @@ struct Fp4MmaKnobs {
   bool ring = false;        ///< M <= 16: weights through a per-warp cp.async ring in shared memory, not registers
 };
 
-/// The knobs from the three variables' values (null: unset). InputError naming the variable, the
+/// The knobs from the five variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
                                         const char* pipe = nullptr);

@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "cuda_check.hpp"
 #include "device_buffer.cuh"
@@ -382,6 +383,23 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
 #pragma unroll
       for (int wd = 0; wd < 4; ++wd) {
         decode_word(cur, wd, a[wd][0], a[wd][1]);
+        // Pin the fragments (and, first, the accumulators) before the fence, so that no write to
+        // them can be scheduled after it (ptxas would then serialize the wgmmas; FlashAttention-3's
+        // gemm() fences its operands the same way).
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+#pragma unroll
+          for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) keep_reg(a[wd][e][t][i]);
+        if (wd == 0) {
+#pragma unroll
+          for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) keep_reg(acc[t][j][i]);
+        }
         wgmma_fence();  // the fragments (and, first, the accumulators) were written by ordinary instructions
 #pragma unroll
         for (int e = 0; e < 2; ++e)
@@ -580,8 +598,14 @@ int resident_per_sm() {
   return std::clamp(blocks, 1, 8);
 }
 
-/// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device (wgmma exists on sm_90a only); asked once.
+/// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device and sm_90a code in this build (wgmma exists on
+/// sm_90a only; a plain sm_90 build compiles the variant to a trap); asked once.
 void require_hopper_for_wgmma() {
+#ifdef RACKSIM_CUDA_ARCHS
+  if (std::string_view(RACKSIM_CUDA_ARCHS).find("sm_90a") == std::string_view::npos)
+    throw InputError(text("environment RACKSIM_FP4_MMA_MMA=wgmma: this build has no sm_90a code (CUDA architectures ", RACKSIM_CUDA_ARCHS,
+                          "); wgmma needs RACKSIM_CUDA_ARCHITECTURES to include 90a"));
+#endif
   static const int major = [] {
     int dev = 0, v = 0;
     RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
@@ -635,8 +659,8 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
        : kn.wgmma ? resident_per_sm<2, 1, true>()
                   : resident_per_sm<2>(),
        kn.wgmma ? resident_per_sm<2, 2, true>() : resident_per_sm<2, 2>()},
-      {kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>(), 0},
-      {kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>(), 0}};
+      {kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>(), kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>()},
+      {kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>(), kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>()}};
   const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [](int tiles, int depth) {
     return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
   });

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/env_knob.hpp"
 #include "racksim/exec/fp4.hpp"
 
 namespace racksim::exec {
@@ -150,37 +151,16 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 
 Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe) {
   Fp4MmaKnobs k;
-  if (splits) {
-    const std::string_view v = splits;
-    if (v == "auto") k.splits = Fp4MmaKnobs::Splits::automatic;
-    else if (v == "fill8") k.splits = Fp4MmaKnobs::Splits::fill8;
-    else if (v == "wave") k.splits = Fp4MmaKnobs::Splits::wave;
-    else throw InputError(fmt::format("environment RACKSIM_FP4_MMA_SPLITS: '{}' is not one of auto, fill8, wave", v));
-  }
-  if (tiles) {
-    const std::string_view v = tiles;
-    if (v != "4" && v != "8") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_TILES: '{}' is not one of 4, 8", v));
-    k.eight_tiles = v == "8";
-  }
-  if (depth) {
-    const std::string_view v = depth;
-    if (v != "auto" && v != "1" && v != "2") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_DEPTH: '{}' is not one of auto, 1, 2", v));
-    k.depth = v == "2" ? 2 : v == "1" ? 1 : 0;
-  }
-  if (mma) {
-    const std::string_view v = mma;
-    if (v != "sync" && v != "wgmma") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_MMA: '{}' is not one of sync, wgmma", v));
-    k.wgmma = v == "wgmma";
-  }
-  if (pipe) {
-    const std::string_view v = pipe;
-    if (v != "regs" && v != "cpasync") throw InputError(fmt::format("environment RACKSIM_FP4_MMA_PIPE: '{}' is not one of regs, cpasync", v));
-    k.ring = v == "cpasync";
-    if (k.ring && k.depth != 0)
-      throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
-    if (k.ring && k.wgmma)
-      throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
-  }
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_SPLITS", splits, {"auto", "fill8", "wave"}))
+    k.splits = *i == 0 ? Fp4MmaKnobs::Splits::automatic : *i == 1 ? Fp4MmaKnobs::Splits::fill8 : Fp4MmaKnobs::Splits::wave;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_TILES", tiles, {"4", "8"})) k.eight_tiles = *i == 1;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_DEPTH", depth, {"auto", "1", "2"})) k.depth = static_cast<int>(*i);  // auto = 0
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_MMA", mma, {"sync", "wgmma"})) k.wgmma = *i == 1;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_PIPE", pipe, {"regs", "cpasync"})) k.ring = *i == 1;
+  if (k.ring && k.depth != 0)
+    throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
+  if (k.ring && k.wgmma)
+    throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
   return k;
 }
 

@@ -7,6 +7,7 @@
 
 #include "racksim/common/error.hpp"
 #include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/env_knob.hpp"
 
 namespace racksim::exec {
 
@@ -110,10 +111,7 @@ I decode_partition_tokens(I batch, I kv_heads, I max_context, int sm_count) {
 }
 
 bool attention_decode_keys_as_m(const char* value) {
-  if (!value) return true;
-  const std::string_view v = value;
-  if (v != "keys" && v != "rows") throw InputError(fmt::format("environment RACKSIM_ATTENTION_DECODE: '{}' is not one of keys, rows", v));
-  return v == "keys";
+  return env_choice("RACKSIM_ATTENTION_DECODE", value, {"keys", "rows"}).value_or(0) == 0;
 }
 
 I decode_partitions(I context, I partition_tokens) {

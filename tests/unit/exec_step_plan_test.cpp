@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/env_knob.hpp"
 #include "racksim/exec/paged_kv.hpp"
 #include "racksim/exec/step_backend.hpp"
 #include "racksim/exec/step_plan.hpp"
@@ -567,6 +568,14 @@ TEST_CASE("the wgmma variant's B layout is the canonical no-swizzle K-major one,
   // The descriptor of a block at shared address 0x1230: 0x123 at bits 0-13, LBO 128 / 16 = 8 at
   // 16-29, SBO 256 / 16 = 16 at 32-45, no swizzle.
   CHECK(fp4_wgmma_desc(0x1230u) == 0x0000001000080123ull);
+}
+
+TEST_CASE("env_choice: a knob's value as its index among the allowed, or an error listing them", "[exec][plan]") {
+  CHECK_FALSE(env_choice("X", nullptr, {"a", "b"}).has_value());
+  CHECK(env_choice("X", "a", {"a", "b"}) == 0u);
+  CHECK(env_choice("X", "b", {"a", "b"}) == 1u);
+  CHECK_THROWS_WITH(env_choice("RACKSIM_X", "c", {"a", "b", "d"}), "environment RACKSIM_X: 'c' is not one of a, b, d");
+  CHECK_THROWS_WITH(env_choice("RACKSIM_X", "", {"a"}), "environment RACKSIM_X: '' is not one of a");
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {

@@ -182,22 +182,20 @@ if [[ $FOCUS == 1 ]]; then
   # The ninth session's variants (written without a device), after the default's measurements so
   # a hang costs only its own phases: each variant's [cuda] test first, and its bench and steps
   # only if the test passed (a wrong kernel's times mean nothing).
-  phase "fused FP4 GEMM test, wgmma" 20 fp4-test-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$BIN/tests/racksim_cuda_tests" \
-    "fused FP4-weight tensor-core GEMM matches the CPU reference"
-  if [[ $rc -eq 0 ]]; then
-    phase "bench gemm nvfp4, wgmma" 30 gemm-nvfp4-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$R" bench gemm --dtypes nvfp4 \
-      --m 16,32,33,48,64 --out "$STAGE/gemm-nvfp4-wg.json"
-    phase "exec llama2-70b decode, wgmma" 60 exec-70b-wg.log env RACKSIM_FP4_MMA_MMA=wgmma "$R" exec "${EXEC70[@]}" \
-      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-wg.json" --json "$STAGE/exec-70b-wg-summary.json"
-  fi
-  phase "fused FP4 GEMM test, cp.async ring" 20 fp4-test-ring.log env RACKSIM_FP4_MMA_PIPE=cpasync "$BIN/tests/racksim_cuda_tests" \
-    "fused FP4-weight tensor-core GEMM matches the CPU reference"
-  if [[ $rc -eq 0 ]]; then
-    phase "bench gemm nvfp4, cp.async ring" 30 gemm-nvfp4-ring.log env RACKSIM_FP4_MMA_PIPE=cpasync "$R" bench gemm --dtypes nvfp4 \
-      --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-ring.json"
-    phase "exec llama2-70b decode, cp.async ring" 60 exec-70b-ring.log env RACKSIM_FP4_MMA_PIPE=cpasync "$R" exec "${EXEC70[@]}" \
-      --shape decode:1x1024 --shape decode:16x1024 --out "$STAGE/exec-70b-ring.json" --json "$STAGE/exec-70b-ring-summary.json"
-  fi
+  variant() {  # NAME KNOB=VALUE GEMM_MS STEP_SHAPES...
+    local name=$1 knob=$2 ms=$3; shift 3
+    local shapes=() b
+    for b in "$@"; do shapes+=(--shape "decode:${b}x1024"); done
+    phase "fused FP4 GEMM test, $name" 20 "fp4-test-$name.log" env "$knob" "$BIN/tests/racksim_cuda_tests" \
+      "fused FP4-weight tensor-core GEMM matches the CPU reference"
+    [[ $rc -eq 0 ]] || return
+    phase "bench gemm nvfp4, $name" 30 "gemm-nvfp4-$name.log" env "$knob" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
+      --out "$STAGE/gemm-nvfp4-$name.json"
+    phase "exec llama2-70b decode, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
+      --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
+  }
+  variant wg RACKSIM_FP4_MMA_MMA=wgmma 16,32,33,48,64 16 64
+  variant ring RACKSIM_FP4_MMA_PIPE=cpasync 1,2,4,8,16 1 16
   exit
 fi
 

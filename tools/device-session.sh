@@ -176,26 +176,30 @@ if [[ $FOCUS == 1 ]]; then
     --out "$STAGE/attention-rows.json"
   phase "bench memory, gemm bf16 (the targets' references)" 60 refs.log bash -c "'$R' bench memory --out '$STAGE/memory.json' && \
     '$R' bench gemm --dtypes bf16 --out '$STAGE/gemm.json'"
-  phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape decode:1x1024 --shape decode:16x1024 \
+  phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
-  # The ninth session's variants (written without a device), after the default's measurements so
-  # a hang costs only its own phases: each variant's [cuda] test first, and its bench and steps
-  # only if the test passed (a wrong kernel's times mean nothing).
-  variant() {  # NAME KNOB=VALUE GEMM_MS STEP_SHAPES...
-    local name=$1 knob=$2 ms=$3; shift 3
+  # The variants written without a device (ninth and tenth sessions), after the default's
+  # measurements so a hang costs only its own phases: each variant's [cuda] test first, and its
+  # bench and steps only if the test passed (a wrong kernel's times mean nothing).
+  variant() {  # NAME KNOB=VALUE TEST GEMM_MS SHAPE...
+    local name=$1 knob=$2 test=$3 ms=$4; shift 4
     local shapes=() b
-    for b in "$@"; do shapes+=(--shape "decode:${b}x1024"); done
-    phase "fused FP4 GEMM test, $name" 20 "fp4-test-$name.log" env "$knob" "$BIN/tests/racksim_cuda_tests" \
-      "fused FP4-weight tensor-core GEMM matches the CPU reference"
+    for b in "$@"; do shapes+=(--shape "$b"); done
+    phase "[cuda] test, $name" 30 "fp4-test-$name.log" env "$knob" "$BIN/tests/racksim_cuda_tests" "$test"
     [[ $rc -eq 0 ]] || return
-    phase "bench gemm nvfp4, $name" 30 "gemm-nvfp4-$name.log" env "$knob" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
+    phase "bench gemm nvfp4, $name" 40 "gemm-nvfp4-$name.log" env "$knob" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
       --out "$STAGE/gemm-nvfp4-$name.json"
-    phase "exec llama2-70b decode, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
+    phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
       --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
-  variant wg RACKSIM_FP4_MMA_MMA=wgmma 16,32,33,48,64 16 64
-  variant ring RACKSIM_FP4_MMA_PIPE=cpasync 1,2,4,8,16 1 16
+  FUSED_TEST="fused FP4-weight tensor-core GEMM matches the CPU reference"
+  # RACKSIM_FP4_LARGE_M=fp8 first: one test case covers both formats, and its bench is the large-M
+  # target's (M >= 256 against gemm.json's BF16); its exec runs a prefill, whose linears are large-M.
+  variant fp8 RACKSIM_FP4_LARGE_M=fp8 "Hopper's large-M FP4 GEMM (dequantize + cuBLASLt) matches the CPU in BF16 and FP8" \
+    128,256,512,1024 prefill:1x512
+  variant wg RACKSIM_FP4_MMA_MMA=wgmma "$FUSED_TEST" 16,32,33,48,64 decode:16x1024 decode:64x1024
+  variant ring RACKSIM_FP4_MMA_PIPE=cpasync "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
   exit
 fi
 

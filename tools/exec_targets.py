@@ -10,7 +10,8 @@ attention.json and exec-70b-summary.json in that folder and prints a markdown ta
   FP4 small-M GEMM    M <= 16: the record's bytes (FP4 codes + UE4M3 scales + x + y) / median time,
                       against 80% of the copy bandwidth
   FP4 large-M GEMM    M >= 256: cuBLASLt BF16's median time at the same (M, N, K) / the FP4 path's,
-                      against 70%
+                      against 70%; also for each gemm-nvfp4-<variant>.json with M >= 256 records
+                      (RACKSIM_FP4_LARGE_M=fp8), labelled "(variant)"
   decode attention    context >= 2048: bytes (K + V + q + out) / median time, against 70% of copy
   Llama-2-70B decode  the step replayed as a CUDA graph against bytes / copy bandwidth, against 1.3x:
                       bytes = 80 layers of NVFP4 linears (855,638,016 weights per layer x 0.5625 B)
@@ -23,6 +24,7 @@ times to the default's at the same shape (below 1: the variant is faster):
 
   | gemm-nvfp4-<variant> | N=.. K=.. | M=1 0.93x, M=16 0.88x, ... |
   | exec-70b-<variant> | batch 16 ctx 1024 | 21.40 ms vs 22.62 ms (graph): 0.95x |
+  | exec-70b-<variant> | prefill 1x512 | 160.2 ms vs 171.0 ms (eager): 0.94x |
 
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
@@ -62,15 +64,19 @@ def main():
                 rows.append(("FP4 GEMM, M <= 16", f"M={o['m']} N={o['n']} K={o['k']}", f"{r['time_median_s'] * 1e6:.1f} us, {gbps(r):.0f} GB/s",
                              f"{100 * ratio:.0f}% of copy", "yes" if ratio >= 0.8 else "no"))
         if bf16:
+            # The default, then each knob variant that ran M >= 256 (RACKSIM_FP4_LARGE_M=fp8: gemm-nvfp4-fp8.json).
             ref = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r for r in bf16["records"]}
-            for r in fp4["records"]:
-                o = r["op"]
-                key = (o["m"], o["n"], o["k"])
-                if o["m"] >= 256 and key in ref:
-                    ratio = ref[key]["time_median_s"] / r["time_median_s"]
-                    rows.append(("FP4 GEMM, M >= 256", f"M={o['m']} N={o['n']} K={o['k']}",
-                                 f"{r['time_median_s'] * 1e6:.1f} us vs BF16 {ref[key]['time_median_s'] * 1e6:.1f} us",
-                                 f"{100 * ratio:.0f}% of BF16", "yes" if ratio >= 0.7 else "no"))
+            runs = [("", fp4)] + [(f" ({p.stem.removeprefix('gemm-nvfp4-')})", json.loads(p.read_text()))
+                                  for p in sorted(folder.glob("gemm-nvfp4-*.json"))]
+            for label, run in runs:
+                for r in run["records"]:
+                    o = r["op"]
+                    key = (o["m"], o["n"], o["k"])
+                    if o["m"] >= 256 and key in ref:
+                        ratio = ref[key]["time_median_s"] / r["time_median_s"]
+                        rows.append((f"FP4 GEMM, M >= 256{label}", f"M={o['m']} N={o['n']} K={o['k']}",
+                                     f"{r['time_median_s'] * 1e6:.1f} us vs BF16 {ref[key]['time_median_s'] * 1e6:.1f} us",
+                                     f"{100 * ratio:.0f}% of BF16", "yes" if ratio >= 0.7 else "no"))
     att = load(folder, "attention.json")
     if att:
         for r in att["records"]:
@@ -116,15 +122,21 @@ def variants(folder, fp4, summary):
                 cells = ", ".join(f"M={m} {ratio:.2f}x" for m, ratio in sorted(ratios))
                 lines.append((path.stem, f"N={n} K={k}", cells))
     if summary:
-        ref = {(s["batch"], s["context"]): s.get("graph_time_median_s") or s["time_median_s"] for s in summary["steps"] if s["kind"] == "decode"}
+        # Steps by their shape ("decode 16x1024", "prefill 1x512"); decode replayed as a graph.
+        def step_time(s):
+            return s.get("graph_time_median_s") or s["time_median_s"]
+
+        def label(s):
+            return f"batch {s['batch']} ctx {s['context']}" if s["kind"] == "decode" else s["shape"]
+
+        ref = {s["shape"]: step_time(s) for s in summary["steps"]}
         for path in sorted(folder.glob("exec-70b-*-summary.json")):
             for s in json.loads(path.read_text())["steps"]:
-                key = (s["batch"], s["context"])
-                if s["kind"] != "decode" or key not in ref:
+                if s["shape"] not in ref:
                     continue
-                t = s.get("graph_time_median_s") or s["time_median_s"]
-                lines.append((path.stem.removesuffix("-summary"), f"batch {key[0]} ctx {key[1]}",
-                              f"{t * 1e3:.2f} ms vs {ref[key] * 1e3:.2f} ms (graph): {t / ref[key]:.2f}x"))
+                t, r = step_time(s), ref[s["shape"]]
+                how = "graph" if s.get("graph_time_median_s") else "eager"
+                lines.append((path.stem.removesuffix("-summary"), label(s), f"{t * 1e3:.2f} ms vs {r * 1e3:.2f} ms ({how}): {t / r:.2f}x"))
     if lines:
         print()
         print("| variant (same run) | shape | median time / the default's |")

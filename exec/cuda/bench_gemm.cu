@@ -3,7 +3,8 @@
 //   bf16 x bf16 -> bf16 and fp8 x fp8 -> bf16 (per-tensor A/B scale pointers): cuBLASLt;
 //   nvfp4 x nvfp4 -> bf16 (VEC16_UE4M3 block scales, sm_100+): cuBLASLt;
 //   bf16 x nvfp4 -> bf16 (Hopper), M <= 64 and K % 32 == 0: fp4_gemm_mma (tensor cores, fused);
-//   bf16 x nvfp4 -> bf16 (Hopper, larger M): dequantize W to BF16 each call, then cuBLASLt BF16.
+//   bf16 x nvfp4 -> bf16 (Hopper, larger M): dequantize W each call, then cuBLASLt (Fp4LargeM:
+//   BF16, or E4M3 W and x + cuBLASLt FP8 under RACKSIM_FP4_LARGE_M=fp8).
 // cuBLASLt is called in "TN" form, which FP8 and FP4 require: y[M x N] row-major is the
 // column-major N x M D = op(A) B with A = W stored K-major (transa = T) and B = x (K x M).
 
@@ -22,6 +23,7 @@
 #include "bench_cuda.hpp"
 #include "device_buffer.cuh"
 #include "fp4_gemm_mma.hpp"
+#include "fp4_large_m.cuh"
 #include "lt_plan.cuh"
 #include "random_fill.cuh"
 #include "nvml_power.hpp"
@@ -53,7 +55,8 @@ const char* path_name(Path p) {
     case Path::lt_fp8: return "cuBLASLt fp8 e4m3 (per-tensor scales)";
     case Path::lt_nvfp4: return "cuBLASLt nvfp4 (VEC16_UE4M3)";
     case Path::mma_fp4: return "fp4_gemm_mma (Hopper FP4 weights, tensor cores)";
-    case Path::dequant_fp4: return "nvfp4 -> bf16 dequant + cuBLASLt bf16";
+    case Path::dequant_fp4:
+      return large_m_fp8_knob() ? "nvfp4 -> e4m3 dequant, x -> e4m3 (per-tensor) + cuBLASLt fp8" : "nvfp4 -> bf16 dequant + cuBLASLt bf16";
   }
   return "?";
 }
@@ -97,12 +100,14 @@ class GemmRunner {
         break;
       }
       case Path::dequant_fp4:
-        w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), w_bf16_ = DeviceBytes(n * k * 2);
+        w_ = DeviceBytes(n * k / 2), w_scales_ = DeviceBytes(n * k / 16), large_m_ = Fp4LargeM(c.n * c.k, c.m * c.k, large_m_fp8_knob());
         x_ = DeviceBytes(m * k * 2), d_ = DeviceBytes(m * n * 2);
         if (fp4_mma_supported(1, c.n, c.k)) tile_buffers();  // the executor holds such a weight tiled
         break;
     }
-    if (path_ == Path::lt_bf16 || path_ == Path::dequant_fp4)
+    if (path_ == Path::dequant_fp4)
+      plan_ = large_m_.make_plan(h, c.m, c.n, c.k);
+    else if (path_ == Path::lt_bf16)
       plan_ = std::make_unique<LtPlan>(h, CUDA_R_16BF, CUDA_R_16BF, c.m, c.n, c.k, nullptr, nullptr, false);
     else if (path_ == Path::lt_fp8)
       plan_ = std::make_unique<LtPlan>(h, CUDA_R_8F_E4M3, CUDA_R_16BF, c.m, c.n, c.k, scal_.as<float>(), scal_.as<float>() + kScaleStride, false);
@@ -186,13 +191,9 @@ class GemmRunner {
                             d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s);
         break;
       case Path::dequant_fp4: {
-        const std::size_t blocks = static_cast<std::size_t>(c_.n) * static_cast<std::size_t>(c_.k) / 16;
-        if (wt_.size())
-          fp4_mma_dequant_bf16_launch(wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(), c_.n, c_.k, tensor_scale_,
-                                      w_bf16_.as<std::uint16_t>(), s);
-        else
-          dequant_nvfp4_bf16(w_.as<std::uint8_t>(), w_scales_.as<std::uint8_t>(), tensor_scale_, blocks, w_bf16_.as<__nv_bfloat16>(), s);
-        plan_->run(h_, 1.0f, w_bf16_.as(), x_.as(), d_.as(), ws_, s);
+        const bool tiled = wt_.size() > 0;
+        large_m_.run(h_, *plan_, (tiled ? wt_ : w_).as<std::uint8_t>(), (tiled ? wt_scales_ : w_scales_).as<std::uint8_t>(), tiled,
+                     tensor_scale_, x_.as<__nv_bfloat16>(), c_.m, c_.n, c_.k, d_.as<__nv_bfloat16>(), ws_, s);
         break;
       }
     }
@@ -210,7 +211,8 @@ class GemmRunner {
   GemmCase c_;
   Path path_;
   void* ws_;
-  DeviceBytes w_, x_, d_, w_scales_, x_scales_, w_bf16_, scal_, mma_ws_, wt_, wt_scales_;
+  DeviceBytes w_, x_, d_, w_scales_, x_scales_, scal_, mma_ws_, wt_, wt_scales_;
+  Fp4LargeM large_m_;
   int sms_ = 1;
   std::unique_ptr<LtPlan> plan_;
   float alpha_ = 1.0f;
@@ -299,6 +301,13 @@ double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, s
       wr = dequantize(qw);
       const auto xb = to_bf16_bits(x, &xr);
       run.upload(qw.packed.data(), xb.data(), qw.scales.data(), nullptr, 1, 1, 1, qw.tensor_scale);
+      if (run.path() == Path::dequant_fp4 && large_m_fp8_knob()) {
+        // The values the FP8 variant multiplies: its E4M3 codes of W x 8 / tensor_scale and of x / x_scale.
+        const Fp8LargeMOperands o = fp4_large_m_fp8_operands(xr, m, qw);
+        const double ws = static_cast<double>(qw.tensor_scale) * act::kNvfp4E4m3WeightDivisor;
+        for (std::size_t i = 0; i < wr.size(); ++i) wr[i] = static_cast<float>(act::e4m3_value(o.w[i]) * ws);
+        for (std::size_t i = 0; i < xr.size(); ++i) xr[i] = act::e4m3_value(o.x[i]) * o.x_scale;
+      }
       break;
     }
   }

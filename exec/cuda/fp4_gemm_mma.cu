@@ -28,6 +28,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -38,6 +39,7 @@
 
 #include "cuda_check.hpp"
 #include "device_buffer.cuh"
+#include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
 
@@ -547,14 +549,17 @@ __global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, con
 }
 
 /// Tiled NVFP4 -> row-major BF16 (value x block scale x tensor_scale, each exact in FP32 and
-/// rounded once): one thread per 16-byte unit in tile order (grid-stride): coalesced reads, and
-/// each thread's 32 values stored as 64 contiguous bytes (a lane column's 4 lanes: 256 bytes of
-/// one row). H200, M = 128..256 (dequantize + cuBLASLt BF16), against the row-major layout's
-/// dequantize: 1.04-1.08x; walking row-major instead (scattered 16-byte reads) 1.08-1.16x, and
-/// staging 4 spans of a row tile in shared memory for 1 KB row stores 1.12-1.21x (2026-11-30,
-/// second session's runs).
+/// rounded once) or, E4M3 = true, row-major E4M3 codes of value x block scale / 8 (the FP8
+/// large-M variant: act::nvfp4_e4m3_weight_code; `factor` is then 1/8 and tensor_scale x 8 goes to
+/// the GEMM's alpha): one thread per 16-byte unit in tile order (grid-stride): coalesced reads, and
+/// each thread's 32 values stored contiguously (64 bytes of BF16 or 32 of E4M3; a lane column's 4
+/// lanes: 128 values of one row). H200, M = 128..256 (dequantize + cuBLASLt BF16), against the
+/// row-major layout's dequantize: 1.04-1.08x; walking row-major instead (scattered 16-byte reads)
+/// 1.08-1.16x, and staging 4 spans of a row tile in shared memory for 1 KB row stores 1.12-1.21x
+/// (2026-11-30, second session's runs).
+template <bool E4M3>
 __global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales, long long n,
-                                       long long k, long long spans, long long units, float tensor_scale, __nv_bfloat16* __restrict__ out) {
+                                       long long k, long long spans, long long units, float factor, void* __restrict__ out) {
   for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(gridDim.x) * blockDim.x) {
     long long r, k0, tile;
     int lane, unit;
@@ -562,12 +567,12 @@ __global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, c
     if (r >= n || k0 >= k) continue;
     const uint4 v = reinterpret_cast<const uint4*>(codes)[u];
     const std::uint8_t* sp = tscales + tile * kFp4MmaTileScaleBytes + lane * 8 + unit * 2;
-    const float s0 = fp4::decode_ue4m3(sp[0]) * tensor_scale, s1 = fp4::decode_ue4m3(sp[1]) * tensor_scale;
+    const float s0 = fp4::decode_ue4m3(sp[0]) * factor, s1 = fp4::decode_ue4m3(sp[1]) * factor;
     // Word w holds values 8 w .. 8 w + 7 in the kernel's bit order; its FP16 pair q (the same 11
     // instructions as the fused kernel) is values 8 w + q and 8 w + q + 4, each E2M1 x 2^-14 exactly,
-    // so x (2^14 x s) gives the same FP32 product as E2M1 x s.
+    // so x (2^14 x s) gives the same FP32 product as E2M1 x s (exact under factor 1/8).
     const std::uint32_t words[4] = {v.x, v.y, v.z, v.w};
-    __align__(16) __nv_bfloat16 o[32];
+    float p[32];
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       const fp4::Fp16x8 f = fp4::e2m1x8_mma_order_to_fp16x8_scaled(words[w]);
@@ -577,13 +582,26 @@ __global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, c
         __half2 h;
         std::memcpy(&h, &f.pairs[q], 4);
         const float2 e = __half22float2(h);
-        o[8 * w + q] = __float2bfloat16_rn(e.x * s);
-        o[8 * w + q + 4] = __float2bfloat16_rn(e.y * s);
+        p[8 * w + q] = e.x * s;
+        p[8 * w + q + 4] = e.y * s;
       }
     }
-    uint4* dst = reinterpret_cast<uint4*>(out + r * k + k0);
+    if constexpr (E4M3) {
+      // cvt.rn.satfinite.e4m3x2.f32: round to nearest even, as act::e4m3_code (never saturates here).
+      __align__(16) __nv_fp8x2_storage_t o[16];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];
+      for (int i = 0; i < 16; ++i) o[i] = __nv_cvt_float2_to_fp8x2(make_float2(p[2 * i], p[2 * i + 1]), __NV_SATFINITE, __NV_E4M3);
+      uint4* dst = reinterpret_cast<uint4*>(static_cast<std::uint8_t*>(out) + r * k + k0);
+      dst[0] = reinterpret_cast<const uint4*>(o)[0];
+      dst[1] = reinterpret_cast<const uint4*>(o)[1];
+    } else {
+      __align__(16) __nv_bfloat16 o[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) o[i] = __float2bfloat16_rn(p[i]);
+      uint4* dst = reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(out) + r * k + k0);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dst[i] = reinterpret_cast<const uint4*>(o)[i];
+    }
   }
 }
 
@@ -617,6 +635,20 @@ void require_hopper_for_wgmma() {
                           ".x; wgmma is Hopper's instruction (9.0); unset it or set sync"));
 }
 
+void dequant_launch(bool e4m3, const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k, float factor,
+                    void* out, void* stream) {
+  if (n < 1 || k < 32 || k % 32 != 0)
+    throw InputError(text("fp4_mma_dequant_", e4m3 ? "e4m3" : "bf16", "_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
+  const long long units = t.code_bytes / 16;
+  const auto s = static_cast<cudaStream_t>(stream);
+  if (e4m3)
+    fp4_mma_dequant_kernel<true><<<unit_grid(units), 256, 0, s>>>(codes, tiled_scales, n, k, t.spans, units, factor, out);
+  else
+    fp4_mma_dequant_kernel<false><<<unit_grid(units), 256, 0, s>>>(codes, tiled_scales, n, k, t.spans, units, factor, out);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, std::uint8_t* codes,
@@ -631,13 +663,12 @@ void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales,
 
 void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
                                  float tensor_scale, std::uint16_t* out, void* stream) {
-  if (n < 1 || k < 32 || k % 32 != 0)
-    throw InputError(text("fp4_mma_dequant_bf16_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
-  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
-  const long long units = t.code_bytes / 16;
-  fp4_mma_dequant_kernel<<<unit_grid(units), 256, 0, static_cast<cudaStream_t>(stream)>>>(codes, tiled_scales, n, k, t.spans, units,
-                                                                                         tensor_scale, reinterpret_cast<__nv_bfloat16*>(out));
-  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  dequant_launch(false, codes, tiled_scales, n, k, tensor_scale, out, stream);
+}
+
+void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
+                                 std::uint8_t* out, void* stream) {
+  dequant_launch(true, codes, tiled_scales, n, k, 1.0f / act::kNvfp4E4m3WeightDivisor, out, stream);
 }
 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
@@ -733,7 +764,8 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
 }
 
 void fp4_mma_tile_dequant(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, float tensor_scale,
-                          std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales, std::uint16_t* out) {
+                          std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales, std::uint16_t* out,
+                          std::uint8_t* out_e4m3) {
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
   const auto nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
   DeviceBytes dw(nu * ku / 2), ds(nu * ku / 16), tw(static_cast<std::size_t>(t.code_bytes)), ts(static_cast<std::size_t>(t.scale_bytes)),
@@ -751,6 +783,12 @@ void fp4_mma_tile_dequant(const std::uint8_t* packed, const std::uint8_t* scales
   RACKSIM_CUDA_CHECK(cudaMemcpy(codes.data(), tw.as(), tw.size(), cudaMemcpyDeviceToHost));
   RACKSIM_CUDA_CHECK(cudaMemcpy(tiled_scales.data(), ts.as(), ts.size(), cudaMemcpyDeviceToHost));
   RACKSIM_CUDA_CHECK(cudaMemcpy(out, dy.as(), dy.size(), cudaMemcpyDeviceToHost));
+  if (!out_e4m3) return;
+  DeviceBytes d8(nu * ku);
+  RACKSIM_CUDA_CHECK(cudaMemset(d8.as(), 0x7F, d8.size()));  // poison: E4M3 NaN
+  fp4_mma_dequant_e4m3_launch(tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), n, k, d8.as<std::uint8_t>(), nullptr);
+  RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+  RACKSIM_CUDA_CHECK(cudaMemcpy(out_e4m3, d8.as(), d8.size(), cudaMemcpyDeviceToHost));
 }
 
 }  // namespace racksim::exec::cuda

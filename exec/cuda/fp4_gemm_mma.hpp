@@ -20,6 +20,12 @@ void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales,
 void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
                                  float tensor_scale, std::uint16_t* out, void* stream);
 
+/// Tiled NVFP4 -> row-major E4M3 codes [n x k] of E2M1 value x UE4M3 / 8
+/// (act::nvfp4_e4m3_weight_code): the large-M path's dequantize under RACKSIM_FP4_LARGE_M=fp8,
+/// the tensor scale x 8 left to the GEMM's alpha. On `stream`.
+void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
+                                 std::uint8_t* out, void* stream);
+
 /// y[m x n] (BF16 bits) = x[m x k] (BF16 bits) times W^T for an NVFP4 weight W [n x k] in the
 /// tiled layout (`packed`: its codes, `scales`: its tiled scales; fp4_mma_tile_launch),
 /// `tensor_scale` its FP32 decode scale. x is converted to FP16
@@ -38,8 +44,17 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
                   const std::uint8_t* scales, float tensor_scale, std::uint16_t* y);
 
 /// The tiling and the tiled dequantize on host arrays (the [cuda] tests): W row-major in, the
-/// tiled bytes (`codes`, `tiled_scales`, resized) and BF16 bits [n x k] (`out`) back.
+/// tiled bytes (`codes`, `tiled_scales`, resized) and BF16 bits [n x k] (`out`) back, and, when
+/// `out_e4m3` is not null, the E4M3 dequantize's codes [n x k] (fp4_mma_dequant_e4m3_launch).
 void fp4_mma_tile_dequant(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, float tensor_scale,
-                          std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales, std::uint16_t* out);
+                          std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales, std::uint16_t* out,
+                          std::uint8_t* out_e4m3 = nullptr);
+
+/// The large-M path (fp4_large_m.cuh) on host arrays on the current device: y[m x n] (BF16 bits)
+/// = x[m x k] (BF16 bits) W^T, W row-major NVFP4 (held tiled when fp4_mma_supported(1, n, k), as
+/// the executor holds it), dequantized to BF16, or with fp8 to E4M3 with x quantized to E4M3; then
+/// `x_codes` (m x k) and `x_scale` get the device's E4M3 activations (fp8 only; the [cuda] tests).
+void fp4_gemm_large_m(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                      const std::uint8_t* scales, float tensor_scale, bool fp8, std::uint16_t* y, std::uint8_t* x_codes, float* x_scale);
 
 }  // namespace racksim::exec::cuda

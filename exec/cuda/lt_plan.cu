@@ -1,5 +1,9 @@
 #include "lt_plan.cuh"
 
+#include <cuda_fp8.h>
+
+#include "racksim/exec/activation_formats.hpp"
+
 namespace racksim::exec::cuda {
 
 namespace {
@@ -42,6 +46,59 @@ __global__ void quantize_bf16_nvfp4_kernel(const __nv_bfloat16* __restrict__ x, 
   }
 }
 
+/// One thread per 16-value block (grid-stride), through the host's routine (this path serves
+/// only weights the fused kernel does not hold tiled: K % 32 != 0, small models).
+__global__ void dequant_nvfp4_e4m3_kernel(const uint2* __restrict__ packed, const std::uint8_t* __restrict__ scales, std::size_t blocks,
+                                          std::uint8_t* __restrict__ out) {
+  for (std::size_t b = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; b < blocks; b += std::size_t{gridDim.x} * blockDim.x) {
+    const uint2 q = packed[b];
+    const std::uint32_t words[2] = {q.x, q.y};
+    __align__(16) std::uint8_t v[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+      v[i] = act::nvfp4_e4m3_weight_code(static_cast<std::uint8_t>((words[i / 8] >> (4 * (i % 8))) & 0xFu), scales[b]);
+    reinterpret_cast<uint4*>(out)[b] = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
+/// max |x| over 8-value units (grid-stride): a warp's maximum, then one atomicMax on the FP32
+/// bits (non-negative floats order as their bits; the maximum does not depend on the order).
+__global__ void amax_bf16_kernel(const uint4* __restrict__ x, std::size_t units, unsigned* __restrict__ amax_bits) {
+  float m = 0.0f;
+  for (std::size_t u = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; u < units; u += std::size_t{gridDim.x} * blockDim.x) {
+    const uint4 v = x[u];
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+  if ((threadIdx.x & 31) == 0 && m > 0.0f) atomicMax(amax_bits, __float_as_uint(m));
+}
+
+/// x / s to E4M3 (8 values per thread, grid-stride), s from the reduced amax; thread 0 writes
+/// the two cuBLASLt scales.
+__global__ void quantize_e4m3_pow2_kernel(const uint4* __restrict__ x, std::size_t units, float* __restrict__ scratch,
+                                          uint2* __restrict__ out) {
+  const float s = act::e4m3_pow2_scale(__uint_as_float(reinterpret_cast<const unsigned*>(scratch)[kFp8Amax]));
+  const float inv = 1.0f / s;  // a power of two: x x inv is x / s exactly
+  if (blockIdx.x == 0 && threadIdx.x == 0) scratch[kFp8ScaleA] = 1.0f, scratch[kFp8ScaleB] = s;
+  for (std::size_t u = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; u < units; u += std::size_t{gridDim.x} * blockDim.x) {
+    const uint4 v = x[u];
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+    __nv_fp8x2_storage_t q[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      q[i] = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inv, f.y * inv), __NV_SATFINITE, __NV_E4M3);
+    }
+    out[u] = *reinterpret_cast<const uint2*>(q);
+  }
+}
+
 }  // namespace
 
 void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
@@ -51,6 +108,21 @@ void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std
   const std::int64_t blocks = rows * (cols / 16);
   if (blocks == 0) return;
   quantize_bf16_nvfp4_kernel<<<fill_grid(static_cast<std::size_t>(blocks)), 256, 0, s>>>(x, rows, cols / 16, s_in, packed, scales);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void dequant_nvfp4_e4m3(const std::uint8_t* packed, const std::uint8_t* scales, std::size_t blocks, std::uint8_t* out, cudaStream_t s) {
+  if (blocks == 0) return;
+  dequant_nvfp4_e4m3_kernel<<<fill_grid(blocks), 256, 0, s>>>(reinterpret_cast<const uint2*>(packed), scales, blocks, out);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* scratch, std::uint8_t* out, cudaStream_t s) {
+  if (count % 8 != 0) throw InputError(text("quantize_bf16_e4m3_pow2: ", count, " values: a multiple of 8 is needed (16-byte units)"));
+  const std::size_t units = count / 8;
+  RACKSIM_CUDA_CHECK(cudaMemsetAsync(scratch + kFp8Amax, 0, sizeof(unsigned), s));
+  if (units) amax_bf16_kernel<<<fill_grid(units), 256, 0, s>>>(reinterpret_cast<const uint4*>(x), units, reinterpret_cast<unsigned*>(scratch) + kFp8Amax);
+  quantize_e4m3_pow2_kernel<<<units ? fill_grid(units) : 1, 256, 0, s>>>(reinterpret_cast<const uint4*>(x), units, scratch, reinterpret_cast<uint2*>(out));
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -94,6 +166,7 @@ namespace {
 std::string type_name(std::uint32_t t) {
   switch (static_cast<cudaDataType_t>(t)) {
     case CUDA_R_4F_E2M1: return "e2m1";
+    case CUDA_R_8F_E4M3: return "e4m3";
     case CUDA_R_16BF: return "bf16";
     case CUDA_R_32F: return "fp32";
     default: return "cudaDataType " + std::to_string(t);
@@ -134,10 +207,14 @@ LtGemmSetup::Layout layout_of(cublasLtMatrixLayout_t l) {
 std::size_t cublaslt_version() noexcept { return cublasLtGetVersion(); }
 
 LtGemmSetup describe_gemm(LtGemm kind, std::int64_t m, std::int64_t n, std::int64_t k) {
-  const LtTypes t = kind == LtGemm::native_nvfp4 ? kLtNativeNvfp4 : kind == LtGemm::bf16 ? kLtBf16 : kLtBf16ToFp32;
-  // Non-null stand-ins where the executor sets scale pointers (per call), as native_plan does.
+  const LtTypes t = kind == LtGemm::native_nvfp4 ? kLtNativeNvfp4
+                    : kind == LtGemm::bf16        ? kLtBf16
+                    : kind == LtGemm::fp8         ? kLtFp8
+                                                  : kLtBf16ToFp32;
+  // Non-null stand-ins where the executor sets scale pointers (per call, as native_plan does; the
+  // FP8 variant's point at its scratch).
   static const std::uint8_t stand_in[2] = {};
-  const void* scale = t.block_scaled ? stand_in : nullptr;
+  const void* scale = t.block_scaled || kind == LtGemm::fp8 ? stand_in : nullptr;
   const LtDescriptors d(t.ab, t.cd, m, n, k, scale, scale, t.block_scaled);
   LtGemmSetup s;
   s.compute = desc_attr<cublasComputeType_t>(d.desc, CUBLASLT_MATMUL_DESC_COMPUTE_TYPE) == CUBLAS_COMPUTE_32F ? "32F" : "other";

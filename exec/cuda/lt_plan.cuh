@@ -25,6 +25,23 @@ inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;  // cuBL
 void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, float tensor_scale, std::size_t blocks,
                         __nv_bfloat16* out, cudaStream_t s);
 
+/// NVFP4 [rows x k] weights row-major (as dequant_nvfp4_bf16) to E4M3 codes [rows x k] of
+/// e2m1 x ue4m3 / 8 (act::nvfp4_e4m3_weight_code, the same routine as the host's; the tensor
+/// scale x 8 goes to the GEMM's alpha): RACKSIM_FP4_LARGE_M=fp8 for a weight not held tiled.
+void dequant_nvfp4_e4m3(const std::uint8_t* packed, const std::uint8_t* scales, std::size_t blocks, std::uint8_t* out, cudaStream_t s);
+
+/// The FP8 variant's 64-byte scratch, as floats: cuBLASLt's per-tensor A and B scale pointers 16
+/// bytes apart (cuBLASLt 13.1 refused every FP8 algorithm on an H200 with B's 4 bytes after A's;
+/// bench_gemm.cu) and the activations' amax (FP32 bits, reduced with atomicMax).
+inline constexpr int kFp8ScaleA = 0, kFp8ScaleB = 4, kFp8Amax = 8;
+inline constexpr std::size_t kFp8ScratchBytes = 64;
+
+/// BF16 x [count] to E4M3 codes of x / s with one power-of-two scale s = act::e4m3_pow2_scale(max
+/// |x|), on `s`: zeroes the amax slot, reduces, quantizes (the routine fp4_large_m_fp8_operands
+/// emulates); writes scratch[kFp8ScaleA] = 1 and scratch[kFp8ScaleB] = s for cuBLASLt. Nothing
+/// leaves the device, so a CUDA graph captures it. count % 8 == 0; x and out 16-byte aligned.
+void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* scratch, std::uint8_t* out, cudaStream_t s);
+
 /// BF16 activations [rows x cols] row-major to NVFP4 for the block-scaled cuBLASLt GEMM on `s`
 /// (lt_plan.cu): packed E2M1 [rows x cols/2] (element 2j in the low nibble) and one UE4M3 scale
 /// per 16 values written at fp4::cublaslt_scale_offset, under encode scale `s_in`
@@ -44,6 +61,8 @@ struct LtTypes {
 inline constexpr LtTypes kLtNativeNvfp4{CUDA_R_4F_E2M1, CUDA_R_16BF, true};
 /// Hopper's large-M linears after dequantization: BF16 x BF16 -> BF16.
 inline constexpr LtTypes kLtBf16{CUDA_R_16BF, CUDA_R_16BF, false};
+/// The same under RACKSIM_FP4_LARGE_M=fp8: E4M3 x E4M3 -> BF16, per-tensor scale pointers.
+inline constexpr LtTypes kLtFp8{CUDA_R_8F_E4M3, CUDA_R_16BF, false};
 /// lm_head: BF16 x BF16 -> FP32 logits.
 inline constexpr LtTypes kLtBf16ToFp32{CUDA_R_16BF, CUDA_R_32F, false};
 

@@ -5,8 +5,8 @@
 //   linear layers (NVFP4 weights, BF16 activations): M <= 64 the fused FP4-weight tensor-core
 //   kernel (E2M1 dequantized in registers to FP16, mma.sync; fp4_gemm_mma.cu; K % 32 == 0, else
 //   at M = 1 the CUDA-core small-M kernel, fp4_gemm_small_m.cu); larger M the weight dequantized
-//   to BF16 into a scratch buffer, then cuBLASLt BF16 (executor.md: "dequantize-then-cuBLASLt for
-//   large M");
+//   into a scratch buffer, then cuBLASLt (executor.md: "dequantize-then-cuBLASLt for large M"):
+//   BF16, or under RACKSIM_FP4_LARGE_M=fp8 E4M3 weights and E4M3 activations (fp4_large_m.cuh);
 //   On Blackwell (sm_100 / sm_103, cuBLASLt >= 12.8; fp4_gemm_path.hpp decides, with the reason)
 //   every linear instead quantizes its BF16 input to NVFP4 (lt_plan.cu, scales written in
 //   cuBLASLt's swizzled layout) and runs cuBLASLt's block-scaled FP4 x FP4 GEMM, the weights'
@@ -32,6 +32,7 @@
 
 #include "device_buffer.cuh"
 #include "fp4_gemm_mma.hpp"
+#include "fp4_large_m.cuh"
 #include "fp4_gemm_small_m.hpp"
 #include "lt_plan.cuh"
 #include "random_fill.cuh"
@@ -209,7 +210,9 @@ class CudaStep final : public StepBackend {
         ws = std::max(ws, fp4_mma_workspace_bound(n, k, o.max_rows, prop.multiProcessorCount));
         if (o.max_rows > kFp4MmaMaxM || !fp4_mma_supported(1, n, k)) largest = std::max(largest, n * k);
       }
-      if (o.max_rows > 1 && largest > 0) dequant_ = DeviceBytes(z(largest) * 2);
+      I widest = 0;
+      for (const auto& [n, k] : linear_shapes_) widest = std::max(widest, k);
+      if (o.max_rows > 1 && largest > 0) large_m_ = Fp4LargeM(largest, o.max_rows * widest, large_m_fp8_knob());
       if (ws > 0) mma_ws_ = DeviceBytes(z(ws));
     }
     sm_count_ = prop.multiProcessorCount;
@@ -483,13 +486,13 @@ class CudaStep final : public StepBackend {
       if (op.kind != OpKind::gemm) continue;
       const std::string_view what = op.role();
       if (what == "lm_head") {
-        (void)plan(CUDA_R_32F, S, tl_.vocab, m_.hidden);
+        (void)lm_head_plan(S, tl_.vocab, m_.hidden);
         continue;
       }
       const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
       const auto [n, k] = linear_shapes_[i];
       if (fp4_.native) (void)native_rows(T, n, k);
-      else if (!fp4_mma_supported(T, n, k) && T > 1) (void)plan(CUDA_R_16BF, T, n, k);
+      else if (!fp4_mma_supported(T, n, k) && T > 1) (void)large_m_plan(T, n, k);
     }
   }
 
@@ -560,21 +563,25 @@ class CudaStep final : public StepBackend {
       fp4_gemm_small_m_bf16_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y, stream_);
       return;
     }
-    if (w.tiled)
-      fp4_mma_dequant_bf16_launch(w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.out, w.in, w.tensor_scale,
-                                  dequant_.as<std::uint16_t>(), stream_);
-    else
-      dequant_nvfp4_bf16(w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, z(w.out * w.in / 16),
-                         dequant_.as<__nv_bfloat16>(), stream_);
-    plan(CUDA_R_16BF, M, w.out, w.in).run(lt_, 1.0f, dequant_.as(), x, y, workspace_.as(), stream_);
+    large_m_.run(lt_, large_m_plan(M, w.out, w.in), w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tiled, w.tensor_scale,
+                 reinterpret_cast<const __nv_bfloat16*>(x), M, w.out, w.in, reinterpret_cast<__nv_bfloat16*>(y), workspace_.as(), stream_);
   }
 
-  /// kLtBf16 (out BF16) or kLtBf16ToFp32 (out FP32).
-  LtPlan& plan(cudaDataType_t out, I m, I n, I k) {
-    const LtTypes t = out == CUDA_R_32F ? kLtBf16ToFp32 : kLtBf16;
+  /// lm_head's kLtBf16ToFp32 plan.
+  LtPlan& lm_head_plan(I m, I n, I k) {
+    const LtTypes t = kLtBf16ToFp32;
     const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
     auto it = plans_.find(key);
     if (it == plans_.end()) it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, t.ab, t.cd, m, n, k, nullptr, nullptr, t.block_scaled)).first;
+    return *it->second;
+  }
+
+  /// The large-M path's plan in its format (Fp4LargeM: kLtBf16, or kLtFp8 on its scale scratch).
+  LtPlan& large_m_plan(I m, I n, I k) {
+    const LtTypes& t = large_m_.types();
+    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, large_m_.make_plan(lt_, m, n, k)).first;
     return *it->second;
   }
 
@@ -608,7 +615,7 @@ class CudaStep final : public StepBackend {
           // The sampled rows of the normed activations (a row gather), then BF16 x BF16 -> FP32.
           // Under TP this rank's vocabulary slice, gathered by logits_all_gather.
           cuda_embedding_launch(B(normed_), T, H, d_sampled_.as<std::int32_t>(), S, B(sampled_x_), stream_);
-          plan(CUDA_R_32F, S, tl_.vocab, H).run(lt_, 1.0f, lm_head_.as(), sampled_x_.as(), (tp_ ? local_logits_ : logits_).as(),
+          lm_head_plan(S, tl_.vocab, H).run(lt_, 1.0f, lm_head_.as(), sampled_x_.as(), (tp_ ? local_logits_ : logits_).as(),
                                                  workspace_.as(), stream_);
           return;
         }
@@ -701,7 +708,8 @@ class CudaStep final : public StepBackend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   int sm_count_ = 1;
-  DeviceBytes workspace_, dequant_, attn_workspace_, act_q_, act_scales_, mma_ws_;
+  Fp4LargeM large_m_;
+  DeviceBytes workspace_, attn_workspace_, act_q_, act_scales_, mma_ws_;
   std::vector<std::pair<I, I>> linear_shapes_;  ///< (out, in) of qkv, o, gate_up, down
   Fp4GemmChoice fp4_;
   NativeGemmRows native_rows_;  ///< the rows each native GEMM shape runs at, and which ran padded

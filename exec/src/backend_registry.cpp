@@ -81,18 +81,42 @@ std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, c
 #endif
 }
 
-std::vector<float> cuda_fp4_mma_tile_dequant(const Fp4Matrix& w, std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales) {
+std::vector<float> cuda_fp4_gemm_large_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool fp8, std::vector<std::uint8_t>* x_codes,
+                                         float* x_scale) {
+  if (w.format != DType::nvfp4 || m < 1 || w.cols % 16 != 0 || x.size() != static_cast<std::size_t>(m * w.cols))
+    throw InputError(fmt::format("cuda_fp4_gemm_large_m: needs NVFP4 weights with K % 16 == 0, m >= 1 and x of m x K "
+                                 "(got {} weights, K = {}, m = {}, {} x values)",
+                                 to_string(w.format), w.cols, m, x.size()));
+#ifdef RACKSIM_HAVE_CUDA
+  std::vector<std::uint16_t> xb(x.size()), yb(static_cast<std::size_t>(m * w.rows));
+  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = act::bf16_bits(x[i]);
+  if (x_codes) x_codes->resize(x.size());
+  cuda::fp4_gemm_large_m(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, fp8, yb.data(),
+                         x_codes ? x_codes->data() : nullptr, x_scale);
+  std::vector<float> y(yb.size());
+  for (std::size_t i = 0; i < yb.size(); ++i) y[i] = act::bf16_value(yb[i]);
+  return y;
+#else
+  (void)fp8, (void)x_codes, (void)x_scale;
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
+std::vector<float> cuda_fp4_mma_tile_dequant(const Fp4Matrix& w, std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& tiled_scales,
+                                             std::vector<std::uint8_t>* e4m3_codes) {
   if (w.format != DType::nvfp4 || !fp4_mma_supported(1, w.rows, w.cols))
     throw InputError(fmt::format("cuda_fp4_mma_tile_dequant: needs NVFP4 weights with K % 32 == 0 (got {} weights, {} x {})",
                                  to_string(w.format), w.rows, w.cols));
 #ifdef RACKSIM_HAVE_CUDA
   std::vector<std::uint16_t> bits(static_cast<std::size_t>(w.rows * w.cols));
-  cuda::fp4_mma_tile_dequant(w.packed.data(), w.scales.data(), w.rows, w.cols, w.tensor_scale, codes, tiled_scales, bits.data());
+  if (e4m3_codes) e4m3_codes->resize(bits.size());
+  cuda::fp4_mma_tile_dequant(w.packed.data(), w.scales.data(), w.rows, w.cols, w.tensor_scale, codes, tiled_scales, bits.data(),
+                             e4m3_codes ? e4m3_codes->data() : nullptr);
   std::vector<float> y(bits.size());
   for (std::size_t i = 0; i < bits.size(); ++i) y[i] = act::bf16_value(bits[i]);
   return y;
 #else
-  (void)codes, (void)tiled_scales;
+  (void)codes, (void)tiled_scales, (void)e4m3_codes;
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }

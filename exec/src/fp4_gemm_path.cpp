@@ -1,11 +1,13 @@
 #include "racksim/exec/fp4_gemm_path.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <string_view>
 
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/env_knob.hpp"
 #include "racksim/exec/fp4.hpp"
 
@@ -147,6 +149,26 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
   for (std::int64_t r = 0; r < n; ++r)
     for (std::int64_t kb = 0; kb < k / 16; ++kb)
       tiled_scales[static_cast<std::size_t>(fp4_mma_scale_offset(r, kb, t.spans))] = scales[static_cast<std::size_t>(r * (k / 16) + kb)];
+}
+
+bool fp4_large_m_fp8(const char* value) { return env_choice("RACKSIM_FP4_LARGE_M", value, {"bf16", "fp8"}).value_or(0) == 1; }
+
+Fp8LargeMOperands fp4_large_m_fp8_operands(std::span<const float> x, std::int64_t m, const Fp4Matrix& w) {
+  if (w.format != DType::nvfp4 || m < 1 || static_cast<std::int64_t>(x.size()) != m * w.cols)
+    throw InputError(fmt::format("fp4_large_m_fp8_operands: needs NVFP4 weights and {} x {} activations (got {} values)", m, w.cols, x.size()));
+  Fp8LargeMOperands o;
+  o.w.resize(static_cast<std::size_t>(w.rows * w.cols));
+  for (std::int64_t r = 0; r < w.rows; ++r)
+    for (std::int64_t c = 0; c < w.cols; ++c)
+      o.w[static_cast<std::size_t>(r * w.cols + c)] = act::nvfp4_e4m3_weight_code(w.code(r, c), w.scales[static_cast<std::size_t>(r * w.blocks_per_row() + c / 16)]);
+  float amax = 0.0f;
+  for (const float v : x) amax = std::max(amax, std::fabs(v));
+  o.x_scale = act::e4m3_pow2_scale(amax);
+  const float inv = 1.0f / o.x_scale;  // a power of two: x x inv is x / x_scale exactly
+  o.x.resize(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) o.x[i] = act::e4m3_code(x[i] * inv);
+  o.alpha = static_cast<double>(w.tensor_scale) * act::kNvfp4E4m3WeightDivisor * o.x_scale;
+  return o;
 }
 
 Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe) {

@@ -1,5 +1,6 @@
-// [cuda] The Hopper FP4-weight small-M GEMM against the CPU reference's math: the same NVFP4
-// weights dequantized on the host (fp4_matrix.hpp) and a float64 matmul.
+// [cuda] The Hopper FP4-weight GEMMs (small-M, fused, large-M in BF16 and FP8) against the CPU
+// reference's math: the same NVFP4 weights dequantized on the host (fp4_matrix.hpp) and a
+// float64 matmul.
 
 #include <catch2/catch.hpp>
 
@@ -109,8 +110,8 @@ TEST_CASE("the fused GEMM's tiled weight layout and its dequantize match the hos
     std::vector<float> w(static_cast<std::size_t>(n * k));
     for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
     const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
-    std::vector<std::uint8_t> codes, scales, want_codes, want_scales;
-    const std::vector<float> got = cuda_fp4_mma_tile_dequant(q, codes, scales);
+    std::vector<std::uint8_t> codes, scales, want_codes, want_scales, e4m3;
+    const std::vector<float> got = cuda_fp4_mma_tile_dequant(q, codes, scales, &e4m3);
     fp4_mma_tile(q.packed, q.scales, n, k, want_codes, want_scales);
     INFO(n << " x " << k);
     CHECK(codes == want_codes);
@@ -120,7 +121,72 @@ TEST_CASE("the fused GEMM's tiled weight layout and its dequantize match the hos
     std::size_t bad = 0;
     for (std::size_t i = 0; i < ref.size(); ++i) bad += got[i] != act::round_bf16(ref[i]);
     CHECK(bad == 0);
+    // The FP8 variant's dequantize from the same tiles (the intrinsic cvt.rn.satfinite.e4m3x2)
+    // equals the host routine act::nvfp4_e4m3_weight_code on every element.
+    REQUIRE(e4m3.size() == ref.size());
+    std::size_t bad8 = 0;
+    for (std::int64_t r = 0; r < n; ++r)
+      for (std::int64_t c = 0; c < k; ++c)
+        bad8 += e4m3[static_cast<std::size_t>(r * k + c)] !=
+                act::nvfp4_e4m3_weight_code(q.code(r, c), q.scales[static_cast<std::size_t>(r * q.blocks_per_row() + c / 16)]);
+    CHECK(bad8 == 0);
   }
+}
+
+TEST_CASE("Hopper's large-M FP4 GEMM (dequantize + cuBLASLt) matches the CPU in BF16 and FP8", "[cuda][exec]") {
+  // exec/cuda/fp4_large_m.cuh at M = 3, 100 and 257 (any M; the step executor uses it above 64),
+  // N = 200, K = 1088 (held tiled) and K = 48 (row-major: K % 32 != 0).
+  // BF16: against the FP64 GEMM of BF16 x and the NVFP4 values; BF16 W is exact, so the error is
+  // cuBLASLt's FP32 accumulation and the BF16 output: 2^-8 |y| + (K + 2) 2^-22 sum |x w|.
+  // FP8: the device's E4M3 x codes and scale equal fp4_large_m_fp8_operands' bit for bit (the
+  // weights' codes are checked in the tiling test above), and y is within the same bound of the
+  // FP64 GEMM of those E4M3 operands times alpha.
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const bool fp8 : {false, true})
+    for (std::int64_t k : {std::int64_t{1088}, std::int64_t{48}})
+      for (std::int64_t m : {std::int64_t{3}, std::int64_t{100}, std::int64_t{257}}) {
+        const std::int64_t n = 200;
+        std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
+        for (auto& v : x) v = act::round_bf16(u(rng) * std::exp2(2.0f * u(rng)));
+        for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+        const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
+        std::vector<std::uint8_t> x_codes;
+        float x_scale = 0;
+        const std::vector<float> y = cuda_fp4_gemm_large_m(x, m, q, fp8, &x_codes, &x_scale);
+        REQUIRE(y.size() == static_cast<std::size_t>(m * n));
+        std::vector<double> wv(w.size()), xv(x.size());
+        double alpha = 1;
+        if (fp8) {
+          const Fp8LargeMOperands o = fp4_large_m_fp8_operands(x, m, q);
+          CHECK(x_codes == o.x);
+          CHECK(x_scale == o.x_scale);
+          for (std::size_t i = 0; i < wv.size(); ++i) wv[i] = act::e4m3_value(o.w[i]);
+          for (std::size_t i = 0; i < xv.size(); ++i) xv[i] = act::e4m3_value(o.x[i]);
+          alpha = o.alpha;
+        } else {
+          const std::vector<float> wd = dequantize(q);
+          for (std::size_t i = 0; i < wv.size(); ++i) wv[i] = wd[i];
+          for (std::size_t i = 0; i < xv.size(); ++i) xv[i] = x[i];
+        }
+        std::size_t bad = 0;
+        for (std::int64_t r = 0; r < m; ++r)
+          for (std::int64_t c = 0; c < n; ++c) {
+            double ref = 0, mag = 0;
+            for (std::int64_t i = 0; i < k; ++i) {
+              const double p = xv[static_cast<std::size_t>(r * k + i)] * wv[static_cast<std::size_t>(c * k + i)] * alpha;
+              ref += p;
+              mag += std::fabs(p);
+            }
+            const double got = y[static_cast<std::size_t>(r * n + c)];
+            const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(k + 2) * std::ldexp(1.0, -22) * mag;
+            if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
+              WARN((fp8 ? "fp8" : "bf16") << " m " << m << " k " << k << " token " << r << " row " << c << ": got " << got << ", want " << ref
+                                          << " +- " << bound);
+          }
+        INFO((fp8 ? "fp8" : "bf16") << " m " << m << " k " << k);
+        CHECK(bad == 0);
+      }
 }
 
 TEST_CASE("NVFP4 activation quantize kernel equals the CPU quantizer bit for bit", "[cuda][exec]") {

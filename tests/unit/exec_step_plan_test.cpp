@@ -384,6 +384,17 @@ TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without 
   CHECK(h.a_scale_mode == "scalar_fp32");
   CHECK_FALSE(h.a_scale_pointer);
   CHECK((h.b.rows == 28672 && h.b.cols == 64));
+  // The FP8 variant (RACKSIM_FP4_LARGE_M=fp8): E4M3 operands, BF16 out, per-tensor scales (the
+  // default scalar mode) with both pointers set (the variant's scratch), "TN" as FP8 requires.
+  const LtGemmSetup f = describe_cuda_gemm(LtGemm::fp8, 128, 8192, 28672);
+  CHECK(f.a.type == "e4m3");
+  CHECK(f.b.type == "e4m3");
+  CHECK(f.c.type == "bf16");
+  CHECK(f.a_scale_mode == "scalar_fp32");
+  CHECK(f.a_scale_pointer);
+  CHECK(f.b_scale_pointer);
+  CHECK(f.transa);
+  CHECK((f.a.rows == 28672 && f.a.cols == 8192 && f.b.cols == 128 && f.c.ld == 8192));
   const LtGemmSetup lm = describe_cuda_gemm(LtGemm::bf16_to_fp32, 3, 32000, 8192);
   CHECK(lm.c.type == "fp32");
   CHECK((lm.c.rows == 32000 && lm.c.cols == 3 && lm.c.ld == 32000));

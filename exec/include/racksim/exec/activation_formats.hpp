@@ -44,4 +44,28 @@ inline constexpr float kE4M3Max = 448.0f;
   return (code & 0x80u) ? -mag : mag;
 }
 
+/// Hopper's FP8 large-M variant (RACKSIM_FP4_LARGE_M=fp8, fp4_gemm_path.hpp) stores an NVFP4
+/// weight e2m1 x ue4m3 x tensor_scale as the E4M3 code of e2m1 x ue4m3 / 8 and moves
+/// tensor_scale x 8 into the GEMM's alpha. |e2m1 x ue4m3| <= 6 x 448 = 2,688 (the largest E2M1
+/// and UE4M3 magnitudes), so the quotient is at most 336 < 448: no block saturates, whatever the
+/// quantizer chose; 8 is a power of two, so the quotient is exact in FP32 and E4M3's rounding is
+/// the only one (relative 2^-4 for results >= 2^-6, absolute 2^-10 below: E4M3's subnormal step).
+inline constexpr float kNvfp4E4m3WeightDivisor = 8.0f;
+
+/// The E4M3 code the FP8 variant stores for the NVFP4 weight (e2m1 code, ue4m3 scale code).
+[[nodiscard]] RACKSIM_HOST_DEVICE inline std::uint8_t nvfp4_e4m3_weight_code(std::uint8_t e2m1, std::uint8_t ue4m3) noexcept {
+  return e4m3_code(fp4::decode_e2m1(e2m1) * fp4::decode_ue4m3(ue4m3) / kNvfp4E4m3WeightDivisor);
+}
+
+/// The per-tensor scale s of an E4M3 tensor whose largest magnitude is `amax`: the least power
+/// of two with amax / s <= 448, so nothing saturates and x / s is exact in FP32. With amax =
+/// f x 2^E (1 <= f < 2): 2^(E-8) when f <= 1.75 (448 = 1.75 x 2^8), else 2^(E-7). 1 for amax 0,
+/// NaN or Inf; amax below 2^-100 counts as 2^-100 (s = 2^-108, still a normal float, so 1 / s is exact).
+[[nodiscard]] RACKSIM_HOST_DEVICE inline float e4m3_pow2_scale(float amax) noexcept {
+  if (!(amax > 0.0f) || !(amax <= 3.4028234663852886e38f)) return 1.0f;
+  const std::uint32_t u = fp4::float_bits(amax < 0x1p-100f ? 0x1p-100f : amax);
+  const int e = static_cast<int>((u >> 23) & 0xFFu) - 127 - ((u & 0x7FFFFFu) <= 0x600000u ? 8 : 7);
+  return fp4::bits_float(static_cast<std::uint32_t>(e + 127) << 23);
+}
+
 }  // namespace racksim::exec::act

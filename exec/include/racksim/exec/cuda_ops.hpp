@@ -33,9 +33,19 @@ namespace racksim::exec {
 /// w (NVFP4, cols % 32 == 0) converted to the fused kernel's tiled layout on the current CUDA
 /// device (fp4_mma_tile_launch; the buffers poisoned first), returned in `codes` and
 /// `tiled_scales`, and dequantized from it to BF16 by the large-M path's kernel
-/// (fp4_mma_dequant_bf16_launch), returned as floats [rows x cols].
+/// (fp4_mma_dequant_bf16_launch), returned as floats [rows x cols]; with `e4m3_codes`, also
+/// the FP8 variant's dequantize from the tiles (fp4_mma_dequant_e4m3_launch), its E4M3 codes.
 [[nodiscard]] std::vector<float> cuda_fp4_mma_tile_dequant(const Fp4Matrix& w, std::vector<std::uint8_t>& codes,
-                                                           std::vector<std::uint8_t>& tiled_scales);
+                                                           std::vector<std::uint8_t>& tiled_scales,
+                                                           std::vector<std::uint8_t>* e4m3_codes = nullptr);
+
+/// y[m x rows] = x[m x cols] w^T on CUDA device 0 through Hopper's large-M path (dequantize W,
+/// then cuBLASLt; exec/cuda/fp4_large_m.cuh), whatever M: BF16, or with fp8 E4M3 W and x and
+/// cuBLASLt FP8 (RACKSIM_FP4_LARGE_M=fp8), whose device-quantized x codes and scale then go to
+/// `x_codes` and `x_scale` when given. x rounded to BF16 on the way in; y BF16 values as floats.
+/// InputError unless w is NVFP4, cols % 16 == 0 and x holds m x cols values.
+[[nodiscard]] std::vector<float> cuda_fp4_gemm_large_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool fp8,
+                                                       std::vector<std::uint8_t>* x_codes = nullptr, float* x_scale = nullptr);
 
 /// The native NVFP4 path's activations (fp4_gemm_path.hpp): packed E2M1 codes and the UE4M3
 /// scales in cuBLASLt's layout (fp4::cublaslt_scale_offset, padding zero).

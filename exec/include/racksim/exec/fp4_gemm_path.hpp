@@ -16,12 +16,14 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
 
 #include "racksim/exec/fp4.hpp"
+#include "racksim/exec/fp4_matrix.hpp"
 
 namespace racksim::exec {
 
@@ -284,10 +286,32 @@ struct Fp4MmaLaunch {
 /// does not take n x k.
 [[nodiscard]] std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms);
 
+/// RACKSIM_FP4_LARGE_M = bf16 | fp8 (unset: bf16): the format Hopper's large-M FP4-weight GEMM
+/// (M the fused kernel does not take) dequantizes W to before cuBLASLt. bf16 is exact (each
+/// e2m1 x ue4m3 x tensor_scale product is rounded once to BF16, which holds 8 significant bits
+/// against the product's 6). fp8 writes half the bytes and runs cuBLASLt FP8 at twice the BF16
+/// tensor rate, at the cost of one E4M3 rounding of each weight (act::nvfp4_e4m3_weight_code)
+/// and of x (per-tensor power-of-two scale, act::e4m3_pow2_scale): relative 2^-4 each. True for
+/// fp8; InputError naming the variable, the value and the allowed values.
+[[nodiscard]] bool fp4_large_m_fp8(const char* value);
+
+/// The FP8 variant's GEMM operands as the device computes them: y = alpha x sum_k w[n][k] x[m][k]
+/// with w and x the E4M3 codes' values (act::e4m3_value). x is taken as given (the BF16 values
+/// the step holds); alpha = tensor_scale x 8 x x_scale.
+struct Fp8LargeMOperands {
+  std::vector<std::uint8_t> w;  ///< [n x k] E4M3 codes, row-major
+  std::vector<std::uint8_t> x;  ///< [m x k] E4M3 codes of x / x_scale
+  float x_scale = 1.0f;         ///< act::e4m3_pow2_scale(max |x|)
+  double alpha = 1.0;           ///< what the products' sum is multiplied by
+};
+/// InputError unless w is NVFP4 and x holds m x w.cols values.
+[[nodiscard]] Fp8LargeMOperands fp4_large_m_fp8_operands(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
+
 /// The step executor's cuBLASLt GEMMs.
 enum class LtGemm {
   native_nvfp4,  ///< Blackwell linears: E2M1 x E2M1, VEC16_UE4M3 scales -> BF16
   bf16,          ///< Hopper large-M linears after dequantization -> BF16
+  fp8,           ///< the same under RACKSIM_FP4_LARGE_M=fp8: E4M3 x E4M3, per-tensor scale pointers -> BF16
   bf16_to_fp32,  ///< lm_head -> FP32 logits
 };
 
@@ -297,12 +321,12 @@ struct LtGemmSetup {
   std::string scale;           ///< alpha/beta type: "fp32"
   bool transa = false;         ///< A (the weights, stored [n x k] K-major) transposed: "TN"
   bool transb = false;
-  std::string a_scale_mode;    ///< "vec16_ue4m3" or "scalar_fp32" (cuBLASLt's default)
+  std::string a_scale_mode;    ///< "vec16_ue4m3" or "scalar_fp32" (cuBLASLt's default; per-tensor)
   std::string b_scale_mode;
   bool a_scale_pointer = false;  ///< a block-scale pointer is set
   bool b_scale_pointer = false;
   struct Layout {
-    std::string type;          ///< "e2m1", "bf16", "fp32"
+    std::string type;          ///< "e2m1", "e4m3", "bf16", "fp32"
     std::uint64_t rows = 0, cols = 0;
     std::int64_t ld = 0;
   } a, b, c;

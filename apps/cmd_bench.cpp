@@ -22,6 +22,7 @@
 #include "racksim/exec/collectives.hpp"
 #include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/cuda_ops_bench.hpp"
+#include "racksim/exec/env_knob.hpp"
 #include "racksim/exec/process_group.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 
@@ -421,7 +422,7 @@ int cmd_bench(const Args& args) {
     plan.prefill_cases = exec::default_attention_prefill_cases(kv);
   }
   if (plan.has("elementwise")) plan.elementwise_cases = exec::default_elementwise_cases();
-  plan.source = "racksim bench";
+  plan.source = exec::executor_knobs_prefix(exec::process_env()) + "racksim bench";
   for (const auto& a : args.argv) plan.source += " " + a;
 
   if (use_mpi) return run_mpi(plan, gpu, vm.count("gpu") > 0);

@@ -10,6 +10,7 @@
 #include "mpi_rank.hpp"
 #include "racksim/common/error.hpp"
 #include "racksim/common/output.hpp"
+#include "racksim/exec/env_knob.hpp"
 #include "racksim/exec/executor.hpp"
 #include "racksim/exec/process_group.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
@@ -209,7 +210,7 @@ int cmd_exec(const Args& args) {
   o.memory_budget_bytes = memory_gib * (1ull << 30);
   o.serving = {s.serving.max_batch_size, s.serving.max_num_tokens, s.serving.chunked_prefill, s.serving.kv_block_tokens};
   o.seed = seed >= 0 ? static_cast<std::uint64_t>(seed) : s.seed;
-  o.command_line = "racksim exec " + scenario_path;
+  o.command_line = exec::executor_knobs_prefix(exec::process_env()) + "racksim exec " + scenario_path;
   for (const auto& a : args.argv)
     if (a != scenario_path) o.command_line += " " + a;
   if (serve > 0) {

@@ -161,8 +161,8 @@ class CudaStep final : public StepBackend {
 
     const I H = m.hidden, qkv_w = (tl_.q_heads + 2 * tl_.kv_heads) * m.head_dim;
     linear_shapes_ = {{qkv_w, H}, {H, tl_.q_heads * m.head_dim}, {2 * tl_.ffn, H}, {H, tl_.ffn}};
-    fp4_ = choose_fp4_gemm(o.fp4_gemm, prop.major, prop.minor, cublasLtGetVersion());
-    if (fp4_.native) fp4_ = after_probe(o.fp4_gemm, fp4_, probe_native_plans());
+    fp4_ = choose_fp4_gemm(o.fp4_gemm, prop.major, prop.minor, cublasLtGetVersion(), large_m_fp8_knob());
+    if (fp4_.native) fp4_ = after_probe(o.fp4_gemm, fp4_, probe_native_plans(), large_m_fp8_knob());
     kv_layout_ = PagedKvLayout{pool_.blocks(), o.block_tokens, tl_.kv_heads, m.head_dim, p.kv_cache};
     kv_layout_.check();
     if (o.reference_weights) load_reference_weights();

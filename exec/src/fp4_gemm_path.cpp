@@ -32,12 +32,19 @@ namespace {
 
 std::string version_text(std::size_t v) { return fmt::format("{}.{}.{}", v / 10000, v / 100 % 100, v % 100); }
 
+/// What the Hopper kernels do, by M.
+std::string hopper_kernels(bool large_m_fp8) {
+  return large_m_fp8 ? "fused FP4-weight tensor-core kernel (M <= 64), above it RACKSIM_FP4_LARGE_M=fp8: W dequantized to E4M3 and x "
+                       "quantized to E4M3 (per-tensor power-of-two scale) + cuBLASLt FP8"
+                     : "fused FP4-weight tensor-core kernel (M <= 64), dequantize + cuBLASLt BF16 above";
+}
+
 }  // namespace
 
-Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std::size_t cublaslt_version) {
+Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std::size_t cublaslt_version, bool large_m_fp8) {
   const std::string device = fmt::format("sm_{}{}", sm_major, sm_minor);
   if (mode == Fp4GemmMode::hopper)
-    return {false, fmt::format("--fp4-gemm hopper on {}: fused FP4-weight tensor-core kernel (M <= 64), dequantize + cuBLASLt BF16 above", device)};
+    return {false, fmt::format("--fp4-gemm hopper on {}: {}", device, hopper_kernels(large_m_fp8))};
   std::string missing;
   if (sm_major != 10 || (sm_minor != 0 && sm_minor != 3))
     missing = fmt::format("{} is not sm_100 or sm_103 (the builds' Blackwell targets with block-scaled FP4 tensor cores)", device);
@@ -48,13 +55,13 @@ Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std:
                               "with VEC16_UE4M3 scales",
                               device, kActivationNvfp4EncodeScale, version_text(cublaslt_version))};
   if (mode == Fp4GemmMode::native) throw Error(ExitCode::infeasible, fmt::format("--fp4-gemm native: {}", missing));
-  return {false, fmt::format("Hopper FP4 kernels: {}; fused FP4-weight tensor-core kernel (M <= 64), dequantize + cuBLASLt BF16 above", missing)};
+  return {false, fmt::format("Hopper FP4 kernels: {}; {}", missing, hopper_kernels(large_m_fp8))};
 }
 
-Fp4GemmChoice after_probe(Fp4GemmMode mode, Fp4GemmChoice choice, const std::string& probe_error) {
+Fp4GemmChoice after_probe(Fp4GemmMode mode, Fp4GemmChoice choice, const std::string& probe_error, bool large_m_fp8) {
   if (!choice.native || probe_error.empty()) return choice;
   if (mode == Fp4GemmMode::native) throw Error(ExitCode::infeasible, fmt::format("--fp4-gemm native: {}", probe_error));
-  return {false, fmt::format("Hopper FP4 kernels: {}; fused FP4-weight tensor-core kernel (M <= 64), dequantize + cuBLASLt BF16 above", probe_error)};
+  return {false, fmt::format("Hopper FP4 kernels: {}; {}", probe_error, hopper_kernels(large_m_fp8))};
 }
 
 std::int64_t native_activation_bytes(std::int64_t rows, std::int64_t cols) noexcept {

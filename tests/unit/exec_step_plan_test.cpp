@@ -238,6 +238,11 @@ TEST_CASE("FP4 linear path: native on sm_100 / sm_103 with cuBLASLt 12.8, else t
   const Fp4GemmChoice h100 = choose_fp4_gemm(M::automatic, 9, 0, 130100);
   CHECK_FALSE(h100.native);
   CHECK(h100.reason.find("sm_90 is not sm_100 or sm_103") != std::string::npos);
+  CHECK(h100.reason.find("dequantize + cuBLASLt BF16 above") != std::string::npos);
+  // Under RACKSIM_FP4_LARGE_M=fp8 the reason says what runs above M = 64 instead.
+  const std::string h100_fp8 = choose_fp4_gemm(M::automatic, 9, 0, 130100, true).reason;
+  CHECK(h100_fp8.find("RACKSIM_FP4_LARGE_M=fp8: W dequantized to E4M3") != std::string::npos);
+  CHECK(h100_fp8.find("BF16") == std::string::npos);
   const Fp4GemmChoice old = choose_fp4_gemm(M::automatic, 10, 0, 120700);
   CHECK_FALSE(old.native);
   CHECK(old.reason.find("cuBLASLt 12.7.0 predates") != std::string::npos);
@@ -587,6 +592,19 @@ TEST_CASE("env_choice: a knob's value as its index among the allowed, or an erro
   CHECK(env_choice("X", "b", {"a", "b"}) == 1u);
   CHECK_THROWS_WITH(env_choice("RACKSIM_X", "c", {"a", "b", "d"}), "environment RACKSIM_X: 'c' is not one of a, b, d");
   CHECK_THROWS_WITH(env_choice("RACKSIM_X", "", {"a"}), "environment RACKSIM_X: '' is not one of a");
+}
+
+TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec][plan]") {
+  // Unset: nothing. Set: NAME=VALUE words in kExecutorKnobs' order, whatever order they were set
+  // in, so the source reads as the command that reproduces the file; other variables are not knobs.
+  const auto none = [](const char*) -> const char* { return nullptr; };
+  CHECK(executor_knobs_prefix(none).empty());
+  const auto two = [](const char* n) -> const char* {
+    const std::string_view v = n;
+    return v == "RACKSIM_ATTENTION_DECODE" ? "rows" : v == "RACKSIM_FP4_LARGE_M" ? "fp8" : v == "HOME" ? "/root" : nullptr;
+  };
+  CHECK(executor_knobs_prefix(two) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows ");
+  CHECK(kExecutorKnobs.size() == 7);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {

@@ -2,7 +2,9 @@
 // The executor's variant knobs: environment variables, each one of a fixed set of values, read
 // once by the kernel files for same-run A/B measurements on a device (docs/executor.md).
 
+#include <array>
 #include <cstddef>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -27,6 +29,22 @@ namespace racksim::exec {
     list += fmt::format("{}{}", i++ ? ", " : "", a);
   }
   throw InputError(fmt::format("environment {}: '{}' is not one of {}", name, v, list));
+}
+
+/// Every executor knob (docs/executor.md "Variant knobs", a table of all seven): the fused FP4 GEMM's five, the large-M
+/// path's format and decode attention's MMA mapping.
+inline constexpr std::array<std::string_view, 7> kExecutorKnobs = {
+    "RACKSIM_FP4_MMA_SPLITS", "RACKSIM_FP4_MMA_TILES", "RACKSIM_FP4_MMA_DEPTH", "RACKSIM_FP4_MMA_MMA",
+    "RACKSIM_FP4_MMA_PIPE",   "RACKSIM_FP4_LARGE_M",   "RACKSIM_ATTENTION_DECODE"};
+
+/// The knobs set in the environment as "NAME=VALUE " words in kExecutorKnobs' order, "" when none:
+/// the prefix that makes a measurement file's `source` the command that reproduces it (a file
+/// measured under a variant says so). `get` looks a name up (std::getenv's contract).
+[[nodiscard]] inline std::string executor_knobs_prefix(const std::function<const char*(const char*)>& get) {
+  std::string out;
+  for (const std::string_view k : kExecutorKnobs)
+    if (const char* v = get(std::string(k).c_str())) out += fmt::format("{}={} ", k, v);
+  return out;
 }
 
 }  // namespace racksim::exec

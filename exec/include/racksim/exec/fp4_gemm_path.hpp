@@ -61,12 +61,15 @@ struct Fp4GemmChoice {
 /// Native needs compute capability 10.0 or 10.3 (the builds' sm_100a / sm_103a; other
 /// Blackwell parts, sm_110 and sm_120, have no cubin here) and cuBLASLt >= 12.8. `automatic`
 /// falls back to hopper with the reason; `native` without support is an Error (exit 3).
-[[nodiscard]] Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std::size_t cublaslt_version);
+/// large_m_fp8 (RACKSIM_FP4_LARGE_M=fp8) only changes the Hopper reason's words for M > 64.
+[[nodiscard]] Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std::size_t cublaslt_version,
+                                            bool large_m_fp8 = false);
 
 /// The same choice after the native path's plans were probed: `probe_error` non-empty (cuBLASLt
 /// found no algorithm for one of the model's shapes) turns `automatic` into hopper, with the
 /// error as the reason, and is an Error (exit 3) under `native`.
-[[nodiscard]] Fp4GemmChoice after_probe(Fp4GemmMode mode, Fp4GemmChoice choice, const std::string& probe_error);
+[[nodiscard]] Fp4GemmChoice after_probe(Fp4GemmMode mode, Fp4GemmChoice choice, const std::string& probe_error,
+                                        bool large_m_fp8 = false);
 
 /// Bytes of the native path's activation buffers for `rows` x `cols` (the largest linear input):
 /// packed E2M1 (cols / 2 per row) and the swizzled scales (fp4::cublaslt_scale_bytes).

@@ -39,6 +39,7 @@
 
 #include "cuda_check.hpp"
 #include "device_buffer.cuh"
+#include "lt_plan.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
@@ -557,10 +558,25 @@ __global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, con
 /// row-major layout's dequantize: 1.04-1.08x; walking row-major instead (scattered 16-byte reads)
 /// 1.08-1.16x, and staging 4 spans of a row tile in shared memory for 1 KB row stores 1.12-1.21x
 /// (2026-11-30, second session's runs).
+/// With E4M3 and `amax.x` set, blocks from dequant_blocks on run the FP8 variant's amax pass over
+/// the GEMM's x instead (amax_partial_block, kFp8AmaxBlocks of them): one launch fewer per GEMM.
+struct AmaxJob {
+  const uint4* x = nullptr;
+  std::size_t units = 0;
+  float* partials = nullptr;
+};
+
 template <bool E4M3>
-__global__ void fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales, long long n,
-                                       long long k, long long spans, long long units, float factor, void* __restrict__ out) {
-  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(gridDim.x) * blockDim.x) {
+__global__ void __launch_bounds__(256) fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales,
+                                                              long long n, long long k, long long spans, long long units, float factor,
+                                                              void* __restrict__ out, unsigned dequant_blocks, AmaxJob amax) {
+  if constexpr (E4M3) {
+    if (blockIdx.x >= dequant_blocks) {  // uniform per block, so the pass's __syncthreads is safe
+      amax_partial_block(amax.x, amax.units, amax.partials, static_cast<int>(blockIdx.x - dequant_blocks));
+      return;
+    }
+  }
+  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(dequant_blocks) * blockDim.x) {
     long long r, k0, tile;
     int lane, unit;
     unit_position(u, spans, r, k0, tile, lane, unit);
@@ -636,16 +652,17 @@ void require_hopper_for_wgmma() {
 }
 
 void dequant_launch(bool e4m3, const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k, float factor,
-                    void* out, void* stream) {
+                    void* out, void* stream, AmaxJob amax = {}) {
   if (n < 1 || k < 32 || k % 32 != 0)
     throw InputError(text("fp4_mma_dequant_", e4m3 ? "e4m3" : "bf16", "_launch: ", n, " x ", k, ": k must be a positive multiple of 32"));
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
   const long long units = t.code_bytes / 16;
   const auto s = static_cast<cudaStream_t>(stream);
+  const unsigned blocks = unit_grid(units), extra = amax.x ? static_cast<unsigned>(kFp8AmaxBlocks) : 0u;
   if (e4m3)
-    fp4_mma_dequant_kernel<true><<<unit_grid(units), 256, 0, s>>>(codes, tiled_scales, n, k, t.spans, units, factor, out);
+    fp4_mma_dequant_kernel<true><<<blocks + extra, 256, 0, s>>>(codes, tiled_scales, n, k, t.spans, units, factor, out, blocks, amax);
   else
-    fp4_mma_dequant_kernel<false><<<unit_grid(units), 256, 0, s>>>(codes, tiled_scales, n, k, t.spans, units, factor, out);
+    fp4_mma_dequant_kernel<false><<<blocks, 256, 0, s>>>(codes, tiled_scales, n, k, t.spans, units, factor, out, blocks, amax);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -667,8 +684,11 @@ void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* 
 }
 
 void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
-                                 std::uint8_t* out, void* stream) {
-  dequant_launch(true, codes, tiled_scales, n, k, 1.0f / act::kNvfp4E4m3WeightDivisor, out, stream);
+                                 std::uint8_t* out, void* stream, const std::uint16_t* amax_x, std::int64_t amax_count, float* amax_partials) {
+  if (amax_x && (amax_count % 8 != 0 || !amax_partials))
+    throw InputError(text("fp4_mma_dequant_e4m3_launch: the amax pass needs a multiple of 8 values (got ", amax_count, ") and a partials buffer"));
+  const AmaxJob job{amax_x ? reinterpret_cast<const uint4*>(amax_x) : nullptr, static_cast<std::size_t>(amax_count / 8), amax_partials};
+  dequant_launch(true, codes, tiled_scales, n, k, 1.0f / act::kNvfp4E4m3WeightDivisor, out, stream, job);
 }
 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,

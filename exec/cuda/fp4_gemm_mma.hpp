@@ -22,9 +22,12 @@ void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* 
 
 /// Tiled NVFP4 -> row-major E4M3 codes [n x k] of E2M1 value x UE4M3 / 8
 /// (act::nvfp4_e4m3_weight_code): the large-M path's dequantize under RACKSIM_FP4_LARGE_M=fp8,
-/// the tensor scale x 8 left to the GEMM's alpha. On `stream`.
+/// the tensor scale x 8 left to the GEMM's alpha. On `stream`. With `amax_x` (BF16 bits,
+/// amax_count values, a multiple of 8), the same launch also runs the activations' amax pass into
+/// `amax_partials` (lt_plan.cuh amax_partial_block; then quantize_bf16_e4m3_pow2 with amax_done).
 void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,
-                                 std::uint8_t* out, void* stream);
+                                 std::uint8_t* out, void* stream, const std::uint16_t* amax_x = nullptr, std::int64_t amax_count = 0,
+                                 float* amax_partials = nullptr);
 
 /// y[m x n] (BF16 bits) = x[m x k] (BF16 bits) times W^T for an NVFP4 weight W [n x k] in the
 /// tiled layout (`packed`: its codes, `scales`: its tiled scales; fp4_mma_tile_launch),

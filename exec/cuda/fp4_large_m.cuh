@@ -66,11 +66,14 @@ class Fp4LargeM {
       plan.run(h, 1.0f, w_.as(), x, y, ws, s);
       return;
     }
+    // Tiled: x's amax pass rides in the dequantize's launch (extra blocks), so x costs one launch.
+    float* sc = scratch_.as<float>();
     if (tiled)
-      fp4_mma_dequant_e4m3_launch(codes, scales, n, k, w_.as<std::uint8_t>(), s);
+      fp4_mma_dequant_e4m3_launch(codes, scales, n, k, w_.as<std::uint8_t>(), s, reinterpret_cast<const std::uint16_t*>(x), m * k,
+                                  sc + kFp8Partials);
     else
       dequant_nvfp4_e4m3(codes, scales, blocks, w_.as<std::uint8_t>(), s);
-    quantize_bf16_e4m3_pow2(x, static_cast<std::size_t>(m) * static_cast<std::size_t>(k), scratch_.as<float>(), x8_.as<std::uint8_t>(), s);
+    quantize_bf16_e4m3_pow2(x, static_cast<std::size_t>(m) * static_cast<std::size_t>(k), sc, x8_.as<std::uint8_t>(), s, /*amax_done=*/tiled);
     // D = alpha x scale_A x scale_B x sum(w8 x8): alpha = tensor_scale x 8, scale_A = 1, scale_B = x's.
     plan.run(h, tensor_scale * act::kNvfp4E4m3WeightDivisor, w_.as(), x8_.as(), y, ws, s);
   }

@@ -61,31 +61,29 @@ __global__ void dequant_nvfp4_e4m3_kernel(const uint2* __restrict__ packed, cons
   }
 }
 
-/// max |x| over 8-value units (grid-stride): a warp's maximum, then one atomicMax on the FP32
-/// bits (non-negative floats order as their bits; the maximum does not depend on the order).
-__global__ void amax_bf16_kernel(const uint4* __restrict__ x, std::size_t units, unsigned* __restrict__ amax_bits) {
-  float m = 0.0f;
-  for (std::size_t u = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; u < units; u += std::size_t{gridDim.x} * blockDim.x) {
-    const uint4 v = x[u];
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-  if ((threadIdx.x & 31) == 0 && m > 0.0f) atomicMax(amax_bits, __float_as_uint(m));
+/// The amax pass alone (the row-major path and a caller that has no dequantize to ride on).
+__global__ void __launch_bounds__(256) amax_partials_kernel(const uint4* __restrict__ x, std::size_t units, float* __restrict__ partials) {
+  amax_partial_block(x, units, partials, static_cast<int>(blockIdx.x));
 }
 
-/// x / s to E4M3 (8 values per thread, grid-stride), s from the reduced amax; thread 0 writes
-/// the two cuBLASLt scales.
-__global__ void quantize_e4m3_pow2_kernel(const uint4* __restrict__ x, std::size_t units, float* __restrict__ scratch,
-                                          uint2* __restrict__ out) {
-  const float s = act::e4m3_pow2_scale(__uint_as_float(reinterpret_cast<const unsigned*>(scratch)[kFp8Amax]));
-  const float inv = 1.0f / s;  // a power of two: x x inv is x / s exactly
-  if (blockIdx.x == 0 && threadIdx.x == 0) scratch[kFp8ScaleA] = 1.0f, scratch[kFp8ScaleB] = s;
+/// x / s to E4M3 (8 values per thread, grid-stride), s from the amax of the partials (every block
+/// reduces the same kFp8AmaxBlocks values, so every block gets the same s); block 0's thread 0
+/// writes the two cuBLASLt scales.
+__global__ void __launch_bounds__(256) quantize_e4m3_pow2_kernel(const uint4* __restrict__ x, std::size_t units, float* __restrict__ scratch,
+                                                                 uint2* __restrict__ out) {
+  static_assert(kFp8AmaxBlocks == 256, "one partial per thread of a 256-thread block");
+  float m = scratch[kFp8Partials + threadIdx.x];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+  __shared__ float warp_max[8];
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = m;
+  __syncthreads();
+  float amax = warp_max[0];
+#pragma unroll
+  for (int w = 1; w < 8; ++w) amax = fmaxf(amax, warp_max[w]);
+  const float sc = act::e4m3_pow2_scale(amax);
+  const float inv = 1.0f / sc;  // a power of two: x x inv is x / sc exactly
+  if (blockIdx.x == 0 && threadIdx.x == 0) scratch[kFp8ScaleA] = 1.0f, scratch[kFp8ScaleB] = sc;
   for (std::size_t u = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; u < units; u += std::size_t{gridDim.x} * blockDim.x) {
     const uint4 v = x[u];
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -117,12 +115,12 @@ void dequant_nvfp4_e4m3(const std::uint8_t* packed, const std::uint8_t* scales, 
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
-void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* scratch, std::uint8_t* out, cudaStream_t s) {
+void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* scratch, std::uint8_t* out, cudaStream_t s, bool amax_done) {
   if (count % 8 != 0) throw InputError(text("quantize_bf16_e4m3_pow2: ", count, " values: a multiple of 8 is needed (16-byte units)"));
   const std::size_t units = count / 8;
-  RACKSIM_CUDA_CHECK(cudaMemsetAsync(scratch + kFp8Amax, 0, sizeof(unsigned), s));
-  if (units) amax_bf16_kernel<<<fill_grid(units), 256, 0, s>>>(reinterpret_cast<const uint4*>(x), units, reinterpret_cast<unsigned*>(scratch) + kFp8Amax);
-  quantize_e4m3_pow2_kernel<<<units ? fill_grid(units) : 1, 256, 0, s>>>(reinterpret_cast<const uint4*>(x), units, scratch, reinterpret_cast<uint2*>(out));
+  const auto* xu = reinterpret_cast<const uint4*>(x);
+  if (!amax_done) amax_partials_kernel<<<kFp8AmaxBlocks, 256, 0, s>>>(xu, units, scratch + kFp8Partials);
+  quantize_e4m3_pow2_kernel<<<units ? fill_grid(units) : 1, 256, 0, s>>>(xu, units, scratch, reinterpret_cast<uint2*>(out));
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

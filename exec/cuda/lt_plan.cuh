@@ -6,6 +6,7 @@
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -30,17 +31,51 @@ void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, 
 /// scale x 8 goes to the GEMM's alpha): RACKSIM_FP4_LARGE_M=fp8 for a weight not held tiled.
 void dequant_nvfp4_e4m3(const std::uint8_t* packed, const std::uint8_t* scales, std::size_t blocks, std::uint8_t* out, cudaStream_t s);
 
-/// The FP8 variant's 64-byte scratch, as floats: cuBLASLt's per-tensor A and B scale pointers 16
-/// bytes apart (cuBLASLt 13.1 refused every FP8 algorithm on an H200 with B's 4 bytes after A's;
-/// bench_gemm.cu) and the activations' amax (FP32 bits, reduced with atomicMax).
-inline constexpr int kFp8ScaleA = 0, kFp8ScaleB = 4, kFp8Amax = 8;
-inline constexpr std::size_t kFp8ScratchBytes = 64;
+/// The FP8 variant's scratch, as floats: cuBLASLt's per-tensor A and B scale pointers 16 bytes
+/// apart (cuBLASLt 13.1 refused every FP8 algorithm on an H200 with B's 4 bytes after A's;
+/// bench_gemm.cu), then one partial max |x| per block of the amax pass (kFp8AmaxBlocks, from
+/// float kFp8Partials on). Each call writes every partial, so nothing needs zeroing between calls.
+inline constexpr int kFp8ScaleA = 0, kFp8ScaleB = 4, kFp8Partials = 16;
+inline constexpr int kFp8AmaxBlocks = 256;  ///< blocks of 256 threads; the quantize reduces their partials with one block
+inline constexpr std::size_t kFp8ScratchBytes = (kFp8Partials + kFp8AmaxBlocks) * sizeof(float);
+
+/// Block `block` of the amax pass over x (`units` 16-byte units of 8 BF16): a grid-stride maximum
+/// of |x| over kFp8AmaxBlocks blocks of 256 threads, reduced in the block (shuffles, then shared
+/// memory) and written to partials[block]; 0 for a block with no units. Deterministic: a maximum
+/// does not depend on the order. Shared by the standalone pass and the tiled dequantize, which runs
+/// it in extra blocks of its own launch.
+__device__ inline void amax_partial_block(const uint4* __restrict__ x, std::size_t units, float* __restrict__ partials, int block) {
+  float m = 0.0f;
+  for (std::size_t u = static_cast<std::size_t>(block) * 256 + threadIdx.x; u < units; u += std::size_t{kFp8AmaxBlocks} * 256) {
+    const uint4 v = x[u];
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+  __shared__ float warp_max[8];
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float b = warp_max[0];
+#pragma unroll
+    for (int w = 1; w < 8; ++w) b = fmaxf(b, warp_max[w]);
+    partials[block] = b;
+  }
+}
 
 /// BF16 x [count] to E4M3 codes of x / s with one power-of-two scale s = act::e4m3_pow2_scale(max
-/// |x|), on `s`: zeroes the amax slot, reduces, quantizes (the routine fp4_large_m_fp8_operands
-/// emulates); writes scratch[kFp8ScaleA] = 1 and scratch[kFp8ScaleB] = s for cuBLASLt. Nothing
-/// leaves the device, so a CUDA graph captures it. count % 8 == 0; x and out 16-byte aligned.
-void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* scratch, std::uint8_t* out, cudaStream_t s);
+/// |x|), on `s` (the routine fp4_large_m_fp8_operands emulates): the amax pass (unless
+/// `amax_done`: the tiled E4M3 dequantize ran it over this x already), then the quantize, whose
+/// every block reduces the partials to the same amax; it also writes scratch[kFp8ScaleA] = 1 and
+/// scratch[kFp8ScaleB] = s for cuBLASLt. Nothing leaves the device, so a CUDA graph captures it.
+/// count % 8 == 0; x and out 16-byte aligned; `scratch` holds kFp8ScratchBytes.
+void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* scratch, std::uint8_t* out, cudaStream_t s,
+                             bool amax_done = false);
 
 /// BF16 activations [rows x cols] row-major to NVFP4 for the block-scaled cuBLASLt GEMM on `s`
 /// (lt_plan.cu): packed E2M1 [rows x cols/2] (element 2j in the low nibble) and one UE4M3 scale

@@ -58,6 +58,10 @@ class Fp4LargeM {
   void run(cublasLtHandle_t h, const LtPlan& plan, const std::uint8_t* codes, const std::uint8_t* scales, bool tiled, float tensor_scale,
            const __nv_bfloat16* x, std::int64_t m, std::int64_t n, std::int64_t k, __nv_bfloat16* y, void* ws, cudaStream_t s) const {
     const auto blocks = static_cast<std::size_t>(n) * static_cast<std::size_t>(k) / 16;
+    if (static_cast<std::size_t>(n) * static_cast<std::size_t>(k) * (fp8_ ? 1 : 2) > w_.size() ||
+        (fp8_ && static_cast<std::size_t>(m) * static_cast<std::size_t>(k) > x8_.size()))
+      throw Error(ExitCode::internal, text("Fp4LargeM::run: ", m, " x ", n, " x ", k, " exceeds the scratch it was sized for (", w_.size(),
+                                           " weight bytes, ", x8_.size(), " activation bytes)"));
     if (!fp8_) {
       if (tiled)
         fp4_mma_dequant_bf16_launch(codes, scales, n, k, tensor_scale, w_.as<std::uint16_t>(), s);

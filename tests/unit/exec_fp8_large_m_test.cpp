@@ -27,10 +27,12 @@ TEST_CASE("e4m3_pow2_scale: the least power of two that keeps amax within 448", 
   CHECK(act::e4m3_pow2_scale(1.0f) == std::ldexp(1.0f, -8));
   CHECK(act::e4m3_pow2_scale(1.75f) == std::ldexp(1.0f, -8));
   CHECK(act::e4m3_pow2_scale(std::nextafter(1.75f, 2.0f)) == std::ldexp(1.0f, -7));
-  // Nothing to scale: 1. Below 2^-100: as 2^-100, s = 2^-108 (a normal float).
+  // Nothing to scale: 1. Inf: NaN, so every code is NaN and the output shows it. Below 2^-100:
+  // as 2^-100, s = 2^-108 (a normal float).
   CHECK(act::e4m3_pow2_scale(0.0f) == 1.0f);
   CHECK(act::e4m3_pow2_scale(std::numeric_limits<float>::quiet_NaN()) == 1.0f);
-  CHECK(act::e4m3_pow2_scale(std::numeric_limits<float>::infinity()) == 1.0f);
+  CHECK(std::isnan(act::e4m3_pow2_scale(std::numeric_limits<float>::infinity())));
+  CHECK(act::e4m3_code(1.0f / act::e4m3_pow2_scale(std::numeric_limits<float>::infinity())) == 0x7F);
   CHECK(act::e4m3_pow2_scale(1e-35f) == std::ldexp(1.0f, -108));
   // Over 20,000 magnitudes from 2^-90 to 2^100: a power of two, amax / s <= 448 and amax / (s / 2) > 448.
   std::mt19937 rng(5);
@@ -116,6 +118,14 @@ TEST_CASE("FP8 large-M operands: alpha by hand, and the GEMM within two E4M3 rou
     }
   CHECK(bad == 0);
   CHECK(worst > 0);  // the E4M3 roundings changed something: the check is not vacuous
+  // An Inf in x: every x code is E4M3's NaN (0x7F or 0xFF), so the GEMM's output is NaN, as the
+  // BF16 path's would be non-finite, not a finite result with the Inf saturated to 448.
+  std::vector<float> xinf = x;
+  xinf[3] = std::numeric_limits<float>::infinity();
+  const Fp8LargeMOperands pinf = fp4_large_m_fp8_operands(xinf, m, q);
+  int finite = 0;
+  for (const std::uint8_t c : pinf.x) finite += (c & 0x7Fu) != 0x7Fu;
+  CHECK(finite == 0);
   // Errors name what is wrong.
   Fp4Matrix mx = q;
   mx.format = DType::mxfp4;

@@ -59,10 +59,13 @@ inline constexpr float kNvfp4E4m3WeightDivisor = 8.0f;
 
 /// The per-tensor scale s of an E4M3 tensor whose largest magnitude is `amax`: the least power
 /// of two with amax / s <= 448, so nothing saturates and x / s is exact in FP32. With amax =
-/// f x 2^E (1 <= f < 2): 2^(E-8) when f <= 1.75 (448 = 1.75 x 2^8), else 2^(E-7). 1 for amax 0,
-/// NaN or Inf; amax below 2^-100 counts as 2^-100 (s = 2^-108, still a normal float, so 1 / s is exact).
+/// f x 2^E (1 <= f < 2): 2^(E-8) when f <= 1.75 (448 = 1.75 x 2^8), else 2^(E-7). 1 for amax 0 or
+/// NaN; NaN for amax Inf (no scale holds it: x / NaN makes every code NaN, so an Inf in x shows in
+/// the GEMM's output as the BF16 path's would, instead of saturating to 448 unseen); amax below
+/// 2^-100 counts as 2^-100 (s = 2^-108, still a normal float, so 1 / s is exact).
 [[nodiscard]] RACKSIM_HOST_DEVICE inline float e4m3_pow2_scale(float amax) noexcept {
-  if (!(amax > 0.0f) || !(amax <= 3.4028234663852886e38f)) return 1.0f;
+  if (amax > 3.4028234663852886e38f) return fp4::bits_float(0x7FC00000u);
+  if (!(amax > 0.0f)) return 1.0f;
   const std::uint32_t u = fp4::float_bits(amax < 0x1p-100f ? 0x1p-100f : amax);
   const int e = static_cast<int>((u >> 23) & 0xFFu) - 127 - ((u & 0x7FFFFFu) <= 0x600000u ? 8 : 7);
   return fp4::bits_float(static_cast<std::uint32_t>(e + 127) << 23);

@@ -558,8 +558,9 @@ __global__ void fp4_mma_tile_kernel(const std::uint8_t* __restrict__ packed, con
 /// row-major layout's dequantize: 1.04-1.08x; walking row-major instead (scattered 16-byte reads)
 /// 1.08-1.16x, and staging 4 spans of a row tile in shared memory for 1 KB row stores 1.12-1.21x
 /// (2026-11-30, second session's runs).
-/// With E4M3 and `amax.x` set, blocks from dequant_blocks on run the FP8 variant's amax pass over
-/// the GEMM's x instead (amax_partial_block, kFp8AmaxBlocks of them): one launch fewer per GEMM.
+/// With E4M3 and `amax.x` set, the first kFp8AmaxBlocks blocks run the FP8 variant's amax pass over
+/// the GEMM's x instead (amax_partial_block): one launch fewer per GEMM, and first in the grid so
+/// that they run beside the dequantize's blocks rather than after them.
 struct AmaxJob {
   const uint4* x = nullptr;
   std::size_t units = 0;
@@ -570,13 +571,17 @@ template <bool E4M3>
 __global__ void __launch_bounds__(256) fp4_mma_dequant_kernel(const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ tscales,
                                                               long long n, long long k, long long spans, long long units, float factor,
                                                               void* __restrict__ out, unsigned dequant_blocks, AmaxJob amax) {
+  unsigned block = blockIdx.x;
   if constexpr (E4M3) {
-    if (blockIdx.x >= dequant_blocks) {  // uniform per block, so the pass's __syncthreads is safe
-      amax_partial_block(amax.x, amax.units, amax.partials, static_cast<int>(blockIdx.x - dequant_blocks));
-      return;
+    if (amax.x) {
+      if (block < static_cast<unsigned>(kFp8AmaxBlocks)) {  // uniform per block, so the pass's __syncthreads is safe
+        amax_partial_block(amax.x, amax.units, amax.partials, static_cast<int>(block));
+        return;
+      }
+      block -= kFp8AmaxBlocks;
     }
   }
-  for (long long u = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(dequant_blocks) * blockDim.x) {
+  for (long long u = block * static_cast<long long>(blockDim.x) + threadIdx.x; u < units; u += static_cast<long long>(dequant_blocks) * blockDim.x) {
     long long r, k0, tile;
     int lane, unit;
     unit_position(u, spans, r, k0, tile, lane, unit);

@@ -43,9 +43,12 @@ inline constexpr std::size_t kFp8ScratchBytes = (kFp8Partials + kFp8AmaxBlocks) 
 /// of |x| over kFp8AmaxBlocks blocks of 256 threads, reduced in the block (shuffles, then shared
 /// memory) and written to partials[block]; 0 for a block with no units. Deterministic: a maximum
 /// does not depend on the order. Shared by the standalone pass and the tiled dequantize, which runs
-/// it in extra blocks of its own launch.
+/// it in the first kFp8AmaxBlocks blocks of its own launch.
 __device__ inline void amax_partial_block(const uint4* __restrict__ x, std::size_t units, float* __restrict__ partials, int block) {
   float m = 0.0f;
+  // Unrolled so a thread has several 16-byte loads in flight (at M = 4,096 x K = 28,672 each thread
+  // walks 1,792 units).
+#pragma unroll 4
   for (std::size_t u = static_cast<std::size_t>(block) * 256 + threadIdx.x; u < units; u += std::size_t{kFp8AmaxBlocks} * 256) {
     const uint4 v = x[u];
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);

@@ -70,7 +70,7 @@ class Fp4LargeM {
       plan.run(h, 1.0f, w_.as(), x, y, ws, s);
       return;
     }
-    // Tiled: x's amax pass rides in the dequantize's launch (extra blocks), so x costs one launch.
+    // Tiled: x's amax pass rides in the dequantize's launch (its first blocks), so x costs one launch.
     float* sc = scratch_.as<float>();
     if (tiled)
       fp4_mma_dequant_e4m3_launch(codes, scales, n, k, w_.as<std::uint8_t>(), s, reinterpret_cast<const std::uint16_t*>(x), m * k,

@@ -36,10 +36,9 @@ class Fp4LargeM {
   Fp4LargeM(std::int64_t max_weight_values, std::int64_t max_act_values, bool fp8) : fp8_(fp8) {
     const auto w = static_cast<std::size_t>(max_weight_values);
     w_ = DeviceBytes(fp8_ ? w : 2 * w);
-    if (fp8_) x8_ = DeviceBytes(static_cast<std::size_t>(max_act_values)), scratch_ = DeviceBytes(kFp8ScratchBytes);
+    if (fp8_) x8_ = DeviceBytes(static_cast<std::size_t>(max_act_values)), scratch_ = DeviceBytes(static_cast<std::size_t>(kFp8ScratchBytes));
   }
 
-  [[nodiscard]] bool fp8() const noexcept { return fp8_; }
   [[nodiscard]] const LtTypes& types() const noexcept { return fp8_ ? kLtFp8 : kLtBf16; }
   /// The FP8 variant's device scratch: [kFp8ScaleB] holds the last call's x scale.
   [[nodiscard]] const float* scratch() const noexcept { return scratch_.as<float>(); }

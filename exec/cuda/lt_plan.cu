@@ -72,16 +72,7 @@ __global__ void __launch_bounds__(256) amax_partials_kernel(const uint4* __restr
 __global__ void __launch_bounds__(256) quantize_e4m3_pow2_kernel(const uint4* __restrict__ x, std::size_t units, float* __restrict__ scratch,
                                                                  uint2* __restrict__ out) {
   static_assert(kFp8AmaxBlocks == 256, "one partial per thread of a 256-thread block");
-  float m = scratch[kFp8Partials + threadIdx.x];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-  __shared__ float warp_max[8];
-  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = m;
-  __syncthreads();
-  float amax = warp_max[0];
-#pragma unroll
-  for (int w = 1; w < 8; ++w) amax = fmaxf(amax, warp_max[w]);
-  const float sc = act::e4m3_pow2_scale(amax);
+  const float sc = act::e4m3_pow2_scale(block256_max(scratch[kFp8Partials + threadIdx.x]));
   const float inv = 1.0f / sc;  // a power of two: x x inv is x / sc exactly
   if (blockIdx.x == 0 && threadIdx.x == 0) scratch[kFp8ScaleA] = 1.0f, scratch[kFp8ScaleB] = sc;
   for (std::size_t u = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; u < units; u += std::size_t{gridDim.x} * blockDim.x) {

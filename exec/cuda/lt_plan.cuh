@@ -15,6 +15,7 @@
 #include "device_buffer.cuh"
 #include "random_fill.cuh"
 #include "racksim/exec/fp4.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 
 namespace racksim::exec::cuda {
 
@@ -31,13 +32,22 @@ void dequant_nvfp4_bf16(const std::uint8_t* packed, const std::uint8_t* scales, 
 /// scale x 8 goes to the GEMM's alpha): RACKSIM_FP4_LARGE_M=fp8 for a weight not held tiled.
 void dequant_nvfp4_e4m3(const std::uint8_t* packed, const std::uint8_t* scales, std::size_t blocks, std::uint8_t* out, cudaStream_t s);
 
-/// The FP8 variant's scratch, as floats: cuBLASLt's per-tensor A and B scale pointers 16 bytes
-/// apart (cuBLASLt 13.1 refused every FP8 algorithm on an H200 with B's 4 bytes after A's;
-/// bench_gemm.cu), then one partial max |x| per block of the amax pass (kFp8AmaxBlocks, from
-/// float kFp8Partials on). Each call writes every partial, so nothing needs zeroing between calls.
-inline constexpr int kFp8ScaleA = 0, kFp8ScaleB = 4, kFp8Partials = 16;
-inline constexpr int kFp8AmaxBlocks = 256;  ///< blocks of 256 threads; the quantize reduces their partials with one block
-inline constexpr std::size_t kFp8ScratchBytes = (kFp8Partials + kFp8AmaxBlocks) * sizeof(float);
+// The FP8 variant's scratch layout (kFp8ScaleA, kFp8ScaleB, kFp8Partials, kFp8AmaxBlocks,
+// kFp8ScratchBytes) is in racksim/exec/fp4_gemm_path.hpp, where the footprint sees it too.
+
+/// The maximum of `v` over a block of 256 threads, returned to every thread (shuffles within each
+/// warp, then the 8 warp maxima through shared memory). Block-uniform call sites only.
+__device__ inline float block256_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  __shared__ float warp_max[8];
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = v;
+  __syncthreads();
+  float b = warp_max[0];
+#pragma unroll
+  for (int w = 1; w < 8; ++w) b = fmaxf(b, warp_max[w]);
+  return b;
+}
 
 /// Block `block` of the amax pass over x (`units` 16-byte units of 8 BF16): a grid-stride maximum
 /// of |x| over kFp8AmaxBlocks blocks of 256 threads, reduced in the block (shuffles, then shared
@@ -58,17 +68,8 @@ __device__ inline void amax_partial_block(const uint4* __restrict__ x, std::size
       m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-  __shared__ float warp_max[8];
-  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x / 32] = m;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float b = warp_max[0];
-#pragma unroll
-    for (int w = 1; w < 8; ++w) b = fmaxf(b, warp_max[w]);
-    partials[block] = b;
-  }
+  const float b = block256_max(m);
+  if (threadIdx.x == 0) partials[block] = b;
 }
 
 /// BF16 x [count] to E4M3 codes of x / s with one power-of-two scale s = act::e4m3_pow2_scale(max

@@ -189,9 +189,9 @@ class CudaStep final : public StepBackend {
       gathered_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
     }
     next_ = DeviceBytes(z(o.max_sampled) * 4);
+    I widest = 0;
+    for (const auto& [n, k] : linear_shapes_) widest = std::max(widest, k);
     if (fp4_.native) {
-      I widest = 0;
-      for (const auto& [n, k] : linear_shapes_) widest = std::max(widest, k);
       act_q_ = DeviceBytes(R * z(widest) / 2);
       const auto scale_bytes = z(fp4::cublaslt_scale_bytes(o.max_rows, widest / 16));
       act_scales_ = DeviceBytes(scale_bytes);
@@ -203,15 +203,13 @@ class CudaStep final : public StepBackend {
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_q_.as(), 0, R * z(widest) / 2, stream_));
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
     } else {
-      // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the BF16 scratch of
-      // dequantize + cuBLASLt for any shape and M the fused kernel does not take.
+      // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the large-M path's
+      // scratch (Fp4LargeM: BF16 or E4M3 W, E4M3 x) for any shape and M the fused kernel does not take.
       I largest = 0, ws = 0;
       for (const auto& [n, k] : linear_shapes_) {
         ws = std::max(ws, fp4_mma_workspace_bound(n, k, o.max_rows, prop.multiProcessorCount));
         if (o.max_rows > kFp4MmaMaxM || !fp4_mma_supported(1, n, k)) largest = std::max(largest, n * k);
       }
-      I widest = 0;
-      for (const auto& [n, k] : linear_shapes_) widest = std::max(widest, k);
       if (o.max_rows > 1 && largest > 0) large_m_ = Fp4LargeM(largest, o.max_rows * widest, large_m_fp8_knob());
       if (ws > 0) mma_ws_ = DeviceBytes(z(ws));
     }

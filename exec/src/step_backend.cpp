@@ -91,14 +91,16 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const D activations = 2 * R * (3 * H + qkv_w + heads * hd + 3 * ffn) + S * (2 * H + 4 * vocab + 4) +
                         (o.tp_size > 1 ? S * 4 * (local_vocab + vocab) : 0);
   // Hopper: the fused kernel's K-split partials (fp4_mma_workspace_bound, at kFootprintMaxSms) and,
-  // above its M limit or for a K it does not take, the BF16 scratch of dequantize + cuBLASLt.
+  // above its M limit or for a K it does not take, the large-M path's scratch
+  // (fp4_large_m_scratch_bound: BF16 W, or E4M3 W and x under RACKSIM_FP4_LARGE_M=fp8).
   D mma_ws = 0;
   bool dequantizes = o.max_rows > kFp4MmaMaxM;
   for (const auto& [n, k] : shapes) {
     mma_ws = std::max(mma_ws, static_cast<D>(fp4_mma_workspace_bound(n, k, o.max_rows, static_cast<int>(kFootprintMaxSms))));
     if (!fp4_mma_supported(1, n, k) && o.max_rows > 1) dequantizes = true;
   }
-  const D dequant = may_hopper ? (dequantizes ? 2 * largest : 0) + mma_ws : 0;
+  const D scratch = static_cast<D>(fp4_large_m_scratch_bound(static_cast<I>(largest), o.max_rows, static_cast<I>(widest)));
+  const D dequant = may_hopper ? (dequantizes ? scratch : 0) + mma_ws : 0;
   const D fp4_inputs = may_native ? static_cast<D>(native_activation_bytes(o.max_rows, static_cast<I>(widest))) : 0;
   // Split-K decode attention's FP32 partials (decode_workspace_bytes): decode_partition_tokens
   // splits a context into at most ceil(4 SMs / (batch x KV heads)) partitions (kDecodeCtasPerSm),

@@ -196,6 +196,22 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   o.max_rows = 65;
   const CudaStepFootprint big = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(big.fixed == Approx(base + 49 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
+  // The large-M scratch holds either format of RACKSIM_FP4_LARGE_M: BF16 gate_up (2 x 469,762,048 =
+  // 939,524,096 B) or E4M3 gate_up, E4M3 x of max_rows x 28,672 and the 1,088-byte scale scratch
+  // ((16 + 256) x 4). The FP8 one is larger from 16,384 rows on (16,384 x 28,672 = 469,762,048), so
+  // from 16,383 to 16,384 rows the footprint grows by a row of activations plus 1,088 B, and from
+  // 16,382 to 16,383 by the row alone.
+  CHECK(kFp8ScratchBytes == 1088);
+  CHECK(fp4_large_m_scratch_bound(469762048, 16383, 28672) == 939524096);
+  CHECK(fp4_large_m_scratch_bound(469762048, 16384, 28672) == 939524096 + 1088);
+  o.max_rows = 16382;
+  const double r2 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed;
+  o.max_rows = 16383;
+  const double r3 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed;
+  o.max_rows = 16384;
+  const double r4 = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed;
+  CHECK(r3 - r2 == Approx(row).epsilon(1e-9));
+  CHECK(r4 - r3 == Approx(row + 1088).epsilon(1e-9));
   o.max_rows = 17;
   // The native path alone: no scratch, FP4 inputs of 17 rows: 17 x 14,336 + 128 x 1,792 = 473,088.
   o.fp4_gemm = Fp4GemmMode::native;

@@ -11,6 +11,7 @@
 ///           for M <= 64 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
 ///           above: any GPU the build targets.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -297,6 +298,22 @@ struct Fp4MmaLaunch {
 /// and of x (per-tensor power-of-two scale, act::e4m3_pow2_scale): relative 2^-4 each. True for
 /// fp8; InputError naming the variable, the value and the allowed values.
 [[nodiscard]] bool fp4_large_m_fp8(const char* value);
+
+/// The FP8 variant's device scratch, as floats (exec/cuda/lt_plan.cuh uses these): cuBLASLt's
+/// per-tensor A and B scale pointers 16 bytes apart (cuBLASLt 13.1 refused every FP8 algorithm on an
+/// H200 with B's 4 bytes after A's; bench_gemm.cu), then one partial max |x| per block of the amax
+/// pass, kFp8AmaxBlocks blocks of 256 threads from float kFp8Partials on. Every call writes every
+/// partial, so nothing needs zeroing between calls.
+inline constexpr int kFp8ScaleA = 0, kFp8ScaleB = 4, kFp8Partials = 16;
+inline constexpr int kFp8AmaxBlocks = 256;
+inline constexpr std::int64_t kFp8ScratchBytes = (kFp8Partials + kFp8AmaxBlocks) * 4;
+
+/// Device bytes of the large-M path's scratch for weights up to `largest` values and activations
+/// up to `rows` x `widest`: BF16 W (2 x largest), or under RACKSIM_FP4_LARGE_M=fp8 E4M3 W and x
+/// plus kFp8ScratchBytes. The larger of the two, so a footprint holds whichever the knob picks.
+[[nodiscard]] constexpr std::int64_t fp4_large_m_scratch_bound(std::int64_t largest, std::int64_t rows, std::int64_t widest) noexcept {
+  return std::max(2 * largest, largest + rows * widest + kFp8ScratchBytes);
+}
 
 /// The FP8 variant's GEMM operands as the device computes them: y = alpha x sum_k w[n][k] x[m][k]
 /// with w and x the E4M3 codes' values (act::e4m3_value). x is taken as given (the BF16 values

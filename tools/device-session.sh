@@ -152,6 +152,9 @@ phase "cuda tests" 90 cuda-tests.log "$BIN/tests/racksim_cuda_tests" --durations
 
 EXEC70=(examples/mlperf-llama2-70b-offline-dgx-h100.yaml --set precision.weights=nvfp4 --set precision.activations=bf16
         --set precision.kv_cache=fp8 --device cuda:0 --warmup 1 --reps 5)
+MIXTRAL=(examples/validation/silicon/trtllm-defaults.yaml --set system=dgx-h100 --set model=mixtral-8x7b
+         --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=fp8 --device cuda:0
+         --warmup 1 --reps 5 --shape decode:1x1024 --shape decode:16x1024 --shape decode:64x1024 --shape prefill:1x512)
 if [[ $FOCUS == 1 ]]; then
   # The kernels' own measurements: the FP4 GEMM at the default knobs, against two passes for
   # M = 33..64 and the old K-split rule at M <= 16 as same-session ratios, attention, and the
@@ -200,6 +203,10 @@ if [[ $FOCUS == 1 ]]; then
     128,256,512,1024 prefill:1x512
   variant wg RACKSIM_FP4_MMA_MMA=wgmma "$FUSED_TEST" 16,32,33,48,64 decode:16x1024 decode:64x1024
   variant ring RACKSIM_FP4_MMA_PIPE=cpasync "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
+  # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
+  # about 26 GB), eager steps only (no graph replay for MoE).
+  phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
+    --json "$STAGE/exec-mixtral-summary.json"
   exit
 fi
 
@@ -247,6 +254,8 @@ phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec exa
   --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=fp8 \
   --device cuda:0 "${EXEC_SHAPES[@]}" --warmup 1 --reps 5 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
 if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/exec-70b.json"; fi
+phase "exec mixtral-8x7b (cuda:0)" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
+  --json "$STAGE/exec-mixtral-summary.json"
 # A closed loop on the GPU (workload.scenario: concurrency): Llama-3.1-8B-shaped, random NVFP4
 # weights (the Hopper dequantize path), 8 clients of 1024 + 128 tokens, 40 requests: measured
 # TTFT/TPOT beside the simulator's prediction of the same loop on dgx-h100 and the held-out

@@ -51,6 +51,28 @@ __device__ __forceinline__ uint4 e4m3x8_to_bf16x8(const uint2& codes) {
   return make_uint4(u[0], u[1], u[2], u[3]);
 }
 
+/// Loads V consecutive BF16 values as floats (V = 8: one 16-byte load; the caller checked alignment).
+template <int V>
+__device__ __forceinline__ void load_bf16(const std::uint16_t* p, float (&f)[V]) {
+  if constexpr (V == 8) {
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(p), f);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) f[i] = bf16_to_float(p[i]);
+  }
+}
+
+/// Stores V floats rounded to BF16.
+template <int V>
+__device__ __forceinline__ void store_bf16(std::uint16_t* p, const float (&f)[V]) {
+  if constexpr (V == 8) {
+    *reinterpret_cast<uint4*>(p) = pack_bf16x8(f);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) p[i] = float_to_bf16(f[i]);
+  }
+}
+
 /// 16-byte alignment of a device pointer (the vectorized paths need it).
 __host__ __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 

@@ -28,28 +28,6 @@ unsigned grid_for(I work_items) { return static_cast<unsigned>(std::clamp<I>((wo
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
-/// Loads V consecutive BF16 values as floats (V = 8: one 16-byte load; the caller checked alignment).
-template <int V>
-__device__ __forceinline__ void load_bf16(const std::uint16_t* p, float (&f)[V]) {
-  if constexpr (V == 8) {
-    unpack_bf16x8(*reinterpret_cast<const uint4*>(p), f);
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) f[i] = bf16_to_float(p[i]);
-  }
-}
-
-/// Stores V floats rounded to BF16.
-template <int V>
-__device__ __forceinline__ void store_bf16(std::uint16_t* p, const float (&f)[V]) {
-  if constexpr (V == 8) {
-    *reinterpret_cast<uint4*>(p) = pack_bf16x8(f);
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) p[i] = float_to_bf16(f[i]);
-  }
-}
-
 // ---- RMSNorm: one CTA per row. Pass 1 sums squares (and, fused, writes bf16(hidden + branch));
 // pass 2 re-reads the row (this thread's own elements, so no barrier is needed between its
 // writes and reads) and writes y = (x * inv) * weight, the CPU reference's order.

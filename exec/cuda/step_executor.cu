@@ -1,4 +1,4 @@
-// The CUDA step executor: runs a StepGraph of a dense Llama model on one GPU, op by op in the
+// The CUDA step executor: runs a StepGraph of a Llama model (dense, or a Mixtral-style MoE) on one GPU, op by op in the
 // graph's topological order (the order the simulator costs), every op between two CUDA events.
 //   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
 //   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
@@ -14,6 +14,9 @@
 //   without a native cuBLASLt plan runs padded to the next row count with one (NativeGemmRows),
 //   stated in the output.
 //   lm_head: the sampled rows gathered (the embedding kernel on row ids), cuBLASLt BF16 -> FP32.
+//   MoE blocks (one GPU): the router on cuBLASLt BF16 -> FP32, top-k and the expert-order permute
+//   on the device (ops_moe.cu), the permute's expert counts read back to the host so each expert's
+//   rows run as one GEMM of its own M through the linear paths above, then the finalize.
 // The host side of a step (rows, slots, tables) is exec/step_plan.hpp, tested on the CPU.
 
 #include "step_executor.hpp"
@@ -71,7 +74,9 @@ struct Linear {
 
 struct Layer {
   DeviceBytes input_norm, post_attn_norm;  // BF16 [hidden]
-  Linear qkv, o, gate_up, down;
+  Linear qkv, o, gate_up, down;            // MoE: gate_up and down empty
+  DeviceBytes router;                      // MoE: BF16 [experts x hidden]
+  std::vector<Linear> expert_gate_up, expert_down;
   DeviceBytes k, v;                        // paged caches of this layer
 };
 
@@ -135,7 +140,12 @@ class CudaStep final : public StepBackend {
  public:
   CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
       : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)), native_rows_(o.max_rows), tp_(o.tp) {
-    if (m.is_moe()) throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts; dense Llama models only"));
+    if (m.is_moe() && o.tp_size != 1)
+      throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts, which runs on one GPU (tensor_parallel 1, not ",
+                            o.tp_size, ")"));
+    if (m.is_moe() && (m.moe.experts > kCudaMoeMaxExperts || m.moe.experts_per_token > kCudaMoeMaxTopK))
+      throw InputError(text("CUDA step executor: model '", m.id, "' routes to ", m.moe.experts_per_token, " of ", m.moe.experts,
+                            " experts; the MoE kernels take at most ", kCudaMoeMaxTopK, " of ", kCudaMoeMaxExperts));
     if (p.weights != DType::nvfp4)
       throw InputError(text("CUDA step executor: precision.weights '", to_string(p.weights), "': the executor stores nvfp4 weights"));
     if (p.kv_cache != DType::bf16 && p.kv_cache != DType::fp8)
@@ -180,8 +190,25 @@ class CudaStep final : public StepBackend {
     branch_ = DeviceBytes(R * z(H) * 2);
     qkv_ = DeviceBytes(R * z(qkv_w) * 2);
     attn_ = DeviceBytes(R * z(tl_.q_heads * m.head_dim) * 2);
-    gate_up_ = DeviceBytes(R * z(2 * tl_.ffn) * 2);
-    act_ = DeviceBytes(R * z(tl_.ffn) * 2);
+    // MoE: the expert rows, one per assignment (max_rows x k), and on the native path max_rows more:
+    // a GEMM padded to M' rows (NativeGemmRows) writes past its expert's block, which the next
+    // expert's GEMM then overwrites, or past the last block.
+    const std::size_t ffn_rows = m.is_moe() ? R * z(m.moe.experts_per_token) + (fp4_.native ? R : 0) : R;
+    gate_up_ = DeviceBytes(ffn_rows * z(2 * tl_.ffn) * 2);
+    act_ = DeviceBytes(ffn_rows * z(tl_.ffn) * 2);
+    if (m.is_moe()) {
+      const std::size_t A = R * z(m.moe.experts_per_token);
+      x_perm_ = DeviceBytes(A * z(H) * 2);
+      expert_out_ = DeviceBytes(ffn_rows * z(H) * 2);
+      router_logits_ = DeviceBytes(R * z(m.moe.experts) * 4);
+      topk_ids_ = DeviceBytes(A * 4);
+      topk_weights_ = DeviceBytes(A * 4);
+      moe_position_ = DeviceBytes(A * 4);
+      moe_order_ = DeviceBytes(A * 4);
+      moe_source_rows_ = DeviceBytes(A * 4);
+      moe_offsets_ = DeviceBytes(z(m.moe.experts + 1) * 4);
+      moe_offsets_host_.assign(z(m.moe.experts + 1), 0);
+    }
     sampled_x_ = DeviceBytes(z(o.max_sampled) * z(H) * 2);
     logits_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
     if (o.tp_size > 1) {
@@ -275,7 +302,9 @@ class CudaStep final : public StepBackend {
   }
 
   std::optional<double> replay_last_step() override {
-    if (ops_.empty()) return std::nullopt;
+    // MoE: experts.permute reads the expert counts back to the host (each expert's GEMM is launched
+    // with its own M), which a captured graph cannot do.
+    if (ops_.empty() || m_.is_moe()) return std::nullopt;
     RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
     if (!graph_exec_) {
       // Capture the same launches (the plan's device arrays are unchanged since run()).
@@ -344,10 +373,25 @@ class CudaStep final : public StepBackend {
         break;
       case OpKind::gemm:
         if (what == "lm_head") want = S;
-        else if (what == "qkv_proj" || what == "o_proj" || what == "gate_up_proj" || what == "down_proj") want = T;
+        else if (what == "qkv_proj" || what == "o_proj") want = T;
+        else if ((what == "gate_up_proj" || what == "down_proj") && !m_.is_moe()) want = T;
+        else if (what == "router" && m_.is_moe()) want = T;
         break;
       case OpKind::swiglu:
-        if (what == "swiglu") want = T;
+        if (what == "swiglu" && !m_.is_moe()) want = T;
+        else if (what == "experts.swiglu" && m_.is_moe()) want = T * m_.moe.experts_per_token;
+        break;
+      case OpKind::moe_router_topk:
+        if (m_.is_moe()) want = T;
+        break;
+      case OpKind::moe_permute:
+        if (what == "experts.permute" && m_.is_moe()) want = T * m_.moe.experts_per_token;
+        break;
+      case OpKind::moe_gemm:
+        if ((what == "experts.gate_up_proj" || what == "experts.down_proj") && m_.is_moe()) want = T * m_.moe.experts_per_token;
+        break;
+      case OpKind::moe_finalize:
+        if (what == "experts.finalize" && m_.is_moe()) want = T * m_.moe.experts_per_token;
         break;
       case OpKind::attention_prefill: want = plan_.prefill_rows; break;
       case OpKind::attention_decode: want = plan_.decodes; break;
@@ -399,8 +443,14 @@ class CudaStep final : public StepBackend {
       upload(l.post_attn_norm, bf16_of(lw.post_attn_norm));
       l.qkv = linear(lw.qkv_proj);
       l.o = linear(lw.o_proj);
-      l.gate_up = linear(lw.gate_up_proj);
-      l.down = linear(lw.down_proj);
+      if (m_.is_moe()) {
+        upload(l.router, bf16_of(lw.router));
+        for (const LinearWeight& e : lw.expert_gate_up) l.expert_gate_up.push_back(linear(e));
+        for (const LinearWeight& e : lw.expert_down) l.expert_down.push_back(linear(e));
+      } else {
+        l.gate_up = linear(lw.gate_up_proj);
+        l.down = linear(lw.down_proj);
+      }
       layers_.push_back(std::move(l));
     }
     upload(embed_, bf16_of(w.embed_tokens));
@@ -442,8 +492,19 @@ class CudaStep final : public StepBackend {
       Layer l;
       bf16(l.input_norm, z(H), 1.0f, 0.1f);
       bf16(l.post_attn_norm, z(H), 1.0f, 0.1f);
-      for (auto [w, shape] : {std::pair{&l.qkv, 0}, std::pair{&l.o, 1}, std::pair{&l.gate_up, 2}, std::pair{&l.down, 3}})
-        *w = linear(linear_shapes_[z(shape)].first, linear_shapes_[z(shape)].second);
+      l.qkv = linear(linear_shapes_[0].first, linear_shapes_[0].second);
+      l.o = linear(linear_shapes_[1].first, linear_shapes_[1].second);
+      if (m_.is_moe()) {
+        // The router as generate_weights makes it: uniform in +-sqrt(3 / hidden).
+        bf16(l.router, z(I{m_.moe.experts} * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
+        for (int e = 0; e < m_.moe.experts; ++e) {
+          l.expert_gate_up.push_back(linear(linear_shapes_[2].first, linear_shapes_[2].second));
+          l.expert_down.push_back(linear(linear_shapes_[3].first, linear_shapes_[3].second));
+        }
+      } else {
+        l.gate_up = linear(linear_shapes_[2].first, linear_shapes_[2].second);
+        l.down = linear(linear_shapes_[3].first, linear_shapes_[3].second);
+      }
       layers_.push_back(std::move(l));
     }
     (void)hd;
@@ -485,6 +546,10 @@ class CudaStep final : public StepBackend {
       const std::string_view what = op.role();
       if (what == "lm_head") {
         (void)lm_head_plan(S, tl_.vocab, m_.hidden);
+        continue;
+      }
+      if (what == "router") {
+        (void)lm_head_plan(T, m_.moe.experts, m_.hidden);
         continue;
       }
       const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
@@ -617,6 +682,11 @@ class CudaStep final : public StepBackend {
                                                  workspace_.as(), stream_);
           return;
         }
+        if (what == "router") {
+          // BF16 x BF16 -> FP32 logits [T x experts], as lm_head.
+          lm_head_plan(T, m_.moe.experts, H).run(lt_, 1.0f, l->router.as(), normed_.as(), router_logits_.as(), workspace_.as(), stream_);
+          return;
+        }
         if (what == "qkv_proj") return gemm(l->qkv, B(normed_), T, B(qkv_));
         if (what == "o_proj") return gemm(l->o, B(attn_), T, B(branch_));
         if (what == "gate_up_proj") return gemm(l->gate_up, B(normed_), T, B(gate_up_));
@@ -664,8 +734,44 @@ class CudaStep final : public StepBackend {
         return;
       }
       case OpKind::swiglu:
-        if (what != "swiglu") break;
-        cuda_swiglu_launch(B(gate_up_), T, tl_.ffn, B(act_), stream_);
+        if (what != "swiglu" && what != "experts.swiglu") break;
+        cuda_swiglu_launch(B(gate_up_), what == "swiglu" ? T : T * m_.moe.experts_per_token, tl_.ffn, B(act_), stream_);
+        return;
+      case OpKind::moe_router_topk:
+        cuda_moe_topk_launch(router_logits_.as<float>(), T, m_.moe.experts, m_.moe.experts_per_token, topk_ids_.as<std::int32_t>(),
+                             topk_weights_.as<float>(), stream_);
+        return;
+      case OpKind::moe_permute: {
+        // Expert order (offsets, rows), the rows gathered into it (the embedding kernel on the
+        // source rows), then the offsets back to the host: each expert's GEMM is launched with its
+        // own M. This op's time includes that round trip.
+        const int E = m_.moe.experts, k = m_.moe.experts_per_token;
+        cuda_moe_permute_launch(topk_ids_.as<std::int32_t>(), T * k, E, k, moe_offsets_.as<std::int32_t>(), moe_position_.as<std::int32_t>(),
+                                moe_order_.as<std::int32_t>(), moe_source_rows_.as<std::int32_t>(), stream_);
+        cuda_embedding_launch(B(normed_), T, H, moe_source_rows_.as<std::int32_t>(), T * k, B(x_perm_), stream_);
+        RACKSIM_CUDA_CHECK(cudaMemcpyAsync(moe_offsets_host_.data(), moe_offsets_.as(), z(E + 1) * 4, cudaMemcpyDeviceToHost, stream_));
+        RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (moe_offsets_host_[0] != 0 || moe_offsets_host_[z(E)] != T * k)
+          throw Error(ExitCode::internal, text("experts.permute: expert offsets run from ", moe_offsets_host_[0], " to ", moe_offsets_host_[z(E)],
+                                            ", not 0 to ", T * k, " assignments"));
+        return;
+      }
+      case OpKind::moe_gemm: {
+        // Expert e's rows offsets[e] .. offsets[e + 1] - 1 as one GEMM (none for an expert no token chose).
+        const bool up = what == "experts.gate_up_proj";
+        if (!up && what != "experts.down_proj") break;
+        const I in_w = up ? H : tl_.ffn, out_w = up ? 2 * tl_.ffn : H;
+        const Bf16* x = up ? B(x_perm_) : B(act_);
+        Bf16* y = up ? B(gate_up_) : B(expert_out_);
+        for (int e = 0; e < m_.moe.experts; ++e) {
+          const I first = moe_offsets_host_[z(e)], rows = moe_offsets_host_[z(e) + 1] - first;
+          if (rows > 0) gemm(up ? l->expert_gate_up[z(e)] : l->expert_down[z(e)], x + first * in_w, rows, y + first * out_w);
+        }
+        return;
+      }
+      case OpKind::moe_finalize:
+        cuda_moe_finalize_launch(B(expert_out_), moe_position_.as<std::int32_t>(), topk_weights_.as<float>(), T, m_.moe.experts_per_token, H,
+                                 B(branch_), stream_);
         return;
       case OpKind::all_reduce:
         // Row-parallel o_proj / down_proj left this rank's partial sum in branch_.
@@ -714,6 +820,10 @@ class CudaStep final : public StepBackend {
   std::vector<Layer> layers_;
   DeviceBytes embed_, lm_head_, final_norm_;
   DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_, local_logits_, gathered_;
+  // MoE: expert-ordered input rows, the down GEMMs' rows, router logits, the routing (ids and
+  // weights per assignment) and its order (moe_expert_order), and the offsets on the host.
+  DeviceBytes x_perm_, expert_out_, router_logits_, topk_ids_, topk_weights_, moe_position_, moe_order_, moe_source_rows_, moe_offsets_;
+  std::vector<std::int32_t> moe_offsets_host_;
   DeviceTpComm* tp_ = nullptr;  ///< null without tensor parallelism
   TpLayout tl_;                 ///< this rank's heads, KV heads, FFN and vocabulary slice
   DeviceBytes d_tokens_, d_positions_, d_slots_, d_sampled_, d_decode_tables_, d_context_lens_, d_segments_, d_prefill_tables_;

@@ -18,6 +18,7 @@
 #include "cuda/bench_ops.hpp"
 #include "cuda/device_memory.hpp"
 #include "cuda/ops_elementwise.hpp"
+#include "cuda/ops_moe.hpp"
 #include "cuda/device_info.hpp"
 #include "cuda/fp4_gemm_mma.hpp"
 #include "cuda/fp4_gemm_small_m.hpp"
@@ -320,6 +321,28 @@ void cuda_embedding_launch(const Bf16* table, std::int64_t vocab, std::int64_t w
 void cuda_argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, CudaStream stream) {
   detail::check_argmax(logits, rows, vocab, tokens);
   RACKSIM_CUDA_ROUTE(argmax_launch, logits, rows, vocab, tokens, stream);
+}
+
+#ifdef RACKSIM_HAVE_CUDA
+static_assert(cuda::kMoeMaxExperts == kCudaMoeMaxExperts && cuda::kMoeMaxTopK == kCudaMoeMaxTopK, "the MoE kernels' limits are cuda_ops.hpp's");
+#endif
+
+void cuda_moe_topk_launch(const float* logits, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
+                          CudaStream stream) {
+  detail::check_moe_topk(logits, rows, experts, k, expert_ids, weights);
+  RACKSIM_CUDA_ROUTE(moe_topk_launch, logits, rows, experts, k, expert_ids, weights, stream);
+}
+
+void cuda_moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
+                             std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, CudaStream stream) {
+  detail::check_moe_permute(expert_ids, assignments, experts, k, offsets, position, order, source_rows);
+  RACKSIM_CUDA_ROUTE(moe_permute_launch, expert_ids, assignments, experts, k, offsets, position, order, source_rows, stream);
+}
+
+void cuda_moe_finalize_launch(const Bf16* expert_rows, const std::int32_t* position, const float* weights, std::int64_t rows, int k,
+                              std::int64_t width, Bf16* y, CudaStream stream) {
+  detail::check_moe_finalize(expert_rows, position, weights, rows, k, width, y);
+  RACKSIM_CUDA_ROUTE(moe_finalize_launch, expert_rows, position, weights, rows, k, width, y, stream);
 }
 
 void cuda_kv_append_launch(const DevicePagedKv& cache, const Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,

@@ -138,4 +138,30 @@ std::vector<ExpertWeight> moe_top_k(std::span<const float> lg, int k) {
   return out;
 }
 
+MoeOrder moe_expert_order(std::span<const std::int32_t> expert_ids, int experts, int k) {
+  const auto A = static_cast<std::int64_t>(expert_ids.size());
+  if (experts < 1 || k < 1 || A % k != 0)
+    throw InputError(fmt::format("moe_expert_order: {} assignments, {} experts, top-{}: need experts >= 1, k >= 1 and whole tokens of k", A,
+                                 experts, k));
+  if (A > std::numeric_limits<std::int32_t>::max()) throw InputError(fmt::format("moe_expert_order: {} assignments exceed int32", A));
+  MoeOrder o;
+  o.offsets.assign(z(experts) + 1, 0);
+  for (std::int32_t e : expert_ids) {
+    if (e < 0 || e >= experts) throw InputError(fmt::format("moe_expert_order: expert id {} is outside 0..{}", e, experts - 1));
+    ++o.offsets[z(e) + 1];
+  }
+  for (int e = 0; e < experts; ++e) o.offsets[z(e) + 1] += o.offsets[z(e)];
+  std::vector<std::int32_t> next(o.offsets.begin(), o.offsets.end() - 1);
+  o.position.resize(z(A));
+  o.order.resize(z(A));
+  o.source_rows.resize(z(A));
+  for (std::int64_t a = 0; a < A; ++a) {
+    const std::int32_t p = next[z(expert_ids[z(a)])]++;
+    o.position[z(a)] = p;
+    o.order[z(p)] = static_cast<std::int32_t>(a);
+    o.source_rows[z(p)] = static_cast<std::int32_t>(a / k);
+  }
+  return o;
+}
+
 }  // namespace racksim::exec

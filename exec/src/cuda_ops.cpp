@@ -94,6 +94,12 @@ void argmax_shape(I rows, I vocab) {
   need_range("argmax", "vocab", vocab, 1, kInt32Max);
 }
 
+void moe_shape(std::string_view op, I rows_or_assignments, const char* what, int experts, int k) {
+  need_range(op, what, rows_or_assignments, 0, I{1} << 30);
+  need_range(op, "experts", experts, 1, kCudaMoeMaxExperts);
+  need_range(op, "k", k, 1, std::min(kCudaMoeMaxTopK, experts));
+}
+
 void kv_append_shape(const PagedKvLayout& l, I rows, I row_width, I heads) {
   const std::string_view op = "kv_append";
   l.check();
@@ -155,6 +161,38 @@ void check_swiglu(const void* gate_up, I rows, I ffn, const void* y) {
   swiglu_shape(rows, ffn);
   need_ptr("swiglu", "gate_up", gate_up, rows > 0);
   need_ptr("swiglu", "y", y, rows > 0);
+}
+
+void check_moe_topk(const void* logits, I rows, int experts, int k, const void* expert_ids, const void* weights) {
+  const std::string_view op = "moe_topk";
+  moe_shape(op, rows, "rows", experts, k);
+  need_ptr(op, "logits", logits, rows > 0);
+  need_ptr(op, "expert_ids", expert_ids, rows > 0);
+  need_ptr(op, "weights", weights, rows > 0);
+}
+
+void check_moe_permute(const void* expert_ids, I assignments, int experts, int k, const void* offsets, const void* position, const void* order,
+                       const void* source_rows) {
+  const std::string_view op = "moe_permute";
+  moe_shape(op, assignments, "assignments", experts, k);
+  if (assignments % k != 0) bad(op, fmt::format("{} assignments are not whole tokens of k = {}", assignments, k));
+  need_ptr(op, "offsets", offsets, true);
+  need_ptr(op, "expert_ids", expert_ids, assignments > 0);
+  need_ptr(op, "position", position, assignments > 0);
+  need_ptr(op, "order", order, assignments > 0);
+  need_ptr(op, "source_rows", source_rows, assignments > 0);
+}
+
+void check_moe_finalize(const void* expert_rows, const void* position, const void* weights, I rows, int k, I width, const void* y) {
+  const std::string_view op = "moe_finalize";
+  need_range(op, "rows", rows, 0, I{1} << 30);
+  need_range(op, "k", k, 1, kCudaMoeMaxTopK);
+  need_range(op, "width", width, 1, kInt32Max);
+  need_ptr(op, "expert_rows", expert_rows, rows > 0);
+  need_ptr(op, "position", position, rows > 0);
+  need_ptr(op, "weights", weights, rows > 0);
+  need_ptr(op, "y", y, rows > 0);
+  if (rows > 0 && y == expert_rows) bad(op, "y and expert_rows must not alias");
 }
 
 void check_embedding(const void* table, I vocab, I width, const void* tokens, I rows, const void* y) {
@@ -323,6 +361,66 @@ std::vector<float> cuda_swiglu(std::span<const float> gate_up, I rows, I ffn) {
   cuda_swiglu_launch(dg.as<Bf16>(), rows, ffn, dy.as<Bf16>(), nullptr);
   cuda_stream_synchronize(nullptr);
   return download_bf16(dy, z(rows * ffn));
+}
+
+std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, I rows, int experts, int k) {
+  moe_shape("moe_topk", rows, "rows", experts, k);
+  need_size("moe_topk", "logits", logits.size(), rows * experts);
+  DeviceMemory dl = upload(logits), di(z(rows * k) * 4), dw(z(rows * k) * 4);
+  cuda_moe_topk_launch(dl.as<float>(), rows, experts, k, di.as<std::int32_t>(), dw.as<float>(), nullptr);
+  cuda_stream_synchronize(nullptr);
+  std::vector<std::int32_t> ids(z(rows * k));
+  std::vector<float> w(z(rows * k));
+  if (rows > 0) {
+    di.download(ids.data(), ids.size() * 4);
+    dw.download(w.data(), w.size() * 4);
+  }
+  std::vector<ExpertWeight> out(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) out[i] = {ids[i], w[i]};
+  return out;
+}
+
+MoeOrder cuda_moe_permute(std::span<const std::int32_t> expert_ids, int experts, int k) {
+  const I A = static_cast<I>(expert_ids.size());
+  moe_shape("moe_permute", A, "assignments", experts, k);
+  if (A % k != 0) bad("moe_permute", fmt::format("{} assignments are not whole tokens of k = {}", A, k));
+  for (std::int32_t e : expert_ids)
+    if (e < 0 || e >= experts) bad("moe_permute", fmt::format("expert id {} is outside 0..{}", e, experts - 1));
+  DeviceMemory di = upload(expert_ids), doff(z(experts + 1) * 4), dp(z(std::max<I>(A, 1)) * 4), dord(z(std::max<I>(A, 1)) * 4),
+      dsrc(z(std::max<I>(A, 1)) * 4);
+  cuda_moe_permute_launch(A > 0 ? di.as<std::int32_t>() : nullptr, A, experts, k, doff.as<std::int32_t>(), dp.as<std::int32_t>(),
+                          dord.as<std::int32_t>(), dsrc.as<std::int32_t>(), nullptr);
+  cuda_stream_synchronize(nullptr);
+  MoeOrder o;
+  o.offsets.resize(z(experts + 1));
+  o.position.resize(z(A));
+  o.order.resize(z(A));
+  o.source_rows.resize(z(A));
+  doff.download(o.offsets.data(), o.offsets.size() * 4);
+  if (A > 0) {
+    dp.download(o.position.data(), z(A) * 4);
+    dord.download(o.order.data(), z(A) * 4);
+    dsrc.download(o.source_rows.data(), z(A) * 4);
+  }
+  return o;
+}
+
+std::vector<float> cuda_moe_finalize(std::span<const float> expert_rows, std::span<const std::int32_t> position, std::span<const float> weights,
+                                     I rows, int k, I width) {
+  const std::string_view op = "moe_finalize";
+  need_range(op, "rows", rows, 0, I{1} << 30);
+  need_range(op, "k", k, 1, kCudaMoeMaxTopK);
+  need_range(op, "width", width, 1, kInt32Max);
+  need_size(op, "position", position.size(), rows * k);
+  need_size(op, "weights", weights.size(), rows * k);
+  if (width < 1 || expert_rows.size() % z(width) != 0) bad(op, fmt::format("{} expert values are not whole rows of {}", expert_rows.size(), width));
+  const I have = static_cast<I>(expert_rows.size()) / width;
+  for (std::int32_t p : position)
+    if (p < 0 || p >= have) bad(op, fmt::format("position {} is outside the {} expert rows", p, have));
+  DeviceMemory dr = upload_bf16(expert_rows), dp = upload(position), dw = upload(weights), dy(z(std::max<I>(rows * width, 1)) * sizeof(Bf16));
+  cuda_moe_finalize_launch(dr.as<Bf16>(), dp.as<std::int32_t>(), dw.as<float>(), rows, k, width, dy.as<Bf16>(), nullptr);
+  cuda_stream_synchronize(nullptr);
+  return download_bf16(dy, z(rows * width));
 }
 
 std::vector<float> cuda_embedding(std::span<const float> table, I width, std::span<const std::int32_t> tokens) {

@@ -17,6 +17,11 @@ void check_rope(const void* qkv, std::int64_t rows, std::int64_t row_width, std:
 void check_swiglu(const void* gate_up, std::int64_t rows, std::int64_t ffn, const void* y);
 void check_embedding(const void* table, std::int64_t vocab, std::int64_t width, const void* tokens, std::int64_t rows, const void* y);
 void check_argmax(const void* logits, std::int64_t rows, std::int64_t vocab, const void* tokens);
+void check_moe_topk(const void* logits, std::int64_t rows, int experts, int k, const void* expert_ids, const void* weights);
+void check_moe_permute(const void* expert_ids, std::int64_t assignments, int experts, int k, const void* offsets, const void* position,
+                       const void* order, const void* source_rows);
+void check_moe_finalize(const void* expert_rows, const void* position, const void* weights, std::int64_t rows, int k, std::int64_t width,
+                        const void* y);
 void check_kv_append(const DevicePagedKv& cache, const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,
                      const void* slots);
 void check_attention_decode(const DevicePagedKv& cache, const AttentionDecodeArgs& args);

@@ -593,6 +593,10 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
                                                : "weights: random NVFP4 codes generated on the device (speed only; outputs are not meaningful)");
     report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; linears: {}", to_string(precision.kv_cache),
                                        c.block_tokens, backend->linear_path()));
+    if (model.is_moe())
+      report.notes.push_back("MoE: router top-k and the expert-order permute on the device; each expert's rows run as one GEMM of its own M, "
+                             "sized by reading the expert counts back to the host inside experts.permute (its time includes that round "
+                             "trip), so steps are not replayed as CUDA graphs");
   } else {
     report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));

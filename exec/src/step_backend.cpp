@@ -72,12 +72,17 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   // NVFP4: 0.5 B per weight + one UE4M3 byte per 16 (executor.md "NVFP4"); cuBLASLt's scale
   // layout pads rows to 128 and blocks to 4 (fp4::cublaslt_scale_bytes), the fused Hopper
   // kernel's tiled layout rows to 32 and values to 128 (fp4_mma_tiling); no padding for Llama-2-70B.
-  D weights = 0, largest = 0, widest = 0;
+  // MoE (one GPU): gate_up and down once per expert, and the BF16 router [experts x hidden].
+  const bool moe = m.is_moe();
+  const D experts = moe ? m.moe.experts : 0, topk = moe ? m.moe.experts_per_token : 0;
+  D weights = moe ? 2 * experts * H : 0, largest = 0, widest = 0;
+  int shape_index = 0;
   for (const auto& [n, k] : shapes) {
+    const D copies = moe && shape_index++ >= 2 ? experts : 1;
     const D row_major = static_cast<D>(n * k / 16), swizzled = static_cast<D>(fp4::cublaslt_scale_bytes(n, k / 16));
     const Fp4MmaTiling tiles = fp4_mma_tiling(n, k);
     const D hopper = fp4_mma_supported(1, n, k) ? static_cast<D>(tiles.code_bytes + tiles.scale_bytes) : static_cast<D>(n * k) / 2 + row_major;
-    weights += std::max(may_hopper ? hopper : 0.0, may_native ? static_cast<D>(n * k) / 2 + swizzled : 0.0);
+    weights += copies * std::max(may_hopper ? hopper : 0.0, may_native ? static_cast<D>(n * k) / 2 + swizzled : 0.0);
     largest = std::max(largest, static_cast<D>(n * k));
     widest = std::max(widest, static_cast<D>(k));
   }
@@ -88,7 +93,13 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const D R = static_cast<D>(o.max_rows), S = static_cast<D>(o.max_sampled);
   // Sampled rows: their hidden states, whole-vocabulary FP32 logits and tokens; under TP also the
   // rank's logits slice and the gathered slices.
-  const D activations = 2 * R * (3 * H + qkv_w + heads * hd + 3 * ffn) + S * (2 * H + 4 * vocab + 4) +
+  // MoE: the FFN's rows are one per assignment (R x k), plus R on the native path (a padded
+  // expert GEMM writes past its block); the expert-ordered inputs and the down GEMMs' rows, FP32
+  // router logits, five int32 / FP32 values per assignment (expert id, weight, position, order,
+  // source row) and the experts + 1 offsets.
+  const D ffn_rows = moe ? R * topk + (may_native ? R : 0) : R;
+  const D moe_buffers = moe ? 2 * R * topk * H + 2 * ffn_rows * H + 4 * R * experts + 20 * R * topk + 4 * (experts + 1) : 0;
+  const D activations = 2 * R * (3 * H + qkv_w + heads * hd) + 2 * ffn_rows * 3 * ffn + moe_buffers + S * (2 * H + 4 * vocab + 4) +
                         (o.tp_size > 1 ? S * 4 * (local_vocab + vocab) : 0);
   // Hopper: the fused kernel's K-split partials (fp4_mma_workspace_bound, at kFootprintMaxSms) and,
   // above its M limit or for a K it does not take, the large-M path's scratch

@@ -148,6 +148,105 @@ TEST_CASE("greedy argmax matches cpu_ops, lowest id among equal maxima", "[cuda]
   CHECK(got[5] == 0);
 }
 
+TEST_CASE("MoE top-k matches cpu_ops moe_top_k: the same experts, weights within the exp error", "[cuda][exec]") {
+  // The experts are the same picks (a comparison of the same FP32 logits on both sides, ties to
+  // the lower id). The weights e^(l_j - l_0) / sum: expf is within 2 ulp on the device (CUDA C++
+  // Programming Guide, accuracy tables) and std::exp within 1 on the host, so each term is within
+  // 3 ulp, the k-term sum (same order) within (3 + k) ulp and the quotient one more rounding:
+  // |got - want| <= (4 + k + 3) 2^-24 x 2 relative, written (8 + k) 2^-23. Logits are multiples of
+  // 1/4 in +-4 so equal logits (ties) are frequent: 33 values over up to 1,000 experts.
+  std::mt19937 rng(41);
+  std::uniform_int_distribution<int> q(-16, 16);
+  struct Case {
+    int experts, k;
+    I rows;
+  };
+  for (const Case c : {Case{8, 2, 300}, Case{4, 4, 7}, Case{128, 8, 257}, Case{1000, 32, 33}, Case{40, 1, 65}, Case{8, 2, 0}}) {
+    std::vector<float> logits(z(c.rows * c.experts));
+    for (auto& v : logits) v = static_cast<float>(q(rng)) / 4.0f;
+    const std::vector<ExpertWeight> got = cuda_moe_topk(logits, c.rows, c.experts, c.k);
+    REQUIRE(got.size() == z(c.rows * c.k));
+    for (I r = 0; r < c.rows; ++r) {
+      const auto want = moe_top_k(std::span<const float>(logits).subspan(z(r * c.experts), z(c.experts)), c.k);
+      for (int j = 0; j < c.k; ++j) {
+        INFO("experts " << c.experts << " k " << c.k << " row " << r << " rank " << j);
+        const ExpertWeight& g = got[z(r * c.k + j)];
+        REQUIRE(g.expert == want[z(j)].expert);
+        REQUIRE(std::fabs(g.weight - want[z(j)].weight) <= (8 + c.k) * std::ldexp(1.0, -23) * want[z(j)].weight);
+      }
+    }
+  }
+  // By hand: logits [1, 3, 3, 0], k 2: experts 1 and 2 (the tie in id order), 1/2 each.
+  const auto hand = cuda_moe_topk(std::vector<float>{1, 3, 3, 0}, 1, 4, 2);
+  CHECK(hand[0].expert == 1);
+  CHECK(hand[1].expert == 2);
+  CHECK(hand[0].weight == 0.5f);
+  CHECK_THROWS_AS(cuda_moe_topk(std::vector<float>{1, 2}, 1, 2, 3), InputError);
+  CHECK_THROWS_AS(cuda_moe_topk(std::vector<float>(1025, 0.0f), 1, 1025, 2), InputError);
+}
+
+TEST_CASE("MoE permute matches moe_expert_order exactly (a stable counting sort by expert)", "[cuda][exec]") {
+  // Integer results: equal. Uniform ids, ids skewed to a few experts (long runs of one expert
+  // across the kernel's 1,024-assignment chunks and 32-lane warps), every assignment on one expert,
+  // and no assignments at all.
+  std::mt19937 rng(42);
+  struct Case {
+    int experts, k;
+    I tokens;
+    int skew;  // 0: uniform over the experts; s > 0: over experts 0..s-1
+  };
+  for (const Case c : {Case{8, 2, 3000, 0}, Case{128, 8, 512, 0}, Case{1000, 8, 300, 0}, Case{64, 4, 700, 3}, Case{8, 2, 1500, 1},
+                       Case{4, 4, 5, 0}, Case{8, 2, 0, 0}}) {
+    std::vector<std::int32_t> ids(z(c.tokens * c.k));
+    std::uniform_int_distribution<int> e(0, (c.skew > 0 ? c.skew : c.experts) - 1);
+    for (auto& v : ids) v = e(rng);
+    const MoeOrder want = moe_expert_order(ids, c.experts, c.k);
+    const MoeOrder got = cuda_moe_permute(ids, c.experts, c.k);
+    INFO("experts " << c.experts << " k " << c.k << " tokens " << c.tokens << " skew " << c.skew);
+    CHECK(got.offsets == want.offsets);
+    CHECK(got.position == want.position);
+    CHECK(got.order == want.order);
+    CHECK(got.source_rows == want.source_rows);
+  }
+  CHECK_THROWS_AS(cuda_moe_permute(std::vector<std::int32_t>{0, 8}, 8, 2), InputError);
+  CHECK_THROWS_AS(cuda_moe_permute(std::vector<std::int32_t>{0, 1, 2}, 8, 2), InputError);
+}
+
+TEST_CASE("MoE finalize matches CpuReference's weighted sum of each token's expert rows", "[cuda][exec]") {
+  // The same FP32 products and sums in rank order on both sides (the kernel without fused
+  // multiply-adds; the host through volatile so it cannot contract either), one BF16 rounding:
+  // equal. Widths 4096 (Mixtral's hidden, the 16-byte path) and 36 (the 2-byte path).
+  std::mt19937 rng(43);
+  for (I width : {I{4096}, I{36}}) {
+    const I rows = 37;
+    const int k = 3;
+    const I A = rows * k;
+    const auto expert_rows = bf16_uniform(rng, z(A * width), -3, 3);
+    std::vector<std::int32_t> position(z(A));
+    std::iota(position.begin(), position.end(), 0);
+    std::shuffle(position.begin(), position.end(), rng);
+    std::uniform_real_distribution<float> u(0, 1);
+    std::vector<float> weights(z(A));
+    for (auto& w : weights) w = u(rng);
+    std::vector<float> ref(z(rows * width));
+    for (I t = 0; t < rows; ++t)
+      for (I i = 0; i < width; ++i) {
+        float acc = 0.0f;
+        for (int j = 0; j < k; ++j) {
+          const I a = t * k + j;
+          volatile float p = weights[z(a)] * expert_rows[z(position[z(a)] * width + i)];
+          volatile float s = acc + p;
+          acc = s;
+        }
+        ref[z(t * width + i)] = act::round_bf16(acc);
+      }
+    INFO("width " << width);
+    CHECK(cuda_moe_finalize(expert_rows, position, weights, rows, k, width) == ref);
+  }
+  CHECK_THROWS_AS(cuda_moe_finalize(std::vector<float>(8, 1.0f), std::vector<std::int32_t>{0, 2}, std::vector<float>{1, 1}, 1, 2, 4),
+                  InputError);  // position 2 past the 2 expert rows
+}
+
 TEST_CASE("RoPE rotate-half matches cpu_ops on q and k heads and leaves v untouched", "[cuda][exec]") {
   // Llama-like rows: 8 q heads, 2 kv heads of 128 (rotated: 10 heads), then 2 v heads;
   // positions from 0 to 131,071; theta 10,000 (Llama 2) and 500,000 (Llama 3). Per rotated pair

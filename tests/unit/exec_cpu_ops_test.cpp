@@ -119,6 +119,24 @@ TEST_CASE("moe_top_k: the k largest router logits, ties to the lower expert, sof
   CHECK_THROWS_AS(moe_top_k(std::vector<float>{1, 2}, 3), InputError);
 }
 
+TEST_CASE("moe_expert_order: a stable counting sort of the assignments by expert", "[exec][cpu_ops]") {
+  // 3 tokens, top-2 of 4 experts, token-major: token 0 -> (2, 0), token 1 -> (0, 3), token 2 -> (2, 0).
+  // Expert 0 gets assignments 1, 2, 5 (in that order), expert 1 none, expert 2 gets 0, 4, expert 3
+  // gets 3: rows 0-2, -, 3-4, 5. Offsets [0, 3, 3, 5, 6].
+  const std::vector<std::int32_t> ids{2, 0, 0, 3, 2, 0};
+  const MoeOrder o = moe_expert_order(ids, 4, 2);
+  CHECK(o.offsets == std::vector<std::int32_t>{0, 3, 3, 5, 6});
+  CHECK(o.order == std::vector<std::int32_t>{1, 2, 5, 0, 4, 3});
+  CHECK(o.position == std::vector<std::int32_t>{3, 0, 1, 5, 4, 2});
+  // The token of each row: assignment / 2.
+  CHECK(o.source_rows == std::vector<std::int32_t>{0, 1, 2, 0, 2, 1});
+  // No assignments: every expert empty.
+  CHECK(moe_expert_order(std::vector<std::int32_t>{}, 3, 2).offsets == std::vector<std::int32_t>{0, 0, 0, 0});
+  CHECK_THROWS_AS(moe_expert_order(std::vector<std::int32_t>{0, 4}, 4, 2), InputError);  // id past the experts
+  CHECK_THROWS_AS(moe_expert_order(std::vector<std::int32_t>{0, 1, 2}, 4, 2), InputError);  // not whole tokens
+  CHECK_THROWS_AS(moe_expert_order(std::vector<std::int32_t>{-1, 1}, 4, 2), InputError);
+}
+
 TEST_CASE("BF16 rounds to nearest even; E4M3 round-trips all finite codes and saturates at 448", "[exec][cpu_ops]") {
   // BF16 keeps 7 fraction bits: ulp(1) = 2^-7. 1 + 2^-8 is a tie -> 1 (even); 1 + 3 x 2^-8 is a
   // tie between 1 + 2^-7 (odd) and 1 + 2^-6 (even) -> 1 + 2^-6.

@@ -218,6 +218,36 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + row + 473088).epsilon(1e-12));
 }
 
+TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE buffers by hand", "[exec][plan]") {
+  // Against a dense twin of the same widths (the same shapes, so the same fused-GEMM partials and
+  // dequantize scratch): per layer, 7 more copies of gate_up (28,672 x 4,096) and down (4,096 x
+  // 14,336) at 0.5625 B per weight (no padding: rows multiples of 128, K of 128), 7 x (66,060,288 +
+  // 33,030,144) = 693,633,024, plus the BF16 router 2 x 8 x 4,096 = 65,536.
+  // Fixed, at 16 rows, top-2, `auto` (the native path may pad an expert GEMM: 16 more rows): the
+  // FFN rows grow from 16 to 48: 2 x (48 - 16) x 3 x 14,336 = 2,752,512; the expert-ordered inputs
+  // 2 x 32 x 4,096 = 262,144, the down rows 2 x 48 x 4,096 = 393,216, router logits 4 x 16 x 8 =
+  // 512, five values per assignment 20 x 32 = 640, offsets 4 x 9 = 36: 3,409,060 in all. Under
+  // --fp4-gemm hopper no padding: 32 FFN rows, 2 x 16 x 3 x 14,336 + 262,144 + 2 x 32 x 4,096 +
+  // 512 + 640 + 36 = 1,901,732.
+  const ModelConfig moe = find_model("mixtral-8x7b");
+  ModelConfig dense = moe;
+  dense.architecture = "llama";
+  dense.moe = {};
+  CudaStepOptions o;
+  o.max_rows = 16;
+  o.max_sampled = 16;
+  o.kv_tokens = 1024;
+  const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
+  const CudaStepFootprint fm = cuda_step_footprint(moe, p, o), fd = cuda_step_footprint(dense, p, o);
+  CHECK(fm.per_layer - fd.per_layer == Approx(693633024.0 + 65536).epsilon(1e-12));
+  CHECK(fm.fixed - fd.fixed == Approx(3409060.0).epsilon(1e-12));
+  o.fp4_gemm = Fp4GemmMode::hopper;
+  CHECK(cuda_step_footprint(moe, p, o).fixed - cuda_step_footprint(dense, p, o).fixed == Approx(1901732.0).epsilon(1e-12));
+  // A MoE runs on one GPU only.
+  o.tp_size = 2;
+  CHECK_THROWS_AS(cuda_step_footprint(moe, p, o), InputError);
+}
+
 TEST_CASE("the footprint's split-K bound holds for the partitions decode attention picks", "[exec][plan]") {
   // Llama-2-70B's 64 query / 8 KV heads of 128: the bound (batch + 4 x 256 / 8) x 64 x 130 x 4 B
   // against decode_workspace_bytes at the partition decode_partition_tokens picks. E.g. batch 1,

@@ -54,4 +54,20 @@ struct ExpertWeight {
 /// softmax over those k. In order of decreasing logit.
 [[nodiscard]] std::vector<ExpertWeight> moe_top_k(std::span<const float> router_logits, int k);
 
+/// The expert order of a step's MoE assignments (the permute of TensorRT-LLM's fused MoE, vLLM's
+/// moe_align_block_size): assignment a = token x k + j (the token's j-th expert, as moe_top_k
+/// ranks them) goes to row position[a] of the expert-ordered rows. Experts in id order, and within
+/// an expert the assignments in increasing a (a stable counting sort), so each expert's rows are
+/// one contiguous block: rows offsets[e] .. offsets[e + 1] - 1.
+struct MoeOrder {
+  std::vector<std::int32_t> offsets;      ///< [experts + 1]: expert e's first row; offsets[experts] = assignments
+  std::vector<std::int32_t> position;     ///< [assignments]: the row of assignment a
+  std::vector<std::int32_t> order;        ///< [assignments]: the assignment at row p (position's inverse)
+  std::vector<std::int32_t> source_rows;  ///< [assignments]: the token row at row p (order[p] / k)
+};
+
+/// MoeOrder of `expert_ids` (one per assignment, token-major, k per token). InputError unless
+/// experts >= 1, k >= 1, the ids are a whole number of tokens and every id is in 0..experts-1.
+[[nodiscard]] MoeOrder moe_expert_order(std::span<const std::int32_t> expert_ids, int experts, int k);
+
 }  // namespace racksim::exec

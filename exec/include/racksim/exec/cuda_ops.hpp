@@ -16,6 +16,7 @@
 #include <span>
 #include <vector>
 
+#include "racksim/exec/cpu_ops.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 #include "racksim/exec/paged_kv.hpp"
 
@@ -128,6 +129,27 @@ void cuda_embedding_launch(const Bf16* table, std::int64_t vocab, std::int64_t w
 /// NaN logits are skipped.
 void cuda_argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, CudaStream stream);
 
+// ---- MoE routing (Mixtral-style: softmax over the top-k router logits) ----------------------
+
+/// The most experts and the largest top-k the MoE kernels take.
+inline constexpr int kCudaMoeMaxExperts = 1024;
+inline constexpr int kCudaMoeMaxTopK = 32;
+/// Per token r: the k largest logits of row r (FP32 [rows x experts]; ties: the lower expert
+/// id; NaN ranks below every number) and their softmax over those k, in rank order, to
+/// expert_ids and weights [rows x k] (cpu_ops moe_top_k; expf, so within an ulp or two of it).
+void cuda_moe_topk_launch(const float* logits, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
+                          CudaStream stream);
+/// moe_expert_order (cpu_ops.hpp) of the `assignments` expert ids (token-major, k per token) on
+/// the device: offsets [experts + 1], position, order and source_rows [assignments]. One CTA;
+/// the ids must be in 0..experts-1 (not checked on the device).
+void cuda_moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
+                             std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, CudaStream stream);
+/// y[t] = bf16(sum_j weights[t k + j] x expert_rows[position[t k + j]]) for t < rows, FP32 in
+/// rank order without fused multiply-adds (CpuReference's experts.finalize); expert_rows and y
+/// [.. x width] BF16.
+void cuda_moe_finalize_launch(const Bf16* expert_rows, const std::int32_t* position, const float* weights, std::int64_t rows, int k,
+                              std::int64_t width, Bf16* y, CudaStream stream);
+
 // ---- Paged KV cache and attention on device arrays -----------------------------------------
 
 /// One layer's paged K and V caches on the device (layout: paged_kv.hpp), 16-byte aligned.
@@ -204,6 +226,14 @@ struct ResidualNorm {
 [[nodiscard]] std::vector<float> cuda_embedding(std::span<const float> table, std::int64_t width, std::span<const std::int32_t> tokens);
 /// logits [rows x vocab].
 [[nodiscard]] std::vector<std::int32_t> cuda_argmax(std::span<const float> logits, std::int64_t rows);
+/// cuda_moe_topk_launch on host logits [rows x experts]: rows x k (expert, weight), rank order.
+[[nodiscard]] std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, std::int64_t rows, int experts, int k);
+/// cuda_moe_permute_launch on host expert ids (token-major, k per token).
+[[nodiscard]] MoeOrder cuda_moe_permute(std::span<const std::int32_t> expert_ids, int experts, int k);
+/// cuda_moe_finalize_launch: expert_rows [assignments x width] (BF16 values as floats, rounded
+/// on the way in), position and weights [rows x k]; returns [rows x width].
+[[nodiscard]] std::vector<float> cuda_moe_finalize(std::span<const float> expert_rows, std::span<const std::int32_t> position,
+                                                   std::span<const float> weights, std::int64_t rows, int k, std::int64_t width);
 /// Appends rows to a host cache (uploaded, appended on the device, downloaded into `cache`).
 void cuda_kv_append(HostPagedKv& cache, std::span<const float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,
                     std::span<const std::int32_t> slots);

@@ -35,4 +35,22 @@ inline ModelConfig tiny_moe() {
   return m;
 }
 
+/// tiny_llama with Qwen3's per-head QK-norm (architecture "qwen3": q_norm and k_norm over each
+/// head's head_dim values before RoPE).
+inline ModelConfig tiny_qwen3() {
+  ModelConfig m = tiny_llama();
+  m.id = "tiny-qwen3";
+  m.architecture = "qwen3";
+  m.rope_theta = 1e6;
+  return m;
+}
+
+/// tiny_moe with Qwen3's QK-norm (architecture "qwen3_moe").
+inline ModelConfig tiny_qwen3_moe() {
+  ModelConfig m = tiny_moe();
+  m.id = "tiny-qwen3-moe";
+  m.architecture = "qwen3_moe";
+  return m;
+}
+
 }  // namespace racksim::test

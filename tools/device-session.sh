@@ -155,6 +155,7 @@ EXEC70=(examples/mlperf-llama2-70b-offline-dgx-h100.yaml --set precision.weights
 MIXTRAL=(examples/validation/silicon/trtllm-defaults.yaml --set system=dgx-h100 --set model=mixtral-8x7b
          --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=fp8 --device cuda:0
          --warmup 1 --reps 5 --shape decode:1x1024 --shape decode:16x1024 --shape decode:64x1024 --shape prefill:1x512)
+QWEN3=("${MIXTRAL[@]}" --set model=qwen3-32b)  # the later --set wins: Qwen3-32B, QK-norm (about 18 GB)
 if [[ $FOCUS == 1 ]]; then
   # The kernels' own measurements: the FP4 GEMM at the default knobs, against two passes for
   # M = 33..64 and the old K-split rule at M <= 16 as same-session ratios, attention, and the
@@ -207,6 +208,7 @@ if [[ $FOCUS == 1 ]]; then
   # about 26 GB), eager steps only (no graph replay for MoE).
   phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
     --json "$STAGE/exec-mixtral-summary.json"
+  phase "exec qwen3-32b" 60 exec-qwen3.log "$R" exec "${QWEN3[@]}" --out "$STAGE/exec-qwen3.json" --json "$STAGE/exec-qwen3-summary.json"
   exit
 fi
 
@@ -256,6 +258,7 @@ phase "exec llama2-70b (cuda:0) -> exec-70b.json" 150 exec-70b.log "$R" exec exa
 if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/exec-70b.json"; fi
 phase "exec mixtral-8x7b (cuda:0)" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
   --json "$STAGE/exec-mixtral-summary.json"
+phase "exec qwen3-32b (cuda:0)" 60 exec-qwen3.log "$R" exec "${QWEN3[@]}" --out "$STAGE/exec-qwen3.json" --json "$STAGE/exec-qwen3-summary.json"
 # A closed loop on the GPU (workload.scenario: concurrency): Llama-3.1-8B-shaped, random NVFP4
 # weights (the Hopper dequantize path), 8 clients of 1024 + 128 tokens, 40 requests: measured
 # TTFT/TPOT beside the simulator's prediction of the same loop on dgx-h100 and the held-out

@@ -122,6 +122,30 @@ __global__ void __launch_bounds__(kThreads) swiglu_kernel(const std::uint16_t* _
   }
 }
 
+// ---- Per-head RMSNorm (Qwen3's QK-norm), in place: one warp per (row, head); the first q_heads
+// heads of a row take q_weight, the next kv_heads k_weight. cpu_ops rmsnorm's formula per head:
+// inv = 1 / sqrt(sum x^2 / n + eps), y = (x * inv) * w (the sum in another order: lanes, then a tree).
+__global__ void __launch_bounds__(kThreads) head_rmsnorm_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int q_heads,
+                                                                int heads, int head_dim, const std::uint16_t* __restrict__ q_weight,
+                                                                const std::uint16_t* __restrict__ k_weight, float eps) {
+  const I item = static_cast<I>(blockIdx.x) * (kThreads / 32) + static_cast<I>(threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  if (item >= rows * heads) return;  // the whole warp
+  const I r = item / heads;
+  const int h = static_cast<int>(item % heads);
+  std::uint16_t* x = qkv + r * row_width + static_cast<I>(h) * head_dim;
+  const std::uint16_t* w = h < q_heads ? q_weight : k_weight;
+  float ss = 0.0f;
+  for (int i = lane; i < head_dim; i += 32) {
+    const float v = bf16_to_float(x[i]);
+    ss += v * v;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(head_dim) + eps);
+  for (int i = lane; i < head_dim; i += 32) x[i] = float_to_bf16(bf16_to_float(x[i]) * inv * bf16_to_float(w[i]));
+}
+
 // ---- Embedding: chunk k of V values is row k / (width / V); an id outside the table writes zeros.
 template <int V>
 __global__ void __launch_bounds__(kThreads) embedding_kernel(const std::uint16_t* __restrict__ table, I vocab, I width,
@@ -221,6 +245,17 @@ void swiglu_launch(const std::uint16_t* gate_up, std::int64_t rows, std::int64_t
     swiglu_kernel<8><<<grid_for(rows * ffn / 8), kThreads, 0, s>>>(gate_up, ffn, rows * ffn / 8, y);
   else
     swiglu_kernel<1><<<grid_for(rows * ffn), kThreads, 0, s>>>(gate_up, ffn, rows * ffn, y);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void head_rmsnorm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads, std::int64_t kv_heads,
+                         std::int64_t head_dim, const std::uint16_t* q_weight, const std::uint16_t* k_weight, float eps, void* stream) {
+  const I items = rows * (q_heads + kv_heads);
+  if (items == 0) return;
+  constexpr I per_cta = kThreads / 32;
+  head_rmsnorm_kernel<<<static_cast<unsigned>((items + per_cta - 1) / per_cta), kThreads, 0, as_stream(stream)>>>(
+      qkv, rows, row_width, static_cast<int>(q_heads), static_cast<int>(q_heads + kv_heads), static_cast<int>(head_dim), q_weight, k_weight,
+      eps);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

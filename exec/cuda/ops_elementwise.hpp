@@ -11,6 +11,8 @@ namespace racksim::exec::cuda {
 /// then y = rmsnorm of the stored rows.
 void rmsnorm_launch(std::uint16_t* x, const std::uint16_t* branch, const std::uint16_t* weight, std::int64_t rows, std::int64_t width,
                     float eps, std::uint16_t* y, void* stream);
+void head_rmsnorm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads, std::int64_t kv_heads,
+                         std::int64_t head_dim, const std::uint16_t* q_weight, const std::uint16_t* k_weight, float eps, void* stream);
 void residual_add_launch(std::uint16_t* hidden, const std::uint16_t* branch, std::int64_t count, void* stream);
 void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
                              std::int64_t head_dim, const std::int32_t* positions, double theta, void* stream);

@@ -74,6 +74,7 @@ struct Linear {
 
 struct Layer {
   DeviceBytes input_norm, post_attn_norm;  // BF16 [hidden]
+  DeviceBytes q_norm, k_norm;              // Qwen3's QK-norm: BF16 [head_dim]; else empty
   Linear qkv, o, gate_up, down;            // MoE: gate_up and down empty
   DeviceBytes router;                      // MoE: BF16 [experts x hidden]
   std::vector<Linear> expert_gate_up, expert_down;
@@ -140,6 +141,11 @@ class CudaStep final : public StepBackend {
  public:
   CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
       : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)), native_rows_(o.max_rows), tp_(o.tp) {
+    if (m.rope_dim() != m.head_dim || m.qk_norm_per_layer())
+      throw InputError(text("CUDA step executor: model '", m.id, "' has ",
+                            m.qk_norm_per_layer() ? std::string("a QK-norm over all heads of a layer at once")
+                                                  : text("partial RoPE (", m.rope_dim(), " of ", m.head_dim, " dims)"),
+                            "; the executor runs RoPE over whole heads and a per-head QK-norm only"));
     if (m.is_moe() && o.tp_size != 1)
       throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts, which runs on one GPU (tensor_parallel 1, not ",
                             o.tp_size, ")"));
@@ -370,6 +376,7 @@ class CudaStep final : public StepBackend {
       case OpKind::residual_add: want = T; break;
       case OpKind::rmsnorm:
         if (what == "input_norm" || what == "post_attn_norm" || what == "final_norm") want = T;
+        if (what == "qk_norm" && m_.qk_norm()) want = T;
         break;
       case OpKind::gemm:
         if (what == "lm_head") want = S;
@@ -441,6 +448,10 @@ class CudaStep final : public StepBackend {
       Layer l;
       upload(l.input_norm, bf16_of(lw.input_norm));
       upload(l.post_attn_norm, bf16_of(lw.post_attn_norm));
+      if (m_.qk_norm()) {
+        upload(l.q_norm, bf16_of(lw.q_norm));
+        upload(l.k_norm, bf16_of(lw.k_norm));
+      }
       l.qkv = linear(lw.qkv_proj);
       l.o = linear(lw.o_proj);
       if (m_.is_moe()) {
@@ -492,6 +503,10 @@ class CudaStep final : public StepBackend {
       Layer l;
       bf16(l.input_norm, z(H), 1.0f, 0.1f);
       bf16(l.post_attn_norm, z(H), 1.0f, 0.1f);
+      if (m_.qk_norm()) {
+        bf16(l.q_norm, z(hd), 1.0f, 0.1f);
+        bf16(l.k_norm, z(hd), 1.0f, 0.1f);
+      }
       l.qkv = linear(linear_shapes_[0].first, linear_shapes_[0].second);
       l.o = linear(linear_shapes_[1].first, linear_shapes_[1].second);
       if (m_.is_moe()) {
@@ -507,7 +522,6 @@ class CudaStep final : public StepBackend {
       }
       layers_.push_back(std::move(l));
     }
-    (void)hd;
     bf16(embed_, z(I{m_.vocab} * H), 0.0f, 1.0f);
     bf16(lm_head_, z(tl_.vocab * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
     bf16(final_norm_, z(H), 1.0f, 0.1f);
@@ -668,6 +682,10 @@ class CudaStep final : public StepBackend {
         cuda_embedding_launch(B(embed_), m_.vocab, H, d_tokens_.as<std::int32_t>(), T, B(hidden_), stream_);
         return;
       case OpKind::rmsnorm: {
+        if (what == "qk_norm") {  // Qwen3: each q and k head of the qkv rows, in place, before RoPE
+          cuda_head_rmsnorm_launch(B(qkv_), T, qkv_w, qh, tl_.kv_heads, hd, B(l->q_norm), B(l->k_norm), eps, stream_);
+          return;
+        }
         const Bf16* w = what == "input_norm" ? B(l->input_norm) : what == "post_attn_norm" ? B(l->post_attn_norm) : B(final_norm_);
         if (what != "input_norm" && what != "post_attn_norm" && what != "final_norm") break;
         cuda_rmsnorm_launch(B(hidden_), w, T, H, eps, B(normed_), stream_);

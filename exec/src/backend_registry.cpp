@@ -296,6 +296,12 @@ void cuda_residual_add_rmsnorm_launch(Bf16* hidden, const Bf16* branch, const Bf
   RACKSIM_CUDA_ROUTE(rmsnorm_launch, hidden, branch, weight, rows, width, eps, y, stream);
 }
 
+void cuda_head_rmsnorm_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads, std::int64_t kv_heads,
+                              std::int64_t head_dim, const Bf16* q_weight, const Bf16* k_weight, float eps, CudaStream stream) {
+  detail::check_head_rmsnorm(qkv, rows, row_width, q_heads, kv_heads, head_dim, q_weight, k_weight, eps);
+  RACKSIM_CUDA_ROUTE(head_rmsnorm_launch, qkv, rows, row_width, q_heads, kv_heads, head_dim, q_weight, k_weight, eps, stream);
+}
+
 void cuda_residual_add_launch(Bf16* hidden, const Bf16* branch, std::int64_t count, CudaStream stream) {
   detail::check_residual_add(hidden, branch, count);
   RACKSIM_CUDA_ROUTE(residual_add_launch, hidden, branch, count, stream);

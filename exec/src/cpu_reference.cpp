@@ -146,6 +146,10 @@ ModelWeights generate_weights(const ModelConfig& m, DType format, std::uint64_t 
     lw.post_attn_norm = bf16_uniform(rng, h, 1.0, 0.1);
     lw.qkv_proj = make_linear(rng, (I{m.heads} + 2 * I{m.kv_heads}) * hd, h, format);
     lw.o_proj = make_linear(rng, h, I{m.heads} * hd, format);
+    if (m.qk_norm() && !m.qk_norm_per_layer()) {  // drawn only for these models: the others' weights are as before
+      lw.q_norm = bf16_uniform(rng, hd, 1.0, 0.1);
+      lw.k_norm = bf16_uniform(rng, hd, 1.0, 0.1);
+    }
     if (m.is_moe()) {
       lw.router = bf16_uniform(rng, I{m.moe.experts} * h, 0.0, std::sqrt(3.0 / static_cast<double>(h)));
       for (int e = 0; e < m.moe.experts; ++e) {
@@ -184,6 +188,10 @@ CpuReference::CpuReference(ModelConfig model, DType format, HostTpComm* tp, Mode
   RACKSIM_ASSERT(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.kv_heads > 0 && m.head_dim > 0 && m.ffn > 0 && m.vocab > 0,
                  "model dimensions are positive");
   RACKSIM_ASSERT(m.heads % m.kv_heads == 0 && m.head_dim % 2 == 0, "GQA groups are whole and head_dim is even");
+  if (m.rope_dim() != m.head_dim || m.qk_norm_per_layer())
+    throw InputError(fmt::format("CPU reference: model '{}' has {}; the executor runs RoPE over whole heads and a per-head QK-norm only",
+                                 m.id, m.qk_norm_per_layer() ? "a QK-norm over all heads of a layer at once" :
+                                                               fmt::format("partial RoPE ({} of {} dims)", m.rope_dim(), m.head_dim)));
   RACKSIM_ASSERT(!m.is_moe() || (m.moe.experts_per_token >= 1 && m.moe.experts_per_token <= m.moe.experts), "1 <= top-k <= experts");
 }
 
@@ -295,7 +303,16 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         if (what == "input_norm") rmsnorm_rows(hidden, T, H, lw->input_norm, eps, normed);
         else if (what == "post_attn_norm") rmsnorm_rows(hidden, T, H, lw->post_attn_norm, eps, normed);
         else if (what == "final_norm") rmsnorm_rows(hidden, T, H, weights_.final_norm, eps, normed);
-        else unsupported(op);
+        else if (what == "qk_norm" && !lw->q_norm.empty()) {
+          // Qwen3: each q head's and k head's head_dim values RMS-normed on their own (q_norm,
+          // k_norm), in place, before RoPE.
+          for (I r = 0; r < T; ++r) {
+            const std::span<float> q = std::span<float>(qkv).subspan(z(r * qkv_width), z(nq * hd));
+            const std::span<float> k = std::span<float>(qkv).subspan(z(r * qkv_width + nq * hd), z(nkv * hd));
+            rmsnorm(q, nq, hd, lw->q_norm, eps, q);
+            rmsnorm(k, nkv, hd, lw->k_norm, eps, k);
+          }
+        } else unsupported(op);
         break;
       case OpKind::gemm:
         if (what == "lm_head") {

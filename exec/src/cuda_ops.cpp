@@ -69,6 +69,18 @@ void rmsnorm_shape(I rows, I width, float eps) {
   if (!std::isfinite(eps) || eps < 0.0f) bad(op, fmt::format("eps {} must be finite and >= 0", eps));
 }
 
+void head_rmsnorm_shape(I rows, I row_width, I q_heads, I kv_heads, I head_dim, float eps) {
+  const std::string_view op = "head_rmsnorm";
+  need_range(op, "rows", rows, 0, kInt32Max);
+  need_range(op, "q_heads", q_heads, 0, 1 << 16);
+  need_range(op, "kv_heads", kv_heads, 0, 1 << 16);
+  need_range(op, "head_dim", head_dim, 1, 1 << 16);
+  if ((q_heads + kv_heads) * head_dim > row_width)
+    bad(op, fmt::format("{} heads of {} exceed the row width {}", q_heads + kv_heads, head_dim, row_width));
+  need_range(op, "rows x row_width", rows * row_width, 0, I{1} << 48);
+  if (!std::isfinite(eps) || eps < 0.0f) bad(op, fmt::format("eps {} must be finite and >= 0", eps));
+}
+
 void rope_shape(I rows, I row_width, I rotated_heads, I head_dim, double theta) {
   const std::string_view op = "rope";
   need_range(op, "rows", rows, 0, I{1} << 40);
@@ -141,6 +153,14 @@ void check_rmsnorm(const void* x, const void* branch, const void* weight, I rows
   need_ptr(op, "weight", weight, rows > 0);
   need_ptr(op, "y", y, rows > 0);
   if (rows > 0 && (y == x || (branch && (branch == x || branch == y)))) bad(op, "y, x (hidden) and branch must not alias");
+}
+
+void check_head_rmsnorm(const void* qkv, I rows, I row_width, I q_heads, I kv_heads, I head_dim, const void* q_weight, const void* k_weight,
+                        float eps) {
+  head_rmsnorm_shape(rows, row_width, q_heads, kv_heads, head_dim, eps);
+  need_ptr("head_rmsnorm", "qkv", qkv, rows > 0);
+  need_ptr("head_rmsnorm", "q_weight", q_weight, rows > 0 && q_heads > 0);
+  need_ptr("head_rmsnorm", "k_weight", k_weight, rows > 0 && kv_heads > 0);
 }
 
 void check_residual_add(const void* hidden, const void* branch, I count) {
@@ -341,6 +361,18 @@ std::vector<float> cuda_residual_add(std::span<const float> hidden, std::span<co
   cuda_residual_add_launch(dh.as<Bf16>(), db.as<Bf16>(), static_cast<I>(hidden.size()), nullptr);
   cuda_stream_synchronize(nullptr);
   return download_bf16(dh, hidden.size());
+}
+
+std::vector<float> cuda_head_rmsnorm(std::span<const float> qkv, I rows, I row_width, I q_heads, I kv_heads, std::span<const float> q_weight,
+                                     std::span<const float> k_weight, float eps) {
+  const I head_dim = static_cast<I>(q_weight.size());
+  need_size("head_rmsnorm", "k_weight", k_weight.size(), head_dim);
+  need_size("head_rmsnorm", "qkv", qkv.size(), rows * row_width);
+  head_rmsnorm_shape(rows, row_width, q_heads, kv_heads, head_dim, eps);
+  DeviceMemory dq = upload_bf16(qkv), dw = upload_bf16(q_weight), dk = upload_bf16(k_weight);
+  cuda_head_rmsnorm_launch(dq.as<Bf16>(), rows, row_width, q_heads, kv_heads, head_dim, dw.as<Bf16>(), dk.as<Bf16>(), eps, nullptr);
+  cuda_stream_synchronize(nullptr);
+  return download_bf16(dq, qkv.size());
 }
 
 std::vector<float> cuda_rope_rotate_half(std::span<const float> qkv, I rows, I row_width, I rotated_heads, I head_dim,

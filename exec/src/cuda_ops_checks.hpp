@@ -11,6 +11,8 @@
 namespace racksim::exec::detail {
 
 void check_rmsnorm(const void* x, const void* branch, const void* weight, std::int64_t rows, std::int64_t width, float eps, const void* y);
+void check_head_rmsnorm(const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads, std::int64_t kv_heads,
+                        std::int64_t head_dim, const void* q_weight, const void* k_weight, float eps);
 void check_residual_add(const void* hidden, const void* branch, std::int64_t count);
 void check_rope(const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads, std::int64_t head_dim,
                 const void* positions, double theta);

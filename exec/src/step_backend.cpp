@@ -89,7 +89,7 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const D blocks = std::max<D>(1, static_cast<D>((o.kv_tokens + o.block_tokens - 1) / o.block_tokens));
   const D kv_element = p.kv_cache == DType::fp8 ? 1 : 2;
   CudaStepFootprint f;
-  f.per_layer = weights + 2 * 2 * H + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
+  f.per_layer = weights + 2 * 2 * H + (m.qk_norm() ? 2 * 2 * hd : 0) + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
   const D R = static_cast<D>(o.max_rows), S = static_cast<D>(o.max_sampled);
   // Sampled rows: their hidden states, whole-vocabulary FP32 logits and tokens; under TP also the
   // rank's logits slice and the gathered slices.

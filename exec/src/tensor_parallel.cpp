@@ -122,6 +122,8 @@ ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const Tp
     LayerWeights r;
     r.input_norm = l.input_norm;
     r.post_attn_norm = l.post_attn_norm;
+    r.q_norm = l.q_norm;  // per-head norms: every rank's heads use the same weights
+    r.k_norm = l.k_norm;
     r.qkv_proj = take_rows(l.qkv_proj, t.qkv_rows(m));
     r.o_proj = take_cols(l.o_proj, attn0, attn1);
     r.gate_up_proj = take_rows(l.gate_up_proj, t.gate_up_rows(m));

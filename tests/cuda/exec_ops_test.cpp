@@ -119,6 +119,36 @@ TEST_CASE("residual add, SwiGLU and embedding match cpu_ops", "[cuda][exec]") {
   }
 }
 
+TEST_CASE("Qwen3's per-head QK-norm matches cpu_ops rmsnorm on each head, in place", "[cuda][exec]") {
+  // Per head as the RMSNorm case above with n = head_dim: |got - ref| <= (2^-8 + 2 (n + 8) 2^-24)
+  // |ref|. Rows of Llama-like qkv (4 q, 2 k, 2 v heads of 128, and of 16): v heads untouched.
+  std::mt19937 rng(44);
+  for (I hd : {I{128}, I{16}}) {
+    const I rows = 7, qh = 4, kvh = 2, width = (qh + 2 * kvh) * hd;
+    const auto qkv = bf16_uniform(rng, z(rows * width), -3, 3);
+    const auto qw = bf16_uniform(rng, z(hd), 0.9f, 1.1f), kw = bf16_uniform(rng, z(hd), 0.9f, 1.1f);
+    const float eps = 1e-6f;
+    std::vector<float> ref = qkv;
+    for (I r = 0; r < rows; ++r) {
+      const std::span<float> q = std::span<float>(ref).subspan(z(r * width), z(qh * hd)), k = std::span<float>(ref).subspan(z(r * width + qh * hd), z(kvh * hd));
+      rmsnorm(q, qh, hd, qw, eps, q);
+      rmsnorm(k, kvh, hd, kw, eps, k);
+    }
+    const std::vector<float> got = cuda_head_rmsnorm(qkv, rows, width, qh, kvh, qw, kw, eps);
+    REQUIRE(got.size() == ref.size());
+    const double tol = kBf16Rel + 2.0 * static_cast<double>(hd + 8) * kF32Ulp;
+    for (I r = 0; r < rows; ++r)
+      for (I i = 0; i < width; ++i) {
+        INFO("head_dim " << hd << " row " << r << " column " << i);
+        const std::size_t at = z(r * width + i);
+        if (i < (qh + kvh) * hd) REQUIRE(std::fabs(got[at] - ref[at]) <= tol * std::fabs(ref[at]));
+        else REQUIRE(got[at] == qkv[at]);  // v heads
+      }
+  }
+  CHECK_THROWS_AS(cuda_head_rmsnorm(std::vector<float>(16, 1.0f), 1, 16, 1, 1, std::vector<float>(16, 1.0f), std::vector<float>(16, 1.0f), 1e-6f),
+                  InputError);  // two heads of 16 do not fit a row of 16
+}
+
 TEST_CASE("greedy argmax matches cpu_ops, lowest id among equal maxima", "[cuda][exec]") {
   // Exact: both pick an existing logit. Rows over Llama-2's 32,000 ids: random; the maximum
   // planted at ids 31,999 and 5 (-> 5); all equal (-> 0); the maximum last (-> 31,999); all

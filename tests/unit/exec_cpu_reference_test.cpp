@@ -21,6 +21,8 @@ using namespace racksim;
 using namespace racksim::exec;
 using racksim::test::tiny_llama;
 using racksim::test::tiny_moe;
+using racksim::test::tiny_qwen3;
+using racksim::test::tiny_qwen3_moe;
 
 namespace {
 
@@ -149,6 +151,14 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
     Mat q(T), k(T), v(T);
     for (std::size_t t = 0; t < T; ++t) {
       Vec y = matvec(wqkv, in(rmsnorm(x[t], L.input_norm, m.norm_eps)));
+      if (m.qk_norm()) {
+        // Qwen3: every q and k head RMS-normed over its head_dim values (q_norm, k_norm), before RoPE.
+        for (std::size_t h = 0; h < nq + nkv; ++h) {
+          const Vec head(y.begin() + static_cast<std::ptrdiff_t>(h * hd), y.begin() + static_cast<std::ptrdiff_t>((h + 1) * hd));
+          const Vec normed = rmsnorm(head, h < nq ? L.q_norm : L.k_norm, m.norm_eps);
+          std::copy(normed.begin(), normed.end(), y.begin() + static_cast<std::ptrdiff_t>(h * hd));
+        }
+      }
       for (std::size_t h = 0; h < nq + nkv; ++h)
         for (std::size_t i = 0; i < hd / 2; ++i) {
           const double ang = static_cast<double>(t) * std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
@@ -332,6 +342,30 @@ TEST_CASE("CPU reference matches float64: tiny Llama, NVFP4 weights and NVFP4 li
 TEST_CASE("CPU reference matches float64: tiny MoE (4 experts, top 2), NVFP4 and MXFP4", "[exec][cpu]") {
   check_against_float64(tiny_moe(), DType::nvfp4);
   check_against_float64(tiny_moe(), DType::mxfp4);
+}
+
+TEST_CASE("CPU reference matches float64: Qwen3's per-head QK-norm, dense and MoE", "[exec][cpu]") {
+  // tiny_qwen3 (tiny_llama with q_norm and k_norm over each head's 16 values before RoPE) and
+  // tiny_qwen3_moe; forward64 norms each head on its own, in float64.
+  check_against_float64(tiny_qwen3(), DType::nvfp4);
+  check_against_float64(tiny_qwen3_moe(), DType::nvfp4);
+  // The norms are really applied: the same weights without them (a llama) give other logits.
+  const ModelWeights w = generate_weights(tiny_qwen3(), DType::nvfp4, 2024);
+  REQUIRE(w.layers[0].q_norm.size() == 16);
+  ModelConfig plain = tiny_qwen3();
+  plain.architecture = "llama";
+  const std::vector<std::int32_t> a = {3, 17, 42, 96, 0};
+  const Vec with = forward64(tiny_qwen3(), w, a).back(), without = forward64(plain, w, a).back();
+  double diff = 0;
+  for (std::size_t i = 0; i < with.size(); ++i) diff = std::max(diff, std::fabs(with[i] - without[i]));
+  CHECK(diff > 100 * kTolerance * std::max(1.0, max_abs(with)));
+  // Per-layer QK-norm (MiniMax-M2) and partial RoPE are refused, not run as something else.
+  ModelConfig minimax = tiny_qwen3();
+  minimax.architecture = "minimax_m2";
+  CHECK_THROWS_AS(CpuReference(minimax, DType::nvfp4, 1), InputError);
+  ModelConfig partial = tiny_llama();
+  partial.rotary_dim = 8;
+  CHECK_THROWS_AS(CpuReference(partial, DType::nvfp4, 1), InputError);
 }
 
 TEST_CASE("CPU reference: prefill then decode equals one longer prefill (KV cache)", "[exec][cpu]") {

@@ -248,6 +248,20 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   CHECK_THROWS_AS(cuda_step_footprint(moe, p, o), InputError);
 }
 
+TEST_CASE("CUDA step executor's device footprint: Qwen3's QK-norm weights", "[exec][plan]") {
+  // Qwen3-32B against a llama twin: two BF16 norms of head_dim 128 per layer, 2 x 2 x 128 = 512 B.
+  const ModelConfig q = find_model("qwen3-32b");
+  ModelConfig plain = q;
+  plain.architecture = "llama";
+  CudaStepOptions o;
+  o.max_rows = 16;
+  o.max_sampled = 16;
+  o.kv_tokens = 1024;
+  const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
+  CHECK(cuda_step_footprint(q, p, o).per_layer - cuda_step_footprint(plain, p, o).per_layer == 512.0);
+  CHECK(cuda_step_footprint(q, p, o).fixed == cuda_step_footprint(plain, p, o).fixed);
+}
+
 TEST_CASE("the footprint's split-K bound holds for the partitions decode attention picks", "[exec][plan]") {
   // Llama-2-70B's 64 query / 8 KV heads of 128: the bound (batch + 4 x 256 / 8) x 64 x 130 x 4 B
   // against decode_workspace_bytes at the partition decode_partition_tokens picks. E.g. batch 1,

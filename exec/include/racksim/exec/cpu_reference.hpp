@@ -31,6 +31,8 @@ struct LayerWeights {
   std::vector<float> post_attn_norm;         ///< [hidden]
   LinearWeight qkv_proj;                     ///< [(heads + 2 kv_heads) head_dim x hidden]: q, k, v
   LinearWeight o_proj;                       ///< [hidden x heads head_dim]
+  std::vector<float> q_norm;                 ///< per-head QK-norm (Qwen3): [head_dim], BF16 values; else empty
+  std::vector<float> k_norm;                 ///< per-head QK-norm (Qwen3): [head_dim], BF16 values; else empty
   LinearWeight gate_up_proj;                 ///< dense: [2 ffn x hidden], gate rows then up rows
   LinearWeight down_proj;                    ///< dense: [hidden x ffn]
   std::vector<float> router;                 ///< MoE: [experts x hidden], BF16 values

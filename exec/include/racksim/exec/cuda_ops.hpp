@@ -114,6 +114,10 @@ void cuda_rmsnorm_launch(const Bf16* x, const Bf16* weight, std::int64_t rows, s
 /// in one pass over the rows (vLLM's fused_add_rms_norm). hidden [rows x width] in place.
 void cuda_residual_add_rmsnorm_launch(Bf16* hidden, const Bf16* branch, const Bf16* weight, std::int64_t rows, std::int64_t width,
                                       float eps, Bf16* y, CudaStream stream);
+/// Qwen3's QK-norm, in place: in each of `rows` rows (row_width apart), the first q_heads heads of
+/// head_dim values RMS-normed with q_weight, the next kv_heads with k_weight (cpu_ops rmsnorm per head).
+void cuda_head_rmsnorm_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads, std::int64_t kv_heads,
+                              std::int64_t head_dim, const Bf16* q_weight, const Bf16* k_weight, float eps, CudaStream stream);
 /// hidden = bf16(hidden + branch) for `count` values, in place.
 void cuda_residual_add_launch(Bf16* hidden, const Bf16* branch, std::int64_t count, CudaStream stream);
 /// Rotate-half RoPE in place on the first `rotated_heads` heads (q then k) of each qkv row (row
@@ -217,6 +221,10 @@ struct ResidualNorm {
 [[nodiscard]] ResidualNorm cuda_residual_add_rmsnorm(std::span<const float> hidden, std::span<const float> branch, std::int64_t rows,
                                                      std::span<const float> weight, float eps);
 [[nodiscard]] std::vector<float> cuda_residual_add(std::span<const float> hidden, std::span<const float> branch);
+/// cuda_head_rmsnorm_launch on host rows [rows x row_width]; returns the whole array.
+[[nodiscard]] std::vector<float> cuda_head_rmsnorm(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads,
+                                                   std::int64_t kv_heads, std::span<const float> q_weight, std::span<const float> k_weight,
+                                                   float eps);
 /// Returns the whole rotated qkv array.
 [[nodiscard]] std::vector<float> cuda_rope_rotate_half(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width,
                                                        std::int64_t rotated_heads, std::int64_t head_dim,

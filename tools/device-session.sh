@@ -208,6 +208,8 @@ if [[ $FOCUS == 1 ]]; then
   # about 26 GB), eager steps only (no graph replay for MoE).
   phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
     --json "$STAGE/exec-mixtral-summary.json"
+  phase "bench --suite elementwise (with the MoE routing ops)" 45 elementwise.log "$R" bench --suite elementwise \
+    --out "$STAGE/elementwise.json"
   phase "exec qwen3-32b" 60 exec-qwen3.log "$R" exec "${QWEN3[@]}" --out "$STAGE/exec-qwen3.json" --json "$STAGE/exec-qwen3-summary.json"
   exit
 fi
@@ -280,7 +282,7 @@ staged() {  # FILE MAX_S SUITE ARGS...
 phase "bench gemm fp8 -> gemm-fp8.json (in logs.tar.gz)" 60 gemm-fp8.log "$R" bench gemm --dtypes fp8 --m 1,16,64,256,1024,4096 \
   --out "$STAGE/gemm-fp8.json"
 staged attention.json 60 attention
-staged elementwise.json 30 elementwise
+staged elementwise.json 45 elementwise
 staged collectives.json 45 collectives --gpus 1 --max-bytes 268435456
 
 if [[ -f "$STAGE/gemm.json" ]]; then

@@ -212,6 +212,32 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
       DeviceBytes table = bf16_random(static_cast<std::size_t>(kVocab * c.width), 1, s), ids = index_random(rows, 4, kVocab, s);
       DeviceBytes y(n * sizeof(Bf16));
       st = b.time([&] { cuda_embedding_launch(table.as<Bf16>(), kVocab, c.width, ids.as<std::int32_t>(), c.rows, y.as<Bf16>(), s); });
+    } else if (c.kind == "moe_router_topk") {
+      DeviceBytes logits(n * sizeof(float)), ids(rows * static_cast<std::size_t>(c.top_k) * 4), w(rows * static_cast<std::size_t>(c.top_k) * 4);
+      fill_f32(logits.as<float>(), n, 6, s);
+      RACKSIM_CUDA_CHECK(cudaGetLastError());
+      st = b.time([&] { cuda_moe_topk_launch(logits.as<float>(), c.rows, c.experts, c.top_k, ids.as<std::int32_t>(), w.as<float>(), s); });
+    } else if (c.kind == "moe_permute") {
+      // Uniform routing: each assignment's expert drawn alone (a token may draw an expert twice;
+      // the sort does not care). The permute and the gather, as experts.permute runs them (less
+      // the executor's read-back of the offsets).
+      const I tokens = c.rows / c.top_k;
+      DeviceBytes ids = index_random(rows, 7, c.experts, s), x = bf16_random(static_cast<std::size_t>(tokens * c.width), 1, s);
+      DeviceBytes xp(n * sizeof(Bf16)), off(static_cast<std::size_t>(c.experts + 1) * 4), pos(rows * 4), ord(rows * 4), src(rows * 4);
+      st = b.time([&] {
+        cuda_moe_permute_launch(ids.as<std::int32_t>(), c.rows, c.experts, c.top_k, off.as<std::int32_t>(), pos.as<std::int32_t>(),
+                                ord.as<std::int32_t>(), src.as<std::int32_t>(), s);
+        cuda_embedding_launch(x.as<Bf16>(), tokens, c.width, src.as<std::int32_t>(), c.rows, xp.as<Bf16>(), s);
+      });
+    } else if (c.kind == "moe_finalize") {
+      const I tokens = c.rows / c.top_k;
+      DeviceBytes er = bf16_random(n, 1, s), pos = index_random(rows, 8, static_cast<std::int32_t>(c.rows), s), w(rows * 4);
+      DeviceBytes y(static_cast<std::size_t>(tokens * c.width) * sizeof(Bf16));
+      fill_f32(w.as<float>(), rows, 9, s);
+      RACKSIM_CUDA_CHECK(cudaGetLastError());
+      st = b.time([&] {
+        cuda_moe_finalize_launch(er.as<Bf16>(), pos.as<std::int32_t>(), w.as<float>(), tokens, c.top_k, c.width, y.as<Bf16>(), s);
+      });
     } else {  // sampling (elementwise_record refused every other kind)
       DeviceBytes logits(n * sizeof(float)), ids(rows * sizeof(std::int32_t));
       fill_f32(logits.as<float>(), n, 5, s);

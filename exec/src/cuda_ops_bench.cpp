@@ -89,8 +89,29 @@ MeasurementRecord elementwise_record(const ElementwiseCase& c, const TimingStats
     flops_per = 2;
     dtype = "fp32";
     bytes = elems * kF32 + rows * kId;  // logits in, one id out per row
+  } else if (c.kind == "moe_router_topk" || c.kind == "moe_permute" || c.kind == "moe_finalize") {
+    const bool topk = c.kind == "moe_router_topk";
+    if (c.experts < 1 || c.top_k < 1 || c.top_k > c.experts || (topk && c.width != c.experts) || (!topk && c.rows % c.top_k != 0))
+      throw InputError(fmt::format("elementwise_record: {} of {} rows x {} with top-{} of {} experts: need 1 <= top_k <= experts, width = "
+                                   "experts (router_topk) or rows a whole number of tokens x top_k (permute, finalize)",
+                                   c.kind, c.rows, c.width, c.top_k, c.experts));
+    const double k = c.top_k, experts = c.experts;
+    if (topk) {
+      flops_per = 4;  // the graph's softmax count per logit
+      dtype = "fp32";
+      bytes = elems * kF32 + rows * k * (kId + kF32);  // the logits in; an expert id and a weight out per assignment
+    } else if (c.kind == "moe_permute") {
+      // Per assignment (row): its expert id in, its position, order and source row out, and its
+      // token's row gathered (in and out); the experts + 1 offsets.
+      bytes = 2 * elems * kBf16 + rows * 4 * kId + (experts + 1) * kId;
+    } else {
+      flops_per = 2;  // a multiply and an add per expert row element
+      // The expert rows in, a position and a weight per row, each token's sum out.
+      bytes = elems * kBf16 + rows * (kId + kF32) + rows / k * width * kBf16;
+    }
   } else {
-    throw InputError(fmt::format("elementwise_record: kind '{}' is not one of rmsnorm, residual_add, rope, swiglu, embedding, sampling",
+    throw InputError(fmt::format("elementwise_record: kind '{}' is not one of rmsnorm, residual_add, rope, swiglu, embedding, sampling, "
+                                 "moe_router_topk, moe_permute, moe_finalize",
                                  c.kind));
   }
   MeasuredOp op;
@@ -133,6 +154,15 @@ std::vector<ElementwiseCase> default_elementwise_cases() {
   for (const auto& [kind, width] : kinds)
     for (I rows : {1, 16, 256, 4096})
       if (std::string_view(kind) != "sampling" || rows <= 256) out.push_back({kind, rows, width});
+  // MoE routing: Mixtral-8x7B (workloads/data/models/mixtral-8x7b.yaml: 8 experts, top-2) and
+  // Qwen3-235B-A22B (qwen3-235b-a22b.yaml: 128, top-8), both hidden 4096.
+  constexpr I kMoeHidden = 4096;
+  for (const auto& [experts, k] : {std::pair{8, 2}, std::pair{128, 8}})
+    for (I tokens : {1, 16, 256, 4096}) {
+      out.push_back({"moe_router_topk", tokens, experts, experts, k});
+      out.push_back({"moe_permute", tokens * k, kMoeHidden, experts, k});
+      out.push_back({"moe_finalize", tokens * k, kMoeHidden, experts, k});
+    }
   return out;
 }
 

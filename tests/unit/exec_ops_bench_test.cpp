@@ -87,7 +87,37 @@ TEST_CASE("elementwise records: FLOPs as the step graph counts them, bytes the k
   const std::vector<DType> kv = {DType::bf16, DType::fp8};
   CHECK(default_attention_decode_cases(kv).size() == 24);
   CHECK(default_attention_prefill_cases(kv).size() == 10);
-  CHECK(default_elementwise_cases().size() == 23);
+  CHECK(default_elementwise_cases().size() == 47);  // + 2 MoE models x 3 kinds x 4 token counts
+}
+
+TEST_CASE("MoE routing records: FLOPs as the step graph counts them, bytes by hand, identities joined", "[exec][bench]") {
+  // Mixtral-8x7B at 16 tokens (8 experts, top-2, hidden 4096). router_topk: 16 x 8 = 128 FP32
+  // logits, 4 FLOPs each = 512; 512 bytes in, 16 x 2 assignments x (id + weight) = 256 out: 768.
+  const MeasurementRecord t = elementwise_record({"moe_router_topk", 16, 8, 8, 2}, kTime);
+  CHECK(t.op.identity() == "moe_router_topk m=16 n=8 k=0 a=fp32 w=fp32 c=fp32");
+  CHECK(*t.flops == 512.0);
+  CHECK(*t.bytes_moved == 768.0);
+  // permute: 32 assignment rows of 4096: the gathered rows in and out 2 x 131,072 x 2 = 524,288,
+  // 4 int32 per assignment (id in; position, order, source row out) 512, the 9 offsets 36: 524,836.
+  const MeasurementRecord p = elementwise_record({"moe_permute", 32, 4096, 8, 2}, kTime);
+  CHECK(*p.flops == 0.0);
+  CHECK(*p.bytes_moved == 524'836.0);
+  // finalize: 2 FLOPs per expert-row element = 262,144; expert rows in 262,144 B, a position and a
+  // weight per row 256, 16 token rows out 131,072: 393,472.
+  const MeasurementRecord f = elementwise_record({"moe_finalize", 32, 4096, 8, 2}, kTime);
+  CHECK(*f.flops == 262'144.0);
+  CHECK(*f.bytes_moved == 393'472.0);
+  // The step graph's MoE ops of Mixtral at decode batch 16 spell the same identities.
+  const ModelConfig m = find_model("mixtral-8x7b");
+  const StepGraph dec(m, StepBatch::decode(16, 100), Deployment{}, Precision{DType::nvfp4, DType::bf16, DType::fp8});
+  CHECK(t.op.identity() == find_op(dec, "layers.0.router_topk").identity());
+  CHECK(p.op.identity() == find_op(dec, "layers.0.experts.permute").identity());
+  CHECK(f.op.identity() == find_op(dec, "layers.0.experts.finalize").identity());
+  // Shapes the kinds cannot have.
+  CHECK_THROWS_AS(elementwise_record({"moe_permute", 33, 4096, 8, 2}, kTime), InputError);     // not whole tokens of 2
+  CHECK_THROWS_AS(elementwise_record({"moe_router_topk", 16, 9, 8, 2}, kTime), InputError);    // width is not the experts
+  CHECK_THROWS_AS(elementwise_record({"moe_finalize", 32, 4096, 8, 0}, kTime), InputError);    // no top-k
+  CHECK_THROWS_AS(elementwise_record({"moe_finalize", 32, 4096, 2, 4}, kTime), InputError);    // top-k above the experts
 }
 
 TEST_CASE("the step-op benches need the CUDA backend and a device", "[exec][bench]") {

@@ -47,11 +47,16 @@ struct AttentionPrefillCase {
 /// An elementwise op over `rows` rows of `width`, spelled as the step graph's op (m = rows, n =
 /// width): kind one of rmsnorm (width = hidden), residual_add (hidden), rope (width = (heads +
 /// kv_heads) x head_dim, the rotated columns; head_dim 128), swiglu (width = ffn, the output),
-/// embedding (hidden; a 32,000-row table, Llama-2's vocabulary), sampling (width = vocab, FP32 logits).
+/// embedding (hidden; a 32,000-row table, Llama-2's vocabulary), sampling (width = vocab, FP32 logits);
+/// or a MoE routing op of a model with `experts` experts, `top_k` per token: moe_router_topk (rows
+/// = tokens, width = experts, FP32 logits), moe_permute and moe_finalize (rows = assignments =
+/// tokens x top_k, width = hidden), as the step graph's moe_block spells them.
 struct ElementwiseCase {
   std::string kind;
   std::int64_t rows = 0;
   std::int64_t width = 0;
+  int experts = 0;  ///< MoE kinds only
+  int top_k = 0;    ///< MoE kinds only
 };
 
 /// The record of a timed decode case: kind attention_decode, m = batch query tokens, n = heads,
@@ -73,7 +78,9 @@ struct ElementwiseCase {
 /// A default prefill sweep: seq_len 128, 512, 1024, 2048, 4096 (batch 1) x the given KV formats.
 [[nodiscard]] std::vector<AttentionPrefillCase> default_attention_prefill_cases(std::span<const DType> kv_formats);
 /// A default elementwise sweep for Llama-2-70B on one GPU (hidden 8192, ffn 28672, vocab 32000,
-/// 64 + 8 rotated heads of 128): every kind at rows 1, 16, 256, 4096 (sampling: 1, 16, 256).
+/// 64 + 8 rotated heads of 128): every kind at rows 1, 16, 256, 4096 (sampling: 1, 16, 256); then
+/// the MoE routing ops of Mixtral-8x7B (8 experts, top-2) and Qwen3-235B-A22B (128, top-8), both
+/// hidden 4096, at 1, 16, 256, 4096 tokens.
 [[nodiscard]] std::vector<ElementwiseCase> default_elementwise_cases();
 
 /// Times each case on CUDA device `device`, made current (BenchTiming's warm-up, repetitions and

@@ -772,6 +772,17 @@ class CudaStep final : public StepBackend {
         if (moe_offsets_host_[0] != 0 || moe_offsets_host_[z(E)] != T * k)
           throw Error(ExitCode::internal, text("experts.permute: expert offsets run from ", moe_offsets_host_[0], " to ", moe_offsets_host_[z(E)],
                                             ", not 0 to ", T * k, " assignments"));
+        // The plans of this step's expert GEMMs (a row count per expert, known only now), made here
+        // as prepare_plans makes the dense ones: inside this op's time, not the GEMMs'.
+        for (int e = 0; e < E; ++e) {
+          const I rows = moe_offsets_host_[z(e) + 1] - moe_offsets_host_[z(e)];
+          for (std::size_t i : {std::size_t{2}, std::size_t{3}}) {
+            const auto [n, kk] = linear_shapes_[i];
+            if (rows < 1) continue;
+            if (fp4_.native) (void)native_rows(rows, n, kk);
+            else if (!fp4_mma_supported(rows, n, kk) && rows > 1) (void)large_m_plan(rows, n, kk);
+          }
+        }
         return;
       }
       case OpKind::moe_gemm: {

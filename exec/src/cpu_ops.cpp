@@ -128,7 +128,11 @@ std::vector<ExpertWeight> moe_top_k(std::span<const float> lg, int k) {
   if (k < 1 || k > E) throw InputError(fmt::format("moe_top_k: top-{} of {} experts: need 1 <= k <= experts", k, E));
   std::vector<int> order(z(E));
   for (int e = 0; e < E; ++e) order[z(e)] = e;
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[z(a)] > lg[z(b)]; });
+  // Descending, NaN below every number (a strict weak order even with NaN), ties in id order.
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const float x = lg[z(a)], y = lg[z(b)];
+    return x > y || (!std::isnan(x) && std::isnan(y));
+  });
   float sum = 0.0f;
   std::vector<float> w(z(k));
   for (int j = 0; j < k; ++j) sum += (w[z(j)] = std::exp(lg[z(order[z(j)])] - lg[z(order[0])]));

@@ -391,18 +391,26 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
       case OpKind::moe_gemm: {
         const I count = static_cast<I>(assignments.size());
         require_rows(op, count);
+        // One row per assignment through its expert's linear (with NVFP4 inputs when they are on:
+        // the static quantizer works row by row, so a row alone quantizes as in a batch).
+        std::vector<float> x_row, y_row;
         if (what == "experts.gate_up_proj") {
           act.assign(z(count * 2 * m.ffn), 0.0f);
           for (I a = 0; a < count; ++a) {
             const LinearWeight& w = lw->expert_gate_up[z(assignments[z(a)].expert)];
-            matmul(&normed[z(assignments[z(a)].row * H)], 1, H, w.values.data(), w.out, &act[z(a * w.out)]);
+            x_row.assign(normed.begin() + static_cast<std::ptrdiff_t>(assignments[z(a)].row * H),
+                         normed.begin() + static_cast<std::ptrdiff_t>((assignments[z(a)].row + 1) * H));
+            linear(x_row, 1, w, y_row, nvfp4_inputs_);
+            std::copy(y_row.begin(), y_row.end(), act.begin() + static_cast<std::ptrdiff_t>(a * w.out));
           }
         } else if (what == "experts.down_proj") {
           // One output row per assignment, in assignment order; experts.finalize sums them.
           expert_out.assign(z(count * H), 0.0f);
           for (I a = 0; a < count; ++a) {
             const LinearWeight& w = lw->expert_down[z(assignments[z(a)].expert)];
-            matmul(&act[z(a * m.ffn)], 1, m.ffn, w.values.data(), H, &expert_out[z(a * H)]);
+            x_row.assign(act.begin() + static_cast<std::ptrdiff_t>(a * m.ffn), act.begin() + static_cast<std::ptrdiff_t>((a + 1) * m.ffn));
+            linear(x_row, 1, w, y_row, nvfp4_inputs_);
+            std::copy(y_row.begin(), y_row.end(), expert_out.begin() + static_cast<std::ptrdiff_t>(a * H));
           }
         } else unsupported(op);
         break;

@@ -78,6 +78,7 @@ void head_rmsnorm_shape(I rows, I row_width, I q_heads, I kv_heads, I head_dim, 
   if ((q_heads + kv_heads) * head_dim > row_width)
     bad(op, fmt::format("{} heads of {} exceed the row width {}", q_heads + kv_heads, head_dim, row_width));
   need_range(op, "rows x row_width", rows * row_width, 0, I{1} << 48);
+  need_range(op, "rows x heads", rows * (q_heads + kv_heads), 0, kInt32Max);  // a warp each: the grid stays in range
   if (!std::isfinite(eps) || eps < 0.0f) bad(op, fmt::format("eps {} must be finite and >= 0", eps));
 }
 

@@ -133,18 +133,21 @@ TEST_CASE("CUDA step executor runs a MoE block as the CPU reference (top-4 of 4 
   // side: the step's output for that token then differs by far more than rounding), while the
   // router, top-k order and weights, permute, the per-expert GEMMs (the fused kernel at step 1's
   // 45 rows, dequantize + cuBLASLt at step 2's 111), the expert SwiGLU and the finalize all run.
-  // The softmax weights are continuous in the logits. Budget as the dense BF16 case: 5%.
+  // The softmax weights are continuous in the logits. Budget: the dense case's worst case counts
+  // 24 BF16 roundings (2^-9 each) on the path to a logit; the MoE block adds the expert rows' and
+  // the finalize's, 28 x 2^-9 = 5.5%: 6%.
   ModelConfig m = test::tiny_moe();
   m.moe.experts_per_token = 4;
-  compare(DType::bf16, 0.05, Fp4GemmMode::hopper, m);
+  compare(DType::bf16, 0.06, Fp4GemmMode::hopper, m);
 }
 
 TEST_CASE("CUDA step executor matches the CPU reference on Qwen3's QK-norm, dense and MoE (top-4 of 4)", "[cuda][exec]") {
-  // One more BF16 rounding per q and k head per layer than tiny_llama: within the same 5% budget.
-  compare(DType::bf16, 0.05, Fp4GemmMode::hopper, test::tiny_qwen3());
+  // One more BF16 rounding per q and k head per layer than tiny_llama: 26 x 2^-9 = 5.1%, and with
+  // the MoE block's (above) 30 x 2^-9 = 5.9%: 6%.
+  compare(DType::bf16, 0.06, Fp4GemmMode::hopper, test::tiny_qwen3());
   ModelConfig m = test::tiny_qwen3_moe();
   m.moe.experts_per_token = 4;
-  compare(DType::bf16, 0.05, Fp4GemmMode::hopper, m);
+  compare(DType::bf16, 0.06, Fp4GemmMode::hopper, m);
 }
 
 TEST_CASE("CUDA step executor runs tiny_moe (top-2 of 4): every op, finite logits", "[cuda][exec]") {
@@ -180,6 +183,11 @@ TEST_CASE("CUDA step executor's native NVFP4 path matches the W4A4 CPU reference
   // dot products that is a few percent per linear, ~8 linears deep: 25% of the largest logit,
   // still far below what a wrong scale layout, alpha or nibble order gives (O(1)).
   compare(DType::bf16, 0.25, Fp4GemmMode::native);
+  // And a MoE block (top-4 of 4, so no routing flips): the experts' inputs quantized on both sides
+  // (CpuReference's expert GEMMs take NVFP4 inputs too), the same budget.
+  ModelConfig moe = test::tiny_moe();
+  moe.moe.experts_per_token = 4;
+  compare(DType::bf16, 0.25, Fp4GemmMode::native, moe);
 }
 
 TEST_CASE("CUDA step executor replays a decode step as a CUDA graph", "[cuda][exec]") {

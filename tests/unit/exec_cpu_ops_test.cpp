@@ -117,6 +117,15 @@ TEST_CASE("moe_top_k: the k largest router logits, ties to the lower expert, sof
   CHECK(b[0].weight == Approx(0.75).epsilon(1e-6));
   CHECK(b[1].weight == Approx(0.25).epsilon(1e-6));
   CHECK_THROWS_AS(moe_top_k(std::vector<float>{1, 2}, 3), InputError);
+  // NaN ranks below every number (the device kernel's rule): [NaN, 1, 2] -> 2, 1; [NaN, -inf, NaN]
+  // -> 1 (-inf is a number), then the lower NaN id 0.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const auto c = moe_top_k(std::vector<float>{nan, 1, 2}, 2);
+  CHECK(c[0].expert == 2);
+  CHECK(c[1].expert == 1);
+  const auto d = moe_top_k(std::vector<float>{nan, -inf, nan}, 2);
+  CHECK(d[0].expert == 1);
+  CHECK(d[1].expert == 0);
 }
 
 TEST_CASE("moe_expert_order: a stable counting sort of the assignments by expert", "[exec][cpu_ops]") {

@@ -136,7 +136,7 @@ Vec mlp(const Mat& gate_up, const Mat& down, const Vec& x, bool a4 = false) {
   return matvec(down, a4 ? nvfp4_input(a) : a);
 }
 
-// Logits at every position of `tokens` (causal), in float64; `a4`: the dense linears' inputs
+// Logits at every position of `tokens` (causal), in float64; `a4`: the NVFP4 linears' inputs (experts too)
 // quantized (nvfp4_input), lm_head's not.
 Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std::int32_t>& tokens, bool a4 = false) {
   const auto in = [a4](const Vec& x) { return a4 ? nvfp4_input(x) : x; };
@@ -207,7 +207,7 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
         for (std::size_t j = 0; j < kk; ++j) sum += std::exp(lg[order[j]] - lg[order[0]]);
         for (std::size_t j = 0; j < kk; ++j) {
           const std::size_t e = order[j];
-          const Vec ye = mlp(decode(L.expert_gate_up[e]), decode(L.expert_down[e]), n);
+          const Vec ye = mlp(decode(L.expert_gate_up[e]), decode(L.expert_down[e]), n, a4);
           for (std::size_t i = 0; i < H; ++i) y[i] += std::exp(lg[e] - lg[order[0]]) / sum * ye[i];
         }
       }
@@ -342,6 +342,9 @@ TEST_CASE("CPU reference matches float64: tiny Llama, NVFP4 weights and NVFP4 li
 TEST_CASE("CPU reference matches float64: tiny MoE (4 experts, top 2), NVFP4 and MXFP4", "[exec][cpu]") {
   check_against_float64(tiny_moe(), DType::nvfp4);
   check_against_float64(tiny_moe(), DType::mxfp4);
+  // W4A4: the experts' inputs quantized too (the native Blackwell path's numerics); as for the
+  // dense W4A4 case, every E2M1 code agrees at this seed.
+  check_against_float64(tiny_moe(), DType::nvfp4, true);
 }
 
 TEST_CASE("CPU reference matches float64: Qwen3's per-head QK-norm, dense and MoE", "[exec][cpu]") {

@@ -50,8 +50,8 @@ struct ExpertWeight {
   float weight = 0;
 };
 
-/// Mixtral routing of one token: the k largest router logits (ties: the lower expert id), their
-/// softmax over those k. In order of decreasing logit.
+/// Mixtral routing of one token: the k largest router logits (ties: the lower expert id; NaN
+/// ranks below every number, -inf included), their softmax over those k. In order of decreasing logit.
 [[nodiscard]] std::vector<ExpertWeight> moe_top_k(std::span<const float> router_logits, int k);
 
 /// The expert order of a step's MoE assignments (the permute of TensorRT-LLM's fused MoE, vLLM's

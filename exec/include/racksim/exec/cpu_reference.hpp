@@ -131,7 +131,7 @@ class CpuReference {
   /// context); InputError if it holds fewer.
   void truncate(std::int64_t sequence, std::int64_t tokens);
 
-  /// true: the dense linear layers' inputs (qkv, o, gate_up, down; not lm_head) are rounded to
+  /// true: the NVFP4 linear layers' inputs (qkv, o, gate_up, down, the experts'; not lm_head or the router) are rounded to
   /// BF16 and quantized to NVFP4 under kActivationNvfp4EncodeScale first (W4A4), as on the CUDA
   /// executor's native Blackwell path (fp4_gemm_path.hpp); NVFP4 weights only (InputError).
   void set_nvfp4_linear_inputs(bool on);

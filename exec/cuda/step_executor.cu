@@ -1,5 +1,6 @@
-// The CUDA step executor: runs a StepGraph of a Llama model (dense, or a Mixtral-style MoE) on one GPU, op by op in the
-// graph's topological order (the order the simulator costs), every op between two CUDA events.
+// The CUDA step executor: runs a StepGraph of a Llama-family model (dense or Mixtral-style MoE,
+// Qwen3's QK-norm) on one GPU (one tensor-parallel rank), op by op in the graph's topological
+// order (the order the simulator costs), every op between two CUDA events.
 //   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
 //   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
 //   linear layers (NVFP4 weights, BF16 activations): M <= 64 the fused FP4-weight tensor-core
@@ -14,9 +15,10 @@
 //   without a native cuBLASLt plan runs padded to the next row count with one (NativeGemmRows),
 //   stated in the output.
 //   lm_head: the sampled rows gathered (the embedding kernel on row ids), cuBLASLt BF16 -> FP32.
-//   MoE blocks (one GPU): the router on cuBLASLt BF16 -> FP32, top-k and the expert-order permute
-//   on the device (ops_moe.cu), the permute's expert counts read back to the host so each expert's
-//   rows run as one GEMM of its own M through the linear paths above, then the finalize.
+//   MoE blocks (under TP each expert split as a dense MLP, the router whole): the router on
+//   cuBLASLt BF16 -> FP32, top-k and the expert-order permute on the device (ops_moe.cu), the
+//   permute's expert counts read back to the host so each expert's rows run as one GEMM of its
+//   own M through the linear paths above, then the finalize.
 // The host side of a step (rows, slots, tables) is exec/step_plan.hpp, tested on the CPU.
 
 #include "step_executor.hpp"
@@ -146,9 +148,6 @@ class CudaStep final : public StepBackend {
                             m.qk_norm_per_layer() ? std::string("a QK-norm over all heads of a layer at once")
                                                   : text("partial RoPE (", m.rope_dim(), " of ", m.head_dim, " dims)"),
                             "; the executor runs RoPE over whole heads and a per-head QK-norm only"));
-    if (m.is_moe() && o.tp_size != 1)
-      throw InputError(text("CUDA step executor: model '", m.id, "' is a mixture of experts, which runs on one GPU (tensor_parallel 1, not ",
-                            o.tp_size, ")"));
     if (m.is_moe() && (m.moe.experts > kCudaMoeMaxExperts || m.moe.experts_per_token > kCudaMoeMaxTopK))
       throw InputError(text("CUDA step executor: model '", m.id, "' routes to ", m.moe.experts_per_token, " of ", m.moe.experts,
                             " experts; the MoE kernels take at most ", kCudaMoeMaxTopK, " of ", kCudaMoeMaxExperts));
@@ -406,7 +405,8 @@ class CudaStep final : public StepBackend {
       case OpKind::all_reduce:
       case OpKind::all_gather: {
         // The graph's TP collectives (attn_all_reduce, mlp_all_reduce, logits_all_gather) carry no rows.
-        const bool known = op.kind == OpKind::all_reduce ? (what == "attn_all_reduce" || what == "mlp_all_reduce") : what == "logits_all_gather";
+        const bool known = op.kind == OpKind::all_reduce ? (what == "attn_all_reduce" || what == "mlp_all_reduce" || what == "moe_all_reduce")
+                                                         : what == "logits_all_gather";
         if (known && tp_ && op.participants == o_.tp_size) return;
         break;
       }
@@ -803,7 +803,8 @@ class CudaStep final : public StepBackend {
                                  B(branch_), stream_);
         return;
       case OpKind::all_reduce:
-        // Row-parallel o_proj / down_proj left this rank's partial sum in branch_.
+        // Row-parallel o_proj / down_proj (or the experts' down GEMMs and the finalize) left this
+        // rank's partial sum in branch_.
         if (!tp_) break;
         tp_->all_reduce_sum_bf16(branch_.as(), z(T * H), stream_);
         return;

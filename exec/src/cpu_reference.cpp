@@ -395,7 +395,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         // the static quantizer works row by row, so a row alone quantizes as in a batch).
         std::vector<float> x_row, y_row;
         if (what == "experts.gate_up_proj") {
-          act.assign(z(count * 2 * m.ffn), 0.0f);
+          act.assign(z(count * 2 * tl_.ffn), 0.0f);
           for (I a = 0; a < count; ++a) {
             const LinearWeight& w = lw->expert_gate_up[z(assignments[z(a)].expert)];
             x_row.assign(normed.begin() + static_cast<std::ptrdiff_t>(assignments[z(a)].row * H),
@@ -408,7 +408,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
           expert_out.assign(z(count * H), 0.0f);
           for (I a = 0; a < count; ++a) {
             const LinearWeight& w = lw->expert_down[z(assignments[z(a)].expert)];
-            x_row.assign(act.begin() + static_cast<std::ptrdiff_t>(a * m.ffn), act.begin() + static_cast<std::ptrdiff_t>((a + 1) * m.ffn));
+            x_row.assign(act.begin() + static_cast<std::ptrdiff_t>(a * tl_.ffn), act.begin() + static_cast<std::ptrdiff_t>((a + 1) * tl_.ffn));
             linear(x_row, 1, w, y_row, nvfp4_inputs_);
             std::copy(y_row.begin(), y_row.end(), expert_out.begin() + static_cast<std::ptrdiff_t>(a * H));
           }
@@ -435,7 +435,8 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
       }
       case OpKind::all_reduce:
         // Row-parallel o_proj / down_proj: the ranks' partial outputs summed.
-        if ((what != "attn_all_reduce" && what != "mlp_all_reduce") || !tp_ || op.participants != tp) unsupported(op);
+        if ((what != "attn_all_reduce" && what != "mlp_all_reduce" && what != "moe_all_reduce") || !tp_ || op.participants != tp)
+          unsupported(op);
         tp_->all_reduce_sum(std::span<float>(branch).first(z(T * H)));
         break;
       case OpKind::all_gather: {

@@ -36,7 +36,6 @@ TpLayout tp_layout(const ModelConfig& m, int rank, int size, DType weights) {
   auto need = [&](bool ok, const std::string& what) {
     if (!ok) throw InputError(fmt::format("tensor_parallel {} does not split model '{}': {}", size, m.id, what));
   };
-  need(!m.is_moe(), "the executor's tensor parallelism is for dense models");
   need(m.heads % size == 0, fmt::format("heads {} is not a multiple of {}", m.heads, size));
   need(m.ffn % size == 0, fmt::format("ffn {} is not a multiple of {}", m.ffn, size));
   need(m.vocab % size == 0, fmt::format("vocab {} is not a multiple of {} (lm_head is split by vocabulary)", m.vocab, size));
@@ -109,7 +108,6 @@ LinearWeight take_cols(const LinearWeight& w, I c0, I c1) {
 }
 
 ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const TpLayout& t) {
-  if (m.is_moe()) throw InputError(fmt::format("tensor parallel shards of '{}': dense models only", m.id));
   ModelWeights s;
   s.embed_tokens = w.embed_tokens;
   s.final_norm = w.final_norm;
@@ -126,8 +124,17 @@ ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const Tp
     r.k_norm = l.k_norm;
     r.qkv_proj = take_rows(l.qkv_proj, t.qkv_rows(m));
     r.o_proj = take_cols(l.o_proj, attn0, attn1);
-    r.gate_up_proj = take_rows(l.gate_up_proj, t.gate_up_rows(m));
-    r.down_proj = take_cols(l.down_proj, f0, f0 + t.ffn);
+    if (m.is_moe()) {
+      // Every expert split as a dense MLP is (its gate and up rows, its down columns: the graph's
+      // moe_tp = tp with expert_parallel 1); the router whole on every rank, so every rank routes
+      // every token alike, and moe_all_reduce sums the ranks' partial expert outputs.
+      r.router = l.router;
+      for (const LinearWeight& e : l.expert_gate_up) r.expert_gate_up.push_back(take_rows(e, t.gate_up_rows(m)));
+      for (const LinearWeight& e : l.expert_down) r.expert_down.push_back(take_cols(e, f0, f0 + t.ffn));
+    } else {
+      r.gate_up_proj = take_rows(l.gate_up_proj, t.gate_up_rows(m));
+      r.down_proj = take_cols(l.down_proj, f0, f0 + t.ffn);
+    }
     s.layers.push_back(std::move(r));
   }
   return s;

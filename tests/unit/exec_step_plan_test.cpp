@@ -243,9 +243,12 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   CHECK(fm.fixed - fd.fixed == Approx(3409060.0).epsilon(1e-12));
   o.fp4_gemm = Fp4GemmMode::hopper;
   CHECK(cuda_step_footprint(moe, p, o).fixed - cuda_step_footprint(dense, p, o).fixed == Approx(1901732.0).epsilon(1e-12));
-  // A MoE runs on one GPU only.
+  // TP2: a rank holds half of every expert (gate_up 14,336 x 4,096 and down 4,096 x 7,168 at 0.5625
+  // B: 33,030,144 + 16,515,072 per expert, x 8 = 396,361,728), its 16 q + 4 KV heads (qkv 3,072 x
+  // 4,096: 7,077,888; o 4,096 x 2,048: 4,718,592), the whole router 65,536 and norms 16,384, and 4
+  // KV heads of the cache, 2 x 32 x 32 x 4 x 128 = 1,048,576: 409,288,704.
   o.tp_size = 2;
-  CHECK_THROWS_AS(cuda_step_footprint(moe, p, o), InputError);
+  CHECK(cuda_step_footprint(moe, p, o).per_layer == Approx(409288704.0).epsilon(1e-12));
 }
 
 TEST_CASE("CUDA step executor's device footprint: Qwen3's QK-norm weights", "[exec][plan]") {

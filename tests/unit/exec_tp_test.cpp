@@ -83,7 +83,10 @@ TEST_CASE("tensor-parallel layouts that do not split are refused, naming the dim
   narrow.kv_heads = 8;
   narrow.head_dim = 8;
   CHECK_THROWS_WITH(tp_layout(narrow, 0, 8), Catch::Contains("whole 16-value blocks"));
-  CHECK_THROWS_WITH(tp_layout(test::tiny_moe(), 0, 2), Catch::Contains("dense models"));
+  // A MoE splits each expert as a dense MLP (tiny_moe: ffn 64 over 2 ranks, 32 each), vocabulary 97 aside.
+  ModelConfig moe96 = test::tiny_moe();
+  moe96.vocab = 96;
+  CHECK(tp_layout(moe96, 1, 2).ffn == 32);
   // One rank splits nothing: the whole model, MoE or not, vocabulary 97 included.
   const TpLayout whole = tp_layout(test::tiny_moe(), 0, 1);
   CHECK((whole.q_heads == 4 && whole.kv_heads == 2 && whole.kv_first == 0 && whole.ffn == 64 && whole.vocab == 97));
@@ -152,6 +155,50 @@ TEST_CASE("CPU reference ranks as threads compute one rank's logits (TP 2 and 4)
     for (auto& r : ranks) CHECK(r->cached_tokens(1) == 10);
     // A rank refuses a graph of another tensor-parallel size.
     CHECK_THROWS_WITH(ranks[0]->run(StepGraph(m, pre, Deployment{}, p), tp_tokens), Catch::Contains("tensor parallel"));
+  }
+}
+
+TEST_CASE("CPU reference ranks of a MoE (each expert split, the router whole) compute TP 1's logits", "[exec][tp]") {
+  // tiny_moe (4 experts of FFN 64, top-2) with vocabulary 96, TP 2 and 4 (16 FFN columns per rank:
+  // one NVFP4 block). Each rank routes every token alike (the same router, the same normed rows),
+  // runs its slice of each chosen expert, and moe_all_reduce sums the slices: as the dense MLP,
+  // only FP32 summation order differs from TP 1 (~1e-6). A routing that differed from TP 1's
+  // (a near-tie of router logits within ~1e-6) would show as a difference of O(0.1) instead.
+  ModelConfig m = test::tiny_moe();
+  m.vocab = 96;
+  const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
+  const ModelWeights w = generate_weights(m, DType::nvfp4, 17);
+  const ModelWeights s = shard_weights(w, m, tp_layout(m, 1, 2));
+  REQUIRE(s.layers[0].expert_gate_up.size() == 4);
+  CHECK(s.layers[0].expert_gate_up[2].out == 64);  // gate 32 + up 32 rows
+  CHECK(s.layers[0].expert_down[2].in == 32);
+  CHECK(s.layers[0].router == w.layers[0].router);
+  for (int tp : {2, 4}) {
+    CpuReference one(m, DType::nvfp4, 17);
+    ThreadTpGroup group(tp);
+    std::vector<std::unique_ptr<CpuReference>> ranks;
+    for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuReference>(m, DType::nvfp4, 17, &group.rank(r)));
+    Deployment d;
+    d.tensor_parallel = tp;
+    StepBatch pre;
+    pre.prefill = {{6, 0, true}, {3, 0, true}};
+    StepTokens t;
+    t.prefill = {{1, {5, 9, 33, 70, 2, 41}}, {2, {88, 13, 60}}};
+    const StepGraph g1(m, pre, Deployment{}, p), gt(m, pre, d, p);
+    REQUIRE(gt.size() > g1.size());  // the moe_all_reduce (and attention's) per layer
+    const StepOutput a = one.run(g1, t), b = run_ranks(ranks, gt, t);
+    REQUIRE(a.sequences == b.sequences);
+    double worst = 0;
+    for (std::size_t i = 0; i < a.logits.size(); ++i) {
+      double scale = 1;
+      for (float v : a.logits[i]) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+      for (std::size_t j = 0; j < a.logits[i].size(); ++j)
+        worst = std::max(worst, std::fabs(static_cast<double>(a.logits[i][j]) - b.logits[i][j]) / scale);
+    }
+    INFO("TP " << tp << ": worst |logit difference| / max |logit| = " << worst);
+    CHECK(worst <= 1e-5);
+    CHECK(worst > 0);
+    CHECK(a.next_tokens == b.next_tokens);
   }
 }
 

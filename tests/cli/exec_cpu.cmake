@@ -38,9 +38,9 @@ message("exec on the CPU: ${iterations} iterations, ${out_tokens} tokens, ${reco
 file(REMOVE "${json}" "${meas}")
 
 # The same loop with the scenario's tensor parallelism set to 2 (ranks as threads): the same
-# greedy tokens (TP computes the same model), the device naming the ranks, and the collectives as
-# records: per layer an attention and an MLP all-reduce of the decode step's 2 rows x 256 BF16
-# (1,024 B), 4 layers x 2 x 2 reps = 16 samples.
+# output-token count (that TP computes the same model is exec_tp_test's check), the device naming
+# the ranks, and the collectives as records: per layer an attention and an MLP all-reduce of the
+# decode step's 2 rows x 256 BF16 (1,024 B), 4 layers x 2 x 2 reps = 16 samples.
 set(json_tp "${WORKDIR}/exec_cpu_tp.json")
 set(meas_tp "${WORKDIR}/exec_cpu_tp_measurements.json")
 execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set deployment.tensor_parallel=2 --shape decode:2x16
@@ -73,3 +73,53 @@ if(NOT reduce_reps EQUAL 16)
 endif()
 message("exec on the CPU, TP 2: ${tp_tokens} tokens as TP 1, all-reduce of 1,024 B x 16")
 file(REMOVE "${json_tp}" "${meas_tp}")
+
+# A Qwen3-MoE-shaped model (examples/models/tiny-qwen3-moe.yaml: per-head QK-norm, 4 experts,
+# top-2) at TP 1 and TP 2 (each expert split between the ranks, the router whole): both run the
+# whole loop to the same output-token count (set by the requests' lengths; that TP gives TP 1's
+# logits is exec_tp_test's check), the MoE ops are records, and per layer the attention's and the
+# MoE's all-reduce of 2 rows x 256 BF16 (1,024 B): 4 layers x 2 x 2 reps = 16 samples.
+foreach(tp 1 2)
+  set(json_m${tp} "${WORKDIR}/exec_cpu_moe_tp${tp}.json")
+  set(meas_m${tp} "${WORKDIR}/exec_cpu_moe_tp${tp}_measurements.json")
+  execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set model=models/tiny-qwen3-moe.yaml
+                          --set deployment.tensor_parallel=${tp} --shape decode:2x16 --warmup 0 --reps 2 --serve 8
+                          --json "${json_m${tp}}" --out "${meas_m${tp}}"
+                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "tiny-qwen3-moe TP ${tp}: exit ${rc}\n${stdout}\n${stderr}")
+  endif()
+endforeach()
+file(READ "${json_m1}" j1)
+file(READ "${json_m2}" j2)
+string(JSON tokens1 GET "${j1}" serve output_tokens)
+string(JSON tokens2 GET "${j2}" serve output_tokens)
+if(NOT tokens1 EQUAL tokens2)
+  message(FATAL_ERROR "tiny-qwen3-moe: TP 2 served ${tokens2} output tokens, TP 1 ${tokens1}")
+endif()
+file(READ "${meas_m2}" mm)
+string(JSON n LENGTH "${mm}" records)
+math(EXPR last "${n} - 1")
+set(kinds "")
+set(reduce_reps "")
+foreach(i RANGE ${last})
+  string(JSON kind GET "${mm}" records ${i} op kind)
+  list(APPEND kinds "${kind}")
+  if(kind STREQUAL "all_reduce")
+    string(JSON bytes GET "${mm}" records ${i} op bytes)
+    if(bytes EQUAL 1024)
+      string(JSON reduce_reps GET "${mm}" records ${i} reps)
+    endif()
+  endif()
+endforeach()
+foreach(want moe_router_topk moe_permute moe_gemm moe_finalize)
+  list(FIND kinds "${want}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "tiny-qwen3-moe TP 2: no ${want} record (kinds: ${kinds})")
+  endif()
+endforeach()
+if(NOT reduce_reps EQUAL 16)
+  message(FATAL_ERROR "tiny-qwen3-moe TP 2: the 1,024 B all-reduce has '${reduce_reps}' samples, expected 16")
+endif()
+message("exec on the CPU, tiny-qwen3-moe: TP 1 and TP 2 loops of ${tokens1} tokens; MoE ops recorded; all-reduce of 1,024 B x 16")
+file(REMOVE "${json_m1}" "${meas_m1}" "${json_m2}" "${meas_m2}")

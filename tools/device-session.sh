@@ -204,6 +204,14 @@ if [[ $FOCUS == 1 ]]; then
     128,256,512,1024 prefill:1x512
   variant wg RACKSIM_FP4_MMA_MMA=wgmma "$FUSED_TEST" 16,32,33,48,64 decode:16x1024 decode:64x1024
   variant ring RACKSIM_FP4_MMA_PIPE=cpasync "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
+  # RACKSIM_FUSE_NORM=on (2026-12-01): each residual add fused with the RMSNorm after it (160 fewer
+  # launches per Llama-2-70B step): its executor test, then the decode steps against the default's.
+  phase "[cuda] test, fuse" 30 fp4-test-fuse.log env RACKSIM_FUSE_NORM=on "$BIN/tests/racksim_cuda_tests" \
+    "CUDA step executor matches the CPU reference, BF16 KV cache"
+  if [[ $rc -eq 0 ]]; then
+    phase "exec llama2-70b, fuse" 60 exec-70b-fuse.log env RACKSIM_FUSE_NORM=on "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
+      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-fuse.json" --json "$STAGE/exec-70b-fuse-summary.json"
+  fi
   # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
   # about 26 GB), eager steps only (no graph replay for MoE).
   phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \

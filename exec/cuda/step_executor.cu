@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <string_view>
@@ -275,9 +276,10 @@ class CudaStep final : public StepBackend {
       RACKSIM_CUDA_CHECK(cudaEventCreate(&e));
       events_.push_back(e);
     }
+    fused_ = fuse_norm() ? residual_norm_pairs(ops) : std::vector<bool>(ops.size(), false);
     for (std::size_t i = 0; i < ops.size(); ++i) {
       RACKSIM_CUDA_CHECK(cudaEventRecord(events_[i], stream_));
-      launch(ops[i]);
+      launch_at(ops, i);
     }
     RACKSIM_CUDA_CHECK(cudaEventRecord(events_[ops.size()], stream_));
     RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -316,7 +318,7 @@ class CudaStep final : public StepBackend {
       cudaGraph_t g = nullptr;
       RACKSIM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
       try {
-        for (const Op& op : ops_) launch(op);
+        for (std::size_t i = 0; i < ops_.size(); ++i) launch_at(ops_, i);
       } catch (...) {
         cudaStreamEndCapture(stream_, &g);
         if (g) cudaGraphDestroy(g);
@@ -670,6 +672,32 @@ class CudaStep final : public StepBackend {
     return c;  // FP8: scales 1 (TensorRT-LLM's default without calibrated KV scales)
   }
 
+  /// RACKSIM_FUSE_NORM (step_plan.hpp fuse_norm_knob), read once.
+  static bool fuse_norm() {
+    static const bool v = fuse_norm_knob(std::getenv("RACKSIM_FUSE_NORM"));
+    return v;
+  }
+
+  /// The RMSNorm weight of a hidden-rows norm op (input_norm, post_attn_norm, final_norm).
+  const Bf16* norm_weight(const Op& op) {
+    const std::string_view what = op.role();
+    if (what == "final_norm") return final_norm_.as<Bf16>();
+    Layer& l = layers_.at(z(op.layer));
+    return what == "input_norm" ? l.input_norm.as<Bf16>() : l.post_attn_norm.as<Bf16>();
+  }
+
+  /// ops[i], or under RACKSIM_FUSE_NORM=on (fused_, residual_norm_pairs) a residual add and the
+  /// RMSNorm after it as one kernel: the pair's first op launches it and the norm's launches nothing.
+  void launch_at(const std::vector<Op>& ops, std::size_t i) {
+    if (i > 0 && fused_[i - 1]) return;  // ran with the residual add before it
+    if (fused_[i]) {
+      cuda_residual_add_rmsnorm_launch(hidden_.as<Bf16>(), branch_.as<Bf16>(), norm_weight(ops[i + 1]), plan_.rows, m_.hidden,
+                                       static_cast<float>(m_.norm_eps), normed_.as<Bf16>(), stream_);
+      return;
+    }
+    launch(ops[i]);
+  }
+
   void launch(const Op& op) {
     const std::string_view what = op.role();
     const I T = plan_.rows, S = static_cast<I>(plan_.sampled.size()), H = m_.hidden, hd = m_.head_dim;
@@ -862,6 +890,7 @@ class CudaStep final : public StepBackend {
   I partition_tokens_ = 0;
   std::size_t workspace_bytes_ = 0;
   std::vector<Op> ops_;  ///< the last step that ran to the end (what replay_last_step captures)
+  std::vector<bool> fused_;  ///< per op: a residual add run fused with the RMSNorm after it (RACKSIM_FUSE_NORM)
   std::vector<cudaEvent_t> events_;
   cudaGraphExec_t graph_exec_ = nullptr;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
@@ -18,6 +19,7 @@
 #include "racksim/exec/cuda_bench.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/step_backend.hpp"
+#include "racksim/exec/step_plan.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
 
 namespace racksim::exec {
@@ -593,6 +595,9 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
                                                : "weights: random NVFP4 codes generated on the device (speed only; outputs are not meaningful)");
     report.notes.push_back(fmt::format("CUDA: BF16 activations, {} KV cache in {}-token blocks; linears: {}", to_string(precision.kv_cache),
                                        c.block_tokens, backend->linear_path()));
+    if (fuse_norm_knob(std::getenv("RACKSIM_FUSE_NORM")))
+      report.notes.push_back("RACKSIM_FUSE_NORM=on: each residual add runs fused with the RMSNorm after it (one kernel); that norm's op "
+                             "time is near zero, its work is in the residual add's");
     if (model.is_moe())
       report.notes.push_back("MoE: router top-k and the expert-order permute on the device; each expert's rows run as one GEMM of its own M, "
                              "sized by reading the expert counts back to the host inside experts.permute (its time includes that round "

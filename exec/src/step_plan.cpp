@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <functional>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/env_knob.hpp"
 
 namespace racksim::exec {
 
@@ -130,6 +132,20 @@ void commit_step(const StepBatch& batch, const StepTokens& tokens, BlockPool& po
   for (std::size_t c = 0; c < batch.prefill.size(); ++c)
     pool.set_tokens(tokens.prefill[c].sequence, batch.prefill[c].cached + batch.prefill[c].tokens);
   for (std::size_t d = 0; d < batch.decode_contexts.size(); ++d) pool.set_tokens(tokens.decode[d].sequence, batch.decode_contexts[d] + 1);
+}
+
+bool fuse_norm_knob(const char* value) { return env_choice("RACKSIM_FUSE_NORM", value, {"off", "on"}).value_or(0) == 1; }
+
+std::vector<bool> residual_norm_pairs(const std::vector<Op>& ops) {
+  std::vector<bool> out(ops.size(), false);
+  for (std::size_t i = 0; i + 1 < ops.size(); ++i) {
+    const Op& a = ops[i];
+    const Op& b = ops[i + 1];
+    const std::string_view role = b.role();
+    out[i] = a.kind == OpKind::residual_add && b.kind == OpKind::rmsnorm && a.m == b.m &&
+             (role == "input_norm" || role == "post_attn_norm" || role == "final_norm");
+  }
+  return out;
 }
 
 }  // namespace racksim::exec

@@ -649,6 +649,36 @@ TEST_CASE("the wgmma variant's B layout is the canonical no-swizzle K-major one,
   CHECK(fp4_wgmma_desc(0x1230u) == 0x0000001000080123ull);
 }
 
+TEST_CASE("residual add + RMSNorm pairs: adjacent in the graph's order, two per layer", "[exec][plan]") {
+  // Llama-2-70B (80 layers) decode and a MoE (Mixtral, 32 layers) prefill: per layer the attention's
+  // residual add then post_attn_norm, and the MLP's (MoE's) residual add then the next layer's
+  // input_norm, or final_norm after the last: 2 per layer, each the residual_add's index.
+  for (const char* id : {"llama2-70b", "mixtral-8x7b"}) {
+    const ModelConfig m = find_model(id);
+    const StepGraph g(m, id == std::string("llama2-70b") ? StepBatch::decode(4, 100) : StepBatch::prefill_only(1, 64), Deployment{},
+                      Precision{DType::nvfp4, DType::bf16, DType::fp8});
+    std::vector<Op> ops;
+    for (std::size_t v : g.topological_order()) ops.push_back(g.op(v));
+    const std::vector<bool> pairs = residual_norm_pairs(ops);
+    REQUIRE(pairs.size() == ops.size());
+    int count = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (!pairs[i]) continue;
+      ++count;
+      CHECK(ops[i].kind == OpKind::residual_add);
+      CHECK(ops[i + 1].kind == OpKind::rmsnorm);
+    }
+    INFO(id);
+    CHECK(count == 2 * m.layers);
+    CHECK(pairs.back() == false);
+  }
+  // The knob: off unless "on"; anything else named.
+  CHECK_FALSE(fuse_norm_knob(nullptr));
+  CHECK_FALSE(fuse_norm_knob("off"));
+  CHECK(fuse_norm_knob("on"));
+  CHECK_THROWS_WITH(fuse_norm_knob("1"), "environment RACKSIM_FUSE_NORM: '1' is not one of off, on");
+}
+
 TEST_CASE("env_choice: a knob's value as its index among the allowed, or an error listing them", "[exec][plan]") {
   CHECK_FALSE(env_choice("X", nullptr, {"a", "b"}).has_value());
   CHECK(env_choice("X", "a", {"a", "b"}) == 0u);
@@ -667,7 +697,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
     return v == "RACKSIM_ATTENTION_DECODE" ? "rows" : v == "RACKSIM_FP4_LARGE_M" ? "fp8" : v == "HOME" ? "/root" : nullptr;
   };
   CHECK(executor_knobs_prefix(two) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows ");
-  CHECK(kExecutorKnobs.size() == 7);
+  CHECK(kExecutorKnobs.size() == 8);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {

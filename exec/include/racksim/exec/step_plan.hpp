@@ -81,4 +81,16 @@ struct StepPlan {
 /// Advances each sequence of `batch`/`tokens` by the rows the step appended.
 void commit_step(const StepBatch& batch, const StepTokens& tokens, BlockPool& pool);
 
+/// RACKSIM_FUSE_NORM = off | on (unset: off): whether the CUDA step executor runs each residual
+/// add and the RMSNorm right after it as one kernel (vLLM's fused_add_rms_norm; cuda_ops.hpp
+/// cuda_residual_add_rmsnorm_launch), the norm's own op then launching nothing. True for on;
+/// InputError naming the variable, the value and the allowed values.
+[[nodiscard]] bool fuse_norm_knob(const char* value);
+
+/// For each op of `ops` (a step in topological order): true where it is a residual_add directly
+/// followed by an RMSNorm of the hidden rows (input_norm, post_attn_norm or final_norm) of the
+/// same rows, the pairs the fused kernel can run. Only adjacent ops pair, so the ops' order (the
+/// simulator's) is kept.
+[[nodiscard]] std::vector<bool> residual_norm_pairs(const std::vector<Op>& ops);
+
 }  // namespace racksim::exec

@@ -213,7 +213,7 @@ if [[ $FOCUS == 1 ]]; then
       --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-fuse.json" --json "$STAGE/exec-70b-fuse-summary.json"
   fi
   # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
-  # about 26 GB), eager steps only (no graph replay for MoE).
+  # about 26 GB), decode steps grouped (one launch per MoE GEMM) and replayed as graphs; the 1x512 prefill per expert.
   phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
     --json "$STAGE/exec-mixtral-summary.json"
   phase "bench --suite elementwise (with the MoE routing ops)" 45 elementwise.log "$R" bench --suite elementwise \

@@ -281,13 +281,35 @@ __device__ inline void decode_word(const SpanWeights& cur, int wd, std::uint32_t
 template <int NT, bool WG>
 constexpr int kSmemUnits = WG ? 8 * kWgStepBytes<NT> / 16 : NT * 8 * kChunkStride;
 
-template <int NT, int DEPTH, bool WG = false, bool RING = false>
+/// A grouped launch's device arrays (fp4_gemm_mma_grouped_launch): blockIdx.z is the expert.
+struct GroupArgs {
+  const std::int32_t* offsets = nullptr;
+  const Fp4MmaExpert* experts = nullptr;
+};
+
+template <int NT, int DEPTH, bool WG = false, bool RING = false, bool GROUP = false>
 __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
-                   float* __restrict__ partials) {
+                   float* __restrict__ partials, GroupArgs group) {
   static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
   static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
+  static_assert(!GROUP || (DEPTH == 1 && !WG && !RING), "the grouped launch runs the default kernel");
+  if constexpr (GROUP) {
+    // Expert blockIdx.z: its rows of x and y, its weight; no rows, nothing to do (the whole CTA).
+    const int e = static_cast<int>(blockIdx.z);
+    const int r0 = group.offsets[e];
+    m = group.offsets[e + 1] - r0;
+    if (m <= 0) return;
+    x += static_cast<long long>(r0) * k;
+    y += static_cast<long long>(r0) * n;
+    const Fp4MmaExpert w = group.experts[e];
+    codes = w.codes;
+    tscales = w.tiled_scales;
+    out_scale = w.tensor_scale * fp4::kFp16BitTrickScale;
+  } else {
+    (void)group;
+  }
   __shared__ uint4 smem[kSmemUnits<NT, WG>];
   // 4 warps x kRing spans: 32 KB of codes and 4 KB of scales (with x's staging, under the 48 KB a
   // CTA may declare statically).
@@ -475,7 +497,15 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
   fp4_mma_kernel<NT, DEPTH, WG, RING><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
-                                                      partials);
+                                                      partials, GroupArgs{});
+}
+
+/// The grouped launch: one CTA column per expert (grid z), K whole (one split), depth 1, mma.sync.
+template <int NT>
+void launch_grouped(const Fp4MmaPlan& p, int experts, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(p.row_blocks), 1, static_cast<unsigned>(experts));
+  fp4_mma_kernel<NT, 1, false, false, true><<<grid, kThreads, 0, s>>>(x, 0, n, k, nullptr, nullptr, 0.0f, static_cast<int>(p.spans), y,
+                                                                      nullptr, g);
 }
 
 /// The variant knobs (fp4_mma_knobs, read once from the environment; docs/executor.md "Measured on
@@ -786,6 +816,61 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
                       dws.as<float>(), sms, nullptr);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), mu * nu * 2, cudaMemcpyDeviceToHost));
+}
+
+void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m, std::int64_t n,
+                                 std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y, int sms, void* stream) {
+  if (n_experts < 1 || n_experts > 65535 || !offsets || !experts)
+    throw InputError(text("fp4_gemm_mma_grouped_launch: ", n_experts, " experts (1..65535) with their offsets and weights"));
+  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);  // InputError on an unsupported shape; its tiles and row blocks
+  const GroupArgs g{offsets, experts};
+  const auto s = static_cast<cudaStream_t>(stream);
+  const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
+  auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
+  const int ni = static_cast<int>(n), ki = static_cast<int>(k);
+  switch (p.n_tiles) {
+    case 1: launch_grouped<1>(p, n_experts, xb, ni, ki, g, yb, s); break;
+    case 2: launch_grouped<2>(p, n_experts, xb, ni, ki, g, yb, s); break;
+    case 4: launch_grouped<4>(p, n_experts, xb, ni, ki, g, yb, s); break;
+    default: launch_grouped<8>(p, n_experts, xb, ni, ki, g, yb, s); break;
+  }
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t>& offsets, std::int64_t max_m, std::int64_t n, std::int64_t k,
+                          const std::vector<const std::uint8_t*>& packed, const std::vector<const std::uint8_t*>& scales,
+                          const std::vector<float>& tensor_scales, std::uint16_t* y) {
+  const std::size_t E = packed.size();
+  if (E == 0 || offsets.size() != E + 1 || scales.size() != E || tensor_scales.size() != E)
+    throw InputError("fp4_gemm_mma_grouped: one packed weight, scale array and tensor scale per expert, and experts + 1 offsets");
+  int dev = 0, sms = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+  RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const auto rows = static_cast<std::size_t>(offsets.back()), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
+  const Fp4MmaTiling t = fp4_mma_tiling(n, k);
+  DeviceBytes dx(std::max<std::size_t>(rows * ku * 2, 16)), dy(std::max<std::size_t>(rows * nu * 2, 16)), doff(offsets.size() * 4),
+      dw(nu * ku / 2), ds(nu * ku / 16), dtable(E * sizeof(Fp4MmaExpert));
+  std::vector<DeviceBytes> tiles;
+  std::vector<Fp4MmaExpert> table(E);
+  for (std::size_t e = 0; e < E; ++e) {
+    RACKSIM_CUDA_CHECK(cudaMemcpy(dw.as(), packed[e], nu * ku / 2, cudaMemcpyHostToDevice));
+    RACKSIM_CUDA_CHECK(cudaMemcpy(ds.as(), scales[e], nu * ku / 16, cudaMemcpyHostToDevice));
+    tiles.emplace_back(static_cast<std::size_t>(t.code_bytes));
+    tiles.emplace_back(static_cast<std::size_t>(t.scale_bytes));
+    DeviceBytes& tw = tiles[tiles.size() - 2];
+    DeviceBytes& ts = tiles.back();
+    fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);
+    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());  // dw and ds are reused by the next expert
+    table[e] = {tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scales[e]};
+  }
+  if (rows > 0) RACKSIM_CUDA_CHECK(cudaMemcpy(dx.as(), x, rows * ku * 2, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(doff.as(), offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemcpy(dtable.as(), table.data(), E * sizeof(Fp4MmaExpert), cudaMemcpyHostToDevice));
+  RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, dy.size()));  // poison: BF16 NaN where nothing is written
+  fp4_gemm_mma_grouped_launch(dx.as<std::uint16_t>(), doff.as<std::int32_t>(), static_cast<int>(E), max_m, n, k, dtable.as<Fp4MmaExpert>(),
+                              dy.as<std::uint16_t>(), sms, nullptr);
+  RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+  if (rows > 0) RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), rows * nu * 2, cudaMemcpyDeviceToHost));
 }
 
 void fp4_mma_tile_dequant(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, float tensor_scale,

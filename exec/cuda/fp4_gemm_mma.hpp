@@ -40,6 +40,31 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream);
 
+/// One expert of a grouped launch (a MoE layer's experts): its weight in the tiled layout and its
+/// FP32 tensor scale.
+struct Fp4MmaExpert {
+  const std::uint8_t* codes = nullptr;
+  const std::uint8_t* tiled_scales = nullptr;
+  float tensor_scale = 1.0f;
+};
+
+/// A MoE layer's expert GEMMs in one launch: expert e's rows offsets[e] .. offsets[e + 1] - 1 of
+/// x [rows x k] and y [rows x n] (BF16 bits) times experts[e]'s weight, both arrays on the device
+/// (offsets [n_experts + 1], int32, as moe_expert_order writes them). The kernel's tiles are sized
+/// for max_m rows, which every expert's row count must not exceed (not checked on the device: the
+/// top-k routing gives each expert at most one row per token); K is not split, so no workspace. An
+/// expert with no rows exits at once. Requires fp4_mma_supported(max_m, n, k); x and y 16-byte
+/// aligned with k % 32 == 0. On `stream`; checks the launch errors only. Graph-capturable: no
+/// host-side knowledge of the row counts.
+void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m, std::int64_t n,
+                                 std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y, int sms, void* stream);
+
+/// The same on host arrays on the current device: experts' weights row-major (packed, scales,
+/// tensor scale each), tiled on the device; returns y [offsets.back() x n] (BF16 bits).
+void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t>& offsets, std::int64_t max_m, std::int64_t n, std::int64_t k,
+                          const std::vector<const std::uint8_t*>& packed, const std::vector<const std::uint8_t*>& scales,
+                          const std::vector<float>& tensor_scales, std::uint16_t* y);
+
 /// The same on host arrays on the current device, W row-major: copies in, converts W to the tiled
 /// layout on the device, runs with the device's multiprocessor count, copies back, synchronizes
 /// (the [cuda] tests).

@@ -81,6 +81,7 @@ struct Layer {
   Linear qkv, o, gate_up, down;            // MoE: gate_up and down empty
   DeviceBytes router;                      // MoE: BF16 [experts x hidden]
   std::vector<Linear> expert_gate_up, expert_down;
+  DeviceBytes gate_up_table, down_table;   // MoE on the Hopper path: Fp4MmaExpert per expert (grouped launches)
   DeviceBytes k, v;                        // paged caches of this layer
 };
 
@@ -183,6 +184,7 @@ class CudaStep final : public StepBackend {
     kv_layout_.check();
     if (o.reference_weights) load_reference_weights();
     else make_random_weights();
+    if (m.is_moe()) make_expert_tables();
     // The uploads (cudaMemcpy from pageable memory, the legacy stream) and fills must be done
     // before the first step on the non-blocking stream reads them.
     RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
@@ -309,9 +311,9 @@ class CudaStep final : public StepBackend {
   }
 
   std::optional<double> replay_last_step() override {
-    // MoE: experts.permute reads the expert counts back to the host (each expert's GEMM is launched
-    // with its own M), which a captured graph cannot do.
-    if (ops_.empty() || m_.is_moe()) return std::nullopt;
+    // MoE without grouped GEMMs: experts.permute reads the expert counts back to the host (each
+    // expert's GEMM is launched with its own M), which a captured graph cannot do.
+    if (ops_.empty() || (m_.is_moe() && !moe_grouped())) return std::nullopt;
     RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
     if (!graph_exec_) {
       // Capture the same launches (the plan's device arrays are unchanged since run()).
@@ -469,6 +471,30 @@ class CudaStep final : public StepBackend {
     upload(embed_, bf16_of(w.embed_tokens));
     upload(lm_head_, bf16_of(w.lm_head));
     upload(final_norm_, bf16_of(w.final_norm));
+  }
+
+  /// MoE on the Hopper path with the experts held tiled: each layer's device table of its experts'
+  /// weights (Fp4MmaExpert), which a grouped launch reads (moe_grouped).
+  void make_expert_tables() {
+    const auto [gn, gk] = linear_shapes_[2];
+    const auto [dn, dk] = linear_shapes_[3];
+    if (!holds_tiled(gn, gk) || !holds_tiled(dn, dk)) return;
+    auto table = [](const std::vector<Linear>& experts, DeviceBytes& d) {
+      std::vector<Fp4MmaExpert> t;
+      for (const Linear& e : experts) t.push_back({e.packed.as<std::uint8_t>(), e.scales.as<std::uint8_t>(), e.tensor_scale});
+      upload(d, t);
+    };
+    for (Layer& l : layers_) {
+      table(l.expert_gate_up, l.gate_up_table);
+      table(l.expert_down, l.down_table);
+    }
+  }
+
+  /// Whether this step's MoE GEMMs run grouped (one launch each, the row counts read on the
+  /// device: no host round trip, so the step can be captured as a graph): the Hopper path with the
+  /// experts held tiled, and at most kFp4MmaMaxM rows (each expert gets at most one row per token).
+  [[nodiscard]] bool moe_grouped() const {
+    return m_.is_moe() && !layers_.empty() && layers_[0].gate_up_table.size() > 0 && plan_.rows <= kFp4MmaMaxM;
   }
 
   void make_random_weights() {
@@ -795,6 +821,7 @@ class CudaStep final : public StepBackend {
         cuda_moe_permute_launch(topk_ids_.as<std::int32_t>(), T * k, E, k, moe_offsets_.as<std::int32_t>(), moe_position_.as<std::int32_t>(),
                                 moe_order_.as<std::int32_t>(), moe_source_rows_.as<std::int32_t>(), stream_);
         cuda_embedding_launch(B(normed_), T, H, moe_source_rows_.as<std::int32_t>(), T * k, B(x_perm_), stream_);
+        if (moe_grouped()) return;  // the grouped GEMMs read the offsets on the device
         RACKSIM_CUDA_CHECK(cudaMemcpyAsync(moe_offsets_host_.data(), moe_offsets_.as(), z(E + 1) * 4, cudaMemcpyDeviceToHost, stream_));
         RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
         if (moe_offsets_host_[0] != 0 || moe_offsets_host_[z(E)] != T * k)
@@ -820,6 +847,11 @@ class CudaStep final : public StepBackend {
         const I in_w = up ? H : tl_.ffn, out_w = up ? 2 * tl_.ffn : H;
         const Bf16* x = up ? B(x_perm_) : B(act_);
         Bf16* y = up ? B(gate_up_) : B(expert_out_);
+        if (moe_grouped()) {  // one launch: expert e's rows from the device's offsets, at most T of them
+          fp4_gemm_mma_grouped_launch(x, moe_offsets_.as<std::int32_t>(), m_.moe.experts, T, out_w, in_w,
+                                      (up ? l->gate_up_table : l->down_table).as<Fp4MmaExpert>(), y, sm_count_, stream_);
+          return;
+        }
         for (int e = 0; e < m_.moe.experts; ++e) {
           const I first = moe_offsets_host_[z(e)], rows = moe_offsets_host_[z(e) + 1] - first;
           if (rows > 0) gemm(up ? l->expert_gate_up[z(e)] : l->expert_down[z(e)], x + first * in_w, rows, y + first * out_w);

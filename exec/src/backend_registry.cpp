@@ -82,6 +82,39 @@ std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, c
 #endif
 }
 
+std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span<const std::int32_t> offsets, std::int64_t max_m,
+                                             const std::vector<Fp4Matrix>& experts) {
+  const auto bad = [](const std::string& why) { throw InputError(fmt::format("cuda_fp4_gemm_mma_grouped: {}", why)); };
+  if (experts.empty() || offsets.size() != experts.size() + 1) bad("one weight per expert and experts + 1 offsets");
+  const Fp4Matrix& w0 = experts[0];
+  for (const Fp4Matrix& w : experts)
+    if (w.format != DType::nvfp4 || w.rows != w0.rows || w.cols != w0.cols) bad("every expert an NVFP4 weight of one shape");
+  if (!fp4_mma_supported(max_m, w0.rows, w0.cols)) bad(fmt::format("the fused kernel does not take {} x {} x {}", max_m, w0.rows, w0.cols));
+  if (offsets[0] != 0) bad("offsets start at 0");
+  for (std::size_t e = 0; e + 1 < offsets.size(); ++e)
+    if (offsets[e + 1] < offsets[e] || offsets[e + 1] - offsets[e] > max_m) bad(fmt::format("expert {} has {} rows (0..{})", e, offsets[e + 1] - offsets[e], max_m));
+  const auto rows = static_cast<std::size_t>(offsets.back());
+  if (x.size() != rows * static_cast<std::size_t>(w0.cols)) bad(fmt::format("x holds {} values, not {} rows of {}", x.size(), rows, w0.cols));
+#ifdef RACKSIM_HAVE_CUDA
+  std::vector<std::uint16_t> xb(x.size()), yb(rows * static_cast<std::size_t>(w0.rows));
+  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = act::bf16_bits(x[i]);
+  std::vector<const std::uint8_t*> packed, scales;
+  std::vector<float> tensor_scales;
+  for (const Fp4Matrix& w : experts) {
+    packed.push_back(w.packed.data());
+    scales.push_back(w.scales.data());
+    tensor_scales.push_back(w.tensor_scale);
+  }
+  cuda::fp4_gemm_mma_grouped(xb.data(), std::vector<std::int32_t>(offsets.begin(), offsets.end()), max_m, w0.rows, w0.cols, packed, scales,
+                             tensor_scales, yb.data());
+  std::vector<float> y(yb.size());
+  for (std::size_t i = 0; i < yb.size(); ++i) y[i] = act::bf16_value(yb[i]);
+  return y;
+#else
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
 std::vector<float> cuda_fp4_gemm_large_m(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool fp8, std::vector<std::uint8_t>* x_codes,
                                          float* x_scale) {
   if (w.format != DType::nvfp4 || m < 1 || w.cols % 16 != 0 || x.size() != static_cast<std::size_t>(m * w.cols))

@@ -599,9 +599,10 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
       report.notes.push_back("RACKSIM_FUSE_NORM=on: each residual add runs fused with the RMSNorm after it (one kernel); that norm's op "
                              "time is near zero, its work is in the residual add's");
     if (model.is_moe())
-      report.notes.push_back("MoE: router top-k and the expert-order permute on the device; each expert's rows run as one GEMM of its own M, "
-                             "sized by reading the expert counts back to the host inside experts.permute (its time includes that round "
-                             "trip), so steps are not replayed as CUDA graphs");
+      report.notes.push_back("MoE: router top-k and the expert-order permute on the device; steps of <= 64 rows on the Hopper kernels run "
+                             "each MoE GEMM as one grouped launch reading the expert offsets on the device (replayed as CUDA graphs); "
+                             "larger steps and the native path run each expert's rows as a GEMM of its own M, sized by reading the expert "
+                             "counts back to the host inside experts.permute (its time includes that round trip; no graph replay)");
   } else {
     report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));

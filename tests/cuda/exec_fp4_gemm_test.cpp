@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "racksim/common/error.hpp"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
@@ -96,6 +97,61 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
       INFO("m " << m << " k " << k);
       CHECK(bad == 0);
     }
+}
+
+TEST_CASE("the fused GEMM's grouped launch (a MoE layer's experts) matches the CPU reference", "[cuda][exec]") {
+  // One launch for every expert: expert e's rows offsets[e] .. offsets[e + 1] - 1 times its own
+  // weight, tiles sized for max_m, K unsplit. Cases: max_m 1 (one tile; an expert without rows),
+  // 32 (four tiles; rows 5, 0, 12, 28) and 64 (eight; rows 64, 0, 1, 35), N = 200, K = 96 and
+  // 1088. The bound per element is the fused test's above (one BF16 rounding, FP32 accumulation,
+  // FP16 subnormal x). Rows of an expert with no rows do not exist; every other row is written
+  // (the output is poisoned with NaN first).
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  struct Case {
+    std::int64_t max_m;
+    std::vector<std::int32_t> offsets;
+  };
+  for (std::int64_t k : {std::int64_t{96}, std::int64_t{1088}})
+    for (const Case& c : {Case{1, {0, 1, 1, 2}}, Case{32, {0, 5, 5, 17, 45}}, Case{64, {0, 64, 64, 65, 100}}}) {
+      const std::int64_t n = 200, rows = c.offsets.back();
+      const std::size_t E = c.offsets.size() - 1;
+      std::vector<Fp4Matrix> experts;
+      std::vector<std::vector<float>> wd;
+      for (std::size_t e = 0; e < E; ++e) {
+        std::vector<float> w(static_cast<std::size_t>(n * k));
+        for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+        experts.push_back(quantize_fp4(DType::nvfp4, w, n, k));
+        wd.push_back(dequantize(experts.back()));
+      }
+      std::vector<float> x(static_cast<std::size_t>(rows * k));
+      for (auto& v : x) v = act::round_bf16(u(rng));
+      const std::vector<float> y = cuda_fp4_gemm_mma_grouped(x, c.offsets, c.max_m, experts);
+      REQUIRE(y.size() == static_cast<std::size_t>(rows * n));
+      std::size_t bad = 0;
+      for (std::size_t e = 0; e < E; ++e)
+        for (std::int64_t r = c.offsets[e]; r < c.offsets[e + 1]; ++r)
+          for (std::int64_t col = 0; col < n; ++col) {
+            double ref = 0, mag = 0, wabs = 0;
+            for (std::int64_t i = 0; i < k; ++i) {
+              const double wi = wd[e][static_cast<std::size_t>(col * k + i)];
+              const double p = static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) * wi;
+              ref += p;
+              mag += std::fabs(p);
+              wabs += std::fabs(wi);
+            }
+            const double got = y[static_cast<std::size_t>(r * n + col)];
+            const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(k + 2) * std::ldexp(1.0, -22) * mag +
+                                 std::ldexp(1.0, -24) * wabs;
+            if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
+              WARN("max_m " << c.max_m << " k " << k << " expert " << e << " row " << r << " col " << col << ": got " << got << ", want " << ref);
+          }
+      INFO("max_m " << c.max_m << " k " << k);
+      CHECK(bad == 0);
+    }
+  // An expert with more rows than max_m is refused on the host.
+  std::vector<Fp4Matrix> two(2, quantize_fp4(DType::nvfp4, std::vector<float>(64 * 96, 0.5f), 64, 96));
+  CHECK_THROWS_AS(cuda_fp4_gemm_mma_grouped(std::vector<float>(3 * 96, 1.0f), std::vector<std::int32_t>{0, 3, 3}, 2, two), InputError);
 }
 
 TEST_CASE("the fused GEMM's tiled weight layout and its dequantize match the host", "[cuda][exec]") {

@@ -209,15 +209,40 @@ TEST_CASE("CUDA step executor runs tiny_moe (top-2 of 4): every op, finite logit
   // differently on the two sides (the exact routing is checked op by op in exec_ops_test.cpp);
   // this bound only catches gross errors (rows lost or doubled, garbage, NaN).
   compare(DType::bf16, 0.5, Fp4GemmMode::hopper, test::tiny_moe());
-  // No CUDA-graph replay of a MoE step (the permute reads the expert counts back to the host).
+}
+
+TEST_CASE("CUDA step executor replays a MoE decode step as a CUDA graph (grouped expert GEMMs)", "[cuda][exec]") {
+  // At <= 64 rows on the Hopper path each MoE GEMM is one grouped launch reading the expert
+  // offsets on the device, so the step captures: the replay takes time, leaves the cache as it
+  // was, and an eager re-run gives the first run's token. A 70-row prefill runs the per-expert
+  // GEMMs (the offsets read on the host): no replay.
   const ModelConfig m = test::tiny_moe();
   const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
-  auto gpu = make_cuda_step_backend(m, p, compare_options(Fp4GemmMode::hopper, 16, 64));
-  StepBatch b;
-  b.prefill = {{5, 0, true}};
-  StepTokens t;
-  t.prefill = {{1, {4, 8, 15, 16, 23}}};
-  (void)gpu->run(StepGraph(m, b, Deployment{}, p), t, nullptr);
+  auto gpu = make_cuda_step_backend(m, p, compare_options(Fp4GemmMode::hopper, 128, 256));
+  StepBatch pre;
+  pre.prefill = {{8, 0, true}};
+  StepTokens tp;
+  tp.prefill = {{1, {4, 8, 15, 16, 23, 42, 7, 1}}};
+  (void)gpu->run(StepGraph(m, pre, Deployment{}, p), tp, {});
+  StepBatch dec;
+  dec.decode_contexts = {8};
+  StepTokens td;
+  td.decode = {{1, 9}};
+  const StepOutput first = gpu->run(StepGraph(m, dec, Deployment{}, p), td, {});
+  gpu->truncate(1, 8);
+  const auto t = gpu->replay_last_step();
+  REQUIRE(t);
+  CHECK(*t > 0);
+  CHECK(gpu->cached_tokens(1) == 8);
+  const StepOutput again = gpu->run(StepGraph(m, dec, Deployment{}, p), td, {});
+  CHECK(again.next_tokens == first.next_tokens);
+  StepBatch big;
+  big.prefill = {{70, 0, true}};
+  StepTokens tb;
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 70; ++i) ids.push_back((i * 13 + 5) % 97);
+  tb.prefill = {{2, ids}};
+  (void)gpu->run(StepGraph(m, big, Deployment{}, p), tb, {});
   CHECK_FALSE(gpu->replay_last_step().has_value());
 }
 

@@ -11,6 +11,7 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/backend.hpp"
 #include "racksim/exec/cuda_ops.hpp"
+#include "racksim/exec/fp4_matrix.hpp"
 #include "racksim/exec/paged_kv.hpp"
 
 using namespace racksim;
@@ -97,6 +98,20 @@ TEST_CASE("cuda_ops: launch arguments are checked in every build, before any dev
   CHECK_THROWS_AS(cuda_swiglu(x, 2, 2), InputError);          // 2 rows x 2 x 2 = 8 values
   CHECK_THROWS_AS(cuda_embedding(x, 3, std::vector<std::int32_t>{2}), InputError);  // id 2 of a 2-row table
   CHECK_THROWS_AS(cuda_rope_rotate_half(x, 1, 6, 1, 3, std::vector<std::int32_t>{0}, 1e4), InputError);  // odd head_dim
+  // MoE and QK-norm (2026-12-01): shapes and ranges refused before the device.
+  CHECK_THROWS_AS(cuda_moe_topk(std::vector<float>(8, 0.0f), 2, 4, 5), InputError);          // top-5 of 4 experts
+  CHECK_THROWS_AS(cuda_moe_permute(std::vector<std::int32_t>{0, 1, 2}, 4, 2), InputError);    // 3 ids: not whole tokens of 2
+  CHECK_THROWS_AS(cuda_moe_permute(std::vector<std::int32_t>{0, 9}, 4, 2), InputError);       // id 9 of 4 experts
+  CHECK_THROWS_AS(cuda_moe_finalize(x, std::vector<std::int32_t>{0, 5}, std::vector<float>{1, 1}, 1, 2, 3), InputError);  // row 5 of 2
+  CHECK_THROWS_AS(cuda_head_rmsnorm(x, 1, 6, 2, 1, w, w, 1e-6f), InputError);                // 3 heads of 3 exceed a row of 6
+  {
+    const std::vector<Fp4Matrix> two(2, quantize_fp4(DType::nvfp4, std::vector<float>(64 * 96, 0.5f), 64, 96));
+    // An expert with 3 rows where the tiles hold 2; offsets not starting at 0; a K the kernel does not take.
+    CHECK_THROWS_AS(cuda_fp4_gemm_mma_grouped(std::vector<float>(3 * 96, 1.0f), std::vector<std::int32_t>{0, 3, 3}, 2, two), InputError);
+    CHECK_THROWS_AS(cuda_fp4_gemm_mma_grouped(std::vector<float>(3 * 96, 1.0f), std::vector<std::int32_t>{1, 3, 4}, 4, two), InputError);
+    const std::vector<Fp4Matrix> odd(1, quantize_fp4(DType::nvfp4, std::vector<float>(64 * 48, 0.5f), 64, 48));
+    CHECK_THROWS_AS(cuda_fp4_gemm_mma_grouped(std::vector<float>(48, 1.0f), std::vector<std::int32_t>{0, 1}, 1, odd), InputError);
+  }
   // Decode: partition_tokens must be whole 64-key tiles; checked before the pointers are used.
   std::uint16_t dummy[8] = {};
   alignas(16) static std::uint16_t cache[4096];

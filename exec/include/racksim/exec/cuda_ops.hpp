@@ -30,6 +30,13 @@ namespace racksim::exec {
 /// tensor-core kernel (exec/cuda/fp4_gemm_mma.hpp): x rounded to BF16 on the way in, y BF16
 /// values as floats. InputError unless w is NVFP4 and fp4_mma_supported(m, w.rows, w.cols).
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
+/// A MoE layer's expert GEMMs in one grouped launch of that kernel (fp4_gemm_mma_grouped_launch):
+/// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
+/// of one shape), tiles for max_m rows (every expert's count <= max_m), K unsplit; y [rows x
+/// experts' rows] BF16 values as floats. InputError unless the shapes, offsets and
+/// fp4_mma_supported(max_m, rows, cols) hold.
+[[nodiscard]] std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span<const std::int32_t> offsets, std::int64_t max_m,
+                                                          const std::vector<Fp4Matrix>& experts);
 
 /// w (NVFP4, cols % 32 == 0) converted to the fused kernel's tiled layout on the current CUDA
 /// device (fp4_mma_tile_launch; the buffers poisoned first), returned in `codes` and

@@ -285,6 +285,7 @@ constexpr int kSmemUnits = WG ? 8 * kWgStepBytes<NT> / 16 : NT * 8 * kChunkStrid
 struct GroupArgs {
   const std::int32_t* offsets = nullptr;
   const Fp4MmaExpert* experts = nullptr;
+  long long total_mn = 0;  ///< all experts' rows x n: the stride of a split's partials
 };
 
 template <int NT, int DEPTH, bool WG = false, bool RING = false, bool GROUP = false>
@@ -301,8 +302,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     const int r0 = group.offsets[e];
     m = group.offsets[e + 1] - r0;
     if (m <= 0) return;
+    if (m > NT * 8) __trap();  // more rows than the tiles hold (the host sized them for max_m): fail loudly, never drop rows
     x += static_cast<long long>(r0) * k;
     y += static_cast<long long>(r0) * n;
+    if (partials) partials += static_cast<long long>(r0) * n;  // split s of row r at s x total_mn + r x n
     const Fp4MmaExpert w = group.experts[e];
     codes = w.codes;
     tscales = w.tiled_scales;
@@ -478,8 +481,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
         const int tok = j * 8 + 2 * tig + (i & 1);
         if (row >= n || tok >= m) continue;
         const long long at = static_cast<long long>(tok) * n + row;
-        if (partials) partials[static_cast<long long>(split) * m * n + at] = acc[t][j][i];
-        else y[at] = __float2bfloat16_rn(acc[t][j][i] * out_scale);
+        if constexpr (GROUP) {  // each expert's own scale applied here: the reduce sums scaled partials
+          if (partials) partials[static_cast<long long>(split) * group.total_mn + at] = acc[t][j][i] * out_scale;
+          else y[at] = __float2bfloat16_rn(acc[t][j][i] * out_scale);
+        } else {
+          if (partials) partials[static_cast<long long>(split) * m * n + at] = acc[t][j][i];
+          else y[at] = __float2bfloat16_rn(acc[t][j][i] * out_scale);
+        }
       }
 }
 
@@ -500,12 +508,13 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
                                                       partials, GroupArgs{});
 }
 
-/// The grouped launch: one CTA column per expert (grid z), K whole (one split), depth 1, mma.sync.
+/// The grouped launch: the plan's row blocks and K splits per expert (grid z), depth 1, mma.sync.
 template <int NT>
-void launch_grouped(const Fp4MmaPlan& p, int experts, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(p.row_blocks), 1, static_cast<unsigned>(experts));
-  fp4_mma_kernel<NT, 1, false, false, true><<<grid, kThreads, 0, s>>>(x, 0, n, k, nullptr, nullptr, 0.0f, static_cast<int>(p.spans), y,
-                                                                      nullptr, g);
+void launch_grouped(const Fp4MmaPlan& p, int experts, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, float* partials,
+                    cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits), static_cast<unsigned>(experts));
+  fp4_mma_kernel<NT, 1, false, false, true><<<grid, kThreads, 0, s>>>(x, 0, n, k, nullptr, nullptr, 0.0f, static_cast<int>(p.spans_per_split),
+                                                                      y, partials, g);
 }
 
 /// The variant knobs (fp4_mma_knobs, read once from the environment; docs/executor.md "Measured on
@@ -818,23 +827,35 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), mu * nu * 2, cudaMemcpyDeviceToHost));
 }
 
-void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m, std::int64_t n,
-                                 std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y, int sms, void* stream) {
-  if (n_experts < 1 || n_experts > 65535 || !offsets || !experts)
-    throw InputError(text("fp4_gemm_mma_grouped_launch: ", n_experts, " experts (1..65535) with their offsets and weights"));
-  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);  // InputError on an unsupported shape; its tiles and row blocks
-  const GroupArgs g{offsets, experts};
+void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m,
+                                 std::int64_t total_rows, std::int64_t n, std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y,
+                                 float* workspace, int sms, void* stream) {
+  if (n_experts < 1 || n_experts > 65535 || !offsets || !experts || total_rows < 0)
+    throw InputError(text("fp4_gemm_mma_grouped_launch: ", n_experts, " experts (1..65535) with their offsets and weights, ", total_rows,
+                          " rows"));
+  // The plan of one max_m-row GEMM: its tiles, row blocks and K split (each expert's CTAs split K
+  // as one GEMM of max_m rows would; the partials of all total_rows rows share the workspace).
+  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);  // InputError on an unsupported shape
+  if (p.splits > 1 && !workspace) throw InputError("fp4_gemm_mma_grouped_launch: this shape splits K and needs a workspace");
+  float* partials = p.splits > 1 ? workspace : nullptr;
+  const GroupArgs g{offsets, experts, total_rows * n};
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const int ni = static_cast<int>(n), ki = static_cast<int>(k);
   switch (p.n_tiles) {
-    case 1: launch_grouped<1>(p, n_experts, xb, ni, ki, g, yb, s); break;
-    case 2: launch_grouped<2>(p, n_experts, xb, ni, ki, g, yb, s); break;
-    case 4: launch_grouped<4>(p, n_experts, xb, ni, ki, g, yb, s); break;
-    default: launch_grouped<8>(p, n_experts, xb, ni, ki, g, yb, s); break;
+    case 1: launch_grouped<1>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
+    case 2: launch_grouped<2>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
+    case 4: launch_grouped<4>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
+    default: launch_grouped<8>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
+  if (partials && total_rows > 0) {  // the experts' scales are in the partials: sum them at scale 1
+    const long long mn = total_rows * n;
+    const unsigned blocks = static_cast<unsigned>(std::min<long long>((mn + 255) / 256, 4LL * sms));
+    fp4_mma_reduce<<<blocks, 256, 0, s>>>(partials, mn, static_cast<int>(p.splits), 1.0f, yb);
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t>& offsets, std::int64_t max_m, std::int64_t n, std::int64_t k,
@@ -849,7 +870,8 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
   const auto rows = static_cast<std::size_t>(offsets.back()), nu = static_cast<std::size_t>(n), ku = static_cast<std::size_t>(k);
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
   DeviceBytes dx(std::max<std::size_t>(rows * ku * 2, 16)), dy(std::max<std::size_t>(rows * nu * 2, 16)), doff(offsets.size() * 4),
-      dw(nu * ku / 2), ds(nu * ku / 16), dtable(E * sizeof(Fp4MmaExpert));
+      dw(nu * ku / 2), ds(nu * ku / 16), dtable(E * sizeof(Fp4MmaExpert)),
+      dws(static_cast<std::size_t>(fp4_mma_grouped_workspace_bytes(max_m, static_cast<std::int64_t>(rows), n, k, sms)));
   std::vector<DeviceBytes> tiles;
   std::vector<Fp4MmaExpert> table(E);
   for (std::size_t e = 0; e < E; ++e) {
@@ -859,6 +881,8 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
     tiles.emplace_back(static_cast<std::size_t>(t.scale_bytes));
     DeviceBytes& tw = tiles[tiles.size() - 2];
     DeviceBytes& ts = tiles.back();
+    RACKSIM_CUDA_CHECK(cudaMemset(tw.as(), 0xFF, tw.size()));  // poison: the tiling must write every byte
+    RACKSIM_CUDA_CHECK(cudaMemset(ts.as(), 0xFF, ts.size()));
     fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);
     RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());  // dw and ds are reused by the next expert
     table[e] = {tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scales[e]};
@@ -867,8 +891,8 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
   RACKSIM_CUDA_CHECK(cudaMemcpy(doff.as(), offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemcpy(dtable.as(), table.data(), E * sizeof(Fp4MmaExpert), cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, dy.size()));  // poison: BF16 NaN where nothing is written
-  fp4_gemm_mma_grouped_launch(dx.as<std::uint16_t>(), doff.as<std::int32_t>(), static_cast<int>(E), max_m, n, k, dtable.as<Fp4MmaExpert>(),
-                              dy.as<std::uint16_t>(), sms, nullptr);
+  fp4_gemm_mma_grouped_launch(dx.as<std::uint16_t>(), doff.as<std::int32_t>(), static_cast<int>(E), max_m, static_cast<std::int64_t>(rows), n,
+                              k, dtable.as<Fp4MmaExpert>(), dy.as<std::uint16_t>(), dws.size() ? dws.as<float>() : nullptr, sms, nullptr);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   if (rows > 0) RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), rows * nu * 2, cudaMemcpyDeviceToHost));
 }

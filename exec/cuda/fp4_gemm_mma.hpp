@@ -49,15 +49,18 @@ struct Fp4MmaExpert {
 };
 
 /// A MoE layer's expert GEMMs in one launch: expert e's rows offsets[e] .. offsets[e + 1] - 1 of
-/// x [rows x k] and y [rows x n] (BF16 bits) times experts[e]'s weight, both arrays on the device
-/// (offsets [n_experts + 1], int32, as moe_expert_order writes them). The kernel's tiles are sized
-/// for max_m rows, which every expert's row count must not exceed (not checked on the device: the
-/// top-k routing gives each expert at most one row per token); K is not split, so no workspace. An
-/// expert with no rows exits at once. Requires fp4_mma_supported(max_m, n, k); x and y 16-byte
-/// aligned with k % 32 == 0. On `stream`; checks the launch errors only. Graph-capturable: no
-/// host-side knowledge of the row counts.
-void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m, std::int64_t n,
-                                 std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y, int sms, void* stream);
+/// x [total_rows x k] and y [total_rows x n] (BF16 bits) times experts[e]'s weight, both arrays on
+/// the device (offsets [n_experts + 1], int32, as moe_expert_order writes them; offsets[n_experts]
+/// = total_rows). The kernel's tiles and K split are fp4_mma_plan(max_m, n, k, sms)'s, the split's
+/// FP32 partials (each already times its expert's scale) in `workspace`
+/// (fp4_mma_grouped_workspace_bytes; null when that is 0), summed by the reduce kernel. Every
+/// expert's row count must be <= max_m (the top-k routing gives an expert at most one row per
+/// token); a CTA that finds more traps (a launch error, never silently dropped rows). An expert
+/// with no rows exits at once. Requires fp4_mma_supported(max_m, n, k); x and y 16-byte aligned.
+/// On `stream`; checks the launch errors only. Graph-capturable: no host-side row counts.
+void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m,
+                                 std::int64_t total_rows, std::int64_t n, std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y,
+                                 float* workspace, int sms, void* stream);
 
 /// The same on host arrays on the current device: experts' weights row-major (packed, scales,
 /// tensor scale each), tiled on the device; returns y [offsets.back() x n] (BF16 bits).

@@ -16,9 +16,11 @@
 //   stated in the output.
 //   lm_head: the sampled rows gathered (the embedding kernel on row ids), cuBLASLt BF16 -> FP32.
 //   MoE blocks (under TP each expert split as a dense MLP, the router whole): the router on
-//   cuBLASLt BF16 -> FP32, top-k and the expert-order permute on the device (ops_moe.cu), the
-//   permute's expert counts read back to the host so each expert's rows run as one GEMM of its
-//   own M through the linear paths above, then the finalize.
+//   cuBLASLt BF16 -> FP32, top-k and the expert-order permute on the device (ops_moe.cu), then
+//   the expert GEMMs: at <= 64 rows on the Hopper path one grouped launch of the fused kernel
+//   reading the permute's offsets on the device (capturable); otherwise the offsets read back to
+//   the host and each expert's rows run as one GEMM of its own M through the linear paths above;
+//   then the finalize.
 // The host side of a step (rows, slots, tables) is exec/step_plan.hpp, tested on the CPU.
 
 #include "step_executor.hpp"
@@ -241,8 +243,11 @@ class CudaStep final : public StepBackend {
       // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the large-M path's
       // scratch (Fp4LargeM: BF16 or E4M3 W, E4M3 x) for any shape and M the fused kernel does not take.
       I largest = 0, ws = 0;
+      std::size_t shape = 0;
       for (const auto& [n, k] : linear_shapes_) {
-        ws = std::max(ws, fp4_mma_workspace_bound(n, k, o.max_rows, prop.multiProcessorCount));
+        // MoE experts (shapes 2 and 3) also run grouped: the K split's partials of all T x top-k rows.
+        const I copies = m.is_moe() && shape++ >= 2 ? m.moe.experts_per_token : 1;
+        ws = std::max(ws, copies * fp4_mma_workspace_bound(n, k, o.max_rows, prop.multiProcessorCount));
         if (o.max_rows > kFp4MmaMaxM || !fp4_mma_supported(1, n, k)) largest = std::max(largest, n * k);
       }
       if (o.max_rows > 1 && largest > 0) large_m_ = Fp4LargeM(largest, o.max_rows * widest, large_m_fp8_knob());
@@ -814,9 +819,9 @@ class CudaStep final : public StepBackend {
                              topk_weights_.as<float>(), stream_);
         return;
       case OpKind::moe_permute: {
-        // Expert order (offsets, rows), the rows gathered into it (the embedding kernel on the
-        // source rows), then the offsets back to the host: each expert's GEMM is launched with its
-        // own M. This op's time includes that round trip.
+        // Expert order (offsets, rows) and the rows gathered into it (the embedding kernel on the
+        // source rows). Unless the expert GEMMs run grouped, the offsets then go back to the host:
+        // each expert's GEMM is launched with its own M, and this op's time includes that round trip.
         const int E = m_.moe.experts, k = m_.moe.experts_per_token;
         cuda_moe_permute_launch(topk_ids_.as<std::int32_t>(), T * k, E, k, moe_offsets_.as<std::int32_t>(), moe_position_.as<std::int32_t>(),
                                 moe_order_.as<std::int32_t>(), moe_source_rows_.as<std::int32_t>(), stream_);
@@ -848,8 +853,9 @@ class CudaStep final : public StepBackend {
         const Bf16* x = up ? B(x_perm_) : B(act_);
         Bf16* y = up ? B(gate_up_) : B(expert_out_);
         if (moe_grouped()) {  // one launch: expert e's rows from the device's offsets, at most T of them
-          fp4_gemm_mma_grouped_launch(x, moe_offsets_.as<std::int32_t>(), m_.moe.experts, T, out_w, in_w,
-                                      (up ? l->gate_up_table : l->down_table).as<Fp4MmaExpert>(), y, sm_count_, stream_);
+          fp4_gemm_mma_grouped_launch(x, moe_offsets_.as<std::int32_t>(), m_.moe.experts, T, T * m_.moe.experts_per_token, out_w, in_w,
+                                      (up ? l->gate_up_table : l->down_table).as<Fp4MmaExpert>(), y,
+                                      mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
           return;
         }
         for (int e = 0; e < m_.moe.experts; ++e) {

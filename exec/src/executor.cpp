@@ -599,8 +599,9 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
       report.notes.push_back("RACKSIM_FUSE_NORM=on: each residual add runs fused with the RMSNorm after it (one kernel); that norm's op "
                              "time is near zero, its work is in the residual add's");
     if (model.is_moe())
-      report.notes.push_back("MoE: router top-k and the expert-order permute on the device; steps of <= 64 rows on the Hopper kernels run "
-                             "each MoE GEMM as one grouped launch reading the expert offsets on the device (replayed as CUDA graphs); "
+      report.notes.push_back("MoE: router top-k and the expert-order permute on the device; steps of <= 64 rows on the Hopper kernels (experts "
+                             "held tiled: K % 32 == 0) run each MoE GEMM as one grouped launch reading the expert offsets on the device "
+                             "(replayed as CUDA graphs); "
                              "larger steps and the native path run each expert's rows as a GEMM of its own M, sized by reading the expert "
                              "counts back to the host inside experts.permute (its time includes that round trip; no graph replay)");
   } else {

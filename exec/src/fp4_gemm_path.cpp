@@ -256,6 +256,11 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   return l;
 }
 
+std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t n, std::int64_t k, int sms) {
+  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);
+  return p.splits > 1 ? p.splits * total_rows * n * 4 : 0;
+}
+
 std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms) {
   std::int64_t most = 0;
   for (std::int64_t m = 1; m <= std::min(max_rows, kFp4MmaMaxM); ++m)

@@ -106,8 +106,12 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   // (fp4_large_m_scratch_bound: BF16 W, or E4M3 W and x under RACKSIM_FP4_LARGE_M=fp8).
   D mma_ws = 0;
   bool dequantizes = o.max_rows > kFp4MmaMaxM;
+  int shape_at = 0;
   for (const auto& [n, k] : shapes) {
-    mma_ws = std::max(mma_ws, static_cast<D>(fp4_mma_workspace_bound(n, k, o.max_rows, static_cast<int>(kFootprintMaxSms))));
+    // MoE experts (shapes 2, 3) also run grouped: the partials of all max_rows x top-k rows
+    // (fp4_mma_grouped_workspace_bytes <= top-k x the bound).
+    const D copies = moe && shape_at++ >= 2 ? topk : 1;
+    mma_ws = std::max(mma_ws, copies * static_cast<D>(fp4_mma_workspace_bound(n, k, o.max_rows, static_cast<int>(kFootprintMaxSms))));
     if (!fp4_mma_supported(1, n, k) && o.max_rows > 1) dequantizes = true;
   }
   const D scratch = static_cast<D>(fp4_large_m_scratch_bound(static_cast<I>(largest), o.max_rows, static_cast<I>(widest)));

@@ -101,7 +101,8 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
 
 TEST_CASE("the fused GEMM's grouped launch (a MoE layer's experts) matches the CPU reference", "[cuda][exec]") {
   // One launch for every expert: expert e's rows offsets[e] .. offsets[e + 1] - 1 times its own
-  // weight, tiles sized for max_m, K unsplit. Cases: max_m 1 (one tile; an expert without rows),
+  // weight, tiles and K split of a max_m-row GEMM (at max_m 1 and K 1088 the plan splits K: the
+  // partials, times each expert's scale, summed by the reduce). Cases: max_m 1 (one tile; an expert without rows),
   // 32 (four tiles; rows 5, 0, 12, 28) and 64 (eight; rows 64, 0, 1, 35), N = 200, K = 96 and
   // 1088. The bound per element is the fused test's above (one BF16 rounding, FP32 accumulation,
   // FP16 subnormal x). Rows of an expert with no rows do not exist; every other row is written

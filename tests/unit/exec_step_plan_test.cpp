@@ -226,9 +226,13 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   // Fixed, at 16 rows, top-2, `auto` (the native path may pad an expert GEMM: 16 more rows): the
   // FFN rows grow from 16 to 48: 2 x (48 - 16) x 3 x 14,336 = 2,752,512; the expert-ordered inputs
   // 2 x 32 x 4,096 = 262,144, the down rows 2 x 48 x 4,096 = 393,216, router logits 4 x 16 x 8 =
-  // 512, five values per assignment 20 x 32 = 640, offsets 4 x 9 = 36: 3,409,060 in all. Under
+  // 512, five values per assignment 20 x 32 = 640, offsets 4 x 9 = 36: 3,409,060. Under
   // --fp4-gemm hopper no padding: 32 FFN rows, 2 x 16 x 3 x 14,336 + 262,144 + 2 x 32 x 4,096 +
-  // 512 + 640 + 36 = 1,901,732.
+  // 512 + 640 + 36 = 1,901,732. Both plus the grouped expert GEMMs' partials: the fused kernel's
+  // workspace peaks for gate_up (28,672 x 4,096) at M = 16 on 256 SMs: 224 row blocks want
+  // ceil(2,048 / 224) = 10 splits, capped at int(0.5 x 0.5625 x 4,096 / (8 x 16)) = 9, so 4 of the
+  // 32 spans each: 8 splits, 8 x 16 x 28,672 x 4 = 14,680,064 in the dense twin; grouped over 16 x 2
+  // rows, twice that (down: 28 splits x 16 x 4,096 x 4 = 7,340,032, x 2 no larger): +14,680,064.
   const ModelConfig moe = find_model("mixtral-8x7b");
   ModelConfig dense = moe;
   dense.architecture = "llama";
@@ -240,9 +244,12 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
   const CudaStepFootprint fm = cuda_step_footprint(moe, p, o), fd = cuda_step_footprint(dense, p, o);
   CHECK(fm.per_layer - fd.per_layer == Approx(693633024.0 + 65536).epsilon(1e-12));
-  CHECK(fm.fixed - fd.fixed == Approx(3409060.0).epsilon(1e-12));
+  CHECK(fm.fixed - fd.fixed == Approx(3409060.0 + 14680064.0).epsilon(1e-12));
+  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 28672, 4096, 256) == 2 * 14680064);
+  CHECK(fp4_mma_workspace_bound(28672, 4096, 16, 256) == 14680064);
+  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 28672, 96, 256) == 0);  // one span: no K split
   o.fp4_gemm = Fp4GemmMode::hopper;
-  CHECK(cuda_step_footprint(moe, p, o).fixed - cuda_step_footprint(dense, p, o).fixed == Approx(1901732.0).epsilon(1e-12));
+  CHECK(cuda_step_footprint(moe, p, o).fixed - cuda_step_footprint(dense, p, o).fixed == Approx(1901732.0 + 14680064.0).epsilon(1e-12));
   // TP2: a rank holds half of every expert (gate_up 14,336 x 4,096 and down 4,096 x 7,168 at 0.5625
   // B: 33,030,144 + 16,515,072 per expert, x 8 = 396,361,728), its 16 q + 4 KV heads (qkv 3,072 x
   // 4,096: 7,077,888; o 4,096 x 2,048: 4,718,592), the whole router 65,536 and norms 16,384, and 4
@@ -653,9 +660,12 @@ TEST_CASE("residual add + RMSNorm pairs: adjacent in the graph's order, two per 
   // Llama-2-70B (80 layers) decode and a MoE (Mixtral, 32 layers) prefill: per layer the attention's
   // residual add then post_attn_norm, and the MLP's (MoE's) residual add then the next layer's
   // input_norm, or final_norm after the last: 2 per layer, each the residual_add's index.
-  for (const char* id : {"llama2-70b", "mixtral-8x7b"}) {
+  // Under TP 2 the all-reduces come before each residual add, so the pairs are the same.
+  for (const auto& [id, tp] : {std::pair{"llama2-70b", 1}, std::pair{"mixtral-8x7b", 1}, std::pair{"llama2-70b", 2}}) {
     const ModelConfig m = find_model(id);
-    const StepGraph g(m, id == std::string("llama2-70b") ? StepBatch::decode(4, 100) : StepBatch::prefill_only(1, 64), Deployment{},
+    Deployment dep;
+    dep.tensor_parallel = tp;
+    const StepGraph g(m, id == std::string("llama2-70b") ? StepBatch::decode(4, 100) : StepBatch::prefill_only(1, 64), dep,
                       Precision{DType::nvfp4, DType::bf16, DType::fp8});
     std::vector<Op> ops;
     for (std::size_t v : g.topological_order()) ops.push_back(g.op(v));
@@ -668,7 +678,7 @@ TEST_CASE("residual add + RMSNorm pairs: adjacent in the graph's order, two per 
       CHECK(ops[i].kind == OpKind::residual_add);
       CHECK(ops[i + 1].kind == OpKind::rmsnorm);
     }
-    INFO(id);
+    INFO(id << " TP " << tp);
     CHECK(count == 2 * m.layers);
     CHECK(pairs.back() == false);
   }

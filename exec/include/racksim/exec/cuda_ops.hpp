@@ -32,7 +32,7 @@ namespace racksim::exec {
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
 /// A MoE layer's expert GEMMs in one grouped launch of that kernel (fp4_gemm_mma_grouped_launch):
 /// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
-/// of one shape), tiles for max_m rows (every expert's count <= max_m), K unsplit; y [rows x
+/// of one shape), tiles and K split of a max_m-row GEMM (every expert's count <= max_m); y [rows x
 /// experts' rows] BF16 values as floats. InputError unless the shapes, offsets and
 /// fp4_mma_supported(max_m, rows, cols) hold.
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span<const std::int32_t> offsets, std::int64_t max_m,

@@ -290,6 +290,12 @@ struct Fp4MmaLaunch {
 /// does not take n x k.
 [[nodiscard]] std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms);
 
+/// The FP32 partials of a grouped launch (a MoE layer's experts in one launch,
+/// exec/cuda/fp4_gemm_mma.hpp fp4_gemm_mma_grouped_launch): fp4_mma_plan(max_m, n, k, sms)'s K split
+/// over all `total_rows` rows, splits x total_rows x n x 4 bytes when it splits, else 0. With
+/// total_rows = max_m x top-k it is at most top-k x fp4_mma_workspace_bound(n, k, max_m, sms).
+[[nodiscard]] std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t n, std::int64_t k, int sms);
+
 /// RACKSIM_FP4_LARGE_M = bf16 | fp8 (unset: bf16): the format Hopper's large-M FP4-weight GEMM
 /// (M the fused kernel does not take) dequantizes W to before cuBLASLt. bf16 is exact (each
 /// e2m1 x ue4m3 x tensor_scale product is rounded once to BF16, which holds 8 significant bits

@@ -43,6 +43,22 @@ const Registry<BackendStatus>& backend_registry() {
   return registry;
 }
 
+namespace {
+
+/// BF16 bits of host values (rounded), and the values of BF16 bits: the GEMM wrappers' x and y.
+[[maybe_unused]] std::vector<std::uint16_t> bf16_bits_of(std::span<const float> x) {
+  std::vector<std::uint16_t> b(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) b[i] = act::bf16_bits(x[i]);
+  return b;
+}
+[[maybe_unused]] std::vector<float> values_of_bf16(const std::vector<std::uint16_t>& b) {
+  std::vector<float> y(b.size());
+  for (std::size_t i = 0; i < b.size(); ++i) y[i] = act::bf16_value(b[i]);
+  return y;
+}
+
+}  // namespace
+
 int cuda_device_count() {
 #ifdef RACKSIM_HAVE_CUDA
   return cuda::device_count();
@@ -71,12 +87,10 @@ std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, c
                                  "(got {} weights, K = {}, m = {}, {} x values)",
                                  kFp4MmaMaxM, to_string(w.format), w.cols, m, x.size()));
 #ifdef RACKSIM_HAVE_CUDA
-  std::vector<std::uint16_t> xb(x.size()), yb(static_cast<std::size_t>(m * w.rows));
-  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = act::bf16_bits(x[i]);
+  const std::vector<std::uint16_t> xb = bf16_bits_of(x);
+  std::vector<std::uint16_t> yb(static_cast<std::size_t>(m * w.rows));
   cuda::fp4_gemm_mma(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, yb.data());
-  std::vector<float> y(yb.size());
-  for (std::size_t i = 0; i < yb.size(); ++i) y[i] = act::bf16_value(yb[i]);
-  return y;
+  return values_of_bf16(yb);
 #else
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
@@ -96,8 +110,8 @@ std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span
   const auto rows = static_cast<std::size_t>(offsets.back());
   if (x.size() != rows * static_cast<std::size_t>(w0.cols)) bad(fmt::format("x holds {} values, not {} rows of {}", x.size(), rows, w0.cols));
 #ifdef RACKSIM_HAVE_CUDA
-  std::vector<std::uint16_t> xb(x.size()), yb(rows * static_cast<std::size_t>(w0.rows));
-  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = act::bf16_bits(x[i]);
+  const std::vector<std::uint16_t> xb = bf16_bits_of(x);
+  std::vector<std::uint16_t> yb(rows * static_cast<std::size_t>(w0.rows));
   std::vector<const std::uint8_t*> packed, scales;
   std::vector<float> tensor_scales;
   for (const Fp4Matrix& w : experts) {
@@ -107,9 +121,7 @@ std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span
   }
   cuda::fp4_gemm_mma_grouped(xb.data(), std::vector<std::int32_t>(offsets.begin(), offsets.end()), max_m, w0.rows, w0.cols, packed, scales,
                              tensor_scales, yb.data());
-  std::vector<float> y(yb.size());
-  for (std::size_t i = 0; i < yb.size(); ++i) y[i] = act::bf16_value(yb[i]);
-  return y;
+  return values_of_bf16(yb);
 #else
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
@@ -122,14 +134,12 @@ std::vector<float> cuda_fp4_gemm_large_m(std::span<const float> x, std::int64_t 
                                  "(got {} weights, K = {}, m = {}, {} x values)",
                                  to_string(w.format), w.cols, m, x.size()));
 #ifdef RACKSIM_HAVE_CUDA
-  std::vector<std::uint16_t> xb(x.size()), yb(static_cast<std::size_t>(m * w.rows));
-  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = act::bf16_bits(x[i]);
+  const std::vector<std::uint16_t> xb = bf16_bits_of(x);
+  std::vector<std::uint16_t> yb(static_cast<std::size_t>(m * w.rows));
   if (x_codes) x_codes->resize(x.size());
   cuda::fp4_gemm_large_m(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, fp8, yb.data(),
                          x_codes ? x_codes->data() : nullptr, x_scale);
-  std::vector<float> y(yb.size());
-  for (std::size_t i = 0; i < yb.size(); ++i) y[i] = act::bf16_value(yb[i]);
-  return y;
+  return values_of_bf16(yb);
 #else
   (void)fp8, (void)x_codes, (void)x_scale;
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
@@ -179,8 +189,7 @@ Nvfp4Activations cuda_quantize_nvfp4_activations(std::span<const float> x, std::
                                  "{} values)",
                                  rows, cols, x.size()));
 #ifdef RACKSIM_HAVE_CUDA
-  std::vector<std::uint16_t> bits(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) bits[i] = act::bf16_bits(x[i]);
+  const std::vector<std::uint16_t> bits = bf16_bits_of(x);
   Nvfp4Activations out;
   out.packed.resize(x.size() / 2);
   out.scales.resize(static_cast<std::size_t>(fp4::cublaslt_scale_bytes(rows, cols / 16)));

@@ -118,6 +118,29 @@ void compare(DType kv, double tolerance, Fp4GemmMode mode, const ModelConfig& m 
   }
 }
 
+/// Prefills sequence 1 with 8 tokens, decodes one, then replays that decode as a CUDA graph (after
+/// truncating the cache back): the replay takes time and leaves the cache at 8 tokens, and an eager
+/// re-run at the same context gives the first run's token.
+void check_decode_replay(StepBackend& gpu, const ModelConfig& m, const Precision& p) {
+  StepBatch pre;
+  pre.prefill = {{8, 0, true}};
+  StepTokens tp;
+  tp.prefill = {{1, {4, 8, 15, 16, 23, 42, 7, 1}}};
+  (void)gpu.run(StepGraph(m, pre, Deployment{}, p), tp, {});
+  StepBatch dec;
+  dec.decode_contexts = {8};
+  StepTokens td;
+  td.decode = {{1, 9}};
+  const StepOutput first = gpu.run(StepGraph(m, dec, Deployment{}, p), td, {});
+  gpu.truncate(1, 8);
+  const auto t = gpu.replay_last_step();
+  REQUIRE(t);
+  CHECK(*t > 0);
+  CHECK(gpu.cached_tokens(1) == 8);  // a replay does not advance the cache
+  const StepOutput again = gpu.run(StepGraph(m, dec, Deployment{}, p), td, {});
+  CHECK(again.next_tokens == first.next_tokens);
+}
+
 /// Two ranks of tensor parallel 2 on cuda:0 and cuda:1 against the one-rank CPU reference of `m`.
 void tp2_compare(const ModelConfig& m, double tolerance) {
   const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
@@ -219,23 +242,7 @@ TEST_CASE("CUDA step executor replays a MoE decode step as a CUDA graph (grouped
   const ModelConfig m = test::tiny_moe();
   const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
   auto gpu = make_cuda_step_backend(m, p, compare_options(Fp4GemmMode::hopper, 128, 256));
-  StepBatch pre;
-  pre.prefill = {{8, 0, true}};
-  StepTokens tp;
-  tp.prefill = {{1, {4, 8, 15, 16, 23, 42, 7, 1}}};
-  (void)gpu->run(StepGraph(m, pre, Deployment{}, p), tp, {});
-  StepBatch dec;
-  dec.decode_contexts = {8};
-  StepTokens td;
-  td.decode = {{1, 9}};
-  const StepOutput first = gpu->run(StepGraph(m, dec, Deployment{}, p), td, {});
-  gpu->truncate(1, 8);
-  const auto t = gpu->replay_last_step();
-  REQUIRE(t);
-  CHECK(*t > 0);
-  CHECK(gpu->cached_tokens(1) == 8);
-  const StepOutput again = gpu->run(StepGraph(m, dec, Deployment{}, p), td, {});
-  CHECK(again.next_tokens == first.next_tokens);
+  check_decode_replay(*gpu, m, p);
   StepBatch big;
   big.prefill = {{70, 0, true}};
   StepTokens tb;
@@ -276,24 +283,7 @@ TEST_CASE("CUDA step executor replays a decode step as a CUDA graph", "[cuda][ex
   o.max_sampled = 2;
   o.kv_tokens = 128;
   auto gpu = make_cuda_step_backend(m, p, o);
-  StepBatch pre;
-  pre.prefill = {{8, 0, true}};
-  StepTokens tp;
-  tp.prefill = {{1, {1, 2, 3, 4, 5, 6, 7, 8}}};
-  (void)gpu->run(StepGraph(m, pre, Deployment{}, p), tp, {});
-  StepBatch dec;
-  dec.decode_contexts = {8};
-  StepTokens td;
-  td.decode = {{1, 9}};
-  const StepOutput first = gpu->run(StepGraph(m, dec, Deployment{}, p), td, {});
-  gpu->truncate(1, 8);
-  const auto t = gpu->replay_last_step();
-  REQUIRE(t);
-  CHECK(*t > 0);
-  CHECK(gpu->cached_tokens(1) == 8);  // a replay does not advance the cache
-  // Run eagerly again at the same context: the same token as the first time.
-  const StepOutput again = gpu->run(StepGraph(m, dec, Deployment{}, p), td, {});
-  CHECK(again.next_tokens == first.next_tokens);
+  check_decode_replay(*gpu, m, p);
 }
 
 TEST_CASE("CUDA step executor with tensor parallel 2 over two GPUs matches the CPU reference", "[cuda][exec]") {

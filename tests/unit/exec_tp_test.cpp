@@ -31,6 +31,37 @@ ModelConfig tiny96() {
 
 using Ranges = std::vector<std::pair<std::int64_t, std::int64_t>>;
 
+/// The CPU reference's ranks 0..tp-1 of `m` (seed 17) on `group`.
+std::vector<std::unique_ptr<CpuReference>> rank_references(const ModelConfig& m, ThreadTpGroup& group, int tp) {
+  std::vector<std::unique_ptr<CpuReference>> ranks;
+  for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuReference>(m, DType::nvfp4, 17, &group.rank(r)));
+  return ranks;
+}
+
+/// A prefill of two whole prompts, 6 and 3 tokens (sequences 1 and 2).
+StepBatch two_prompts() {
+  StepBatch b;
+  b.prefill = {{6, 0, true}, {3, 0, true}};
+  return b;
+}
+StepTokens two_prompt_tokens() {
+  StepTokens t;
+  t.prefill = {{1, {5, 9, 33, 70, 2, 41}}, {2, {88, 13, 60}}};
+  return t;
+}
+
+/// max over the sampled rows of max |a - b| / max(1, max |a|) of their logits.
+double worst_rel_diff(const StepOutput& a, const StepOutput& b) {
+  double worst = 0;
+  for (std::size_t i = 0; i < a.logits.size(); ++i) {
+    double scale = 1;
+    for (float v : a.logits[i]) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    for (std::size_t j = 0; j < a.logits[i].size(); ++j)
+      worst = std::max(worst, std::fabs(static_cast<double>(a.logits[i][j]) - b.logits[i][j]) / scale);
+  }
+  return worst;
+}
+
 /// One step on every rank of `ranks` (threads), rank 0's output.
 StepOutput run_ranks(std::vector<std::unique_ptr<CpuReference>>& ranks, const StepGraph& g, const StepTokens& t) {
   std::vector<StepOutput> out(ranks.size());
@@ -122,25 +153,17 @@ TEST_CASE("CPU reference ranks as threads compute one rank's logits (TP 2 and 4)
   for (int tp : {2, 4}) {
     CpuReference one(m, DType::nvfp4, 17);
     ThreadTpGroup group(tp);
-    std::vector<std::unique_ptr<CpuReference>> ranks;
-    for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuReference>(m, DType::nvfp4, 17, &group.rank(r)));
+    auto ranks = rank_references(m, group, tp);
     Deployment d;
     d.tensor_parallel = tp;
-    StepBatch pre;
-    pre.prefill = {{6, 0, true}, {3, 0, true}};
-    StepTokens tp_tokens;
-    tp_tokens.prefill = {{1, {5, 9, 33, 70, 2, 41}}, {2, {88, 13, 60}}};
+    const StepBatch pre = two_prompts();
+    const StepTokens tp_tokens = two_prompt_tokens();
     StepOutput a = one.run(StepGraph(m, pre, Deployment{}, p), tp_tokens);
     StepOutput b = run_ranks(ranks, StepGraph(m, pre, d, p), tp_tokens);
     double worst = 0;
     for (int step = 0; step < 4; ++step) {
       REQUIRE(a.sequences == b.sequences);
-      for (std::size_t i = 0; i < a.logits.size(); ++i) {
-        double scale = 1;
-        for (float v : a.logits[i]) scale = std::max(scale, std::fabs(static_cast<double>(v)));
-        for (std::size_t j = 0; j < a.logits[i].size(); ++j)
-          worst = std::max(worst, std::fabs(static_cast<double>(a.logits[i][j]) - b.logits[i][j]) / scale);
-      }
+      worst = std::max(worst, worst_rel_diff(a, b));
       CHECK(a.next_tokens == b.next_tokens);
       StepBatch dec;
       dec.decode_contexts = {one.cached_tokens(1), one.cached_tokens(2)};
@@ -176,25 +199,16 @@ TEST_CASE("CPU reference ranks of a MoE (each expert split, the router whole) co
   for (int tp : {2, 4}) {
     CpuReference one(m, DType::nvfp4, 17);
     ThreadTpGroup group(tp);
-    std::vector<std::unique_ptr<CpuReference>> ranks;
-    for (int r = 0; r < tp; ++r) ranks.push_back(std::make_unique<CpuReference>(m, DType::nvfp4, 17, &group.rank(r)));
+    auto ranks = rank_references(m, group, tp);
     Deployment d;
     d.tensor_parallel = tp;
-    StepBatch pre;
-    pre.prefill = {{6, 0, true}, {3, 0, true}};
-    StepTokens t;
-    t.prefill = {{1, {5, 9, 33, 70, 2, 41}}, {2, {88, 13, 60}}};
+    const StepBatch pre = two_prompts();
+    const StepTokens t = two_prompt_tokens();
     const StepGraph g1(m, pre, Deployment{}, p), gt(m, pre, d, p);
     REQUIRE(gt.size() > g1.size());  // the moe_all_reduce (and attention's) per layer
     const StepOutput a = one.run(g1, t), b = run_ranks(ranks, gt, t);
     REQUIRE(a.sequences == b.sequences);
-    double worst = 0;
-    for (std::size_t i = 0; i < a.logits.size(); ++i) {
-      double scale = 1;
-      for (float v : a.logits[i]) scale = std::max(scale, std::fabs(static_cast<double>(v)));
-      for (std::size_t j = 0; j < a.logits[i].size(); ++j)
-        worst = std::max(worst, std::fabs(static_cast<double>(a.logits[i][j]) - b.logits[i][j]) / scale);
-    }
+    const double worst = worst_rel_diff(a, b);
     INFO("TP " << tp << ": worst |logit difference| / max |logit| = " << worst);
     CHECK(worst <= 1e-5);
     CHECK(worst > 0);

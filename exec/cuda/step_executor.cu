@@ -600,10 +600,16 @@ class CudaStep final : public StepBackend {
         continue;
       }
       const std::size_t i = what == "qkv_proj" ? 0 : what == "o_proj" ? 1 : what == "gate_up_proj" ? 2 : 3;
-      const auto [n, k] = linear_shapes_[i];
-      if (fp4_.native) (void)native_rows(T, n, k);
-      else if (!fp4_mma_supported(T, n, k) && T > 1) (void)large_m_plan(T, n, k);
+      prepare_linear_plan(T, linear_shapes_[i]);
     }
+  }
+
+  /// The cuBLASLt plan an NVFP4 linear of shape (n, k) = `shape` needs at M rows, if any: the
+  /// native path's (padded if need be), or the large-M path's where the fused kernel does not run.
+  void prepare_linear_plan(I m, std::pair<I, I> shape) {
+    const auto [n, k] = shape;
+    if (fp4_.native) (void)native_rows(m, n, k);
+    else if (!fp4_mma_supported(m, n, k) && m > 1) (void)large_m_plan(m, n, k);
   }
 
   /// The native plans of every linear shape at max_rows, and the rows one row runs at (padded if
@@ -836,12 +842,9 @@ class CudaStep final : public StepBackend {
         // as prepare_plans makes the dense ones: inside this op's time, not the GEMMs'.
         for (int e = 0; e < E; ++e) {
           const I rows = moe_offsets_host_[z(e) + 1] - moe_offsets_host_[z(e)];
-          for (std::size_t i : {std::size_t{2}, std::size_t{3}}) {
-            const auto [n, kk] = linear_shapes_[i];
-            if (rows < 1) continue;
-            if (fp4_.native) (void)native_rows(rows, n, kk);
-            else if (!fp4_mma_supported(rows, n, kk) && rows > 1) (void)large_m_plan(rows, n, kk);
-          }
+          if (rows < 1) continue;
+          prepare_linear_plan(rows, linear_shapes_[2]);
+          prepare_linear_plan(rows, linear_shapes_[3]);
         }
         return;
       }

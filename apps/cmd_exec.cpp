@@ -192,13 +192,6 @@ int cmd_exec(const Args& args) {
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
-  // The executors run the llama, mixtral, qwen3 and qwen3_moe graphs (per-head QK-norm);
-  // MiniMax-M2's layer-wide QK-norm and sigmoid routing are costed by the simulator only (partial
-  // RoPE is refused below).
-  if (s.model.qk_norm_per_layer())
-    throw InputError(fmt::format("racksim exec: {}: model '{}' is architecture '{}'; the executor runs llama, mixtral, qwen3 and qwen3_moe "
-                                 "(a layer-wide QK-norm is in the simulator's graph only)",
-                                 scenario_path, s.model.id, s.model.architecture));
 
 
   o.device = device;

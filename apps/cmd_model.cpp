@@ -65,7 +65,7 @@ int cmd_model(const Args& args) {
                       {"max_position", m.max_position},
                       {"params_by_role",
                        {{"embedding", p.embedding}, {"lm_head", p.lm_head}, {"attention", p.attention}, {"mlp", p.mlp},
-                        {"router", p.router}, {"norms", p.norms}}},
+                        {"router", p.router}, {"norms", p.norms}, {"routing_bias", p.routing_bias}}},
                       {"gemm_flops_per_token", 2 * gemm_params_per_token(m)}};
   if (m.is_moe()) j["moe"] = {{"experts", m.moe.experts}, {"experts_per_token", m.moe.experts_per_token}};
   for (DType t : kWeights) j["weight_bytes"][std::string(to_string(t))] = weight_bytes(m, t);
@@ -76,12 +76,14 @@ int cmd_model(const Args& args) {
     fmt::print("  layers {}, hidden {}, heads {} (kv {}), head_dim {}, ffn {}, vocab {}{}\n", m.layers, m.hidden, m.heads,
                m.kv_heads, m.head_dim, m.ffn, m.vocab,
                m.is_moe() ? fmt::format(", experts {} (top {})", m.moe.experts, m.moe.experts_per_token) : "");
-    fmt::print("  parameters {}: embedding {}, lm_head {}, attention {}, mlp {}, router {}, norms {}\n", format_count(p.total()),
+    fmt::print("  parameters {}: embedding {}, lm_head {}, attention {}, mlp {}, router {}, norms {}{}\n", format_count(p.total()),
                format_count(p.embedding), format_count(p.lm_head), format_count(p.attention), format_count(p.mlp),
-               format_count(p.router), format_count(p.norms));
+               format_count(p.router), format_count(p.norms),
+               p.routing_bias ? fmt::format(", routing bias {}", format_count(p.routing_bias)) : std::string());
     fmt::print("  GEMM FLOPs per token: {:.4g} (2 x {})\n", 2.0 * static_cast<double>(gemm_params_per_token(m)),
                format_count(gemm_params_per_token(m)));
-    fmt::print("  weights (linear layers in the format, embedding/lm_head/norms/router in bf16):\n");
+    fmt::print("  weights (linear layers in the format, embedding/lm_head/norms/router in bf16{}):\n",
+               p.routing_bias ? ", routing bias in fp32" : "");
     for (DType t : kWeights) fmt::print("    {:<9} {:>15.0f} bytes  {:>10}\n", to_string(t), weight_bytes(m, t), format_gib(weight_bytes(m, t)));
     fmt::print("  KV cache per token:\n");
     for (DType t : kKv) fmt::print("    {:<6} {:>10.0f} bytes\n", to_string(t), kv_bytes_per_token(m, t));

@@ -53,4 +53,15 @@ inline ModelConfig tiny_qwen3_moe() {
   return m;
 }
 
+/// tiny_moe as MiniMax-M2 builds it (architecture "minimax_m2"): the QK-norm over all of a
+/// layer's q and all its k at once, RoPE on 8 of each head's 16 dims (MiniMax-M2's 64 of 128),
+/// and the biased sigmoid routing (moe_top_k_sigmoid).
+inline ModelConfig tiny_minimax() {
+  ModelConfig m = tiny_moe();
+  m.id = "tiny-minimax";
+  m.architecture = "minimax_m2";
+  m.rotary_dim = 8;
+  return m;
+}
+
 }  // namespace racksim::test

@@ -156,6 +156,9 @@ MIXTRAL=(examples/validation/silicon/trtllm-defaults.yaml --set system=dgx-h100 
          --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=fp8 --device cuda:0
          --warmup 1 --reps 5 --shape decode:1x1024 --shape decode:16x1024 --shape decode:64x1024 --shape prefill:1x512)
 QWEN3=("${MIXTRAL[@]}" --set model=qwen3-32b)  # the later --set wins: Qwen3-32B, QK-norm (about 18 GB)
+# MiniMax-M2.5 (2026-12-01, twelfth session): layer-wide QK-norm, partial RoPE, 256 experts top-8
+# with the biased sigmoid routing; 8 of its 62 layers (about 2 GB of NVFP4 experts each).
+MINIMAX=("${MIXTRAL[@]}" --set model=minimax-m2.5 --set system=hgx-h200 --layers 8)  # 121.5 GiB whole: the scenario must fit an H200
 if [[ $FOCUS == 1 ]]; then
   # The kernels' own measurements: the FP4 GEMM at the default knobs, against two passes for
   # M = 33..64 and the old K-split rule at M <= 16 as same-session ratios, attention, and the
@@ -219,6 +222,8 @@ if [[ $FOCUS == 1 ]]; then
   phase "bench --suite elementwise (with the MoE routing ops)" 45 elementwise.log "$R" bench --suite elementwise \
     --out "$STAGE/elementwise.json"
   phase "exec qwen3-32b" 60 exec-qwen3.log "$R" exec "${QWEN3[@]}" --out "$STAGE/exec-qwen3.json" --json "$STAGE/exec-qwen3-summary.json"
+  phase "exec minimax-m2.5" 60 exec-minimax.log "$R" exec "${MINIMAX[@]}" --out "$STAGE/exec-minimax.json" \
+    --json "$STAGE/exec-minimax-summary.json"
   exit
 fi
 
@@ -269,6 +274,8 @@ if [[ -f "$STAGE/exec-70b.json" ]]; then cp -f "$STAGE/exec-70b.json" "$FINAL/ex
 phase "exec mixtral-8x7b (cuda:0)" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
   --json "$STAGE/exec-mixtral-summary.json"
 phase "exec qwen3-32b (cuda:0)" 60 exec-qwen3.log "$R" exec "${QWEN3[@]}" --out "$STAGE/exec-qwen3.json" --json "$STAGE/exec-qwen3-summary.json"
+phase "exec minimax-m2.5 (cuda:0)" 60 exec-minimax.log "$R" exec "${MINIMAX[@]}" --out "$STAGE/exec-minimax.json" \
+  --json "$STAGE/exec-minimax-summary.json"
 # A closed loop on the GPU (workload.scenario: concurrency): Llama-3.1-8B-shaped, random NVFP4
 # weights (the Hopper dequantize path), 8 clients of 1024 + 128 tokens, 40 requests: measured
 # TTFT/TPOT beside the simulator's prediction of the same loop on dgx-h100 and the held-out

@@ -203,7 +203,8 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
         throw InputError(text("bench rope: width ", c.width, " is not a whole number of heads of ", kHeadDim));
       DeviceBytes qkv = bf16_random(n, 1, s), pos = index_random(rows, 3, 4096, s);
       st = b.time([&] {
-        cuda_rope_rotate_half_launch(qkv.as<Bf16>(), c.rows, c.width, c.width / kHeadDim, kHeadDim, pos.as<std::int32_t>(), 10000.0, s);
+        cuda_rope_rotate_half_launch(qkv.as<Bf16>(), c.rows, c.width, c.width / kHeadDim, kHeadDim, kHeadDim, pos.as<std::int32_t>(), 10000.0,
+                                     s);
       });
     } else if (c.kind == "swiglu") {
       DeviceBytes gu = bf16_random(2 * n, 1, s), y(n * sizeof(Bf16));
@@ -216,7 +217,7 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
       DeviceBytes logits(n * sizeof(float)), ids(rows * static_cast<std::size_t>(c.top_k) * 4), w(rows * static_cast<std::size_t>(c.top_k) * 4);
       fill_f32(logits.as<float>(), n, 6, s);
       RACKSIM_CUDA_CHECK(cudaGetLastError());
-      st = b.time([&] { cuda_moe_topk_launch(logits.as<float>(), c.rows, c.experts, c.top_k, ids.as<std::int32_t>(), w.as<float>(), s); });
+      st = b.time([&] { cuda_moe_topk_launch(logits.as<float>(), nullptr, c.rows, c.experts, c.top_k, ids.as<std::int32_t>(), w.as<float>(), s); });
     } else if (c.kind == "moe_permute") {
       // Uniform routing: each assignment's expert drawn alone (a token may draw an expert twice;
       // the sort does not care). The permute and the gather, as experts.permute runs them (less

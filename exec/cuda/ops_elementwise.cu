@@ -1,5 +1,5 @@
 // The elementwise step ops: RMSNorm (optionally fused with the residual add), residual add,
-// rotate-half RoPE, SwiGLU, embedding gather and greedy argmax. BF16 in and out with FP32 math,
+// QK-norm (per head, Qwen3; over the layer, MiniMax-M2), rotate-half RoPE (whole or partial), SwiGLU, embedding gather and greedy argmax. BF16 in and out with FP32 math,
 // the same equations as cpu_ops.cpp. Memory-bound: each kernel reads and writes every element
 // once, 16 bytes per access where the width and the pointers allow (`V` = 8 BF16 values), else
 // 2 bytes. Arguments were checked by cuda_ops (backend_registry.cpp) before these launch.
@@ -84,13 +84,16 @@ __global__ void __launch_bounds__(kThreads) residual_add_kernel(std::uint16_t* _
 // angle carries no error proportional to the position. Heads spread over threads and CTAs: a
 // decode step's few rows still fill the GPU (one thread looping over a row's 72 heads took 18 us
 // for Llama-2-70B at batch 1 on an H200, 2026-11-30).
+// Partial RoPE (rotary_dim < head_dim): the pairs are (i, i + rotary_dim / 2) of each head's first
+// rotary_dim values, frequencies theta^(-2i/rotary_dim); the rest of the head is not touched.
 __global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int rotated_heads,
-                                                        int head_dim, const std::int32_t* __restrict__ positions, double theta) {
-  const int half = head_dim / 2;
+                                                        int head_dim, int rotary_dim, const std::int32_t* __restrict__ positions,
+                                                        double theta) {
+  const int half = rotary_dim / 2;
   const int i = static_cast<int>(threadIdx.x);
   const int h0 = static_cast<int>(blockIdx.y * blockDim.y + threadIdx.y), h_step = static_cast<int>(gridDim.y * blockDim.y);
   if (h0 >= rotated_heads) return;
-  const double freq = pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  const double freq = pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rotary_dim));
   constexpr double kTwoPi = 6.283185307179586;  // 2 pi rounded to float64
   for (I r = blockIdx.x; r < rows; r += gridDim.x) {
     const double angle = static_cast<double>(positions[r]) * freq;
@@ -144,6 +147,51 @@ __global__ void __launch_bounds__(kThreads) head_rmsnorm_kernel(std::uint16_t* _
   for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(head_dim) + eps);
   for (int i = lane; i < head_dim; i += 32) x[i] = float_to_bf16(bf16_to_float(x[i]) * inv * bf16_to_float(w[i]));
+}
+
+// ---- MiniMax-M2's QK-norm over a whole layer: one CTA per row (grid-stride over rows). SUMS_ONLY:
+// writes each row's sums of squares of its q values and of its k values (cpu_ops qk_sum_squares),
+// for a TP all-reduce. Else normalises the row in place (cpu_ops qk_layer_norm): with the sums
+// given (the all-reduced ones) or, without them, the row's own; inv = 1 / sqrt(sum / count + eps),
+// y = (x * inv) * w. The sums go lanes, then a tree (another order than the CPU's).
+template <bool SUMS_ONLY>
+__global__ void __launch_bounds__(kThreads) qk_layer_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int q_width, int k_width,
+                                                            const float* __restrict__ sums_in, float* __restrict__ sums_out, float q_count,
+                                                            float k_count, const std::uint16_t* __restrict__ q_weight,
+                                                            const std::uint16_t* __restrict__ k_weight, float eps) {
+  __shared__ float scratch_q[32], scratch_k[32];
+  const int t = static_cast<int>(threadIdx.x);
+  for (I r = blockIdx.x; r < rows; r += gridDim.x) {
+    std::uint16_t* x = qkv + r * row_width;
+    float q = 0.0f, k = 0.0f;
+    if (SUMS_ONLY || !sums_in) {  // uniform over the CTA: every thread reaches block_sum's barrier
+      for (int i = t; i < q_width; i += kThreads) {
+        const float v = bf16_to_float(x[i]);
+        q += v * v;
+      }
+      for (int i = t; i < k_width; i += kThreads) {
+        const float v = bf16_to_float(x[q_width + i]);
+        k += v * v;
+      }
+      q = block_sum(q, scratch_q);
+      k = block_sum(k, scratch_k);
+    } else {
+      q = sums_in[2 * r];
+      k = sums_in[2 * r + 1];
+    }
+    if constexpr (SUMS_ONLY) {
+      if (t == 0) {
+        sums_out[2 * r] = q;
+        sums_out[2 * r + 1] = k;
+      }
+    } else {
+      const float q_inv = 1.0f / sqrtf(q / q_count + eps), k_inv = 1.0f / sqrtf(k / k_count + eps);
+      for (int i = t; i < q_width; i += kThreads) x[i] = float_to_bf16(bf16_to_float(x[i]) * q_inv * bf16_to_float(q_weight[i]));
+      for (int i = t; i < k_width; i += kThreads)
+        x[q_width + i] = float_to_bf16(bf16_to_float(x[q_width + i]) * k_inv * bf16_to_float(k_weight[i]));
+    }
+    __syncthreads();  // the next row's block_sum rewrites the scratch
+  }
 }
 
 // ---- Embedding: chunk k of V values is row k / (width / V); an id outside the table writes zeros.
@@ -221,20 +269,21 @@ void residual_add_launch(std::uint16_t* hidden, const std::uint16_t* branch, std
 }
 
 void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
-                             std::int64_t head_dim, const std::int32_t* positions, double theta, void* stream) {
+                             std::int64_t head_dim, std::int64_t rotary_dim, const std::int32_t* positions, double theta, void* stream) {
   if (rows == 0 || rotated_heads == 0) return;
-  // head_dim / 2 threads along x (<= 256, checked), as many heads along y as fill 256 threads;
+  // rotary_dim / 2 threads along x (<= 256, checked), as many heads along y as fill 256 threads;
   // grid: rows (up to 65,535, then each CTA strides) x head groups, as many groups as bring the
   // grid to about 4 CTAs per SM of an H200 (528): a decode step's few rows spread every head over
   // its own thread; a prefill's thousand rows keep one group, each thread looping over its heads
   // with the one angle (each thread computes a float64 pow and a sincosf per row).
-  const auto half = static_cast<unsigned>(head_dim / 2);
+  const auto half = static_cast<unsigned>(rotary_dim / 2);
   const unsigned heads_per_cta = std::max(1u, kThreads / half);
   const I groups = (rotated_heads + heads_per_cta - 1) / heads_per_cta;
   const dim3 grid(static_cast<unsigned>(std::clamp<I>(rows, 1, 65535)),
                   static_cast<unsigned>(std::clamp<I>((528 + rows - 1) / rows, 1, groups)));
   rope_kernel<<<grid, dim3(half, heads_per_cta), 0, as_stream(stream)>>>(qkv, rows, row_width, static_cast<int>(rotated_heads),
-                                                                           static_cast<int>(head_dim), positions, theta);
+                                                                           static_cast<int>(head_dim), static_cast<int>(rotary_dim),
+                                                                           positions, theta);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -256,6 +305,25 @@ void head_rmsnorm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row
   head_rmsnorm_kernel<<<static_cast<unsigned>((items + per_cta - 1) / per_cta), kThreads, 0, as_stream(stream)>>>(
       qkv, rows, row_width, static_cast<int>(q_heads), static_cast<int>(q_heads + kv_heads), static_cast<int>(head_dim), q_weight, k_weight,
       eps);
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void qk_sum_squares_launch(const std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                           float* sums, void* stream) {
+  if (rows == 0) return;
+  qk_layer_kernel<true><<<static_cast<unsigned>(std::min<I>(rows, kMaxGrid)), kThreads, 0, as_stream(stream)>>>(
+      const_cast<std::uint16_t*>(qkv), rows, row_width, static_cast<int>(q_width), static_cast<int>(k_width), nullptr, sums, 0.0f, 0.0f,
+      nullptr, nullptr, 0.0f);  // reads qkv only
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+}
+
+void qk_layer_norm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                          const float* sums, std::int64_t q_count, std::int64_t k_count, const std::uint16_t* q_weight,
+                          const std::uint16_t* k_weight, float eps, void* stream) {
+  if (rows == 0) return;
+  qk_layer_kernel<false><<<static_cast<unsigned>(std::min<I>(rows, kMaxGrid)), kThreads, 0, as_stream(stream)>>>(
+      qkv, rows, row_width, static_cast<int>(q_width), static_cast<int>(k_width), sums, nullptr, static_cast<float>(q_count),
+      static_cast<float>(k_count), q_weight, k_weight, eps);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

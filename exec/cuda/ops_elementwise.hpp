@@ -15,7 +15,13 @@ void head_rmsnorm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row
                          std::int64_t head_dim, const std::uint16_t* q_weight, const std::uint16_t* k_weight, float eps, void* stream);
 void residual_add_launch(std::uint16_t* hidden, const std::uint16_t* branch, std::int64_t count, void* stream);
 void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
-                             std::int64_t head_dim, const std::int32_t* positions, double theta, void* stream);
+                             std::int64_t head_dim, std::int64_t rotary_dim, const std::int32_t* positions, double theta, void* stream);
+void qk_sum_squares_launch(const std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                           float* sums, void* stream);
+/// sums null: each row's own sums of squares.
+void qk_layer_norm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                          const float* sums, std::int64_t q_count, std::int64_t k_count, const std::uint16_t* q_weight,
+                          const std::uint16_t* k_weight, float eps, void* stream);
 void swiglu_launch(const std::uint16_t* gate_up, std::int64_t rows, std::int64_t ffn, std::uint16_t* y, void* stream);
 void embedding_launch(const std::uint16_t* table, std::int64_t vocab, std::int64_t width, const std::int32_t* tokens, std::int64_t rows,
                       std::uint16_t* y, void* stream);

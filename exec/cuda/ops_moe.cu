@@ -2,7 +2,8 @@
 // equations and orders as the CPU reference (cpu_ops moe_top_k, moe_expert_order and
 // CpuReference's experts.finalize):
 //   top-k: one warp per token picks the k largest router logits (ties: the lower expert id) and
-//     softmaxes over those k, exp(l_j - l_0) / sum in rank order;
+//     softmaxes over those k, exp(l_j - l_0) / sum in rank order; or, with a bias (MiniMax-M2),
+//     the k largest sigmoid(l) + bias, weighted sigmoid(l_j) / sum (cpu_ops moe_top_k_sigmoid);
 //   permute: one CTA sorts the assignments by expert, stably (a counting sort: counts, a scan,
 //     then each chunk of 1,024 assignments ranked within its warp by __match_any_sync and across
 //     warps by per-warp counts), so every expert's rows are one contiguous block;
@@ -45,8 +46,16 @@ struct Best {
 /// picked while a number remains).
 __device__ __forceinline__ Best better(Best a, Best b) { return (b.v > a.v || (b.v == a.v && b.id < a.id)) ? b : a; }
 
-__global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __restrict__ logits, I rows, int experts, int k,
-                                                                std::int32_t* __restrict__ ids, float* __restrict__ weights) {
+/// MiniMax-M2's score: sigmoid in FP32, cpu_ops moe_top_k_sigmoid's 1 / (1 + exp(-l)) (expf:
+/// within 2 ulp of the CPU's std::exp).
+__device__ __forceinline__ float sigmoid_score(float l) { return 1.0f / (1.0f + expf(-l)); }
+
+/// SIGMOID false: Mixtral's top-k of the logits, softmax over the k. SIGMOID true: MiniMax-M2's
+/// top-k of sigmoid(l) + bias[e], weights sigmoid(l) over their sum (clamped at 1e-12).
+template <bool SIGMOID>
+__global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __restrict__ logits, const float* __restrict__ bias, I rows,
+                                                                int experts, int k, std::int32_t* __restrict__ ids,
+                                                                float* __restrict__ weights) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const I row = static_cast<I>(blockIdx.x) * (kTopkThreads / 32) + static_cast<I>(threadIdx.x) / 32;
   if (row >= rows) return;  // the whole warp
@@ -57,7 +66,11 @@ __global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __r
   for (int j = 0; j < k; ++j) {
     Best b{-INFINITY, INT_MAX};
     for (int c = 0, e = lane; e < experts; ++c, e += 32)
-      if (!((taken >> c) & 1u)) b = better(b, Best{lg[e], e});
+      if (!((taken >> c) & 1u)) {
+        float key = lg[e];
+        if constexpr (SIGMOID) key = __fadd_rn(sigmoid_score(key), bias[e]);
+        b = better(b, Best{key, e});
+      }
 #pragma unroll
     for (int o = 16; o > 0; o /= 2) b = better(b, Best{__shfl_xor_sync(kFull, b.v, o), __shfl_xor_sync(kFull, b.id, o)});
     if (b.id == INT_MAX) {  // every logit left is NaN: the lowest expert not yet picked
@@ -74,13 +87,13 @@ __global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __r
     if ((b.id & 31) == lane) taken |= 1u << (b.id >> 5);
     const float v = lg[b.id];
     if (j == 0) top = v;
-    const float x = expf(v - top);
+    const float x = SIGMOID ? sigmoid_score(v) : expf(v - top);
     sum += x;  // every lane, in rank order: moe_top_k's sum
     if (lane == j) mine = x, my_id = b.id;
   }
   if (lane < k) {
     ids[row * k + lane] = my_id;
-    weights[row * k + lane] = mine / sum;
+    weights[row * k + lane] = mine / (SIGMOID ? fmaxf(sum, 1e-12f) : sum);
   }
 }
 
@@ -178,11 +191,15 @@ __global__ void __launch_bounds__(kThreads) moe_finalize_kernel(const std::uint1
 
 }  // namespace
 
-void moe_topk_launch(const float* logits, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights, void* stream) {
+void moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
+                     void* stream) {
   if (rows == 0) return;
   constexpr I per_cta = kTopkThreads / 32;
-  moe_topk_kernel<<<static_cast<unsigned>((rows + per_cta - 1) / per_cta), kTopkThreads, 0, as_stream(stream)>>>(logits, rows, experts, k,
-                                                                                                                 expert_ids, weights);
+  const auto grid = static_cast<unsigned>((rows + per_cta - 1) / per_cta);
+  if (bias)
+    moe_topk_kernel<true><<<grid, kTopkThreads, 0, as_stream(stream)>>>(logits, bias, rows, experts, k, expert_ids, weights);
+  else
+    moe_topk_kernel<false><<<grid, kTopkThreads, 0, as_stream(stream)>>>(logits, nullptr, rows, experts, k, expert_ids, weights);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

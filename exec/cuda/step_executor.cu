@@ -79,9 +79,10 @@ struct Linear {
 
 struct Layer {
   DeviceBytes input_norm, post_attn_norm;  // BF16 [hidden]
-  DeviceBytes q_norm, k_norm;              // Qwen3's QK-norm: BF16 [head_dim]; else empty
+  DeviceBytes q_norm, k_norm;              // QK-norm, BF16: Qwen3 [head_dim]; MiniMax-M2 this rank's [q heads x head_dim], [kv heads x head_dim]
   Linear qkv, o, gate_up, down;            // MoE: gate_up and down empty
   DeviceBytes router;                      // MoE: BF16 [experts x hidden]
+  DeviceBytes router_bias;                 // MiniMax-M2's routing bias: FP32 [experts]; else empty
   std::vector<Linear> expert_gate_up, expert_down;
   DeviceBytes gate_up_table, down_table;   // MoE on the Hopper path: Fp4MmaExpert per expert (grouped launches)
   DeviceBytes k, v;                        // paged caches of this layer
@@ -147,11 +148,6 @@ class CudaStep final : public StepBackend {
  public:
   CudaStep(const ModelConfig& m, const Precision& p, const CudaStepOptions& o)
       : m_(m), p_(p), o_(o), pool_(pool_blocks(o), o.block_tokens), device_(select_device(o.device)), native_rows_(o.max_rows), tp_(o.tp) {
-    if (m.rope_dim() != m.head_dim || m.qk_norm_per_layer())
-      throw InputError(text("CUDA step executor: model '", m.id, "' has ",
-                            m.qk_norm_per_layer() ? std::string("a QK-norm over all heads of a layer at once")
-                                                  : text("partial RoPE (", m.rope_dim(), " of ", m.head_dim, " dims)"),
-                            "; the executor runs RoPE over whole heads and a per-head QK-norm only"));
     if (m.is_moe() && (m.moe.experts > kCudaMoeMaxExperts || m.moe.experts_per_token > kCudaMoeMaxTopK))
       throw InputError(text("CUDA step executor: model '", m.id, "' routes to ", m.moe.experts_per_token, " of ", m.moe.experts,
                             " experts; the MoE kernels take at most ", kCudaMoeMaxTopK, " of ", kCudaMoeMaxExperts));
@@ -219,6 +215,7 @@ class CudaStep final : public StepBackend {
       moe_offsets_ = DeviceBytes(z(m.moe.experts + 1) * 4);
       moe_offsets_host_.assign(z(m.moe.experts + 1), 0);
     }
+    if (m.qk_norm_per_layer() && o.tp_size > 1) qk_sums_ = DeviceBytes(R * 2 * 4);  // [rows x 2] FP32, all-reduced
     sampled_x_ = DeviceBytes(z(o.max_sampled) * z(H) * 2);
     logits_ = DeviceBytes(z(o.max_sampled) * z(m.vocab) * 4);
     if (o.tp_size > 1) {
@@ -414,7 +411,8 @@ class CudaStep final : public StepBackend {
       case OpKind::all_reduce:
       case OpKind::all_gather: {
         // The graph's TP collectives (attn_all_reduce, mlp_all_reduce, logits_all_gather) carry no rows.
-        const bool known = op.kind == OpKind::all_reduce ? (what == "attn_all_reduce" || what == "mlp_all_reduce" || what == "moe_all_reduce")
+        const bool known = op.kind == OpKind::all_reduce ? (what == "attn_all_reduce" || what == "mlp_all_reduce" || what == "moe_all_reduce" ||
+                                                            (what == "qk_norm_all_reduce" && m_.qk_norm_per_layer()))
                                                          : what == "logits_all_gather";
         if (known && tp_ && op.participants == o_.tp_size) return;
         break;
@@ -465,6 +463,7 @@ class CudaStep final : public StepBackend {
       l.o = linear(lw.o_proj);
       if (m_.is_moe()) {
         upload(l.router, bf16_of(lw.router));
+        if (m_.moe_sigmoid_routing()) upload(l.router_bias, lw.router_bias);
         for (const LinearWeight& e : lw.expert_gate_up) l.expert_gate_up.push_back(linear(e));
         for (const LinearWeight& e : lw.expert_down) l.expert_down.push_back(linear(e));
       } else {
@@ -537,14 +536,26 @@ class CudaStep final : public StepBackend {
       bf16(l.input_norm, z(H), 1.0f, 0.1f);
       bf16(l.post_attn_norm, z(H), 1.0f, 0.1f);
       if (m_.qk_norm()) {
-        bf16(l.q_norm, z(hd), 1.0f, 0.1f);
-        bf16(l.k_norm, z(hd), 1.0f, 0.1f);
+        const bool layer = m_.qk_norm_per_layer();  // this rank's heads' weights
+        bf16(l.q_norm, z(layer ? tl_.q_heads * hd : hd), 1.0f, 0.1f);
+        bf16(l.k_norm, z(layer ? tl_.kv_heads * hd : hd), 1.0f, 0.1f);
       }
       l.qkv = linear(linear_shapes_[0].first, linear_shapes_[0].second);
       l.o = linear(linear_shapes_[1].first, linear_shapes_[1].second);
       if (m_.is_moe()) {
         // The router as generate_weights makes it: uniform in +-sqrt(3 / hidden).
         bf16(l.router, z(I{m_.moe.experts} * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
+        if (m_.moe_sigmoid_routing()) {
+          // The routing bias as generate_weights makes it: FP32 uniform in +-0.1 (a host stream of
+          // the same seed on every rank: the router is whole on each, so each routes alike).
+          std::vector<float> bias(z(m_.moe.experts));
+          std::uint64_t x = seed ^ 0xB1A5ull;
+          for (auto& b : bias) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;  // Knuth's MMIX LCG
+            b = static_cast<float>(0.1 * (static_cast<double>(x >> 11) * 0x1.0p-52 - 1.0));
+          }
+          upload(l.router_bias, bias);
+        }
         for (int e = 0; e < m_.moe.experts; ++e) {
           l.expert_gate_up.push_back(linear(linear_shapes_[2].first, linear_shapes_[2].second));
           l.expert_down.push_back(linear(linear_shapes_[3].first, linear_shapes_[3].second));
@@ -747,6 +758,15 @@ class CudaStep final : public StepBackend {
         cuda_embedding_launch(B(embed_), m_.vocab, H, d_tokens_.as<std::int32_t>(), T, B(hidden_), stream_);
         return;
       case OpKind::rmsnorm: {
+        if (what == "qk_norm" && m_.qk_norm_per_layer()) {
+          // MiniMax-M2: the rank's q values normed as one, and its k values, with the layer's sums
+          // (all-reduced by qk_norm_all_reduce under TP; else each row's own). Under TP with KV
+          // heads replicated, the k sum and its count both count each replica (cpu_ops qk_layer_norm).
+          const int tp = o_.tp_size;
+          cuda_qk_layer_norm_launch(B(qkv_), T, qkv_w, qh * hd, tl_.kv_heads * hd, tp > 1 ? qk_sums_.as<float>() : nullptr, tp * qh * hd,
+                                    tp * tl_.kv_heads * hd, B(l->q_norm), B(l->k_norm), eps, stream_);
+          return;
+        }
         if (what == "qk_norm") {  // Qwen3: each q and k head of the qkv rows, in place, before RoPE
           cuda_head_rmsnorm_launch(B(qkv_), T, qkv_w, qh, tl_.kv_heads, hd, B(l->q_norm), B(l->k_norm), eps, stream_);
           return;
@@ -776,7 +796,8 @@ class CudaStep final : public StepBackend {
         if (what == "down_proj") return gemm(l->down, B(act_), T, B(branch_));
         break;
       case OpKind::rope:
-        cuda_rope_rotate_half_launch(B(qkv_), T, qkv_w, qh + tl_.kv_heads, hd, d_positions_.as<std::int32_t>(), m_.rope_theta, stream_);
+        cuda_rope_rotate_half_launch(B(qkv_), T, qkv_w, qh + tl_.kv_heads, hd, m_.rope_dim(), d_positions_.as<std::int32_t>(), m_.rope_theta,
+                                     stream_);
         return;
       case OpKind::attention_prefill: {
         const DevicePagedKv c = cache_of(*l);
@@ -821,8 +842,8 @@ class CudaStep final : public StepBackend {
         cuda_swiglu_launch(B(gate_up_), what == "swiglu" ? T : T * m_.moe.experts_per_token, tl_.ffn, B(act_), stream_);
         return;
       case OpKind::moe_router_topk:
-        cuda_moe_topk_launch(router_logits_.as<float>(), T, m_.moe.experts, m_.moe.experts_per_token, topk_ids_.as<std::int32_t>(),
-                             topk_weights_.as<float>(), stream_);
+        cuda_moe_topk_launch(router_logits_.as<float>(), m_.moe_sigmoid_routing() ? l->router_bias.as<float>() : nullptr, T, m_.moe.experts,
+                             m_.moe.experts_per_token, topk_ids_.as<std::int32_t>(), topk_weights_.as<float>(), stream_);
         return;
       case OpKind::moe_permute: {
         // Expert order (offsets, rows) and the rows gathered into it (the embedding kernel on the
@@ -872,9 +893,16 @@ class CudaStep final : public StepBackend {
                                  B(branch_), stream_);
         return;
       case OpKind::all_reduce:
+        if (!tp_) break;
+        if (what == "qk_norm_all_reduce") {
+          // MiniMax-M2: this rank's sums of squares of its q and k values per row, summed over the
+          // ranks (2 FP32 per row: the graph's 8 bytes x T), for qk_norm.
+          cuda_qk_sum_squares_launch(B(qkv_), T, qkv_w, qh * hd, tl_.kv_heads * hd, qk_sums_.as<float>(), stream_);
+          tp_->all_reduce_sum_f32(qk_sums_.as(), z(2 * T), stream_);
+          return;
+        }
         // Row-parallel o_proj / down_proj (or the experts' down GEMMs and the finalize) left this
         // rank's partial sum in branch_.
-        if (!tp_) break;
         tp_->all_reduce_sum_bf16(branch_.as(), z(T * H), stream_);
         return;
       case OpKind::all_gather: {
@@ -922,6 +950,7 @@ class CudaStep final : public StepBackend {
   // MoE: expert-ordered input rows, the down GEMMs' rows, router logits, the routing (ids and
   // weights per assignment) and its order (moe_expert_order), and the offsets on the host.
   DeviceBytes x_perm_, expert_out_, router_logits_, topk_ids_, topk_weights_, moe_position_, moe_order_, moe_source_rows_, moe_offsets_;
+  DeviceBytes qk_sums_;  // MiniMax-M2 under TP: [rows x 2] FP32 sums of squares, all-reduced
   std::vector<std::int32_t> moe_offsets_host_;
   DeviceTpComm* tp_ = nullptr;  ///< null without tensor parallelism
   TpLayout tl_;                 ///< this rank's heads, KV heads, FFN and vocabulary slice

@@ -65,6 +65,9 @@ class NcclTpComm final : public DeviceTpComm {
   void all_reduce_sum_bf16(void* data, std::size_t count, void* stream) override {
     RACKSIM_NCCL_CHECK(ncclAllReduce(data, data, count, ncclBfloat16, ncclSum, set_->comm(index_), static_cast<cudaStream_t>(stream)));
   }
+  void all_reduce_sum_f32(void* data, std::size_t count, void* stream) override {
+    RACKSIM_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat32, ncclSum, set_->comm(index_), static_cast<cudaStream_t>(stream)));
+  }
   void all_gather_f32(const void* in, void* out, std::size_t count, void* stream) override {
     RACKSIM_NCCL_CHECK(ncclAllGather(in, out, count, ncclFloat32, set_->comm(index_), static_cast<cudaStream_t>(stream)));
   }

@@ -350,9 +350,22 @@ void cuda_residual_add_launch(Bf16* hidden, const Bf16* branch, std::int64_t cou
 }
 
 void cuda_rope_rotate_half_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads, std::int64_t head_dim,
-                                  const std::int32_t* positions, double theta, CudaStream stream) {
-  detail::check_rope(qkv, rows, row_width, rotated_heads, head_dim, positions, theta);
-  RACKSIM_CUDA_ROUTE(rope_rotate_half_launch, qkv, rows, row_width, rotated_heads, head_dim, positions, theta, stream);
+                                  std::int64_t rotary_dim, const std::int32_t* positions, double theta, CudaStream stream) {
+  detail::check_rope(qkv, rows, row_width, rotated_heads, head_dim, rotary_dim, positions, theta);
+  RACKSIM_CUDA_ROUTE(rope_rotate_half_launch, qkv, rows, row_width, rotated_heads, head_dim, rotary_dim, positions, theta, stream);
+}
+
+void cuda_qk_sum_squares_launch(const Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                                float* sums, CudaStream stream) {
+  detail::check_qk_layer("qk_sum_squares", qkv, rows, row_width, q_width, k_width, sums, true);
+  RACKSIM_CUDA_ROUTE(qk_sum_squares_launch, qkv, rows, row_width, q_width, k_width, sums, stream);
+}
+
+void cuda_qk_layer_norm_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                               const float* sums, std::int64_t q_count, std::int64_t k_count, const Bf16* q_weight, const Bf16* k_weight,
+                               float eps, CudaStream stream) {
+  detail::check_qk_layer_norm(qkv, rows, row_width, q_width, k_width, sums, q_count, k_count, q_weight, k_weight, eps);
+  RACKSIM_CUDA_ROUTE(qk_layer_norm_launch, qkv, rows, row_width, q_width, k_width, sums, q_count, k_count, q_weight, k_weight, eps, stream);
 }
 
 void cuda_swiglu_launch(const Bf16* gate_up, std::int64_t rows, std::int64_t ffn, Bf16* y, CudaStream stream) {
@@ -375,10 +388,10 @@ void cuda_argmax_launch(const float* logits, std::int64_t rows, std::int64_t voc
 static_assert(cuda::kMoeMaxExperts == kCudaMoeMaxExperts && cuda::kMoeMaxTopK == kCudaMoeMaxTopK, "the MoE kernels' limits are cuda_ops.hpp's");
 #endif
 
-void cuda_moe_topk_launch(const float* logits, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
+void cuda_moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
                           CudaStream stream) {
   detail::check_moe_topk(logits, rows, experts, k, expert_ids, weights);
-  RACKSIM_CUDA_ROUTE(moe_topk_launch, logits, rows, experts, k, expert_ids, weights, stream);
+  RACKSIM_CUDA_ROUTE(moe_topk_launch, logits, bias, rows, experts, k, expert_ids, weights, stream);
 }
 
 void cuda_moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,

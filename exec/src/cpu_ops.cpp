@@ -44,24 +44,67 @@ void residual_add(std::span<float> hidden, std::span<const float> branch) {
 }
 
 void rope_rotate_half(std::span<float> qkv, I rows, I row_width, I rotated_heads, I hd, std::span<const std::int64_t> positions,
-                      double theta) {
-  if (rows < 0 || hd < 2 || hd % 2 != 0 || rotated_heads < 0 || rotated_heads * hd > row_width)
-    throw InputError(fmt::format("rope: {} rows of width {}, {} heads of {}: need an even head_dim and heads x head_dim <= width",
-                                 rows, row_width, rotated_heads, hd));
+                      double theta, I rotary_dim) {
+  const I d = rotary_dim == 0 ? hd : rotary_dim;
+  if (rows < 0 || hd < 2 || d < 2 || d % 2 != 0 || d > hd || rotated_heads < 0 || rotated_heads * hd > row_width)
+    throw InputError(fmt::format("rope: {} rows of width {}, {} heads of {}, rotary_dim {}: need an even rotary_dim of 2..head_dim and "
+                                 "heads x head_dim <= width",
+                                 rows, row_width, rotated_heads, hd, d));
   need("rope", "qkv", qkv.size(), rows * row_width);
   need("rope", "positions", positions.size(), rows);
   for (I r = 0; r < rows; ++r)
     for (I h = 0; h < rotated_heads; ++h) {
       float* x = &qkv[z(r * row_width + h * hd)];
-      for (I i = 0; i < hd / 2; ++i) {
-        const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+      for (I i = 0; i < d / 2; ++i) {
+        const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(d));
         const double angle = static_cast<double>(positions[z(r)]) * freq;
         const auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-        const float a = x[i], b = x[i + hd / 2];
+        const float a = x[i], b = x[i + d / 2];
         x[i] = a * c - b * s;
-        x[i + hd / 2] = b * c + a * s;
+        x[i + d / 2] = b * c + a * s;
       }
     }
+}
+
+namespace {
+
+void check_qk_rows(std::string_view op, std::size_t qkv_size, I rows, I row_width, I q_width, I k_width, std::size_t sums_size) {
+  if (rows < 0 || q_width < 1 || k_width < 1 || q_width + k_width > row_width)
+    throw InputError(fmt::format("{}: {} rows of width {}, q width {}, k width {}: need rows >= 0, q and k widths >= 1 within the row",
+                                 op, rows, row_width, q_width, k_width));
+  need(op, "qkv", qkv_size, rows * row_width);
+  need(op, "sums", sums_size, 2 * rows);
+}
+
+}  // namespace
+
+void qk_sum_squares(std::span<const float> qkv, I rows, I row_width, I q_width, I k_width, std::span<float> sums) {
+  check_qk_rows("qk_sum_squares", qkv.size(), rows, row_width, q_width, k_width, sums.size());
+  for (I r = 0; r < rows; ++r) {
+    const float* x = &qkv[z(r * row_width)];
+    float q = 0.0f, k = 0.0f;
+    for (I i = 0; i < q_width; ++i) q += x[i] * x[i];
+    for (I i = 0; i < k_width; ++i) k += x[q_width + i] * x[q_width + i];
+    sums[z(2 * r)] = q;
+    sums[z(2 * r + 1)] = k;
+  }
+}
+
+void qk_layer_norm(std::span<float> qkv, I rows, I row_width, I q_width, I k_width, std::span<const float> sums, I q_count, I k_count,
+                   std::span<const float> q_weight, std::span<const float> k_weight, float eps) {
+  check_qk_rows("qk_layer_norm", qkv.size(), rows, row_width, q_width, k_width, sums.size());
+  if (q_count < q_width || k_count < k_width)
+    throw InputError(fmt::format("qk_layer_norm: counts {} and {} must cover the row's q and k widths {} and {}", q_count, k_count,
+                                 q_width, k_width));
+  need("qk_layer_norm", "q_weight", q_weight.size(), q_width);
+  need("qk_layer_norm", "k_weight", k_weight.size(), k_width);
+  for (I r = 0; r < rows; ++r) {
+    float* x = &qkv[z(r * row_width)];
+    const float q_inv = 1.0f / std::sqrt(sums[z(2 * r)] / static_cast<float>(q_count) + eps);
+    const float k_inv = 1.0f / std::sqrt(sums[z(2 * r + 1)] / static_cast<float>(k_count) + eps);
+    for (I i = 0; i < q_width; ++i) x[i] = x[i] * q_inv * q_weight[z(i)];
+    for (I i = 0; i < k_width; ++i) x[q_width + i] = x[q_width + i] * k_inv * k_weight[z(i)];
+  }
 }
 
 float silu(float g) noexcept { return g / (1.0f + std::exp(-g)); }
@@ -139,6 +182,31 @@ std::vector<ExpertWeight> moe_top_k(std::span<const float> lg, int k) {
   std::vector<ExpertWeight> out;
   out.reserve(z(k));
   for (int j = 0; j < k; ++j) out.push_back({order[z(j)], w[z(j)] / sum});
+  return out;
+}
+
+std::vector<ExpertWeight> moe_top_k_sigmoid(std::span<const float> lg, std::span<const float> bias, int k) {
+  const int E = static_cast<int>(lg.size());
+  if (k < 1 || k > E) throw InputError(fmt::format("moe_top_k_sigmoid: top-{} of {} experts: need 1 <= k <= experts", k, E));
+  need("moe_top_k_sigmoid", "bias", bias.size(), E);
+  std::vector<float> score(z(E)), key(z(E));
+  for (int e = 0; e < E; ++e) {
+    score[z(e)] = 1.0f / (1.0f + std::exp(-lg[z(e)]));
+    key[z(e)] = score[z(e)] + bias[z(e)];
+  }
+  std::vector<int> order(z(E));
+  for (int e = 0; e < E; ++e) order[z(e)] = e;
+  // As moe_top_k: descending, NaN below every number, ties in id order.
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const float x = key[z(a)], y = key[z(b)];
+    return x > y || (!std::isnan(x) && std::isnan(y));
+  });
+  float sum = 0.0f;
+  for (int j = 0; j < k; ++j) sum += score[z(order[z(j)])];
+  sum = std::max(sum, 1e-12f);  // Hugging Face's clamp(min=1e-12): every score may underflow to 0
+  std::vector<ExpertWeight> out;
+  out.reserve(z(k));
+  for (int j = 0; j < k; ++j) out.push_back({order[z(j)], score[z(order[z(j)])] / sum});
   return out;
 }
 

@@ -146,12 +146,20 @@ ModelWeights generate_weights(const ModelConfig& m, DType format, std::uint64_t 
     lw.post_attn_norm = bf16_uniform(rng, h, 1.0, 0.1);
     lw.qkv_proj = make_linear(rng, (I{m.heads} + 2 * I{m.kv_heads}) * hd, h, format);
     lw.o_proj = make_linear(rng, h, I{m.heads} * hd, format);
-    if (m.qk_norm() && !m.qk_norm_per_layer()) {  // drawn only for these models: the others' weights are as before
-      lw.q_norm = bf16_uniform(rng, hd, 1.0, 0.1);
-      lw.k_norm = bf16_uniform(rng, hd, 1.0, 0.1);
+    if (m.qk_norm()) {  // drawn only for these models: the others' weights are as before
+      // Per head (Qwen3): head_dim weights each; per layer (MiniMax-M2): one per q and k element.
+      const bool layer = m.qk_norm_per_layer();
+      lw.q_norm = bf16_uniform(rng, layer ? I{m.heads} * hd : hd, 1.0, 0.1);
+      lw.k_norm = bf16_uniform(rng, layer ? I{m.kv_heads} * hd : hd, 1.0, 0.1);
     }
     if (m.is_moe()) {
       lw.router = bf16_uniform(rng, I{m.moe.experts} * h, 0.0, std::sqrt(3.0 / static_cast<double>(h)));
+      if (m.moe_sigmoid_routing()) {
+        // FP32 uniform in +-0.1: about the spread of the sigmoid scores' gaps between neighbouring
+        // experts, so the bias changes which experts some tokens take (checked in the tests).
+        lw.router_bias.resize(z(m.moe.experts));
+        for (auto& b : lw.router_bias) b = static_cast<float>(0.1 * rng.symmetric());
+      }
       for (int e = 0; e < m.moe.experts; ++e) {
         lw.expert_gate_up.push_back(make_linear(rng, 2 * f, h, format));
         lw.expert_down.push_back(make_linear(rng, h, f, format));
@@ -188,10 +196,7 @@ CpuReference::CpuReference(ModelConfig model, DType format, HostTpComm* tp, Mode
   RACKSIM_ASSERT(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.kv_heads > 0 && m.head_dim > 0 && m.ffn > 0 && m.vocab > 0,
                  "model dimensions are positive");
   RACKSIM_ASSERT(m.heads % m.kv_heads == 0 && m.head_dim % 2 == 0, "GQA groups are whole and head_dim is even");
-  if (m.rope_dim() != m.head_dim || m.qk_norm_per_layer())
-    throw InputError(fmt::format("CPU reference: model '{}' has {}; the executor runs RoPE over whole heads and a per-head QK-norm only",
-                                 m.id, m.qk_norm_per_layer() ? "a QK-norm over all heads of a layer at once" :
-                                                               fmt::format("partial RoPE ({} of {} dims)", m.rope_dim(), m.head_dim)));
+  RACKSIM_ASSERT(m.rope_dim() >= 2 && m.rope_dim() <= m.head_dim && m.rope_dim() % 2 == 0, "RoPE rotates pairs within a head");
   RACKSIM_ASSERT(!m.is_moe() || (m.moe.experts_per_token >= 1 && m.moe.experts_per_token <= m.moe.experts), "1 <= top-k <= experts");
 }
 
@@ -224,7 +229,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   const ModelConfig& gm = graph.model();
   if (gm.hidden != m.hidden || gm.layers != m.layers || gm.heads != m.heads || gm.kv_heads != m.kv_heads ||
       gm.head_dim != m.head_dim || gm.ffn != m.ffn || gm.vocab != m.vocab || gm.moe.experts != m.moe.experts ||
-      gm.moe.experts_per_token != m.moe.experts_per_token)
+      gm.moe.experts_per_token != m.moe.experts_per_token || gm.rope_dim() != m.rope_dim() || gm.architecture != m.architecture)
     throw InputError(fmt::format("step graph of model '{}' does not match the CPU reference's model '{}'", gm.id, m.id));
   const Deployment& dep = graph.deployment();
   const int tp = tp_ ? tp_->size() : 1;
@@ -253,7 +258,7 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
   const float eps = static_cast<float>(m.norm_eps);
   const int topk = m.moe.experts_per_token;
 
-  std::vector<float> hidden, normed, qkv, attn, branch, gate_up, act, router_logits, logits, expert_out;
+  std::vector<float> hidden, normed, qkv, attn, branch, gate_up, act, router_logits, logits, expert_out, qk_sums;
   struct Assignment {
     I row;
     int expert;
@@ -303,7 +308,18 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         if (what == "input_norm") rmsnorm_rows(hidden, T, H, lw->input_norm, eps, normed);
         else if (what == "post_attn_norm") rmsnorm_rows(hidden, T, H, lw->post_attn_norm, eps, normed);
         else if (what == "final_norm") rmsnorm_rows(hidden, T, H, weights_.final_norm, eps, normed);
-        else if (what == "qk_norm" && !lw->q_norm.empty()) {
+        else if (what == "qk_norm" && m.qk_norm_per_layer()) {
+          // MiniMax-M2: all of the layer's q values normed together (q_norm), and all its k
+          // values (k_norm). Under TP qk_norm_all_reduce has left the whole layer's sums in
+          // qk_sums; without TP they are summed here.
+          if (tp == 1) {
+            qk_sums.assign(z(2 * T), 0.0f);
+            qk_sum_squares(qkv, T, qkv_width, nq * hd, kv_width, qk_sums);
+          }
+          RACKSIM_ASSERT(qk_sums.size() == z(2 * T), "qk_norm_all_reduce ran before qk_norm");
+          qk_layer_norm(qkv, T, qkv_width, nq * hd, kv_width, qk_sums, tp * nq * hd, tp * kv_width, lw->q_norm, lw->k_norm, eps);
+          qk_sums.clear();
+        } else if (what == "qk_norm" && !lw->q_norm.empty()) {
           // Qwen3: each q head's and k head's head_dim values RMS-normed on their own (q_norm,
           // k_norm), in place, before RoPE.
           for (I r = 0; r < T; ++r) {
@@ -334,11 +350,12 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         } else unsupported(op);
         break;
       case OpKind::rope: {
-        // Rotate-half RoPE on q and k heads: (x_i, x_{i+d/2}) by angle pos x theta^(-2i/d).
+        // Rotate-half RoPE on q and k heads: (x_i, x_{i+d/2}) by angle pos x theta^(-2i/d), d the
+        // rotary dims (partial RoPE: the rest of each head passes).
         require_rows(op, T);
         std::vector<std::int64_t> positions(z(T));
         for (I r = 0; r < T; ++r) positions[z(r)] = rows[z(r)].position;
-        rope_rotate_half(qkv, T, qkv_width, nq + nkv, hd, positions, m.rope_theta);
+        rope_rotate_half(qkv, T, qkv_width, nq + nkv, hd, positions, m.rope_theta, m.rope_dim());
         break;
       }
       case OpKind::attention_prefill: {
@@ -379,13 +396,16 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         residual_add(hidden, branch);
         break;
       case OpKind::moe_router_topk: {
-        // Mixtral: the top-k router logits, softmaxed over those k (ties: lower expert id).
+        // Mixtral: the top-k router logits, softmaxed over those k (ties: lower expert id);
+        // MiniMax-M2: the biased sigmoid top-k.
         require_rows(op, T);
         assignments.clear();
         const int E = m.moe.experts;
-        for (I r = 0; r < T; ++r)
-          for (const ExpertWeight& e : moe_top_k(std::span<const float>(router_logits).subspan(z(r * E), z(E)), topk))
+        for (I r = 0; r < T; ++r) {
+          const auto lg = std::span<const float>(router_logits).subspan(z(r * E), z(E));
+          for (const ExpertWeight& e : m.moe_sigmoid_routing() ? moe_top_k_sigmoid(lg, lw->router_bias, topk) : moe_top_k(lg, topk))
             assignments.push_back({r, e.expert, e.weight});
+        }
         break;
       }
       case OpKind::moe_gemm: {
@@ -434,9 +454,17 @@ StepOutput CpuReference::run(const StepGraph& graph, const StepTokens& tokens, c
         break;
       }
       case OpKind::all_reduce:
+        if (!tp_ || op.participants != tp) unsupported(op);
+        if (what == "qk_norm_all_reduce" && m.qk_norm_per_layer()) {
+          // MiniMax-M2 under TP: each rank's sums of squares of its q and k heads, summed over the
+          // ranks (2 FP32 values per row; the graph's 8 bytes x T).
+          qk_sums.assign(z(2 * T), 0.0f);
+          qk_sum_squares(qkv, T, qkv_width, nq * hd, kv_width, qk_sums);
+          tp_->all_reduce_sum(qk_sums);
+          break;
+        }
         // Row-parallel o_proj / down_proj: the ranks' partial outputs summed.
-        if ((what != "attn_all_reduce" && what != "mlp_all_reduce" && what != "moe_all_reduce") || !tp_ || op.participants != tp)
-          unsupported(op);
+        if (what != "attn_all_reduce" && what != "mlp_all_reduce" && what != "moe_all_reduce") unsupported(op);
         tp_->all_reduce_sum(std::span<float>(branch).first(z(T * H)));
         break;
       case OpKind::all_gather: {

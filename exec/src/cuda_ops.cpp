@@ -82,13 +82,33 @@ void head_rmsnorm_shape(I rows, I row_width, I q_heads, I kv_heads, I head_dim, 
   if (!std::isfinite(eps) || eps < 0.0f) bad(op, fmt::format("eps {} must be finite and >= 0", eps));
 }
 
-void rope_shape(I rows, I row_width, I rotated_heads, I head_dim, double theta) {
+void rope_shape(I rows, I row_width, I rotated_heads, I head_dim, I rotary_dim, double theta) {
   const std::string_view op = "rope";
   need_range(op, "rows", rows, 0, I{1} << 40);
   if (head_dim < 2 || head_dim % 2 != 0 || head_dim > kRopeMaxHeadDim) bad(op, fmt::format("head_dim {} must be even, 2..512", head_dim));
+  if (rotary_dim < 2 || rotary_dim % 2 != 0 || rotary_dim > head_dim)
+    bad(op, fmt::format("rotary_dim {} must be even, 2..head_dim ({})", rotary_dim, head_dim));
   need_range(op, "rotated_heads", rotated_heads, 0, kInt32Max);
   if (rotated_heads * head_dim > row_width) bad(op, fmt::format("{} heads of {} exceed the row width {}", rotated_heads, head_dim, row_width));
   if (!(theta > 0.0) || !std::isfinite(theta)) bad(op, fmt::format("theta {} must be positive and finite", theta));
+}
+
+void qk_layer_shape(std::string_view op, I rows, I row_width, I q_width, I k_width) {
+  need_range(op, "rows", rows, 0, kInt32Max);
+  need_range(op, "q_width", q_width, 1, kInt32Max);
+  need_range(op, "k_width", k_width, 1, kInt32Max);
+  if (q_width + k_width > row_width) bad(op, fmt::format("q width {} + k width {} exceed the row width {}", q_width, k_width, row_width));
+  need_range(op, "rows x row_width", rows * row_width, 0, I{1} << 48);
+}
+
+void qk_norm_counts(I q_width, I k_width, I q_count, I k_count, bool own_sums, float eps) {
+  const std::string_view op = "qk_layer_norm";
+  if (own_sums && (q_count != q_width || k_count != k_width))
+    bad(op, fmt::format("without all-reduced sums the counts {} and {} must equal the q and k widths {} and {}", q_count, k_count, q_width,
+                        k_width));
+  need_range(op, "q_count", q_count, q_width, I{1} << 24);  // exact as FP32
+  need_range(op, "k_count", k_count, k_width, I{1} << 24);
+  if (!std::isfinite(eps) || eps < 0.0f) bad(op, fmt::format("eps {} must be finite and >= 0", eps));
 }
 
 void swiglu_shape(I rows, I ffn) {
@@ -172,8 +192,22 @@ void check_residual_add(const void* hidden, const void* branch, I count) {
   if (count > 0 && hidden == branch) bad(op, "hidden and branch must not alias");
 }
 
-void check_rope(const void* qkv, I rows, I row_width, I rotated_heads, I head_dim, const void* positions, double theta) {
-  rope_shape(rows, row_width, rotated_heads, head_dim, theta);
+void check_qk_layer(std::string_view op, const void* qkv, I rows, I row_width, I q_width, I k_width, const void* sums, bool sums_needed) {
+  qk_layer_shape(op, rows, row_width, q_width, k_width);
+  need_ptr(op, "qkv", qkv, rows > 0);
+  need_ptr(op, "sums", sums, rows > 0 && sums_needed);
+}
+
+void check_qk_layer_norm(const void* qkv, I rows, I row_width, I q_width, I k_width, const void* sums, I q_count, I k_count,
+                         const void* q_weight, const void* k_weight, float eps) {
+  check_qk_layer("qk_layer_norm", qkv, rows, row_width, q_width, k_width, sums, false);
+  qk_norm_counts(q_width, k_width, q_count, k_count, sums == nullptr, eps);
+  need_ptr("qk_layer_norm", "q_weight", q_weight, rows > 0);
+  need_ptr("qk_layer_norm", "k_weight", k_weight, rows > 0);
+}
+
+void check_rope(const void* qkv, I rows, I row_width, I rotated_heads, I head_dim, I rotary_dim, const void* positions, double theta) {
+  rope_shape(rows, row_width, rotated_heads, head_dim, rotary_dim, theta);
   need_ptr("rope", "qkv", qkv, rows > 0);
   need_ptr("rope", "positions", positions, rows > 0);
 }
@@ -377,12 +411,41 @@ std::vector<float> cuda_head_rmsnorm(std::span<const float> qkv, I rows, I row_w
 }
 
 std::vector<float> cuda_rope_rotate_half(std::span<const float> qkv, I rows, I row_width, I rotated_heads, I head_dim,
-                                         std::span<const std::int32_t> positions, double theta) {
+                                         std::span<const std::int32_t> positions, double theta, I rotary_dim) {
+  const I d = rotary_dim == 0 ? head_dim : rotary_dim;
   need_size("rope", "qkv", qkv.size(), rows * row_width);
   need_size("rope", "positions", positions.size(), rows);
-  rope_shape(rows, row_width, rotated_heads, head_dim, theta);
+  rope_shape(rows, row_width, rotated_heads, head_dim, d, theta);
   DeviceMemory dq = upload_bf16(qkv), dp = upload(positions);
-  cuda_rope_rotate_half_launch(dq.as<Bf16>(), rows, row_width, rotated_heads, head_dim, dp.as<std::int32_t>(), theta, nullptr);
+  cuda_rope_rotate_half_launch(dq.as<Bf16>(), rows, row_width, rotated_heads, head_dim, d, dp.as<std::int32_t>(), theta, nullptr);
+  cuda_stream_synchronize(nullptr);
+  return download_bf16(dq, qkv.size());
+}
+
+std::vector<float> cuda_qk_sum_squares(std::span<const float> qkv, I rows, I row_width, I q_width, I k_width) {
+  need_size("qk_sum_squares", "qkv", qkv.size(), rows * row_width);
+  qk_layer_shape("qk_sum_squares", rows, row_width, q_width, k_width);
+  DeviceMemory dq = upload_bf16(qkv), ds(z(2 * rows) * 4);
+  cuda_qk_sum_squares_launch(dq.as<Bf16>(), rows, row_width, q_width, k_width, ds.as<float>(), nullptr);
+  cuda_stream_synchronize(nullptr);
+  std::vector<float> sums(z(2 * rows));
+  if (rows > 0) ds.download(sums.data(), sums.size() * 4);
+  return sums;
+}
+
+std::vector<float> cuda_qk_layer_norm(std::span<const float> qkv, I rows, I row_width, I q_width, I k_width, std::span<const float> sums,
+                                      I q_count, I k_count, std::span<const float> q_weight, std::span<const float> k_weight, float eps) {
+  const std::string_view op = "qk_layer_norm";
+  need_size(op, "qkv", qkv.size(), rows * row_width);
+  qk_layer_shape(op, rows, row_width, q_width, k_width);
+  qk_norm_counts(q_width, k_width, q_count, k_count, sums.empty(), eps);
+  if (!sums.empty()) need_size(op, "sums", sums.size(), 2 * rows);
+  need_size(op, "q_weight", q_weight.size(), q_width);
+  need_size(op, "k_weight", k_weight.size(), k_width);
+  DeviceMemory dq = upload_bf16(qkv), dw = upload_bf16(q_weight), dk = upload_bf16(k_weight);
+  DeviceMemory ds = sums.empty() ? DeviceMemory() : upload(sums);
+  cuda_qk_layer_norm_launch(dq.as<Bf16>(), rows, row_width, q_width, k_width, sums.empty() ? nullptr : ds.as<float>(), q_count, k_count,
+                            dw.as<Bf16>(), dk.as<Bf16>(), eps, nullptr);
   cuda_stream_synchronize(nullptr);
   return download_bf16(dq, qkv.size());
 }
@@ -396,11 +459,14 @@ std::vector<float> cuda_swiglu(std::span<const float> gate_up, I rows, I ffn) {
   return download_bf16(dy, z(rows * ffn));
 }
 
-std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, I rows, int experts, int k) {
+std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, I rows, int experts, int k, std::span<const float> bias) {
   moe_shape("moe_topk", rows, "rows", experts, k);
   need_size("moe_topk", "logits", logits.size(), rows * experts);
+  if (!bias.empty()) need_size("moe_topk", "bias", bias.size(), experts);
   DeviceMemory dl = upload(logits), di(z(rows * k) * 4), dw(z(rows * k) * 4);
-  cuda_moe_topk_launch(dl.as<float>(), rows, experts, k, di.as<std::int32_t>(), dw.as<float>(), nullptr);
+  DeviceMemory db = bias.empty() ? DeviceMemory() : upload(bias);
+  cuda_moe_topk_launch(dl.as<float>(), bias.empty() ? nullptr : db.as<float>(), rows, experts, k, di.as<std::int32_t>(), dw.as<float>(),
+                       nullptr);
   cuda_stream_synchronize(nullptr);
   std::vector<std::int32_t> ids(z(rows * k));
   std::vector<float> w(z(rows * k));

@@ -5,6 +5,7 @@
 // what device arrays hold.
 
 #include <cstdint>
+#include <string_view>
 
 #include "racksim/exec/cuda_ops.hpp"
 
@@ -15,7 +16,11 @@ void check_head_rmsnorm(const void* qkv, std::int64_t rows, std::int64_t row_wid
                         std::int64_t head_dim, const void* q_weight, const void* k_weight, float eps);
 void check_residual_add(const void* hidden, const void* branch, std::int64_t count);
 void check_rope(const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads, std::int64_t head_dim,
-                const void* positions, double theta);
+                std::int64_t rotary_dim, const void* positions, double theta);
+void check_qk_layer(std::string_view op, const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width,
+                    std::int64_t k_width, const void* sums, bool sums_needed);
+void check_qk_layer_norm(const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                         const void* sums, std::int64_t q_count, std::int64_t k_count, const void* q_weight, const void* k_weight, float eps);
 void check_swiglu(const void* gate_up, std::int64_t rows, std::int64_t ffn, const void* y);
 void check_embedding(const void* table, std::int64_t vocab, std::int64_t width, const void* tokens, std::int64_t rows, const void* y);
 void check_argmax(const void* logits, std::int64_t rows, std::int64_t vocab, const void* tokens);

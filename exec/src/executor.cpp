@@ -466,10 +466,12 @@ int layers_within(const ModelConfig& model, DType weights, double budget_bytes) 
   const ParamCounts p = count_params(model);
   // The CPU reference keeps each linear weight packed and as FP32 values; embedding, lm_head
   // (a copy when tied), norms and router as FP32 values (cpu_reference.hpp).
-  const double other = static_cast<double>(p.total() - p.linear());
-  const double packed_per_linear = (weight_bytes(model, weights) - 2.0 * other) / static_cast<double>(p.linear());
+  // (weight_bytes stores the rest as BF16 but MiniMax-M2's FP32 routing bias.)
+  const double other = static_cast<double>(p.total() - p.linear() - p.routing_bias);
+  const double packed_per_linear =
+      (weight_bytes(model, weights) - 2.0 * other - 4.0 * static_cast<double>(p.routing_bias)) / static_cast<double>(p.linear());
   const double per_layer = (static_cast<double>(p.linear()) * (4.0 + packed_per_linear) +
-                            4.0 * static_cast<double>(p.router + p.norms)) / model.layers;
+                            4.0 * static_cast<double>(p.router + p.norms + p.routing_bias)) / model.layers;
   const double fixed = 4.0 * static_cast<double>(p.embedding + (p.lm_head > 0 ? p.lm_head : p.embedding));
   const double fit = std::floor((budget_bytes - fixed) / per_layer);
   return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(model.layers)));
@@ -537,9 +539,6 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
   const DType w = precision.weights;
   // Block-scaled FP8 (1 x 128, 128 x 128 FP32 scales) has no kernel here yet: the simulator
   // costs it from measured calls (docs/models.md), the executors do not run it.
-  if (model.rope_dim() != model.head_dim)
-    throw InputError(fmt::format("racksim exec: model '{}' rotates {} of {} head dims (partial RoPE); the executors rotate whole heads",
-                                 model.id, model.rope_dim(), model.head_dim));
   if (w == DType::fp8_block)
     throw InputError("racksim exec: precision.weights: 'fp8_block' is costed by the simulator only; the executors run bf16, fp8, "
                      "nvfp4 and mxfp4 weights");
@@ -598,6 +597,10 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     if (fuse_norm_knob(std::getenv("RACKSIM_FUSE_NORM")))
       report.notes.push_back("RACKSIM_FUSE_NORM=on: each residual add runs fused with the RMSNorm after it (one kernel); that norm's op "
                              "time is near zero, its work is in the residual add's");
+    if (model.qk_norm_per_layer())
+      report.notes.push_back("MiniMax-M2: the QK-norm over the layer's q and k (under TP each rank's sums of squares all-reduced in FP32 "
+                             "as qk_norm_all_reduce, whose time includes the sums' kernel); RoPE on rotary_dim of each head; routing by "
+                             "sigmoid scores plus the per-expert bias");
     if (model.is_moe())
       report.notes.push_back("MoE: router top-k and the expert-order permute on the device; steps of <= 64 rows on the Hopper kernels (experts "
                              "held tiled: K % 32 == 0) run each MoE GEMM as one grouped launch reading the expert offsets on the device "

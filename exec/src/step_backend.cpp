@@ -89,7 +89,11 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   const D blocks = std::max<D>(1, static_cast<D>((o.kv_tokens + o.block_tokens - 1) / o.block_tokens));
   const D kv_element = p.kv_cache == DType::fp8 ? 1 : 2;
   CudaStepFootprint f;
-  f.per_layer = weights + 2 * 2 * H + (m.qk_norm() ? 2 * 2 * hd : 0) + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
+  // QK-norm weights, BF16: per head (Qwen3) head_dim each for q and k; over the layer (MiniMax-M2)
+  // one per q and k value of the rank's heads. MiniMax-M2's routing bias: FP32 per expert.
+  const D qk_norm = !m.qk_norm() ? 0 : m.qk_norm_per_layer() ? 2 * (heads + kvh) * hd : 2 * 2 * hd;
+  const D routing_bias = moe && m.moe_sigmoid_routing() ? 4 * experts : 0;
+  f.per_layer = weights + 2 * 2 * H + qk_norm + routing_bias + 2 * blocks * static_cast<D>(o.block_tokens) * kvh * hd * kv_element;
   const D R = static_cast<D>(o.max_rows), S = static_cast<D>(o.max_sampled);
   // Sampled rows: their hidden states, whole-vocabulary FP32 logits and tokens; under TP also the
   // rank's logits slice and the gathered slices.
@@ -99,7 +103,9 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   // source row) and the experts + 1 offsets.
   const D ffn_rows = moe ? R * topk + (may_native ? R : 0) : R;
   const D moe_buffers = moe ? 2 * R * topk * H + 2 * ffn_rows * H + 4 * R * experts + 20 * R * topk + 4 * (experts + 1) : 0;
-  const D activations = 2 * R * (3 * H + qkv_w + heads * hd) + 2 * ffn_rows * 3 * ffn + moe_buffers + S * (2 * H + 4 * vocab + 4) +
+  // MiniMax-M2 under TP: the QK-norm's all-reduced sums, 2 FP32 per row.
+  const D qk_sums = m.qk_norm_per_layer() && o.tp_size > 1 ? 8 * R : 0;
+  const D activations = 2 * R * (3 * H + qkv_w + heads * hd) + 2 * ffn_rows * 3 * ffn + moe_buffers + qk_sums + S * (2 * H + 4 * vocab + 4) +
                         (o.tp_size > 1 ? S * 4 * (local_vocab + vocab) : 0);
   // Hopper: the fused kernel's K-split partials (fp4_mma_workspace_bound, at kFootprintMaxSms) and,
   // above its M limit or for a K it does not take, the large-M path's scratch

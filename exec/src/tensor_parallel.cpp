@@ -120,8 +120,16 @@ ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const Tp
     LayerWeights r;
     r.input_norm = l.input_norm;
     r.post_attn_norm = l.post_attn_norm;
-    r.q_norm = l.q_norm;  // per-head norms: every rank's heads use the same weights
-    r.k_norm = l.k_norm;
+    if (m.qk_norm_per_layer()) {
+      // MiniMax-M2: one weight per q and k element of the layer; the rank's heads' slices.
+      const I kv0 = t.kv_first * m.head_dim;
+      r.q_norm.assign(l.q_norm.begin() + static_cast<std::ptrdiff_t>(attn0), l.q_norm.begin() + static_cast<std::ptrdiff_t>(attn1));
+      r.k_norm.assign(l.k_norm.begin() + static_cast<std::ptrdiff_t>(kv0),
+                      l.k_norm.begin() + static_cast<std::ptrdiff_t>(kv0 + t.kv_heads * m.head_dim));
+    } else {
+      r.q_norm = l.q_norm;  // per-head norms: every rank's heads use the same weights
+      r.k_norm = l.k_norm;
+    }
     r.qkv_proj = take_rows(l.qkv_proj, t.qkv_rows(m));
     r.o_proj = take_cols(l.o_proj, attn0, attn1);
     if (m.is_moe()) {
@@ -129,6 +137,7 @@ ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const Tp
       // moe_tp = tp with expert_parallel 1); the router whole on every rank, so every rank routes
       // every token alike, and moe_all_reduce sums the ranks' partial expert outputs.
       r.router = l.router;
+      r.router_bias = l.router_bias;
       for (const LinearWeight& e : l.expert_gate_up) r.expert_gate_up.push_back(take_rows(e, t.gate_up_rows(m)));
       for (const LinearWeight& e : l.expert_down) r.expert_down.push_back(take_cols(e, f0, f0 + t.ffn));
     } else {

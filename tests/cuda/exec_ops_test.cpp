@@ -149,6 +149,52 @@ TEST_CASE("Qwen3's per-head QK-norm matches cpu_ops rmsnorm on each head, in pla
                   InputError);  // two heads of 16 do not fit a row of 16
 }
 
+TEST_CASE("MiniMax-M2's layer-wide QK-norm matches cpu_ops: sums of squares, then the norm with own or all-reduced sums", "[cuda][exec]") {
+  // Rows of 6 q heads and 2 k heads of 128 (q width 768, k width 256), then 2 v heads; x in +-3.
+  // Sums of squares: n positive terms in another order, each side within (n/2 + 2) 2^-24 relative
+  // of the exact sum: |got - want| <= (n + 4) 2^-24 want. The norm with the row's own sums: as
+  // RMSNorm with n = the width, |got - ref| <= (2^-8 + 2 (n + 8) 2^-24) |ref|. With sums given (a
+  // TP rank: here the CPU's sums of a whole layer twice as wide, counts 1,536 and 512): the same
+  // FP32 operations in the same order on both sides (IEEE division and sqrt, two products), so
+  // after one BF16 rounding each the values are equal.
+  std::mt19937 rng(45);
+  const I rows = 5, hd = 128, qw = 6 * hd, kw = 2 * hd, width = qw + 2 * kw;
+  const auto qkv = bf16_uniform(rng, z(rows * width), -3, 3);
+  const auto q_weight = bf16_uniform(rng, z(qw), 0.9f, 1.1f), k_weight = bf16_uniform(rng, z(kw), 0.9f, 1.1f);
+  const float eps = 1e-6f;
+  std::vector<float> sums(z(2 * rows));
+  qk_sum_squares(qkv, rows, width, qw, kw, sums);
+  const std::vector<float> got_sums = cuda_qk_sum_squares(qkv, rows, width, qw, kw);
+  REQUIRE(got_sums.size() == sums.size());
+  for (std::size_t i = 0; i < sums.size(); ++i) {
+    const double n = static_cast<double>(i % 2 == 0 ? qw : kw);
+    REQUIRE(std::fabs(got_sums[i] - sums[i]) <= (n + 4) * kF32Ulp * sums[i]);
+  }
+  std::vector<float> ref = qkv;
+  qk_layer_norm(ref, rows, width, qw, kw, sums, qw, kw, q_weight, k_weight, eps);
+  const std::vector<float> got = cuda_qk_layer_norm(qkv, rows, width, qw, kw, {}, qw, kw, q_weight, k_weight, eps);
+  for (I r = 0; r < rows; ++r)
+    for (I c = 0; c < width; ++c) {
+      const std::size_t i = z(r * width + c);
+      INFO("own sums, row " << r << " column " << c);
+      if (c >= qw + kw) {
+        REQUIRE(got[i] == qkv[i]);  // v heads
+        continue;
+      }
+      const double tol = kBf16Rel + 2.0 * static_cast<double>((c < qw ? qw : kw) + 8) * kF32Ulp;
+      REQUIRE(std::fabs(got[i] - ref[i]) <= tol * std::fabs(ref[i]));
+    }
+  std::vector<float> wide = sums;  // a layer of twice the heads: the other rank's sums added
+  for (auto& v : wide) v *= 2.25f;
+  std::vector<float> ref_tp = qkv;
+  qk_layer_norm(ref_tp, rows, width, qw, kw, wide, 2 * qw, 2 * kw, q_weight, k_weight, eps);
+  for (auto& v : ref_tp) v = act::round_bf16(v);
+  CHECK(cuda_qk_layer_norm(qkv, rows, width, qw, kw, wide, 2 * qw, 2 * kw, q_weight, k_weight, eps) == ref_tp);
+  // Own sums need the counts to be the widths; q and k must fit the row.
+  CHECK_THROWS_AS(cuda_qk_layer_norm(qkv, rows, width, qw, kw, {}, 2 * qw, kw, q_weight, k_weight, eps), InputError);
+  CHECK_THROWS_AS(cuda_qk_sum_squares(qkv, rows, width, width, kw), InputError);
+}
+
 TEST_CASE("greedy argmax matches cpu_ops, lowest id among equal maxima", "[cuda][exec]") {
   // Exact: both pick an existing logit. Rows over Llama-2's 32,000 ids: random; the maximum
   // planted at ids 31,999 and 5 (-> 5); all equal (-> 0); the maximum last (-> 31,999); all
@@ -213,6 +259,44 @@ TEST_CASE("MoE top-k matches cpu_ops moe_top_k: the same experts, weights within
   CHECK(hand[0].weight == 0.5f);
   CHECK_THROWS_AS(cuda_moe_topk(std::vector<float>{1, 2}, 1, 2, 3), InputError);
   CHECK_THROWS_AS(cuda_moe_topk(std::vector<float>(1025, 0.0f), 1, 1025, 2), InputError);
+}
+
+TEST_CASE("MiniMax-M2's biased sigmoid top-k matches cpu_ops moe_top_k_sigmoid", "[cuda][exec]") {
+  // Keys sigmoid(l) + bias: logits multiples of 1/4 in +-4, biases multiples of 1/8 in +-1/4, so
+  // equal (logit, bias) pairs tie exactly on both sides (ties to the lower id), while keys of
+  // different pairs are at least 7.0e-5 apart (every pair of the grid, computed in float64: far
+  // beyond the few-ulp, ~1e-7, difference of expf and std::exp).
+  // Weights s_j / sum: s = 1 / (1 + e) with e within 2 ulp (device expf) and 1 (host): s within
+  // 5 ulp, the k-term sum within (5 + k), the quotient one more: (11 + k) 2^-24 x 2 relative.
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int> q(-16, 16), b(-2, 2);
+  struct Case {
+    int experts, k;
+    I rows;
+  };
+  for (const Case c : {Case{256, 8, 130}, Case{4, 2, 9}, Case{4, 4, 5}, Case{1000, 32, 17}, Case{8, 2, 0}}) {
+    std::vector<float> logits(z(c.rows * c.experts)), bias(z(c.experts));
+    for (auto& v : logits) v = static_cast<float>(q(rng)) / 4.0f;
+    for (auto& v : bias) v = static_cast<float>(b(rng)) / 8.0f;
+    const std::vector<ExpertWeight> got = cuda_moe_topk(logits, c.rows, c.experts, c.k, bias);
+    REQUIRE(got.size() == z(c.rows * c.k));
+    for (I r = 0; r < c.rows; ++r) {
+      const auto want = moe_top_k_sigmoid(std::span<const float>(logits).subspan(z(r * c.experts), z(c.experts)), bias, c.k);
+      for (int j = 0; j < c.k; ++j) {
+        INFO("experts " << c.experts << " k " << c.k << " row " << r << " rank " << j);
+        const ExpertWeight& g = got[z(r * c.k + j)];
+        REQUIRE(g.expert == want[z(j)].expert);
+        REQUIRE(std::fabs(g.weight - want[z(j)].weight) <= (12 + c.k) * std::ldexp(1.0, -23) * want[z(j)].weight);
+      }
+    }
+  }
+  // By hand: logits all 0 (sigmoid 1/2), bias [0, 0.1, -0.1, 0.1], k 2: experts 1 and 3 (the tie
+  // in id order), each 0.5 / (0.5 + 0.5) = 1/2 (the bias picks, it does not weight).
+  const auto hand = cuda_moe_topk(std::vector<float>{0, 0, 0, 0}, 1, 4, 2, std::vector<float>{0, 0.1f, -0.1f, 0.1f});
+  CHECK(hand[0].expert == 1);
+  CHECK(hand[1].expert == 3);
+  CHECK(hand[0].weight == 0.5f);
+  CHECK_THROWS_AS(cuda_moe_topk(std::vector<float>{0, 0, 0, 0}, 1, 4, 2, std::vector<float>{0, 0}), InputError);  // bias of 2 for 4 experts
 }
 
 TEST_CASE("MoE permute matches moe_expert_order exactly (a stable counting sort by expert)", "[cuda][exec]") {
@@ -284,29 +368,36 @@ TEST_CASE("RoPE rotate-half matches cpu_ops on q and k heads and leaves v untouc
   // and the CPU's (float64 cos, sin rounded) differ by <= 2^-21; two products and a sum add
   // 2^-23 (|a| + |b|); so |v - ref| <= 2^-19 (|a| + |b|), and after the BF16 rounding
   // |got - ref| <= 2^-8 |ref| + 2^-18 (|a| + |b|). Position 0 rotates by nothing.
+  // Partial RoPE too (rotary_dim 64 of 128, MiniMax-M2's; theta 5e6): pairs (i, i + 32) of each
+  // head's first 64 values, the other 64 untouched.
   const I hd = 128, nq = 8, nkv = 2, width = (nq + 2 * nkv) * hd, rotated = nq + nkv;
   const std::vector<std::int32_t> pos = {0, 1, 17, 1000, 4095, 32767, 131071};
   const I rows = static_cast<I>(pos.size());
   std::mt19937 rng(14);
-  for (double theta : {10000.0, 500000.0}) {
+  for (const auto& [theta, rd] : {std::pair{10000.0, I{128}}, std::pair{500000.0, I{128}}, std::pair{5e6, I{64}}}) {
     const auto qkv = bf16_uniform(rng, z(rows * width), -3, 3);
     std::vector<float> ref = qkv;
-    rope_rotate_half(ref, rows, width, rotated, hd, std::vector<std::int64_t>(pos.begin(), pos.end()), theta);
-    const std::vector<float> got = cuda_rope_rotate_half(qkv, rows, width, rotated, hd, pos, theta);
+    rope_rotate_half(ref, rows, width, rotated, hd, std::vector<std::int64_t>(pos.begin(), pos.end()), theta, rd);
+    const std::vector<float> got = cuda_rope_rotate_half(qkv, rows, width, rotated, hd, pos, theta, rd);
     REQUIRE(got.size() == ref.size());
     for (I r = 0; r < rows; ++r)
       for (I c = 0; c < width; ++c) {
         const std::size_t i = z(r * width + c);
-        INFO("theta " << theta << " row " << r << " column " << c);
-        if (c >= rotated * hd || pos[z(r)] == 0) {
-          REQUIRE(got[i] == qkv[i]);  // v heads, and position 0
+        const I in_head = c % hd;
+        INFO("theta " << theta << " rotary_dim " << rd << " row " << r << " column " << c);
+        if (c >= rotated * hd || pos[z(r)] == 0 || in_head >= rd) {
+          REQUIRE(got[i] == qkv[i]);  // v heads, position 0, the unrotated part of a head
           continue;
         }
-        const I in_head = c % hd, pair = in_head < hd / 2 ? c + hd / 2 : c - hd / 2;
+        const I pair = in_head < rd / 2 ? c + rd / 2 : c - rd / 2;
         const double ab = std::fabs(qkv[i]) + std::fabs(qkv[z(r * width + pair)]);
         REQUIRE(std::fabs(got[i] - ref[i]) <= kBf16Rel * std::fabs(ref[i]) + std::ldexp(1.0, -18) * ab);
       }
   }
+  CHECK_THROWS_AS(cuda_rope_rotate_half(std::vector<float>(256, 1.0f), 1, 256, 2, 128, std::vector<std::int32_t>{1}, 1e4, 130),
+                  InputError);  // rotary_dim above head_dim
+  CHECK_THROWS_AS(cuda_rope_rotate_half(std::vector<float>(256, 1.0f), 1, 256, 2, 128, std::vector<std::int32_t>{1}, 1e4, 63),
+                  InputError);  // odd rotary_dim
 }
 
 namespace {

@@ -226,6 +226,22 @@ TEST_CASE("CUDA step executor matches the CPU reference on Qwen3's QK-norm, dens
   compare(DType::bf16, 0.06, Fp4GemmMode::hopper, m);
 }
 
+TEST_CASE("CUDA step executor matches the CPU reference on MiniMax-M2's layer-wide QK-norm, partial RoPE and sigmoid routing",
+          "[cuda][exec]") {
+  // tiny_minimax with top-4 of 4 (no routing flips; the weights are sigmoid(l) over their sum,
+  // continuous in the logits): the QK-norm adds one BF16 rounding per q and k value per layer, as
+  // Qwen3's does: the MoE budget above, 6%. Then top-2 of 4, where the bias picks the experts: the
+  // smoke bound of tiny_moe's top-2 case (a near-tie of keys may route a token otherwise).
+  ModelConfig m = test::tiny_minimax();
+  m.moe.experts_per_token = 4;
+  compare(DType::bf16, 0.06, Fp4GemmMode::hopper, m);
+  compare(DType::bf16, 0.5, Fp4GemmMode::hopper, test::tiny_minimax());
+  // Its decode step captures and replays as a graph too (grouped expert GEMMs, no host reads).
+  const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
+  auto gpu = make_cuda_step_backend(m, p, compare_options(Fp4GemmMode::hopper, 128, 256));
+  check_decode_replay(*gpu, m, p);
+}
+
 TEST_CASE("CUDA step executor runs tiny_moe (top-2 of 4): every op, finite logits", "[cuda][exec]") {
   // Top-2: experts receive different row counts (some none), so the per-expert GEMMs run at
   // uneven M. The logits are compared loosely: a near-tie of router logits may route a token
@@ -304,4 +320,10 @@ TEST_CASE("CUDA step executor with tensor parallel 2 over two GPUs matches the C
   moe.vocab = 96;
   moe.moe.experts_per_token = 4;
   tp2_compare(moe, 0.07);
+  // MiniMax-M2's QK-norm under TP: each rank's FP32 sums of squares, all-reduced in FP32
+  // (qk_norm_all_reduce), so no BF16 rounding more than one GPU's: the same 7%.
+  ModelConfig mm = test::tiny_minimax();
+  mm.vocab = 96;
+  mm.moe.experts_per_token = 4;
+  tp2_compare(mm, 0.07);
 }

@@ -65,6 +65,34 @@ TEST_CASE("rope_rotate_half: position 0 is the identity and a pair turns by pos 
   CHECK(at3[3] == Approx(2 * std::sin(0.03)).margin(1e-6));
   CHECK(std::vector<float>(at3.begin() + 4, at3.end()) == std::vector<float>{7, 8, 9, 10});  // beyond the rotated heads
   CHECK_THROWS_AS(rope_rotate_half(at3, 1, 8, 1, 3, std::vector<std::int64_t>{0}, 1e4), InputError);  // odd head_dim
+  // Partial RoPE: a head of 8 with rotary_dim 4 rotates its first 4 values as the head of 4 above
+  // ([x0, x1 | x2, x3], frequencies theta^(-2i/4)) and leaves values 4..7 as they are.
+  std::vector<float> partial = row;
+  rope_rotate_half(partial, 1, 8, 1, 8, std::vector<std::int64_t>{3}, 10000.0, 4);
+  CHECK(partial == at3);
+  CHECK_THROWS_AS(rope_rotate_half(partial, 1, 8, 1, 8, std::vector<std::int64_t>{3}, 1e4, 10), InputError);  // beyond head_dim
+  CHECK_THROWS_AS(rope_rotate_half(partial, 1, 8, 1, 8, std::vector<std::int64_t>{3}, 1e4, 3), InputError);   // odd
+}
+
+TEST_CASE("qk_sum_squares and qk_layer_norm: MiniMax-M2's QK-norm over all of a row's q and all its k", "[exec][cpu_ops]") {
+  // One row: q [3, 4] (sum of squares 25), k [1, 1, 1, 1] (4), then v [9, 9] untouched. eps 0.
+  // Own sums (counts = widths 2, 4): q / sqrt(25 / 2) = [0.8485, 1.1314] x w; k / sqrt(4 / 4) = k x w.
+  // As a TP rank whose sums the other rank doubled (50, 8) over counts 4 and 8: q / sqrt(12.5) and
+  // k / 1 again: the same values, as they must be when the other rank holds a copy.
+  std::vector<float> x = {3, 4, 1, 1, 1, 1, 9, 9};
+  std::vector<float> sums(2);
+  qk_sum_squares(x, 1, 8, 2, 4, sums);
+  CHECK(sums == std::vector<float>{25, 4});
+  const std::vector<float> wq = {1, 2}, wk = {1, 1, 1, 0.5f};
+  std::vector<float> own = x, tp = x;
+  qk_layer_norm(own, 1, 8, 2, 4, sums, 2, 4, wq, wk, 0.0f);
+  CHECK(own[0] == Approx(3 / std::sqrt(12.5)).epsilon(1e-6));
+  CHECK(own[1] == Approx(2 * 4 / std::sqrt(12.5)).epsilon(1e-6));
+  CHECK(std::vector<float>(own.begin() + 2, own.end()) == std::vector<float>{1, 1, 1, 0.5f, 9, 9});
+  qk_layer_norm(tp, 1, 8, 2, 4, std::vector<float>{50, 8}, 4, 8, wq, wk, 0.0f);
+  CHECK(tp == own);
+  CHECK_THROWS_AS(qk_sum_squares(x, 1, 8, 6, 4, sums), InputError);                       // q and k exceed the row
+  CHECK_THROWS_AS(qk_layer_norm(tp, 1, 8, 2, 4, sums, 1, 4, wq, wk, 0.0f), InputError);   // a count below its width
 }
 
 TEST_CASE("embedding gathers table rows; argmax_token picks the lowest id among equal maxima", "[exec][cpu_ops]") {
@@ -126,6 +154,27 @@ TEST_CASE("moe_top_k: the k largest router logits, ties to the lower expert, sof
   const auto d = moe_top_k(std::vector<float>{nan, -inf, nan}, 2);
   CHECK(d[0].expert == 1);
   CHECK(d[1].expert == 0);
+}
+
+TEST_CASE("moe_top_k_sigmoid: the k largest sigmoid(logit) + bias, weighted by sigmoid(logit) over their sum", "[exec][cpu_ops]") {
+  // Logits [0, 2, 1, -1] (sigmoid 0.5, 0.8808, 0.7311, 0.2689), bias [0.5, 0, 0, 0.7]: keys 1.0,
+  // 0.8808, 0.7311, 0.9689. Top 2: experts 0 and 3, though expert 1 has the largest logit, each
+  // weighted by its sigmoid alone: 0.5 / 0.7689 = 0.6503, 0.2689 / 0.7689 = 0.3497.
+  const std::vector<float> lg = {0, 2, 1, -1}, bias = {0.5f, 0, 0, 0.7f};
+  const auto w = moe_top_k_sigmoid(lg, bias, 2);
+  REQUIRE(w.size() == 2);
+  CHECK(w[0].expert == 0);
+  CHECK(w[1].expert == 3);
+  const double s3 = 1 / (1 + std::exp(1.0));
+  CHECK(w[0].weight == Approx(0.5 / (0.5 + s3)).epsilon(1e-6));
+  CHECK(w[1].weight == Approx(s3 / (0.5 + s3)).epsilon(1e-6));
+  // Without bias the sigmoid is monotone: the largest logits (1 and 2), ties to the lower id.
+  const auto plain = moe_top_k_sigmoid(std::vector<float>{1, 3, 3, 0}, std::vector<float>(4, 0.0f), 2);
+  CHECK(plain[0].expert == 1);
+  CHECK(plain[1].expert == 2);
+  CHECK(plain[0].weight == 0.5f);
+  CHECK_THROWS_AS(moe_top_k_sigmoid(lg, std::vector<float>{0, 0}, 2), InputError);  // a bias per expert
+  CHECK_THROWS_AS(moe_top_k_sigmoid(lg, bias, 5), InputError);
 }
 
 TEST_CASE("moe_expert_order: a stable counting sort of the assignments by expert", "[exec][cpu_ops]") {

@@ -23,6 +23,7 @@ using racksim::test::tiny_llama;
 using racksim::test::tiny_moe;
 using racksim::test::tiny_qwen3;
 using racksim::test::tiny_qwen3_moe;
+using racksim::test::tiny_minimax;
 
 namespace {
 
@@ -138,7 +139,9 @@ Vec mlp(const Mat& gate_up, const Mat& down, const Vec& x, bool a4 = false) {
 
 // Logits at every position of `tokens` (causal), in float64; `a4`: the NVFP4 linears' inputs (experts too)
 // quantized (nvfp4_input), lm_head's not.
-Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std::int32_t>& tokens, bool a4 = false) {
+// `routing_changed`, when given, counts the (token, layer) pairs whose experts MiniMax-M2's bias changed.
+Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std::int32_t>& tokens, bool a4 = false,
+              int* routing_changed = nullptr) {
   const auto in = [a4](const Vec& x) { return a4 ? nvfp4_input(x) : x; };
   const std::size_t T = tokens.size(), H = static_cast<std::size_t>(m.hidden), hd = static_cast<std::size_t>(m.head_dim);
   const std::size_t nq = static_cast<std::size_t>(m.heads), nkv = static_cast<std::size_t>(m.kv_heads);
@@ -151,7 +154,14 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
     Mat q(T), k(T), v(T);
     for (std::size_t t = 0; t < T; ++t) {
       Vec y = matvec(wqkv, in(rmsnorm(x[t], L.input_norm, m.norm_eps)));
-      if (m.qk_norm()) {
+      if (m.qk_norm_per_layer()) {
+        // MiniMax-M2: all q values of the layer normed at once (q_norm), then all k values (k_norm).
+        const Vec qs(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(nq * hd));
+        const Vec ks(y.begin() + static_cast<std::ptrdiff_t>(nq * hd), y.begin() + static_cast<std::ptrdiff_t>((nq + nkv) * hd));
+        const Vec qn = rmsnorm(qs, L.q_norm, m.norm_eps), kn = rmsnorm(ks, L.k_norm, m.norm_eps);
+        std::copy(qn.begin(), qn.end(), y.begin());
+        std::copy(kn.begin(), kn.end(), y.begin() + static_cast<std::ptrdiff_t>(nq * hd));
+      } else if (m.qk_norm()) {
         // Qwen3: every q and k head RMS-normed over its head_dim values (q_norm, k_norm), before RoPE.
         for (std::size_t h = 0; h < nq + nkv; ++h) {
           const Vec head(y.begin() + static_cast<std::ptrdiff_t>(h * hd), y.begin() + static_cast<std::ptrdiff_t>((h + 1) * hd));
@@ -159,12 +169,14 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
           std::copy(normed.begin(), normed.end(), y.begin() + static_cast<std::ptrdiff_t>(h * hd));
         }
       }
+      // RoPE on each head's first rd values (partial RoPE: rd = rotary_dim < hd), pairs (i, i + rd/2).
+      const std::size_t rd = static_cast<std::size_t>(m.rope_dim());
       for (std::size_t h = 0; h < nq + nkv; ++h)
-        for (std::size_t i = 0; i < hd / 2; ++i) {
-          const double ang = static_cast<double>(t) * std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
-          const double a = y[h * hd + i], b = y[h * hd + i + hd / 2];
+        for (std::size_t i = 0; i < rd / 2; ++i) {
+          const double ang = static_cast<double>(t) * std::pow(m.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(rd));
+          const double a = y[h * hd + i], b = y[h * hd + i + rd / 2];
           y[h * hd + i] = a * std::cos(ang) - b * std::sin(ang);
-          y[h * hd + i + hd / 2] = b * std::cos(ang) + a * std::sin(ang);
+          y[h * hd + i + rd / 2] = b * std::cos(ang) + a * std::sin(ang);
         }
       q[t].assign(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(nq * hd));
       k[t].assign(y.begin() + static_cast<std::ptrdiff_t>(nq * hd), y.begin() + static_cast<std::ptrdiff_t>((nq + nkv) * hd));
@@ -194,21 +206,39 @@ Mat forward64(const ModelConfig& m, const ModelWeights& w, const std::vector<std
       if (!m.is_moe()) {
         y = mlp(decode(L.gate_up_proj), decode(L.down_proj), n, a4);
       } else {
-        // Top-k router logits, softmax over the chosen k (Mixtral).
+        // Mixtral: top-k router logits, softmax over the chosen k. MiniMax-M2: top-k of
+        // sigmoid(logit) + bias, weights sigmoid(logit) over their sum.
         const Vec lg = matvec(reshape(L.router, m.moe.experts, m.hidden), n);
+        const bool sig = m.moe_sigmoid_routing();
+        Vec key(lg.size()), score(lg.size());
+        for (std::size_t e = 0; e < lg.size(); ++e) {
+          score[e] = sig ? 1.0 / (1.0 + std::exp(-lg[e])) : lg[e];
+          key[e] = sig ? score[e] + L.router_bias[e] : lg[e];
+        }
         std::vector<std::size_t> order(lg.size());
         std::iota(order.begin(), order.end(), std::size_t{0});
-        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return lg[a] > lg[b]; });
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key[a] > key[b]; });
         const auto kk = static_cast<std::size_t>(m.moe.experts_per_token);
         // The comparison is meaningful only if FP32 picks the same experts: the k-th and (k+1)-th
-        // logits must be apart by far more than the FP32 error (1e-3 against ~1e-6).
-        if (kk < order.size()) REQUIRE(lg[order[kk - 1]] - lg[order[kk]] > 1e-3);
+        // keys must be apart by far more than the FP32 error (1e-4 against ~1e-6).
+        if (kk < order.size()) REQUIRE(key[order[kk - 1]] - key[order[kk]] > (sig ? 1e-4 : 1e-3));
+        Vec weight(kk);
         double sum = 0;
-        for (std::size_t j = 0; j < kk; ++j) sum += std::exp(lg[order[j]] - lg[order[0]]);
+        for (std::size_t j = 0; j < kk; ++j) sum += (weight[j] = sig ? score[order[j]] : std::exp(lg[order[j]] - lg[order[0]]));
         for (std::size_t j = 0; j < kk; ++j) {
           const std::size_t e = order[j];
           const Vec ye = mlp(decode(L.expert_gate_up[e]), decode(L.expert_down[e]), n, a4);
-          for (std::size_t i = 0; i < H; ++i) y[i] += std::exp(lg[e] - lg[order[0]]) / sum * ye[i];
+          for (std::size_t i = 0; i < H; ++i) y[i] += weight[j] / sum * ye[i];
+        }
+        if (routing_changed && sig) {
+          // Did the bias change this token's experts? (The test asks that it does for some.)
+          std::vector<std::size_t> plain = order;
+          std::stable_sort(plain.begin(), plain.end(), [&](std::size_t a, std::size_t b) { return lg[a] > lg[b]; });
+          std::vector<std::size_t> a(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(kk)),
+              b(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(kk));
+          std::sort(a.begin(), a.end());
+          std::sort(b.begin(), b.end());
+          if (a != b) ++*routing_changed;
         }
       }
       for (std::size_t i = 0; i < H; ++i) x[t][i] += y[i];
@@ -362,13 +392,44 @@ TEST_CASE("CPU reference matches float64: Qwen3's per-head QK-norm, dense and Mo
   double diff = 0;
   for (std::size_t i = 0; i < with.size(); ++i) diff = std::max(diff, std::fabs(with[i] - without[i]));
   CHECK(diff > 100 * kTolerance * std::max(1.0, max_abs(with)));
-  // Per-layer QK-norm (MiniMax-M2) and partial RoPE are refused, not run as something else.
-  ModelConfig minimax = tiny_qwen3();
-  minimax.architecture = "minimax_m2";
-  CHECK_THROWS_AS(CpuReference(minimax, DType::nvfp4, 1), InputError);
+}
+
+TEST_CASE("CPU reference matches float64: MiniMax-M2's layer-wide QK-norm, partial RoPE and sigmoid routing", "[exec][cpu]") {
+  // tiny_minimax: q_norm over all 4 x 16 q values, k_norm over all 2 x 16 k values, RoPE on 8 of
+  // each head's 16 dims, routing by sigmoid(logit) + bias; forward64 writes each from the Hugging
+  // Face definitions (MiniMaxM2Attention, apply_rotary_pos_emb_partial, MiniMaxM2SparseMoeBlock).
+  check_against_float64(tiny_minimax(), DType::nvfp4);
+  check_against_float64(tiny_minimax(), DType::mxfp4);
+  const ModelWeights w = generate_weights(tiny_minimax(), DType::nvfp4, 2024);
+  REQUIRE(w.layers[0].q_norm.size() == 64);
+  REQUIRE(w.layers[0].k_norm.size() == 32);
+  REQUIRE(w.layers[0].router_bias.size() == 4);
+  // Each of the three is really applied: without it (forward64 of the same weights under a model
+  // that lacks it) the logits move by far more than the tolerance.
+  const std::vector<std::int32_t> a = {3, 17, 42, 96, 0, 12, 90, 33, 5};
+  int changed = 0;
+  const Vec with = forward64(tiny_minimax(), w, a, false, &changed).back();
+  // The bias changes the experts of some (token, layer) pairs of the 9 x 2 (seen: counted here).
+  CHECK(changed > 0);
+  auto moved = [&](const ModelConfig& other) {
+    const Vec without = forward64(other, w, a).back();
+    double diff = 0;
+    for (std::size_t i = 0; i < with.size(); ++i) diff = std::max(diff, std::fabs(with[i] - without[i]));
+    return diff / std::max(1.0, max_abs(with));
+  };
+  ModelConfig full_rope = tiny_minimax();
+  full_rope.rotary_dim = 0;
+  CHECK(moved(full_rope) > 100 * kTolerance);
+  ModelConfig no_norm = tiny_minimax();  // mixtral: no QK-norm, softmax routing
+  no_norm.architecture = "mixtral";
+  CHECK(moved(no_norm) > 100 * kTolerance);
+}
+
+TEST_CASE("CPU reference: partial RoPE on a dense Llama", "[exec][cpu]") {
+  // tiny_llama with rotary_dim 8 of 16 (a catalog Llama may set rotary_dim).
   ModelConfig partial = tiny_llama();
   partial.rotary_dim = 8;
-  CHECK_THROWS_AS(CpuReference(partial, DType::nvfp4, 1), InputError);
+  check_against_float64(partial, DType::nvfp4);
 }
 
 TEST_CASE("CPU reference: prefill then decode equals one longer prefill (KV cache)", "[exec][cpu]") {

@@ -272,6 +272,26 @@ TEST_CASE("CUDA step executor's device footprint: Qwen3's QK-norm weights", "[ex
   CHECK(cuda_step_footprint(q, p, o).fixed == cuda_step_footprint(plain, p, o).fixed);
 }
 
+TEST_CASE("CUDA step executor's device footprint: MiniMax-M2's QK-norm weights, routing bias and TP sums", "[exec][plan]") {
+  // MiniMax-M2.5 against a twin with Mixtral's routing and no QK-norm: per layer the BF16 q_norm
+  // and k_norm over all 48 + 8 heads of 128, 2 x 56 x 128 = 14,336 B, and the FP32 bias of 256
+  // experts, 1,024 B: 15,360 B. At TP 2 a rank holds 24 q and 4 KV heads' norms, 2 x 28 x 128 =
+  // 7,168 B (+1,024), and the QK-norm's all-reduced sums, 2 FP32 per row: 8 x 16 = 128 B fixed.
+  const ModelConfig mm = find_model("minimax-m2.5");
+  ModelConfig twin = mm;
+  twin.architecture = "mixtral";
+  CudaStepOptions o;
+  o.max_rows = 16;
+  o.max_sampled = 16;
+  o.kv_tokens = 1024;
+  const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
+  CHECK(cuda_step_footprint(mm, p, o).per_layer - cuda_step_footprint(twin, p, o).per_layer == 15360.0);
+  CHECK(cuda_step_footprint(mm, p, o).fixed == cuda_step_footprint(twin, p, o).fixed);
+  o.tp_size = 2;
+  CHECK(cuda_step_footprint(mm, p, o).per_layer - cuda_step_footprint(twin, p, o).per_layer == 8192.0);
+  CHECK(cuda_step_footprint(mm, p, o).fixed - cuda_step_footprint(twin, p, o).fixed == 128.0);
+}
+
 TEST_CASE("the footprint's split-K bound holds for the partitions decode attention picks", "[exec][plan]") {
   // Llama-2-70B's 64 query / 8 KV heads of 128: the bound (batch + 4 x 256 / 8) x 64 x 130 x 4 B
   // against decode_workspace_bytes at the partition decode_partition_tokens picks. E.g. batch 1,

@@ -187,8 +187,12 @@ TEST_CASE("CPU reference ranks of a MoE (each expert split, the router whole) co
   // runs its slice of each chosen expert, and moe_all_reduce sums the slices: as the dense MLP,
   // only FP32 summation order differs from TP 1 (~1e-6). A routing that differed from TP 1's
   // (a near-tie of router logits within ~1e-6) would show as a difference of O(0.1) instead.
-  ModelConfig m = test::tiny_moe();
+  // tiny_minimax as well: its layer-wide QK-norm sums each rank's q and k squares and all-reduces
+  // the sums (qk_norm_all_reduce); at TP 4 each of the 2 KV heads is on two ranks, and the k sum
+  // and its count both count each replica twice, so the mean is TP 1's.
+  for (ModelConfig m : {test::tiny_moe(), test::tiny_minimax()}) {
   m.vocab = 96;
+  INFO(m.id);
   const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
   const ModelWeights w = generate_weights(m, DType::nvfp4, 17);
   const ModelWeights s = shard_weights(w, m, tp_layout(m, 1, 2));
@@ -196,6 +200,15 @@ TEST_CASE("CPU reference ranks of a MoE (each expert split, the router whole) co
   CHECK(s.layers[0].expert_gate_up[2].out == 64);  // gate 32 + up 32 rows
   CHECK(s.layers[0].expert_down[2].in == 32);
   CHECK(s.layers[0].router == w.layers[0].router);
+  CHECK(s.layers[0].router_bias == w.layers[0].router_bias);
+  if (m.qk_norm_per_layer()) {
+    // Rank 1 of 2: q heads 2, 3 (values 32..63) and KV head 1 (16..31); rank 3 of 4: q head 3, KV head 1.
+    CHECK(s.layers[0].q_norm == std::vector<float>(w.layers[0].q_norm.begin() + 32, w.layers[0].q_norm.end()));
+    CHECK(s.layers[0].k_norm == std::vector<float>(w.layers[0].k_norm.begin() + 16, w.layers[0].k_norm.end()));
+    const ModelWeights s4 = shard_weights(w, m, tp_layout(m, 3, 4));
+    CHECK(s4.layers[1].q_norm == std::vector<float>(w.layers[1].q_norm.begin() + 48, w.layers[1].q_norm.end()));
+    CHECK(s4.layers[1].k_norm == std::vector<float>(w.layers[1].k_norm.begin() + 16, w.layers[1].k_norm.end()));
+  }
   for (int tp : {2, 4}) {
     CpuReference one(m, DType::nvfp4, 17);
     ThreadTpGroup group(tp);
@@ -213,6 +226,7 @@ TEST_CASE("CPU reference ranks of a MoE (each expert split, the router whole) co
     CHECK(worst <= 1e-5);
     CHECK(worst > 0);
     CHECK(a.next_tokens == b.next_tokens);
+  }
   }
 }
 

@@ -71,13 +71,16 @@ TEST_CASE("catalog models match their published parameter counts", "[workloads][
   CHECK(gemm_params_per_token(qm) + count_params(qm).embedding == Approx(22e9).epsilon(0.01));
   // MiniMax-M2.5, by hand per layer: attention 2 x 3072 x 48 x 128 + 2 x 3072 x 8 x 128 =
   // 44,040,192; 256 experts x 3 x 3072 x 1536 = 3,623,878,656; router 3072 x 256; norms 2 x 3072
-  // plus its per-layer q_norm and k_norm, one weight per q and k element: (48 + 8) x 128 = 7,168.
-  // 228.7 B in all, 10.4 B per token with the lm_head: the docs' "230 billion total parameters
+  // plus its per-layer q_norm and k_norm, one weight per q and k element: (48 + 8) x 128 = 7,168;
+  // and its routing bias (e_score_correction_bias), one per expert: 256. 228.7 B in all, 10.4 B per token with the lm_head: the docs' "230 billion total parameters
   // with 10 billion active".
   const ModelConfig mm = find_model("minimax-m2.5");
   CHECK(mm.qk_norm_per_layer());
   CHECK(mm.rope_dim() == 64);
-  CHECK(count_params(mm).total() == 62LL * (44'040'192 + 3'623'878'656 + 3072 * 256 + 2 * 3072 + 56 * 128) + 2LL * 200'064 * 3072 + 3072);
+  CHECK(count_params(mm).total() == 62LL * (44'040'192 + 3'623'878'656 + 3072 * 256 + 2 * 3072 + 56 * 128 + 256) + 2LL * 200'064 * 3072 + 3072);
+  CHECK(count_params(mm).routing_bias == 62 * 256);
+  CHECK(mm.moe_sigmoid_routing());
+  CHECK(count_params(find_model("mixtral-8x7b")).routing_bias == 0);
   CHECK(count_params(mm).total() == Approx(230e9).epsilon(0.01));
   CHECK(gemm_params_per_token(mm) == 62LL * (44'040'192 + 8LL * 3 * 3072 * 1536 + 3072 * 256) + 200'064LL * 3072);
   CHECK(gemm_params_per_token(mm) == Approx(10e9).epsilon(0.05));

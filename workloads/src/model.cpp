@@ -13,6 +13,7 @@ ParamCounts count_params(const ModelConfig& m) {
   const I experts = m.is_moe() ? m.moe.experts : 1;
   p.mlp = L * experts * 3 * h * I{m.ffn};  // gate, up, down
   p.router = m.is_moe() ? L * h * I{m.moe.experts} : 0;
+  p.routing_bias = m.is_moe() && m.moe_sigmoid_routing() ? L * I{m.moe.experts} : 0;
   // + q_norm, k_norm: head_dim each (per head), or one weight per q and k element (per layer).
   const I qk_norm = !m.qk_norm() ? 0 : m.qk_norm_per_layer() ? (I{m.heads} + m.kv_heads) * d : 2 * d;
   p.norms = L * 2 * h + h + L * qk_norm;
@@ -21,8 +22,11 @@ ParamCounts count_params(const ModelConfig& m) {
 
 double weight_bytes(const ModelConfig& m, DType weights) {
   ParamCounts p = count_params(m);
-  const double rest = static_cast<double>(p.total() - p.linear());
-  return weight_storage_bytes(weights, static_cast<double>(p.linear())) + storage_bytes(DType::bf16, rest);
+  // MiniMax-M2's routing bias is FP32 in its checkpoint (e_score_correction_bias, float32 in the
+  // Hugging Face MiniMaxM2SparseMoeBlock); the rest of the non-linear weights BF16.
+  const double rest = static_cast<double>(p.total() - p.linear() - p.routing_bias);
+  return weight_storage_bytes(weights, static_cast<double>(p.linear())) + storage_bytes(DType::bf16, rest) +
+         4.0 * static_cast<double>(p.routing_bias);
 }
 
 double kv_bytes_per_token(const ModelConfig& m, DType kv) {

@@ -18,11 +18,29 @@ void rmsnorm(std::span<const float> x, std::int64_t rows, std::int64_t width, st
 void residual_add(std::span<float> hidden, std::span<const float> branch);
 
 /// Rotate-half RoPE in place on the first `rotated_heads` heads of each of `rows` rows of `qkv`
-/// (row stride `row_width`, heads of `head_dim` values, head_dim even): each pair (x_i, x_{i+d/2})
-/// turns by angle positions[row] x theta^(-2i/d), the angle and its cosine and sine in float64
-/// and then rounded to FP32 (Llama's rotary embedding, "rotate_half").
+/// (row stride `row_width`, heads of `head_dim` values): with d = rotary_dim (even, <= head_dim;
+/// 0: head_dim), each pair (x_i, x_{i+d/2}), i < d/2, of a head's first d values turns by angle
+/// positions[row] x theta^(-2i/d), the angle and its cosine and sine in float64 and then rounded
+/// to FP32 (Llama's rotary embedding, "rotate_half"); values d..head_dim-1 pass unchanged
+/// (partial RoPE: MiniMax-M2's rotary_dim 64 of 128, Hugging Face's apply_rotary_pos_emb on
+/// q[..., :rotary_dim] with partial_rotary_factor = rotary_dim / head_dim).
 void rope_rotate_half(std::span<float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
-                      std::int64_t head_dim, std::span<const std::int64_t> positions, double theta);
+                      std::int64_t head_dim, std::span<const std::int64_t> positions, double theta, std::int64_t rotary_dim = 0);
+
+/// MiniMax-M2's QK-norm over a whole layer, first half: for each of `rows` rows of `qkv` (stride
+/// row_width), sums[2 r] = the sum of squares of its first q_width values (the q heads) and
+/// sums[2 r + 1] of the next k_width (the k heads), FP32 in index order. Under tensor parallelism
+/// each rank sums its own heads and the ranks all-reduce the sums (vLLM's MiniMaxText01RMSNormTP).
+void qk_sum_squares(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                    std::span<float> sums);
+
+/// Second half, in place: each row's q values x = x / sqrt(sums[2 r] / q_count + eps) x
+/// q_weight[i], its k values likewise with sums[2 r + 1], k_count and k_weight (rmsnorm's
+/// formula). q_count and k_count are the values the sums cover: the layer's heads x head_dim
+/// (under TP with replicated KV heads, the k sum counts each replica, and so does k_count).
+void qk_layer_norm(std::span<float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                   std::span<const float> sums, std::int64_t q_count, std::int64_t k_count, std::span<const float> q_weight,
+                   std::span<const float> k_weight, float eps);
 
 /// silu(g) = g / (1 + exp(-g)) in FP32.
 [[nodiscard]] float silu(float g) noexcept;
@@ -53,6 +71,11 @@ struct ExpertWeight {
 /// Mixtral routing of one token: the k largest router logits (ties: the lower expert id; NaN
 /// ranks below every number, -inf included), their softmax over those k. In order of decreasing logit.
 [[nodiscard]] std::vector<ExpertWeight> moe_top_k(std::span<const float> router_logits, int k);
+
+/// MiniMax-M2 routing of one token: scores s_e = 1 / (1 + exp(-logit_e)) (FP32); the k experts
+/// of largest s_e + bias[e] (ties: the lower expert id; NaN below every number), each weighted
+/// s_e / max(sum of the k chosen s in rank order, 1e-12). In rank order. bias holds one value per expert.
+[[nodiscard]] std::vector<ExpertWeight> moe_top_k_sigmoid(std::span<const float> router_logits, std::span<const float> bias, int k);
 
 /// The expert order of a step's MoE assignments (the permute of TensorRT-LLM's fused MoE, vLLM's
 /// moe_align_block_size): assignment a = token x k + j (the token's j-th expert, as moe_top_k

@@ -31,11 +31,12 @@ struct LayerWeights {
   std::vector<float> post_attn_norm;         ///< [hidden]
   LinearWeight qkv_proj;                     ///< [(heads + 2 kv_heads) head_dim x hidden]: q, k, v
   LinearWeight o_proj;                       ///< [hidden x heads head_dim]
-  std::vector<float> q_norm;                 ///< per-head QK-norm (Qwen3): [head_dim], BF16 values; else empty
-  std::vector<float> k_norm;                 ///< per-head QK-norm (Qwen3): [head_dim], BF16 values; else empty
+  std::vector<float> q_norm;                 ///< QK-norm: Qwen3 [head_dim], MiniMax-M2 [heads x head_dim]; BF16 values; else empty
+  std::vector<float> k_norm;                 ///< QK-norm: Qwen3 [head_dim], MiniMax-M2 [kv_heads x head_dim]; BF16 values; else empty
   LinearWeight gate_up_proj;                 ///< dense: [2 ffn x hidden], gate rows then up rows
   LinearWeight down_proj;                    ///< dense: [hidden x ffn]
   std::vector<float> router;                 ///< MoE: [experts x hidden], BF16 values
+  std::vector<float> router_bias;            ///< MiniMax-M2's e_score_correction_bias: FP32 [experts]; else empty
   std::vector<LinearWeight> expert_gate_up;  ///< MoE: per expert [2 ffn x hidden]
   std::vector<LinearWeight> expert_down;     ///< MoE: per expert [hidden x ffn]
 };
@@ -97,9 +98,11 @@ struct StepRows {
                                  const std::function<std::int64_t(std::int64_t)>& cached);
 
 /// Executes step graphs of one model on the CPU in FP32 (single GPU: tensor, pipeline and expert
-/// parallel 1). Llama conventions: RoPE rotates halves (x_i, x_{i+d/2}) with frequencies
-/// theta^(-2i/d); GQA maps query head h to KV head h / (heads / kv_heads); MoE routing takes the
-/// top-k router logits and softmaxes over them (Mixtral). Activations and the KV cache stay FP32
+/// parallel 1). Llama conventions: RoPE rotates halves (x_i, x_{i+d/2}) of each head's first
+/// d = rotary_dim values with frequencies theta^(-2i/d); GQA maps query head h to KV head
+/// h / (heads / kv_heads); MoE routing takes the top-k router logits and softmaxes over them
+/// (Mixtral, Qwen3-MoE) or MiniMax-M2's biased sigmoid top-k (moe_top_k_sigmoid); QK-norm per
+/// head (Qwen3) or over the layer's q and k (MiniMax-M2). Activations and the KV cache stay FP32
 /// whatever the graph's activation and KV formats: the reference is W4A32.
 class HostTpComm;
 
@@ -110,7 +113,7 @@ class CpuReference {
   /// Rank `tp->rank()` of a tensor-parallel group of `tp->size()` (tensor_parallel.hpp): the
   /// rank's shard of the same weights, its heads and KV heads; it runs graphs of
   /// tensor_parallel = tp->size() (per-rank shapes, all-reduces and the logits all-gather through
-  /// `tp`, which must outlive it) and returns the whole vocabulary's logits. Dense models only.
+  /// `tp`, which must outlive it) and returns the whole vocabulary's logits.
   CpuReference(ModelConfig model, DType format, std::uint64_t seed, HostTpComm* tp);
   /// The same with this rank's weights given (shard_weights of generate_weights(model, format,
   /// seed); the whole model without TP): a process holding every rank generates the model once.

@@ -127,10 +127,23 @@ void cuda_head_rmsnorm_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_wid
                               std::int64_t head_dim, const Bf16* q_weight, const Bf16* k_weight, float eps, CudaStream stream);
 /// hidden = bf16(hidden + branch) for `count` values, in place.
 void cuda_residual_add_launch(Bf16* hidden, const Bf16* branch, std::int64_t count, CudaStream stream);
+/// MiniMax-M2's QK-norm over a layer, first half: sums[2 r], sums[2 r + 1] = the sums of squares
+/// of row r's first q_width values and its next k_width (cpu_ops qk_sum_squares); FP32 [rows x 2].
+void cuda_qk_sum_squares_launch(const Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                                float* sums, CudaStream stream);
+/// Second half, in place (cpu_ops qk_layer_norm): q values x / sqrt(sum_q / q_count + eps) x
+/// q_weight, k values likewise; `sums` the all-reduced sums of a TP group, or null for each row's
+/// own (one GPU: then q_count and k_count must equal q_width and k_width).
+void cuda_qk_layer_norm_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
+                               const float* sums, std::int64_t q_count, std::int64_t k_count, const Bf16* q_weight, const Bf16* k_weight,
+                               float eps, CudaStream stream);
 /// Rotate-half RoPE in place on the first `rotated_heads` heads (q then k) of each qkv row (row
-/// stride `row_width`), angle positions[row] x theta^(-2i/head_dim) (cpu_ops rope_rotate_half).
+/// stride `row_width`): pairs (i, i + d/2) of each head's first d = rotary_dim values (even,
+/// 2..head_dim; partial RoPE below head_dim), angle positions[row] x theta^(-2i/d) (cpu_ops
+/// rope_rotate_half).
 void cuda_rope_rotate_half_launch(Bf16* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t rotated_heads,
-                                  std::int64_t head_dim, const std::int32_t* positions, double theta, CudaStream stream);
+                                  std::int64_t head_dim, std::int64_t rotary_dim, const std::int32_t* positions, double theta,
+                                  CudaStream stream);
 /// y[r, i] = silu(gate) x up from gate_up [rows x 2 ffn] (gate columns, then up); y [rows x ffn].
 void cuda_swiglu_launch(const Bf16* gate_up, std::int64_t rows, std::int64_t ffn, Bf16* y, CudaStream stream);
 /// y[r] = table[tokens[r]] (table [vocab x width]); an id outside 0..vocab-1 gives a zero row.
@@ -140,7 +153,7 @@ void cuda_embedding_launch(const Bf16* table, std::int64_t vocab, std::int64_t w
 /// NaN logits are skipped.
 void cuda_argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, CudaStream stream);
 
-// ---- MoE routing (Mixtral-style: softmax over the top-k router logits) ----------------------
+// ---- MoE routing (Mixtral's softmax over the top-k logits; MiniMax-M2's biased sigmoid) -------
 
 /// The most experts and the largest top-k the MoE kernels take.
 inline constexpr int kCudaMoeMaxExperts = 1024;
@@ -148,8 +161,10 @@ inline constexpr int kCudaMoeMaxTopK = 32;
 /// Per token r: the k largest logits of row r (FP32 [rows x experts]; ties: the lower expert
 /// id; NaN ranks below every number) and their softmax over those k, in rank order, to
 /// expert_ids and weights [rows x k] (cpu_ops moe_top_k; expf, so within an ulp or two of it).
-void cuda_moe_topk_launch(const float* logits, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
-                          CudaStream stream);
+/// With `bias` (FP32 [experts], MiniMax-M2's routing bias): the k largest sigmoid(logit) +
+/// bias, weighted sigmoid(logit) over their sum (cpu_ops moe_top_k_sigmoid).
+void cuda_moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, int experts, int k, std::int32_t* expert_ids,
+                          float* weights, CudaStream stream);
 /// moe_expert_order (cpu_ops.hpp) of the `assignments` expert ids (token-major, k per token) on
 /// the device: offsets [experts + 1], position, order and source_rows [assignments]. One CTA;
 /// the ids must be in 0..experts-1 (not checked on the device).
@@ -232,17 +247,27 @@ struct ResidualNorm {
 [[nodiscard]] std::vector<float> cuda_head_rmsnorm(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_heads,
                                                    std::int64_t kv_heads, std::span<const float> q_weight, std::span<const float> k_weight,
                                                    float eps);
-/// Returns the whole rotated qkv array.
+/// Returns the whole rotated qkv array (rotary_dim 0: head_dim).
 [[nodiscard]] std::vector<float> cuda_rope_rotate_half(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width,
                                                        std::int64_t rotated_heads, std::int64_t head_dim,
-                                                       std::span<const std::int32_t> positions, double theta);
+                                                       std::span<const std::int32_t> positions, double theta, std::int64_t rotary_dim = 0);
+/// cuda_qk_sum_squares_launch on host rows: [rows x 2].
+[[nodiscard]] std::vector<float> cuda_qk_sum_squares(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width,
+                                                     std::int64_t q_width, std::int64_t k_width);
+/// cuda_qk_layer_norm_launch on host rows (sums empty: each row's own); returns the whole array.
+[[nodiscard]] std::vector<float> cuda_qk_layer_norm(std::span<const float> qkv, std::int64_t rows, std::int64_t row_width,
+                                                    std::int64_t q_width, std::int64_t k_width, std::span<const float> sums,
+                                                    std::int64_t q_count, std::int64_t k_count, std::span<const float> q_weight,
+                                                    std::span<const float> k_weight, float eps);
 [[nodiscard]] std::vector<float> cuda_swiglu(std::span<const float> gate_up, std::int64_t rows, std::int64_t ffn);
 /// table [vocab x width]; InputError for an id outside the table.
 [[nodiscard]] std::vector<float> cuda_embedding(std::span<const float> table, std::int64_t width, std::span<const std::int32_t> tokens);
 /// logits [rows x vocab].
 [[nodiscard]] std::vector<std::int32_t> cuda_argmax(std::span<const float> logits, std::int64_t rows);
-/// cuda_moe_topk_launch on host logits [rows x experts]: rows x k (expert, weight), rank order.
-[[nodiscard]] std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, std::int64_t rows, int experts, int k);
+/// cuda_moe_topk_launch on host logits [rows x experts]: rows x k (expert, weight), rank order;
+/// `bias` empty: softmax routing; else [experts]: the biased sigmoid routing.
+[[nodiscard]] std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, std::int64_t rows, int experts, int k,
+                                                      std::span<const float> bias = {});
 /// cuda_moe_permute_launch on host expert ids (token-major, k per token).
 [[nodiscard]] MoeOrder cuda_moe_permute(std::span<const std::int32_t> expert_ids, int experts, int k);
 /// cuda_moe_finalize_launch: expert_rows [assignments x width] (BF16 values as floats, rounded

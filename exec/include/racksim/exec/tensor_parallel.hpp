@@ -32,7 +32,7 @@ namespace racksim::exec {
 [[nodiscard]] LinearWeight take_rows(const LinearWeight& w, std::span<const std::pair<std::int64_t, std::int64_t>> ranges);
 /// The columns [c0, c1) of `w` (row parallel); both on block boundaries.
 [[nodiscard]] LinearWeight take_cols(const LinearWeight& w, std::int64_t c0, std::int64_t c1);
-/// Rank `layout.rank`'s shard of dense weights `w` (MoE: InputError).
+/// Rank `layout.rank`'s shard of weights `w` (a MoE's experts each split as a dense MLP, the router whole).
 [[nodiscard]] ModelWeights shard_weights(const ModelWeights& w, const ModelConfig& m, const TpLayout& layout);
 
 /// The collectives a CPU rank needs, on host FP32 arrays; every rank calls them in the same order.
@@ -57,6 +57,8 @@ class DeviceTpComm {
   /// Sum of `count` BF16 values at device address `data` over the ranks, in place, on `stream`
   /// (a cudaStream_t).
   virtual void all_reduce_sum_bf16(void* data, std::size_t count, void* stream) = 0;
+  /// The same for FP32 values (MiniMax-M2's QK-norm sums of squares: qk_norm_all_reduce).
+  virtual void all_reduce_sum_f32(void* data, std::size_t count, void* stream) = 0;
   /// Device `out` (size() x count FP32, rank-major) = every rank's `count` FP32 at `in`, on `stream`.
   virtual void all_gather_f32(const void* in, void* out, std::size_t count, void* stream) = 0;
   /// Ends the communicator's uncompleted operations, on every rank this process holds (callable

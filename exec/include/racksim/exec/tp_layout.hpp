@@ -28,7 +28,7 @@ struct TpLayout {
 };
 
 /// The layout of `rank` of `size` for weights stored as `weights`. Size 1: the whole model (any
-/// model). Above: InputError naming the dimension unless the model is dense, size divides heads,
+/// model). Above: InputError naming the dimension unless size divides heads,
 /// ffn and vocab, size and kv_heads divide one another, and the row-parallel slices (heads x
 /// head_dim / size, ffn / size) are whole blocks of the format (16 NVFP4, 32 MXFP4).
 [[nodiscard]] TpLayout tp_layout(const ModelConfig& m, int rank, int size, DType weights = DType::nvfp4);

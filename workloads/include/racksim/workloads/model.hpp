@@ -47,6 +47,11 @@ struct ModelConfig {
   /// per_layer`; weights of heads x head_dim and kv_heads x head_dim).
   [[nodiscard]] bool qk_norm() const noexcept { return architecture == "qwen3" || architecture == "qwen3_moe" || qk_norm_per_layer(); }
   [[nodiscard]] bool qk_norm_per_layer() const noexcept { return architecture == "minimax_m2"; }
+  /// MiniMax-M2 routes by sigmoid scores plus a learned per-expert bias: the k experts of largest
+  /// sigmoid(logit) + e_score_correction_bias, weighted by their sigmoid scores (without the bias)
+  /// over the sum of those k (config.json `scoring_func: sigmoid`, `use_routing_bias: true`; the
+  /// Hugging Face MiniMaxM2SparseMoeBlock). Mixtral and Qwen3-MoE: softmax over the top-k logits.
+  [[nodiscard]] bool moe_sigmoid_routing() const noexcept { return architecture == "minimax_m2"; }
 };
 
 /// Parameter counts by role. "Linear" weights are the ones a quantized checkpoint stores in the
@@ -60,15 +65,16 @@ struct ParamCounts {
   std::int64_t mlp = 0;             ///< gate, up, down over all layers and experts
   std::int64_t router = 0;          ///< MoE gate over all layers
   std::int64_t norms = 0;           ///< two RMSNorm weight vectors per layer plus the final one (+ q/k norms, qwen3)
+  std::int64_t routing_bias = 0;    ///< MiniMax-M2's e_score_correction_bias: experts per layer (no GEMM reads it)
   [[nodiscard]] std::int64_t linear() const noexcept { return attention + mlp; }
-  [[nodiscard]] std::int64_t total() const noexcept { return embedding + lm_head + attention + mlp + router + norms; }
+  [[nodiscard]] std::int64_t total() const noexcept { return embedding + lm_head + attention + mlp + router + norms + routing_bias; }
 };
 
 /// Counts every parameter from the config (hand-checkable: Llama-2-70B = 68,976,648,192).
 [[nodiscard]] ParamCounts count_params(const ModelConfig& m);
 
 /// Bytes of all weights with linear layers in `weights` (block scales included) and the rest in
-/// BF16; for bf16/fp16 every parameter is 2 bytes.
+/// BF16 but MiniMax-M2's routing bias, FP32; for bf16/fp16 every other parameter is 2 bytes.
 [[nodiscard]] double weight_bytes(const ModelConfig& m, DType weights);
 
 /// KV-cache bytes per token over all layers: 2 (K and V) x layers x kv_heads x head_dim values.

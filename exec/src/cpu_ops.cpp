@@ -23,6 +23,18 @@ void need(std::string_view op, std::string_view what, std::size_t have, I want) 
     throw InputError(fmt::format("{}: {} holds {} values; the shape needs {}", op, what, have, want));
 }
 
+/// Indices of `key` by decreasing value, NaN below every number (a strict weak order even with
+/// NaN), ties in index order: the experts' rank in both routings.
+std::vector<int> rank_descending(std::span<const float> key) {
+  std::vector<int> order(key.size());
+  for (std::size_t e = 0; e < key.size(); ++e) order[e] = static_cast<int>(e);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const float x = key[z(a)], y = key[z(b)];
+    return x > y || (!std::isnan(x) && std::isnan(y));
+  });
+  return order;
+}
+
 }  // namespace
 
 void rmsnorm(std::span<const float> x, I rows, I n, std::span<const float> weight, float eps, std::span<float> y) {
@@ -169,13 +181,7 @@ void attention_one_query(std::span<const float> q, std::span<const float> k, std
 std::vector<ExpertWeight> moe_top_k(std::span<const float> lg, int k) {
   const int E = static_cast<int>(lg.size());
   if (k < 1 || k > E) throw InputError(fmt::format("moe_top_k: top-{} of {} experts: need 1 <= k <= experts", k, E));
-  std::vector<int> order(z(E));
-  for (int e = 0; e < E; ++e) order[z(e)] = e;
-  // Descending, NaN below every number (a strict weak order even with NaN), ties in id order.
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    const float x = lg[z(a)], y = lg[z(b)];
-    return x > y || (!std::isnan(x) && std::isnan(y));
-  });
+  const std::vector<int> order = rank_descending(lg);
   float sum = 0.0f;
   std::vector<float> w(z(k));
   for (int j = 0; j < k; ++j) sum += (w[z(j)] = std::exp(lg[z(order[z(j)])] - lg[z(order[0])]));
@@ -194,13 +200,7 @@ std::vector<ExpertWeight> moe_top_k_sigmoid(std::span<const float> lg, std::span
     score[z(e)] = 1.0f / (1.0f + std::exp(-lg[z(e)]));
     key[z(e)] = score[z(e)] + bias[z(e)];
   }
-  std::vector<int> order(z(E));
-  for (int e = 0; e < E; ++e) order[z(e)] = e;
-  // As moe_top_k: descending, NaN below every number, ties in id order.
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    const float x = key[z(a)], y = key[z(b)];
-    return x > y || (!std::isnan(x) && std::isnan(y));
-  });
+  const std::vector<int> order = rank_descending(key);
   float sum = 0.0f;
   for (int j = 0; j < k; ++j) sum += score[z(order[z(j)])];
   sum = std::max(sum, 1e-12f);  // Hugging Face's clamp(min=1e-12): every score may underflow to 0

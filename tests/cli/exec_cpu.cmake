@@ -24,6 +24,34 @@ function(scan_records meas kinds_var reps_var bytes_want)
   set(${reps_var} "${reps}" PARENT_SCOPE)
 endfunction()
 
+# Runs `model` (a path under examples/) through the serving loop at TP 1 and TP 2 (decode 2 x 16
+# timed, 2 reps, 8 requests served), fails unless both serve the same number of output tokens,
+# and returns that count and TP 2's measurement file (the caller removes it).
+function(tp_pair model tokens_var meas_var)
+  get_filename_component(name "${model}" NAME_WE)
+  foreach(tp 1 2)
+    set(json${tp} "${WORKDIR}/exec_cpu_${name}_tp${tp}.json")
+    set(meas${tp} "${WORKDIR}/exec_cpu_${name}_tp${tp}_measurements.json")
+    execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set model=${model}
+                            --set deployment.tensor_parallel=${tp} --shape decode:2x16 --warmup 0 --reps 2 --serve 8
+                            --json "${json${tp}}" --out "${meas${tp}}"
+                    WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "${name} TP ${tp}: exit ${rc}\n${stdout}\n${stderr}")
+    endif()
+  endforeach()
+  file(READ "${json1}" j1)
+  file(READ "${json2}" j2)
+  string(JSON tokens1 GET "${j1}" serve output_tokens)
+  string(JSON tokens2 GET "${j2}" serve output_tokens)
+  if(NOT tokens1 EQUAL tokens2)
+    message(FATAL_ERROR "${name}: TP 2 served ${tokens2} output tokens, TP 1 ${tokens1}")
+  endif()
+  file(REMOVE "${json1}" "${meas1}" "${json2}")
+  set(${tokens_var} "${tokens1}" PARENT_SCOPE)
+  set(${meas_var} "${meas2}" PARENT_SCOPE)
+endfunction()
+
 set(json "${WORKDIR}/exec_cpu.json")
 set(meas "${WORKDIR}/exec_cpu_measurements.json")
 file(REMOVE "${json}" "${meas}")
@@ -90,24 +118,7 @@ file(REMOVE "${json_tp}" "${meas_tp}")
 # whole loop to the same output-token count (set by the requests' lengths; that TP gives TP 1's
 # logits is exec_tp_test's check), the MoE ops are records, and per layer the attention's and the
 # MoE's all-reduce of 2 rows x 256 BF16 (1,024 B): 4 layers x 2 x 2 reps = 16 samples.
-foreach(tp 1 2)
-  set(json_m${tp} "${WORKDIR}/exec_cpu_moe_tp${tp}.json")
-  set(meas_m${tp} "${WORKDIR}/exec_cpu_moe_tp${tp}_measurements.json")
-  execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set model=models/tiny-qwen3-moe.yaml
-                          --set deployment.tensor_parallel=${tp} --shape decode:2x16 --warmup 0 --reps 2 --serve 8
-                          --json "${json_m${tp}}" --out "${meas_m${tp}}"
-                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "tiny-qwen3-moe TP ${tp}: exit ${rc}\n${stdout}\n${stderr}")
-  endif()
-endforeach()
-file(READ "${json_m1}" j1)
-file(READ "${json_m2}" j2)
-string(JSON tokens1 GET "${j1}" serve output_tokens)
-string(JSON tokens2 GET "${j2}" serve output_tokens)
-if(NOT tokens1 EQUAL tokens2)
-  message(FATAL_ERROR "tiny-qwen3-moe: TP 2 served ${tokens2} output tokens, TP 1 ${tokens1}")
-endif()
+tp_pair(models/tiny-qwen3-moe.yaml tokens1 meas_m2)
 scan_records("${meas_m2}" kinds reduce_reps 1024)
 foreach(want moe_router_topk moe_permute moe_gemm moe_finalize)
   list(FIND kinds "${want}" at)
@@ -119,33 +130,16 @@ if(NOT reduce_reps EQUAL 16)
   message(FATAL_ERROR "tiny-qwen3-moe TP 2: the 1,024 B all-reduce has '${reduce_reps}' samples, expected 16")
 endif()
 message("exec on the CPU, tiny-qwen3-moe: TP 1 and TP 2 loops of ${tokens1} tokens; MoE ops recorded; all-reduce of 1,024 B x 16")
-file(REMOVE "${json_m1}" "${meas_m1}" "${json_m2}" "${meas_m2}")
+file(REMOVE "${meas_m2}")
 
 # A MiniMax-M2-shaped model (examples/models/tiny-minimax.yaml: the QK-norm over the layer,
 # partial RoPE, biased sigmoid routing) at TP 1 and TP 2: the same output-token count, and under
 # TP 2 the QK-norm's all-reduce of each row's two FP32 sums: 2 rows x 8 B = 16 B, once per layer,
 # 4 layers x 2 reps = 8 samples.
-foreach(tp 1 2)
-  set(json_x${tp} "${WORKDIR}/exec_cpu_minimax_tp${tp}.json")
-  set(meas_x${tp} "${WORKDIR}/exec_cpu_minimax_tp${tp}_measurements.json")
-  execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set model=models/tiny-minimax.yaml
-                          --set deployment.tensor_parallel=${tp} --shape decode:2x16 --warmup 0 --reps 2 --serve 8
-                          --json "${json_x${tp}}" --out "${meas_x${tp}}"
-                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "tiny-minimax TP ${tp}: exit ${rc}\n${stdout}\n${stderr}")
-  endif()
-endforeach()
-file(READ "${json_x1}" j1)
-file(READ "${json_x2}" j2)
-string(JSON tokens1 GET "${j1}" serve output_tokens)
-string(JSON tokens2 GET "${j2}" serve output_tokens)
-if(NOT tokens1 EQUAL tokens2)
-  message(FATAL_ERROR "tiny-minimax: TP 2 served ${tokens2} output tokens, TP 1 ${tokens1}")
-endif()
+tp_pair(models/tiny-minimax.yaml tokens1 meas_x2)
 scan_records("${meas_x2}" kinds qk_reps 16)
 if(NOT qk_reps EQUAL 8)
   message(FATAL_ERROR "tiny-minimax TP 2: the QK-norm's 16 B all-reduce has '${qk_reps}' samples, expected 8")
 endif()
 message("exec on the CPU, tiny-minimax: TP 1 and TP 2 loops of ${tokens1} tokens; QK-norm all-reduce of 16 B x 8")
-file(REMOVE "${json_x1}" "${meas_x1}" "${json_x2}" "${meas_x2}")
+file(REMOVE "${meas_x2}")

@@ -29,6 +29,15 @@ StepTokens prefill_tokens(std::int64_t seq, std::int64_t n) {
   return t;
 }
 
+/// The footprint tests' options: 16 rows, 16 sampled, a 1,024-token KV pool.
+CudaStepOptions footprint_options() {
+  CudaStepOptions o;
+  o.max_rows = 16;
+  o.max_sampled = 16;
+  o.kv_tokens = 1024;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("step plan: rows, slots, sampled rows and tables in CpuReference's order", "[exec][plan]") {
@@ -237,10 +246,7 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   ModelConfig dense = moe;
   dense.architecture = "llama";
   dense.moe = {};
-  CudaStepOptions o;
-  o.max_rows = 16;
-  o.max_sampled = 16;
-  o.kv_tokens = 1024;
+  CudaStepOptions o = footprint_options();
   const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
   const CudaStepFootprint fm = cuda_step_footprint(moe, p, o), fd = cuda_step_footprint(dense, p, o);
   CHECK(fm.per_layer - fd.per_layer == Approx(693633024.0 + 65536).epsilon(1e-12));
@@ -263,10 +269,7 @@ TEST_CASE("CUDA step executor's device footprint: Qwen3's QK-norm weights", "[ex
   const ModelConfig q = find_model("qwen3-32b");
   ModelConfig plain = q;
   plain.architecture = "llama";
-  CudaStepOptions o;
-  o.max_rows = 16;
-  o.max_sampled = 16;
-  o.kv_tokens = 1024;
+  CudaStepOptions o = footprint_options();
   const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
   CHECK(cuda_step_footprint(q, p, o).per_layer - cuda_step_footprint(plain, p, o).per_layer == 512.0);
   CHECK(cuda_step_footprint(q, p, o).fixed == cuda_step_footprint(plain, p, o).fixed);
@@ -280,10 +283,7 @@ TEST_CASE("CUDA step executor's device footprint: MiniMax-M2's QK-norm weights, 
   const ModelConfig mm = find_model("minimax-m2.5");
   ModelConfig twin = mm;
   twin.architecture = "mixtral";
-  CudaStepOptions o;
-  o.max_rows = 16;
-  o.max_sampled = 16;
-  o.kv_tokens = 1024;
+  CudaStepOptions o = footprint_options();
   const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
   CHECK(cuda_step_footprint(mm, p, o).per_layer - cuda_step_footprint(twin, p, o).per_layer == 15360.0);
   CHECK(cuda_step_footprint(mm, p, o).fixed == cuda_step_footprint(twin, p, o).fixed);

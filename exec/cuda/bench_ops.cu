@@ -216,8 +216,11 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
     } else if (c.kind == "moe_router_topk") {
       DeviceBytes logits(n * sizeof(float)), ids(rows * static_cast<std::size_t>(c.top_k) * 4), w(rows * static_cast<std::size_t>(c.top_k) * 4);
       fill_f32(logits.as<float>(), n, 6, s);
+      DeviceBytes bias(c.sigmoid ? static_cast<std::size_t>(c.experts) * 4 : 0);  // MiniMax-M2: a bias per expert
+      if (c.sigmoid) fill_f32(bias.as<float>(), static_cast<std::size_t>(c.experts), 9, s);
       RACKSIM_CUDA_CHECK(cudaGetLastError());
-      st = b.time([&] { cuda_moe_topk_launch(logits.as<float>(), nullptr, c.rows, c.experts, c.top_k, ids.as<std::int32_t>(), w.as<float>(), s); });
+      const float* b_ptr = c.sigmoid ? bias.as<float>() : nullptr;
+      st = b.time([&] { cuda_moe_topk_launch(logits.as<float>(), b_ptr, c.rows, c.experts, c.top_k, ids.as<std::int32_t>(), w.as<float>(), s); });
     } else if (c.kind == "moe_permute") {
       // Uniform routing: each assignment's expert drawn alone (a token may draw an expert twice;
       // the sort does not care). The permute and the gather, as experts.permute runs them (less

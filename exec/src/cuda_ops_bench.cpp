@@ -66,6 +66,8 @@ MeasurementRecord attention_prefill_record(const AttentionPrefillCase& c, const 
 MeasurementRecord elementwise_record(const ElementwiseCase& c, const TimingStats& t) {
   if (c.rows < 1 || c.width < 1)
     throw InputError(fmt::format("elementwise_record: {} rows of width {}: both must be >= 1", c.rows, c.width));
+  if (c.sigmoid && c.kind != "moe_router_topk")
+    throw InputError(fmt::format("elementwise_record: {} has no sigmoid routing (moe_router_topk only)", c.kind));
   const double elems = d(c.rows) * d(c.width), rows = d(c.rows), width = d(c.width);
   constexpr double kBf16 = 2, kF32 = 4, kId = 4;  // bytes of a BF16 value, an FP32 logit, an int32 id or position
   std::string dtype = "bf16";
@@ -97,9 +99,11 @@ MeasurementRecord elementwise_record(const ElementwiseCase& c, const TimingStats
                                    c.kind, c.rows, c.width, c.top_k, c.experts));
     const double k = c.top_k, experts = c.experts;
     if (topk) {
-      flops_per = 4;  // the graph's softmax count per logit
+      flops_per = 4;  // the graph's count per logit (softmax or sigmoid)
       dtype = "fp32";
-      bytes = elems * kF32 + rows * k * (kId + kF32);  // the logits in; an expert id and a weight out per assignment
+      // The logits in; an expert id and a weight out per assignment; with the sigmoid routing the
+      // experts' FP32 bias (every token's warp reads it: from memory once, then from cache).
+      bytes = elems * kF32 + rows * k * (kId + kF32) + (c.sigmoid ? experts * kF32 : 0.0);
     } else if (c.kind == "moe_permute") {
       // Per assignment (row): its expert id in, its position, order and source row out, and its
       // token's row gathered (in and out); the experts + 1 offsets.
@@ -155,13 +159,18 @@ std::vector<ElementwiseCase> default_elementwise_cases() {
     for (I rows : {1, 16, 256, 4096})
       if (std::string_view(kind) != "sampling" || rows <= 256) out.push_back({kind, rows, width});
   // MoE routing: Mixtral-8x7B (workloads/data/models/mixtral-8x7b.yaml: 8 experts, top-2) and
-  // Qwen3-235B-A22B (qwen3-235b-a22b.yaml: 128, top-8), both hidden 4096.
-  constexpr I kMoeHidden = 4096;
-  for (const auto& [experts, k] : {std::pair{8, 2}, std::pair{128, 8}})
+  // Qwen3-235B-A22B (qwen3-235b-a22b.yaml: 128, top-8), both hidden 4096; MiniMax-M2.5
+  // (minimax-m2.5.yaml: 256, top-8, hidden 3072, the biased sigmoid routing).
+  struct Moe {
+    int experts, k;
+    I hidden;
+    bool sigmoid;
+  };
+  for (const Moe& e : {Moe{8, 2, 4096, false}, Moe{128, 8, 4096, false}, Moe{256, 8, 3072, true}})
     for (I tokens : {1, 16, 256, 4096}) {
-      out.push_back({"moe_router_topk", tokens, experts, experts, k});
-      out.push_back({"moe_permute", tokens * k, kMoeHidden, experts, k});
-      out.push_back({"moe_finalize", tokens * k, kMoeHidden, experts, k});
+      out.push_back({"moe_router_topk", tokens, e.experts, e.experts, e.k, e.sigmoid});
+      out.push_back({"moe_permute", tokens * e.k, e.hidden, e.experts, e.k});
+      out.push_back({"moe_finalize", tokens * e.k, e.hidden, e.experts, e.k});
     }
   return out;
 }

@@ -87,7 +87,7 @@ TEST_CASE("elementwise records: FLOPs as the step graph counts them, bytes the k
   const std::vector<DType> kv = {DType::bf16, DType::fp8};
   CHECK(default_attention_decode_cases(kv).size() == 24);
   CHECK(default_attention_prefill_cases(kv).size() == 10);
-  CHECK(default_elementwise_cases().size() == 47);  // + 2 MoE models x 3 kinds x 4 token counts
+  CHECK(default_elementwise_cases().size() == 59);  // + 3 MoE models x 3 kinds x 4 token counts
 }
 
 TEST_CASE("MoE routing records: FLOPs as the step graph counts them, bytes by hand, identities joined", "[exec][bench]") {
@@ -113,6 +113,14 @@ TEST_CASE("MoE routing records: FLOPs as the step graph counts them, bytes by ha
   CHECK(t.op.identity() == find_op(dec, "layers.0.router_topk").identity());
   CHECK(p.op.identity() == find_op(dec, "layers.0.experts.permute").identity());
   CHECK(f.op.identity() == find_op(dec, "layers.0.experts.finalize").identity());
+  // MiniMax-M2.5 at 16 tokens (256 experts, top-8, the biased sigmoid routing): 16 x 256 logits
+  // in, 16,384 B; 128 assignments x 8 B out, 1,024; the 256 FP32 biases once, 1,024: 18,432 B;
+  // and the identity of the graph's op.
+  const MeasurementRecord sg = elementwise_record({"moe_router_topk", 16, 256, 256, 8, true}, kTime);
+  CHECK(*sg.bytes_moved == 18'432.0);
+  const StepGraph mm(find_model("minimax-m2.5"), StepBatch::decode(16, 100), Deployment{}, Precision{DType::nvfp4, DType::bf16, DType::fp8});
+  CHECK(sg.op.identity() == find_op(mm, "layers.0.router_topk").identity());
+  CHECK_THROWS_AS(elementwise_record({"moe_permute", 32, 4096, 8, 2, true}, kTime), InputError);  // sigmoid is a top-k matter
   // Shapes the kinds cannot have.
   CHECK_THROWS_AS(elementwise_record({"moe_permute", 33, 4096, 8, 2}, kTime), InputError);     // not whole tokens of 2
   CHECK_THROWS_AS(elementwise_record({"moe_router_topk", 16, 9, 8, 2}, kTime), InputError);    // width is not the experts

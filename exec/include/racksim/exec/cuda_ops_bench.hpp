@@ -57,6 +57,9 @@ struct ElementwiseCase {
   std::int64_t width = 0;
   int experts = 0;  ///< MoE kinds only
   int top_k = 0;    ///< MoE kinds only
+  /// moe_router_topk only: MiniMax-M2's routing (sigmoid scores plus a per-expert FP32 bias, read
+  /// once per token) instead of Mixtral's softmax over the top-k logits.
+  bool sigmoid = false;
 };
 
 /// The record of a timed decode case: kind attention_decode, m = batch query tokens, n = heads,

@@ -193,7 +193,6 @@ int cmd_exec(const Args& args) {
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
 
-
   o.device = device;
   o.tensor_parallel = s.deployment.tensor_parallel;
   const auto mode = exec::parse_fp4_gemm_mode(fp4_gemm);

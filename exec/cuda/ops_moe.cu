@@ -93,7 +93,8 @@ __global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __r
   }
   if (lane < k) {
     ids[row * k + lane] = my_id;
-    weights[row * k + lane] = mine / (SIGMOID ? fmaxf(sum, 1e-12f) : sum);
+    // The clamp as std::max(sum, 1e-12f) on the host: a NaN sum stays NaN (fmaxf would drop it).
+    weights[row * k + lane] = mine / (SIGMOID && sum < 1e-12f ? 1e-12f : sum);
   }
 }
 

@@ -354,7 +354,8 @@ class CudaStep final : public StepBackend {
   void check_graph(const StepGraph& g) const {
     const ModelConfig& gm = g.model();
     if (gm.hidden != m_.hidden || gm.layers != m_.layers || gm.heads != m_.heads || gm.kv_heads != m_.kv_heads ||
-        gm.head_dim != m_.head_dim || gm.ffn != m_.ffn || gm.vocab != m_.vocab)
+        gm.head_dim != m_.head_dim || gm.ffn != m_.ffn || gm.vocab != m_.vocab || gm.rope_dim() != m_.rope_dim() ||
+        gm.architecture != m_.architecture)
       throw InputError(text("step graph of model '", gm.id, "' does not match the CUDA executor's model '", m_.id, "'"));
     if (gm.moe.experts != m_.moe.experts || gm.moe.experts_per_token != m_.moe.experts_per_token)
       throw InputError(text("step graph of model '", gm.id, "' has other experts than the CUDA executor's model"));
@@ -456,6 +457,11 @@ class CudaStep final : public StepBackend {
       upload(l.input_norm, bf16_of(lw.input_norm));
       upload(l.post_attn_norm, bf16_of(lw.post_attn_norm));
       if (m_.qk_norm()) {
+        // Per head: head_dim each; over the layer (MiniMax-M2): this rank's q and k widths.
+        const bool layer = m_.qk_norm_per_layer();
+        RACKSIM_ASSERT(lw.q_norm.size() == z(layer ? tl_.q_heads * m_.head_dim : m_.head_dim) &&
+                           lw.k_norm.size() == z(layer ? tl_.kv_heads * m_.head_dim : m_.head_dim),
+                       "the QK-norm weights are this rank's");
         upload(l.q_norm, bf16_of(lw.q_norm));
         upload(l.k_norm, bf16_of(lw.k_norm));
       }
@@ -463,7 +469,11 @@ class CudaStep final : public StepBackend {
       l.o = linear(lw.o_proj);
       if (m_.is_moe()) {
         upload(l.router, bf16_of(lw.router));
-        if (m_.moe_sigmoid_routing()) upload(l.router_bias, lw.router_bias);
+        if (m_.moe_sigmoid_routing()) {
+          // Empty would route by softmax (a null bias): never silently.
+          RACKSIM_ASSERT(lw.router_bias.size() == z(m_.moe.experts), "MiniMax-M2's routing bias holds one value per expert");
+          upload(l.router_bias, lw.router_bias);
+        }
         for (const LinearWeight& e : lw.expert_gate_up) l.expert_gate_up.push_back(linear(e));
         for (const LinearWeight& e : lw.expert_down) l.expert_down.push_back(linear(e));
       } else {

@@ -108,8 +108,10 @@ void qk_layer_norm(std::span<float> qkv, I rows, I row_width, I q_width, I k_wid
   if (q_count < q_width || k_count < k_width)
     throw InputError(fmt::format("qk_layer_norm: counts {} and {} must cover the row's q and k widths {} and {}", q_count, k_count,
                                  q_width, k_width));
-  need("qk_layer_norm", "q_weight", q_weight.size(), q_width);
-  need("qk_layer_norm", "k_weight", k_weight.size(), k_width);
+  // Exactly the row's widths: a whole layer's weights on a TP rank would norm with rank 0's slice.
+  if (q_weight.size() != z(q_width) || k_weight.size() != z(k_width))
+    throw InputError(fmt::format("qk_layer_norm: weights of {} and {} values for q and k widths {} and {}", q_weight.size(), k_weight.size(),
+                                 q_width, k_width));
   for (I r = 0; r < rows; ++r) {
     float* x = &qkv[z(r * row_width)];
     const float q_inv = 1.0f / std::sqrt(sums[z(2 * r)] / static_cast<float>(q_count) + eps);
@@ -194,7 +196,7 @@ std::vector<ExpertWeight> moe_top_k(std::span<const float> lg, int k) {
 std::vector<ExpertWeight> moe_top_k_sigmoid(std::span<const float> lg, std::span<const float> bias, int k) {
   const int E = static_cast<int>(lg.size());
   if (k < 1 || k > E) throw InputError(fmt::format("moe_top_k_sigmoid: top-{} of {} experts: need 1 <= k <= experts", k, E));
-  need("moe_top_k_sigmoid", "bias", bias.size(), E);
+  if (bias.size() != z(E)) throw InputError(fmt::format("moe_top_k_sigmoid: {} bias values for {} experts", bias.size(), E));
   std::vector<float> score(z(E)), key(z(E));
   for (int e = 0; e < E; ++e) {
     score[z(e)] = 1.0f / (1.0f + std::exp(-lg[z(e)]));

@@ -440,8 +440,8 @@ std::vector<float> cuda_qk_layer_norm(std::span<const float> qkv, I rows, I row_
   qk_layer_shape(op, rows, row_width, q_width, k_width);
   qk_norm_counts(q_width, k_width, q_count, k_count, sums.empty(), eps);
   if (!sums.empty()) need_size(op, "sums", sums.size(), 2 * rows);
-  need_size(op, "q_weight", q_weight.size(), q_width);
-  need_size(op, "k_weight", k_weight.size(), k_width);
+  if (q_weight.size() != z(q_width) || k_weight.size() != z(k_width))
+    bad(op, fmt::format("weights of {} and {} values for q and k widths {} and {}", q_weight.size(), k_weight.size(), q_width, k_width));
   DeviceMemory dq = upload_bf16(qkv), dw = upload_bf16(q_weight), dk = upload_bf16(k_weight);
   DeviceMemory ds = sums.empty() ? DeviceMemory() : upload(sums);
   cuda_qk_layer_norm_launch(dq.as<Bf16>(), rows, row_width, q_width, k_width, sums.empty() ? nullptr : ds.as<float>(), q_count, k_count,
@@ -462,7 +462,7 @@ std::vector<float> cuda_swiglu(std::span<const float> gate_up, I rows, I ffn) {
 std::vector<ExpertWeight> cuda_moe_topk(std::span<const float> logits, I rows, int experts, int k, std::span<const float> bias) {
   moe_shape("moe_topk", rows, "rows", experts, k);
   need_size("moe_topk", "logits", logits.size(), rows * experts);
-  if (!bias.empty()) need_size("moe_topk", "bias", bias.size(), experts);
+  if (!bias.empty() && bias.size() != z(experts)) bad("moe_topk", fmt::format("{} bias values for {} experts", bias.size(), experts));
   DeviceMemory dl = upload(logits), di(z(rows * k) * 4), dw(z(rows * k) * 4);
   DeviceMemory db = bias.empty() ? DeviceMemory() : upload(bias);
   cuda_moe_topk_launch(dl.as<float>(), bias.empty() ? nullptr : db.as<float>(), rows, experts, k, di.as<std::int32_t>(), dw.as<float>(),

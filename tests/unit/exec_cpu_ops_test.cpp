@@ -93,6 +93,7 @@ TEST_CASE("qk_sum_squares and qk_layer_norm: MiniMax-M2's QK-norm over all of a 
   CHECK(tp == own);
   CHECK_THROWS_AS(qk_sum_squares(x, 1, 8, 6, 4, sums), InputError);                       // q and k exceed the row
   CHECK_THROWS_AS(qk_layer_norm(tp, 1, 8, 2, 4, sums, 1, 4, wq, wk, 0.0f), InputError);   // a count below its width
+  CHECK_THROWS_AS(qk_layer_norm(tp, 1, 8, 2, 4, sums, 2, 4, std::vector<float>{1, 2, 3}, wk, 0.0f), InputError);  // a weight wider than q
 }
 
 TEST_CASE("embedding gathers table rows; argmax_token picks the lowest id among equal maxima", "[exec][cpu_ops]") {
@@ -174,6 +175,7 @@ TEST_CASE("moe_top_k_sigmoid: the k largest sigmoid(logit) + bias, weighted by s
   CHECK(plain[1].expert == 2);
   CHECK(plain[0].weight == 0.5f);
   CHECK_THROWS_AS(moe_top_k_sigmoid(lg, std::vector<float>{0, 0}, 2), InputError);  // a bias per expert
+  CHECK_THROWS_AS(moe_top_k_sigmoid(lg, std::vector<float>(5, 0.0f), 2), InputError);  // exactly
   CHECK_THROWS_AS(moe_top_k_sigmoid(lg, bias, 5), InputError);
 }
 

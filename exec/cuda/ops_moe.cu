@@ -60,17 +60,23 @@ __global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __r
   const I row = static_cast<I>(blockIdx.x) * (kTopkThreads / 32) + static_cast<I>(threadIdx.x) / 32;
   if (row >= rows) return;  // the whole warp
   const float* lg = logits + row * experts;
+  const float* keys = lg;  // what the k passes rank
+  if constexpr (SIGMOID) {
+    // sigmoid(l) + bias once per expert, into the warp's row of shared memory (4 KiB a warp), not
+    // once per pass: 8 expf per lane at 256 experts, not 64 at top-8.
+    __shared__ float warp_keys[kTopkThreads / 32][kMoeMaxExperts];
+    float* mine_keys = warp_keys[threadIdx.x / 32];
+    for (int e = lane; e < experts; e += 32) mine_keys[e] = __fadd_rn(sigmoid_score(lg[e]), bias[e]);
+    __syncwarp();
+    keys = mine_keys;
+  }
   unsigned taken = 0;  // bit c: expert lane + 32 c is picked (experts <= 1,024)
   float top = 0.0f, sum = 0.0f, mine = 0.0f;
   int my_id = 0;
   for (int j = 0; j < k; ++j) {
     Best b{-INFINITY, INT_MAX};
     for (int c = 0, e = lane; e < experts; ++c, e += 32)
-      if (!((taken >> c) & 1u)) {
-        float key = lg[e];
-        if constexpr (SIGMOID) key = __fadd_rn(sigmoid_score(key), bias[e]);
-        b = better(b, Best{key, e});
-      }
+      if (!((taken >> c) & 1u)) b = better(b, Best{keys[e], e});
 #pragma unroll
     for (int o = 16; o > 0; o /= 2) b = better(b, Best{__shfl_xor_sync(kFull, b.v, o), __shfl_xor_sync(kFull, b.id, o)});
     if (b.id == INT_MAX) {  // every logit left is NaN: the lowest expert not yet picked

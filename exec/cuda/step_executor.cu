@@ -312,10 +312,14 @@ class CudaStep final : public StepBackend {
     return out;
   }
 
-  std::optional<double> replay_last_step() override {
+  [[nodiscard]] bool can_replay_last_step() const override {
     // MoE without grouped GEMMs: experts.permute reads the expert counts back to the host (each
     // expert's GEMM is launched with its own M), which a captured graph cannot do.
-    if (ops_.empty() || (m_.is_moe() && !moe_grouped())) return std::nullopt;
+    return !ops_.empty() && !(m_.is_moe() && !moe_grouped());
+  }
+
+  std::optional<double> replay_last_step() override {
+    if (!can_replay_last_step()) return std::nullopt;
     RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
     if (!graph_exec_) {
       // Capture the same launches (the plan's device arrays are unchanged since run()).

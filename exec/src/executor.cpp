@@ -143,9 +143,15 @@ class TpThreads final : public StepBackend {
     return std::move(out[0]);
   }
   std::optional<double> replay_last_step() override {
+    // All ranks or none: a rank that replays alone would wait in its captured all-reduces for
+    // ranks that do not (GPUs of different kinds may take different MoE paths, one not capturable).
+    if (!can_replay_last_step()) return std::nullopt;
     std::vector<std::optional<double>> t(ranks_.size());
     on_all_ranks([&](int r) { t[z(r)] = ranks_[z(r)]->replay_last_step(); });
     return t[0];
+  }
+  [[nodiscard]] bool can_replay_last_step() const override {
+    return std::all_of(ranks_.begin(), ranks_.end(), [](const auto& r) { return r->can_replay_last_step(); });
   }
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ranks_[0]->cached_tokens(sequence); }
   void release(std::int64_t sequence) override {

@@ -32,6 +32,9 @@ class StepBackend {
   /// Runs the last step run() ran again, as one captured CUDA graph, after the caller restored the
   /// caches it started from: its time in seconds; nullopt where graphs are not supported.
   virtual std::optional<double> replay_last_step() { return std::nullopt; }
+  /// Whether replay_last_step() would replay (not return nullopt): a tensor-parallel group replays
+  /// only when every rank can, since a rank's captured collectives wait for the others'.
+  [[nodiscard]] virtual bool can_replay_last_step() const { return false; }
   /// What runs it, in words ("NVIDIA H100 80GB HBM3 (cuda:0, sm_90)").
   [[nodiscard]] virtual std::string describe() const = 0;
   /// Which kernels run the FP4 linear layers and why (fp4_gemm_path.hpp), "" where there is no choice.

@@ -468,7 +468,7 @@ ExecShape ExecShape::parse(const std::string& text, const std::string& option) {
   return s;
 }
 
-int layers_within(const ModelConfig& model, DType weights, double budget_bytes) {
+CpuWeightBytes cpu_reference_weight_bytes(const ModelConfig& model, DType weights) {
   const ParamCounts p = count_params(model);
   // The CPU reference keeps each linear weight packed and as FP32 values; embedding, lm_head
   // (a copy when tied), norms and router as FP32 values (cpu_reference.hpp).
@@ -476,10 +476,16 @@ int layers_within(const ModelConfig& model, DType weights, double budget_bytes) 
   const double other = static_cast<double>(p.total() - p.linear() - p.routing_bias);
   const double packed_per_linear =
       (weight_bytes(model, weights) - 2.0 * other - 4.0 * static_cast<double>(p.routing_bias)) / static_cast<double>(p.linear());
-  const double per_layer = (static_cast<double>(p.linear()) * (4.0 + packed_per_linear) +
-                            4.0 * static_cast<double>(p.router + p.norms + p.routing_bias)) / model.layers;
-  const double fixed = 4.0 * static_cast<double>(p.embedding + (p.lm_head > 0 ? p.lm_head : p.embedding));
-  const double fit = std::floor((budget_bytes - fixed) / per_layer);
+  CpuWeightBytes b;
+  b.per_layer = (static_cast<double>(p.linear()) * (4.0 + packed_per_linear) + 4.0 * static_cast<double>(p.router + p.norms + p.routing_bias)) /
+                model.layers;
+  b.fixed = 4.0 * static_cast<double>(p.embedding + (p.lm_head > 0 ? p.lm_head : p.embedding));
+  return b;
+}
+
+int layers_within(const ModelConfig& model, DType weights, double budget_bytes) {
+  const CpuWeightBytes b = cpu_reference_weight_bytes(model, weights);
+  const double fit = std::floor((budget_bytes - b.fixed) / b.per_layer);
   return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(model.layers)));
 }
 
@@ -614,6 +620,13 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
                              "larger steps and the native path run each expert's rows as a GEMM of its own M, sized by reading the expert "
                              "counts back to the host inside experts.permute (its time includes that round trip; no graph replay)");
   } else {
+    const CpuWeightBytes need = cpu_reference_weight_bytes(model, w);
+    if (o.layers == 0 && need.fixed + need.per_layer > o.memory_budget_bytes)
+      throw InputError(fmt::format("racksim exec --device cpu: one layer of '{}' takes {:.1f} GiB of host memory as the CPU reference holds "
+                                   "it ({} packed and FP32) and its embedding and lm_head {:.1f} GiB more; --memory-gib {:g} holds none: "
+                                   "raise --memory-gib, give --layers N, or run it on a GPU (--device cuda:N)",
+                                   model.id, need.per_layer / (1ull << 30), to_string(w), need.fixed / (1ull << 30),
+                                   o.memory_budget_bytes / (1ull << 30)));
     report.model.layers = o.layers > 0 ? o.layers : layers_within(model, w, o.memory_budget_bytes);
     fit_reason = o.layers > 0 ? "--layers" : fmt::format("weights within --memory-gib {:g}", o.memory_budget_bytes / (1ull << 30));
     if (o.tensor_parallel > 1) backend = cpu_tp_backend(report.model, w, o.seed, o.tensor_parallel);

@@ -47,13 +47,29 @@ TEST_CASE("layers that fit a memory budget: hand-computed for Llama-2-70B NVFP4"
   // Llama-2-70B: linear parameters 68,451,041,280 (all 68,976,648,192 minus embedding and lm_head
   // 2 x 32,000 x 8,192 and norms 161 x 8,192), NVFP4 0.5625 B each (4 bits + one UE4M3 per 16);
   // the CPU reference also keeps them as FP32: per layer (68,451,041,280 x 4.5625 + 4 x 1,318,912) / 80
-  // = 3,903,914,144 B; fixed: embedding and lm_head as FP32 = 2,097,152,000 B.
+  // = 3,903,914,393.6 B; fixed: embedding and lm_head as FP32 = 2,097,152,000 B.
   const ModelConfig m = find_model("llama2-70b");
   CHECK(layers_within(m, DType::nvfp4, 8.0 * (1ull << 30)) == 1);   // (8 GiB - fixed) / per layer = 1.66
   CHECK(layers_within(m, DType::nvfp4, 16.0 * (1ull << 30)) == 3);  // 3.86
-  CHECK(layers_within(m, DType::nvfp4, 2.097152e9 + 10 * 3.903914144e9 + 1e6) == 10);
+  CHECK(layers_within(m, DType::nvfp4, 2.097152e9 + 10 * 3.9039143936e9 + 1e6) == 10);
+  CHECK(layers_within(m, DType::nvfp4, 2.097152e9 + 10 * 3.9039143936e9 - 1e6) == 9);
   CHECK(layers_within(m, DType::nvfp4, 1e15) == 80);
   CHECK(layers_within(m, DType::nvfp4, 1e6) == 1);  // never below one layer
+  const CpuWeightBytes b = cpu_reference_weight_bytes(m, DType::nvfp4);
+  CHECK(b.per_layer == Approx(3'903'914'393.6).epsilon(1e-9));
+  CHECK(b.fixed == 2'097'152'000.0);
+  // MiniMax-M2.5: one layer is 256 experts x 3 x 3,072 x 1,536 + attention 44,040,192 =
+  // 3,667,918,848 linear parameters at 4.5625 B (16,734,879,744 B) plus its router, norms (the
+  // final one spread over the 62 layers: 828,416 / 62) and bias as FP32 (4 x (786,432 + 13,361.5 +
+  // 256) = 3,200,200): 16,738,079,944 B, 15.6 GiB, beyond the default 8 GiB: racksim exec refuses
+  // it on the CPU unless --layers says how many to run. (Within 1e-9: weight_bytes' FP4 bytes
+  // come back through a division.)
+  const ModelConfig mm = find_model("minimax-m2.5");
+  CHECK(cpu_reference_weight_bytes(mm, DType::nvfp4).per_layer == Approx(16'738'079'944.0).epsilon(1e-9));
+  ExecOptions o;
+  o.memory_budget_bytes = 8.0 * (1ull << 30);
+  REQUIRE_THROWS_WITH(run_exec(mm, Precision{DType::nvfp4, DType::bf16, DType::bf16}, o),
+                      Catch::Contains("--memory-gib 8 holds none") && Catch::Contains("15.6 GiB"));
 }
 
 TEST_CASE("exec times every op of the step graph, per identity over layers and reps", "[exec][executor]") {

@@ -117,8 +117,17 @@ struct ExecReport {
   MeasurementFile measurements;      ///< per op identity, over every layer and rep
 };
 
-/// Layers of `model` whose weights (stored + the dequantized FP32 copy the CPU reference keeps)
-/// fit in `budget_bytes`, at least 1 and at most model.layers.
+/// The host bytes of the CPU reference's weights (stored + the dequantized FP32 copy it keeps):
+/// `fixed` (embedding and lm_head) plus `per_layer` for each layer it runs.
+struct CpuWeightBytes {
+  double fixed = 0;
+  double per_layer = 0;
+};
+[[nodiscard]] CpuWeightBytes cpu_reference_weight_bytes(const ModelConfig& model, DType weights);
+
+/// Layers of `model` whose weights (cpu_reference_weight_bytes) fit in `budget_bytes`, at least 1
+/// and at most model.layers. (`racksim exec --device cpu` refuses, without --layers, a model of
+/// which not even one layer fits.)
 [[nodiscard]] int layers_within(const ModelConfig& model, DType weights, double budget_bytes);
 
 /// What the CUDA step executor's buffers must hold for the shapes and the loop of `options`:

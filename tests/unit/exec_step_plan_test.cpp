@@ -38,6 +38,18 @@ CudaStepOptions footprint_options() {
   return o;
 }
 
+/// The device footprint of `m` less that of the same model as architecture `twin` (per layer,
+/// fixed), NVFP4 weights and an FP8 KV cache at footprint_options and tensor parallel `tp`.
+std::pair<double, double> footprint_over_twin(const ModelConfig& m, const char* twin, int tp = 1) {
+  ModelConfig t = m;
+  t.architecture = twin;
+  CudaStepOptions o = footprint_options();
+  o.tp_size = tp;
+  const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
+  const CudaStepFootprint a = cuda_step_footprint(m, p, o), b = cuda_step_footprint(t, p, o);
+  return {a.per_layer - b.per_layer, a.fixed - b.fixed};
+}
+
 }  // namespace
 
 TEST_CASE("step plan: rows, slots, sampled rows and tables in CpuReference's order", "[exec][plan]") {
@@ -266,13 +278,9 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
 
 TEST_CASE("CUDA step executor's device footprint: Qwen3's QK-norm weights", "[exec][plan]") {
   // Qwen3-32B against a llama twin: two BF16 norms of head_dim 128 per layer, 2 x 2 x 128 = 512 B.
-  const ModelConfig q = find_model("qwen3-32b");
-  ModelConfig plain = q;
-  plain.architecture = "llama";
-  CudaStepOptions o = footprint_options();
-  const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
-  CHECK(cuda_step_footprint(q, p, o).per_layer - cuda_step_footprint(plain, p, o).per_layer == 512.0);
-  CHECK(cuda_step_footprint(q, p, o).fixed == cuda_step_footprint(plain, p, o).fixed);
+  const auto [per_layer, fixed] = footprint_over_twin(find_model("qwen3-32b"), "llama");
+  CHECK(per_layer == 512.0);
+  CHECK(fixed == 0.0);
 }
 
 TEST_CASE("CUDA step executor's device footprint: MiniMax-M2's QK-norm weights, routing bias and TP sums", "[exec][plan]") {
@@ -281,15 +289,12 @@ TEST_CASE("CUDA step executor's device footprint: MiniMax-M2's QK-norm weights, 
   // experts, 1,024 B: 15,360 B. At TP 2 a rank holds 24 q and 4 KV heads' norms, 2 x 28 x 128 =
   // 7,168 B (+1,024), and the QK-norm's all-reduced sums, 2 FP32 per row: 8 x 16 = 128 B fixed.
   const ModelConfig mm = find_model("minimax-m2.5");
-  ModelConfig twin = mm;
-  twin.architecture = "mixtral";
-  CudaStepOptions o = footprint_options();
-  const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
-  CHECK(cuda_step_footprint(mm, p, o).per_layer - cuda_step_footprint(twin, p, o).per_layer == 15360.0);
-  CHECK(cuda_step_footprint(mm, p, o).fixed == cuda_step_footprint(twin, p, o).fixed);
-  o.tp_size = 2;
-  CHECK(cuda_step_footprint(mm, p, o).per_layer - cuda_step_footprint(twin, p, o).per_layer == 8192.0);
-  CHECK(cuda_step_footprint(mm, p, o).fixed - cuda_step_footprint(twin, p, o).fixed == 128.0);
+  const auto [per_layer, fixed] = footprint_over_twin(mm, "mixtral");
+  CHECK(per_layer == 15360.0);
+  CHECK(fixed == 0.0);
+  const auto [per_layer_tp2, fixed_tp2] = footprint_over_twin(mm, "mixtral", 2);
+  CHECK(per_layer_tp2 == 8192.0);
+  CHECK(fixed_tp2 == 128.0);
 }
 
 TEST_CASE("the footprint's split-K bound holds for the partitions decode attention picks", "[exec][plan]") {

@@ -75,6 +75,18 @@ StepOutput run_ranks(std::vector<std::unique_ptr<CpuReference>>& ranks, const St
   return out[0];
 }
 
+/// A TP group of `tp` CPU reference ranks of `m` (seed 17, NVFP4, threads) beside the one-rank
+/// reference it is compared with, and the deployment of its graphs.
+struct TpRun {
+  TpRun(const ModelConfig& m, int tp) : one(m, DType::nvfp4, 17), group(tp), ranks(rank_references(m, group, tp)) {
+    d.tensor_parallel = tp;
+  }
+  CpuReference one;
+  ThreadTpGroup group;
+  std::vector<std::unique_ptr<CpuReference>> ranks;
+  Deployment d;
+};
+
 }  // namespace
 
 TEST_CASE("tensor-parallel layout of Llama-2-70B by hand", "[exec][tp]") {
@@ -151,11 +163,10 @@ TEST_CASE("CPU reference ranks as threads compute one rank's logits (TP 2 and 4)
   const ModelConfig m = tiny96();
   const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
   for (int tp : {2, 4}) {
-    CpuReference one(m, DType::nvfp4, 17);
-    ThreadTpGroup group(tp);
-    auto ranks = rank_references(m, group, tp);
-    Deployment d;
-    d.tensor_parallel = tp;
+    TpRun run(m, tp);
+    CpuReference& one = run.one;
+    auto& ranks = run.ranks;
+    const Deployment& d = run.d;
     const StepBatch pre = two_prompts();
     const StepTokens tp_tokens = two_prompt_tokens();
     StepOutput a = one.run(StepGraph(m, pre, Deployment{}, p), tp_tokens);
@@ -191,42 +202,38 @@ TEST_CASE("CPU reference ranks of a MoE (each expert split, the router whole) co
   // the sums (qk_norm_all_reduce); at TP 4 each of the 2 KV heads is on two ranks, and the k sum
   // and its count both count each replica twice, so the mean is TP 1's.
   for (ModelConfig m : {test::tiny_moe(), test::tiny_minimax()}) {
-  m.vocab = 96;
-  INFO(m.id);
-  const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
-  const ModelWeights w = generate_weights(m, DType::nvfp4, 17);
-  const ModelWeights s = shard_weights(w, m, tp_layout(m, 1, 2));
-  REQUIRE(s.layers[0].expert_gate_up.size() == 4);
-  CHECK(s.layers[0].expert_gate_up[2].out == 64);  // gate 32 + up 32 rows
-  CHECK(s.layers[0].expert_down[2].in == 32);
-  CHECK(s.layers[0].router == w.layers[0].router);
-  CHECK(s.layers[0].router_bias == w.layers[0].router_bias);
-  if (m.qk_norm_per_layer()) {
-    // Rank 1 of 2: q heads 2, 3 (values 32..63) and KV head 1 (16..31); rank 3 of 4: q head 3, KV head 1.
-    CHECK(s.layers[0].q_norm == std::vector<float>(w.layers[0].q_norm.begin() + 32, w.layers[0].q_norm.end()));
-    CHECK(s.layers[0].k_norm == std::vector<float>(w.layers[0].k_norm.begin() + 16, w.layers[0].k_norm.end()));
-    const ModelWeights s4 = shard_weights(w, m, tp_layout(m, 3, 4));
-    CHECK(s4.layers[1].q_norm == std::vector<float>(w.layers[1].q_norm.begin() + 48, w.layers[1].q_norm.end()));
-    CHECK(s4.layers[1].k_norm == std::vector<float>(w.layers[1].k_norm.begin() + 16, w.layers[1].k_norm.end()));
-  }
-  for (int tp : {2, 4}) {
-    CpuReference one(m, DType::nvfp4, 17);
-    ThreadTpGroup group(tp);
-    auto ranks = rank_references(m, group, tp);
-    Deployment d;
-    d.tensor_parallel = tp;
-    const StepBatch pre = two_prompts();
-    const StepTokens t = two_prompt_tokens();
-    const StepGraph g1(m, pre, Deployment{}, p), gt(m, pre, d, p);
-    REQUIRE(gt.size() > g1.size());  // the moe_all_reduce (and attention's) per layer
-    const StepOutput a = one.run(g1, t), b = run_ranks(ranks, gt, t);
-    REQUIRE(a.sequences == b.sequences);
-    const double worst = worst_rel_diff(a, b);
-    INFO("TP " << tp << ": worst |logit difference| / max |logit| = " << worst);
-    CHECK(worst <= 1e-5);
-    CHECK(worst > 0);
-    CHECK(a.next_tokens == b.next_tokens);
-  }
+    m.vocab = 96;
+    INFO(m.id);
+    const Precision p{DType::nvfp4, DType::bf16, DType::bf16};
+    const ModelWeights w = generate_weights(m, DType::nvfp4, 17);
+    const ModelWeights s = shard_weights(w, m, tp_layout(m, 1, 2));
+    REQUIRE(s.layers[0].expert_gate_up.size() == 4);
+    CHECK(s.layers[0].expert_gate_up[2].out == 64);  // gate 32 + up 32 rows
+    CHECK(s.layers[0].expert_down[2].in == 32);
+    CHECK(s.layers[0].router == w.layers[0].router);
+    CHECK(s.layers[0].router_bias == w.layers[0].router_bias);
+    if (m.qk_norm_per_layer()) {
+      // Rank 1 of 2: q heads 2, 3 (values 32..63) and KV head 1 (16..31); rank 3 of 4: q head 3, KV head 1.
+      CHECK(s.layers[0].q_norm == std::vector<float>(w.layers[0].q_norm.begin() + 32, w.layers[0].q_norm.end()));
+      CHECK(s.layers[0].k_norm == std::vector<float>(w.layers[0].k_norm.begin() + 16, w.layers[0].k_norm.end()));
+      const ModelWeights s4 = shard_weights(w, m, tp_layout(m, 3, 4));
+      CHECK(s4.layers[1].q_norm == std::vector<float>(w.layers[1].q_norm.begin() + 48, w.layers[1].q_norm.end()));
+      CHECK(s4.layers[1].k_norm == std::vector<float>(w.layers[1].k_norm.begin() + 16, w.layers[1].k_norm.end()));
+    }
+    for (int tp : {2, 4}) {
+      TpRun run(m, tp);
+      const StepBatch pre = two_prompts();
+      const StepTokens t = two_prompt_tokens();
+      const StepGraph g1(m, pre, Deployment{}, p), gt(m, pre, run.d, p);
+      REQUIRE(gt.size() > g1.size());  // the moe_all_reduce (and attention's) per layer
+      const StepOutput a = run.one.run(g1, t), b = run_ranks(run.ranks, gt, t);
+      REQUIRE(a.sequences == b.sequences);
+      const double worst = worst_rel_diff(a, b);
+      INFO("TP " << tp << ": worst |logit difference| / max |logit| = " << worst);
+      CHECK(worst <= 1e-5);
+      CHECK(worst > 0);
+      CHECK(a.next_tokens == b.next_tokens);
+    }
   }
 }
 

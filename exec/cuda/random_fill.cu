@@ -13,9 +13,9 @@ __global__ void fill_bf16_kernel(__nv_bfloat16* p, std::size_t n, std::uint64_t 
     p[i] = __float2bfloat16_rn(center + half_width * uniform_pm1(seed, i));
 }
 
-__global__ void fill_f32_kernel(float* p, std::size_t n, std::uint64_t seed) {
+__global__ void fill_f32_kernel(float* p, std::size_t n, std::uint64_t seed, float half_width) {
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
-    p[i] = uniform_pm1(seed, i);
+    p[i] = half_width * uniform_pm1(seed, i);
 }
 
 __global__ void fill_bytes_kernel(std::uint8_t* p, std::size_t n, std::uint64_t seed, unsigned lo, unsigned span) {
@@ -31,9 +31,9 @@ void fill_bf16(std::uint16_t* p, std::size_t n, std::uint64_t seed, float center
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
-void fill_f32(float* p, std::size_t n, std::uint64_t seed, cudaStream_t s) {
+void fill_f32(float* p, std::size_t n, std::uint64_t seed, cudaStream_t s, float half_width) {
   if (n == 0) return;
-  fill_f32_kernel<<<fill_grid(n), 256, 0, s>>>(p, n, seed);
+  fill_f32_kernel<<<fill_grid(n), 256, 0, s>>>(p, n, seed, half_width);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -27,8 +27,8 @@ inline unsigned fill_grid(std::size_t n) {
 
 /// BF16 bit patterns of center + half_width x U[-1, 1), asynchronously on `s`.
 void fill_bf16(std::uint16_t* p, std::size_t n, std::uint64_t seed, float center, float half_width, cudaStream_t s);
-/// FP32 values U[-1, 1).
-void fill_f32(float* p, std::size_t n, std::uint64_t seed, cudaStream_t s);
+/// FP32 values half_width x U[-1, 1).
+void fill_f32(float* p, std::size_t n, std::uint64_t seed, cudaStream_t s, float half_width = 1.0f);
 /// Bytes uniform in [lo, lo + span) (packed E2M1 pairs: 0, 256; UE4M3 scales near 1).
 void fill_bytes(std::uint8_t* p, std::size_t n, std::uint64_t seed, unsigned lo, unsigned span, cudaStream_t s);
 

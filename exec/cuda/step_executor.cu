@@ -560,15 +560,10 @@ class CudaStep final : public StepBackend {
         // The router as generate_weights makes it: uniform in +-sqrt(3 / hidden).
         bf16(l.router, z(I{m_.moe.experts} * H), 0.0f, static_cast<float>(std::sqrt(3.0 / static_cast<double>(H))));
         if (m_.moe_sigmoid_routing()) {
-          // The routing bias as generate_weights makes it: FP32 uniform in +-0.1 (a host stream of
-          // the same seed on every rank: the router is whole on each, so each routes alike).
-          std::vector<float> bias(z(m_.moe.experts));
-          std::uint64_t x = seed ^ 0xB1A5ull;
-          for (auto& b : bias) {
-            x = x * 6364136223846793005ull + 1442695040888963407ull;  // Knuth's MMIX LCG
-            b = static_cast<float>(0.1 * (static_cast<double>(x >> 11) * 0x1.0p-52 - 1.0));
-          }
-          upload(l.router_bias, bias);
+          // The routing bias as generate_weights makes it: FP32 uniform in +-0.1 (every rank draws
+          // the same: the router is whole on each, so each routes alike).
+          l.router_bias = DeviceBytes(z(m_.moe.experts) * 4);
+          fill_f32(l.router_bias.as<float>(), z(m_.moe.experts), ++seed, nullptr, 0.1f);
         }
         for (int e = 0; e < m_.moe.experts; ++e) {
           l.expert_gate_up.push_back(linear(linear_shapes_[2].first, linear_shapes_[2].second));

@@ -475,6 +475,17 @@ TEST_CASE("CPU reference rejects steps it cannot run", "[exec][cpu]") {
   CHECK_THROWS_AS(step(ref, StepBatch::prefill_only(1, 1), StepTokens{{{1, {97}}}, {}}), InputError);
   const StepGraph mx(tiny_llama(), StepBatch::prefill_only(1, 1), Deployment{}, Precision{DType::mxfp4, DType::bf16, DType::bf16});
   CHECK_THROWS_AS(ref.run(mx, StepTokens{{{1, {1}}}, {}}), InputError);
+  // A graph of a model with the same dimensions but another architecture or rotary width: the
+  // QK-norm, routing or RoPE it would skip or misplace is refused, not run (tiny_minimax is
+  // tiny_moe with the layer-wide QK-norm, sigmoid routing and rotary_dim 8).
+  CpuReference mini(tiny_minimax(), DType::nvfp4, 1);
+  const Precision p4{DType::nvfp4, DType::bf16, DType::bf16};
+  CHECK_THROWS_WITH(mini.run(StepGraph(tiny_moe(), StepBatch::prefill_only(1, 1), Deployment{}, p4), StepTokens{{{1, {1}}}, {}}),
+                    Catch::Contains("does not match"));
+  ModelConfig whole_rope = tiny_minimax();
+  whole_rope.rotary_dim = 0;
+  CHECK_THROWS_WITH(mini.run(StepGraph(whole_rope, StepBatch::prefill_only(1, 1), Deployment{}, p4), StepTokens{{{1, {1}}}, {}}),
+                    Catch::Contains("does not match"));
   CHECK(ref.cached_tokens(1) == 0);  // nothing was appended by the rejected steps
   CHECK_THROWS_AS(CpuReference(tiny_llama(), DType::fp8, 1), InputError);
   CHECK(backend_registry().get("cpu").factory().find("built") != std::string::npos);

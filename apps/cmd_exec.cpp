@@ -139,11 +139,8 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
                                                 me.device);
     o.device = fmt::format("cuda:{}", me.device);
     o.rank_comm = comm.get();
-    o.agree_layers = [&group](int fit) {
-      std::vector<double> v{-static_cast<double>(fit)};
-      group->max(v);  // the largest negation: the fewest layers any rank fits
-      return static_cast<int>(-v[0]);
-    };
+    o.agree_layers = [&group](int fit) { return exec::fewest_over_ranks(*group, fit); };
+    o.agree_replay = [&group](bool can) { return exec::all_ranks(*group, can); };
     exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
     if (group->rank() != 0) return 0;
     r.notes.push_back(fmt::format("tensor parallel {}: one process per GPU on {} node{} (MPI; local rank from {}); op times are rank 0's",

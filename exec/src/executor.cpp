@@ -245,7 +245,11 @@ class Runner {
     // Decode steps again as one captured graph each (backends that have graphs): the caches were
     // truncated back to the context, and a replay does not advance them.
     std::vector<double> graph_times;
-    if (s.kind == ExecShape::Kind::decode)
+    const auto every_rank_replays = [&] {
+      const bool mine = ref_.can_replay_last_step();
+      return o_.agree_replay ? o_.agree_replay(mine) : mine;
+    };
+    if (s.kind == ExecShape::Kind::decode && every_rank_replays())
       for (int rep = 0; rep < o_.reps; ++rep) {
         const auto replay = ref_.replay_last_step();
         if (!replay) break;

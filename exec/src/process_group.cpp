@@ -5,6 +5,7 @@
 #include "racksim/exec/process_group.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -102,6 +103,18 @@ RankPlacement bootstrap_ranks(ProcessGroup& group, std::span<std::byte> id, cons
                                        : fmt::format("MPI_Comm_split_type(SHARED); {} is not distinct on this node", source);
   }
   return p;
+}
+
+int fewest_over_ranks(ProcessGroup& group, int value) {
+  std::array<double, 1> v{-static_cast<double>(value)};  // exact: every int is a double
+  group.max(v);                                          // the largest negation: the fewest
+  return static_cast<int>(-v[0]);
+}
+
+bool all_ranks(ProcessGroup& group, bool value) {
+  std::array<double, 1> v{value ? 0.0 : 1.0};  // 1 on any rank that cannot
+  group.max(v);
+  return v[0] == 0.0;
 }
 
 int device_for_local_rank(int local_rank, int device_count) {

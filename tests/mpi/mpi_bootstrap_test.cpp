@@ -3,7 +3,9 @@
 // the NCCL unique id. Rank 0 fills it with bytes only it knows (from its pid and the clock);
 // every other rank starts from 0xEE. Checked on rank 0 after an MPI_Gather: every rank holds
 // rank 0's bytes, only rank 0 made an id, and the local ranks on this node are distinct and
-// within 0..n-1 (so each rank would take its own GPU). Exit 0 on success, 1 on any failure.
+// within 0..n-1 (so each rank would take its own GPU). Then racksim exec's two agreements over
+// real MPI: the fewest layers any rank fits, and all-or-none graph replay. Exit 0 on success, 1 on
+// any failure.
 
 #include <mpi.h>
 #include <unistd.h>
@@ -87,6 +89,16 @@ int run() {
       ++failures;
     }
     std::printf("%s: %d ranks hold rank 0's 128 id bytes, local ranks distinct\n", failures ? "FAILED" : "passed", size);
+  }
+  // racksim exec's agreements (process_group.hpp): rank r fits 80 - r layers, so all run
+  // 80 - (size - 1); only the last rank cannot replay, so none does; when all can, all do.
+  const int fewest = racksim::exec::fewest_over_ranks(*group, 80 - rank);
+  const bool none_replay = !racksim::exec::all_ranks(*group, rank != size - 1);
+  const bool all_replay = racksim::exec::all_ranks(*group, true);
+  if (fewest != 80 - (size - 1) || !none_replay || !all_replay) {
+    std::printf("FAIL: rank %d: fewest layers %d (want %d), replay agreement %d/%d (want 1/1)\n", rank, fewest, 80 - (size - 1),
+                none_replay, all_replay);
+    ++failures;
   }
   int any = failures;
   MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);

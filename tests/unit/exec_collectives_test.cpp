@@ -1,9 +1,11 @@
 // exec/collectives.hpp and exec/process_group.hpp without a GPU or MPI: the collectives sweep
 // (nccl-tests sizes, counts, bus bandwidth), its records, and the multi-process bootstrap's
-// choices (launcher detection, local rank, device) over a fake process group.
+// choices (launcher detection, local rank, device) and racksim exec's agreements over a fake
+// process group.
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <map>
 #include <string>
@@ -42,7 +44,11 @@ class FakeGroup final : public ProcessGroup {
     CHECK(root == 0);
     if (rank_ != 0) std::copy(root_bytes_.begin(), root_bytes_.begin() + static_cast<std::ptrdiff_t>(bytes.size()), bytes.begin());
   }
-  void max(std::span<double>) override {}
+  /// What the other ranks contribute to max(), element by element (empty: nothing).
+  std::vector<double> others_max;
+  void max(std::span<double> values) override {
+    for (std::size_t i = 0; i < values.size() && i < others_max.size(); ++i) values[i] = std::max(values[i], others_max[i]);
+  }
   [[nodiscard]] std::vector<int> node_gather(int value) override {
     std::vector<int> v = node_values_;
     v[static_cast<std::size_t>(node_rank_)] = value;
@@ -203,6 +209,27 @@ TEST_CASE("bootstrap: rank 0's id reaches every rank; the local rank picks the G
     const RankPlacement p = bootstrap_ranks(g, id, make_id, env_of({}));
     CHECK((made == 1 && id == root_id && p.rank == 0 && p.ranks == 1 && p.local_rank == 0));
   }
+}
+
+TEST_CASE("racksim exec under MPI: the ranks agree on the fewest layers and on replaying all or none", "[exec][collectives][mpi]") {
+  FakeGroup g(1, 2, 1, {0, 0}, {});
+  // The other rank's contribution is what it sends to max(): the negation of its layer count, and
+  // 1 for "cannot replay", 0 for "can" (process_group.cpp).
+  g.others_max = {-40.0};
+  CHECK(fewest_over_ranks(g, 80) == 40);  // the other rank's GPU fits 40 layers: both run 40
+  CHECK(fewest_over_ranks(g, 12) == 12);
+  g.others_max = {-2147483647.0};
+  CHECK(fewest_over_ranks(g, 2147483647) == 2147483647);  // INT_MAX survives the double round trip
+  g.others_max = {1.0};                                   // the other rank cannot replay
+  CHECK_FALSE(all_ranks(g, true));                        // so this one must not either
+  CHECK_FALSE(all_ranks(g, false));
+  g.others_max = {0.0};
+  CHECK(all_ranks(g, true));
+  CHECK_FALSE(all_ranks(g, false));
+  SingleProcess alone;  // max() is the identity: a process's own answer
+  CHECK(fewest_over_ranks(alone, 7) == 7);
+  CHECK(all_ranks(alone, true));
+  CHECK_FALSE(all_ranks(alone, false));
 }
 
 TEST_CASE("the device of a local rank", "[exec][collectives][mpi]") {

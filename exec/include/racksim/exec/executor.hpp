@@ -64,6 +64,10 @@ struct ExecOptions {
   /// With rank_comm: the layer count every rank runs, given this rank's fit (the fewest over the
   /// ranks, so that all run the same collectives). Null: this process's fit.
   std::function<int(int)> agree_layers;
+  /// With rank_comm: whether every rank can replay its last decode step as a CUDA graph, given
+  /// whether this rank can (all or none replay: a rank replaying alone would wait in its captured
+  /// all-reduces). Called once per decode shape on every rank. Null: this process decides.
+  std::function<bool(bool)> agree_replay;
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 

@@ -93,6 +93,16 @@ struct RankPlacement {
 [[nodiscard]] RankPlacement bootstrap_ranks(ProcessGroup& group, std::span<std::byte> id,
                                             const std::function<void(std::span<std::byte>)>& make_id, const EnvLookup& env);
 
+/// The fewest of every rank's `value` (every rank gets it). Collective: every rank calls it.
+/// `racksim exec` under MPI: the layer count each rank's GPU fits, so that all run the same
+/// layers and therefore the same collectives.
+[[nodiscard]] int fewest_over_ranks(ProcessGroup& group, int value);
+
+/// True on every rank when `value` is true on every rank. Collective. `racksim exec` under MPI:
+/// whether each rank can replay its last decode step as a CUDA graph; a rank replaying alone
+/// would wait forever in its captured all-reduces.
+[[nodiscard]] bool all_ranks(ProcessGroup& group, bool value);
+
 /// The CUDA device of a process: device 0 when it sees one device (the launcher gave each
 /// process its own GPU through CUDA_VISIBLE_DEVICES), else its local rank. InfeasibleError
 /// (exit 3) when it sees none, or fewer than local_rank + 1.

@@ -227,10 +227,11 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
       // the executor's read-back of the offsets).
       const I tokens = c.rows / c.top_k;
       DeviceBytes ids = index_random(rows, 7, c.experts, s), x = bf16_random(static_cast<std::size_t>(tokens * c.width), 1, s);
-      DeviceBytes xp(n * sizeof(Bf16)), off(static_cast<std::size_t>(c.experts + 1) * 4), pos(rows * 4), ord(rows * 4), src(rows * 4);
+      DeviceBytes xp(n * sizeof(Bf16)), off(static_cast<std::size_t>(c.experts + 1) * 4), pos(rows * 4), ord(rows * 4), src(rows * 4),
+          act(static_cast<std::size_t>(c.experts) * 4);
       st = b.time([&] {
         cuda_moe_permute_launch(ids.as<std::int32_t>(), c.rows, c.experts, c.top_k, off.as<std::int32_t>(), pos.as<std::int32_t>(),
-                                ord.as<std::int32_t>(), src.as<std::int32_t>(), s);
+                                ord.as<std::int32_t>(), src.as<std::int32_t>(), act.as<std::int32_t>(), s);
         cuda_embedding_launch(x.as<Bf16>(), tokens, c.width, src.as<std::int32_t>(), c.rows, xp.as<Bf16>(), s);
       });
     } else if (c.kind == "moe_finalize") {

@@ -281,9 +281,11 @@ __device__ inline void decode_word(const SpanWeights& cur, int wd, std::uint32_t
 template <int NT, bool WG>
 constexpr int kSmemUnits = WG ? 8 * kWgStepBytes<NT> / 16 : NT * 8 * kChunkStride;
 
-/// A grouped launch's device arrays (fp4_gemm_mma_grouped_launch): blockIdx.z is the expert.
+/// A grouped launch's device arrays (fp4_gemm_mma_grouped_launch): blockIdx.z is a slot, whose
+/// expert is active[z] (-1: no expert, nothing to do).
 struct GroupArgs {
   const std::int32_t* offsets = nullptr;
+  const std::int32_t* active = nullptr;
   const Fp4MmaExpert* experts = nullptr;
   long long total_mn = 0;  ///< all experts' rows x n: the stride of a split's partials
 };
@@ -297,8 +299,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
   static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
   static_assert(!GROUP || (DEPTH == 1 && !WG && !RING), "the grouped launch runs the default kernel");
   if constexpr (GROUP) {
-    // Expert blockIdx.z: its rows of x and y, its weight; no rows, nothing to do (the whole CTA).
-    const int e = static_cast<int>(blockIdx.z);
+    // Expert active[blockIdx.z]: its rows of x and y, its weight; no expert or no rows, nothing to
+    // do (the whole CTA).
+    const int e = group.active[blockIdx.z];
+    if (e < 0) return;
     const int r0 = group.offsets[e];
     m = group.offsets[e + 1] - r0;
     if (m <= 0) return;
@@ -510,9 +514,9 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
 
 /// The grouped launch: the plan's row blocks and K splits per expert (grid z), depth 1, mma.sync.
 template <int NT>
-void launch_grouped(const Fp4MmaPlan& p, int experts, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, float* partials,
+void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, float* partials,
                     cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits), static_cast<unsigned>(experts));
+  const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits), static_cast<unsigned>(slices));
   fp4_mma_kernel<NT, 1, false, false, true><<<grid, kThreads, 0, s>>>(x, 0, n, k, nullptr, nullptr, 0.0f, static_cast<int>(p.spans_per_split),
                                                                       y, partials, g);
 }
@@ -827,27 +831,30 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), mu * nu * 2, cudaMemcpyDeviceToHost));
 }
 
-void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m,
-                                 std::int64_t total_rows, std::int64_t n, std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y,
-                                 float* workspace, int sms, void* stream) {
-  if (n_experts < 1 || n_experts > 65535 || !offsets || !experts || total_rows < 0)
-    throw InputError(text("fp4_gemm_mma_grouped_launch: ", n_experts, " experts (1..65535) with their offsets and weights, ", total_rows,
-                          " rows"));
+void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, const std::int32_t* active, int n_experts,
+                                 std::int64_t max_m, std::int64_t total_rows, std::int64_t n, std::int64_t k, const Fp4MmaExpert* experts,
+                                 std::uint16_t* y, float* workspace, int sms, void* stream) {
+  if (n_experts < 1 || n_experts > 65535 || !offsets || !active || !experts || total_rows < 0)
+    throw InputError(text("fp4_gemm_mma_grouped_launch: ", n_experts, " experts (1..65535) with their offsets, active experts and weights, ",
+                          total_rows, " rows"));
   // The plan of one max_m-row GEMM: its tiles, row blocks and K split (each expert's CTAs split K
   // as one GEMM of max_m rows would; the partials of all total_rows rows share the workspace).
   const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);  // InputError on an unsupported shape
   if (p.splits > 1 && !workspace) throw InputError("fp4_gemm_mma_grouped_launch: this shape splits K and needs a workspace");
   float* partials = p.splits > 1 ? workspace : nullptr;
-  const GroupArgs g{offsets, experts, total_rows * n};
+  const GroupArgs g{offsets, active, experts, total_rows * n};
+  // One slice of the grid per active slot (moe_active_slots: min(experts, rows)), not per expert.
+  const int slices = static_cast<int>(std::min<std::int64_t>(n_experts, total_rows));
+  if (slices == 0) return;  // no rows: nothing to compute or reduce
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const int ni = static_cast<int>(n), ki = static_cast<int>(k);
   switch (p.n_tiles) {
-    case 1: launch_grouped<1>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
-    case 2: launch_grouped<2>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
-    case 4: launch_grouped<4>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
-    default: launch_grouped<8>(p, n_experts, xb, ni, ki, g, yb, partials, s); break;
+    case 1: launch_grouped<1>(p, slices, xb, ni, ki, g, yb, partials, s); break;
+    case 2: launch_grouped<2>(p, slices, xb, ni, ki, g, yb, partials, s); break;
+    case 4: launch_grouped<4>(p, slices, xb, ni, ki, g, yb, partials, s); break;
+    default: launch_grouped<8>(p, slices, xb, ni, ki, g, yb, partials, s); break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
   if (partials && total_rows > 0) {  // the experts' scales are in the partials: sum them at scale 1
@@ -889,9 +896,16 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
   }
   if (rows > 0) RACKSIM_CUDA_CHECK(cudaMemcpy(dx.as(), x, rows * ku * 2, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemcpy(doff.as(), offsets.data(), offsets.size() * 4, cudaMemcpyHostToDevice));
+  // The experts with rows in id order, then -1 (MoeOrder::active, as the permute kernel writes it).
+  std::vector<std::int32_t> active;
+  for (std::size_t e = 0; e < E; ++e)
+    if (offsets[e + 1] > offsets[e]) active.push_back(static_cast<std::int32_t>(e));
+  active.resize(std::min(E, rows), -1);
+  DeviceBytes dactive(std::max<std::size_t>(active.size() * 4, 4));
+  if (!active.empty()) RACKSIM_CUDA_CHECK(cudaMemcpy(dactive.as(), active.data(), active.size() * 4, cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemcpy(dtable.as(), table.data(), E * sizeof(Fp4MmaExpert), cudaMemcpyHostToDevice));
   RACKSIM_CUDA_CHECK(cudaMemset(dy.as(), 0xFF, dy.size()));  // poison: BF16 NaN where nothing is written
-  fp4_gemm_mma_grouped_launch(dx.as<std::uint16_t>(), doff.as<std::int32_t>(), static_cast<int>(E), max_m, static_cast<std::int64_t>(rows), n,
+  fp4_gemm_mma_grouped_launch(dx.as<std::uint16_t>(), doff.as<std::int32_t>(), dactive.as<std::int32_t>(), static_cast<int>(E), max_m, static_cast<std::int64_t>(rows), n,
                               k, dtable.as<Fp4MmaExpert>(), dy.as<std::uint16_t>(), dws.size() ? dws.as<float>() : nullptr, sms, nullptr);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   if (rows > 0) RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), rows * nu * 2, cudaMemcpyDeviceToHost));

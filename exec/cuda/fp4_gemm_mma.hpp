@@ -55,10 +55,15 @@ struct Fp4MmaExpert {
 /// FP32 partials (each already times its expert's scale) in `workspace`
 /// (fp4_mma_grouped_workspace_bytes; null when that is 0), summed by the reduce kernel. Every
 /// expert's row count must be <= max_m (the top-k routing gives an expert at most one row per
-/// token); a CTA that finds more traps (a launch error, never silently dropped rows). An expert
-/// with no rows exits at once. Requires fp4_mma_supported(max_m, n, k); x and y 16-byte aligned.
+/// token); a CTA that finds more traps (a launch error, never silently dropped rows). `active`
+/// (device, as moe_expert_order writes MoeOrder::active: the experts with rows, then -1, over
+/// moe_active_slots(n_experts, total_rows) slots) gives the grid one slice of CTAs per slot, not per
+/// expert: at MiniMax-M2's one decode token 8 slices instead of 256, the rest of which would only
+/// read two offsets and exit. An expert with no rows (a slot of -1) exits at once.
+/// Requires fp4_mma_supported(max_m, n, k); x and y 16-byte aligned.
 /// On `stream`; checks the launch errors only. Graph-capturable: no host-side row counts.
-void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, int n_experts, std::int64_t max_m,
+void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, const std::int32_t* active, int n_experts,
+                                 std::int64_t max_m,
                                  std::int64_t total_rows, std::int64_t n, std::int64_t k, const Fp4MmaExpert* experts, std::uint16_t* y,
                                  float* workspace, int sms, void* stream);
 

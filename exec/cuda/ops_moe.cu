@@ -104,13 +104,42 @@ __global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __r
   }
 }
 
+/// The exclusive prefix sum of one value per thread over the permute's CTA (32 warps), and the
+/// total. `scratch` must be free on entry (a barrier after its last use); it is read on exit.
+__device__ __forceinline__ int block_exclusive_scan(int v, int (&scratch)[33], int& total) {
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  int incl = v;
+#pragma unroll
+  for (int o = 1; o < 32; o *= 2) {
+    const int n = __shfl_up_sync(kFull, incl, o);
+    if (lane >= o) incl += n;
+  }
+  if (lane == 31) scratch[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    const int w = scratch[lane];
+    int wi = w;
+#pragma unroll
+    for (int o = 1; o < 32; o *= 2) {
+      const int n = __shfl_up_sync(kFull, wi, o);
+      if (lane >= o) wi += n;
+    }
+    scratch[lane] = wi - w;
+    if (lane == 31) scratch[32] = wi;
+  }
+  __syncthreads();
+  total = scratch[32];
+  return scratch[warp] + incl - v;
+}
+
 __global__ void __launch_bounds__(kPermuteThreads) moe_permute_kernel(const std::int32_t* __restrict__ ids, int assignments, int experts,
-                                                                      int k, std::int32_t* __restrict__ offsets,
+                                                                      int k, int slots, std::int32_t* __restrict__ offsets,
                                                                       std::int32_t* __restrict__ position, std::int32_t* __restrict__ order,
-                                                                      std::int32_t* __restrict__ source_rows) {
+                                                                      std::int32_t* __restrict__ source_rows, std::int32_t* __restrict__ active) {
+  static_assert(kPermuteThreads == 32 * 32, "block_exclusive_scan: 32 warps, one expert per thread");
   __shared__ int next[kMoeMaxExperts];                        // counts, then each expert's next free row
   __shared__ unsigned char warp_count[32][kMoeMaxExperts];    // this chunk: assignments of expert e in warp w (<= 32)
-  __shared__ int warp_scan[32];
+  __shared__ int warp_scan[33];
   const int t = static_cast<int>(threadIdx.x), lane = t % 32, warp = t / 32;
   for (int e = t; e < experts; e += kPermuteThreads) next[e] = 0;
   for (int i = t; i < 32 * kMoeMaxExperts; i += kPermuteThreads) (&warp_count[0][0])[i] = 0;
@@ -119,31 +148,20 @@ __global__ void __launch_bounds__(kPermuteThreads) moe_permute_kernel(const std:
   __syncthreads();
   // Exclusive scan of the counts, one expert per thread (experts <= 1,024 = the block).
   const int count = t < experts ? next[t] : 0;
-  int incl = count;
-#pragma unroll
-  for (int o = 1; o < 32; o *= 2) {
-    const int n = __shfl_up_sync(kFull, incl, o);
-    if (lane >= o) incl += n;
-  }
-  if (lane == 31) warp_scan[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    const int w = warp_scan[lane];
-    int wi = w;
-#pragma unroll
-    for (int o = 1; o < 32; o *= 2) {
-      const int n = __shfl_up_sync(kFull, wi, o);
-      if (lane >= o) wi += n;
-    }
-    warp_scan[lane] = wi - w;
-  }
-  __syncthreads();
+  int total = 0;
+  const int first = block_exclusive_scan(count, warp_scan, total);
   if (t < experts) {
-    const int first = warp_scan[warp] + incl - count;
     offsets[t] = first;
     next[t] = first;
   }
   if (t == 0) offsets[experts] = assignments;
+  __syncthreads();
+  // The experts with rows, in id order, to active[0 .. used), then -1 to `slots` (moe_active_slots:
+  // min(experts, assignments) >= used): a second scan, of the flags count > 0.
+  int used = 0;
+  const int slot = block_exclusive_scan(count > 0 ? 1 : 0, warp_scan, used);
+  if (count > 0) active[slot] = t;
+  for (int j = used + t; j < slots; j += kPermuteThreads) active[j] = -1;
   __syncthreads();
   // Chunks of 1,024 assignments in order; within a chunk, by warp then lane: increasing a.
   for (int base = 0; base < assignments; base += kPermuteThreads) {
@@ -211,9 +229,10 @@ void moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, 
 }
 
 void moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
-                        std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, void* stream) {
-  moe_permute_kernel<<<1, kPermuteThreads, 0, as_stream(stream)>>>(expert_ids, static_cast<int>(assignments), experts, k, offsets, position,
-                                                                   order, source_rows);
+                        std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, std::int32_t* active, void* stream) {
+  const auto slots = static_cast<int>(std::min<std::int64_t>(experts, assignments));  // cpu_ops moe_active_slots
+  moe_permute_kernel<<<1, kPermuteThreads, 0, as_stream(stream)>>>(expert_ids, static_cast<int>(assignments), experts, k, slots, offsets,
+                                                                   position, order, source_rows, active);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

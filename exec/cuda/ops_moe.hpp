@@ -15,7 +15,7 @@ inline constexpr int kMoeMaxTopK = 32;
 void moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, int experts, int k, std::int32_t* expert_ids, float* weights,
                      void* stream);
 void moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
-                        std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, void* stream);
+                        std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, std::int32_t* active, void* stream);
 void moe_finalize_launch(const std::uint16_t* expert_rows, const std::int32_t* position, const float* weights, std::int64_t rows, int k,
                          std::int64_t width, std::uint16_t* y, void* stream);
 

@@ -213,6 +213,7 @@ class CudaStep final : public StepBackend {
       moe_order_ = DeviceBytes(A * 4);
       moe_source_rows_ = DeviceBytes(A * 4);
       moe_offsets_ = DeviceBytes(z(m.moe.experts + 1) * 4);
+      moe_active_ = DeviceBytes(z(m.moe.experts) * 4);  // moe_active_slots(experts, A) <= experts
       moe_offsets_host_.assign(z(m.moe.experts + 1), 0);
     }
     if (m.qk_norm_per_layer() && o.tp_size > 1) qk_sums_ = DeviceBytes(R * 2 * 4);  // [rows x 2] FP32, all-reduced
@@ -860,7 +861,7 @@ class CudaStep final : public StepBackend {
         // each expert's GEMM is launched with its own M, and this op's time includes that round trip.
         const int E = m_.moe.experts, k = m_.moe.experts_per_token;
         cuda_moe_permute_launch(topk_ids_.as<std::int32_t>(), T * k, E, k, moe_offsets_.as<std::int32_t>(), moe_position_.as<std::int32_t>(),
-                                moe_order_.as<std::int32_t>(), moe_source_rows_.as<std::int32_t>(), stream_);
+                                moe_order_.as<std::int32_t>(), moe_source_rows_.as<std::int32_t>(), moe_active_.as<std::int32_t>(), stream_);
         cuda_embedding_launch(B(normed_), T, H, moe_source_rows_.as<std::int32_t>(), T * k, B(x_perm_), stream_);
         if (moe_grouped()) return;  // the grouped GEMMs read the offsets on the device
         RACKSIM_CUDA_CHECK(cudaMemcpyAsync(moe_offsets_host_.data(), moe_offsets_.as(), z(E + 1) * 4, cudaMemcpyDeviceToHost, stream_));
@@ -885,8 +886,9 @@ class CudaStep final : public StepBackend {
         const I in_w = up ? H : tl_.ffn, out_w = up ? 2 * tl_.ffn : H;
         const Bf16* x = up ? B(x_perm_) : B(act_);
         Bf16* y = up ? B(gate_up_) : B(expert_out_);
-        if (moe_grouped()) {  // one launch: expert e's rows from the device's offsets, at most T of them
-          fp4_gemm_mma_grouped_launch(x, moe_offsets_.as<std::int32_t>(), m_.moe.experts, T, T * m_.moe.experts_per_token, out_w, in_w,
+        if (moe_grouped()) {  // one launch: the experts with rows (active), each its rows from the offsets, at most T
+          fp4_gemm_mma_grouped_launch(x, moe_offsets_.as<std::int32_t>(), moe_active_.as<std::int32_t>(), m_.moe.experts, T,
+                                      T * m_.moe.experts_per_token, out_w, in_w,
                                       (up ? l->gate_up_table : l->down_table).as<Fp4MmaExpert>(), y,
                                       mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
           return;
@@ -958,7 +960,7 @@ class CudaStep final : public StepBackend {
   DeviceBytes hidden_, normed_, branch_, qkv_, attn_, gate_up_, act_, sampled_x_, logits_, next_, local_logits_, gathered_;
   // MoE: expert-ordered input rows, the down GEMMs' rows, router logits, the routing (ids and
   // weights per assignment) and its order (moe_expert_order), and the offsets on the host.
-  DeviceBytes x_perm_, expert_out_, router_logits_, topk_ids_, topk_weights_, moe_position_, moe_order_, moe_source_rows_, moe_offsets_;
+  DeviceBytes x_perm_, expert_out_, router_logits_, topk_ids_, topk_weights_, moe_position_, moe_order_, moe_source_rows_, moe_offsets_, moe_active_;
   DeviceBytes qk_sums_;  // MiniMax-M2 under TP: [rows x 2] FP32 sums of squares, all-reduced
   std::vector<std::int32_t> moe_offsets_host_;
   DeviceTpComm* tp_ = nullptr;  ///< null without tensor parallelism

@@ -395,9 +395,9 @@ void cuda_moe_topk_launch(const float* logits, const float* bias, std::int64_t r
 }
 
 void cuda_moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
-                             std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, CudaStream stream) {
-  detail::check_moe_permute(expert_ids, assignments, experts, k, offsets, position, order, source_rows);
-  RACKSIM_CUDA_ROUTE(moe_permute_launch, expert_ids, assignments, experts, k, offsets, position, order, source_rows, stream);
+                             std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, std::int32_t* active, CudaStream stream) {
+  detail::check_moe_permute(expert_ids, assignments, experts, k, offsets, position, order, source_rows, active);
+  RACKSIM_CUDA_ROUTE(moe_permute_launch, expert_ids, assignments, experts, k, offsets, position, order, source_rows, active, stream);
 }
 
 void cuda_moe_finalize_launch(const Bf16* expert_rows, const std::int32_t* position, const float* weights, std::int64_t rows, int k,

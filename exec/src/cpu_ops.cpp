@@ -235,6 +235,10 @@ MoeOrder moe_expert_order(std::span<const std::int32_t> expert_ids, int experts,
     o.order[z(p)] = static_cast<std::int32_t>(a);
     o.source_rows[z(p)] = static_cast<std::int32_t>(a / k);
   }
+  o.active.assign(z(moe_active_slots(experts, A)), -1);
+  std::size_t used = 0;
+  for (int e = 0; e < experts; ++e)
+    if (o.offsets[z(e) + 1] > o.offsets[z(e)]) o.active[used++] = e;
   return o;
 }
 

@@ -227,7 +227,7 @@ void check_moe_topk(const void* logits, I rows, int experts, int k, const void* 
 }
 
 void check_moe_permute(const void* expert_ids, I assignments, int experts, int k, const void* offsets, const void* position, const void* order,
-                       const void* source_rows) {
+                       const void* source_rows, const void* active) {
   const std::string_view op = "moe_permute";
   moe_shape(op, assignments, "assignments", experts, k);
   if (assignments % k != 0) bad(op, fmt::format("{} assignments are not whole tokens of k = {}", assignments, k));
@@ -236,6 +236,7 @@ void check_moe_permute(const void* expert_ids, I assignments, int experts, int k
   need_ptr(op, "position", position, assignments > 0);
   need_ptr(op, "order", order, assignments > 0);
   need_ptr(op, "source_rows", source_rows, assignments > 0);
+  need_ptr(op, "active", active, assignments > 0);
 }
 
 void check_moe_finalize(const void* expert_rows, const void* position, const void* weights, I rows, int k, I width, const void* y) {
@@ -487,19 +488,25 @@ MoeOrder cuda_moe_permute(std::span<const std::int32_t> expert_ids, int experts,
     if (e < 0 || e >= experts) bad("moe_permute", fmt::format("expert id {} is outside 0..{}", e, experts - 1));
   DeviceMemory di = upload(expert_ids), doff(z(experts + 1) * 4), dp(z(std::max<I>(A, 1)) * 4), dord(z(std::max<I>(A, 1)) * 4),
       dsrc(z(std::max<I>(A, 1)) * 4);
+  const I slots = moe_active_slots(experts, A);
+  // Poison (-2) in every slot: the kernel must write each one, an expert or -1.
+  const std::vector<std::int32_t> poison(z(std::max<I>(slots, 1)), -2);
+  DeviceMemory dact = upload(std::span<const std::int32_t>(poison));
   cuda_moe_permute_launch(A > 0 ? di.as<std::int32_t>() : nullptr, A, experts, k, doff.as<std::int32_t>(), dp.as<std::int32_t>(),
-                          dord.as<std::int32_t>(), dsrc.as<std::int32_t>(), nullptr);
+                          dord.as<std::int32_t>(), dsrc.as<std::int32_t>(), dact.as<std::int32_t>(), nullptr);
   cuda_stream_synchronize(nullptr);
   MoeOrder o;
   o.offsets.resize(z(experts + 1));
   o.position.resize(z(A));
   o.order.resize(z(A));
   o.source_rows.resize(z(A));
+  o.active.resize(z(slots));
   doff.download(o.offsets.data(), o.offsets.size() * 4);
   if (A > 0) {
     dp.download(o.position.data(), z(A) * 4);
     dord.download(o.order.data(), z(A) * 4);
     dsrc.download(o.source_rows.data(), z(A) * 4);
+    dact.download(o.active.data(), z(slots) * 4);
   }
   return o;
 }

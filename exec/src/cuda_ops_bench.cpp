@@ -106,8 +106,9 @@ MeasurementRecord elementwise_record(const ElementwiseCase& c, const TimingStats
       bytes = elems * kF32 + rows * k * (kId + kF32) + (c.sigmoid ? experts * kF32 : 0.0);
     } else if (c.kind == "moe_permute") {
       // Per assignment (row): its expert id in, its position, order and source row out, and its
-      // token's row gathered (in and out); the experts + 1 offsets.
-      bytes = 2 * elems * kBf16 + rows * 4 * kId + (experts + 1) * kId;
+      // token's row gathered (in and out); the experts + 1 offsets and the active experts'
+      // min(experts, assignments) slots out.
+      bytes = 2 * elems * kBf16 + rows * 4 * kId + (experts + 1 + std::min(experts, rows)) * kId;
     } else {
       flops_per = 2;  // a multiply and an add per expert row element
       // The expert rows in, a position and a weight per row, each token's sum out.

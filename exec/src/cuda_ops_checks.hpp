@@ -26,7 +26,7 @@ void check_embedding(const void* table, std::int64_t vocab, std::int64_t width, 
 void check_argmax(const void* logits, std::int64_t rows, std::int64_t vocab, const void* tokens);
 void check_moe_topk(const void* logits, std::int64_t rows, int experts, int k, const void* expert_ids, const void* weights);
 void check_moe_permute(const void* expert_ids, std::int64_t assignments, int experts, int k, const void* offsets, const void* position,
-                       const void* order, const void* source_rows);
+                       const void* order, const void* source_rows, const void* active);
 void check_moe_finalize(const void* expert_rows, const void* position, const void* weights, std::int64_t rows, int k, std::int64_t width,
                         const void* y);
 void check_kv_append(const DevicePagedKv& cache, const void* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t heads,

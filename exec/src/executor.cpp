@@ -120,6 +120,8 @@ class CpuBackend final : public StepBackend {
 };
 
 /// Ends the ranks' collectives after one failed (TpThreads).
+struct NoComms {};  // tp_rank_threads: the ranks own whatever they meet in
+void abort_comms(NoComms&) noexcept {}
 void abort_comms(std::unique_ptr<ThreadTpGroup>& g) noexcept { g->abort(); }
 void abort_comms(std::vector<std::unique_ptr<DeviceTpComm>>& comms) noexcept {
   for (auto& c : comms) c->abort();
@@ -441,6 +443,11 @@ class Runner {
 };
 
 }  // namespace
+
+std::unique_ptr<StepBackend> tp_rank_threads(std::vector<std::unique_ptr<StepBackend>> ranks, std::string describe) {
+  RACKSIM_ASSERT(!ranks.empty(), "tp_rank_threads: at least one rank");
+  return std::make_unique<TpThreads<NoComms>>(NoComms{}, std::move(ranks), std::move(describe));
+}
 
 ServeLatency ServeLatency::of(std::vector<double> v) {
   const LoadgenSummary l = loadgen_summary(v);

@@ -104,9 +104,12 @@ TEST_CASE("the fused GEMM's grouped launch (a MoE layer's experts) matches the C
   // weight, tiles and K split of a max_m-row GEMM (at max_m 1 and K 1088 the plan splits K: the
   // partials, times each expert's scale, summed by the reduce). Cases: max_m 1 (one tile; an expert without rows),
   // 32 (four tiles; rows 5, 0, 12, 28) and 64 (eight; rows 64, 0, 1, 35), N = 200, K = 96 and
-  // 1088. The bound per element is the fused test's above (one BF16 rounding, FP32 accumulation,
-  // FP16 subnormal x). Rows of an expert with no rows do not exist; every other row is written
-  // (the output is poisoned with NaN first).
+  // 1088; and max_m 1 over 8 experts of which only 3 and 6 have a row. The grid has one slice per
+  // slot of the active experts (min(experts, rows): 2, 4, 4 and 2 slots; the second and third
+  // cases' last slot is -1), so the slices must find experts 2 and 3 through it. The bound per
+  // element is the fused test's above (one BF16 rounding, FP32 accumulation, FP16 subnormal x).
+  // Rows of an expert with no rows do not exist; every other row is written (the output is
+  // poisoned with NaN first).
   std::mt19937 rng(13);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   struct Case {
@@ -114,7 +117,8 @@ TEST_CASE("the fused GEMM's grouped launch (a MoE layer's experts) matches the C
     std::vector<std::int32_t> offsets;
   };
   for (std::int64_t k : {std::int64_t{96}, std::int64_t{1088}})
-    for (const Case& c : {Case{1, {0, 1, 1, 2}}, Case{32, {0, 5, 5, 17, 45}}, Case{64, {0, 64, 64, 65, 100}}}) {
+    for (const Case& c : {Case{1, {0, 1, 1, 2}}, Case{32, {0, 5, 5, 17, 45}}, Case{64, {0, 64, 64, 65, 100}},
+                          Case{1, {0, 0, 0, 0, 1, 1, 1, 2, 2}}}) {
       const std::int64_t n = 200, rows = c.offsets.back();
       const std::size_t E = c.offsets.size() - 1;
       std::vector<Fp4Matrix> experts;

@@ -330,7 +330,8 @@ TEST_CASE("MiniMax-M2's biased sigmoid top-k matches cpu_ops moe_top_k_sigmoid",
 TEST_CASE("MoE permute matches moe_expert_order exactly (a stable counting sort by expert)", "[cuda][exec]") {
   // Integer results: equal. Uniform ids, ids skewed to a few experts (long runs of one expert
   // across the kernel's 1,024-assignment chunks and 32-lane warps), every assignment on one expert,
-  // and no assignments at all.
+  // and no assignments at all. The active experts too: MiniMax-M2's one decode token (top-8 of
+  // 256: 8 slots), the same with all 8 picks on one expert (7 slots -1), and 2 tokens of 1,024.
   std::mt19937 rng(42);
   struct Case {
     int experts, k;
@@ -338,7 +339,7 @@ TEST_CASE("MoE permute matches moe_expert_order exactly (a stable counting sort 
     int skew;  // 0: uniform over the experts; s > 0: over experts 0..s-1
   };
   for (const Case c : {Case{8, 2, 3000, 0}, Case{128, 8, 512, 0}, Case{1000, 8, 300, 0}, Case{64, 4, 700, 3}, Case{8, 2, 1500, 1},
-                       Case{4, 4, 5, 0}, Case{8, 2, 0, 0}}) {
+                       Case{4, 4, 5, 0}, Case{8, 2, 0, 0}, Case{256, 8, 1, 0}, Case{256, 8, 1, 1}, Case{1024, 8, 2, 0}}) {
     std::vector<std::int32_t> ids(z(c.tokens * c.k));
     std::uniform_int_distribution<int> e(0, (c.skew > 0 ? c.skew : c.experts) - 1);
     for (auto& v : ids) v = e(rng);
@@ -349,6 +350,7 @@ TEST_CASE("MoE permute matches moe_expert_order exactly (a stable counting sort 
     CHECK(got.position == want.position);
     CHECK(got.order == want.order);
     CHECK(got.source_rows == want.source_rows);
+    CHECK(got.active == want.active);
   }
   CHECK_THROWS_AS(cuda_moe_permute(std::vector<std::int32_t>{0, 8}, 8, 2), InputError);
   CHECK_THROWS_AS(cuda_moe_permute(std::vector<std::int32_t>{0, 1, 2}, 8, 2), InputError);

@@ -190,8 +190,15 @@ TEST_CASE("moe_expert_order: a stable counting sort of the assignments by expert
   CHECK(o.position == std::vector<std::int32_t>{3, 0, 1, 5, 4, 2});
   // The token of each row: assignment / 2.
   CHECK(o.source_rows == std::vector<std::int32_t>{0, 1, 2, 0, 2, 1});
-  // No assignments: every expert empty.
+  // The experts with rows: 0, 2 and 3 of min(4 experts, 6 assignments) = 4 slots; the last unused.
+  CHECK(o.active == std::vector<std::int32_t>{0, 2, 3, -1});
+  // One token, top-2 of 8: 2 slots, both used, in id order whatever the rank order.
+  CHECK(moe_expert_order(std::vector<std::int32_t>{6, 1}, 8, 2).active == std::vector<std::int32_t>{1, 6});
+  // Both picks of one expert (the sort allows it): one used slot of 2.
+  CHECK(moe_expert_order(std::vector<std::int32_t>{5, 5}, 8, 2).active == std::vector<std::int32_t>{5, -1});
+  // No assignments: every expert empty, no slot.
   CHECK(moe_expert_order(std::vector<std::int32_t>{}, 3, 2).offsets == std::vector<std::int32_t>{0, 0, 0, 0});
+  CHECK(moe_expert_order(std::vector<std::int32_t>{}, 3, 2).active.empty());
   CHECK_THROWS_AS(moe_expert_order(std::vector<std::int32_t>{0, 4}, 4, 2), InputError);  // id past the experts
   CHECK_THROWS_AS(moe_expert_order(std::vector<std::int32_t>{0, 1, 2}, 4, 2), InputError);  // not whole tokens
   CHECK_THROWS_AS(moe_expert_order(std::vector<std::int32_t>{-1, 1}, 4, 2), InputError);

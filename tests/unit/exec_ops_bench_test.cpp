@@ -98,10 +98,11 @@ TEST_CASE("MoE routing records: FLOPs as the step graph counts them, bytes by ha
   CHECK(*t.flops == 512.0);
   CHECK(*t.bytes_moved == 768.0);
   // permute: 32 assignment rows of 4096: the gathered rows in and out 2 x 131,072 x 2 = 524,288,
-  // 4 int32 per assignment (id in; position, order, source row out) 512, the 9 offsets 36: 524,836.
+  // 4 int32 per assignment (id in; position, order, source row out) 512, the 9 offsets 36, the
+  // active experts' min(8, 32) = 8 slots 32: 524,868.
   const MeasurementRecord p = elementwise_record({"moe_permute", 32, 4096, 8, 2}, kTime);
   CHECK(*p.flops == 0.0);
-  CHECK(*p.bytes_moved == 524'836.0);
+  CHECK(*p.bytes_moved == 524'868.0);
   // finalize: 2 FLOPs per expert-row element = 262,144; expert rows in 262,144 B, a position and a
   // weight per row 256, 16 token rows out 131,072: 393,472.
   const MeasurementRecord f = elementwise_record({"moe_finalize", 32, 4096, 8, 2}, kTime);

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include "racksim/exec/backend.hpp"
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/executor.hpp"
+#include "racksim/exec/step_backend.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 #include "tiny_models.hpp"
@@ -356,4 +359,58 @@ TEST_CASE("rank threads persist across steps, one thread per rank, and a failing
   int ran = 0;
   one.run([&](int r) { ran += r + 1; });
   CHECK(ran == 1);
+}
+
+namespace {
+
+/// A rank that counts its replays; it can replay or not (a MoE rank on the per-expert path
+/// cannot: its step reads expert counts back to the host).
+class ReplayRank final : public StepBackend {
+ public:
+  ReplayRank(int rank, bool can_replay, std::vector<int>& replays) : rank_(rank), can_(can_replay), replays_(replays) {}
+  StepOutput run(const StepGraph&, const StepTokens&, const OpObserver&) override {
+    StepOutput o;
+    o.next_tokens = {7};
+    return o;
+  }
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t) const override { return 0; }
+  void release(std::int64_t) override {}
+  void truncate(std::int64_t, std::int64_t) override {}
+  std::optional<double> replay_last_step() override {
+    if (!can_) return std::nullopt;
+    ++replays_[static_cast<std::size_t>(rank_)];
+    return 1e-3 * (rank_ + 1);
+  }
+  [[nodiscard]] bool can_replay_last_step() const override { return can_; }
+  [[nodiscard]] std::string describe() const override { return "replay rank"; }
+
+ private:
+  int rank_;
+  bool can_;
+  std::vector<int>& replays_;
+};
+
+}  // namespace
+
+TEST_CASE("a tensor-parallel group replays a decode step on all of its ranks or on none", "[exec][tp]") {
+  // A rank that replayed while another could not would wait for ever in its captured all-reduces;
+  // so one rank that cannot replay keeps every rank from replaying.
+  std::vector<int> replays(3, 0);
+  const auto group_of = [&](std::vector<bool> can) {
+    std::vector<std::unique_ptr<StepBackend>> ranks;
+    for (int r = 0; r < 3; ++r) ranks.push_back(std::make_unique<ReplayRank>(r, can[static_cast<std::size_t>(r)], replays));
+    return tp_rank_threads(std::move(ranks), "three replay ranks");
+  };
+  const auto all = group_of({true, true, true});
+  CHECK(all->can_replay_last_step());
+  const std::optional<double> t = all->replay_last_step();
+  REQUIRE(t.has_value());
+  CHECK(*t == 1e-3);  // rank 0's time is the group's
+  CHECK(replays == std::vector<int>{1, 1, 1});
+
+  const auto mixed = group_of({true, true, false});
+  CHECK_FALSE(mixed->can_replay_last_step());
+  CHECK_FALSE(mixed->replay_last_step().has_value());
+  CHECK(replays == std::vector<int>{1, 1, 1});  // ranks 0 and 1 did not replay alone
+  CHECK(mixed->describe() == "three replay ranks");
 }

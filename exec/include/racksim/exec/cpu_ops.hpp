@@ -87,7 +87,16 @@ struct MoeOrder {
   std::vector<std::int32_t> position;     ///< [assignments]: the row of assignment a
   std::vector<std::int32_t> order;        ///< [assignments]: the assignment at row p (position's inverse)
   std::vector<std::int32_t> source_rows;  ///< [assignments]: the token row at row p (order[p] / k)
+  /// [moe_active_slots(experts, assignments)]: the experts that got rows, in id order, then -1.
+  /// A grouped expert GEMM launches one slice of CTAs per slot instead of one per expert: at
+  /// decode most experts get no row (MiniMax-M2 at one token: 8 of 256).
+  std::vector<std::int32_t> active;
 };
+
+/// Slots of MoeOrder::active: min(experts, assignments), the most experts that can get a row.
+[[nodiscard]] constexpr std::int64_t moe_active_slots(std::int64_t experts, std::int64_t assignments) {
+  return experts < assignments ? experts : assignments;
+}
 
 /// MoeOrder of `expert_ids` (one per assignment, token-major, k per token). InputError unless
 /// experts >= 1, k >= 1, the ids are a whole number of tokens and every id is in 0..experts-1.

@@ -166,10 +166,12 @@ inline constexpr int kCudaMoeMaxTopK = 32;
 void cuda_moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, int experts, int k, std::int32_t* expert_ids,
                           float* weights, CudaStream stream);
 /// moe_expert_order (cpu_ops.hpp) of the `assignments` expert ids (token-major, k per token) on
-/// the device: offsets [experts + 1], position, order and source_rows [assignments]. One CTA;
-/// the ids must be in 0..experts-1 (not checked on the device).
+/// the device: offsets [experts + 1], position, order and source_rows [assignments], active
+/// [moe_active_slots(experts, assignments)]. One CTA; the ids must be in 0..experts-1 (not
+/// checked on the device).
 void cuda_moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
-                             std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, CudaStream stream);
+                             std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, std::int32_t* active,
+                             CudaStream stream);
 /// y[t] = bf16(sum_j weights[t k + j] x expert_rows[position[t k + j]]) for t < rows, FP32 in
 /// rank order without fused multiply-adds (CpuReference's experts.finalize); expert_rows and y
 /// [.. x width] BF16.

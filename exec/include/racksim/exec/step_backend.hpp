@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "racksim/exec/cpu_reference.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
@@ -43,6 +44,13 @@ class StepBackend {
   /// stated after a run, since a serving loop meets new row counts as it goes.
   [[nodiscard]] virtual std::string linear_padding_note() const { return ""; }
 };
+
+/// Tensor-parallel ranks as threads of this process, each rank a backend of its own: every step
+/// runs on all ranks at once, rank 0's op times and outputs are the step's, and a decode step is
+/// replayed only when every rank can replay (all or none). What `racksim exec` builds over the CPU
+/// reference's ranks and the CUDA executor's GPUs (there with the communicators the ranks meet in,
+/// aborted when a rank fails); this one owns none, for ranks that own theirs, and for tests.
+[[nodiscard]] std::unique_ptr<StepBackend> tp_rank_threads(std::vector<std::unique_ptr<StepBackend>> ranks, std::string describe);
 
 /// What the CUDA step executor is built for.
 struct CudaStepOptions {

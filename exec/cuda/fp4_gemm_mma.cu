@@ -839,7 +839,8 @@ void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* off
                           total_rows, " rows"));
   // The plan of one max_m-row GEMM: its tiles, row blocks and K split (each expert's CTAs split K
   // as one GEMM of max_m rows would; the partials of all total_rows rows share the workspace).
-  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);  // InputError on an unsupported shape
+  // InputError on an unsupported shape; the K split for the device's SMs shared by the slots.
+  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, fp4_mma_grouped_sms(n_experts, total_rows, sms));
   if (p.splits > 1 && !workspace) throw InputError("fp4_gemm_mma_grouped_launch: this shape splits K and needs a workspace");
   float* partials = p.splits > 1 ? workspace : nullptr;
   const GroupArgs g{offsets, active, experts, total_rows * n};
@@ -878,7 +879,7 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
   const Fp4MmaTiling t = fp4_mma_tiling(n, k);
   DeviceBytes dx(std::max<std::size_t>(rows * ku * 2, 16)), dy(std::max<std::size_t>(rows * nu * 2, 16)), doff(offsets.size() * 4),
       dw(nu * ku / 2), ds(nu * ku / 16), dtable(E * sizeof(Fp4MmaExpert)),
-      dws(static_cast<std::size_t>(fp4_mma_grouped_workspace_bytes(max_m, static_cast<std::int64_t>(rows), n, k, sms)));
+      dws(static_cast<std::size_t>(fp4_mma_grouped_workspace_bytes(max_m, static_cast<std::int64_t>(rows), static_cast<std::int64_t>(E), n, k, sms)));
   std::vector<DeviceBytes> tiles;
   std::vector<Fp4MmaExpert> table(E);
   for (std::size_t e = 0; e < E; ++e) {

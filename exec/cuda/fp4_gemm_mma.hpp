@@ -51,7 +51,8 @@ struct Fp4MmaExpert {
 /// A MoE layer's expert GEMMs in one launch: expert e's rows offsets[e] .. offsets[e + 1] - 1 of
 /// x [total_rows x k] and y [total_rows x n] (BF16 bits) times experts[e]'s weight, both arrays on
 /// the device (offsets [n_experts + 1], int32, as moe_expert_order writes them; offsets[n_experts]
-/// = total_rows). The kernel's tiles and K split are fp4_mma_plan(max_m, n, k, sms)'s, the split's
+/// = total_rows). The kernel's tiles and K split are fp4_mma_plan(max_m, n, k,
+/// fp4_mma_grouped_sms(n_experts, total_rows, sms))'s (the SMs shared by the slots), the split's
 /// FP32 partials (each already times its expert's scale) in `workspace`
 /// (fp4_mma_grouped_workspace_bytes; null when that is 0), summed by the reduce kernel. Every
 /// expert's row count must be <= max_m (the top-k routing gives an expert at most one row per

@@ -256,8 +256,14 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   return l;
 }
 
-std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t n, std::int64_t k, int sms) {
-  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, sms);
+int fp4_mma_grouped_sms(std::int64_t experts, std::int64_t total_rows, int sms) {
+  const std::int64_t slots = std::min(experts, total_rows);
+  return slots < 1 ? sms : static_cast<int>(std::max<std::int64_t>(1, sms / slots));
+}
+
+std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t experts, std::int64_t n, std::int64_t k,
+                                             int sms) {
+  const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, fp4_mma_grouped_sms(experts, total_rows, sms));
   return p.splits > 1 ? p.splits * total_rows * n * 4 : 0;
 }
 

@@ -102,7 +102,8 @@ CudaStepFootprint cuda_step_footprint(const ModelConfig& m, const Precision& p, 
   // router logits, five int32 / FP32 values per assignment (expert id, weight, position, order,
   // source row) and the experts + 1 offsets.
   const D ffn_rows = moe ? R * topk + (may_native ? R : 0) : R;
-  const D moe_buffers = moe ? 2 * R * topk * H + 2 * ffn_rows * H + 4 * R * experts + 20 * R * topk + 4 * (experts + 1) : 0;
+  // (the offsets, experts + 1, and the active experts' slots, <= experts: 4 B each)
+  const D moe_buffers = moe ? 2 * R * topk * H + 2 * ffn_rows * H + 4 * R * experts + 20 * R * topk + 4 * (2 * experts + 1) : 0;
   // MiniMax-M2 under TP: the QK-norm's all-reduced sums, 2 FP32 per row.
   const D qk_sums = m.qk_norm_per_layer() && o.tp_size > 1 ? 8 * R : 0;
   const D activations = 2 * R * (3 * H + qkv_w + heads * hd) + 2 * ffn_rows * 3 * ffn + moe_buffers + qk_sums + S * (2 * H + 4 * vocab + 4) +

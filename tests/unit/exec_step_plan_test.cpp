@@ -248,9 +248,9 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   // Fixed, at 16 rows, top-2, `auto` (the native path may pad an expert GEMM: 16 more rows): the
   // FFN rows grow from 16 to 48: 2 x (48 - 16) x 3 x 14,336 = 2,752,512; the expert-ordered inputs
   // 2 x 32 x 4,096 = 262,144, the down rows 2 x 48 x 4,096 = 393,216, router logits 4 x 16 x 8 =
-  // 512, five values per assignment 20 x 32 = 640, offsets 4 x 9 = 36: 3,409,060. Under
-  // --fp4-gemm hopper no padding: 32 FFN rows, 2 x 16 x 3 x 14,336 + 262,144 + 2 x 32 x 4,096 +
-  // 512 + 640 + 36 = 1,901,732. Both plus the grouped expert GEMMs' partials: the fused kernel's
+  // 512, five values per assignment 20 x 32 = 640, offsets 4 x 9 = 36, active experts 4 x 8 =
+  // 32: 3,409,092. Under --fp4-gemm hopper no padding: 32 FFN rows, 2 x 16 x 3 x 14,336 + 262,144
+  // + 2 x 32 x 4,096 + 512 + 640 + 36 + 32 = 1,901,764. Both plus the grouped expert GEMMs' partials: the fused kernel's
   // workspace peaks for gate_up (28,672 x 4,096) at M = 16 on 256 SMs: 224 row blocks want
   // ceil(2,048 / 224) = 10 splits, capped at int(0.5 x 0.5625 x 4,096 / (8 x 16)) = 9, so 4 of the
   // 32 spans each: 8 splits, 8 x 16 x 28,672 x 4 = 14,680,064 in the dense twin; grouped over 16 x 2
@@ -263,12 +263,21 @@ TEST_CASE("CUDA step executor's device footprint: Mixtral-8x7B's experts and MoE
   const Precision p{DType::nvfp4, DType::bf16, DType::fp8};
   const CudaStepFootprint fm = cuda_step_footprint(moe, p, o), fd = cuda_step_footprint(dense, p, o);
   CHECK(fm.per_layer - fd.per_layer == Approx(693633024.0 + 65536).epsilon(1e-12));
-  CHECK(fm.fixed - fd.fixed == Approx(3409060.0 + 14680064.0).epsilon(1e-12));
-  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 28672, 4096, 256) == 2 * 14680064);
+  CHECK(fm.fixed - fd.fixed == Approx(3409092.0 + 14680064.0).epsilon(1e-12));
   CHECK(fp4_mma_workspace_bound(28672, 4096, 16, 256) == 14680064);
-  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 28672, 96, 256) == 0);  // one span: no K split
+  // Grouped over 16 x 2 = 32 rows of 8 experts: 8 slots share the 256 SMs, 32 each
+  // (fp4_mma_grouped_sms), so gate_up splits ceil(8 x 32 / 224) = 2 ways (16 spans each):
+  // 2 x 32 x 28,672 x 4 = 7,340,032, under the footprint's 2 x 14,680,064; down: 8 x 32 / 32 = 8
+  // splits (cap 31; 14 of its 112 spans each): 8 x 32 x 4,096 x 4 = 4,194,304.
+  CHECK(fp4_mma_grouped_sms(8, 32, 256) == 32);
+  CHECK(fp4_mma_grouped_sms(256, 8, 132) == 16);   // MiniMax-M2, one token: 8 slots of 256 experts
+  CHECK(fp4_mma_grouped_sms(256, 512, 132) == 1);  // more slots than SMs: one each, at least
+  CHECK(fp4_mma_grouped_sms(8, 0, 132) == 132);    // no rows (nothing launches)
+  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 8, 28672, 4096, 256) == 7340032);
+  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 8, 4096, 14336, 256) == 4194304);
+  CHECK(fp4_mma_grouped_workspace_bytes(16, 32, 8, 28672, 96, 256) == 0);  // one span: no K split
   o.fp4_gemm = Fp4GemmMode::hopper;
-  CHECK(cuda_step_footprint(moe, p, o).fixed - cuda_step_footprint(dense, p, o).fixed == Approx(1901732.0 + 14680064.0).epsilon(1e-12));
+  CHECK(cuda_step_footprint(moe, p, o).fixed - cuda_step_footprint(dense, p, o).fixed == Approx(1901764.0 + 14680064.0).epsilon(1e-12));
   // TP2: a rank holds half of every expert (gate_up 14,336 x 4,096 and down 4,096 x 7,168 at 0.5625
   // B: 33,030,144 + 16,515,072 per expert, x 8 = 396,361,728), its 16 q + 4 KV heads (qkv 3,072 x
   // 4,096: 7,077,888; o 4,096 x 2,048: 4,718,592), the whole router 65,536 and norms 16,384, and 4

@@ -290,11 +290,21 @@ struct Fp4MmaLaunch {
 /// does not take n x k.
 [[nodiscard]] std::int64_t fp4_mma_workspace_bound(std::int64_t n, std::int64_t k, std::int64_t max_rows, int sms);
 
-/// The FP32 partials of a grouped launch (a MoE layer's experts in one launch,
-/// exec/cuda/fp4_gemm_mma.hpp fp4_gemm_mma_grouped_launch): fp4_mma_plan(max_m, n, k, sms)'s K split
-/// over all `total_rows` rows, splits x total_rows x n x 4 bytes when it splits, else 0. With
-/// total_rows = max_m x top-k it is at most top-k x fp4_mma_workspace_bound(n, k, max_m, sms).
-[[nodiscard]] std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t n, std::int64_t k, int sms);
+/// The SMs a grouped launch (a MoE layer's experts in one launch, exec/cuda/fp4_gemm_mma.hpp
+/// fp4_gemm_mma_grouped_launch) plans each expert's K split for: the device's `sms` shared by its
+/// min(experts, total_rows) slots (cpu_ops moe_active_slots), at least 1; `sms` when there are no
+/// rows. So the slots' CTAs together fill the device as one dense GEMM's do, instead of each
+/// expert splitting K as if it had the device alone (on 132 SMs, Mixtral's gate_up at decode
+/// batch 1: 2 slots of 224 row blocks x 5 splits before, x 3 now; MiniMax-M2's at one token: 8
+/// slots of 24 x 24 CTAs before, 24 x 6 now: 1,152 CTAs in all, not 4,608).
+[[nodiscard]] int fp4_mma_grouped_sms(std::int64_t experts, std::int64_t total_rows, int sms);
+
+/// The FP32 partials of a grouped launch: fp4_mma_plan(max_m, n, k, fp4_mma_grouped_sms(experts,
+/// total_rows, sms))'s K split over all `total_rows` rows, splits x total_rows x n x 4 bytes when it
+/// splits, else 0. With total_rows = max_m x top-k it is at most top-k x
+/// fp4_mma_workspace_bound(n, k, max_m, sms) (the splits do not grow as the SMs shrink).
+[[nodiscard]] std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t experts, std::int64_t n,
+                                                           std::int64_t k, int sms);
 
 /// RACKSIM_FP4_LARGE_M = bf16 | fp8 (unset: bf16): the format Hopper's large-M FP4-weight GEMM
 /// (M the fused kernel does not take) dequantizes W to before cuBLASLt. bf16 is exact (each

@@ -177,10 +177,16 @@ if [[ $FOCUS == 1 ]]; then
   phase "bench gemm nvfp4, depth 2" 30 gemm-nvfp4-d2.log env RACKSIM_FP4_MMA_DEPTH=2 "$R" bench gemm --dtypes nvfp4 \
     --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-d2.json"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
-  phase "decode attention test, rows as M" 30 attention-test-rows.log env RACKSIM_ATTENTION_DECODE=rows "$BIN/tests/racksim_cuda_tests" \
-    "decode attention over a paged KV cache matches cpu_ops (BF16 and FP8 KV, GQA, split-K)"
-  phase "bench attention, rows as M" 60 attention-rows.log env RACKSIM_ATTENTION_DECODE=rows "$R" bench --suite attention \
-    --out "$STAGE/attention-rows.json"
+  # FP8 K/V's P V with one FP16 P (RACKSIM_ATTENTION_FP8_P=single, 2026-12-01, written without a
+  # device: half the P V MMAs): its decode and prefill tests (the tolerance widens by the rounding
+  # the knob adds), then the FP8 sweep against the default's in the same run. (The rows-as-M A/B
+  # that stood here was settled on 2026-11-30: keys as M, attention-rows.json in -30c.)
+  phase "attention tests, FP8 P single" 30 attention-test-p1.log env RACKSIM_ATTENTION_FP8_P=single "$BIN/tests/racksim_cuda_tests" \
+    "*attention*"
+  if [[ $rc -eq 0 ]]; then
+    phase "bench attention fp8, FP8 P single" 40 attention-p1.log env RACKSIM_ATTENTION_FP8_P=single "$R" bench --suite attention \
+      --dtypes fp8 --out "$STAGE/attention-p1.json"
+  fi
   phase "bench memory, gemm bf16 (the targets' references)" 60 refs.log bash -c "'$R' bench memory --out '$STAGE/memory.json' && \
     '$R' bench gemm --dtypes bf16 --out '$STAGE/gemm.json'"
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \

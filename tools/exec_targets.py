@@ -29,6 +29,7 @@ times to the default's at the same shape (below 1: the variant is faster):
   | gemm-nvfp4-<variant> | N=.. K=.. | M=1 0.93x, M=16 0.88x, ... |
   | exec-70b-<variant> | batch 16 ctx 1024 | 21.40 ms vs 22.62 ms (graph): 0.95x |
   | exec-70b-<variant> | prefill 1x512 | 160.2 ms vs 171.0 ms (eager): 0.94x |
+  | attention-<variant> | decode, KV fp8 | b1 ctx 128 1.00x, b1 ctx 1024 0.98x, ... |
 
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
@@ -134,10 +135,10 @@ def main():
     print("|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    variants(folder, fp4, summary)
+    variants(folder, fp4, summary, att)
 
 
-def variants(folder, fp4, summary):
+def variants(folder, fp4, summary, att):
     """The same run's knob variants against the default, as median-time ratios per shape."""
     lines = []
     if fp4:
@@ -152,6 +153,22 @@ def variants(folder, fp4, summary):
             for (n, k), ratios in sorted(by_shape.items()):
                 cells = ", ".join(f"M={m} {ratio:.2f}x" for m, ratio in sorted(ratios))
                 lines.append((path.stem, f"N={n} K={k}", cells))
+    if att:
+        # Decode attention per KV format: each (batch, context) of attention-<variant>.json (a
+        # knob's run, e.g. attention-p1.json under RACKSIM_ATTENTION_FP8_P=single) over the default's.
+        def key(o):
+            return json.dumps(o, sort_keys=True)
+
+        ref = {key(r["op"]): r["time_median_s"] for r in att["records"]}
+        for path in sorted(folder.glob("attention-*.json")):
+            by_kv = {}
+            for r in json.loads(path.read_text())["records"]:
+                o = r["op"]
+                if o["kind"] == "attention_decode" and key(o) in ref:
+                    cell = f"b{o['sequences']} ctx {o['pairs'] / o['sequences'] - 1:.0f} {r['time_median_s'] / ref[key(o)]:.2f}x"
+                    by_kv.setdefault(o["w_dtype"], []).append(((o["sequences"], o["pairs"]), cell))
+            for kv, cells in sorted(by_kv.items()):
+                lines.append((path.stem, f"decode, KV {kv}", ", ".join(c for _, c in sorted(cells))))
     if summary:
         # Steps by their shape ("decode 16x1024", "prefill 1x512"); decode replayed as a graph.
         def step_time(s):

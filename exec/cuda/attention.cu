@@ -18,7 +18,9 @@
 //      p = 2^(s - m'), l' = l 2^(m - m') + sum p (a row with nothing unmasked adds nothing).
 //   3. O = O 2^(m - m') + P V: P's C fragments are the A fragment of a k16 step
 //      (FlashAttention-2), split into hi + lo halves (p = hi + lo to 2^-16 relative: a single
-//      16-bit P would cost 2^-9 of vmax, above the FP32 tolerance the tests hold the kernel to);
+//      16-bit P would cost 2^-9 of vmax, above the FP32 tolerance the tests hold the kernel to;
+//      FP8 K/V under RACKSIM_ATTENTION_FP8_P=single take hi alone, FP16: 2^-11 of vmax, half
+//      the P V MMAs);
 //      V is read like K (row-major, 8 dims of one key per lane) and turned into B fragments by
 //      movmatrix.trans (an 8x8 transpose across the warp), so output tile (q, r) of a lane holds
 //      dims dim_of(...): 8 consecutive dims per chunk, stored as one 16-byte word.
@@ -95,6 +97,7 @@ struct Params {
   float* part_m;
   float* part_l;
   int partitions;
+  bool split_p;  // P V with P as hi + lo halves (always for BF16 K/V; FP8: unless RACKSIM_ATTENTION_FP8_P=single)
 };
 
 template <class T>
@@ -324,14 +327,15 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
       st.l[i] = st.l[i] * alpha[i] + sum;
     }
     // 3. O = O alpha + P V, P = hi + lo (A fragments: a0a1 row n keys 2c, a2a3 row n + 8,
-    // a4a5 / a6a7 the same for keys 8 + 2c).
+    // a4a5 / a6a7 the same for keys 8 + 2c); FP8 K/V under RACKSIM_ATTENTION_FP8_P=single: hi alone.
+    const bool split = !kFp8 || a.split_p;
     std::uint32_t ph[4], pl[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int h = j / 2, i = j % 2;
       ph[j] = pack2<kF16>(s[h][2 * i], s[h][2 * i + 1]);
       const float2 back = unpack2<kF16>(ph[j]);
-      pl[j] = pack2<kF16>(s[h][2 * i] - back.x, s[h][2 * i + 1] - back.y);
+      pl[j] = split ? pack2<kF16>(s[h][2 * i] - back.x, s[h][2 * i + 1] - back.y) : 0u;
     }
 #pragma unroll
     for (int i = 0; i < F::kPairs; ++i) {
@@ -341,7 +345,7 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
       st.o[i][3] *= alpha[1];
       const std::uint32_t b0 = transpose8x8(vr[0][i]), b1 = transpose8x8(vr[1][i]);
       mma<kF16>(st.o[i], ph, b0, b1);
-      mma<kF16>(st.o[i], pl, b0, b1);
+      if (split) mma<kF16>(st.o[i], pl, b0, b1);
     }
   }
   // The row sums over the quad.
@@ -455,11 +459,17 @@ __device__ __forceinline__ void warp_attend_t(const Params& a, int g, const std:
       st.l[e] = st.l[e] * alpha[e] + x0 + x1;
     }
     // P^T (key rows, head columns) as 16-bit hi + lo pairs, transposed into B fragments:
-    // b0b1 = keys 2c, 2c + 1 of head n (keys 0-7), b2b3 = keys 8 + 2c, + 1.
+    // b0b1 = keys 2c, 2c + 1 of head n (keys 0-7), b2b3 = keys 8 + 2c, + 1. FP8 K/V under
+    // RACKSIM_ATTENTION_FP8_P=single: hi alone (half the P V MMAs).
+    const bool split = !kFp8 || a.split_p;
     const std::uint32_t h0 = pack2<kF16>(s[0], s[1]), h1 = pack2<kF16>(s[2], s[3]);
-    const float2 r0 = unpack2<kF16>(h0), r1 = unpack2<kF16>(h1);
-    const std::uint32_t l0 = pack2<kF16>(s[0] - r0.x, s[1] - r0.y), l1 = pack2<kF16>(s[2] - r1.x, s[3] - r1.y);
-    const std::uint32_t bh0 = transpose8x8(h0), bh1 = transpose8x8(h1), bl0 = transpose8x8(l0), bl1 = transpose8x8(l1);
+    const std::uint32_t bh0 = transpose8x8(h0), bh1 = transpose8x8(h1);
+    std::uint32_t bl0 = 0, bl1 = 0;
+    if (split) {
+      const float2 r0 = unpack2<kF16>(h0), r1 = unpack2<kF16>(h1);
+      bl0 = transpose8x8(pack2<kF16>(s[0] - r0.x, s[1] - r0.y));
+      bl1 = transpose8x8(pack2<kF16>(s[2] - r1.x, s[3] - r1.y));
+    }
 #pragma unroll
     for (int mt = 0; mt < kTiles; ++mt) {
       st.o[mt][0] *= alpha[0];
@@ -469,7 +479,7 @@ __device__ __forceinline__ void warp_attend_t(const Params& a, int g, const std:
       const std::uint32_t af[4] = {transpose8x8(vr[0][2 * mt]), transpose8x8(vr[0][2 * mt + 1]), transpose8x8(vr[1][2 * mt]),
                                    transpose8x8(vr[1][2 * mt + 1])};
       mma<kF16>(st.o[mt], af, bh0, bh1);
-      mma<kF16>(st.o[mt], af, bl0, bl1);
+      if (split) mma<kF16>(st.o[mt], af, bl0, bl1);
     }
   }
 #pragma unroll
@@ -694,6 +704,13 @@ bool keys_as_m() {
   return v;
 }
 
+/// FP8 K/V's P V with P rounded once to FP16 when RACKSIM_ATTENTION_FP8_P=single (paged_kv.hpp
+/// attention_fp8_single_p); read once per process.
+bool fp8_single_p() {
+  static const bool v = attention_fp8_single_p(std::getenv("RACKSIM_ATTENTION_FP8_P"));
+  return v;
+}
+
 Params params_of(const DevicePagedKv& c, const std::uint16_t* q, I q_stride, I heads, const std::int32_t* tables, I table_stride,
                  std::uint16_t* out, I out_stride) {
   Params a{};
@@ -708,6 +725,7 @@ Params params_of(const DevicePagedKv& c, const std::uint16_t* q, I q_stride, I h
   a.block_table_stride = table_stride;
   // 1 / sqrt(head_dim) as cpu_ops computes it, times log2(e) for exp2f, times K's FP8 scale.
   a.score_scale = 1.0f / std::sqrt(static_cast<float>(c.layout.head_dim)) * kLog2e * (c.layout.dtype == DType::fp8 ? c.k_scale : 1.0f);
+  a.split_p = c.layout.dtype != DType::fp8 || !fp8_single_p();
   a.v_scale = c.layout.dtype == DType::fp8 ? c.v_scale : 1.0f;
   a.out = out;
   a.out_stride = out_stride;

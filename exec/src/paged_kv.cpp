@@ -114,6 +114,10 @@ bool attention_decode_keys_as_m(const char* value) {
   return env_choice("RACKSIM_ATTENTION_DECODE", value, {"keys", "rows"}).value_or(0) == 0;
 }
 
+bool attention_fp8_single_p(const char* value) {
+  return env_choice("RACKSIM_ATTENTION_FP8_P", value, {"split", "single"}).value_or(0) == 1;
+}
+
 I decode_partitions(I context, I partition_tokens) {
   if (context < 1 || partition_tokens < 1)
     throw InputError(fmt::format("decode_partitions: context {} and partition {} must be >= 1", context, partition_tokens));

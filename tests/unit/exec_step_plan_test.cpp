@@ -737,12 +737,16 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
   // in, so the source reads as the command that reproduces the file; other variables are not knobs.
   const auto none = [](const char*) -> const char* { return nullptr; };
   CHECK(executor_knobs_prefix(none).empty());
-  const auto two = [](const char* n) -> const char* {
+  const auto three = [](const char* n) -> const char* {
     const std::string_view v = n;
-    return v == "RACKSIM_ATTENTION_DECODE" ? "rows" : v == "RACKSIM_FP4_LARGE_M" ? "fp8" : v == "HOME" ? "/root" : nullptr;
+    return v == "RACKSIM_ATTENTION_FP8_P"    ? "single"
+           : v == "RACKSIM_ATTENTION_DECODE" ? "rows"
+           : v == "RACKSIM_FP4_LARGE_M"      ? "fp8"
+           : v == "HOME"                     ? "/root"
+                                             : nullptr;
   };
-  CHECK(executor_knobs_prefix(two) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows ");
-  CHECK(kExecutorKnobs.size() == 8);
+  CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
+  CHECK(kExecutorKnobs.size() == 9);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
@@ -783,6 +787,11 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));
   CHECK_THROWS_WITH(attention_decode_keys_as_m(""), "environment RACKSIM_ATTENTION_DECODE: '' is not one of keys, rows");
+  // FP8 attention's P: hi + lo halves unless "single".
+  CHECK_FALSE(attention_fp8_single_p(nullptr));
+  CHECK_FALSE(attention_fp8_single_p("split"));
+  CHECK(attention_fp8_single_p("single"));
+  CHECK_THROWS_WITH(attention_fp8_single_p("fp8"), "environment RACKSIM_ATTENTION_FP8_P: 'fp8' is not one of split, single");
 }
 
 TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]") {

@@ -82,6 +82,16 @@ struct PrefillSegment {
 /// every group (the same-session A/B). Anything else: InputError naming the variable and value.
 [[nodiscard]] bool attention_decode_keys_as_m(const char* value);
 
+/// Whether attention over an FP8 KV cache multiplies V by P rounded once to FP16
+/// (exec/cuda/attention.cu), from RACKSIM_ATTENTION_FP8_P's value: "single": yes; unset or
+/// "split" (the default): P as hi + lo FP16 halves, two MMAs per P V tile, as BF16 K/V always run.
+/// One FP16 P errs by at most 2^-11 p (2^-25 below FP16's normal range), so the output by at most
+/// (2^-11 + n 2^-25) vmax over n keys: far below E4M3's own 2^-4 on V, and more exact than
+/// FlashInfer's FP8 attention, which rounds P to the KV's own FP8 format. It halves the P V MMAs,
+/// which bound FP8 decode attention at batch 64 (67% of copy bandwidth against BF16's 92%, H200,
+/// 2026-11-30). Anything else: InputError naming the variable and value.
+[[nodiscard]] bool attention_fp8_single_p(const char* value);
+
 /// CTAs per SM that decode_partition_tokens aims for, and the shortest partition it makes (two
 /// 16-key steps for each of a CTA's 4 warps). H200, context 4,096, Llama-2-70B heads (2026-11-30,
 /// the third and fourth focused runs): at 2 per SM, FP8 at batch 64 x 8 KV heads was one

@@ -221,6 +221,15 @@ if [[ $FOCUS == 1 ]]; then
     phase "exec llama2-70b, fuse" 60 exec-70b-fuse.log env RACKSIM_FUSE_NORM=on "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
       --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-fuse.json" --json "$STAGE/exec-70b-fuse-summary.json"
   fi
+  # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
+  # stream serialization, each scheduled while the one before it finishes. Its executor test
+  # (logits against the CPU, a graph replay, TP ranks where there are GPUs) and the op tests, then
+  # the decode steps (graph replays) against the default's.
+  phase "[cuda] tests, pdl" 40 test-pdl.log env RACKSIM_PDL=on "$BIN/tests/racksim_cuda_tests" "*CUDA step executor*,*attention*,*fused*"
+  if [[ $rc -eq 0 ]]; then
+    phase "exec llama2-70b, pdl" 60 exec-70b-pdl.log env RACKSIM_PDL=on "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
+      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-pdl.json" --json "$STAGE/exec-70b-pdl-summary.json"
+  fi
   # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
   # about 26 GB), decode steps grouped (one launch per MoE GEMM) and replayed as graphs; the 1x512 prefill per expert.
   phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \

@@ -48,6 +48,7 @@
 
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
+#include "pdl.cuh"
 #include "racksim/exec/activation_formats.hpp"
 
 namespace racksim::exec::cuda {
@@ -500,6 +501,7 @@ constexpr int kDecodeTCtas = (kFp8 || HD <= 64) ? 3 : 2;
 template <int HD, bool kFp8>
 __global__ void __launch_bounds__(kThreads, kDecodeTCtas<HD, kFp8>) attention_decode_t_kernel(Params a, const std::int32_t* __restrict__ context_lens,
                                                                         int partition_tokens) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   using F = Frag<HD>;
   constexpr int kTiles = F::kPairs / 2;
   const int b = static_cast<int>(blockIdx.z), g = static_cast<int>(blockIdx.y), p = static_cast<int>(blockIdx.x);
@@ -552,6 +554,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeTCtas<HD, kFp8>) attention_de
 template <int HD, bool kFp8>
 __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a, const std::int32_t* __restrict__ context_lens,
                                                                       int partition_tokens) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   using F = Frag<HD>;
   const int b = static_cast<int>(blockIdx.z), g = static_cast<int>(blockIdx.y), p = static_cast<int>(blockIdx.x);
   const int context = context_lens[b];
@@ -598,6 +601,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(Params a,
 template <int HD>
 __global__ void __launch_bounds__(HD) attention_decode_merge_kernel(Params a, const std::int32_t* __restrict__ context_lens,
                                                                     int partition_tokens) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const int h = static_cast<int>(blockIdx.x), b = static_cast<int>(blockIdx.y), d = static_cast<int>(threadIdx.x);
   const int g = h / a.group, r = h % a.group;
   // Clamped to the grid's partitions: a context above max_context (refused by cuda_ops) must not
@@ -621,6 +625,7 @@ __global__ void __launch_bounds__(HD) attention_decode_merge_kernel(Params a, co
 /// walks keys 0 .. cached + (its last row's token) causally. No block barrier: idle warps exit.
 template <int HD, bool kFp8>
 __global__ void __launch_bounds__(kThreads, 2) attention_prefill_kernel(Params a, const PrefillSegment* __restrict__ segments) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   using F = Frag<HD>;
   const int s = static_cast<int>(blockIdx.z), g = static_cast<int>(blockIdx.y);
   const PrefillSegment seg = segments[s];
@@ -678,6 +683,7 @@ __global__ void __launch_bounds__(256) kv_append_kernel(void* __restrict__ k_cac
                                                         int kv_heads, int head_dim, int block_tokens, float k_scale, float v_scale,
                                                         const std::uint16_t* __restrict__ qkv, I row_width, I k_column,
                                                         const std::int32_t* __restrict__ slots) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const I r = blockIdx.x;
   const I slot = slots[r];
   if (slot < 0 || slot >= slots_total) return;
@@ -758,13 +764,11 @@ void kv_append_launch(const DevicePagedKv& c, const std::uint16_t* qkv, std::int
   const I slots_total = l.blocks * l.block_tokens, k_column = heads * l.head_dim;
   const auto s = static_cast<cudaStream_t>(stream);
   if (l.dtype == DType::fp8)
-    kv_append_kernel<true><<<static_cast<unsigned>(rows), 256, 0, s>>>(c.k, c.v, slots_total, static_cast<int>(l.kv_heads),
-                                                                       static_cast<int>(l.head_dim), static_cast<int>(l.block_tokens),
-                                                                       c.k_scale, c.v_scale, qkv, row_width, k_column, slots);
+    launch_kernel(kv_append_kernel<true>, static_cast<unsigned>(rows), 256, 0, s, c.k, c.v, slots_total, static_cast<int>(l.kv_heads),
+                  static_cast<int>(l.head_dim), static_cast<int>(l.block_tokens), c.k_scale, c.v_scale, qkv, row_width, k_column, slots);
   else
-    kv_append_kernel<false><<<static_cast<unsigned>(rows), 256, 0, s>>>(c.k, c.v, slots_total, static_cast<int>(l.kv_heads),
-                                                                        static_cast<int>(l.head_dim), static_cast<int>(l.block_tokens),
-                                                                        1.0f, 1.0f, qkv, row_width, k_column, slots);
+    launch_kernel(kv_append_kernel<false>, static_cast<unsigned>(rows), 256, 0, s, c.k, c.v, slots_total, static_cast<int>(l.kv_heads),
+                  static_cast<int>(l.head_dim), static_cast<int>(l.block_tokens), 1.0f, 1.0f, qkv, row_width, k_column, slots);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -786,13 +790,13 @@ void attention_decode_launch(const DevicePagedKv& c, const AttentionDecodeArgs& 
     constexpr bool kFp8 = decltype(fp8)::value;
     const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(c.layout.kv_heads), static_cast<unsigned>(d.batch));
     if (a.group <= 8 && keys_as_m())
-      attention_decode_t_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, d.context_lens, ptok);
+      launch_kernel(attention_decode_t_kernel<HD, kFp8>, grid, kThreads, 0, s, a, d.context_lens, ptok);
     else
-      attention_decode_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, d.context_lens, ptok);
+      launch_kernel(attention_decode_kernel<HD, kFp8>, grid, kThreads, 0, s, a, d.context_lens, ptok);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
     if (parts > 1) {
-      attention_decode_merge_kernel<HD><<<dim3(static_cast<unsigned>(d.heads), static_cast<unsigned>(d.batch)), HD, 0, s>>>(
-          a, d.context_lens, ptok);
+      launch_kernel(attention_decode_merge_kernel<HD>, dim3(static_cast<unsigned>(d.heads), static_cast<unsigned>(d.batch)), HD, 0, s, a,
+                    d.context_lens, ptok);
       RACKSIM_CUDA_CHECK(cudaGetLastError());
     }
   });
@@ -807,7 +811,7 @@ void attention_prefill_launch(const DevicePagedKv& c, const AttentionPrefillArgs
     constexpr int HD = decltype(hd)::value;
     constexpr bool kFp8 = decltype(fp8)::value;
     const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(c.layout.kv_heads), static_cast<unsigned>(p.segment_count));
-    attention_prefill_kernel<HD, kFp8><<<grid, kThreads, 0, s>>>(a, p.segments);
+    launch_kernel(attention_prefill_kernel<HD, kFp8>, grid, kThreads, 0, s, a, p.segments);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
   });
 }

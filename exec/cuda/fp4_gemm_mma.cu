@@ -40,6 +40,7 @@
 #include "cuda_check.hpp"
 #include "device_buffer.cuh"
 #include "lt_plan.cuh"
+#include "pdl.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
@@ -295,6 +296,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials, GroupArgs group) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
   static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
   static_assert(!GROUP || (DEPTH == 1 && !WG && !RING), "the grouped launch runs the default kernel");
@@ -497,6 +499,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
 
 /// y = BF16(out_scale x sum over splits of the partials), summed in split order.
 __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn, int splits, float out_scale, __nv_bfloat16* __restrict__ y) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < mn; i += static_cast<long long>(gridDim.x) * blockDim.x) {
     float s = 0.0f;
     for (int p = 0; p < splits; ++p) s += partials[p * mn + i];
@@ -508,8 +511,8 @@ template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  fp4_mma_kernel<NT, DEPTH, WG, RING><<<grid, kThreads, 0, s>>>(x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
-                                                      partials, GroupArgs{});
+  launch_kernel(fp4_mma_kernel<NT, DEPTH, WG, RING>, grid, kThreads, 0, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split),
+                y, partials, GroupArgs{});
 }
 
 /// The grouped launch: the plan's row blocks and K splits per expert (grid z), depth 1, mma.sync.
@@ -517,8 +520,8 @@ template <int NT>
 void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, float* partials,
                     cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits), static_cast<unsigned>(slices));
-  fp4_mma_kernel<NT, 1, false, false, true><<<grid, kThreads, 0, s>>>(x, 0, n, k, nullptr, nullptr, 0.0f, static_cast<int>(p.spans_per_split),
-                                                                      y, partials, g);
+  launch_kernel(fp4_mma_kernel<NT, 1, false, false, true>, grid, kThreads, 0, s, x, 0, n, k, nullptr, nullptr, 0.0f,
+                static_cast<int>(p.spans_per_split), y, partials, g);
 }
 
 /// The variant knobs (fp4_mma_knobs, read once from the environment; docs/executor.md "Measured on
@@ -803,7 +806,7 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   if (partials) {
     const long long mn = m * n;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((mn + 255) / 256, 4LL * sms));
-    fp4_mma_reduce<<<blocks, 256, 0, s>>>(partials, mn, static_cast<int>(p.splits), out_scale, yb);
+    launch_kernel(fp4_mma_reduce, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), out_scale, yb);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
   }
 }
@@ -861,7 +864,7 @@ void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* off
   if (partials && total_rows > 0) {  // the experts' scales are in the partials: sum them at scale 1
     const long long mn = total_rows * n;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((mn + 255) / 256, 4LL * sms));
-    fp4_mma_reduce<<<blocks, 256, 0, s>>>(partials, mn, static_cast<int>(p.splits), 1.0f, yb);
+    launch_kernel(fp4_mma_reduce, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), 1.0f, yb);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
   }
 }

@@ -14,6 +14,7 @@
 
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
+#include "pdl.cuh"
 
 namespace racksim::exec::cuda {
 
@@ -35,6 +36,7 @@ template <int V, bool kFused>
 __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(std::uint16_t* __restrict__ x, const std::uint16_t* __restrict__ branch,
                                                            const std::uint16_t* __restrict__ weight, int width, float eps,
                                                            std::uint16_t* __restrict__ y) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   __shared__ float scratch[32];
   const I row = static_cast<I>(blockIdx.x) * width;
   float ss = 0.0f;
@@ -68,6 +70,7 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(std::uint16_t* __rest
 template <int V>
 __global__ void __launch_bounds__(kThreads) residual_add_kernel(std::uint16_t* __restrict__ hidden, const std::uint16_t* __restrict__ branch,
                                                                 I chunks) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   for (I i = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; i < chunks; i += static_cast<I>(gridDim.x) * kThreads) {
     float h[V], b[V];
     load_bf16<V>(hidden + i * V, h);
@@ -89,6 +92,7 @@ __global__ void __launch_bounds__(kThreads) residual_add_kernel(std::uint16_t* _
 __global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int rotated_heads,
                                                         int head_dim, int rotary_dim, const std::int32_t* __restrict__ positions,
                                                         double theta) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const int half = rotary_dim / 2;
   const int i = static_cast<int>(threadIdx.x);
   const int h0 = static_cast<int>(blockIdx.y * blockDim.y + threadIdx.y), h_step = static_cast<int>(gridDim.y * blockDim.y);
@@ -113,6 +117,7 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restric
 template <int V>
 __global__ void __launch_bounds__(kThreads) swiglu_kernel(const std::uint16_t* __restrict__ gate_up, I ffn, I chunks,
                                                           std::uint16_t* __restrict__ y) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const I per_row = ffn / V;
   for (I k = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; k < chunks; k += static_cast<I>(gridDim.x) * kThreads) {
     const I r = k / per_row, c = (k % per_row) * V;
@@ -131,6 +136,7 @@ __global__ void __launch_bounds__(kThreads) swiglu_kernel(const std::uint16_t* _
 __global__ void __launch_bounds__(kThreads) head_rmsnorm_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int q_heads,
                                                                 int heads, int head_dim, const std::uint16_t* __restrict__ q_weight,
                                                                 const std::uint16_t* __restrict__ k_weight, float eps) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const I item = static_cast<I>(blockIdx.x) * (kThreads / 32) + static_cast<I>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (item >= rows * heads) return;  // the whole warp
@@ -159,6 +165,7 @@ __global__ void __launch_bounds__(kThreads) qk_layer_kernel(std::uint16_t* __res
                                                             const float* __restrict__ sums_in, float* __restrict__ sums_out, float q_count,
                                                             float k_count, const std::uint16_t* __restrict__ q_weight,
                                                             const std::uint16_t* __restrict__ k_weight, float eps) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   __shared__ float scratch_q[32], scratch_k[32];
   const int t = static_cast<int>(threadIdx.x);
   for (I r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -199,6 +206,7 @@ template <int V>
 __global__ void __launch_bounds__(kThreads) embedding_kernel(const std::uint16_t* __restrict__ table, I vocab, I width,
                                                              const std::int32_t* __restrict__ tokens, I chunks,
                                                              std::uint16_t* __restrict__ y) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const I per_row = width / V;
   for (I k = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; k < chunks; k += static_cast<I>(gridDim.x) * kThreads) {
     const I r = k / per_row, c = (k % per_row) * V;
@@ -223,6 +231,7 @@ struct Best {
 __device__ __forceinline__ Best better(Best a, Best b) { return (b.v > a.v || (b.v == a.v && b.id < a.id)) ? b : a; }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int vocab, std::int32_t* __restrict__ tokens) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   __shared__ Best warp_best[kThreads / 32];
   const float* row = logits + static_cast<I>(blockIdx.x) * vocab;
   Best best{-INFINITY, INT32_MAX};
@@ -249,11 +258,15 @@ void rmsnorm_launch(std::uint16_t* x, const std::uint16_t* branch, const std::ui
   const int w = static_cast<int>(width);
   const cudaStream_t s = as_stream(stream);
   if (branch) {
-    if (vec) rmsnorm_kernel<8, true><<<grid, kThreads, 0, s>>>(x, branch, weight, w, eps, y);
-    else rmsnorm_kernel<1, true><<<grid, kThreads, 0, s>>>(x, branch, weight, w, eps, y);
+    if (vec)
+      launch_kernel(rmsnorm_kernel<8, true>, grid, kThreads, 0, s, x, branch, weight, w, eps, y);
+    else
+      launch_kernel(rmsnorm_kernel<1, true>, grid, kThreads, 0, s, x, branch, weight, w, eps, y);
   } else {
-    if (vec) rmsnorm_kernel<8, false><<<grid, kThreads, 0, s>>>(x, nullptr, weight, w, eps, y);
-    else rmsnorm_kernel<1, false><<<grid, kThreads, 0, s>>>(x, nullptr, weight, w, eps, y);
+    if (vec)
+      launch_kernel(rmsnorm_kernel<8, false>, grid, kThreads, 0, s, x, nullptr, weight, w, eps, y);
+    else
+      launch_kernel(rmsnorm_kernel<1, false>, grid, kThreads, 0, s, x, nullptr, weight, w, eps, y);
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
@@ -262,9 +275,9 @@ void residual_add_launch(std::uint16_t* hidden, const std::uint16_t* branch, std
   if (count == 0) return;
   const cudaStream_t s = as_stream(stream);
   if (count % 8 == 0 && aligned16(hidden) && aligned16(branch))
-    residual_add_kernel<8><<<grid_for(count / 8), kThreads, 0, s>>>(hidden, branch, count / 8);
+    launch_kernel(residual_add_kernel<8>, grid_for(count / 8), kThreads, 0, s, hidden, branch, count / 8);
   else
-    residual_add_kernel<1><<<grid_for(count), kThreads, 0, s>>>(hidden, branch, count);
+    launch_kernel(residual_add_kernel<1>, grid_for(count), kThreads, 0, s, hidden, branch, count);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -281,9 +294,8 @@ void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t
   const I groups = (rotated_heads + heads_per_cta - 1) / heads_per_cta;
   const dim3 grid(static_cast<unsigned>(std::clamp<I>(rows, 1, 65535)),
                   static_cast<unsigned>(std::clamp<I>((528 + rows - 1) / rows, 1, groups)));
-  rope_kernel<<<grid, dim3(half, heads_per_cta), 0, as_stream(stream)>>>(qkv, rows, row_width, static_cast<int>(rotated_heads),
-                                                                           static_cast<int>(head_dim), static_cast<int>(rotary_dim),
-                                                                           positions, theta);
+  launch_kernel(rope_kernel, grid, dim3(half, heads_per_cta), 0, as_stream(stream), qkv, rows, row_width, static_cast<int>(rotated_heads),
+                static_cast<int>(head_dim), static_cast<int>(rotary_dim), positions, theta);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -291,9 +303,9 @@ void swiglu_launch(const std::uint16_t* gate_up, std::int64_t rows, std::int64_t
   if (rows == 0) return;
   const cudaStream_t s = as_stream(stream);
   if (ffn % 8 == 0 && aligned16(gate_up) && aligned16(y))
-    swiglu_kernel<8><<<grid_for(rows * ffn / 8), kThreads, 0, s>>>(gate_up, ffn, rows * ffn / 8, y);
+    launch_kernel(swiglu_kernel<8>, grid_for(rows * ffn / 8), kThreads, 0, s, gate_up, ffn, rows * ffn / 8, y);
   else
-    swiglu_kernel<1><<<grid_for(rows * ffn), kThreads, 0, s>>>(gate_up, ffn, rows * ffn, y);
+    launch_kernel(swiglu_kernel<1>, grid_for(rows * ffn), kThreads, 0, s, gate_up, ffn, rows * ffn, y);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -302,18 +314,17 @@ void head_rmsnorm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t row
   const I items = rows * (q_heads + kv_heads);
   if (items == 0) return;
   constexpr I per_cta = kThreads / 32;
-  head_rmsnorm_kernel<<<static_cast<unsigned>((items + per_cta - 1) / per_cta), kThreads, 0, as_stream(stream)>>>(
-      qkv, rows, row_width, static_cast<int>(q_heads), static_cast<int>(q_heads + kv_heads), static_cast<int>(head_dim), q_weight, k_weight,
-      eps);
+  launch_kernel(head_rmsnorm_kernel, static_cast<unsigned>((items + per_cta - 1) / per_cta), kThreads, 0, as_stream(stream), qkv, rows, row_width,
+                static_cast<int>(q_heads), static_cast<int>(q_heads + kv_heads), static_cast<int>(head_dim), q_weight, k_weight, eps);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
 void qk_sum_squares_launch(const std::uint16_t* qkv, std::int64_t rows, std::int64_t row_width, std::int64_t q_width, std::int64_t k_width,
                            float* sums, void* stream) {
   if (rows == 0) return;
-  qk_layer_kernel<true><<<static_cast<unsigned>(std::min<I>(rows, kMaxGrid)), kThreads, 0, as_stream(stream)>>>(
-      const_cast<std::uint16_t*>(qkv), rows, row_width, static_cast<int>(q_width), static_cast<int>(k_width), nullptr, sums, 0.0f, 0.0f,
-      nullptr, nullptr, 0.0f);  // reads qkv only
+  launch_kernel(qk_layer_kernel<true>, static_cast<unsigned>(std::min<I>(rows, kMaxGrid)), kThreads, 0, as_stream(stream),
+                const_cast<std::uint16_t*>(qkv), rows, row_width, static_cast<int>(q_width), static_cast<int>(k_width), nullptr, sums, 0.0f, 0.0f,
+                nullptr, nullptr, 0.0f);  // reads qkv only
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -321,9 +332,9 @@ void qk_layer_norm_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t ro
                           const float* sums, std::int64_t q_count, std::int64_t k_count, const std::uint16_t* q_weight,
                           const std::uint16_t* k_weight, float eps, void* stream) {
   if (rows == 0) return;
-  qk_layer_kernel<false><<<static_cast<unsigned>(std::min<I>(rows, kMaxGrid)), kThreads, 0, as_stream(stream)>>>(
-      qkv, rows, row_width, static_cast<int>(q_width), static_cast<int>(k_width), sums, nullptr, static_cast<float>(q_count),
-      static_cast<float>(k_count), q_weight, k_weight, eps);
+  launch_kernel(qk_layer_kernel<false>, static_cast<unsigned>(std::min<I>(rows, kMaxGrid)), kThreads, 0, as_stream(stream), qkv, rows, row_width,
+                static_cast<int>(q_width), static_cast<int>(k_width), sums, nullptr, static_cast<float>(q_count), static_cast<float>(k_count),
+                q_weight, k_weight, eps);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -332,15 +343,15 @@ void embedding_launch(const std::uint16_t* table, std::int64_t vocab, std::int64
   if (rows == 0) return;
   const cudaStream_t s = as_stream(stream);
   if (width % 8 == 0 && aligned16(table) && aligned16(y))
-    embedding_kernel<8><<<grid_for(rows * width / 8), kThreads, 0, s>>>(table, vocab, width, tokens, rows * width / 8, y);
+    launch_kernel(embedding_kernel<8>, grid_for(rows * width / 8), kThreads, 0, s, table, vocab, width, tokens, rows * width / 8, y);
   else
-    embedding_kernel<1><<<grid_for(rows * width), kThreads, 0, s>>>(table, vocab, width, tokens, rows * width, y);
+    launch_kernel(embedding_kernel<1>, grid_for(rows * width), kThreads, 0, s, table, vocab, width, tokens, rows * width, y);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
 void argmax_launch(const float* logits, std::int64_t rows, std::int64_t vocab, std::int32_t* tokens, void* stream) {
   if (rows == 0) return;
-  argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, as_stream(stream)>>>(logits, static_cast<int>(vocab), tokens);
+  launch_kernel(argmax_kernel, static_cast<unsigned>(rows), kThreads, 0, as_stream(stream), logits, static_cast<int>(vocab), tokens);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

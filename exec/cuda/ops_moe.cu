@@ -22,6 +22,7 @@
 
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
+#include "pdl.cuh"
 
 namespace racksim::exec::cuda {
 
@@ -56,6 +57,7 @@ template <bool SIGMOID>
 __global__ void __launch_bounds__(kTopkThreads) moe_topk_kernel(const float* __restrict__ logits, const float* __restrict__ bias, I rows,
                                                                 int experts, int k, std::int32_t* __restrict__ ids,
                                                                 float* __restrict__ weights) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const I row = static_cast<I>(blockIdx.x) * (kTopkThreads / 32) + static_cast<I>(threadIdx.x) / 32;
   if (row >= rows) return;  // the whole warp
@@ -136,6 +138,7 @@ __global__ void __launch_bounds__(kPermuteThreads) moe_permute_kernel(const std:
                                                                       int k, int slots, std::int32_t* __restrict__ offsets,
                                                                       std::int32_t* __restrict__ position, std::int32_t* __restrict__ order,
                                                                       std::int32_t* __restrict__ source_rows, std::int32_t* __restrict__ active) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   static_assert(kPermuteThreads == 32 * 32, "block_exclusive_scan: 32 warps, one expert per thread");
   __shared__ int next[kMoeMaxExperts];                        // counts, then each expert's next free row
   __shared__ unsigned char warp_count[32][kMoeMaxExperts];    // this chunk: assignments of expert e in warp w (<= 32)
@@ -196,6 +199,7 @@ template <int V>
 __global__ void __launch_bounds__(kThreads) moe_finalize_kernel(const std::uint16_t* __restrict__ rows, const std::int32_t* __restrict__ position,
                                                                 const float* __restrict__ weights, I width, int k, I chunks,
                                                                 std::uint16_t* __restrict__ y) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const I per_row = width / V;
   for (I c = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; c < chunks; c += static_cast<I>(gridDim.x) * kThreads) {
     const I t = c / per_row, i = (c % per_row) * V;
@@ -222,17 +226,17 @@ void moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, 
   constexpr I per_cta = kTopkThreads / 32;
   const auto grid = static_cast<unsigned>((rows + per_cta - 1) / per_cta);
   if (bias)
-    moe_topk_kernel<true><<<grid, kTopkThreads, 0, as_stream(stream)>>>(logits, bias, rows, experts, k, expert_ids, weights);
+    launch_kernel(moe_topk_kernel<true>, grid, kTopkThreads, 0, as_stream(stream), logits, bias, rows, experts, k, expert_ids, weights);
   else
-    moe_topk_kernel<false><<<grid, kTopkThreads, 0, as_stream(stream)>>>(logits, nullptr, rows, experts, k, expert_ids, weights);
+    launch_kernel(moe_topk_kernel<false>, grid, kTopkThreads, 0, as_stream(stream), logits, nullptr, rows, experts, k, expert_ids, weights);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
 void moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
                         std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, std::int32_t* active, void* stream) {
   const auto slots = static_cast<int>(std::min<std::int64_t>(experts, assignments));  // cpu_ops moe_active_slots
-  moe_permute_kernel<<<1, kPermuteThreads, 0, as_stream(stream)>>>(expert_ids, static_cast<int>(assignments), experts, k, slots, offsets,
-                                                                   position, order, source_rows, active);
+  launch_kernel(moe_permute_kernel, 1, kPermuteThreads, 0, as_stream(stream), expert_ids, static_cast<int>(assignments), experts, k, slots, offsets,
+                position, order, source_rows, active);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -242,9 +246,9 @@ void moe_finalize_launch(const std::uint16_t* expert_rows, const std::int32_t* p
   const cudaStream_t s = as_stream(stream);
   auto grid = [](I items) { return static_cast<unsigned>(std::clamp<I>((items + kThreads - 1) / kThreads, 1, kMaxGrid)); };
   if (width % 8 == 0 && aligned16(expert_rows) && aligned16(y))
-    moe_finalize_kernel<8><<<grid(rows * width / 8), kThreads, 0, s>>>(expert_rows, position, weights, width, k, rows * width / 8, y);
+    launch_kernel(moe_finalize_kernel<8>, grid(rows * width / 8), kThreads, 0, s, expert_rows, position, weights, width, k, rows * width / 8, y);
   else
-    moe_finalize_kernel<1><<<grid(rows * width), kThreads, 0, s>>>(expert_rows, position, weights, width, k, rows * width, y);
+    launch_kernel(moe_finalize_kernel<1>, grid(rows * width), kThreads, 0, s, expert_rows, position, weights, width, k, rows * width, y);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

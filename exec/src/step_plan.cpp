@@ -136,6 +136,8 @@ void commit_step(const StepBatch& batch, const StepTokens& tokens, BlockPool& po
 
 bool fuse_norm_knob(const char* value) { return env_choice("RACKSIM_FUSE_NORM", value, {"off", "on"}).value_or(0) == 1; }
 
+bool pdl_knob(const char* value) { return env_choice("RACKSIM_PDL", value, {"off", "on"}).value_or(0) == 1; }
+
 std::vector<bool> residual_norm_pairs(const std::vector<Op>& ops) {
   std::vector<bool> out(ops.size(), false);
   for (std::size_t i = 0; i + 1 < ops.size(); ++i) {

@@ -722,6 +722,11 @@ TEST_CASE("residual add + RMSNorm pairs: adjacent in the graph's order, two per 
   CHECK_FALSE(fuse_norm_knob("off"));
   CHECK(fuse_norm_knob("on"));
   CHECK_THROWS_WITH(fuse_norm_knob("1"), "environment RACKSIM_FUSE_NORM: '1' is not one of off, on");
+  // RACKSIM_PDL likewise (exec/cuda/pdl.cuh).
+  CHECK_FALSE(pdl_knob(nullptr));
+  CHECK_FALSE(pdl_knob("off"));
+  CHECK(pdl_knob("on"));
+  CHECK_THROWS_WITH(pdl_knob("yes"), "environment RACKSIM_PDL: 'yes' is not one of off, on");
 }
 
 TEST_CASE("env_choice: a knob's value as its index among the allowed, or an error listing them", "[exec][plan]") {
@@ -746,7 +751,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
                                              : nullptr;
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
-  CHECK(kExecutorKnobs.size() == 9);
+  CHECK(kExecutorKnobs.size() == 10);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {

@@ -87,6 +87,12 @@ void commit_step(const StepBatch& batch, const StepTokens& tokens, BlockPool& po
 /// InputError naming the variable, the value and the allowed values.
 [[nodiscard]] bool fuse_norm_knob(const char* value);
 
+/// RACKSIM_PDL = off | on (unset: off): whether the CUDA kernels of a step (the fused FP4 GEMM and
+/// its reduce, attention, the elementwise and MoE ops) launch with programmatic stream
+/// serialization, so each is scheduled while the one before it finishes (exec/cuda/pdl.cuh).
+/// True for on; InputError naming the variable, the value and the allowed values.
+[[nodiscard]] bool pdl_knob(const char* value);
+
 /// For each op of `ops` (a step in topological order): true where it is a residual_add directly
 /// followed by an RMSNorm of the hidden rows (input_norm, post_attn_norm or final_norm) of the
 /// same rows, the pairs the fused kernel can run. Only adjacent ops pair, so the ops' order (the

@@ -160,41 +160,23 @@ QWEN3=("${MIXTRAL[@]}" --set model=qwen3-32b)  # the later --set wins: Qwen3-32B
 # with the biased sigmoid routing; 8 of its 62 layers (about 2 GB of NVFP4 experts each).
 MINIMAX=("${MIXTRAL[@]}" --set model=minimax-m2.5 --set system=hgx-h200 --layers 8)  # 121.5 GiB whole: the scenario must fit an H200
 if [[ $FOCUS == 1 ]]; then
-  # The kernels' own measurements: the FP4 GEMM at the default knobs, against two passes for
-  # M = 33..64 and the old K-split rule at M <= 16 as same-session ratios, attention, and the
-  # decode steps.
+  # The default's measurements first (the targets' figures: the FP4 GEMM sweep, attention, the
+  # memory and BF16 references, the Llama-2-70B steps), then the variants written without a device
+  # in the order of what they may buy, then the MoE models. The A/Bs the H200 settled on
+  # 2026-11-30 (two passes at M = 33..64, the fill8 split rule, depth 2, rows-as-M attention) no
+  # longer run: their files are in exec/measurements/h200-sxm-2026-11-30c.
   phase "bench gemm nvfp4 -> gemm-nvfp4.json" 60 gemm-nvfp4.log "$R" bench gemm --dtypes nvfp4 --m 1,2,4,8,16,32,33,48,64,128,256 \
     --out "$STAGE/gemm-nvfp4.json"
   [[ -f "$STAGE/gemm-nvfp4.json" ]] && cp -f "$STAGE/gemm-nvfp4.json" "$FINAL/"
-  phase "fused FP4 GEMM test, two passes" 20 fp4-test-t4.log env RACKSIM_FP4_MMA_TILES=4 "$BIN/tests/racksim_cuda_tests" \
-    "fused FP4-weight tensor-core GEMM matches the CPU reference"
-  phase "bench gemm nvfp4, two passes" 30 gemm-nvfp4-t4.log env RACKSIM_FP4_MMA_TILES=4 "$R" bench gemm --dtypes nvfp4 --m 33,48,64 \
-    --out "$STAGE/gemm-nvfp4-t4.json"
-  phase "bench gemm nvfp4, splits fill8" 30 gemm-nvfp4-fill8.log env RACKSIM_FP4_MMA_SPLITS=fill8 "$R" bench gemm --dtypes nvfp4 \
-    --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-fill8.json"
-  phase "fused FP4 GEMM test, depth 2" 20 fp4-test-d2.log env RACKSIM_FP4_MMA_DEPTH=2 "$BIN/tests/racksim_cuda_tests" \
-    "fused FP4-weight tensor-core GEMM matches the CPU reference"
-  phase "bench gemm nvfp4, depth 2" 30 gemm-nvfp4-d2.log env RACKSIM_FP4_MMA_DEPTH=2 "$R" bench gemm --dtypes nvfp4 \
-    --m 1,2,4,8,16 --out "$STAGE/gemm-nvfp4-d2.json"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
-  # FP8 K/V's P V with one FP16 P (RACKSIM_ATTENTION_FP8_P=single, 2026-12-01, written without a
-  # device: half the P V MMAs): its decode and prefill tests (the tolerance widens by the rounding
-  # the knob adds), then the FP8 sweep against the default's in the same run. (The rows-as-M A/B
-  # that stood here was settled on 2026-11-30: keys as M, attention-rows.json in -30c.)
-  phase "attention tests, FP8 P single" 30 attention-test-p1.log env RACKSIM_ATTENTION_FP8_P=single "$BIN/tests/racksim_cuda_tests" \
-    "*attention*"
-  if [[ $rc -eq 0 ]]; then
-    phase "bench attention fp8, FP8 P single" 40 attention-p1.log env RACKSIM_ATTENTION_FP8_P=single "$R" bench --suite attention \
-      --dtypes fp8 --out "$STAGE/attention-p1.json"
-  fi
   phase "bench memory, gemm bf16 (the targets' references)" 60 refs.log bash -c "'$R' bench memory --out '$STAGE/memory.json' && \
     '$R' bench gemm --dtypes bf16 --out '$STAGE/gemm.json'"
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
-  # The variants written without a device (ninth and tenth sessions), after the default's
-  # measurements so a hang costs only its own phases: each variant's [cuda] test first, and its
-  # bench and steps only if the test passed (a wrong kernel's times mean nothing).
+  # The variants, after the default's measurements so a hang costs only its own phases: each
+  # variant's [cuda] test first, and its bench and steps only if the test passed (a wrong kernel's
+  # times mean nothing).
   variant() {  # NAME KNOB=VALUE TEST GEMM_MS SHAPE...
     local name=$1 knob=$2 test=$3 ms=$4; shift 4
     local shapes=() b
@@ -206,30 +188,39 @@ if [[ $FOCUS == 1 ]]; then
     phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
       --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
+  # steps_variant NAME KNOB=VALUE TEST: a knob that changes no GEMM (its test, then the decode steps).
+  steps_variant() {
+    local name=$1 knob=$2 test=$3
+    phase "[cuda] test, $name" 40 "test-$name.log" env "$knob" "$BIN/tests/racksim_cuda_tests" "$test"
+    [[ $rc -eq 0 ]] || return
+    phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
+      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
+  }
   FUSED_TEST="fused FP4-weight tensor-core GEMM matches the CPU reference"
-  # RACKSIM_FP4_LARGE_M=fp8 first: one test case covers both formats, and its bench is the large-M
-  # target's (M >= 256 against gemm.json's BF16); its exec runs a prefill, whose linears are large-M.
+  # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
+  # stream serialization, each scheduled while the one before it finishes: the executor, attention
+  # and GEMM tests under it, then the decode steps (graph replays) against the default's.
+  steps_variant pdl RACKSIM_PDL=on "*CUDA step executor*,*attention*,$FUSED_TEST"
+  # The M <= 16 GEMV's cp.async ring (ninth session): the small-M target.
+  variant ring RACKSIM_FP4_MMA_PIPE=cpasync "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
+  # FP8 K/V's P V with one FP16 P (RACKSIM_ATTENTION_FP8_P=single, thirteenth session: half the
+  # P V MMAs): the attention tests (their tolerance widens by the rounding the knob adds), then
+  # the FP8 sweep against the default's (the decode-attention target at batch 64).
+  phase "attention tests, FP8 P single" 30 attention-test-p1.log env RACKSIM_ATTENTION_FP8_P=single "$BIN/tests/racksim_cuda_tests" \
+    "*attention*"
+  if [[ $rc -eq 0 ]]; then
+    phase "bench attention fp8, FP8 P single" 40 attention-p1.log env RACKSIM_ATTENTION_FP8_P=single "$R" bench --suite attention \
+      --dtypes fp8 --out "$STAGE/attention-p1.json"
+  fi
+  # RACKSIM_FUSE_NORM=on (twelfth session): each residual add fused with the RMSNorm after it
+  # (160 fewer launches per Llama-2-70B step).
+  steps_variant fuse RACKSIM_FUSE_NORM=on "CUDA step executor matches the CPU reference, BF16 KV cache"
+  # The wgmma variant at M > 8 (ninth session) and the large-M FP8 path (tenth session): one test
+  # case covers both formats of the latter, its bench is the large-M target's (M >= 256 against
+  # gemm.json's BF16) and its exec runs a prefill, whose linears are large-M.
+  variant wg RACKSIM_FP4_MMA_MMA=wgmma "$FUSED_TEST" 16,32,33,48,64 decode:16x1024 decode:64x1024
   variant fp8 RACKSIM_FP4_LARGE_M=fp8 "Hopper's large-M FP4 GEMM (dequantize + cuBLASLt) matches the CPU in BF16 and FP8" \
     128,256,512,1024 prefill:1x512
-  variant wg RACKSIM_FP4_MMA_MMA=wgmma "$FUSED_TEST" 16,32,33,48,64 decode:16x1024 decode:64x1024
-  variant ring RACKSIM_FP4_MMA_PIPE=cpasync "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
-  # RACKSIM_FUSE_NORM=on (2026-12-01): each residual add fused with the RMSNorm after it (160 fewer
-  # launches per Llama-2-70B step): its executor test, then the decode steps against the default's.
-  phase "[cuda] test, fuse" 30 fp4-test-fuse.log env RACKSIM_FUSE_NORM=on "$BIN/tests/racksim_cuda_tests" \
-    "CUDA step executor matches the CPU reference, BF16 KV cache"
-  if [[ $rc -eq 0 ]]; then
-    phase "exec llama2-70b, fuse" 60 exec-70b-fuse.log env RACKSIM_FUSE_NORM=on "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
-      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-fuse.json" --json "$STAGE/exec-70b-fuse-summary.json"
-  fi
-  # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
-  # stream serialization, each scheduled while the one before it finishes. Its executor test
-  # (logits against the CPU, a graph replay, TP ranks where there are GPUs) and the op tests, then
-  # the decode steps (graph replays) against the default's.
-  phase "[cuda] tests, pdl" 40 test-pdl.log env RACKSIM_PDL=on "$BIN/tests/racksim_cuda_tests" "*CUDA step executor*,*attention*,*fused*"
-  if [[ $rc -eq 0 ]]; then
-    phase "exec llama2-70b, pdl" 60 exec-70b-pdl.log env RACKSIM_PDL=on "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
-      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-pdl.json" --json "$STAGE/exec-70b-pdl-summary.json"
-  fi
   # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
   # about 26 GB), decode steps grouped (one launch per MoE GEMM) and replayed as graphs; the 1x512 prefill per expert.
   phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \

@@ -844,12 +844,12 @@ void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* off
   // as one GEMM of max_m rows would; the partials of all total_rows rows share the workspace).
   // InputError on an unsupported shape; the K split for the device's SMs shared by the slots.
   const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, fp4_mma_grouped_sms(n_experts, total_rows, sms));
+  // One slice of the grid per active slot (moe_active_slots: min(experts, rows)), not per expert.
+  const int slices = static_cast<int>(std::min<std::int64_t>(n_experts, total_rows));
+  if (slices == 0) return;  // no rows: nothing to compute or reduce (and no workspace needed)
   if (p.splits > 1 && !workspace) throw InputError("fp4_gemm_mma_grouped_launch: this shape splits K and needs a workspace");
   float* partials = p.splits > 1 ? workspace : nullptr;
   const GroupArgs g{offsets, active, experts, total_rows * n};
-  // One slice of the grid per active slot (moe_active_slots: min(experts, rows)), not per expert.
-  const int slices = static_cast<int>(std::min<std::int64_t>(n_experts, total_rows));
-  if (slices == 0) return;  // no rows: nothing to compute or reduce
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);

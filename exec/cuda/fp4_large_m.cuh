@@ -45,11 +45,13 @@ class Fp4LargeM {
   /// The FP8 variant's quantized activations of the last call.
   [[nodiscard]] const std::uint8_t* x8() const noexcept { return x8_.as<std::uint8_t>(); }
 
-  /// The cuBLASLt plan of m x n x k in this format (FP8: its scale pointers on this scratch).
-  [[nodiscard]] std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t h, std::int64_t m, std::int64_t n, std::int64_t k) const {
+  /// The cuBLASLt plan of m x n x k in this format (FP8: its scale pointers on this scratch), for
+  /// x and y of `align` (BF16 reads x itself; FP8 reads its own quantized copy, aligned).
+  [[nodiscard]] std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t h, std::int64_t m, std::int64_t n, std::int64_t k, LtAlign align = {}) const {
     const LtTypes& t = types();
     const float* sc = fp8_ ? scratch_.as<float>() : nullptr;
-    return std::make_unique<LtPlan>(h, t.ab, t.cd, m, n, k, sc ? sc + kFp8ScaleA : nullptr, sc ? sc + kFp8ScaleB : nullptr, false);
+    if (fp8_) align.b = 256;
+    return std::make_unique<LtPlan>(h, t.ab, t.cd, m, n, k, sc ? sc + kFp8ScaleA : nullptr, sc ? sc + kFp8ScaleB : nullptr, false, align);
   }
 
   /// y[m x n] = x[m x k] W^T on `s` with `plan` (make_plan at m, n, k). W: NVFP4 codes and UE4M3

@@ -2,6 +2,8 @@
 
 #include <cuda_fp8.h>
 
+#include <string>
+
 #include "racksim/exec/activation_formats.hpp"
 
 namespace racksim::exec::cuda {
@@ -89,6 +91,15 @@ __global__ void __launch_bounds__(256) quantize_e4m3_pow2_kernel(const uint4* __
 }
 
 }  // namespace
+
+std::string nvfp4_quantize_kernel_missing() {
+  cudaFuncAttributes a{};
+  const cudaError_t e = cudaFuncGetAttributes(&a, quantize_bf16_nvfp4_kernel);
+  if (e == cudaSuccess) return "";
+  (void)cudaGetLastError();  // clear it: the caller falls back
+  return text("the NVFP4 activation quantize has no code for this device in this build (", cudaGetErrorString(e),
+              "; RACKSIM_CUDA_ARCHITECTURES: ", RACKSIM_CUDA_ARCHS, ")");
+}
 
 void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
                                   std::uint8_t* scales, cudaStream_t s) {

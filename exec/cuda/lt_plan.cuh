@@ -89,6 +89,12 @@ void quantize_bf16_e4m3_pow2(const __nv_bfloat16* x, std::size_t count, float* s
 void quantize_bf16_nvfp4_cublaslt(const __nv_bfloat16* x, std::int64_t rows, std::int64_t cols, float s_in, std::uint8_t* packed,
                                   std::uint8_t* scales, cudaStream_t s);
 
+/// Why the current device cannot run quantize_bf16_nvfp4_cublaslt's kernel ("" if it can): a
+/// build whose RACKSIM_CUDA_ARCHITECTURES left out this device's code (sm_100a, sm_103a) has
+/// none. Asked before the native path is chosen, so that it falls back instead of failing at the
+/// first step's quantize.
+[[nodiscard]] std::string nvfp4_quantize_kernel_missing();
+
 /// Operand and output types of the step executor's cuBLASLt GEMMs (the same constants build its
 /// plans and describe_gemm, which the CPU tests read back).
 struct LtTypes {
@@ -156,6 +162,25 @@ class LtDescriptors {
   }
 };
 
+/// The alignment cuBLASLt may assume of a pointer: the largest power of two dividing its address,
+/// at most 256 (the heuristic's default for every operand; null counts as 256).
+inline int lt_alignment(const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  int align = 256;
+  while (align > 1 && a % static_cast<std::uintptr_t>(align) != 0) align /= 2;
+  return align;
+}
+
+/// The least alignment, in bytes, a plan's operands will have (lt_alignment of the pointers it
+/// runs on). Below 256 the heuristic is told (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES), so it
+/// returns only algorithms that take such pointers: a MoE expert's rows start inside the
+/// expert-ordered buffers, at any multiple of a row's bytes.
+struct LtAlign {
+  int b = 256;   ///< x (cuBLASLt's B)
+  int cd = 256;  ///< y (C and D)
+  friend bool operator<(const LtAlign& l, const LtAlign& r) { return l.b != r.b ? l.b < r.b : l.cd < r.cd; }
+};
+
 /// A cuBLASLt matmul plan: its descriptors and the heuristic's algorithms, best first. run() uses
 /// the first one cuBLASLt accepts: the heuristic does not see the operands' pointers, and an
 /// algorithm it returns can still be refused at the call (CUBLAS_STATUS_NOT_SUPPORTED; seen on an
@@ -166,7 +191,7 @@ class LtPlan {
   static constexpr int kAlgos = 8;
 
   LtPlan(cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, std::int64_t m, std::int64_t n, std::int64_t k,
-         const void* a_scale, const void* b_scale, bool block_scaled)
+         const void* a_scale, const void* b_scale, bool block_scaled, LtAlign align = {})
       : d_(ab, cd, m, n, k, a_scale, b_scale, block_scaled), m_(m), n_(n), k_(k) {
     cublasLtMatmulPreference_t pref = nullptr;
     RACKSIM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -174,13 +199,19 @@ class LtPlan {
     cublasLtMatmulHeuristicResult_t res[kAlgos]{};
     int found = 0;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    const std::uint32_t ab_align = static_cast<std::uint32_t>(align.b), cd_align = static_cast<std::uint32_t>(align.cd);
+    if (st == CUBLAS_STATUS_SUCCESS && align.b < 256)
+      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab_align, sizeof ab_align);
+    for (const auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+      if (st == CUBLAS_STATUS_SUCCESS && align.cd < 256) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &cd_align, sizeof cd_align);
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(h, d_.desc, d_.a, d_.b, d_.c, d_.c, pref, kAlgos, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i)
       if (res[i].state == CUBLAS_STATUS_SUCCESS) algos_[count_++] = res[i].algo;
     if (st != CUBLAS_STATUS_SUCCESS || count_ == 0)
       throw Error(ExitCode::internal, text("cuBLASLt has no algorithm for m=", m, " n=", n, " k=", k, " (cudaDataType ",
-                                             static_cast<int>(ab), " -> ", static_cast<int>(cd), "): ",
+                                             static_cast<int>(ab), " -> ", static_cast<int>(cd), ", x aligned to ", align.b, " B, y to ",
+                                             align.cd, " B): ",
                                              st == CUBLAS_STATUS_SUCCESS ? "heuristic returned none" : cublasLtGetStatusString(st)));
   }
 

@@ -177,6 +177,7 @@ class CudaStep final : public StepBackend {
     const I H = m.hidden, qkv_w = (tl_.q_heads + 2 * tl_.kv_heads) * m.head_dim;
     linear_shapes_ = {{qkv_w, H}, {H, tl_.q_heads * m.head_dim}, {2 * tl_.ffn, H}, {H, tl_.ffn}};
     fp4_ = choose_fp4_gemm(o.fp4_gemm, prop.major, prop.minor, cublasLtGetVersion(), large_m_fp8_knob());
+    min_cd_align_ = m.is_moe() ? 16 : 256;  // expert rows start inside the expert-ordered buffers (LtAlign)
     if (fp4_.native) fp4_ = after_probe(o.fp4_gemm, fp4_, probe_native_plans(), large_m_fp8_knob());
     kv_layout_ = PagedKvLayout{pool_.blocks(), o.block_tokens, tl_.kv_heads, m.head_dim, p.kv_cache};
     kv_layout_.check();
@@ -627,10 +628,10 @@ class CudaStep final : public StepBackend {
 
   /// The cuBLASLt plan an NVFP4 linear of shape (n, k) = `shape` needs at M rows, if any: the
   /// native path's (padded if need be), or the large-M path's where the fused kernel does not run.
-  void prepare_linear_plan(I m, std::pair<I, I> shape) {
+  void prepare_linear_plan(I m, std::pair<I, I> shape, LtAlign align = {}) {
     const auto [n, k] = shape;
-    if (fp4_.native) (void)native_rows(m, n, k);
-    else if (!fp4_mma_supported(m, n, k) && m > 1) (void)large_m_plan(m, n, k);
+    if (fp4_.native) (void)native_plan(native_rows(m, n, k), n, k, align.cd);
+    else if (!fp4_mma_supported(m, n, k) && m > 1) (void)large_m_plan(m, n, k, align);
   }
 
   /// The native plans of every linear shape at max_rows, and the rows one row runs at (padded if
@@ -638,12 +639,13 @@ class CudaStep final : public StepBackend {
   /// exist, else why not (after_probe then falls back or fails). max_rows having a plan is what
   /// lets every other M fall back to padding.
   std::string probe_native_plans() {
+    if (std::string why = nvfp4_quantize_kernel_missing(); !why.empty()) return why;
     for (const auto& [n, k] : linear_shapes_) {
       // Whole 64-value groups keep every scale tile's K columns inside the matrix, so no padded
       // scale is ever read against real data (fp4::cublaslt_scale_offset's 4-block tiles).
       if (k % 64 != 0) return text("linear K = ", k, " is not a multiple of 64 (cuBLASLt's 4-block scale tiles)");
       try {
-        (void)native_plan(o_.max_rows, n, k);
+        (void)native_plan(o_.max_rows, n, k, min_cd_align_);
         (void)native_rows(1, n, k, /*record=*/false);  // a probe: nothing runs, so nothing ran padded
       } catch (const Error& e) {
         plans_.clear();
@@ -659,7 +661,7 @@ class CudaStep final : public StepBackend {
   I native_rows(I m, I n, I k, bool record = true) {
     return native_rows_.rows(m, n, k, [this](I rows, I pn, I pk) -> std::string {
       try {
-        (void)native_plan(rows, pn, pk);
+        (void)native_plan(rows, pn, pk, min_cd_align_);
         return "";
       } catch (const Error& e) {
         return e.what();
@@ -667,14 +669,18 @@ class CudaStep final : public StepBackend {
     }, record);
   }
 
-  LtPlan& native_plan(I m, I n, I k) {
+  /// The native plan of m x n x k for a y of `cd_align` bytes (x is act_q_, aligned); the probes
+  /// ask at min_cd_align_, the least any y will have, so a row count they pass runs at any y.
+  LtPlan& native_plan(I m, I n, I k, int cd_align = 256) {
     const LtTypes t = kLtNativeNvfp4;
-    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
+    const LtAlign align{256, cd_align};
+    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k, align.b, align.cd);
     auto it = plans_.find(key);
     // The scale pointers are set before every run (a plan serves every layer of its shape); the
     // workspace stands in for them while the heuristic is asked.
     if (it == plans_.end())
-      it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, t.ab, t.cd, m, n, k, workspace_.as(), workspace_.as(), t.block_scaled)).first;
+      it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, t.ab, t.cd, m, n, k, workspace_.as(), workspace_.as(), t.block_scaled, align))
+               .first;
     return *it->second;
   }
 
@@ -686,7 +692,7 @@ class CudaStep final : public StepBackend {
       // The quantize writes M rows; a padded GEMM reads rows M..rows-1 as they are (see act_scales_).
       quantize_bf16_nvfp4_cublaslt(reinterpret_cast<const __nv_bfloat16*>(x), M, w.in, kActivationNvfp4EncodeScale,
                                    act_q_.as<std::uint8_t>(), act_scales_.as<std::uint8_t>(), stream_);
-      LtPlan& p = native_plan(native_rows(M, w.out, w.in), w.out, w.in);
+      LtPlan& p = native_plan(native_rows(M, w.out, w.in), w.out, w.in, lt_alignment(y));
       p.set_scale_pointers(w.scales.as(), act_scales_.as());
       p.run(lt_, w.tensor_scale / kActivationNvfp4EncodeScale, w.packed.as(), act_q_.as(), y, workspace_.as(), stream_);
       return;
@@ -700,25 +706,26 @@ class CudaStep final : public StepBackend {
       fp4_gemm_small_m_bf16_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y, stream_);
       return;
     }
-    large_m_.run(lt_, large_m_plan(M, w.out, w.in), w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tiled, w.tensor_scale,
+    large_m_.run(lt_, large_m_plan(M, w.out, w.in, {lt_alignment(x), lt_alignment(y)}), w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tiled, w.tensor_scale,
                  reinterpret_cast<const __nv_bfloat16*>(x), M, w.out, w.in, reinterpret_cast<__nv_bfloat16*>(y), workspace_.as(), stream_);
   }
 
   /// lm_head's kLtBf16ToFp32 plan.
   LtPlan& lm_head_plan(I m, I n, I k) {
     const LtTypes t = kLtBf16ToFp32;
-    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
+    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k, 256, 256);
     auto it = plans_.find(key);
     if (it == plans_.end()) it = plans_.emplace(key, std::make_unique<LtPlan>(lt_, t.ab, t.cd, m, n, k, nullptr, nullptr, t.block_scaled)).first;
     return *it->second;
   }
 
-  /// The large-M path's plan in its format (Fp4LargeM: kLtBf16, or kLtFp8 on its scale scratch).
-  LtPlan& large_m_plan(I m, I n, I k) {
+  /// The large-M path's plan in its format (Fp4LargeM: kLtBf16, or kLtFp8 on its scale scratch),
+  /// for an x and y of `align` (a MoE expert's rows start inside the expert-ordered buffers).
+  LtPlan& large_m_plan(I m, I n, I k, LtAlign align = {}) {
     const LtTypes& t = large_m_.types();
-    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k);
+    const auto key = std::make_tuple(static_cast<int>(t.ab), static_cast<int>(t.cd), m, n, k, align.b, align.cd);
     auto it = plans_.find(key);
-    if (it == plans_.end()) it = plans_.emplace(key, large_m_.make_plan(lt_, m, n, k)).first;
+    if (it == plans_.end()) it = plans_.emplace(key, large_m_.make_plan(lt_, m, n, k, align)).first;
     return *it->second;
   }
 
@@ -871,11 +878,12 @@ class CudaStep final : public StepBackend {
                                             ", not 0 to ", T * k, " assignments"));
         // The plans of this step's expert GEMMs (a row count per expert, known only now), made here
         // as prepare_plans makes the dense ones: inside this op's time, not the GEMMs'.
+        // Each at the alignment its rows start at in the expert-ordered buffers (as moe_gemm runs them).
         for (int e = 0; e < E; ++e) {
-          const I rows = moe_offsets_host_[z(e) + 1] - moe_offsets_host_[z(e)];
+          const I first = moe_offsets_host_[z(e)], rows = moe_offsets_host_[z(e) + 1] - first;
           if (rows < 1) continue;
-          prepare_linear_plan(rows, linear_shapes_[2]);
-          prepare_linear_plan(rows, linear_shapes_[3]);
+          prepare_linear_plan(rows, linear_shapes_[2], {lt_alignment(B(x_perm_) + first * H), lt_alignment(B(gate_up_) + first * 2 * tl_.ffn)});
+          prepare_linear_plan(rows, linear_shapes_[3], {lt_alignment(B(act_) + first * tl_.ffn), lt_alignment(B(expert_out_) + first * H)});
         }
         return;
       }
@@ -950,6 +958,7 @@ class CudaStep final : public StepBackend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   int sm_count_ = 1;
+  int min_cd_align_ = 256;  ///< the least alignment of a native GEMM's y: 16 with MoE experts (native_plan)
   Fp4LargeM large_m_;
   DeviceBytes workspace_, attn_workspace_, act_q_, act_scales_, mma_ws_;
   std::vector<std::pair<I, I>> linear_shapes_;  ///< (out, in) of qkv, o, gate_up, down
@@ -966,7 +975,7 @@ class CudaStep final : public StepBackend {
   DeviceTpComm* tp_ = nullptr;  ///< null without tensor parallelism
   TpLayout tl_;                 ///< this rank's heads, KV heads, FFN and vocabulary slice
   DeviceBytes d_tokens_, d_positions_, d_slots_, d_sampled_, d_decode_tables_, d_context_lens_, d_segments_, d_prefill_tables_;
-  std::map<std::tuple<int, int, I, I, I>, std::unique_ptr<LtPlan>> plans_;  ///< (A/B type, D type, m, n, k)
+  std::map<std::tuple<int, int, I, I, I, int, int>, std::unique_ptr<LtPlan>> plans_;  ///< (A/B type, D type, m, n, k, x and y alignment)
   StepPlan plan_;
   I partition_tokens_ = 0;
   std::size_t workspace_bytes_ = 0;

@@ -162,14 +162,8 @@ class LtDescriptors {
   }
 };
 
-/// The alignment cuBLASLt may assume of a pointer: the largest power of two dividing its address,
-/// at most 256 (the heuristic's default for every operand; null counts as 256).
-inline int lt_alignment(const void* p) {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  int align = 256;
-  while (align > 1 && a % static_cast<std::uintptr_t>(align) != 0) align /= 2;
-  return align;
-}
+/// The alignment cuBLASLt may assume of a pointer (lt_pointer_alignment, fp4_gemm_path.hpp).
+inline int lt_alignment(const void* p) { return lt_pointer_alignment(reinterpret_cast<std::uintptr_t>(p)); }
 
 /// The least alignment, in bytes, a plan's operands will have (lt_alignment of the pointers it
 /// runs on). Below 256 the heuristic is told (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES), so it

@@ -459,6 +459,20 @@ TEST_CASE("native FP4 GEMM rows: an M without a cuBLASLt plan runs padded to the
   CHECK(none.padded().empty());
 }
 
+TEST_CASE("a cuBLASLt operand's alignment: the largest power of two of its address, at most 256", "[exec][plan]") {
+  // cudaMalloc's buffers are 256-aligned; a MoE expert's rows start `first` rows into the
+  // expert-ordered buffers: Mixtral's gate_up rows are 28,672 B (256 x 112), so any expert keeps
+  // 256; Qwen3-30B-A3B's at TP 8, 2 x 768 / 8 x 2 = 384 B (128 x 3), give 128 at an odd row.
+  CHECK(lt_pointer_alignment(0) == 256);
+  CHECK(lt_pointer_alignment(0x7f0000000000) == 256);
+  CHECK(lt_pointer_alignment(0x7f0000000000 + 5 * 28672) == 256);
+  CHECK(lt_pointer_alignment(0x7f0000000000 + 3 * 384) == 128);
+  CHECK(lt_pointer_alignment(0x7f0000000000 + 2 * 384) == 256);
+  CHECK(lt_pointer_alignment(0x7f0000000010) == 16);
+  CHECK(lt_pointer_alignment(0x7f0000000002) == 2);
+  CHECK(lt_pointer_alignment(0x7f0000000001) == 1);
+}
+
 TEST_CASE("cuBLASLt descriptors of the step executor's GEMMs, read back without a device", "[exec][plan]") {
   // cuBLASLt sets up descriptors and layouts on the host, so the Blackwell path's descriptor
   // setup is checked here (CUDA builds; the CPU-only build has no cuBLASLt and says so).

@@ -306,6 +306,15 @@ struct Fp4MmaLaunch {
 [[nodiscard]] std::int64_t fp4_mma_grouped_workspace_bytes(std::int64_t max_m, std::int64_t total_rows, std::int64_t experts, std::int64_t n,
                                                            std::int64_t k, int sms);
 
+/// The alignment cuBLASLt may assume of an operand at `address`: the largest power of two dividing
+/// it, at most 256 (the heuristic's default for every operand, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*;
+/// address 0, a null pointer, counts as 256). exec/cuda/lt_plan.cuh LtAlign.
+[[nodiscard]] constexpr int lt_pointer_alignment(std::uintptr_t address) {
+  int align = 256;
+  while (align > 1 && address % static_cast<std::uintptr_t>(align) != 0) align /= 2;
+  return align;
+}
+
 /// RACKSIM_FP4_LARGE_M = bf16 | fp8 (unset: bf16): the format Hopper's large-M FP4-weight GEMM
 /// (M the fused kernel does not take) dequantizes W to before cuBLASLt. bf16 is exact (each
 /// e2m1 x ue4m3 x tensor_scale product is rounded once to BF16, which holds 8 significant bits

@@ -52,7 +52,9 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
 
 nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
   nlohmann::json steps = nlohmann::json::array();
-  for (const auto& st : r.steps)
+  for (const auto& st : r.steps) {
+    nlohmann::json by_kind = nlohmann::json::array();
+    for (const auto& [kind, sec] : st.op_time_by_kind) by_kind.push_back({{"kind", kind}, {"time_s", sec}});
     steps.push_back({{"shape", st.shape.label()},
                      {"kind", st.shape.kind == exec::ExecShape::Kind::prefill ? "prefill" : "decode"},
                      {"batch", st.shape.batch},
@@ -64,7 +66,10 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
                      {"time_max_s", st.max_s},
                      {"reps", st.reps},
                      {"graph_time_median_s", st.graph_median_s > 0 ? nlohmann::json(st.graph_median_s) : nlohmann::json()},
-                     {"tokens_per_s", st.tokens_per_s()}});
+                     {"tokens_per_s", st.tokens_per_s()},
+                     {"op_time_s", st.op_time_s()},
+                     {"op_time_by_kind", by_kind}});
+  }
   nlohmann::json j = {{"scenario", s.name},
                       {"model", s.model.id},
                       {"device", r.device},
@@ -101,6 +106,17 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
     for (const auto& st : r.steps)
       fmt::print("  {:<20} {:>8} {:>12.3f} {:>12.3f} {:>12.3f} {:>14.1f} {:>12}\n", st.shape.label(), st.tokens, st.median_s * 1e3,
                  st.min_s * 1e3, st.max_s * 1e3, st.tokens_per_s(), st.graph_median_s > 0 ? fmt::format("{:.3f}", st.graph_median_s * 1e3) : "-");
+    // Where each step's time goes: its op times by kind, as shares of their sum (the rest of the
+    // wall time is the host's between ops), the four largest named.
+    fmt::print("  op time by kind (mean per step over the reps, eager):\n");
+    for (const auto& st : r.steps) {
+      const double sum = st.op_time_s();
+      std::string parts;
+      for (std::size_t i = 0; i < st.op_time_by_kind.size() && i < 4; ++i)
+        parts += fmt::format("{}{} {:.1f}%", i ? ", " : "", st.op_time_by_kind[i].first, sum > 0 ? 100 * st.op_time_by_kind[i].second / sum : 0.0);
+      if (st.op_time_by_kind.size() > 4) parts += fmt::format(", {} more kinds", st.op_time_by_kind.size() - 4);
+      fmt::print("    {:<20} {:.3f} ms of ops: {}\n", st.shape.label(), sum * 1e3, parts);
+    }
   }
   if (r.served) {
     fmt::print("  serving loop ({}): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "

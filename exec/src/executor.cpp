@@ -234,10 +234,15 @@ class Runner {
       }
     }
     std::vector<double> times;
+    std::map<std::string, double> by_kind;  // summed over the timed reps
+    const std::function<void(const Op&, double)> timed_observer = [&](const Op& op, double sec) {
+      observer_(op, sec);
+      by_kind[std::string(to_string(op.kind))] += sec;
+    };
     for (int rep = 0; rep < o_.warmup + o_.reps; ++rep) {
       const bool timed = rep >= o_.warmup;
       const auto t0 = Clock::now();
-      ref_.run(graph, t, timed ? observer_ : std::function<void(const Op&, double)>{});
+      ref_.run(graph, t, timed ? timed_observer : std::function<void(const Op&, double)>{});
       if (timed) times.push_back(seconds_since(t0));
       for (I b = 0; b < s.batch; ++b) {
         if (s.kind == ExecShape::Kind::prefill) ref_.release(base + b);
@@ -267,6 +272,8 @@ class Runner {
     st.max_s = ts.max_s;
     st.reps = o_.reps;
     if (!graph_times.empty()) st.graph_median_s = stats_of(graph_times).median_s;
+    for (const auto& [kind, sum] : by_kind) st.op_time_by_kind.emplace_back(kind, sum / o_.reps);
+    std::stable_sort(st.op_time_by_kind.begin(), st.op_time_by_kind.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
     report_.steps.push_back(st);
   }
 
@@ -447,6 +454,12 @@ class Runner {
 std::unique_ptr<StepBackend> tp_rank_threads(std::vector<std::unique_ptr<StepBackend>> ranks, std::string describe) {
   RACKSIM_ASSERT(!ranks.empty(), "tp_rank_threads: at least one rank");
   return std::make_unique<TpThreads<NoComms>>(NoComms{}, std::move(ranks), std::move(describe));
+}
+
+double StepTiming::op_time_s() const {
+  double s = 0;
+  for (const auto& [kind, sec] : op_time_by_kind) s += sec;
+  return s;
 }
 
 ServeLatency ServeLatency::of(std::vector<double> v) {

@@ -78,6 +78,16 @@ endif()
 expect("steps;0;tokens" 2)      # decode 2x16: one token per sequence
 expect("steps;1;tokens" 64)     # prefill 2x32
 expect("steps;1;reps" 2)
+# Op time by kind: the tiny Llama's decode step has 8 op kinds (embedding, rmsnorm, gemm, rope,
+# attention_decode, residual_add, swiglu, sampling; the KV append is inside the attention op), and
+# the GEMMs take most of a CPU step: examples/models/tiny-llama.yaml's linears are 256 x 384 +
+# 256 x 256 + 256 x 1,024 + 512 x 256 = 557,056 multiply-adds per token per layer against
+# attention's 8 heads x 17 keys x 32 x 2 = 8,704 (GEMMs 95% of the op time measured here).
+string(JSON kinds LENGTH "${j}" steps 0 op_time_by_kind)
+string(JSON top GET "${j}" steps 0 op_time_by_kind 0 kind)
+if(NOT kinds EQUAL 8 OR NOT top STREQUAL "gemm")
+  message(FATAL_ERROR "steps[0].op_time_by_kind: ${kinds} kinds, the largest '${top}'; expected 8 and gemm")
+endif()
 file(READ "${meas}" m)
 string(JSON schema GET "${m}" schema)
 string(JSON records LENGTH "${m}" records)

@@ -86,6 +86,19 @@ TEST_CASE("exec times every op of the step graph, per identity over layers and r
   for (const auto& st : r.steps) {
     CHECK(st.reps == 2);
     CHECK((st.min_s <= st.median_s && st.median_s <= st.max_s && st.min_s > 0));
+    // Op time by kind: one entry per op kind of the step's graph, most first; each rep's ops run
+    // inside its wall time, so their mean sum is within the slowest rep's.
+    const StepGraph g(m, st.shape.kind == ExecShape::Kind::decode ? StepBatch::decode(3, 5) : StepBatch::prefill_only(2, 6), Deployment{},
+                      nvfp4_bf16());
+    std::set<std::string> want, got;
+    for (std::size_t v = 0; v < g.size(); ++v) want.insert(std::string(to_string(g.op(v).kind)));
+    for (const auto& [kind, sec] : st.op_time_by_kind) {
+      got.insert(kind);
+      CHECK(sec > 0);
+    }
+    CHECK(got == want);
+    CHECK(std::is_sorted(st.op_time_by_kind.begin(), st.op_time_by_kind.end(), [](const auto& a, const auto& b) { return a.second > b.second; }));
+    CHECK((st.op_time_s() > 0 && st.op_time_s() <= st.max_s));
   }
   CHECK(r.model.layers == 2);
   // Decode 3: qkv_proj m=3, n=(4 + 2 x 2) x 16 = 128, k=64, once per layer per timed rep.

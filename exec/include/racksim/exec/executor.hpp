@@ -78,6 +78,11 @@ struct StepTiming {
   double median_s = 0, min_s = 0, max_s = 0;
   int reps = 0;
   double graph_median_s = 0;         ///< decode on CUDA: the step replayed as one CUDA graph (0 = not run)
+  /// The timed reps' op times summed per op kind ("gemm", "attention_decode", ...), divided by
+  /// the reps: each kind's mean seconds per step, most first (ties by name). Their sum is the
+  /// step's op time; what the step's wall time holds beyond it is the host's work between ops.
+  std::vector<std::pair<std::string, double>> op_time_by_kind;
+  [[nodiscard]] double op_time_s() const;
   /// Prefill: prompt tokens / median; decode: sequences (one new token each) / median.
   [[nodiscard]] double tokens_per_s() const { return static_cast<double>(tokens) / median_s; }
 };

@@ -31,6 +31,9 @@ times to the default's at the same shape (below 1: the variant is faster):
   | exec-70b-<variant> | prefill 1x512 | 160.2 ms vs 171.0 ms (eager): 0.94x |
   | attention-<variant> | decode, KV fp8 | b1 ctx 128 1.00x, b1 ctx 1024 0.98x, ... |
 
+Last, each Llama-2-70B step's op time by kind (exec-70b-summary.json's op_time_by_kind, written
+by racksim exec since 2026-12-01), as shares of the ops' summed time.
+
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
 import json
@@ -136,6 +139,27 @@ def main():
     for r in rows:
         print("| " + " | ".join(r) + " |")
     variants(folder, fp4, summary, att)
+    breakdown(summary)
+
+
+def breakdown(summary):
+    """Each step's op time by kind (racksim exec's op_time_by_kind, 2026-12-01 on), as shares of
+    the ops' summed time; summaries written before then have none."""
+    rows = []
+    for s in (summary or {}).get("steps", []):
+        kinds = s.get("op_time_by_kind")
+        if not kinds:
+            continue
+        total = sum(k["time_s"] for k in kinds)
+        shares = ", ".join(f"{k['kind']} {100 * k['time_s'] / total:.1f}%" for k in kinds)
+        graph = f"; graph {s['graph_time_median_s'] * 1e3:.2f} ms" if s.get("graph_time_median_s") else ""
+        rows.append((s["shape"], f"{total * 1e3:.2f} ms of ops (eager step {s['time_median_s'] * 1e3:.2f} ms{graph})", shares))
+    if rows:
+        print()
+        print("| step | op time | by kind |")
+        print("|---|---|---|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
 
 
 def variants(folder, fp4, summary, att):

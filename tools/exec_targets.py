@@ -154,10 +154,15 @@ def breakdown(summary):
         shares = ", ".join(f"{k['kind']} {100 * k['time_s'] / total:.1f}%" for k in kinds)
         graph = f"; graph {s['graph_time_median_s'] * 1e3:.2f} ms" if s.get("graph_time_median_s") else ""
         rows.append((s["shape"], f"{total * 1e3:.2f} ms of ops (eager step {s['time_median_s'] * 1e3:.2f} ms{graph})", shares))
+    print_table(("step", "op time", "by kind"), rows)
+
+
+def print_table(header, rows):
+    """A markdown table after a blank line; nothing when there are no rows."""
     if rows:
         print()
-        print("| step | op time | by kind |")
-        print("|---|---|---|")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
         for r in rows:
             print("| " + " | ".join(r) + " |")
 
@@ -209,12 +214,7 @@ def variants(folder, fp4, summary, att):
                 t, r = step_time(s), ref[s["shape"]]
                 how = "graph" if s.get("graph_time_median_s") else "eager"
                 lines.append((path.stem.removesuffix("-summary"), label(s), f"{t * 1e3:.2f} ms vs {r * 1e3:.2f} ms ({how}): {t / r:.2f}x"))
-    if lines:
-        print()
-        print("| variant (same run) | shape | median time / the default's |")
-        print("|---|---|---|")
-        for r in lines:
-            print("| " + " | ".join(r) + " |")
+    print_table(("variant (same run)", "shape", "median time / the default's"), lines)
 
 
 if __name__ == "__main__":

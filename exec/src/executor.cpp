@@ -234,10 +234,10 @@ class Runner {
       }
     }
     std::vector<double> times;
-    std::map<std::string, double> by_kind;  // summed over the timed reps
+    std::map<OpKind, double> by_kind;  // summed over the timed reps (an enum key: no string per op in the timed loop)
     const std::function<void(const Op&, double)> timed_observer = [&](const Op& op, double sec) {
       observer_(op, sec);
-      by_kind[std::string(to_string(op.kind))] += sec;
+      by_kind[op.kind] += sec;
     };
     for (int rep = 0; rep < o_.warmup + o_.reps; ++rep) {
       const bool timed = rep >= o_.warmup;
@@ -272,8 +272,9 @@ class Runner {
     st.max_s = ts.max_s;
     st.reps = o_.reps;
     if (!graph_times.empty()) st.graph_median_s = stats_of(graph_times).median_s;
-    for (const auto& [kind, sum] : by_kind) st.op_time_by_kind.emplace_back(kind, sum / o_.reps);
-    std::stable_sort(st.op_time_by_kind.begin(), st.op_time_by_kind.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    for (const auto& [kind, sum] : by_kind) st.op_time_by_kind.emplace_back(std::string(to_string(kind)), sum / o_.reps);
+    std::sort(st.op_time_by_kind.begin(), st.op_time_by_kind.end(),
+              [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
     report_.steps.push_back(st);
   }
 

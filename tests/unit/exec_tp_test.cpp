@@ -8,6 +8,7 @@
 #include <cmath>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -367,8 +368,10 @@ namespace {
 /// cannot: its step reads expert counts back to the host).
 class ReplayRank final : public StepBackend {
  public:
-  ReplayRank(int rank, bool can_replay, std::vector<int>& replays) : rank_(rank), can_(can_replay), replays_(replays) {}
+  ReplayRank(int rank, bool can_replay, std::vector<int>& replays, bool fails = false)
+      : rank_(rank), can_(can_replay), fails_(fails), replays_(replays) {}
   StepOutput run(const StepGraph&, const StepTokens&, const OpObserver&) override {
+    if (fails_) throw InputError("rank " + std::to_string(rank_) + " ran out of memory");
     StepOutput o;
     o.next_tokens = {7};
     return o;
@@ -386,7 +389,7 @@ class ReplayRank final : public StepBackend {
 
  private:
   int rank_;
-  bool can_;
+  bool can_, fails_;
   std::vector<int>& replays_;
 };
 
@@ -413,4 +416,12 @@ TEST_CASE("a tensor-parallel group replays a decode step on all of its ranks or 
   CHECK_FALSE(mixed->replay_last_step().has_value());
   CHECK(replays == std::vector<int>{1, 1, 1});  // ranks 0 and 1 did not replay alone
   CHECK(mixed->describe() == "three replay ranks");
+
+  // A step that fails on one rank fails the group's step with that rank's error.
+  std::vector<std::unique_ptr<StepBackend>> ranks;
+  for (int r = 0; r < 3; ++r) ranks.push_back(std::make_unique<ReplayRank>(r, true, replays, r == 2));
+  const auto failing = tp_rank_threads(std::move(ranks), "one failing rank");
+  const ModelConfig m = test::tiny_llama();
+  const StepGraph g(m, StepBatch::decode(1, 4), Deployment{}, Precision{DType::nvfp4, DType::bf16, DType::bf16});
+  CHECK_THROWS_WITH(failing->run(g, StepTokens{}, {}), "rank 2 ran out of memory");
 }

@@ -296,10 +296,14 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials, GroupArgs group) {
-  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
   static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
   static_assert(!GROUP || (DEPTH == 1 && !WG && !RING), "the grouped launch runs the default kernel");
+  // exec/cuda/pdl.cuh: nothing the previous kernel writes is touched before pdl_begin(). A grouped
+  // launch reads the permute's offsets first, so it waits at once; the others read only the
+  // model's weights (written before any step) until the wait below, so under RACKSIM_PDL their
+  // first spans' loads overlap the previous kernel's end.
+  if constexpr (GROUP) pdl_begin();
   if constexpr (GROUP) {
     // Expert active[blockIdx.z]: its rows of x and y, its weight; no expert or no rows, nothing to
     // do (the whole CTA).
@@ -366,8 +370,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
   if (sp_begin < sp_end) {
     if constexpr (!RING) load_span(cur, codes, tscales, tile0 + sp_begin, lane, active);
     if (DEPTH == 2 && sp_begin + 1 < sp_end) load_span(nxt, codes, tscales, tile0 + sp_begin + 1, lane, active);
-    load_x(sp_begin * kSpan);
   }
+  // x is the previous kernel's output, and y and the partials may be read by it: wait here.
+  if constexpr (!GROUP) pdl_begin();
+  if (sp_begin < sp_end) load_x(sp_begin * kSpan);
   for (int sp = sp_begin; sp < sp_end; ++sp) {
     __syncthreads();  // every warp is done reading the previous span's x
 #pragma unroll

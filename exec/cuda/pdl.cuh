@@ -10,13 +10,16 @@
 // step of Llama-2-70B is ~14 dependent kernels per layer, 80 layers (TensorRT-LLM enables the same
 // with TRTLLM_ENABLE_PDL).
 //
-// Correctness rests on one rule: every kernel launched through launch_kernel() starts with
-// pdl_begin(), whose `griddepcontrol.wait` returns only when the previous grid has completed and
-// its memory is visible; nothing is read or written before it. The trigger comes after the wait,
-// so a kernel's dependents are scheduled only once it runs, never while its own prerequisite still
-// does (they would hold SM slots its later waves need). Both instructions are no-ops for a kernel
-// launched without the attribute (RACKSIM_PDL unset, or launched with <<<>>>), which is how every
-// kernel runs by default.
+// Correctness rests on one rule: every kernel launched through launch_kernel() calls pdl_begin(),
+// whose `griddepcontrol.wait` returns only when the previous grid has completed and its memory is
+// visible, before it reads or writes anything another kernel of the step writes or reads. Most
+// call it first; the fused FP4 GEMM first loads its first spans of weights (the model's, written
+// before any step), so that under PDL its weight stream starts during the previous kernel's end,
+// as TensorRT-LLM's low-latency GEMMs prefetch weights before cudaGridDependencySynchronize.
+// The trigger comes after the wait, so a kernel's dependents are scheduled only once it runs,
+// never while its own prerequisite still does (they would hold SM slots its later waves need).
+// Both instructions are no-ops for a kernel launched without the attribute (RACKSIM_PDL unset, or
+// launched with <<<>>>), which is how every kernel runs by default.
 
 #include <cuda_runtime.h>
 
@@ -43,7 +46,8 @@ inline bool pdl_on() {
 }
 
 /// kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization under
-/// RACKSIM_PDL=on; `kernel` must begin with pdl_begin(). Throws on a launch error.
+/// RACKSIM_PDL=on; `kernel` must call pdl_begin() before touching what other kernels write or
+/// read. Throws on a launch error.
 template <class... Params, class... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};

@@ -42,6 +42,7 @@
 #include "lt_plan.cuh"
 #include "pdl.cuh"
 #include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/cpu_ops.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
 
@@ -851,7 +852,7 @@ void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* off
   // InputError on an unsupported shape; the K split for the device's SMs shared by the slots.
   const Fp4MmaPlan p = fp4_mma_plan(max_m, n, k, fp4_mma_grouped_sms(n_experts, total_rows, sms));
   // One slice of the grid per active slot (moe_active_slots: min(experts, rows)), not per expert.
-  const int slices = static_cast<int>(std::min<std::int64_t>(n_experts, total_rows));
+  const int slices = static_cast<int>(moe_active_slots(n_experts, total_rows));
   if (slices == 0) return;  // no rows: nothing to compute or reduce (and no workspace needed)
   if (p.splits > 1 && !workspace) throw InputError("fp4_gemm_mma_grouped_launch: this shape splits K and needs a workspace");
   float* partials = p.splits > 1 ? workspace : nullptr;

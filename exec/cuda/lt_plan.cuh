@@ -172,7 +172,6 @@ inline int lt_alignment(const void* p) { return lt_pointer_alignment(reinterpret
 struct LtAlign {
   int b = 256;   ///< x (cuBLASLt's B)
   int cd = 256;  ///< y (C and D)
-  friend bool operator<(const LtAlign& l, const LtAlign& r) { return l.b != r.b ? l.b < r.b : l.cd < r.cd; }
 };
 
 /// A cuBLASLt matmul plan: its descriptors and the heuristic's algorithms, best first. run() uses

@@ -23,6 +23,7 @@
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
 #include "pdl.cuh"
+#include "racksim/exec/cpu_ops.hpp"
 
 namespace racksim::exec::cuda {
 
@@ -234,7 +235,7 @@ void moe_topk_launch(const float* logits, const float* bias, std::int64_t rows, 
 
 void moe_permute_launch(const std::int32_t* expert_ids, std::int64_t assignments, int experts, int k, std::int32_t* offsets,
                         std::int32_t* position, std::int32_t* order, std::int32_t* source_rows, std::int32_t* active, void* stream) {
-  const auto slots = static_cast<int>(std::min<std::int64_t>(experts, assignments));  // cpu_ops moe_active_slots
+  const auto slots = static_cast<int>(moe_active_slots(experts, assignments));
   launch_kernel(moe_permute_kernel, 1, kPermuteThreads, 0, as_stream(stream), expert_ids, static_cast<int>(assignments), experts, k, slots, offsets,
                 position, order, source_rows, active);
   RACKSIM_CUDA_CHECK(cudaGetLastError());

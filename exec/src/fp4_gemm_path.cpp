@@ -8,6 +8,7 @@
 
 #include "racksim/common/error.hpp"
 #include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/cpu_ops.hpp"
 #include "racksim/exec/env_knob.hpp"
 #include "racksim/exec/fp4.hpp"
 
@@ -257,7 +258,7 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
 }
 
 int fp4_mma_grouped_sms(std::int64_t experts, std::int64_t total_rows, int sms) {
-  const std::int64_t slots = std::min(experts, total_rows);
+  const std::int64_t slots = moe_active_slots(experts, total_rows);
   return slots < 1 ? sms : static_cast<int>(std::max<std::int64_t>(1, sms / slots));
 }
 

@@ -2,7 +2,7 @@
 // cuBLASLt plan of one of five paths (bench.hpp gemm_case):
 //   bf16 x bf16 -> bf16 and fp8 x fp8 -> bf16 (per-tensor A/B scale pointers): cuBLASLt;
 //   nvfp4 x nvfp4 -> bf16 (VEC16_UE4M3 block scales, sm_100+): cuBLASLt;
-//   bf16 x nvfp4 -> bf16 (Hopper), M <= 64 and K % 32 == 0: fp4_gemm_mma (tensor cores, fused);
+//   bf16 x nvfp4 -> bf16 (Hopper), M <= 128 and K % 32 == 0: fp4_gemm_mma (tensor cores, fused);
 //   bf16 x nvfp4 -> bf16 (Hopper, larger M): dequantize W each call, then cuBLASLt (Fp4LargeM:
 //   BF16, or E4M3 W and x + cuBLASLt FP8 under RACKSIM_FP4_LARGE_M=fp8).
 // cuBLASLt is called in "TN" form, which FP8 and FP4 require: y[M x N] row-major is the

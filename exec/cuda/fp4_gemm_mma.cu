@@ -1,10 +1,11 @@
-// Hopper FP4-weight GEMM on tensor cores for decode batches (M <= 64). sm_90 has no FP4 tensor
-// cores: each lane turns its E2M1 codes into FP16 with the mask-and-shift trick (fp4.hpp, after
-// vLLM marlin; values x 2^-14, folded back in the epilogue), on words stored in a bit order that
-// needs 11 ALU instructions per 8 codes instead of 15 (e2m1x8_to_mma_order), multiplies them by their UE4M3
-// block scale in FP16 (exact: a 2-bit by a 4-bit significand, and every product a multiple of
-// 2^-24), and feeds them to mma.sync.m16n8k16 (FP16 in, FP32 accumulate) with the weights as the
-// A operand (16 output features x 16 K) and the tokens as B (16 K x 8 tokens).
+// Hopper FP4-weight GEMM on tensor cores for decode batches (M <= 128, in launches of <= 64 rows).
+// sm_90 has no FP4 tensor cores: each lane turns its E2M1 codes into FP16 with the mask-and-shift
+// trick (fp4.hpp, after vLLM marlin; values x 2^-14, folded back in the epilogue), on words stored
+// in a bit order that needs 11 ALU instructions per 8 codes instead of 15 (e2m1x8_to_mma_order),
+// multiplies them by their UE4M3 block scale in FP16 (exact: a 2-bit by a 4-bit significand, and
+// every product a multiple of 2^-24), and feeds them to mma.sync.m16n8k16 (FP16 in, FP32
+// accumulate) with the weights as the A operand (16 output features x 16 K) and the tokens as B
+// (16 K x 8 tokens).
 //
 // The weights are read once, 16 bytes per lane, from the tiled layout (fp4_gemm_path.hpp: a warp's
 // 32 rows x 128 values are one contiguous 2 KB tile, in the order the lanes load them). A dot
@@ -753,6 +754,11 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
   const Fp4MmaPlan full = fp4_mma_plan(m, n, k, sms);  // InputError on an unsupported shape; sizes the workspace
   if (full.workspace_bytes > 0 && !workspace) throw InputError("fp4_gemm_mma_launch: this shape splits K and needs a workspace");
+  if (m > kFp4MmaLaunchM) {  // M = 65..128: launches of 64 rows in stream order (the plan's workspace covers each)
+    for (std::int64_t r = 0; r < m; r += kFp4MmaLaunchM)
+      fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
+    return;
+  }
   const Knobs& kn = knobs();
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
@@ -847,6 +853,9 @@ void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* off
   if (n_experts < 1 || n_experts > 65535 || !offsets || !active || !experts || total_rows < 0)
     throw InputError(text("fp4_gemm_mma_grouped_launch: ", n_experts, " experts (1..65535) with their offsets, active experts and weights, ",
                           total_rows, " rows"));
+  if (!fp4_mma_grouped_supported(max_m, n, k))
+    throw InputError(text("fp4_gemm_mma_grouped_launch: experts of up to ", max_m, " rows of ", n, " x ", k, ": one launch takes 1..",
+                          kFp4MmaLaunchM, " rows per expert and k a positive multiple of 32"));
   // The plan of one max_m-row GEMM: its tiles, row blocks and K split (each expert's CTAs split K
   // as one GEMM of max_m rows would; the partials of all total_rows rows share the workspace).
   // InputError on an unsupported shape; the K split for the device's SMs shared by the slots.

@@ -61,7 +61,7 @@ struct Fp4MmaExpert {
 /// moe_active_slots(n_experts, total_rows) slots) gives the grid one slice of CTAs per slot, not per
 /// expert: at MiniMax-M2's one decode token 8 slices instead of 256, the rest of which would only
 /// read two offsets and exit. An expert with no rows (a slot of -1) exits at once.
-/// Requires fp4_mma_supported(max_m, n, k); x and y 16-byte aligned.
+/// Requires fp4_mma_grouped_supported(max_m, n, k); x and y 16-byte aligned.
 /// On `stream`; checks the launch errors only. Graph-capturable: no host-side row counts.
 void fp4_gemm_mma_grouped_launch(const std::uint16_t* x, const std::int32_t* offsets, const std::int32_t* active, int n_experts,
                                  std::int64_t max_m,

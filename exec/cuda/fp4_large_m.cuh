@@ -1,5 +1,5 @@
 #pragma once
-// Hopper's FP4-weight GEMM for the M the fused kernel does not take (M > 64, or K % 32 != 0 at
+// Hopper's FP4-weight GEMM for the M the fused kernel does not take (M > 128, or K % 32 != 0 at
 // M > 1): W dequantized on every call, then cuBLASLt, in the format RACKSIM_FP4_LARGE_M picks
 // (fp4_gemm_path.hpp: bf16, the default, exact; fp8, half the bytes and twice the tensor rate at
 // one E4M3 rounding of W and of x). Shared by the step executor and `racksim bench gemm`, so the

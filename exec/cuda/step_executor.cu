@@ -3,7 +3,7 @@
 // order (the order the simulator costs), every op between two CUDA events.
 //   embedding, RMSNorm, RoPE, SwiGLU, residual add, KV append, paged decode and prefill attention,
 //   argmax: the step ops of cuda_ops.hpp (ops_elementwise.cu, attention.cu);
-//   linear layers (NVFP4 weights, BF16 activations): M <= 64 the fused FP4-weight tensor-core
+//   linear layers (NVFP4 weights, BF16 activations): M <= 128 the fused FP4-weight tensor-core
 //   kernel (E2M1 dequantized in registers to FP16, mma.sync; fp4_gemm_mma.cu; K % 32 == 0, else
 //   at M = 1 the CUDA-core small-M kernel, fp4_gemm_small_m.cu); larger M the weight dequantized
 //   into a scratch buffer, then cuBLASLt (executor.md: "dequantize-then-cuBLASLt for large M"):
@@ -239,7 +239,7 @@ class CudaStep final : public StepBackend {
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_q_.as(), 0, R * z(widest) / 2, stream_));
       RACKSIM_CUDA_CHECK(cudaMemsetAsync(act_scales_.as(), 0, scale_bytes, stream_));
     } else {
-      // Hopper: the fused kernel for M <= 64 (its K-split partials in mma_ws_), the large-M path's
+      // Hopper: the fused kernel for M <= 128 (its K-split partials in mma_ws_), the large-M path's
       // scratch (Fp4LargeM: BF16 or E4M3 W, E4M3 x) for any shape and M the fused kernel does not take.
       I largest = 0, ws = 0;
       std::size_t shape = 0;
@@ -512,9 +512,10 @@ class CudaStep final : public StepBackend {
 
   /// Whether this step's MoE GEMMs run grouped (one launch each, the row counts read on the
   /// device: no host round trip, so the step can be captured as a graph): the Hopper path with the
-  /// experts held tiled, and at most kFp4MmaMaxM rows (each expert gets at most one row per token).
+  /// experts held tiled, and at most kFp4MmaLaunchM rows (each expert gets at most one row per
+  /// token; fp4_mma_grouped_supported).
   [[nodiscard]] bool moe_grouped() const {
-    return m_.is_moe() && !layers_.empty() && layers_[0].gate_up_table.size() > 0 && plan_.rows <= kFp4MmaMaxM;
+    return m_.is_moe() && !layers_.empty() && layers_[0].gate_up_table.size() > 0 && plan_.rows <= kFp4MmaLaunchM;
   }
 
   void make_random_weights() {
@@ -605,7 +606,7 @@ class CudaStep final : public StepBackend {
   /// Every cuBLASLt plan the step's GEMMs use, made before the first timed op: a plan for a new M
   /// (a serving loop meets many) asks cuBLASLt's heuristic, host time that is not the GEMM's.
   /// Whether the weight of shape out x in is held in the fused kernel's tiled layout: on the
-  /// Hopper path whenever the fused kernel takes the shape (at M = 1, so at any M <= 64).
+  /// Hopper path whenever the fused kernel takes the shape (at M = 1, so at any M <= 128).
   bool holds_tiled(I out, I in) const { return !fp4_.native && fp4_mma_supported(1, out, in); }
 
   void prepare_plans(const std::vector<Op>& ops) {

@@ -103,7 +103,7 @@ std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span
   const Fp4Matrix& w0 = experts[0];
   for (const Fp4Matrix& w : experts)
     if (w.format != DType::nvfp4 || w.rows != w0.rows || w.cols != w0.cols) bad("every expert an NVFP4 weight of one shape");
-  if (!fp4_mma_supported(max_m, w0.rows, w0.cols)) bad(fmt::format("the fused kernel does not take {} x {} x {}", max_m, w0.rows, w0.cols));
+  if (!fp4_mma_grouped_supported(max_m, w0.rows, w0.cols)) bad(fmt::format("the fused kernel does not take {} x {} x {}", max_m, w0.rows, w0.cols));
   if (offsets[0] != 0) bad("offsets start at 0");
   for (std::size_t e = 0; e + 1 < offsets.size(); ++e)
     if (offsets[e + 1] < offsets[e] || offsets[e + 1] - offsets[e] > max_m) bad(fmt::format("expert {} has {} rows (0..{})", e, offsets[e + 1] - offsets[e], max_m));

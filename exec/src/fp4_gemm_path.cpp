@@ -35,9 +35,9 @@ std::string version_text(std::size_t v) { return fmt::format("{}.{}.{}", v / 100
 
 /// What the Hopper kernels do, by M.
 std::string hopper_kernels(bool large_m_fp8) {
-  return large_m_fp8 ? "fused FP4-weight tensor-core kernel (M <= 64), above it RACKSIM_FP4_LARGE_M=fp8: W dequantized to E4M3 and x "
+  return large_m_fp8 ? "fused FP4-weight tensor-core kernel (M <= 128), above it RACKSIM_FP4_LARGE_M=fp8: W dequantized to E4M3 and x "
                        "quantized to E4M3 (per-tensor power-of-two scale) + cuBLASLt FP8"
-                     : "fused FP4-weight tensor-core kernel (M <= 64), dequantize + cuBLASLt BF16 above";
+                     : "fused FP4-weight tensor-core kernel (M <= 128), dequantize + cuBLASLt BF16 above";
 }
 
 }  // namespace
@@ -198,11 +198,23 @@ bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept 
   return m >= 1 && m <= kFp4MmaMaxM && n >= 1 && n <= (std::int64_t{1} << 30) && k >= 32 && k % 32 == 0 && k <= (std::int64_t{1} << 30);
 }
 
+bool fp4_mma_grouped_supported(std::int64_t max_m, std::int64_t n, std::int64_t k) noexcept {
+  return fp4_mma_supported(max_m, n, k) && max_m <= kFp4MmaLaunchM;
+}
+
 Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm) {
   if (!fp4_mma_supported(m, n, k) || sms < 1 || resident_per_sm < 0 || resident_per_sm > 8)
     throw InputError(fmt::format("fp4_mma_plan: needs 1 <= m <= {}, n >= 1, k a positive multiple of 32, sms >= 1 and 0 <= resident_per_sm "
                                  "<= 8 (got m={} n={} k={} sms={} resident_per_sm={})",
                                  kFp4MmaMaxM, m, n, k, sms, resident_per_sm));
+  if (m > kFp4MmaLaunchM) {
+    // Launches of 64 rows, the last of the rest; one after another, so one workspace serves all.
+    Fp4MmaPlan p = fp4_mma_plan(kFp4MmaLaunchM, n, k, sms, resident_per_sm);
+    const std::int64_t rest = m - (m - 1) / kFp4MmaLaunchM * kFp4MmaLaunchM;
+    p.passes = static_cast<int>((m + kFp4MmaLaunchM - 1) / kFp4MmaLaunchM);
+    p.workspace_bytes = std::max(p.workspace_bytes, fp4_mma_plan(rest, n, k, sms, resident_per_sm).workspace_bytes);
+    return p;
+  }
   if (m > kFp4MmaPassM) {
     // One pass of 8 tiles with half the 32-row pass's splits; the workspace also fits two passes
     // of <= 32 rows (RACKSIM_FP4_MMA_TILES=4, exec/cuda/fp4_gemm_mma.cu).
@@ -236,6 +248,9 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
 
 Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
                                  const std::function<int(int, int)>& resident) {
+  if (m > kFp4MmaLaunchM)
+    throw InputError(fmt::format("fp4_mma_launch_plan: one launch takes at most {} rows (got {}); larger M runs as launches of {}", kFp4MmaLaunchM,
+                                 m, kFp4MmaLaunchM));
   Fp4MmaLaunch l;
   l.plan = fp4_mma_plan(m, n, k, sms);
   const int tiles = l.plan.n_tiles;

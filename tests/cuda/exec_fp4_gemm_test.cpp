@@ -54,10 +54,11 @@ TEST_CASE("FP4-weight small-M GEMM matches the CPU reference", "[cuda][exec]") {
 
 TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda][exec]") {
   // Hopper's decode-batch GEMM (exec/cuda/fp4_gemm_mma.cu). Shapes: M = 1, 5, 16, 17, 32 (one,
-  // two and four 8-token MMA tiles; 5 and 17 leave tiles partly empty), 45 and 64 (two passes:
-  // rows 0-31, then 13 or 32 rows, each writing its own rows of y); N = 200 (two
-  // 128-row CTAs, the second mostly past N); K = 96 (one span of three 32-value pieces), 1088
-  // (8.5 spans) and 4096 (32 spans: at M = 1 the plan splits K into 32 CTAs and the FP32
+  // two and four 8-token MMA tiles; 5 and 17 leave tiles partly empty), 45 and 64 (8 tiles; two
+  // passes under RACKSIM_FP4_MMA_TILES=4: rows 0-31, then 13 or 32 rows, each writing its own rows
+  // of y), 100 and 128 (launches of 64 rows: 64 + 36, 64 + 64, the second at x and y offset by
+  // 64 rows, sharing the workspace); N = 200 (two 128-row CTAs, the second mostly past N); K = 96
+  // (one span of three 32-value pieces), 1088 (8.5 spans) and 4096 (32 spans: at M = 1 the plan splits K into 32 CTAs and the FP32
   // partials are summed by the reduce kernel; at M = 32, 8 splits). The kernel's output is
   // BF16, so per element: |y - y_ref| <= 2^-8 |y_ref| (BF16 rounding, twice the half-ulp bound)
   // + (K + 2) 2^-22 sum_k |x_k w_k| (FP32 accumulation in any order, with 4x slack for the tensor
@@ -67,7 +68,7 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (std::int64_t k : {std::int64_t{96}, std::int64_t{1088}, std::int64_t{4096}})
     for (std::int64_t m : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{32}, std::int64_t{45},
-                           std::int64_t{64}}) {
+                           std::int64_t{64}, std::int64_t{100}, std::int64_t{128}}) {
       const std::int64_t n = 200;
       std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
       for (auto& v : x) v = act::round_bf16(u(rng));

@@ -166,7 +166,7 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // cuBLASLt workspace. Scratch, the larger of the two paths `auto` may pick on the device: the
   // native Blackwell path's FP4 inputs, 16 x 28,672 / 2 + 128 x 1,792 = 458,752 (the swizzled
   // weight scales need no padding at these shapes: every N is a multiple of 128); Hopper's fused
-  // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 64), largest for
+  // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 128), largest for
   // gate_up at M = 16: 448 row blocks want ceil(2,048 / 448) = 5 splits (the traffic cap is
   // 0.5 x 0.5625 x 8,192 / (8 x 16) = 18), 5 x 16 x 57,344 x 4 B = 18,350,080. Split-K
   // decode attention's partials, bounded as (16 sampled + ceil(4 x 256 SMs / 8 KV heads)) x 64
@@ -213,11 +213,16 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   o.max_rows = 33;
   const CudaStepFootprint two = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(two.fixed == Approx(base + 17 * row + 36700160).epsilon(1e-12));
-  // Above M = 64 the Hopper path dequantizes the largest weight (gate_up, 57,344 x 8,192) into a
-  // BF16 scratch (939,524,096 B), on top of the partials' peak.
+  // M = 65..128 run as launches of 64 rows, each launch's partials within the peak over M <= 64:
+  // still no dequantize scratch. Above M = 128 the Hopper path dequantizes the largest weight
+  // (gate_up, 57,344 x 8,192) into a BF16 scratch (939,524,096 B), on top of the partials' peak.
   o.max_rows = 65;
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 49 * row + 36700160).epsilon(1e-12));
+  o.max_rows = 128;
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 112 * row + 36700160).epsilon(1e-12));
+  o.max_rows = 129;
   const CudaStepFootprint big = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(big.fixed == Approx(base + 49 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
+  CHECK(big.fixed == Approx(base + 113 * row + 2.0 * 57344 * 8192 + 36700160).epsilon(1e-12));
   // The large-M scratch holds either format of RACKSIM_FP4_LARGE_M: BF16 gate_up (2 x 469,762,048 =
   // 939,524,096 B) or E4M3 gate_up, E4M3 x of max_rows x 28,672 and the 1,088-byte scale scratch
   // ((16 + 256) x 4). The FP8 one is larger from 16,384 rows on (16,384 x 28,672 = 469,762,048), so
@@ -595,12 +600,35 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
           CHECK(fp4_mma_plan(m, n, k, 132, r).workspace_bytes <= fp4_mma_plan(m, n, k, 132).workspace_bytes);
         }
   CHECK_THROWS_AS(fp4_mma_plan(1, 8192, 8192, 132, 9), InputError);
-  // The kernel's limits: M 1..64, K a multiple of 32.
+  // M = 65..128: launches of 64 rows (two 8-tile launches at M = 128 are 0.73-0.99x the dequantize
+  // path's time on the H200, fp4_gemm_path.hpp). M = 100, n = k = 8,192: the 64-row launch's plan
+  // (8 tiles, 4 splits of 16 spans) twice; the workspace the larger of the 64-row launch's
+  // (8,388,608, above) and the 36-row rest's: 8 tiles, 4 splits (4 x 36 x 8,192 x 4 = 4,718,592),
+  // but covering two passes of 32 (8,388,608) and 4 rows (17 splits wanted, 16 of 4 spans:
+  // 2,097,152): 8,388,608. M = 65: the rest is one row (16 splits: 524,288).
+  p = fp4_mma_plan(100, 8192, 8192, 132);
+  CHECK(p.passes == 2);
+  CHECK(p.n_tiles == 8);
+  CHECK(p.splits == 4);
+  CHECK(p.spans_per_split == 16);
+  CHECK(p.workspace_bytes == 8388608);
+  CHECK(fp4_mma_plan(36, 8192, 8192, 132).workspace_bytes == 8388608);
+  CHECK(fp4_mma_plan(4, 8192, 8192, 132).workspace_bytes == 2097152);
+  CHECK(fp4_mma_plan(128, 8192, 8192, 132).passes == 2);
+  CHECK(fp4_mma_plan(65, 8192, 8192, 132).passes == 2);
+  CHECK(fp4_mma_plan(65, 8192, 8192, 132).workspace_bytes == 8388608);
+  CHECK(fp4_mma_plan(64, 8192, 8192, 132).passes == 1);
+  // The kernel's limits: M 1..128 (one launch, and a grouped launch's experts, 1..64), K a
+  // multiple of 32.
   CHECK(fp4_mma_supported(64, 1, 32));
-  CHECK_FALSE(fp4_mma_supported(65, 8192, 8192));
+  CHECK(fp4_mma_supported(128, 8192, 8192));
+  CHECK_FALSE(fp4_mma_supported(129, 8192, 8192));
   CHECK_FALSE(fp4_mma_supported(1, 8192, 48));
   CHECK_FALSE(fp4_mma_supported(0, 8192, 8192));
-  CHECK_THROWS_AS(fp4_mma_plan(65, 8192, 8192, 132), InputError);
+  CHECK_THROWS_AS(fp4_mma_plan(129, 8192, 8192, 132), InputError);
+  CHECK(fp4_mma_grouped_supported(64, 8192, 8192));
+  CHECK_FALSE(fp4_mma_grouped_supported(65, 8192, 8192));
+  CHECK_FALSE(fp4_mma_grouped_supported(1, 8192, 48));
   // The executor's bound is the peak over M <= min(max_rows, 64): gate_up at 256 SMs peaks at
   // M = 32 (5 splits of 13 spans; see the footprint test): 36,700,160 B; 0 for an unsupported K.
   CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 36700160);
@@ -851,6 +879,9 @@ TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]"
   CHECK(l.plan.n_tiles == 8);
   CHECK_FALSE(l.two_passes);
   CHECK(fp4_mma_launch_plan(40, 8192, 8192, 132, fp4_mma_knobs(nullptr, "4", nullptr), resident).two_passes);
+  // One launch takes at most 64 rows: fp4_gemm_mma_launch runs M = 65..128 as launches of 64.
+  CHECK_THROWS_AS(fp4_mma_launch_plan(65, 8192, 8192, 132, def, resident), InputError);
+  CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, def, resident).plan.n_tiles == 8);
   // The cp.async ring at M <= 16: depth 1 (it replaces the register prefetch), at 5 CTAs per SM
   // in this stand-in, so o_proj M = 16 splits floor(5 x 132 / 64) = 10 ways instead of 8; at four
   // tiles it does not apply.

@@ -8,7 +8,7 @@
 ///           sm_100 / sm_103, cuBLASLt >= 12.8), every M (an M without a cuBLASLt plan runs
 ///           padded to more rows: NativeGemmRows);
 ///   hopper: the fused FP4-weight tensor-core kernel (E2M1 dequantized in registers, mma.sync)
-///           for M <= 64 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
+///           for M <= 128 and K % 32 == 0 (fp4_mma_plan), dequantize to BF16 + cuBLASLt BF16
 ///           above: any GPU the build targets.
 
 #include <algorithm>
@@ -62,7 +62,7 @@ struct Fp4GemmChoice {
 /// Native needs compute capability 10.0 or 10.3 (the builds' sm_100a / sm_103a; other
 /// Blackwell parts, sm_110 and sm_120, have no cubin here) and cuBLASLt >= 12.8. `automatic`
 /// falls back to hopper with the reason; `native` without support is an Error (exit 3).
-/// large_m_fp8 (RACKSIM_FP4_LARGE_M=fp8) only changes the Hopper reason's words for M > 64.
+/// large_m_fp8 (RACKSIM_FP4_LARGE_M=fp8) only changes the Hopper reason's words for M > 128.
 [[nodiscard]] Fp4GemmChoice choose_fp4_gemm(Fp4GemmMode mode, int sm_major, int sm_minor, std::size_t cublaslt_version,
                                             bool large_m_fp8 = false);
 
@@ -129,16 +129,22 @@ class NativeGemmRows {
 /// Hopper's fused FP4-weight GEMM (exec/cuda/fp4_gemm_mma.cu): E2M1 dequantized in registers to
 /// FP16 and fed to mma.sync m16n8k16 tensor-core MMAs (FP32 accumulate), weights read once
 /// in its tiled layout (below), for decode batches up to kFp4MmaMaxM: up to kFp4MmaPassM rows in
-/// 1, 2 or 4 8-token tiles, M = 33..64 in 8 tiles (2 CTAs per SM). On an H200
+/// 1, 2 or 4 8-token tiles, M = 33..64 in 8 tiles (2 CTAs per SM), M = 65..128 as launches of
+/// kFp4MmaLaunchM rows (each reads the weights again). On an H200
 /// (exec/measurements/h200-sxm-2026-11-30, gemm-nvfp4.json) dequantize + cuBLASLt BF16 took
 /// 101-102, 120-130, 626-628 and 328-333 us at M = 48..64 for 8192 x 8192, 10240 x 8192,
 /// 57344 x 8192 and 8192 x 28672; two passes of <= 32 rows took 60-70, 70-82, 327-366 and 165-188
 /// (2026-11-30b) and one 8-tile pass 0.64-1.00x of those (43.8-44.9, 67-69, 262-266, 128-132 us).
-/// Above 64 rows the weights are dequantized to BF16 for cuBLASLt (M = 128: 101-645 us).
+/// At M = 128 the dequantize + cuBLASLt path took 109.1, 133.5, 682.9 and 347.3 us and one 8-tile
+/// launch at M = 64 43.4, 66.0, 256.4 and 126.3 (2026-11-30c, commit 2af6518): two such launches
+/// are 0.80, 0.99, 0.75 and 0.73x the dequantize path, so M = 65..128 run as passes of 64 rows;
+/// at M = 256 four would be 1.32-1.85x of its 116.1-740.9 us, so above 128 rows the weights are
+/// dequantized for cuBLASLt (fp4_large_m.cuh).
 /// Each CTA (4 warps) computes kFp4MmaRowsPerCta output features over a range of K spans of
 /// kFp4MmaSpan; K is split over `splits` CTAs when the row blocks alone would leave the GPU
 /// under-filled, their FP32 partials summed in a fixed order by a second kernel (deterministic).
-inline constexpr std::int64_t kFp4MmaMaxM = 64;
+inline constexpr std::int64_t kFp4MmaMaxM = 128;    ///< rows of a dense fused GEMM (in launches of kFp4MmaLaunchM)
+inline constexpr std::int64_t kFp4MmaLaunchM = 64;  ///< rows of one launch (8 tiles); a grouped (MoE) launch's most
 inline constexpr std::int64_t kFp4MmaPassM = 32;
 inline constexpr std::int64_t kFp4MmaRowsPerCta = 128;
 inline constexpr std::int64_t kFp4MmaSpan = 128;
@@ -242,8 +248,10 @@ struct Fp4MmaKnobs {
 
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
 /// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).
+/// M = 65..128: ceil(m / 64) launches of kFp4MmaLaunchM rows, one after another on the stream (the
+/// fields are the 64-row launch's; workspace_bytes covers every launch, the last one's included).
 struct Fp4MmaPlan {
-  int passes = 0;             ///< launches of the fused kernel: 1
+  int passes = 0;             ///< launches of the fused kernel: 1, or ceil(m / 64) above 64 rows
   int n_tiles = 0;            ///< 8-token MMA column tiles: 1, 2, 4 (m rounded up) or 8 (m > 32)
   std::int64_t row_blocks = 0;
   std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
@@ -255,6 +263,11 @@ struct Fp4MmaPlan {
 /// True when the fused kernel takes m x n x k: 1 <= m <= kFp4MmaMaxM, n >= 1, k a positive
 /// multiple of 32 (each lane reads whole 32-value pieces of a row: two NVFP4 blocks, 16 bytes).
 [[nodiscard]] bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept;
+
+/// True when a grouped launch (fp4_gemm_mma_grouped_launch: a MoE layer's experts, one launch)
+/// takes experts of up to max_m rows: fp4_mma_supported and max_m <= kFp4MmaLaunchM (its CTAs
+/// hold one launch's tiles; a top-k routing gives an expert at most one row per token).
+[[nodiscard]] bool fp4_mma_grouped_supported(std::int64_t max_m, std::int64_t n, std::int64_t k) noexcept;
 
 /// What one fp4_gemm_mma_launch runs under the knobs (exec/cuda/fp4_gemm_mma.cu).
 struct Fp4MmaLaunch {
@@ -268,7 +281,8 @@ struct Fp4MmaLaunch {
 /// The launch of fp4_mma_plan(m, n, k, sms) under `knobs`: 8 tiles or two passes for M = 33..64;
 /// the depth (auto: 2 at 2 tiles); the whole-wave split at the kernel's occupancy
 /// `resident(n_tiles, depth)` (CTAs per SM, the occupancy API's answer on the device) when the
-/// knob says wave, or by default at 1-2 tiles where it still splits K. InputError as fp4_mma_plan.
+/// knob says wave, or by default at 1-2 tiles where it still splits K. One launch: InputError above
+/// kFp4MmaLaunchM rows (fp4_gemm_mma_launch runs those 64 rows at a time), and as fp4_mma_plan.
 [[nodiscard]] Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
                                                const std::function<int(int, int)>& resident);
 

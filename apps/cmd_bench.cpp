@@ -198,7 +198,9 @@ int run_one_process(const BenchPlan& plan, const std::string& gpu_override, bool
     if (sig) break;
     if ((suite == "gemm" || suite == "power") && plan.check_gemms && !checked) {
       for (const auto& d : plan.gemm_dtypes)
-        for (std::int64_t m : {std::int64_t{8}, std::int64_t{64}, std::int64_t{128}}) {  // 128: Hopper's large-M path
+        // Hopper's nvfp4 paths: 8 and 64 one launch of the fused kernel, 128 two (launches of 64),
+        // 256 the large-M path (dequantize + cuBLASLt).
+        for (std::int64_t m : {std::int64_t{8}, std::int64_t{64}, std::int64_t{128}, std::int64_t{256}}) {
           const double err = exec::cuda_check_gemm(d, m, 256, 512, plan.device);
           std::fprintf(log, "check %s m=%lld n=256 k=512 against the FP64 host GEMM: relative error %.3g (passed)\n", d.c_str(),
                        static_cast<long long>(m), err);

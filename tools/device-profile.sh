@@ -19,17 +19,18 @@ prof() {  # NAME KERNEL_REGEX SKIP CMD...
   timeout 150 "$NCU" --clock-control none -k "regex:$k" -s "$skip" -c 1 "${SECTIONS[@]}" "$@" > "$OUT/ncu-$name.txt" 2>&1
   echo "$name: exit $?"; grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Executed Ipc A|Warp Cycles Per Issued|Theoretical Occupancy" "$OUT/ncu-$name.txt" | head -14
 }
-# The bench checks the kernel at m = 8, 64 and 128 before timing (the first two the fused kernel, since M <= 64 is): skip two.
-prof gemv-m1-o_proj fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p1.json
-prof gemv-m16-o_proj fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 16 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p2.json
-prof gemv-m1-gate_up fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p3.json
+# The bench checks the kernel at m = 8, 64, 128 and 256 before timing: one launch of the fused kernel at 8
+# and 64, two at 128 (launches of 64 rows), the large-M path at 256: skip four.
+prof gemv-m1-o_proj fp4_mma_kernel 4 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p1.json
+prof gemv-m16-o_proj fp4_mma_kernel 4 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 16 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p2.json
+prof gemv-m1-gate_up fp4_mma_kernel 4 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 1 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p3.json
 # M = 64 (8 tiles, 2 CTAs per SM): latency, issue or the mma.sync pipe (docs/executor.md, "Without a
 # device"); the tensor pipe's share is in ComputeWorkloadAnalysis.
-prof gemm-m64-gate_up fp4_mma_kernel 2 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 64 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p5.json
+prof gemm-m64-gate_up fp4_mma_kernel 4 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 64 --shapes gate_up_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p5.json
 # The large-M path's dequantize at M = 256, o_proj (the large-M target's hardest M): BF16 (the
 # default) and E4M3 (RACKSIM_FP4_LARGE_M=fp8, with x's amax pass in the same launch). Its DRAM
 # throughput against copy is what the tenth session's estimate turns on (docs/executor.md). The
-# bench's check at m = 128 launches the dequantize once first: skip 1.
+# bench's check at m = 256 launches the dequantize once first: skip 1.
 prof dequant-bf16-m256-o_proj fp4_mma_dequant_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 256 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p6.json
 RACKSIM_FP4_LARGE_M=fp8 prof dequant-e4m3-m256-o_proj fp4_mma_dequant_kernel 1 .devicepkg/racksim bench gemm --dtypes nvfp4 --m 256 --shapes o_proj --warmup 1 --max-reps 3 --min-reps 1 --out /tmp/p7.json
 # Decode attention: the suite's 4th case (batch 8 x 1024 context, BF16 KV) after 3 smaller ones.

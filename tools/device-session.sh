@@ -221,6 +221,9 @@ if [[ $FOCUS == 1 ]]; then
   # case covers both formats of the latter, its bench is the large-M target's (M >= 256 against
   # gemm.json's BF16) and its exec runs a prefill, whose linears are large-M.
   variant wg RACKSIM_FP4_MMA_MMA=wgmma "$FUSED_TEST" 16,32,33,48,64 decode:16x1024 decode:64x1024
+  # Weights two spans ahead at 4 and 8 tiles (2026-12-01, fourteenth session; depth 2 was measured
+  # at 1-2 tiles only): the M = 17..64 GEMMs, with 8-12 warps per SM, and the batch-64 step.
+  variant d2 RACKSIM_FP4_MMA_DEPTH=2 "$FUSED_TEST" 24,32,33,48,64 decode:64x1024
   variant fp8 RACKSIM_FP4_LARGE_M=fp8 "Hopper's large-M FP4 GEMM (dequantize + cuBLASLt) matches the CPU in BF16 and FP8" \
     128,256,512,1024 prefill:1x512
   # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,

@@ -546,8 +546,11 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 /// - RACKSIM_FP4_MMA_TILES = 4 | 8: M = 33..64 as two passes of <= 4 tiles, or (8, the default)
 ///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
-/// - RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2: spans of weights in flight per warp at M <= 16 (2: 4
-///   CTAs per SM). Row-major layout: 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run);
+/// - RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2: spans of weights in flight per warp (at 1-2 tiles 2
+///   costs a CTA per SM: 4 instead of 5; at 4 and 8 tiles, 2 only when set, not by auto: the
+///   8-tile kernel keeps 2 CTAs per SM at 233 registers instead of 214, the 4-tile one 3 at 159
+///   instead of 141, no spills (ptxas, sm_90a); written 2026-12-01 without a device for the
+///   M = 17..64 GEMMs, which 8-12 warps per SM leave latency-bound). Row-major layout: 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run);
 ///   tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
 ///   (qkv 1.03x; history/runs/gemm-nvfp4-depth2-tiled-bd797a1.json against
 ///   gemm-nvfp4-smem-dequant-bd797a1.json, same run). auto (the default): 2 for 2 tiles
@@ -774,8 +777,8 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
        : kn.wgmma ? resident_per_sm<2, 1, true>()
                   : resident_per_sm<2>(),
        kn.wgmma ? resident_per_sm<2, 2, true>() : resident_per_sm<2, 2>()},
-      {kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>(), kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>()},
-      {kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>(), kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>()}};
+      {kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>(), kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4, 2>()},
+      {kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>(), kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8, 2>()}};
   const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [](int tiles, int depth) {
     return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
   });
@@ -808,10 +811,12 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
       break;
     case 4:
       if (wg) launch_nt<4, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else if (deep) launch_nt<4, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       else launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;
     default:
       if (wg) launch_nt<8, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else if (deep) launch_nt<8, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       else launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;
   }

@@ -254,10 +254,15 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   Fp4MmaLaunch l;
   l.plan = fp4_mma_plan(m, n, k, sms);
   const int tiles = l.plan.n_tiles;
+  // 4 and 8 tiles: two spans ahead only when asked (never under wgmma, whose 4- and 8-tile kernels
+  // have no depth 2), one otherwise.
+  const int deep_wide = knobs.depth == 2 && !knobs.wgmma ? 2 : 1;
   if (tiles == 8) {
     l.two_passes = !knobs.eight_tiles;
+    if (!l.two_passes) l.depth = deep_wide;
     return l;
   }
+  if (tiles == 4) l.depth = deep_wide;
   if (tiles <= 2) l.depth = knobs.ring ? 1 : knobs.depth == 0 ? (tiles == 2 ? 2 : 1) : knobs.depth;
   l.ring = knobs.ring && tiles <= 2;
   const bool wave = knobs.splits == Fp4MmaKnobs::Splits::wave;

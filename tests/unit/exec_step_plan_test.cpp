@@ -879,6 +879,13 @@ TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]"
   CHECK(l.plan.n_tiles == 8);
   CHECK_FALSE(l.two_passes);
   CHECK(fp4_mma_launch_plan(40, 8192, 8192, 132, fp4_mma_knobs(nullptr, "4", nullptr), resident).two_passes);
+  // Depth 2 at 4 and 8 tiles only when the knob asks for it, and never under wgmma (no such kernel).
+  CHECK(fp4_mma_launch_plan(32, 8192, 8192, 132, def, resident).depth == 1);
+  CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, def, resident).depth == 1);
+  CHECK(fp4_mma_launch_plan(32, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2"), resident).depth == 2);
+  CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2"), resident).depth == 2);
+  CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2", "wgmma"), resident).depth == 1);
+  CHECK(fp4_mma_launch_plan(16, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2", "wgmma"), resident).depth == 2);
   // One launch takes at most 64 rows: fp4_gemm_mma_launch runs M = 65..128 as launches of 64.
   CHECK_THROWS_AS(fp4_mma_launch_plan(65, 8192, 8192, 132, def, resident), InputError);
   CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, def, resident).plan.n_tiles == 8);

@@ -236,7 +236,7 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 struct Fp4MmaKnobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
-  int depth = 0;            ///< spans of weights in flight at M <= 16: 1, 2, or 0 = auto (2 at 2 tiles)
+  int depth = 0;            ///< spans of weights in flight: 1, 2, or 0 = auto (2 at 2 tiles, else 1)
   bool wgmma = false;       ///< M > 8 on Hopper's warpgroup MMA (wgmma, A from registers) instead of mma.sync
   bool ring = false;        ///< M <= 16: weights through a per-warp cp.async ring in shared memory, not registers
 };
@@ -273,13 +273,14 @@ struct Fp4MmaPlan {
 struct Fp4MmaLaunch {
   Fp4MmaPlan plan;          ///< the grid and K split of the (single) launch
   bool two_passes = false;  ///< M = 33..64 as two launches of <= 32 rows (RACKSIM_FP4_MMA_TILES=4)
-  int depth = 1;            ///< spans of weights in flight: 2 only for 1 or 2 tiles
+  int depth = 1;            ///< spans of weights in flight: 2 by default at 2 tiles, at 1, 4 or 8 when the knob says 2
   bool ring = false;        ///< the cp.async ring (RACKSIM_FP4_MMA_PIPE=cpasync) at 1 or 2 tiles; depth is then 1
   bool wave = false;        ///< the whole-wave K split was taken
 };
 
 /// The launch of fp4_mma_plan(m, n, k, sms) under `knobs`: 8 tiles or two passes for M = 33..64;
-/// the depth (auto: 2 at 2 tiles); the whole-wave split at the kernel's occupancy
+/// the depth (auto: 2 at 2 tiles; 2 at 4 and 8 tiles only when the knob says 2, and not under
+/// wgmma); the whole-wave split at the kernel's occupancy
 /// `resident(n_tiles, depth)` (CTAs per SM, the occupancy API's answer on the device) when the
 /// knob says wave, or by default at 1-2 tiles where it still splits K. One launch: InputError above
 /// kFp4MmaLaunchM rows (fp4_gemm_mma_launch runs those 64 rows at a time), and as fp4_mma_plan.

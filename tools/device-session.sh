@@ -177,15 +177,17 @@ if [[ $FOCUS == 1 ]]; then
   # The variants, after the default's measurements so a hang costs only its own phases: each
   # variant's [cuda] test first, and its bench and steps only if the test passed (a wrong kernel's
   # times mean nothing).
-  variant() {  # NAME KNOB=VALUE TEST GEMM_MS SHAPE...
-    local name=$1 knob=$2 test=$3 ms=$4; shift 4
+  variant() {  # NAME "KNOB=VALUE [KNOB=VALUE...]" TEST GEMM_MS SHAPE...
+    local name=$1 test=$3 ms=$4 knob
+    read -ra knob <<< "$2"
+    shift 4
     local shapes=() b
     for b in "$@"; do shapes+=(--shape "$b"); done
-    phase "[cuda] test, $name" 30 "fp4-test-$name.log" env "$knob" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
+    phase "[cuda] test, $name" 30 "fp4-test-$name.log" env "${knob[@]}" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
     [[ $rc -eq 0 ]] || return
-    phase "bench gemm nvfp4, $name" 40 "gemm-nvfp4-$name.log" env "$knob" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
+    phase "bench gemm nvfp4, $name" 40 "gemm-nvfp4-$name.log" env "${knob[@]}" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
       --out "$STAGE/gemm-nvfp4-$name.json"
-    phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
+    phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "${knob[@]}" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
       --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
   # steps_variant NAME KNOB=VALUE TEST: a knob that changes no GEMM (its test, then the decode steps).
@@ -203,6 +205,10 @@ if [[ $FOCUS == 1 ]]; then
   steps_variant pdl RACKSIM_PDL=on "*CUDA step executor*,*attention*,$FUSED_TEST"
   # The M <= 16 GEMV's cp.async ring (ninth session): the small-M target.
   variant ring RACKSIM_FP4_MMA_PIPE=cpasync "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
+  # x staged once per K split at M <= 8 (fourteenth session): no barrier in the span loop; alone,
+  # then with the ring (each warp an independent stream of 3 spans in flight).
+  variant xsplit RACKSIM_FP4_MMA_X=split "$FUSED_TEST" 1,2,4,8 decode:1x1024
+  variant ringx "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split" "$FUSED_TEST" 1,2,4,8 decode:1x1024
   # FP8 K/V's P V with one FP16 P (RACKSIM_ATTENTION_FP8_P=single, thirteenth session: half the
   # P V MMAs): the attention tests (their tolerance widens by the rounding the knob adds), then
   # the FP8 sweep against the default's (the decode-attention target at batch 64).

@@ -293,14 +293,15 @@ struct GroupArgs {
   long long total_mn = 0;  ///< all experts' rows x n: the stride of a split's partials
 };
 
-template <int NT, int DEPTH, bool WG = false, bool RING = false, bool GROUP = false>
+template <int NT, int DEPTH, bool WG = false, bool RING = false, bool GROUP = false, bool XALL = false>
 __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
                    float* __restrict__ partials, GroupArgs group) {
   static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
   static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
-  static_assert(!GROUP || (DEPTH == 1 && !WG && !RING), "the grouped launch runs the default kernel");
+  static_assert(!GROUP || (DEPTH == 1 && !WG && !RING && !XALL), "the grouped launch runs the default kernel");
+  static_assert(!XALL || (NT == 1 && DEPTH == 1 && !WG), "x staged once per split is the M <= 8 variant");
   // exec/cuda/pdl.cuh: nothing the previous kernel writes is touched before pdl_begin(). A grouped
   // launch reads the permute's offsets first, so it waits at once; the others read only the
   // model's weights (written before any step) until the wait below, so under RACKSIM_PDL their
@@ -325,11 +326,15 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
   } else {
     (void)group;
   }
-  __shared__ uint4 smem[kSmemUnits<NT, WG>];
+  __shared__ uint4 smem[XALL ? 1 : kSmemUnits<NT, WG>];
   // 4 warps x kRing spans: 32 KB of codes and 4 KB of scales (with x's staging, under the 48 KB a
   // CTA may declare statically).
   __shared__ uint4 ring_all[RING ? 4 * kRing * kRingUnits : 1];
   __shared__ uint2 ring_sc_all[RING ? 4 * kRing * 32 : 1];
+  // RACKSIM_FP4_MMA_X=split: the split's whole x, staged once (fp4_mma_x_split_bytes: per span, m
+  // token rows of kChunkStride 16-byte units, in the per-span layout's order), launched with that
+  // much dynamic shared memory.
+  extern __shared__ uint4 xall[];
   [[maybe_unused]] auto xs = reinterpret_cast<uint4(*)[kChunkStride]>(smem);  // the mma.sync layout
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -375,31 +380,53 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
   }
   // x is the previous kernel's output, and y and the partials may be read by it: wait here.
   if constexpr (!GROUP) pdl_begin();
-  if (sp_begin < sp_end) load_x(sp_begin * kSpan);
-  for (int sp = sp_begin; sp < sp_end; ++sp) {
-    __syncthreads();  // every warp is done reading the previous span's x
-#pragma unroll
-    for (int i = 0; i < NT; ++i) {
-      const int c = static_cast<int>(threadIdx.x) + i * kThreads, tok = c >> 4, q = c & 15;  // q: 8-value group; piece q / 4, word q % 4
-      const uint4 r = xr[i];  // r.x = (x0, x1), r.y = (x2, x3), r.z = (x4, x5), r.w = (x6, x7); zeros past m and k
+  if constexpr (XALL) {
+    // Every span's x of the split at once, as the per-span staging below would store it, but m
+    // token rows per span instead of 8 (rows g >= m read zeros below, not shared memory): then the
+    // span loop has no barrier, and each warp streams its weights at its own pace.
+    const int units = (sp_end - sp_begin) * m * 16;
+    for (int c = static_cast<int>(threadIdx.x); c < units; c += kThreads) {
+      const int q = c & 15, tok = (c >> 4) % m, s = (c >> 4) / m, kk = (sp_begin + s) * kSpan + q * 8;
+      const uint4 r = kk < k ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<long long>(tok) * k + kk)) : make_uint4(0, 0, 0, 0);
       uint4 out;
-      out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));  // (x0, x4)
-      out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));  // (x1, x5)
-      out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));  // (x2, x6)
-      out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));  // (x3, x7)
-      if constexpr (WG) {
-        auto* b = reinterpret_cast<unsigned char*>(smem);
-        const int pc = q >> 2, w = q & 3;
-        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 0)) = out.x;
-        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 1)) = out.y;
-        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 2)) = out.z;
-        *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 3)) = out.w;
-      } else {
-        xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
-      }
+      out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));
+      out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));
+      out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));
+      out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));
+      xall[(s * m + tok) * kChunkStride + (q & 3) * 4 + (q >> 2)] = out;
     }
-    if constexpr (WG) fence_proxy_async_shared();
     __syncthreads();
+  } else {
+    if (sp_begin < sp_end) load_x(sp_begin * kSpan);
+  }
+  [[maybe_unused]] const uint4* xlane = xall + min(g, m - 1) * kChunkStride + tig;
+  [[maybe_unused]] const int xspan_units = m * kChunkStride;
+  for (int sp = sp_begin; sp < sp_end; ++sp) {
+    if constexpr (!XALL) {  // stage this span's x (XALL: staged before the loop)
+      __syncthreads();  // every warp is done reading the previous span's x
+#pragma unroll
+      for (int i = 0; i < NT; ++i) {
+        const int c = static_cast<int>(threadIdx.x) + i * kThreads, tok = c >> 4, q = c & 15;  // q: 8-value group; piece q / 4, word q % 4
+        const uint4 r = xr[i];  // r.x = (x0, x1), r.y = (x2, x3), r.z = (x4, x5), r.w = (x6, x7); zeros past m and k
+        uint4 out;
+        out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));  // (x0, x4)
+        out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));  // (x1, x5)
+        out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));  // (x2, x6)
+        out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));  // (x3, x7)
+        if constexpr (WG) {
+          auto* b = reinterpret_cast<unsigned char*>(smem);
+          const int pc = q >> 2, w = q & 3;
+          *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 0)) = out.x;
+          *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 1)) = out.y;
+          *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 2)) = out.z;
+          *reinterpret_cast<std::uint32_t*>(b + wg_b_offset<NT>(tok, pc, w, 3)) = out.w;
+        } else {
+          xs[tok][(q & 3) * 4 + (q >> 2)] = out;  // word-major, then piece: lanes tig 0..3 read 64 contiguous bytes
+        }
+      }
+      if constexpr (WG) fence_proxy_async_shared();
+      __syncthreads();
+    }
     if constexpr (RING) {
       // Groups complete in order: kRing - 1 + i committed, so at most kRing - 2 pending means span
       // sp's (group i) has landed. Then refill the slot read last span (its data is in registers).
@@ -413,7 +440,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     } else {
       if (sp + 2 < sp_end) load_span(nxt2, codes, tscales, tile0 + sp + 2, lane, active);
     }
-    if (sp + 1 < sp_end) load_x((sp + 1) * kSpan);
+    if (!XALL && sp + 1 < sp_end) load_x((sp + 1) * kSpan);
+    // XALL: this span's token row g of the staged x. Lanes of tokens g >= m read row m - 1
+    // instead: B's column g only reaches D's column g, which the epilogue never stores (tok >= m).
+    [[maybe_unused]] const uint4* xspan = xlane + (sp - sp_begin) * xspan_units;
 
 #pragma unroll
     for (int t = 0; t < 2; ++t)
@@ -471,7 +501,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
         decode_word(cur, wd, ae, ao);
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
-          const uint4 b = xs[j * 8 + g][wd * 4 + tig];
+          const uint4 b = XALL ? xspan[wd * 4] : xs[j * 8 + g][wd * 4 + tig];
 #pragma unroll
           for (int t = 0; t < 2; ++t) {
             mma_16816(acc[t][j], ae[t], b.x, b.y);
@@ -523,6 +553,30 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
                 y, partials, GroupArgs{});
 }
 
+/// RACKSIM_FP4_MMA_X=split's kernel (one tile, depth 1; with or without the ring), allowed
+/// kFp4MmaXSplitMaxBytes of dynamic shared memory on top of its static (the ring's 36 KB: past the
+/// 48 KB a launch may take without opting in), once per process.
+template <bool RING>
+auto* x_split_kernel() {
+  static_assert(kChunkStride * 16 == kFp4MmaXRowBytes, "fp4_mma_x_split_bytes counts the kernel's token rows");
+  auto* kernel = fp4_mma_kernel<1, 1, false, RING, false, true>;
+  static const bool opted = [&] {
+    RACKSIM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kFp4MmaXSplitMaxBytes)));
+    return true;
+  }();
+  (void)opted;
+  return kernel;
+}
+
+template <bool RING>
+void launch_x_split(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
+                    float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
+  const auto smem = static_cast<std::size_t>(fp4_mma_x_split_bytes(m, p.spans_per_split));
+  launch_kernel(x_split_kernel<RING>(), grid, kThreads, smem, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
+                partials, GroupArgs{});
+}
+
 /// The grouped launch: the plan's row blocks and K splits per expert (grid z), depth 1, mma.sync.
 template <int NT>
 void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int n, int k, GroupArgs g, __nv_bfloat16* y, float* partials,
@@ -564,13 +618,20 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 ///   registers (regs, the default) or kRing - 1 = 3 ahead through a per-warp cp.async ring in
 ///   shared memory (written 2026-11-30 without a device; not yet run): 3x the bytes in flight
 ///   per warp without the registers that cost depth 2 its occupancy.
+/// - RACKSIM_FP4_MMA_X = span | split: at M <= 8, x staged per span between two barriers (span,
+///   the default) or once per CTA for its whole K split before the span loop (split, written
+///   2026-12-01 without a device; not yet run), where that fits in kFp4MmaXSplitMaxBytes
+///   (fp4_mma_x_split_bytes). The loop then has no barrier, so a warp whose weights have landed
+///   never waits for the CTA's slowest; ncu put the M = 1 GEMV at 58% issue and 59% DRAM (the
+///   second H200 session): latency, which the two barriers per span add to. With
+///   RACKSIM_FP4_MMA_PIPE=cpasync too, each warp is an independent stream of 3 spans in flight.
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 
 const Knobs& knobs() {
   static const Knobs k =
       fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"),
-                    std::getenv("RACKSIM_FP4_MMA_MMA"), std::getenv("RACKSIM_FP4_MMA_PIPE"));
+                    std::getenv("RACKSIM_FP4_MMA_MMA"), std::getenv("RACKSIM_FP4_MMA_PIPE"), std::getenv("RACKSIM_FP4_MMA_X"));
   return k;
 }
 
@@ -694,6 +755,16 @@ int resident_per_sm() {
   return std::clamp(blocks, 1, 8);
 }
 
+/// The same for RACKSIM_FP4_MMA_X=split's kernel at its most shared memory (the whole-wave split
+/// is planned before the split's bytes are known: counting the most never plans too many CTAs).
+template <bool RING>
+int resident_x_split() {
+  int blocks = 0;
+  RACKSIM_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, x_split_kernel<RING>(), kThreads, static_cast<std::size_t>(kFp4MmaXSplitMaxBytes)));
+  return std::clamp(blocks, 1, 8);
+}
+
 /// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device and sm_90a code in this build (wgmma exists on
 /// sm_90a only; a plain sm_90 build compiles the variant to a trap); asked once.
 void require_hopper_for_wgmma() {
@@ -772,7 +843,10 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   // (fp4_mma_launch_plan's whole-wave split). 1 tile never runs wgmma; the ring always runs depth 1.
   if (kn.wgmma && m > 8) require_hopper_for_wgmma();
   static const int resident[4][2] = {
-      {kn.ring ? resident_per_sm<1, 1, false, true>() : resident_per_sm<1>(), resident_per_sm<1, 2>()},
+      {kn.x_split ? (kn.ring ? resident_x_split<true>() : resident_x_split<false>())
+       : kn.ring  ? resident_per_sm<1, 1, false, true>()
+                  : resident_per_sm<1>(),
+       resident_per_sm<1, 2>()},
       {kn.ring    ? resident_per_sm<2, 1, false, true>()
        : kn.wgmma ? resident_per_sm<2, 1, true>()
                   : resident_per_sm<2>(),
@@ -793,7 +867,9 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   const bool deep = l.depth == 2;
   switch (p.n_tiles) {
     case 1:
-      if (l.ring) launch_nt<1, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      if (l.x_split && l.ring) launch_x_split<true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else if (l.x_split) launch_x_split<false>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      else if (l.ring) launch_nt<1, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       else if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
       break;

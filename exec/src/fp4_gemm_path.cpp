@@ -179,7 +179,7 @@ Fp8LargeMOperands fp4_large_m_fp8_operands(std::span<const float> x, std::int64_
   return o;
 }
 
-Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe) {
+Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe, const char* x) {
   Fp4MmaKnobs k;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_SPLITS", splits, {"auto", "fill8", "wave"}))
     k.splits = *i == 0 ? Fp4MmaKnobs::Splits::automatic : *i == 1 ? Fp4MmaKnobs::Splits::fill8 : Fp4MmaKnobs::Splits::wave;
@@ -187,6 +187,9 @@ Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* dep
   if (const auto i = env_choice("RACKSIM_FP4_MMA_DEPTH", depth, {"auto", "1", "2"})) k.depth = static_cast<int>(*i);  // auto = 0
   if (const auto i = env_choice("RACKSIM_FP4_MMA_MMA", mma, {"sync", "wgmma"})) k.wgmma = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_PIPE", pipe, {"regs", "cpasync"})) k.ring = *i == 1;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_X", x, {"span", "split"})) k.x_split = *i == 1;
+  if (k.x_split && k.depth == 2)
+    throw InputError("environment RACKSIM_FP4_MMA_X=split runs the depth-1 kernel, and RACKSIM_FP4_MMA_DEPTH=2 asks for depth 2; unset one");
   if (k.ring && k.depth != 0)
     throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
   if (k.ring && k.wgmma)
@@ -274,6 +277,7 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
       l.wave = true;
     }
   }
+  l.x_split = knobs.x_split && tiles == 1 && fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= kFp4MmaXSplitMaxBytes;
   return l;
 }
 

@@ -793,7 +793,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
                                              : nullptr;
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
-  CHECK(kExecutorKnobs.size() == 10);
+  CHECK(kExecutorKnobs.size() == 11);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
@@ -830,6 +830,16 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
                     "environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma", "cpasync"),
                     "environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
+  // Where x waits: staged per span by default, once per split on request; split with depth 2 (it
+  // runs the depth-1 kernel) is refused, naming both.
+  CHECK_FALSE(d.x_split);
+  CHECK_FALSE(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "span").x_split);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync", "split").x_split);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, "1", nullptr, nullptr, "split").x_split);
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "all"),
+                    "environment RACKSIM_FP4_MMA_X: 'all' is not one of span, split");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, "2", nullptr, nullptr, "split"),
+                    "environment RACKSIM_FP4_MMA_X=split runs the depth-1 kernel, and RACKSIM_FP4_MMA_DEPTH=2 asks for depth 2; unset one");
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));
@@ -886,6 +896,26 @@ TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]"
   CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2"), resident).depth == 2);
   CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2", "wgmma"), resident).depth == 1);
   CHECK(fp4_mma_launch_plan(16, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2", "wgmma"), resident).depth == 2);
+  // x staged once per split (RACKSIM_FP4_MMA_X=split) at one tile where spans_per_split x m x 320 B
+  // fits in 16,384: o_proj at M = 1, 10 whole-wave splits of 7 spans (as above): 2,240 B; gate_up
+  // at M = 1, the default's 3 splits of 22 spans: 7,040 B; o_proj at M = 8, 10 splits of 7 spans
+  // (the cap 0.5 x 0.5625 x 8,192 / 64 = 36 does not bind): 7 x 8 x 320 = 17,920 B, too many; two
+  // tiles never.
+  const Fp4MmaKnobs xs = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "split");
+  CHECK(fp4_mma_x_split_bytes(1, 7) == 2240);
+  l = fp4_mma_launch_plan(1, 8192, 8192, 132, xs, resident);
+  CHECK(l.plan.spans_per_split == 7);
+  CHECK(l.x_split);
+  l = fp4_mma_launch_plan(1, 57344, 8192, 132, xs, resident);
+  CHECK(l.plan.spans_per_split == 22);
+  CHECK(fp4_mma_x_split_bytes(1, 22) == 7040);
+  CHECK(l.x_split);
+  l = fp4_mma_launch_plan(8, 8192, 8192, 132, xs, resident);
+  CHECK(l.plan.spans_per_split == 7);
+  CHECK(fp4_mma_x_split_bytes(8, 7) == 17920);
+  CHECK_FALSE(l.x_split);
+  CHECK_FALSE(fp4_mma_launch_plan(16, 8192, 8192, 132, xs, resident).x_split);
+  CHECK_FALSE(fp4_mma_launch_plan(1, 8192, 8192, 132, def, resident).x_split);
   // One launch takes at most 64 rows: fp4_gemm_mma_launch runs M = 65..128 as launches of 64.
   CHECK_THROWS_AS(fp4_mma_launch_plan(65, 8192, 8192, 132, def, resident), InputError);
   CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, def, resident).plan.n_tiles == 8);

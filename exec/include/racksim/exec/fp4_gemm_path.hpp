@@ -231,20 +231,38 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 /// (same-session A/B runs on a device; docs/executor.md "Measured on an H200, second session"):
 /// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave, RACKSIM_FP4_MMA_TILES = 4 | 8,
 /// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma,
-/// RACKSIM_FP4_MMA_PIPE = regs | cpasync; unset means the first of each (tiles: 8). cpasync with
-/// an explicit depth, or with wgmma, is refused (each replaces what the other sets at 2 tiles).
+/// RACKSIM_FP4_MMA_PIPE = regs | cpasync, RACKSIM_FP4_MMA_X = span | split; unset means the first
+/// of each (tiles: 8). cpasync with an explicit depth, or with wgmma, is refused (each replaces
+/// what the other sets at 2 tiles); so is split with depth 2 (the split's x is staged for the
+/// depth-1 kernel only).
 struct Fp4MmaKnobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
   int depth = 0;            ///< spans of weights in flight: 1, 2, or 0 = auto (2 at 2 tiles, else 1)
   bool wgmma = false;       ///< M > 8 on Hopper's warpgroup MMA (wgmma, A from registers) instead of mma.sync
   bool ring = false;        ///< M <= 16: weights through a per-warp cp.async ring in shared memory, not registers
+  bool x_split = false;     ///< M <= 8: x staged once per CTA for its whole K split, not per span (fp4_mma_x_split_bytes)
 };
 
 /// The knobs from the five variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
-                                        const char* pipe = nullptr);
+                                        const char* pipe = nullptr, const char* x = nullptr);
+
+/// RACKSIM_FP4_MMA_X=split (M <= 8, one tile): each CTA stages the x of its whole K split in
+/// shared memory once, before its span loop, instead of each span's x between two barriers per
+/// span: the loop then has no barrier, and each warp streams its weights at its own pace. The
+/// shared memory: per span, m token rows of 20 16-byte units (16 of x's 128 values as FP16, and 4
+/// of padding, the per-span layout's stride: rows of 2 tokens fall in disjoint banks), so
+/// spans_per_split x m x 320 bytes. Taken only where that is at most kFp4MmaXSplitMaxBytes (16
+/// KiB: 5 CTAs per SM keep 80 KiB of it), else the default staging runs. o_proj at M = 1 (10
+/// whole-wave splits of 7 spans): 2,240 B; gate_up (3 splits of 22): 7,040; at M = 8 o_proj's
+/// 17,920 B does not fit.
+inline constexpr std::int64_t kFp4MmaXRowBytes = 320;
+inline constexpr std::int64_t kFp4MmaXSplitMaxBytes = 16384;
+[[nodiscard]] constexpr std::int64_t fp4_mma_x_split_bytes(std::int64_t m, std::int64_t spans_per_split) noexcept {
+  return spans_per_split * m * kFp4MmaXRowBytes;
+}
 
 /// The launch of one fused FP4 GEMM y[m x n] = x[m x k] W^T. M = 33..64: one 8-tile launch whose
 /// workspace_bytes also covers two passes of <= 32 rows (the RACKSIM_FP4_MMA_TILES=4 variant).
@@ -275,6 +293,7 @@ struct Fp4MmaLaunch {
   bool two_passes = false;  ///< M = 33..64 as two launches of <= 32 rows (RACKSIM_FP4_MMA_TILES=4)
   int depth = 1;            ///< spans of weights in flight: 2 by default at 2 tiles, at 1, 4 or 8 when the knob says 2
   bool ring = false;        ///< the cp.async ring (RACKSIM_FP4_MMA_PIPE=cpasync) at 1 or 2 tiles; depth is then 1
+  bool x_split = false;     ///< x staged once per split (RACKSIM_FP4_MMA_X=split): 1 tile and fp4_mma_x_split_bytes <= the max
   bool wave = false;        ///< the whole-wave K split was taken
 };
 

@@ -553,27 +553,21 @@ void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k,
                 y, partials, GroupArgs{});
 }
 
-/// RACKSIM_FP4_MMA_X=split's kernel (one tile, depth 1; with or without the ring), allowed
-/// kFp4MmaXSplitMaxBytes of dynamic shared memory on top of its static (the ring's 36 KB: past the
-/// 48 KB a launch may take without opting in), once per process.
-template <bool RING>
-auto* x_split_kernel() {
-  static_assert(kChunkStride * 16 == kFp4MmaXRowBytes, "fp4_mma_x_split_bytes counts the kernel's token rows");
-  auto* kernel = fp4_mma_kernel<1, 1, false, RING, false, true>;
-  static const bool opted = [&] {
-    RACKSIM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kFp4MmaXSplitMaxBytes)));
-    return true;
-  }();
-  (void)opted;
-  return kernel;
-}
-
+/// RACKSIM_FP4_MMA_X=split's launch (one tile, depth 1; with or without the ring): the split's x in
+/// fp4_mma_x_split_bytes of dynamic shared memory, at most fp4_mma_x_split_max_bytes(RING), which
+/// with the kernel's static shared memory stays within the 48 KiB a launch takes without opting in.
+static_assert(kChunkStride * 16 == kFp4MmaXRowBytes, "fp4_mma_x_split_bytes counts the kernel's token rows");
+static_assert(sizeof(uint4) * 4 * kRing * kRingUnits + sizeof(uint2) * 4 * kRing * 32 + sizeof(uint4) + kFp4MmaXSplitMaxBytesRing <= 48 * 1024,
+              "the ring's static shared memory and the split's x fit in 48 KiB");
 template <bool RING>
 void launch_x_split(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                     float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
   const auto smem = static_cast<std::size_t>(fp4_mma_x_split_bytes(m, p.spans_per_split));
-  launch_kernel(x_split_kernel<RING>(), grid, kThreads, smem, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
+  if (smem > static_cast<std::size_t>(fp4_mma_x_split_max_bytes(RING)))
+    throw InputError(text("fp4_gemm_mma_launch: x of ", p.spans_per_split, " spans x ", m, " rows needs ", smem, " B of shared memory (at most ",
+                          fp4_mma_x_split_max_bytes(RING), ")"));
+  launch_kernel(fp4_mma_kernel<1, 1, false, RING, false, true>, grid, kThreads, smem, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
                 partials, GroupArgs{});
 }
 
@@ -620,8 +614,8 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 ///   per warp without the registers that cost depth 2 its occupancy.
 /// - RACKSIM_FP4_MMA_X = span | split: at M <= 8, x staged per span between two barriers (span,
 ///   the default) or once per CTA for its whole K split before the span loop (split, written
-///   2026-12-01 without a device; not yet run), where that fits in kFp4MmaXSplitMaxBytes
-///   (fp4_mma_x_split_bytes). The loop then has no barrier, so a warp whose weights have landed
+///   2026-12-01 without a device; not yet run), at depth 1 and where that fits in
+///   fp4_mma_x_split_max_bytes (fp4_mma_x_split_bytes); planned as the kernel without it. The loop then has no barrier, so a warp whose weights have landed
 ///   never waits for the CTA's slowest; ncu put the M = 1 GEMV at 58% issue and 59% DRAM (the
 ///   second H200 session): latency, which the two barriers per span add to. With
 ///   RACKSIM_FP4_MMA_PIPE=cpasync too, each warp is an independent stream of 3 spans in flight.
@@ -755,15 +749,6 @@ int resident_per_sm() {
   return std::clamp(blocks, 1, 8);
 }
 
-/// The same for RACKSIM_FP4_MMA_X=split's kernel at its most shared memory (the whole-wave split
-/// is planned before the split's bytes are known: counting the most never plans too many CTAs).
-template <bool RING>
-int resident_x_split() {
-  int blocks = 0;
-  RACKSIM_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, x_split_kernel<RING>(), kThreads, static_cast<std::size_t>(kFp4MmaXSplitMaxBytes)));
-  return std::clamp(blocks, 1, 8);
-}
 
 /// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device and sm_90a code in this build (wgmma exists on
 /// sm_90a only; a plain sm_90 build compiles the variant to a trap); asked once.
@@ -843,10 +828,7 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   // (fp4_mma_launch_plan's whole-wave split). 1 tile never runs wgmma; the ring always runs depth 1.
   if (kn.wgmma && m > 8) require_hopper_for_wgmma();
   static const int resident[4][2] = {
-      {kn.x_split ? (kn.ring ? resident_x_split<true>() : resident_x_split<false>())
-       : kn.ring  ? resident_per_sm<1, 1, false, true>()
-                  : resident_per_sm<1>(),
-       resident_per_sm<1, 2>()},
+      {kn.ring ? resident_per_sm<1, 1, false, true>() : resident_per_sm<1>(), resident_per_sm<1, 2>()},
       {kn.ring    ? resident_per_sm<2, 1, false, true>()
        : kn.wgmma ? resident_per_sm<2, 1, true>()
                   : resident_per_sm<2>(),

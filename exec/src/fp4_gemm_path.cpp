@@ -188,8 +188,6 @@ Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* dep
   if (const auto i = env_choice("RACKSIM_FP4_MMA_MMA", mma, {"sync", "wgmma"})) k.wgmma = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_PIPE", pipe, {"regs", "cpasync"})) k.ring = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_X", x, {"span", "split"})) k.x_split = *i == 1;
-  if (k.x_split && k.depth == 2)
-    throw InputError("environment RACKSIM_FP4_MMA_X=split runs the depth-1 kernel, and RACKSIM_FP4_MMA_DEPTH=2 asks for depth 2; unset one");
   if (k.ring && k.depth != 0)
     throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
   if (k.ring && k.wgmma)
@@ -277,7 +275,8 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
       l.wave = true;
     }
   }
-  l.x_split = knobs.x_split && tiles == 1 && fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= kFp4MmaXSplitMaxBytes;
+  l.x_split = knobs.x_split && tiles == 1 && l.depth == 1 &&
+              fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= fp4_mma_x_split_max_bytes(l.ring);
   return l;
 }
 

@@ -60,10 +60,11 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
   // 64 rows, sharing the workspace); N = 200 (two 128-row CTAs, the second mostly past N); K = 96
   // (one span of three 32-value pieces), 1088 (8.5 spans) and 4096 (32 spans: at M = 1 the plan
   // splits K into 32 CTAs and the FP32 partials are summed by the reduce kernel; at M = 32, 8
-  // splits). At N = 200 a split has one or two spans, so M = 1, 3 and 8 also run N = 4,096 (32
-  // row blocks), K = 16,384 (128 spans): about 20 splits of 7 spans, where RACKSIM_FP4_MMA_X=split
-  // stages 7 spans of x at once (M = 1 and 3: 2,240 and 6,720 B; M = 8's 17,920 B take the
-  // default staging). The kernel's output is BF16, so per element: |y - y_ref| <= 2^-8 |y_ref|
+  // splits). At N = 200 a split has one or two spans, so M = 1, 3, 5, 6 and 8 also run N = 4,096
+  // (32 row blocks), K = 16,384 (128 spans): 19 whole-wave splits of 7 spans on 132 SMs, where
+  // RACKSIM_FP4_MMA_X=split stages 7 spans of x at once: 2,240, 6,720, 11,200 and 13,440 B (the
+  // last above the ring's 11,264, so with the ring M = 6 takes the per-span staging), and M = 8's
+  // 17,920 B take it in either case. The kernel's output is BF16, so per element: |y - y_ref| <= 2^-8 |y_ref|
   // (BF16 rounding, twice the half-ulp bound) + (K + 2) 2^-22 sum_k |x_k w_k| (FP32 accumulation
   // in any order, with 4x slack for the tensor cores' accumulation) + 2^-24 sum_k |w_k| (BF16 x
   // values below 2^-14 become FP16 subnormals, 2^-25 absolute error each). y_ref: float64 over the
@@ -104,7 +105,7 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
     for (std::int64_t m : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{32}, std::int64_t{45},
                            std::int64_t{64}, std::int64_t{100}, std::int64_t{128}})
       check(m, 200, k);
-  for (std::int64_t m : {std::int64_t{1}, std::int64_t{3}, std::int64_t{8}}) check(m, 4096, 16384);
+  for (std::int64_t m : {std::int64_t{1}, std::int64_t{3}, std::int64_t{5}, std::int64_t{6}, std::int64_t{8}}) check(m, 4096, 16384);
 }
 
 TEST_CASE("the fused GEMM's grouped launch (a MoE layer's experts) matches the CPU reference", "[cuda][exec]") {

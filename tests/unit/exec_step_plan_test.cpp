@@ -629,7 +629,7 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
   CHECK(fp4_mma_grouped_supported(64, 8192, 8192));
   CHECK_FALSE(fp4_mma_grouped_supported(65, 8192, 8192));
   CHECK_FALSE(fp4_mma_grouped_supported(1, 8192, 48));
-  // The executor's bound is the peak over M <= min(max_rows, 64): gate_up at 256 SMs peaks at
+  // The executor's bound is the peak over M <= min(max_rows, 128): gate_up at 256 SMs peaks at
   // M = 32 (5 splits of 13 spans; see the footprint test): 36,700,160 B; 0 for an unsupported K.
   CHECK(fp4_mma_workspace_bound(57344, 8192, 1000, 256) == 36700160);
   CHECK(fp4_mma_workspace_bound(8192, 48, 64, 132) == 0);
@@ -830,16 +830,14 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
                     "environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma", "cpasync"),
                     "environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
-  // Where x waits: staged per span by default, once per split on request; split with depth 2 (it
-  // runs the depth-1 kernel) is refused, naming both.
+  // Where x waits: staged per span by default, once per split on request (with any other knob: it
+  // applies where the launch runs one tile at depth 1).
   CHECK_FALSE(d.x_split);
   CHECK_FALSE(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "span").x_split);
   CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync", "split").x_split);
-  CHECK(fp4_mma_knobs(nullptr, nullptr, "1", nullptr, nullptr, "split").x_split);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, "2", nullptr, nullptr, "split").x_split);
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "all"),
                     "environment RACKSIM_FP4_MMA_X: 'all' is not one of span, split");
-  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, "2", nullptr, nullptr, "split"),
-                    "environment RACKSIM_FP4_MMA_X=split runs the depth-1 kernel, and RACKSIM_FP4_MMA_DEPTH=2 asks for depth 2; unset one");
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));
@@ -916,6 +914,22 @@ TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]"
   CHECK_FALSE(l.x_split);
   CHECK_FALSE(fp4_mma_launch_plan(16, 8192, 8192, 132, xs, resident).x_split);
   CHECK_FALSE(fp4_mma_launch_plan(1, 8192, 8192, 132, def, resident).x_split);
+  // Depth 2 at one tile (the knob says 2) keeps the per-span staging; split still applies where
+  // depth 1 runs. With the ring the most is 11,264 B (the ring's 36 KiB and x within 48 KiB, no
+  // opt-in): o_proj at M = 5, 7 spans, 11,200 B fits; M = 6, 13,440 B, only without the ring.
+  CHECK_FALSE(fp4_mma_launch_plan(1, 8192, 8192, 132, fp4_mma_knobs(nullptr, nullptr, "2", nullptr, nullptr, "split"), resident).x_split);
+  CHECK(fp4_mma_x_split_max_bytes(false) == 16384);
+  CHECK(fp4_mma_x_split_max_bytes(true) == 11264);
+  const Fp4MmaKnobs rx = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync", "split");
+  l = fp4_mma_launch_plan(5, 8192, 8192, 132, rx, resident);
+  CHECK(l.plan.spans_per_split == 7);
+  CHECK(fp4_mma_x_split_bytes(5, 7) == 11200);
+  CHECK(l.x_split);
+  CHECK(l.ring);
+  l = fp4_mma_launch_plan(6, 8192, 8192, 132, rx, resident);
+  CHECK(l.plan.spans_per_split == 7);
+  CHECK_FALSE(l.x_split);
+  CHECK(fp4_mma_launch_plan(6, 8192, 8192, 132, xs, resident).x_split);
   // One launch takes at most 64 rows: fp4_gemm_mma_launch runs M = 65..128 as launches of 64.
   CHECK_THROWS_AS(fp4_mma_launch_plan(65, 8192, 8192, 132, def, resident), InputError);
   CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, def, resident).plan.n_tiles == 8);

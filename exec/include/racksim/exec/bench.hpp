@@ -51,7 +51,7 @@ struct GemmCase {
 /// The formats a `bench gemm --dtypes` name times, per device generation. "bf16": bf16 x bf16 ->
 /// bf16; "fp8": E4M3 x E4M3 (per-tensor scales) -> bf16; "nvfp4": on Blackwell (sm_100+)
 /// nvfp4 x nvfp4 -> bf16 through cuBLASLt, on Hopper bf16 x nvfp4 -> bf16 through the step
-/// executor's FP4-weight kernels (fp4_mma_plan: the fused tensor-core kernel up to M = 32,
+/// executor's FP4-weight kernels (fp4_mma_plan: the fused tensor-core kernel up to M = 128,
 /// dequantize-to-BF16 then cuBLASLt above).
 /// InputError naming the allowed names otherwise.
 [[nodiscard]] GemmCase gemm_case(std::string_view dtype_name, const GemmShape& shape, std::int64_t m, int sm_major);

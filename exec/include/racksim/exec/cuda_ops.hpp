@@ -34,7 +34,7 @@ namespace racksim::exec {
 /// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
 /// of one shape), tiles and K split of a max_m-row GEMM (every expert's count <= max_m); y [rows x
 /// experts' rows] BF16 values as floats. InputError unless the shapes, offsets and
-/// fp4_mma_supported(max_m, rows, cols) hold.
+/// fp4_mma_grouped_supported(max_m, rows, cols) hold.
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span<const std::int32_t> offsets, std::int64_t max_m,
                                                           const std::vector<Fp4Matrix>& experts);
 

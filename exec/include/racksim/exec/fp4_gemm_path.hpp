@@ -233,8 +233,7 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 /// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma,
 /// RACKSIM_FP4_MMA_PIPE = regs | cpasync, RACKSIM_FP4_MMA_X = span | split; unset means the first
 /// of each (tiles: 8). cpasync with an explicit depth, or with wgmma, is refused (each replaces
-/// what the other sets at 2 tiles); so is split with depth 2 (the split's x is staged for the
-/// depth-1 kernel only).
+/// what the other sets at 2 tiles).
 struct Fp4MmaKnobs {
   enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
@@ -244,7 +243,7 @@ struct Fp4MmaKnobs {
   bool x_split = false;     ///< M <= 8: x staged once per CTA for its whole K split, not per span (fp4_mma_x_split_bytes)
 };
 
-/// The knobs from the five variables' values (null: unset). InputError naming the variable, the
+/// The knobs from the six variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
                                         const char* pipe = nullptr, const char* x = nullptr);
@@ -254,12 +253,19 @@ struct Fp4MmaKnobs {
 /// span: the loop then has no barrier, and each warp streams its weights at its own pace. The
 /// shared memory: per span, m token rows of 20 16-byte units (16 of x's 128 values as FP16, and 4
 /// of padding, the per-span layout's stride: rows of 2 tokens fall in disjoint banks), so
-/// spans_per_split x m x 320 bytes. Taken only where that is at most kFp4MmaXSplitMaxBytes (16
-/// KiB: 5 CTAs per SM keep 80 KiB of it), else the default staging runs. o_proj at M = 1 (10
-/// whole-wave splits of 7 spans): 2,240 B; gate_up (3 splits of 22): 7,040; at M = 8 o_proj's
-/// 17,920 B does not fit.
+/// spans_per_split x m x 320 bytes. Taken only at depth 1 and where that is at most
+/// fp4_mma_x_split_max_bytes: 16 KiB (5 CTAs per SM keep 80 KiB of it), 11 KiB with the cp.async
+/// ring, whose kernel has 36 KiB of its own, so that every device takes it without an opt-in past
+/// the 48 KiB a launch may use (cudaFuncSetAttribute is per device); else the default staging
+/// runs. The split is planned as for the kernel without it (its occupancy), so an A/B against
+/// the default compares the same grid. o_proj at M = 1 (10 whole-wave splits of 7 spans): 2,240
+/// B; gate_up (3 splits of 22): 7,040; at M = 8 o_proj's 17,920 B do not fit.
 inline constexpr std::int64_t kFp4MmaXRowBytes = 320;
 inline constexpr std::int64_t kFp4MmaXSplitMaxBytes = 16384;
+inline constexpr std::int64_t kFp4MmaXSplitMaxBytesRing = 11264;
+[[nodiscard]] constexpr std::int64_t fp4_mma_x_split_max_bytes(bool ring) noexcept {
+  return ring ? kFp4MmaXSplitMaxBytesRing : kFp4MmaXSplitMaxBytes;
+}
 [[nodiscard]] constexpr std::int64_t fp4_mma_x_split_bytes(std::int64_t m, std::int64_t spans_per_split) noexcept {
   return spans_per_split * m * kFp4MmaXRowBytes;
 }
@@ -293,7 +299,7 @@ struct Fp4MmaLaunch {
   bool two_passes = false;  ///< M = 33..64 as two launches of <= 32 rows (RACKSIM_FP4_MMA_TILES=4)
   int depth = 1;            ///< spans of weights in flight: 2 by default at 2 tiles, at 1, 4 or 8 when the knob says 2
   bool ring = false;        ///< the cp.async ring (RACKSIM_FP4_MMA_PIPE=cpasync) at 1 or 2 tiles; depth is then 1
-  bool x_split = false;     ///< x staged once per split (RACKSIM_FP4_MMA_X=split): 1 tile and fp4_mma_x_split_bytes <= the max
+  bool x_split = false;     ///< x staged once per split (RACKSIM_FP4_MMA_X=split): 1 tile, depth 1, fp4_mma_x_split_bytes <= the max
   bool wave = false;        ///< the whole-wave K split was taken
 };
 

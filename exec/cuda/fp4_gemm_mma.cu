@@ -382,8 +382,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
   if constexpr (!GROUP) pdl_begin();
   if constexpr (XALL) {
     // Every span's x of the split at once, as the per-span staging below would store it, but m
-    // token rows per span instead of 8 (rows g >= m read zeros below, not shared memory): then the
-    // span loop has no barrier, and each warp streams its weights at its own pace.
+    // token rows per span instead of 8 (lanes of rows g >= m read row m - 1, below): then the span
+    // loop has no barrier, and each warp streams its weights at its own pace.
     const int units = (sp_end - sp_begin) * m * 16;
     for (int c = static_cast<int>(threadIdx.x); c < units; c += kThreads) {
       const int q = c & 15, tok = (c >> 4) % m, s = (c >> 4) / m, kk = (sp_begin + s) * kSpan + q * 8;
@@ -567,8 +567,8 @@ void launch_x_split(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, i
   if (smem > static_cast<std::size_t>(fp4_mma_x_split_max_bytes(RING)))
     throw InputError(text("fp4_gemm_mma_launch: x of ", p.spans_per_split, " spans x ", m, " rows needs ", smem, " B of shared memory (at most ",
                           fp4_mma_x_split_max_bytes(RING), ")"));
-  launch_kernel(fp4_mma_kernel<1, 1, false, RING, false, true>, grid, kThreads, smem, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split), y,
-                partials, GroupArgs{});
+  launch_kernel(fp4_mma_kernel<1, 1, false, RING, false, true>, grid, kThreads, smem, s, x, m, n, k, codes, tscales, out_scale,
+                static_cast<int>(p.spans_per_split), y, partials, GroupArgs{});
 }
 
 /// The grouped launch: the plan's row blocks and K splits per expert (grid z), depth 1, mma.sync.
@@ -598,8 +598,8 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 ///   costs a CTA per SM: 4 instead of 5; at 4 and 8 tiles, 2 only when set, not by auto: the
 ///   8-tile kernel keeps 2 CTAs per SM at 233 registers instead of 214, the 4-tile one 3 at 159
 ///   instead of 141, no spills (ptxas, sm_90a); written 2026-12-01 without a device for the
-///   M = 17..64 GEMMs, which 8-12 warps per SM leave latency-bound). Row-major layout: 2 ran 1.03-1.09x slower at M = 1..8 (2026-11-30b, first run);
-///   tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
+///   M = 17..64 GEMMs, which 8-12 warps per SM leave latency-bound). Row-major layout: 2 ran
+///   1.03-1.09x slower at M = 1..8 (2026-11-30b, first run); tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
 ///   (qkv 1.03x; history/runs/gemm-nvfp4-depth2-tiled-bd797a1.json against
 ///   gemm-nvfp4-smem-dequant-bd797a1.json, same run). auto (the default): 2 for 2 tiles
 ///   (M = 9..16), else 1.
@@ -615,10 +615,11 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 /// - RACKSIM_FP4_MMA_X = span | split: at M <= 8, x staged per span between two barriers (span,
 ///   the default) or once per CTA for its whole K split before the span loop (split, written
 ///   2026-12-01 without a device; not yet run), at depth 1 and where that fits in
-///   fp4_mma_x_split_max_bytes (fp4_mma_x_split_bytes); planned as the kernel without it. The loop then has no barrier, so a warp whose weights have landed
-///   never waits for the CTA's slowest; ncu put the M = 1 GEMV at 58% issue and 59% DRAM (the
-///   second H200 session): latency, which the two barriers per span add to. With
-///   RACKSIM_FP4_MMA_PIPE=cpasync too, each warp is an independent stream of 3 spans in flight.
+///   fp4_mma_x_split_max_bytes (fp4_mma_x_split_bytes); planned as the kernel without it. The
+///   loop then has no barrier, so a warp whose weights have landed never waits for the CTA's
+///   slowest; ncu put the M = 1 GEMV at 58% issue and 59% DRAM (the second H200 session):
+///   latency, which the two barriers per span add to. With RACKSIM_FP4_MMA_PIPE=cpasync too, each
+///   warp is an independent stream of 3 spans in flight.
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 
@@ -748,7 +749,6 @@ int resident_per_sm() {
   RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH, WG, RING>, kThreads, 0));
   return std::clamp(blocks, 1, 8);
 }
-
 
 /// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device and sm_90a code in this build (wgmma exists on
 /// sm_90a only; a plain sm_90 build compiles the variant to a trap); asked once.

@@ -38,9 +38,11 @@
 #include <string>
 #include <string_view>
 
+#include "bf16_vec.cuh"
 #include "cuda_check.hpp"
 #include "device_buffer.cuh"
 #include "lt_plan.cuh"
+#include "ops_elementwise.hpp"
 #include "pdl.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cpu_ops.hpp"
@@ -545,6 +547,25 @@ __global__ void fp4_mma_reduce(const float* __restrict__ partials, long long mn,
   }
 }
 
+/// RACKSIM_FUSE_SWIGLU: act[t][c] = silu(gate) x up for c < ffn, where gate and up are what
+/// fp4_mma_reduce would write at y[t][c] and y[t][ffn + c] (the same sums in split order, rounded
+/// once to BF16), then ops_elementwise.cu's swiglu_kernel formula on those BF16 values: the same
+/// bits the GEMM and the SwiGLU kernel give one after the other, without y.
+__global__ void fp4_mma_reduce_swiglu(const float* __restrict__ partials, long long mn, int splits, float out_scale, long long ffn,
+                                      long long count, std::uint16_t* __restrict__ act) {
+  pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < count; i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long t = i / ffn, c = i - t * ffn, gi = t * 2 * ffn + c;
+    float g = 0.0f, u = 0.0f;
+    for (int p = 0; p < splits; ++p) {
+      g += partials[p * mn + gi];
+      u += partials[p * mn + gi + ffn];
+    }
+    const float gb = bf16_to_float(float_to_bf16(g * out_scale)), ub = bf16_to_float(float_to_bf16(u * out_scale));
+    act[i] = float_to_bf16(gb / (1.0f + expf(-gb)) * ub);  // silu(g) x u, cpu_ops' order (swiglu_kernel)
+  }
+}
+
 template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
                float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
@@ -809,13 +830,19 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
   dequant_launch(true, codes, tiled_scales, n, k, 1.0f / act::kNvfp4E4m3WeightDivisor, out, stream, job);
 }
 
-void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                         const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
+namespace {
+
+/// fp4_gemm_mma_launch, and with `act` fp4_gemm_mma_swiglu_launch.
+void gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed, const std::uint8_t* scales,
+                 float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms, void* stream) {
   const Fp4MmaPlan full = fp4_mma_plan(m, n, k, sms);  // InputError on an unsupported shape; sizes the workspace
   if (full.workspace_bytes > 0 && !workspace) throw InputError("fp4_gemm_mma_launch: this shape splits K and needs a workspace");
+  if (act && n % 2 != 0) throw InputError(text("fp4_gemm_mma_swiglu_launch: n = ", n, " is not 2 x ffn"));
+  const std::int64_t ffn = n / 2;
   if (m > kFp4MmaLaunchM) {  // M = 65..128: launches of 64 rows in stream order (the plan's workspace covers each)
     for (std::int64_t r = 0; r < m; r += kFp4MmaLaunchM)
-      fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
+      gemm_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, act ? act + r * ffn : nullptr,
+                  workspace, sms, stream);
     return;
   }
   const Knobs& kn = knobs();
@@ -841,7 +868,8 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
   const bool wg = kn.wgmma;
   if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
-      fp4_gemm_mma_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, workspace, sms, stream);
+      gemm_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, act ? act + r * ffn : nullptr,
+                  workspace, sms, stream);
     return;
   }
   const Fp4MmaPlan& p = l.plan;
@@ -879,16 +907,38 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
       break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
-  if (partials) {
+  if (partials && act) {  // the SwiGLU from the partials: y is never written
+    const long long mn = m * n, count = m * ffn;
+    const unsigned blocks = static_cast<unsigned>(std::min<long long>((count + 255) / 256, 4LL * sms));
+    launch_kernel(fp4_mma_reduce_swiglu, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), out_scale, static_cast<long long>(ffn),
+                  count, act);
+    RACKSIM_CUDA_CHECK(cudaGetLastError());
+  } else if (partials) {
     const long long mn = m * n;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((mn + 255) / 256, 4LL * sms));
     launch_kernel(fp4_mma_reduce, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), out_scale, yb);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
+  } else if (act) {  // no K split: y was written, the SwiGLU kernel reads it
+    swiglu_launch(y, m, ffn, act, stream);
   }
 }
 
+}  // namespace
+
+void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                         const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
+  gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream);
+}
+
+void fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                                const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms,
+                                void* stream) {
+  if (!act) throw InputError("fp4_gemm_mma_swiglu_launch: no output for the SwiGLU");
+  gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, act, workspace, sms, stream);
+}
+
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y) {
+                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act) {
   int dev = 0, sms = 0;
   RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -904,6 +954,15 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaMemset(tw.as(), 0xFF, tw.size()));    // and the tiles: the conversion must write every byte
   RACKSIM_CUDA_CHECK(cudaMemset(ts.as(), 0xFF, ts.size()));
   fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);
+  if (act) {
+    DeviceBytes da(mu * nu);  // m x n / 2 BF16
+    RACKSIM_CUDA_CHECK(cudaMemset(da.as(), 0xFF, da.size()));
+    fp4_gemm_mma_swiglu_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale,
+                               dy.as<std::uint16_t>(), da.as<std::uint16_t>(), dws.as<float>(), sms, nullptr);
+    RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
+    RACKSIM_CUDA_CHECK(cudaMemcpy(act, da.as(), da.size(), cudaMemcpyDeviceToHost));
+    return;
+  }
   fp4_gemm_mma_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale, dy.as<std::uint16_t>(),
                       dws.as<float>(), sms, nullptr);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());

@@ -40,6 +40,16 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream);
 
+/// fp4_gemm_mma_launch of a gate_up weight (n = 2 x ffn rows: gate, then up) followed by SwiGLU
+/// (RACKSIM_FUSE_SWIGLU): act [m x ffn] (BF16 bits) gets silu(gate) x up of the BF16 y the GEMM
+/// would write, bit for bit what swiglu_launch computes from y. Where the launch splits K, the
+/// split-K reduce writes act from the FP32 partials and y is left as it was (one launch fewer,
+/// and y's m x n BF16 neither written nor read); otherwise the GEMM writes y and swiglu_launch
+/// runs. As fp4_gemm_mma_launch; InputError if n is odd or act is null.
+void fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                                const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms,
+                                void* stream);
+
 /// One expert of a grouped launch (a MoE layer's experts): its weight in the tiled layout and its
 /// FP32 tensor scale.
 struct Fp4MmaExpert {
@@ -76,9 +86,10 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
 
 /// The same on host arrays on the current device, W row-major: copies in, converts W to the tiled
 /// layout on the device, runs with the device's multiprocessor count, copies back, synchronizes
-/// (the [cuda] tests).
+/// (the [cuda] tests). With `act`, fp4_gemm_mma_swiglu_launch instead: act [m x n / 2] copied
+/// back, y untouched.
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y);
+                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act = nullptr);
 
 /// The tiling and the tiled dequantize on host arrays (the [cuda] tests): W row-major in, the
 /// tiled bytes (`codes`, `tiled_scales`, resized) and BF16 bits [n x k] (`out`) back, and, when

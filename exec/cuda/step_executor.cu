@@ -283,6 +283,7 @@ class CudaStep final : public StepBackend {
       events_.push_back(e);
     }
     fused_ = fuse_norm() ? residual_norm_pairs(ops) : std::vector<bool>(ops.size(), false);
+    fused_swiglu_ = fuse_swiglu() ? gate_up_swiglu_pairs(ops) : std::vector<bool>(ops.size(), false);
     for (std::size_t i = 0; i < ops.size(); ++i) {
       RACKSIM_CUDA_CHECK(cudaEventRecord(events_[i], stream_));
       launch_at(ops, i);
@@ -744,6 +745,12 @@ class CudaStep final : public StepBackend {
     return v;
   }
 
+  /// RACKSIM_FUSE_SWIGLU (step_plan.hpp fuse_swiglu_knob), read once.
+  static bool fuse_swiglu() {
+    static const bool v = fuse_swiglu_knob(std::getenv("RACKSIM_FUSE_SWIGLU"));
+    return v;
+  }
+
   /// The RMSNorm weight of a hidden-rows norm op (input_norm, post_attn_norm, final_norm).
   const Bf16* norm_weight(const Op& op) {
     const std::string_view what = op.role();
@@ -753,9 +760,23 @@ class CudaStep final : public StepBackend {
   }
 
   /// ops[i], or under RACKSIM_FUSE_NORM=on (fused_, residual_norm_pairs) a residual add and the
-  /// RMSNorm after it as one kernel: the pair's first op launches it and the norm's launches nothing.
+  /// RMSNorm after it as one kernel: the pair's first op launches it and the norm's launches
+  /// nothing; likewise under RACKSIM_FUSE_SWIGLU=on (fused_swiglu_, gate_up_swiglu_pairs) the
+  /// gate_up GEMM and the SwiGLU, where the Hopper fused kernel runs the GEMM (else both as usual).
   void launch_at(const std::vector<Op>& ops, std::size_t i) {
-    if (i > 0 && fused_[i - 1]) return;  // ran with the residual add before it
+    if (i > 0 && (fused_[i - 1] || fused_swiglu_[i - 1])) return;  // ran with the op before it
+    if (fused_swiglu_[i]) {
+      const Linear& w = layers_.at(z(ops[i].layer)).gate_up;
+      const I T = plan_.rows;
+      if (!fp4_.native && fp4_mma_supported(T, w.out, w.in)) {
+        fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale,
+                                   gate_up_.as<Bf16>(), act_.as<Bf16>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
+      } else {
+        launch(ops[i]);
+        launch(ops[i + 1]);
+      }
+      return;
+    }
     if (fused_[i]) {
       cuda_residual_add_rmsnorm_launch(hidden_.as<Bf16>(), branch_.as<Bf16>(), norm_weight(ops[i + 1]), plan_.rows, m_.hidden,
                                        static_cast<float>(m_.norm_eps), normed_.as<Bf16>(), stream_);
@@ -982,6 +1003,7 @@ class CudaStep final : public StepBackend {
   std::size_t workspace_bytes_ = 0;
   std::vector<Op> ops_;  ///< the last step that ran to the end (what replay_last_step captures)
   std::vector<bool> fused_;  ///< per op: a residual add run fused with the RMSNorm after it (RACKSIM_FUSE_NORM)
+  std::vector<bool> fused_swiglu_;  ///< per op: a gate_up GEMM run with the SwiGLU after it (RACKSIM_FUSE_SWIGLU)
   std::vector<cudaEvent_t> events_;
   cudaGraphExec_t graph_exec_ = nullptr;
 };

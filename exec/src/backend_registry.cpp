@@ -81,17 +81,21 @@ std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t 
 #endif
 }
 
-std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w) {
-  if (w.format != DType::nvfp4 || !fp4_mma_supported(m, w.rows, w.cols) || x.size() != static_cast<std::size_t>(m * w.cols))
+std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu) {
+  if (w.format != DType::nvfp4 || !fp4_mma_supported(m, w.rows, w.cols) || x.size() != static_cast<std::size_t>(m * w.cols) ||
+      (swiglu && w.rows % 2 != 0))
     throw InputError(fmt::format("cuda_fp4_gemm_mma: needs NVFP4 weights with K % 32 == 0, 1 <= m <= {} and x of m x K "
-                                 "(got {} weights, K = {}, m = {}, {} x values)",
-                                 kFp4MmaMaxM, to_string(w.format), w.cols, m, x.size()));
+                                 "(got {} weights, K = {}, m = {}, {} x values){}",
+                                 kFp4MmaMaxM, to_string(w.format), w.cols, m, x.size(),
+                                 swiglu ? fmt::format(", and for the SwiGLU an even row count (got {})", w.rows) : ""));
 #ifdef RACKSIM_HAVE_CUDA
   const std::vector<std::uint16_t> xb = bf16_bits_of(x);
   std::vector<std::uint16_t> yb(static_cast<std::size_t>(m * w.rows));
-  cuda::fp4_gemm_mma(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, yb.data());
-  return values_of_bf16(yb);
+  std::vector<std::uint16_t> act(swiglu ? static_cast<std::size_t>(m * w.rows / 2) : 0);
+  cuda::fp4_gemm_mma(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, yb.data(), swiglu ? act.data() : nullptr);
+  return values_of_bf16(swiglu ? act : yb);
 #else
+  (void)swiglu;
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }

@@ -138,6 +138,18 @@ bool fuse_norm_knob(const char* value) { return env_choice("RACKSIM_FUSE_NORM", 
 
 bool pdl_knob(const char* value) { return env_choice("RACKSIM_PDL", value, {"off", "on"}).value_or(0) == 1; }
 
+bool fuse_swiglu_knob(const char* value) { return env_choice("RACKSIM_FUSE_SWIGLU", value, {"off", "on"}).value_or(0) == 1; }
+
+std::vector<bool> gate_up_swiglu_pairs(const std::vector<Op>& ops) {
+  std::vector<bool> out(ops.size(), false);
+  for (std::size_t i = 0; i + 1 < ops.size(); ++i) {
+    const Op& a = ops[i];
+    const Op& b = ops[i + 1];
+    out[i] = a.kind == OpKind::gemm && a.role() == "gate_up_proj" && b.kind == OpKind::swiglu && b.role() == "swiglu" && a.m == b.m;
+  }
+  return out;
+}
+
 std::vector<bool> residual_norm_pairs(const std::vector<Op>& ops) {
   std::vector<bool> out(ops.size(), false);
   for (std::size_t i = 0; i + 1 < ops.size(); ++i) {

@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -106,6 +108,34 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
                            std::int64_t{64}, std::int64_t{100}, std::int64_t{128}})
       check(m, 200, k);
   for (std::int64_t m : {std::int64_t{1}, std::int64_t{3}, std::int64_t{5}, std::int64_t{6}, std::int64_t{8}}) check(m, 4096, 16384);
+}
+
+TEST_CASE("the fused GEMM with the SwiGLU (RACKSIM_FUSE_SWIGLU) gives the GEMM's then the SwiGLU kernel's bits", "[cuda][exec]") {
+  // A gate_up weight of 2 x ffn rows; the fused launch's act must equal, bit for bit, the device's
+  // SwiGLU kernel over the GEMM's own BF16 output: where the plan splits K (N = 2 x 1,024 = 16 row
+  // blocks, K = 4,096: on 132 SMs 32, 16, 8 and 4 splits at M = 1, 5, 16 and 32; M = 100: launches
+  // of 64 and 36 rows, 2 splits each, the second's act 64 rows on) the reduce computes both sums in
+  // the same order and the same formula; where it does not (M = 48 at 2 x 64 rows, K = 96: one
+  // split) the GEMM writes y and the SwiGLU kernel runs. Exact equality, so any difference in
+  // order, rounding or indexing fails.
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const auto& [m, ffn, k] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{1, 1024, 4096}, {5, 1024, 4096}, {16, 1024, 4096},
+                                  {32, 1024, 4096}, {48, 64, 96}, {100, 1024, 4096}}) {
+    std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(2 * ffn * k));
+    for (auto& v : x) v = act::round_bf16(u(rng));
+    for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+    const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, 2 * ffn, k);
+    const std::vector<float> gate_up = cuda_fp4_gemm_mma(x, m, q);
+    const std::vector<float> want = cuda_swiglu(gate_up, m, ffn);
+    const std::vector<float> got = cuda_fp4_gemm_mma(x, m, q, true);
+    REQUIRE(got.size() == want.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5) WARN("m " << m << " element " << i << ": " << got[i] << " vs " << want[i]);
+    INFO("m " << m << " ffn " << ffn << " k " << k);
+    CHECK(bad == 0);
+  }
 }
 
 TEST_CASE("the fused GEMM's grouped launch (a MoE layer's experts) matches the CPU reference", "[cuda][exec]") {

@@ -733,6 +733,32 @@ TEST_CASE("the wgmma variant's B layout is the canonical no-swizzle K-major one,
   CHECK(fp4_wgmma_desc(0x1230u) == 0x0000001000080123ull);
 }
 
+TEST_CASE("gate_up + SwiGLU pairs: one per dense layer, none in a MoE layer", "[exec][plan]") {
+  // Llama-2-70B decode (80 layers), under TP 1 and 2 (the gate_up GEMM is column-parallel: no
+  // collective between it and the SwiGLU): one pair per layer, the gate_up GEMM's index. Mixtral's
+  // experts run experts.gate_up_proj and experts.swiglu (moe ops): no pair.
+  for (const auto& [id, tp] : {std::pair{"llama2-70b", 1}, std::pair{"llama2-70b", 2}, std::pair{"mixtral-8x7b", 1}}) {
+    const ModelConfig m = find_model(id);
+    Deployment dep;
+    dep.tensor_parallel = tp;
+    const StepGraph g(m, StepBatch::decode(4, 100), dep, Precision{DType::nvfp4, DType::bf16, DType::fp8});
+    std::vector<Op> ops;
+    for (std::size_t v : g.topological_order()) ops.push_back(g.op(v));
+    const std::vector<bool> pairs = gate_up_swiglu_pairs(ops);
+    REQUIRE(pairs.size() == ops.size());
+    int count = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (!pairs[i]) continue;
+      ++count;
+      CHECK(ops[i].role() == "gate_up_proj");
+      CHECK(ops[i + 1].kind == OpKind::swiglu);
+      CHECK(ops[i + 1].m == 4);
+    }
+    INFO(id << " TP " << tp);
+    CHECK(count == (m.is_moe() ? 0 : m.layers));
+  }
+}
+
 TEST_CASE("residual add + RMSNorm pairs: adjacent in the graph's order, two per layer", "[exec][plan]") {
   // Llama-2-70B (80 layers) decode and a MoE (Mixtral, 32 layers) prefill: per layer the attention's
   // residual add then post_attn_norm, and the MLP's (MoE's) residual add then the next layer's
@@ -764,6 +790,11 @@ TEST_CASE("residual add + RMSNorm pairs: adjacent in the graph's order, two per 
   CHECK_FALSE(fuse_norm_knob("off"));
   CHECK(fuse_norm_knob("on"));
   CHECK_THROWS_WITH(fuse_norm_knob("1"), "environment RACKSIM_FUSE_NORM: '1' is not one of off, on");
+  // RACKSIM_FUSE_SWIGLU likewise.
+  CHECK_FALSE(fuse_swiglu_knob(nullptr));
+  CHECK_FALSE(fuse_swiglu_knob("off"));
+  CHECK(fuse_swiglu_knob("on"));
+  CHECK_THROWS_WITH(fuse_swiglu_knob("ON"), "environment RACKSIM_FUSE_SWIGLU: 'ON' is not one of off, on");
   // RACKSIM_PDL likewise (exec/cuda/pdl.cuh).
   CHECK_FALSE(pdl_knob(nullptr));
   CHECK_FALSE(pdl_knob("off"));
@@ -793,7 +824,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
                                              : nullptr;
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
-  CHECK(kExecutorKnobs.size() == 11);
+  CHECK(kExecutorKnobs.size() == 12);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {

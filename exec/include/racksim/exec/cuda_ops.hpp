@@ -28,8 +28,10 @@ namespace racksim::exec {
 
 /// y[m x w.rows] = x[m x w.cols] w^T on the current CUDA device with Hopper's fused FP4-weight
 /// tensor-core kernel (exec/cuda/fp4_gemm_mma.hpp): x rounded to BF16 on the way in, y BF16
-/// values as floats. InputError unless w is NVFP4 and fp4_mma_supported(m, w.rows, w.cols).
-[[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w);
+/// values as floats. InputError unless w is NVFP4 and fp4_mma_supported(m, w.rows, w.cols). With
+/// `swiglu` (w a gate_up weight, rows = 2 x ffn) the fused SwiGLU variant
+/// (fp4_gemm_mma_swiglu_launch, RACKSIM_FUSE_SWIGLU): silu(gate) x up [m x rows / 2] instead.
+[[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu = false);
 /// A MoE layer's expert GEMMs in one grouped launch of that kernel (fp4_gemm_mma_grouped_launch):
 /// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
 /// of one shape), tiles and K split of a max_m-row GEMM (every expert's count <= max_m); y [rows x

@@ -99,4 +99,15 @@ void commit_step(const StepBatch& batch, const StepTokens& tokens, BlockPool& po
 /// simulator's) is kept.
 [[nodiscard]] std::vector<bool> residual_norm_pairs(const std::vector<Op>& ops);
 
+/// RACKSIM_FUSE_SWIGLU = off | on (unset: off): whether the CUDA step executor runs a dense
+/// layer's gate_up GEMM and the SwiGLU after it as one GEMM launch whose split-K reduce writes the
+/// SwiGLU (exec/cuda/fp4_gemm_mma.hpp fp4_gemm_mma_swiglu_launch; where the Hopper fused kernel
+/// runs the GEMM and splits K: M <= 32 for Llama-2-70B on an H200), the SwiGLU op then launching
+/// nothing. True for on; InputError naming the variable, the value and the allowed values.
+[[nodiscard]] bool fuse_swiglu_knob(const char* value);
+
+/// For each op of `ops`: true where it is the dense gate_up_proj GEMM directly followed by the
+/// swiglu of the same rows (not a MoE layer's experts), the pairs fp4_gemm_mma_swiglu_launch runs.
+[[nodiscard]] std::vector<bool> gate_up_swiglu_pairs(const std::vector<Op>& ops);
+
 }  // namespace racksim::exec

@@ -78,6 +78,17 @@ __device__ inline std::uint32_t hmul2_bits(std::uint32_t a, __half2 s) {
 __device__ inline float bf16_lo(std::uint32_t w) { return __uint_as_float(w << 16); }
 __device__ inline float bf16_hi(std::uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
 
+/// An 8-value chunk of x as staged for the B fragments: r.x = (x0, x1), r.y = (x2, x3), r.z =
+/// (x4, x5), r.w = (x6, x7) in BF16 -> (x0, x4), (x1, x5), (x2, x6), (x3, x7) in FP16.
+__device__ inline uint4 x_chunk_to_mma_fp16(uint4 r) {
+  uint4 out;
+  out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));
+  out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));
+  out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));
+  out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));
+  return out;
+}
+
 /// D += A B, m16n8k16, FP16 in, FP32 accumulate. a: {row g k-lo, row g+8 k-lo, row g k-hi, row g+8 k-hi}.
 __device__ inline void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
   asm volatile(
@@ -390,12 +401,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     for (int c = static_cast<int>(threadIdx.x); c < units; c += kThreads) {
       const int q = c & 15, tok = (c >> 4) % m, s = (c >> 4) / m, kk = (sp_begin + s) * kSpan + q * 8;
       const uint4 r = kk < k ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<long long>(tok) * k + kk)) : make_uint4(0, 0, 0, 0);
-      uint4 out;
-      out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));
-      out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));
-      out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));
-      out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));
-      xall[(s * m + tok) * kChunkStride + (q & 3) * 4 + (q >> 2)] = out;
+      xall[(s * m + tok) * kChunkStride + (q & 3) * 4 + (q >> 2)] = x_chunk_to_mma_fp16(r);
     }
     __syncthreads();
   } else {
@@ -409,12 +415,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
 #pragma unroll
       for (int i = 0; i < NT; ++i) {
         const int c = static_cast<int>(threadIdx.x) + i * kThreads, tok = c >> 4, q = c & 15;  // q: 8-value group; piece q / 4, word q % 4
-        const uint4 r = xr[i];  // r.x = (x0, x1), r.y = (x2, x3), r.z = (x4, x5), r.w = (x6, x7); zeros past m and k
-        uint4 out;
-        out.x = half2_bits(bf16_lo(r.x), bf16_lo(r.z));  // (x0, x4)
-        out.y = half2_bits(bf16_hi(r.x), bf16_hi(r.z));  // (x1, x5)
-        out.z = half2_bits(bf16_lo(r.y), bf16_lo(r.w));  // (x2, x6)
-        out.w = half2_bits(bf16_hi(r.y), bf16_hi(r.w));  // (x3, x7)
+        const uint4 out = x_chunk_to_mma_fp16(xr[i]);  // zeros past m and k
         if constexpr (WG) {
           auto* b = reinterpret_cast<unsigned char*>(smem);
           const int pc = q >> 2, w = q & 3;

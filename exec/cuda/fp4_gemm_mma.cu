@@ -833,18 +833,16 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
 
 namespace {
 
-/// fp4_gemm_mma_launch, and with `act` fp4_gemm_mma_swiglu_launch.
-void gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed, const std::uint8_t* scales,
+/// fp4_gemm_mma_launch, and with `act` fp4_gemm_mma_swiglu_launch: true when the reduce wrote act.
+bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed, const std::uint8_t* scales,
                  float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms, void* stream) {
   const Fp4MmaPlan full = fp4_mma_plan(m, n, k, sms);  // InputError on an unsupported shape; sizes the workspace
   if (full.workspace_bytes > 0 && !workspace) throw InputError("fp4_gemm_mma_launch: this shape splits K and needs a workspace");
   if (act && n % 2 != 0) throw InputError(text("fp4_gemm_mma_swiglu_launch: n = ", n, " is not 2 x ffn"));
-  const std::int64_t ffn = n / 2;
-  if (m > kFp4MmaLaunchM) {  // M = 65..128: launches of 64 rows in stream order (the plan's workspace covers each)
+  if (m > kFp4MmaLaunchM) {  // M = 65..128: launches of 64 rows in stream order (the plan's workspace covers each); y only
     for (std::int64_t r = 0; r < m; r += kFp4MmaLaunchM)
-      gemm_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, act ? act + r * ffn : nullptr,
-                  workspace, sms, stream);
-    return;
+      gemm_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, nullptr, workspace, sms, stream);
+    return false;
   }
   const Knobs& kn = knobs();
   const auto s = static_cast<cudaStream_t>(stream);
@@ -867,11 +865,10 @@ void gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
     return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
   });
   const bool wg = kn.wgmma;
-  if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both)
+  if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both); y only
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
-      gemm_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, act ? act + r * ffn : nullptr,
-                  workspace, sms, stream);
-    return;
+      gemm_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, nullptr, workspace, sms, stream);
+    return false;
   }
   const Fp4MmaPlan& p = l.plan;
   float* partials = p.splits > 1 ? workspace : nullptr;
@@ -909,37 +906,37 @@ void gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
   if (partials && act) {  // the SwiGLU from the partials: y is never written
-    const long long mn = m * n, count = m * ffn;
+    const long long ffn = n / 2, mn = m * n, count = m * ffn;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((count + 255) / 256, 4LL * sms));
-    launch_kernel(fp4_mma_reduce_swiglu, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), out_scale, static_cast<long long>(ffn),
-                  count, act);
+    launch_kernel(fp4_mma_reduce_swiglu, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), out_scale, ffn, count, act);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
-  } else if (partials) {
+    return true;
+  }
+  if (partials) {
     const long long mn = m * n;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((mn + 255) / 256, 4LL * sms));
     launch_kernel(fp4_mma_reduce, blocks, 256, 0, s, partials, mn, static_cast<int>(p.splits), out_scale, yb);
     RACKSIM_CUDA_CHECK(cudaGetLastError());
-  } else if (act) {  // no K split: y was written, the SwiGLU kernel reads it
-    swiglu_launch(y, m, ffn, act, stream);
   }
+  return false;
 }
 
 }  // namespace
 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
-  gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream);
+  (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream);
 }
 
-void fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+bool fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                                 const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms,
                                 void* stream) {
-  if (!act) throw InputError("fp4_gemm_mma_swiglu_launch: no output for the SwiGLU");
-  gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, act, workspace, sms, stream);
+  if (!act || !y) throw InputError("fp4_gemm_mma_swiglu_launch: needs y and act");
+  return gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, act, workspace, sms, stream);
 }
 
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act) {
+                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, bool* fused) {
   int dev = 0, sms = 0;
   RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -955,11 +952,13 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
   RACKSIM_CUDA_CHECK(cudaMemset(tw.as(), 0xFF, tw.size()));    // and the tiles: the conversion must write every byte
   RACKSIM_CUDA_CHECK(cudaMemset(ts.as(), 0xFF, ts.size()));
   fp4_mma_tile_launch(dw.as<std::uint8_t>(), ds.as<std::uint8_t>(), n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), nullptr);
-  if (act) {
+  if (act) {  // as the step executor runs it: the SwiGLU kernel after the GEMM where the reduce did not write act
     DeviceBytes da(mu * nu);  // m x n / 2 BF16
     RACKSIM_CUDA_CHECK(cudaMemset(da.as(), 0xFF, da.size()));
-    fp4_gemm_mma_swiglu_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale,
-                               dy.as<std::uint16_t>(), da.as<std::uint16_t>(), dws.as<float>(), sms, nullptr);
+    const bool f = fp4_gemm_mma_swiglu_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale,
+                                              dy.as<std::uint16_t>(), da.as<std::uint16_t>(), dws.as<float>(), sms, nullptr);
+    if (!f) swiglu_launch(dy.as<std::uint16_t>(), m, n / 2, da.as<std::uint16_t>(), nullptr);
+    if (fused) *fused = f;
     RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
     RACKSIM_CUDA_CHECK(cudaMemcpy(act, da.as(), da.size(), cudaMemcpyDeviceToHost));
     return;

@@ -40,13 +40,14 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream);
 
-/// fp4_gemm_mma_launch of a gate_up weight (n = 2 x ffn rows: gate, then up) followed by SwiGLU
-/// (RACKSIM_FUSE_SWIGLU): act [m x ffn] (BF16 bits) gets silu(gate) x up of the BF16 y the GEMM
-/// would write, bit for bit what swiglu_launch computes from y. Where the launch splits K, the
-/// split-K reduce writes act from the FP32 partials and y is left as it was (one launch fewer,
-/// and y's m x n BF16 neither written nor read); otherwise the GEMM writes y and swiglu_launch
-/// runs. As fp4_gemm_mma_launch; InputError if n is odd or act is null.
-void fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+/// fp4_gemm_mma_launch of a gate_up weight (n = 2 x ffn rows: gate, then up) with the SwiGLU
+/// after it (RACKSIM_FUSE_SWIGLU). Where the launch is one and splits K (m <= 64), its split-K
+/// reduce writes act [m x ffn] (BF16 bits) = silu(gate) x up from the FP32 partials, bit for bit
+/// what swiglu_launch would compute from the BF16 y, y is left as it was (one launch fewer, and
+/// y's m x n BF16 neither written nor read), and it returns true. Otherwise it writes y as
+/// fp4_gemm_mma_launch does and returns false: the caller runs the SwiGLU. As
+/// fp4_gemm_mma_launch; InputError if n is odd or y or act is null.
+bool fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                                 const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms,
                                 void* stream);
 
@@ -86,10 +87,11 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
 
 /// The same on host arrays on the current device, W row-major: copies in, converts W to the tiled
 /// layout on the device, runs with the device's multiprocessor count, copies back, synchronizes
-/// (the [cuda] tests). With `act`, fp4_gemm_mma_swiglu_launch instead: act [m x n / 2] copied
-/// back, y untouched.
+/// (the [cuda] tests). With `act`, fp4_gemm_mma_swiglu_launch instead (then swiglu_launch where it
+/// returns false, as the step executor does): act [m x n / 2] copied back, y untouched, and
+/// `fused` (if not null) set to what it returned.
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act = nullptr);
+                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act = nullptr, bool* fused = nullptr);
 
 /// The tiling and the tiled dequantize on host arrays (the [cuda] tests): W row-major in, the
 /// tiled bytes (`codes`, `tiled_scales`, resized) and BF16 bits [n x k] (`out`) back, and, when

@@ -764,17 +764,18 @@ class CudaStep final : public StepBackend {
   /// nothing; likewise under RACKSIM_FUSE_SWIGLU=on (fused_swiglu_, gate_up_swiglu_pairs) the
   /// gate_up GEMM and the SwiGLU, where the Hopper fused kernel runs the GEMM (else both as usual).
   void launch_at(const std::vector<Op>& ops, std::size_t i) {
-    if (i > 0 && (fused_[i - 1] || fused_swiglu_[i - 1])) return;  // ran with the op before it
+    if (i > 0 && fused_[i - 1]) return;                          // ran with the residual add before it
+    if (i > 0 && fused_swiglu_[i - 1] && swiglu_fused_) return;  // the gate_up GEMM's reduce wrote it
     if (fused_swiglu_[i]) {
+      // The pair's GEMM; the SwiGLU op then launches nothing where the reduce wrote act (one
+      // launch that splits K on the Hopper fused kernel), else runs as its own op.
       const Linear& w = layers_.at(z(ops[i].layer)).gate_up;
       const I T = plan_.rows;
-      if (!fp4_.native && fp4_mma_supported(T, w.out, w.in)) {
-        fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale,
-                                   gate_up_.as<Bf16>(), act_.as<Bf16>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
-      } else {
-        launch(ops[i]);
-        launch(ops[i + 1]);
-      }
+      swiglu_fused_ = !fp4_.native && fp4_mma_supported(T, w.out, w.in) &&
+                      fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(),
+                                                 w.tensor_scale, gate_up_.as<Bf16>(), act_.as<Bf16>(),
+                                                 mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
+      if (!swiglu_fused_ && (fp4_.native || !fp4_mma_supported(T, w.out, w.in))) launch(ops[i]);
       return;
     }
     if (fused_[i]) {
@@ -1004,6 +1005,7 @@ class CudaStep final : public StepBackend {
   std::vector<Op> ops_;  ///< the last step that ran to the end (what replay_last_step captures)
   std::vector<bool> fused_;  ///< per op: a residual add run fused with the RMSNorm after it (RACKSIM_FUSE_NORM)
   std::vector<bool> fused_swiglu_;  ///< per op: a gate_up GEMM run with the SwiGLU after it (RACKSIM_FUSE_SWIGLU)
+  bool swiglu_fused_ = false;       ///< the last such GEMM's reduce wrote the SwiGLU (fp4_gemm_mma_swiglu_launch)
   std::vector<cudaEvent_t> events_;
   cudaGraphExec_t graph_exec_ = nullptr;
 };

@@ -634,9 +634,9 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     if (fuse_norm_knob(std::getenv("RACKSIM_FUSE_NORM")))
       report.notes.push_back("RACKSIM_FUSE_NORM=on: each residual add runs fused with the RMSNorm after it (one kernel); that norm's op "
                              "time is near zero, its work is in the residual add's");
-    if (fuse_swiglu_knob(std::getenv("RACKSIM_FUSE_SWIGLU")))
-      report.notes.push_back("RACKSIM_FUSE_SWIGLU=on: each dense gate_up GEMM runs with the SwiGLU after it (where the fused FP4 kernel "
-                             "splits K, its reduce writes the SwiGLU); that SwiGLU's op time is near zero, its work is in gate_up's");
+    if (fuse_swiglu_knob(std::getenv("RACKSIM_FUSE_SWIGLU")) && !model.is_moe())
+      report.notes.push_back("RACKSIM_FUSE_SWIGLU=on: where the fused FP4 kernel runs a gate_up GEMM as one launch that splits K, its "
+                             "reduce writes the SwiGLU; that SwiGLU's op time is then near zero, its work in gate_up's");
     if (model.qk_norm_per_layer())
       report.notes.push_back("MiniMax-M2: the QK-norm over the layer's q and k (under TP each rank's sums of squares all-reduced in FP32 "
                              "as qk_norm_all_reduce, whose time includes the sums' kernel); RoPE on rotary_dim of each head; routing by "

@@ -15,12 +15,12 @@ using namespace racksim::exec;
 
 TEST_CASE("every GEMM path matches the FP64 host GEMM of its quantized inputs", "[cuda][bench]") {
   // Per path: BF16 output -> ||D - ref|| / ||ref|| <= 1e-2 (one BF16 rounding, 2^-9, per
-  // element). On Hopper nvfp4 at m = 1..64 takes the fused kernel and m = 128 the dequantize +
-  // cuBLASLt path (under RACKSIM_FP4_LARGE_M=fp8 against the FP64 GEMM of the E4M3 operands it
-  // made); N = 256 and K = 512 are multiples of the 16-byte alignment FP8/FP4 need.
-  // cuda_check_gemm throws with path, shape and error.
+  // element). On Hopper nvfp4 at m = 1..128 takes the fused kernel (128: two launches of 64) and
+  // m = 256 the dequantize + cuBLASLt path (under RACKSIM_FP4_LARGE_M=fp8 against the FP64 GEMM of
+  // the E4M3 operands it made); N = 256 and K = 512 are multiples of the 16-byte alignment FP8/FP4
+  // need. cuda_check_gemm throws with path, shape and error.
   for (const char* d : {"bf16", "fp8", "nvfp4"})
-    for (std::int64_t m : {std::int64_t{1}, std::int64_t{8}, std::int64_t{17}, std::int64_t{64}, std::int64_t{128}}) {
+    for (std::int64_t m : {std::int64_t{1}, std::int64_t{8}, std::int64_t{17}, std::int64_t{64}, std::int64_t{128}, std::int64_t{256}}) {
       INFO(d << " m=" << m);
       const double err = cuda_check_gemm(d, m, 256, 512);
       CHECK(err <= 1e-2);

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -112,28 +111,36 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
 
 TEST_CASE("the fused GEMM with the SwiGLU (RACKSIM_FUSE_SWIGLU) gives the GEMM's then the SwiGLU kernel's bits", "[cuda][exec]") {
   // A gate_up weight of 2 x ffn rows; the fused launch's act must equal, bit for bit, the device's
-  // SwiGLU kernel over the GEMM's own BF16 output: where the plan splits K (N = 2 x 1,024 = 16 row
-  // blocks, K = 4,096: on 132 SMs 32, 16, 8 and 4 splits at M = 1, 5, 16 and 32; M = 100: launches
-  // of 64 and 36 rows, 2 splits each, the second's act 64 rows on) the reduce computes both sums in
-  // the same order and the same formula; where it does not (M = 48 at 2 x 64 rows, K = 96: one
-  // split) the GEMM writes y and the SwiGLU kernel runs. Exact equality, so any difference in
-  // order, rounding or indexing fails.
+  // SwiGLU kernel over the GEMM's own BF16 output. Where the launch is one and splits K (N = 2 x
+  // 1,024 = 16 row blocks, K = 4,096: on 132 SMs 32, 16, 8 and 4 splits at M = 1, 5, 16 and 32;
+  // M = 3 at ffn 1,004, where gate and up meet inside a 128-row CTA and the SwiGLU kernel takes
+  // its one-value path) the reduce writes act, computing both sums in the same order with the same
+  // formula; where it does not (M = 48 at 2 x 64 rows, K = 96: one split; M = 100: launches of 64
+  // and 36 rows) the GEMM writes y and the caller runs the SwiGLU kernel. `fused` says which ran.
+  // Exact equality, so any difference in order, rounding or indexing fails.
   std::mt19937 rng(23);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (const auto& [m, ffn, k] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{1, 1024, 4096}, {5, 1024, 4096}, {16, 1024, 4096},
-                                  {32, 1024, 4096}, {48, 64, 96}, {100, 1024, 4096}}) {
+  struct Case {
+    std::int64_t m, ffn, k;
+    bool fused;
+  };
+  for (const Case& c : {Case{1, 1024, 4096, true}, Case{5, 1024, 4096, true}, Case{16, 1024, 4096, true}, Case{32, 1024, 4096, true},
+                        Case{3, 1004, 4096, true}, Case{48, 64, 96, false}, Case{100, 1024, 4096, false}, Case{100, 64, 96, false}}) {
+    const auto [m, ffn, k, should_fuse] = c;
     std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(2 * ffn * k));
     for (auto& v : x) v = act::round_bf16(u(rng));
     for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
     const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, 2 * ffn, k);
     const std::vector<float> gate_up = cuda_fp4_gemm_mma(x, m, q);
     const std::vector<float> want = cuda_swiglu(gate_up, m, ffn);
-    const std::vector<float> got = cuda_fp4_gemm_mma(x, m, q, true);
+    bool fused = !should_fuse;
+    const std::vector<float> got = cuda_fp4_gemm_mma(x, m, q, true, &fused);
+    INFO("m " << m << " ffn " << ffn << " k " << k);
+    CHECK(fused == should_fuse);
     REQUIRE(got.size() == want.size());
     std::size_t bad = 0;
     for (std::size_t i = 0; i < got.size(); ++i)
       if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5) WARN("m " << m << " element " << i << ": " << got[i] << " vs " << want[i]);
-    INFO("m " << m << " ffn " << ffn << " k " << k);
     CHECK(bad == 0);
   }
 }

@@ -58,10 +58,13 @@ CudaStepOptions compare_options(Fp4GemmMode mode, std::int64_t max_rows, std::in
   return o;
 }
 
-void compare(DType kv, double tolerance, Fp4GemmMode mode, const ModelConfig& m = tiny()) {
+/// `prompt`: sequence 2's prompt length (step 2 prefills all but its first 40, plus sequence 1's
+/// decode: 111 rows at the default 150, within the fused FP4 kernel's 128; at 200, 161 rows, above
+/// it: the large-M path).
+void compare(DType kv, double tolerance, Fp4GemmMode mode, const ModelConfig& m = tiny(), int prompt = 150) {
   if (!runs_here(mode)) return;
   const Precision p{DType::nvfp4, DType::bf16, kv};
-  const CudaStepOptions o = compare_options(mode, 128, 512);
+  const CudaStepOptions o = compare_options(mode, 256, 512);
   auto gpu = make_cuda_step_backend(m, p, o);
   CpuReference cpu(m, DType::nvfp4, 11);
   cpu.set_nvfp4_linear_inputs(mode == Fp4GemmMode::native);
@@ -70,14 +73,14 @@ void compare(DType kv, double tolerance, Fp4GemmMode mode, const ModelConfig& m 
   b1.prefill = {{5, 0, true}, {40, 0, false}};
   StepTokens t1;
   std::vector<std::int32_t> long_prompt;
-  for (int i = 0; i < 150; ++i) long_prompt.push_back((i * 37 + 3) % 97);
+  for (int i = 0; i < prompt; ++i) long_prompt.push_back((i * 37 + 3) % 97);
   t1.prefill = {{1, {4, 8, 15, 16, 23}}, {2, std::vector<std::int32_t>(long_prompt.begin(), long_prompt.begin() + 40)}};
   // Step 2: sequence 2's last 110 prompt tokens after 40 cached (prefill attention over 3 key
   // tiles), and sequence 1 decodes. Later decodes of sequence 2 attend 151+ keys: several 64-key
   // tiles and, with 2 x 2 KV heads far below 2 CTAs per SM, several partitions merged by
   // log-sum-exp (decode_partition_tokens).
   StepBatch b2;
-  b2.prefill = {{110, 40, true}};
+  b2.prefill = {{prompt - 40, 40, true}};
   b2.decode_contexts = {5};
   StepOutput last_cpu;
   for (int step = 0; step < 6; ++step) {
@@ -203,12 +206,27 @@ TEST_CASE("CUDA step executor matches the CPU reference, BF16 KV cache", "[cuda]
   compare(DType::bf16, 0.05, Fp4GemmMode::hopper);
 }
 
+TEST_CASE("CUDA step executor matches the CPU reference at hidden 256: every linear splits K at decode", "[cuda][exec]") {
+  // tiny_llama widened (hidden 256 = 4 heads of 64, FFN 512): at the decode steps' 2 rows gate_up
+  // (1,024 x 256: 8 row blocks, 2 spans) splits K in 2 on 132 SMs, so under RACKSIM_FUSE_SWIGLU=on
+  // its split-K reduce writes the SwiGLU (the device session runs this case under the knob), and
+  // the other linears split too. A 200-token prompt makes step 2 161 rows: above the fused
+  // kernel's 128, the large-M path (dequantize + cuBLASLt), which tiny_llama's 111 rows no longer
+  // reach. The same rounding budget as tiny_llama: 5%.
+  ModelConfig m = test::tiny_llama();
+  m.hidden = 256;
+  m.head_dim = 64;
+  m.ffn = 512;
+  compare(DType::bf16, 0.05, Fp4GemmMode::hopper, m, 200);
+}
+
 TEST_CASE("CUDA step executor runs a MoE block as the CPU reference (top-4 of 4 experts)", "[cuda][exec]") {
   // tiny_moe with every expert chosen (k = 4 of 4): the routing cannot flip between the backends
   // (with k < experts, a near-tie of two router logits can send a token to another expert on one
   // side: the step's output for that token then differs by far more than rounding), while the
   // router, top-k order and weights, permute, the per-expert GEMMs (the fused kernel at step 1's
-  // 45 rows, dequantize + cuBLASLt at step 2's 111), the expert SwiGLU and the finalize all run.
+  // 45 rows and, as launches of 64 and 47, at step 2's 111), the expert SwiGLU and the finalize
+  // all run.
   // The softmax weights are continuous in the logits. Budget: the dense case's worst case counts
   // 24 BF16 roundings (2^-9 each) on the path to a logit; the MoE block adds the expert rows' and
   // the finalize's, 28 x 2^-9 = 5.5%: 6%.

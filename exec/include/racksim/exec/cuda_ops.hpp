@@ -30,8 +30,10 @@ namespace racksim::exec {
 /// tensor-core kernel (exec/cuda/fp4_gemm_mma.hpp): x rounded to BF16 on the way in, y BF16
 /// values as floats. InputError unless w is NVFP4 and fp4_mma_supported(m, w.rows, w.cols). With
 /// `swiglu` (w a gate_up weight, rows = 2 x ffn) the fused SwiGLU variant
-/// (fp4_gemm_mma_swiglu_launch, RACKSIM_FUSE_SWIGLU): silu(gate) x up [m x rows / 2] instead.
-[[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu = false);
+/// (fp4_gemm_mma_swiglu_launch, RACKSIM_FUSE_SWIGLU): silu(gate) x up [m x rows / 2] instead, and
+/// `fused` (if not null) says whether the split-K reduce wrote it (else the SwiGLU kernel did).
+[[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu = false,
+                                                   bool* fused = nullptr);
 /// A MoE layer's expert GEMMs in one grouped launch of that kernel (fp4_gemm_mma_grouped_launch):
 /// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
 /// of one shape), tiles and K split of a max_m-row GEMM (every expert's count <= max_m); y [rows x

@@ -771,11 +771,12 @@ class CudaStep final : public StepBackend {
       // launch that splits K on the Hopper fused kernel), else runs as its own op.
       const Linear& w = layers_.at(z(ops[i].layer)).gate_up;
       const I T = plan_.rows;
-      swiglu_fused_ = !fp4_.native && fp4_mma_supported(T, w.out, w.in) &&
-                      fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(),
-                                                 w.tensor_scale, gate_up_.as<Bf16>(), act_.as<Bf16>(),
-                                                 mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
-      if (!swiglu_fused_ && (fp4_.native || !fp4_mma_supported(T, w.out, w.in))) launch(ops[i]);
+      const bool hopper_fused = !fp4_.native && fp4_mma_supported(T, w.out, w.in);  // as gemm() decides
+      swiglu_fused_ = hopper_fused && fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(),
+                                                                 w.scales.as<std::uint8_t>(), w.tensor_scale, gate_up_.as<Bf16>(),
+                                                                 act_.as<Bf16>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
+                                                                 stream_);
+      if (!hopper_fused) launch(ops[i]);
       return;
     }
     if (fused_[i]) {

@@ -17,6 +17,10 @@ __device__ __forceinline__ float bf16_to_float(std::uint16_t b) { return __uint_
 /// x rounded to the nearest BF16, ties to even (cvt.rn.bf16.f32; same as act::bf16_bits for finite x).
 __device__ __forceinline__ std::uint16_t float_to_bf16(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
 
+/// SwiGLU's silu(g) x u in cpu_ops' order: the one formula of swiglu_kernel and of the fused GEMM's
+/// SwiGLU reduce (fp4_mma_reduce_swiglu), whose bits must agree.
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 /// The eight BF16 values of a 16-byte word; element 0 at the lowest address (little-endian).
 __device__ __forceinline__ void unpack_bf16x8(const uint4& w, float (&f)[8]) {
   const unsigned u[4] = {w.x, w.y, w.z, w.w};

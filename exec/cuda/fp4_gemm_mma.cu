@@ -563,7 +563,7 @@ __global__ void fp4_mma_reduce_swiglu(const float* __restrict__ partials, long l
       u += partials[p * mn + gi + ffn];
     }
     const float gb = bf16_to_float(float_to_bf16(g * out_scale)), ub = bf16_to_float(float_to_bf16(u * out_scale));
-    act[i] = float_to_bf16(gb / (1.0f + expf(-gb)) * ub);  // silu(g) x u, cpu_ops' order (swiglu_kernel)
+    act[i] = float_to_bf16(silu_times(gb, ub));  // swiglu_kernel's formula (bf16_vec.cuh)
   }
 }
 

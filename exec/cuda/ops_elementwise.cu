@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kThreads) swiglu_kernel(const std::uint16_t* _
     load_bf16<V>(gate_up + r * 2 * ffn + c, g);
     load_bf16<V>(gate_up + r * 2 * ffn + ffn + c, u);
 #pragma unroll
-    for (int i = 0; i < V; ++i) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];  // silu(g) x u, cpu_ops' order
+    for (int i = 0; i < V; ++i) g[i] = silu_times(g[i], u[i]);
     store_bf16<V>(y + r * ffn + c, g);
   }
 }

@@ -199,6 +199,12 @@ if [[ $FOCUS == 1 ]]; then
       --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
   FUSED_TEST="fused FP4-weight tensor-core GEMM matches the CPU reference"
+  # RACKSIM_FP4_MMA_TUNE=on (2026-12-01, fifteenth session) first: every variant below that
+  # changes a GEMM, timed per linear shape and row class on this device and the fastest kept (the
+  # bench prints each pick, the exec summary's notes list them): its test runs every candidate
+  # against the CPU; then the sweep and the decode steps with the picks, against the default's above.
+  variant tune RACKSIM_FP4_MMA_TUNE=on "every variant the fused GEMM's tuner times matches the CPU reference" 1,2,4,8,16,32,33,48,64 \
+    decode:1x1024 decode:16x1024 decode:64x1024
   # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
   # stream serialization, each scheduled while the one before it finishes: the executor, attention
   # and GEMM tests under it, then the decode steps (graph replays) against the default's.

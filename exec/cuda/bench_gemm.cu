@@ -17,6 +17,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -116,6 +118,20 @@ class GemmRunner {
   }
 
   [[nodiscard]] Path path() const noexcept { return path_; }
+
+  /// RACKSIM_FP4_MMA_TUNE=on, on the fused path: the variants timed as the step executor times
+  /// them (fp4_mma_tune, 15 rounds, cold L2 when `flush` is set), the pick kept for run() and
+  /// printed with its ratio to the environment's knobs; the operands must be filled.
+  void tune(cudaStream_t s, const DeviceBytes& flush) {
+    if (path_ != Path::mma_fp4) return;
+    const Fp4MmaTuneResult r = fp4_mma_tune(x_.as<std::uint16_t>(), c_.m, c_.n, c_.k, wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(),
+                                            tensor_scale_, d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s, 15,
+                                            flush.size() ? flush.as() : nullptr, flush.size());
+    tuned_ = r.candidates[r.pick];
+    std::printf("  tuned m=%lld n=%lld k=%lld over %zu variants: %s, %.1f us (%.2fx the %s launch's %.1f us)\n", static_cast<long long>(c_.m),
+                static_cast<long long>(c_.n), static_cast<long long>(c_.k), r.candidates.size(), fp4_mma_knobs_words(*tuned_).c_str(),
+                r.median_s[r.pick] * 1e6, r.median_s[r.pick] / r.median_s[0], fp4_mma_knobs_words(r.candidates[0]).c_str(), r.median_s[0] * 1e6);
+  }
   [[nodiscard]] const DeviceBytes& output() const noexcept { return d_; }
 
   /// Random operands: values in [-1, 1) (FP8: [-448, 448) with scales 1/448), E2M1 codes
@@ -188,7 +204,7 @@ class GemmRunner {
         break;
       case Path::mma_fp4:
         fp4_gemm_mma_launch(x_.as<std::uint16_t>(), c_.m, c_.n, c_.k, wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(), tensor_scale_,
-                            d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s);
+                            d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s, tuned_ ? &*tuned_ : nullptr);
         break;
       case Path::dequant_fp4: {
         const bool tiled = wt_.size() > 0;
@@ -214,6 +230,7 @@ class GemmRunner {
   DeviceBytes w_, x_, d_, w_scales_, x_scales_, scal_, mma_ws_, wt_, wt_scales_;
   Fp4LargeM large_m_;
   int sms_ = 1;
+  std::optional<Fp4MmaKnobs> tuned_;  ///< the tuner's pick (RACKSIM_FP4_MMA_TUNE=on), else the environment's knobs
   std::unique_ptr<LtPlan> plan_;
   float alpha_ = 1.0f;
   float tensor_scale_ = 1.0f;
@@ -351,9 +368,11 @@ std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const
   std::vector<EventPair> ev(static_cast<std::size_t>(std::max(t.max_reps, 1)));
   std::vector<MeasurementRecord> out;
   std::uint64_t seed = 1;
+  static const bool tune = fp4_mma_tune_knob(std::getenv("RACKSIM_FP4_MMA_TUNE"));
   for (const GemmCase& c : cases) {
     GemmRunner run(lt.handle(), c, lt.workspace());
     run.fill_random(seed += 8, s);
+    if (tune) run.tune(s, flush);
     const std::vector<double> times = time_calls(s, t, flush, ev, [&](int) { run.run(s); });
     out.push_back(gemm_record(c, timing_stats(std::span<const double>(times.data(), times.size()))));
     if (done) done(out.back());

@@ -26,6 +26,15 @@ std::string text(const Args&... args) {
   return ss.str();
 }
 
+/// v with `digits` digits after the point ("24.1"), for text().
+inline std::string fixed(double v, int digits) {
+  std::ostringstream ss;
+  ss.setf(std::ios::fixed);
+  ss.precision(digits);
+  ss << v;
+  return ss.str();
+}
+
 /// Throws Error(internal) naming the failed cuBLASLt statement, where it is and the status.
 [[noreturn]] inline void cublas_failed(cublasStatus_t st, const char* stmt, const char* file, int line) {
   throw Error(ExitCode::internal, std::string("cuBLASLt error '") + cublasLtGetStatusString(st) + "' in `" + stmt + "` at " +

@@ -35,8 +35,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
@@ -833,41 +835,63 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
 
 namespace {
 
+/// CTAs of each kernel variant resident per SM on the current device (the occupancy API), asked
+/// once for all of them; `of(knobs)` is fp4_mma_launch_plan's `resident` for a knob set: the
+/// kernel each (tiles, depth) launches under it. 1 tile never runs wgmma; the ring always runs
+/// depth 1.
+struct Occupancy {
+  int plain[4][2], ring[2], wg[4][2];
+  static int row(int tiles) { return tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3; }
+  [[nodiscard]] std::function<int(int, int)> of(const Knobs& kn) const {
+    return [this, ring_on = kn.ring, wg_on = kn.wgmma](int tiles, int depth) {
+      const int r = row(tiles), d = depth == 2 ? 1 : 0;
+      if (ring_on && tiles <= 2) return ring[r];
+      if (wg_on && tiles >= 2) return wg[r][d];
+      return plain[r][d];
+    };
+  }
+};
+
+const Occupancy& occupancy() {
+  static const Occupancy o = [] {
+    Occupancy v{};
+    v.plain[0][0] = resident_per_sm<1>(), v.plain[0][1] = resident_per_sm<1, 2>();
+    v.plain[1][0] = resident_per_sm<2>(), v.plain[1][1] = resident_per_sm<2, 2>();
+    v.plain[2][0] = resident_per_sm<4>(), v.plain[2][1] = resident_per_sm<4, 2>();
+    v.plain[3][0] = resident_per_sm<8>(), v.plain[3][1] = resident_per_sm<8, 2>();
+    v.ring[0] = resident_per_sm<1, 1, false, true>(), v.ring[1] = resident_per_sm<2, 1, false, true>();
+    v.wg[0][0] = v.wg[0][1] = v.plain[0][0];  // never launched: M <= 8 runs mma.sync
+    v.wg[1][0] = resident_per_sm<2, 1, true>(), v.wg[1][1] = resident_per_sm<2, 2, true>();
+    v.wg[2][0] = v.wg[2][1] = resident_per_sm<4, 1, true>();  // no depth-2 wgmma at 4 and 8 tiles
+    v.wg[3][0] = v.wg[3][1] = resident_per_sm<8, 1, true>();
+    return v;
+  }();
+  return o;
+}
+
 /// fp4_gemm_mma_launch, and with `act` fp4_gemm_mma_swiglu_launch: true when the reduce wrote act.
 bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed, const std::uint8_t* scales,
-                 float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms, void* stream) {
+                 float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms, void* stream, const Knobs& kn) {
   const Fp4MmaPlan full = fp4_mma_plan(m, n, k, sms);  // InputError on an unsupported shape; sizes the workspace
   if (full.workspace_bytes > 0 && !workspace) throw InputError("fp4_gemm_mma_launch: this shape splits K and needs a workspace");
   if (act && n % 2 != 0) throw InputError(text("fp4_gemm_mma_swiglu_launch: n = ", n, " is not 2 x ffn"));
   if (m > kFp4MmaLaunchM) {  // M = 65..128: launches of 64 rows in stream order (the plan's workspace covers each); y only
     for (std::int64_t r = 0; r < m; r += kFp4MmaLaunchM)
-      gemm_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, nullptr, workspace, sms, stream);
+      gemm_launch(x + r * k, std::min(kFp4MmaLaunchM, m - r), n, k, packed, scales, tensor_scale, y + r * n, nullptr, workspace, sms, stream, kn);
     return false;
   }
-  const Knobs& kn = knobs();
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x);
   auto* yb = reinterpret_cast<__nv_bfloat16*>(y);
   const float out_scale = tensor_scale * fp4::kFp16BitTrickScale;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  // The occupancy of the kernel each (tiles, depth) launches under the knobs, asked once
-  // (fp4_mma_launch_plan's whole-wave split). 1 tile never runs wgmma; the ring always runs depth 1.
   if (kn.wgmma && m > 8) require_hopper_for_wgmma();
-  static const int resident[4][2] = {
-      {kn.ring ? resident_per_sm<1, 1, false, true>() : resident_per_sm<1>(), resident_per_sm<1, 2>()},
-      {kn.ring    ? resident_per_sm<2, 1, false, true>()
-       : kn.wgmma ? resident_per_sm<2, 1, true>()
-                  : resident_per_sm<2>(),
-       kn.wgmma ? resident_per_sm<2, 2, true>() : resident_per_sm<2, 2>()},
-      {kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4>(), kn.wgmma ? resident_per_sm<4, 1, true>() : resident_per_sm<4, 2>()},
-      {kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8>(), kn.wgmma ? resident_per_sm<8, 1, true>() : resident_per_sm<8, 2>()}};
-  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, [](int tiles, int depth) {
-    return resident[tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3][depth == 2 ? 1 : 0];
-  });
+  // The whole-wave split at the occupancy of the kernel the knobs launch.
+  const Fp4MmaLaunch l = fp4_mma_launch_plan(m, n, k, sms, kn, occupancy().of(kn));
   const bool wg = kn.wgmma;
   if (l.two_passes) {  // rows 32 i .. : each pass reads the weights again (the plan's workspace covers both); y only
     for (std::int64_t r = 0; r < m; r += kFp4MmaPassM)
-      gemm_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, nullptr, workspace, sms, stream);
+      gemm_launch(x + r * k, std::min(kFp4MmaPassM, m - r), n, k, packed, scales, tensor_scale, y + r * n, nullptr, workspace, sms, stream, kn);
     return false;
   }
   const Fp4MmaPlan& p = l.plan;
@@ -923,20 +947,82 @@ bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
 
 }  // namespace
 
+const Fp4MmaKnobs& fp4_mma_env_knobs() { return knobs(); }
+
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                         const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream) {
-  (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream);
+                         const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream,
+                         const Fp4MmaKnobs* kn) {
+  (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream, kn ? *kn : knobs());
 }
 
 bool fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                                 const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms,
-                                void* stream) {
+                                void* stream, const Fp4MmaKnobs* kn) {
   if (!act || !y) throw InputError("fp4_gemm_mma_swiglu_launch: needs y and act");
-  return gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, act, workspace, sms, stream);
+  return gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, act, workspace, sms, stream, kn ? *kn : knobs());
+}
+
+bool fp4_mma_wgmma_available() {
+#ifdef RACKSIM_CUDA_ARCHS
+  if (std::string_view(RACKSIM_CUDA_ARCHS).find("sm_90a") == std::string_view::npos) return false;
+#endif
+  int dev = 0, major = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+  RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  return major == 9;
+}
+
+Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                              const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream, int reps,
+                              void* flush, std::size_t flush_bytes) {
+  if (reps < 1) throw InputError(text("fp4_mma_tune: reps = ", reps, " (at least 1)"));
+  const Occupancy& occ = occupancy();
+  Fp4MmaTuneResult r;
+  for (const Knobs& c : fp4_mma_tune_candidates(knobs(), m, fp4_mma_wgmma_available())) {
+    bool seen = false;
+    for (const Knobs& d : r.candidates) seen = seen || fp4_mma_same_launch(c, d, m, n, k, sms, occ.of(c), occ.of(d));
+    if (!seen) r.candidates.push_back(c);
+  }
+  const auto s = static_cast<cudaStream_t>(stream);
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  RACKSIM_CUDA_CHECK(cudaEventCreate(&e0));
+  RACKSIM_CUDA_CHECK(cudaEventCreate(&e1));
+  const std::size_t C = r.candidates.size();
+  std::vector<std::vector<double>> times(C);
+  try {
+    // One untimed launch of each first (first-launch costs), then the candidates in turn, rep by
+    // rep, so that a drift in clocks or temperature touches all of them alike; each launch after
+    // a write of flush_bytes (2 x L2): its weights come from HBM, as in a step, where no layer's
+    // weights are still in L2.
+    for (int rep = -1; rep < reps; ++rep)
+      for (std::size_t c = 0; c < C; ++c) {
+        if (flush) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush, (rep + 1) & 0xFF, flush_bytes, s));
+        RACKSIM_CUDA_CHECK(cudaEventRecord(e0, s));
+        (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream, r.candidates[c]);
+        RACKSIM_CUDA_CHECK(cudaEventRecord(e1, s));
+        RACKSIM_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (rep >= 0) times[c].push_back(static_cast<double>(ms) * 1e-3);
+      }
+  } catch (...) {
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    throw;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    const std::size_t h = t.size() / 2;
+    r.median_s.push_back(t.size() % 2 ? t[h] : 0.5 * (t[h - 1] + t[h]));
+  }
+  r.pick = fp4_mma_tune_pick(r.median_s);
+  return r;
 }
 
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, bool* fused) {
+                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, bool* fused, const Fp4MmaKnobs* kn) {
   int dev = 0, sms = 0;
   RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -956,7 +1042,7 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
     DeviceBytes da(mu * nu);  // m x n / 2 BF16
     RACKSIM_CUDA_CHECK(cudaMemset(da.as(), 0xFF, da.size()));
     const bool f = fp4_gemm_mma_swiglu_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale,
-                                              dy.as<std::uint16_t>(), da.as<std::uint16_t>(), dws.as<float>(), sms, nullptr);
+                                              dy.as<std::uint16_t>(), da.as<std::uint16_t>(), dws.as<float>(), sms, nullptr, kn);
     if (!f) swiglu_launch(dy.as<std::uint16_t>(), m, n / 2, da.as<std::uint16_t>(), nullptr);
     if (fused) *fused = f;
     RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
@@ -964,7 +1050,7 @@ void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::i
     return;
   }
   fp4_gemm_mma_launch(dx.as<std::uint16_t>(), m, n, k, tw.as<std::uint8_t>(), ts.as<std::uint8_t>(), tensor_scale, dy.as<std::uint16_t>(),
-                      dws.as<float>(), sms, nullptr);
+                      dws.as<float>(), sms, nullptr, kn);
   RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());
   RACKSIM_CUDA_CHECK(cudaMemcpy(y, dy.as(), mu * nu * 2, cudaMemcpyDeviceToHost));
 }

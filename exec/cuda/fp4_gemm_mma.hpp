@@ -4,8 +4,11 @@
 // split over K are decided on the host by fp4_mma_plan (racksim/exec/fp4_gemm_path.hpp), which the
 // CPU tests check.
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "racksim/exec/fp4_gemm_path.hpp"
 
 namespace racksim::exec::cuda {
 
@@ -36,9 +39,38 @@ void fp4_mma_dequant_e4m3_launch(const std::uint8_t* codes, const std::uint8_t* 
 /// decode activations of the models measured are far inside), the products are summed in FP32 and
 /// y rounded once to BF16. Requires fp4_mma_supported(m, n, k); `workspace` holds
 /// fp4_mma_plan(m, n, k, sms).workspace_bytes (null when that is 0); x, packed and y 16-byte aligned.
-/// Launched on `stream` (a cudaStream_t); checks the launch errors only.
+/// Launched on `stream` (a cudaStream_t); checks the launch errors only. Under `knobs` when not
+/// null (the tuner's pick, fp4_mma_tune), else the environment's (fp4_mma_env_knobs).
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                         const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream);
+                         const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream,
+                         const Fp4MmaKnobs* knobs = nullptr);
+
+/// The variant knobs RACKSIM_FP4_MMA_* set (fp4_mma_knobs), read once.
+[[nodiscard]] const Fp4MmaKnobs& fp4_mma_env_knobs();
+
+/// True when this build has sm_90a code and the current device is a Hopper (compute capability
+/// 9): where RACKSIM_FP4_MMA_MMA=wgmma can run.
+[[nodiscard]] bool fp4_mma_wgmma_available();
+
+/// What fp4_mma_tune measured: the distinct launches tried (the environment's knobs first), each
+/// one's median time, and the index fp4_mma_tune_pick chose.
+struct Fp4MmaTuneResult {
+  std::vector<Fp4MmaKnobs> candidates;
+  std::vector<double> median_s;
+  std::size_t pick = 0;
+};
+
+/// Times fp4_gemm_mma_launch of m x n x k (m <= kFp4MmaLaunchM) under each of
+/// fp4_mma_tune_candidates(fp4_mma_env_knobs(), m, fp4_mma_wgmma_available()) that launches
+/// something the earlier ones do not (fp4_mma_same_launch, at each kernel's occupancy on the
+/// device): one untimed launch of each, then `reps` rounds over all of them, each launch after
+/// `flush_bytes` written to `flush` (null: none; 2 x L2 makes the weights come from HBM, as they
+/// do in a step) and timed alone by CUDA events; medians. The arguments as fp4_gemm_mma_launch
+/// (y receives the product; the workspace of fp4_mma_plan(m, n, k, sms) serves every candidate).
+/// Synchronizes `stream`. InputError if reps < 1.
+[[nodiscard]] Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
+                                            const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms,
+                                            void* stream, int reps, void* flush, std::size_t flush_bytes);
 
 /// fp4_gemm_mma_launch of a gate_up weight (n = 2 x ffn rows: gate, then up) with the SwiGLU
 /// after it (RACKSIM_FUSE_SWIGLU). Where the launch is one and splits K (m <= 64), its split-K
@@ -49,7 +81,7 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
 /// fp4_gemm_mma_launch; InputError if n is odd or y or act is null.
 bool fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                                 const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms,
-                                void* stream);
+                                void* stream, const Fp4MmaKnobs* knobs = nullptr);
 
 /// One expert of a grouped launch (a MoE layer's experts): its weight in the tiled layout and its
 /// FP32 tensor scale.
@@ -89,9 +121,10 @@ void fp4_gemm_mma_grouped(const std::uint16_t* x, const std::vector<std::int32_t
 /// layout on the device, runs with the device's multiprocessor count, copies back, synchronizes
 /// (the [cuda] tests). With `act`, fp4_gemm_mma_swiglu_launch instead (then swiglu_launch where it
 /// returns false, as the step executor does): act [m x n / 2] copied back, y untouched, and
-/// `fused` (if not null) set to what it returned.
+/// `fused` (if not null) set to what it returned. Under `knobs` when not null.
 void fp4_gemm_mma(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
-                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act = nullptr, bool* fused = nullptr);
+                  const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, std::uint16_t* act = nullptr, bool* fused = nullptr,
+                  const Fp4MmaKnobs* knobs = nullptr);
 
 /// The tiling and the tiled dequantize on host arrays (the [cuda] tests): W row-major in, the
 /// tiled bytes (`codes`, `tiled_scales`, resized) and BF16 bits [n x k] (`out`) back, and, when

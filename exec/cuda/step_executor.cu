@@ -253,6 +253,7 @@ class CudaStep final : public StepBackend {
       if (ws > 0) mma_ws_ = DeviceBytes(z(ws));
     }
     sm_count_ = prop.multiProcessorCount;
+    if (!fp4_.native && fp4_mma_tune_knob(std::getenv("RACKSIM_FP4_MMA_TUNE"))) tune_fused(prop);
   }
 
   ~CudaStep() override {
@@ -701,7 +702,7 @@ class CudaStep final : public StepBackend {
     }
     if (fp4_mma_supported(M, w.out, w.in)) {
       fp4_gemm_mma_launch(x, M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tensor_scale, y,
-                          mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_);
+                          mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_, stream_, tuned_knobs(M, w.out, w.in));
       return;
     }
     if (M == 1) {  // K % 32 != 0 (tiny models): the CUDA-core small-M kernel, which needs no scratch
@@ -710,6 +711,54 @@ class CudaStep final : public StepBackend {
     }
     large_m_.run(lt_, large_m_plan(M, w.out, w.in, {lt_alignment(x), lt_alignment(y)}), w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(), w.tiled, w.tensor_scale,
                  reinterpret_cast<const __nv_bfloat16*>(x), M, w.out, w.in, reinterpret_cast<__nv_bfloat16*>(y), workspace_.as(), stream_);
+  }
+
+  /// The tuner's knobs for an M-row fused GEMM of n x k (RACKSIM_FP4_MMA_TUNE=on), or null: the
+  /// environment's (tuning off, or a shape it did not time: MoE experts).
+  const Fp4MmaKnobs* tuned_knobs(I M, I n, I k) const {
+    if (tuned_.empty()) return nullptr;
+    const auto it = tuned_.find({fp4_mma_tune_class(M), n, k});
+    return it == tuned_.end() ? nullptr : &it->second;
+  }
+
+  /// RACKSIM_FP4_MMA_TUNE=on: every linear shape the fused kernel runs (a MoE model's attention
+  /// projections; its experts run grouped under the environment's knobs), at each row class up to
+  /// max_rows (fp4_mma_tune_rows), timed on this device under each distinct variant (fp4_mma_tune:
+  /// layer 0's weights, random x, cold L2, kTuneReps rounds), before any step; the picks kept for
+  /// gemm() and stated in linear_path() (the output's notes, the measurement file's `software`).
+  void tune_fused(const cudaDeviceProp& prop) {
+    static constexpr int kTuneReps = 15;
+    static constexpr const char* kNames[4] = {"qkv", "o_proj", "gate_up", "down"};
+    const std::size_t shapes = m_.is_moe() ? 2 : 4;
+    const Linear* weights[4] = {&layers_.at(0).qkv, &layers_.at(0).o, &layers_.at(0).gate_up, &layers_.at(0).down};
+    I widest = 0, tallest = 0;
+    for (std::size_t i = 0; i < shapes; ++i) {
+      widest = std::max(widest, linear_shapes_[i].second);
+      tallest = std::max(tallest, linear_shapes_[i].first);
+    }
+    const I rows = std::min<I>(o_.max_rows, kFp4MmaLaunchM);
+    DeviceBytes x(z(rows * widest) * 2), y(z(rows * tallest) * 2), flush(2 * z(prop.l2CacheSize));
+    fill_bf16(x.as<std::uint16_t>(), z(rows * widest), 0x7475u, 0.0f, 1.0f, stream_);
+    std::string picks;
+    for (std::size_t i = 0; i < shapes; ++i) {
+      const Linear& w = *weights[i];
+      if (!w.tiled || !fp4_mma_supported(1, w.out, w.in)) continue;
+      for (int c = 0; c < kFp4MmaTuneClasses; ++c) {
+        const I M = fp4_mma_tune_rows(c, o_.max_rows);
+        if (M == 0) continue;
+        const Fp4MmaTuneResult r = fp4_mma_tune(x.as<std::uint16_t>(), M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(),
+                                                w.tensor_scale, y.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
+                                                stream_, kTuneReps, flush.as(), flush.size());
+        tuned_[{c, w.out, w.in}] = r.candidates[r.pick];
+        picks += text(picks.empty() ? "" : "; ", kNames[i], " ", w.out, "x", w.in, " M=", M, ": ", fp4_mma_knobs_words(r.candidates[r.pick]), " ",
+                      fixed(r.median_s[r.pick] * 1e6, 1), " us (", fixed(r.median_s[r.pick] / r.median_s[0], 2), "x the ",
+                      fp4_mma_knobs_words(r.candidates[0]), " launch's ", fixed(r.median_s[0] * 1e6, 1), " us; ", r.candidates.size(), " tried)");
+      }
+    }
+    if (!picks.empty())
+      fp4_.reason += text("; fused-kernel variants tuned on this device (RACKSIM_FP4_MMA_TUNE=on: medians of ", kTuneReps,
+                          " cold-L2 launches each, a variant kept where it beats the first by more than ", fixed(kFp4MmaTuneMargin * 100, 0),
+                          "%; M classes 1, 2-8, 9-16, 17-32, 33-128): ", picks);
   }
 
   /// lm_head's kLtBf16ToFp32 plan.
@@ -775,7 +824,7 @@ class CudaStep final : public StepBackend {
       swiglu_fused_ = hopper_fused && fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(),
                                                                  w.scales.as<std::uint8_t>(), w.tensor_scale, gate_up_.as<Bf16>(),
                                                                  act_.as<Bf16>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
-                                                                 stream_);
+                                                                 stream_, tuned_knobs(T, w.out, w.in));
       if (!hopper_fused) launch(ops[i]);
       return;
     }
@@ -1005,6 +1054,7 @@ class CudaStep final : public StepBackend {
   std::size_t workspace_bytes_ = 0;
   std::vector<Op> ops_;  ///< the last step that ran to the end (what replay_last_step captures)
   std::vector<bool> fused_;  ///< per op: a residual add run fused with the RMSNorm after it (RACKSIM_FUSE_NORM)
+  std::map<std::tuple<int, I, I>, Fp4MmaKnobs> tuned_;  ///< (fp4_mma_tune_class, n, k) -> the tuner's pick (RACKSIM_FP4_MMA_TUNE=on)
   std::vector<bool> fused_swiglu_;  ///< per op: a gate_up GEMM run with the SwiGLU after it (RACKSIM_FUSE_SWIGLU)
   bool swiglu_fused_ = false;       ///< the last such GEMM's reduce wrote the SwiGLU (fp4_gemm_mma_swiglu_launch)
   std::vector<cudaEvent_t> events_;

@@ -81,7 +81,8 @@ std::vector<float> cuda_fp4_gemm_small_m(std::span<const float> x, std::int64_t 
 #endif
 }
 
-std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu, bool* fused) {
+std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu, bool* fused,
+                                     const Fp4MmaKnobs* knobs) {
   if (w.format != DType::nvfp4 || !fp4_mma_supported(m, w.rows, w.cols) || x.size() != static_cast<std::size_t>(m * w.cols) ||
       (swiglu && w.rows % 2 != 0))
     throw InputError(fmt::format("cuda_fp4_gemm_mma: needs NVFP4 weights with K % 32 == 0, 1 <= m <= {} and x of m x K "
@@ -93,11 +94,20 @@ std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, c
   std::vector<std::uint16_t> yb(static_cast<std::size_t>(m * w.rows));
   std::vector<std::uint16_t> act(swiglu ? static_cast<std::size_t>(m * w.rows / 2) : 0);
   cuda::fp4_gemm_mma(xb.data(), m, w.rows, w.cols, w.packed.data(), w.scales.data(), w.tensor_scale, yb.data(), swiglu ? act.data() : nullptr,
-                     fused);
+                     fused, knobs);
   return values_of_bf16(swiglu ? act : yb);
 #else
   (void)swiglu;
   (void)fused;
+  (void)knobs;
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
+bool cuda_fp4_mma_wgmma_available() {
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::fp4_mma_wgmma_available();
+#else
   throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
 #endif
 }

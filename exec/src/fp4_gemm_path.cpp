@@ -280,6 +280,121 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   return l;
 }
 
+bool fp4_mma_tune_knob(const char* value) { return env_choice("RACKSIM_FP4_MMA_TUNE", value, {"off", "on"}).value_or(0) == 1; }
+
+int fp4_mma_tune_class(std::int64_t m) {
+  if (m < 1 || m > kFp4MmaMaxM) throw InputError(fmt::format("fp4_mma_tune_class: m = {} is not 1..{}", m, kFp4MmaMaxM));
+  return m == 1 ? 0 : m <= 8 ? 1 : m <= 16 ? 2 : m <= kFp4MmaPassM ? 3 : 4;
+}
+
+std::int64_t fp4_mma_tune_rows(int c, std::int64_t max_rows) {
+  static constexpr std::int64_t lo[kFp4MmaTuneClasses] = {1, 2, 9, 17, 33};
+  static constexpr std::int64_t hi[kFp4MmaTuneClasses] = {1, 8, 16, kFp4MmaPassM, kFp4MmaLaunchM};
+  if (c < 0 || c >= kFp4MmaTuneClasses) throw InputError(fmt::format("fp4_mma_tune_rows: class {} is not 0..{}", c, kFp4MmaTuneClasses - 1));
+  const auto i = static_cast<std::size_t>(c);
+  return max_rows < lo[i] ? 0 : std::min(hi[i], max_rows);
+}
+
+namespace {
+
+bool same_knobs(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b) {
+  return a.splits == b.splits && a.eight_tiles == b.eight_tiles && a.depth == b.depth && a.wgmma == b.wgmma && a.ring == b.ring &&
+         a.x_split == b.x_split;
+}
+
+bool same_plan(const Fp4MmaPlan& a, const Fp4MmaPlan& b) {
+  return a.passes == b.passes && a.n_tiles == b.n_tiles && a.row_blocks == b.row_blocks && a.spans == b.spans && a.splits == b.splits &&
+         a.spans_per_split == b.spans_per_split;
+}
+
+}  // namespace
+
+std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::int64_t m, bool wgmma_ok) {
+  const int c = fp4_mma_tune_class(m);
+  std::vector<Fp4MmaKnobs> out{base};
+  auto add = [&](Fp4MmaKnobs k) {
+    if (k.ring) {  // fp4_mma_knobs' rules: the ring replaces the register prefetch and is not wgmma
+      k.depth = 0;
+      k.wgmma = false;
+    }
+    if (k.wgmma && !wgmma_ok) return;
+    for (const Fp4MmaKnobs& o : out)
+      if (same_knobs(o, k)) return;
+    out.push_back(k);
+  };
+  auto with = [&](auto change) {
+    Fp4MmaKnobs k = base;
+    change(k);
+    add(k);
+  };
+  using Splits = Fp4MmaKnobs::Splits;
+  if (c <= 1) {  // one tile
+    with([](Fp4MmaKnobs& k) { k.ring = false; });
+    with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 2; });
+    with([](Fp4MmaKnobs& k) { k.ring = true; });
+    with([](Fp4MmaKnobs& k) { k.x_split = true, k.depth = k.depth == 2 ? 0 : k.depth; });  // x split runs at depth 1
+    with([](Fp4MmaKnobs& k) { k.ring = true, k.x_split = true; });
+    with([](Fp4MmaKnobs& k) { k.splits = Splits::fill8; });
+    with([](Fp4MmaKnobs& k) { k.splits = Splits::wave; });
+  } else if (c == 2) {  // two tiles
+    with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 1; });
+    with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 2; });
+    with([](Fp4MmaKnobs& k) { k.ring = true; });
+    with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = true; });
+    with([](Fp4MmaKnobs& k) { k.splits = Splits::fill8; });
+  } else {  // four or eight tiles
+    if (c == 4) with([](Fp4MmaKnobs& k) { k.eight_tiles = !k.eight_tiles; });
+    with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = false, k.depth = 2; });
+    with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = true, k.depth = k.depth == 2 ? 0 : k.depth; });
+    with([](Fp4MmaKnobs& k) { k.splits = Splits::wave; });
+  }
+  return out;
+}
+
+bool fp4_mma_same_launch(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b, std::int64_t m, std::int64_t n, std::int64_t k, int sms,
+                         const std::function<int(int, int)>& resident_a, const std::function<int(int, int)>& resident_b) {
+  // Every launch row count m runs as: 64 and the rest above 64 rows, else m.
+  std::vector<std::int64_t> rows{std::min(m, kFp4MmaLaunchM)};
+  if (m > kFp4MmaLaunchM) rows.push_back(m - (m - 1) / kFp4MmaLaunchM * kFp4MmaLaunchM);
+  for (const std::int64_t r : rows) {
+    const Fp4MmaLaunch la = fp4_mma_launch_plan(r, n, k, sms, a, resident_a);
+    const Fp4MmaLaunch lb = fp4_mma_launch_plan(r, n, k, sms, b, resident_b);
+    if (la.two_passes != lb.two_passes || la.depth != lb.depth || la.ring != lb.ring || la.x_split != lb.x_split || !same_plan(la.plan, lb.plan))
+      return false;
+    if (la.two_passes) {  // passes of <= 32 rows under each knob set
+      if (!fp4_mma_same_launch(a, b, kFp4MmaPassM, n, k, sms, resident_a, resident_b)) return false;
+      if (r > kFp4MmaPassM && !fp4_mma_same_launch(a, b, r - kFp4MmaPassM, n, k, sms, resident_a, resident_b)) return false;
+      continue;
+    }
+    if (r > 8 && a.wgmma != b.wgmma) return false;  // M <= 8 always runs mma.sync
+  }
+  return true;
+}
+
+std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin) {
+  if (medians.empty()) throw InputError("fp4_mma_tune_pick: no medians");
+  for (std::size_t i = 0; i < medians.size(); ++i)
+    if (!std::isfinite(medians[i]) || medians[i] <= 0)
+      throw InputError(fmt::format("fp4_mma_tune_pick: median {} is {} (must be finite and > 0)", i, medians[i]));
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < medians.size(); ++i)
+    if (medians[i] < medians[best]) best = i;
+  return medians[best] < medians[0] * (1.0 - margin) ? best : 0;
+}
+
+std::string fp4_mma_knobs_words(const Fp4MmaKnobs& k) {
+  std::string out;
+  auto word = [&](std::string_view name, std::string_view value) { out += fmt::format("{}{}={}", out.empty() ? "" : " ", name, value); };
+  using Splits = Fp4MmaKnobs::Splits;
+  if (k.splits != Splits::automatic) word("RACKSIM_FP4_MMA_SPLITS", k.splits == Splits::fill8 ? "fill8" : "wave");
+  if (!k.eight_tiles) word("RACKSIM_FP4_MMA_TILES", "4");
+  if (k.depth != 0) word("RACKSIM_FP4_MMA_DEPTH", k.depth == 1 ? "1" : "2");
+  if (k.wgmma) word("RACKSIM_FP4_MMA_MMA", "wgmma");
+  if (k.ring) word("RACKSIM_FP4_MMA_PIPE", "cpasync");
+  if (k.x_split) word("RACKSIM_FP4_MMA_X", "split");
+  return out.empty() ? "default" : out;
+}
+
 int fp4_mma_grouped_sms(std::int64_t experts, std::int64_t total_rows, int sms) {
   const std::int64_t slots = moe_active_slots(experts, total_rows);
   return slots < 1 ? sms : static_cast<int>(std::max<std::int64_t>(1, sms / slots));

@@ -53,60 +53,90 @@ TEST_CASE("FP4-weight small-M GEMM matches the CPU reference", "[cuda][exec]") {
     }
 }
 
-TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda][exec]") {
-  // Hopper's decode-batch GEMM (exec/cuda/fp4_gemm_mma.cu). Shapes: M = 1, 5, 16, 17, 32 (one,
-  // two and four 8-token MMA tiles; 5 and 17 leave tiles partly empty), 45 and 64 (8 tiles; two
-  // passes under RACKSIM_FP4_MMA_TILES=4: rows 0-31, then 13 or 32 rows, each writing its own rows
-  // of y), 100 and 128 (launches of 64 rows: 64 + 36, 64 + 64, the second at x and y offset by
-  // 64 rows, sharing the workspace); N = 200 (two 128-row CTAs, the second mostly past N); K = 96
-  // (one span of three 32-value pieces), 1088 (8.5 spans) and 4096 (32 spans: at M = 1 the plan
-  // splits K into 32 CTAs and the FP32 partials are summed by the reduce kernel; at M = 32, 8
-  // splits). At N = 200 a split has one or two spans, so M = 1, 3, 5, 6 and 8 also run N = 4,096
-  // (32 row blocks), K = 16,384 (128 spans): 19 whole-wave splits of 7 spans on 132 SMs, where
-  // RACKSIM_FP4_MMA_X=split stages 7 spans of x at once: 2,240, 6,720, 11,200 and 13,440 B (the
-  // last above the ring's 11,264, so with the ring M = 6 takes the per-span staging), and M = 8's
-  // 17,920 B take it in either case. The kernel's output is BF16, so per element: |y - y_ref| <= 2^-8 |y_ref|
-  // (BF16 rounding, twice the half-ulp bound) + (K + 2) 2^-22 sum_k |x_k w_k| (FP32 accumulation
-  // in any order, with 4x slack for the tensor cores' accumulation) + 2^-24 sum_k |w_k| (BF16 x
-  // values below 2^-14 become FP16 subnormals, 2^-25 absolute error each). y_ref: float64 over the
-  // BF16-rounded x and the host-dequantized W.
-  std::mt19937 rng(11);
+namespace {
+
+// Hopper's decode-batch GEMM (exec/cuda/fp4_gemm_mma.cu). Shapes: M = 1, 5, 16, 17, 32 (one,
+// two and four 8-token MMA tiles; 5 and 17 leave tiles partly empty), 45 and 64 (8 tiles; two
+// passes under RACKSIM_FP4_MMA_TILES=4: rows 0-31, then 13 or 32 rows, each writing its own rows
+// of y), 100 and 128 (launches of 64 rows: 64 + 36, 64 + 64, the second at x and y offset by
+// 64 rows, sharing the workspace); N = 200 (two 128-row CTAs, the second mostly past N); K = 96
+// (one span of three 32-value pieces), 1088 (8.5 spans) and 4096 (32 spans: at M = 1 the plan
+// splits K into 32 CTAs and the FP32 partials are summed by the reduce kernel; at M = 32, 8
+// splits). At N = 200 a split has one or two spans, so M = 1, 3, 5, 6 and 8 also run N = 4,096
+// (32 row blocks), K = 16,384 (128 spans): 19 whole-wave splits of 7 spans on 132 SMs, where
+// RACKSIM_FP4_MMA_X=split stages 7 spans of x at once: 2,240, 6,720, 11,200 and 13,440 B (the
+// last above the ring's 11,264, so with the ring M = 6 takes the per-span staging), and M = 8's
+// 17,920 B take it in either case. The kernel's output is BF16, so per element: |y - y_ref| <= 2^-8 |y_ref|
+// (BF16 rounding, twice the half-ulp bound) + (K + 2) 2^-22 sum_k |x_k w_k| (FP32 accumulation
+// in any order, with 4x slack for the tensor cores' accumulation) + 2^-24 sum_k |w_k| (BF16 x
+// values below 2^-14 become FP16 subnormals, 2^-25 absolute error each). y_ref: float64 over the
+// BF16-rounded x and the host-dequantized W.
+/// Returns the elements outside that bound (each of the first five WARNed), under `knobs` when
+/// not null (a variant, as the tuner runs it).
+std::size_t fused_gemm_errors(std::mt19937& rng, std::int64_t m, std::int64_t n, std::int64_t k, const Fp4MmaKnobs* knobs = nullptr) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  const auto check = [&](std::int64_t m, std::int64_t n, std::int64_t k) {
-    std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
-    for (auto& v : x) v = act::round_bf16(u(rng));
-    for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
-    const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
-    const std::vector<float> wd = dequantize(q);
-    const std::vector<float> y = cuda_fp4_gemm_mma(x, m, q);
-    REQUIRE(y.size() == static_cast<std::size_t>(m * n));
-    std::size_t bad = 0;
-    for (std::int64_t r = 0; r < m; ++r)
-      for (std::int64_t c = 0; c < n; ++c) {
-        double ref = 0, mag = 0, wabs = 0;
-        for (std::int64_t i = 0; i < k; ++i) {
-          const double wi = wd[static_cast<std::size_t>(c * k + i)];
-          const double p = static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) * wi;
-          ref += p;
-          mag += std::fabs(p);
-          wabs += std::fabs(wi);
-        }
-        const double got = y[static_cast<std::size_t>(r * n + c)];
-        const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(k + 2) * std::ldexp(1.0, -22) * mag +
-                             std::ldexp(1.0, -24) * wabs;
-        if (!(std::fabs(got - ref) <= bound)) {  // NaN (an unwritten, poisoned output) fails too
-          if (bad++ < 5)
-            WARN("m " << m << " n " << n << " k " << k << " token " << r << " row " << c << ": got " << got << ", want " << ref << " +- " << bound);
-        }
+  std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
+  for (auto& v : x) v = act::round_bf16(u(rng));
+  for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+  const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
+  const std::vector<float> wd = dequantize(q);
+  const std::vector<float> y = cuda_fp4_gemm_mma(x, m, q, false, nullptr, knobs);
+  REQUIRE(y.size() == static_cast<std::size_t>(m * n));
+  std::size_t bad = 0;
+  for (std::int64_t r = 0; r < m; ++r)
+    for (std::int64_t c = 0; c < n; ++c) {
+      double ref = 0, mag = 0, wabs = 0;
+      for (std::int64_t i = 0; i < k; ++i) {
+        const double wi = wd[static_cast<std::size_t>(c * k + i)];
+        const double p = static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) * wi;
+        ref += p;
+        mag += std::fabs(p);
+        wabs += std::fabs(wi);
       }
+      const double got = y[static_cast<std::size_t>(r * n + c)];
+      const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(k + 2) * std::ldexp(1.0, -22) * mag +
+                           std::ldexp(1.0, -24) * wabs;
+      if (!(std::fabs(got - ref) <= bound)) {  // NaN (an unwritten, poisoned output) fails too
+        if (bad++ < 5)
+          WARN("m " << m << " n " << n << " k " << k << " token " << r << " row " << c << ": got " << got << ", want " << ref << " +- " << bound);
+      }
+    }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda][exec]") {
+  // The shapes and the bound: fused_gemm_errors above.
+  std::mt19937 rng(11);
+  const auto check = [&](std::int64_t m, std::int64_t n, std::int64_t k) {
     INFO("m " << m << " n " << n << " k " << k);
-    CHECK(bad == 0);
+    CHECK(fused_gemm_errors(rng, m, n, k) == 0);
   };
   for (std::int64_t k : {std::int64_t{96}, std::int64_t{1088}, std::int64_t{4096}})
     for (std::int64_t m : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{32}, std::int64_t{45},
                            std::int64_t{64}, std::int64_t{100}, std::int64_t{128}})
       check(m, 200, k);
   for (std::int64_t m : {std::int64_t{1}, std::int64_t{3}, std::int64_t{5}, std::int64_t{6}, std::int64_t{8}}) check(m, 4096, 16384);
+}
+
+TEST_CASE("every variant the fused GEMM's tuner times matches the CPU reference", "[cuda][exec]") {
+  // RACKSIM_FP4_MMA_TUNE=on runs whichever variant is fastest per shape, so each must be right:
+  // every candidate fp4_mma_tune_candidates gives from the defaults (wgmma where this device and
+  // build have it) at M = 1, 5 (one tile; x split fits: spans_per_split x m x 320 B), 16 (two
+  // tiles: depth, ring, wgmma), 17 and 32 (four), 45 and 64 (eight; two passes), 100 (launches of
+  // 64 + 36), at N = 4,096, K = 16,384 (128 spans: whole-wave splits of 7) for M <= 5 and N = 1,024,
+  // K = 4,096 above; the bound of fused_gemm_errors.
+  std::mt19937 rng(23);
+  const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
+  const bool wg = cuda_fp4_mma_wgmma_available();
+  for (const std::int64_t m : {1, 5, 16, 17, 32, 45, 64, 100}) {
+    const std::int64_t n = m <= 5 ? 4096 : 1024, k = m <= 5 ? 16384 : 4096;
+    for (const Fp4MmaKnobs& kn : fp4_mma_tune_candidates(def, m, wg)) {
+      INFO("m " << m << " n " << n << " k " << k << " under " << fp4_mma_knobs_words(kn));
+      CHECK(fused_gemm_errors(rng, m, n, k, &kn) == 0);
+    }
+  }
 }
 
 TEST_CASE("the fused GEMM with the SwiGLU (RACKSIM_FUSE_SWIGLU) gives the GEMM's then the SwiGLU kernel's bits", "[cuda][exec]") {

@@ -824,7 +824,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
                                              : nullptr;
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
-  CHECK(kExecutorKnobs.size() == 12);
+  CHECK(kExecutorKnobs.size() == 13);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
@@ -975,4 +975,99 @@ TEST_CASE("the fused FP4 GEMM's launch under its knobs, by hand", "[exec][plan]"
   CHECK(fp4_mma_launch_plan(1, 8192, 8192, 132, ring, resident).ring);
   CHECK_FALSE(fp4_mma_launch_plan(32, 8192, 8192, 132, ring, resident).ring);
   CHECK_FALSE(fp4_mma_launch_plan(16, 8192, 8192, 132, def, resident).ring);
+}
+
+TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicates and the pick, by hand", "[exec][plan]") {
+  CHECK_FALSE(fp4_mma_tune_knob(nullptr));
+  CHECK_FALSE(fp4_mma_tune_knob("off"));
+  CHECK(fp4_mma_tune_knob("on"));
+  CHECK_THROWS_WITH(fp4_mma_tune_knob("yes"), "environment RACKSIM_FP4_MMA_TUNE: 'yes' is not one of off, on");
+  // Classes by the kernel's tiles (fp4_mma_plan: ceil(m / 8) tiles -> 1, 2, 4, 8), M = 1 apart
+  // (batch-1 decode, the GEMV target), M = 65..128 as its launches of 64.
+  const std::vector<std::pair<std::int64_t, int>> classes = {{1, 0}, {2, 1}, {8, 1}, {9, 2}, {16, 2}, {17, 3}, {32, 3}, {33, 4}, {64, 4}, {128, 4}};
+  for (const auto& [m, c] : classes) CHECK(fp4_mma_tune_class(m) == c);
+  CHECK_THROWS_AS(fp4_mma_tune_class(0), InputError);
+  CHECK_THROWS_AS(fp4_mma_tune_class(129), InputError);
+  // Each class timed at its largest M, or max_rows below it; none where max_rows is below the class.
+  for (const std::int64_t max_rows : {64, 1000})
+    for (int c = 0; c < kFp4MmaTuneClasses; ++c) CHECK(fp4_mma_tune_rows(c, max_rows) == std::vector<std::int64_t>{1, 8, 16, 32, 64}[static_cast<std::size_t>(c)]);
+  CHECK(fp4_mma_tune_rows(1, 5) == 5);
+  CHECK(fp4_mma_tune_rows(2, 5) == 0);
+  CHECK(fp4_mma_tune_rows(0, 1) == 1);
+  CHECK(fp4_mma_tune_rows(1, 1) == 0);
+  CHECK(fp4_mma_tune_rows(4, 40) == 40);
+
+  // The candidates from the defaults, in order, as the environment would spell them.
+  const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
+  const auto words = [](const std::vector<Fp4MmaKnobs>& ks) {
+    std::vector<std::string> out;
+    for (const auto& k : ks) {
+      CHECK_FALSE((k.ring && (k.depth != 0 || k.wgmma)));  // fp4_mma_knobs refuses these pairs
+      out.push_back(fp4_mma_knobs_words(k));
+    }
+    return out;
+  };
+  CHECK(words(fp4_mma_tune_candidates(def, 1, true)) ==
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync", "RACKSIM_FP4_MMA_X=split",
+                                 "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split", "RACKSIM_FP4_MMA_SPLITS=fill8",
+                                 "RACKSIM_FP4_MMA_SPLITS=wave"});
+  CHECK(words(fp4_mma_tune_candidates(def, 8, true)) == words(fp4_mma_tune_candidates(def, 1, true)));
+  CHECK(words(fp4_mma_tune_candidates(def, 16, true)) ==
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=1", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync",
+                                 "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=fill8"});
+  // wgmma only on a Hopper device with sm_90a code.
+  CHECK(fp4_mma_tune_candidates(def, 16, false).size() == 5);
+  CHECK(words(fp4_mma_tune_candidates(def, 32, true)) ==
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=wave"});
+  CHECK(words(fp4_mma_tune_candidates(def, 64, true)) ==
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_TILES=4", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_MMA=wgmma",
+                                 "RACKSIM_FP4_MMA_SPLITS=wave"});
+  CHECK(words(fp4_mma_tune_candidates(def, 128, false)) ==
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_TILES=4", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_SPLITS=wave"});
+  // From the environment's knobs (the ring set): the base first, then the register kernels (the
+  // default, depth 2), the ring + x split once (it equals the x split from a ring base).
+  const Fp4MmaKnobs ring = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync");
+  CHECK(words(fp4_mma_tune_candidates(ring, 1, true)) ==
+        std::vector<std::string>{"RACKSIM_FP4_MMA_PIPE=cpasync", "default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split",
+                                 "RACKSIM_FP4_MMA_SPLITS=fill8 RACKSIM_FP4_MMA_PIPE=cpasync",
+                                 "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_PIPE=cpasync"});
+
+  // Duplicates, with the launch test's occupancy stand-in for both knob sets.
+  const auto resident = [](int tiles, int depth) { return tiles <= 2 ? (depth == 2 ? 4 : 5) : tiles == 4 ? 3 : 2; };
+  const auto same = [&](const Fp4MmaKnobs& a, const Fp4MmaKnobs& b, std::int64_t m, std::int64_t n, std::int64_t k) {
+    return fp4_mma_same_launch(a, b, m, n, k, 132, resident, resident);
+  };
+  const Fp4MmaKnobs wave = fp4_mma_knobs("wave", nullptr, nullptr), fill8 = fp4_mma_knobs("fill8", nullptr, nullptr);
+  const Fp4MmaKnobs xs = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "split");
+  const Fp4MmaKnobs wg = fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma");
+  CHECK(same(def, def, 1, 8192, 8192));
+  // o_proj at M = 1: auto is the whole wave (10 splits, the launch test), fill8 the default's 16.
+  CHECK(same(def, wave, 1, 8192, 8192));
+  CHECK_FALSE(same(def, fill8, 1, 8192, 8192));
+  // gate_up at M = 1: one wave would not split K, so auto keeps the default's 3 = fill8; wave: 1.
+  CHECK(same(def, fill8, 1, 57344, 8192));
+  CHECK_FALSE(same(def, wave, 1, 57344, 8192));
+  // x split where it fits (o_proj M = 1: 2,240 B) and not where it does not (M = 8: 17,920 B).
+  CHECK_FALSE(same(def, xs, 1, 8192, 8192));
+  CHECK(same(def, xs, 8, 8192, 8192));
+  // wgmma at M > 8 only; at M = 65..128 both launches compared (the 64-row one and the rest).
+  CHECK(same(def, wg, 8, 8192, 8192));
+  CHECK_FALSE(same(def, wg, 9, 8192, 8192));
+  CHECK_FALSE(same(def, fp4_mma_knobs(nullptr, "4", nullptr), 100, 8192, 8192));
+  CHECK(same(def, fp4_mma_knobs(nullptr, "4", nullptr), 32, 8192, 8192));  // two passes only at 33..64 rows
+  // The occupancy each knob set's kernels have enters the whole-wave split: o_proj M = 1 at 4
+  // CTAs per SM: floor(4 x 132 / 64) = 8 splits, not 10.
+  CHECK_FALSE(fp4_mma_same_launch(def, def, 1, 8192, 8192, 132, resident, [](int, int) { return 4; }));
+
+  // The pick: the fastest where it beats the base by more than 2%, ties to the first.
+  CHECK(fp4_mma_tune_pick({10.0, 9.9, 9.5}) == 2);
+  CHECK(fp4_mma_tune_pick({10.0, 9.9}) == 0);    // 1% is noise (9.9 >= 9.8)
+  CHECK(fp4_mma_tune_pick({10.0, 9.7, 9.7}) == 1);
+  CHECK(fp4_mma_tune_pick({10.0, 10.5}) == 0);
+  CHECK(fp4_mma_tune_pick({10.0}) == 0);
+  CHECK(fp4_mma_tune_pick({10.0, 9.9}, 0.0) == 1);
+  CHECK_THROWS_AS(fp4_mma_tune_pick({}), InputError);
+  CHECK_THROWS_WITH(fp4_mma_tune_pick({10.0, 0.0}), "fp4_mma_tune_pick: median 1 is 0 (must be finite and > 0)");
+  CHECK_THROWS_AS(fp4_mma_tune_pick({10.0, std::nan("")}), InputError);
+  CHECK(fp4_mma_knobs_words(fp4_mma_knobs("wave", "4", "2")) == "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_TILES=4 RACKSIM_FP4_MMA_DEPTH=2");
 }

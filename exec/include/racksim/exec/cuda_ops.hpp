@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "racksim/exec/cpu_ops.hpp"
+#include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/exec/fp4_matrix.hpp"
 #include "racksim/exec/paged_kv.hpp"
 
@@ -32,8 +33,11 @@ namespace racksim::exec {
 /// `swiglu` (w a gate_up weight, rows = 2 x ffn) the fused SwiGLU variant
 /// (fp4_gemm_mma_swiglu_launch, RACKSIM_FUSE_SWIGLU): silu(gate) x up [m x rows / 2] instead, and
 /// `fused` (if not null) says whether the split-K reduce wrote it (else the SwiGLU kernel did).
+/// Under `knobs` when not null (a variant, as the tuner runs it), else the environment's.
 [[nodiscard]] std::vector<float> cuda_fp4_gemm_mma(std::span<const float> x, std::int64_t m, const Fp4Matrix& w, bool swiglu = false,
-                                                   bool* fused = nullptr);
+                                                   bool* fused = nullptr, const Fp4MmaKnobs* knobs = nullptr);
+/// Whether RACKSIM_FP4_MMA_MMA=wgmma can run here (sm_90a code and a Hopper device).
+[[nodiscard]] bool cuda_fp4_mma_wgmma_available();
 /// A MoE layer's expert GEMMs in one grouped launch of that kernel (fp4_gemm_mma_grouped_launch):
 /// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
 /// of one shape), tiles and K split of a max_m-row GEMM (every expert's count <= max_m); y [rows x

@@ -312,6 +312,53 @@ struct Fp4MmaLaunch {
 [[nodiscard]] Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
                                                const std::function<int(int, int)>& resident);
 
+/// ---- Per-shape tuning of the fused kernel's variants (RACKSIM_FP4_MMA_TUNE=on) -------------
+/// TensorRT's and cuBLASLt's answer to variants whose ranking depends on the GPU and the shape:
+/// time each on the device and keep the fastest. The step executor, before its first step, times
+/// the distinct launches fp4_mma_tune_candidates gives for each linear shape at each row class
+/// (fp4_mma_tune_class) on the device it runs on (exec/cuda/fp4_gemm_mma.hpp fp4_mma_tune: cold L2
+/// before each launch, the candidates interleaved, medians), keeps the pick of fp4_mma_tune_pick,
+/// and states every choice in the output's notes and the measurement file's `software`.
+
+/// RACKSIM_FP4_MMA_TUNE = off | on (unset: off). InputError naming the variable and value.
+[[nodiscard]] bool fp4_mma_tune_knob(const char* value);
+
+/// The row classes tuning keys on: 0: M = 1 (the GEMV), 1: 2..8 (one 8-token tile), 2: 9..16,
+/// 3: 17..32, 4: 33..128 (8 tiles; M > 64 as launches of 64 rows). InputError outside 1..kFp4MmaMaxM.
+inline constexpr int kFp4MmaTuneClasses = 5;
+[[nodiscard]] int fp4_mma_tune_class(std::int64_t m);
+/// The rows class c is timed at for an executor of up to max_rows rows: the class's largest M
+/// (1, 8, 16, 32, 64), or max_rows where that is smaller; 0 when max_rows is below the class.
+[[nodiscard]] std::int64_t fp4_mma_tune_rows(int c, std::int64_t max_rows);
+
+/// The knob sets tried for an m-row launch, `base` (the environment's knobs) first, then base
+/// with one knob changed where it matters at m's tile count, and the ring with x staged once per
+/// split (M <= 8): at 1 tile the register kernel (no ring), depth 2, the cp.async ring, x split, ring + x split, the fill8 and
+/// wave splits; at 2 tiles depth 1 and 2, the ring, wgmma (when `wgmma_ok`: a Hopper device and
+/// sm_90a code), the fill8 split; at 4 tiles depth 2, wgmma, the wave split; at 8 tiles two
+/// passes of 4 tiles, depth 2, wgmma, the wave split. Each a valid set (fp4_mma_knobs' rules: the
+/// ring with depth auto and without wgmma), none equal to an earlier one.
+[[nodiscard]] std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::int64_t m, bool wgmma_ok);
+
+/// True when knobs a and b launch the same kernel with the same grid for m x n x k
+/// (fp4_mma_launch_plan's fields, and wgmma where it applies, at m > 8): timing both would
+/// measure one thing twice.
+[[nodiscard]] bool fp4_mma_same_launch(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b, std::int64_t m, std::int64_t n, std::int64_t k, int sms,
+                                       const std::function<int(int, int)>& resident_a, const std::function<int(int, int)>& resident_b);
+
+/// Same-run noise between two launches of one kernel on the H200 (the second session's
+/// repeated points, 2026-11-30c history/runs: 1-2%): a variant must beat the first candidate
+/// by more than this to replace it.
+inline constexpr double kFp4MmaTuneMargin = 0.02;
+/// The index of the fastest median, or 0 (the base) unless that beats medians[0] by more than
+/// `margin` (a fraction); ties go to the lower index. InputError on an empty list or a median
+/// that is not finite and > 0.
+[[nodiscard]] std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin = kFp4MmaTuneMargin);
+
+/// The knobs that differ from the defaults, as the environment would set them
+/// ("RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split"), or "default".
+[[nodiscard]] std::string fp4_mma_knobs_words(const Fp4MmaKnobs& k);
+
 /// The split over K for `sms` multiprocessors: enough CTAs for 8 per SM (row_blocks x splits),
 /// but no more splits than spans, and no more than keep the partials' traffic (write and read,
 /// 8 bytes per output per split) within half the weights' bytes (0.5625 per value).

@@ -47,6 +47,7 @@
 #include "ops_elementwise.hpp"
 #include "pdl.cuh"
 #include "racksim/exec/activation_formats.hpp"
+#include "racksim/exec/bench.hpp"
 #include "racksim/exec/cpu_ops.hpp"
 #include "racksim/exec/fp4.hpp"
 #include "racksim/exec/fp4_gemm_path.hpp"
@@ -974,7 +975,7 @@ bool fp4_mma_wgmma_available() {
 
 Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                               const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream, int reps,
-                              void* flush, std::size_t flush_bytes) {
+                              DeviceBytes* flush) {
   if (reps < 1) throw InputError(text("fp4_mma_tune: reps = ", reps, " (at least 1)"));
   const Occupancy& occ = occupancy();
   Fp4MmaTuneResult r;
@@ -984,39 +985,22 @@ Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64
     if (!seen) r.candidates.push_back(c);
   }
   const auto s = static_cast<cudaStream_t>(stream);
-  cudaEvent_t e0 = nullptr, e1 = nullptr;
-  RACKSIM_CUDA_CHECK(cudaEventCreate(&e0));
-  RACKSIM_CUDA_CHECK(cudaEventCreate(&e1));
+  if (flush && flush->size() > 0) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush->as(), 0, flush->size(), s));  // defined bytes for evict_l2
+  const EventPair ev;
   const std::size_t C = r.candidates.size();
   std::vector<std::vector<double>> times(C);
-  try {
-    // One untimed launch of each first (first-launch costs), then the candidates in turn, rep by
-    // rep, so that a drift in clocks or temperature touches all of them alike; each launch after
-    // a write of flush_bytes (2 x L2): its weights come from HBM, as in a step, where no layer's
-    // weights are still in L2.
-    for (int rep = -1; rep < reps; ++rep)
-      for (std::size_t c = 0; c < C; ++c) {
-        if (flush) RACKSIM_CUDA_CHECK(cudaMemsetAsync(flush, (rep + 1) & 0xFF, flush_bytes, s));
-        RACKSIM_CUDA_CHECK(cudaEventRecord(e0, s));
-        (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream, r.candidates[c]);
-        RACKSIM_CUDA_CHECK(cudaEventRecord(e1, s));
-        RACKSIM_CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep >= 0) times[c].push_back(static_cast<double>(ms) * 1e-3);
-      }
-  } catch (...) {
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    throw;
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  for (auto& t : times) {
-    std::sort(t.begin(), t.end());
-    const std::size_t h = t.size() / 2;
-    r.median_s.push_back(t.size() % 2 ? t[h] : 0.5 * (t[h - 1] + t[h]));
-  }
+  // One untimed launch of each first (first-launch costs), then the candidates in turn, round by
+  // round, so that a drift in clocks or temperature touches all of them alike.
+  for (int rep = -1; rep < reps; ++rep)
+    for (std::size_t c = 0; c < C; ++c) {
+      if (flush) evict_l2(*flush, s);
+      RACKSIM_CUDA_CHECK(cudaEventRecord(ev.start, s));
+      (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream, r.candidates[c]);
+      RACKSIM_CUDA_CHECK(cudaEventRecord(ev.stop, s));
+      RACKSIM_CUDA_CHECK(cudaEventSynchronize(ev.stop));
+      if (rep >= 0) times[c].push_back(ev.elapsed_s());
+    }
+  for (const auto& t : times) r.median_s.push_back(timing_stats(t).median_s);
   r.pick = fp4_mma_tune_pick(r.median_s);
   return r;
 }

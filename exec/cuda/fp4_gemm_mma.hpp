@@ -12,6 +12,8 @@
 
 namespace racksim::exec::cuda {
 
+class DeviceBytes;  // device_buffer.cuh
+
 /// Row-major NVFP4 (`packed` n x k/2 bytes, element 0 in the low nibble; `scales` n x k/16 UE4M3
 /// codes) -> the fused kernel's tiled layout (fp4_gemm_path.hpp, fp4_mma_tiling(n, k) bytes in
 /// `codes` and `tiled_scales`, zeros past n and k). k % 32 == 0, else InputError. On `stream`.
@@ -64,13 +66,14 @@ struct Fp4MmaTuneResult {
 /// fp4_mma_tune_candidates(fp4_mma_env_knobs(), m, fp4_mma_wgmma_available()) that launches
 /// something the earlier ones do not (fp4_mma_same_launch, at each kernel's occupancy on the
 /// device): one untimed launch of each, then `reps` rounds over all of them, each launch after
-/// `flush_bytes` written to `flush` (null: none; 2 x L2 makes the weights come from HBM, as they
-/// do in a step) and timed alone by CUDA events; medians. The arguments as fp4_gemm_mma_launch
+/// a read of all of `flush` (evict_l2; null: none; 2 x L2 bytes make the weights come from HBM,
+/// as they do in a step, with no dirty lines left to write back) and timed alone by CUDA events;
+/// medians (timing_stats). The arguments as fp4_gemm_mma_launch
 /// (y receives the product; the workspace of fp4_mma_plan(m, n, k, sms) serves every candidate).
 /// Synchronizes `stream`. InputError if reps < 1.
 [[nodiscard]] Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                                             const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms,
-                                            void* stream, int reps, void* flush, std::size_t flush_bytes);
+                                            void* stream, int reps, DeviceBytes* flush);
 
 /// fp4_gemm_mma_launch of a gate_up weight (n = 2 x ffn rows: gate, then up) with the SwiGLU
 /// after it (RACKSIM_FUSE_SWIGLU). Where the launch is one and splits K (m <= 64), its split-K

@@ -748,7 +748,7 @@ class CudaStep final : public StepBackend {
         if (M == 0) continue;
         const Fp4MmaTuneResult r = fp4_mma_tune(x.as<std::uint16_t>(), M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(),
                                                 w.tensor_scale, y.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
-                                                stream_, kTuneReps, flush.as(), flush.size());
+                                                stream_, kTuneReps, &flush);
         tuned_[{c, w.out, w.in}] = r.candidates[r.pick];
         picks += text(picks.empty() ? "" : "; ", kNames[i], " ", w.out, "x", w.in, " M=", M, ": ", fp4_mma_knobs_words(r.candidates[r.pick]), " ",
                       fixed(r.median_s[r.pick] * 1e6, 1), " us (", fixed(r.median_s[r.pick] / r.median_s[0], 2), "x the ",

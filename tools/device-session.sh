@@ -183,7 +183,7 @@ if [[ $FOCUS == 1 ]]; then
     shift 4
     local shapes=() b
     for b in "$@"; do shapes+=(--shape "$b"); done
-    phase "[cuda] test, $name" 30 "fp4-test-$name.log" env "${knob[@]}" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
+    phase "[cuda] test, $name" "${TEST_S:-30}" "fp4-test-$name.log" env "${knob[@]}" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
     [[ $rc -eq 0 ]] || return
     phase "bench gemm nvfp4, $name" 40 "gemm-nvfp4-$name.log" env "${knob[@]}" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
       --out "$STAGE/gemm-nvfp4-$name.json"
@@ -203,7 +203,8 @@ if [[ $FOCUS == 1 ]]; then
   # changes a GEMM, timed per linear shape and row class on this device and the fastest kept (the
   # bench prints each pick, the exec summary's notes list them): its test runs every candidate
   # against the CPU; then the sweep and the decode steps with the picks, against the default's above.
-  variant tune RACKSIM_FP4_MMA_TUNE=on "every variant the fused GEMM's tuner times matches the CPU reference" 1,2,4,8,16,32,33,48,64 \
+  # (its test quantizes a 4096 x 16384 weight per candidate on the host: ~65 s of CPU by a desk estimate)
+  TEST_S=120 variant tune RACKSIM_FP4_MMA_TUNE=on "every variant the fused GEMM's tuner times matches the CPU reference" 1,2,4,8,16,32,33,48,64 \
     decode:1x1024 decode:16x1024 decode:64x1024
   # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
   # stream serialization, each scheduled while the one before it finishes: the executor, attention

@@ -121,14 +121,15 @@ class GemmRunner {
 
   /// RACKSIM_FP4_MMA_TUNE=on, on the fused path: the variants timed as the step executor times
   /// them (fp4_mma_tune, 15 rounds, cold L2 when `flush` is set), the pick kept for run() and
-  /// printed with its ratio to the environment's knobs; the operands must be filled.
+  /// printed to stderr (never into a measurement file written to stdout) with its ratio to the
+  /// environment's knobs; the operands must be filled.
   void tune(cudaStream_t s, DeviceBytes& flush) {
     if (path_ != Path::mma_fp4) return;
     const Fp4MmaTuneResult r = fp4_mma_tune(x_.as<std::uint16_t>(), c_.m, c_.n, c_.k, wt_.as<std::uint8_t>(), wt_scales_.as<std::uint8_t>(),
                                             tensor_scale_, d_.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sms_, s, 15,
                                             flush.size() ? &flush : nullptr);
     tuned_ = r.candidates[r.pick];
-    std::printf("  tuned m=%lld n=%lld k=%lld over %zu variants: %s, %.1f us (%.2fx the %s launch's %.1f us)\n", static_cast<long long>(c_.m),
+    std::fprintf(stderr, "  tuned m=%lld n=%lld k=%lld over %zu variants: %s, %.1f us (%.2fx the %s launch's %.1f us)\n", static_cast<long long>(c_.m),
                 static_cast<long long>(c_.n), static_cast<long long>(c_.k), r.candidates.size(), fp4_mma_knobs_words(*tuned_).c_str(),
                 r.median_s[r.pick] * 1e6, r.median_s[r.pick] / r.median_s[0], fp4_mma_knobs_words(r.candidates[0]).c_str(), r.median_s[0] * 1e6);
   }

@@ -203,9 +203,12 @@ if [[ $FOCUS == 1 ]]; then
   # changes a GEMM, timed per linear shape and row class on this device and the fastest kept (the
   # bench prints each pick, the exec summary's notes list them): its test runs every candidate
   # against the CPU; then the sweep and the decode steps with the picks, against the default's above.
-  # (its test quantizes a 4096 x 16384 weight per candidate on the host: ~65 s of CPU by a desk estimate)
+  # (its test builds each shape's inputs and float64 reference once for all candidates, 9 shapes)
   TEST_S=120 variant tune RACKSIM_FP4_MMA_TUNE=on "every variant the fused GEMM's tuner times matches the CPU reference" 1,2,4,8,16,32,33,48,64 \
     decode:1x1024 decode:16x1024 decode:64x1024
+  # Split K summed by each row block's last CTA, no reduce launch (2026-12-02, sixteenth session):
+  # its exactness test against the reduce launch's bits, then the sweep and the steps.
+  variant serial RACKSIM_FP4_MMA_REDUCE=serial "the serial split-K sum*" 1,2,4,8,16,32,64 decode:1x1024 decode:16x1024 decode:64x1024
   # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
   # stream serialization, each scheduled while the one before it finishes: the executor, attention
   # and GEMM tests under it, then the decode steps (graph replays) against the default's.

@@ -36,6 +36,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -309,11 +311,21 @@ struct GroupArgs {
   long long total_mn = 0;  ///< all experts' rows x n: the stride of a split's partials
 };
 
+/// RACKSIM_FP4_MMA_REDUCE=serial's arguments (counters null: the reduce launch sums the partials).
+/// With act, a gate_up of 2 x ffn rows (ffn a multiple of kRowsPerCta, so gate row block b and up
+/// row block b + pairs hold the same columns): one counter per pair, 2 x splits tickets, and its
+/// last CTA writes act = silu(gate) x up, as fp4_mma_reduce_swiglu does.
+struct SerialArgs {
+  unsigned* counters = nullptr;
+  std::uint16_t* act = nullptr;
+  int pairs = 0;  ///< ffn / kRowsPerCta with act
+};
+
 template <int NT, int DEPTH, bool WG = false, bool RING = false, bool GROUP = false, bool XALL = false>
 __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
     fp4_mma_kernel(const __nv_bfloat16* __restrict__ x, int m, int n, int k, const std::uint8_t* __restrict__ codes,
                    const std::uint8_t* __restrict__ tscales, float out_scale, int spans_per_split, __nv_bfloat16* __restrict__ y,
-                   float* __restrict__ partials, GroupArgs group) {
+                   float* __restrict__ partials, GroupArgs group, SerialArgs serial) {
   static_assert(!WG || NT >= 2, "wgmma runs 16, 32 or 64 tokens");
   static_assert(!RING || (!WG && DEPTH == 1 && NT <= 2), "the cp.async ring is the M <= 16 variant");
   static_assert(!GROUP || (DEPTH == 1 && !WG && !RING && !XALL), "the grouped launch runs the default kernel");
@@ -539,6 +551,48 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
           else y[at] = __float2bfloat16_rn(acc[t][j][i] * out_scale);
         }
       }
+  if constexpr (!GROUP) {
+    // RACKSIM_FP4_MMA_REDUCE=serial (fp4_gemm_path.hpp fp4_mma_knobs): the row block's last CTA to
+    // finish sums its partials, so no reduce launch follows. The CUDA C++ Programming Guide's
+    // threadFenceReduction: each thread's partials made visible device-wide, then one ticket per
+    // CTA; the CTA that draws gridDim.y - 1 sees every split's partials.
+    if (!serial.counters || !partials) return;
+    const bool swiglu = serial.act != nullptr;
+    const int counter = swiglu ? static_cast<int>(blockIdx.x) % serial.pairs : static_cast<int>(blockIdx.x);
+    const unsigned tickets = (swiglu ? 2u : 1u) * gridDim.y;
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&serial.counters[counter], 1u) == tickets - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const long long mn = static_cast<long long>(m) * n;
+    const int splits = static_cast<int>(gridDim.y);
+    if (swiglu) {  // fp4_mma_reduce_swiglu's sums and formula over the pair's kRowsPerCta columns
+      const int ffn = n / 2, c0 = counter * kRowsPerCta;
+      for (int e = static_cast<int>(threadIdx.x); e < m * kRowsPerCta; e += kThreads) {
+        const int tok = e / kRowsPerCta, c = c0 + e % kRowsPerCta;
+        const long long gi = static_cast<long long>(tok) * n + c;
+        float gs = 0.0f, us = 0.0f;
+        for (int p = 0; p < splits; ++p) {
+          gs += __ldcg(partials + p * mn + gi);
+          us += __ldcg(partials + p * mn + gi + ffn);
+        }
+        const float gb = bf16_to_float(float_to_bf16(gs * out_scale)), ub = bf16_to_float(float_to_bf16(us * out_scale));
+        serial.act[static_cast<long long>(tok) * ffn + c] = float_to_bf16(silu_times(gb, ub));
+      }
+    } else {
+      const int r0 = static_cast<int>(blockIdx.x) * kRowsPerCta, rows = min(kRowsPerCta, n - r0);
+      for (int e = static_cast<int>(threadIdx.x); e < m * rows; e += kThreads) {
+        const long long at = static_cast<long long>(e / rows) * n + r0 + e % rows;
+        float sum = 0.0f;  // fp4_mma_reduce's sum, in split order: the same bits
+        for (int p = 0; p < splits; ++p) sum += __ldcg(partials + p * mn + at);
+        y[at] = __float2bfloat16_rn(sum * out_scale);
+      }
+    }
+    if (threadIdx.x == 0) serial.counters[counter] = 0u;  // for the next launch (and graph replay) on this device
+  }
 }
 
 /// y = BF16(out_scale x sum over splits of the partials), summed in split order.
@@ -572,10 +626,10 @@ __global__ void fp4_mma_reduce_swiglu(const float* __restrict__ partials, long l
 
 template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
-               float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
+               float out_scale, __nv_bfloat16* y, float* partials, SerialArgs serial, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
   launch_kernel(fp4_mma_kernel<NT, DEPTH, WG, RING>, grid, kThreads, 0, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split),
-                y, partials, GroupArgs{});
+                y, partials, GroupArgs{}, serial);
 }
 
 /// RACKSIM_FP4_MMA_X=split's launch (one tile, depth 1; with or without the ring): the split's x in
@@ -586,14 +640,14 @@ static_assert(sizeof(uint4) * 4 * kRing * kRingUnits + sizeof(uint2) * 4 * kRing
               "the ring's static shared memory and the split's x fit in 48 KiB");
 template <bool RING>
 void launch_x_split(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
-                    float out_scale, __nv_bfloat16* y, float* partials, cudaStream_t s) {
+                    float out_scale, __nv_bfloat16* y, float* partials, SerialArgs serial, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
   const auto smem = static_cast<std::size_t>(fp4_mma_x_split_bytes(m, p.spans_per_split));
   if (smem > static_cast<std::size_t>(fp4_mma_x_split_max_bytes(RING)))
     throw InputError(text("fp4_gemm_mma_launch: x of ", p.spans_per_split, " spans x ", m, " rows needs ", smem, " B of shared memory (at most ",
                           fp4_mma_x_split_max_bytes(RING), ")"));
   launch_kernel(fp4_mma_kernel<1, 1, false, RING, false, true>, grid, kThreads, smem, s, x, m, n, k, codes, tscales, out_scale,
-                static_cast<int>(p.spans_per_split), y, partials, GroupArgs{});
+                static_cast<int>(p.spans_per_split), y, partials, GroupArgs{}, serial);
 }
 
 /// The grouped launch: the plan's row blocks and K splits per expert (grid z), depth 1, mma.sync.
@@ -602,7 +656,7 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
                     cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits), static_cast<unsigned>(slices));
   launch_kernel(fp4_mma_kernel<NT, 1, false, false, true>, grid, kThreads, 0, s, x, 0, n, k, nullptr, nullptr, 0.0f,
-                static_cast<int>(p.spans_per_split), y, partials, g);
+                static_cast<int>(p.spans_per_split), y, partials, g, SerialArgs{});
 }
 
 /// The variant knobs (fp4_mma_knobs, read once from the environment; docs/executor.md "Measured on
@@ -649,9 +703,7 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 using Knobs = Fp4MmaKnobs;
 
 const Knobs& knobs() {
-  static const Knobs k =
-      fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"),
-                    std::getenv("RACKSIM_FP4_MMA_MMA"), std::getenv("RACKSIM_FP4_MMA_PIPE"), std::getenv("RACKSIM_FP4_MMA_X"));
+  static const Knobs k = fp4_mma_knobs_from_env();
   return k;
 }
 
@@ -870,6 +922,39 @@ const Occupancy& occupancy() {
   return o;
 }
 
+/// RACKSIM_FP4_MMA_REDUCE=serial's ticket counters: one array of kSerialCounters per device,
+/// allocated and zeroed on first use, kept for the process's life; every serial launch leaves the
+/// counters of its row blocks at 0 (the last CTA resets its own).
+constexpr std::int64_t kSerialCounters = 65536;  // row blocks of 128 rows: n up to 8,388,608
+
+unsigned* device_serial_counters(bool allocate) {
+  static std::mutex mu;
+  static std::map<int, unsigned*> per_device;
+  int dev = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+  const std::lock_guard<std::mutex> lock(mu);
+  if (const auto it = per_device.find(dev); it != per_device.end()) return it->second;
+  if (!allocate) return nullptr;
+  void* p = nullptr;
+  RACKSIM_CUDA_CHECK(cudaMalloc(&p, kSerialCounters * sizeof(unsigned)));
+  RACKSIM_CUDA_CHECK(cudaMemset(p, 0, kSerialCounters * sizeof(unsigned)));
+  RACKSIM_CUDA_CHECK(cudaDeviceSynchronize());  // zero before any stream's first serial launch
+  return per_device[dev] = static_cast<unsigned*>(p);
+}
+
+/// The current device's counters for a serial launch of `row_blocks` on `s`; allocated here unless
+/// `s` is being captured (a graph cannot hold the allocation: fp4_mma_serial_prepare first).
+unsigned* serial_counters(std::int64_t row_blocks, cudaStream_t s) {
+  if (row_blocks > kSerialCounters)
+    throw InputError(text("fp4_gemm_mma_launch: RACKSIM_FP4_MMA_REDUCE=serial counts ", kSerialCounters, " row blocks at most (got ", row_blocks, ")"));
+  if (unsigned* c = device_serial_counters(false)) return c;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  RACKSIM_CUDA_CHECK(cudaStreamIsCapturing(s, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone)
+    throw InputError("fp4_gemm_mma_launch: RACKSIM_FP4_MMA_REDUCE=serial during stream capture needs fp4_mma_serial_prepare() before it");
+  return device_serial_counters(true);
+}
+
 /// fp4_gemm_mma_launch, and with `act` fp4_gemm_mma_swiglu_launch: true when the reduce wrote act.
 bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed, const std::uint8_t* scales,
                  float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms, void* stream, const Knobs& kn) {
@@ -898,38 +983,49 @@ bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
   const Fp4MmaPlan& p = l.plan;
   float* partials = p.splits > 1 ? workspace : nullptr;
   const bool deep = l.depth == 2;
+  // The serial sum (RACKSIM_FP4_MMA_REDUCE=serial): the device's counters, one per row block, or
+  // with act one per gate/up pair of row blocks where ffn is a whole number of them.
+  SerialArgs serial;
+  if (l.serial) {
+    serial.counters = serial_counters(p.row_blocks, s);
+    if (act && (n / 2) % kRowsPerCta == 0) {
+      serial.act = act;
+      serial.pairs = static_cast<int>(n / 2 / kRowsPerCta);
+    }
+  }
   switch (p.n_tiles) {
     case 1:
-      if (l.x_split && l.ring) launch_x_split<true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else if (l.x_split) launch_x_split<false>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else if (l.ring) launch_nt<1, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      if (l.x_split && l.ring) launch_x_split<true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (l.x_split) launch_x_split<false>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (l.ring) launch_nt<1, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       break;
     case 2:
       if (l.ring) {
-        launch_nt<2, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+        launch_nt<2, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       } else if (wg) {
-        if (deep) launch_nt<2, 2, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-        else launch_nt<2, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+        if (deep) launch_nt<2, 2, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+        else launch_nt<2, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       } else if (deep) {
-        launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+        launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       } else {
-        launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+        launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       }
       break;
     case 4:
-      if (wg) launch_nt<4, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else if (deep) launch_nt<4, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      if (wg) launch_nt<4, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (deep) launch_nt<4, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       break;
     default:
-      if (wg) launch_nt<8, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else if (deep) launch_nt<8, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
-      else launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, s);
+      if (wg) launch_nt<8, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (deep) launch_nt<8, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());
+  if (serial.counters) return serial.act != nullptr;  // the last CTAs wrote act, or y (the caller's SwiGLU kernel follows)
   if (partials && act) {  // the SwiGLU from the partials: y is never written
     const long long ffn = n / 2, mn = m * n, count = m * ffn;
     const unsigned blocks = static_cast<unsigned>(std::min<long long>((count + 255) / 256, 4LL * sms));
@@ -949,6 +1045,8 @@ bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
 }  // namespace
 
 const Fp4MmaKnobs& fp4_mma_env_knobs() { return knobs(); }
+
+void fp4_mma_serial_prepare() { (void)device_serial_counters(true); }
 
 void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                          const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream,
@@ -975,8 +1073,9 @@ bool fp4_mma_wgmma_available() {
 
 Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                               const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms, void* stream, int reps,
-                              DeviceBytes* flush) {
+                              DeviceBytes* flush, std::uint16_t* act) {
   if (reps < 1) throw InputError(text("fp4_mma_tune: reps = ", reps, " (at least 1)"));
+  if (act && n % 2 != 0) throw InputError(text("fp4_mma_tune: with act, n = ", n, " is not 2 x ffn"));
   const Occupancy& occ = occupancy();
   Fp4MmaTuneResult r;
   for (const Knobs& c : fp4_mma_tune_candidates(knobs(), m, fp4_mma_wgmma_available())) {
@@ -995,7 +1094,10 @@ Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64
     for (std::size_t c = 0; c < C; ++c) {
       if (flush) evict_l2(*flush, s);
       RACKSIM_CUDA_CHECK(cudaEventRecord(ev.start, s));
-      (void)gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, nullptr, workspace, sms, stream, r.candidates[c]);
+      // With act, as the step executor runs a gate_up under RACKSIM_FUSE_SWIGLU: the SwiGLU in the
+      // reduce where the variant splits K, else its own kernel after the GEMM, timed with it.
+      if (!gemm_launch(x, m, n, k, packed, scales, tensor_scale, y, act, workspace, sms, stream, r.candidates[c]) && act)
+        swiglu_launch(y, m, n / 2, act, stream);
       RACKSIM_CUDA_CHECK(cudaEventRecord(ev.stop, s));
       RACKSIM_CUDA_CHECK(cudaEventSynchronize(ev.stop));
       if (rep >= 0) times[c].push_back(ev.elapsed_s());

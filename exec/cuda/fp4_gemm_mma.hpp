@@ -50,6 +50,12 @@ void fp4_gemm_mma_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n,
 /// The variant knobs RACKSIM_FP4_MMA_* set (fp4_mma_knobs), read once.
 [[nodiscard]] const Fp4MmaKnobs& fp4_mma_env_knobs();
 
+/// Allocates and zeroes the current device's counters for RACKSIM_FP4_MMA_REDUCE=serial
+/// (fp4_gemm_path.hpp fp4_mma_knobs), once per device; a launch does it itself when not capturing.
+/// Before capturing a graph that may hold a serial launch (the step executor calls it when the
+/// knob or the tuner may choose one).
+void fp4_mma_serial_prepare();
+
 /// True when this build has sm_90a code and the current device is a Hopper (compute capability
 /// 9): where RACKSIM_FP4_MMA_MMA=wgmma can run.
 [[nodiscard]] bool fp4_mma_wgmma_available();
@@ -70,10 +76,15 @@ struct Fp4MmaTuneResult {
 /// as they do in a step, with no dirty lines left to write back) and timed alone by CUDA events;
 /// medians (timing_stats). The arguments as fp4_gemm_mma_launch
 /// (y receives the product; the workspace of fp4_mma_plan(m, n, k, sms) serves every candidate).
-/// Synchronizes `stream`. InputError if reps < 1.
+/// With `act` (m x n / 2 BF16), each candidate is timed as fp4_gemm_mma_swiglu_launch runs a
+/// gate_up (RACKSIM_FUSE_SWIGLU): the SwiGLU in the split-K reduce, or, where the variant does not
+/// split K, swiglu_launch after it, inside the timed pair: a variant that drops the split pays
+/// for the SwiGLU launch it brings back. Synchronizes `stream`. InputError if reps < 1.
+/// The pick follows from timings: two runs may pick differently where variants are within noise,
+/// and the variants sum K in different orders, so their outputs differ in the last bits.
 [[nodiscard]] Fp4MmaTuneResult fp4_mma_tune(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,
                                             const std::uint8_t* scales, float tensor_scale, std::uint16_t* y, float* workspace, int sms,
-                                            void* stream, int reps, DeviceBytes* flush);
+                                            void* stream, int reps, DeviceBytes* flush, std::uint16_t* act = nullptr);
 
 /// fp4_gemm_mma_launch of a gate_up weight (n = 2 x ffn rows: gate, then up) with the SwiGLU
 /// after it (RACKSIM_FUSE_SWIGLU). Where the launch is one and splits K (m <= 64), its split-K

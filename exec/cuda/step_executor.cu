@@ -253,7 +253,10 @@ class CudaStep final : public StepBackend {
       if (ws > 0) mma_ws_ = DeviceBytes(z(ws));
     }
     sm_count_ = prop.multiProcessorCount;
-    if (!fp4_.native && fp4_mma_tune_knob(std::getenv("RACKSIM_FP4_MMA_TUNE"))) tune_fused(prop);
+    const bool tune = !fp4_.native && fp4_mma_tune_knob(std::getenv("RACKSIM_FP4_MMA_TUNE"));
+    // The serial split-K sum's counters before any capture (the knob, or a tuner that may pick it).
+    if (!fp4_.native && (tune || fp4_mma_env_knobs().serial)) fp4_mma_serial_prepare();
+    if (tune) tune_fused(prop);
   }
 
   ~CudaStep() override {
@@ -737,7 +740,8 @@ class CudaStep final : public StepBackend {
       tallest = std::max(tallest, linear_shapes_[i].first);
     }
     const I rows = std::min<I>(o_.max_rows, kFp4MmaLaunchM);
-    DeviceBytes x(z(rows * widest) * 2), y(z(rows * tallest) * 2), flush(2 * z(prop.l2CacheSize));
+    // act: gate_up under RACKSIM_FUSE_SWIGLU is timed as it runs, with its SwiGLU (fp4_mma_tune).
+    DeviceBytes x(z(rows * widest) * 2), y(z(rows * tallest) * 2), act(z(rows * tallest)), flush(2 * z(prop.l2CacheSize));
     fill_bf16(x.as<std::uint16_t>(), z(rows * widest), 0x7475u, 0.0f, 1.0f, stream_);
     std::string picks;
     for (std::size_t i = 0; i < shapes; ++i) {
@@ -748,7 +752,7 @@ class CudaStep final : public StepBackend {
         if (M == 0) continue;
         const Fp4MmaTuneResult r = fp4_mma_tune(x.as<std::uint16_t>(), M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(),
                                                 w.tensor_scale, y.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
-                                                stream_, kTuneReps, &flush);
+                                                stream_, kTuneReps, &flush, i == 2 && fuse_swiglu() ? act.as<std::uint16_t>() : nullptr);
         tuned_[{c, w.out, w.in}] = r.candidates[r.pick];
         picks += text(picks.empty() ? "" : "; ", kNames[i], " ", w.out, "x", w.in, " M=", M, ": ", fp4_mma_knobs_words(r.candidates[r.pick]), " ",
                       fixed(r.median_s[r.pick] * 1e6, 1), " us (", fixed(r.median_s[r.pick] / r.median_s[0], 2), "x the ",
@@ -758,7 +762,8 @@ class CudaStep final : public StepBackend {
     if (!picks.empty())
       fp4_.reason += text("; fused-kernel variants tuned on this device (RACKSIM_FP4_MMA_TUNE=on: medians of ", kTuneReps,
                           " cold-L2 launches each, a variant kept where it beats the first by more than ", fixed(kFp4MmaTuneMargin * 100, 0),
-                          "%; M classes 1, 2-8, 9-16, 17-32, 33-128): ", picks);
+                          "% and ", fixed(kFp4MmaTuneFloorS * 1e6, 1), " us; gate_up with its SwiGLU under RACKSIM_FUSE_SWIGLU; M classes ",
+                          fp4_mma_tune_classes_words(), "): ", picks);
   }
 
   /// lm_head's kLtBf16ToFp32 plan.

@@ -163,7 +163,18 @@ class TpThreads final : public StepBackend {
     for (auto& r : ranks_) r->truncate(sequence, tokens);
   }
   [[nodiscard]] std::string describe() const override { return describe_; }
-  [[nodiscard]] std::string linear_path() const override { return ranks_[0]->linear_path(); }
+  /// Rank 0's, or each rank's where they differ (RACKSIM_FP4_MMA_TUNE=on times each GPU on its own).
+  [[nodiscard]] std::string linear_path() const override {
+    const std::string first = ranks_[0]->linear_path();
+    std::string each;
+    bool differ = false;
+    for (std::size_t r = 0; r < ranks_.size(); ++r) {
+      const std::string p = ranks_[r]->linear_path();
+      differ = differ || p != first;
+      each += fmt::format("{}rank {}: {}", r == 0 ? "" : " | ", r, p);
+    }
+    return differ ? each : first;
+  }
   [[nodiscard]] std::string linear_padding_note() const override { return ranks_[0]->linear_padding_note(); }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -179,7 +180,8 @@ Fp8LargeMOperands fp4_large_m_fp8_operands(std::span<const float> x, std::int64_
   return o;
 }
 
-Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe, const char* x) {
+Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe, const char* x,
+                          const char* reduce) {
   Fp4MmaKnobs k;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_SPLITS", splits, {"auto", "fill8", "wave"}))
     k.splits = *i == 0 ? Fp4MmaKnobs::Splits::automatic : *i == 1 ? Fp4MmaKnobs::Splits::fill8 : Fp4MmaKnobs::Splits::wave;
@@ -188,6 +190,7 @@ Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* dep
   if (const auto i = env_choice("RACKSIM_FP4_MMA_MMA", mma, {"sync", "wgmma"})) k.wgmma = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_PIPE", pipe, {"regs", "cpasync"})) k.ring = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_X", x, {"span", "split"})) k.x_split = *i == 1;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_REDUCE", reduce, {"launch", "serial"})) k.serial = *i == 1;
   if (k.ring && k.depth != 0)
     throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
   if (k.ring && k.wgmma)
@@ -261,6 +264,7 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   if (tiles == 8) {
     l.two_passes = !knobs.eight_tiles;
     if (!l.two_passes) l.depth = deep_wide;
+    l.serial = !l.two_passes && knobs.serial && l.plan.splits > 1;  // two passes: each pass's own launch plan says
     return l;
   }
   if (tiles == 4) l.depth = deep_wide;
@@ -277,29 +281,58 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   }
   l.x_split = knobs.x_split && tiles == 1 && l.depth == 1 &&
               fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= fp4_mma_x_split_max_bytes(l.ring);
+  l.serial = knobs.serial && l.plan.splits > 1;
   return l;
+}
+
+Fp4MmaKnobs fp4_mma_knobs_from_env() {
+  return fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"),
+                       std::getenv("RACKSIM_FP4_MMA_MMA"), std::getenv("RACKSIM_FP4_MMA_PIPE"), std::getenv("RACKSIM_FP4_MMA_X"),
+                       std::getenv("RACKSIM_FP4_MMA_REDUCE"));
 }
 
 bool fp4_mma_tune_knob(const char* value) { return env_choice("RACKSIM_FP4_MMA_TUNE", value, {"off", "on"}).value_or(0) == 1; }
 
+namespace {
+
+// The classes' rows (fp4_mma_tune_class): M = 1; one tile split at the x split's reach (2..4, 5..8);
+// two, four and eight tiles (M > 64 as launches of 64).
+constexpr std::int64_t kTuneLo[kFp4MmaTuneClasses] = {1, 2, 5, 9, 17, 33};
+constexpr std::int64_t kTuneHi[kFp4MmaTuneClasses] = {1, 4, 8, 16, kFp4MmaPassM, kFp4MmaMaxM};
+
+}  // namespace
+
 int fp4_mma_tune_class(std::int64_t m) {
   if (m < 1 || m > kFp4MmaMaxM) throw InputError(fmt::format("fp4_mma_tune_class: m = {} is not 1..{}", m, kFp4MmaMaxM));
-  return m == 1 ? 0 : m <= 8 ? 1 : m <= 16 ? 2 : m <= kFp4MmaPassM ? 3 : 4;
+  int c = 0;
+  while (m > kTuneHi[c]) ++c;
+  return c;
+}
+
+std::pair<std::int64_t, std::int64_t> fp4_mma_tune_class_rows(int c) {
+  if (c < 0 || c >= kFp4MmaTuneClasses) throw InputError(fmt::format("fp4_mma_tune_class_rows: class {} is not 0..{}", c, kFp4MmaTuneClasses - 1));
+  return {kTuneLo[c], kTuneHi[c]};
 }
 
 std::int64_t fp4_mma_tune_rows(int c, std::int64_t max_rows) {
-  static constexpr std::int64_t lo[kFp4MmaTuneClasses] = {1, 2, 9, 17, 33};
-  static constexpr std::int64_t hi[kFp4MmaTuneClasses] = {1, 8, 16, kFp4MmaPassM, kFp4MmaLaunchM};
-  if (c < 0 || c >= kFp4MmaTuneClasses) throw InputError(fmt::format("fp4_mma_tune_rows: class {} is not 0..{}", c, kFp4MmaTuneClasses - 1));
-  const auto i = static_cast<std::size_t>(c);
-  return max_rows < lo[i] ? 0 : std::min(hi[i], max_rows);
+  const auto [lo, hi] = fp4_mma_tune_class_rows(c);
+  return max_rows < lo ? 0 : std::min({hi, kFp4MmaLaunchM, max_rows});
+}
+
+std::string fp4_mma_tune_classes_words() {
+  std::string out;
+  for (int c = 0; c < kFp4MmaTuneClasses; ++c) {
+    const auto [lo, hi] = fp4_mma_tune_class_rows(c);
+    out += fmt::format("{}{}", c == 0 ? "" : ", ", lo == hi ? fmt::format("{}", lo) : fmt::format("{}-{}", lo, hi));
+  }
+  return out;
 }
 
 namespace {
 
 bool same_knobs(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b) {
   return a.splits == b.splits && a.eight_tiles == b.eight_tiles && a.depth == b.depth && a.wgmma == b.wgmma && a.ring == b.ring &&
-         a.x_split == b.x_split;
+         a.x_split == b.x_split && a.serial == b.serial;
 }
 
 bool same_plan(const Fp4MmaPlan& a, const Fp4MmaPlan& b) {
@@ -328,7 +361,7 @@ std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::i
     add(k);
   };
   using Splits = Fp4MmaKnobs::Splits;
-  if (c <= 1) {  // one tile
+  if (c <= 2) {  // one tile
     with([](Fp4MmaKnobs& k) { k.ring = false; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 2; });
     with([](Fp4MmaKnobs& k) { k.ring = true; });
@@ -336,18 +369,21 @@ std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::i
     with([](Fp4MmaKnobs& k) { k.ring = true, k.x_split = true; });
     with([](Fp4MmaKnobs& k) { k.splits = Splits::fill8; });
     with([](Fp4MmaKnobs& k) { k.splits = Splits::wave; });
-  } else if (c == 2) {  // two tiles
+  } else if (c == 3) {  // two tiles
     with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 1; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 2; });
     with([](Fp4MmaKnobs& k) { k.ring = true; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = true; });
     with([](Fp4MmaKnobs& k) { k.splits = Splits::fill8; });
   } else {  // four or eight tiles
-    if (c == 4) with([](Fp4MmaKnobs& k) { k.eight_tiles = !k.eight_tiles; });
+    if (c == 5) with([](Fp4MmaKnobs& k) { k.eight_tiles = !k.eight_tiles; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = false, k.depth = 2; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = true, k.depth = k.depth == 2 ? 0 : k.depth; });
-    with([](Fp4MmaKnobs& k) { k.splits = Splits::wave; });
+    // The whole-wave split applies to launches of 4 tiles or fewer (fp4_mma_launch_plan): at 8
+    // tiles only with the two passes of <= 32 rows.
+    with([c](Fp4MmaKnobs& k) { k.splits = Splits::wave, k.eight_tiles = k.eight_tiles && c != 5; });
   }
+  with([](Fp4MmaKnobs& k) { k.serial = !k.serial; });
   return out;
 }
 
@@ -359,7 +395,8 @@ bool fp4_mma_same_launch(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b, std::int64_
   for (const std::int64_t r : rows) {
     const Fp4MmaLaunch la = fp4_mma_launch_plan(r, n, k, sms, a, resident_a);
     const Fp4MmaLaunch lb = fp4_mma_launch_plan(r, n, k, sms, b, resident_b);
-    if (la.two_passes != lb.two_passes || la.depth != lb.depth || la.ring != lb.ring || la.x_split != lb.x_split || !same_plan(la.plan, lb.plan))
+    if (la.two_passes != lb.two_passes || la.depth != lb.depth || la.ring != lb.ring || la.x_split != lb.x_split || la.serial != lb.serial ||
+        !same_plan(la.plan, lb.plan))
       return false;
     if (la.two_passes) {  // passes of <= 32 rows under each knob set
       if (!fp4_mma_same_launch(a, b, kFp4MmaPassM, n, k, sms, resident_a, resident_b)) return false;
@@ -371,7 +408,7 @@ bool fp4_mma_same_launch(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b, std::int64_
   return true;
 }
 
-std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin) {
+std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin, double floor_s) {
   if (medians.empty()) throw InputError("fp4_mma_tune_pick: no medians");
   for (std::size_t i = 0; i < medians.size(); ++i)
     if (!std::isfinite(medians[i]) || medians[i] <= 0)
@@ -379,7 +416,7 @@ std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin)
   std::size_t best = 0;
   for (std::size_t i = 1; i < medians.size(); ++i)
     if (medians[i] < medians[best]) best = i;
-  return medians[best] < medians[0] * (1.0 - margin) ? best : 0;
+  return medians[0] - medians[best] > std::max(margin * medians[0], floor_s) ? best : 0;
 }
 
 std::string fp4_mma_knobs_words(const Fp4MmaKnobs& k) {
@@ -392,6 +429,7 @@ std::string fp4_mma_knobs_words(const Fp4MmaKnobs& k) {
   if (k.wgmma) word("RACKSIM_FP4_MMA_MMA", "wgmma");
   if (k.ring) word("RACKSIM_FP4_MMA_PIPE", "cpasync");
   if (k.x_split) word("RACKSIM_FP4_MMA_X", "split");
+  if (k.serial) word("RACKSIM_FP4_MMA_REDUCE", "serial");
   return out.empty() ? "default" : out;
 }
 

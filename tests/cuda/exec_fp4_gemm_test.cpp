@@ -71,37 +71,64 @@ namespace {
 // in any order, with 4x slack for the tensor cores' accumulation) + 2^-24 sum_k |w_k| (BF16 x
 // values below 2^-14 become FP16 subnormals, 2^-25 absolute error each). y_ref: float64 over the
 // BF16-rounded x and the host-dequantized W.
-/// Returns the elements outside that bound (each of the first five WARNed), under `knobs` when
-/// not null (a variant, as the tuner runs it).
-std::size_t fused_gemm_errors(std::mt19937& rng, std::int64_t m, std::int64_t n, std::int64_t k, const Fp4MmaKnobs* knobs = nullptr) {
+/// One shape's inputs and float64 reference, made once and run under as many knob sets as asked.
+struct FusedCase {
+  std::int64_t m = 0, n = 0, k = 0;
+  std::vector<float> x;
+  Fp4Matrix q;
+  std::vector<double> ref, mag, wabs;  // per output; wabs per weight row
+};
+
+FusedCase fused_case(std::mt19937& rng, std::int64_t m, std::int64_t n, std::int64_t k) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
-  for (auto& v : x) v = act::round_bf16(u(rng));
+  FusedCase c{m, n, k, std::vector<float>(static_cast<std::size_t>(m * k)), {}, {}, {}, {}};
+  std::vector<float> w(static_cast<std::size_t>(n * k));
+  for (auto& v : c.x) v = act::round_bf16(u(rng));
   for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
-  const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, n, k);
-  const std::vector<float> wd = dequantize(q);
-  const std::vector<float> y = cuda_fp4_gemm_mma(x, m, q, false, nullptr, knobs);
-  REQUIRE(y.size() == static_cast<std::size_t>(m * n));
-  std::size_t bad = 0;
+  c.q = quantize_fp4(DType::nvfp4, w, n, k);
+  const std::vector<float> wd = dequantize(c.q);
+  c.ref.assign(static_cast<std::size_t>(m * n), 0.0);
+  c.mag.assign(static_cast<std::size_t>(m * n), 0.0);
+  c.wabs.assign(static_cast<std::size_t>(n), 0.0);
+  for (std::int64_t col = 0; col < n; ++col)
+    for (std::int64_t i = 0; i < k; ++i) c.wabs[static_cast<std::size_t>(col)] += std::fabs(static_cast<double>(wd[static_cast<std::size_t>(col * k + i)]));
   for (std::int64_t r = 0; r < m; ++r)
-    for (std::int64_t c = 0; c < n; ++c) {
-      double ref = 0, mag = 0, wabs = 0;
+    for (std::int64_t col = 0; col < n; ++col) {
+      double ref = 0, mag = 0;
       for (std::int64_t i = 0; i < k; ++i) {
-        const double wi = wd[static_cast<std::size_t>(c * k + i)];
-        const double p = static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) * wi;
+        const double p = static_cast<double>(c.x[static_cast<std::size_t>(r * k + i)]) * wd[static_cast<std::size_t>(col * k + i)];
         ref += p;
         mag += std::fabs(p);
-        wabs += std::fabs(wi);
       }
-      const double got = y[static_cast<std::size_t>(r * n + c)];
-      const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(k + 2) * std::ldexp(1.0, -22) * mag +
-                           std::ldexp(1.0, -24) * wabs;
+      c.ref[static_cast<std::size_t>(r * n + col)] = ref;
+      c.mag[static_cast<std::size_t>(r * n + col)] = mag;
+    }
+  return c;
+}
+
+/// Returns the elements outside that bound (each of the first five WARNed), under `knobs` when
+/// not null (a variant, as the tuner runs it).
+std::size_t fused_gemm_errors(const FusedCase& c, const Fp4MmaKnobs* knobs = nullptr) {
+  const std::vector<float> y = cuda_fp4_gemm_mma(c.x, c.m, c.q, false, nullptr, knobs);
+  REQUIRE(y.size() == static_cast<std::size_t>(c.m * c.n));
+  std::size_t bad = 0;
+  for (std::int64_t r = 0; r < c.m; ++r)
+    for (std::int64_t col = 0; col < c.n; ++col) {
+      const auto i = static_cast<std::size_t>(r * c.n + col);
+      const double ref = c.ref[i], got = y[i];
+      const double bound = std::ldexp(1.0, -8) * std::fabs(ref) + static_cast<double>(c.k + 2) * std::ldexp(1.0, -22) * c.mag[i] +
+                           std::ldexp(1.0, -24) * c.wabs[static_cast<std::size_t>(col)];
       if (!(std::fabs(got - ref) <= bound)) {  // NaN (an unwritten, poisoned output) fails too
         if (bad++ < 5)
-          WARN("m " << m << " n " << n << " k " << k << " token " << r << " row " << c << ": got " << got << ", want " << ref << " +- " << bound);
+          WARN("m " << c.m << " n " << c.n << " k " << c.k << " token " << r << " row " << col << ": got " << got << ", want " << ref << " +- "
+                    << bound);
       }
     }
   return bad;
+}
+
+std::size_t fused_gemm_errors(std::mt19937& rng, std::int64_t m, std::int64_t n, std::int64_t k) {
+  return fused_gemm_errors(fused_case(rng, m, n, k));
 }
 
 }  // namespace
@@ -122,19 +149,22 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
 
 TEST_CASE("every variant the fused GEMM's tuner times matches the CPU reference", "[cuda][exec]") {
   // RACKSIM_FP4_MMA_TUNE=on runs whichever variant is fastest per shape, so each must be right:
-  // every candidate fp4_mma_tune_candidates gives from the defaults (wgmma where this device and
-  // build have it) at M = 1, 5 (one tile; x split fits: spans_per_split x m x 320 B), 16 (two
-  // tiles: depth, ring, wgmma), 17 and 32 (four), 45 and 64 (eight; two passes), 100 (launches of
-  // 64 + 36), at N = 4,096, K = 16,384 (128 spans: whole-wave splits of 7) for M <= 5 and N = 1,024,
-  // K = 4,096 above; the bound of fused_gemm_errors.
+  // every candidate fp4_mma_tune_candidates gives from the environment's knobs, as the tuner
+  // takes them (fp4_mma_knobs_from_env; wgmma where this device and build have it), at M = 1, 4
+  // and 5 (one tile; x split fits: spans_per_split x m x 320 B), 16 (two tiles: depth, ring,
+  // wgmma), 17 and 32 (four), 45 and 64 (eight; two passes, and those under the wave split), 100
+  // (launches of 64 + 36), at N = 4,096, K = 16,384 (128 spans: whole-wave splits of 7) for M <= 5
+  // and N = 1,024, K = 4,096 above; one shape's inputs and reference made once for all its
+  // candidates; the bound of fused_gemm_errors.
   std::mt19937 rng(23);
-  const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
+  const Fp4MmaKnobs base = fp4_mma_knobs_from_env();
   const bool wg = cuda_fp4_mma_wgmma_available();
-  for (const std::int64_t m : {1, 5, 16, 17, 32, 45, 64, 100}) {
+  for (const std::int64_t m : {1, 4, 5, 16, 17, 32, 45, 64, 100}) {
     const std::int64_t n = m <= 5 ? 4096 : 1024, k = m <= 5 ? 16384 : 4096;
-    for (const Fp4MmaKnobs& kn : fp4_mma_tune_candidates(def, m, wg)) {
+    const FusedCase c = fused_case(rng, m, n, k);
+    for (const Fp4MmaKnobs& kn : fp4_mma_tune_candidates(base, m, wg)) {
       INFO("m " << m << " n " << n << " k " << k << " under " << fp4_mma_knobs_words(kn));
-      CHECK(fused_gemm_errors(rng, m, n, k, &kn) == 0);
+      CHECK(fused_gemm_errors(c, &kn) == 0);
     }
   }
 }
@@ -172,6 +202,53 @@ TEST_CASE("the fused GEMM with the SwiGLU (RACKSIM_FUSE_SWIGLU) gives the GEMM's
     for (std::size_t i = 0; i < got.size(); ++i)
       if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5) WARN("m " << m << " element " << i << ": " << got[i] << " vs " << want[i]);
     CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("the serial split-K sum (RACKSIM_FP4_MMA_REDUCE=serial) gives the reduce launch's bits, launch after launch", "[cuda][exec]") {
+  // The row block's last CTA sums the same partials in the same split order as fp4_mma_reduce, so
+  // y must be the reduce launch's bit for bit: M = 1, 5 (one tile; 4,096 x 16,384: 32 row blocks
+  // x 19 whole-wave splits on 132 SMs), 16, 32 (two and four tiles at 1,024 x 4,096: 8 row
+  // blocks, 16 and 8 splits), 45 (one 8-tile launch) and 100 (launches of 64 and 36: the counters
+  // the first leaves at 0 serve the second), N = 200 (a last row block of 72 rows); each shape
+  // twice under serial, so a counter not set back to 0 would leave the second launch's y
+  // unwritten (NaN: the helper poisons it). Under the SwiGLU, where ffn (N / 2) is a multiple of
+  // 128 the last CTA of each gate/up pair of row blocks writes act (`fused`), else the serial
+  // launch writes y and the SwiGLU kernel follows (N = 200: ffn 100); either way the bits of the
+  // GEMM then the SwiGLU kernel, twice.
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const Fp4MmaKnobs serial = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "serial");
+  struct Case {
+    std::int64_t m, n, k;
+  };
+  for (const Case& c : {Case{1, 4096, 16384}, Case{5, 4096, 16384}, Case{16, 1024, 4096}, Case{32, 1024, 4096}, Case{45, 1024, 4096},
+                        Case{100, 1024, 4096}, Case{1, 200, 4096}}) {
+    std::vector<float> x(static_cast<std::size_t>(c.m * c.k)), w(static_cast<std::size_t>(c.n * c.k));
+    for (auto& v : x) v = act::round_bf16(u(rng));
+    for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
+    const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, c.n, c.k);
+    const std::vector<float> want = cuda_fp4_gemm_mma(x, c.m, q);
+    for (int twice = 0; twice < 2; ++twice) {
+      const std::vector<float> got = cuda_fp4_gemm_mma(x, c.m, q, false, nullptr, &serial);
+      INFO("m " << c.m << " n " << c.n << " k " << c.k << " launch " << twice);
+      REQUIRE(got.size() == want.size());
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < got.size(); ++i)
+        if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5) WARN("element " << i << ": " << got[i] << " vs " << want[i]);
+      CHECK(bad == 0);
+    }
+    if (c.n % 2 == 0 && c.m <= 64) {
+      const std::vector<float> act_want = cuda_swiglu(want, c.m, c.n / 2);
+      for (int twice = 0; twice < 2; ++twice) {
+        bool fused = false;
+        const std::vector<float> act_serial = cuda_fp4_gemm_mma(x, c.m, q, true, &fused, &serial);
+        INFO("m " << c.m << " n " << c.n << " k " << c.k << " with the SwiGLU, launch " << twice);
+        CHECK(fused == (c.n / 2 % 128 == 0));
+        REQUIRE(act_serial.size() == act_want.size());
+        CHECK(std::memcmp(act_serial.data(), act_want.data(), act_want.size() * sizeof(float)) == 0);
+      }
+    }
   }
 }
 

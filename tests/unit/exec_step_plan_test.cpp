@@ -824,7 +824,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
                                              : nullptr;
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
-  CHECK(kExecutorKnobs.size() == 13);
+  CHECK(kExecutorKnobs.size() == 14);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
@@ -869,6 +869,14 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
   CHECK(fp4_mma_knobs(nullptr, nullptr, "2", nullptr, nullptr, "split").x_split);
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "all"),
                     "environment RACKSIM_FP4_MMA_X: 'all' is not one of span, split");
+  // Split K summed by a reduce launch by default, by the last CTA on request.
+  CHECK_FALSE(d.serial);
+  CHECK_FALSE(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "launch").serial);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync", "split", "serial").serial);
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "atomic"),
+                    "environment RACKSIM_FP4_MMA_REDUCE: 'atomic' is not one of launch, serial");
+  CHECK(fp4_mma_knobs_words(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "split", "serial")) ==
+        "RACKSIM_FP4_MMA_X=split RACKSIM_FP4_MMA_REDUCE=serial");
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));
@@ -983,19 +991,28 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK(fp4_mma_tune_knob("on"));
   CHECK_THROWS_WITH(fp4_mma_tune_knob("yes"), "environment RACKSIM_FP4_MMA_TUNE: 'yes' is not one of off, on");
   // Classes by the kernel's tiles (fp4_mma_plan: ceil(m / 8) tiles -> 1, 2, 4, 8), M = 1 apart
-  // (batch-1 decode, the GEMV target), M = 65..128 as its launches of 64.
-  const std::vector<std::pair<std::int64_t, int>> classes = {{1, 0}, {2, 1}, {8, 1}, {9, 2}, {16, 2}, {17, 3}, {32, 3}, {33, 4}, {64, 4}, {128, 4}};
+  // (batch-1 decode, the GEMV target), one tile split where the x split stops fitting o_proj
+  // (7 spans x m x 320 B <= 16 KiB: m <= 7, so timed at 4 it runs, at 8 it does not), M = 65..128
+  // as its launches of 64.
+  const std::vector<std::pair<std::int64_t, int>> classes = {{1, 0},  {2, 1},  {4, 1},  {5, 2},  {8, 2},  {9, 3},
+                                                             {16, 3}, {17, 4}, {32, 4}, {33, 5}, {64, 5}, {128, 5}};
   for (const auto& [m, c] : classes) CHECK(fp4_mma_tune_class(m) == c);
   CHECK_THROWS_AS(fp4_mma_tune_class(0), InputError);
   CHECK_THROWS_AS(fp4_mma_tune_class(129), InputError);
-  // Each class timed at its largest M, or max_rows below it; none where max_rows is below the class.
+  CHECK(fp4_mma_tune_class_rows(5) == std::pair<std::int64_t, std::int64_t>{33, 128});
+  CHECK_THROWS_AS(fp4_mma_tune_class_rows(6), InputError);
+  CHECK(fp4_mma_tune_classes_words() == "1, 2-4, 5-8, 9-16, 17-32, 33-128");
+  // Each class timed at its largest M (64 for 33..128: one launch), or max_rows below it; none
+  // where max_rows is below the class.
   for (const std::int64_t max_rows : {64, 1000})
-    for (int c = 0; c < kFp4MmaTuneClasses; ++c) CHECK(fp4_mma_tune_rows(c, max_rows) == std::vector<std::int64_t>{1, 8, 16, 32, 64}[static_cast<std::size_t>(c)]);
-  CHECK(fp4_mma_tune_rows(1, 5) == 5);
-  CHECK(fp4_mma_tune_rows(2, 5) == 0);
+    for (int c = 0; c < kFp4MmaTuneClasses; ++c)
+      CHECK(fp4_mma_tune_rows(c, max_rows) == std::vector<std::int64_t>{1, 4, 8, 16, 32, 64}[static_cast<std::size_t>(c)]);
+  CHECK(fp4_mma_tune_rows(1, 5) == 4);
+  CHECK(fp4_mma_tune_rows(2, 5) == 5);
+  CHECK(fp4_mma_tune_rows(3, 5) == 0);
   CHECK(fp4_mma_tune_rows(0, 1) == 1);
   CHECK(fp4_mma_tune_rows(1, 1) == 0);
-  CHECK(fp4_mma_tune_rows(4, 40) == 40);
+  CHECK(fp4_mma_tune_rows(5, 40) == 40);
 
   // The candidates from the defaults, in order, as the environment would spell them.
   const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
@@ -1010,27 +1027,30 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK(words(fp4_mma_tune_candidates(def, 1, true)) ==
         std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync", "RACKSIM_FP4_MMA_X=split",
                                  "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split", "RACKSIM_FP4_MMA_SPLITS=fill8",
-                                 "RACKSIM_FP4_MMA_SPLITS=wave"});
+                                 "RACKSIM_FP4_MMA_SPLITS=wave", "RACKSIM_FP4_MMA_REDUCE=serial"});
+  CHECK(words(fp4_mma_tune_candidates(def, 4, true)) == words(fp4_mma_tune_candidates(def, 1, true)));
   CHECK(words(fp4_mma_tune_candidates(def, 8, true)) == words(fp4_mma_tune_candidates(def, 1, true)));
   CHECK(words(fp4_mma_tune_candidates(def, 16, true)) ==
         std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=1", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync",
-                                 "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=fill8"});
+                                 "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=fill8", "RACKSIM_FP4_MMA_REDUCE=serial"});
   // wgmma only on a Hopper device with sm_90a code.
-  CHECK(fp4_mma_tune_candidates(def, 16, false).size() == 5);
+  CHECK(fp4_mma_tune_candidates(def, 16, false).size() == 6);
   CHECK(words(fp4_mma_tune_candidates(def, 32, true)) ==
-        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=wave"});
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=wave",
+                                 "RACKSIM_FP4_MMA_REDUCE=serial"});
   CHECK(words(fp4_mma_tune_candidates(def, 64, true)) ==
         std::vector<std::string>{"default", "RACKSIM_FP4_MMA_TILES=4", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_MMA=wgmma",
-                                 "RACKSIM_FP4_MMA_SPLITS=wave"});
+                                 "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_TILES=4", "RACKSIM_FP4_MMA_REDUCE=serial"});
   CHECK(words(fp4_mma_tune_candidates(def, 128, false)) ==
-        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_TILES=4", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_SPLITS=wave"});
+        std::vector<std::string>{"default", "RACKSIM_FP4_MMA_TILES=4", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_TILES=4",
+                                 "RACKSIM_FP4_MMA_REDUCE=serial"});
   // From the environment's knobs (the ring set): the base first, then the register kernels (the
   // default, depth 2), the ring + x split once (it equals the x split from a ring base).
   const Fp4MmaKnobs ring = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync");
   CHECK(words(fp4_mma_tune_candidates(ring, 1, true)) ==
         std::vector<std::string>{"RACKSIM_FP4_MMA_PIPE=cpasync", "default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split",
                                  "RACKSIM_FP4_MMA_SPLITS=fill8 RACKSIM_FP4_MMA_PIPE=cpasync",
-                                 "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_PIPE=cpasync"});
+                                 "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_PIPE=cpasync", "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_REDUCE=serial"});
 
   // Duplicates, with the launch test's occupancy stand-in for both knob sets.
   const auto resident = [](int tiles, int depth) { return tiles <= 2 ? (depth == 2 ? 4 : 5) : tiles == 4 ? 3 : 2; };
@@ -1049,12 +1069,29 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK_FALSE(same(def, wave, 1, 57344, 8192));
   // x split where it fits (o_proj M = 1: 2,240 B) and not where it does not (M = 8: 17,920 B).
   CHECK_FALSE(same(def, xs, 1, 8192, 8192));
+  CHECK_FALSE(same(def, xs, 4, 8192, 8192));  // 7 spans x 4 x 320 = 8,960 B
   CHECK(same(def, xs, 8, 8192, 8192));
+  // The wave split is no launch of its own at 8 tiles; with two passes of 4 tiles it is.
+  CHECK(same(def, wave, 64, 8192, 8192));
+  CHECK_FALSE(same(fp4_mma_knobs(nullptr, "4", nullptr), fp4_mma_knobs("wave", "4", nullptr), 64, 8192, 8192));
   // wgmma at M > 8 only; at M = 65..128 both launches compared (the 64-row one and the rest).
   CHECK(same(def, wg, 8, 8192, 8192));
   CHECK_FALSE(same(def, wg, 9, 8192, 8192));
   CHECK_FALSE(same(def, fp4_mma_knobs(nullptr, "4", nullptr), 100, 8192, 8192));
   CHECK(same(def, fp4_mma_knobs(nullptr, "4", nullptr), 32, 8192, 8192));  // two passes only at 33..64 rows
+  // The serial split-K sum is a launch of its own only where the launch splits K: o_proj at M = 1
+  // (10 splits) and gate_up at M = 1 (3), not N = 57,344 x K = 128 (one span, one split); at
+  // M = 33..64 under the two passes, each pass's split decides.
+  const Fp4MmaKnobs ser = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "serial");
+  CHECK_FALSE(same(def, ser, 1, 8192, 8192));
+  CHECK_FALSE(same(def, ser, 1, 57344, 8192));
+  CHECK(same(def, ser, 1, 57344, 128));
+  CHECK(fp4_mma_launch_plan(1, 8192, 8192, 132, ser, resident).serial);
+  CHECK_FALSE(fp4_mma_launch_plan(1, 8192, 8192, 132, def, resident).serial);
+  CHECK_FALSE(fp4_mma_launch_plan(1, 57344, 128, 132, ser, resident).serial);
+  CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, ser, resident).serial);  // 8 tiles: 4 splits of 16 spans
+  CHECK_FALSE(fp4_mma_launch_plan(64, 8192, 8192, 132, fp4_mma_knobs(nullptr, "4", nullptr, nullptr, nullptr, nullptr, "serial"), resident).serial);
+  CHECK_FALSE(same(fp4_mma_knobs(nullptr, "4", nullptr), fp4_mma_knobs(nullptr, "4", nullptr, nullptr, nullptr, nullptr, "serial"), 64, 8192, 8192));
   // The occupancy each knob set's kernels have enters the whole-wave split: o_proj M = 1 at 4
   // CTAs per SM: floor(4 x 132 / 64) = 8 splits, not 10.
   CHECK_FALSE(fp4_mma_same_launch(def, def, 1, 8192, 8192, 132, resident, [](int, int) { return 4; }));
@@ -1066,6 +1103,12 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK(fp4_mma_tune_pick({10.0, 10.5}) == 0);
   CHECK(fp4_mma_tune_pick({10.0}) == 0);
   CHECK(fp4_mma_tune_pick({10.0, 9.9}, 0.0) == 1);
+  // And by more than 1 us, two CUDA events' resolution: on a 10 us GEMV 5% (0.5 us) is not
+  // enough; on a 50 us GEMM 3% (1.5 us) is.
+  CHECK(fp4_mma_tune_pick({10e-6, 9.5e-6}) == 0);
+  CHECK(fp4_mma_tune_pick({10e-6, 8.9e-6}) == 1);
+  CHECK(fp4_mma_tune_pick({50e-6, 48.5e-6}) == 1);
+  CHECK(fp4_mma_tune_pick({10e-6, 9.5e-6}, 0.02, 0.0) == 1);
   CHECK_THROWS_AS(fp4_mma_tune_pick({}), InputError);
   CHECK_THROWS_WITH(fp4_mma_tune_pick({10.0, 0.0}), "fp4_mma_tune_pick: median 1 is 0 (must be finite and > 0)");
   CHECK_THROWS_AS(fp4_mma_tune_pick({10.0, std::nan("")}), InputError);

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "racksim/exec/fp4.hpp"
@@ -241,12 +242,30 @@ struct Fp4MmaKnobs {
   bool wgmma = false;       ///< M > 8 on Hopper's warpgroup MMA (wgmma, A from registers) instead of mma.sync
   bool ring = false;        ///< M <= 16: weights through a per-warp cp.async ring in shared memory, not registers
   bool x_split = false;     ///< M <= 8: x staged once per CTA for its whole K split, not per span (fp4_mma_x_split_bytes)
+  bool serial = false;      ///< split K summed by each row block's last CTA, not a reduce launch (RACKSIM_FP4_MMA_REDUCE=serial)
 };
 
-/// The knobs from the six variables' values (null: unset). InputError naming the variable, the
+/// The knobs from the seven variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
+/// RACKSIM_FP4_MMA_REDUCE = launch | serial (unset: launch). Where a launch splits K, its CTAs
+/// write FP32 partials and, by default, a second kernel (fp4_mma_reduce) sums them into y: one
+/// more launch per GEMM. On the H200, o_proj's M = 1 GEMV was a 17.2 us kernel in 23.1 us of bench
+/// time, the rest the reduce launch and the ramp (ncu at 2af6518,
+/// exec/measurements/h200-sxm-2026-11-30c/ncu-gemv-m1-o_proj.txt; docs/executor.md). Serial: each CTA,
+/// after writing its partials, takes a ticket from its row block's counter (a fence first: the
+/// CUDA C++ Programming Guide's threadFenceReduction pattern); the last of the row block's splits
+/// sums the block's partials in split order (fp4_mma_reduce's order, so the same bits), writes y
+/// and sets the counter back to 0 for the next launch and graph replay. The counters are one
+/// per-device array, zeroed once (exec/cuda/fp4_gemm_mma.hpp fp4_mma_serial_prepare): one serial
+/// launch at a time per device. Under RACKSIM_FUSE_SWIGLU, where ffn is a multiple of 128 (gate
+/// row block b and up row block b + ffn / 128 hold the same columns), one counter per such pair
+/// takes 2 x splits tickets and its last CTA writes the SwiGLU, fp4_mma_reduce_swiglu's bits;
+/// at other ffn the serial launch writes y and the SwiGLU runs as its own kernel.
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
-                                        const char* pipe = nullptr, const char* x = nullptr);
+                                        const char* pipe = nullptr, const char* x = nullptr, const char* reduce = nullptr);
+/// fp4_mma_knobs of the environment's RACKSIM_FP4_MMA_SPLITS, _TILES, _DEPTH, _MMA, _PIPE, _X and
+/// _REDUCE, read now (the CUDA launches read them once: exec/cuda/fp4_gemm_mma.hpp fp4_mma_env_knobs).
+[[nodiscard]] Fp4MmaKnobs fp4_mma_knobs_from_env();
 
 /// RACKSIM_FP4_MMA_X=split (M <= 8, one tile): each CTA stages the x of its whole K split in
 /// shared memory once, before its span loop, instead of each span's x between two barriers per
@@ -301,6 +320,7 @@ struct Fp4MmaLaunch {
   bool ring = false;        ///< the cp.async ring (RACKSIM_FP4_MMA_PIPE=cpasync) at 1 or 2 tiles; depth is then 1
   bool x_split = false;     ///< x staged once per split (RACKSIM_FP4_MMA_X=split): 1 tile, depth 1, fp4_mma_x_split_bytes <= the max
   bool wave = false;        ///< the whole-wave K split was taken
+  bool serial = false;      ///< the split's partials summed by the last CTA per row block (the knob, and splits > 1)
 };
 
 /// The launch of fp4_mma_plan(m, n, k, sms) under `knobs`: 8 tiles or two passes for M = 33..64;
@@ -323,20 +343,28 @@ struct Fp4MmaLaunch {
 /// RACKSIM_FP4_MMA_TUNE = off | on (unset: off). InputError naming the variable and value.
 [[nodiscard]] bool fp4_mma_tune_knob(const char* value);
 
-/// The row classes tuning keys on: 0: M = 1 (the GEMV), 1: 2..8 (one 8-token tile), 2: 9..16,
-/// 3: 17..32, 4: 33..128 (8 tiles; M > 64 as launches of 64 rows). InputError outside 1..kFp4MmaMaxM.
-inline constexpr int kFp4MmaTuneClasses = 5;
+/// The row classes tuning keys on: 0: M = 1 (the GEMV), 1: 2..4 and 2: 5..8 (one 8-token tile;
+/// apart because the x split's shared memory, m rows per span, fits o_proj's split at 4 rows and
+/// not at 8: fp4_mma_x_split_bytes), 3: 9..16, 4: 17..32, 5: 33..128 (8 tiles; M > 64 as launches
+/// of 64). InputError outside 1..kFp4MmaMaxM.
+inline constexpr int kFp4MmaTuneClasses = 6;
 [[nodiscard]] int fp4_mma_tune_class(std::int64_t m);
+/// Class c's first and last M. InputError outside 0..kFp4MmaTuneClasses-1.
+[[nodiscard]] std::pair<std::int64_t, std::int64_t> fp4_mma_tune_class_rows(int c);
 /// The rows class c is timed at for an executor of up to max_rows rows: the class's largest M
-/// (1, 8, 16, 32, 64), or max_rows where that is smaller; 0 when max_rows is below the class.
+/// (1, 4, 8, 16, 32; 64 for 33..128, the launch every M > 64 is made of but its last), or
+/// max_rows where that is smaller; 0 when max_rows is below the class.
 [[nodiscard]] std::int64_t fp4_mma_tune_rows(int c, std::int64_t max_rows);
+/// The classes as a reader wants them: "1, 2-4, 5-8, 9-16, 17-32, 33-128".
+[[nodiscard]] std::string fp4_mma_tune_classes_words();
 
 /// The knob sets tried for an m-row launch, `base` (the environment's knobs) first, then base
 /// with one knob changed where it matters at m's tile count, and the ring with x staged once per
 /// split (M <= 8): at 1 tile the register kernel (no ring), depth 2, the cp.async ring, x split, ring + x split, the fill8 and
 /// wave splits; at 2 tiles depth 1 and 2, the ring, wgmma (when `wgmma_ok`: a Hopper device and
 /// sm_90a code), the fill8 split; at 4 tiles depth 2, wgmma, the wave split; at 8 tiles two
-/// passes of 4 tiles, depth 2, wgmma, the wave split. Each a valid set (fp4_mma_knobs' rules: the
+/// passes of 4 tiles, depth 2, wgmma, and two passes under the wave split (one 8-tile launch
+/// never takes it); last, at every class, the serial split-K sum (RACKSIM_FP4_MMA_REDUCE=serial). Each a valid set (fp4_mma_knobs' rules: the
 /// ring with depth auto and without wgmma), none equal to an earlier one.
 [[nodiscard]] std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::int64_t m, bool wgmma_ok);
 
@@ -350,10 +378,15 @@ inline constexpr int kFp4MmaTuneClasses = 5;
 /// repeated points, 2026-11-30c history/runs: 1-2%): a variant must beat the first candidate
 /// by more than this to replace it.
 inline constexpr double kFp4MmaTuneMargin = 0.02;
+/// And by more than this in absolute time: a launch is timed alone by a CUDA event pair, whose
+/// resolution is about 0.5 us (CUDA Runtime API, cudaEventElapsedTime); two of them, one per
+/// median compared. On a ~10 us GEMV 2% is 0.2 us, below what the events resolve.
+inline constexpr double kFp4MmaTuneFloorS = 1e-6;
 /// The index of the fastest median, or 0 (the base) unless that beats medians[0] by more than
-/// `margin` (a fraction); ties go to the lower index. InputError on an empty list or a median
-/// that is not finite and > 0.
-[[nodiscard]] std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin = kFp4MmaTuneMargin);
+/// max(`margin` x medians[0], `floor_s`) (medians in seconds); ties go to the lower index.
+/// InputError on an empty list or a median that is not finite and > 0.
+[[nodiscard]] std::size_t fp4_mma_tune_pick(const std::vector<double>& medians, double margin = kFp4MmaTuneMargin,
+                                            double floor_s = kFp4MmaTuneFloorS);
 
 /// The knobs that differ from the defaults, as the environment would set them
 /// ("RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split"), or "default".

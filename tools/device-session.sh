@@ -209,6 +209,8 @@ if [[ $FOCUS == 1 ]]; then
   # Split K summed by each row block's last CTA, no reduce launch (2026-12-02, sixteenth session):
   # its exactness test against the reduce launch's bits, then the sweep and the steps.
   variant serial RACKSIM_FP4_MMA_REDUCE=serial "the serial split-K sum*" 1,2,4,8,16,32,64 decode:1x1024 decode:16x1024 decode:64x1024
+  # Splits chosen for whole waves at M <= 16 (sixteenth session): gate_up at M = 1 is the case.
+  variant balance RACKSIM_FP4_MMA_SPLITS=balance "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
   # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic
   # stream serialization, each scheduled while the one before it finishes: the executor, attention
   # and GEMM tests under it, then the decode steps (graph replays) against the default's.

@@ -183,8 +183,11 @@ Fp8LargeMOperands fp4_large_m_fp8_operands(std::span<const float> x, std::int64_
 Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe, const char* x,
                           const char* reduce) {
   Fp4MmaKnobs k;
-  if (const auto i = env_choice("RACKSIM_FP4_MMA_SPLITS", splits, {"auto", "fill8", "wave"}))
-    k.splits = *i == 0 ? Fp4MmaKnobs::Splits::automatic : *i == 1 ? Fp4MmaKnobs::Splits::fill8 : Fp4MmaKnobs::Splits::wave;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_SPLITS", splits, {"auto", "fill8", "wave", "balance"}))
+    k.splits = *i == 0   ? Fp4MmaKnobs::Splits::automatic
+               : *i == 1 ? Fp4MmaKnobs::Splits::fill8
+               : *i == 2 ? Fp4MmaKnobs::Splits::wave
+                         : Fp4MmaKnobs::Splits::balance;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_TILES", tiles, {"4", "8"})) k.eight_tiles = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_DEPTH", depth, {"auto", "1", "2"})) k.depth = static_cast<int>(*i);  // auto = 0
   if (const auto i = env_choice("RACKSIM_FP4_MMA_MMA", mma, {"sync", "wgmma"})) k.wgmma = *i == 1;
@@ -205,6 +208,23 @@ bool fp4_mma_supported(std::int64_t m, std::int64_t n, std::int64_t k) noexcept 
 bool fp4_mma_grouped_supported(std::int64_t max_m, std::int64_t n, std::int64_t k) noexcept {
   return fp4_mma_supported(max_m, n, k) && max_m <= kFp4MmaLaunchM;
 }
+
+namespace {
+
+/// The most splits whose partials (written and read: 8 bytes per output per split) stay within
+/// half the weights' bytes (0.5625 per value): 0.5 x 0.5625 x k / (8 m), at least 1.
+std::int64_t partials_traffic_cap(std::int64_t m, std::int64_t k) {
+  return std::max<std::int64_t>(1, static_cast<std::int64_t>(0.5 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
+}
+
+/// RACKSIM_FP4_MMA_SPLITS=balance's most splits for a default plan `p` of <= 2 tiles: twice the
+/// default's, and no more than the partials' traffic cap, the spans, or spans of at least
+/// kFp4MmaBalanceMinSpans each allow.
+std::int64_t balance_max_splits(const Fp4MmaPlan& p, std::int64_t traffic_cap) {
+  return std::min({p.spans, traffic_cap, 2 * p.splits, (p.spans + kFp4MmaBalanceMinSpans - 1) / kFp4MmaBalanceMinSpans});
+}
+
+}  // namespace
 
 Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm) {
   if (!fp4_mma_supported(m, n, k) || sms < 1 || resident_per_sm < 0 || resident_per_sm > 8)
@@ -242,12 +262,44 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
   const std::int64_t want = resident_per_sm > 0 ? std::max<std::int64_t>(1, resident_per_sm * static_cast<std::int64_t>(sms) / p.row_blocks)
                                                 : (8 * static_cast<std::int64_t>(sms) + p.row_blocks - 1) / p.row_blocks;
   // Partials: splits x m x n x 8 bytes <= 0.5 x n x k x 0.5625 bytes.
-  const std::int64_t traffic_cap = std::max<std::int64_t>(1, static_cast<std::int64_t>(0.5 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
+  const std::int64_t traffic_cap = partials_traffic_cap(m, k);
   const std::int64_t splits = std::clamp<std::int64_t>(want, 1, std::min(p.spans, traffic_cap));
   p.spans_per_split = (p.spans + splits - 1) / splits;
   p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;  // no empty split
   p.workspace_bytes = p.splits > 1 ? p.splits * m * n * 4 : 0;
+  if (resident_per_sm == 0 && p.n_tiles <= 2) {
+    // The default's workspace also holds RACKSIM_FP4_MMA_SPLITS=balance's partials, at any occupancy.
+    const std::int64_t most = balance_max_splits(p, traffic_cap);
+    if (most > 1) p.workspace_bytes = std::max(p.workspace_bytes, most * m * n * 4);
+  }
   return p;
+}
+
+Fp4MmaPlan fp4_mma_plan_balanced(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm) {
+  if (resident_per_sm < 1)
+    throw InputError(fmt::format("fp4_mma_plan_balanced: resident_per_sm = {} (the kernel's CTAs per SM, 1..8)", resident_per_sm));
+  Fp4MmaPlan p = fp4_mma_plan(m, n, k, sms);  // InputError as fp4_mma_plan; the workspace covers the rule
+  if (p.n_tiles > 2) return p;
+  const std::int64_t traffic_cap = partials_traffic_cap(m, k);
+  const std::int64_t most = balance_max_splits(p, traffic_cap), slots = static_cast<std::int64_t>(resident_per_sm) * sms;
+  // Every split count the no-empty rule gives (ceil(spans / q) for q spans per split), up to most.
+  std::vector<std::pair<std::int64_t, double>> fills;  // (splits, wave fill), fewest splits first
+  for (std::int64_t q = p.spans; q >= 1; --q) {
+    const std::int64_t splits = (p.spans + q - 1) / q;
+    if (splits > most) break;
+    if (!fills.empty() && fills.back().first == splits) continue;
+    const std::int64_t ctas = p.row_blocks * splits, waves = (ctas + slots - 1) / slots;
+    fills.emplace_back(splits, static_cast<double>(ctas) / static_cast<double>(waves * slots));
+  }
+  double best = 0;
+  for (const auto& f : fills) best = std::max(best, f.second);
+  for (const auto& [splits, fill] : fills)
+    if (fill >= best - kFp4MmaBalanceSlack) {
+      p.spans_per_split = (p.spans + splits - 1) / splits;
+      p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;
+      return p;
+    }
+  return p;  // not reached: the best is in the list
 }
 
 Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
@@ -271,7 +323,9 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   if (tiles <= 2) l.depth = knobs.ring ? 1 : knobs.depth == 0 ? (tiles == 2 ? 2 : 1) : knobs.depth;
   l.ring = knobs.ring && tiles <= 2;
   const bool wave = knobs.splits == Fp4MmaKnobs::Splits::wave;
-  if (wave || (knobs.splits == Fp4MmaKnobs::Splits::automatic && tiles <= 2)) {
+  if (knobs.splits == Fp4MmaKnobs::Splits::balance && tiles <= 2) {
+    l.plan = fp4_mma_plan_balanced(m, n, k, sms, resident(tiles, l.depth));
+  } else if (wave || (knobs.splits == Fp4MmaKnobs::Splits::automatic && tiles <= 2)) {
     // Never more splits than the default (fp4_mma_plan), so the default's workspace fits.
     const Fp4MmaPlan w = fp4_mma_plan(m, n, k, sms, resident(tiles, l.depth));
     if (wave || w.splits >= 2) {
@@ -369,12 +423,14 @@ std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::i
     with([](Fp4MmaKnobs& k) { k.ring = true, k.x_split = true; });
     with([](Fp4MmaKnobs& k) { k.splits = Splits::fill8; });
     with([](Fp4MmaKnobs& k) { k.splits = Splits::wave; });
+    with([](Fp4MmaKnobs& k) { k.splits = Splits::balance; });
   } else if (c == 3) {  // two tiles
     with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 1; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 2; });
     with([](Fp4MmaKnobs& k) { k.ring = true; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = true; });
     with([](Fp4MmaKnobs& k) { k.splits = Splits::fill8; });
+    with([](Fp4MmaKnobs& k) { k.splits = Splits::balance; });
   } else {  // four or eight tiles
     if (c == 5) with([](Fp4MmaKnobs& k) { k.eight_tiles = !k.eight_tiles; });
     with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = false, k.depth = 2; });
@@ -423,7 +479,8 @@ std::string fp4_mma_knobs_words(const Fp4MmaKnobs& k) {
   std::string out;
   auto word = [&](std::string_view name, std::string_view value) { out += fmt::format("{}{}={}", out.empty() ? "" : " ", name, value); };
   using Splits = Fp4MmaKnobs::Splits;
-  if (k.splits != Splits::automatic) word("RACKSIM_FP4_MMA_SPLITS", k.splits == Splits::fill8 ? "fill8" : "wave");
+  if (k.splits != Splits::automatic)
+    word("RACKSIM_FP4_MMA_SPLITS", k.splits == Splits::fill8 ? "fill8" : k.splits == Splits::wave ? "wave" : "balance");
   if (!k.eight_tiles) word("RACKSIM_FP4_MMA_TILES", "4");
   if (k.depth != 0) word("RACKSIM_FP4_MMA_DEPTH", k.depth == 1 ? "1" : "2");
   if (k.wgmma) word("RACKSIM_FP4_MMA_MMA", "wgmma");

@@ -168,7 +168,8 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   // weight scales need no padding at these shapes: every N is a multiple of 128); Hopper's fused
   // kernel's K-split partials (fp4_mma_plan at 256 SMs, no dequant scratch at M <= 128), largest for
   // gate_up at M = 16: 448 row blocks want ceil(2,048 / 448) = 5 splits (the traffic cap is
-  // 0.5 x 0.5625 x 8,192 / (8 x 16) = 18), 5 x 16 x 57,344 x 4 B = 18,350,080. Split-K
+  // 0.5 x 0.5625 x 8,192 / (8 x 16) = 18), and the workspace also holds the balance rule's up to
+  // min(64 spans, 18, 2 x 5, 64 / 4) = 10: 10 x 16 x 57,344 x 4 B = 36,700,160. Split-K
   // decode attention's partials, bounded as (16 sampled + ceil(4 x 256 SMs / 8 KV heads)) x 64
   // heads x (128 + 2) x 4 B = 144 x 33,280 = 4,792,320 (kDecodeCtasPerSm = 4).
   const ModelConfig m = find_model("llama2-70b");
@@ -180,7 +181,7 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   const CudaStepFootprint f = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
   CHECK(f.per_layer == Approx(481296384.0 + 32768 + 2097152).epsilon(1e-12));
   const double base = 1048576000.0 + 16384 + 4128768 + 2310208 + 4792320 + 33554432;
-  CHECK(f.fixed == Approx(base + 18350080).epsilon(1e-12));
+  CHECK(f.fixed == Approx(base + 36700160).epsilon(1e-12));
   // TP8: a rank holds an eighth of every linear (q 8 heads, 1 KV head, FFN 3,584: 481,296,384 / 8
   // = 60,162,048), one of the 8 KV heads (2,097,152 / 8 = 262,144) and the whole norms (32,768).
   // Fixed, per rank: embedding (32,000 x 8,192 x 2) and the lm_head slice (4,000 x 8,192 x 2) =
@@ -198,14 +199,14 @@ TEST_CASE("CUDA step executor's device footprint: Llama-2-70B by hand", "[exec][
   CHECK(t8.fixed == Approx(641797184.0).epsilon(1e-12));
   o.tp_size = 1;
   o.fp4_gemm = Fp4GemmMode::hopper;
-  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 18350080).epsilon(1e-12));
-  // M = 17: the fused kernel's partials peak for gate_up at M = 17 (5 splits): 5 x 17 x 57,344 x 4
-  // = 19,496,960; the activations grow by a row.
+  CHECK(cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o).fixed == Approx(base + 36700160).epsilon(1e-12));
+  // M = 17: the fused kernel's partials at M = 17 (4 tiles, 5 splits: 5 x 17 x 57,344 x 4 =
+  // 19,496,960) stay below M = 16's 36,700,160; the activations grow by a row.
   o.max_rows = 17;
   o.fp4_gemm = Fp4GemmMode::automatic;
   const double row = 2.0 * (3 * 8192 + 10240 + 8192 + 3 * 28672);
   const CudaStepFootprint g = cuda_step_footprint(m, Precision{DType::nvfp4, DType::bf16, DType::fp8}, o);
-  CHECK(g.fixed == Approx(base + row + 19496960).epsilon(1e-12));
+  CHECK(g.fixed == Approx(base + row + 36700160).epsilon(1e-12));
   // M = 33..64 run the fused kernel in 8 tiles (gate_up at M = 33: 2 splits, 2 x 33 x 57,344 x 4
   // = 15,138,816), its workspace also covering two passes of <= 32 rows: the peak is still
   // gate_up's 32-row pass (5 splits of 13 spans, the cap int(0.5 x 0.5625 x 8,192 / 256) = 9;
@@ -600,6 +601,43 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
           CHECK(fp4_mma_plan(m, n, k, 132, r).workspace_bytes <= fp4_mma_plan(m, n, k, 132).workspace_bytes);
         }
   CHECK_THROWS_AS(fp4_mma_plan(1, 8192, 8192, 132, 9), InputError);
+  // The wave-fill rule (RACKSIM_FP4_MMA_SPLITS=balance) at 5 CTAs per SM on 132 SMs (660 slots).
+  // gate_up M = 1: 448 row blocks, 64 spans, the default's 3 splits; tried up to min(64, cap 288,
+  // 2 x 3, 64 / 4) = 6 splits: 1 (448 CTAs, 1 wave: 448 / 660 = 0.679), 2 (896, 2 waves: 0.679),
+  // 3 (1,344, 3 waves: 0.679), 4 (1,792, 3 waves: 0.905), 5 (2,240, 4: 0.848), 6 (2,688, 5:
+  // 0.815): 4 splits of 16 spans; the default's workspace grows to 6 x 57,344 x 4 B.
+  p = fp4_mma_plan_balanced(1, 57344, 8192, 132, 5);
+  CHECK(p.splits == 4);
+  CHECK(p.spans_per_split == 16);
+  CHECK(fp4_mma_plan(1, 57344, 8192, 132).splits == 3);
+  CHECK(fp4_mma_plan(1, 57344, 8192, 132).workspace_bytes == 6 * 57344 * 4);
+  // o_proj M = 1 (64 blocks): up to min(64, 288, 32, 16) = 16 splits; 10 (640 CTAs, 1 wave: 0.970)
+  // is the best fill, and the fewest within 0.02 of it: 11 (704, 2 waves: 0.533), 13 (832: 0.630),
+  // 16 (1,024: 0.776) fall short, 9 (576: 0.873) too: 10 of 7 spans, the whole-wave rule's split.
+  p = fp4_mma_plan_balanced(1, 8192, 8192, 132, 5);
+  CHECK(p.splits == 10);
+  CHECK(p.spans_per_split == 7);
+  CHECK(fp4_mma_plan(1, 8192, 8192, 132).workspace_bytes == 16 * 8192 * 4);  // 16 is the default's own
+  // gate_up at TP 2, M = 1 (28,672 rows: 224 blocks; default ceil(1,056 / 224) = 5 splits of 13
+  // spans: 1,120 CTAs, 2 waves, 0.848): up to 10; 8 of 8 spans (1,792 CTAs, 3 waves: 0.905).
+  p = fp4_mma_plan_balanced(1, 28672, 8192, 132, 5);
+  CHECK(fp4_mma_plan(1, 28672, 8192, 132).splits == 5);
+  CHECK(p.splits == 8);
+  CHECK(p.spans_per_split == 8);
+  // At 4 and 8 tiles the default; a single span cannot split; occupancy must be given.
+  CHECK(fp4_mma_plan_balanced(32, 57344, 8192, 132, 3).splits == fp4_mma_plan(32, 57344, 8192, 132).splits);
+  CHECK(fp4_mma_plan_balanced(1, 200, 96, 132, 5).splits == 1);
+  CHECK_THROWS_AS(fp4_mma_plan_balanced(1, 8192, 8192, 132, 0), InputError);
+  // Its splits always fit the default's workspace.
+  for (std::int64_t m : {1, 2, 5, 8, 9, 16})
+    for (std::int64_t n : {200, 8192, 10240, 28672, 57344})
+      for (std::int64_t k : {96, 1088, 8192, 28672})
+        for (int r = 1; r <= 8; ++r) {
+          INFO("m " << m << " n " << n << " k " << k << " resident " << r);
+          const Fp4MmaPlan b = fp4_mma_plan_balanced(m, n, k, 132, r);
+          CHECK((b.splits > 1 ? b.splits * m * n * 4 : 0) <= fp4_mma_plan(m, n, k, 132).workspace_bytes);
+          CHECK((b.splits - 1) * b.spans_per_split < b.spans);  // no empty split
+        }
   // M = 65..128: launches of 64 rows (two 8-tile launches at M = 128 are 0.73-0.99x the dequantize
   // path's time on the H200, fp4_gemm_path.hpp). M = 100, n = k = 8,192: the 64-row launch's plan
   // (8 tiles, 4 splits of 16 spans) twice; the workspace the larger of the 64-row launch's
@@ -842,7 +880,9 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
   CHECK(fp4_mma_knobs("fill8", "8", "1").depth == 1);
   CHECK(fp4_mma_knobs("auto", nullptr, "auto").depth == 0);
   CHECK_THROWS_WITH(fp4_mma_knobs("waves", nullptr, nullptr),
-                    "environment RACKSIM_FP4_MMA_SPLITS: 'waves' is not one of auto, fill8, wave");
+                    "environment RACKSIM_FP4_MMA_SPLITS: 'waves' is not one of auto, fill8, wave, balance");
+  CHECK(fp4_mma_knobs("balance", nullptr, nullptr).splits == Fp4MmaKnobs::Splits::balance);
+  CHECK(fp4_mma_knobs_words(fp4_mma_knobs("balance", nullptr, nullptr)) == "RACKSIM_FP4_MMA_SPLITS=balance");
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, "16", nullptr), "environment RACKSIM_FP4_MMA_TILES: '16' is not one of 4, 8");
   CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, "3"), "environment RACKSIM_FP4_MMA_DEPTH: '3' is not one of auto, 1, 2");
   // The MMA instruction: mma.sync by default (the measured kernel), wgmma on request.
@@ -1027,14 +1067,15 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK(words(fp4_mma_tune_candidates(def, 1, true)) ==
         std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync", "RACKSIM_FP4_MMA_X=split",
                                  "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split", "RACKSIM_FP4_MMA_SPLITS=fill8",
-                                 "RACKSIM_FP4_MMA_SPLITS=wave", "RACKSIM_FP4_MMA_REDUCE=serial"});
+                                 "RACKSIM_FP4_MMA_SPLITS=wave", "RACKSIM_FP4_MMA_SPLITS=balance", "RACKSIM_FP4_MMA_REDUCE=serial"});
   CHECK(words(fp4_mma_tune_candidates(def, 4, true)) == words(fp4_mma_tune_candidates(def, 1, true)));
   CHECK(words(fp4_mma_tune_candidates(def, 8, true)) == words(fp4_mma_tune_candidates(def, 1, true)));
   CHECK(words(fp4_mma_tune_candidates(def, 16, true)) ==
         std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=1", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync",
-                                 "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=fill8", "RACKSIM_FP4_MMA_REDUCE=serial"});
+                                 "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=fill8", "RACKSIM_FP4_MMA_SPLITS=balance",
+                                 "RACKSIM_FP4_MMA_REDUCE=serial"});
   // wgmma only on a Hopper device with sm_90a code.
-  CHECK(fp4_mma_tune_candidates(def, 16, false).size() == 6);
+  CHECK(fp4_mma_tune_candidates(def, 16, false).size() == 7);
   CHECK(words(fp4_mma_tune_candidates(def, 32, true)) ==
         std::vector<std::string>{"default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_MMA=wgmma", "RACKSIM_FP4_MMA_SPLITS=wave",
                                  "RACKSIM_FP4_MMA_REDUCE=serial"});
@@ -1050,7 +1091,8 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK(words(fp4_mma_tune_candidates(ring, 1, true)) ==
         std::vector<std::string>{"RACKSIM_FP4_MMA_PIPE=cpasync", "default", "RACKSIM_FP4_MMA_DEPTH=2", "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split",
                                  "RACKSIM_FP4_MMA_SPLITS=fill8 RACKSIM_FP4_MMA_PIPE=cpasync",
-                                 "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_PIPE=cpasync", "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_REDUCE=serial"});
+                                 "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_PIPE=cpasync", "RACKSIM_FP4_MMA_SPLITS=balance RACKSIM_FP4_MMA_PIPE=cpasync",
+                                 "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_REDUCE=serial"});
 
   // Duplicates, with the launch test's occupancy stand-in for both knob sets.
   const auto resident = [](int tiles, int depth) { return tiles <= 2 ? (depth == 2 ? 4 : 5) : tiles == 4 ? 3 : 2; };
@@ -1079,6 +1121,13 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK_FALSE(same(def, wg, 9, 8192, 8192));
   CHECK_FALSE(same(def, fp4_mma_knobs(nullptr, "4", nullptr), 100, 8192, 8192));
   CHECK(same(def, fp4_mma_knobs(nullptr, "4", nullptr), 32, 8192, 8192));  // two passes only at 33..64 rows
+  // The balance split: a launch of its own where it differs from the default's (gate_up M = 1: 4
+  // splits against auto's 3), none at 4 tiles.
+  const Fp4MmaKnobs bal = fp4_mma_knobs("balance", nullptr, nullptr);
+  CHECK(fp4_mma_launch_plan(1, 57344, 8192, 132, bal, resident).plan.splits == 4);
+  CHECK_FALSE(same(def, bal, 1, 57344, 8192));
+  CHECK(same(def, bal, 1, 8192, 8192));  // o_proj: both the whole wave's 10
+  CHECK(same(def, bal, 32, 8192, 8192));
   // The serial split-K sum is a launch of its own only where the launch splits K: o_proj at M = 1
   // (10 splits) and gate_up at M = 1 (3), not N = 57,344 x K = 128 (one span, one split); at
   // M = 33..64 under the two passes, each pass's split decides.

@@ -230,13 +230,14 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 
 /// The fused GEMM's variant knobs, which exec/cuda/fp4_gemm_mma.cu reads from the environment once
 /// (same-session A/B runs on a device; docs/executor.md "Measured on an H200, second session"):
-/// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave, RACKSIM_FP4_MMA_TILES = 4 | 8,
+/// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave | balance (fp4_mma_plan_balanced), RACKSIM_FP4_MMA_TILES = 4 | 8,
 /// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma,
-/// RACKSIM_FP4_MMA_PIPE = regs | cpasync, RACKSIM_FP4_MMA_X = span | split; unset means the first
+/// RACKSIM_FP4_MMA_PIPE = regs | cpasync, RACKSIM_FP4_MMA_X = span | split,
+/// RACKSIM_FP4_MMA_REDUCE = launch | serial; unset means the first
 /// of each (tiles: 8). cpasync with an explicit depth, or with wgmma, is refused (each replaces
 /// what the other sets at 2 tiles).
 struct Fp4MmaKnobs {
-  enum class Splits { automatic, fill8, wave } splits = Splits::automatic;
+  enum class Splits { automatic, fill8, wave, balance } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
   int depth = 0;            ///< spans of weights in flight: 1, 2, or 0 = auto (2 at 2 tiles, else 1)
   bool wgmma = false;       ///< M > 8 on Hopper's warpgroup MMA (wgmma, A from registers) instead of mma.sync
@@ -360,9 +361,9 @@ inline constexpr int kFp4MmaTuneClasses = 6;
 
 /// The knob sets tried for an m-row launch, `base` (the environment's knobs) first, then base
 /// with one knob changed where it matters at m's tile count, and the ring with x staged once per
-/// split (M <= 8): at 1 tile the register kernel (no ring), depth 2, the cp.async ring, x split, ring + x split, the fill8 and
-/// wave splits; at 2 tiles depth 1 and 2, the ring, wgmma (when `wgmma_ok`: a Hopper device and
-/// sm_90a code), the fill8 split; at 4 tiles depth 2, wgmma, the wave split; at 8 tiles two
+/// split (M <= 8): at 1 tile the register kernel (no ring), depth 2, the cp.async ring, x split, ring + x split, the fill8,
+/// wave and balance splits; at 2 tiles depth 1 and 2, the ring, wgmma (when `wgmma_ok`: a Hopper device and
+/// sm_90a code), the fill8 and balance splits; at 4 tiles depth 2, wgmma, the wave split; at 8 tiles two
 /// passes of 4 tiles, depth 2, wgmma, and two passes under the wave split (one 8-tile launch
 /// never takes it); last, at every class, the serial split-K sum (RACKSIM_FP4_MMA_REDUCE=serial). Each a valid set (fp4_mma_knobs' rules: the
 /// ring with depth auto and without wgmma), none equal to an earlier one.
@@ -401,9 +402,28 @@ inline constexpr double kFp4MmaTuneFloorS = 1e-6;
 /// With resident_per_sm > 0 (the kernel's measured occupancy, at most 8), the whole-wave rule
 /// instead: max(1, floor(resident_per_sm x sms / row_blocks)) splits wanted, so that every CTA of
 /// the launch is resident at once (no second, part-empty wave); then the same caps. It never
-/// splits more than the default rule, so fits the default's workspace.
+/// splits more than the default rule, so fits the default's workspace. At one or two tiles and
+/// resident_per_sm 0, workspace_bytes also covers fp4_mma_plan_balanced's splits.
 /// InputError unless fp4_mma_supported, sms >= 1 and 0 <= resident_per_sm <= 8.
 [[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm = 0);
+
+/// RACKSIM_FP4_MMA_SPLITS=balance (M <= 16, one or two tiles): the split whose CTAs best fill
+/// whole waves. A launch of C CTAs on S SMs holding r each runs ceil(C / rS) waves, and the last
+/// one's empty slots cost as much time as full ones (each CTA streams its weights at the rate an
+/// SM shared by r CTAs gives it; alone in a tail wave it is latency-bound). gate_up at M = 1 on an
+/// H200 (448 row blocks, 5 CTAs per SM: 660 slots): the default's 3 splits are 1,344 CTAs, 2.04
+/// waves, so the third wave holds 24 CTAs and the launch fills 68% of its 3 waves' slots; ncu
+/// measured that kernel at 59% of DRAM peak (2af6518, exec/measurements/h200-sxm-2026-11-30c/
+/// ncu-gemv-m1-gate_up.txt). This rule tries every split count the no-empty rule gives up to
+/// twice the default's (and at most the partials' traffic cap, the spans, and spans of at least
+/// kFp4MmaBalanceMinSpans each), computes each one's wave fill C / (ceil(C / rS) rS), and takes
+/// the fewest splits within kFp4MmaBalanceSlack of the best fill: gate_up M = 1, 4 splits of 16
+/// spans, 1,792 CTAs, 91% (the whole-wave rule gives 1 split, 68%). At 4 and 8 tiles the default.
+/// The default plan's workspace (fp4_mma_plan with resident_per_sm 0) covers this rule at any
+/// occupancy. InputError as fp4_mma_plan, and unless resident_per_sm >= 1.
+inline constexpr std::int64_t kFp4MmaBalanceMinSpans = 4;
+inline constexpr double kFp4MmaBalanceSlack = 0.02;
+[[nodiscard]] Fp4MmaPlan fp4_mma_plan_balanced(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm);
 
 /// The largest workspace_bytes of fp4_mma_plan(m, n, k, sms) over 1 <= m <= min(max_rows,
 /// kFp4MmaMaxM): what an executor running up to max_rows rows allocates once; 0 when the kernel

@@ -191,11 +191,12 @@ if [[ $FOCUS == 1 ]]; then
       --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
   # steps_variant NAME KNOB=VALUE TEST: a knob that changes no GEMM (its test, then the decode steps).
-  steps_variant() {
-    local name=$1 knob=$2 test=$3
-    phase "[cuda] test, $name" 40 "test-$name.log" env "$knob" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
+  steps_variant() {  # NAME "KNOB=VALUE [KNOB=VALUE...]" TEST
+    local name=$1 test=$3 knob
+    read -ra knob <<< "$2"
+    phase "[cuda] test, $name" "${TEST_S:-40}" "test-$name.log" env "${knob[@]}" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
     [[ $rc -eq 0 ]] || return
-    phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "$knob" "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
+    phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "${knob[@]}" "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
       --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
   FUSED_TEST="fused FP4-weight tensor-core GEMM matches the CPU reference"
@@ -208,7 +209,11 @@ if [[ $FOCUS == 1 ]]; then
     decode:1x1024 decode:16x1024 decode:64x1024
   # Split K summed by each row block's last CTA, no reduce launch (2026-12-02, sixteenth session):
   # its exactness test against the reduce launch's bits, then the sweep and the steps.
-  variant serial RACKSIM_FP4_MMA_REDUCE=serial "the serial split-K sum*" 1,2,4,8,16,32,64 decode:1x1024 decode:16x1024 decode:64x1024
+  # Its exactness test runs every kernel variant against the reduce launch; the executor's tests
+  # replay the captured decode graph with serial launches in it, then the same under PDL.
+  TEST_S=90 variant serial RACKSIM_FP4_MMA_REDUCE=serial "the serial split-K sum*,*CUDA step executor*" 1,2,4,8,16,32,64 decode:1x1024 decode:16x1024 \
+    decode:64x1024
+  TEST_S=90 steps_variant serialpdl "RACKSIM_FP4_MMA_REDUCE=serial RACKSIM_PDL=on" "the serial split-K sum*,*CUDA step executor*"
   # Splits chosen for whole waves at M <= 16 (sixteenth session): gate_up at M = 1 is the case.
   variant balance RACKSIM_FP4_MMA_SPLITS=balance "$FUSED_TEST" 1,2,4,8,16 decode:1x1024 decode:16x1024
   # RACKSIM_PDL=on (2026-12-01, thirteenth session): the step's kernels launched with programmatic

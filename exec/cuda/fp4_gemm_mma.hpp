@@ -90,7 +90,9 @@ struct Fp4MmaTuneResult {
 /// after it (RACKSIM_FUSE_SWIGLU). Where the launch is one and splits K (m <= 64), its split-K
 /// reduce writes act [m x ffn] (BF16 bits) = silu(gate) x up from the FP32 partials, bit for bit
 /// what swiglu_launch would compute from the BF16 y, y is left as it was (one launch fewer, and
-/// y's m x n BF16 neither written nor read), and it returns true. Otherwise it writes y as
+/// y's m x n BF16 neither written nor read), and it returns true; so does the serial sum
+/// (RACKSIM_FP4_MMA_REDUCE=serial) where ffn is a multiple of 128 (its last CTA per gate/up pair
+/// of row blocks writes act; at other ffn it writes y). Otherwise it writes y as
 /// fp4_gemm_mma_launch does and returns false: the caller runs the SwiGLU. As
 /// fp4_gemm_mma_launch; InputError if n is odd or y or act is null.
 bool fp4_gemm_mma_swiglu_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed,

@@ -359,6 +359,7 @@ class CudaStep final : public StepBackend {
   void truncate(std::int64_t sequence, std::int64_t tokens) override { pool_.truncate(sequence, tokens, true); }
   [[nodiscard]] std::string describe() const override { return describe_; }
   [[nodiscard]] std::string linear_path() const override { return fp4_.reason; }
+  [[nodiscard]] std::string tuned_picks() const override { return tuned_picks_; }
   [[nodiscard]] std::string linear_padding_note() const override { return padded_native_gemm_note(native_rows_.padded()); }
 
  private:
@@ -718,9 +719,9 @@ class CudaStep final : public StepBackend {
 
   /// The tuner's knobs for an M-row fused GEMM of n x k (RACKSIM_FP4_MMA_TUNE=on), or null: the
   /// environment's (tuning off, or a shape it did not time: MoE experts).
-  const Fp4MmaKnobs* tuned_knobs(I M, I n, I k) const {
+  const Fp4MmaKnobs* tuned_knobs(I M, I n, I k, bool swiglu = false) const {
     if (tuned_.empty()) return nullptr;
-    const auto it = tuned_.find({fp4_mma_tune_class(M), n, k});
+    const auto it = tuned_.find({fp4_mma_tune_class(M), n, k, swiglu});
     return it == tuned_.end() ? nullptr : &it->second;
   }
 
@@ -750,10 +751,13 @@ class CudaStep final : public StepBackend {
       for (int c = 0; c < kFp4MmaTuneClasses; ++c) {
         const I M = fp4_mma_tune_rows(c, o_.max_rows);
         if (M == 0) continue;
+        const bool with_act = i == 2 && fuse_swiglu();
         const Fp4MmaTuneResult r = fp4_mma_tune(x.as<std::uint16_t>(), M, w.out, w.in, w.packed.as<std::uint8_t>(), w.scales.as<std::uint8_t>(),
                                                 w.tensor_scale, y.as<std::uint16_t>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
-                                                stream_, kTuneReps, &flush, i == 2 && fuse_swiglu() ? act.as<std::uint16_t>() : nullptr);
-        tuned_[{c, w.out, w.in}] = r.candidates[r.pick];
+                                                stream_, kTuneReps, &flush, with_act ? act.as<std::uint16_t>() : nullptr);
+        // Keyed with the SwiGLU: a qkv of gate_up's shape (a small model) keeps its own pick.
+        tuned_[{c, w.out, w.in, with_act}] = r.candidates[r.pick];
+        tuned_picks_ += text(tuned_picks_.empty() ? "" : "; ", kNames[i], " M=", M, ": ", fp4_mma_knobs_words(r.candidates[r.pick]));
         picks += text(picks.empty() ? "" : "; ", kNames[i], " ", w.out, "x", w.in, " M=", M, ": ", fp4_mma_knobs_words(r.candidates[r.pick]), " ",
                       fixed(r.median_s[r.pick] * 1e6, 1), " us (", fixed(r.median_s[r.pick] / r.median_s[0], 2), "x the ",
                       fp4_mma_knobs_words(r.candidates[0]), " launch's ", fixed(r.median_s[0] * 1e6, 1), " us; ", r.candidates.size(), " tried)");
@@ -829,7 +833,7 @@ class CudaStep final : public StepBackend {
       swiglu_fused_ = hopper_fused && fp4_gemm_mma_swiglu_launch(normed_.as<Bf16>(), T, w.out, w.in, w.packed.as<std::uint8_t>(),
                                                                  w.scales.as<std::uint8_t>(), w.tensor_scale, gate_up_.as<Bf16>(),
                                                                  act_.as<Bf16>(), mma_ws_.size() ? mma_ws_.as<float>() : nullptr, sm_count_,
-                                                                 stream_, tuned_knobs(T, w.out, w.in));
+                                                                 stream_, tuned_knobs(T, w.out, w.in, true));
       if (!hopper_fused) launch(ops[i]);
       return;
     }
@@ -1059,7 +1063,8 @@ class CudaStep final : public StepBackend {
   std::size_t workspace_bytes_ = 0;
   std::vector<Op> ops_;  ///< the last step that ran to the end (what replay_last_step captures)
   std::vector<bool> fused_;  ///< per op: a residual add run fused with the RMSNorm after it (RACKSIM_FUSE_NORM)
-  std::map<std::tuple<int, I, I>, Fp4MmaKnobs> tuned_;  ///< (fp4_mma_tune_class, n, k) -> the tuner's pick (RACKSIM_FP4_MMA_TUNE=on)
+  std::map<std::tuple<int, I, I, bool>, Fp4MmaKnobs> tuned_;  ///< (fp4_mma_tune_class, n, k, with the SwiGLU) -> the tuner's pick (RACKSIM_FP4_MMA_TUNE=on)
+  std::string tuned_picks_;  ///< the picks in words, without times (tuned_picks())
   std::vector<bool> fused_swiglu_;  ///< per op: a gate_up GEMM run with the SwiGLU after it (RACKSIM_FUSE_SWIGLU)
   bool swiglu_fused_ = false;       ///< the last such GEMM's reduce wrote the SwiGLU (fp4_gemm_mma_swiglu_launch)
   std::vector<cudaEvent_t> events_;

@@ -163,17 +163,20 @@ class TpThreads final : public StepBackend {
     for (auto& r : ranks_) r->truncate(sequence, tokens);
   }
   [[nodiscard]] std::string describe() const override { return describe_; }
-  /// Rank 0's, or each rank's where they differ (RACKSIM_FP4_MMA_TUNE=on times each GPU on its own).
+  /// Rank 0's; where the ranks' tuners (RACKSIM_FP4_MMA_TUNE=on: each GPU times itself) picked
+  /// differently, each rank's picks after it. The times in it are rank 0's.
   [[nodiscard]] std::string linear_path() const override {
-    const std::string first = ranks_[0]->linear_path();
+    const std::string first = ranks_[0]->linear_path(), picks = ranks_[0]->tuned_picks();
     std::string each;
     bool differ = false;
     for (std::size_t r = 0; r < ranks_.size(); ++r) {
-      const std::string p = ranks_[r]->linear_path();
-      differ = differ || p != first;
+      const std::string p = ranks_[r]->tuned_picks();
+      differ = differ || p != picks;
       each += fmt::format("{}rank {}: {}", r == 0 ? "" : " | ", r, p);
     }
-    return differ ? each : first;
+    if (picks.empty() && !differ) return first;
+    return differ ? fmt::format("{} (rank 0's times; the ranks picked differently: {})", first, each)
+                  : fmt::format("{} (rank 0's times; every rank picked the same)", first);
   }
   [[nodiscard]] std::string linear_padding_note() const override { return ranks_[0]->linear_padding_note(); }
 

@@ -207,18 +207,39 @@ TEST_CASE("the fused GEMM with the SwiGLU (RACKSIM_FUSE_SWIGLU) gives the GEMM's
 
 TEST_CASE("the serial split-K sum (RACKSIM_FP4_MMA_REDUCE=serial) gives the reduce launch's bits, launch after launch", "[cuda][exec]") {
   // The row block's last CTA sums the same partials in the same split order as fp4_mma_reduce, so
-  // y must be the reduce launch's bit for bit: M = 1, 5 (one tile; 4,096 x 16,384: 32 row blocks
-  // x 19 whole-wave splits on 132 SMs), 16, 32 (two and four tiles at 1,024 x 4,096: 8 row
-  // blocks, 16 and 8 splits), 45 (one 8-tile launch) and 100 (launches of 64 and 36: the counters
-  // the first leaves at 0 serve the second), N = 200 (a last row block of 72 rows); each shape
-  // twice under serial, so a counter not set back to 0 would leave the second launch's y
-  // unwritten (NaN: the helper poisons it). Under the SwiGLU, where ffn (N / 2) is a multiple of
-  // 128 the last CTA of each gate/up pair of row blocks writes act (`fused`), else the serial
-  // launch writes y and the SwiGLU kernel follows (N = 200: ffn 100); either way the bits of the
-  // GEMM then the SwiGLU kernel, twice.
+  // y must be the reduce launch's bit for bit, under every kernel variant (each has the serial
+  // epilogue): from the environment's knobs (fp4_mma_knobs_from_env, as the tuner starts), and
+  // that with the cp.async ring, x split, two passes of 4 tiles, depth 2 and wgmma (where this
+  // device has it), each compared with the same knobs under the reduce launch (`serial` forced
+  // off and on, whatever the environment says). M = 1, 5 (one tile; 4,096 x 16,384: 32 row blocks
+  // x 19 whole-wave splits on 132 SMs), 16, 32 (two and four tiles at 1,024 x 4,096: 8 row blocks),
+  // 45 (8 tiles, or two passes) and 100 (launches of 64 and 36: the counters the first leaves at 0
+  // serve the second), N = 200 (a last row block of 72 rows); each serial launch twice, so a
+  // counter not set back to 0 would leave the second launch's y unwritten (NaN: the helper
+  // poisons it). Under the SwiGLU, where ffn (N / 2) is a multiple of 128 the last CTA of each
+  // gate/up pair of row blocks writes act (`fused`), else the serial launch writes y and the
+  // SwiGLU kernel follows (N = 200: ffn 100); either way the bits of the GEMM then the SwiGLU.
   std::mt19937 rng(31);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  const Fp4MmaKnobs serial = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "serial");
+  const Fp4MmaKnobs base = fp4_mma_knobs_from_env();
+  std::vector<Fp4MmaKnobs> sets{base};
+  const auto with = [&](auto change) {
+    Fp4MmaKnobs k = base;
+    change(k);
+    sets.push_back(k);
+  };
+  with([](Fp4MmaKnobs& k) { k.ring = true, k.depth = 0, k.wgmma = false; });
+  with([](Fp4MmaKnobs& k) { k.x_split = true; });
+  with([](Fp4MmaKnobs& k) { k.eight_tiles = false; });
+  with([](Fp4MmaKnobs& k) { k.ring = false, k.depth = 2; });
+  if (cuda_fp4_mma_wgmma_available()) with([](Fp4MmaKnobs& k) { k.ring = false, k.wgmma = true; });
+  const auto same_bits = [](const std::vector<float>& got, const std::vector<float>& want) {
+    REQUIRE(got.size() == want.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5) WARN("element " << i << ": " << got[i] << " vs " << want[i]);
+    return bad;
+  };
   struct Case {
     std::int64_t m, n, k;
   };
@@ -228,25 +249,24 @@ TEST_CASE("the serial split-K sum (RACKSIM_FP4_MMA_REDUCE=serial) gives the redu
     for (auto& v : x) v = act::round_bf16(u(rng));
     for (auto& v : w) v = u(rng) * std::exp2(4.0f * u(rng));
     const Fp4Matrix q = quantize_fp4(DType::nvfp4, w, c.n, c.k);
-    const std::vector<float> want = cuda_fp4_gemm_mma(x, c.m, q);
-    for (int twice = 0; twice < 2; ++twice) {
-      const std::vector<float> got = cuda_fp4_gemm_mma(x, c.m, q, false, nullptr, &serial);
-      INFO("m " << c.m << " n " << c.n << " k " << c.k << " launch " << twice);
-      REQUIRE(got.size() == want.size());
-      std::size_t bad = 0;
-      for (std::size_t i = 0; i < got.size(); ++i)
-        if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ < 5) WARN("element " << i << ": " << got[i] << " vs " << want[i]);
-      CHECK(bad == 0);
-    }
-    if (c.n % 2 == 0 && c.m <= 64) {
-      const std::vector<float> act_want = cuda_swiglu(want, c.m, c.n / 2);
+    for (const Fp4MmaKnobs& kn : sets) {
+      Fp4MmaKnobs reduce = kn, serial = kn;
+      reduce.serial = false;
+      serial.serial = true;
+      const std::vector<float> want = cuda_fp4_gemm_mma(x, c.m, q, false, nullptr, &reduce);
       for (int twice = 0; twice < 2; ++twice) {
-        bool fused = false;
-        const std::vector<float> act_serial = cuda_fp4_gemm_mma(x, c.m, q, true, &fused, &serial);
-        INFO("m " << c.m << " n " << c.n << " k " << c.k << " with the SwiGLU, launch " << twice);
-        CHECK(fused == (c.n / 2 % 128 == 0));
-        REQUIRE(act_serial.size() == act_want.size());
-        CHECK(std::memcmp(act_serial.data(), act_want.data(), act_want.size() * sizeof(float)) == 0);
+        INFO("m " << c.m << " n " << c.n << " k " << c.k << " under " << fp4_mma_knobs_words(serial) << ", launch " << twice);
+        CHECK(same_bits(cuda_fp4_gemm_mma(x, c.m, q, false, nullptr, &serial), want) == 0);
+      }
+      if (c.n % 2 == 0 && c.m <= 64 && &kn == &sets.front()) {
+        const std::vector<float> act_want = cuda_swiglu(want, c.m, c.n / 2);
+        for (int twice = 0; twice < 2; ++twice) {
+          bool fused = false;
+          const std::vector<float> act_serial = cuda_fp4_gemm_mma(x, c.m, q, true, &fused, &serial);
+          INFO("m " << c.m << " n " << c.n << " k " << c.k << " with the SwiGLU, launch " << twice);
+          if (c.m <= 32) CHECK(fused == (c.n / 2 % 128 == 0));  // one launch that splits K under any split rule; M = 45 may run two passes
+          CHECK(same_bits(act_serial, act_want) == 0);
+        }
       }
     }
   }

@@ -40,6 +40,10 @@ class StepBackend {
   [[nodiscard]] virtual std::string describe() const = 0;
   /// Which kernels run the FP4 linear layers and why (fp4_gemm_path.hpp), "" where there is no choice.
   [[nodiscard]] virtual std::string linear_path() const { return ""; }
+  /// The per-shape kernel variants this backend's tuner chose, without their times
+  /// (RACKSIM_FP4_MMA_TUNE=on; exec/cuda/step_executor.cu), "" where none: what tensor-parallel
+  /// ranks compare to say whether their picks differ.
+  [[nodiscard]] virtual std::string tuned_picks() const { return ""; }
   /// The GEMMs that ran padded so far (padded_native_gemm_note, fp4_gemm_path.hpp), "" if none:
   /// stated after a run, since a serving loop meets new row counts as it goes.
   [[nodiscard]] virtual std::string linear_padding_note() const { return ""; }

@@ -662,9 +662,10 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 /// The variant knobs (fp4_mma_knobs, read once from the environment; docs/executor.md "Measured on
 /// an H200, second session"), for
 /// same-session A/B runs on a device:
-/// - RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave: fp4_mma_plan's default rule, its whole-wave rule
-///   at the kernel's occupancy, or (auto, the default) whole-wave for 1 and 2 tiles (M <= 16) when
-///   it still splits K, else the default. H200, same-session ratios whole-wave / default: row-major
+/// - RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave | balance: fp4_mma_plan's default rule, its
+///   whole-wave rule at the kernel's occupancy, (auto, the default) whole-wave for 1 and 2 tiles
+///   (M <= 16) when it still splits K, else the default; or at 1-2 tiles the wave model's pick
+///   (fp4_mma_plan_balanced; not yet measured). H200, same-session ratios whole-wave / default: row-major
 ///   weights 0.90-0.97 at M <= 16 for qkv, down and gate_up, 1.04-1.09 at M = 32 (2026-11-30b,
 ///   first run); tiled weights 0.89-0.97 for qkv at M <= 16, 0.92-0.95 at M = 16, 1.00 +- 0.01
 ///   elsewhere, but 1.04-1.06 for gate_up at M <= 4, where it leaves K unsplit
@@ -959,7 +960,8 @@ unsigned* serial_counters(std::int64_t row_blocks, cudaStream_t s) {
 bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::int64_t k, const std::uint8_t* packed, const std::uint8_t* scales,
                  float tensor_scale, std::uint16_t* y, std::uint16_t* act, float* workspace, int sms, void* stream, const Knobs& kn) {
   const Fp4MmaPlan full = fp4_mma_plan(m, n, k, sms);  // InputError on an unsupported shape; sizes the workspace
-  if (full.workspace_bytes > 0 && !workspace) throw InputError("fp4_gemm_mma_launch: this shape splits K and needs a workspace");
+  if (full.workspace_bytes > 0 && !workspace)
+    throw InputError("fp4_gemm_mma_launch: this shape needs a workspace of fp4_mma_plan's workspace_bytes (its K splits' partials)");
   if (act && n % 2 != 0) throw InputError(text("fp4_gemm_mma_swiglu_launch: n = ", n, " is not 2 x ffn"));
   if (m > kFp4MmaLaunchM) {  // M = 65..128: launches of 64 rows in stream order (the plan's workspace covers each); y only
     for (std::int64_t r = 0; r < m; r += kFp4MmaLaunchM)

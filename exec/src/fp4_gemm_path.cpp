@@ -217,11 +217,11 @@ std::int64_t partials_traffic_cap(std::int64_t m, std::int64_t k) {
   return std::max<std::int64_t>(1, static_cast<std::int64_t>(0.5 * 0.5625 * static_cast<double>(k) / (8.0 * static_cast<double>(m))));
 }
 
-/// RACKSIM_FP4_MMA_SPLITS=balance's most splits for a default plan `p` of <= 2 tiles: twice the
-/// default's, and no more than the partials' traffic cap, the spans, or spans of at least
-/// kFp4MmaBalanceMinSpans each allow.
+/// RACKSIM_FP4_MMA_SPLITS=balance's most splits for a default plan `p` of <= 2 tiles: the
+/// default's own, or more up to twice it where the partials' traffic cap, the spans and splits of
+/// kFp4MmaBalanceMinSpans spans allow.
 std::int64_t balance_max_splits(const Fp4MmaPlan& p, std::int64_t traffic_cap) {
-  return std::min({p.spans, traffic_cap, 2 * p.splits, (p.spans + kFp4MmaBalanceMinSpans - 1) / kFp4MmaBalanceMinSpans});
+  return std::max(p.splits, std::min({p.spans, traffic_cap, 2 * p.splits, (p.spans + kFp4MmaBalanceMinSpans - 1) / kFp4MmaBalanceMinSpans}));
 }
 
 }  // namespace
@@ -276,30 +276,43 @@ Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms,
 }
 
 Fp4MmaPlan fp4_mma_plan_balanced(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm) {
-  if (resident_per_sm < 1)
+  if (resident_per_sm < 1 || resident_per_sm > 8)
     throw InputError(fmt::format("fp4_mma_plan_balanced: resident_per_sm = {} (the kernel's CTAs per SM, 1..8)", resident_per_sm));
   Fp4MmaPlan p = fp4_mma_plan(m, n, k, sms);  // InputError as fp4_mma_plan; the workspace covers the rule
   if (p.n_tiles > 2) return p;
-  const std::int64_t traffic_cap = partials_traffic_cap(m, k);
-  const std::int64_t most = balance_max_splits(p, traffic_cap), slots = static_cast<std::int64_t>(resident_per_sm) * sms;
-  // Every split count the no-empty rule gives (ceil(spans / q) for q spans per split), up to most.
-  std::vector<std::pair<std::int64_t, double>> fills;  // (splits, wave fill), fewest splits first
+  const std::int64_t most = balance_max_splits(p, partials_traffic_cap(m, k)), slots = static_cast<std::int64_t>(resident_per_sm) * sms;
+  // The split auto would launch (fp4_mma_launch_plan): the whole wave's where it splits K, else the default's.
+  const Fp4MmaPlan wave = fp4_mma_plan(m, n, k, sms, resident_per_sm);
+  const std::int64_t auto_splits = wave.splits >= 2 ? wave.splits : p.splits;
+  // Every split count the no-empty rule gives (ceil(spans / q) for q spans per split) up to most,
+  // and each one's modelled time: waves x the longest CTA's spans.
+  struct Option {
+    std::int64_t splits, per_split, time;
+  };
+  std::vector<Option> options;
   for (std::int64_t q = p.spans; q >= 1; --q) {
     const std::int64_t splits = (p.spans + q - 1) / q;
     if (splits > most) break;
-    if (!fills.empty() && fills.back().first == splits) continue;
-    const std::int64_t ctas = p.row_blocks * splits, waves = (ctas + slots - 1) / slots;
-    fills.emplace_back(splits, static_cast<double>(ctas) / static_cast<double>(waves * slots));
+    if (!options.empty() && options.back().splits == splits) continue;
+    const std::int64_t per_split = (p.spans + splits - 1) / splits, ctas = p.row_blocks * splits;
+    options.push_back({splits, per_split, (ctas + slots - 1) / slots * per_split});
   }
-  double best = 0;
-  for (const auto& f : fills) best = std::max(best, f.second);
-  for (const auto& [splits, fill] : fills)
-    if (fill >= best - kFp4MmaBalanceSlack) {
-      p.spans_per_split = (p.spans + splits - 1) / splits;
-      p.splits = (p.spans + p.spans_per_split - 1) / p.spans_per_split;
-      return p;
+  std::int64_t best = options.front().time;
+  for (const Option& o : options) best = std::min(best, o.time);
+  // Within kFp4MmaBalanceSlack of the best: auto's split if it is there, else the count nearest
+  // the default's (the model is coarse; fewer splits on a tie).
+  const Option* pick = nullptr;
+  for (const Option& o : options) {
+    if (static_cast<double>(o.time) > static_cast<double>(best) * (1.0 + kFp4MmaBalanceSlack)) continue;
+    if (o.splits == auto_splits) {
+      pick = &o;
+      break;
     }
-  return p;  // not reached: the best is in the list
+    if (!pick || std::llabs(o.splits - p.splits) < std::llabs(pick->splits - p.splits)) pick = &o;
+  }
+  p.splits = pick->splits;
+  p.spans_per_split = pick->per_split;
+  return p;
 }
 
 Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,

@@ -601,33 +601,41 @@ TEST_CASE("the fused FP4 GEMM's launch plan: tiles, K splits and workspace by ha
           CHECK(fp4_mma_plan(m, n, k, 132, r).workspace_bytes <= fp4_mma_plan(m, n, k, 132).workspace_bytes);
         }
   CHECK_THROWS_AS(fp4_mma_plan(1, 8192, 8192, 132, 9), InputError);
-  // The wave-fill rule (RACKSIM_FP4_MMA_SPLITS=balance) at 5 CTAs per SM on 132 SMs (660 slots).
-  // gate_up M = 1: 448 row blocks, 64 spans, the default's 3 splits; tried up to min(64, cap 288,
-  // 2 x 3, 64 / 4) = 6 splits: 1 (448 CTAs, 1 wave: 448 / 660 = 0.679), 2 (896, 2 waves: 0.679),
-  // 3 (1,344, 3 waves: 0.679), 4 (1,792, 3 waves: 0.905), 5 (2,240, 4: 0.848), 6 (2,688, 5:
-  // 0.815): 4 splits of 16 spans; the default's workspace grows to 6 x 57,344 x 4 B.
+  // The wave rule (RACKSIM_FP4_MMA_SPLITS=balance) at 5 CTAs per SM on 132 SMs (660 slots); a
+  // split's modelled time is waves x its longest CTA's spans. gate_up M = 1: 448 row blocks, 64
+  // spans, the default's 3 splits (auto's too: one wave would not split); tried up to
+  // max(3, min(64, cap 288, 2 x 3, 64 / 4)) = 6 splits: 1 (448 CTAs, 1 wave x 64 spans = 64),
+  // 2 (896, 2 x 32 = 64), 3 (1,344, 3 x 22 = 66), 4 (1,792, 3 x 16 = 48), 5 (2,240, 4 x 13 = 52),
+  // 6 (2,688, 5 x 11 = 55): 4 splits of 16 spans; the default's workspace grows to 6 x 57,344 x 4 B.
   p = fp4_mma_plan_balanced(1, 57344, 8192, 132, 5);
   CHECK(p.splits == 4);
   CHECK(p.spans_per_split == 16);
   CHECK(fp4_mma_plan(1, 57344, 8192, 132).splits == 3);
   CHECK(fp4_mma_plan(1, 57344, 8192, 132).workspace_bytes == 6 * 57344 * 4);
-  // o_proj M = 1 (64 blocks): up to min(64, 288, 32, 16) = 16 splits; 10 (640 CTAs, 1 wave: 0.970)
-  // is the best fill, and the fewest within 0.02 of it: 11 (704, 2 waves: 0.533), 13 (832: 0.630),
-  // 16 (1,024: 0.776) fall short, 9 (576: 0.873) too: 10 of 7 spans, the whole-wave rule's split.
+  // o_proj M = 1 (64 blocks): up to min(64, 288, 32, 16) = 16 splits; 10 of 7 spans (640 CTAs, one
+  // wave: 7) is the best (8 of 8: 8; 11 of 6: 2 waves, 12; 16 of 4: 2 x 4 = 8), and auto's.
   p = fp4_mma_plan_balanced(1, 8192, 8192, 132, 5);
   CHECK(p.splits == 10);
   CHECK(p.spans_per_split == 7);
   CHECK(fp4_mma_plan(1, 8192, 8192, 132).workspace_bytes == 16 * 8192 * 4);  // 16 is the default's own
   // gate_up at TP 2, M = 1 (28,672 rows: 224 blocks; default ceil(1,056 / 224) = 5 splits of 13
-  // spans: 1,120 CTAs, 2 waves, 0.848): up to 10; 8 of 8 spans (1,792 CTAs, 3 waves: 0.905).
+  // spans: 1,120 CTAs, 2 waves, 26; auto: the whole wave's floor(660 / 224) = 2 of 32, 32): up to
+  // 10; 8 of 8 spans (1,792 CTAs, 3 waves: 24).
   p = fp4_mma_plan_balanced(1, 28672, 8192, 132, 5);
   CHECK(fp4_mma_plan(1, 28672, 8192, 132).splits == 5);
   CHECK(p.splits == 8);
   CHECK(p.spans_per_split == 8);
+  // qkv at TP 8, M = 1 (1,280 rows: 10 blocks): the default's 64 splits of 1 span (640 CTAs, one
+  // wave: 1) are the best there is and auto's; never fewer than the default.
+  CHECK(fp4_mma_plan_balanced(1, 1280, 8192, 132, 5).splits == 64);
+  // gate_up M = 16 at 4 CTAs per SM (528 slots): 1, 2 and 4 splits model 64, 5 splits 65 (within
+  // 2% of 64), 3 and 6 66; auto's 3 is out, so the nearest the default's 3, fewer on a tie: 2.
+  CHECK(fp4_mma_plan_balanced(16, 57344, 8192, 132, 4).splits == 2);
   // At 4 and 8 tiles the default; a single span cannot split; occupancy must be given.
   CHECK(fp4_mma_plan_balanced(32, 57344, 8192, 132, 3).splits == fp4_mma_plan(32, 57344, 8192, 132).splits);
   CHECK(fp4_mma_plan_balanced(1, 200, 96, 132, 5).splits == 1);
   CHECK_THROWS_AS(fp4_mma_plan_balanced(1, 8192, 8192, 132, 0), InputError);
+  CHECK_THROWS_AS(fp4_mma_plan_balanced(1, 8192, 8192, 132, 9), InputError);
   // Its splits always fit the default's workspace.
   for (std::int64_t m : {1, 2, 5, 8, 9, 16})
     for (std::int64_t n : {200, 8192, 10240, 28672, 57344})

@@ -301,7 +301,7 @@ struct Fp4MmaPlan {
   std::int64_t spans = 0;     ///< ceil(k / kFp4MmaSpan)
   std::int64_t splits = 0;    ///< CTAs along K; 1 writes y directly
   std::int64_t spans_per_split = 0;
-  std::int64_t workspace_bytes = 0;  ///< FP32 partials: splits x m x n x 4 when splits > 1, else 0
+  std::int64_t workspace_bytes = 0;  ///< FP32 partials: splits x m x n x 4 when splits > 1, else 0; at 1-2 tiles (default rule) also fp4_mma_plan_balanced's
 };
 
 /// True when the fused kernel takes m x n x k: 1 <= m <= kFp4MmaMaxM, n >= 1, k a positive
@@ -328,7 +328,8 @@ struct Fp4MmaLaunch {
 /// the depth (auto: 2 at 2 tiles; 2 at 4 and 8 tiles only when the knob says 2, and not under
 /// wgmma); the whole-wave split at the kernel's occupancy
 /// `resident(n_tiles, depth)` (CTAs per SM, the occupancy API's answer on the device) when the
-/// knob says wave, or by default at 1-2 tiles where it still splits K. One launch: InputError above
+/// knob says wave, or by default at 1-2 tiles where it still splits K; fp4_mma_plan_balanced at
+/// that occupancy when the knob says balance (1-2 tiles). One launch: InputError above
 /// kFp4MmaLaunchM rows (fp4_gemm_mma_launch runs those 64 rows at a time), and as fp4_mma_plan.
 [[nodiscard]] Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, const Fp4MmaKnobs& knobs,
                                                const std::function<int(int, int)>& resident);
@@ -407,20 +408,21 @@ inline constexpr double kFp4MmaTuneFloorS = 1e-6;
 /// InputError unless fp4_mma_supported, sms >= 1 and 0 <= resident_per_sm <= 8.
 [[nodiscard]] Fp4MmaPlan fp4_mma_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm = 0);
 
-/// RACKSIM_FP4_MMA_SPLITS=balance (M <= 16, one or two tiles): the split whose CTAs best fill
-/// whole waves. A launch of C CTAs on S SMs holding r each runs ceil(C / rS) waves, and the last
-/// one's empty slots cost as much time as full ones (each CTA streams its weights at the rate an
-/// SM shared by r CTAs gives it; alone in a tail wave it is latency-bound). gate_up at M = 1 on an
-/// H200 (448 row blocks, 5 CTAs per SM: 660 slots): the default's 3 splits are 1,344 CTAs, 2.04
-/// waves, so the third wave holds 24 CTAs and the launch fills 68% of its 3 waves' slots; ncu
-/// measured that kernel at 59% of DRAM peak (2af6518, exec/measurements/h200-sxm-2026-11-30c/
-/// ncu-gemv-m1-gate_up.txt). This rule tries every split count the no-empty rule gives up to
-/// twice the default's (and at most the partials' traffic cap, the spans, and spans of at least
-/// kFp4MmaBalanceMinSpans each), computes each one's wave fill C / (ceil(C / rS) rS), and takes
-/// the fewest splits within kFp4MmaBalanceSlack of the best fill: gate_up M = 1, 4 splits of 16
-/// spans, 1,792 CTAs, 91% (the whole-wave rule gives 1 split, 68%). At 4 and 8 tiles the default.
+/// RACKSIM_FP4_MMA_SPLITS=balance (M <= 16, one or two tiles): the split that a wave model says
+/// is fastest. A launch of C CTAs on S SMs holding r each runs ceil(C / rS) waves, each as long as
+/// its longest CTA's spans, and a part-empty last wave costs as much as a full one (a CTA streams
+/// its weights at the rate an SM shared by r CTAs gives it; alone in a tail it is latency-bound).
+/// gate_up at M = 1 on an H200 (448 row blocks, 5 CTAs per SM: 660 slots): the default's 3
+/// splits are 1,344 CTAs, 2.04 waves, so the third wave holds 24 CTAs; ncu measured that kernel
+/// at 59% of DRAM peak (2af6518, exec/measurements/h200-sxm-2026-11-30c/ncu-gemv-m1-gate_up.txt).
+/// The rule tries every split count the no-empty rule gives from 1 to the default's, or up to
+/// twice it where the partials' traffic cap, the spans and splits of kFp4MmaBalanceMinSpans spans
+/// allow; models each as waves x spans per split; and, within kFp4MmaBalanceSlack of the best,
+/// takes auto's split (fp4_mma_launch_plan) if it is there, else the count nearest the default's,
+/// fewer on a tie. gate_up M = 1: 4 splits of 16 spans, 3 waves x 16 = 48 against the default's
+/// 3 x 22 = 66. A model, not a measurement: the tuner times it. At 4 and 8 tiles the default.
 /// The default plan's workspace (fp4_mma_plan with resident_per_sm 0) covers this rule at any
-/// occupancy. InputError as fp4_mma_plan, and unless resident_per_sm >= 1.
+/// occupancy. InputError as fp4_mma_plan, and unless 1 <= resident_per_sm <= 8.
 inline constexpr std::int64_t kFp4MmaBalanceMinSpans = 4;
 inline constexpr double kFp4MmaBalanceSlack = 0.02;
 [[nodiscard]] Fp4MmaPlan fp4_mma_plan_balanced(std::int64_t m, std::int64_t n, std::int64_t k, int sms, int resident_per_sm);

@@ -948,12 +948,22 @@ unsigned* device_serial_counters(bool allocate) {
 unsigned* serial_counters(std::int64_t row_blocks, cudaStream_t s) {
   if (row_blocks > kSerialCounters)
     throw InputError(text("fp4_gemm_mma_launch: RACKSIM_FP4_MMA_REDUCE=serial counts ", kSerialCounters, " row blocks at most (got ", row_blocks, ")"));
-  if (unsigned* c = device_serial_counters(false)) return c;
+  // This thread's last answer, per device, so a launch takes no lock (one cudaGetDevice).
+  thread_local int cached_device = -1;
+  thread_local unsigned* cached = nullptr;
+  int dev = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev == cached_device) return cached;
+  if (unsigned* c = device_serial_counters(false)) {
+    cached_device = dev;
+    return cached = c;
+  }
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   RACKSIM_CUDA_CHECK(cudaStreamIsCapturing(s, &capturing));
   if (capturing != cudaStreamCaptureStatusNone)
     throw InputError("fp4_gemm_mma_launch: RACKSIM_FP4_MMA_REDUCE=serial during stream capture needs fp4_mma_serial_prepare() before it");
-  return device_serial_counters(true);
+  cached_device = dev;
+  return cached = device_serial_counters(true);
 }
 
 /// fp4_gemm_mma_launch, and with `act` fp4_gemm_mma_swiglu_launch: true when the reduce wrote act.

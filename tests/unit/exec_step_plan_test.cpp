@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <tuple>
@@ -925,6 +926,16 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
                     "environment RACKSIM_FP4_MMA_REDUCE: 'atomic' is not one of launch, serial");
   CHECK(fp4_mma_knobs_words(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "split", "serial")) ==
         "RACKSIM_FP4_MMA_X=split RACKSIM_FP4_MMA_REDUCE=serial");
+  // The tuner and the [cuda] tests start from the environment's seven knobs, read when asked.
+  REQUIRE(std::getenv("RACKSIM_FP4_MMA_REDUCE") == nullptr);
+  ::setenv("RACKSIM_FP4_MMA_REDUCE", "serial", 1);
+  ::setenv("RACKSIM_FP4_MMA_SPLITS", "balance", 1);
+  const Fp4MmaKnobs env = fp4_mma_knobs_from_env();
+  ::unsetenv("RACKSIM_FP4_MMA_REDUCE");
+  ::unsetenv("RACKSIM_FP4_MMA_SPLITS");
+  CHECK(env.serial);
+  CHECK(env.splits == Fp4MmaKnobs::Splits::balance);
+  CHECK_FALSE(fp4_mma_knobs_from_env().serial);
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
   CHECK_FALSE(attention_decode_keys_as_m("rows"));

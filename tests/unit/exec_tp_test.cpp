@@ -393,7 +393,40 @@ class ReplayRank final : public StepBackend {
   std::vector<int>& replays_;
 };
 
+/// A rank whose linear path and tuner picks are given (RACKSIM_FP4_MMA_TUNE=on's notes).
+class PathRank final : public StepBackend {
+ public:
+  PathRank(std::string path, std::string picks) : path_(std::move(path)), picks_(std::move(picks)) {}
+  StepOutput run(const StepGraph&, const StepTokens&, const OpObserver&) override { return {}; }
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t) const override { return 0; }
+  void release(std::int64_t) override {}
+  void truncate(std::int64_t, std::int64_t) override {}
+  [[nodiscard]] std::string describe() const override { return "path rank"; }
+  [[nodiscard]] std::string linear_path() const override { return path_; }
+  [[nodiscard]] std::string tuned_picks() const override { return picks_; }
+
+ private:
+  std::string path_, picks_;
+};
+
 }  // namespace
+
+TEST_CASE("a tensor-parallel group states its ranks' tuner picks: the same, or each rank's", "[exec][tp]") {
+  // Each GPU tunes itself, so the times in each rank's linear path differ even where the picks
+  // agree: the group compares the picks only. No tuning: rank 0's path as it is.
+  const auto group = [](std::vector<std::pair<std::string, std::string>> r) {
+    std::vector<std::unique_ptr<StepBackend>> ranks;
+    for (auto& [path, picks] : r) ranks.push_back(std::make_unique<PathRank>(path, picks));
+    return tp_rank_threads(std::move(ranks), "two ranks");
+  };
+  CHECK(group({{"fused", ""}, {"fused", ""}})->linear_path() == "fused");
+  CHECK(group({{"fused; o_proj 10.1 us", "o_proj M=1: default"}, {"fused; o_proj 10.4 us", "o_proj M=1: default"}})->linear_path() ==
+        "fused; o_proj 10.1 us (rank 0's times; every rank picked the same)");
+  CHECK(group({{"fused; o_proj 10.1 us", "o_proj M=1: default"}, {"fused; o_proj 9.0 us", "o_proj M=1: RACKSIM_FP4_MMA_X=split"}})
+            ->linear_path() ==
+        "fused; o_proj 10.1 us (rank 0's times; the ranks picked differently: rank 0: o_proj M=1: default | rank 1: o_proj M=1: "
+        "RACKSIM_FP4_MMA_X=split)");
+}
 
 TEST_CASE("a tensor-parallel group replays a decode step on all of its ranks or on none", "[exec][tp]") {
   // A rank that replayed while another could not would wait for ever in its captured all-reduces;

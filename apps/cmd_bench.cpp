@@ -250,6 +250,7 @@ int run_one_process(const BenchPlan& plan, const std::string& gpu_override, bool
   file.records = rec.records();
   // Read right after the last timed call, so the clocks are the loaded ones.
   file.run = exec::cuda_measurement_run(plan.source, plan.device);
+  file.run.timing = exec::timing_name(plan.timing);
   if (gpu_given) file.run.gpu = gpu_override;
   if (collectives_ran) {
     file.run.nccl = exec::cuda_nccl_version();
@@ -298,7 +299,7 @@ int run_mpi(const BenchPlan& plan, const std::string& gpu_override, bool gpu_giv
 
 int cmd_bench(const Args& args) {
   po::options_description desc("bench options");
-  std::string what, suite, out, gpu, dtypes, model = "llama2-70b", ms, shapes, device = "cuda:0", ops;
+  std::string what, suite, out, gpu, dtypes, model = "llama2-70b", ms, shapes, device = "cuda:0", ops, timing_mode = "call";
   int tp = 1, batch = 1000, gpus = 0;
   exec::BenchTiming timing;
   exec::PowerOptions power;
@@ -321,6 +322,9 @@ int cmd_bench(const Args& args) {
       "max-reps", po::value(&timing.max_reps), "most timed calls (default 50)")(
       "target-ms", po::value(&target_ms), "timed calls fill about this many ms per case (default 50)")(
       "no-flush", po::bool_switch(&no_flush), "gemm, memory: do not flush L2 before each timed call")(
+      "timing", po::value(&timing_mode),
+      "gemm, memory, attention: call (each call alone between its events, L2 flushed before it; default) or graph (calls back to "
+      "back in a replayed CUDA graph, rotating over copies of the operands that keep them out of L2)")(
       "min-bytes", po::value(&min_bytes), "memory: smallest size (default 4096); collectives: smallest nccl-tests size (default 1024)")(
       "max-bytes", po::value(&max_bytes),
       "memory: largest size (default 4294967296); collectives: largest nccl-tests size (default 1073741824)")(
@@ -385,6 +389,19 @@ int cmd_bench(const Args& args) {
   if (batch < 1) throw InputError(fmt::format("racksim bench: --batch {} must be >= 1", batch));
   timing.target_s = target_ms * 1e-3;
   timing.flush_l2 = !no_flush;
+  if (timing_mode != "call" && timing_mode != "graph")
+    throw InputError(fmt::format("racksim bench: --timing: '{}' is not one of call, graph", timing_mode));
+  timing.graph = timing_mode == "graph";
+  if (timing.graph) {
+    for (const auto& s : plan.suites)
+      if (s != "gemm" && s != "memory" && s != "attention")
+        throw InputError(fmt::format("racksim bench: --timing graph: the {} suite times each call alone; --timing graph applies to gemm, "
+                                     "memory and attention only", plan.all ? "all (with " + s + ")" : s));
+    if (no_flush)
+      throw InputError("racksim bench: --no-flush: --timing graph never flushes the L2 (its operand copies keep each call's data out of "
+                       "it); give one of the two");
+    timing.flush_l2 = false;
+  }
   plan.timing = timing;
   plan.power = power;
   plan.batch = batch;

@@ -174,6 +174,17 @@ if [[ $FOCUS == 1 ]]; then
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
+  # The same GEMMs and the read curve timed back to back in a CUDA graph (racksim bench --timing
+  # graph, 2026-12-02): operand copies rotated to keep each call out of L2, no launch gap between
+  # calls, as the decode step's graph runs them; then the FP4 GEMMs so under RACKSIM_PDL=on (each
+  # kernel's launch overlapping the one before). tools/exec_targets.py prints both against the targets.
+  phase "bench --timing graph: memory, gemm nvfp4, gemm bf16 M=256, attention" 90 graph.log bash -c \
+    "'$R' bench memory --timing graph --min-bytes 1048576 --out '$STAGE/graph-memory.json' && \
+     '$R' bench gemm --timing graph --dtypes nvfp4 --m 1,4,16,64,256 --out '$STAGE/graph-gemm-nvfp4.json' && \
+     '$R' bench gemm --timing graph --dtypes bf16 --m 256 --no-check --out '$STAGE/graph-gemm.json' && \
+     '$R' bench --suite attention --timing graph --out '$STAGE/graph-attention.json'"
+  phase "bench gemm nvfp4 --timing graph, RACKSIM_PDL=on" 40 graph-pdl.log env RACKSIM_PDL=on "$R" bench gemm --timing graph \
+    --dtypes nvfp4 --m 1,4,16,64 --no-check --out "$STAGE/graph-gemm-nvfp4-pdl.json"
   # The variants, after the default's measurements so a hang costs only its own phases: each
   # variant's [cuda] test first, and its bench and steps only if the test passed (a wrong kernel's
   # times mean nothing).

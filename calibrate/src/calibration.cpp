@@ -234,6 +234,12 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
     by_gpu[gpu_id].gpu = gpu_id;
   };
   for (const auto& f : files) {
+    // Back-to-back graph timings (racksim bench --timing graph) leave out each call's own launch
+    // and ramp, which the fits' curves include and the cost model adds a launch to: pooled with
+    // them they would count the launch once too few. They are a cross-check (docs/calibration.md).
+    if (f.run.timing == "graph")
+      throw InputError(fmt::format("{}: run.timing: 'graph' (calls timed back to back in a CUDA graph) is a cross-check, not a calibration "
+                                   "input; allowed: call (racksim bench without --timing graph)", f.path));
     if (f.run.gpu.empty()) {
       out.skipped[fmt::format("{}: run.gpu is empty (device '{}' not in the catalog)", f.path, f.run.device)] += f.records.size();
       continue;

@@ -217,6 +217,10 @@ MeasurementFile parse_measurements(std::string_view text, const std::string& nam
     run.date = r.optional_string("date");
     run.commit = r.optional_string("commit");
     run.source = r.string("source");
+    if (r.has("timing")) {
+      static constexpr std::string_view kTimings[] = {"call", "graph"};
+      run.timing = r.choice("timing", kTimings);
+    }
     r.finish();
   }
   const json& recs = top.get("records");
@@ -273,6 +277,7 @@ std::string format_measurements(const MeasurementFile& file) {
   if (r.power_limit_w) run["power_limit_w"] = *r.power_limit_w;
   put("date", r.date);
   put("commit", r.commit);
+  put("timing", r.timing);
   json recs = json::array();
   for (const auto& rec : file.records) {
     json j = {{"op", op_json(rec.op)}, {"time_median_s", rec.time_median_s}};

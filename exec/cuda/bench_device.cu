@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "bench_cuda.hpp"
@@ -108,7 +109,18 @@ std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const
           read_kernel<<<grid, 512, 0, s>>>(reinterpret_cast<const uint4*>(src.as<char>() + off), words, sink.as<unsigned>());
         }
       };
-      const std::vector<double> times = time_calls(s, t, flush, ev, call);
+      std::vector<double> times;
+      if (t.graph) {
+        // Back to back: enough calls (up to kGraphMaxCalls) that the offsets' rotation (over a
+        // span of >= 4 x L2) touches 2 x L2 of fresh lines before it comes back to one; below
+        // 2 x L2 / kGraphMaxCalls bytes (31 KB on an H200) the calls partly hit the L2.
+        const double fresh = std::ceil(2.0 * static_cast<double>(d.l2_bytes) / size_d);
+        const int calls = std::max(graph_calls(time_one_call(s, t, ev[0], call), 1),
+                                   static_cast<int>(std::min(fresh, static_cast<double>(kGraphMaxCalls))));
+        times = time_graph(s, t, calls, ev, call);
+      } else {
+        times = time_calls(s, t, flush, ev, call);
+      }
       out.push_back(memory_record(variant, size_d, timing_stats(std::span<const double>(times.data(), times.size()))));
       if (done) done(out.back());
     }

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <random>
 #include <thread>
@@ -133,6 +134,8 @@ class GemmRunner {
                 static_cast<long long>(c_.n), static_cast<long long>(c_.k), r.candidates.size(), fp4_mma_knobs_words(*tuned_).c_str(),
                 r.median_s[r.pick] * 1e6, r.median_s[r.pick] / r.median_s[0], fp4_mma_knobs_words(r.candidates[0]).c_str(), r.median_s[0] * 1e6);
   }
+  /// Another runner's tuner pick (the same case), so that the copies of --timing graph run alike.
+  void adopt_tuning(const GemmRunner& o) { tuned_ = o.tuned_; }
   [[nodiscard]] const DeviceBytes& output() const noexcept { return d_; }
 
   /// Random operands: values in [-1, 1) (FP8: [-448, 448) with scales 1/448), E2M1 codes
@@ -360,17 +363,51 @@ double check_gemm(std::string_view dtype_name, std::int64_t m, std::int64_t n, s
   return rel;
 }
 
+namespace {
+
+/// --timing graph: graph_banks() runners of the case (each its own random operands, so the
+/// rotation reads fresh lines from DRAM), the first tuned and its pick adopted by the others,
+/// one eager call to size the graph (graph_calls), then time_graph over the runners in turn.
+std::vector<double> gemm_graph_times(const LtContext& lt, const GemmCase& c, const BenchTiming& t, const CudaDevice& dev, cudaStream_t s,
+                                     std::vector<EventPair>& ev, std::uint64_t seed, bool tune, DeviceBytes& flush) {
+  const int banks = graph_banks(gemm_record(c, TimingStats{1, 1, 1, 1}).bytes_moved.value_or(0), dev.l2_bytes);
+  std::vector<std::unique_ptr<GemmRunner>> runs;
+  for (int b = 0; b < banks; ++b) {
+    runs.push_back(std::make_unique<GemmRunner>(lt.handle(), c, lt.workspace()));
+    runs.back()->fill_random(seed + 0x10000 * static_cast<std::uint64_t>(b), s);
+  }
+  if (tune) {
+    runs[0]->tune(s, flush);
+    for (auto& r : runs) r->adopt_tuning(*runs[0]);
+  }
+  // A serial split-K launch takes its counters from an array a graph cannot allocate.
+  if (runs[0]->path() == Path::mma_fp4) fp4_mma_serial_prepare();
+  const auto call = [&](int i) { runs[static_cast<std::size_t>(i % banks)]->run(s); };
+  const int calls = graph_calls(time_one_call(s, t, ev[0], call), banks);
+  return time_graph(s, t, calls, ev, call);
+}
+
+}  // namespace
+
 std::vector<MeasurementRecord> bench_gemm(std::span<const GemmCase> cases, const BenchTiming& t, const RecordSink& done, int device) {
   const CudaDevice dev = require_device(device);
   LtContext lt;
   Stream stream;
   const cudaStream_t s = stream.get();
-  DeviceBytes flush(t.flush_l2 ? 2 * static_cast<std::size_t>(dev.l2_bytes) : 0);
+  static const bool tune = fp4_mma_tune_knob(std::getenv("RACKSIM_FP4_MMA_TUNE"));
+  // Under --timing graph the flush serves the tuner only (it times each variant cold, as the
+  // step executor's tuner does).
+  DeviceBytes flush(t.flush_l2 || (t.graph && tune) ? 2 * static_cast<std::size_t>(dev.l2_bytes) : 0);
   std::vector<EventPair> ev(static_cast<std::size_t>(std::max(t.max_reps, 1)));
   std::vector<MeasurementRecord> out;
   std::uint64_t seed = 1;
-  static const bool tune = fp4_mma_tune_knob(std::getenv("RACKSIM_FP4_MMA_TUNE"));
   for (const GemmCase& c : cases) {
+    if (t.graph) {
+      const std::vector<double> times = gemm_graph_times(lt, c, t, dev, s, ev, seed += 8, tune, flush);
+      out.push_back(gemm_record(c, timing_stats(std::span<const double>(times.data(), times.size()))));
+      if (done) done(out.back());
+      continue;
+    }
     GemmRunner run(lt.handle(), c, lt.workspace());
     run.fill_random(seed += 8, s);
     if (tune) run.tune(s, flush);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -108,9 +109,60 @@ struct Bench {
     const std::vector<double> times = time_calls(stream.get(), t, flush, ev, [&](int) { call(); });
     return timing_stats(std::span<const double>(times.data(), times.size()));
   }
+
+  /// A case built `banks` times over (make(bank) -> its own buffers, a unique_ptr), timed one call
+  /// at a time on the first copy, or under --timing graph back to back over every copy in turn
+  /// (BenchTiming: graph_banks copies for `bytes` per call, graph_calls calls per graph).
+  template <class Make, class Call>
+  TimingStats time_banked(double bytes, Make&& make, Call&& call) {
+    const int banks = t.graph ? graph_banks(bytes, dev.l2_bytes) : 1;
+    std::vector<decltype(make(0))> copies;
+    for (int b = 0; b < banks; ++b) copies.push_back(make(b));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+    if (!t.graph) return time([&] { call(*copies.front()); });
+    const auto each = [&](int i) { call(*copies[static_cast<std::size_t>(i % banks)]); };
+    const int calls = graph_calls(time_one_call(stream.get(), t, ev[0], each), banks);
+    const std::vector<double> times = time_graph(stream.get(), t, calls, ev, each);
+    return timing_stats(std::span<const double>(times.data(), times.size()));
+  }
 };
 
 I ceil_div(I a, I b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+namespace {
+
+/// One decode case's buffers and launch arguments (bench_attention_decode; one per copy under
+/// --timing graph, each with its own random cache and query).
+struct DecodeSetup {
+  RandomCache cache;
+  DeviceBytes q, contexts, o, work;
+  AttentionDecodeArgs a;
+
+  DecodeSetup(const AttentionDecodeCase& c, std::uint64_t seed, int sm_count, cudaStream_t s)
+      : cache(c.geometry, c.kv, c.batch, ceil_div(c.context + 1, c.geometry.block_tokens), seed, s) {
+    const AttentionGeometry& g = c.geometry;
+    const I keys = c.context + 1, per_seq = ceil_div(keys, g.block_tokens), q_stride = (g.heads + 2 * g.kv_heads) * g.head_dim;
+    q = bf16_random(static_cast<std::size_t>(c.batch * q_stride), seed + 7, s);
+    contexts = upload_ints(std::vector<std::int32_t>(static_cast<std::size_t>(c.batch), static_cast<std::int32_t>(keys)));
+    o = DeviceBytes(static_cast<std::size_t>(c.batch * g.heads * g.head_dim) * sizeof(std::uint16_t));
+    a.q = q.as<Bf16>();
+    a.q_stride = q_stride;
+    a.batch = c.batch;
+    a.heads = g.heads;
+    a.block_tables = cache.tables.as<std::int32_t>();
+    a.block_table_stride = per_seq;
+    a.context_lens = contexts.as<std::int32_t>();
+    a.max_context = keys;
+    a.partition_tokens = decode_partition_tokens(c.batch, g.kv_heads, keys, sm_count);
+    work = DeviceBytes(static_cast<std::size_t>(decode_workspace_bytes(c.batch, g.heads, g.head_dim, keys, a.partition_tokens)));
+    a.workspace = work.as();
+    a.workspace_bytes = work.size();
+    a.out = o.as<Bf16>();
+    a.out_stride = g.heads * g.head_dim;
+  }
+};
 
 }  // namespace
 
@@ -120,51 +172,36 @@ std::vector<MeasurementRecord> bench_attention_decode(std::span<const AttentionD
   const cudaStream_t s = b.stream.get();
   std::vector<MeasurementRecord> out;
   for (const AttentionDecodeCase& c : cases) {
-    (void)attention_decode_record(c, TimingStats{1, 1, 1, 1});  // checks the case before allocating
-    const AttentionGeometry& g = c.geometry;
-    const I keys = c.context + 1, per_seq = ceil_div(keys, g.block_tokens), q_stride = (g.heads + 2 * g.kv_heads) * g.head_dim;
-    RandomCache cache(g, c.kv, c.batch, per_seq, 0x5EED + static_cast<std::uint64_t>(out.size()), s);
-    DeviceBytes q = bf16_random(static_cast<std::size_t>(c.batch * q_stride), 7, s);
-    DeviceBytes contexts = upload_ints(std::vector<std::int32_t>(static_cast<std::size_t>(c.batch), static_cast<std::int32_t>(keys)));
-    DeviceBytes o(static_cast<std::size_t>(c.batch * g.heads * g.head_dim) * sizeof(std::uint16_t));
-    AttentionDecodeArgs a;
-    a.q = q.as<Bf16>();
-    a.q_stride = q_stride;
-    a.batch = c.batch;
-    a.heads = g.heads;
-    a.block_tables = cache.tables.as<std::int32_t>();
-    a.block_table_stride = per_seq;
-    a.context_lens = contexts.as<std::int32_t>();
-    a.max_context = keys;
-    a.partition_tokens = decode_partition_tokens(c.batch, g.kv_heads, keys, b.dev.sm_count);
-    DeviceBytes work(static_cast<std::size_t>(decode_workspace_bytes(c.batch, g.heads, g.head_dim, keys, a.partition_tokens)));
-    a.workspace = work.as();
-    a.workspace_bytes = work.size();
-    a.out = o.as<Bf16>();
-    a.out_stride = g.heads * g.head_dim;
-    out.push_back(attention_decode_record(c, b.time([&] { cuda_attention_decode_launch(cache.device, a, s); })));
+    const MeasurementRecord shape = attention_decode_record(c, TimingStats{1, 1, 1, 1});  // checks the case before allocating
+    const std::uint64_t seed = 0x5EED + static_cast<std::uint64_t>(out.size());
+    const TimingStats st = b.time_banked(
+        shape.bytes_moved.value_or(0),
+        [&](int bank) { return std::make_unique<DecodeSetup>(c, seed + 0x100000 * static_cast<std::uint64_t>(bank), b.dev.sm_count, s); },
+        [&](const DecodeSetup& d) { cuda_attention_decode_launch(d.cache.device, d.a, s); });
+    out.push_back(attention_decode_record(c, st));
     if (done) done(out.back());
   }
   return out;
 }
 
-std::vector<MeasurementRecord> bench_attention_prefill(std::span<const AttentionPrefillCase> cases, const BenchTiming& timing,
-                                                       const RecordSink& done, int device) {
-  Bench b(timing, device);
-  const cudaStream_t s = b.stream.get();
-  std::vector<MeasurementRecord> out;
-  for (const AttentionPrefillCase& c : cases) {
-    (void)attention_prefill_record(c, TimingStats{1, 1, 1, 1});
+namespace {
+
+/// One prefill case's buffers and launch arguments (bench_attention_prefill), as DecodeSetup.
+struct PrefillSetup {
+  RandomCache cache;
+  DeviceBytes q, dsegs, o;
+  AttentionPrefillArgs a;
+
+  PrefillSetup(const AttentionPrefillCase& c, std::uint64_t seed, cudaStream_t s)
+      : cache(c.geometry, c.kv, c.batch, ceil_div(c.seq_len, c.geometry.block_tokens), seed, s) {
     const AttentionGeometry& g = c.geometry;
     const I per_seq = ceil_div(c.seq_len, g.block_tokens), rows = c.batch * c.seq_len, q_stride = (g.heads + 2 * g.kv_heads) * g.head_dim;
-    RandomCache cache(g, c.kv, c.batch, per_seq, 0xF111 + static_cast<std::uint64_t>(out.size()), s);
-    DeviceBytes q = bf16_random(static_cast<std::size_t>(rows * q_stride), 11, s);
+    q = bf16_random(static_cast<std::size_t>(rows * q_stride), seed + 11, s);
     std::vector<PrefillSegment> segs;
     for (I i = 0; i < c.batch; ++i) segs.push_back({static_cast<std::int32_t>(i * c.seq_len), static_cast<std::int32_t>(c.seq_len), 0});
-    DeviceBytes dsegs(segs.size() * sizeof(PrefillSegment));
+    dsegs = DeviceBytes(segs.size() * sizeof(PrefillSegment));
     RACKSIM_CUDA_CHECK(cudaMemcpy(dsegs.as(), segs.data(), dsegs.size(), cudaMemcpyHostToDevice));
-    DeviceBytes o(static_cast<std::size_t>(rows * g.heads * g.head_dim) * sizeof(std::uint16_t));
-    AttentionPrefillArgs a;
+    o = DeviceBytes(static_cast<std::size_t>(rows * g.heads * g.head_dim) * sizeof(std::uint16_t));
     a.q = q.as<Bf16>();
     a.q_stride = q_stride;
     a.heads = g.heads;
@@ -175,7 +212,24 @@ std::vector<MeasurementRecord> bench_attention_prefill(std::span<const Attention
     a.block_table_stride = per_seq;
     a.out = o.as<Bf16>();
     a.out_stride = g.heads * g.head_dim;
-    out.push_back(attention_prefill_record(c, b.time([&] { cuda_attention_prefill_launch(cache.device, a, s); })));
+  }
+};
+
+}  // namespace
+
+std::vector<MeasurementRecord> bench_attention_prefill(std::span<const AttentionPrefillCase> cases, const BenchTiming& timing,
+                                                       const RecordSink& done, int device) {
+  Bench b(timing, device);
+  const cudaStream_t s = b.stream.get();
+  std::vector<MeasurementRecord> out;
+  for (const AttentionPrefillCase& c : cases) {
+    const MeasurementRecord shape = attention_prefill_record(c, TimingStats{1, 1, 1, 1});
+    const std::uint64_t seed = 0xF111 + static_cast<std::uint64_t>(out.size());
+    const TimingStats st = b.time_banked(
+        shape.bytes_moved.value_or(0),
+        [&](int bank) { return std::make_unique<PrefillSetup>(c, seed + 0x100000 * static_cast<std::uint64_t>(bank), s); },
+        [&](const PrefillSetup& p) { cuda_attention_prefill_launch(p.cache.device, p.a, s); });
+    out.push_back(attention_prefill_record(c, st));
     if (done) done(out.back());
   }
   return out;

@@ -140,6 +140,86 @@ template <class Call>
   return times;
 }
 
+/// One eager call timed alone (after `warmup` untimed calls): the estimate graph_calls sizes a
+/// graph with. Seconds.
+template <class Call>
+[[nodiscard]] double time_one_call(cudaStream_t s, const BenchTiming& t, EventPair& ev, Call&& call) {
+  for (int i = 0; i < std::max(t.warmup, 1); ++i) call(i);
+  RACKSIM_CUDA_CHECK(cudaEventRecord(ev.start, s));
+  call(std::max(t.warmup, 1));
+  RACKSIM_CUDA_CHECK(cudaEventRecord(ev.stop, s));
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  return ev.elapsed_s();
+}
+
+/// A captured, instantiated CUDA graph, destroyed on scope exit.
+class CapturedGraph {
+ public:
+  /// Captures what `record()` enqueues on `s` (thread-local capture mode: other threads' CUDA
+  /// calls are not disturbed) and instantiates it. A throw from record() ends the capture first.
+  template <class Record>
+  CapturedGraph(cudaStream_t s, Record&& record) {
+    RACKSIM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      record();
+    } catch (...) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(s, &g);
+      if (g) cudaGraphDestroy(g);
+      cudaGetLastError();
+      throw;
+    }
+    RACKSIM_CUDA_CHECK(cudaStreamEndCapture(s, &graph_));
+    const cudaError_t e = cudaGraphInstantiate(&exec_, graph_, 0);
+    if (e != cudaSuccess) {
+      cudaGraphDestroy(graph_);
+      RACKSIM_CUDA_CHECK(e);
+    }
+  }
+  ~CapturedGraph() {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+  }
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  void launch(cudaStream_t s) const { RACKSIM_CUDA_CHECK(cudaGraphLaunch(exec_, s)); }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+/// `racksim bench --timing graph` (BenchTiming): call(0) .. call(calls - 1) captured back to back
+/// into one graph (the caller rotates its operand copies with the index), `warmup` untimed
+/// replays (at least 1: the first replay uploads the graph), one timed probe replay that sizes
+/// reps_for(probe, target_s, min_reps, max_reps) replays, each between its own pair of events.
+/// Returns each replay's time / calls, in seconds. `ev` must hold at least one pair.
+template <class Call>
+[[nodiscard]] std::vector<double> time_graph(cudaStream_t s, const BenchTiming& t, int calls, std::vector<EventPair>& ev, Call&& call) {
+  if (calls < 1 || ev.empty()) throw InputError(text("time_graph: ", calls, " calls and ", ev.size(), " event pairs (need >= 1 of each)"));
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+  const CapturedGraph graph(s, [&] {
+    for (int i = 0; i < calls; ++i) call(i);
+  });
+  for (int i = 0; i < std::max(t.warmup, 1); ++i) graph.launch(s);
+  RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].start, s));
+  graph.launch(s);
+  RACKSIM_CUDA_CHECK(cudaEventRecord(ev[0].stop, s));
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+  const int reps = std::min(reps_for(ev[0].elapsed_s(), t.target_s, t.min_reps, t.max_reps), static_cast<int>(ev.size()));
+  for (int r = 0; r < reps; ++r) {
+    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].start, s));
+    graph.launch(s);
+    RACKSIM_CUDA_CHECK(cudaEventRecord(ev[static_cast<std::size_t>(r)].stop, s));
+  }
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(s));
+  RACKSIM_CUDA_CHECK(cudaGetLastError());
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) times.push_back(ev[static_cast<std::size_t>(r)].elapsed_s() / calls);
+  return times;
+}
+
 }  // namespace racksim::exec::cuda
 
 /// Checks a cuBLASLt call; on failure throws with the statement, file and line.

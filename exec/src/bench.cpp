@@ -80,6 +80,23 @@ int reps_for(double estimate_s, double target_s, int min_reps, int max_reps) noe
   return static_cast<int>(std::clamp(r, static_cast<double>(min_reps), static_cast<double>(max_reps)));
 }
 
+int graph_banks(double bytes_per_call, std::int64_t l2_bytes) {
+  if (!(bytes_per_call > 0) || !std::isfinite(bytes_per_call) || l2_bytes < 1)
+    throw InputError(fmt::format("graph_banks: bytes per call {} and L2 bytes {} must be positive", bytes_per_call, l2_bytes));
+  const double banks = std::ceil(2.0 * static_cast<double>(l2_bytes) / bytes_per_call);
+  return static_cast<int>(std::clamp(banks, 1.0, static_cast<double>(kGraphMaxBanks)));
+}
+
+int graph_calls(double call_s, int banks) {
+  if (banks < 1 || banks > kGraphMaxCalls) throw InputError(fmt::format("graph_calls: banks = {} is not 1..{}", banks, kGraphMaxCalls));
+  const double want = call_s > 0 && std::isfinite(call_s) ? std::ceil(kGraphReplayS / call_s) : kGraphMinCalls;
+  const auto n = static_cast<int>(std::clamp(want, static_cast<double>(kGraphMinCalls), static_cast<double>(kGraphMaxCalls)));
+  const int up = (n + banks - 1) / banks * banks;
+  return up <= kGraphMaxCalls ? up : std::max(banks, kGraphMaxCalls / banks * banks);
+}
+
+std::string timing_name(const BenchTiming& t) { return t.graph ? "graph" : ""; }
+
 TimingStats timing_stats(std::span<const double> samples) {
   if (samples.empty()) throw InputError("timing_stats: no samples");
   std::vector<double> v(samples.begin(), samples.end());

@@ -36,3 +36,10 @@ expect_refused("--dtypes: 'nvfp4' is not a KV-cache format of the attention suit
 # The suite twice, differently; and no --out.
 expect_refused("the suite is given twice" gemm --suite memory --out "${out}")
 expect_refused("--out FILE is required" --suite launch)
+# --timing: its two names; graph only where the bench rotates operand copies (gemm, memory,
+# attention), and
+# not with --no-flush (graph never flushes).
+expect_refused("--timing: 'stream' is not one of call, graph" --suite gemm --timing stream --out "${out}")
+expect_refused("--timing graph: the elementwise suite times each call alone; --timing graph applies to gemm, memory and attention only" --suite elementwise --timing graph --out "${out}")
+expect_refused("--timing graph: the all \\(with power\\) suite times each call alone" --suite all --timing graph --out "${out}")
+expect_refused("--no-flush: --timing graph never flushes the L2" --suite memory --timing graph --no-flush --out "${out}")

@@ -145,6 +145,24 @@ TEST_CASE("a bench file's memcpy, launch and power records become the GPU's cali
   CHECK(residual_markdown(r).find("memcpy read") != std::string::npos);
 }
 
+TEST_CASE("calibrate refuses a file timed back to back in a CUDA graph", "[calibrate][device]") {
+  // Its times leave out each call's launch and ramp, which the fitted curves include (and the cost
+  // model adds a launch to): a cross-check, refused by name, never pooled with the call-timed fits.
+  MeasurementFile graph = device_file();
+  graph.run.timing = "graph";
+  const auto files = test::written_and_read({graph}, "device-graph");
+  CHECK_THROWS_WITH(run_calibration(files, "racksim tests"),
+                    Catch::Contains(files[0].path + ": run.timing: 'graph' (calls timed back to back in a CUDA graph) is a cross-check") &&
+                        Catch::Contains("allowed: call"));
+  // Said explicitly, "call" is the default's meaning: the same fit as the file without the key.
+  MeasurementFile call = device_file();
+  call.run.timing = "call";
+  const CalibrationResult r = run_calibration(test::written_and_read({call}, "device-call"), "racksim tests");
+  const CalibratedFactors& f = test::only_gpu(r);
+  REQUIRE(f.memory);
+  CHECK(f.memory->efficiency == Approx(kReadEff).epsilon(1e-9));
+}
+
 TEST_CASE("calibrated memory, launch and power sections round-trip through the YAML", "[calibrate][device]") {
   // format -> parse -> format is byte-identical, and the parsed numbers are the fitted ones to
   // the printed 6 significant digits.

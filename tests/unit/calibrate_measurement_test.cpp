@@ -67,6 +67,23 @@ TEST_CASE("measurement files round-trip through JSON", "[calibrate]") {
   CHECK(format_measurements(back) == format_measurements(f));
 }
 
+TEST_CASE("a run header says how its times were taken", "[calibrate]") {
+  // Absent (every file before --timing graph, and bench's default): written as nothing, read as "".
+  MeasurementFile f = sample();
+  CHECK(format_measurements(f).find("timing") == std::string::npos);
+  CHECK(parse_measurements(format_measurements(f), "a.json").run.timing.empty());
+  // graph and call round-trip; another value is refused naming the file, key, value and the allowed.
+  for (const std::string t : {"graph", "call"}) {
+    f.run.timing = t;
+    const MeasurementFile back = parse_measurements(format_measurements(f), "b.json");
+    CHECK(back.run.timing == t);
+    CHECK(format_measurements(back) == format_measurements(f));
+  }
+  f.run.timing = "stream";
+  CHECK_THROWS_WITH(parse_measurements(format_measurements(f), "c.json"),
+                    Catch::Contains("c.json: run.timing: '\"stream\"' is not one of call, graph"));
+}
+
 TEST_CASE("measurement files are strict", "[calibrate]") {
   // Unknown keys, bad values and a wrong schema tag are InputErrors naming file, key and value.
   const std::string good = format_measurements(sample());

@@ -75,6 +75,42 @@ TEST_CASE("timing statistics and repetitions", "[exec][bench]") {
   CHECK(reps_for(0, 0.05, 3, 100) == 100);
 }
 
+TEST_CASE("bench timing graph: operand copies and calls per graph", "[exec][bench]") {
+  // H200: L2 60 MiB = 62,914,560 B; 2 x L2 = 125,829,120 B.
+  constexpr std::int64_t l2 = 60LL << 20;
+  // Llama-2-70B o_proj at M = 1: 8192 x 8192 FP4 codes (33,554,432 B) + E4M3 scales (4,194,304 B)
+  // + x and y (16 KiB each) = 37,781,504 B: ceil(125,829,120 / 37,781,504) = ceil(3.33) = 4 copies.
+  CHECK(graph_banks(37781504.0, l2) == 4);
+  // gate_up at M = 1 (57344 x 8192: 264 MB) is over 2 x L2 alone: 1 copy.
+  CHECK(graph_banks(264241152.0, l2) == 1);
+  // Exactly 2 x L2 / 2: 2 copies (no rounding up past an exact quotient).
+  CHECK(graph_banks(62914560.0, l2) == 2);
+  // TP 8 o_proj (1024 x 8192 FP4 + scales, 4.7 MB): 27 copies; a 64 KiB call: the cap, 64.
+  CHECK(graph_banks(1024.0 * 8192 * 9 / 16, l2) == 27);
+  CHECK(graph_banks(65536.0, l2) == kGraphMaxBanks);
+  CHECK_THROWS_AS(graph_banks(0.0, l2), InputError);
+  CHECK_THROWS_AS(graph_banks(1e6, 0), InputError);
+
+  // A 10 us call: 1 ms / 10 us = 100 calls; with 4 copies 100 (a multiple already), with 3, 102.
+  CHECK(graph_calls(10e-6, 4) == 100);
+  CHECK(graph_calls(10e-6, 3) == 102);
+  // A 740 us call (gate_up at M = 256): ceil(1.35) = 2, raised to the floor of 8.
+  CHECK(graph_calls(740e-6, 1) == kGraphMinCalls);
+  // A 0.1 us call: 10,000 capped at 4096; with 27 copies the multiple below the cap, 4077 (151 x 27).
+  CHECK(graph_calls(0.1e-6, 1) == kGraphMaxCalls);
+  CHECK(graph_calls(0.1e-6, 27) == 4077);
+  // No estimate: the floor; more copies than the floor: one call per copy.
+  CHECK(graph_calls(0.0, 1) == kGraphMinCalls);
+  CHECK(graph_calls(1.0, 64) == 64);
+  CHECK_THROWS_AS(graph_calls(1e-5, 0), InputError);
+  CHECK_THROWS_AS(graph_calls(1e-5, kGraphMaxCalls + 1), InputError);
+
+  BenchTiming t;
+  CHECK(timing_name(t).empty());
+  t.graph = true;
+  CHECK(timing_name(t) == "graph");
+}
+
 TEST_CASE("memory sizes: powers of two 4 KiB .. 4 GiB", "[exec][bench]") {
   const auto s = memory_sizes(4096, 4294967296.0);
   REQUIRE(s.size() == 21);  // 2^12 .. 2^32

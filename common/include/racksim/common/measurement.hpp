@@ -31,6 +31,10 @@ struct MeasurementRun {
   std::string date;          ///< when measured (ISO 8601), "" if unknown
   std::string commit;        ///< racksim (or source data) commit the run came from
   std::string source;        ///< where the numbers come from: a bench command line or a data set path
+  /// How the records' times were taken: "" or "call" = each call alone between its own events
+  /// (racksim bench's default, and every source that does not say); "graph" = calls back to back
+  /// in a replayed CUDA graph, a sample = replay time / calls (`racksim bench --timing graph`).
+  std::string timing;
 };
 
 /// What one record measured; the fields that do not apply to its kind stay 0 / "".

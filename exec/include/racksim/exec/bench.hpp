@@ -69,13 +69,42 @@ struct GemmCase {
 /// 2 x L2 bytes goes before every timed call (outside the events; the collectives never flush),
 /// leaving the L2 full of clean lines as a decode step's weight reads do (a write would leave
 /// dirty lines whose write-back the timed call would pay for).
+///
+/// With `graph` (`racksim bench --timing graph`: the gemm, memory and attention suites) the calls run
+/// back to back as a serving step's CUDA graph runs them: graph_calls() calls, rotating over
+/// graph_banks() copies of the operands (or offsets) so that each call still reads from DRAM,
+/// are captured into one graph; warm-up replays, one probe replay sizing reps_for(replay time),
+/// then that many replays each between its own pair of events; a sample is the replay's time /
+/// calls (no L2 flush: the rotation keeps the data cold). The run header says `timing: graph`.
 struct BenchTiming {
   int warmup = 2;
   int min_reps = 3;
   int max_reps = 50;
   double target_s = 0.05;
   bool flush_l2 = true;
+  bool graph = false;
 };
+
+/// --timing graph: the most operand copies a bench rotates over, and the fewest and most calls in
+/// one graph; kGraphReplayS is the replay length graph_calls aims for, so that the replay's own
+/// fixed cost (a graph launch, a few us) is under 1% of it.
+inline constexpr int kGraphMaxBanks = 64;
+inline constexpr int kGraphMinCalls = 8;
+inline constexpr int kGraphMaxCalls = 4096;
+inline constexpr double kGraphReplayS = 1e-3;
+
+/// Copies of one call's operands (bytes_per_call: what one call reads and writes) that keep a
+/// rotation over them out of the L2: ceil(2 x l2_bytes / bytes_per_call), clamped to
+/// [1, kGraphMaxBanks]. InputError unless both are positive.
+[[nodiscard]] int graph_banks(double bytes_per_call, std::int64_t l2_bytes);
+/// Calls in one graph for a call estimated at `call_s`: ceil(kGraphReplayS / call_s) clamped to
+/// [kGraphMinCalls, kGraphMaxCalls], then rounded up to a multiple of `banks` (each copy is read
+/// equally often; never past kGraphMaxCalls rounded down to a multiple, and at least `banks`).
+/// A call_s that is not finite and positive counts as kGraphMinCalls' worth. InputError unless
+/// 1 <= banks <= kGraphMaxCalls.
+[[nodiscard]] int graph_calls(double call_s, int banks);
+/// The run header's `timing` for a BenchTiming: "graph" or "" (each call alone, the default).
+[[nodiscard]] std::string timing_name(const BenchTiming& t);
 
 /// Median, min and max of per-repetition times (seconds). InputError if `samples` is empty
 /// or holds a value that is not finite and positive.

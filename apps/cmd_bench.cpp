@@ -323,7 +323,7 @@ int cmd_bench(const Args& args) {
       "target-ms", po::value(&target_ms), "timed calls fill about this many ms per case (default 50)")(
       "no-flush", po::bool_switch(&no_flush), "gemm, memory: do not flush L2 before each timed call")(
       "timing", po::value(&timing_mode),
-      "gemm, memory, attention: call (each call alone between its events, L2 flushed before it; default) or graph (calls back to "
+      "gemm, memory, attention, elementwise: call (each call alone between its events, L2 flushed before it; default) or graph (calls back to "
       "back in a replayed CUDA graph, rotating over copies of the operands that keep them out of L2)")(
       "min-bytes", po::value(&min_bytes), "memory: smallest size (default 4096); collectives: smallest nccl-tests size (default 1024)")(
       "max-bytes", po::value(&max_bytes),
@@ -394,9 +394,9 @@ int cmd_bench(const Args& args) {
   timing.graph = timing_mode == "graph";
   if (timing.graph) {
     for (const auto& s : plan.suites)
-      if (s != "gemm" && s != "memory" && s != "attention")
-        throw InputError(fmt::format("racksim bench: --timing graph: the {} suite times each call alone; --timing graph applies to gemm, "
-                                     "memory and attention only", plan.all ? "all (with " + s + ")" : s));
+      if (s != "gemm" && s != "memory" && s != "attention" && s != "elementwise")
+        throw InputError(fmt::format("racksim bench: --timing graph: {} has no graph timing; --timing graph applies to gemm, memory, "
+                                     "attention and elementwise only", plan.all ? "--suite all runs " + s + ", which" : "the " + s + " suite"));
     if (no_flush)
       throw InputError("racksim bench: --no-flush: --timing graph never flushes the L2 (its operand copies keep each call's data out of "
                        "it); give one of the two");

@@ -178,11 +178,15 @@ if [[ $FOCUS == 1 ]]; then
   # graph, 2026-12-02): operand copies rotated to keep each call out of L2, no launch gap between
   # calls, as the decode step's graph runs them; then the FP4 GEMMs so under RACKSIM_PDL=on (each
   # kernel's launch overlapping the one before). tools/exec_targets.py prints both against the targets.
-  phase "bench --timing graph: memory, gemm nvfp4, gemm bf16 M=256, attention" 90 graph.log bash -c \
-    "'$R' bench memory --timing graph --min-bytes 1048576 --out '$STAGE/graph-memory.json' && \
-     '$R' bench gemm --timing graph --dtypes nvfp4 --m 1,4,16,64,256 --out '$STAGE/graph-gemm-nvfp4.json' && \
-     '$R' bench gemm --timing graph --dtypes bf16 --m 256 --no-check --out '$STAGE/graph-gemm.json' && \
-     '$R' bench --suite attention --timing graph --out '$STAGE/graph-attention.json'"
+  # One phase each, so that a failure or a hang in one (the mode has never run on a GPU) keeps the others.
+  phase "bench memory --timing graph" 30 graph-memory.log "$R" bench memory --timing graph --min-bytes 1048576 --out "$STAGE/graph-memory.json"
+  phase "bench gemm nvfp4 --timing graph" 40 graph-gemm-nvfp4.log "$R" bench gemm --timing graph --dtypes nvfp4 --m 1,4,16,64,256 \
+    --out "$STAGE/graph-gemm-nvfp4.json"
+  phase "bench gemm bf16 M=256 --timing graph" 20 graph-gemm.log "$R" bench gemm --timing graph --dtypes bf16 --m 256 --no-check \
+    --out "$STAGE/graph-gemm.json"
+  phase "bench attention --timing graph" 40 graph-attention.log "$R" bench --suite attention --timing graph --out "$STAGE/graph-attention.json"
+  phase "bench elementwise --timing graph" 40 graph-elementwise.log "$R" bench --suite elementwise --timing graph \
+    --out "$STAGE/graph-elementwise.json"
   phase "bench gemm nvfp4 --timing graph, RACKSIM_PDL=on" 40 graph-pdl.log env RACKSIM_PDL=on "$R" bench gemm --timing graph \
     --dtypes nvfp4 --m 1,4,16,64 --no-check --out "$STAGE/graph-gemm-nvfp4-pdl.json"
   # The variants, after the default's measurements so a hang costs only its own phases: each

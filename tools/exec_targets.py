@@ -38,13 +38,14 @@ times to the default's at the same shape (below 1: the variant is faster):
   | attention-<variant> | decode, KV fp8 | b1 ctx 128 1.00x, b1 ctx 1024 0.98x, ... |
 
 Then, when the folder has them (`racksim bench --timing graph`, written by the focus session as
-graph-memory.json, graph-gemm.json, graph-gemm-nvfp4.json, graph-attention.json and
-graph-gemm-nvfp4-<variant>.json),
+graph-memory.json, graph-gemm.json, graph-gemm-nvfp4.json, graph-attention.json,
+graph-elementwise.json and graph-gemm-nvfp4-<variant>.json),
 the same targets with the calls timed back to back in a CUDA graph over operand copies that keep
 them out of L2, as a decode step's graph runs them: each FP4 GEMM against the copy bandwidth
 above and a same-size read from graph-memory.json's read curve, its time over the one-call
 time of gemm-nvfp4.json at the same shape, and a variant's (e.g. under RACKSIM_PDL=on) over the
-graph default's. Judged like the table above, labelled "(graph)".
+graph default's. Judged like the table above, labelled "(graph)". And each elementwise op's
+graph time over its one-call time (graph-elementwise.json over elementwise.json), per row count.
 
 Last, each Llama-2-70B step's op time by kind (exec-70b-summary.json's op_time_by_kind, written
 by racksim exec since 2026-12-01), as shares of the ops' summed time.
@@ -176,13 +177,14 @@ def read_curve(mem):
 
 def graph_timed(folder, bw, fp4):
     """The GEMM targets from the back-to-back (--timing graph) files, when the session wrote them."""
-    gfp4 = load(folder, "graph-gemm-nvfp4.json")
-    if not gfp4:
+    names = [p.name for p in sorted(folder.glob("graph-*.json"))]
+    if not names:
         return
-    for name in ["graph-gemm-nvfp4.json", "graph-gemm.json", "graph-memory.json"]:
+    for name in names:
         f = load(folder, name)
-        if f and f["run"].get("timing") != "graph":
+        if f["run"].get("timing") != "graph":
             sys.exit(f"{folder}/{name}: run.timing is {f['run'].get('timing')!r}, not 'graph' (racksim bench --timing graph)")
+    gfp4 = load(folder, "graph-gemm-nvfp4.json") or {"records": []}
     curve = read_curve(load(folder, "graph-memory.json"))
     call = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r["time_median_s"] for r in (fp4 or {}).get("records", [])}
     gbf16 = load(folder, "graph-gemm.json")
@@ -204,8 +206,6 @@ def graph_timed(folder, bw, fp4):
                          f"{100 * ratio:.0f}% of BF16{vs_call}", "yes" if ratio >= 0.7 else "no"))
     # Decode attention timed the same way (graph-attention.json), against the same figures.
     gatt = load(folder, "graph-attention.json")
-    if gatt and gatt["run"].get("timing") != "graph":
-        sys.exit(f"{folder}/graph-attention.json: run.timing is {gatt['run'].get('timing')!r}, not 'graph'")
     one = {json.dumps(r["op"], sort_keys=True): r["time_median_s"] for r in (load(folder, "attention.json") or {}).get("records", [])}
     for r in (gatt or {}).get("records", []):
         o = r["op"]
@@ -230,6 +230,18 @@ def graph_timed(folder, bw, fp4):
         for (n, k), ratios in sorted(by_shape.items()):
             lines.append((path.stem, f"N={n} K={k}", ", ".join(f"M={m} {x:.2f}x" for m, x in sorted(ratios))))
     print_table(("variant, back to back (same run)", "shape", "median time / the graph default's"), lines)
+    # The step's small ops both ways (graph-elementwise.json over elementwise.json): per op kind,
+    # the graph time over the one-call time at each row count.
+    gel, el = load(folder, "graph-elementwise.json"), load(folder, "elementwise.json")
+    if gel and el:
+        one = {json.dumps(r["op"], sort_keys=True): r["time_median_s"] for r in el["records"]}
+        by_kind = {}
+        for r in gel["records"]:
+            k = json.dumps(r["op"], sort_keys=True)
+            if k in one:
+                by_kind.setdefault(r["op"]["kind"], []).append((r["op"]["m"], r["op"]["n"], r["time_median_s"] / one[k]))
+        rows = [(kind, ", ".join(f"{m}x{n} {x:.2f}x" for m, n, x in sorted(v))) for kind, v in sorted(by_kind.items())]
+        print_table(("elementwise op, back to back", "rows x width: graph time / one-call time"), rows)
 
 
 def breakdown(summary):

@@ -117,6 +117,7 @@ std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const
         const double fresh = std::ceil(2.0 * static_cast<double>(d.l2_bytes) / size_d);
         const int calls = std::max(graph_calls(time_one_call(s, t, ev[0], call), 1),
                                    static_cast<int>(std::min(fresh, static_cast<double>(kGraphMaxCalls))));
+        if (const std::string note = graph_warm_note(size_d, calls, d.l2_bytes); !note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
         times = time_graph(s, t, calls, ev, call);
       } else {
         times = time_calls(s, t, flush, ev, call);

@@ -370,7 +370,9 @@ namespace {
 /// one eager call to size the graph (graph_calls), then time_graph over the runners in turn.
 std::vector<double> gemm_graph_times(const LtContext& lt, const GemmCase& c, const BenchTiming& t, const CudaDevice& dev, cudaStream_t s,
                                      std::vector<EventPair>& ev, std::uint64_t seed, bool tune, DeviceBytes& flush) {
-  const int banks = graph_banks(gemm_record(c, TimingStats{1, 1, 1, 1}).bytes_moved.value_or(0), dev.l2_bytes);
+  const double bytes = gemm_record(c, TimingStats{1, 1, 1, 1}).bytes_moved.value_or(0);
+  const int banks = graph_banks(bytes, dev.l2_bytes);
+  if (const std::string note = graph_warm_note(bytes, banks, dev.l2_bytes); !note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
   std::vector<std::unique_ptr<GemmRunner>> runs;
   for (int b = 0; b < banks; ++b) {
     runs.push_back(std::make_unique<GemmRunner>(lt.handle(), c, lt.workspace()));

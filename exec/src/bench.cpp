@@ -97,6 +97,13 @@ int graph_calls(double call_s, int banks) {
 
 std::string timing_name(const BenchTiming& t) { return t.graph ? "graph" : ""; }
 
+std::string graph_warm_note(double bytes_per_call, int copies, std::int64_t l2_bytes) {
+  const double span = bytes_per_call * copies, need = 2.0 * static_cast<double>(l2_bytes);
+  if (span >= need) return "";
+  return fmt::format("note: --timing graph: {} cop{} of {:.0f} B rotate over {:.0f} B, under 2 x L2 ({:.0f} B): the calls partly hit the L2",
+                     copies, copies == 1 ? "y" : "ies", bytes_per_call, span, need);
+}
+
 TimingStats timing_stats(std::span<const double> samples) {
   if (samples.empty()) throw InputError("timing_stats: no samples");
   std::vector<double> v(samples.begin(), samples.end());

@@ -37,9 +37,9 @@ expect_refused("--dtypes: 'nvfp4' is not a KV-cache format of the attention suit
 expect_refused("the suite is given twice" gemm --suite memory --out "${out}")
 expect_refused("--out FILE is required" --suite launch)
 # --timing: its two names; graph only where the bench rotates operand copies (gemm, memory,
-# attention), and
+# attention, elementwise; launch measures graph nodes itself), and
 # not with --no-flush (graph never flushes).
 expect_refused("--timing: 'stream' is not one of call, graph" --suite gemm --timing stream --out "${out}")
-expect_refused("--timing graph: the elementwise suite times each call alone; --timing graph applies to gemm, memory and attention only" --suite elementwise --timing graph --out "${out}")
-expect_refused("--timing graph: the all \\(with power\\) suite times each call alone" --suite all --timing graph --out "${out}")
+expect_refused("--timing graph: the launch suite has no graph timing; --timing graph applies to gemm, memory, attention and elementwise only" --suite launch --timing graph --out "${out}")
+expect_refused("--timing graph: --suite all runs power, which has no graph timing" --suite all --timing graph --out "${out}")
 expect_refused("--no-flush: --timing graph never flushes the L2" --suite memory --timing graph --no-flush --out "${out}")

@@ -85,9 +85,17 @@ TEST_CASE("bench timing graph: operand copies and calls per graph", "[exec][benc
   CHECK(graph_banks(264241152.0, l2) == 1);
   // Exactly 2 x L2 / 2: 2 copies (no rounding up past an exact quotient).
   CHECK(graph_banks(62914560.0, l2) == 2);
-  // TP 8 o_proj (1024 x 8192 FP4 + scales, 4.7 MB): 27 copies; a 64 KiB call: the cap, 64.
+  // TP 8 o_proj (1024 x 8192 FP4 + scales, 4.7 MB): 27 copies.
   CHECK(graph_banks(1024.0 * 8192 * 9 / 16, l2) == 27);
+  // Decode attention at batch 1, context 128 (BF16 K and V of 129 keys x 8 heads x 128 dims, and
+  // q and out of 64 x 128 BF16: 528,384 + 32,768 = 561,152 B): ceil(224.2) = 225 copies.
+  CHECK(graph_banks(561152.0, l2) == 225);
+  // A 64 KiB call would need 1,920: the cap, 512, which rotates over 32 MiB, and says so.
   CHECK(graph_banks(65536.0, l2) == kGraphMaxBanks);
+  CHECK(graph_warm_note(65536.0, kGraphMaxBanks, l2) ==
+        "note: --timing graph: 512 copies of 65536 B rotate over 33554432 B, under 2 x L2 (125829120 B): the calls partly hit the L2");
+  CHECK(graph_warm_note(561152.0, 225, l2).empty());
+  CHECK(graph_warm_note(264241152.0, 1, l2).empty());
   CHECK_THROWS_AS(graph_banks(0.0, l2), InputError);
   CHECK_THROWS_AS(graph_banks(1e6, 0), InputError);
 
@@ -99,9 +107,11 @@ TEST_CASE("bench timing graph: operand copies and calls per graph", "[exec][benc
   // A 0.1 us call: 10,000 capped at 4096; with 27 copies the multiple below the cap, 4077 (151 x 27).
   CHECK(graph_calls(0.1e-6, 1) == kGraphMaxCalls);
   CHECK(graph_calls(0.1e-6, 27) == 4077);
-  // No estimate: the floor; more copies than the floor: one call per copy.
+  // No estimate: the floor; more copies than the floor: one call per copy (512: 4096 = 8 x 512).
   CHECK(graph_calls(0.0, 1) == kGraphMinCalls);
   CHECK(graph_calls(1.0, 64) == 64);
+  CHECK(graph_calls(1e-6, kGraphMaxBanks) == 1024);
+  CHECK(graph_calls(0.1e-6, kGraphMaxBanks) == kGraphMaxCalls);
   CHECK_THROWS_AS(graph_calls(1e-5, 0), InputError);
   CHECK_THROWS_AS(graph_calls(1e-5, kGraphMaxCalls + 1), InputError);
 

@@ -70,7 +70,7 @@ struct GemmCase {
 /// leaving the L2 full of clean lines as a decode step's weight reads do (a write would leave
 /// dirty lines whose write-back the timed call would pay for).
 ///
-/// With `graph` (`racksim bench --timing graph`: the gemm, memory and attention suites) the calls run
+/// With `graph` (`racksim bench --timing graph`: the gemm, memory, attention and elementwise suites) the calls run
 /// back to back as a serving step's CUDA graph runs them: graph_calls() calls, rotating over
 /// graph_banks() copies of the operands (or offsets) so that each call still reads from DRAM,
 /// are captured into one graph; warm-up replays, one probe replay sizing reps_for(replay time),
@@ -88,7 +88,7 @@ struct BenchTiming {
 /// --timing graph: the most operand copies a bench rotates over, and the fewest and most calls in
 /// one graph; kGraphReplayS is the replay length graph_calls aims for, so that the replay's own
 /// fixed cost (a graph launch, a few us) is under 1% of it.
-inline constexpr int kGraphMaxBanks = 64;
+inline constexpr int kGraphMaxBanks = 512;
 inline constexpr int kGraphMinCalls = 8;
 inline constexpr int kGraphMaxCalls = 4096;
 inline constexpr double kGraphReplayS = 1e-3;
@@ -103,6 +103,10 @@ inline constexpr double kGraphReplayS = 1e-3;
 /// A call_s that is not finite and positive counts as kGraphMinCalls' worth. InputError unless
 /// 1 <= banks <= kGraphMaxCalls.
 [[nodiscard]] int graph_calls(double call_s, int banks);
+/// "" when `copies` distinct copies of `bytes_per_call` span at least 2 x l2_bytes (the rotation
+/// reads from DRAM); else a one-line note for stderr saying the calls partly hit the L2 (below
+/// 2 x L2 / kGraphMaxBanks bytes a call, 246 KB on an H200: a step's small activations do too).
+[[nodiscard]] std::string graph_warm_note(double bytes_per_call, int copies, std::int64_t l2_bytes);
 /// The run header's `timing` for a BenchTiming: "graph" or "" (each call alone, the default).
 [[nodiscard]] std::string timing_name(const BenchTiming& t);
 

@@ -315,7 +315,7 @@ int cmd_bench(const Args& args) {
       "model", po::value(&model), "gemm, power: model whose layer GEMMs are timed (default llama2-70b)")(
       "tp", po::value(&tp), "gemm, power: tensor parallel size of those shapes (default 1)")(
       "shapes", po::value(&shapes), "gemm, power: comma-separated qkv_proj, o_proj, gate_up_proj, down_proj (default all; power: gate_up_proj)")(
-      "m", po::value(&ms), "gemm, power: comma-separated M values (default 1,2,4,...,8192; power: 1,4096)")(
+      "m", po::value(&ms), "gemm, power: comma-separated M values (default 1,2,3,4,5,8,9,...,8192,8193: powers of two and the M after each; power: 1,4096)")(
       "no-check", po::bool_switch(&no_check), "gemm, power: skip the on-device correctness checks")(
       "warmup", po::value(&timing.warmup), "untimed calls before timing (default 2)")(
       "min-reps", po::value(&timing.min_reps), "fewest timed calls (default 3)")(

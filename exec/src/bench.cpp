@@ -28,7 +28,10 @@ std::vector<GemmShape> layer_gemm_shapes(const ModelConfig& model, int tp) {
 
 std::vector<std::int64_t> default_gemm_ms() {
   std::vector<std::int64_t> ms;
-  for (std::int64_t m = 1; m <= 8192; m *= 2) ms.push_back(m);
+  for (std::int64_t m = 1; m <= 8192; m *= 2) {
+    if (ms.empty() || ms.back() != m) ms.push_back(m);
+    ms.push_back(m + 1);
+  }
   return ms;
 }
 

@@ -34,19 +34,23 @@ TEST_CASE("layer GEMM shapes of Llama-2-70B follow the step graph", "[exec][benc
 }
 
 TEST_CASE("GEMM sweep: default M, formats per device generation", "[exec][bench]") {
+  // The issue's "M and M+1 points": each power of two 1..8192 and the M after it, 2 counted once.
   const auto ms = default_gemm_ms();
-  REQUIRE(ms.size() == 14);
-  CHECK((ms.front() == 1 && ms.back() == 8192));
+  const std::vector<std::int64_t> want = {1,   2,   3,    4,    5,    8,    9,    16,   17,   32,   33,   64,   65,  128,
+                                          129, 256, 257, 512, 513, 1024, 1025, 2048, 2049, 4096, 4097, 8192, 8193};
+  CHECK(ms == want);
+  REQUIRE(ms.size() == 27);
   const std::vector<GemmShape> shapes = {{"o_proj", 8192, 8192}};
   const std::vector<std::string> dtypes = {"bf16", "fp8", "nvfp4"};
   const auto hopper = gemm_sweep(dtypes, shapes, ms, 9);
-  REQUIRE(hopper.size() == 3 * 14);
+  REQUIRE(hopper.size() == 3 * 27);
   // FP8: E4M3 operands, BF16 output (the step graph's c = bf16).
-  CHECK((hopper[14].a == DType::fp8 && hopper[14].w == DType::fp8 && hopper[14].c == DType::bf16));
+  CHECK((hopper[27].a == DType::fp8 && hopper[27].w == DType::fp8 && hopper[27].c == DType::bf16));
   // Hopper NVFP4: BF16 activations in and out at every M, as the step executor runs them (the
-  // fused tensor-core kernel up to M = 64, dequantize + cuBLASLt BF16 above).
-  CHECK((hopper[28 + 4].m == 16 && hopper[28 + 4].a == DType::bf16 && hopper[28 + 4].c == DType::bf16));
-  CHECK((hopper[28 + 8].m == 256 && hopper[28 + 8].a == DType::bf16 && hopper[28 + 8].w == DType::nvfp4));
+  // fused tensor-core kernel up to M = 128, dequantize + cuBLASLt BF16 above).
+  CHECK((hopper[54 + 7].m == 16 && hopper[54 + 7].a == DType::bf16 && hopper[54 + 7].c == DType::bf16));
+  CHECK((hopper[54 + 15].m == 256 && hopper[54 + 15].a == DType::bf16 && hopper[54 + 15].w == DType::nvfp4));
+  CHECK((hopper[54 + 16].m == 257 && hopper[54 + 16].w == DType::nvfp4));
   // Blackwell: native NVFP4 x NVFP4 for every M.
   const auto bw = gemm_case("nvfp4", shapes[0], 1, 10);
   CHECK((bw.a == DType::nvfp4 && bw.w == DType::nvfp4 && bw.c == DType::bf16));

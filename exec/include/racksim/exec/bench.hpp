@@ -34,7 +34,10 @@ struct GemmShape {
 /// or a tp that does not divide the heads and ffn.
 [[nodiscard]] std::vector<GemmShape> layer_gemm_shapes(const ModelConfig& model, int tp);
 
-/// Default M sweep of `bench gemm`: powers of two 1..8192 (decode batches to prefill chunks).
+/// Default M sweep of `bench gemm`: each power of two 1..8192 (decode batches to prefill chunks)
+/// and the M after it (1, 2, 3, 4, 5, 8, 9, ..., 8192, 8193: 27 points): a kernel's cost steps
+/// where M crosses a tile (the fused FP4 kernel's 8-row tiles, cuBLASLt's tile shapes), and the
+/// pair prices the step.
 [[nodiscard]] std::vector<std::int64_t> default_gemm_ms();
 
 /// One GEMM to time: shape and the formats of A (activations), W (weights) and C (output),

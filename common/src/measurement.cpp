@@ -243,6 +243,18 @@ MeasurementFile parse_measurements(std::string_view text, const std::string& nam
     rec.reps = r.has("reps") ? r.integer("reps", 0, std::numeric_limits<std::int64_t>::max()) : 0;
     rec.flops = r.optional_number("flops", 0, 1e30);
     rec.bytes_moved = r.optional_number("bytes_moved", 0, 1e30);
+    // flops_per_s and bytes_per_s (the achieved rates, written for readers) must be the record's
+    // own quotient: a file edited by hand cannot carry a rate that disagrees with its time.
+    const auto rate = [&](std::string_view key, std::string_view of, const std::optional<double>& amount) {
+      if (!r.has(key)) return;
+      const double v = r.number(key, 0, 1e40);
+      if (!amount) r.fail(key, fmt::format("needs {} (the rate is {} / time_median_s)", of, of));
+      const double want = *amount / rec.time_median_s;
+      if (std::fabs(v - want) > 1e-9 * std::max(std::fabs(want), 1e-300))
+        r.fail(key, fmt::format("is not {} / time_median_s ({:.9g})", of, want));
+    };
+    rate("flops_per_s", "flops", rec.flops);
+    rate("bytes_per_s", "bytes_moved", rec.bytes_moved);
     rec.energy_j = r.optional_number("energy_j", 0, 1e12);
     rec.power_w = r.optional_number("power_w", 0, 1e6);
     r.finish();
@@ -286,6 +298,9 @@ std::string format_measurements(const MeasurementFile& file) {
     if (rec.reps) j["reps"] = rec.reps;
     if (rec.flops) j["flops"] = *rec.flops;
     if (rec.bytes_moved) j["bytes_moved"] = *rec.bytes_moved;
+    // The achieved rates, for readers of the file (derived: the reader checks them, never keeps them).
+    if (rec.flops) j["flops_per_s"] = *rec.flops / rec.time_median_s;
+    if (rec.bytes_moved) j["bytes_per_s"] = *rec.bytes_moved / rec.time_median_s;
     if (rec.energy_j) j["energy_j"] = *rec.energy_j;
     if (rec.power_w) j["power_w"] = *rec.power_w;
     recs.push_back(std::move(j));

@@ -1,6 +1,7 @@
 // common/measurement: the measurement-file schema the executor writes and calibration reads.
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "racksim/common/error.hpp"
 #include "racksim/common/measurement.hpp"
@@ -65,6 +66,30 @@ TEST_CASE("measurement files round-trip through JSON", "[calibrate]") {
   CHECK(!back.records[0].power_w);
   CHECK(back.records[1].op.identity() == "all_reduce ranks=8 bytes=1048576 dtype=fp16");
   CHECK(format_measurements(back) == format_measurements(f));
+}
+
+TEST_CASE("records carry their achieved FLOP/s and bytes/s, checked on reading", "[calibrate]") {
+  // The GEMM of sample(): 134,217,728 FLOP in 49.18 us = 2.72911e12 FLOP/s; no bytes_moved, so no
+  // bytes/s; the all-reduce has neither.
+  MeasurementFile f = sample();
+  f.records[0].bytes_moved = 134250496.0;  // 2 x (8192 + 8192^2 + 8192) B: 2.72978e12 B/s
+  const std::string text = format_measurements(f);
+  const auto j = nlohmann::json::parse(text);
+  CHECK(j["records"][0]["flops_per_s"].get<double>() == Approx(134217728.0 / 49.18e-6).epsilon(1e-15));
+  CHECK(j["records"][0]["flops_per_s"].get<double>() == Approx(2.72911e12).epsilon(1e-5));
+  CHECK(j["records"][0]["bytes_per_s"].get<double>() == Approx(2.72978e12).epsilon(1e-5));
+  CHECK(!j["records"][1].contains("flops_per_s"));
+  CHECK(!j["records"][1].contains("bytes_per_s"));
+  CHECK(format_measurements(parse_measurements(text, "r.json")) == text);
+  // A rate that is not the record's own quotient, or without the amount it divides, is refused.
+  auto edited = j;
+  edited["records"][0]["flops_per_s"] = 3e12;
+  CHECK_THROWS_WITH(parse_measurements(edited.dump(), "r.json"),
+                    Catch::Contains("r.json: records[0].flops_per_s: '3000000000000.0' is not flops / time_median_s (2.729112e+12)"));
+  edited = j;
+  edited["records"][1]["bytes_per_s"] = 1e9;
+  CHECK_THROWS_WITH(parse_measurements(edited.dump(), "r.json"),
+                    Catch::Contains("records[1].bytes_per_s: '1000000000.0' needs bytes_moved (the rate is bytes_moved / time_median_s)"));
 }
 
 TEST_CASE("a run header says how its times were taken", "[calibrate]") {

@@ -129,6 +129,21 @@ struct Bench {
     const std::vector<double> times = time_graph(stream.get(), t, calls, ev, each);
     return timing_stats(std::span<const double>(times.data(), times.size()));
   }
+
+  /// Each case in turn: record(c, stats) first with placeholder timings (it checks the case
+  /// before anything is allocated), then time_banked over make(c, case index, seed offset) copies
+  /// (offset 0 for copy 0: the seeds of call timing), `done` after each record.
+  template <class Case, class Record, class Make, class Call>
+  std::vector<MeasurementRecord> sweep(std::span<const Case> cases, Record&& record, Make&& make, Call&& call, const RecordSink& done) {
+    std::vector<MeasurementRecord> out;
+    for (const Case& c : cases) {
+      const double bytes = record(c, TimingStats{1, 1, 1, 1}).bytes_moved.value_or(0);
+      const std::uint64_t index = out.size();
+      out.push_back(record(c, time_banked(bytes, [&](int bank) { return make(c, index, 0x100000 * static_cast<std::uint64_t>(bank)); }, call)));
+      if (done) done(out.back());
+    }
+    return out;
+  }
 };
 
 I ceil_div(I a, I b) { return (a + b - 1) / b; }
@@ -174,21 +189,12 @@ std::vector<MeasurementRecord> bench_attention_decode(std::span<const AttentionD
                                                       const RecordSink& done, int device) {
   Bench b(timing, device);
   const cudaStream_t s = b.stream.get();
-  std::vector<MeasurementRecord> out;
-  for (const AttentionDecodeCase& c : cases) {
-    const MeasurementRecord shape = attention_decode_record(c, TimingStats{1, 1, 1, 1});  // checks the case before allocating
-    const std::uint64_t seed = 0x5EED + static_cast<std::uint64_t>(out.size());
-    const TimingStats st = b.time_banked(
-        shape.bytes_moved.value_or(0),
-        [&](int bank) {
-          const std::uint64_t off = 0x100000 * static_cast<std::uint64_t>(bank);  // copy 0: the seeds of call timing
-          return std::make_unique<DecodeSetup>(c, seed + off, 7 + off, b.dev.sm_count, s);
-        },
-        [&](const DecodeSetup& d) { cuda_attention_decode_launch(d.cache.device, d.a, s); });
-    out.push_back(attention_decode_record(c, st));
-    if (done) done(out.back());
-  }
-  return out;
+  return b.sweep(
+      cases, [](const AttentionDecodeCase& c, const TimingStats& t) { return attention_decode_record(c, t); },
+      [&](const AttentionDecodeCase& c, std::uint64_t i, std::uint64_t off) {
+        return std::make_unique<DecodeSetup>(c, 0x5EED + i + off, 7 + off, b.dev.sm_count, s);
+      },
+      [&](const DecodeSetup& d) { cuda_attention_decode_launch(d.cache.device, d.a, s); }, done);
 }
 
 namespace {
@@ -228,21 +234,10 @@ std::vector<MeasurementRecord> bench_attention_prefill(std::span<const Attention
                                                        const RecordSink& done, int device) {
   Bench b(timing, device);
   const cudaStream_t s = b.stream.get();
-  std::vector<MeasurementRecord> out;
-  for (const AttentionPrefillCase& c : cases) {
-    const MeasurementRecord shape = attention_prefill_record(c, TimingStats{1, 1, 1, 1});
-    const std::uint64_t seed = 0xF111 + static_cast<std::uint64_t>(out.size());
-    const TimingStats st = b.time_banked(
-        shape.bytes_moved.value_or(0),
-        [&](int bank) {
-          const std::uint64_t off = 0x100000 * static_cast<std::uint64_t>(bank);
-          return std::make_unique<PrefillSetup>(c, seed + off, 11 + off, s);
-        },
-        [&](const PrefillSetup& p) { cuda_attention_prefill_launch(p.cache.device, p.a, s); });
-    out.push_back(attention_prefill_record(c, st));
-    if (done) done(out.back());
-  }
-  return out;
+  return b.sweep(
+      cases, [](const AttentionPrefillCase& c, const TimingStats& t) { return attention_prefill_record(c, t); },
+      [&](const AttentionPrefillCase& c, std::uint64_t i, std::uint64_t off) { return std::make_unique<PrefillSetup>(c, 0xF111 + i + off, 11 + off, s); },
+      [&](const PrefillSetup& p) { cuda_attention_prefill_launch(p.cache.device, p.a, s); }, done);
 }
 
 namespace {
@@ -342,16 +337,10 @@ std::vector<MeasurementRecord> bench_elementwise(std::span<const ElementwiseCase
                                                  int device) {
   Bench b(timing, device);
   const cudaStream_t s = b.stream.get();
-  std::vector<MeasurementRecord> out;
-  for (const ElementwiseCase& c : cases) {
-    const MeasurementRecord shape = elementwise_record(c, TimingStats{1, 1, 1, 1});  // checks the case before allocating
-    const TimingStats st = b.time_banked(
-        shape.bytes_moved.value_or(0), [&](int bank) { return elementwise_setup(c, 0x100000 * static_cast<std::uint64_t>(bank), s); },
-        [](const ElementwiseSetup& e) { e.launch(); });
-    out.push_back(elementwise_record(c, st));
-    if (done) done(out.back());
-  }
-  return out;
+  return b.sweep(
+      cases, [](const ElementwiseCase& c, const TimingStats& t) { return elementwise_record(c, t); },
+      [&](const ElementwiseCase& c, std::uint64_t, std::uint64_t off) { return elementwise_setup(c, off, s); },
+      [](const ElementwiseSetup& e) { e.launch(); }, done);
 }
 
 }  // namespace racksim::exec::cuda

@@ -97,12 +97,7 @@ def main():
     copies = [r for r in mem["records"] if r["op"].get("variant") == "copy"]
     copy = max(copies, key=lambda r: r["bytes_moved"])
     bw = gbps(copy)
-    # The read curve: bytes read -> the fastest median of that size (empty when the file has none).
-    curve = {}
-    for r in mem["records"]:
-        if r["op"].get("variant") == "read":
-            curve[r["bytes_moved"]] = min(curve.get(r["bytes_moved"], float("inf")), r["time_median_s"])
-    curve = sorted(curve.items())
+    curve = read_curve(mem)  # empty when the file has none
     rows = [("copy bandwidth", f"device-to-device copy of {copy['bytes_moved'] / 2**31:.0f} GiB (read + write counted)", f"{bw:.0f} GB/s", "", "")]
 
     fp4 = load(folder, "gemm-nvfp4.json")
@@ -166,6 +161,23 @@ def main():
     breakdown(summary)
 
 
+def gemm_variant_lines(base_records, paths):
+    """Each variant file's GEMMs over the base records' median at the same (M, N, K): one row per
+    (file, N, K), its M's ratios in order."""
+    base = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r["time_median_s"] for r in base_records}
+    lines = []
+    for path in paths:
+        by_shape = {}
+        for r in json.loads(path.read_text())["records"]:
+            o = r["op"]
+            key = (o["m"], o["n"], o["k"])
+            if key in base:
+                by_shape.setdefault((o["n"], o["k"]), []).append((o["m"], r["time_median_s"] / base[key]))
+        for (n, k), ratios in sorted(by_shape.items()):
+            lines.append((path.stem, f"N={n} K={k}", ", ".join(f"M={m} {x:.2f}x" for m, x in sorted(ratios))))
+    return lines
+
+
 def read_curve(mem):
     """A memory file's read curve: bytes -> the fastest median of that size, sorted."""
     curve = {}
@@ -218,17 +230,7 @@ def graph_timed(folder, bw, fp4):
                          "yes" if ratio >= 0.7 else "no"))
     print_table(("target, back to back in a CUDA graph", "case", "measured (median)", "against", "met"), rows)
     # Knob variants timed the same way, over the graph default's.
-    base = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r["time_median_s"] for r in gfp4["records"]}
-    lines = []
-    for path in sorted(folder.glob("graph-gemm-nvfp4-*.json")):
-        by_shape = {}
-        for r in json.loads(path.read_text())["records"]:
-            o = r["op"]
-            key = (o["m"], o["n"], o["k"])
-            if key in base:
-                by_shape.setdefault((o["n"], o["k"]), []).append((o["m"], r["time_median_s"] / base[key]))
-        for (n, k), ratios in sorted(by_shape.items()):
-            lines.append((path.stem, f"N={n} K={k}", ", ".join(f"M={m} {x:.2f}x" for m, x in sorted(ratios))))
+    lines = gemm_variant_lines(gfp4["records"], sorted(folder.glob("graph-gemm-nvfp4-*.json")))
     print_table(("variant, back to back (same run)", "shape", "median time / the graph default's"), lines)
     # The step's small ops both ways (graph-elementwise.json over elementwise.json): per op kind,
     # the graph time over the one-call time at each row count.
@@ -271,19 +273,7 @@ def print_table(header, rows):
 
 def variants(folder, fp4, summary, att):
     """The same run's knob variants against the default, as median-time ratios per shape."""
-    lines = []
-    if fp4:
-        ref = {(r["op"]["m"], r["op"]["n"], r["op"]["k"]): r["time_median_s"] for r in fp4["records"]}
-        for path in sorted(folder.glob("gemm-nvfp4-*.json")):
-            by_shape = {}
-            for r in json.loads(path.read_text())["records"]:
-                o = r["op"]
-                key = (o["m"], o["n"], o["k"])
-                if key in ref:
-                    by_shape.setdefault((o["n"], o["k"]), []).append((o["m"], r["time_median_s"] / ref[key]))
-            for (n, k), ratios in sorted(by_shape.items()):
-                cells = ", ".join(f"M={m} {ratio:.2f}x" for m, ratio in sorted(ratios))
-                lines.append((path.stem, f"N={n} K={k}", cells))
+    lines = gemm_variant_lines(fp4["records"], sorted(folder.glob("gemm-nvfp4-*.json"))) if fp4 else []
     if att:
         # Decode attention per KV format: each (batch, context) of attention-<variant>.json (a
         # knob's run, e.g. attention-p1.json under RACKSIM_ATTENTION_FP8_P=single) over the default's.

@@ -111,14 +111,12 @@ std::vector<MeasurementRecord> bench_memory(std::span<const double> sizes, const
       };
       std::vector<double> times;
       if (t.graph) {
-        // Back to back: enough calls (up to kGraphMaxCalls) that the offsets' rotation (over a
-        // span of >= 4 x L2) touches 2 x L2 of fresh lines before it comes back to one; below
+        // Back to back: enough offsets (up to kGraphMaxCalls) that the rotation (over a span of
+        // >= 4 x L2) touches 2 x L2 of fresh lines before it comes back to one; below
         // 2 x L2 / kGraphMaxCalls bytes (31 KB on an H200) the calls partly hit the L2.
         const double fresh = std::ceil(2.0 * static_cast<double>(d.l2_bytes) / size_d);
-        const int calls = std::max(graph_calls(time_one_call(s, t, ev[0], call), 1),
-                                   static_cast<int>(std::min(fresh, static_cast<double>(kGraphMaxCalls))));
-        if (const std::string note = graph_warm_note(size_d, calls, d.l2_bytes); !note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
-        times = time_graph(s, t, calls, ev, call);
+        const int offsets = static_cast<int>(std::clamp(fresh, 1.0, static_cast<double>(kGraphMaxCalls)));
+        times = time_graph_rotating(s, t, ev, size_d, offsets, d.l2_bytes, call);
       } else {
         times = time_calls(s, t, flush, ev, call);
       }

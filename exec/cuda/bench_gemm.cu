@@ -372,11 +372,10 @@ std::vector<double> gemm_graph_times(const LtContext& lt, const GemmCase& c, con
                                      std::vector<EventPair>& ev, std::uint64_t seed, bool tune, DeviceBytes& flush) {
   const double bytes = gemm_record(c, TimingStats{1, 1, 1, 1}).bytes_moved.value_or(0);
   const int banks = graph_banks(bytes, dev.l2_bytes);
-  if (const std::string note = graph_warm_note(bytes, banks, dev.l2_bytes); !note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
   std::vector<std::unique_ptr<GemmRunner>> runs;
   for (int b = 0; b < banks; ++b) {
     runs.push_back(std::make_unique<GemmRunner>(lt.handle(), c, lt.workspace()));
-    runs.back()->fill_random(seed + 0x10000 * static_cast<std::uint64_t>(b), s);
+    runs.back()->fill_random(seed + kGraphCopySeedStride * static_cast<std::uint64_t>(b), s);
   }
   if (tune) {
     runs[0]->tune(s, flush);
@@ -384,9 +383,7 @@ std::vector<double> gemm_graph_times(const LtContext& lt, const GemmCase& c, con
   }
   // A serial split-K launch takes its counters from an array a graph cannot allocate.
   if (runs[0]->path() == Path::mma_fp4) fp4_mma_serial_prepare();
-  const auto call = [&](int i) { runs[static_cast<std::size_t>(i % banks)]->run(s); };
-  const int calls = graph_calls(time_one_call(s, t, ev[0], call), banks);
-  return time_graph(s, t, calls, ev, call);
+  return time_graph_rotating(s, t, ev, bytes, banks, dev.l2_bytes, [&](int i) { runs[static_cast<std::size_t>(i % banks)]->run(s); });
 }
 
 }  // namespace

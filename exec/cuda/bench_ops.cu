@@ -118,15 +118,12 @@ struct Bench {
   template <class Make, class Call>
   TimingStats time_banked(double bytes, Make&& make, Call&& call) {
     const int banks = t.graph ? graph_banks(bytes, dev.l2_bytes) : 1;
-    if (t.graph)
-      if (const std::string note = graph_warm_note(bytes, banks, dev.l2_bytes); !note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
     std::vector<decltype(make(0))> copies;
     for (int b = 0; b < banks; ++b) copies.push_back(make(b));
     RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
     if (!t.graph) return time([&] { call(*copies.front()); });
-    const auto each = [&](int i) { call(*copies[static_cast<std::size_t>(i % banks)]); };
-    const int calls = graph_calls(time_one_call(stream.get(), t, ev[0], each), banks);
-    const std::vector<double> times = time_graph(stream.get(), t, calls, ev, each);
+    const std::vector<double> times = time_graph_rotating(stream.get(), t, ev, bytes, banks, dev.l2_bytes,
+                                                          [&](int i) { call(*copies[static_cast<std::size_t>(i % banks)]); });
     return timing_stats(std::span<const double>(times.data(), times.size()));
   }
 
@@ -139,7 +136,7 @@ struct Bench {
     for (const Case& c : cases) {
       const double bytes = record(c, TimingStats{1, 1, 1, 1}).bytes_moved.value_or(0);
       const std::uint64_t index = out.size();
-      out.push_back(record(c, time_banked(bytes, [&](int bank) { return make(c, index, 0x100000 * static_cast<std::uint64_t>(bank)); }, call)));
+      out.push_back(record(c, time_banked(bytes, [&](int bank) { return make(c, index, kGraphCopySeedStride * static_cast<std::uint64_t>(bank)); }, call)));
       if (done) done(out.back());
     }
     return out;

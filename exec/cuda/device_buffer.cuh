@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <string>
 #include <sstream>
 #include <string_view>
@@ -218,6 +219,19 @@ template <class Call>
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) times.push_back(ev[static_cast<std::size_t>(r)].elapsed_s() / calls);
   return times;
+}
+
+/// `racksim bench --timing graph` over `copies` copies of a call's operands (or offsets into a
+/// buffer) of `bytes` each, which call(i) rotates with i: graph_warm_note on stderr when they fit
+/// in 2 x L2, one eager call to size the graph (graph_calls: a multiple of the copies), then
+/// time_graph. Every bench's graph timing goes through here.
+template <class Call>
+[[nodiscard]] std::vector<double> time_graph_rotating(cudaStream_t s, const BenchTiming& t, std::vector<EventPair>& ev, double bytes,
+                                                      int copies, std::int64_t l2_bytes, Call&& call) {
+  if (ev.empty()) throw InputError("time_graph_rotating: no event pairs");
+  if (const std::string note = graph_warm_note(bytes, copies, l2_bytes); !note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
+  const int calls = graph_calls(time_one_call(s, t, ev[0], call), copies);
+  return time_graph(s, t, calls, ev, call);
 }
 
 }  // namespace racksim::exec::cuda

@@ -95,6 +95,9 @@ inline constexpr int kGraphMaxBanks = 512;
 inline constexpr int kGraphMinCalls = 8;
 inline constexpr int kGraphMaxCalls = 4096;
 inline constexpr double kGraphReplayS = 1e-3;
+/// Seed offset between operand copies (copy b fills from seed + b x this; copy 0 keeps the seeds
+/// of call timing).
+inline constexpr std::uint64_t kGraphCopySeedStride = 0x100000;
 
 /// Copies of one call's operands (bytes_per_call: what one call reads and writes) that keep a
 /// rotation over them out of the L2: ceil(2 x l2_bytes / bytes_per_call), clamped to

@@ -59,6 +59,17 @@ using I = long long;
 
 constexpr float kLog2e = 1.4426950408889634f;  // log2(e): exp(x) = exp2(x log2 e)
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
+// Blackwell's code generator (sm_100a, sm_103a) needs more registers for the same kernels than
+// Hopper's: with the next step's FP8 K and V loaded ahead (32 registers at head_dim 128), the
+// decode and prefill kernels spilled 88-134 bytes at the 255-register ceiling and the transposed
+// decode 324 bytes at its 168 (ptxas -warn-spills, CUDA 13.0, 2026-12-02). There, FP8 at head_dim
+// 128 loads each step's K and V at the step's start instead (211, 212 and 144 registers, no
+// spill); sm_90a's code is unchanged (docs/executor.md, "Register spills").
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
+constexpr bool kBlackwellPtxas = true;
+#else
+constexpr bool kBlackwellPtxas = false;
+#endif
 constexpr int kTileRows = 16;                     // query rows per warp (the MMA's M)
 constexpr int kStepKeys = 16;                     // keys per warp step (the P V MMA's K)
 constexpr int kPrefillRows = kWarps * kTileRows;  // query rows per prefill CTA
@@ -278,7 +289,7 @@ __device__ __forceinline__ void warp_attend(const Params& a, int g, const std::i
   // The next step's K and V are loaded before this step's math (software pipelining) where the
   // registers allow: FP8 codes (32 registers at head_dim 128) and BF16 up to head_dim 64; BF16 at
   // 128 would need 64 more and spill, and streams at 84-87% of copy bandwidth without it (H200).
-  constexpr bool kAhead = kFp8 || HD <= 64;
+  constexpr bool kAhead = HD <= 64 || (kFp8 && !kBlackwellPtxas);  // see kBlackwellPtxas
   KvRaw<HD, kFp8> raw;
   const auto fetch = [&](int k0) { fetch_step<HD, kFp8>(raw, a, g, table, k0, k_end, n, c); };
   if (kAhead && k_first < k_end) fetch(k_first);
@@ -424,15 +435,17 @@ __device__ __forceinline__ void warp_attend_t(const Params& a, int g, const std:
   st.l[0] = st.l[1] = 0.0f;
   KvRaw<HD, kFp8> raw;
   const auto fetch = [&](int k0) { fetch_step<HD, kFp8>(raw, a, g, table, k0, k_end, n, c); };
-  if (k_first < k_end) fetch(k_first);
+  constexpr bool kAhead = HD <= 64 || !kFp8 || !kBlackwellPtxas;  // see kBlackwellPtxas
+  if (kAhead && k_first < k_end) fetch(k_first);
   for (int k0 = k_first; k0 < k_end; k0 += stride) {
+    if (!kAhead) fetch(k0);
     std::uint32_t kr[2][F::kPairs], vr[2][F::kPairs];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       widen<HD, kFp8>(kr[h], raw.k[h]);
       widen<HD, kFp8>(vr[h], raw.v[h]);
     }
-    if (k0 + stride < k_end) fetch(k0 + stride);
+    if (kAhead && k0 + stride < k_end) fetch(k0 + stride);
     // S^T: s[0], s[1] = key k0 + n, heads 2c, 2c + 1; s[2], s[3] = key k0 + n + 8.
     float s[4] = {0, 0, 0, 0};
 #pragma unroll

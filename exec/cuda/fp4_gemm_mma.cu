@@ -40,6 +40,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "bf16_vec.cuh"
@@ -194,7 +195,7 @@ __device__ inline void wgmma_rs(float (&)[NT][4], const std::uint32_t (&)[4], st
 /// two UE4M3 codes of their blocks.
 struct SpanWeights {
   uint4 w[2][2];
-  unsigned sc[2][2];
+  uint2 sc;  ///< the scale codes as loaded: m-tile 0 in .x, 1 in .y; half h in bits 16 h .. 16 h + 15
   __half2 sc2[2][2];  ///< the two block scales as FP16 (ue4m3_pair_to_half2), filled before use
 };
 
@@ -216,17 +217,14 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
                                  long long tile, int lane, bool active) {
   if (!active) {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      s.w[u / 2][u % 2] = make_uint4(0, 0, 0, 0);  // E2M1 code 0 is +0: contributes nothing
-      s.sc[u / 2][u % 2] = 0;
-    }
+    for (int u = 0; u < 4; ++u) s.w[u / 2][u % 2] = make_uint4(0, 0, 0, 0);  // E2M1 code 0 is +0: contributes nothing
+    s.sc = make_uint2(0, 0);
     return;
   }
   const uint4* c = reinterpret_cast<const uint4*>(codes + tile * kFp4MmaTileCodeBytes) + lane;
 #pragma unroll
   for (int u = 0; u < 4; ++u) s.w[u / 2][u % 2] = __ldg(c + u * 32);
-  const uint2 sc = __ldg(reinterpret_cast<const uint2*>(tscales + tile * kFp4MmaTileScaleBytes) + lane);
-  s.sc[0][0] = sc.x & 0xFFFFu, s.sc[0][1] = sc.x >> 16, s.sc[1][0] = sc.y & 0xFFFFu, s.sc[1][1] = sc.y >> 16;
+  s.sc = __ldg(reinterpret_cast<const uint2*>(tscales + tile * kFp4MmaTileScaleBytes) + lane);
 }
 
 /// CTAs per SM the register budget is set for: small tiles keep more CTAs resident (latency
@@ -235,8 +233,13 @@ __device__ inline void load_span(SpanWeights& s, const std::uint8_t* __restrict_
 /// M = 1..8 on the H200, 2026-11-30 second session: exec/measurements/h200-sxm-2026-11-30b.)
 /// The wgmma variant keeps all 4 words' A fragments live until its wait (64 registers), so its
 /// 2-tile kernel is set for 3 CTAs (at 4-5 it spilled 108-372 bytes: ptxas, sm_90a).
+/// One tile at depth 1 (every M <= 8 GEMV) is set for 6: since the span's scale codes stay as
+/// loaded (SpanWeights::sc), it needs 78-80 registers, which 6 CTAs of 128 threads allow (80
+/// each), where at 85-91 it ran 5 (2026-12-02; docs/executor.md "Register spills"). The build
+/// refuses a spill (-Xptxas=-warn-spills under -Werror), so code that outgrows a bound fails to
+/// build instead of losing occupancy or spilling unseen.
 template <int NT, int DEPTH, bool WG = false>
-constexpr int kMinCtas = WG && NT == 2 ? 3 : NT <= 2 ? (DEPTH == 1 ? 5 : 4) : NT == 4 ? 3 : 2;
+constexpr int kMinCtas = WG && NT == 2 ? 3 : NT == 1 && DEPTH == 1 ? 6 : NT <= 2 ? (DEPTH == 1 ? 5 : 4) : NT == 4 ? 3 : 2;
 
 // The cp.async variant (RACKSIM_FP4_MMA_PIPE=cpasync, M <= 16): each warp streams its tiles
 // through a private ring of kRing spans in shared memory instead of one span ahead in registers,
@@ -275,8 +278,7 @@ __device__ inline void ring_issue(uint4* ring, uint2* ring_sc, int slot, const s
 __device__ inline void ring_read(SpanWeights& s, const uint4* ring, const uint2* ring_sc, int slot, int lane) {
 #pragma unroll
   for (int u = 0; u < 4; ++u) s.w[u / 2][u % 2] = ring[slot * kRingUnits + u * 32 + lane];
-  const uint2 sc = ring_sc[slot * 32 + lane];
-  s.sc[0][0] = sc.x & 0xFFFFu, s.sc[0][1] = sc.x >> 16, s.sc[1][0] = sc.y & 0xFFFFu, s.sc[1][1] = sc.y >> 16;
+  s.sc = ring_sc[slot * 32 + lane];
 }
 
 /// Word wd of the span's weights as the A fragments of the two k-steps 2 wd (ae) and 2 wd + 1 (ao),
@@ -466,7 +468,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<NT, DEPTH, WG>)
 #pragma unroll
     for (int t = 0; t < 2; ++t)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) cur.sc2[t][h] = ue4m3_pair_to_half2(cur.sc[t][h]);
+      for (int h = 0; h < 2; ++h) cur.sc2[t][h] = ue4m3_pair_to_half2((t == 0 ? cur.sc.x : cur.sc.y) >> (16 * h));
     if constexpr (WG) {
       // All 4 words' fragments stay in their registers until the wait: wgmma reads them late.
       std::uint32_t a[4][2][2][4];  // [word][even, odd k-step][m-tile][register]
@@ -624,12 +626,50 @@ __global__ void fp4_mma_reduce_swiglu(const float* __restrict__ partials, long l
   }
 }
 
+/// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), with
+/// `dynamic` bytes of dynamic shared memory per CTA, clamped to fp4_mma_plan's 1..8.
+template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
+int resident_per_sm(std::size_t dynamic = 0) {
+  int blocks = 0;
+  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH, WG, RING>, kThreads, dynamic));
+  return std::clamp(blocks, 1, 8);
+}
+
+/// RACKSIM_FP4_MMA_CTAS's dynamic shared memory for fp4_mma_kernel<NT, DEPTH> on the current
+/// device (fp4_mma_ctas_pad_bytes over the kernel's static bytes and the device's per-SM and
+/// reserved bytes); 0 without a cap, or where the kernel's registers already hold it to the cap.
+/// Asked once per device and cap.
+template <int NT, int DEPTH>
+std::size_t ctas_pad(int cap) {
+  if (cap == 0) return 0;
+  static std::mutex mu;
+  static std::map<std::pair<int, int>, std::size_t> known;
+  int dev = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+  const std::lock_guard<std::mutex> lock(mu);
+  if (const auto it = known.find({dev, cap}); it != known.end()) return it->second;
+  if (resident_per_sm<NT, DEPTH>() <= cap) return known[{dev, cap}] = 0;
+  cudaFuncAttributes fa{};
+  RACKSIM_CUDA_CHECK(cudaFuncGetAttributes(&fa, fp4_mma_kernel<NT, DEPTH>));
+  int sm_bytes = 0, reserved = 0;
+  RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+  RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
+  const auto pad = static_cast<std::size_t>(fp4_mma_ctas_pad_bytes(static_cast<std::int64_t>(fa.sharedSizeBytes), sm_bytes, reserved, cap));
+  constexpr std::size_t kNoOptIn = 48 * 1024;  // what a launch may use without cudaFuncAttributeMaxDynamicSharedMemorySize
+  if (fa.sharedSizeBytes + pad > kNoOptIn)
+    throw InputError(text("environment RACKSIM_FP4_MMA_CTAS=", cap, ": the ", NT, "-tile kernel would need ", fa.sharedSizeBytes + pad,
+                          " B of shared memory per CTA on this device (", sm_bytes, " B per SM), past the ", kNoOptIn, " B a launch takes without opt-in"));
+  return known[{dev, cap}] = pad;
+}
+
 template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
 void launch_nt(const Fp4MmaPlan& p, const __nv_bfloat16* x, int m, int n, int k, const std::uint8_t* codes, const std::uint8_t* tscales,
-               float out_scale, __nv_bfloat16* y, float* partials, SerialArgs serial, cudaStream_t s) {
+               float out_scale, __nv_bfloat16* y, float* partials, SerialArgs serial, cudaStream_t s, int ctas = 0) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.splits));
-  launch_kernel(fp4_mma_kernel<NT, DEPTH, WG, RING>, grid, kThreads, 0, s, x, m, n, k, codes, tscales, out_scale, static_cast<int>(p.spans_per_split),
-                y, partials, GroupArgs{}, serial);
+  std::size_t pad = 0;
+  if constexpr (!WG && !RING) pad = ctas_pad<NT, DEPTH>(ctas);  // the launch plan leaves ctas 0 for the others
+  launch_kernel(fp4_mma_kernel<NT, DEPTH, WG, RING>, grid, kThreads, pad, s, x, m, n, k, codes, tscales, out_scale,
+                static_cast<int>(p.spans_per_split), y, partials, GroupArgs{}, serial);
 }
 
 /// RACKSIM_FP4_MMA_X=split's launch (one tile, depth 1; with or without the ring): the split's x in
@@ -675,7 +715,7 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 ///   one pass of 8 tiles (the weights read once; 2 CTAs per SM): 0.64-1.00x the two passes' time
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
 /// - RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2: spans of weights in flight per warp (at 1-2 tiles 2
-///   costs a CTA per SM: 4 instead of 5; at 4 and 8 tiles, 2 only when set, not by auto: the
+///   costs CTAs per SM: 4 instead of 6 at 1 tile (5 before 2026-12-02), 4 instead of 5 at 2; at 4 and 8 tiles, 2 only when set, not by auto: the
 ///   8-tile kernel keeps 2 CTAs per SM at 233 registers instead of 214, the 4-tile one 3 at 159
 ///   instead of 141, no spills (ptxas, sm_90a); written 2026-12-01 without a device for the
 ///   M = 17..64 GEMMs, which 8-12 warps per SM leave latency-bound). Row-major layout: 2 ran
@@ -819,13 +859,18 @@ __global__ void __launch_bounds__(256) fp4_mma_dequant_kernel(const std::uint8_t
 
 unsigned unit_grid(long long units) { return static_cast<unsigned>(std::min<long long>((units + 255) / 256, 65535LL * 4)); }
 
-/// CTAs of fp4_mma_kernel<NT> resident per SM on the current device (the occupancy API), clamped
-/// to fp4_mma_plan's 1..8.
-template <int NT, int DEPTH = 1, bool WG = false, bool RING = false>
-int resident_per_sm() {
-  int blocks = 0;
-  RACKSIM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fp4_mma_kernel<NT, DEPTH, WG, RING>, kThreads, 0));
-  return std::clamp(blocks, 1, 8);
+/// resident_per_sm of the register-staged mma.sync kernel launched under RACKSIM_FP4_MMA_CTAS=cap
+/// (its ctas_pad), asked once per device and cap.
+template <int NT, int DEPTH>
+int capped_resident(int cap) {
+  static std::mutex mu;
+  static std::map<std::pair<int, int>, int> known;
+  int dev = 0;
+  RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
+  const std::size_t pad = ctas_pad<NT, DEPTH>(cap);
+  const std::lock_guard<std::mutex> lock(mu);
+  if (const auto it = known.find({dev, cap}); it != known.end()) return it->second;
+  return known[{dev, cap}] = resident_per_sm<NT, DEPTH>(pad);
 }
 
 /// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device and sm_90a code in this build (wgmma exists on
@@ -897,12 +942,22 @@ struct Occupancy {
   int plain[4][2], ring[2], wg[4][2];
   static int row(int tiles) { return tiles == 1 ? 0 : tiles == 2 ? 1 : tiles == 4 ? 2 : 3; }
   [[nodiscard]] std::function<int(int, int)> of(const Knobs& kn) const {
-    return [this, ring_on = kn.ring, wg_on = kn.wgmma](int tiles, int depth) {
+    return [this, ring_on = kn.ring, wg_on = kn.wgmma, cap = kn.ctas](int tiles, int depth) {
       const int r = row(tiles), d = depth == 2 ? 1 : 0;
       if (ring_on && tiles <= 2) return ring[r];
       if (wg_on && tiles >= 2) return wg[r][d];
+      if (cap != 0) return capped(tiles, depth, cap);  // RACKSIM_FP4_MMA_CTAS: the padded launch's occupancy
       return plain[r][d];
     };
+  }
+  static int capped(int tiles, int depth, int cap) {
+    const bool deep = depth == 2;
+    switch (tiles) {
+      case 1: return deep ? capped_resident<1, 2>(cap) : capped_resident<1, 1>(cap);
+      case 2: return deep ? capped_resident<2, 2>(cap) : capped_resident<2, 1>(cap);
+      case 4: return deep ? capped_resident<4, 2>(cap) : capped_resident<4, 1>(cap);
+      default: return deep ? capped_resident<8, 2>(cap) : capped_resident<8, 1>(cap);
+    }
   }
 };
 
@@ -1010,8 +1065,8 @@ bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
       if (l.x_split && l.ring) launch_x_split<true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       else if (l.x_split) launch_x_split<false>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       else if (l.ring) launch_nt<1, 1, false, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
-      else if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
-      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (deep) launch_nt<1, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
+      else launch_nt<1>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
       break;
     case 2:
       if (l.ring) {
@@ -1020,20 +1075,20 @@ bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
         if (deep) launch_nt<2, 2, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
         else launch_nt<2, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
       } else if (deep) {
-        launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+        launch_nt<2, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
       } else {
-        launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+        launch_nt<2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
       }
       break;
     case 4:
       if (wg) launch_nt<4, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
-      else if (deep) launch_nt<4, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
-      else launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (deep) launch_nt<4, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
+      else launch_nt<4>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
       break;
     default:
       if (wg) launch_nt<8, 1, true>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
-      else if (deep) launch_nt<8, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
-      else launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s);
+      else if (deep) launch_nt<8, 2>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
+      else launch_nt<8>(p, xb, mi, ni, ki, packed, scales, out_scale, yb, partials, serial, s, l.ctas);
       break;
   }
   RACKSIM_CUDA_CHECK(cudaGetLastError());

@@ -181,7 +181,7 @@ Fp8LargeMOperands fp4_large_m_fp8_operands(std::span<const float> x, std::int64_
 }
 
 Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma, const char* pipe, const char* x,
-                          const char* reduce) {
+                          const char* reduce, const char* ctas) {
   Fp4MmaKnobs k;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_SPLITS", splits, {"auto", "fill8", "wave", "balance"}))
     k.splits = *i == 0   ? Fp4MmaKnobs::Splits::automatic
@@ -194,10 +194,14 @@ Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* dep
   if (const auto i = env_choice("RACKSIM_FP4_MMA_PIPE", pipe, {"regs", "cpasync"})) k.ring = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_X", x, {"span", "split"})) k.x_split = *i == 1;
   if (const auto i = env_choice("RACKSIM_FP4_MMA_REDUCE", reduce, {"launch", "serial"})) k.serial = *i == 1;
+  if (const auto i = env_choice("RACKSIM_FP4_MMA_CTAS", ctas, {"auto", "4", "5", "6"})) k.ctas = *i == 0 ? 0 : static_cast<int>(*i) + 3;
   if (k.ring && k.depth != 0)
     throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch that RACKSIM_FP4_MMA_DEPTH sets; unset one");
   if (k.ring && k.wgmma)
     throw InputError("environment RACKSIM_FP4_MMA_PIPE=cpasync and RACKSIM_FP4_MMA_MMA=wgmma are two variants of the 2-tile kernel; set one");
+  if (k.ctas != 0 && (k.ring || k.wgmma || k.x_split))
+    throw InputError(fmt::format("environment RACKSIM_FP4_MMA_CTAS={} pads the register-staged mma.sync kernel only, not {}; unset one", k.ctas,
+                                 k.ring ? "RACKSIM_FP4_MMA_PIPE=cpasync" : k.wgmma ? "RACKSIM_FP4_MMA_MMA=wgmma" : "RACKSIM_FP4_MMA_X=split"));
   return k;
 }
 
@@ -349,13 +353,14 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   l.x_split = knobs.x_split && tiles == 1 && l.depth == 1 &&
               fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= fp4_mma_x_split_max_bytes(l.ring);
   l.serial = knobs.serial && l.plan.splits > 1;
+  l.ctas = l.ring || l.x_split || (knobs.wgmma && tiles >= 2) ? 0 : knobs.ctas;
   return l;
 }
 
 Fp4MmaKnobs fp4_mma_knobs_from_env() {
   return fp4_mma_knobs(std::getenv("RACKSIM_FP4_MMA_SPLITS"), std::getenv("RACKSIM_FP4_MMA_TILES"), std::getenv("RACKSIM_FP4_MMA_DEPTH"),
                        std::getenv("RACKSIM_FP4_MMA_MMA"), std::getenv("RACKSIM_FP4_MMA_PIPE"), std::getenv("RACKSIM_FP4_MMA_X"),
-                       std::getenv("RACKSIM_FP4_MMA_REDUCE"));
+                       std::getenv("RACKSIM_FP4_MMA_REDUCE"), std::getenv("RACKSIM_FP4_MMA_CTAS"));
 }
 
 bool fp4_mma_tune_knob(const char* value) { return env_choice("RACKSIM_FP4_MMA_TUNE", value, {"off", "on"}).value_or(0) == 1; }
@@ -399,7 +404,7 @@ namespace {
 
 bool same_knobs(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b) {
   return a.splits == b.splits && a.eight_tiles == b.eight_tiles && a.depth == b.depth && a.wgmma == b.wgmma && a.ring == b.ring &&
-         a.x_split == b.x_split && a.serial == b.serial;
+         a.x_split == b.x_split && a.serial == b.serial && a.ctas == b.ctas;
 }
 
 bool same_plan(const Fp4MmaPlan& a, const Fp4MmaPlan& b) {
@@ -417,6 +422,7 @@ std::vector<Fp4MmaKnobs> fp4_mma_tune_candidates(const Fp4MmaKnobs& base, std::i
       k.depth = 0;
       k.wgmma = false;
     }
+    if (k.ring || k.wgmma || k.x_split) k.ctas = 0;  // the cap pads the register-staged mma.sync kernel only
     if (k.wgmma && !wgmma_ok) return;
     for (const Fp4MmaKnobs& o : out)
       if (same_knobs(o, k)) return;
@@ -465,7 +471,7 @@ bool fp4_mma_same_launch(const Fp4MmaKnobs& a, const Fp4MmaKnobs& b, std::int64_
     const Fp4MmaLaunch la = fp4_mma_launch_plan(r, n, k, sms, a, resident_a);
     const Fp4MmaLaunch lb = fp4_mma_launch_plan(r, n, k, sms, b, resident_b);
     if (la.two_passes != lb.two_passes || la.depth != lb.depth || la.ring != lb.ring || la.x_split != lb.x_split || la.serial != lb.serial ||
-        !same_plan(la.plan, lb.plan))
+        la.ctas != lb.ctas || !same_plan(la.plan, lb.plan))
       return false;
     if (la.two_passes) {  // passes of <= 32 rows under each knob set
       if (!fp4_mma_same_launch(a, b, kFp4MmaPassM, n, k, sms, resident_a, resident_b)) return false;
@@ -500,6 +506,7 @@ std::string fp4_mma_knobs_words(const Fp4MmaKnobs& k) {
   if (k.ring) word("RACKSIM_FP4_MMA_PIPE", "cpasync");
   if (k.x_split) word("RACKSIM_FP4_MMA_X", "split");
   if (k.serial) word("RACKSIM_FP4_MMA_REDUCE", "serial");
+  if (k.ctas != 0) word("RACKSIM_FP4_MMA_CTAS", fmt::format("{}", k.ctas));
   return out.empty() ? "default" : out;
 }
 

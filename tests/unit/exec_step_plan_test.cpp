@@ -871,7 +871,7 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
                                              : nullptr;
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
-  CHECK(kExecutorKnobs.size() == 14);
+  CHECK(kExecutorKnobs.size() == 15);
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {
@@ -926,15 +926,37 @@ TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or na
                     "environment RACKSIM_FP4_MMA_REDUCE: 'atomic' is not one of launch, serial");
   CHECK(fp4_mma_knobs_words(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "split", "serial")) ==
         "RACKSIM_FP4_MMA_X=split RACKSIM_FP4_MMA_REDUCE=serial");
-  // The tuner and the [cuda] tests start from the environment's seven knobs, read when asked.
+  // The occupancy cap: none by default; 4, 5 or 6 CTAs per SM on request (the M <= 8 GEMV holds 6
+  // by its registers since 2026-12-02, 5 at the last measured commit); it pads the register-staged
+  // mma.sync kernel only, so with the ring, wgmma or the x split it is refused, naming both.
+  CHECK(d.ctas == 0);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "auto").ctas == 0);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "4").ctas == 4);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, "2", nullptr, nullptr, nullptr, "serial", "5").ctas == 5);
+  CHECK(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "6").ctas == 6);
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "3"),
+                    "environment RACKSIM_FP4_MMA_CTAS: '3' is not one of auto, 4, 5, 6");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, "cpasync", nullptr, nullptr, "5"),
+                    "environment RACKSIM_FP4_MMA_CTAS=5 pads the register-staged mma.sync kernel only, not RACKSIM_FP4_MMA_PIPE=cpasync; unset one");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, "wgmma", nullptr, nullptr, nullptr, "4"),
+                    "environment RACKSIM_FP4_MMA_CTAS=4 pads the register-staged mma.sync kernel only, not RACKSIM_FP4_MMA_MMA=wgmma; unset one");
+  CHECK_THROWS_WITH(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, "split", nullptr, "6"),
+                    "environment RACKSIM_FP4_MMA_CTAS=6 pads the register-staged mma.sync kernel only, not RACKSIM_FP4_MMA_X=split; unset one");
+  CHECK(fp4_mma_knobs_words(fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "serial", "5")) ==
+        "RACKSIM_FP4_MMA_REDUCE=serial RACKSIM_FP4_MMA_CTAS=5");
+  // The tuner and the [cuda] tests start from the environment's eight knobs, read when asked.
   REQUIRE(std::getenv("RACKSIM_FP4_MMA_REDUCE") == nullptr);
+  REQUIRE(std::getenv("RACKSIM_FP4_MMA_CTAS") == nullptr);
   ::setenv("RACKSIM_FP4_MMA_REDUCE", "serial", 1);
   ::setenv("RACKSIM_FP4_MMA_SPLITS", "balance", 1);
+  ::setenv("RACKSIM_FP4_MMA_CTAS", "5", 1);
   const Fp4MmaKnobs env = fp4_mma_knobs_from_env();
   ::unsetenv("RACKSIM_FP4_MMA_REDUCE");
   ::unsetenv("RACKSIM_FP4_MMA_SPLITS");
+  ::unsetenv("RACKSIM_FP4_MMA_CTAS");
   CHECK(env.serial);
   CHECK(env.splits == Fp4MmaKnobs::Splits::balance);
+  CHECK(env.ctas == 5);
   CHECK_FALSE(fp4_mma_knobs_from_env().serial);
   CHECK(attention_decode_keys_as_m(nullptr));
   CHECK(attention_decode_keys_as_m("keys"));
@@ -1164,6 +1186,31 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   // CTAs per SM: floor(4 x 132 / 64) = 8 splits, not 10.
   CHECK_FALSE(fp4_mma_same_launch(def, def, 1, 8192, 8192, 132, resident, [](int, int) { return 4; }));
 
+  // RACKSIM_FP4_MMA_CTAS=5 against today's default on an H200 (the one-tile GEMV at 78 registers
+  // holds 6 CTAs per SM; ptxas, 2026-12-02): o_proj at M = 1 plans floor(6 x 132 / 64) = 12 wanted
+  // splits, ceil(64 / 12) = 6 spans each, so ceil(64 / 6) = 11 splits (704 CTAs in 792 slots);
+  // capped at 5, floor(5 x 132 / 64) = 10, 7 spans each, 10 splits (640 in 660), and the launch
+  // carries the cap its shared memory is padded for.
+  const auto resident6 = [](int tiles, int depth) { return tiles == 1 && depth == 1 ? 6 : tiles <= 2 ? (depth == 2 ? 4 : 5) : tiles == 4 ? 3 : 2; };
+  const auto capped5 = [&](int tiles, int depth) { return std::min(resident6(tiles, depth), 5); };
+  const Fp4MmaKnobs c5 = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "5");
+  const Fp4MmaLaunch l6 = fp4_mma_launch_plan(1, 8192, 8192, 132, def, resident6), l5 = fp4_mma_launch_plan(1, 8192, 8192, 132, c5, capped5);
+  CHECK(l6.plan.splits == 11);
+  CHECK(l6.plan.spans_per_split == 6);
+  CHECK(l6.ctas == 0);
+  CHECK(l5.plan.splits == 10);
+  CHECK(l5.plan.spans_per_split == 7);
+  CHECK(l5.ctas == 5);
+  CHECK_FALSE(fp4_mma_same_launch(def, c5, 1, 8192, 8192, 132, resident6, capped5));
+  // The tuner's candidates from a capped base keep the cap where it applies and drop it from the
+  // ring and the x split (fp4_mma_knobs refuses those pairs).
+  CHECK(words(fp4_mma_tune_candidates(c5, 1, true)) ==
+        std::vector<std::string>{"RACKSIM_FP4_MMA_CTAS=5", "RACKSIM_FP4_MMA_DEPTH=2 RACKSIM_FP4_MMA_CTAS=5", "RACKSIM_FP4_MMA_PIPE=cpasync",
+                                 "RACKSIM_FP4_MMA_X=split", "RACKSIM_FP4_MMA_PIPE=cpasync RACKSIM_FP4_MMA_X=split",
+                                 "RACKSIM_FP4_MMA_SPLITS=fill8 RACKSIM_FP4_MMA_CTAS=5", "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_CTAS=5",
+                                 "RACKSIM_FP4_MMA_SPLITS=balance RACKSIM_FP4_MMA_CTAS=5", "RACKSIM_FP4_MMA_REDUCE=serial RACKSIM_FP4_MMA_CTAS=5"});
+  for (const Fp4MmaKnobs& k : fp4_mma_tune_candidates(c5, 16, true)) CHECK((k.ctas == 0) == (k.ring || k.wgmma || k.x_split));
+
   // The pick: the fastest where it beats the base by more than 2%, ties to the first.
   CHECK(fp4_mma_tune_pick({10.0, 9.9, 9.5}) == 2);
   CHECK(fp4_mma_tune_pick({10.0, 9.9}) == 0);    // 1% is noise (9.9 >= 9.8)
@@ -1181,4 +1228,26 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK_THROWS_WITH(fp4_mma_tune_pick({10.0, 0.0}), "fp4_mma_tune_pick: median 1 is 0 (must be finite and > 0)");
   CHECK_THROWS_AS(fp4_mma_tune_pick({10.0, std::nan("")}), InputError);
   CHECK(fp4_mma_knobs_words(fp4_mma_knobs("wave", "4", "2")) == "RACKSIM_FP4_MMA_SPLITS=wave RACKSIM_FP4_MMA_TILES=4 RACKSIM_FP4_MMA_DEPTH=2");
+}
+
+TEST_CASE("RACKSIM_FP4_MMA_CTAS's shared-memory padding, by hand", "[exec][plan]") {
+  // An H100/H200 SM: 233,472 B of shared memory, 1,024 B reserved per CTA, 128 B allocation units
+  // (cudaDevAttrMaxSharedMemoryPerMultiprocessor, cudaDevAttrReservedSharedMemoryPerBlock).
+  constexpr std::int64_t sm = 233472, reserved = 1024;
+  // The 1-tile kernel (3,600 B static, ptxas sm_90a) capped at 5: a CTA must take more than
+  // 233,472 / 6 = 38,912 B, its own bytes rounded up more than 37,888 (296 units): 3,600 + pad >
+  // 37,888, pad = 34,304 (268 units): 38,016 + 1,024 = 39,040 B, 5.98 -> 5 per SM. One unit less
+  // (34,176) rounds to 37,888 + 1,024 = 38,912: exactly 6.
+  CHECK(fp4_mma_ctas_pad_bytes(3600, sm, reserved, 5) == 34304);
+  CHECK(sm / (38016 + reserved) == 5);
+  CHECK(sm / (37888 + reserved) == 6);
+  // Capped at 6: more than 233,472 / 7 = 33,353.1 B a CTA, own bytes more than 32,256 (252 units):
+  // pad > 28,656, 28,672 (224 units): 32,384 + 1,024 = 33,408, 6.99 -> 6.
+  CHECK(fp4_mma_ctas_pad_bytes(3600, sm, reserved, 6) == 28672);
+  // The 2-tile kernel (6,160 B) capped at 4: more than 46,694.4 B, own bytes more than 45,568 (356
+  // units): pad > 39,408, 39,424 (308 units): 45,696 + 1,024 = 46,720, 4.997 -> 4.
+  CHECK(fp4_mma_ctas_pad_bytes(6160, sm, reserved, 4) == 39424);
+  // Static bytes that alone hold the SM to the cap: no padding (40,064 + 1,024 = 41,088: 5.68 -> 5).
+  CHECK(fp4_mma_ctas_pad_bytes(40000, sm, reserved, 5) == 0);
+  CHECK(fp4_mma_ctas_pad_bytes(3600, sm, reserved, 0) == 0);  // no cap
 }

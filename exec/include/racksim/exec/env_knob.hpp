@@ -31,12 +31,12 @@ namespace racksim::exec {
   throw InputError(fmt::format("environment {}: '{}' is not one of {}", name, v, list));
 }
 
-/// Every executor knob (docs/executor.md "Variant knobs", a table of all fourteen): the fused FP4
-/// GEMM's seven and its per-shape tuning, the large-M path's format, decode attention's MMA mapping, FP8 attention's P, the
+/// Every executor knob (docs/executor.md "Variant knobs", a table of all fifteen): the fused FP4
+/// GEMM's eight and its per-shape tuning, the large-M path's format, decode attention's MMA mapping, FP8 attention's P, the
 /// residual add + RMSNorm and gate_up + SwiGLU fusions and programmatic dependent launch.
-inline constexpr std::array<std::string_view, 14> kExecutorKnobs = {
+inline constexpr std::array<std::string_view, 15> kExecutorKnobs = {
     "RACKSIM_FP4_MMA_SPLITS", "RACKSIM_FP4_MMA_TILES",    "RACKSIM_FP4_MMA_DEPTH",   "RACKSIM_FP4_MMA_MMA",
-    "RACKSIM_FP4_MMA_PIPE",   "RACKSIM_FP4_MMA_X",        "RACKSIM_FP4_MMA_REDUCE",  "RACKSIM_FP4_MMA_TUNE",    "RACKSIM_FP4_LARGE_M",     "RACKSIM_ATTENTION_DECODE",
+    "RACKSIM_FP4_MMA_PIPE",   "RACKSIM_FP4_MMA_X",        "RACKSIM_FP4_MMA_REDUCE",  "RACKSIM_FP4_MMA_CTAS",    "RACKSIM_FP4_MMA_TUNE",    "RACKSIM_FP4_LARGE_M",     "RACKSIM_ATTENTION_DECODE",
     "RACKSIM_ATTENTION_FP8_P", "RACKSIM_FUSE_NORM",       "RACKSIM_FUSE_SWIGLU",     "RACKSIM_PDL"};
 
 /// The knobs set in the environment as "NAME=VALUE " words in kExecutorKnobs' order, "" when none:

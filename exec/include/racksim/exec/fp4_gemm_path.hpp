@@ -233,9 +233,10 @@ void fp4_mma_tile(const std::vector<std::uint8_t>& packed, const std::vector<std
 /// RACKSIM_FP4_MMA_SPLITS = auto | fill8 | wave | balance (fp4_mma_plan_balanced), RACKSIM_FP4_MMA_TILES = 4 | 8,
 /// RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2, RACKSIM_FP4_MMA_MMA = sync | wgmma,
 /// RACKSIM_FP4_MMA_PIPE = regs | cpasync, RACKSIM_FP4_MMA_X = span | split,
-/// RACKSIM_FP4_MMA_REDUCE = launch | serial; unset means the first
-/// of each (tiles: 8). cpasync with an explicit depth, or with wgmma, is refused (each replaces
-/// what the other sets at 2 tiles).
+/// RACKSIM_FP4_MMA_REDUCE = launch | serial, RACKSIM_FP4_MMA_CTAS = auto | 4 | 5 | 6; unset means
+/// the first of each (tiles: 8). cpasync with an explicit depth, or with wgmma, is refused (each
+/// replaces what the other sets at 2 tiles); so is a CTAS cap with cpasync, wgmma or X=split (it
+/// pads the register-staged mma.sync kernel only).
 struct Fp4MmaKnobs {
   enum class Splits { automatic, fill8, wave, balance } splits = Splits::automatic;
   bool eight_tiles = true;  ///< M = 33..64 in one 8-tile pass (else two passes of <= 32 rows)
@@ -244,6 +245,7 @@ struct Fp4MmaKnobs {
   bool ring = false;        ///< M <= 16: weights through a per-warp cp.async ring in shared memory, not registers
   bool x_split = false;     ///< M <= 8: x staged once per CTA for its whole K split, not per span (fp4_mma_x_split_bytes)
   bool serial = false;      ///< split K summed by each row block's last CTA, not a reduce launch (RACKSIM_FP4_MMA_REDUCE=serial)
+  int ctas = 0;             ///< at most this many CTAs per SM (RACKSIM_FP4_MMA_CTAS; fp4_mma_ctas_pad_bytes), 0 = as registers allow
 };
 
 /// The knobs from the seven variables' values (null: unset). InputError naming the variable, the
@@ -262,8 +264,36 @@ struct Fp4MmaKnobs {
 /// row block b and up row block b + ffn / 128 hold the same columns), one counter per such pair
 /// takes 2 x splits tickets and its last CTA writes the SwiGLU, fp4_mma_reduce_swiglu's bits;
 /// at other ffn the serial launch writes y and the SwiGLU runs as its own kernel.
+///
+/// RACKSIM_FP4_MMA_CTAS = auto | 4 | 5 | 6 (unset: auto): at most that many CTAs of the fused kernel
+/// per SM, by giving each launch of the register-staged mma.sync kernel (not the cp.async ring,
+/// wgmma, the x split or the MoE grouped launch) enough dynamic shared memory that no more fit
+/// (fp4_mma_ctas_pad_bytes); the plan's whole-wave split then counts the capped occupancy. A
+/// kernel whose registers already hold it to the cap or fewer runs as without the knob. For the
+/// same-run A/B of occupancy against latency: since 2026-12-02 the M <= 8 GEMV holds 6 CTAs per SM
+/// (78 registers), where it ran 5 at 2af6518, the last measured commit; `RACKSIM_FP4_MMA_CTAS=5`
+/// gives that occupancy back with today's code. The padding also shrinks the L1 the SM's carveout
+/// leaves (the weights bypass L1: __ldg of streamed lines; x is staged in shared memory).
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
-                                        const char* pipe = nullptr, const char* x = nullptr, const char* reduce = nullptr);
+                                        const char* pipe = nullptr, const char* x = nullptr, const char* reduce = nullptr,
+                                        const char* ctas = nullptr);
+
+/// Dynamic shared memory that leaves at most `cap` CTAs of a kernel with `static_bytes` of its own
+/// resident on an SM with `sm_bytes` of shared memory, `reserved_bytes` of which the system takes
+/// per CTA (cudaDevAttrMaxSharedMemoryPerMultiprocessor, cudaDevAttrReservedSharedMemoryPerBlock):
+/// the least multiple of `unit_bytes` (the allocation granularity) making
+/// floor(sm_bytes / (static + pad + reserved rounded up to units)) <= cap, 0 where static alone
+/// does. H100/H200 (233,472 B per SM, 1,024 reserved, 128 B units), the 1-tile kernel's 3,600 B
+/// static, cap 5: a CTA must take more than 233,472 / 6 = 38,912 B, so its own bytes rounded up
+/// more than 37,888 (296 units): 3,600 + pad > 37,888, pad = 34,304 B (268 units), 39,040 B a CTA,
+/// 5.98 -> 5 per SM.
+[[nodiscard]] constexpr std::int64_t fp4_mma_ctas_pad_bytes(std::int64_t static_bytes, std::int64_t sm_bytes, std::int64_t reserved_bytes,
+                                                           int cap, std::int64_t unit_bytes = 128) noexcept {
+  const auto round_up = [unit_bytes](std::int64_t v) { return (v + unit_bytes - 1) / unit_bytes * unit_bytes; };
+  std::int64_t pad = 0;
+  while (cap >= 1 && sm_bytes / (round_up(static_bytes + pad) + reserved_bytes) > cap) pad += unit_bytes;
+  return pad;
+}
 /// fp4_mma_knobs of the environment's RACKSIM_FP4_MMA_SPLITS, _TILES, _DEPTH, _MMA, _PIPE, _X and
 /// _REDUCE, read now (the CUDA launches read them once: exec/cuda/fp4_gemm_mma.hpp fp4_mma_env_knobs).
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs_from_env();
@@ -274,11 +304,11 @@ struct Fp4MmaKnobs {
 /// shared memory: per span, m token rows of 20 16-byte units (16 of x's 128 values as FP16, and 4
 /// of padding, the per-span layout's stride: rows of 2 tokens fall in disjoint banks), so
 /// spans_per_split x m x 320 bytes. Taken only at depth 1 and where that is at most
-/// fp4_mma_x_split_max_bytes: 16 KiB (5 CTAs per SM keep 80 KiB of it), 11 KiB with the cp.async
+/// fp4_mma_x_split_max_bytes: 16 KiB (6 CTAs per SM keep 96 KiB of it), 11 KiB with the cp.async
 /// ring, whose kernel has 36 KiB of its own, so that every device takes it without an opt-in past
 /// the 48 KiB a launch may use (cudaFuncSetAttribute is per device); else the default staging
 /// runs. The split is planned as for the kernel without it (its occupancy), so an A/B against
-/// the default compares the same grid. o_proj at M = 1 (10 whole-wave splits of 7 spans): 2,240
+/// the default compares the same grid. o_proj at M = 1 (at 5 CTAs per SM, 10 whole-wave splits of 7 spans): 2,240
 /// B; gate_up (3 splits of 22): 7,040; at M = 8 o_proj's 17,920 B do not fit.
 inline constexpr std::int64_t kFp4MmaXRowBytes = 320;
 inline constexpr std::int64_t kFp4MmaXSplitMaxBytes = 16384;
@@ -322,6 +352,7 @@ struct Fp4MmaLaunch {
   bool x_split = false;     ///< x staged once per split (RACKSIM_FP4_MMA_X=split): 1 tile, depth 1, fp4_mma_x_split_bytes <= the max
   bool wave = false;        ///< the whole-wave K split was taken
   bool serial = false;      ///< the split's partials summed by the last CTA per row block (the knob, and splits > 1)
+  int ctas = 0;             ///< the CTAs-per-SM cap the launch pads shared memory for (RACKSIM_FP4_MMA_CTAS), 0 = none
 };
 
 /// The launch of fp4_mma_plan(m, n, k, sms) under `knobs`: 8 tiles or two passes for M = 33..64;
@@ -412,7 +443,8 @@ inline constexpr double kFp4MmaTuneFloorS = 1e-6;
 /// is fastest. A launch of C CTAs on S SMs holding r each runs ceil(C / rS) waves, each as long as
 /// its longest CTA's spans, and a part-empty last wave costs as much as a full one (a CTA streams
 /// its weights at the rate an SM shared by r CTAs gives it; alone in a tail it is latency-bound).
-/// gate_up at M = 1 on an H200 (448 row blocks, 5 CTAs per SM: 660 slots): the default's 3
+/// gate_up at M = 1 on an H200 as of 2af6518 (448 row blocks, 5 CTAs per SM: 660 slots; 6 since
+/// 2026-12-02, the same 3 splits in 1.70 waves): the default's 3
 /// splits are 1,344 CTAs, 2.04 waves, so the third wave holds 24 CTAs; ncu measured that kernel
 /// at 59% of DRAM peak (2af6518, exec/measurements/h200-sxm-2026-11-30c/ncu-gemv-m1-gate_up.txt).
 /// The rule tries every split count the no-empty rule gives from 1 to the default's, or up to

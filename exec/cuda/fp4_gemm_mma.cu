@@ -740,6 +740,10 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 ///   slowest; ncu put the M = 1 GEMV at 58% issue and 59% DRAM (the second H200 session):
 ///   latency, which the two barriers per span add to. With RACKSIM_FP4_MMA_PIPE=cpasync too, each
 ///   warp is an independent stream of 3 spans in flight.
+/// - RACKSIM_FP4_MMA_CTAS = auto | 4 | 5 | 6: at most that many CTAs per SM of the register-staged
+///   mma.sync kernel, by dynamic shared memory (ctas_pad, fp4_mma_ctas_pad_bytes); the plan counts
+///   the capped occupancy (capped_resident). Written 2026-12-02 without a device, for the same-run
+///   ratio of the M <= 8 GEMV at 5 CTAs per SM (2af6518's) against the default's 6.
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 
@@ -1112,6 +1116,12 @@ bool gemm_launch(const std::uint16_t* x, std::int64_t m, std::int64_t n, std::in
 }  // namespace
 
 const Fp4MmaKnobs& fp4_mma_env_knobs() { return knobs(); }
+
+int fp4_mma_resident_per_sm(int tiles, int depth, const Fp4MmaKnobs& kn) {
+  if ((tiles != 1 && tiles != 2 && tiles != 4 && tiles != 8) || (depth != 1 && depth != 2))
+    throw InputError(text("fp4_mma_resident_per_sm: tiles ", tiles, " (1, 2, 4 or 8), depth ", depth, " (1 or 2)"));
+  return occupancy().of(kn)(tiles, depth);
+}
 
 void fp4_mma_serial_prepare() { (void)device_serial_counters(true); }
 

@@ -60,6 +60,11 @@ void fp4_mma_serial_prepare();
 /// 9): where RACKSIM_FP4_MMA_MMA=wgmma can run.
 [[nodiscard]] bool fp4_mma_wgmma_available();
 
+/// CTAs per SM (the occupancy API, clamped to 1..8) of the kernel fp4_gemm_mma_launch runs under
+/// `knobs` at `tiles` (1, 2, 4, 8) and `depth` (1, 2) on the current device: the figure its
+/// whole-wave split plans with; under RACKSIM_FP4_MMA_CTAS, of the launch padded for the cap.
+[[nodiscard]] int fp4_mma_resident_per_sm(int tiles, int depth, const Fp4MmaKnobs& knobs);
+
 /// What fp4_mma_tune measured: the distinct launches tried (the environment's knobs first), each
 /// one's median time, and the index fp4_mma_tune_pick chose.
 struct Fp4MmaTuneResult {

@@ -112,6 +112,17 @@ bool cuda_fp4_mma_wgmma_available() {
 #endif
 }
 
+int cuda_fp4_mma_resident_per_sm(int tiles, int depth, const Fp4MmaKnobs& knobs) {
+#ifdef RACKSIM_HAVE_CUDA
+  return cuda::fp4_mma_resident_per_sm(tiles, depth, knobs);
+#else
+  (void)tiles;
+  (void)depth;
+  (void)knobs;
+  throw Error(ExitCode::infeasible, "CUDA backend not built (RACKSIM_CUDA=OFF or no CUDA toolkit at configure time)");
+#endif
+}
+
 std::vector<float> cuda_fp4_gemm_mma_grouped(std::span<const float> x, std::span<const std::int32_t> offsets, std::int64_t max_m,
                                              const std::vector<Fp4Matrix>& experts) {
   const auto bad = [](const std::string& why) { throw InputError(fmt::format("cuda_fp4_gemm_mma_grouped: {}", why)); };

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -145,6 +146,33 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
                            std::int64_t{64}, std::int64_t{100}, std::int64_t{128}})
       check(m, 200, k);
   for (std::int64_t m : {std::int64_t{1}, std::int64_t{3}, std::int64_t{5}, std::int64_t{6}, std::int64_t{8}}) check(m, 4096, 16384);
+}
+
+TEST_CASE("the fused GEMM's occupancy: 6 CTAs per SM for the M <= 8 GEMV on Hopper, and RACKSIM_FP4_MMA_CTAS's cap", "[cuda][exec]") {
+  // ptxas (sm_90a, 2026-12-02): the 1-tile depth-1 kernel takes 78 registers, launch bounds 6 x
+  // 128 threads, so 6 CTAs per SM where registers decide (Hopper; other devices' own count is
+  // printed). The cap pads shared memory (fp4_mma_ctas_pad_bytes) until the occupancy API says
+  // the cap, or leaves a kernel already at or below it alone; the GEMM stays right under it.
+  const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
+  const int natural = cuda_fp4_mma_resident_per_sm(1, 1, def);
+  INFO("1-tile depth-1 CTAs per SM: " << natural);
+  if (cuda_fp4_mma_wgmma_available()) CHECK(natural == 6);
+  for (const char* cap : {"4", "5", "6"}) {
+    const Fp4MmaKnobs kn = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, cap);
+    for (const int tiles : {1, 2, 4, 8})
+      for (const int depth : {1, 2}) {
+        const int plain = cuda_fp4_mma_resident_per_sm(tiles, depth, def);
+        INFO("cap " << cap << " tiles " << tiles << " depth " << depth << " uncapped " << plain);
+        CHECK(cuda_fp4_mma_resident_per_sm(tiles, depth, kn) == std::min(plain, kn.ctas));
+      }
+  }
+  std::mt19937 rng(29);
+  const FusedCase c = fused_case(rng, 4, 4096, 16384);
+  for (const char* cap : {"4", "5"}) {
+    const Fp4MmaKnobs kn = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, cap);
+    INFO("RACKSIM_FP4_MMA_CTAS=" << cap);
+    CHECK(fused_gemm_errors(c, &kn) == 0);
+  }
 }
 
 TEST_CASE("every variant the fused GEMM's tuner times matches the CPU reference", "[cuda][exec]") {

@@ -38,6 +38,9 @@ namespace racksim::exec {
                                                    bool* fused = nullptr, const Fp4MmaKnobs* knobs = nullptr);
 /// Whether RACKSIM_FP4_MMA_MMA=wgmma can run here (sm_90a code and a Hopper device).
 [[nodiscard]] bool cuda_fp4_mma_wgmma_available();
+/// CTAs per SM of the fused GEMM's kernel at `tiles` and `depth` under `knobs` on the current
+/// device (exec/cuda/fp4_gemm_mma.hpp fp4_mma_resident_per_sm).
+[[nodiscard]] int cuda_fp4_mma_resident_per_sm(int tiles, int depth, const Fp4MmaKnobs& knobs);
 /// A MoE layer's expert GEMMs in one grouped launch of that kernel (fp4_gemm_mma_grouped_launch):
 /// rows offsets[e] .. offsets[e + 1] - 1 of x [offsets.back() x cols] times experts[e] (NVFP4, all
 /// of one shape), tiles and K split of a max_m-row GEMM (every expert's count <= max_m); y [rows x

@@ -222,11 +222,12 @@ if [[ $FOCUS == 1 ]]; then
   # (its test builds each shape's inputs and float64 reference once for all candidates, 9 shapes)
   TEST_S=120 variant tune RACKSIM_FP4_MMA_TUNE=on "every variant the fused GEMM's tuner times matches the CPU reference" 1,2,4,8,16,32,33,48,64 \
     decode:1x1024 decode:16x1024 decode:64x1024
-  # The M <= 8 GEMV at 5 CTAs per SM (RACKSIM_FP4_MMA_CTAS=5, eighteenth session) against the
-  # default's 6 (78 registers since 2026-12-02, 5 at 2af6518): the same-run ratio for that
-  # occupancy change. Its test checks the occupancy API's counts under each cap (and 6 on Hopper)
-  # and the GEMM under caps 4 and 5; then the sweep and the batch-1 step.
+  # The M <= 8 GEMV at 5 CTAs per SM (RACKSIM_FP4_MMA_CTAS=5, eighteenth session) and at 6 with
+  # the same shared-memory padding (CTAS=6): ctas5 / ctas6 is the occupancy's ratio (78 registers
+  # give 6 since 2026-12-02, 5 at 2af6518), ctas6 / default the padding's (a smaller L1). Its test
+  # checks the occupancy API's counts under each cap (and 6 on Hopper) and the padded GEMMs.
   variant ctas5 RACKSIM_FP4_MMA_CTAS=5 "the fused GEMM's occupancy*,$FUSED_TEST" 1,2,4,8 decode:1x1024
+  variant ctas6 RACKSIM_FP4_MMA_CTAS=6 "$FUSED_TEST" 1,2,4,8 decode:1x1024
   # Split K summed by each row block's last CTA, no reduce launch (2026-12-02, sixteenth session):
   # its exactness test against the reduce launch's bits, then the sweep and the steps.
   # Its exactness test runs every kernel variant against the reduce launch; the executor's tests

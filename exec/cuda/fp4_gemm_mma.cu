@@ -637,18 +637,17 @@ int resident_per_sm(std::size_t dynamic = 0) {
 
 /// RACKSIM_FP4_MMA_CTAS's dynamic shared memory for fp4_mma_kernel<NT, DEPTH> on the current
 /// device (fp4_mma_ctas_pad_bytes over the kernel's static bytes and the device's per-SM and
-/// reserved bytes); 0 without a cap, or where the kernel's registers already hold it to the cap.
-/// Asked once per device and cap.
+/// reserved bytes); 0 without a cap. Every capped launch is padded, also where registers alone
+/// hold the kernel to the cap: then CTAS=5 and CTAS=6 leave the same shared-memory carveout (L1
+/// size) on the SM and differ in occupancy only. Asked once per thread, device and cap (the
+/// tensor-parallel ranks are threads: no lock on a launch).
 template <int NT, int DEPTH>
 std::size_t ctas_pad(int cap) {
   if (cap == 0) return 0;
-  static std::mutex mu;
-  static std::map<std::pair<int, int>, std::size_t> known;
+  thread_local std::map<std::pair<int, int>, std::size_t> known;
   int dev = 0;
   RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
-  const std::lock_guard<std::mutex> lock(mu);
   if (const auto it = known.find({dev, cap}); it != known.end()) return it->second;
-  if (resident_per_sm<NT, DEPTH>() <= cap) return known[{dev, cap}] = 0;
   cudaFuncAttributes fa{};
   RACKSIM_CUDA_CHECK(cudaFuncGetAttributes(&fa, fp4_mma_kernel<NT, DEPTH>));
   int sm_bytes = 0, reserved = 0;
@@ -716,8 +715,8 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 ///   on the H200 (2026-11-30b), and the batch-64 Llama-2-70B step 62.4 -> 47.1 ms (graph).
 /// - RACKSIM_FP4_MMA_DEPTH = auto | 1 | 2: spans of weights in flight per warp (at 1-2 tiles 2
 ///   costs CTAs per SM: 4 instead of 6 at 1 tile (5 before 2026-12-02), 4 instead of 5 at 2; at 4 and 8 tiles, 2 only when set, not by auto: the
-///   8-tile kernel keeps 2 CTAs per SM at 233 registers instead of 214, the 4-tile one 3 at 159
-///   instead of 141, no spills (ptxas, sm_90a); written 2026-12-01 without a device for the
+///   8-tile kernel keeps 2 CTAs per SM at 224 registers instead of 207, the 4-tile one 3 at 158
+///   instead of 130, no spills (ptxas, sm_90a, 2026-12-02; 233/214 and 159/141 when written); written 2026-12-01 without a device for the
 ///   M = 17..64 GEMMs, which 8-12 warps per SM leave latency-bound). Row-major layout: 2 ran
 ///   1.03-1.09x slower at M = 1..8 (2026-11-30b, first run); tiled layout: 1.00-1.13x at M = 1..8, but 0.90-0.97x at M = 16 for o_proj, down and gate_up
 ///   (qkv 1.03x; history/runs/gemm-nvfp4-depth2-tiled-bd797a1.json against
@@ -743,7 +742,8 @@ void launch_grouped(const Fp4MmaPlan& p, int slices, const __nv_bfloat16* x, int
 /// - RACKSIM_FP4_MMA_CTAS = auto | 4 | 5 | 6: at most that many CTAs per SM of the register-staged
 ///   mma.sync kernel, by dynamic shared memory (ctas_pad, fp4_mma_ctas_pad_bytes); the plan counts
 ///   the capped occupancy (capped_resident). Written 2026-12-02 without a device, for the same-run
-///   ratio of the M <= 8 GEMV at 5 CTAs per SM (2af6518's) against the default's 6.
+///   ratio of the M <= 8 GEMV at 5 CTAs per SM (2af6518's) against 6, today's default: CTAS=5
+///   against CTAS=6 (the same carveout), and CTAS=6 against the default (the carveout alone).
 /// Any other value: InputError naming the variable.
 using Knobs = Fp4MmaKnobs;
 
@@ -864,17 +864,14 @@ __global__ void __launch_bounds__(256) fp4_mma_dequant_kernel(const std::uint8_t
 unsigned unit_grid(long long units) { return static_cast<unsigned>(std::min<long long>((units + 255) / 256, 65535LL * 4)); }
 
 /// resident_per_sm of the register-staged mma.sync kernel launched under RACKSIM_FP4_MMA_CTAS=cap
-/// (its ctas_pad), asked once per device and cap.
+/// (its ctas_pad), asked once per thread, device and cap.
 template <int NT, int DEPTH>
 int capped_resident(int cap) {
-  static std::mutex mu;
-  static std::map<std::pair<int, int>, int> known;
+  thread_local std::map<std::pair<int, int>, int> known;
   int dev = 0;
   RACKSIM_CUDA_CHECK(cudaGetDevice(&dev));
-  const std::size_t pad = ctas_pad<NT, DEPTH>(cap);
-  const std::lock_guard<std::mutex> lock(mu);
   if (const auto it = known.find({dev, cap}); it != known.end()) return it->second;
-  return known[{dev, cap}] = resident_per_sm<NT, DEPTH>(pad);
+  return known[{dev, cap}] = resident_per_sm<NT, DEPTH>(ctas_pad<NT, DEPTH>(cap));
 }
 
 /// RACKSIM_FP4_MMA_MMA=wgmma needs a Hopper device and sm_90a code in this build (wgmma exists on

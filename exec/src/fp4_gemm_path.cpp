@@ -330,6 +330,7 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   // 4 and 8 tiles: two spans ahead only when asked (never under wgmma, whose 4- and 8-tile kernels
   // have no depth 2), one otherwise.
   const int deep_wide = knobs.depth == 2 && !knobs.wgmma ? 2 : 1;
+  l.ctas = knobs.ring || knobs.x_split || (knobs.wgmma && tiles >= 2) ? 0 : knobs.ctas;  // the register-staged kernel's cap
   if (tiles == 8) {
     l.two_passes = !knobs.eight_tiles;
     if (!l.two_passes) l.depth = deep_wide;
@@ -353,7 +354,7 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   l.x_split = knobs.x_split && tiles == 1 && l.depth == 1 &&
               fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= fp4_mma_x_split_max_bytes(l.ring);
   l.serial = knobs.serial && l.plan.splits > 1;
-  l.ctas = l.ring || l.x_split || (knobs.wgmma && tiles >= 2) ? 0 : knobs.ctas;
+  if (l.ring || l.x_split) l.ctas = 0;
   return l;
 }
 

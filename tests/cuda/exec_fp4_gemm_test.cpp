@@ -151,8 +151,8 @@ TEST_CASE("fused FP4-weight tensor-core GEMM matches the CPU reference", "[cuda]
 TEST_CASE("the fused GEMM's occupancy: 6 CTAs per SM for the M <= 8 GEMV on Hopper, and RACKSIM_FP4_MMA_CTAS's cap", "[cuda][exec]") {
   // ptxas (sm_90a, 2026-12-02): the 1-tile depth-1 kernel takes 78 registers, launch bounds 6 x
   // 128 threads, so 6 CTAs per SM where registers decide (Hopper; other devices' own count is
-  // printed). The cap pads shared memory (fp4_mma_ctas_pad_bytes) until the occupancy API says
-  // the cap, or leaves a kernel already at or below it alone; the GEMM stays right under it.
+  // printed). The cap pads shared memory (fp4_mma_ctas_pad_bytes) so that the occupancy API says
+  // the cap, or the registers' own count where that is lower; the GEMM stays right under it.
   const Fp4MmaKnobs def = fp4_mma_knobs(nullptr, nullptr, nullptr);
   const int natural = cuda_fp4_mma_resident_per_sm(1, 1, def);
   INFO("1-tile depth-1 CTAs per SM: " << natural);
@@ -166,12 +166,20 @@ TEST_CASE("the fused GEMM's occupancy: 6 CTAs per SM for the M <= 8 GEMV on Hopp
         CHECK(cuda_fp4_mma_resident_per_sm(tiles, depth, kn) == std::min(plain, kn.ctas));
       }
   }
+  // The padded launches: one tile (M = 4) under caps 4 and 5; two tiles at depth 1 (M = 12, the
+  // 2-tile kernel's 39,424 B of padding at cap 4) and depth 2 (the default there).
   std::mt19937 rng(29);
   const FusedCase c = fused_case(rng, 4, 4096, 16384);
   for (const char* cap : {"4", "5"}) {
     const Fp4MmaKnobs kn = fp4_mma_knobs(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, cap);
     INFO("RACKSIM_FP4_MMA_CTAS=" << cap);
     CHECK(fused_gemm_errors(c, &kn) == 0);
+  }
+  const FusedCase c12 = fused_case(rng, 12, 1024, 4096);
+  for (const char* depth : {"1", "2"}) {
+    const Fp4MmaKnobs kn = fp4_mma_knobs(nullptr, nullptr, depth, nullptr, nullptr, nullptr, nullptr, "4");
+    INFO("M = 12, RACKSIM_FP4_MMA_DEPTH=" << depth << " RACKSIM_FP4_MMA_CTAS=4");
+    CHECK(fused_gemm_errors(c12, &kn) == 0);
   }
 }
 

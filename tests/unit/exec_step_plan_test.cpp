@@ -1202,6 +1202,9 @@ TEST_CASE("the fused FP4 GEMM's per-shape tuning: classes, candidates, duplicate
   CHECK(l5.plan.spans_per_split == 7);
   CHECK(l5.ctas == 5);
   CHECK_FALSE(fp4_mma_same_launch(def, c5, 1, 8192, 8192, 132, resident6, capped5));
+  // Every register-staged launch carries the cap, the 8-tile one too (its registers hold it to 2).
+  CHECK(fp4_mma_launch_plan(64, 8192, 8192, 132, c5, capped5).ctas == 5);
+  CHECK(fp4_mma_launch_plan(16, 8192, 8192, 132, c5, capped5).ctas == 5);
   // The tuner's candidates from a capped base keep the cap where it applies and drop it from the
   // ring and the x split (fp4_mma_knobs refuses those pairs).
   CHECK(words(fp4_mma_tune_candidates(c5, 1, true)) ==
@@ -1250,4 +1253,7 @@ TEST_CASE("RACKSIM_FP4_MMA_CTAS's shared-memory padding, by hand", "[exec][plan]
   // Static bytes that alone hold the SM to the cap: no padding (40,064 + 1,024 = 41,088: 5.68 -> 5).
   CHECK(fp4_mma_ctas_pad_bytes(40000, sm, reserved, 5) == 0);
   CHECK(fp4_mma_ctas_pad_bytes(3600, sm, reserved, 0) == 0);  // no cap
+  // No static bytes and none reserved: no division by zero; more than 233,472 / 6 = 38,912 B a
+  // CTA, so 39,040 (305 units): 5.98 -> 5.
+  CHECK(fp4_mma_ctas_pad_bytes(0, sm, 0, 5) == 39040);
 }

@@ -248,7 +248,7 @@ struct Fp4MmaKnobs {
   int ctas = 0;             ///< at most this many CTAs per SM (RACKSIM_FP4_MMA_CTAS; fp4_mma_ctas_pad_bytes), 0 = as registers allow
 };
 
-/// The knobs from the seven variables' values (null: unset). InputError naming the variable, the
+/// The knobs from the eight variables' values (null: unset). InputError naming the variable, the
 /// value and the allowed values.
 /// RACKSIM_FP4_MMA_REDUCE = launch | serial (unset: launch). Where a launch splits K, its CTAs
 /// write FP32 partials and, by default, a second kernel (fp4_mma_reduce) sums them into y: one
@@ -268,12 +268,14 @@ struct Fp4MmaKnobs {
 /// RACKSIM_FP4_MMA_CTAS = auto | 4 | 5 | 6 (unset: auto): at most that many CTAs of the fused kernel
 /// per SM, by giving each launch of the register-staged mma.sync kernel (not the cp.async ring,
 /// wgmma, the x split or the MoE grouped launch) enough dynamic shared memory that no more fit
-/// (fp4_mma_ctas_pad_bytes); the plan's whole-wave split then counts the capped occupancy. A
-/// kernel whose registers already hold it to the cap or fewer runs as without the knob. For the
+/// (fp4_mma_ctas_pad_bytes), also where its registers alone already hold it to the cap; the
+/// plan's whole-wave split then counts the capped occupancy, min(registers' count, cap). For the
 /// same-run A/B of occupancy against latency: since 2026-12-02 the M <= 8 GEMV holds 6 CTAs per SM
-/// (78 registers), where it ran 5 at 2af6518, the last measured commit; `RACKSIM_FP4_MMA_CTAS=5`
-/// gives that occupancy back with today's code. The padding also shrinks the L1 the SM's carveout
-/// leaves (the weights bypass L1: __ldg of streamed lines; x is staged in shared memory).
+/// (78 registers), where it ran 5 at 2af6518, the last measured commit. The padding has effects
+/// of its own: the SM's shared-memory carveout grows (5 padded CTAs take 195,200 B, leaving about
+/// 60 KB of L1 instead of about 224; the weights' non-coherent __ldg loads allocate in L1), and
+/// other kernels' CTAs (PDL's overlap) find less room. So CTAS=5 against CTAS=6 (200,448 B: the
+/// same carveout) is the occupancy's ratio, and CTAS=6 against the default the padding's.
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs(const char* splits, const char* tiles, const char* depth, const char* mma = nullptr,
                                         const char* pipe = nullptr, const char* x = nullptr, const char* reduce = nullptr,
                                         const char* ctas = nullptr);
@@ -291,11 +293,12 @@ struct Fp4MmaKnobs {
                                                            int cap, std::int64_t unit_bytes = 128) noexcept {
   const auto round_up = [unit_bytes](std::int64_t v) { return (v + unit_bytes - 1) / unit_bytes * unit_bytes; };
   std::int64_t pad = 0;
-  while (cap >= 1 && sm_bytes / (round_up(static_bytes + pad) + reserved_bytes) > cap) pad += unit_bytes;
+  if (unit_bytes < 1 || sm_bytes < 1) return 0;
+  while (cap >= 1 && sm_bytes / std::max<std::int64_t>(1, round_up(static_bytes + pad) + reserved_bytes) > cap) pad += unit_bytes;
   return pad;
 }
-/// fp4_mma_knobs of the environment's RACKSIM_FP4_MMA_SPLITS, _TILES, _DEPTH, _MMA, _PIPE, _X and
-/// _REDUCE, read now (the CUDA launches read them once: exec/cuda/fp4_gemm_mma.hpp fp4_mma_env_knobs).
+/// fp4_mma_knobs of the environment's RACKSIM_FP4_MMA_SPLITS, _TILES, _DEPTH, _MMA, _PIPE, _X,
+/// _REDUCE and _CTAS, read now (the CUDA launches read them once: exec/cuda/fp4_gemm_mma.hpp fp4_mma_env_knobs).
 [[nodiscard]] Fp4MmaKnobs fp4_mma_knobs_from_env();
 
 /// RACKSIM_FP4_MMA_X=split (M <= 8, one tile): each CTA stages the x of its whole K split in

@@ -228,6 +228,10 @@ if [[ $FOCUS == 1 ]]; then
   # checks the occupancy API's counts under each cap (and 6 on Hopper) and the padded GEMMs.
   variant ctas5 RACKSIM_FP4_MMA_CTAS=5 "the fused GEMM's occupancy*,$FUSED_TEST" 1,2,4,8 decode:1x1024
   variant ctas6 RACKSIM_FP4_MMA_CTAS=6 "$FUSED_TEST" 1,2,4,8 decode:1x1024
+  # Depth 1 at M = 9..16 (2 tiles), which spilled 8-16 bytes in every span until 2026-12-02 and
+  # lost to depth 2 (the default there since the second session) at 0.90-0.97x: spill-free now, at
+  # 5 CTAs per SM against depth 2's 4.
+  variant d1 RACKSIM_FP4_MMA_DEPTH=1 "$FUSED_TEST" 9,12,16 decode:16x1024
   # Split K summed by each row block's last CTA, no reduce launch (2026-12-02, sixteenth session):
   # its exactness test against the reduce launch's bits, then the sweep and the steps.
   # Its exactness test runs every kernel variant against the reduce launch; the executor's tests

@@ -12,6 +12,7 @@
 #                                       lacks (Boost.Program_options, yaml-cpp, fmt, and whatever
 #                                       those pull in), found with ldd
 #   MANIFEST.txt                        commit, flags, sizes, sha256, the ldd output
+#   kernel-resources.txt                registers, stack and shared memory per kernel (when cuobjdump is here)
 # Left out on purpose: glibc and libstdc++/libgcc_s (the image's own), and the CUDA libraries
 # (libcudart, libcublas/libcublasLt, libnccl, libcuda, libnvidia-ml): the driver and the image's
 # pip packages nvidia-cuda-runtime, nvidia-cublas and nvidia-nccl-cu13 provide them there.
@@ -86,6 +87,15 @@ done
   (cd "$PKG" && du -b racksim tests/racksim_cuda_tests lib/*)
   for b in "${BINS[@]}"; do echo; echo "ldd $b (here):"; ldd "$BUILD/$b"; done
 } > "$PKG/MANIFEST.txt"
+
+# Each kernel's registers, spill stack and shared memory in the packed code (tools/kernel_resources.py;
+# cuobjdump from PyPI's nvidia-cuda-cuobjdump): the occupancy every measurement of this pack ran
+# at, kept with the measurements (device-session.sh copies it). Skipped, saying so, without cuobjdump.
+if python3 tools/kernel_resources.py --threads 128 "$BUILD"/exec/CMakeFiles/racksim_exec_cuda.dir/cuda/*.o > "$PKG/kernel-resources.txt" 2>&1; then
+  echo "packed kernel-resources.txt ($(wc -l < "$PKG/kernel-resources.txt") kernels)"
+else
+  echo "note: no kernel-resources.txt: $(tail -1 "$PKG/kernel-resources.txt")"; rm -f "$PKG/kernel-resources.txt"
+fi
 
 bytes=$(du -sb "$PKG" | cut -f1)
 mib=$(( (bytes + 1048575) / 1048576 ))

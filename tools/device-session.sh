@@ -103,6 +103,7 @@ use_pack() {  # 0 when the pack's binaries start here
   [[ -x "$PKG/racksim" && -x "$PKG/tests/racksim_cuda_tests" ]] || { echo "no pack at $PKG"; return 1; }
   step "pack $PKG"
   [[ -f "$PKG/MANIFEST.txt" ]] && { head -7 "$PKG/MANIFEST.txt"; cp -f "$PKG/MANIFEST.txt" "$STAGE/pack-manifest.txt"; }
+  [[ -f "$PKG/kernel-resources.txt" ]] && cp -f "$PKG/kernel-resources.txt" "$STAGE/kernel-resources.txt"
   local dirs=() d
   mapfile -t dirs < <(nvidia_lib_dirs)
   echo "pip nvidia lib folders found: ${#dirs[@]}"

@@ -91,7 +91,7 @@ done
 # Each kernel's registers, spill stack and shared memory in the packed code (tools/kernel_resources.py;
 # cuobjdump from PyPI's nvidia-cuda-cuobjdump): the occupancy every measurement of this pack ran
 # at, kept with the measurements (device-session.sh copies it). Skipped, saying so, without cuobjdump.
-if python3 tools/kernel_resources.py --threads 128 "$BUILD"/exec/CMakeFiles/racksim_exec_cuda.dir/cuda/*.o > "$PKG/kernel-resources.txt" 2>&1; then
+if python3 tools/kernel_resources.py "$BUILD"/exec/CMakeFiles/racksim_exec_cuda.dir/cuda/*.cu.o > "$PKG/kernel-resources.txt" 2>&1; then
   echo "packed kernel-resources.txt ($(wc -l < "$PKG/kernel-resources.txt") kernels)"
 else
   echo "note: no kernel-resources.txt: $(tail -1 "$PKG/kernel-resources.txt")"; rm -f "$PKG/kernel-resources.txt"

@@ -41,16 +41,17 @@ def find_cuobjdump():
     sys.exit("kernel_resources: no cuobjdump (pip install nvidia-cuda-cuobjdump, or set CUOBJDUMP)")
 
 
-def demangled(name):
+def demangle_all(names):
+    """Mangled name -> demangled, in one c++filt run (names as they are without c++filt)."""
     cxxfilt = shutil.which("c++filt")
-    if not cxxfilt:
-        return name
-    return subprocess.run([cxxfilt], input=name, capture_output=True, text=True).stdout.strip() or name
+    if not cxxfilt or not names:
+        return {n: n for n in names}
+    out = subprocess.run([cxxfilt], input="\n".join(names) + "\n", capture_output=True, text=True).stdout.split("\n")
+    return {n: (out[i].strip() if i < len(out) and out[i].strip() else n) for i, n in enumerate(names)}
 
 
-def short(name):
+def short(d):
     """`racksim::exec::cuda::(anonymous namespace)::fp4_mma_kernel<1, 1, false>(...)` -> `fp4_mma_kernel<1, 1, false>`."""
-    d = demangled(name)
     d = re.sub(r"\(anonymous namespace\)::", "", d)
     depth, cut = 0, len(d)
     for i, ch in enumerate(d):  # drop the parameter list: the first '(' outside template brackets
@@ -106,14 +107,13 @@ def main():
             if out.returncode != 0:
                 sys.exit(f"kernel_resources: {tool} failed on {obj}: {out.stderr.strip()}")
             texts.append(out.stdout)
+    rows = [r for text in texts for r in sorted(parse(text)) if a.filter in r[1]]
+    names = demangle_all(sorted({r[1] for r in rows}))
     spilled = 0
-    for text in texts:
-        for arch, name, reg, stack, shared, local in sorted(parse(text)):
-            if a.filter not in name:
-                continue
-            occ = f"  {ctas_by_registers(reg, a.threads)} CTAs/SM by registers" if a.threads else ""
-            print(f"{arch}  regs {reg:3d}  stack {stack:4d}  shared {shared:6d}{occ}  {short(name)}")
-            spilled += stack > 0
+    for arch, name, reg, stack, shared, local in rows:
+        occ = f"  {ctas_by_registers(reg, a.threads)} CTAs/SM by registers" if a.threads else ""
+        print(f"{arch}  regs {reg:3d}  stack {stack:4d}  shared {shared:6d}{occ}  {short(names[name])}")
+        spilled += stack > 0
     if spilled:
         print(f"kernel_resources: {spilled} kernel(s) with a stack frame (a spill, or a local array)", file=sys.stderr)
 

@@ -271,9 +271,19 @@ def print_table(header, rows):
             print("| " + " | ".join(r) + " |")
 
 
+CONTRASTS = [("ctas5", "ctas6", "5 over 6 CTAs per SM, the same padding")]
+
+
 def variants(folder, fp4, summary, att):
     """The same run's knob variants against the default, as median-time ratios per shape."""
     lines = gemm_variant_lines(fp4["records"], sorted(folder.glob("gemm-nvfp4-*.json"))) if fp4 else []
+    # Variants whose ratio to each other is the question (not to the default): RACKSIM_FP4_MMA_CTAS=5
+    # over =6 is the occupancy alone, both launches padded alike (docs/executor.md).
+    for a, b, what in CONTRASTS:
+        pa, pb = folder / f"gemm-nvfp4-{a}.json", folder / f"gemm-nvfp4-{b}.json"
+        if pa.exists() and pb.exists():
+            for _, shape, cells in gemm_variant_lines(json.loads(pb.read_text())["records"], [pa]):
+                lines.append((f"{a} / {b} ({what})", shape, cells))
     if att:
         # Decode attention per KV format: each (batch, context) of attention-<variant>.json (a
         # knob's run, e.g. attention-p1.json under RACKSIM_ATTENTION_FP8_P=single) over the default's.

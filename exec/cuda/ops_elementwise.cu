@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "racksim/common/error.hpp"
+
 #include "bf16_vec.cuh"
 #include "cuda_check.hpp"
 #include "pdl.cuh"
@@ -82,22 +84,29 @@ __global__ void __launch_bounds__(kThreads) residual_add_kernel(std::uint16_t* _
 }
 
 // ---- RoPE: thread (i, ty) of CTA (x, y) owns pair index i of heads y x blockDim.y + ty + j x
-// gridDim.y x blockDim.y (q and k heads alike) of rows x, x + gridDim.x, ...; it computes its frequency (float64 pow, as cpu_ops)
-// and per row one angle, reduced to [-pi, pi] in float64 before the FP32 sincosf, so the FP32
+// gridDim.y x blockDim.y (q and k heads alike) of rows x, x + gridDim.x, ...; its frequency comes
+// from the host (RopeFreqs: std::pow in float64, cpu_ops' own formula and library, so the same
+// bits; the device's float64 pow spilled registers of its own) and per row it computes one angle, reduced to [-pi, pi] in float64 before the FP32 sincosf, so the FP32
 // angle carries no error proportional to the position. Heads spread over threads and CTAs: a
 // decode step's few rows still fill the GPU (one thread looping over a row's 72 heads took 18 us
 // for Llama-2-70B at batch 1 on an H200, 2026-11-30).
 // Partial RoPE (rotary_dim < head_dim): the pairs are (i, i + rotary_dim / 2) of each head's first
 // rotary_dim values, frequencies theta^(-2i/rotary_dim); the rest of the head is not touched.
+/// theta^(-2i / rotary_dim) for i < rotary_dim / 2 (<= 256 threads along x: 2 KiB of the 4 KiB a
+/// kernel's parameters may take), passed by value so a captured graph holds them.
+struct RopeFreqs {
+  double f[kThreads];
+};
+
 __global__ void __launch_bounds__(kThreads) rope_kernel(std::uint16_t* __restrict__ qkv, I rows, I row_width, int rotated_heads,
                                                         int head_dim, int rotary_dim, const std::int32_t* __restrict__ positions,
-                                                        double theta) {
+                                                        const __grid_constant__ RopeFreqs freqs) {
   pdl_begin();  // exec/cuda/pdl.cuh: first, before any memory access
   const int half = rotary_dim / 2;
   const int i = static_cast<int>(threadIdx.x);
   const int h0 = static_cast<int>(blockIdx.y * blockDim.y + threadIdx.y), h_step = static_cast<int>(gridDim.y * blockDim.y);
   if (h0 >= rotated_heads) return;
-  const double freq = pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rotary_dim));
+  const double freq = freqs.f[i];
   constexpr double kTwoPi = 6.283185307179586;  // 2 pi rounded to float64
   for (I r = blockIdx.x; r < rows; r += gridDim.x) {
     const double angle = static_cast<double>(positions[r]) * freq;
@@ -288,14 +297,24 @@ void rope_rotate_half_launch(std::uint16_t* qkv, std::int64_t rows, std::int64_t
   // grid: rows (up to 65,535, then each CTA strides) x head groups, as many groups as bring the
   // grid to about 4 CTAs per SM of an H200 (528): a decode step's few rows spread every head over
   // its own thread; a prefill's thousand rows keep one group, each thread looping over its heads
-  // with the one angle (each thread computes a float64 pow and a sincosf per row).
+  // with the one angle (each thread a sincosf per row; the frequencies come from the host).
   const auto half = static_cast<unsigned>(rotary_dim / 2);
   const unsigned heads_per_cta = std::max(1u, kThreads / half);
   const I groups = (rotated_heads + heads_per_cta - 1) / heads_per_cta;
   const dim3 grid(static_cast<unsigned>(std::clamp<I>(rows, 1, 65535)),
                   static_cast<unsigned>(std::clamp<I>((528 + rows - 1) / rows, 1, groups)));
+  // The frequencies as cpu_ops computes them (std::pow in float64), once per thread for each
+  // (theta, rotary_dim): a step's layers all ask for the same.
+  RACKSIM_ASSERT(half <= static_cast<unsigned>(kThreads), "rope: rotary_dim / 2 above the threads of a CTA (check_rope caps head_dim at 512)");
+  thread_local double cached_theta = 0.0;
+  thread_local std::int64_t cached_dim = 0;
+  thread_local RopeFreqs freqs{};
+  if (cached_dim != rotary_dim || cached_theta != theta) {
+    for (unsigned i = 0; i < half; ++i) freqs.f[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rotary_dim));
+    cached_theta = theta, cached_dim = rotary_dim;
+  }
   launch_kernel(rope_kernel, grid, dim3(half, heads_per_cta), 0, as_stream(stream), qkv, rows, row_width, static_cast<int>(rotated_heads),
-                static_cast<int>(head_dim), static_cast<int>(rotary_dim), positions, theta);
+                static_cast<int>(head_dim), static_cast<int>(rotary_dim), positions, freqs);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -92,7 +92,7 @@ done
 # cuobjdump from PyPI's nvidia-cuda-cuobjdump): the occupancy every measurement of this pack ran
 # at, kept with the measurements (device-session.sh copies it). Skipped, saying so, without cuobjdump.
 if python3 tools/kernel_resources.py "$BUILD"/exec/CMakeFiles/racksim_exec_cuda.dir/cuda/*.cu.o > "$PKG/kernel-resources.txt" 2>&1; then
-  echo "packed kernel-resources.txt ($(wc -l < "$PKG/kernel-resources.txt") kernels)"
+  echo "packed kernel-resources.txt ($(grep -c '^sm_' "$PKG/kernel-resources.txt") kernels x architectures)"
 else
   echo "note: no kernel-resources.txt: $(tail -1 "$PKG/kernel-resources.txt")"; rm -f "$PKG/kernel-resources.txt"
 fi

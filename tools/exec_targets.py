@@ -316,6 +316,16 @@ def variants(folder, fp4, summary, att):
                 t, r = step_time(s), ref[s["shape"]]
                 how = "graph" if s.get("graph_time_median_s") else "eager"
                 lines.append((path.stem.removesuffix("-summary"), label(s), f"{t * 1e3:.2f} ms vs {r * 1e3:.2f} ms ({how}): {t / r:.2f}x"))
+        for a, b, what in CONTRASTS:  # the same pairs' steps, one over the other
+            pa, pb = folder / f"exec-70b-{a}-summary.json", folder / f"exec-70b-{b}-summary.json"
+            if not (pa.exists() and pb.exists()):
+                continue
+            other = {s["shape"]: s for s in json.loads(pb.read_text())["steps"]}
+            for s in json.loads(pa.read_text())["steps"]:
+                if s["shape"] in other:
+                    t, r = step_time(s), step_time(other[s["shape"]])
+                    how = "graph" if s.get("graph_time_median_s") else "eager"
+                    lines.append((f"{a} / {b} ({what})", label(s), f"{t * 1e3:.2f} ms vs {r * 1e3:.2f} ms ({how}): {t / r:.2f}x"))
     print_table(("variant (same run)", "shape", "median time / the default's"), lines)
 
 

@@ -109,13 +109,14 @@ def main():
             texts.append(out.stdout)
     rows = [r for text in texts for r in sorted(parse(text)) if a.filter in r[1]]
     names = demangle_all(sorted({r[1] for r in rows}))
-    spilled = 0
+    framed = set()
     for arch, name, reg, stack, shared, local in rows:
         occ = f"  {ctas_by_registers(reg, a.threads)} CTAs/SM by registers" if a.threads else ""
         print(f"{arch}  regs {reg:3d}  stack {stack:4d}  shared {shared:6d}{occ}  {short(names[name])}")
-        spilled += stack > 0
-    if spilled:
-        print(f"kernel_resources: {spilled} kernel(s) with a stack frame (a spill, or a local array)", file=sys.stderr)
+        if stack > 0:
+            framed.add(name)
+    if framed:  # after the table, on stdout: one stream, in order
+        print(f"kernel_resources: {len(framed)} kernel(s) with a stack frame (a spill, or a local array), on some architecture")
 
 
 if __name__ == "__main__":

@@ -654,7 +654,9 @@ std::size_t ctas_pad(int cap) {
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
   RACKSIM_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
   const auto pad = static_cast<std::size_t>(fp4_mma_ctas_pad_bytes(static_cast<std::int64_t>(fa.sharedSizeBytes), sm_bytes, reserved, cap));
-  constexpr std::size_t kNoOptIn = 48 * 1024;  // what a launch may use without cudaFuncAttributeMaxDynamicSharedMemorySize
+  // What a launch may use without cudaFuncAttributeMaxDynamicSharedMemorySize (CUDA C++
+  // Programming Guide, "Shared Memory": above 48 KB a kernel must opt in).
+  constexpr std::size_t kNoOptIn = 48 * 1024;
   if (fa.sharedSizeBytes + pad > kNoOptIn)
     throw InputError(text("environment RACKSIM_FP4_MMA_CTAS=", cap, ": the ", NT, "-tile kernel would need ", fa.sharedSizeBytes + pad,
                           " B of shared memory per CTA on this device (", sm_bytes, " B per SM), past the ", kNoOptIn, " B a launch takes without opt-in"));

@@ -354,7 +354,6 @@ Fp4MmaLaunch fp4_mma_launch_plan(std::int64_t m, std::int64_t n, std::int64_t k,
   l.x_split = knobs.x_split && tiles == 1 && l.depth == 1 &&
               fp4_mma_x_split_bytes(m, l.plan.spans_per_split) <= fp4_mma_x_split_max_bytes(l.ring);
   l.serial = knobs.serial && l.plan.splits > 1;
-  if (l.ring || l.x_split) l.ctas = 0;
   return l;
 }
 

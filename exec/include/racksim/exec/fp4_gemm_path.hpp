@@ -283,7 +283,8 @@ struct Fp4MmaKnobs {
 /// Dynamic shared memory that leaves at most `cap` CTAs of a kernel with `static_bytes` of its own
 /// resident on an SM with `sm_bytes` of shared memory, `reserved_bytes` of which the system takes
 /// per CTA (cudaDevAttrMaxSharedMemoryPerMultiprocessor, cudaDevAttrReservedSharedMemoryPerBlock):
-/// the least multiple of `unit_bytes` (the allocation granularity) making
+/// the least multiple of `unit_bytes` (the allocation granularity: 128 B, as cuda_occupancy.h rounds
+/// a CTA's static + reserved + dynamic bytes) making
 /// floor(sm_bytes / (static + pad + reserved rounded up to units)) <= cap, 0 where static alone
 /// does. H100/H200 (233,472 B per SM, 1,024 reserved, 128 B units), the 1-tile kernel's 3,600 B
 /// static, cap 5: a CTA must take more than 233,472 / 6 = 38,912 B, so its own bytes rounded up

@@ -345,6 +345,7 @@ int cmd_bench(const Args& args) {
              "       mpirun -np N racksim bench --suite collectives --out FILE   (one process per GPU; rank 0 writes)\n"
              "SIGINT or SIGTERM stops after the current point and writes the points finished so far (exit 128 + signal)"))
     return 0;
+  exec::check_executor_environment(exec::environment_names(), exec::process_env());  // a bad knob: exit 2 before any device work
 
   // The suite: --suite or the first argument, one of kSuites.
   if (!what.empty() && !suite.empty() && what != suite)

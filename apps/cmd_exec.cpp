@@ -200,6 +200,7 @@ int cmd_exec(const Args& args) {
              "racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--fp4-gemm auto|native|hopper] [--shape S]... [--serve N] [--layers N] "
              "[--out FILE] [--json FILE]"))
     return 0;
+  exec::check_executor_environment(exec::environment_names(), exec::process_env());  // a bad knob: exit 2 now, not after the weights
   for (const auto& [opt, path] : {std::pair{"--json", json}, std::pair{"--out", out}})
     if (!path.empty()) check_output_path(path, opt);
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));

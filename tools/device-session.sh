@@ -13,6 +13,13 @@
 #   bash tools/device-session.sh --focus    the [cuda] tests, then only the executor's own kernels:
 #                                           the FP4 GEMM sweep and its variant knobs, attention, the
 #                                           Llama-2-70B decode steps (about 45 s with the pack)
+#   bash tools/device-session.sh --dry-run [--focus]   HERE, without a GPU, before spending device
+#                                           time: every phase's command is checked instead of run, with
+#                                           the build's binaries (BUILD, default build): racksim exec and
+#                                           bench must get past their options, scenario and knobs to the
+#                                           device (exit 3, "no CUDA device"), other racksim commands
+#                                           must succeed, and each comma-separated part of every [cuda]
+#                                           test spec must match a test. Test tools.device_session_dry_run.
 #
 # Environment: OUT (where results go), PKG (default .devicepkg), BUILD (fallback build folder,
 # default build-device), BUDGET_S (seconds the whole script may take, default 420: run it under
@@ -36,15 +43,21 @@ STAGE=$(mktemp -d /tmp/racksim-session.XXXXXX)
 PKG=${PKG:-.devicepkg}
 BUILD=${BUILD:-build-device}
 BUDGET_S=${BUDGET_S:-420}
-SMOKE=0 FORCE_BUILD=0 FOCUS=0
+SMOKE=0 FORCE_BUILD=0 FOCUS=0 DRY=0
 for a in "$@"; do
   case $a in
     --smoke) SMOKE=1 ;;
     --build) FORCE_BUILD=1 ;;
     --focus) FOCUS=1 ;;
-    *) echo "usage: $0 [--smoke] [--build] [--focus]"; exit 2 ;;
+    --dry-run) DRY=1 ;;
+    *) echo "usage: $0 [--smoke] [--build] [--focus] [--dry-run]"; exit 2 ;;
   esac
 done
+if [[ $DRY == 1 ]]; then
+  BUILD=${BUILD_DRY:-build}
+  BUDGET_S=1000000  # nothing is timed: no phase is skipped for time
+  export CUDA_VISIBLE_DEVICES=-1  # on a machine with a GPU too: check, never run
+fi
 LOG="$FINAL/session.log"
 : > "$LOG"
 exec 3>&1 4>&2
@@ -58,7 +71,8 @@ left() { echo $((BUDGET_S - (SECONDS - t_start))); }
 
 finish() {
   trap - EXIT
-  timeout 20 nvidia-smi -q > "$STAGE/nvidia-smi-after.txt" 2>&1
+  [[ $DRY == 1 ]] || timeout 20 nvidia-smi -q > "$STAGE/nvidia-smi-after.txt" 2>&1
+  [[ $DRY == 1 ]] && echo "dry run: $DRY_CHECKED phases checked, $DRY_FAILED failed"
   step "done: exit $status in $((SECONDS - t_start)) s"
   printf '%s\n' "${PHASES[@]}" | tee "$STAGE/phases.txt"
   ls -la "$STAGE" "$FINAL"
@@ -81,8 +95,15 @@ phase() {
     PHASES+=("$(printf '%-34s skipped (no time left)' "$name")"); status=1; return
   fi
   local t0=$SECONDS
-  timeout -k 5 "$t" "$@" > "$STAGE/$logf" 2>&1
-  rc=$?
+  if [[ $DRY == 1 ]]; then
+    dry_check "$@" > "$STAGE/$logf" 2>&1
+    rc=$?
+    (( rc == 0 )) || { echo "DRY RUN FAILED: $*"; DRY_FAILED=$((DRY_FAILED + 1)); }
+    DRY_CHECKED=$((DRY_CHECKED + 1))
+  else
+    timeout -k 5 "$t" "$@" > "$STAGE/$logf" 2>&1
+    rc=$?
+  fi
   tail -4 "$STAGE/$logf"
   local what="exit $rc"; [[ $rc == 124 || $rc == 137 ]] && what="TIMED OUT after $t s"
   echo "$name: $what in $((SECONDS - t0)) s"
@@ -91,7 +112,56 @@ phase() {
   return 0
 }
 
+# --dry-run: CMD checked instead of run, as far as a machine without a GPU can (the usage above);
+# its output to the phase's log. 0 when it passes.
+DRY_CHECKED=0 DRY_FAILED=0
+dry_check() {
+  local envs=()
+  if [[ $1 == env ]]; then
+    shift
+    while [[ $# -gt 0 && $1 == *=* ]]; do envs+=("$1"); shift; done
+  fi
+  local cmd=$1
+  shift
+  if [[ $cmd == "$BIN/tests/racksim_cuda_tests" ]]; then
+    local spec="" part n bad=0 parts=()
+    while [[ $# -gt 0 ]]; do
+      case $1 in -w | --durations) shift 2 ;; *) spec=$1; shift ;; esac
+    done
+    # Catch2 reads an unescaped comma as "or": each part must match on its own.
+    spec=${spec//\\,/$'\x01'}
+    IFS=',' read -ra parts <<< "${spec:-*}"
+    for part in "${parts[@]}"; do
+      part=${part//$'\x01'/\\,}
+      n=$("$cmd" --list-test-names-only "$part" | grep -c .)
+      echo "test spec '$part': $n test case(s)"
+      (( n > 0 )) || bad=1
+    done
+    return $bad
+  fi
+  if [[ $cmd == "$R" ]]; then
+    local out code
+    out=$(env "${envs[@]}" "$cmd" "$@" 2>&1)
+    code=$?
+    printf '%s\n' "$out" | tail -3
+    echo "exit $code"
+    case $1 in
+      exec | bench) [[ $code == 3 ]] && grep -qE "no CUDA device|built without CUDA" <<< "$out" ;;
+      *) [[ $code == 0 ]] ;;
+    esac
+    return
+  fi
+  echo "dry run: no check for '$cmd'"
+  return 1
+}
+
 step "device"
+if [[ $DRY == 1 ]]; then
+  echo "dry run: commands checked, nothing run on a GPU; binaries from $BUILD"
+  BIN=$BUILD
+  R="$BIN/racksim"
+  [[ -x $R && -x $BIN/tests/racksim_cuda_tests ]] || { echo "dry run: no $R or $BIN/tests/racksim_cuda_tests (a CUDA build)"; status=1; exit; }
+else  # a real session: the device, then the pack (or a build on the device)
 timeout 30 nvidia-smi -q > "$STAGE/nvidia-smi-before.txt" 2>&1 || echo "nvidia-smi -q failed"
 timeout 30 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit,temperature.gpu --format=csv || true
 echo "host: $(uname -srm); $(grep -m1 PRETTY_NAME /etc/os-release 2>/dev/null); $(ldd --version 2>&1 | head -1)"
@@ -147,6 +217,7 @@ else
   timeout 60 "$BIN/racksim" version | tee "$STAGE/version.txt"
 fi
 R="$BIN/racksim"
+fi  # DRY
 
 phase "cuda tests" 90 cuda-tests.log "$BIN/tests/racksim_cuda_tests" --durations yes
 [[ $rc -ne 0 ]] && echo "cuda tests failed (exit $rc; 77: no device visible): see cuda-tests.log; the benches run anyway"
@@ -170,8 +241,8 @@ if [[ $FOCUS == 1 ]]; then
     --out "$STAGE/gemm-nvfp4.json"
   [[ -f "$STAGE/gemm-nvfp4.json" ]] && cp -f "$STAGE/gemm-nvfp4.json" "$FINAL/"
   phase "bench --suite attention" 60 attention.log "$R" bench --suite attention --out "$STAGE/attention.json"
-  phase "bench memory, gemm bf16 (the targets' references)" 60 refs.log bash -c "'$R' bench memory --out '$STAGE/memory.json' && \
-    '$R' bench gemm --dtypes bf16 --out '$STAGE/gemm.json'"
+  phase "bench memory (the copy reference)" 40 refs-memory.log "$R" bench memory --out "$STAGE/memory.json"
+  phase "bench gemm bf16 (the large-M reference)" 40 refs-gemm.log "$R" bench gemm --dtypes bf16 --out "$STAGE/gemm.json"
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"

@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <set>
 #include <string>
 #include <tuple>
@@ -872,6 +874,45 @@ TEST_CASE("a measurement's source names the executor knobs it ran under", "[exec
   };
   CHECK(executor_knobs_prefix(three) == "RACKSIM_FP4_LARGE_M=fp8 RACKSIM_ATTENTION_DECODE=rows RACKSIM_ATTENTION_FP8_P=single ");
   CHECK(kExecutorKnobs.size() == 15);
+}
+
+TEST_CASE("the executor's environment is checked before any work: every knob's value, and names that look like a knob", "[exec][plan]") {
+  using Env = std::map<std::string, std::string>;
+  const auto check = [](const Env& env) {
+    std::vector<std::string> names;
+    for (const auto& [n, v] : env) names.push_back(n);
+    check_executor_environment(names, [&env](const char* n) -> const char* {
+      const auto it = env.find(n);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  };
+  // Nothing set, every knob at an allowed value, and variables that are no knob pass.
+  CHECK_NOTHROW(check({}));
+  CHECK_NOTHROW(check({{"HOME", "/root"}, {"RACKSIM_UPDATE_GOLDEN", "1"}, {"RACKSIM_CUDA", "ON"}, {"RACKSIM_FP4_MMA_DEPTH", "2"},
+                       {"RACKSIM_FP4_MMA_TUNE", "on"}, {"RACKSIM_FP4_LARGE_M", "fp8"}, {"RACKSIM_ATTENTION_DECODE", "rows"},
+                       {"RACKSIM_ATTENTION_FP8_P", "single"}, {"RACKSIM_FUSE_NORM", "on"}, {"RACKSIM_FUSE_SWIGLU", "on"}, {"RACKSIM_PDL", "on"}}));
+  // Every one of kExecutorKnobs reaches its parser: a value no knob allows is refused naming that
+  // knob (so a knob added to the list without a parser call in the check fails here).
+  for (const std::string_view k : kExecutorKnobs) {
+    CAPTURE(k);
+    CHECK_THROWS_WITH(check({{std::string(k), "bogus"}}), Catch::Matchers::StartsWith(fmt::format("environment {}: 'bogus' is not one of", k)));
+  }
+  // The fused GEMM's eight are checked together: a combination its launch refuses is refused now.
+  CHECK_THROWS_WITH(check({{"RACKSIM_FP4_MMA_PIPE", "cpasync"}, {"RACKSIM_FP4_MMA_DEPTH", "2"}}),
+                    Catch::Matchers::Contains("RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch"));
+  // A misspelt knob would measure the default under the variant's name: refused, the nearest named.
+  CHECK_THROWS_WITH(check({{"RACKSIM_FP4_MMA_DEPHT", "2"}}),
+                    Catch::Matchers::StartsWith("environment RACKSIM_FP4_MMA_DEPHT: no such executor knob (nearest: RACKSIM_FP4_MMA_DEPTH); the knobs are "
+                                                "RACKSIM_FP4_MMA_SPLITS, RACKSIM_FP4_MMA_TILES,"));
+  CHECK_THROWS_WITH(check({{"RACKSIM_PLD", "on"}}), Catch::Matchers::StartsWith("environment RACKSIM_PLD: no such executor knob (nearest: RACKSIM_PDL)"));
+  CHECK_THROWS_WITH(check({{"RACKSIM_FUSE_ROPE", "on"}}), Catch::Matchers::Contains("no such executor knob"));  // a family, far from every knob
+  CHECK_THROWS_WITH(check({{"RACKSIM_ATTENTION", "keys"}}), Catch::Matchers::Contains("no such executor knob"));
+  CHECK_THROWS_WITH(check({{"RACKSIM_FP4_MMA", "x"}}), Catch::Matchers::Contains("(nearest: RACKSIM_FP4_MMA_X)"));
+  // The process's own environment: the names without their values.
+  ::setenv("RACKSIM_TEST_ENV_NAME", "a=b", 1);
+  const std::vector<std::string> names = environment_names();
+  CHECK(std::count(names.begin(), names.end(), "RACKSIM_TEST_ENV_NAME") == 1);
+  ::unsetenv("RACKSIM_TEST_ENV_NAME");
 }
 
 TEST_CASE("the fused FP4 GEMM's and decode attention's variant knobs parse or name what is allowed", "[exec][plan]") {

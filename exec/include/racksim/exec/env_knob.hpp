@@ -8,7 +8,9 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -48,5 +50,20 @@ inline constexpr std::array<std::string_view, 15> kExecutorKnobs = {
     if (const char* v = get(std::string(k).c_str())) out += fmt::format("{}={} ", k, v);
   return out;
 }
+
+/// The names of this process's environment variables (POSIX `environ`), in its order.
+[[nodiscard]] std::vector<std::string> environment_names();
+
+/// Checks the executor's environment before a command does any work, so that a bad knob costs a
+/// one-line error and exit 2 at once instead of failing after the weights are on the device, or
+/// (a misspelt name) being silently ignored while a same-run A/B measures the default twice:
+/// - every name of `names` that starts with "RACKSIM_", is no knob, and looks like one (in a
+///   knob's family, RACKSIM_FP4, RACKSIM_ATTENTION, RACKSIM_FUSE or RACKSIM_PDL, or within two
+///   edits of a knob) is refused, naming the nearest knob; other RACKSIM_ names (the build's and
+///   the test scripts' own, e.g. RACKSIM_UPDATE_GOLDEN) pass;
+/// - every knob's value is parsed by the parser that reads it at launch (fp4_mma_knobs also
+///   checks the fused GEMM's eight together: the combinations it refuses are refused here).
+/// InputError, the parser's own message where a value is bad. `get` looks a name up (getenv's contract).
+void check_executor_environment(std::span<const std::string> names, const std::function<const char*(const char*)>& get);
 
 }  // namespace racksim::exec

@@ -214,6 +214,7 @@ MeasurementFile parse_measurements(std::string_view text, const std::string& nam
     run.sm_clock_mhz = r.optional_number("sm_clock_mhz", 1, 1e5);
     run.memory_clock_mhz = r.optional_number("memory_clock_mhz", 1, 1e5);
     run.power_limit_w = r.optional_number("power_limit_w", 1, 1e5);
+    run.temperature_c = r.optional_number("temperature_c", -50, 200);
     run.date = r.optional_string("date");
     run.commit = r.optional_string("commit");
     run.source = r.string("source");
@@ -287,6 +288,7 @@ std::string format_measurements(const MeasurementFile& file) {
   if (r.sm_clock_mhz) run["sm_clock_mhz"] = *r.sm_clock_mhz;
   if (r.memory_clock_mhz) run["memory_clock_mhz"] = *r.memory_clock_mhz;
   if (r.power_limit_w) run["power_limit_w"] = *r.power_limit_w;
+  if (r.temperature_c) run["temperature_c"] = *r.temperature_c;
   put("date", r.date);
   put("commit", r.commit);
   put("timing", r.timing);

@@ -73,7 +73,9 @@ MeasurementRun measurement_run(const std::string& source, int device) {
   r.sm_clock_mhz = nvml.sm_clock_mhz();
   r.memory_clock_mhz = nvml.memory_clock_mhz();
   r.power_limit_w = nvml.power_limit_w();
-  if (!nvml.ok()) std::fprintf(stderr, "note: NVML unavailable (%s): no clocks or power limit recorded\n", nvml.why().c_str());
+  r.temperature_c = nvml.temperature_c();
+  if (!nvml.ok()) std::fprintf(stderr, "note: NVML unavailable (%s): no clocks, power limit or temperature recorded\n", nvml.why().c_str());
+  r.nccl = nccl_version();  // the library linked in, whether or not the run used it ("" if it does not answer)
   r.date = utc_now_iso8601();
   r.commit = build_commit();
   r.source = source;

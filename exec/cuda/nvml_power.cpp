@@ -14,6 +14,7 @@ using NvmlReturn = int;
 using NvmlHandle = void*;
 constexpr int kClockSm = 1;
 constexpr int kClockMem = 2;
+constexpr int kTemperatureGpu = 0;  // nvmlTemperatureSensors_t NVML_TEMPERATURE_GPU
 
 struct NvmlApi {
   void* lib = nullptr;
@@ -27,6 +28,7 @@ struct NvmlApi {
   NvmlReturn (*clock_info)(NvmlHandle, int, unsigned*) = nullptr;
   NvmlReturn (*power_limit)(NvmlHandle, unsigned*) = nullptr;
   NvmlReturn (*clock_reasons)(NvmlHandle, unsigned long long*) = nullptr;
+  NvmlReturn (*temperature)(NvmlHandle, int, unsigned*) = nullptr;
 
   template <class F>
   void load(F& f, const char* name) {
@@ -50,6 +52,7 @@ struct NvmlApi {
     load(power_limit, "nvmlDeviceGetEnforcedPowerLimit");
     load(clock_reasons, "nvmlDeviceGetCurrentClocksEventReasons");
     if (!clock_reasons) load(clock_reasons, "nvmlDeviceGetCurrentClocksThrottleReasons");
+    load(temperature, "nvmlDeviceGetTemperature");
     if (!init || !handle_by_pci) {
       error = "libnvidia-ml.so.1 lacks nvmlInit_v2 or nvmlDeviceGetHandleByPciBusId_v2";
       return;
@@ -125,6 +128,12 @@ std::optional<double> NvmlDevice::power_limit_w() const {
   if (!ok()) return std::nullopt;
   const auto mw = query<unsigned>(api().power_limit, device_);
   return mw ? std::optional<double>(*mw / 1000.0) : std::nullopt;
+}
+
+std::optional<double> NvmlDevice::temperature_c() const {
+  if (!ok()) return std::nullopt;
+  const auto t = query<unsigned>(api().temperature, device_, kTemperatureGpu);
+  return t ? std::optional<double>(*t) : std::nullopt;
 }
 
 std::optional<std::uint64_t> NvmlDevice::clock_event_reasons() const {

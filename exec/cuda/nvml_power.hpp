@@ -28,6 +28,7 @@ class NvmlDevice {
   [[nodiscard]] std::optional<double> memory_clock_mhz() const;  ///< nvmlDeviceGetClockInfo(NVML_CLOCK_MEM)
   [[nodiscard]] std::optional<double> power_limit_w() const;     ///< nvmlDeviceGetEnforcedPowerLimit
   [[nodiscard]] std::optional<std::uint64_t> clock_event_reasons() const;  ///< throttle / clock-event bit mask
+  [[nodiscard]] std::optional<double> temperature_c() const;    ///< nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU), degrees C
 
  private:
   void* device_ = nullptr;

@@ -57,6 +57,14 @@ TEST_CASE("the benches write records calibrate can read", "[cuda][bench]") {
   REQUIRE(f.records.size() == 4 + 4 + 2);
   f.run = cuda_measurement_run("exec_bench_test");
   CHECK(f.run.device == dev.name);
+  // The run fields: NCCL's version (the library linked in; 2.x) and, where NVML answers
+  // (it gave clocks and a power limit on the H200 of 2026-11-30), the GPU's temperature.
+  CHECK(f.run.nccl.rfind("2.", 0) == 0);
+  if (f.run.power_limit_w) {
+    REQUIRE(f.run.temperature_c);
+    CHECK(*f.run.temperature_c > 10);
+    CHECK(*f.run.temperature_c < 100);
+  }
   const MeasurementFile back = parse_measurements(format_measurements(f), "bench.json");
   for (const auto& r : back.records) {
     INFO(r.op.identity());

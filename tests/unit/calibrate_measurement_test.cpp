@@ -20,6 +20,7 @@ MeasurementFile sample() {
   f.run.nccl = "2.29.2";
   f.run.sm_clock_mhz = 1980;
   f.run.power_limit_w = 700;
+  f.run.temperature_c = 41;
   f.run.date = "2026-01-02";
   f.run.commit = "abc123";
   f.run.source = "racksim bench gemm";
@@ -56,6 +57,7 @@ TEST_CASE("measurement files round-trip through JSON", "[calibrate]") {
   CHECK(back.run.gpu == "h100-sxm");
   CHECK(back.run.nccl == "2.29.2");
   CHECK(*back.run.sm_clock_mhz == 1980);
+  CHECK(*back.run.temperature_c == 41);
   CHECK(!back.run.memory_clock_mhz);
   REQUIRE(back.records.size() == 2);
   CHECK(back.records[0].op.identity() == "gemm m=1 n=8192 k=8192 a=bf16 w=bf16 c=bf16");
@@ -130,6 +132,9 @@ TEST_CASE("measurement files are strict", "[calibrate]") {
   CHECK_THROWS_AS(parse_measurements("{not json", "m.json"), InputError);
   CHECK_THROWS_WITH(parse_measurements(with("\"time_median_s\": 2.54e-05", "\"time_median_s\": -1"), "m.json"),
                     Catch::Contains("records[1].time_median_s: '-1' is out of range"));
+  // A GPU sensor reads -50..200 C at most (a Kelvin or Fahrenheit figure is caught).
+  CHECK_THROWS_WITH(parse_measurements(with("\"temperature_c\": 41", "\"temperature_c\": 314"), "m.json"),
+                    Catch::Contains("m.json: run.temperature_c: '314.0' is out of range [-50, 200]"));
 }
 
 TEST_CASE("attention records carry sequences and pairs, spelled as the graph's op identity", "[calibrate]") {

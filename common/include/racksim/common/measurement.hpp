@@ -23,11 +23,12 @@ struct MeasurementRun {
   std::string system;        ///< system or host description ("h100_sxm", "dgx-h100"), free text
   std::string driver;        ///< driver version, "" if unknown
   std::string cuda;          ///< CUDA runtime version, "" if unknown
-  std::string nccl;          ///< NCCL version, "" if unknown or unused
+  std::string nccl;          ///< NCCL version (racksim's CUDA runs: the library linked in), "" if unknown
   std::string software;      ///< kernel library and version ("TensorRT-LLM 1.3.0rc20 torch_flow")
   std::optional<double> sm_clock_mhz;       ///< SM clock during the run
   std::optional<double> memory_clock_mhz;   ///< memory clock during the run
   std::optional<double> power_limit_w;      ///< enforced power limit
+  std::optional<double> temperature_c;      ///< GPU temperature (NVML's GPU sensor, degrees C) when the run block was read
   std::string date;          ///< when measured (ISO 8601), "" if unknown
   std::string commit;        ///< racksim (or source data) commit the run came from
   std::string source;        ///< where the numbers come from: a bench command line or a data set path

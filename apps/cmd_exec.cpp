@@ -50,6 +50,18 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   return n;
 }
 
+/// A decode step's power window (StepTiming::power), null with the reason where none ran.
+nlohmann::json power_json(const exec::StepTiming& st) {
+  if (st.power.steps == 0) return st.power_note.empty() ? nlohmann::json() : nlohmann::json{{"unavailable", st.power_note}};
+  const exec::StepPower& p = st.power;
+  return {{"window_s", p.seconds},
+          {"steps", p.steps},
+          {"gpus", p.gpus},
+          {"energy_per_step_j", p.energy_per_step_j()},
+          {"energy_per_token_j", p.energy_per_step_j() / static_cast<double>(st.tokens)},
+          {"power_w", p.power_w}};
+}
+
 nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& st : r.steps) {
@@ -68,7 +80,8 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
                      {"graph_time_median_s", st.graph_median_s > 0 ? nlohmann::json(st.graph_median_s) : nlohmann::json()},
                      {"tokens_per_s", st.tokens_per_s()},
                      {"op_time_s", st.op_time_s()},
-                     {"op_time_by_kind", by_kind}});
+                     {"op_time_by_kind", by_kind},
+                     {"power", power_json(st)}});
   }
   nlohmann::json j = {{"scenario", s.name},
                       {"model", s.model.id},
@@ -118,6 +131,15 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
       fmt::print("    {:<20} {:.3f} ms of ops: {}\n", st.shape.label(), sum * 1e3, parts);
     }
   }
+  // Each decode step's power window (--power-seconds): what the GPUs drew while it ran back to back.
+  for (const auto& st : r.steps) {
+    if (st.power.steps > 0)
+      fmt::print("  power {:<14} {:.0f} W over {} GPU{}, {:.4g} J per step, {:.4g} J per token ({} graph replays in {:.2f} s)\n",
+                 st.shape.label(), st.power.power_w, st.power.gpus, st.power.gpus == 1 ? "" : "s", st.power.energy_per_step_j(),
+                 st.power.energy_per_step_j() / static_cast<double>(st.tokens), st.power.steps, st.power.seconds);
+    else if (!st.power_note.empty())
+      fmt::print("  power {:<14} {}\n", st.shape.label(), st.power_note);
+  }
   if (r.served) {
     fmt::print("  serving loop ({}): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
                "{:.1f} output tokens/s\n",
@@ -156,6 +178,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
     o.device = fmt::format("cuda:{}", me.device);
     o.rank_comm = comm.get();
     o.agree_layers = [&group](int fit) { return exec::fewest_over_ranks(*group, fit); };
+    o.agree_power_steps = [&group](int n) { return exec::fewest_over_ranks(*group, n); };
     o.agree_replay = [&group](bool can) { return exec::all_ranks(*group, can); };
     exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
     if (group->rank() != 0) return 0;
@@ -190,6 +213,9 @@ int cmd_exec(const Args& args) {
       "fp4-gemm", po::value(&fp4_gemm),
       "cuda: the FP4 linear kernels: auto (native NVFP4 cuBLASLt on sm_100/sm_103, else Hopper's; default), native, hopper")(
       "warmup", po::value(&o.warmup), "untimed runs of each shape (default 1)")("reps", po::value(&o.reps), "timed runs of each shape (default 3)")(
+      "power-seconds", po::value(&o.power_seconds),
+      "cuda: seconds of back-to-back graph replays of each decode step for its energy and mean power through NVML "
+      "(default 1; 0 = none)")(
       "seed", po::value(&seed), "seed of weights and tokens (default: the scenario's)")(
       "out", po::value(&out), "write the per-op measurement file (racksim-measurements/1) to FILE")(
       "json", po::value(&json), "write the summary as JSON to FILE ('-' for stdout, then no table)");
@@ -204,6 +230,8 @@ int cmd_exec(const Args& args) {
   for (const auto& [opt, path] : {std::pair{"--json", json}, std::pair{"--out", out}})
     if (!path.empty()) check_output_path(path, opt);
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
+  if (!(o.power_seconds >= 0 && o.power_seconds <= 600))
+    throw InputError(fmt::format("racksim exec: --power-seconds {} must be 0 (none) to 600", o.power_seconds));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
 

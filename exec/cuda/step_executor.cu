@@ -43,6 +43,7 @@
 #include "fp4_large_m.cuh"
 #include "fp4_gemm_small_m.hpp"
 #include "lt_plan.cuh"
+#include "nvml_power.hpp"
 #include "random_fill.cuh"
 #include "racksim/exec/activation_formats.hpp"
 #include "racksim/exec/cuda_ops.hpp"
@@ -352,6 +353,45 @@ class CudaStep final : public StepBackend {
     float ms = 0;
     RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[0], events_[1]));
     return static_cast<double>(ms) * 1e-3;
+  }
+
+  /// The captured step `steps` times back to back (the caches stay where replay_last_step left
+  /// them: a replay writes the same KV slots and advances nothing), bracketed by the NVML
+  /// total-energy counter and sampled every 10 ms, as the power bench's GEMM loops are. The
+  /// replays run even without NVML: a tensor-parallel rank's captured collectives wait for them.
+  std::optional<StepPower> power_last_step(std::int64_t steps, std::string* why) override {
+    const auto fail = [&](std::string text) -> std::optional<StepPower> {
+      if (why) *why = std::move(text);
+      return std::nullopt;
+    };
+    if (!graph_exec_) return fail("power unavailable: the step has no captured graph");
+    RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
+    char bus[32] = {};
+    RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
+    const NvmlDevice nvml(bus);
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const auto e0 = nvml.ok() ? nvml.energy_j() : std::nullopt;
+    std::optional<PowerSampler> sampler;
+    if (nvml.ok()) sampler.emplace(nvml, 0.01);
+    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[0], stream_));
+    for (std::int64_t i = 0; i < steps; ++i) RACKSIM_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[1], stream_));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const auto e1 = nvml.ok() ? nvml.energy_j() : std::nullopt;
+    if (!nvml.ok()) return fail("power unavailable: NVML: " + nvml.why());
+    const auto& samples = sampler->stop();
+    if (!e0 || !e1) return fail("power unavailable: NVML gave no total-energy counter");
+    StepPower p;
+    p.steps = steps;
+    p.gpus = 1;
+    float ms = 0;
+    RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[0], events_[1]));
+    p.seconds = static_cast<double>(ms) * 1e-3;
+    p.energy_j = *e1 - *e0;
+    for (const auto& x : samples) p.power_w += x.power_w;
+    if (!samples.empty()) p.power_w /= static_cast<double>(samples.size());
+    else p.power_w = p.seconds > 0 ? p.energy_j / p.seconds : 0.0;  // a window shorter than one sample
+    return p;
   }
 
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return pool_.tokens(sequence); }

@@ -155,6 +155,30 @@ class TpThreads final : public StepBackend {
   [[nodiscard]] bool can_replay_last_step() const override {
     return std::all_of(ranks_.begin(), ranks_.end(), [](const auto& r) { return r->can_replay_last_step(); });
   }
+  /// Every rank's window at once (their captured collectives meet), summed over the GPUs; the
+  /// window is the longest rank's. Any rank without power: none (its `why`, naming the rank).
+  std::optional<StepPower> power_last_step(std::int64_t steps, std::string* why) override {
+    if (!can_replay_last_step()) {
+      if (why) *why = "power unavailable: a rank cannot replay its step";
+      return std::nullopt;
+    }
+    std::vector<std::optional<StepPower>> p(ranks_.size());
+    std::vector<std::string> whys(ranks_.size());
+    on_all_ranks([&](int r) { p[z(r)] = ranks_[z(r)]->power_last_step(steps, &whys[z(r)]); });
+    StepPower sum;
+    sum.steps = steps;
+    for (std::size_t r = 0; r < p.size(); ++r) {
+      if (!p[r]) {
+        if (why) *why = fmt::format("{} (rank {})", whys[r], r);
+        return std::nullopt;
+      }
+      sum.seconds = std::max(sum.seconds, p[r]->seconds);
+      sum.energy_j += p[r]->energy_j;
+      sum.power_w += p[r]->power_w;
+      sum.gpus += p[r]->gpus;
+    }
+    return sum;
+  }
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ranks_[0]->cached_tokens(sequence); }
   void release(std::int64_t sequence) override {
     for (auto& r : ranks_) r->release(sequence);
@@ -276,8 +300,19 @@ class Runner {
         if (!replay) break;
         graph_times.push_back(*replay);
       }
+    // The power window: the replayed step back to back for power_seconds (at least one replay),
+    // energy per step and mean power through NVML; before the caches are released.
+    StepPower power;
+    std::string power_note;
+    if (!graph_times.empty() && o_.power_seconds > 0) {
+      int n = power_window_steps(o_.power_seconds, stats_of(graph_times).median_s);
+      if (o_.agree_power_steps) n = o_.agree_power_steps(n);
+      if (auto p = ref_.power_last_step(n, &power_note)) power = *p;
+    }
     for (I b = 0; b < s.batch; ++b) ref_.release(base + b);
     StepTiming st;
+    st.power = power;
+    st.power_note = power_note;
     st.shape = s;
     st.tokens = batch.tokens();
     const TimingStats ts = stats_of(times);
@@ -582,6 +617,12 @@ CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& o
   // two backends then compute the same thing); random codes made on the device otherwise.
   c.reference_weights = count_params(model).linear() <= 64LL << 20;
   return c;
+}
+
+int power_window_steps(double seconds, double graph_step_s) {
+  constexpr double kMost = 1e6;
+  if (!(graph_step_s > 0)) return static_cast<int>(kMost);
+  return static_cast<int>(std::clamp(std::ceil(seconds / graph_step_s), 1.0, kMost));
 }
 
 ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& o) {

@@ -86,6 +86,10 @@ TEST_CASE("exec times every op of the step graph, per identity over layers and r
   for (const auto& st : r.steps) {
     CHECK(st.reps == 2);
     CHECK((st.min_s <= st.median_s && st.median_s <= st.max_s && st.min_s > 0));
+    // The CPU reference replays no graph, so no power window is tried (nor a reason given).
+    CHECK(st.graph_median_s == 0);
+    CHECK(st.power.steps == 0);
+    CHECK(st.power_note.empty());
     // Op time by kind: one entry per op kind of the step's graph, most first; each rep's ops run
     // inside its wall time, so their mean sum is within the slowest rep's.
     const StepGraph g(m, st.shape.kind == ExecShape::Kind::decode ? StepBatch::decode(3, 5) : StepBatch::prefill_only(2, 6), Deployment{},

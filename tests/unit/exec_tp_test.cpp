@@ -384,6 +384,17 @@ class ReplayRank final : public StepBackend {
     ++replays_[static_cast<std::size_t>(rank_)];
     return 1e-3 * (rank_ + 1);
   }
+  /// Rank r: a window of (r + 1) x 10 ms per replay, 100 + 10 r W, 1 J per replay; rank 2 of a
+  /// group built with `fails` has no power counter (its replays still run).
+  std::optional<StepPower> power_last_step(std::int64_t steps, std::string* why) override {
+    replays_[static_cast<std::size_t>(rank_)] += static_cast<int>(steps);
+    if (no_power_ && rank_ == 2) {
+      *why = "power unavailable: NVML: not loaded";
+      return std::nullopt;
+    }
+    return StepPower{steps, 0.01 * (rank_ + 1) * static_cast<double>(steps), static_cast<double>(steps), 100.0 + 10 * rank_, 1};
+  }
+  bool no_power_ = false;
   [[nodiscard]] bool can_replay_last_step() const override { return can_; }
   [[nodiscard]] std::string describe() const override { return "replay rank"; }
 
@@ -457,4 +468,47 @@ TEST_CASE("a tensor-parallel group replays a decode step on all of its ranks or 
   const ModelConfig m = test::tiny_llama();
   const StepGraph g(m, StepBatch::decode(1, 4), Deployment{}, Precision{DType::nvfp4, DType::bf16, DType::bf16});
   CHECK_THROWS_WITH(failing->run(g, StepTokens{}, {}), "rank 2 ran out of memory");
+}
+
+TEST_CASE("a tensor-parallel group's power window sums its GPUs: energy and power added, the longest window", "[exec][tp]") {
+  // Three ranks of ReplayRank: 100, 110, 120 W, 1 J per replay each, windows of 10, 20, 30 ms per
+  // replay. 5 replays: 15 J (3 per step), 330 W, 150 ms, 3 GPUs; every rank replayed 5 times.
+  std::vector<int> replays(3, 0);
+  std::vector<std::unique_ptr<StepBackend>> ranks;
+  for (int r = 0; r < 3; ++r) ranks.push_back(std::make_unique<ReplayRank>(r, true, replays));
+  auto* third = static_cast<ReplayRank*>(ranks[2].get());
+  const auto group = tp_rank_threads(std::move(ranks), "three ranks");
+  std::string why;
+  const std::optional<StepPower> p = group->power_last_step(5, &why);
+  REQUIRE(p.has_value());
+  CHECK(p->steps == 5);
+  CHECK(p->gpus == 3);
+  CHECK(p->energy_j == Approx(15.0));
+  CHECK(p->energy_per_step_j() == Approx(3.0));
+  CHECK(p->power_w == Approx(330.0));
+  CHECK(p->seconds == Approx(0.15));
+  CHECK(replays == std::vector<int>{5, 5, 5});
+  // One rank without a counter: no window for the group, that rank named; the others' replays
+  // (whose collectives it meets) still ran.
+  third->no_power_ = true;
+  CHECK_FALSE(group->power_last_step(2, &why).has_value());
+  CHECK(why == "power unavailable: NVML: not loaded (rank 2)");
+  CHECK(replays == std::vector<int>{7, 7, 7});
+  // A group one of whose ranks cannot replay has no window, and replays nothing.
+  std::vector<std::unique_ptr<StepBackend>> mixed;
+  for (int r = 0; r < 2; ++r) mixed.push_back(std::make_unique<ReplayRank>(r, r == 0, replays));
+  CHECK_FALSE(tp_rank_threads(std::move(mixed), "mixed")->power_last_step(4, &why).has_value());
+  CHECK(why == "power unavailable: a rank cannot replay its step");
+  CHECK(replays == std::vector<int>{7, 7, 7});
+}
+
+TEST_CASE("a decode step's power window holds enough replays for the seconds asked", "[exec]") {
+  // The H200's Llama-2-70B batch-1 step replayed in 16.90 ms (-30c/exec-70b-summary.json): one
+  // second takes ceil(1 / 0.0169) = 60 replays; a step longer than the window still runs once;
+  // a zero time (never measured) asks the most, 1,000,000.
+  CHECK(power_window_steps(1.0, 0.0169) == 60);
+  CHECK(power_window_steps(1.0, 2.5) == 1);
+  CHECK(power_window_steps(0.5, 0.01) == 50);
+  CHECK(power_window_steps(1.0, 1e-12) == 1000000);
+  CHECK(power_window_steps(1.0, 0.0) == 1000000);
 }

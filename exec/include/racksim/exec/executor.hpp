@@ -68,6 +68,12 @@ struct ExecOptions {
   /// whether this rank can (all or none replay: a rank replaying alone would wait in its captured
   /// all-reduces). Called once per decode shape on every rank. Null: this process decides.
   std::function<bool(bool)> agree_replay;
+  /// Seconds of back-to-back graph replays of each decode step in its power window (StepPower:
+  /// energy per step and mean power through NVML, "loops of at least a second"); 0 = none.
+  double power_seconds = 1.0;
+  /// With rank_comm: the replays every rank's power window runs, given this rank's count (the
+  /// fewest over the ranks: their captured collectives must meet). Null: this process's count.
+  std::function<int(int)> agree_power_steps;
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 
@@ -78,6 +84,10 @@ struct StepTiming {
   double median_s = 0, min_s = 0, max_s = 0;
   int reps = 0;
   double graph_median_s = 0;         ///< decode on CUDA: the step replayed as one CUDA graph (0 = not run)
+  /// Decode on CUDA with power_seconds > 0: the step's power window (StepPower; steps == 0:
+  /// none, power_note says why).
+  StepPower power;
+  std::string power_note;
   /// The timed reps' op times summed per op kind ("gemm", "attention_decode", ...), divided by
   /// the reps: each kind's mean seconds per step, most first (ties by name). Their sum is the
   /// step's op time; what the step's wall time holds beyond it is the host's work between ops.
@@ -148,6 +158,10 @@ struct CpuWeightBytes {
 
 /// Runs `options` for `model` at `precision` (weights nvfp4, mxfp4 or bf16 on the CPU).
 /// InputError for an unsupported device or format; the report states every substitution.
+/// Replays in a decode step's power window: enough back-to-back replays of `graph_step_s` each
+/// to fill `seconds`, at least 1 and at most 1,000,000 (a step time of 0 or below asks the most).
+[[nodiscard]] int power_window_steps(double seconds, double graph_step_s);
+
 [[nodiscard]] ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& options);
 
 }  // namespace racksim::exec

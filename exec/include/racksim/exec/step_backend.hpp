@@ -20,6 +20,18 @@ namespace racksim::exec {
 /// Called once per op of a step with the op and its time in seconds.
 using OpObserver = std::function<void(const Op&, double)>;
 
+/// A power window of a step (StepBackend::power_last_step): its captured CUDA graph replayed
+/// `steps` times back to back, the GPUs' NVML total-energy counters read at both ends and their
+/// power sampled every 10 ms in between (the power bench's method, exec/cuda/nvml_power.hpp).
+struct StepPower {
+  std::int64_t steps = 0;  ///< replays in the window
+  double seconds = 0;      ///< the window, the device's events around the replays
+  double energy_j = 0;     ///< energy-counter differences, summed over the GPUs
+  double power_w = 0;      ///< mean of the power samples, summed over the GPUs
+  int gpus = 0;            ///< GPUs summed
+  [[nodiscard]] double energy_per_step_j() const { return steps > 0 ? energy_j / static_cast<double>(steps) : 0.0; }
+};
+
 class StepBackend {
  public:
   virtual ~StepBackend() = default;
@@ -36,6 +48,14 @@ class StepBackend {
   /// Whether replay_last_step() would replay (not return nullopt): a tensor-parallel group replays
   /// only when every rank can, since a rank's captured collectives wait for the others'.
   [[nodiscard]] virtual bool can_replay_last_step() const { return false; }
+  /// After replay_last_step() replayed: that graph `steps` times back to back in one power
+  /// window (StepPower). nullopt where there is no graph or no power counter, `why` then saying
+  /// which ("power unavailable: ..."); a tensor-parallel group needs every rank's.
+  virtual std::optional<StepPower> power_last_step(std::int64_t steps, std::string* why) {
+    (void)steps;
+    if (why) *why = "power unavailable: no CUDA graph on this backend";
+    return std::nullopt;
+  }
   /// What runs it, in words ("NVIDIA H100 80GB HBM3 (cuda:0, sm_90)").
   [[nodiscard]] virtual std::string describe() const = 0;
   /// Which kernels run the FP4 linear layers and why (fp4_gemm_path.hpp), "" where there is no choice.

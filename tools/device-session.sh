@@ -261,7 +261,8 @@ if [[ $FOCUS == 1 ]]; then
     --out "$STAGE/graph-elementwise.json"
   phase "bench gemm nvfp4 --timing graph, RACKSIM_PDL=on" 40 graph-pdl.log env RACKSIM_PDL=on "$R" bench gemm --timing graph \
     --dtypes nvfp4 --m 1,4,16,64 --no-check --out "$STAGE/graph-gemm-nvfp4-pdl.json"
-  # The variants, after the default's measurements so a hang costs only its own phases: each
+  # The variants, after the default's measurements so a hang costs only its own phases (their
+  # steps without the 1 s power window per decode shape that the default's exec above measures): each
   # variant's [cuda] test first, and its bench and steps only if the test passed (a wrong kernel's
   # times mean nothing).
   variant() {  # NAME "KNOB=VALUE [KNOB=VALUE...]" TEST GEMM_MS SHAPE...
@@ -275,7 +276,7 @@ if [[ $FOCUS == 1 ]]; then
     phase "bench gemm nvfp4, $name" 40 "gemm-nvfp4-$name.log" env "${knob[@]}" "$R" bench gemm --dtypes nvfp4 --m "$ms" \
       --out "$STAGE/gemm-nvfp4-$name.json"
     phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "${knob[@]}" "$R" exec "${EXEC70[@]}" "${shapes[@]}" \
-      --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
+      --power-seconds 0 --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
   # steps_variant NAME KNOB=VALUE TEST: a knob that changes no GEMM (its test, then the decode steps).
   steps_variant() {  # NAME "KNOB=VALUE [KNOB=VALUE...]" TEST
@@ -284,7 +285,7 @@ if [[ $FOCUS == 1 ]]; then
     phase "[cuda] test, $name" "${TEST_S:-40}" "test-$name.log" env "${knob[@]}" "$BIN/tests/racksim_cuda_tests" -w NoTests "$test"
     [[ $rc -eq 0 ]] || return
     phase "exec llama2-70b, $name" 60 "exec-70b-$name.log" env "${knob[@]}" "$R" exec "${EXEC70[@]}" --shape decode:1x1024 \
-      --shape decode:16x1024 --shape decode:64x1024 --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
+      --shape decode:16x1024 --shape decode:64x1024 --power-seconds 0 --out "$STAGE/exec-70b-$name.json" --json "$STAGE/exec-70b-$name-summary.json"
   }
   FUSED_TEST="fused FP4-weight tensor-core GEMM matches the CPU reference"
   # RACKSIM_FP4_MMA_TUNE=on (2026-12-01, fifteenth session) first: every variant below that

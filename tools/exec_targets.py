@@ -48,7 +48,8 @@ graph default's. Judged like the table above, labelled "(graph)". And each eleme
 graph time over its one-call time (graph-elementwise.json over elementwise.json), per row count.
 
 Last, each Llama-2-70B step's op time by kind (exec-70b-summary.json's op_time_by_kind, written
-by racksim exec since 2026-12-01), as shares of the ops' summed time.
+by racksim exec since 2026-12-01), as shares of the ops' summed time; and each decode step's power
+window (its `power`, since 2026-12-02: mean power, energy per step and per token).
 
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
@@ -159,6 +160,7 @@ def main():
     variants(folder, fp4, summary, att)
     graph_timed(folder, bw, fp4)
     breakdown(summary)
+    step_power(summary)
 
 
 def gemm_variant_lines(base_records, paths):
@@ -259,6 +261,23 @@ def breakdown(summary):
         graph = f"; graph {s['graph_time_median_s'] * 1e3:.2f} ms" if s.get("graph_time_median_s") else ""
         rows.append((s["shape"], f"{total * 1e3:.2f} ms of ops (eager step {s['time_median_s'] * 1e3:.2f} ms{graph})", shares))
     print_table(("step", "op time", "by kind"), rows)
+
+
+def step_power(summary):
+    """Each decode step's power window (racksim exec --power-seconds, 2026-12-02 on): mean power,
+    energy per step and per token, and the window; summaries written before then have none."""
+    rows = []
+    for s in (summary or {}).get("steps", []):
+        p = s.get("power")
+        if not p:
+            continue
+        if "unavailable" in p:
+            rows.append((s["shape"], p["unavailable"], ""))
+            continue
+        rows.append((s["shape"], f"{p['power_w']:.0f} W over {p['gpus']} GPU(s)",
+                     f"{p['energy_per_step_j']:.3g} J per step, {p['energy_per_token_j']:.3g} J per token "
+                     f"({p['steps']} graph replays in {p['window_s']:.2f} s)"))
+    print_table(("step", "power", "energy"), rows)
 
 
 def print_table(header, rows):

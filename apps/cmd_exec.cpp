@@ -179,6 +179,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
     o.rank_comm = comm.get();
     o.agree_layers = [&group](int fit) { return exec::fewest_over_ranks(*group, fit); };
     o.agree_power_steps = [&group](int n) { return exec::fewest_over_ranks(*group, n); };
+    o.combine_power = [&group](const std::optional<exec::StepPower>& p) { return exec::power_over_ranks(*group, p); };
     o.agree_replay = [&group](bool can) { return exec::all_ranks(*group, can); };
     exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
     if (group->rank() != 0) return 0;

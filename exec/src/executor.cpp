@@ -307,7 +307,13 @@ class Runner {
     if (!graph_times.empty() && o_.power_seconds > 0) {
       int n = power_window_steps(o_.power_seconds, stats_of(graph_times).median_s);
       if (o_.agree_power_steps) n = o_.agree_power_steps(n);
-      if (auto p = ref_.power_last_step(n, &power_note)) power = *p;
+      std::optional<StepPower> p = ref_.power_last_step(n, &power_note);
+      if (o_.combine_power) {
+        const bool mine = p.has_value();
+        p = o_.combine_power(p);
+        if (!p && mine) power_note = "power unavailable: another rank of the MPI run has no power counter";
+      }
+      if (p) power = *p;
     }
     for (I b = 0; b < s.batch; ++b) ref_.release(base + b);
     StepTiming st;

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "racksim/common/error.hpp"
+#include "racksim/exec/step_backend.hpp"
 
 #ifdef RACKSIM_HAVE_MPI
 #include <mpi.h>
@@ -111,6 +112,20 @@ int fewest_over_ranks(ProcessGroup& group, int value) {
   return static_cast<int>(-v[0]);
 }
 
+std::optional<StepPower> power_over_ranks(ProcessGroup& group, const std::optional<StepPower>& mine) {
+  std::array<double, 2> most{mine ? 0.0 : 1.0, mine ? mine->seconds : 0.0};  // any rank without; the longest window
+  std::array<double, 3> total{mine ? mine->energy_j : 0.0, mine ? mine->power_w : 0.0, mine ? static_cast<double>(mine->gpus) : 0.0};
+  group.max(most);
+  group.sum(total);
+  if (most[0] > 0 || !mine) return std::nullopt;
+  StepPower p = *mine;
+  p.seconds = most[1];
+  p.energy_j = total[0];
+  p.power_w = total[1];
+  p.gpus = static_cast<int>(total[2]);
+  return p;
+}
+
 bool all_ranks(ProcessGroup& group, bool value) {
   std::array<double, 1> v{value ? 0.0 : 1.0};  // 1 on any rank that cannot
   group.max(v);
@@ -185,6 +200,12 @@ class MpiGroup final : public ProcessGroup {
     if (values.empty()) return;
     mpi_check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
               "MPI_Allreduce(MAX)");
+  }
+
+  void sum(std::span<double> values) override {
+    if (values.empty()) return;
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+              "MPI_Allreduce(SUM)");
   }
 
   [[nodiscard]] std::vector<int> node_gather(int value) override {

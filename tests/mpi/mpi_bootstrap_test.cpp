@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <random>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "racksim/exec/process_group.hpp"
+#include "racksim/exec/step_backend.hpp"
 
 namespace {
 
@@ -98,6 +100,23 @@ int run() {
   if (fewest != 80 - (size - 1) || !none_replay || !all_replay) {
     std::printf("FAIL: rank %d: fewest layers %d (want %d), replay agreement %d/%d (want 1/1)\n", rank, fewest, 80 - (size - 1),
                 none_replay, all_replay);
+    ++failures;
+  }
+  // The decode step's power window over the ranks (power_over_ranks): rank r measured 10 (r + 1) J
+  // and 100 (r + 1) W on its GPU over 0.1 (r + 1) s; the group: 10 x size (size + 1) / 2 J,
+  // 100 x size (size + 1) / 2 W, size GPUs, the last rank's 0.1 x size s. When the last rank has
+  // no counter, no rank reports a window.
+  const racksim::exec::StepPower window{7, 0.1 * (rank + 1), 10.0 * (rank + 1), 100.0 * (rank + 1), 1};
+  const auto summed = racksim::exec::power_over_ranks(*group, window);
+  const double tri = size * (size + 1) / 2.0;
+  if (!summed || summed->steps != 7 || summed->gpus != size || std::abs(summed->energy_j - 10 * tri) > 1e-9 || std::abs(summed->power_w - 100 * tri) > 1e-9 ||
+      std::abs(summed->seconds - 0.1 * size) > 1e-12) {
+    std::printf("FAIL: rank %d: power over ranks %s\n", rank, summed ? "has the wrong sums" : "missing");
+    ++failures;
+  }
+  const auto partial = racksim::exec::power_over_ranks(*group, rank == size - 1 ? std::nullopt : std::optional(window));
+  if (partial) {
+    std::printf("FAIL: rank %d: a power window although rank %d had none\n", rank, size - 1);
     ++failures;
   }
   int any = failures;

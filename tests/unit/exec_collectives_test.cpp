@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "racksim/common/measurement.hpp"
 #include "racksim/exec/collectives.hpp"
 #include "racksim/exec/process_group.hpp"
+#include "racksim/exec/step_backend.hpp"
 
 using namespace racksim;
 using namespace racksim::exec;
@@ -48,6 +50,11 @@ class FakeGroup final : public ProcessGroup {
   std::vector<double> others_max;
   void max(std::span<double> values) override {
     for (std::size_t i = 0; i < values.size() && i < others_max.size(); ++i) values[i] = std::max(values[i], others_max[i]);
+  }
+  /// What the other ranks add in sum(), element by element (empty: nothing).
+  std::vector<double> others_sum;
+  void sum(std::span<double> values) override {
+    for (std::size_t i = 0; i < values.size() && i < others_sum.size(); ++i) values[i] += others_sum[i];
   }
   [[nodiscard]] std::vector<int> node_gather(int value) override {
     std::vector<int> v = node_values_;
@@ -238,4 +245,32 @@ TEST_CASE("the device of a local rank", "[exec][collectives][mpi]") {
   CHECK_THROWS_WITH(device_for_local_rank(8, 8), Catch::Contains("local rank 8 has no GPU of its own: this process sees 8 CUDA devices"));
   CHECK_THROWS_AS(device_for_local_rank(0, 0), InfeasibleError);
   if (!mpi_built()) CHECK_THROWS_WITH(mpi_group(), Catch::Contains("built without MPI"));
+}
+
+TEST_CASE("an MPI run's power window sums every rank's GPU, or has none when a rank has none", "[exec][collectives]") {
+  // This rank: 5 replays in 0.1 s, 10 J, 100 W on 1 GPU; the other ranks (3 GPUs) add 20 J and
+  // 200 W, the longest of their windows 0.3 s: the group's 30 J (6 J per step), 300 W, 4 GPUs, 0.3 s.
+  FakeGroup g(0, 4, 0, {0}, {});
+  g.others_max = {0.0, 0.3};
+  g.others_sum = {20.0, 200.0, 3.0};
+  const StepPower mine{5, 0.1, 10.0, 100.0, 1};
+  const std::optional<StepPower> p = power_over_ranks(g, mine);
+  REQUIRE(p.has_value());
+  CHECK(p->steps == 5);
+  CHECK(p->seconds == Approx(0.3));
+  CHECK(p->energy_j == Approx(30.0));
+  CHECK(p->energy_per_step_j() == Approx(6.0));
+  CHECK(p->power_w == Approx(200.0 + 100.0));
+  CHECK(p->gpus == 4);
+  // Another rank without a counter (its flag 1 in the max): none here either; none here: none.
+  g.others_max = {1.0, 0.3};
+  CHECK_FALSE(power_over_ranks(g, mine).has_value());
+  g.others_max = {0.0, 0.3};
+  CHECK_FALSE(power_over_ranks(g, std::nullopt).has_value());
+  // One process on its own: its own window.
+  SingleProcess one;
+  const std::optional<StepPower> alone = power_over_ranks(one, mine);
+  REQUIRE(alone.has_value());
+  CHECK(alone->energy_j == 10.0);
+  CHECK(alone->gpus == 1);
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,10 @@ struct ExecOptions {
   /// With rank_comm: the replays every rank's power window runs, given this rank's count (the
   /// fewest over the ranks: their captured collectives must meet). Null: this process's count.
   std::function<int(int)> agree_power_steps;
+  /// With rank_comm: the group's power window from this rank's (power_over_ranks: every rank's
+  /// GPU summed; none when a rank has none). Called on every rank after each window. Null: this
+  /// process's GPUs only.
+  std::function<std::optional<StepPower>(const std::optional<StepPower>&)> combine_power;
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 

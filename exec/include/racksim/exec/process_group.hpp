@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,6 +28,8 @@ class ProcessGroup {
   virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
   /// Element-wise maximum over all ranks, in place (every rank gets it).
   virtual void max(std::span<double> values) = 0;
+  /// Element-wise sum over all ranks, in place (every rank gets it).
+  virtual void sum(std::span<double> values) = 0;
   /// `value` of every process on this node, in node_rank order.
   [[nodiscard]] virtual std::vector<int> node_gather(int value) = 0;
   /// Ends every process of the run with `code` (MPI_Abort): a rank that failed alone would
@@ -44,6 +47,7 @@ class SingleProcess final : public ProcessGroup {
   [[nodiscard]] int nodes() const override { return 1; }
   void broadcast(std::span<std::byte>, int) override {}
   void max(std::span<double>) override {}
+  void sum(std::span<double>) override {}
   [[nodiscard]] std::vector<int> node_gather(int value) override { return {value}; }
   [[noreturn]] void abort(int code) override;
 };
@@ -102,6 +106,12 @@ struct RankPlacement {
 /// whether each rank can replay its last decode step as a CUDA graph; a rank replaying alone
 /// would wait forever in its captured all-reduces.
 [[nodiscard]] bool all_ranks(ProcessGroup& group, bool value);
+
+struct StepPower;
+/// A decode step's power window over every rank's GPU (`racksim exec` under MPI, each process
+/// measuring its own): energy, power and GPUs summed, the longest window; none on every rank
+/// when any rank has none. Collective: every rank calls it, with or without a window.
+[[nodiscard]] std::optional<StepPower> power_over_ranks(ProcessGroup& group, const std::optional<StepPower>& mine);
 
 /// The CUDA device of a process: device 0 when it sees one device (the launcher gave each
 /// process its own GPU through CUDA_VISIBLE_DEVICES), else its local rank. InfeasibleError

@@ -15,7 +15,9 @@
 #include "racksim/exec/process_group.hpp"
 #include "racksim/exec/tensor_parallel.hpp"
 #include "racksim/sim/requests.hpp"
+#include "racksim/hwmodels/hardware.hpp"
 #include "racksim/sim/scenario.hpp"
+#include "racksim/sim/step_prediction.hpp"
 
 namespace racksim::cli {
 
@@ -50,6 +52,57 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   return n;
 }
 
+/// The simulator's prediction of each timed step (--predict-on), beside what was measured.
+struct Predictions {
+  std::vector<StepPrediction> steps;  ///< one per ExecReport::steps, or empty
+  std::string note;                   ///< why there is none, or ""
+};
+
+/// `predict_on`: a catalog system id; "auto": the system of the GPU the run recorded (a CUDA run's
+/// `run.gpu`, the fewest-GPU system holding the tensor-parallel group), none on the CPU; "none".
+Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::string& predict_on, int tensor_parallel) {
+  Predictions p;
+  if (predict_on == "none") return p;
+  std::string id = predict_on;
+  if (predict_on == "auto") {
+    const std::string& gpu = r.measurements.run.gpu;
+    if (gpu.empty()) return p;  // the CPU reference, or a device not in the catalog: nothing to predict on
+    const auto sys = system_for_gpu(gpu, tensor_parallel);
+    if (!sys) {
+      p.note = fmt::format("no prediction: no catalog system of {} holds {} GPUs", gpu, tensor_parallel);
+      return p;
+    }
+    id = *sys;
+  }
+  const SystemSpec system = find_system(id, "racksim exec", "--predict-on");
+  const double limit = r.measurements.run.power_limit_w.value_or(0.0);  // the device's enforced limit, where NVML gave it
+  Deployment dep;
+  dep.tensor_parallel = tensor_parallel;
+  for (const auto& st : r.steps) {
+    const StepBatch b = st.shape.kind == exec::ExecShape::Kind::prefill ? StepBatch::prefill_only(st.shape.batch, st.shape.tokens)
+                                                                         : StepBatch::decode(st.shape.batch, st.shape.context);
+    p.steps.push_back(predict_step(s, system, r.model, dep, b, limit));
+  }
+  return p;
+}
+
+/// A step's prediction and the measured over the predicted: time (the graph replay's where there
+/// is one, as the simulator's ops run back to back; else the eager median) and power.
+nlohmann::json prediction_json(const exec::StepTiming& st, const StepPrediction& p) {
+  const double measured = st.graph_median_s > 0 ? st.graph_median_s : st.median_s;
+  nlohmann::json j = {{"system", p.system},
+                      {"calibrated", p.calibrated},
+                      {"gpus", p.gpus},
+                      {"time_s", p.time_s},
+                      {"power_w", p.power_w},
+                      {"energy_per_step_j", p.energy_j},
+                      {"power_capped", p.capped},
+                      {"measured", st.graph_median_s > 0 ? "graph" : "eager"},
+                      {"measured_over_predicted_time", measured / p.time_s}};
+  if (st.power.steps > 0) j["measured_over_predicted_power"] = st.power.power_w / p.power_w;
+  return j;
+}
+
 /// A decode step's power window (StepTiming::power), null with the reason where none ran.
 nlohmann::json power_json(const exec::StepTiming& st) {
   if (st.power.steps == 0) return st.power_note.empty() ? nlohmann::json() : nlohmann::json{{"unavailable", st.power_note}};
@@ -62,9 +115,10 @@ nlohmann::json power_json(const exec::StepTiming& st) {
           {"power_w", p.power_w}};
 }
 
-nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
+nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const Predictions& pred) {
   nlohmann::json steps = nlohmann::json::array();
-  for (const auto& st : r.steps) {
+  for (std::size_t i = 0; i < r.steps.size(); ++i) {
+    const auto& st = r.steps[i];
     nlohmann::json by_kind = nlohmann::json::array();
     for (const auto& [kind, sec] : st.op_time_by_kind) by_kind.push_back({{"kind", kind}, {"time_s", sec}});
     steps.push_back({{"shape", st.shape.label()},
@@ -81,7 +135,8 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
                      {"tokens_per_s", st.tokens_per_s()},
                      {"op_time_s", st.op_time_s()},
                      {"op_time_by_kind", by_kind},
-                     {"power", power_json(st)}});
+                     {"power", power_json(st)},
+                     {"predicted", pred.steps.empty() ? nlohmann::json() : prediction_json(st, pred.steps[i])}});
   }
   nlohmann::json j = {{"scenario", s.name},
                       {"model", s.model.id},
@@ -95,6 +150,7 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
                       {"notes", r.notes},
                       {"steps", steps},
                       {"ops", r.measurements.records.size()}};
+  if (!pred.note.empty()) j["prediction_note"] = pred.note;
   if (r.served) {
     auto latency = [](const exec::ServeLatency& l) {
       return nlohmann::json{{"mean", l.mean_s * 1e3}, {"p50", l.p50_s * 1e3}, {"p90", l.p90_s * 1e3}, {"p99", l.p99_s * 1e3}};
@@ -109,7 +165,7 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r) {
   return j;
 }
 
-void print_report(const Scenario& s, const exec::ExecReport& r) {
+void print_report(const Scenario& s, const exec::ExecReport& r, const Predictions& pred) {
   fmt::print("{}: {} on {}, {} of {} layers, weights {}\n", s.name, s.model.id, r.device, r.model.layers, r.layers_total,
              to_string(r.precision.weights));
   for (const auto& note : r.notes) fmt::print("  note: {}\n", note);
@@ -140,6 +196,18 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
     else if (!st.power_note.empty())
       fmt::print("  power {:<14} {}\n", st.shape.label(), st.power_note);
   }
+  // The simulator's prediction of each step on the catalog system (--predict-on), measured over predicted.
+  if (!pred.note.empty()) fmt::print("  {}\n", pred.note);
+  for (std::size_t i = 0; i < pred.steps.size(); ++i) {
+    const auto& st = r.steps[i];
+    const StepPrediction& p = pred.steps[i];
+    const double measured = st.graph_median_s > 0 ? st.graph_median_s : st.median_s;
+    std::string power = fmt::format("{:.0f} W", p.power_w);
+    if (st.power.steps > 0) power += fmt::format(" (measured {:.0f} W: {:.2f}x)", st.power.power_w, st.power.power_w / p.power_w);
+    fmt::print("  predicted on {} ({}) {:<14} {:.3f} ms (measured {} {:.3f} ms: {:.2f}x), {}{}\n", p.system,
+               p.calibrated ? "calibrated" : "datasheet", st.shape.label(), p.time_s * 1e3, st.graph_median_s > 0 ? "graph" : "eager",
+               measured * 1e3, measured / p.time_s, power, p.capped ? ", power-capped" : "");
+  }
   if (r.served) {
     fmt::print("  serving loop ({}): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
                "{:.1f} output tokens/s\n",
@@ -155,16 +223,19 @@ void print_report(const Scenario& s, const exec::ExecReport& r) {
 }
 
 /// The report, the measurement file and the JSON summary of a finished run.
-void finish(const Scenario& s, exec::ExecReport& r, const std::string& out, const std::string& json) {
+void finish(const Scenario& s, exec::ExecReport& r, const std::string& out, const std::string& json, const std::string& predict_on,
+            int tensor_parallel) {
   auto notes = scenario_notes(s, r.device.rfind("cpu", 0) != 0);
   r.notes.insert(r.notes.end(), notes.begin(), notes.end());
-  if (json != "-") print_report(s, r);
+  const Predictions pred = predict(s, r, predict_on, tensor_parallel);
+  if (json != "-") print_report(s, r, pred);
   if (!out.empty()) write_measurements(out, r.measurements);
-  if (!json.empty()) write_json(json, report_json(s, r));
+  if (!json.empty()) write_json(json, report_json(s, r, pred));
 }
 
 /// One process per GPU (mpirun / srun), each one tensor-parallel rank; rank 0 prints and writes.
-int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, const std::string& json, const std::string& how) {
+int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, const std::string& json, const std::string& predict_on,
+            const std::string& how) {
   if (o.device == "cpu")
     throw InputError(fmt::format("racksim exec: {}: one process per rank runs GPUs (--device cuda:0); the CPU reference runs its "
                                  "tensor-parallel ranks as threads of one process",
@@ -185,7 +256,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
     if (group->rank() != 0) return 0;
     r.notes.push_back(fmt::format("tensor parallel {}: one process per GPU on {} node{} (MPI; local rank from {}); op times are rank 0's",
                                   placement.ranks, placement.nodes, placement.nodes == 1 ? "" : "s", placement.local_rank_from));
-    finish(s, r, out, json);
+    finish(s, r, out, json, predict_on, o.tensor_parallel);
     return 0;
   });
 }
@@ -194,7 +265,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
 
 int cmd_exec(const Args& args) {
   po::options_description desc("exec options");
-  std::string scenario_path, device = "cpu", out, json, fp4_gemm = "auto";
+  std::string scenario_path, device = "cpu", out, json, fp4_gemm = "auto", predict_on = "auto";
   std::vector<std::string> sets, shapes;
   exec::ExecOptions o;
   long long serve = 0;
@@ -214,6 +285,9 @@ int cmd_exec(const Args& args) {
       "fp4-gemm", po::value(&fp4_gemm),
       "cuda: the FP4 linear kernels: auto (native NVFP4 cuBLASLt on sm_100/sm_103, else Hopper's; default), native, hopper")(
       "warmup", po::value(&o.warmup), "untimed runs of each shape (default 1)")("reps", po::value(&o.reps), "timed runs of each shape (default 3)")(
+      "predict-on", po::value(&predict_on),
+      "the catalog system the simulator predicts each step on, beside the measurement: auto (the system of the device's GPU; "
+      "none on the CPU; default), none, or a system id")(
       "power-seconds", po::value(&o.power_seconds),
       "cuda: seconds of back-to-back graph replays of each decode step for its energy and mean power through NVML "
       "(default 1; 0 = none)")(
@@ -235,6 +309,7 @@ int cmd_exec(const Args& args) {
     throw InputError(fmt::format("racksim exec: --power-seconds {} must be 0 (none) to 600", o.power_seconds));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
   Scenario s = load_scenario(scenario_path, sets);
+  if (predict_on != "auto" && predict_on != "none") (void)find_system(predict_on, "racksim exec", "--predict-on");  // before any work
 
   o.device = device;
   o.tensor_parallel = s.deployment.tensor_parallel;
@@ -263,10 +338,10 @@ int cmd_exec(const Args& args) {
   // Under mpirun / srun (more than one process started) each process is one tensor-parallel rank.
   std::string launcher_var;
   const int launched = exec::launcher_world_size(exec::process_env(), &launcher_var);
-  if (launched > 1) return run_mpi(s, o, out, json, fmt::format("{} processes ({}={})", launched, launcher_var, launched));
+  if (launched > 1) return run_mpi(s, o, out, json, predict_on, fmt::format("{} processes ({}={})", launched, launcher_var, launched));
 
   exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
-  finish(s, r, out, json);
+  finish(s, r, out, json, predict_on, o.tensor_parallel);
   return 0;
 }
 

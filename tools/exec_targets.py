@@ -49,7 +49,8 @@ graph time over its one-call time (graph-elementwise.json over elementwise.json)
 
 Last, each Llama-2-70B step's op time by kind (exec-70b-summary.json's op_time_by_kind, written
 by racksim exec since 2026-12-01), as shares of the ops' summed time; and each decode step's power
-window (its `power`, since 2026-12-02: mean power, energy per step and per token).
+window (its `power`, since 2026-12-02: mean power, energy per step and per token), and each
+step against the simulator's prediction of it on the device's catalog system (its `predicted`).
 
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
@@ -161,6 +162,7 @@ def main():
     graph_timed(folder, bw, fp4)
     breakdown(summary)
     step_power(summary)
+    step_predicted(summary)
 
 
 def gemm_variant_lines(base_records, paths):
@@ -278,6 +280,26 @@ def step_power(summary):
                      f"{p['energy_per_step_j']:.3g} J per step, {p['energy_per_token_j']:.3g} J per token "
                      f"({p['steps']} graph replays in {p['window_s']:.2f} s)"))
     print_table(("step", "power", "energy"), rows)
+
+
+def step_predicted(summary):
+    """Each step against the simulator's prediction of it on the device's catalog system (racksim
+    exec --predict-on, 2026-12-02 on): measured (the graph replay where there is one) over
+    predicted, for time and, where the step had a power window, for power."""
+    rows = []
+    for s in (summary or {}).get("steps", []):
+        p = s.get("predicted")
+        if not p:
+            continue
+        how = "graph" if p["measured"] == "graph" else "eager"
+        measured = s["graph_time_median_s"] if how == "graph" else s["time_median_s"]
+        label = f"{p['system']} ({'calibrated' if p['calibrated'] else 'datasheet'})"
+        power = f"{p['power_w']:.0f} W predicted"
+        if "measured_over_predicted_power" in p:
+            power += f", {s['power']['power_w']:.0f} W measured: {p['measured_over_predicted_power']:.2f}x"
+        rows.append((s["shape"], label, f"{measured * 1e3:.2f} ms ({how}) vs {p['time_s'] * 1e3:.2f} ms: "
+                     f"{p['measured_over_predicted_time']:.2f}x", power))
+    print_table(("step", "simulated on", "time measured vs predicted", "power"), rows)
 
 
 def print_table(header, rows):

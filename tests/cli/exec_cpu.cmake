@@ -153,3 +153,47 @@ if(NOT qk_reps EQUAL 8)
 endif()
 message("exec on the CPU, tiny-minimax: TP 1 and TP 2 loops of ${tokens1} tokens; QK-norm all-reduce of 16 B x 8")
 file(REMOVE "${meas_x2}")
+
+# --predict-on: each step as the simulator costs it on a catalog system, beside the measurement.
+# The tiny model's decode 2 x 16 and prefill 1 x 8 predicted on hgx-h200 must be what `racksim
+# graph` costs for the same steps there (the same ops through the same cost model; the tiny model
+# draws far below the 700 W cap), and with the default (auto) the CPU reference, which is no
+# catalog GPU, gets no prediction.
+set(pjson "${WORKDIR}/exec_cpu_predict.json")
+execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --shape decode:2x16 --shape prefill:1x8 --warmup 0 --reps 1
+                        --predict-on hgx-h200 --json "${pjson}"
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "exec --predict-on hgx-h200: exit ${rc}\n${stdout}\n${stderr}")
+endif()
+file(READ "${pjson}" text)
+foreach(case "0;decode;2;16" "1;prefill;1;8")
+  list(GET case 0 i)
+  list(GET case 1 phase)
+  list(GET case 2 batch)
+  list(GET case 3 len)
+  string(JSON predicted GET "${text}" steps ${i} predicted time_s)
+  string(JSON system GET "${text}" steps ${i} predicted system)
+  execute_process(COMMAND "${RACKSIM}" graph examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200 --phase ${phase} --batch ${batch}
+                          --context ${len} --json -
+                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE gjson ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "graph ${phase}: exit ${rc}\n${stderr}")
+  endif()
+  string(JSON graph_time GET "${gjson}" totals time_s)
+  # The same to 12 characters of their JSON numbers (CMake has no floating point): ~1e-9 relative.
+  string(SUBSTRING "${predicted}" 0 12 a)
+  string(SUBSTRING "${graph_time}" 0 12 b)
+  if(NOT system STREQUAL "hgx-h200" OR NOT a STREQUAL b)
+    message(FATAL_ERROR "${phase}: exec predicted ${predicted} s on '${system}', racksim graph costs ${graph_time} s on hgx-h200")
+  endif()
+endforeach()
+execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --shape decode:2x16 --warmup 0 --reps 1 --json "${pjson}"
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+file(READ "${pjson}" text)
+string(JSON kind TYPE "${text}" steps 0 predicted)
+if(NOT rc EQUAL 0 OR NOT kind STREQUAL "NULL")
+  message(FATAL_ERROR "exec on the CPU with --predict-on auto: exit ${rc}, predicted is ${kind}, expected null")
+endif()
+file(REMOVE "${pjson}")
+message("exec --predict-on hgx-h200: the steps' times are racksim graph's; auto on the CPU predicts nothing")

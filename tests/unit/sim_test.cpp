@@ -5,11 +5,14 @@
 #include "racksim/common/error.hpp"
 #include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
+#include "racksim/hwmodels/hardware.hpp"
 #include "racksim/sim/engine.hpp"
 #include "racksim/sim/requests.hpp"
 #include "racksim/sim/scenario.hpp"
 #include "racksim/sim/simulation.hpp"
 #include "racksim/sim/step_estimate.hpp"
+#include "racksim/sim/step_prediction.hpp"
 #include "racksim/sim/step_timer.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 #include "test_support.hpp"
@@ -537,4 +540,59 @@ TEST_CASE("find-max-qps refuses impossible limits and needs a limit", "[sim][err
                   InputError);
   // Arrivals beyond the simulated horizon are refused.
   CHECK_THROWS_AS(simulate(load_text("slow.yaml", small_scenario(w), {"workload.qps=1e-5"})), InputError);
+}
+
+TEST_CASE("the catalog system a device stands for: that GPU's system with the fewest GPUs holding the group", "[sim][predict]") {
+  // hw list: h200-sxm only in hgx-h200 (8); gb300 in gb300-tray (4) and gb300-nvl72 (72).
+  CHECK(system_for_gpu("h200-sxm", 1) == std::optional<std::string>("hgx-h200"));
+  CHECK(system_for_gpu("h100-sxm", 8) == std::optional<std::string>("dgx-h100"));
+  CHECK(system_for_gpu("gb300", 4) == std::optional<std::string>("gb300-tray"));
+  CHECK(system_for_gpu("gb300", 5) == std::optional<std::string>("gb300-nvl72"));
+  CHECK_FALSE(system_for_gpu("gb300", 73).has_value());
+  CHECK_FALSE(system_for_gpu("h100-sxm", 9).has_value());
+  CHECK_FALSE(system_for_gpu("", 1).has_value());
+}
+
+TEST_CASE("racksim exec's prediction of a step is the simulator's: estimate_step's time, idle + dynamic power, the cap", "[sim][predict]") {
+  // Llama-2-70B NVFP4 / BF16 / FP8 KV on one H200 (the device session's decode step), run with
+  // 80 and with 2 layers: the time is estimate_step()'s over the same graph (the simulator's
+  // StepTimer sums the same ops: sim_step_timer test above), the power one GPU's idle plus dynamic
+  // energy over that time, and the energy their product.
+  const Scenario s = load_scenario(std::string(RACKSIM_SOURCE_DIR) + "/examples/mlperf-llama2-70b-offline-dgx-h100.yaml",
+                                   {"precision.weights=nvfp4", "precision.activations=bf16", "precision.kv_cache=fp8"});
+  const SystemSpec h200 = find_system("hgx-h200");
+  Deployment one;
+  for (int layers : {80, 2}) {
+    ModelConfig m = s.model;
+    m.layers = layers;
+    const StepBatch b = StepBatch::decode(64, 1024);
+    const StepPrediction p = predict_step(s, h200, m, one, b);
+    Scenario on = s;
+    on.system = h200;
+    const auto cost = cost_model_registry().get("roofline").factory(h200, cost_model_options(on));
+    const StepEstimate e = estimate_step(StepGraph(m, b, one, s.precision), *cost);
+    INFO("layers " << layers);
+    CHECK(p.system == "hgx-h200");
+    CHECK(p.gpus == 1);
+    CHECK_FALSE(p.capped);
+    CHECK(p.time_s == Approx(e.time_s).epsilon(1e-9));
+    const EnergyModel em = energy_model_for(h200.gpu, GpuCalibration(h200.gpu));
+    CHECK(p.power_w > em.idle_w);
+    CHECK(p.power_w < h200.gpu.power_limit.value);
+    CHECK(p.energy_j == Approx(p.power_w * p.time_s));
+  }
+  // Under a 130 W cap (just above the calibrated H200's ~122 W idle) the same step is power-bound:
+  // the power is the cap, and the time longer than uncapped.
+  ModelConfig m = s.model;
+  const StepPrediction free = predict_step(s, h200, m, one, StepBatch::decode(64, 1024));
+  const StepPrediction tight = predict_step(s, h200, m, one, StepBatch::decode(64, 1024), 130.0);
+  CHECK(tight.capped);
+  CHECK(tight.power_w == Approx(130.0));
+  CHECK(tight.time_s > free.time_s);
+  // TP 2 on the same system: two GPUs' power.
+  Deployment two;
+  two.tensor_parallel = 2;
+  const StepPrediction tp2 = predict_step(s, h200, m, two, StepBatch::decode(64, 1024));
+  CHECK(tp2.gpus == 2);
+  CHECK(tp2.power_w > 2 * energy_model_for(h200.gpu, GpuCalibration(h200.gpu)).idle_w);
 }

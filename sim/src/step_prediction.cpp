@@ -1,0 +1,45 @@
+#include "racksim/sim/step_prediction.hpp"
+
+#include <algorithm>
+
+#include "racksim/hwmodels/cost_model.hpp"
+#include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
+#include "racksim/sim/step_timer.hpp"
+
+namespace racksim {
+
+std::optional<std::string> system_for_gpu(const std::string& gpu, int gpus) {
+  const SystemSpec* best = nullptr;
+  for (const SystemSpec& s : system_catalog())  // sorted by id: the first of the fewest wins ties
+    if (s.gpu.id == gpu && s.gpus() >= gpus && (!best || s.gpus() < best->gpus())) best = &s;
+  if (!best) return std::nullopt;
+  return best->id;
+}
+
+StepPrediction predict_step(const Scenario& s, const SystemSpec& system, const ModelConfig& model, const Deployment& dep,
+                            const StepBatch& batch, double limit_w) {
+  Scenario on = s;
+  on.system = system;
+  on.deployment = dep;
+  // The cap as a scenario on this system has it by default (simulation.cpp): the GPU's limit, or
+  // the one given (the device's enforced limit), never above the datasheet's.
+  on.gpu_power_limit_w = limit_w > 0 ? std::min(limit_w, system.gpu.power_limit.value) : system.gpu.power_limit.value;
+  const auto cost = cost_model_registry().get("roofline").factory(on.system, cost_model_options(on));
+  EnergyModel energy = energy_model_for(system.gpu, on.calibrated ? GpuCalibration(system.gpu) : GpuCalibration());
+  energy.limit_w = on.gpu_power_limit_w;
+  StepTimer timer(model, dep, on.precision, *cost, energy);
+  const StepCost c = timer.cost(BatchShape::of(batch));
+  StepPrediction p;
+  p.system = system.id;
+  p.calibrated = on.calibrated;
+  p.time_s = c.time_s;
+  p.gpus = dep.tensor_parallel * dep.pipeline_parallel;
+  p.capped = c.capped;
+  const double per_gpu = c.time_s > 0 ? std::min(energy.idle_w + c.dynamic_j / c.time_s, energy.limit_w) : energy.idle_w;
+  p.power_w = per_gpu * p.gpus;
+  p.energy_j = p.power_w * p.time_s;
+  return p;
+}
+
+}  // namespace racksim

@@ -4,27 +4,12 @@
 #include <algorithm>
 #include <unistd.h>  // environ (g++ defines _GNU_SOURCE)
 
+#include "racksim/common/yaml_reader.hpp"  // edit_distance
 #include "racksim/exec/fp4_gemm_path.hpp"
 #include "racksim/exec/paged_kv.hpp"
 #include "racksim/exec/step_plan.hpp"
 
 namespace racksim::exec {
-namespace {
-
-/// Levenshtein distance (insert, delete, substitute one character), two rows.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-}  // namespace
 
 std::vector<std::string> environment_names() {
   std::vector<std::string> names;

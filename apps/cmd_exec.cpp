@@ -108,6 +108,7 @@ nlohmann::json power_json(const exec::StepTiming& st) {
   if (st.power.steps == 0) return st.power_note.empty() ? nlohmann::json() : nlohmann::json{{"unavailable", st.power_note}};
   const exec::StepPower& p = st.power;
   return {{"window_s", p.seconds},
+          {"timing", st.power_timing},
           {"steps", p.steps},
           {"gpus", p.gpus},
           {"energy_per_step_j", p.energy_per_step_j()},
@@ -190,9 +191,10 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
   // Each decode step's power window (--power-seconds): what the GPUs drew while it ran back to back.
   for (const auto& st : r.steps) {
     if (st.power.steps > 0)
-      fmt::print("  power {:<14} {:.0f} W over {} GPU{}, {:.4g} J per step, {:.4g} J per token ({} graph replays in {:.2f} s)\n",
+      fmt::print("  power {:<14} {:.0f} W over {} GPU{}, {:.4g} J per step, {:.4g} J per token ({} {} in {:.2f} s)\n",
                  st.shape.label(), st.power.power_w, st.power.gpus, st.power.gpus == 1 ? "" : "s", st.power.energy_per_step_j(),
-                 st.power.energy_per_step_j() / static_cast<double>(st.tokens), st.power.steps, st.power.seconds);
+                 st.power.energy_per_step_j() / static_cast<double>(st.tokens), st.power.steps,
+                 st.power_timing == "graph" ? "graph replays" : "eager runs", st.power.seconds);
     else if (!st.power_note.empty())
       fmt::print("  power {:<14} {}\n", st.shape.label(), st.power_note);
   }

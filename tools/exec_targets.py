@@ -278,7 +278,7 @@ def step_power(summary):
             continue
         rows.append((s["shape"], f"{p['power_w']:.0f} W over {p['gpus']} GPU(s)",
                      f"{p['energy_per_step_j']:.3g} J per step, {p['energy_per_token_j']:.3g} J per token "
-                     f"({p['steps']} graph replays in {p['window_s']:.2f} s)"))
+                     f"({p['steps']} {'eager runs' if p.get('timing') == 'eager' else 'graph replays'} in {p['window_s']:.2f} s)"))
     print_table(("step", "power", "energy"), rows)
 
 

@@ -30,9 +30,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -144,6 +146,57 @@ int select_device(int device) {
   RACKSIM_CUDA_CHECK(cudaSetDevice(device));
   return device;
 }
+
+/// A power window over host-driven work on one GPU (StepBackend::power_meter): the NVML
+/// total-energy counter read when made and at stop(), power sampled every 10 ms in between, as the
+/// power bench's loops; stop() first waits for the stream's queued work.
+class CudaPowerMeter final : public PowerMeter {
+ public:
+  CudaPowerMeter(int device, cudaStream_t stream) : device_(device), stream_(stream), nvml_(bus_id(device)) {
+    RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (nvml_.ok()) {
+      e0_ = nvml_.energy_j();
+      sampler_.emplace(nvml_, 0.01);
+    }
+    t0_ = std::chrono::steady_clock::now();
+  }
+
+  std::optional<StepPower> stop(std::string* why) override {
+    const auto fail = [&](std::string text) -> std::optional<StepPower> {
+      if (why) *why = std::move(text);
+      return std::nullopt;
+    };
+    RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
+    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    if (!nvml_.ok()) return fail("power unavailable: NVML: " + nvml_.why());
+    const auto e1 = nvml_.energy_j();
+    const auto& samples = sampler_->stop();
+    if (!e0_ || !e1) return fail("power unavailable: NVML gave no total-energy counter");
+    StepPower p;
+    p.gpus = 1;
+    p.seconds = seconds;
+    p.energy_j = *e1 - *e0_;
+    for (const auto& x : samples) p.power_w += x.power_w;
+    if (!samples.empty()) p.power_w /= static_cast<double>(samples.size());
+    else p.power_w = seconds > 0 ? p.energy_j / seconds : 0.0;  // a window shorter than one sample
+    return p;
+  }
+
+ private:
+  static std::string bus_id(int device) {
+    char bus[32] = {};
+    RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device));
+    return bus;
+  }
+  int device_;
+  cudaStream_t stream_;
+  NvmlDevice nvml_;                       // before sampler_, which reads through it
+  std::optional<double> e0_;
+  std::optional<PowerSampler> sampler_;
+  std::chrono::steady_clock::time_point t0_;
+};
 
 class CudaStep final : public StepBackend {
  public:
@@ -356,43 +409,29 @@ class CudaStep final : public StepBackend {
   }
 
   /// The captured step `steps` times back to back (the caches stay where replay_last_step left
-  /// them: a replay writes the same KV slots and advances nothing), bracketed by the NVML
-  /// total-energy counter and sampled every 10 ms, as the power bench's GEMM loops are. The
-  /// replays run even without NVML: a tensor-parallel rank's captured collectives wait for them.
+  /// them: a replay writes the same KV slots and advances nothing) inside a CudaPowerMeter's
+  /// window. The replays run even without NVML: a tensor-parallel rank's captured collectives wait
+  /// for them.
   std::optional<StepPower> power_last_step(std::int64_t steps, std::string* why) override {
-    const auto fail = [&](std::string text) -> std::optional<StepPower> {
-      if (why) *why = std::move(text);
+    if (!graph_exec_) {
+      if (why) *why = "power unavailable: the step has no captured graph";
       return std::nullopt;
-    };
-    if (!graph_exec_) return fail("power unavailable: the step has no captured graph");
-    RACKSIM_CUDA_CHECK(cudaSetDevice(device_));
-    char bus[32] = {};
-    RACKSIM_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof bus, device_));
-    const NvmlDevice nvml(bus);
-    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    const auto e0 = nvml.ok() ? nvml.energy_j() : std::nullopt;
-    std::optional<PowerSampler> sampler;
-    if (nvml.ok()) sampler.emplace(nvml, 0.01);
+    }
+    CudaPowerMeter meter(device_, stream_);  // opens after the stream is idle
     RACKSIM_CUDA_CHECK(cudaEventRecord(events_[0], stream_));
     for (std::int64_t i = 0; i < steps; ++i) RACKSIM_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
     RACKSIM_CUDA_CHECK(cudaEventRecord(events_[1], stream_));
-    RACKSIM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    const auto e1 = nvml.ok() ? nvml.energy_j() : std::nullopt;
-    if (!nvml.ok()) return fail("power unavailable: NVML: " + nvml.why());
-    const auto& samples = sampler->stop();
-    if (!e0 || !e1) return fail("power unavailable: NVML gave no total-energy counter");
-    StepPower p;
-    p.steps = steps;
-    p.gpus = 1;
+    std::optional<StepPower> p = meter.stop(why);  // waits for the replays
+    if (!p) return p;
     float ms = 0;
     RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[0], events_[1]));
-    p.seconds = static_cast<double>(ms) * 1e-3;
-    p.energy_j = *e1 - *e0;
-    for (const auto& x : samples) p.power_w += x.power_w;
-    if (!samples.empty()) p.power_w /= static_cast<double>(samples.size());
-    else p.power_w = p.seconds > 0 ? p.energy_j / p.seconds : 0.0;  // a window shorter than one sample
+    p->seconds = static_cast<double>(ms) * 1e-3;  // the device's own window, without the host's ends
+    p->steps = steps;
     return p;
   }
+
+  [[nodiscard]] bool measures_power() const override { return true; }
+  [[nodiscard]] std::unique_ptr<PowerMeter> power_meter() override { return std::make_unique<CudaPowerMeter>(device_, stream_); }
 
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return pool_.tokens(sequence); }
   void release(std::int64_t sequence) override { pool_.release(sequence); }

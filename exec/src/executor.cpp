@@ -179,6 +179,36 @@ class TpThreads final : public StepBackend {
     }
     return sum;
   }
+  [[nodiscard]] bool measures_power() const override {
+    return std::all_of(ranks_.begin(), ranks_.end(), [](const auto& r) { return r->measures_power(); });
+  }
+  /// Every rank's meter, summed at stop() as power_last_step sums (no rank thread needed: the
+  /// meters read NVML on the host).
+  [[nodiscard]] std::unique_ptr<PowerMeter> power_meter() override {
+    if (!measures_power()) return nullptr;
+    struct Group final : PowerMeter {
+      std::vector<std::unique_ptr<PowerMeter>> meters;
+      std::optional<StepPower> stop(std::string* why) override {
+        StepPower sum;
+        for (std::size_t r = 0; r < meters.size(); ++r) {
+          std::string w;
+          const std::optional<StepPower> p = meters[r]->stop(&w);
+          if (!p) {
+            if (why) *why = fmt::format("{} (rank {})", w, r);
+            return std::nullopt;
+          }
+          sum.seconds = std::max(sum.seconds, p->seconds);
+          sum.energy_j += p->energy_j;
+          sum.power_w += p->power_w;
+          sum.gpus += p->gpus;
+        }
+        return sum;
+      }
+    };
+    auto g = std::make_unique<Group>();
+    for (auto& r : ranks_) g->meters.push_back(r->power_meter());
+    return g;
+  }
   [[nodiscard]] std::int64_t cached_tokens(std::int64_t sequence) const override { return ranks_[0]->cached_tokens(sequence); }
   void release(std::int64_t sequence) override {
     for (auto& r : ranks_) r->release(sequence);
@@ -277,15 +307,18 @@ class Runner {
       observer_(op, sec);
       by_kind[op.kind] += sec;
     };
+    const auto undo = [&] {  // each rep starts from the same caches
+      for (I b = 0; b < s.batch; ++b) {
+        if (s.kind == ExecShape::Kind::prefill) ref_.release(base + b);
+        else ref_.truncate(base + b, s.context);
+      }
+    };
     for (int rep = 0; rep < o_.warmup + o_.reps; ++rep) {
       const bool timed = rep >= o_.warmup;
       const auto t0 = Clock::now();
       ref_.run(graph, t, timed ? timed_observer : std::function<void(const Op&, double)>{});
       if (timed) times.push_back(seconds_since(t0));
-      for (I b = 0; b < s.batch; ++b) {
-        if (s.kind == ExecShape::Kind::prefill) ref_.release(base + b);
-        else ref_.truncate(base + b, s.context);
-      }
+      undo();
     }
     // Decode steps again as one captured graph each (backends that have graphs): the caches were
     // truncated back to the context, and a replay does not advance them.
@@ -300,14 +333,29 @@ class Runner {
         if (!replay) break;
         graph_times.push_back(*replay);
       }
-    // The power window: the replayed step back to back for power_seconds (at least one replay),
-    // energy per step and mean power through NVML; before the caches are released.
+    // The power window: the step back to back for power_seconds (at least once), energy per step
+    // and mean power through NVML, before the caches are released: its captured graph replayed
+    // where it has one, else run eagerly as the timed reps ran (a prefill; a decode step that
+    // cannot be captured), between a power meter's open and stop.
     StepPower power;
-    std::string power_note;
-    if (!graph_times.empty() && o_.power_seconds > 0) {
-      int n = power_window_steps(o_.power_seconds, stats_of(graph_times).median_s);
+    std::string power_note, power_timing;
+    const bool by_graph = !graph_times.empty();
+    if (o_.power_seconds > 0 && (by_graph || ref_.measures_power())) {
+      int n = power_window_steps(o_.power_seconds, by_graph ? stats_of(graph_times).median_s : stats_of(times).median_s);
       if (o_.agree_power_steps) n = o_.agree_power_steps(n);
-      std::optional<StepPower> p = ref_.power_last_step(n, &power_note);
+      std::optional<StepPower> p;
+      if (by_graph) {
+        p = ref_.power_last_step(n, &power_note);
+      } else {
+        std::unique_ptr<PowerMeter> meter = ref_.power_meter();
+        for (int i = 0; i < n; ++i) {
+          ref_.run(graph, t, {});
+          undo();
+        }
+        if (meter) p = meter->stop(&power_note);
+        if (p) p->steps = n;
+      }
+      power_timing = by_graph ? "graph" : "eager";
       if (o_.combine_power) {
         const bool mine = p.has_value();
         p = o_.combine_power(p);
@@ -319,6 +367,7 @@ class Runner {
     StepTiming st;
     st.power = power;
     st.power_note = power_note;
+    st.power_timing = power_timing;
     st.shape = s;
     st.tokens = batch.tokens();
     const TimingStats ts = stats_of(times);
@@ -728,6 +777,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     report.notes.insert(report.notes.begin(), fmt::format("runs {} of {} layers ({})", report.model.layers, model.layers, fit_reason));
   report.device = backend->describe();
 
+  if (o.wrap_backend) backend = o.wrap_backend(std::move(backend));
   Runner run(*backend, report.model, precision, o, report);
   for (const ExecShape& s : o.shapes) run.time_shape(s);
   if (!o.serve_input.empty()) run.serve();

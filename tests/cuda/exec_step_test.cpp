@@ -160,6 +160,24 @@ void check_decode_replay(StepBackend& gpu, const ModelConfig& m, const Precision
     WARN("no power window: " << why);
     CHECK(why.rfind("power unavailable: ", 0) == 0);
   }
+  // A meter over eager runs (a prefill's window, racksim exec's other kind): 20 decode steps run
+  // and truncated back; where NVML answers, the same bounds.
+  REQUIRE(gpu.measures_power());
+  auto meter = gpu.power_meter();
+  REQUIRE(meter);
+  for (int i = 0; i < 20; ++i) {
+    (void)gpu.run(StepGraph(m, dec, Deployment{}, p), td, {});
+    gpu.truncate(1, 8);
+  }
+  const std::optional<StepPower> e = meter->stop(&why);
+  if (e) {
+    CHECK(e->gpus == 1);
+    CHECK(e->seconds > 0);
+    CHECK(e->power_w > 20);
+    CHECK(e->power_w < 1500);
+  } else {
+    CHECK(why.rfind("power unavailable: ", 0) == 0);
+  }
   const StepOutput again = gpu.run(StepGraph(m, dec, Deployment{}, p), td, {});
   CHECK(again.next_tokens == first.next_tokens);
 }

@@ -328,3 +328,106 @@ TEST_CASE("the CUDA executor's buffers for exec's shapes and loop, by hand", "[e
   // Llama-2-70B (64.4 G linear parameters) gets random weights made on the device.
   CHECK_FALSE(cuda_step_options(find_model("llama2-70b"), o, 0).reference_weights);
 }
+
+namespace {
+
+/// The CPU reference with what a GPU backend adds (ExecOptions::wrap_backend): decode steps
+/// "replay" in 10 ms each, a replayed power window draws 200 W (2 J per replay), and a power meter
+/// over eager runs reports 300 W and 3 J per run it saw.
+class MeteredCpu final : public StepBackend {
+ public:
+  explicit MeteredCpu(std::unique_ptr<StepBackend> inner) : inner_(std::move(inner)) {}
+  StepOutput run(const StepGraph& g, const StepTokens& t, const OpObserver& o) override {
+    ++runs;
+    return inner_->run(g, t, o);
+  }
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t s) const override { return inner_->cached_tokens(s); }
+  void release(std::int64_t s) override { inner_->release(s); }
+  void truncate(std::int64_t s, std::int64_t n) override { inner_->truncate(s, n); }
+  [[nodiscard]] std::string describe() const override { return inner_->describe(); }
+  [[nodiscard]] bool can_replay_last_step() const override { return true; }
+  std::optional<double> replay_last_step() override { return 0.010; }
+  std::optional<StepPower> power_last_step(std::int64_t steps, std::string*) override {
+    replayed = steps;
+    return StepPower{steps, 0.010 * static_cast<double>(steps), 2.0 * static_cast<double>(steps), 200.0, 1};
+  }
+  [[nodiscard]] bool measures_power() const override { return true; }
+  [[nodiscard]] std::unique_ptr<PowerMeter> power_meter() override {
+    struct Meter final : PowerMeter {
+      MeteredCpu* b;
+      int runs_at_open;
+      Meter(MeteredCpu* backend) : b(backend), runs_at_open(backend->runs) {}
+      std::optional<StepPower> stop(std::string*) override {
+        const int seen = b->runs - runs_at_open;
+        b->metered_runs = seen;
+        return StepPower{0, 0.1 * seen, 3.0 * seen, 300.0, 1};
+      }
+    };
+    return std::make_unique<Meter>(this);
+  }
+  int runs = 0, metered_runs = -1;
+  std::int64_t replayed = -1;
+
+ private:
+  std::unique_ptr<StepBackend> inner_;
+};
+
+}  // namespace
+
+TEST_CASE("each step's power window: graph replays for a decode step, eager runs for a prefill, agreed and combined", "[exec][executor]") {
+  // power_seconds 0.05 over 10 ms replays: ceil(0.05 / 0.01) = 5 replays, 2 J each, 200 W; the
+  // prefill has no graph, so it runs eagerly between a meter's open and stop: as many runs as
+  // 0.05 s over its eager median asks (at least 1), 3 J per run seen, 300 W.
+  ExecOptions o;
+  o.shapes = {ExecShape::parse("decode:2x5", "s"), ExecShape::parse("prefill:1x6", "s")};
+  o.warmup = 0;
+  o.reps = 2;
+  o.power_seconds = 0.05;
+  MeteredCpu* b = nullptr;
+  o.wrap_backend = [&](std::unique_ptr<StepBackend> inner) {
+    auto w = std::make_unique<MeteredCpu>(std::move(inner));
+    b = w.get();
+    return w;
+  };
+  const ExecReport r = run_exec(tiny(), nvfp4_bf16(), o);
+  REQUIRE(r.steps.size() == 2);
+  const StepTiming& dec = r.steps[0];
+  CHECK(dec.graph_median_s == Approx(0.010));
+  CHECK(dec.power_timing == "graph");
+  CHECK(dec.power.steps == 5);
+  CHECK(dec.power.energy_per_step_j() == Approx(2.0));
+  CHECK(dec.power.power_w == Approx(200.0));
+  const StepTiming& pre = r.steps[1];
+  CHECK(pre.graph_median_s == 0);
+  CHECK(pre.power_timing == "eager");
+  CHECK(pre.power.steps == power_window_steps(0.05, pre.median_s));
+  CHECK(pre.power.steps == b->metered_runs);  // every run inside the window counted, no other
+  CHECK(pre.power.energy_per_step_j() == Approx(3.0));
+  CHECK(pre.power.power_w == Approx(300.0));
+
+  // Under MPI: the ranks agree on the fewest runs (here: at most 3) and sum their GPUs (a fake
+  // combine that adds a second GPU of the same draw); with no window (power_seconds 0), none.
+  o.agree_power_steps = [](int n) { return std::min(n, 3); };
+  o.combine_power = [](const std::optional<StepPower>& p) {
+    std::optional<StepPower> two = p;
+    if (two) two->energy_j *= 2, two->power_w *= 2, two->gpus = 2;
+    return two;
+  };
+  const ExecReport m = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(b->replayed == 3);
+  CHECK(m.steps[0].power.steps == 3);
+  CHECK(m.steps[0].power.gpus == 2);
+  CHECK(m.steps[0].power.power_w == Approx(400.0));
+  CHECK(m.steps[1].power.steps == std::min(3, power_window_steps(0.05, m.steps[1].median_s)));
+  CHECK(m.steps[1].power.energy_per_step_j() == Approx(6.0));
+  o.combine_power = [](const std::optional<StepPower>&) { return std::optional<StepPower>(); };  // another rank had none
+  const ExecReport none = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(none.steps[0].power.steps == 0);
+  CHECK(none.steps[0].power_note == "power unavailable: another rank of the MPI run has no power counter");
+  o.combine_power = nullptr;
+  o.power_seconds = 0;
+  const ExecReport off = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(off.steps[0].power.steps == 0);
+  CHECK(off.steps[1].power.steps == 0);
+  CHECK(off.steps[1].power_timing.empty());
+}

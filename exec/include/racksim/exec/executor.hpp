@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,8 +70,9 @@ struct ExecOptions {
   /// whether this rank can (all or none replay: a rank replaying alone would wait in its captured
   /// all-reduces). Called once per decode shape on every rank. Null: this process decides.
   std::function<bool(bool)> agree_replay;
-  /// Seconds of back-to-back graph replays of each decode step in its power window (StepPower:
-  /// energy per step and mean power through NVML, "loops of at least a second"); 0 = none.
+  /// Seconds of each step back to back in its power window (StepPower: energy per step and mean
+  /// power through NVML, "loops of at least a second"): a decode step's graph replays, or eager
+  /// runs of a step without one (a prefill); 0 = none.
   double power_seconds = 1.0;
   /// With rank_comm: the replays every rank's power window runs, given this rank's count (the
   /// fewest over the ranks: their captured collectives must meet). Null: this process's count.
@@ -79,6 +81,9 @@ struct ExecOptions {
   /// GPU summed; none when a rank has none). Called on every rank after each window. Null: this
   /// process's GPUs only.
   std::function<std::optional<StepPower>(const std::optional<StepPower>&)> combine_power;
+  /// Tests: wraps the backend run_exec built (a decorator that adds graph replays or a power
+  /// meter to the CPU reference, to drive the GPU-only paths of the step loop). Null: as built.
+  std::function<std::unique_ptr<StepBackend>(std::unique_ptr<StepBackend>)> wrap_backend;
   std::string command_line;            ///< recorded as the measurement file's `source`
 };
 
@@ -93,6 +98,7 @@ struct StepTiming {
   /// none, power_note says why).
   StepPower power;
   std::string power_note;
+  std::string power_timing;  ///< "graph" (replays of the captured step) or "eager" (runs as the timed reps), "" = no window
   /// The timed reps' op times summed per op kind ("gemm", "attention_decode", ...), divided by
   /// the reps: each kind's mean seconds per step, most first (ties by name). Their sum is the
   /// step's op time; what the step's wall time holds beyond it is the host's work between ops.

@@ -32,6 +32,17 @@ struct StepPower {
   [[nodiscard]] double energy_per_step_j() const { return steps > 0 ? energy_j / static_cast<double>(steps) : 0.0; }
 };
 
+/// The GPUs' energy and mean power over a stretch of host-driven work (StepBackend::power_meter):
+/// the window opens when the meter is made (the energy counter read, the sampler started) and
+/// closes at stop(), after the GPUs finished what was queued.
+class PowerMeter {
+ public:
+  virtual ~PowerMeter() = default;
+  /// The window: `seconds` (host clock), energy and mean power summed over the meter's GPUs,
+  /// `gpus`; `steps` left 0 for the caller. nullopt with `why` ("power unavailable: ...").
+  virtual std::optional<StepPower> stop(std::string* why) = 0;
+};
+
 class StepBackend {
  public:
   virtual ~StepBackend() = default;
@@ -56,6 +67,11 @@ class StepBackend {
     if (why) *why = "power unavailable: no CUDA graph on this backend";
     return std::nullopt;
   }
+  /// Whether power_meter() gives a meter (a GPU backend; a tensor-parallel group: every rank's).
+  [[nodiscard]] virtual bool measures_power() const { return false; }
+  /// A meter over this backend's GPUs, opened now; null where measures_power() is false. For steps
+  /// run eagerly (a prefill, a decode step that cannot be captured), which have no graph to replay.
+  [[nodiscard]] virtual std::unique_ptr<PowerMeter> power_meter() { return nullptr; }
   /// What runs it, in words ("NVIDIA H100 80GB HBM3 (cuda:0, sm_90)").
   [[nodiscard]] virtual std::string describe() const = 0;
   /// Which kernels run the FP4 linear layers and why (fp4_gemm_path.hpp), "" where there is no choice.

@@ -74,14 +74,24 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
     }
     id = *sys;
   }
-  const SystemSpec system = find_system(id, "racksim exec", "--predict-on");
-  const double limit = r.measurements.run.power_limit_w.value_or(0.0);  // the device's enforced limit, where NVML gave it
-  Deployment dep;
-  dep.tensor_parallel = tensor_parallel;
-  for (const auto& st : r.steps) {
-    const StepBatch b = st.shape.kind == exec::ExecShape::Kind::prefill ? StepBatch::prefill_only(st.shape.batch, st.shape.tokens)
-                                                                         : StepBatch::decode(st.shape.batch, st.shape.context);
-    p.steps.push_back(predict_step(s, system, r.model, dep, b, limit));
+  // A prediction never costs the run its files: what fails here becomes the note.
+  try {
+    const SystemSpec system = find_system(id, "racksim exec", "--predict-on");
+    if (system.gpus() < tensor_parallel) {
+      p.note = fmt::format("no prediction: {} has {} GPUs, the run's tensor-parallel group {}", system.id, system.gpus(), tensor_parallel);
+      return p;
+    }
+    const double limit = r.measurements.run.power_limit_w.value_or(0.0);  // the device's enforced limit, where NVML gave it
+    Deployment dep;
+    dep.tensor_parallel = tensor_parallel;
+    for (const auto& st : r.steps) {
+      const StepBatch b = st.shape.kind == exec::ExecShape::Kind::prefill ? StepBatch::prefill_only(st.shape.batch, st.shape.tokens)
+                                                                           : StepBatch::decode(st.shape.batch, st.shape.context);
+      p.steps.push_back(predict_step(s, system, r.model, dep, b, limit));
+    }
+  } catch (const std::exception& e) {
+    p.steps.clear();
+    p.note = fmt::format("no prediction: {}", e.what());
   }
   return p;
 }
@@ -113,7 +123,9 @@ nlohmann::json power_json(const exec::StepTiming& st) {
           {"gpus", p.gpus},
           {"energy_per_step_j", p.energy_per_step_j()},
           {"energy_per_token_j", p.energy_per_step_j() / static_cast<double>(st.tokens)},
-          {"power_w", p.power_w}};
+          {"power_w", p.power_w},
+          {"sm_clock_mhz", p.sm_clock_mhz > 0 ? nlohmann::json(p.sm_clock_mhz) : nlohmann::json()},
+          {"clock_events", clock_event_names(p.clock_events)}};
 }
 
 nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const Predictions& pred) {

@@ -15,7 +15,7 @@
 #                                           Llama-2-70B decode steps (about 45 s with the pack)
 #   bash tools/device-session.sh --dry-run [--focus]   HERE, without a GPU, before spending device
 #                                           time: every phase's command is checked instead of run, with
-#                                           the build's binaries (BUILD, default build): racksim exec and
+#                                           the build's binaries (BUILD_DRY, default build): racksim exec and
 #                                           bench must get past their options, scenario and knobs to the
 #                                           device (exit 3, "no CUDA device"), other racksim commands
 #                                           must succeed, and each comma-separated part of every [cuda]
@@ -29,7 +29,8 @@
 # written there directly, so the device tool's own time limit loses at most logs.tar.gz.
 #
 # Measured on an H200 (2026-11-30, docs/executor.md): 76 s of work with the pack (cuda tests 11 s,
-# power 11 s, the Llama-2-70B exec 36 s, the rest a few seconds each), so BUDGET_S=240 under a
+# power 11 s, the Llama-2-70B exec 36 s, the rest a few seconds each; since 2026-12-02 each exec
+# adds a 1 s power window per shape, about 20 s in all), so BUDGET_S=240 under a
 # 270 s call leaves room; building on the device adds 3-5 minutes (then BUDGET_S=540 under 600 s).
 # Leaves the card's clocks, power limit and modes alone (METHOD.md).
 set -uo pipefail

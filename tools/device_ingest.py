@@ -133,7 +133,7 @@ def tests_summary(files):
     return lines[-1] if lines else "cuda-tests.log is empty"
 
 
-def readme(folder_name, files, runs, targets_ok, files_at):
+def readme(folder_name, folder_path, files, runs, targets_ok, files_at):
     device, gpu = most_common(runs, "device"), most_common(runs, "gpu")
     dates = sorted({str(r.get("date", "")) for r in runs.values()} - {""})
     pack = files.get("pack-manifest.txt", b"").decode(errors="replace").splitlines()
@@ -148,7 +148,7 @@ def readme(folder_name, files, runs, targets_ok, files_at):
            f"Run: {dates[0]} to {dates[-1]} (UTC); commit {field(runs, 'commit')}" + (f"; pack: {pack[0]}" if pack else "") + ".",
            f"`[cuda]` tests: {tests_summary(files)} (cuda-tests.log).", ""]
     out += ["Speed targets and the variants' same-run ratios: `python3 tools/exec_targets.py "
-            f"exec/measurements/{folder_name}`" + (" (targets.txt: its output at ingest)." if targets_ok
+            f"{folder_path}`" + (" (targets.txt: its output at ingest)." if targets_ok
                                                   else " (targets.txt: why it failed at ingest)."), ""]
     if phases:
         out += ["Phases (phases.txt):", "```", phases, "```", ""]
@@ -175,7 +175,7 @@ def ingest(files_at, root, suffix):
     if len(gpus) != 1 or "" in gpus:
         raise InputError(f"{files_at}: the measurement files name {len(gpus)} GPU ids ({', '.join(sorted(gpus))}): one session is one GPU")
     if len(days) != 1 or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", next(iter(days))):
-        raise InputError(f"{files_at}: the measurement files' run dates are {', '.join(sorted(days))}: one UTC day expected; ingest each part with its own --suffix")
+        raise InputError(f"{files_at}: the measurement files' run dates are {', '.join(sorted(days))}: one UTC day expected; put each day's files in a folder of their own and ingest each")
     if suffix and not re.fullmatch(r"[A-Za-z0-9._-]+", suffix):
         raise InputError(f"--suffix '{suffix}': letters, digits, '.', '_' and '-' only")
     name = f"{next(iter(gpus))}-{next(iter(days))}{suffix}"
@@ -192,7 +192,7 @@ def ingest(files_at, root, suffix):
         targets_ok = r.returncode == 0
         (tmp / "targets.txt").write_text(r.stdout + (r.stderr if r.stderr else "") if targets_ok else
                                          f"tools/exec_targets.py exited {r.returncode}:\n{r.stderr}{r.stdout}")
-        (tmp / "README.md").write_text(readme(name, files, runs, targets_ok, files_at))
+        (tmp / "README.md").write_text(readme(name, dest.as_posix(), files, runs, targets_ok, files_at))
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

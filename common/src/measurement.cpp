@@ -27,6 +27,8 @@ constexpr std::string_view kCollectives[] = {"all_reduce", "all_gather", "reduce
 constexpr std::string_view kMemcpyVariants[] = {"copy", "read"};
 constexpr std::string_view kLaunchVariants[] = {"kernel", "graph_node"};
 constexpr std::string_view kElementTypes[] = {"fp32", "bf16", "fp16", "fp8", "int8", "nvfp4", "mxfp4"};
+constexpr std::string_view kClockEvents[] = {"gpu_idle",   "applications_clocks", "sw_power_cap",   "hw_slowdown",   "sync_boost",
+                                             "sw_thermal", "hw_thermal",          "hw_power_brake", "display_clocks"};
 
 /// A JSON object read under strict rules: every key read is recorded, finish() rejects the rest.
 class StrictObject {
@@ -172,6 +174,16 @@ json op_json(const MeasuredOp& op) {
 
 std::span<const std::string_view> measurement_kinds() noexcept { return kKinds; }
 
+std::span<const std::string_view> clock_event_kinds() noexcept { return kClockEvents; }
+
+std::vector<std::string> clock_event_names(std::uint64_t mask) {
+  std::vector<std::string> out;
+  for (int bit = 0; bit < 64; ++bit)
+    if (mask & (std::uint64_t{1} << bit))
+      out.push_back(bit < static_cast<int>(std::size(kClockEvents)) ? std::string(kClockEvents[bit]) : fmt::format("bit_{}", bit));
+  return out;
+}
+
 bool is_collective_kind(std::string_view kind) noexcept {
   return std::find(std::begin(kCollectives), std::end(kCollectives), kind) != std::end(kCollectives);
 }
@@ -258,6 +270,22 @@ MeasurementFile parse_measurements(std::string_view text, const std::string& nam
     rate("bytes_per_s", "bytes_moved", rec.bytes_moved);
     rec.energy_j = r.optional_number("energy_j", 0, 1e12);
     rec.power_w = r.optional_number("power_w", 0, 1e6);
+    rec.sm_clock_mhz = r.optional_number("sm_clock_mhz", 1, 1e5);
+    if (r.has("clock_events")) {
+      const json& ev = r.get("clock_events");
+      if (!ev.is_array()) r.fail("clock_events", "must be a list of NVML clock-event names");
+      for (const json& e : ev) {
+        const std::string event = e.is_string() ? e.get<std::string>() : std::string();
+        const bool known = std::find(std::begin(kClockEvents), std::end(kClockEvents), event) != std::end(kClockEvents);
+        int bit = -1;
+        if (event.starts_with("bit_") && event.size() <= 6 && event.size() > 4 &&
+            std::all_of(event.begin() + 4, event.end(), [](char c) { return c >= '0' && c <= '9'; }))
+          bit = std::stoi(event.substr(4));
+        if (!known && !(bit >= 9 && bit <= 63))
+          r.fail("clock_events", fmt::format("holds {}, not one of {} or bit_N (N in 9..63)", e.dump(), join(kClockEvents)));
+        rec.clock_events.push_back(event);
+      }
+    }
     r.finish();
     f.records.push_back(std::move(rec));
   }
@@ -305,6 +333,8 @@ std::string format_measurements(const MeasurementFile& file) {
     if (rec.bytes_moved) j["bytes_per_s"] = *rec.bytes_moved / rec.time_median_s;
     if (rec.energy_j) j["energy_j"] = *rec.energy_j;
     if (rec.power_w) j["power_w"] = *rec.power_w;
+    if (rec.sm_clock_mhz) j["sm_clock_mhz"] = *rec.sm_clock_mhz;
+    if (!rec.clock_events.empty()) j["clock_events"] = rec.clock_events;
     recs.push_back(std::move(j));
   }
   json root = {{"schema", kMeasurementSchema}, {"run", std::move(run)}, {"records", std::move(recs)}};

@@ -432,6 +432,8 @@ std::vector<MeasurementRecord> bench_power(std::span<const GemmCase> cases, cons
     for (const auto& x : samples) sum += x.power_w, clock += x.sm_clock_mhz, reasons |= x.reasons;
     p.samples = static_cast<std::int64_t>(samples.size());
     if (!samples.empty()) p.mean_power_w = sum / static_cast<double>(samples.size());
+    if (!samples.empty() && clock > 0) p.mean_sm_clock_mhz = clock / static_cast<double>(samples.size());
+    p.clock_events = reasons;
     std::printf("  %lld power samples, mean SM clock %.0f MHz, clock-event reasons seen 0x%llx\n",
                 static_cast<long long>(p.samples), samples.empty() ? 0.0 : clock / static_cast<double>(samples.size()),
                 static_cast<unsigned long long>(reasons));

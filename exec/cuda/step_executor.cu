@@ -148,8 +148,11 @@ int select_device(int device) {
 }
 
 /// A power window over host-driven work on one GPU (StepBackend::power_meter): the NVML
-/// total-energy counter read when made and at stop(), power sampled every 10 ms in between, as the
-/// power bench's loops; stop() first waits for the stream's queued work.
+/// total-energy counter read when made and at stop() (stop() first waits for the stream's queued
+/// work), so the mean power is the energy over the window: NVML's power reading is a 1 s trailing
+/// average on Ampere and later GPUs (nvml.h, nvmlDeviceGetPowerUsage), which in a 1 s window
+/// would carry the time before it. Samples every 10 ms give the mean SM clock and the clock-event
+/// reasons seen.
 class CudaPowerMeter final : public PowerMeter {
  public:
   CudaPowerMeter(int device, cudaStream_t stream) : device_(device), stream_(stream), nvml_(bus_id(device)) {
@@ -178,9 +181,12 @@ class CudaPowerMeter final : public PowerMeter {
     p.gpus = 1;
     p.seconds = seconds;
     p.energy_j = *e1 - *e0_;
-    for (const auto& x : samples) p.power_w += x.power_w;
-    if (!samples.empty()) p.power_w /= static_cast<double>(samples.size());
-    else p.power_w = seconds > 0 ? p.energy_j / seconds : 0.0;  // a window shorter than one sample
+    p.power_w = seconds > 0 ? p.energy_j / seconds : 0.0;
+    for (const auto& x : samples) {
+      p.sm_clock_mhz += x.sm_clock_mhz;
+      p.clock_events |= x.reasons;
+    }
+    if (!samples.empty()) p.sm_clock_mhz /= static_cast<double>(samples.size());
     return p;
   }
 
@@ -418,15 +424,9 @@ class CudaStep final : public StepBackend {
       return std::nullopt;
     }
     CudaPowerMeter meter(device_, stream_);  // opens after the stream is idle
-    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[0], stream_));
     for (std::int64_t i = 0; i < steps; ++i) RACKSIM_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
-    RACKSIM_CUDA_CHECK(cudaEventRecord(events_[1], stream_));
-    std::optional<StepPower> p = meter.stop(why);  // waits for the replays
-    if (!p) return p;
-    float ms = 0;
-    RACKSIM_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[0], events_[1]));
-    p->seconds = static_cast<double>(ms) * 1e-3;  // the device's own window, without the host's ends
-    p->steps = steps;
+    std::optional<StepPower> p = meter.stop(why);  // waits for the replays; the window the energy counter spans
+    if (p) p->steps = steps;
     return p;
   }
 

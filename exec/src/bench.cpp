@@ -182,6 +182,8 @@ MeasurementRecord power_record(const GemmCase& c, const PowerSample& p) {
   r.time_max_s.reset();
   if (p.energy_j) r.energy_j = *p.energy_j / static_cast<double>(p.calls);
   r.power_w = p.mean_power_w;
+  r.sm_clock_mhz = p.mean_sm_clock_mhz;
+  r.clock_events = clock_event_names(p.clock_events);
   return r;
 }
 
@@ -192,6 +194,8 @@ MeasurementRecord idle_record(const PowerSample& p) {
   r.time_median_s = p.seconds;
   r.energy_j = p.energy_j;
   r.power_w = p.mean_power_w;
+  r.sm_clock_mhz = p.mean_sm_clock_mhz;
+  r.clock_events = clock_event_names(p.clock_events);
   return r;
 }
 

@@ -33,7 +33,9 @@ void check_executor_environment(std::span<const std::string> names, const std::f
     if (!family && best > 2) continue;
     std::string all;
     for (const std::string_view k : kExecutorKnobs) all += fmt::format("{}{}", all.empty() ? "" : ", ", k);
-    throw InputError(fmt::format("environment {}: no such executor knob (nearest: {}); the knobs are {}", name, nearest, all));
+    const char* value = get(name.c_str());
+    throw InputError(fmt::format("environment {}: '{}': no such executor knob (nearest: {}); the knobs are {}", name, value ? value : "",
+                                 nearest, all));
   }
   // Each knob through the parser its launch reads it with (a knob without a call here is caught
   // by the unit test that sets every one of kExecutorKnobs to a bad value).

@@ -172,10 +172,7 @@ class TpThreads final : public StepBackend {
         if (why) *why = fmt::format("{} (rank {})", whys[r], r);
         return std::nullopt;
       }
-      sum.seconds = std::max(sum.seconds, p[r]->seconds);
-      sum.energy_j += p[r]->energy_j;
-      sum.power_w += p[r]->power_w;
-      sum.gpus += p[r]->gpus;
+      sum.add_gpus(*p[r]);
     }
     return sum;
   }
@@ -197,10 +194,7 @@ class TpThreads final : public StepBackend {
             if (why) *why = fmt::format("{} (rank {})", w, r);
             return std::nullopt;
           }
-          sum.seconds = std::max(sum.seconds, p->seconds);
-          sum.energy_j += p->energy_j;
-          sum.power_w += p->power_w;
-          sum.gpus += p->gpus;
+          sum.add_gpus(*p);
         }
         return sum;
       }
@@ -674,10 +668,10 @@ CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& o
   return c;
 }
 
-int power_window_steps(double seconds, double graph_step_s) {
+int power_window_steps(double seconds, double step_s) {
   constexpr double kMost = 1e6;
-  if (!(graph_step_s > 0)) return static_cast<int>(kMost);
-  return static_cast<int>(std::clamp(std::ceil(seconds / graph_step_s), 1.0, kMost));
+  if (!(step_s > 0)) return static_cast<int>(kMost);
+  return static_cast<int>(std::clamp(std::ceil(seconds / step_s), 1.0, kMost));
 }
 
 ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& o) {

@@ -113,8 +113,14 @@ int fewest_over_ranks(ProcessGroup& group, int value) {
 }
 
 std::optional<StepPower> power_over_ranks(ProcessGroup& group, const std::optional<StepPower>& mine) {
-  std::array<double, 2> most{mine ? 0.0 : 1.0, mine ? mine->seconds : 0.0};  // any rank without; the longest window
-  std::array<double, 3> total{mine ? mine->energy_j : 0.0, mine ? mine->power_w : 0.0, mine ? static_cast<double>(mine->gpus) : 0.0};
+  // max: any rank without a window; the longest window; then each clock-event bit any rank saw.
+  std::array<double, 2 + 64> most{};
+  most[0] = mine ? 0.0 : 1.0;
+  most[1] = mine ? mine->seconds : 0.0;
+  for (int b = 0; b < 64; ++b) most[2 + b] = mine && (mine->clock_events >> b & 1U) ? 1.0 : 0.0;
+  // sum: energy, power, GPUs, and the SM clock weighted by GPUs (for its mean over them).
+  std::array<double, 4> total{mine ? mine->energy_j : 0.0, mine ? mine->power_w : 0.0, mine ? static_cast<double>(mine->gpus) : 0.0,
+                              mine ? mine->sm_clock_mhz * mine->gpus : 0.0};
   group.max(most);
   group.sum(total);
   if (most[0] > 0 || !mine) return std::nullopt;
@@ -123,6 +129,10 @@ std::optional<StepPower> power_over_ranks(ProcessGroup& group, const std::option
   p.energy_j = total[0];
   p.power_w = total[1];
   p.gpus = static_cast<int>(total[2]);
+  p.sm_clock_mhz = total[2] > 0 ? total[3] / total[2] : 0.0;
+  p.clock_events = 0;
+  for (int b = 0; b < 64; ++b)
+    if (most[2 + b] > 0) p.clock_events |= std::uint64_t{1} << b;
   return p;
 }
 

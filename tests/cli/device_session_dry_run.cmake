@@ -21,7 +21,7 @@ endif()
 set(checked "${CMAKE_MATCH_1}")
 set(failed "${CMAKE_MATCH_2}")
 if(BAD_ENV)
-  # Every phase that runs racksim is refused (exit 2) under the bad knob: the check can fail.
+  # The phases that run racksim without setting the knob themselves are refused (exit 2): the check can fail.
   if(rc EQUAL 0 OR failed LESS MIN)
     message(FATAL_ERROR "device-session.sh --dry-run ${MODE} under ${BAD_ENV}: exit ${rc}, ${failed} of ${checked} failed; want >= ${MIN} failed\n${log}")
   endif()

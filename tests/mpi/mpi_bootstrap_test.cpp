@@ -104,13 +104,16 @@ int run() {
   }
   // The decode step's power window over the ranks (power_over_ranks): rank r measured 10 (r + 1) J
   // and 100 (r + 1) W on its GPU over 0.1 (r + 1) s; the group: 10 x size (size + 1) / 2 J,
-  // 100 x size (size + 1) / 2 W, size GPUs, the last rank's 0.1 x size s. When the last rank has
+  // 100 x size (size + 1) / 2 W, size GPUs, the last rank's 0.1 x size s, the mean of the ranks'
+  // clocks 1000 + 100 r (1000 + 50 (size - 1)), every rank's clock-event bit r. When the last rank has
   // no counter, no rank reports a window.
-  const racksim::exec::StepPower window{7, 0.1 * (rank + 1), 10.0 * (rank + 1), 100.0 * (rank + 1), 1};
+  const racksim::exec::StepPower window{7, 0.1 * (rank + 1), 10.0 * (rank + 1), 100.0 * (rank + 1), 1, 1000.0 + 100 * rank,
+                                        std::uint64_t{1} << rank};
   const auto summed = racksim::exec::power_over_ranks(*group, window);
   const double tri = size * (size + 1) / 2.0;
   if (!summed || summed->steps != 7 || summed->gpus != size || std::abs(summed->energy_j - 10 * tri) > 1e-9 || std::abs(summed->power_w - 100 * tri) > 1e-9 ||
-      std::abs(summed->seconds - 0.1 * size) > 1e-12) {
+      std::abs(summed->seconds - 0.1 * size) > 1e-12 || std::abs(summed->sm_clock_mhz - (1000.0 + 50.0 * (size - 1))) > 1e-9 ||
+      summed->clock_events != (std::uint64_t{1} << size) - 1) {
     std::printf("FAIL: rank %d: power over ranks %s\n", rank, summed ? "has the wrong sums" : "missing");
     ++failures;
   }

@@ -132,6 +132,14 @@ TEST_CASE("measurement files are strict", "[calibrate]") {
   CHECK_THROWS_AS(parse_measurements("{not json", "m.json"), InputError);
   CHECK_THROWS_WITH(parse_measurements(with("\"time_median_s\": 2.54e-05", "\"time_median_s\": -1"), "m.json"),
                     Catch::Contains("records[1].time_median_s: '-1' is out of range"));
+  // Clock events are NVML's names (or bit_N beyond the nine known): a made-up one is refused.
+  CHECK(clock_event_names(0x4 | 0x40 | 0x100) == std::vector<std::string>{"sw_power_cap", "hw_thermal", "display_clocks"});
+  CHECK(clock_event_names(0).empty());
+  CHECK(clock_event_kinds().size() == 9);
+  CHECK_THROWS_WITH(parse_measurements(with("\"reps\": 100", "\"reps\": 100, \"clock_events\": [\"too_hot\"]"), "m.json"),
+                    Catch::Contains("m.json: records[0].clock_events: ") && Catch::Contains("holds \"too_hot\", not one of gpu_idle"));
+  CHECK_THROWS_WITH(parse_measurements(with("\"reps\": 100", "\"reps\": 100, \"clock_events\": [\"bit_3\"]"), "m.json"),
+                    Catch::Contains("bit_N (N in 9..63)"));
   // A GPU sensor reads -50..200 C at most (a Kelvin or Fahrenheit figure is caught).
   CHECK_THROWS_WITH(parse_measurements(with("\"temperature_c\": 41", "\"temperature_c\": 314"), "m.json"),
                     Catch::Contains("m.json: run.temperature_c: '314.0' is out of range [-50, 200]"));

@@ -150,8 +150,10 @@ TEST_CASE("bench records round-trip through the measurement schema", "[exec][ben
   f.records.push_back(memory_record("read", 1 << 20, t));
   f.records.push_back(launch_record("kernel", TimingStats{2e-6, 1.9e-6, 3e-6, 20}));
   f.records.push_back(launch_record("graph_node", TimingStats{1e-6, 0.9e-6, 2e-6, 20}));
-  f.records.push_back(power_record(g, PowerSample{3.0, 30000, 1500.0, 500.0, 300}));
-  f.records.push_back(idle_record(PowerSample{3.0, 0, 210.0, 70.0, 300}));
+  // The GEMM loop at the power cap (NVML's sw_power_cap bit, 0x4) at a mean 1,755 MHz; idle with
+  // the gpu_idle bit (0x1) and one NVML may add later (bit 12).
+  f.records.push_back(power_record(g, PowerSample{3.0, 30000, 1500.0, 500.0, 300, 1755.0, 0x4}));
+  f.records.push_back(idle_record(PowerSample{3.0, 0, 210.0, 70.0, 300, 345.0, 0x1 | (1U << 12)}));
   const MeasurementFile back = parse_measurements(format_measurements(f), "bench.json");
   REQUIRE(back.records.size() == f.records.size());
   for (std::size_t i = 0; i < f.records.size(); ++i) CHECK(back.records[i].op.identity() == f.records[i].op.identity());
@@ -167,8 +169,11 @@ TEST_CASE("bench records round-trip through the measurement schema", "[exec][ben
   CHECK(back.records[5].time_median_s == Approx(1e-4));
   CHECK(*back.records[5].energy_j == Approx(0.05));
   CHECK(*back.records[5].power_w == 500.0);
+  CHECK(*back.records[5].sm_clock_mhz == 1755.0);
+  CHECK(back.records[5].clock_events == std::vector<std::string>{"sw_power_cap"});
   CHECK(back.records[6].op.identity() == "idle");
   CHECK(*back.records[6].power_w == 70.0);
+  CHECK(back.records[6].clock_events == std::vector<std::string>{"gpu_idle", "bit_12"});
   CHECK_THROWS_AS(memory_record("write", 1, t), InputError);
   CHECK_THROWS_AS(launch_record("sync", t), InputError);
   CHECK_THROWS_AS(power_record(g, PowerSample{}), InputError);

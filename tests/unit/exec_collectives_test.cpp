@@ -251,9 +251,14 @@ TEST_CASE("an MPI run's power window sums every rank's GPU, or has none when a r
   // This rank: 5 replays in 0.1 s, 10 J, 100 W on 1 GPU; the other ranks (3 GPUs) add 20 J and
   // 200 W, the longest of their windows 0.3 s: the group's 30 J (6 J per step), 300 W, 4 GPUs, 0.3 s.
   FakeGroup g(0, 4, 0, {0}, {});
-  g.others_max = {0.0, 0.3};
-  g.others_sum = {20.0, 200.0, 3.0};
-  const StepPower mine{5, 0.1, 10.0, 100.0, 1};
+  // Clocks: this GPU 1700 MHz, the other three 1500 (4,500 MHz x GPU summed): 6,200 / 4 = 1550;
+  // clock events: this rank's sw_power_cap (0x4), another's hw_thermal (bit 6 of the max's flags).
+  std::vector<double> max_flags(2 + 64, 0.0);
+  max_flags[1] = 0.3;
+  max_flags[2 + 6] = 1.0;
+  g.others_max = max_flags;
+  g.others_sum = {20.0, 200.0, 3.0, 4500.0};
+  const StepPower mine{5, 0.1, 10.0, 100.0, 1, 1700.0, 0x4};
   const std::optional<StepPower> p = power_over_ranks(g, mine);
   REQUIRE(p.has_value());
   CHECK(p->steps == 5);
@@ -262,10 +267,14 @@ TEST_CASE("an MPI run's power window sums every rank's GPU, or has none when a r
   CHECK(p->energy_per_step_j() == Approx(6.0));
   CHECK(p->power_w == Approx(200.0 + 100.0));
   CHECK(p->gpus == 4);
+  CHECK(p->sm_clock_mhz == Approx(1550.0));
+  CHECK(p->clock_events == (0x4 | 0x40));
   // Another rank without a counter (its flag 1 in the max): none here either; none here: none.
-  g.others_max = {1.0, 0.3};
+  max_flags[0] = 1.0;
+  g.others_max = max_flags;
   CHECK_FALSE(power_over_ranks(g, mine).has_value());
-  g.others_max = {0.0, 0.3};
+  max_flags[0] = 0.0;
+  g.others_max = max_flags;
   CHECK_FALSE(power_over_ranks(g, std::nullopt).has_value());
   // One process on its own: its own window.
   SingleProcess one;

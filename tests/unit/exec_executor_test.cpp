@@ -349,7 +349,7 @@ class MeteredCpu final : public StepBackend {
   std::optional<double> replay_last_step() override { return 0.010; }
   std::optional<StepPower> power_last_step(std::int64_t steps, std::string*) override {
     replayed = steps;
-    return StepPower{steps, 0.010 * static_cast<double>(steps), 2.0 * static_cast<double>(steps), 200.0, 1};
+    return StepPower{steps, 0.010 * static_cast<double>(steps), 2.0 * static_cast<double>(steps), 200.0, 1, 1980.0, 0};
   }
   [[nodiscard]] bool measures_power() const override { return true; }
   [[nodiscard]] std::unique_ptr<PowerMeter> power_meter() override {
@@ -360,7 +360,7 @@ class MeteredCpu final : public StepBackend {
       std::optional<StepPower> stop(std::string*) override {
         const int seen = b->runs - runs_at_open;
         b->metered_runs = seen;
-        return StepPower{0, 0.1 * seen, 3.0 * seen, 300.0, 1};
+        return StepPower{0, 0.1 * seen, 3.0 * seen, 300.0, 1, 1980.0, 0};
       }
     };
     return std::make_unique<Meter>(this);

@@ -902,9 +902,9 @@ TEST_CASE("the executor's environment is checked before any work: every knob's v
                     Catch::Matchers::Contains("RACKSIM_FP4_MMA_PIPE=cpasync replaces the register prefetch"));
   // A misspelt knob would measure the default under the variant's name: refused, the nearest named.
   CHECK_THROWS_WITH(check({{"RACKSIM_FP4_MMA_DEPHT", "2"}}),
-                    Catch::Matchers::StartsWith("environment RACKSIM_FP4_MMA_DEPHT: no such executor knob (nearest: RACKSIM_FP4_MMA_DEPTH); the knobs are "
+                    Catch::Matchers::StartsWith("environment RACKSIM_FP4_MMA_DEPHT: '2': no such executor knob (nearest: RACKSIM_FP4_MMA_DEPTH); the knobs are "
                                                 "RACKSIM_FP4_MMA_SPLITS, RACKSIM_FP4_MMA_TILES,"));
-  CHECK_THROWS_WITH(check({{"RACKSIM_PLD", "on"}}), Catch::Matchers::StartsWith("environment RACKSIM_PLD: no such executor knob (nearest: RACKSIM_PDL)"));
+  CHECK_THROWS_WITH(check({{"RACKSIM_PLD", "on"}}), Catch::Matchers::StartsWith("environment RACKSIM_PLD: 'on': no such executor knob (nearest: RACKSIM_PDL)"));
   CHECK_THROWS_WITH(check({{"RACKSIM_FUSE_ROPE", "on"}}), Catch::Matchers::Contains("no such executor knob"));  // a family, far from every knob
   CHECK_THROWS_WITH(check({{"RACKSIM_ATTENTION", "keys"}}), Catch::Matchers::Contains("no such executor knob"));
   CHECK_THROWS_WITH(check({{"RACKSIM_FP4_MMA", "x"}}), Catch::Matchers::Contains("(nearest: RACKSIM_FP4_MMA_X)"));

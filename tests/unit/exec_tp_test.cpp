@@ -392,7 +392,8 @@ class ReplayRank final : public StepBackend {
       *why = "power unavailable: NVML: not loaded";
       return std::nullopt;
     }
-    return StepPower{steps, 0.01 * (rank_ + 1) * static_cast<double>(steps), static_cast<double>(steps), 100.0 + 10 * rank_, 1};
+    return StepPower{steps, 0.01 * (rank_ + 1) * static_cast<double>(steps), static_cast<double>(steps), 100.0 + 10 * rank_, 1,
+                     1500.0 + 100 * rank_, std::uint64_t{1} << rank_};
   }
   bool no_power_ = false;
   [[nodiscard]] bool can_replay_last_step() const override { return can_; }
@@ -472,7 +473,7 @@ TEST_CASE("a tensor-parallel group replays a decode step on all of its ranks or 
 
 TEST_CASE("a tensor-parallel group's power window sums its GPUs: energy and power added, the longest window", "[exec][tp]") {
   // Three ranks of ReplayRank: 100, 110, 120 W, 1 J per replay each, windows of 10, 20, 30 ms per
-  // replay. 5 replays: 15 J (3 per step), 330 W, 150 ms, 3 GPUs; every rank replayed 5 times.
+  // replay, SM clocks 1500, 1600, 1700 MHz, clock-event bits 0, 1, 2. 5 replays: 15 J (3 per step), 330 W, 150 ms, 3 GPUs; every rank replayed 5 times.
   std::vector<int> replays(3, 0);
   std::vector<std::unique_ptr<StepBackend>> ranks;
   for (int r = 0; r < 3; ++r) ranks.push_back(std::make_unique<ReplayRank>(r, true, replays));
@@ -487,6 +488,8 @@ TEST_CASE("a tensor-parallel group's power window sums its GPUs: energy and powe
   CHECK(p->energy_per_step_j() == Approx(3.0));
   CHECK(p->power_w == Approx(330.0));
   CHECK(p->seconds == Approx(0.15));
+  CHECK(p->sm_clock_mhz == Approx(1600.0));  // (1500 + 1600 + 1700) / 3
+  CHECK(p->clock_events == 0x7);             // each rank's bit
   CHECK(replays == std::vector<int>{5, 5, 5});
   // One rank without a counter: no window for the group, that rank named; the others' replays
   // (whose collectives it meets) still ran.

@@ -73,7 +73,20 @@ struct MeasurementRecord {
   std::optional<double> bytes_moved;   ///< HBM bytes of one call as the benchmark counts them
   std::optional<double> energy_j;      ///< energy of one call (NVML counter difference / reps)
   std::optional<double> power_w;       ///< average board power while timing
+  std::optional<double> sm_clock_mhz;  ///< mean SM clock over the record's power window (NVML samples)
+  /// NVML clock-event ("throttle") reasons seen in that window, by clock_event_names; empty where
+  /// none was seen or the source does not say.
+  std::vector<std::string> clock_events;
 };
+
+/// The NVML clock-event (throttle) reasons a mask holds, by name, in bit order (nvml.h's
+/// nvmlClocksEventReason*: 0x1 gpu_idle, 0x2 applications_clocks, 0x4 sw_power_cap,
+/// 0x8 hw_slowdown, 0x10 sync_boost, 0x20 sw_thermal, 0x40 hw_thermal, 0x80 hw_power_brake,
+/// 0x100 display_clocks); a bit NVML may add later as "bit_N".
+[[nodiscard]] std::vector<std::string> clock_event_names(std::uint64_t mask);
+/// The names clock_event_names gives for the nine known bits (what a file's clock_events may hold,
+/// besides "bit_N" for N in 9..63).
+[[nodiscard]] std::span<const std::string_view> clock_event_kinds() noexcept;
 
 /// A whole measurement file.
 struct MeasurementFile {

@@ -147,6 +147,8 @@ struct PowerSample {
   std::optional<double> energy_j;    ///< total-energy counter difference over the window
   std::optional<double> mean_power_w;
   std::int64_t samples = 0;          ///< power readings averaged
+  std::optional<double> mean_sm_clock_mhz;  ///< mean of the samples' SM clocks
+  std::uint64_t clock_events = 0;    ///< NVML clock-event reasons seen in any sample (clock_event_names)
 };
 /// A GEMM record carrying power: time per call = seconds / calls, energy_j per call, power_w mean.
 [[nodiscard]] MeasurementRecord power_record(const GemmCase& c, const PowerSample& p);

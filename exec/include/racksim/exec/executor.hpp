@@ -167,12 +167,13 @@ struct CpuWeightBytes {
 /// sampled rows, and reference weights for models of at most 64 M linear parameters.
 [[nodiscard]] CudaStepOptions cuda_step_options(const ModelConfig& model, const ExecOptions& options, int device);
 
+/// Runs in a step's power window: enough back-to-back runs of `step_s` each (graph replays, or
+/// eager runs of a step without a graph) to fill `seconds`, at least 1 and at most 1,000,000 (a
+/// step time of 0 or below asks the most).
+[[nodiscard]] int power_window_steps(double seconds, double step_s);
+
 /// Runs `options` for `model` at `precision` (weights nvfp4, mxfp4 or bf16 on the CPU).
 /// InputError for an unsupported device or format; the report states every substitution.
-/// Replays in a decode step's power window: enough back-to-back replays of `graph_step_s` each
-/// to fill `seconds`, at least 1 and at most 1,000,000 (a step time of 0 or below asks the most).
-[[nodiscard]] int power_window_steps(double seconds, double graph_step_s);
-
 [[nodiscard]] ExecReport run_exec(const ModelConfig& model, const Precision& precision, const ExecOptions& options);
 
 }  // namespace racksim::exec

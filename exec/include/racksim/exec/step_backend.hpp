@@ -29,7 +29,20 @@ struct StepPower {
   double energy_j = 0;     ///< energy-counter differences, summed over the GPUs
   double power_w = 0;      ///< mean of the power samples, summed over the GPUs
   int gpus = 0;            ///< GPUs summed
+  double sm_clock_mhz = 0; ///< mean SM clock of the samples, over the GPUs (0: none sampled)
+  std::uint64_t clock_events = 0;  ///< NVML clock-event reasons any GPU reported in any sample (clock_event_names)
   [[nodiscard]] double energy_per_step_j() const { return steps > 0 ? energy_j / static_cast<double>(steps) : 0.0; }
+  /// Adds another GPU group's window to this one: energy, power and GPUs summed, the longest
+  /// window, the SM clock averaged over all the GPUs, the clock events of either.
+  void add_gpus(const StepPower& o) {
+    const int all = gpus + o.gpus;
+    sm_clock_mhz = all > 0 ? (sm_clock_mhz * gpus + o.sm_clock_mhz * o.gpus) / all : 0.0;
+    seconds = seconds > o.seconds ? seconds : o.seconds;
+    energy_j += o.energy_j;
+    power_w += o.power_w;
+    gpus = all;
+    clock_events |= o.clock_events;
+  }
 };
 
 /// The GPUs' energy and mean power over a stretch of host-driven work (StepBackend::power_meter):

@@ -247,6 +247,13 @@ if [[ $FOCUS == 1 ]]; then
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
+  # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
+  # about 26 GB), decode steps grouped (one launch per MoE GEMM) and replayed as graphs; the 1x512
+  # prefill per expert. Early since 2026-12-02: docs/validation.md's MoE lead (the held-out MoE
+  # rows predicted fast at small batches: a per-layer MoE cost missing or undercharged) asks for a
+  # measured MoE layer, which this run gives with each step's prediction beside it (--predict-on).
+  phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
+    --json "$STAGE/exec-mixtral-summary.json"
   # The same GEMMs and the read curve timed back to back in a CUDA graph (racksim bench --timing
   # graph, 2026-12-02): operand copies rotated to keep each call out of L2, no launch gap between
   # calls, as the decode step's graph runs them; then the FP4 GEMMs so under RACKSIM_PDL=on (each
@@ -351,10 +358,6 @@ if [[ $FOCUS == 1 ]]; then
   variant d2 RACKSIM_FP4_MMA_DEPTH=2 "$FUSED_TEST" 24,32,33,48,64 decode:64x1024
   variant fp8 RACKSIM_FP4_LARGE_M=fp8 "Hopper's large-M FP4 GEMM (dequantize + cuBLASLt) matches the CPU in BF16 and FP8" \
     128,256,512,1024 prefill:1x512
-  # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
-  # about 26 GB), decode steps grouped (one launch per MoE GEMM) and replayed as graphs; the 1x512 prefill per expert.
-  phase "exec mixtral-8x7b" 60 exec-mixtral.log "$R" exec "${MIXTRAL[@]}" --out "$STAGE/exec-mixtral.json" \
-    --json "$STAGE/exec-mixtral-summary.json"
   phase "bench --suite elementwise (with the MoE routing ops)" 45 elementwise.log "$R" bench --suite elementwise \
     --out "$STAGE/elementwise.json"
   phase "exec qwen3-32b" 60 exec-qwen3.log "$R" exec "${QWEN3[@]}" --out "$STAGE/exec-qwen3.json" --json "$STAGE/exec-qwen3-summary.json"

@@ -355,6 +355,9 @@ int cmd_exec(const Args& args) {
   if (launched > 1) return run_mpi(s, o, out, json, predict_on, fmt::format("{} processes ({}={})", launched, launcher_var, launched));
 
   exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
+  if (o.device == "cpu" && vm.count("power-seconds") && o.power_seconds > 0)  // asked for, and not silently dropped
+    r.notes.push_back(fmt::format("--power-seconds {:g}: the CPU reference has no power counter; power windows run on --device cuda:N",
+                                  o.power_seconds));
   finish(s, r, out, json, predict_on, o.tensor_parallel);
   return 0;
 }

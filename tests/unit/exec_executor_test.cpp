@@ -333,10 +333,15 @@ namespace {
 
 /// The CPU reference with what a GPU backend adds (ExecOptions::wrap_backend): decode steps
 /// "replay" in 10 ms each, a replayed power window draws 200 W (2 J per replay), and a power meter
-/// over eager runs reports 300 W and 3 J per run it saw.
+/// over eager runs reports 300 W and 3 J per run it saw. What it counts goes to `seen`, which
+/// outlives it (run_exec destroys its backend before returning).
+struct MeterCounts {
+  int metered_runs = -1;
+  std::int64_t replayed = -1;
+};
 class MeteredCpu final : public StepBackend {
  public:
-  explicit MeteredCpu(std::unique_ptr<StepBackend> inner) : inner_(std::move(inner)) {}
+  MeteredCpu(std::unique_ptr<StepBackend> inner, MeterCounts& seen) : inner_(std::move(inner)), seen_(seen) {}
   StepOutput run(const StepGraph& g, const StepTokens& t, const OpObserver& o) override {
     ++runs;
     return inner_->run(g, t, o);
@@ -348,7 +353,7 @@ class MeteredCpu final : public StepBackend {
   [[nodiscard]] bool can_replay_last_step() const override { return true; }
   std::optional<double> replay_last_step() override { return 0.010; }
   std::optional<StepPower> power_last_step(std::int64_t steps, std::string*) override {
-    replayed = steps;
+    seen_.replayed = steps;
     return StepPower{steps, 0.010 * static_cast<double>(steps), 2.0 * static_cast<double>(steps), 200.0, 1, 1980.0, 0};
   }
   [[nodiscard]] bool measures_power() const override { return true; }
@@ -359,17 +364,17 @@ class MeteredCpu final : public StepBackend {
       Meter(MeteredCpu* backend) : b(backend), runs_at_open(backend->runs) {}
       std::optional<StepPower> stop(std::string*) override {
         const int seen = b->runs - runs_at_open;
-        b->metered_runs = seen;
+        b->seen_.metered_runs = seen;
         return StepPower{0, 0.1 * seen, 3.0 * seen, 300.0, 1, 1980.0, 0};
       }
     };
     return std::make_unique<Meter>(this);
   }
-  int runs = 0, metered_runs = -1;
-  std::int64_t replayed = -1;
+  int runs = 0;
 
  private:
   std::unique_ptr<StepBackend> inner_;
+  MeterCounts& seen_;
 };
 
 }  // namespace
@@ -383,12 +388,8 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   o.warmup = 0;
   o.reps = 2;
   o.power_seconds = 0.05;
-  MeteredCpu* b = nullptr;
-  o.wrap_backend = [&](std::unique_ptr<StepBackend> inner) {
-    auto w = std::make_unique<MeteredCpu>(std::move(inner));
-    b = w.get();
-    return w;
-  };
+  MeterCounts seen;
+  o.wrap_backend = [&](std::unique_ptr<StepBackend> inner) { return std::make_unique<MeteredCpu>(std::move(inner), seen); };
   const ExecReport r = run_exec(tiny(), nvfp4_bf16(), o);
   REQUIRE(r.steps.size() == 2);
   const StepTiming& dec = r.steps[0];
@@ -401,7 +402,7 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(pre.graph_median_s == 0);
   CHECK(pre.power_timing == "eager");
   CHECK(pre.power.steps == power_window_steps(0.05, pre.median_s));
-  CHECK(pre.power.steps == b->metered_runs);  // every run inside the window counted, no other
+  CHECK(pre.power.steps == seen.metered_runs);  // every run inside the window counted, no other
   CHECK(pre.power.energy_per_step_j() == Approx(3.0));
   CHECK(pre.power.power_w == Approx(300.0));
 
@@ -414,7 +415,7 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
     return two;
   };
   const ExecReport m = run_exec(tiny(), nvfp4_bf16(), o);
-  CHECK(b->replayed == 3);
+  CHECK(seen.replayed == 3);
   CHECK(m.steps[0].power.steps == 3);
   CHECK(m.steps[0].power.gpus == 2);
   CHECK(m.steps[0].power.power_w == Approx(400.0));

@@ -261,6 +261,9 @@ int run_one_process(const BenchPlan& plan, const std::string& gpu_override, bool
 
 /// One process per GPU (mpirun / srun): the collectives only; rank 0 prints and writes.
 int run_mpi(const BenchPlan& plan, const std::string& gpu_override, bool gpu_given) {
+  // No device visible (or no CUDA built in): exit 3 now, before MPI_Init, which a process started
+  // without a launcher would run as a singleton (and which aborted under the sanitizers).
+  if (exec::cuda_device_count() == 0) (void)exec::cuda_require_device(0);
   const std::unique_ptr<exec::ProcessGroup> group = exec::mpi_group();
   const bool root = group->rank() == 0;
   return abort_all_on_failure(*group, [&] {

@@ -1,4 +1,4 @@
-// racksim calibrate --measurements FILE... --out DIR
+// racksim calibrate --measurements FILE... [--steps EXEC_FILE...] --out DIR
 
 #include <iostream>
 
@@ -13,16 +13,19 @@ namespace racksim::cli {
 
 int cmd_calibrate(const Args& args) {
   po::options_description desc("calibrate options");
-  std::vector<std::string> files;
+  std::vector<std::string> files, step_files;
   std::string out;
   desc.add_options()("measurements", po::value(&files)->multitoken()->required(),
                      "measurement files (racksim JSON, or the aiconfigurator GEMM/NCCL CSVs)")(
-      "out", po::value(&out)->required(), "directory for <gpu>.yaml, residuals.md and residuals.json");
+      "out", po::value(&out)->required(), "directory for <gpu>.yaml, residuals.md and residuals.json")(
+      "steps", po::value(&step_files)->multitoken(),
+      "racksim exec files whose step records check the power fit (their op records are not fitted)");
   po::positional_options_description pos;
   po::variables_map vm;
-  if (!parse(args, desc, pos, vm, "racksim calibrate --measurements FILE... --out DIR")) return 0;
+  if (!parse(args, desc, pos, vm, "racksim calibrate --measurements FILE... [--steps EXEC_FILE...] --out DIR")) return 0;
   std::map<std::string, std::size_t> skipped;
-  const auto inputs = calibrate::load_measurement_inputs(files, &skipped);
+  auto inputs = calibrate::load_measurement_inputs(files, &skipped);
+  for (auto& f : calibrate::load_step_inputs(step_files, &skipped)) inputs.push_back(std::move(f));
   calibrate::CalibrationResult r = calibrate::run_calibration(inputs, fmt::format("racksim {} calibrate", RACKSIM_VERSION));
   for (const auto& [why, n] : skipped) r.skipped[why] += n;
   const auto written = calibrate::write_calibration(r, out);
@@ -47,6 +50,10 @@ int cmd_calibrate(const Args& args) {
                    p.holdout_median_error * 100, p.holdout_worst_error * 100);
     }
   }
+  // racksim exec's steps against the power fit: a check on work the fit never saw.
+  for (const auto& c : r.step_power)
+    fmt::print("step power {} {}: measured {:.0f} W, predicted {:.0f} W{} ({}): {:+.1f}%\n", c.gpu, c.identity, c.measured_w, c.predicted_w,
+               c.capped ? " at the limit" : "", c.power, c.error() * 100);
   for (const auto& [why, n] : r.skipped) fmt::print("skipped {} records: {}\n", n, why);
   for (const auto& p : written) fmt::print("wrote {}\n", p);
   return 0;

@@ -99,7 +99,7 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
 /// A step's prediction and the measured over the predicted: time (the graph replay's where there
 /// is one, as the simulator's ops run back to back; else the eager median) and power.
 nlohmann::json prediction_json(const exec::StepTiming& st, const StepPrediction& p) {
-  const double measured = st.graph_median_s > 0 ? st.graph_median_s : st.median_s;
+  const double measured = st.measured_s();
   nlohmann::json j = {{"system", p.system},
                       {"calibrated", p.calibrated},
                       {"gpus", p.gpus},
@@ -107,7 +107,7 @@ nlohmann::json prediction_json(const exec::StepTiming& st, const StepPrediction&
                       {"power_w", p.power_w},
                       {"energy_per_step_j", p.energy_j},
                       {"power_capped", p.capped},
-                      {"measured", st.graph_median_s > 0 ? "graph" : "eager"},
+                      {"measured", st.measured_timing()},
                       {"measured_over_predicted_time", measured / p.time_s}};
   if (st.power.steps > 0) j["measured_over_predicted_power"] = st.power.power_w / p.power_w;
   return j;
@@ -215,11 +215,11 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
   for (std::size_t i = 0; i < pred.steps.size(); ++i) {
     const auto& st = r.steps[i];
     const StepPrediction& p = pred.steps[i];
-    const double measured = st.graph_median_s > 0 ? st.graph_median_s : st.median_s;
+    const double measured = st.measured_s();
     std::string power = fmt::format("{:.0f} W", p.power_w);
     if (st.power.steps > 0) power += fmt::format(" (measured {:.0f} W: {:.2f}x)", st.power.power_w, st.power.power_w / p.power_w);
     fmt::print("  predicted on {} ({}) {:<14} {:.3f} ms (measured {} {:.3f} ms: {:.2f}x), {}{}\n", p.system,
-               p.calibrated ? "calibrated" : "datasheet", st.shape.label(), p.time_s * 1e3, st.graph_median_s > 0 ? "graph" : "eager",
+               p.calibrated ? "calibrated" : "datasheet", st.shape.label(), p.time_s * 1e3, st.measured_timing(),
                measured * 1e3, measured / p.time_s, power, p.capped ? ", power-capped" : "");
   }
   if (r.served) {

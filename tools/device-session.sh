@@ -247,6 +247,12 @@ if [[ $FOCUS == 1 ]]; then
   phase "exec llama2-70b decode" 90 exec-70b.log "$R" exec "${EXEC70[@]}" --shape prefill:1x512 --shape decode:1x1024 --shape decode:16x1024 \
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
+  # Each step's measured power against the committed H200 power fit (2026-12-02, twentieth
+  # session; docs/calibration.md, "Step power"): seconds on the host, in calibrate-steps.log.
+  if [[ -f "$STAGE/exec-70b.json" ]]; then
+    phase "calibrate --steps exec-70b.json (step power vs the H200 power fit)" 30 calibrate-steps.log "$R" calibrate \
+      --measurements exec/measurements/h200-sxm-2026-11-30b/power.json --steps "$STAGE/exec-70b.json" --out "$STAGE/calibrated-steps"
+  fi
   # MoE on the device (2026-12-01): Mixtral-8x7B (32 layers, 8 experts top-2, random NVFP4 codes,
   # about 26 GB), decode steps grouped (one launch per MoE GEMM) and replayed as graphs; the 1x512
   # prefill per expert. Early since 2026-12-02: docs/validation.md's MoE lead (the held-out MoE

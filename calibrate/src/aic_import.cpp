@@ -183,4 +183,19 @@ std::vector<MeasurementFile> load_measurement_inputs(const std::vector<std::stri
   return out;
 }
 
+std::vector<MeasurementFile> load_step_inputs(const std::vector<std::string>& paths, std::map<std::string, std::size_t>* skipped) {
+  std::vector<MeasurementFile> out;
+  for (const auto& p : paths) {
+    MeasurementFile f = read_measurements(p);
+    const auto not_step = [](const MeasurementRecord& r) { return r.op.kind != "step"; };
+    const auto others = static_cast<std::size_t>(std::count_if(f.records.begin(), f.records.end(), not_step));
+    if (others == f.records.size())
+      throw InputError(fmt::format("--steps: {}: holds no step record (racksim exec --out writes one per timed shape since 2026-12-02)", p));
+    std::erase_if(f.records, not_step);
+    if (skipped && others > 0) (*skipped)[fmt::format("{}: given with --steps (its op records are not fitted; only its steps are checked)", p)] += others;
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 }  // namespace racksim::calibrate

@@ -13,6 +13,7 @@
 #include "racksim/common/output.hpp"
 #include "racksim/calibrate/device_fit.hpp"
 #include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 
 namespace racksim::calibrate {
@@ -208,6 +209,49 @@ void fit_device_records(const MeasurementFile& f, const GpuSpec& gpu, const std:
   }
 }
 
+// Every step record with a power window against the power its GPU's calibration (own, or carried
+// from a GPU of these files) predicts (StepPowerCheck).
+void check_step_power(const std::vector<std::pair<const MeasurementFile*, const MeasurementRecord*>>& steps, CalibrationResult& out) {
+  std::vector<const CalibratedFactors*> tables;
+  for (const auto& g : out.gpus) tables.push_back(&g);
+  for (const auto& [f, rec] : steps) {
+    const GpuSpec& gpu = find_gpu(f->run.gpu);
+    if (!rec->energy_j || !rec->power_w || !(*rec->power_w > 0)) {
+      ++out.skipped[fmt::format("{}: step without energy_j and power_w (no power window: racksim exec --power-seconds 0, or no NVML)", f->path)];
+      continue;
+    }
+    if (!rec->flops) {
+      ++out.skipped[fmt::format("{}: step without flops (the power check needs the step's work)", f->path)];
+      continue;
+    }
+    const EnergyModel e = energy_model_for(gpu, GpuCalibration(gpu, tables));
+    if (e.joules_per_flop.empty()) {
+      ++out.skipped[fmt::format("{}: step on {}: no power fit in these files for it or a GPU it carries from (add the GPU's "
+                                "racksim bench --suite power file)", f->path, gpu.id)];
+      continue;
+    }
+    // The step's work as one op of the activations' format (the energy model's per-format
+    // energy per FLOP; HBM bytes at its per-byte energy), over the window's time per step.
+    Op work;
+    work.kind = OpKind::gemm;
+    work.in_dtype = *parse_dtype(rec->op.a_dtype);
+    work.flops = *rec->flops;
+    work.weight_bytes = rec->bytes_moved.value_or(0.0);
+    StepPowerCheck c;
+    c.gpu = gpu.id;
+    c.identity = rec->op.identity();
+    c.file = f->path;
+    c.power = e.provenance == "carried" ? fmt::format("carried from {}", e.carried_from) : e.provenance;
+    c.gpus = rec->op.ranks;
+    c.step_s = *rec->energy_j / *rec->power_w;
+    c.measured_w = *rec->power_w;
+    const CappedWork w = apply_power_limit(e, c.step_s, op_energy_j(e, work, 0.0));
+    c.predicted_w = w.power_w * c.gpus;
+    c.capped = w.capped;
+    out.step_power.push_back(std::move(c));
+  }
+}
+
 }  // namespace
 
 CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, const std::string& fitted_by) {
@@ -223,6 +267,7 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
   std::map<std::pair<std::string, DType>, GemmGroup> gemms;
   std::map<std::tuple<std::string, std::string, int, std::string>, CollGroup> colls;
   std::map<std::string, CalibratedFactors> by_gpu;
+  std::vector<std::pair<const MeasurementFile*, const MeasurementRecord*>> steps;  // racksim exec's steps, checked at the end
   // Which file gave each device-level section of each GPU: a second file for the same section
   // is an error naming both (one run per section, so its provenance is one run header).
   std::map<std::pair<std::string, std::string>, std::string> device_section_file;
@@ -280,6 +325,8 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
         if (!g.points.emplace(op.bytes, CollectivePoint{op.bytes, rec.time_median_s, op.identity()}).second)
           ++out.skipped[fmt::format("{}: {} {} x{} {}: a size measured again (the first measurement is kept)", f.path, f.run.gpu, op.kind,
                                     op.ranks, op.dtype)];
+      } else if (op.kind == "step") {
+        steps.push_back({&f, &rec});
       } else if (op.kind == "memcpy") {
         ++out.skipped[fmt::format("{}: memcpy variant '{}' (read and copy are fitted)", f.path, op.variant)];
       } else {
@@ -335,6 +382,7 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
   }
   for (auto& [id, f] : by_gpu) out.gpus.push_back(std::move(f));
   out.transfer = evaluate_transfer(out.gpus, out.measured);
+  check_step_power(steps, out);
   return out;
 }
 
@@ -387,6 +435,16 @@ std::string residual_markdown(const CalibrationResult& r) {
   return md;
 }
 
+std::string step_power_markdown(const std::vector<StepPowerCheck>& checks) {
+  if (checks.empty()) return "No step record with a power window and a power fit for its GPU (racksim exec --device cuda:N writes them).\n";
+  std::string md = "| GPU | step | power fit | GPUs | time per step | measured | predicted | error |\n"
+                   "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const auto& c : checks)
+    md += fmt::format("| {} | {} | {} | {} | {} | {:.0f} W | {:.0f} W{} | {:+.1f}% |\n", c.gpu, c.identity, c.power, c.gpus, fmt_time(c.step_s),
+                      c.measured_w, c.predicted_w, c.capped ? " (at the limit)" : "", c.error() * 100);
+  return md;
+}
+
 std::string residual_json(const CalibrationResult& r) {
   nlohmann::json j = {{"points", nlohmann::json::array()}, {"families", nlohmann::json::array()}};
   std::map<std::pair<std::string, std::string>, std::vector<const Residual*>> fam, fam_held;
@@ -408,6 +466,11 @@ std::string residual_json(const CalibrationResult& r) {
                              {"median_error", x.median}, {"worst_error", x.worst}, {"worst", x.worst_identity},
                              {"time_carried_median_error", x.time_carried_median}, {"own_held_out_median_error", x.own_holdout_median},
                              {"own_held_out_worst_error", x.own_holdout_worst}});
+  j["step_power"] = nlohmann::json::array();
+  for (const auto& c : r.step_power)
+    j["step_power"].push_back({{"gpu", c.gpu}, {"identity", c.identity}, {"file", c.file}, {"power", c.power}, {"gpus", c.gpus},
+                               {"step_s", c.step_s}, {"measured_w", c.measured_w}, {"predicted_w", c.predicted_w},
+                               {"capped", c.capped}, {"error", c.error()}});
   nlohmann::json skipped = nlohmann::json::object();
   for (const auto& [why, n] : r.skipped) skipped[why] = n;
   j["skipped"] = skipped;
@@ -436,7 +499,11 @@ std::vector<std::string> write_calibration(const CalibrationResult& r, const std
                    "\n## Transfer between GPUs of a family\n\nEach donor's fitted factors on every shape the recipient measured "
                    "(none seen by the donor's fit). Carried: the donor's efficiencies, tile, k_ramp and blend with the recipient's "
                    "datasheet peak, HBM bandwidth, SM count and NVLink bandwidth (the cost model's rule). Time carried: the donor's "
-                   "predicted time used as is. docs/calibration.md.\n\n" + transfer_markdown(r.transfer));
+                   "predicted time used as is. docs/calibration.md.\n\n" + transfer_markdown(r.transfer) +
+                   "\n## Step power against the power fit\n\nEach step racksim exec measured with a power window (energy over >= 1 s "
+                   "of back-to-back steps), against idle + the fitted energy per FLOP (the activations' format) and per HBM byte "
+                   "of the step's work over its time per step, capped at the datasheet limit, times its GPUs. Never fitted on "
+                   "(docs/calibration.md, \"Step power\").\n\n" + step_power_markdown(r.step_power));
   write_output(js, residual_json(r));
   written.push_back(md);
   written.push_back(js);

@@ -22,10 +22,12 @@ using nlohmann::json;
 constexpr std::string_view kKinds[] = {
     "embedding", "rmsnorm", "gemm", "moe_gemm", "rope", "attention_prefill", "attention_decode", "swiglu",
     "residual_add", "moe_router_topk", "moe_permute", "moe_finalize", "sampling", "all_reduce", "all_gather", "reduce_scatter", "all_to_all",
-    "send_recv", "memcpy", "launch", "idle"};
+    "send_recv", "memcpy", "launch", "idle", "step"};
 constexpr std::string_view kCollectives[] = {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"};
 constexpr std::string_view kMemcpyVariants[] = {"copy", "read"};
 constexpr std::string_view kLaunchVariants[] = {"kernel", "graph_node"};
+constexpr std::string_view kStepVariants[] = {"decode", "prefill"};
+constexpr std::string_view kStepTimings[] = {"graph", "eager"};
 constexpr std::string_view kElementTypes[] = {"fp32", "bf16", "fp16", "fp8", "int8", "nvfp4", "mxfp4"};
 constexpr std::string_view kClockEvents[] = {"gpu_idle",   "applications_clocks", "sw_power_cap",   "hw_slowdown",   "sync_boost",
                                              "sw_thermal", "hw_thermal",          "hw_power_brake", "display_clocks"};
@@ -122,6 +124,16 @@ MeasuredOp read_op(StrictObject& o) {
     if (o.has("variant")) op.variant = o.choice("variant", kMemcpyVariants);
   } else if (op.kind == "launch") {
     if (o.has("variant")) op.variant = o.choice("variant", kLaunchVariants);
+  } else if (op.kind == "step") {
+    op.variant = o.choice("variant", kStepVariants);
+    op.sequences = o.integer("sequences", 1, std::int64_t{1} << 40);
+    op.m = o.integer("m", 1, std::int64_t{1} << 40);
+    op.n = o.integer("n", 0, std::int64_t{1} << 40);
+    op.k = o.integer("k", 1, 1 << 20);
+    op.ranks = static_cast<int>(o.integer("ranks", 1, 1 << 20));
+    op.a_dtype = dtype_choice(o, "a_dtype");
+    op.w_dtype = dtype_choice(o, "w_dtype");
+    op.dtype = dtype_choice(o, "dtype");
   } else if (is_attention_kind(op.kind)) {
     op.m = o.integer("m", 1, std::int64_t{1} << 40);
     op.n = o.integer("n", 1, std::int64_t{1} << 20);
@@ -154,6 +166,16 @@ json op_json(const MeasuredOp& op) {
     if (!op.variant.empty()) j["variant"] = op.variant;
   } else if (op.kind == "launch") {
     if (!op.variant.empty()) j["variant"] = op.variant;
+  } else if (op.kind == "step") {
+    j["variant"] = op.variant;
+    j["sequences"] = op.sequences;
+    j["m"] = op.m;
+    j["n"] = op.n;
+    j["k"] = op.k;
+    j["ranks"] = op.ranks;
+    j["a_dtype"] = op.a_dtype;
+    j["w_dtype"] = op.w_dtype;
+    j["dtype"] = op.dtype;
   } else if (op.kind != "idle") {
     j["m"] = op.m;
     j["n"] = op.n;
@@ -194,6 +216,9 @@ std::string MeasuredOp::identity() const {
   const std::string v = variant.empty() ? "" : " variant=" + variant;
   if (kind == "memcpy") return fmt::format("memcpy bytes={:.0f}{}", bytes, v);
   if (kind == "launch" || kind == "idle") return kind + v;
+  if (kind == "step")
+    return fmt::format("step {} seqs={} tokens={} context={} layers={} gpus={} a={} w={} kv={}", variant, sequences, m, n, k, ranks, a_dtype,
+                       w_dtype, dtype);
   if (is_attention_kind(kind))
     return fmt::format("{} tokens={} heads={} head_dim={} seqs={} pairs={:.0f} q={} kv={}", kind, m, n, k, sequences, pairs, a_dtype,
                        w_dtype);
@@ -271,6 +296,8 @@ MeasurementFile parse_measurements(std::string_view text, const std::string& nam
     rec.energy_j = r.optional_number("energy_j", 0, 1e12);
     rec.power_w = r.optional_number("power_w", 0, 1e6);
     rec.sm_clock_mhz = r.optional_number("sm_clock_mhz", 1, 1e5);
+    // How a step's time was taken; only step records say (the run block's `timing` is the ops').
+    if (rec.op.kind == "step") rec.timing = r.choice("timing", kStepTimings);
     if (r.has("clock_events")) {
       const json& ev = r.get("clock_events");
       if (!ev.is_array()) r.fail("clock_events", "must be a list of NVML clock-event names");
@@ -335,6 +362,7 @@ std::string format_measurements(const MeasurementFile& file) {
     if (rec.power_w) j["power_w"] = *rec.power_w;
     if (rec.sm_clock_mhz) j["sm_clock_mhz"] = *rec.sm_clock_mhz;
     if (!rec.clock_events.empty()) j["clock_events"] = rec.clock_events;
+    if (!rec.timing.empty()) j["timing"] = rec.timing;
     recs.push_back(std::move(j));
   }
   json root = {{"schema", kMeasurementSchema}, {"run", std::move(run)}, {"records", std::move(recs)}};

@@ -85,6 +85,60 @@ MeasuredOp measured_op(const Op& op) {
   return m;
 }
 
+/// A timed step as a measurement record (kind "step"): its time as the simulator's ops run
+/// (StepTiming::measured_s: graph replays, else the eager reps with their min and max), one
+/// GPU's FLOPs and HBM bytes per step, and the power window's energy per step and mean power
+/// over all the step's GPUs where one ran.
+MeasurementRecord step_record(const StepTiming& st, int layers, int gpus, const Precision& precision) {
+  MeasuredOp op;
+  op.kind = "step";
+  const bool decode = st.shape.kind == ExecShape::Kind::decode;
+  op.variant = decode ? "decode" : "prefill";
+  op.sequences = st.shape.batch;
+  op.m = st.tokens;
+  op.n = decode ? st.shape.context : st.shape.tokens;
+  op.k = layers;
+  op.ranks = gpus;
+  op.a_dtype = std::string(to_string(precision.activations));
+  op.w_dtype = std::string(to_string(precision.weights));
+  op.dtype = std::string(to_string(precision.kv_cache));
+  const bool graph = st.graph_median_s > 0;
+  MeasurementRecord r;
+  r.op = std::move(op);
+  r.time_median_s = st.measured_s();
+  if (!graph) {
+    r.time_min_s = st.min_s;
+    r.time_max_s = st.max_s;
+  }
+  r.reps = st.reps;
+  r.timing = st.measured_timing();
+  if (st.flops > 0) r.flops = st.flops;
+  if (st.bytes > 0) r.bytes_moved = st.bytes;
+  if (st.power.steps > 0) {
+    r.energy_j = st.power.energy_per_step_j();
+    r.power_w = st.power.power_w;
+    if (st.power.sm_clock_mhz > 0) r.sm_clock_mhz = st.power.sm_clock_mhz;
+    r.clock_events = clock_event_names(st.power.clock_events);
+  }
+  return r;
+}
+
+/// The ranks' power windows summed over their GPUs (StepPower::add_gpus), `steps` replays each;
+/// none where any rank has none, `why` its reason naming the rank.
+std::optional<StepPower> sum_over_ranks(const std::vector<std::optional<StepPower>>& p, const std::vector<std::string>& whys,
+                                        std::int64_t steps, std::string* why) {
+  StepPower sum;
+  sum.steps = steps;
+  for (std::size_t r = 0; r < p.size(); ++r) {
+    if (!p[r]) {
+      if (why) *why = fmt::format("{} (rank {})", whys[r], r);
+      return std::nullopt;
+    }
+    sum.add_gpus(*p[r]);
+  }
+  return sum;
+}
+
 /// Random prompt tokens: mt19937_64's sequence is fixed by the standard; the modulo's bias
 /// (vocab / 2^64) is immaterial and the same everywhere.
 class TokenSource {
@@ -165,16 +219,7 @@ class TpThreads final : public StepBackend {
     std::vector<std::optional<StepPower>> p(ranks_.size());
     std::vector<std::string> whys(ranks_.size());
     on_all_ranks([&](int r) { p[z(r)] = ranks_[z(r)]->power_last_step(steps, &whys[z(r)]); });
-    StepPower sum;
-    sum.steps = steps;
-    for (std::size_t r = 0; r < p.size(); ++r) {
-      if (!p[r]) {
-        if (why) *why = fmt::format("{} (rank {})", whys[r], r);
-        return std::nullopt;
-      }
-      sum.add_gpus(*p[r]);
-    }
-    return sum;
+    return sum_over_ranks(p, whys, steps, why);
   }
   [[nodiscard]] bool measures_power() const override {
     return std::all_of(ranks_.begin(), ranks_.end(), [](const auto& r) { return r->measures_power(); });
@@ -186,17 +231,10 @@ class TpThreads final : public StepBackend {
     struct Group final : PowerMeter {
       std::vector<std::unique_ptr<PowerMeter>> meters;
       std::optional<StepPower> stop(std::string* why) override {
-        StepPower sum;
-        for (std::size_t r = 0; r < meters.size(); ++r) {
-          std::string w;
-          const std::optional<StepPower> p = meters[r]->stop(&w);
-          if (!p) {
-            if (why) *why = fmt::format("{} (rank {})", w, r);
-            return std::nullopt;
-          }
-          sum.add_gpus(*p);
-        }
-        return sum;
+        std::vector<std::optional<StepPower>> p(meters.size());
+        std::vector<std::string> whys(meters.size());
+        for (std::size_t r = 0; r < meters.size(); ++r) p[r] = meters[r]->stop(&whys[r]);
+        return sum_over_ranks(p, whys, 0, why);
       }
     };
     auto g = std::make_unique<Group>();
@@ -364,6 +402,12 @@ class Runner {
     st.power_timing = power_timing;
     st.shape = s;
     st.tokens = batch.tokens();
+    for (std::size_t v = 0; v < graph.size(); ++v) {
+      const Op& op = graph.op(v);
+      if (is_communication(op.kind)) continue;
+      st.flops += op.flops;
+      st.bytes += op.bytes();
+    }
     const TimingStats ts = stats_of(times);
     st.median_s = ts.median_s;
     st.min_s = ts.min_s;
@@ -799,6 +843,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     if (e.op.bytes() > 0) rec.bytes_moved = e.op.bytes();
     f.records.push_back(std::move(rec));
   }
+  for (const StepTiming& st : report.steps) f.records.push_back(step_record(st, report.model.layers, o.tensor_parallel, precision));
   return report;
 }
 

@@ -436,3 +436,95 @@ TEST_CASE("mixed-format GEMMs, forced collective algorithms and repeated points 
                             "same format)") == 1);
   CHECK(r.skipped.size() == 3);
 }
+
+namespace {
+
+// A `racksim exec` step record: one GPU's FLOPs and HBM bytes per step, and a power window of
+// `step_s` per step at `power_w` over its `gpus` GPUs (energy per step = power x time).
+MeasurementRecord exec_step(std::string variant, int gpus, double flops, double bytes, double step_s, double power_w) {
+  MeasurementRecord r;
+  r.op.kind = "step";
+  r.op.variant = std::move(variant);
+  r.op.sequences = 64;
+  r.op.m = 64;
+  r.op.n = 1024;
+  r.op.k = 80;
+  r.op.ranks = gpus;
+  r.op.a_dtype = "bf16";
+  r.op.w_dtype = "nvfp4";
+  r.op.dtype = "fp8";
+  r.time_median_s = step_s * 0.98;  // the timed replays; the check uses the window's own time per step
+  r.reps = 10;
+  r.timing = "graph";
+  r.flops = flops;
+  r.bytes_moved = bytes;
+  r.energy_j = power_w * step_s;
+  r.power_w = power_w;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("racksim exec's steps are checked against the power fit, own and carried, never fitted on", "[calibrate][device]") {
+  // The bench file fits idle 90 W, 0.5 pJ per BF16 FLOP and 65 pJ per HBM byte (exact, above).
+  // A decode step of 0.28 TFLOP and 35 GB per GPU in a 20 ms window runs 14 TFLOP/s and
+  // 1.75 TB/s: 90 + 0.5 x 14 + 65 x 1.75 = 210.75 W per GPU.
+  MeasurementFile exec;
+  exec.run = h100_run("racksim exec llama.yaml --device cuda:0");
+  exec.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0));   // +5.375%
+  exec.records.push_back(exec_step("decode", 2, 2.8e11, 3.5e10, 0.020, 421.5));   // two GPUs of the same: 0%
+  exec.records.back().op.sequences = exec.records.back().op.m = 128;
+  // A prefill of 60 TFLOP and 100 GB in 50 ms asks 90 + 0.5 x 1,200 + 65 x 2 = 820 W: capped at
+  // the datasheet's 700 W; measured 690 W: +1.449%.
+  exec.records.push_back(exec_step("prefill", 1, 6.0e13, 1.0e11, 0.050, 690.0));
+  MeasurementRecord no_window = exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0);
+  no_window.op.n = 2048;
+  no_window.energy_j.reset();
+  no_window.power_w.reset();
+  exec.records.push_back(no_window);
+  // The same step on an H200 (Hopper, 700 W as the H100: the power fit carries) and on a GB300
+  // (no power fit of its family in these files).
+  MeasurementFile h200;
+  h200.run = h100_run("racksim exec llama.yaml --device cuda:0");
+  h200.run.device = "NVIDIA H200";
+  h200.run.gpu = "h200-sxm";
+  h200.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 210.75));
+  MeasurementFile gb300 = h200;
+  gb300.run.device = "NVIDIA GB300";
+  gb300.run.gpu = "gb300";
+
+  const auto files = test::written_and_read({device_file(), exec, h200, gb300}, "steps");
+  const CalibrationResult r = run_calibration(files, "racksim tests");
+  REQUIRE(r.step_power.size() == 4);
+  const StepPowerCheck& d1 = r.step_power[0];
+  CHECK(d1.gpu == "h100-sxm");
+  CHECK(d1.identity == "step decode seqs=64 tokens=64 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8");
+  CHECK(d1.power == "calibrated");
+  CHECK(d1.step_s == Approx(0.020));
+  CHECK(d1.predicted_w == Approx(210.75).epsilon(1e-9));
+  CHECK(d1.error() == Approx(0.05375).epsilon(1e-7));
+  CHECK_FALSE(d1.capped);
+  CHECK(r.step_power[1].gpus == 2);
+  CHECK(r.step_power[1].predicted_w == Approx(421.5).epsilon(1e-9));
+  CHECK(std::fabs(r.step_power[1].error()) < 1e-9);
+  CHECK(r.step_power[2].capped);
+  CHECK(r.step_power[2].predicted_w == Approx(700.0));
+  CHECK(r.step_power[2].error() == Approx(700.0 / 690.0 - 1).epsilon(1e-9));
+  CHECK(r.step_power[3].gpu == "h200-sxm");
+  CHECK(r.step_power[3].power == "carried from h100-sxm");
+  CHECK(std::fabs(r.step_power[3].error()) < 1e-9);
+  // Not checked, each said: the step without a window, the GB300's (no fit own or carried).
+  CHECK(r.skipped.size() == 2);
+  const auto skipped_with = [&](const std::string& part) {
+    return std::count_if(r.skipped.begin(), r.skipped.end(), [&](const auto& s) { return s.first.find(part) != std::string::npos; });
+  };
+  CHECK(skipped_with("step without energy_j and power_w") == 1);
+  CHECK(skipped_with("step on gb300: no power fit in these files") == 1);
+  // The steps never enter a fit: the power section is the bench file's alone.
+  CHECK(test::only_gpu(r).power->points == 4);
+  // The report's table and JSON carry them.
+  CHECK_THAT(step_power_markdown(r.step_power), Catch::Contains("| h100-sxm | step prefill seqs=64 tokens=64 context=1024 layers=80 gpus=1 "
+                                                                "a=bf16 w=nvfp4 kv=fp8 | calibrated | 1 | 50.000 ms | 690 W | 700 W (at the "
+                                                                "limit) | +1.4% |"));
+  CHECK_THAT(residual_json(r), Catch::Contains("\"power\": \"carried from h100-sxm\""));
+}

@@ -406,6 +406,39 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(pre.power.energy_per_step_j() == Approx(3.0));
   CHECK(pre.power.power_w == Approx(300.0));
 
+  // The measurement file keeps each step (kind "step"): its time as the simulator's ops run (the
+  // decode's replays; the prefill's eager reps with min and max), one GPU's FLOPs and bytes per
+  // step, and the window's energy per step and power; it reads back with the same identity.
+  // FLOPs of decode 2x5 on tiny-llama (2 layers, hidden 64, 4 heads + 2 KV heads of 16, FFN 128,
+  // vocab 97), by hand (workloads/src/step_graph.cpp's counts): per layer qkv 2*2*128*64 = 32,768,
+  // o_proj 2*2*64*64 = 16,384, gate_up 2*2*256*64 = 65,536, down 2*2*64*128 = 32,768, attention
+  // 4 heads*16*4 flops*12 pairs (2 sequences x 6 keys) = 3,072, norms 2 x 4*2*64, rope 3*2*96,
+  // residuals 2 x 2*64, swiglu 4*2*128 = 2,880; twice that, plus lm_head 2*2*97*64 = 24,832,
+  // final norm 512 and sampling 2*2*97 = 388: 332,548.
+  const MeasurementRecord& dstep = record_of(r, "step decode seqs=2 tokens=2 context=5 layers=2 gpus=1 a=bf16 w=nvfp4 kv=bf16");
+  CHECK(dstep.timing == "graph");
+  CHECK(dstep.time_median_s == Approx(0.010));
+  CHECK_FALSE(dstep.time_min_s);
+  CHECK(dstep.reps == 2);
+  REQUIRE(dstep.flops);
+  CHECK(*dstep.flops == Approx(332548.0));
+  // At least the weights: 73,728 NVFP4 parameters at 0.5 + 1/16 (an FP8 scale per 16) bytes and
+  // the BF16 lm_head, 97 x 64 x 2.
+  REQUIRE(dstep.bytes_moved);
+  CHECK(*dstep.bytes_moved > 73728 * 0.5625 + 97 * 64 * 2);
+  CHECK(dstep.energy_j == Approx(2.0));
+  CHECK(dstep.power_w == Approx(200.0));
+  CHECK(dstep.sm_clock_mhz == Approx(1980.0));
+  const MeasurementRecord& pstep = record_of(r, "step prefill seqs=1 tokens=6 context=6 layers=2 gpus=1");
+  CHECK(pstep.timing == "eager");
+  CHECK(pstep.time_median_s == Approx(pre.median_s));
+  CHECK((pstep.time_min_s && *pstep.time_min_s == pre.min_s && pstep.time_max_s && *pstep.time_max_s == pre.max_s));
+  CHECK(pstep.energy_j == Approx(3.0));
+  const MeasurementFile back = parse_measurements(format_measurements(r.measurements), "exec.json");
+  REQUIRE(back.records.size() == r.measurements.records.size());
+  CHECK(back.records.back().op.identity() == r.measurements.records.back().op.identity());
+  CHECK(back.records.back().timing == r.measurements.records.back().timing);
+
   // Under MPI: the ranks agree on the fewest runs (here: at most 3) and sum their GPUs (a fake
   // combine that adds a second GPU of the same draw); with no window (power_seconds 0), none.
   o.agree_power_steps = [](int n) { return std::min(n, 3); };

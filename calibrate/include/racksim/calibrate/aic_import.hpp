@@ -28,5 +28,10 @@ struct ImportResult {
 /// added to `skipped`.
 [[nodiscard]] std::vector<MeasurementFile> load_measurement_inputs(const std::vector<std::string>& paths,
                                                                    std::map<std::string, std::size_t>* skipped = nullptr);
+/// Measurement files given for their step records only (`racksim calibrate --steps`: racksim
+/// exec's files, whose op records would otherwise enter the fits beside the benches'): each keeps
+/// its run block and its "step" records; the others are counted in `skipped`. InputError naming
+/// the file if it holds no step record.
+[[nodiscard]] std::vector<MeasurementFile> load_step_inputs(const std::vector<std::string>& paths, std::map<std::string, std::size_t>* skipped);
 
 }  // namespace racksim::calibrate

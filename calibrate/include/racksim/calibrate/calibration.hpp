@@ -13,6 +13,24 @@
 
 namespace racksim::calibrate {
 
+/// A whole step `racksim exec` measured (a "step" record with its power window) against the
+/// power its GPU's calibration predicts: idle plus the energy model's dynamic energy of the
+/// step's FLOPs (at the activations' format) and HBM bytes over the window's time per step,
+/// capped at the datasheet limit, times the step's GPUs. Never fitted on: a check of the power
+/// fit on work it did not see (docs/calibration.md, "Step power").
+struct StepPowerCheck {
+  std::string gpu;            ///< catalog GPU id of the file
+  std::string identity;       ///< the step record's
+  std::string file;           ///< the measurement file it came from
+  std::string power;          ///< "calibrated" (the GPU's own power fit) or "carried from <gpu>"
+  int gpus = 0;               ///< GPUs the step's power sums
+  double step_s = 0;          ///< the window's time per step: energy_j / power_w
+  double measured_w = 0;      ///< the record's power over all its GPUs
+  double predicted_w = 0;     ///< the calibrated energy model's, over all its GPUs
+  bool capped = false;        ///< the prediction reached the power limit
+  [[nodiscard]] double error() const { return predicted_w / measured_w - 1.0; }
+};
+
 /// Factors for every GPU found in the files, and every point's residual.
 struct CalibrationResult {
   std::vector<CalibratedFactors> gpus;           ///< sorted by GPU id
@@ -20,17 +38,22 @@ struct CalibrationResult {
   std::map<std::string, std::size_t> skipped;    ///< reason -> records not used
   MeasuredTables measured;                       ///< the points of every fitted table
   std::vector<TransferResult> transfer;          ///< same-family donors' factors on each GPU's table
+  std::vector<StepPowerCheck> step_power;        ///< every step record with a power window, against the power fit
 };
 
 /// Fits GEMM models per (GPU, compute format) and collectives per (GPU, op, ranks, dtype), then
 /// evaluates carrying them between GPUs of a family (evaluate_transfer).
 /// Files without a catalog GPU id are skipped with a count. `fitted_by` goes into provenance.
+/// Step records (racksim exec) are checked against the power fit (StepPowerCheck), own or
+/// carried from a GPU of these files; one with no energy, no FLOPs or no such fit is skipped.
 [[nodiscard]] CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, const std::string& fitted_by);
 
 /// The residual report in Markdown: per GPU, family and size bucket: points, measured and
 /// fitted median time, median and worst error, held-out median and worst.
 [[nodiscard]] std::string residual_markdown(const CalibrationResult& r);
-/// The same report as JSON, with every point and the transfer table.
+/// The step power checks as a Markdown table (residuals.md's "Step power against the power fit").
+[[nodiscard]] std::string step_power_markdown(const std::vector<StepPowerCheck>& checks);
+/// The same report as JSON, with every point, the transfer table and the step power checks.
 [[nodiscard]] std::string residual_json(const CalibrationResult& r);
 /// Writes <gpu>.yaml per GPU, residuals.md (with a "Transfer between GPUs of a family"
 /// section) and residuals.json into `dir` (each file atomically).

@@ -40,7 +40,7 @@ struct MeasurementRun {
 
 /// What one record measured; the fields that do not apply to its kind stay 0 / "".
 struct MeasuredOp {
-  std::string kind;          ///< one of measurement_kinds(): "gemm", "all_reduce", ...
+  std::string kind;          ///< one of measurement_kinds(): "gemm", "all_reduce", ..., "step"
   std::int64_t m = 0;        ///< GEMM / elementwise shape
   std::int64_t n = 0;
   std::int64_t k = 0;
@@ -57,6 +57,11 @@ struct MeasuredOp {
   /// and the two sums the cost depends on: sequences and the sum over query tokens of keys attended.
   std::int64_t sequences = 0;
   double pairs = 0;
+  /// A whole step of `racksim exec` (kind "step"): variant = "decode" or "prefill", sequences,
+  /// m = tokens through the GEMMs, n = decode: cached tokens per sequence / prefill: prompt
+  /// length, k = layers run, ranks = GPUs (tensor parallel), a_dtype = activations, w_dtype =
+  /// weights, dtype = KV cache; flops and bytes_moved are one GPU's per step (the graph's ops,
+  /// collectives left out), energy_j and power_w the step's over all its GPUs.
 
   /// One-line identity used to join measurements to predictions and to sort records.
   [[nodiscard]] std::string identity() const;
@@ -77,6 +82,9 @@ struct MeasurementRecord {
   /// NVML clock-event ("throttle") reasons seen in that window, by clock_event_names; empty where
   /// none was seen or the source does not say.
   std::vector<std::string> clock_events;
+  /// Step records only: "graph" (the time is the captured step's replays) or "eager" (the timed
+  /// reps as run op by op); "" for every other kind.
+  std::string timing;
 };
 
 /// The NVML clock-event (throttle) reasons a mask holds, by name, in bit order (nvml.h's
@@ -95,8 +103,9 @@ struct MeasurementFile {
   std::string path;  ///< file it was read from (not written)
 };
 
-/// Kinds a record may have: racksim's op kinds plus "reduce_scatter", "memcpy", "launch" and
-/// "idle" (the device with nothing running: a power record).
+/// Kinds a record may have: racksim's op kinds plus "reduce_scatter", "memcpy", "launch",
+/// "idle" (the device with nothing running: a power record) and "step" (a whole step of
+/// `racksim exec`: its time, and its energy and power where a power window ran).
 [[nodiscard]] std::span<const std::string_view> measurement_kinds() noexcept;
 /// True for the collective kinds (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv).
 [[nodiscard]] bool is_collective_kind(std::string_view kind) noexcept;

@@ -94,6 +94,9 @@ struct StepTiming {
   double median_s = 0, min_s = 0, max_s = 0;
   int reps = 0;
   double graph_median_s = 0;         ///< decode on CUDA: the step replayed as one CUDA graph (0 = not run)
+  /// One GPU's work per step, summed over the step graph's ops (collectives left out): FLOPs and
+  /// HBM bytes as the simulator costs them (Op::flops, Op::bytes()).
+  double flops = 0, bytes = 0;
   /// Decode on CUDA with power_seconds > 0: the step's power window (StepPower; steps == 0:
   /// none, power_note says why).
   StepPower power;
@@ -104,6 +107,10 @@ struct StepTiming {
   /// step's op time; what the step's wall time holds beyond it is the host's work between ops.
   std::vector<std::pair<std::string, double>> op_time_by_kind;
   [[nodiscard]] double op_time_s() const;
+  /// The step's time as the simulator's ops run, back to back: the graph replay's median where
+  /// the step was captured, else the eager reps' median; measured_timing() names which.
+  [[nodiscard]] double measured_s() const { return graph_median_s > 0 ? graph_median_s : median_s; }
+  [[nodiscard]] const char* measured_timing() const { return graph_median_s > 0 ? "graph" : "eager"; }
   /// Prefill: prompt tokens / median; decode: sequences (one new token each) / median.
   [[nodiscard]] double tokens_per_s() const { return static_cast<double>(tokens) / median_s; }
 };

@@ -27,7 +27,7 @@ struct StepPower {
   std::int64_t steps = 0;  ///< replays in the window
   double seconds = 0;      ///< the window, the device's events around the replays
   double energy_j = 0;     ///< energy-counter differences, summed over the GPUs
-  double power_w = 0;      ///< mean of the power samples, summed over the GPUs
+  double power_w = 0;      ///< mean power, summed over the GPUs: each GPU's energy over the window (NVML's power readings trail by a second)
   int gpus = 0;            ///< GPUs summed
   double sm_clock_mhz = 0; ///< mean SM clock of the samples, over the GPUs (0: none sampled)
   std::uint64_t clock_events = 0;  ///< NVML clock-event reasons any GPU reported in any sample (clock_event_names)

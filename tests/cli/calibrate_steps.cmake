@@ -1,0 +1,42 @@
+# racksim calibrate --steps: an exec file's step records checked against the power fit of the
+# committed H200 power.json (hwmodels/data/calibrated/h200-sxm.yaml: idle 122.227 W, 0.713931 pJ
+# per BF16 FLOP, 100.746 pJ per HBM byte); its op records not fitted, each skip said; a file
+# without steps refused. Inputs: RACKSIM, SOURCE (the repository), OUT (a scratch directory).
+set(power "${SOURCE}/exec/measurements/h200-sxm-2026-11-30b/power.json")
+set(steps "${SOURCE}/tests/cli/data/calibrate-steps/exec-h200.json")
+file(REMOVE_RECURSE "${OUT}")
+execute_process(COMMAND "${RACKSIM}" calibrate --measurements "${power}" --steps "${steps}" --out "${OUT}"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "racksim calibrate --steps: exit ${rc}\n${stdout}\n${stderr}")
+endif()
+# The fixture's decode step: 1.4e11 FLOP and 4.0e10 B in 8.0 J / 400 W = 20 ms per step, i.e.
+# 7 TFLOP/s and 2 TB/s: 122.227 + 0.713931 x 7 + 100.746 x 2 = 328.72 W; over 400 W measured, -17.8%.
+# The prefill step has no power window; the gemm and attention records are not fitted (2).
+foreach(want
+    "step power h200-sxm step decode seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%"
+    "skipped 1 records: ${steps}: step without energy_j and power_w"
+    "skipped 2 records: ${steps}: given with --steps (its op records are not fitted; only its steps are checked)")
+  string(FIND "${stdout}" "${want}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "racksim calibrate --steps: output lacks\n  ${want}\n--- output:\n${stdout}")
+  endif()
+endforeach()
+file(READ "${OUT}/residuals.json" js)
+string(JSON n LENGTH "${js}" step_power)
+string(JSON err GET "${js}" step_power 0 error)
+if(NOT n EQUAL 1 OR NOT err MATCHES "^-0\\.1782")
+  message(FATAL_ERROR "residuals.json: step_power has ${n} entries (want 1), the first's error ${err} (want -0.1782...)")
+endif()
+file(READ "${OUT}/residuals.md" md)
+string(FIND "${md}" "| h200-sxm | step decode seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8 | calibrated | 1 | 20.000 ms | 400 W | 329 W | -17.8% |" at)
+if(at EQUAL -1)
+  message(FATAL_ERROR "residuals.md: no step power row for the fixture's decode step")
+endif()
+# A file with no step record given with --steps: refused, naming it (exit 2), nothing written.
+file(REMOVE_RECURSE "${OUT}")
+execute_process(COMMAND "${RACKSIM}" calibrate --measurements "${power}" --steps "${power}" --out "${OUT}"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 2 OR NOT stderr MATCHES "--steps: [^\n]*power.json: holds no step record" OR EXISTS "${OUT}")
+  message(FATAL_ERROR "racksim calibrate --steps power.json: exit ${rc} (want 2), stderr: ${stderr}, ${OUT} exists: want not")
+endif()

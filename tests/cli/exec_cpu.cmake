@@ -120,7 +120,20 @@ scan_records("${meas_tp}" kinds reduce_reps 1024)
 if(NOT reduce_reps EQUAL 16)
   message(FATAL_ERROR "TP 2: the 1,024 B all-reduce has '${reduce_reps}' samples, expected 16")
 endif()
-message("exec on the CPU, TP 2: ${tp_tokens} tokens as TP 1, all-reduce of 1,024 B x 16")
+# The timed step as the file's last record (kind step): the 2 x 16 decode over the group's 2 GPUs,
+# timed eagerly (the CPU captures no graph) and without a power window (the CPU has no counter).
+file(READ "${meas_tp}" mt)
+string(JSON n_tp LENGTH "${mt}" records)
+math(EXPR last_tp "${n_tp} - 1")
+string(JSON step_op GET "${mt}" records ${last_tp} op)
+string(JSON step_timing GET "${mt}" records ${last_tp} timing)
+string(JSON step_energy ERROR_VARIABLE no_energy GET "${mt}" records ${last_tp} energy_j)
+if(NOT step_op MATCHES "\"kind\" *: *\"step\"" OR NOT step_op MATCHES "\"ranks\" *: *2[,\n ]" OR NOT step_op MATCHES "\"n\" *: *16[,\n ]"
+   OR NOT step_timing STREQUAL "eager" OR NOT no_energy)
+  message(FATAL_ERROR "TP 2: the last record is not the eager 2 x 16 decode step over 2 GPUs without energy: ${step_op}, timing "
+                      "${step_timing}, energy '${step_energy}'")
+endif()
+message("exec on the CPU, TP 2: ${tp_tokens} tokens as TP 1, all-reduce of 1,024 B x 16, the step record over 2 GPUs")
 file(REMOVE "${json_tp}" "${meas_tp}")
 
 # A Qwen3-MoE-shaped model (examples/models/tiny-qwen3-moe.yaml: per-head QK-norm, 4 experts,

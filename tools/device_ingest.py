@@ -13,7 +13,8 @@ blocks (e.g. exec/measurements/h200-sxm-2026-12-03), holding:
     its variants' and graph benches' files only into the archive: the tool returns at most 8 files);
   - ncu-*.txt and session.log of FILES_AT;
   - from the archive, the provenance: phases.txt, pack-manifest.txt, version.txt,
-    nvidia-smi-before.txt, nvidia-smi-after.txt, kernel-resources.txt, and every [cuda] test log
+    nvidia-smi-before.txt, nvidia-smi-after.txt, kernel-resources.txt, calibrate-steps.log (the
+    steps' measured power against the committed power fit), and every [cuda] test log
     (cuda-tests.log, the variants' fp4-test-*.log, test-*.log, attention-test-*.log): what ran,
     on what, and that each variant's kernel was right before it was timed;
   - targets.txt: tools/exec_targets.py's output on the folder (the issue's speed targets and
@@ -21,7 +22,7 @@ blocks (e.g. exec/measurements/h200-sxm-2026-12-03), holding:
   - README.md: device, driver, CUDA, clocks and power limit, date and commit from the run blocks
     (a field that differs between files is listed with each value), the pack's first line, the
     [cuda] tests' summary line, the phase table, and each measurement file with its record count
-    and the command that wrote it. Its first paragraph is for the engineer to write: what the
+    and the command that wrote it; the `step power` lines of calibrate-steps.log. Its first paragraph is for the engineer to write: what the
     session was for and what it found.
 
 The folder is written under a temporary name and renamed into place at the end, so a failure
@@ -41,7 +42,7 @@ import tarfile
 import tempfile
 
 PROVENANCE = ["phases.txt", "pack-manifest.txt", "version.txt", "nvidia-smi-before.txt", "nvidia-smi-after.txt",
-              "kernel-resources.txt"]
+              "kernel-resources.txt", "calibrate-steps.log"]
 TEST_LOG = re.compile(r"^(cuda-tests|fp4-test-.+|test-.+|attention-test-.+)\.log$")
 
 
@@ -152,6 +153,10 @@ def readme(folder_name, folder_path, files, runs, targets_ok, files_at):
                                                   else " (targets.txt: why it failed at ingest)."), ""]
     if phases:
         out += ["Phases (phases.txt):", "```", phases, "```", ""]
+    steps = [ln for ln in files.get("calibrate-steps.log", b"").decode(errors="replace").splitlines() if ln.startswith("step power ")]
+    if steps:
+        out += ["Each step's measured power against the power fit (`racksim calibrate --steps`, calibrate-steps.log;"
+                " docs/calibration.md, \"Step power\"):", "```", *steps, "```", ""]
     out += ["| file | records | written by |", "| --- | --- | --- |"]
     for name in sorted(runs):
         doc = json.loads(files[name])

@@ -216,8 +216,9 @@ void check_step_power(const std::vector<std::pair<const MeasurementFile*, const 
   for (const auto& g : out.gpus) tables.push_back(&g);
   for (const auto& [f, rec] : steps) {
     const GpuSpec& gpu = find_gpu(f->run.gpu);
-    if (!rec->energy_j || !rec->power_w || !(*rec->power_w > 0)) {
-      ++out.skipped[fmt::format("{}: step without energy_j and power_w (no power window: racksim exec --power-seconds 0, or no NVML)", f->path)];
+    if (!rec->energy_j || !rec->power_w || !(*rec->energy_j > 0) || !(*rec->power_w > 0)) {
+      ++out.skipped[fmt::format("{}: step without energy_j and power_w above 0 (no power window: racksim exec --power-seconds 0, or no NVML)",
+                                f->path)];
       continue;
     }
     if (!rec->flops) {
@@ -500,8 +501,8 @@ std::vector<std::string> write_calibration(const CalibrationResult& r, const std
                    "(none seen by the donor's fit). Carried: the donor's efficiencies, tile, k_ramp and blend with the recipient's "
                    "datasheet peak, HBM bandwidth, SM count and NVLink bandwidth (the cost model's rule). Time carried: the donor's "
                    "predicted time used as is. docs/calibration.md.\n\n" + transfer_markdown(r.transfer) +
-                   "\n## Step power against the power fit\n\nEach step racksim exec measured with a power window (energy over >= 1 s "
-                   "of back-to-back steps), against idle + the fitted energy per FLOP (the activations' format) and per HBM byte "
+                   "\n## Step power against the power fit\n\nEach step racksim exec measured with a power window (its energy counter over "
+                   "--power-seconds of back-to-back steps, 1 s by default), against idle + the fitted energy per FLOP (the activations' format) and per HBM byte "
                    "of the step's work over its time per step, capped at the datasheet limit, times its GPUs. Never fitted on "
                    "(docs/calibration.md, \"Step power\").\n\n" + step_power_markdown(r.step_power));
   write_output(js, residual_json(r));

@@ -110,11 +110,12 @@ MeasurementRecord step_record(const StepTiming& st, int layers, int gpus, const 
     r.time_min_s = st.min_s;
     r.time_max_s = st.max_s;
   }
-  r.reps = st.reps;
+  r.reps = graph ? st.graph_reps : st.reps;
   r.timing = st.measured_timing();
   if (st.flops > 0) r.flops = st.flops;
   if (st.bytes > 0) r.bytes_moved = st.bytes;
   if (st.power.steps > 0) {
+    RACKSIM_ASSERT(st.power.gpus == gpus, "a step's power window sums every GPU of its group");
     r.energy_j = st.power.energy_per_step_j();
     r.power_w = st.power.power_w;
     if (st.power.sm_clock_mhz > 0) r.sm_clock_mhz = st.power.sm_clock_mhz;
@@ -414,6 +415,7 @@ class Runner {
     st.max_s = ts.max_s;
     st.reps = o_.reps;
     if (!graph_times.empty()) st.graph_median_s = stats_of(graph_times).median_s;
+    st.graph_reps = static_cast<int>(graph_times.size());
     for (const auto& [kind, sum] : by_kind) st.op_time_by_kind.emplace_back(std::string(to_string(kind)), sum / o_.reps);
     std::sort(st.op_time_by_kind.begin(), st.op_time_by_kind.end(),
               [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });

@@ -14,6 +14,11 @@ foreach(f phases.txt cuda-tests.log pack-manifest.txt memory.json gemm.json atte
 endforeach()
 file(WRITE "${work}/stage/calibrated/h200-sxm.yaml" "not kept\n")
 file(WRITE "${work}/stage/gemm-nvfp4.log" "a phase's log: not kept\n")
+# The focus session's calibrate --steps phase log (a line as tests/cli/calibrate_steps.cmake's fixture gives).
+file(WRITE "${work}/stage/calibrate-steps.log"
+     "gpu        family   points  held-out median  held-out worst\n"
+     "step power h200-sxm step decode seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%\n"
+     "wrote calibrated-steps/residuals.md\n")
 execute_process(COMMAND "${CMAKE_COMMAND}" -E tar czf "${work}/files_at/logs.tar.gz" .
                 WORKING_DIRECTORY "${work}/stage" RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
@@ -31,10 +36,11 @@ endfunction()
 
 ingest(0)
 set(dest "${work}/root/h200-sxm-2026-11-30")
-# 12 files kept: 5 measurement files, exec-70b-summary.json, session.log, the ncu report and 4
-# provenance files; not the phase log or the calibrated/ subfolder.
+# 13 files kept: 5 measurement files, exec-70b-summary.json, session.log, the ncu report and 5
+# provenance files (calibrate-steps.log among them); not another phase's log or the calibrated/ subfolder.
 foreach(f gemm-nvfp4.json exec-70b.json memory.json gemm.json attention.json exec-70b-summary.json session.log
-          ncu-gemv-m1-o_proj.txt phases.txt cuda-tests.log pack-manifest.txt nvidia-smi-before.txt README.md targets.txt)
+          ncu-gemv-m1-o_proj.txt phases.txt cuda-tests.log pack-manifest.txt nvidia-smi-before.txt calibrate-steps.log README.md
+          targets.txt)
   if(NOT EXISTS "${dest}/${f}")
     message(FATAL_ERROR "${dest}/${f} missing; the tool printed: ${out}")
   endif()
@@ -61,6 +67,7 @@ foreach(want
     "pack: racksim device pack, made 2026-11-30T18:21:54Z on vm."
     "`[cuda]` tests: All tests passed (2769881 assertions in 22 test cases) (cuda-tests.log)."
     "exec llama2-70b decode               26 s  exit 0"
+    "step power h200-sxm step decode seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%\n```"
     "| gemm-nvfp4.json | 44 | `racksim bench gemm --dtypes nvfp4 --m 1,2,4,8,16,32,33,48,64,128,256 --out ")
   string(FIND "${readme}" "${want}" at)
   if(at EQUAL -1)
@@ -91,4 +98,4 @@ file(GLOB leftovers "${work}/root/.*")
 if(leftovers)
   message(FATAL_ERROR "temporary folders left behind: ${leftovers}")
 endif()
-message("device_ingest.py: 14 files, the run blocks, the tests' line and the targets in README.md and targets.txt")
+message("device_ingest.py: 15 files, the run blocks, the tests' line and the targets in README.md and targets.txt")

@@ -178,3 +178,47 @@ TEST_CASE("attention records carry sequences and pairs, spelled as the graph's o
   text.replace(text.find("\"pairs\""), 7, "\"pears\"");
   CHECK_THROWS_WITH(parse_measurements(text, "att.json"), Catch::Contains("att.json: records[0].op.pairs: missing"));
 }
+
+TEST_CASE("step records: a whole step of racksim exec, its timing required and only there", "[calibrate]") {
+  MeasurementFile f = sample();
+  MeasurementRecord s;
+  s.op.kind = "step";
+  s.op.variant = "decode";
+  s.op.sequences = 64;
+  s.op.m = 64;
+  s.op.n = 1024;
+  s.op.k = 80;
+  s.op.ranks = 4;
+  s.op.a_dtype = "bf16";
+  s.op.w_dtype = "nvfp4";
+  s.op.dtype = "fp8";
+  s.time_median_s = 0.045;
+  s.reps = 5;
+  s.timing = "graph";
+  s.flops = 2.2e12;
+  s.energy_j = 80.0;
+  s.power_w = 1760.0;
+  f.records = {s};
+  const std::string text = format_measurements(f);
+  const MeasurementFile back = parse_measurements(text, "s.json");
+  REQUIRE(back.records.size() == 1);
+  CHECK(back.records[0].op.identity() == "step decode seqs=64 tokens=64 context=1024 layers=80 gpus=4 a=bf16 w=nvfp4 kv=fp8");
+  CHECK(back.records[0].timing == "graph");
+  CHECK(format_measurements(back) == text);
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    const auto pos = t.find(from);
+    REQUIRE(pos != std::string::npos);
+    return t.replace(pos, from.size(), to);
+  };
+  // A step says how it was timed (graph or eager); no other record kind may say it.
+  CHECK_THROWS_WITH(parse_measurements(with("\"timing\": \"graph\"", "\"timing\": \"call\""), "s.json"),
+                    Catch::Contains("s.json: records[0].timing: '\"call\"' is not one of graph, eager"));
+  CHECK_THROWS_WITH(parse_measurements(with(",\n      \"timing\": \"graph\"", ""), "s.json"),
+                    Catch::Contains("s.json: records[0].timing: missing (required)"));
+  CHECK_THROWS_WITH(parse_measurements(with("\"variant\": \"decode\"", "\"variant\": \"verify\""), "s.json"),
+                    Catch::Contains("records[0].op.variant: '\"verify\"' is not one of decode, prefill"));
+  MeasurementFile g = sample();
+  g.records[0].timing = "graph";  // written as is, refused on reading: the run block says how ops were timed
+  CHECK_THROWS_WITH(parse_measurements(format_measurements(g), "g.json"), Catch::Contains("g.json: records[0].timing: unknown key"));
+}

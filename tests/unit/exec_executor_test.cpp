@@ -436,31 +436,46 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(pstep.energy_j == Approx(3.0));
   const MeasurementFile back = parse_measurements(format_measurements(r.measurements), "exec.json");
   REQUIRE(back.records.size() == r.measurements.records.size());
-  CHECK(back.records.back().op.identity() == r.measurements.records.back().op.identity());
-  CHECK(back.records.back().timing == r.measurements.records.back().timing);
+  for (std::size_t i = back.records.size() - 2; i < back.records.size(); ++i) {
+    const MeasurementRecord &a = r.measurements.records[i], &b = back.records[i];
+    CHECK(b.op.identity() == a.op.identity());
+    CHECK(b.timing == a.timing);
+    CHECK(b.time_median_s == a.time_median_s);
+    CHECK(b.reps == a.reps);
+    CHECK(b.flops == a.flops);
+    CHECK(b.bytes_moved == a.bytes_moved);
+    CHECK(b.energy_j == a.energy_j);
+    CHECK(b.power_w == a.power_w);
+    CHECK(b.sm_clock_mhz == a.sm_clock_mhz);
+  }
 
   // Under MPI: the ranks agree on the fewest runs (here: at most 3) and sum their GPUs (a fake
-  // combine that adds a second GPU of the same draw); with no window (power_seconds 0), none.
+  // combine that adds a second GPU of the same draw: a group of two, as the step records say);
+  // with no window (power_seconds 0), none.
+  o.tensor_parallel = 2;
+  ModelConfig even = tiny();
+  even.vocab = 96;  // lm_head splits by vocabulary
   o.agree_power_steps = [](int n) { return std::min(n, 3); };
   o.combine_power = [](const std::optional<StepPower>& p) {
     std::optional<StepPower> two = p;
     if (two) two->energy_j *= 2, two->power_w *= 2, two->gpus = 2;
     return two;
   };
-  const ExecReport m = run_exec(tiny(), nvfp4_bf16(), o);
+  const ExecReport m = run_exec(even, nvfp4_bf16(), o);
   CHECK(seen.replayed == 3);
   CHECK(m.steps[0].power.steps == 3);
   CHECK(m.steps[0].power.gpus == 2);
   CHECK(m.steps[0].power.power_w == Approx(400.0));
   CHECK(m.steps[1].power.steps == std::min(3, power_window_steps(0.05, m.steps[1].median_s)));
   CHECK(m.steps[1].power.energy_per_step_j() == Approx(6.0));
+  CHECK(record_of(m, "step decode seqs=2 tokens=2 context=5 layers=2 gpus=2").power_w == Approx(400.0));
   o.combine_power = [](const std::optional<StepPower>&) { return std::optional<StepPower>(); };  // another rank had none
-  const ExecReport none = run_exec(tiny(), nvfp4_bf16(), o);
+  const ExecReport none = run_exec(even, nvfp4_bf16(), o);
   CHECK(none.steps[0].power.steps == 0);
   CHECK(none.steps[0].power_note == "power unavailable: another rank of the MPI run has no power counter");
   o.combine_power = nullptr;
   o.power_seconds = 0;
-  const ExecReport off = run_exec(tiny(), nvfp4_bf16(), o);
+  const ExecReport off = run_exec(even, nvfp4_bf16(), o);
   CHECK(off.steps[0].power.steps == 0);
   CHECK(off.steps[1].power.steps == 0);
   CHECK(off.steps[1].power_timing.empty());

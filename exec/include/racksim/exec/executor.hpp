@@ -94,6 +94,7 @@ struct StepTiming {
   double median_s = 0, min_s = 0, max_s = 0;
   int reps = 0;
   double graph_median_s = 0;         ///< decode on CUDA: the step replayed as one CUDA graph (0 = not run)
+  int graph_reps = 0;                ///< replays graph_median_s is the median of (at most reps: a replay that fails ends them)
   /// One GPU's work per step, summed over the step graph's ops (collectives left out): FLOPs and
   /// HBM bytes as the simulator costs them (Op::flops, Op::bytes()).
   double flops = 0, bytes = 0;

@@ -47,6 +47,13 @@ MeasurementFile sample() {
   return f;
 }
 
+/// `text` with its first `from` replaced by `to` (which must be there): a file edited by hand.
+std::string edited(std::string text, const std::string& from, const std::string& to) {
+  const auto pos = text.find(from);
+  REQUIRE(pos != std::string::npos);
+  return text.replace(pos, from.size(), to);
+}
+
 }  // namespace
 
 TEST_CASE("measurement files round-trip through JSON", "[calibrate]") {
@@ -114,12 +121,7 @@ TEST_CASE("a run header says how its times were taken", "[calibrate]") {
 TEST_CASE("measurement files are strict", "[calibrate]") {
   // Unknown keys, bad values and a wrong schema tag are InputErrors naming file, key and value.
   const std::string good = format_measurements(sample());
-  auto with = [&](const std::string& from, const std::string& to) {
-    std::string s = good;
-    const auto pos = s.find(from);
-    REQUIRE(pos != std::string::npos);
-    return s.replace(pos, from.size(), to);
-  };
+  auto with = [&](const std::string& from, const std::string& to) { return edited(good, from, to); };
   CHECK_THROWS_WITH(parse_measurements(with("\"reps\": 100", "\"repz\": 100"), "m.json"),
                     Catch::Contains("m.json: records[0].repz: unknown key (value 100)") && Catch::Contains("did you mean 'reps'?"));
   CHECK_THROWS_WITH(parse_measurements(with("\"kind\": \"gemm\"", "\"kind\": \"gemv\""), "m.json"),
@@ -205,12 +207,7 @@ TEST_CASE("step records: a whole step of racksim exec, its timing required and o
   CHECK(back.records[0].op.identity() == "step decode seqs=64 tokens=64 context=1024 layers=80 gpus=4 a=bf16 w=nvfp4 kv=fp8");
   CHECK(back.records[0].timing == "graph");
   CHECK(format_measurements(back) == text);
-  auto with = [&](const std::string& from, const std::string& to) {
-    std::string t = text;
-    const auto pos = t.find(from);
-    REQUIRE(pos != std::string::npos);
-    return t.replace(pos, from.size(), to);
-  };
+  auto with = [&](const std::string& from, const std::string& to) { return edited(text, from, to); };
   // A step says how it was timed (graph or eager); no other record kind may say it.
   CHECK_THROWS_WITH(parse_measurements(with("\"timing\": \"graph\"", "\"timing\": \"call\""), "s.json"),
                     Catch::Contains("s.json: records[0].timing: '\"call\"' is not one of graph, eager"));

@@ -920,6 +920,8 @@ void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales,
   fp4_mma_tile_kernel<<<unit_grid(units), 256, 0, static_cast<cudaStream_t>(stream)>>>(packed, scales, n, k, t.spans, units, codes,
                                                                                       tiled_scales);
   RACKSIM_CUDA_CHECK(cudaGetLastError());
+  // The tiles complete before any GEMM reads them ahead of its PDL wait (the header says why).
+  RACKSIM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
 void fp4_mma_dequant_bf16_launch(const std::uint8_t* codes, const std::uint8_t* tiled_scales, std::int64_t n, std::int64_t k,

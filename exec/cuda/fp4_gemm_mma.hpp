@@ -16,7 +16,11 @@ class DeviceBytes;  // device_buffer.cuh
 
 /// Row-major NVFP4 (`packed` n x k/2 bytes, element 0 in the low nibble; `scales` n x k/16 UE4M3
 /// codes) -> the fused kernel's tiled layout (fp4_gemm_path.hpp, fp4_mma_tiling(n, k) bytes in
-/// `codes` and `tiled_scales`, zeros past n and k). k % 32 == 0, else InputError. On `stream`.
+/// `codes` and `tiled_scales`, zeros past n and k). k % 32 == 0, else InputError. On `stream`,
+/// which it then synchronizes: the fused GEMM loads its first weight spans before its PDL wait
+/// (pdl.cuh: weights are written before any step), so under RACKSIM_PDL=on a GEMM launched right
+/// after the conversion could otherwise read tiles not yet visible. A one-time conversion (model
+/// load, a bench case's setup, a test), never inside a CUDA graph capture.
 void fp4_mma_tile_launch(const std::uint8_t* packed, const std::uint8_t* scales, std::int64_t n, std::int64_t k, std::uint8_t* codes,
                          std::uint8_t* tiled_scales, void* stream);
 

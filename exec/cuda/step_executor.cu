@@ -397,6 +397,7 @@ class CudaStep final : public StepBackend {
       } catch (...) {
         cudaStreamEndCapture(stream_, &g);
         if (g) cudaGraphDestroy(g);
+        (void)cudaGetLastError();  // the invalidated capture's error is the exception's, not the next call's
         throw;
       }
       RACKSIM_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));

@@ -54,6 +54,9 @@ int cmd_calibrate(const Args& args) {
   for (const auto& c : r.step_power)
     fmt::print("step power {} {}: measured {:.0f} W, predicted {:.0f} W{} ({}): {:+.1f}%\n", c.gpu, c.identity, c.measured_w, c.predicted_w,
                c.capped ? " at the limit" : "", c.power, c.error() * 100);
+  for (const auto& c : r.step_time)
+    fmt::print("step time {} {}: measured {:.3f} ms ({}), predicted {:.3f} ms on {}: {:+.1f}%\n", c.gpu, c.identity, c.measured_s * 1e3,
+               c.timing, c.predicted_s * 1e3, c.system, c.error() * 100);
   for (const auto& [why, n] : r.skipped) fmt::print("skipped {} records: {}\n", n, why);
   for (const auto& p : written) fmt::print("wrote {}\n", p);
   return 0;

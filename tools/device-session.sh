@@ -248,7 +248,9 @@ if [[ $FOCUS == 1 ]]; then
     --shape decode:64x1024 --out "$STAGE/exec-70b.json" --json "$STAGE/exec-70b-summary.json"
   [[ -f "$STAGE/exec-70b.json" ]] && cp -f "$STAGE/exec-70b.json" "$FINAL/"
   # Each step's measured power against the committed H200 power fit (2026-12-02, twentieth
-  # session; docs/calibration.md, "Step power"): seconds on the host, in calibrate-steps.log.
+  # session; docs/calibration.md, "Step power"): seconds on the host, in calibrate-steps.log. Its
+  # `step time` lines use only this power file's factors (no GEMM tables here: ../shared is not on
+  # the device): the step times against the committed factors are exec's --predict-on lines.
   if [[ -f "$STAGE/exec-70b.json" ]]; then
     phase "calibrate --steps exec-70b.json (step power vs the H200 power fit)" 30 calibrate-steps.log "$R" calibrate \
       --measurements exec/measurements/h200-sxm-2026-11-30b/power.json --steps "$STAGE/exec-70b.json" --out "$STAGE/calibrated-steps"

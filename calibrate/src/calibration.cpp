@@ -15,6 +15,8 @@
 #include "racksim/hwmodels/energy_model.hpp"
 #include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/hwmodels/hardware.hpp"
+#include "racksim/sim/step_prediction.hpp"
+#include "racksim/workloads/model_catalog.hpp"
 
 namespace racksim::calibrate {
 namespace {
@@ -253,6 +255,59 @@ void check_step_power(const std::vector<std::pair<const MeasurementFile*, const 
   }
 }
 
+// Every step record of a catalog model against the simulator's time for it with the factors these
+// files give (StepTimeCheck).
+void check_step_time(const std::vector<std::pair<const MeasurementFile*, const MeasurementRecord*>>& steps, CalibrationResult& out) {
+  std::vector<const CalibratedFactors*> tables;
+  for (const auto& g : out.gpus) tables.push_back(&g);
+  for (const auto& [f, rec] : steps) {
+    const MeasuredOp& op = rec->op;
+    const auto& models = model_catalog();
+    const auto model_it = std::find_if(models.begin(), models.end(), [&](const ModelConfig& m) { return m.id == op.model; });
+    if (model_it == models.end()) {
+      ++out.skipped[fmt::format("{}: step of model '{}': not in the model catalog, no step time predicted", f->path, op.model)];
+      continue;
+    }
+    const std::optional<std::string> system_id = system_for_gpu(f->run.gpu, op.ranks);
+    if (!system_id) {
+      ++out.skipped[fmt::format("{}: step over {} GPUs: no catalog system of {} GPUs holds them, no step time predicted", f->path, op.ranks,
+                                f->run.gpu)];
+      continue;
+    }
+    ModelConfig model = *model_it;
+    if (op.k > model.layers) {
+      ++out.skipped[fmt::format("{}: step of {} layers: {} has {}, no step time predicted", f->path, op.k, model.id, model.layers)];
+      continue;
+    }
+    model.layers = static_cast<int>(op.k);  // the executor may run fewer than the model's
+    const SystemSpec system = find_system(*system_id);
+    Deployment dep;
+    dep.tensor_parallel = op.ranks;
+    Precision precision;
+    precision.weights = *parse_dtype(op.w_dtype);
+    precision.activations = *parse_dtype(op.a_dtype);
+    precision.kv_cache = *parse_dtype(op.dtype);
+    const StepBatch batch = op.variant == "decode" ? StepBatch::decode(op.sequences, op.n) : StepBatch::prefill_only(op.sequences, op.n);
+    StepPrediction p;
+    try {
+      p = predict_step_with(system, GpuCalibration(system.gpu, tables), model, dep, precision, batch, f->run.power_limit_w.value_or(0.0));
+    } catch (const InputError& e) {
+      ++out.skipped[fmt::format("{}: step {}: no step time predicted: {}", f->path, op.identity(), e.what())];
+      continue;
+    }
+    StepTimeCheck c;
+    c.gpu = f->run.gpu;
+    c.identity = op.identity();
+    c.file = f->path;
+    c.system = p.system;
+    c.gpus = op.ranks;
+    c.timing = rec->timing;
+    c.measured_s = rec->time_median_s;
+    c.predicted_s = p.time_s;
+    out.step_time.push_back(std::move(c));
+  }
+}
+
 }  // namespace
 
 CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, const std::string& fitted_by) {
@@ -384,6 +439,7 @@ CalibrationResult run_calibration(const std::vector<MeasurementFile>& files, con
   for (auto& [id, f] : by_gpu) out.gpus.push_back(std::move(f));
   out.transfer = evaluate_transfer(out.gpus, out.measured);
   check_step_power(steps, out);
+  check_step_time(steps, out);
   return out;
 }
 
@@ -446,6 +502,15 @@ std::string step_power_markdown(const std::vector<StepPowerCheck>& checks) {
   return md;
 }
 
+std::string step_time_markdown(const std::vector<StepTimeCheck>& checks) {
+  if (checks.empty()) return "No step record of a catalog model (racksim exec writes them).\n";
+  std::string md = "| GPU | step | predicted on | measured | predicted | error |\n| --- | --- | --- | ---: | ---: | ---: |\n";
+  for (const auto& c : checks)
+    md += fmt::format("| {} | {} | {} | {} ({}) | {} | {:+.1f}% |\n", c.gpu, c.identity, c.system, fmt_time(c.measured_s), c.timing,
+                      fmt_time(c.predicted_s), c.error() * 100);
+  return md;
+}
+
 std::string residual_json(const CalibrationResult& r) {
   nlohmann::json j = {{"points", nlohmann::json::array()}, {"families", nlohmann::json::array()}};
   std::map<std::pair<std::string, std::string>, std::vector<const Residual*>> fam, fam_held;
@@ -472,6 +537,10 @@ std::string residual_json(const CalibrationResult& r) {
     j["step_power"].push_back({{"gpu", c.gpu}, {"identity", c.identity}, {"file", c.file}, {"power", c.power}, {"gpus", c.gpus},
                                {"step_s", c.step_s}, {"measured_w", c.measured_w}, {"predicted_w", c.predicted_w},
                                {"capped", c.capped}, {"error", c.error()}});
+  j["step_time"] = nlohmann::json::array();
+  for (const auto& c : r.step_time)
+    j["step_time"].push_back({{"gpu", c.gpu}, {"identity", c.identity}, {"file", c.file}, {"system", c.system}, {"gpus", c.gpus},
+                              {"timing", c.timing}, {"measured_s", c.measured_s}, {"predicted_s", c.predicted_s}, {"error", c.error()}});
   nlohmann::json skipped = nlohmann::json::object();
   for (const auto& [why, n] : r.skipped) skipped[why] = n;
   j["skipped"] = skipped;
@@ -504,7 +573,11 @@ std::vector<std::string> write_calibration(const CalibrationResult& r, const std
                    "\n## Step power against the power fit\n\nEach step racksim exec measured with a power window (its energy counter over "
                    "--power-seconds of back-to-back steps, 1 s by default), against idle + the fitted energy per FLOP (the activations' format) and per HBM byte "
                    "of the step's work over its time per step, capped at the datasheet limit, times its GPUs. Never fitted on "
-                   "(docs/calibration.md, \"Step power\").\n\n" + step_power_markdown(r.step_power));
+                   "(docs/calibration.md, \"Step power\").\n\n" + step_power_markdown(r.step_power) +
+                   "\n## Step time against the simulator with these factors\n\nEach step racksim exec measured, against the "
+                   "simulator's time for it (its model, layers, formats, batch and tensor parallelism on the catalog system of its "
+                   "GPU) with the factors fitted here; a factor these files do not give is seed. Never fitted on "
+                   "(docs/calibration.md, \"Step time\").\n\n" + step_time_markdown(r.step_time));
   write_output(js, residual_json(r));
   written.push_back(md);
   written.push_back(js);

@@ -125,6 +125,8 @@ MeasuredOp read_op(StrictObject& o) {
   } else if (op.kind == "launch") {
     if (o.has("variant")) op.variant = o.choice("variant", kLaunchVariants);
   } else if (op.kind == "step") {
+    op.model = o.string("model");
+    if (op.model.empty()) o.fail("model", "must name the model the step ran");
     op.variant = o.choice("variant", kStepVariants);
     op.sequences = o.integer("sequences", 1, std::int64_t{1} << 40);
     op.m = o.integer("m", 1, std::int64_t{1} << 40);
@@ -167,6 +169,7 @@ json op_json(const MeasuredOp& op) {
   } else if (op.kind == "launch") {
     if (!op.variant.empty()) j["variant"] = op.variant;
   } else if (op.kind == "step") {
+    j["model"] = op.model;
     j["variant"] = op.variant;
     j["sequences"] = op.sequences;
     j["m"] = op.m;
@@ -217,8 +220,8 @@ std::string MeasuredOp::identity() const {
   if (kind == "memcpy") return fmt::format("memcpy bytes={:.0f}{}", bytes, v);
   if (kind == "launch" || kind == "idle") return kind + v;
   if (kind == "step")
-    return fmt::format("step {} seqs={} tokens={} context={} layers={} gpus={} a={} w={} kv={}", variant, sequences, m, n, k, ranks, a_dtype,
-                       w_dtype, dtype);
+    return fmt::format("step {} model={} seqs={} tokens={} context={} layers={} gpus={} a={} w={} kv={}", variant, model, sequences, m, n,
+                       k, ranks, a_dtype, w_dtype, dtype);
   if (is_attention_kind(kind))
     return fmt::format("{} tokens={} heads={} head_dim={} seqs={} pairs={:.0f} q={} kv={}", kind, m, n, k, sequences, pairs, a_dtype,
                        w_dtype);

@@ -89,15 +89,16 @@ MeasuredOp measured_op(const Op& op) {
 /// (StepTiming::measured_s: graph replays, else the eager reps with their min and max), one
 /// GPU's FLOPs and HBM bytes per step, and the power window's energy per step and mean power
 /// over all the step's GPUs where one ran.
-MeasurementRecord step_record(const StepTiming& st, int layers, int gpus, const Precision& precision) {
+MeasurementRecord step_record(const StepTiming& st, const ModelConfig& model, int gpus, const Precision& precision) {
   MeasuredOp op;
   op.kind = "step";
+  op.model = model.id;
   const bool decode = st.shape.kind == ExecShape::Kind::decode;
   op.variant = decode ? "decode" : "prefill";
   op.sequences = st.shape.batch;
   op.m = st.tokens;
   op.n = decode ? st.shape.context : st.shape.tokens;
-  op.k = layers;
+  op.k = model.layers;
   op.ranks = gpus;
   op.a_dtype = std::string(to_string(precision.activations));
   op.w_dtype = std::string(to_string(precision.weights));
@@ -845,7 +846,7 @@ ExecReport run_exec(const ModelConfig& model, const Precision& precision, const 
     if (e.op.bytes() > 0) rec.bytes_moved = e.op.bytes();
     f.records.push_back(std::move(rec));
   }
-  for (const StepTiming& st : report.steps) f.records.push_back(step_record(st, report.model.layers, o.tensor_parallel, precision));
+  for (const StepTiming& st : report.steps) f.records.push_back(step_record(st, report.model, o.tensor_parallel, precision));
   return report;
 }
 

@@ -19,20 +19,27 @@ std::optional<std::string> system_for_gpu(const std::string& gpu, int gpus) {
 
 StepPrediction predict_step(const Scenario& s, const SystemSpec& system, const ModelConfig& model, const Deployment& dep,
                             const StepBatch& batch, double limit_w) {
-  Scenario on = s;
-  on.system = system;
-  on.deployment = dep;
+  // calibration: datasheet keeps every factor out, the power fit too (simulation.cpp).
+  StepPrediction p = predict_step_with(system, s.calibrated ? GpuCalibration(system.gpu) : GpuCalibration(), model, dep, s.precision, batch,
+                                       limit_w, s.serving.all_reduce);
+  p.calibrated = s.calibrated;
+  return p;
+}
+
+StepPrediction predict_step_with(const SystemSpec& system, GpuCalibration calibration, const ModelConfig& model, const Deployment& dep,
+                                 const Precision& precision, const StepBatch& batch, double limit_w, AllReduceImpl all_reduce) {
   // The cap as a scenario on this system has it by default (simulation.cpp): the GPU's limit, or
   // the one given (the device's enforced limit), never above the datasheet's.
-  on.gpu_power_limit_w = limit_w > 0 ? std::min(limit_w, system.gpu.power_limit.value) : system.gpu.power_limit.value;
-  const auto cost = cost_model_registry().get("roofline").factory(on.system, cost_model_options(on));
-  EnergyModel energy = energy_model_for(system.gpu, on.calibrated ? GpuCalibration(system.gpu) : GpuCalibration());
-  energy.limit_w = on.gpu_power_limit_w;
-  StepTimer timer(model, dep, on.precision, *cost, energy);
+  const double cap = limit_w > 0 ? std::min(limit_w, system.gpu.power_limit.value) : system.gpu.power_limit.value;
+  EnergyModel energy = energy_model_for(system.gpu, calibration);
+  energy.limit_w = cap;
+  const bool calibrated = calibration.enabled();
+  const RooflineCostModel cost(system, std::move(calibration), all_reduce);
+  StepTimer timer(model, dep, precision, cost, energy);
   const StepCost c = timer.cost(BatchShape::of(batch));
   StepPrediction p;
   p.system = system.id;
-  p.calibrated = on.calibrated;
+  p.calibrated = calibrated;
   p.time_s = c.time_s;
   p.gpus = dep.tensor_parallel * dep.pipeline_parallel;
   p.capped = c.capped;

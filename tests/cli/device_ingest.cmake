@@ -17,7 +17,7 @@ file(WRITE "${work}/stage/gemm-nvfp4.log" "a phase's log: not kept\n")
 # The focus session's calibrate --steps phase log (a line as tests/cli/calibrate_steps.cmake's fixture gives).
 file(WRITE "${work}/stage/calibrate-steps.log"
      "gpu        family   points  held-out median  held-out worst\n"
-     "step power h200-sxm step decode seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%\n"
+     "step power h200-sxm step decode model=llama2-70b seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%\n"
      "wrote calibrated-steps/residuals.md\n")
 execute_process(COMMAND "${CMAKE_COMMAND}" -E tar czf "${work}/files_at/logs.tar.gz" .
                 WORKING_DIRECTORY "${work}/stage" RESULT_VARIABLE rc)
@@ -67,7 +67,7 @@ foreach(want
     "pack: racksim device pack, made 2026-11-30T18:21:54Z on vm."
     "`[cuda]` tests: All tests passed (2769881 assertions in 22 test cases) (cuda-tests.log)."
     "exec llama2-70b decode               26 s  exit 0"
-    "step power h200-sxm step decode seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%\n```"
+    "step power h200-sxm step decode model=llama2-70b seqs=1 tokens=1 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8: measured 400 W, predicted 329 W (calibrated): -17.8%\n```"
     "| gemm-nvfp4.json | 44 | `racksim bench gemm --dtypes nvfp4 --m 1,2,4,8,16,32,33,48,64,128,256 --out ")
   string(FIND "${readme}" "${want}" at)
   if(at EQUAL -1)

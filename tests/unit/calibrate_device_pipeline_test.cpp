@@ -444,6 +444,7 @@ namespace {
 MeasurementRecord exec_step(std::string variant, int gpus, double flops, double bytes, double step_s, double power_w) {
   MeasurementRecord r;
   r.op.kind = "step";
+  r.op.model = "llama2-70b";
   r.op.variant = std::move(variant);
   r.op.sequences = 64;
   r.op.m = 64;
@@ -473,7 +474,6 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
   exec.run = h100_run("racksim exec llama.yaml --device cuda:0");
   exec.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0));   // +5.375%
   exec.records.push_back(exec_step("decode", 2, 2.8e11, 3.5e10, 0.020, 421.5));   // two GPUs of the same: 0%
-  exec.records.back().op.sequences = exec.records.back().op.m = 128;
   // A prefill of 60 TFLOP and 100 GB in 50 ms asks 90 + 0.5 x 1,200 + 65 x 2 = 820 W: capped at
   // the datasheet's 700 W; measured 690 W: +1.449%.
   exec.records.push_back(exec_step("prefill", 1, 6.0e13, 1.0e11, 0.050, 690.0));
@@ -502,7 +502,7 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
   REQUIRE(r.step_power.size() == 4);
   const StepPowerCheck& d1 = r.step_power[0];
   CHECK(d1.gpu == "h100-sxm");
-  CHECK(d1.identity == "step decode seqs=64 tokens=64 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8");
+  CHECK(d1.identity == "step decode model=llama2-70b seqs=64 tokens=64 context=1024 layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8");
   CHECK(d1.power == "calibrated");
   CHECK(d1.step_s == Approx(0.020));
   CHECK(d1.predicted_w == Approx(210.75).epsilon(1e-9));
@@ -530,8 +530,42 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
   // The steps never enter a fit: the power section is the bench file's alone.
   CHECK(test::only_gpu(r).power->points == 4);
   // The report's table and JSON carry them.
-  CHECK_THAT(step_power_markdown(r.step_power), Catch::Contains("| h100-sxm | step prefill seqs=64 tokens=64 context=1024 layers=80 gpus=1 "
+  CHECK_THAT(step_power_markdown(r.step_power), Catch::Contains("| h100-sxm | step prefill model=llama2-70b seqs=64 tokens=64 context=1024 layers=80 gpus=1 "
                                                                 "a=bf16 w=nvfp4 kv=fp8 | calibrated | 1 | 50.000 ms | 690 W | 700 W (at the "
                                                                 "limit) | +1.4% |"));
   CHECK_THAT(residual_json(r), Catch::Contains("\"power\": \"carried from h100-sxm\""));
+
+  // Every step (a catalog model's: llama2-70b) also against the simulator's time with the factors
+  // these files give, on the catalog system of its GPU that holds its GPUs (the smallest, first id:
+  // dgx-h100 for the H100s, hgx-h200, gb300-tray for the GB300). tests/cli/calibrate_steps.cmake
+  // checks the figure itself against racksim graph's; here the physics: two GPUs share the
+  // weights, so the same decode step at TP 2 takes more than half the TP 1 step's time (the
+  // all-reduces, the per-op launches) and less than all of it.
+  REQUIRE(r.step_time.size() == 7);
+  const StepTimeCheck &t1 = r.step_time[0], &t2 = r.step_time[1];
+  CHECK(t1.system == "dgx-h100");
+  CHECK(t1.timing == "graph");
+  CHECK(t1.measured_s == Approx(0.020 * 0.98));
+  CHECK((t2.gpus == 2 && t2.predicted_s > 0.5 * t1.predicted_s && t2.predicted_s < t1.predicted_s));
+  const StepTimeCheck &h200_t = r.step_time[5], &gb300_t = r.step_time[6];
+  CHECK((h200_t.system == "hgx-h200" && gb300_t.system == "gb300-tray"));
+  CHECK_THAT(step_time_markdown(r.step_time), Catch::Contains("| h200-sxm | step decode model=llama2-70b seqs=64 tokens=64 context=1024 "
+                                                              "layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8 | hgx-h200 | 19.600 ms (graph) |"));
+}
+
+TEST_CASE("a step of a model outside the catalog, or larger than any system of its GPU, gets no step time, said", "[calibrate][device]") {
+  MeasurementFile exec;
+  exec.run = h100_run("racksim exec tiny.yaml --device cuda:0");
+  exec.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0));
+  exec.records.back().op.model = "tiny-llama";
+  exec.records.push_back(exec_step("decode", 16, 2.8e11, 3.5e10, 0.020, 200.0));  // no H100 system has 16 GPUs in one NVLink domain
+  const CalibrationResult r = run_calibration(test::written_and_read({exec}, "odd"), "racksim tests");
+  CHECK(r.step_time.empty());
+  std::size_t model = 0, size = 0;
+  for (const auto& [why, n] : r.skipped) {
+    if (why.find("step of model 'tiny-llama': not in the model catalog") != std::string::npos) model += n;
+    if (why.find("step over 16 GPUs: no catalog system of h100-sxm GPUs holds them") != std::string::npos) size += n;
+  }
+  CHECK(model == 1);
+  CHECK(size == 1);
 }

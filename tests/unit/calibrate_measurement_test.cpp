@@ -185,6 +185,7 @@ TEST_CASE("step records: a whole step of racksim exec, its timing required and o
   MeasurementFile f = sample();
   MeasurementRecord s;
   s.op.kind = "step";
+  s.op.model = "llama2-70b";
   s.op.variant = "decode";
   s.op.sequences = 64;
   s.op.m = 64;
@@ -204,7 +205,7 @@ TEST_CASE("step records: a whole step of racksim exec, its timing required and o
   const std::string text = format_measurements(f);
   const MeasurementFile back = parse_measurements(text, "s.json");
   REQUIRE(back.records.size() == 1);
-  CHECK(back.records[0].op.identity() == "step decode seqs=64 tokens=64 context=1024 layers=80 gpus=4 a=bf16 w=nvfp4 kv=fp8");
+  CHECK(back.records[0].op.identity() == "step decode model=llama2-70b seqs=64 tokens=64 context=1024 layers=80 gpus=4 a=bf16 w=nvfp4 kv=fp8");
   CHECK(back.records[0].timing == "graph");
   CHECK(format_measurements(back) == text);
   auto with = [&](const std::string& from, const std::string& to) { return edited(text, from, to); };

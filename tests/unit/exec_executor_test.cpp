@@ -415,7 +415,7 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   // 4 heads*16*4 flops*12 pairs (2 sequences x 6 keys) = 3,072, norms 2 x 4*2*64, rope 3*2*96,
   // residuals 2 x 2*64, swiglu 4*2*128 = 2,880; twice that, plus lm_head 2*2*97*64 = 24,832,
   // final norm 512 and sampling 2*2*97 = 388: 332,548.
-  const MeasurementRecord& dstep = record_of(r, "step decode seqs=2 tokens=2 context=5 layers=2 gpus=1 a=bf16 w=nvfp4 kv=bf16");
+  const MeasurementRecord& dstep = record_of(r, "step decode model=tiny-llama seqs=2 tokens=2 context=5 layers=2 gpus=1 a=bf16 w=nvfp4 kv=bf16");
   CHECK(dstep.timing == "graph");
   CHECK(dstep.time_median_s == Approx(0.010));
   CHECK_FALSE(dstep.time_min_s);
@@ -429,7 +429,7 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(dstep.energy_j == Approx(2.0));
   CHECK(dstep.power_w == Approx(200.0));
   CHECK(dstep.sm_clock_mhz == Approx(1980.0));
-  const MeasurementRecord& pstep = record_of(r, "step prefill seqs=1 tokens=6 context=6 layers=2 gpus=1");
+  const MeasurementRecord& pstep = record_of(r, "step prefill model=tiny-llama seqs=1 tokens=6 context=6 layers=2 gpus=1");
   CHECK(pstep.timing == "eager");
   CHECK(pstep.time_median_s == Approx(pre.median_s));
   CHECK((pstep.time_min_s && *pstep.time_min_s == pre.min_s && pstep.time_max_s && *pstep.time_max_s == pre.max_s));
@@ -468,7 +468,7 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(m.steps[0].power.power_w == Approx(400.0));
   CHECK(m.steps[1].power.steps == std::min(3, power_window_steps(0.05, m.steps[1].median_s)));
   CHECK(m.steps[1].power.energy_per_step_j() == Approx(6.0));
-  CHECK(record_of(m, "step decode seqs=2 tokens=2 context=5 layers=2 gpus=2").power_w == Approx(400.0));
+  CHECK(record_of(m, "step decode model=tiny-llama seqs=2 tokens=2 context=5 layers=2 gpus=2").power_w == Approx(400.0));
   o.combine_power = [](const std::optional<StepPower>&) { return std::optional<StepPower>(); };  // another rank had none
   const ExecReport none = run_exec(even, nvfp4_bf16(), o);
   CHECK(none.steps[0].power.steps == 0);

@@ -57,11 +57,13 @@ struct MeasuredOp {
   /// and the two sums the cost depends on: sequences and the sum over query tokens of keys attended.
   std::int64_t sequences = 0;
   double pairs = 0;
-  /// A whole step of `racksim exec` (kind "step"): variant = "decode" or "prefill", sequences,
+  /// A whole step of `racksim exec` (kind "step"): model = the catalog model id (or the model
+  /// file's id), variant = "decode" or "prefill", sequences,
   /// m = tokens through the GEMMs, n = decode: cached tokens per sequence / prefill: prompt
   /// length, k = layers run, ranks = GPUs (tensor parallel), a_dtype = activations, w_dtype =
   /// weights, dtype = KV cache; flops and bytes_moved are one GPU's per step (the graph's ops,
   /// collectives left out), energy_j and power_w the step's over all its GPUs.
+  std::string model;
 
   /// One-line identity used to join measurements to predictions and to sort records.
   [[nodiscard]] std::string identity() const;

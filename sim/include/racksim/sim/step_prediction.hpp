@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "racksim/hwmodels/cost_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 #include "racksim/sim/scenario.hpp"
 #include "racksim/workloads/step_graph.hpp"
@@ -34,5 +36,13 @@ struct StepPrediction {
 /// `limit_w` (0: the system's own limit, as a scenario on it would have).
 [[nodiscard]] StepPrediction predict_step(const Scenario& s, const SystemSpec& system, const ModelConfig& model, const Deployment& dep,
                                           const StepBatch& batch, double limit_w = 0);
+
+/// The same with the hardware models' factors given (`calibration`: e.g. what `racksim calibrate`
+/// has just fitted, before it is committed; GpuCalibration() for the datasheet models) and the
+/// precision and all-reduce choice given instead of a scenario's. `calibrated` in the result is
+/// calibration.enabled(). `calibration` may point into tables the caller keeps alive.
+[[nodiscard]] StepPrediction predict_step_with(const SystemSpec& system, GpuCalibration calibration, const ModelConfig& model,
+                                               const Deployment& dep, const Precision& precision, const StepBatch& batch,
+                                               double limit_w = 0, AllReduceImpl all_reduce = AllReduceImpl::automatic);
 
 }  // namespace racksim

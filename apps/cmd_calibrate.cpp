@@ -19,7 +19,7 @@ int cmd_calibrate(const Args& args) {
                      "measurement files (racksim JSON, or the aiconfigurator GEMM/NCCL CSVs)")(
       "out", po::value(&out)->required(), "directory for <gpu>.yaml, residuals.md and residuals.json")(
       "steps", po::value(&step_files)->multitoken(),
-      "racksim exec files whose step records check the power fit (their op records are not fitted)");
+      "racksim exec files whose step records check the power fit and the simulator's step time with these factors (their op records are not fitted)");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse(args, desc, pos, vm, "racksim calibrate --measurements FILE... [--steps EXEC_FILE...] --out DIR")) return 0;

@@ -280,6 +280,16 @@ void check_step_time(const std::vector<std::pair<const MeasurementFile*, const M
       continue;
     }
     model.layers = static_cast<int>(op.k);  // the executor may run fewer than the model's
+    // What the step graph requires (workloads/src/step_graph.cpp), which racksim exec met.
+    if (model.heads % op.ranks != 0 || model.ffn % op.ranks != 0) {
+      ++out.skipped[fmt::format("{}: {}: tensor parallel {} does not divide {}'s {} heads and FFN {}, no step time predicted", f->path,
+                                op.identity(), op.ranks, model.id, model.heads, model.ffn)];
+      continue;
+    }
+    if (op.variant == "prefill" && op.n < 1) {
+      ++out.skipped[fmt::format("{}: {}: a prefill of no prompt tokens, no step time predicted", f->path, op.identity())];
+      continue;
+    }
     const SystemSpec system = find_system(*system_id);
     Deployment dep;
     dep.tensor_parallel = op.ranks;
@@ -288,11 +298,27 @@ void check_step_time(const std::vector<std::pair<const MeasurementFile*, const M
     precision.activations = *parse_dtype(op.a_dtype);
     precision.kv_cache = *parse_dtype(op.dtype);
     const StepBatch batch = op.variant == "decode" ? StepBatch::decode(op.sequences, op.n) : StepBatch::prefill_only(op.sequences, op.n);
+    // The record's FLOPs are its graph's as exec built it: a model file that reuses a catalog id
+    // with other dimensions would otherwise be priced as the catalog's model.
+    if (rec->flops) {
+      const StepGraph graph(model, batch, dep, precision);
+      double flops = 0;
+      for (std::size_t v = 0; v < graph.size(); ++v)
+        if (!is_communication(graph.op(v).kind)) flops += graph.op(v).flops;
+      if (std::fabs(flops - *rec->flops) > 1e-6 * flops) {
+        ++out.skipped[fmt::format("{}: {}: its FLOPs per GPU ({:.6g}) are not those of catalog model {} at that shape ({:.6g}), no "
+                                  "step time predicted", f->path, op.identity(), *rec->flops, model.id, flops)];
+        continue;
+      }
+    }
     StepPrediction p;
     try {
-      p = predict_step_with(system, GpuCalibration(system.gpu, tables), model, dep, precision, batch, f->run.power_limit_w.value_or(0.0));
-    } catch (const InputError& e) {
-      ++out.skipped[fmt::format("{}: step {}: no step time predicted: {}", f->path, op.identity(), e.what())];
+      // racksim exec's tensor parallelism all-reduces through NCCL (apps/cmd_exec.cpp), not the
+      // serving engines' one-shot kernel the simulator's automatic choice prices for small messages.
+      p = predict_step_with(system, GpuCalibration(system.gpu, tables), model, dep, precision, batch, f->run.power_limit_w.value_or(0.0),
+                            AllReduceImpl::nccl);
+    } catch (const Error& e) {  // e.g. a format the GPU has no path for (nvfp4 activations on Hopper)
+      ++out.skipped[fmt::format("{}: {}: no step time predicted: {}", f->path, op.identity(), e.what())];
       continue;
     }
     StepTimeCheck c;

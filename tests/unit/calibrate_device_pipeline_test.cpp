@@ -19,6 +19,8 @@
 #include "racksim/hwmodels/cost_model.hpp"
 #include "racksim/hwmodels/energy_model.hpp"
 #include "racksim/hwmodels/gpu_calibration.hpp"
+#include "racksim/sim/step_prediction.hpp"
+#include "racksim/workloads/model_catalog.hpp"
 #include "calibrate_test_support.hpp"
 #include "test_support.hpp"
 
@@ -517,8 +519,9 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
   CHECK(r.step_power[3].gpu == "h200-sxm");
   CHECK(r.step_power[3].power == "carried from h100-sxm");
   CHECK(std::fabs(r.step_power[3].error()) < 1e-9);
-  // Not checked, each said: the steps without a window or with no energy in it, the GB300's (no fit own or carried).
-  CHECK(r.skipped.size() == 2);
+  // Not checked, each said: the steps without a window or with no energy in it, the GB300's (no
+  // fit own or carried); and no step time for any of them: their round FLOPs are not Llama-2-70B's
+  // at their shapes (the next test case checks step times on the graph's own FLOPs).
   const auto skipped_with = [&](const std::string& part) {
     std::size_t n = 0;
     for (const auto& [why, count] : r.skipped)
@@ -527,6 +530,8 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
   };
   CHECK(skipped_with("step without energy_j and power_w above 0") == 2);
   CHECK(skipped_with("step on gb300: no power fit in these files") == 1);
+  CHECK(skipped_with("are not those of catalog model llama2-70b at that shape") == 7);
+  CHECK(r.step_time.empty());
   // The steps never enter a fit: the power section is the bench file's alone.
   CHECK(test::only_gpu(r).power->points == 4);
   // The report's table and JSON carry them.
@@ -534,38 +539,109 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
                                                                 "a=bf16 w=nvfp4 kv=fp8 | calibrated | 1 | 50.000 ms | 690 W | 700 W (at the "
                                                                 "limit) | +1.4% |"));
   CHECK_THAT(residual_json(r), Catch::Contains("\"power\": \"carried from h100-sxm\""));
+}
 
+namespace {
+
+// One GPU's FLOPs per step of Llama-2-70B at this shape, as racksim exec writes them (the step
+// graph's non-communication ops; exec_executor_test checks that sum by hand on tiny-llama).
+double llama_step_flops(bool decode, std::int64_t seqs, std::int64_t n, int tp) {
+  Precision fmt;
+  fmt.weights = DType::nvfp4;
+  fmt.activations = DType::bf16;
+  fmt.kv_cache = DType::fp8;
+  Deployment dep;
+  dep.tensor_parallel = tp;
+  const StepGraph g(find_model("llama2-70b"), decode ? StepBatch::decode(seqs, n) : StepBatch::prefill_only(seqs, n), dep, fmt);
+  double flops = 0;
+  for (std::size_t v = 0; v < g.size(); ++v)
+    if (!is_communication(g.op(v).kind)) flops += g.op(v).flops;
+  return flops;
+}
+
+}  // namespace
+
+TEST_CASE("racksim exec's steps are checked against the simulator's time with this run's factors", "[calibrate][device]") {
+  // The bench file's H100 factors (memory, launch, power), the same steps with the FLOPs exec
+  // writes for them: decode 64 x 1024 at TP 1 and TP 2 on the H100, and at TP 1 on an H200
+  // (factors carried from the H100) and a GB300 (none: seed).
+  MeasurementFile exec;
+  exec.run = h100_run("racksim exec llama.yaml --device cuda:0");
+  exec.records.push_back(exec_step("decode", 1, llama_step_flops(true, 64, 1024, 1), 3.5e10, 0.020, 200.0));
+  exec.records.push_back(exec_step("decode", 2, llama_step_flops(true, 64, 1024, 2), 1.8e10, 0.012, 300.0));
+  exec.records.push_back(exec_step("prefill", 1, llama_step_flops(false, 64, 1024, 1), 1.0e11, 0.050, 690.0));
+  MeasurementFile h200;
+  h200.run = h100_run("racksim exec llama.yaml --device cuda:0");
+  h200.run.device = "NVIDIA H200";
+  h200.run.gpu = "h200-sxm";
+  h200.records.push_back(exec_step("decode", 1, llama_step_flops(true, 64, 1024, 1), 3.5e10, 0.020, 210.75));
+  MeasurementFile gb300 = h200;
+  gb300.run.device = "NVIDIA GB300";
+  gb300.run.gpu = "gb300";
+  const CalibrationResult r = run_calibration(test::written_and_read({device_file(), exec, h200, gb300}, "steptime"), "racksim tests");
+  REQUIRE(r.step_time.size() == 5);
+  const StepTimeCheck& t1 = r.step_time[0];
   // Every step (a catalog model's: llama2-70b) also against the simulator's time with the factors
   // these files give, on the catalog system of its GPU that holds its GPUs (the smallest, first id:
   // dgx-h100 for the H100s, hgx-h200, gb300-tray for the GB300). tests/cli/calibrate_steps.cmake
   // checks the figure itself against racksim graph's; here the physics: two GPUs share the
   // weights, so the same decode step at TP 2 takes more than half the TP 1 step's time (the
   // all-reduces, the per-op launches) and less than all of it.
-  REQUIRE(r.step_time.size() == 7);
-  const StepTimeCheck &t1 = r.step_time[0], &t2 = r.step_time[1];
+  const StepTimeCheck& t2 = r.step_time[1];
   CHECK(t1.system == "dgx-h100");
   CHECK(t1.timing == "graph");
   CHECK(t1.measured_s == Approx(0.020 * 0.98));
   CHECK((t2.gpus == 2 && t2.predicted_s > 0.5 * t1.predicted_s && t2.predicted_s < t1.predicted_s));
-  const StepTimeCheck &h200_t = r.step_time[5], &gb300_t = r.step_time[6];
+  const StepTimeCheck &h200_t = r.step_time[3], &gb300_t = r.step_time[4];
   CHECK((h200_t.system == "hgx-h200" && gb300_t.system == "gb300-tray"));
+  // The factors are this run's (the synthetic H100 memory curve, launch and power above), not the
+  // catalog's H100 factors (carried from the committed H200 files): the same step costed both ways.
+  ModelConfig llama = find_model("llama2-70b");
+  Precision fmt;
+  fmt.weights = DType::nvfp4;
+  fmt.activations = DType::bf16;
+  fmt.kv_cache = DType::fp8;
+  const GpuSpec& h100 = find_gpu("h100-sxm");
+  const CalibratedFactors& fresh = test::only_gpu(r);
+  const StepPrediction mine = predict_step_with(find_system("dgx-h100"), GpuCalibration(h100, {&fresh}), llama, Deployment{}, fmt,
+                                                StepBatch::decode(64, 1024), 700, AllReduceImpl::nccl);
+  const StepPrediction catalog = predict_step_with(find_system("dgx-h100"), GpuCalibration(h100), llama, Deployment{}, fmt,
+                                                   StepBatch::decode(64, 1024), 700, AllReduceImpl::nccl);
+  CHECK(t1.predicted_s == mine.time_s);
+  CHECK(std::fabs(catalog.time_s / mine.time_s - 1) > 1e-3);
   CHECK_THAT(step_time_markdown(r.step_time), Catch::Contains("| h200-sxm | step decode model=llama2-70b seqs=64 tokens=64 context=1024 "
                                                               "layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8 | hgx-h200 | 19.600 ms (graph) |"));
+  // Every step got its time; the GB300's power alone is not checked (no power fit of its family).
+  REQUIRE(r.skipped.size() == 1);
+  CHECK_THAT(r.skipped.begin()->first, Catch::Contains("step on gb300: no power fit in these files"));
 }
 
-TEST_CASE("a step of a model outside the catalog, or larger than any system of its GPU, gets no step time, said", "[calibrate][device]") {
+TEST_CASE("a step of a model outside the catalog, larger than any system of its GPU, or not one the simulator can cost gets no step time, said",
+          "[calibrate][device]") {
   MeasurementFile exec;
   exec.run = h100_run("racksim exec tiny.yaml --device cuda:0");
   exec.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0));
   exec.records.back().op.model = "tiny-llama";
   exec.records.push_back(exec_step("decode", 16, 2.8e11, 3.5e10, 0.020, 200.0));  // no H100 system has 16 GPUs in one NVLink domain
+  exec.records.push_back(exec_step("decode", 3, 2.8e11, 3.5e10, 0.020, 200.0));   // 3 does not divide Llama-2-70B's 64 heads
+  exec.records.push_back(exec_step("prefill", 1, 2.8e11, 3.5e10, 0.020, 200.0));
+  exec.records.back().op.n = 0;                                                  // a prefill of no prompt
+  exec.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0));  // round FLOPs: not the model's at that shape
+  exec.records.push_back(exec_step("decode", 1, 2.8e11, 3.5e10, 0.020, 200.0));
+  exec.records.back().op.a_dtype = "nvfp4";  // NVFP4 activations on Hopper: no tensor-core path (the cost model refuses)
+  exec.records.back().flops.reset();
   const CalibrationResult r = run_calibration(test::written_and_read({exec}, "odd"), "racksim tests");
   CHECK(r.step_time.empty());
-  std::size_t model = 0, size = 0;
-  for (const auto& [why, n] : r.skipped) {
-    if (why.find("step of model 'tiny-llama': not in the model catalog") != std::string::npos) model += n;
-    if (why.find("step over 16 GPUs: no catalog system of h100-sxm GPUs holds them") != std::string::npos) size += n;
-  }
-  CHECK(model == 1);
-  CHECK(size == 1);
+  const auto skipped_with = [&](const std::string& part) {
+    std::size_t n = 0;
+    for (const auto& [why, count] : r.skipped)
+      if (why.find(part) != std::string::npos) n += count;
+    return n;
+  };
+  CHECK(skipped_with("step of model 'tiny-llama': not in the model catalog") == 1);
+  CHECK(skipped_with("step over 16 GPUs: no catalog system of h100-sxm GPUs holds them") == 1);
+  CHECK(skipped_with("tensor parallel 3 does not divide llama2-70b's 64 heads and FFN 28672") == 1);
+  CHECK(skipped_with("a prefill of no prompt tokens") == 1);
+  CHECK(skipped_with("are not those of catalog model llama2-70b at that shape") == 1);
+  CHECK(skipped_with("no step time predicted: h100-sxm has no nvfp4 tensor cores") == 1);
 }

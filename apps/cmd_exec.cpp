@@ -82,12 +82,15 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
       return p;
     }
     const double limit = r.measurements.run.power_limit_w.value_or(0.0);  // the device's enforced limit, where NVML gave it
+    // The executor's all-reduces are NCCL's (above): priced so, whatever serving.all_reduce says.
+    Scenario as_run = s;
+    as_run.serving.all_reduce = AllReduceImpl::nccl;
     Deployment dep;
     dep.tensor_parallel = tensor_parallel;
     for (const auto& st : r.steps) {
       const StepBatch b = st.shape.kind == exec::ExecShape::Kind::prefill ? StepBatch::prefill_only(st.shape.batch, st.shape.tokens)
                                                                            : StepBatch::decode(st.shape.batch, st.shape.context);
-      p.steps.push_back(predict_step(s, system, r.model, dep, b, limit));
+      p.steps.push_back(predict_step(as_run, system, r.model, dep, b, limit));
     }
   } catch (const std::exception& e) {
     p.steps.clear();

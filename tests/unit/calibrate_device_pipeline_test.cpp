@@ -441,6 +441,14 @@ TEST_CASE("mixed-format GEMMs, forced collective algorithms and repeated points 
 
 namespace {
 
+// Records skipped for a reason that contains `part`.
+std::size_t skipped_count(const CalibrationResult& r, const std::string& part) {
+  std::size_t n = 0;
+  for (const auto& [why, count] : r.skipped)
+    if (why.find(part) != std::string::npos) n += count;
+  return n;
+}
+
 // A `racksim exec` step record: one GPU's FLOPs and HBM bytes per step, and a power window of
 // `step_s` per step at `power_w` over its `gpus` GPUs (energy per step = power x time).
 MeasurementRecord exec_step(std::string variant, int gpus, double flops, double bytes, double step_s, double power_w) {
@@ -522,12 +530,7 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
   // Not checked, each said: the steps without a window or with no energy in it, the GB300's (no
   // fit own or carried); and no step time for any of them: their round FLOPs are not Llama-2-70B's
   // at their shapes (the next test case checks step times on the graph's own FLOPs).
-  const auto skipped_with = [&](const std::string& part) {
-    std::size_t n = 0;
-    for (const auto& [why, count] : r.skipped)
-      if (why.find(part) != std::string::npos) n += count;
-    return n;
-  };
+  const auto skipped_with = [&](const std::string& part) { return skipped_count(r, part); };
   CHECK(skipped_with("step without energy_j and power_w above 0") == 2);
   CHECK(skipped_with("step on gb300: no power fit in these files") == 1);
   CHECK(skipped_with("are not those of catalog model llama2-70b at that shape") == 7);
@@ -632,12 +635,7 @@ TEST_CASE("a step of a model outside the catalog, larger than any system of its 
   exec.records.back().flops.reset();
   const CalibrationResult r = run_calibration(test::written_and_read({exec}, "odd"), "racksim tests");
   CHECK(r.step_time.empty());
-  const auto skipped_with = [&](const std::string& part) {
-    std::size_t n = 0;
-    for (const auto& [why, count] : r.skipped)
-      if (why.find(part) != std::string::npos) n += count;
-    return n;
-  };
+  const auto skipped_with = [&](const std::string& part) { return skipped_count(r, part); };
   CHECK(skipped_with("step of model 'tiny-llama': not in the model catalog") == 1);
   CHECK(skipped_with("step over 16 GPUs: no catalog system of h100-sxm GPUs holds them") == 1);
   CHECK(skipped_with("tensor parallel 3 does not divide llama2-70b's 64 heads and FFN 28672") == 1);

@@ -217,3 +217,34 @@ if(at EQUAL -1)
 endif()
 file(REMOVE "${pjson}")
 message("exec --predict-on hgx-h200: the steps' times are racksim graph's; auto on the CPU predicts nothing")
+
+# --predict-on SYSTEM prices the step as the executor runs it: its tensor-parallel all-reduces
+# through NCCL, whatever serving.all_reduce says (the tiny example's 'auto' would price the engines'
+# one-shot kernel, which on gb300-nvl72 makes the TP 2 decode 2 x 16 step about 25 us faster).
+# The prediction must be racksim graph's step with serving.all_reduce nccl, and not auto's.
+set(json_pred "${WORKDIR}/exec_cpu_predict.json")
+execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set deployment.tensor_parallel=2 --shape decode:2x16
+                        --warmup 0 --reps 1 --predict-on gb300-nvl72 --json "${json_pred}"
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "exec --predict-on gb300-nvl72: exit ${rc}\n${stdout}\n${stderr}")
+endif()
+file(READ "${json_pred}" jp)
+string(JSON predicted GET "${jp}" steps 0 predicted time_s)
+foreach(ar auto nccl)
+  execute_process(COMMAND "${RACKSIM}" graph examples/exec-tiny-llama-cpu.yaml --set system=gb300-nvl72 --set deployment.tensor_parallel=2
+                          --set serving.all_reduce=${ar} --phase decode --batch 2 --context 16 --json -
+                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE gj ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "graph with serving.all_reduce ${ar}: exit ${rc}\n${stderr}")
+  endif()
+  string(JSON graph_${ar} GET "${gj}" totals time_s)
+  string(SUBSTRING "${graph_${ar}}" 0 12 graph_${ar}_12)  # 9 significant digits of "0.000190346..."
+endforeach()
+string(SUBSTRING "${predicted}" 0 12 predicted_12)
+if(NOT predicted_12 STREQUAL graph_nccl_12 OR predicted_12 STREQUAL graph_auto_12)
+  message(FATAL_ERROR "exec --predict-on gb300-nvl72 at TP 2: ${predicted} s; racksim graph: ${graph_nccl} s with NCCL's all-reduce "
+                      "(want this), ${graph_auto} s with auto's")
+endif()
+message("exec --predict-on gb300-nvl72, TP 2: ${predicted} s, graph's with NCCL all-reduces (auto's: ${graph_auto} s)")
+file(REMOVE "${json_pred}")

@@ -301,10 +301,7 @@ void check_step_time(const std::vector<std::pair<const MeasurementFile*, const M
     // The record's FLOPs are its graph's as exec built it: a model file that reuses a catalog id
     // with other dimensions would otherwise be priced as the catalog's model.
     if (rec->flops) {
-      const StepGraph graph(model, batch, dep, precision);
-      double flops = 0;
-      for (std::size_t v = 0; v < graph.size(); ++v)
-        if (!is_communication(graph.op(v).kind)) flops += graph.op(v).flops;
+      const double flops = step_work(StepGraph(model, batch, dep, precision)).flops;
       if (std::fabs(flops - *rec->flops) > 1e-6 * flops) {
         ++out.skipped[fmt::format("{}: {}: its FLOPs per GPU ({:.6g}) are not those of catalog model {} at that shape ({:.6g}), no "
                                   "step time predicted", f->path, op.identity(), *rec->flops, model.id, flops)];

@@ -404,12 +404,9 @@ class Runner {
     st.power_timing = power_timing;
     st.shape = s;
     st.tokens = batch.tokens();
-    for (std::size_t v = 0; v < graph.size(); ++v) {
-      const Op& op = graph.op(v);
-      if (is_communication(op.kind)) continue;
-      st.flops += op.flops;
-      st.bytes += op.bytes();
-    }
+    const StepWork work = step_work(graph);
+    st.flops = work.flops;
+    st.bytes = work.bytes;
     const TimingStats ts = stats_of(times);
     st.median_s = ts.median_s;
     st.min_s = ts.min_s;

@@ -546,8 +546,8 @@ TEST_CASE("racksim exec's steps are checked against the power fit, own and carri
 
 namespace {
 
-// One GPU's FLOPs per step of Llama-2-70B at this shape, as racksim exec writes them (the step
-// graph's non-communication ops; exec_executor_test checks that sum by hand on tiny-llama).
+// One GPU's FLOPs per step of Llama-2-70B at this shape, as racksim exec writes them (step_work;
+// exec_executor_test checks that sum by hand on tiny-llama).
 double llama_step_flops(bool decode, std::int64_t seqs, std::int64_t n, int tp) {
   Precision fmt;
   fmt.weights = DType::nvfp4;
@@ -555,11 +555,7 @@ double llama_step_flops(bool decode, std::int64_t seqs, std::int64_t n, int tp) 
   fmt.kv_cache = DType::fp8;
   Deployment dep;
   dep.tensor_parallel = tp;
-  const StepGraph g(find_model("llama2-70b"), decode ? StepBatch::decode(seqs, n) : StepBatch::prefill_only(seqs, n), dep, fmt);
-  double flops = 0;
-  for (std::size_t v = 0; v < g.size(); ++v)
-    if (!is_communication(g.op(v).kind)) flops += g.op(v).flops;
-  return flops;
+  return step_work(StepGraph(find_model("llama2-70b"), decode ? StepBatch::decode(seqs, n) : StepBatch::prefill_only(seqs, n), dep, fmt)).flops;
 }
 
 }  // namespace

@@ -55,6 +55,17 @@ BatchShape BatchShape::of(const StepBatch& b) {
   return s;
 }
 
+StepWork step_work(const StepGraph& graph) {
+  StepWork w;
+  for (std::size_t v = 0; v < graph.size(); ++v) {
+    const Op& op = graph.op(v);
+    if (is_communication(op.kind)) continue;
+    w.flops += op.flops;
+    w.bytes += op.bytes();
+  }
+  return w;
+}
+
 std::vector<int> layers_per_stage(int layers, int stages) {
   std::vector<int> out(static_cast<std::size_t>(stages), layers / stages);
   for (int i = 0; i < layers % stages; ++i) ++out[static_cast<std::size_t>(i)];

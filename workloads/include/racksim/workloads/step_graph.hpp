@@ -128,4 +128,13 @@ class StepGraph {
 /// the remainder (TensorRT-LLM's default split).
 [[nodiscard]] std::vector<int> layers_per_stage(int layers, int stages);
 
+/// One GPU's work in a step: FLOPs and HBM bytes (Op::flops, Op::bytes()) summed over the graph's
+/// ops, collectives left out (their bytes cross links, not HBM). What racksim exec's step records
+/// hold, and what calibrate checks them against.
+struct StepWork {
+  double flops = 0;
+  double bytes = 0;
+};
+[[nodiscard]] StepWork step_work(const StepGraph& graph);
+
 }  // namespace racksim

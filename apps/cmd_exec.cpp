@@ -82,15 +82,15 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
       return p;
     }
     const double limit = r.measurements.run.power_limit_w.value_or(0.0);  // the device's enforced limit, where NVML gave it
-    // The executor's all-reduces are NCCL's (above): priced so, whatever serving.all_reduce says.
-    Scenario as_run = s;
-    as_run.serving.all_reduce = AllReduceImpl::nccl;
+    // The scenario's calibration setting, but the all-reduces the executor runs: NCCL's (above),
+    // whatever serving.all_reduce says.
+    const auto factors = [&] { return s.calibrated ? GpuCalibration(system.gpu) : GpuCalibration(); };
     Deployment dep;
     dep.tensor_parallel = tensor_parallel;
     for (const auto& st : r.steps) {
       const StepBatch b = st.shape.kind == exec::ExecShape::Kind::prefill ? StepBatch::prefill_only(st.shape.batch, st.shape.tokens)
                                                                            : StepBatch::decode(st.shape.batch, st.shape.context);
-      p.steps.push_back(predict_step(as_run, system, r.model, dep, b, limit));
+      p.steps.push_back(predict_step_with(system, factors(), r.model, dep, s.precision, b, limit, AllReduceImpl::nccl));
     }
   } catch (const std::exception& e) {
     p.steps.clear();
@@ -147,7 +147,7 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                      {"time_min_s", st.min_s},
                      {"time_max_s", st.max_s},
                      {"reps", st.reps},
-                     {"graph_time_median_s", st.graph_median_s > 0 ? nlohmann::json(st.graph_median_s) : nlohmann::json()},
+                     {"graph_time_median_s", st.replayed() ? nlohmann::json(st.graph_median_s) : nlohmann::json()},
                      {"tokens_per_s", st.tokens_per_s()},
                      {"op_time_s", st.op_time_s()},
                      {"op_time_by_kind", by_kind},
@@ -190,7 +190,7 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
                "graph ms");
     for (const auto& st : r.steps)
       fmt::print("  {:<20} {:>8} {:>12.3f} {:>12.3f} {:>12.3f} {:>14.1f} {:>12}\n", st.shape.label(), st.tokens, st.median_s * 1e3,
-                 st.min_s * 1e3, st.max_s * 1e3, st.tokens_per_s(), st.graph_median_s > 0 ? fmt::format("{:.3f}", st.graph_median_s * 1e3) : "-");
+                 st.min_s * 1e3, st.max_s * 1e3, st.tokens_per_s(), st.replayed() ? fmt::format("{:.3f}", st.graph_median_s * 1e3) : "-");
     // Where each step's time goes: its op times by kind, as shares of their sum (the rest of the
     // wall time is the host's between ops), the four largest named.
     fmt::print("  op time by kind (mean per step over the reps, eager):\n");

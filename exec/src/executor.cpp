@@ -103,18 +103,17 @@ MeasurementRecord step_record(const StepTiming& st, const ModelConfig& model, in
   op.a_dtype = std::string(to_string(precision.activations));
   op.w_dtype = std::string(to_string(precision.weights));
   op.dtype = std::string(to_string(precision.kv_cache));
-  const bool graph = st.graph_median_s > 0;
   MeasurementRecord r;
   r.op = std::move(op);
   r.time_median_s = st.measured_s();
-  if (!graph) {
+  if (!st.replayed()) {
     r.time_min_s = st.min_s;
     r.time_max_s = st.max_s;
   }
-  r.reps = graph ? st.graph_reps : st.reps;
+  r.reps = st.replayed() ? st.graph_reps : st.reps;
   r.timing = st.measured_timing();
-  if (st.flops > 0) r.flops = st.flops;
-  if (st.bytes > 0) r.bytes_moved = st.bytes;
+  if (st.work.flops > 0) r.flops = st.work.flops;
+  if (st.work.bytes > 0) r.bytes_moved = st.work.bytes;
   if (st.power.steps > 0) {
     RACKSIM_ASSERT(st.power.gpus == gpus, "a step's power window sums every GPU of its group");
     r.energy_j = st.power.energy_per_step_j();
@@ -404,9 +403,7 @@ class Runner {
     st.power_timing = power_timing;
     st.shape = s;
     st.tokens = batch.tokens();
-    const StepWork work = step_work(graph);
-    st.flops = work.flops;
-    st.bytes = work.bytes;
+    st.work = step_work(graph);
     const TimingStats ts = stats_of(times);
     st.median_s = ts.median_s;
     st.min_s = ts.min_s;

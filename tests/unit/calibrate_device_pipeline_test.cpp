@@ -577,8 +577,9 @@ TEST_CASE("racksim exec's steps are checked against the simulator's time with th
   MeasurementFile gb300 = h200;
   gb300.run.device = "NVIDIA GB300";
   gb300.run.gpu = "gb300";
+  gb300.records.push_back(exec_step("decode", 4, llama_step_flops(true, 64, 1024, 4), 1.0e10, 0.008, 800.0));
   const CalibrationResult r = run_calibration(test::written_and_read({device_file(), exec, h200, gb300}, "steptime"), "racksim tests");
-  REQUIRE(r.step_time.size() == 5);
+  REQUIRE(r.step_time.size() == 6);
   const StepTimeCheck& t1 = r.step_time[0];
   // Every step (a catalog model's: llama2-70b) also against the simulator's time with the factors
   // these files give, on the catalog system of its GPU that holds its GPUs (the smallest, first id:
@@ -608,10 +609,23 @@ TEST_CASE("racksim exec's steps are checked against the simulator's time with th
                                                    StepBatch::decode(64, 1024), 700, AllReduceImpl::nccl);
   CHECK(t1.predicted_s == mine.time_s);
   CHECK(std::fabs(catalog.time_s / mine.time_s - 1) > 1e-3);
+  // The all-reduces priced as NCCL's, which racksim exec runs, not the engines' one-shot kernel the
+  // simulator's automatic choice takes for small messages (on the GB300 tray at TP 4 the two differ).
+  const auto predicted = [&](const char* system, const GpuSpec& gpu, int tp, AllReduceImpl ar) {
+    Deployment dep;
+    dep.tensor_parallel = tp;
+    return predict_step_with(find_system(system), GpuCalibration(gpu, {&fresh}), llama, dep, fmt, StepBatch::decode(64, 1024), 700, ar).time_s;
+  };
+  CHECK(t2.predicted_s == predicted("dgx-h100", h100, 2, AllReduceImpl::nccl));
+  const StepTimeCheck& tray = r.step_time[5];
+  CHECK((tray.system == "gb300-tray" && tray.gpus == 4));
+  CHECK(tray.predicted_s == predicted("gb300-tray", find_gpu("gb300"), 4, AllReduceImpl::nccl));
+  CHECK(tray.predicted_s != predicted("gb300-tray", find_gpu("gb300"), 4, AllReduceImpl::automatic));
   CHECK_THAT(step_time_markdown(r.step_time), Catch::Contains("| h200-sxm | step decode model=llama2-70b seqs=64 tokens=64 context=1024 "
                                                               "layers=80 gpus=1 a=bf16 w=nvfp4 kv=fp8 | hgx-h200 | 19.600 ms (graph) |"));
   // Every step got its time; the GB300's power alone is not checked (no power fit of its family).
   REQUIRE(r.skipped.size() == 1);
+  CHECK(r.skipped.begin()->second == 2);
   CHECK_THAT(r.skipped.begin()->first, Catch::Contains("step on gb300: no power fit in these files"));
 }
 

@@ -338,6 +338,7 @@ namespace {
 struct MeterCounts {
   int metered_runs = -1;
   std::int64_t replayed = -1;
+  int replay_limit = -1;  ///< replays that succeed before one fails (-1: none fails)
 };
 class MeteredCpu final : public StepBackend {
  public:
@@ -351,7 +352,10 @@ class MeteredCpu final : public StepBackend {
   void truncate(std::int64_t s, std::int64_t n) override { inner_->truncate(s, n); }
   [[nodiscard]] std::string describe() const override { return inner_->describe(); }
   [[nodiscard]] bool can_replay_last_step() const override { return true; }
-  std::optional<double> replay_last_step() override { return 0.010; }
+  std::optional<double> replay_last_step() override {
+    if (seen_.replay_limit >= 0 && replays_++ >= seen_.replay_limit) return std::nullopt;
+    return 0.010;
+  }
   std::optional<StepPower> power_last_step(std::int64_t steps, std::string*) override {
     seen_.replayed = steps;
     return StepPower{steps, 0.010 * static_cast<double>(steps), 2.0 * static_cast<double>(steps), 200.0, 1, 1980.0, 0};
@@ -375,6 +379,7 @@ class MeteredCpu final : public StepBackend {
  private:
   std::unique_ptr<StepBackend> inner_;
   MeterCounts& seen_;
+  int replays_ = 0;
 };
 
 }  // namespace
@@ -434,6 +439,17 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(pstep.time_median_s == Approx(pre.median_s));
   CHECK((pstep.time_min_s && *pstep.time_min_s == pre.min_s && pstep.time_max_s && *pstep.time_max_s == pre.max_s));
   CHECK(pstep.energy_j == Approx(3.0));
+  // A replay that fails ends the replays: the record counts the one that ran, not the reps asked.
+  {
+    MeterCounts one;
+    one.replay_limit = 1;
+    ExecOptions o1 = o;
+    o1.shapes = {ExecShape::parse("decode:2x5", "s")};
+    o1.wrap_backend = [&](std::unique_ptr<StepBackend> inner) { return std::make_unique<MeteredCpu>(std::move(inner), one); };
+    const ExecReport r1 = run_exec(tiny(), nvfp4_bf16(), o1);
+    CHECK(r1.steps[0].graph_reps == 1);
+    CHECK(record_of(r1, "step decode model=tiny-llama seqs=2").reps == 1);
+  }
   const MeasurementFile back = parse_measurements(format_measurements(r.measurements), "exec.json");
   REQUIRE(back.records.size() == r.measurements.records.size());
   for (std::size_t i = back.records.size() - 2; i < back.records.size(); ++i) {

@@ -95,9 +95,7 @@ struct StepTiming {
   int reps = 0;
   double graph_median_s = 0;         ///< decode on CUDA: the step replayed as one CUDA graph (0 = not run)
   int graph_reps = 0;                ///< replays graph_median_s is the median of (at most reps: a replay that fails ends them)
-  /// One GPU's work per step, summed over the step graph's ops (collectives left out): FLOPs and
-  /// HBM bytes as the simulator costs them (Op::flops, Op::bytes()).
-  double flops = 0, bytes = 0;
+  StepWork work;  ///< one GPU's FLOPs and HBM bytes per step (step_work of the step's graph)
   /// Decode on CUDA with power_seconds > 0: the step's power window (StepPower; steps == 0:
   /// none, power_note says why).
   StepPower power;
@@ -110,8 +108,9 @@ struct StepTiming {
   [[nodiscard]] double op_time_s() const;
   /// The step's time as the simulator's ops run, back to back: the graph replay's median where
   /// the step was captured, else the eager reps' median; measured_timing() names which.
-  [[nodiscard]] double measured_s() const { return graph_median_s > 0 ? graph_median_s : median_s; }
-  [[nodiscard]] const char* measured_timing() const { return graph_median_s > 0 ? "graph" : "eager"; }
+  [[nodiscard]] bool replayed() const { return graph_median_s > 0; }
+  [[nodiscard]] double measured_s() const { return replayed() ? graph_median_s : median_s; }
+  [[nodiscard]] const char* measured_timing() const { return replayed() ? "graph" : "eager"; }
   /// Prefill: prompt tokens / median; decode: sequences (one new token each) / median.
   [[nodiscard]] double tokens_per_s() const { return static_cast<double>(tokens) / median_s; }
 };

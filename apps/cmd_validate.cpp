@@ -96,9 +96,7 @@ int cmd_validate(const Args& args) {
   if (!groups_markdown.empty()) check_output_path(groups_markdown, "--groups-markdown");
   if (!json.empty()) check_output_path(json, "--json");
 
-  auto src = std::make_shared<YamlSource>();
-  src->file = cases_path;
-  YamlMap root = YamlMap::root(load_yaml_file(cases_path), src);
+  YamlMap root = YamlMap::from_file(cases_path);
   std::vector<Case> cases;
   static constexpr std::string_view kMetrics[] = {"output_tokens_per_s", "system_avg_w", "ttft_p99_ms", "tpot_p99_ms",
                                                   "ttft_p50_ms", "tpot_p50_ms", "ttft_mean_ms", "tpot_mean_ms"};

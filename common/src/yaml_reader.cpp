@@ -79,6 +79,18 @@ YamlMap YamlMap::root(const YAML::Node& node, std::shared_ptr<const YamlSource> 
   return YamlMap(node, std::move(source), "");
 }
 
+namespace {
+std::shared_ptr<const YamlSource> source_named(const std::string& name) {
+  auto s = std::make_shared<YamlSource>();
+  s->file = name;
+  return s;
+}
+}  // namespace
+
+YamlMap YamlMap::from_text(std::string_view text, const std::string& name) { return root(load_yaml_text(text, name), source_named(name)); }
+
+YamlMap YamlMap::from_file(const std::string& path) { return root(load_yaml_file(path), source_named(path)); }
+
 std::string YamlMap::key_path(std::string_view key) const {
   return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
 }

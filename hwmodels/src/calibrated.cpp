@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <utility>
 
 #include <fmt/format.h>
@@ -237,9 +236,7 @@ CalibratedAttention read_attention(const YamlMap& e) {
 }  // namespace
 
 CalibratedFactors parse_calibrated_yaml(std::string_view text, const std::string& name) {
-  auto src = std::make_shared<YamlSource>();
-  src->file = name;
-  YamlMap y = YamlMap::root(load_yaml_text(text, name), src);
+  YamlMap y = YamlMap::from_text(text, name);
   CalibratedFactors f;
   f.gpu = y.string("gpu");
   if (auto g = y.optional_map("gemm")) {

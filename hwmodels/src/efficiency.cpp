@@ -70,9 +70,7 @@ EfficiencyCurve read_curve(const YamlMap& y, std::string_view size_name) {
 }  // namespace
 
 EfficiencyTable parse_efficiency_yaml(std::string_view text, const std::string& name) {
-  auto src = std::make_shared<YamlSource>();
-  src->file = name;
-  YamlMap y = YamlMap::root(load_yaml_text(text, name), src);
+  YamlMap y = YamlMap::from_text(text, name);
   EfficiencyTable t;
   t.gpu = y.string("gpu");
   YamlMap g = y.map("gemm");

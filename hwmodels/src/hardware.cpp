@@ -63,12 +63,6 @@ std::vector<std::pair<std::string, const Figure*>> SystemSpec::figures() const {
 
 namespace {
 
-std::shared_ptr<YamlSource> source_named(const std::string& name) {
-  auto s = std::make_shared<YamlSource>();
-  s->file = name;
-  return s;
-}
-
 Component read_component(const YamlMap& parent, std::string_view key, bool nic) {
   YamlMap y = parent.map(key);
   Component c;
@@ -91,7 +85,7 @@ std::string read_file(const std::string& path, const std::string& origin, const 
 }  // namespace
 
 GpuSpec parse_gpu_yaml(std::string_view text, const std::string& name) {
-  YamlMap y = YamlMap::root(load_yaml_text(text, name), source_named(name));
+  YamlMap y = YamlMap::from_text(text, name);
   GpuSpec g;
   g.id = y.string("id");
   g.name = y.string("name");
@@ -133,7 +127,7 @@ GpuSpec parse_gpu_yaml(std::string_view text, const std::string& name) {
 }
 
 SystemSpec parse_system_yaml(std::string_view text, const std::string& name) {
-  YamlMap y = YamlMap::root(load_yaml_text(text, name), source_named(name));
+  YamlMap y = YamlMap::from_text(text, name);
   SystemSpec s;
   s.id = y.string("id");
   s.name = y.string("name");

@@ -15,9 +15,7 @@
 namespace racksim {
 
 ModelConfig parse_model_yaml(std::string_view text, const std::string& name) {
-  auto source = std::make_shared<YamlSource>();
-  source->file = name;
-  YamlMap y = YamlMap::root(load_yaml_text(text, name), source);
+  YamlMap y = YamlMap::from_text(text, name);
   ModelConfig m;
   m.id = y.string("id");
   m.name = y.string("name");

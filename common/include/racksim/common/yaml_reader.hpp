@@ -39,6 +39,10 @@ class YamlMap {
  public:
   /// Wraps the document root; throws InputError if it is not a mapping.
   static YamlMap root(const YAML::Node& node, std::shared_ptr<const YamlSource> source);
+  /// The root of `text` (an embedded catalog file), named `name` in messages; no overrides.
+  static YamlMap from_text(std::string_view text, const std::string& name);
+  /// The root of the file at `path`, named as typed; no overrides.
+  static YamlMap from_file(const std::string& path);
 
   /// Dotted path of this map ("" at the root).
   [[nodiscard]] const std::string& path() const noexcept { return path_; }

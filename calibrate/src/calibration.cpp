@@ -161,10 +161,6 @@ void fit_device_records(const MeasurementFile& f, const GpuSpec& gpu, const std:
       const MemoryFit m = fit_memory(f.records, variant, gpu.hbm_bandwidth.value, id, f.path, &res);
       out.residuals.insert(out.residuals.end(), res.begin(), res.end());
       if (variant != keep) continue;
-      std::vector<const Residual*> held;
-      for (const auto& r : res)
-        if (r.held_out) held.push_back(&r);
-      const ErrorSummary h = summarise(held);
       CalibratedMemory c;
       c.variant = variant;
       c.efficiency = m.efficiency;
@@ -172,8 +168,7 @@ void fit_device_records(const MeasurementFile& f, const GpuSpec& gpu, const std:
       c.hbm_bandwidth = gpu.hbm_bandwidth.value;
       c.curve = m.points;
       c.points = m.fitted_points;
-      c.holdout_median_error = h.median;
-      c.holdout_worst_error = h.worst;
+      set_holdout_errors(c, res);
       c.provenance = device_provenance(f, fitted_by);
       by_gpu[id].memory = std::move(c);
     }

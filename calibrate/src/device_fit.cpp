@@ -129,16 +129,6 @@ std::vector<std::pair<double, double>> merged_curve(const std::vector<std::pair<
   return out;
 }
 
-/// Held-out median and worst |error| of residuals.
-void holdout_errors(const std::vector<Residual>& res, double& median, double& worst) {
-  std::vector<const Residual*> held;
-  for (const auto& r : res)
-    if (r.held_out) held.push_back(&r);
-  const ErrorSummary h = summarise(held);
-  median = h.median;
-  worst = h.worst;
-}
-
 /// Measured board power of a power record: energy / time where the energy counter was read,
 /// else the sampled mean.
 std::optional<double> measured_power(const MeasurementRecord& r) {
@@ -310,7 +300,7 @@ std::optional<AttentionDecodeFit> fit_attention_decode(std::vector<AttentionPoin
     res.push_back(Residual{gpu, p.identity, family, size_bucket(p.size), p.size, p.time_s, t0_train + c_train * p.size, is_held_out(i)});
   }
   f.curve = merged_curve(curve);
-  holdout_errors(res, f.holdout_median_error, f.holdout_worst_error);
+  set_holdout_errors(f, res);
   if (residuals) residuals->insert(residuals->end(), res.begin(), res.end());
   return f;
 }
@@ -351,7 +341,7 @@ std::optional<AttentionPrefillFit> fit_attention_prefill(std::vector<AttentionPo
     res.push_back(Residual{gpu, p.identity, family, flops_bucket(p.size), p.size, p.time_s,
                            p.size / (peak_flops * validated.efficiency_at(p.size)), is_held_out(i)});
   }
-  holdout_errors(res, f.holdout_median_error, f.holdout_worst_error);
+  set_holdout_errors(f, res);
   if (residuals) residuals->insert(residuals->end(), res.begin(), res.end());
   return f;
 }

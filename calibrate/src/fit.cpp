@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -157,7 +158,7 @@ CalibratedGemm fit_gemm(const GpuSpec& gpu, DType t, const std::vector<GemmPoint
   CalibratedGemm c;
   c.model = make(shipped_x, candidates[best_i]);
   c.points = static_cast<int>(points.size());
-  std::vector<double> held;
+  std::vector<Residual> rs;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const GemmPoint& p = points[i];
     Residual r;
@@ -168,14 +169,10 @@ CalibratedGemm fit_gemm(const GpuSpec& gpu, DType t, const std::vector<GemmPoint
     r.measured_s = p.time_s;
     r.fitted_s = best.time(p.m, p.n, p.k, p.bytes, peak, bw).total_s;
     r.held_out = is_held_out(i);
-    if (r.held_out) held.push_back(std::abs(r.error()));
-    if (residuals) residuals->push_back(std::move(r));
+    rs.push_back(std::move(r));
   }
-  if (!held.empty()) {
-    std::sort(held.begin(), held.end());
-    c.holdout_median_error = held[held.size() / 2];
-    c.holdout_worst_error = held.back();
-  }
+  set_holdout_errors(c, rs);
+  if (residuals) std::move(rs.begin(), rs.end(), std::back_inserter(*residuals));
   return c;
 }
 
@@ -212,7 +209,7 @@ CalibratedCollective fit_collective(const std::string& op, int ranks, const std:
   // error); the shipped curve passes through every measured size, held-out ones too.
   const CalibratedCollective validated = curve_of(train);
   c = curve_of(all);
-  std::vector<double> held;
+  std::vector<Residual> rs;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const CollectivePoint& p = points[i];
     Residual r;
@@ -223,14 +220,10 @@ CalibratedCollective fit_collective(const std::string& op, int ranks, const std:
     r.measured_s = p.time_s;
     r.fitted_s = validated.time(p.bytes);
     r.held_out = is_held_out(i);
-    if (r.held_out) held.push_back(std::abs(r.error()));
-    if (residuals) residuals->push_back(std::move(r));
+    rs.push_back(std::move(r));
   }
-  if (!held.empty()) {
-    std::sort(held.begin(), held.end());
-    c.holdout_median_error = held[held.size() / 2];
-    c.holdout_worst_error = held.back();
-  }
+  set_holdout_errors(c, rs);
+  if (residuals) std::move(rs.begin(), rs.end(), std::back_inserter(*residuals));
   return c;
 }
 
@@ -248,6 +241,13 @@ ErrorSummary summarise(const std::vector<const Residual*>& residuals) {
     s.median = e[e.size() / 2];
   }
   return s;
+}
+
+ErrorSummary summarise_held_out(const std::vector<Residual>& residuals) {
+  std::vector<const Residual*> held;
+  for (const Residual& r : residuals)
+    if (r.held_out) held.push_back(&r);
+  return summarise(held);
 }
 
 }  // namespace racksim::calibrate

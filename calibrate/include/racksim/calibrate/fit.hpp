@@ -68,5 +68,14 @@ struct ErrorSummary {
   std::string worst_identity;
 };
 [[nodiscard]] ErrorSummary summarise(const std::vector<const Residual*>& residuals);
+/// The summary of the held-out residuals alone (count 0, errors 0 when none is held out).
+[[nodiscard]] ErrorSummary summarise_held_out(const std::vector<Residual>& residuals);
+/// Sets a fit's held-out figures (holdout_median_error, holdout_worst_error) from its residuals.
+template <class Fit>
+void set_holdout_errors(Fit& fit, const std::vector<Residual>& residuals) {
+  const ErrorSummary h = summarise_held_out(residuals);
+  fit.holdout_median_error = h.median;
+  fit.holdout_worst_error = h.worst;
+}
 
 }  // namespace racksim::calibrate

@@ -20,6 +20,12 @@
 // never while its own prerequisite still does (they would hold SM slots its later waves need).
 // Both instructions are no-ops for a kernel launched without the attribute (RACKSIM_PDL unset, or
 // launched with <<<>>>), which is how every kernel runs by default.
+//
+// What precedes a launch need not be a kernel: the attribute only lets the runtime "opportunistically
+// allow the grid's execution to overlap with the previous kernel in the stream, if that kernel
+// requests the overlap" (CUDA 13.0 driver_types.h, cudaLaunchAttributeProgrammaticStreamSerialization).
+// After a memcpy or an NCCL call (the tensor-parallel step's logits gather before sampling), or as a
+// graph's first node, nothing requests it and the launch is ordered as a plain one, its wait a no-op.
 
 #include <cuda_runtime.h>
 

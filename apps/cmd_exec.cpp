@@ -2,6 +2,7 @@
 // the scenario's model, times every op of the graph the simulator costs, and an offline serving loop. docs/executor.md.
 
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -17,6 +18,7 @@
 #include "racksim/sim/requests.hpp"
 #include "racksim/hwmodels/hardware.hpp"
 #include "racksim/sim/scenario.hpp"
+#include "racksim/sim/simulation.hpp"
 #include "racksim/sim/step_prediction.hpp"
 
 namespace racksim::cli {
@@ -32,6 +34,7 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
     n.push_back(fmt::format("deployment TP{} PP{} EP{} runs as TP{} PP1 EP1", d.tensor_parallel, d.pipeline_parallel, d.expert_parallel,
                             d.tensor_parallel));
   n.push_back(fmt::format("system '{}' is what the simulator models; exec measures the device it runs on", s.system.id));
+  if (s.replicas != 1) n.push_back(fmt::format("deployment.replicas {}: the executor runs one replica", s.replicas));
   if (cuda)
     n.push_back("serving.kv_memory_fraction and capacity_policy do not apply: the KV pool is sized to the shapes and the loop asked for");
   else
@@ -52,10 +55,15 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   return n;
 }
 
-/// The simulator's prediction of each timed step (--predict-on), beside what was measured.
+/// The simulator's prediction of each timed step and of the serving loop (--predict-on), beside
+/// what was measured.
 struct Predictions {
   std::vector<StepPrediction> steps;  ///< one per ExecReport::steps, or empty
   std::string note;                   ///< why there is none, or ""
+  std::string system;                 ///< the catalog system predicted on, where there is one
+  int gpus = 0;                       ///< its GPUs the run's replica takes (the tensor-parallel group)
+  std::optional<SimResult> serve;     ///< the serving loop's requests served by the simulator (executor_serving_scenario)
+  std::string serve_note;             ///< why the serving loop has no prediction, or ""
 };
 
 /// `predict_on`: a catalog system id; "auto": the system of the GPU the run recorded (a CUDA run's
@@ -91,6 +99,15 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
       const StepBatch b = st.shape.kind == exec::ExecShape::Kind::prefill ? StepBatch::prefill_only(st.shape.batch, st.shape.tokens)
                                                                            : StepBatch::decode(st.shape.batch, st.shape.context);
       p.steps.push_back(predict_step_with(system, factors(), r.model, dep, s.precision, b, limit, AllReduceImpl::nccl));
+    }
+    p.system = system.id;
+    p.gpus = tensor_parallel;
+    if (r.served) {
+      try {
+        p.serve = simulate(executor_serving_scenario(s, system, r.model, tensor_parallel, r.serve.requests, limit));
+      } catch (const std::exception& e) {
+        p.serve_note = fmt::format("no serving prediction on {}: {}", system.id, e.what());
+      }
     }
   } catch (const std::exception& e) {
     p.steps.clear();
@@ -177,6 +194,25 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                   {"output_tokens_per_s", r.serve.output_tokens_per_s()},
                   {"ttft_ms", latency(r.serve.ttft)},       {"tpot_ms", latency(r.serve.tpot)}};
     if (r.serve.concurrency > 0) j["serve"]["concurrency"] = r.serve.concurrency;
+    if (pred.serve) {
+      const SimResult& q = *pred.serve;
+      auto summary = [](const LatencySummary& l) { return nlohmann::json{{"mean", l.mean}, {"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}}; };
+      j["serve"]["predicted"] = {{"system", pred.system},
+                                 {"calibrated", s.calibrated},
+                                 {"gpus", pred.gpus},
+                                 {"requests", q.requests_completed},
+                                 {"output_tokens", q.output_tokens},
+                                 {"iterations", q.iterations},
+                                 {"duration_s", q.duration_s},
+                                 {"output_tokens_per_s", q.output_tokens_per_s},
+                                 {"ttft_ms", summary(q.ttft_ms)},
+                                 {"tpot_ms", summary(q.tpot_ms)},
+                                 {"kv_peak_utilization", q.kv_peak_utilization},
+                                 {"preemptions", q.preemptions},
+                                 {"measured_over_predicted_output_tokens_per_s", r.serve.output_tokens_per_s() / q.output_tokens_per_s}};
+    } else if (!pred.serve_note.empty()) {
+      j["serve"]["prediction_note"] = pred.serve_note;
+    }
   }
   return j;
 }
@@ -235,6 +271,20 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
       if (l.count > 0)
         fmt::print("    {} ms: mean {:.3f}, p50 {:.3f}, p90 {:.3f}, p99 {:.3f} ({} requests)\n", name, l.mean_s * 1e3, l.p50_s * 1e3,
                    l.p90_s * 1e3, l.p99_s * 1e3, l.count);
+    // The same requests served by the simulator on the catalog system (one replica of the run's GPUs).
+    if (pred.serve) {
+      const SimResult& q = *pred.serve;
+      fmt::print("    predicted on {} ({}, {} GPU{}): {} iterations, {:.6g} s: {:.1f} output tokens/s (measured over predicted {:.2f}x); "
+                 "TTFT p50 {:.3f} ms, TPOT p50 {:.3f} ms\n",
+                 pred.system, s.calibrated ? "calibrated" : "datasheet", pred.gpus, pred.gpus == 1 ? "" : "s",
+                 q.iterations, q.duration_s, q.output_tokens_per_s, r.serve.output_tokens_per_s() / q.output_tokens_per_s, q.ttft_ms.p50,
+                 q.tpot_ms.p50);
+      if (q.iterations != r.serve.iterations)
+        fmt::print("    note: the simulator served them in {} iterations, the executor's loop in {}{}\n", q.iterations, r.serve.iterations,
+                   q.preemptions > 0 || q.kv_peak_utilization >= 0.99 ? " (the simulated KV cache was full)" : "");
+    } else if (!pred.serve_note.empty()) {
+      fmt::print("    {}\n", pred.serve_note);
+    }
   }
   fmt::print("  {} op identities measured\n", r.measurements.records.size());
 }
@@ -303,7 +353,8 @@ int cmd_exec(const Args& args) {
       "cuda: the FP4 linear kernels: auto (native NVFP4 cuBLASLt on sm_100/sm_103, else Hopper's; default), native, hopper")(
       "warmup", po::value(&o.warmup), "untimed runs of each shape (default 1)")("reps", po::value(&o.reps), "timed runs of each shape (default 3)")(
       "predict-on", po::value(&predict_on),
-      "the catalog system the simulator predicts each step on, beside the measurement: auto (the system of the device's GPU; "
+      "the catalog system the simulator predicts each step and the serving loop on, beside the measurement: auto (the system of "
+      "the device's GPU; "
       "none on the CPU; default), none, or a system id")(
       "power-seconds", po::value(&o.power_seconds),
       "cuda: seconds of back-to-back graph replays of each decode step for its energy and mean power through NVML "

@@ -49,4 +49,23 @@ StepPrediction predict_step_with(const SystemSpec& system, GpuCalibration calibr
   return p;
 }
 
+Scenario executor_serving_scenario(const Scenario& s, const SystemSpec& system, const ModelConfig& model, int tensor_parallel,
+                                   std::int64_t requests, double limit_w) {
+  Scenario out = s;
+  out.system = system;
+  out.model = model;
+  out.deployment = Deployment{.tensor_parallel = tensor_parallel, .pipeline_parallel = 1, .expert_parallel = 1};
+  out.replicas = 1;
+  out.serving.all_reduce = AllReduceImpl::nccl;
+  out.serving.mixed_batches = true;
+  out.workload.requests = requests;
+  if (out.workload.scenario != "concurrency") {
+    out.workload.scenario = "offline";
+    out.workload.qps = 0;
+  }
+  out.gpu_power_limit_w = limit_w > 0 ? std::min(limit_w, system.gpu.power_limit.value) : system.gpu.power_limit.value;
+  (void)plan_memory(out);
+  return out;
+}
+
 }  // namespace racksim

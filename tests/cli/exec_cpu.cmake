@@ -248,3 +248,50 @@ if(NOT predicted_12 STREQUAL graph_nccl_12 OR predicted_12 STREQUAL graph_auto_1
 endif()
 message("exec --predict-on gb300-nvl72, TP 2: ${predicted} s, graph's with NCCL all-reduces (auto's: ${graph_auto} s)")
 file(REMOVE "${json_pred}")
+
+# --predict-on with --serve: the serving loop's requests served by the simulator on the catalog
+# system, one replica of the run's tensor-parallel group with NCCL's all-reduces. The prediction
+# must be what `racksim simulate` gives for the same requests on such a replica (the same output
+# tokens/s to 12 characters of JSON), and both the simulator and the executor's loop, which builds
+# its iterations by the simulator's rules (batch limit, token budget, chunked prefill), must take
+# the same number of iterations: offline, and as a closed loop of 4 clients.
+set(json_serve "${WORKDIR}/exec_cpu_serve_predict.json")
+foreach(loop "offline" "concurrency")
+  set(extra "")
+  if(loop STREQUAL "concurrency")
+    set(extra --set workload.scenario=concurrency --set workload.concurrency=4)
+  endif()
+  # replicas auto (4 of TP 2 on the scenario's dgx-h100): the executor and its prediction are one replica.
+  execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set deployment.tensor_parallel=2 ${extra}
+                          --set deployment.replicas=auto --shape decode:1x8 --warmup 0 --reps 1 --serve 16 --predict-on gb300-nvl72 --json "${json_serve}"
+                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "exec --serve 16 --predict-on gb300-nvl72 (${loop}): exit ${rc}\n${stdout}\n${stderr}")
+  endif()
+  file(READ "${json_serve}" js)
+  string(JSON exec_iterations GET "${js}" serve iterations)
+  string(JSON pred_iterations GET "${js}" serve predicted iterations)
+  string(JSON pred_tps GET "${js}" serve predicted output_tokens_per_s)
+  string(JSON pred_gpus GET "${js}" serve predicted gpus)
+  string(JSON pred_system GET "${js}" serve predicted system)
+  string(FIND "${js}" "deployment.replicas 4: the executor runs one replica" replicas_note)
+  execute_process(COMMAND "${RACKSIM}" simulate examples/exec-tiny-llama-cpu.yaml --set system=gb300-nvl72 --set deployment.tensor_parallel=2
+                          --set deployment.replicas=1 --set serving.all_reduce=nccl --set workload.requests=16 ${extra} --json -
+                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE sj ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "simulate (${loop}): exit ${rc}\n${stderr}")
+  endif()
+  string(JSON sim_tps GET "${sj}" output_tokens_per_s)
+  string(JSON sim_iterations GET "${sj}" sim iterations)
+  string(SUBSTRING "${pred_tps}" 0 12 a)
+  string(SUBSTRING "${sim_tps}" 0 12 b)
+  if(NOT a STREQUAL b OR NOT pred_iterations EQUAL sim_iterations OR NOT exec_iterations EQUAL sim_iterations
+     OR NOT pred_gpus EQUAL 2 OR NOT pred_system STREQUAL "gb300-nvl72" OR replicas_note EQUAL -1)
+    message(FATAL_ERROR "exec --serve 16 --predict-on gb300-nvl72 (${loop}): predicted ${pred_tps} tokens/s in ${pred_iterations} "
+                        "iterations on ${pred_gpus} GPUs of '${pred_system}'; racksim simulate: ${sim_tps} tokens/s in ${sim_iterations} "
+                        "iterations; the executor's loop: ${exec_iterations} iterations; replicas note at ${replicas_note}")
+  endif()
+  message("exec --serve 16 (${loop}) predicted on gb300-nvl72 TP 2: ${pred_tps} tokens/s as racksim simulate, "
+          "${sim_iterations} iterations in both the simulator and the executor's loop")
+endforeach()
+file(REMOVE "${json_serve}")

@@ -2,6 +2,7 @@
 /// The simulator's prediction of one step on a catalog system, for `racksim exec` to print beside
 /// what it measured on the device (the executor checking the simulator on the same step).
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -44,5 +45,15 @@ struct StepPrediction {
 [[nodiscard]] StepPrediction predict_step_with(const SystemSpec& system, GpuCalibration calibration, const ModelConfig& model,
                                                const Deployment& dep, const Precision& precision, const StepBatch& batch,
                                                double limit_w = 0, AllReduceImpl all_reduce = AllReduceImpl::automatic);
+
+/// The serving loop `racksim exec --serve` runs, as a scenario the simulator serves on `system`: one
+/// replica of `tensor_parallel` GPUs (PP 1, EP 1), `model` as the executor ran it, the first
+/// `requests` of the scenario's requests (the same lengths from the same seed), and what the executor
+/// runs whatever the scenario says: NCCL's all-reduces, iterations mixing prefill chunks and decodes,
+/// every request waiting at time 0 unless the scenario is a closed loop (workload.scenario
+/// concurrency). Each GPU is capped at `limit_w` (0: the system's own limit), never above the
+/// datasheet's. InfeasibleError where the replica does not hold the model or one KV block (plan_memory).
+[[nodiscard]] Scenario executor_serving_scenario(const Scenario& s, const SystemSpec& system, const ModelConfig& model, int tensor_parallel,
+                                                 std::int64_t requests, double limit_w = 0);
 
 }  // namespace racksim

@@ -50,7 +50,10 @@ graph time over its one-call time (graph-elementwise.json over elementwise.json)
 Last, each Llama-2-70B step's op time by kind (exec-70b-summary.json's op_time_by_kind, written
 by racksim exec since 2026-12-01), as shares of the ops' summed time; and each decode step's power
 window (its `power`, since 2026-12-02: mean power, energy per step and per token), and each
-step against the simulator's prediction of it on the device's catalog system (its `predicted`).
+step against the simulator's prediction of it on the device's catalog system (its `predicted`);
+and every serving loop in the folder (a racksim exec --json summary with `serve.predicted`, since
+2026-12-02: `--serve N` under `--predict-on`) against the simulator's serving of the same requests
+on one replica of that system: output tokens/s, TTFT and TPOT p50, iterations.
 
 Medians only (each record's time_median_s over its reps). Standard library only.
 """
@@ -163,6 +166,7 @@ def main():
     breakdown(summary)
     step_power(summary)
     step_predicted(summary)
+    serve_predicted(folder)
 
 
 def gemm_variant_lines(base_records, paths):
@@ -300,6 +304,31 @@ def step_predicted(summary):
         rows.append((s["shape"], label, f"{measured * 1e3:.2f} ms ({how}) vs {p['time_s'] * 1e3:.2f} ms: "
                      f"{p['measured_over_predicted_time']:.2f}x", power))
     print_table(("step", "simulated on", "time measured vs predicted", "power"), rows)
+
+
+def serve_predicted(folder):
+    """Each serving loop (a racksim exec --json summary whose `serve` has `predicted`) against the
+    simulator's serving of the same requests on one replica of the catalog system: measured over
+    predicted for output tokens/s, TTFT and TPOT p50; and both iteration counts, which agree unless
+    the simulated KV cache ran full (the loop builds its iterations by the simulator's rules)."""
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        doc = json.loads(path.read_text())
+        serve = doc.get("serve") if isinstance(doc, dict) else None
+        if not isinstance(serve, dict) or "predicted" not in serve:
+            continue
+        p = serve["predicted"]
+        loop = f"closed loop, {serve['concurrency']} clients" if serve.get("concurrency") else "offline"
+        gpus = f"{p['gpus']} GPU" + ("" if p["gpus"] == 1 else "s")
+        pair = lambda m, q, unit: f"{m:.1f} vs {q:.1f}{unit}: {m / q:.2f}x" if q > 0 else f"{m:.1f} vs {q:.1f}{unit}"
+        rows.append((path.stem, f"{serve['requests']} requests, {loop}",
+                     f"{p['system']} ({'calibrated' if p['calibrated'] else 'datasheet'}, {gpus})",
+                     pair(serve["output_tokens_per_s"], p["output_tokens_per_s"], ""),
+                     pair(serve["ttft_ms"]["p50"], p["ttft_ms"]["p50"], " ms"),
+                     pair(serve["tpot_ms"]["p50"], p["tpot_ms"]["p50"], " ms"),
+                     f"{serve['iterations']} vs {p['iterations']}"))
+    print_table(("serving loop", "requests", "simulated on", "output tokens/s measured vs predicted", "TTFT p50",
+                 "TPOT p50", "iterations measured vs simulated"), rows)
 
 
 def print_table(header, rows):

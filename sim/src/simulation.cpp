@@ -567,7 +567,9 @@ class Simulation {
     // Power: every GPU idles all run long; busy GPUs add their ops' dynamic energy.
     const SystemSpec& sys = s_.system;
     const double t = out.duration_s;
-    const double gpu_j = sys.gpu.idle_power.value * sys.gpus() * t + dynamic_j_;  // idle over the measured span
+    // Idle as the energy model has it (the power fit's where the GPU has one, else the datasheet's):
+    // the idle the power cap was applied with, and the one exec's step predictions add.
+    const double gpu_j = energy_.idle_w * sys.gpus() * t + dynamic_j_;  // idle over the measured span
     out.gpu_avg_w = t > 0 ? gpu_j / t / sys.gpus() : 0;
     const double other_w = sys.cpu.count.value * sys.cpu.power.value + sys.nvswitch.count.value * sys.nvswitch.power.value +
                            sys.nic.count.value * sys.nic.power.value + sys.other_power.value;

@@ -596,3 +596,38 @@ TEST_CASE("racksim exec's prediction of a step is the simulator's: estimate_step
   CHECK(tp2.gpus == 2);
   CHECK(tp2.power_w > 2 * energy_model_for(h200.gpu, GpuCalibration(h200.gpu)).idle_w);
 }
+
+TEST_CASE("racksim exec --serve's prediction: one replica of the run's GPUs, whose one-iteration loop is the step prediction", "[sim][predict]") {
+  // One request of a 512-token prompt and one output token: the simulator serves it in a single
+  // prefill iteration (512 <= max_num_tokens 1,024), so its duration is that step's time and the
+  // replica's GPU energy idle + dynamic over it, exactly what predict_step says for prefill 1 x 512.
+  // The system's other 7 GPUs idle at the energy model's idle: the power fit's 122 W for the
+  // calibrated H200 (hwmodels/data/calibrated/h200-sxm.yaml), not the datasheet's 80 W, which the
+  // summary counted before 2026-12-02 while it capped iterations with the fit's.
+  const Scenario s = load_scenario(std::string(RACKSIM_SOURCE_DIR) + "/examples/mlperf-llama2-70b-offline-dgx-h100.yaml",
+                                   {"precision.weights=nvfp4", "precision.activations=bf16", "precision.kv_cache=fp8",
+                                    "workload.input_tokens={distribution: fixed, value: 512}",
+                                    "workload.output_tokens={distribution: fixed, value: 1}", "deployment.pipeline_parallel=1"});
+  const SystemSpec h200 = find_system("hgx-h200");
+  ModelConfig m = s.model;
+  m.layers = 2;
+  const Scenario served = executor_serving_scenario(s, h200, m, 1, 1);
+  CHECK(served.replicas == 1);
+  CHECK(served.deployment.pipeline_parallel == 1);
+  CHECK(served.workload.requests == 1);
+  CHECK(served.serving.all_reduce == AllReduceImpl::nccl);
+  CHECK(served.model.layers == 2);
+  const SimResult r = simulate(served);
+  REQUIRE(r.iterations == 1);
+  Deployment one;
+  const StepPrediction p = predict_step_with(h200, GpuCalibration(h200.gpu), m, one, s.precision, StepBatch::prefill_only(1, 512), 0,
+                                             AllReduceImpl::nccl);
+  CHECK(r.duration_s == Approx(p.time_s).epsilon(1e-6));
+  const double idle = energy_model_for(h200.gpu, GpuCalibration(h200.gpu)).idle_w;
+  CHECK(idle == Approx(122.227));
+  CHECK(r.gpu_avg_w * 8 - 7 * idle == Approx(p.power_w).epsilon(1e-6));
+  // A replica of 2 GPUs from a 1-GPU scenario; Llama-3.1-405B's ~228 GB of NVFP4 weights do not fit
+  // one 141 GB H200, and the replica says so instead of serving.
+  CHECK(executor_serving_scenario(s, h200, m, 2, 1).deployment.tensor_parallel == 2);
+  CHECK_THROWS_AS(executor_serving_scenario(s, h200, find_model("llama3.1-405b"), 1, 1), InfeasibleError);
+}

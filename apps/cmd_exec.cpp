@@ -194,6 +194,18 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                   {"output_tokens_per_s", r.serve.output_tokens_per_s()},
                   {"ttft_ms", latency(r.serve.ttft)},       {"tpot_ms", latency(r.serve.tpot)}};
     if (r.serve.concurrency > 0) j["serve"]["concurrency"] = r.serve.concurrency;
+    if (r.serve.power) {
+      const exec::StepPower& p = *r.serve.power;
+      j["serve"]["power"] = {{"window_s", p.seconds},
+                             {"gpus", p.gpus},
+                             {"energy_j", p.energy_j},
+                             {"power_w", p.power_w},
+                             {"energy_per_output_token_j", p.energy_j / static_cast<double>(r.serve.output_tokens)},
+                             {"sm_clock_mhz", p.sm_clock_mhz > 0 ? nlohmann::json(p.sm_clock_mhz) : nlohmann::json()},
+                             {"clock_events", clock_event_names(p.clock_events)}};
+    } else if (!r.serve.power_note.empty()) {
+      j["serve"]["power"] = {{"unavailable", r.serve.power_note}};
+    }
     if (pred.serve) {
       const SimResult& q = *pred.serve;
       auto summary = [](const LatencySummary& l) { return nlohmann::json{{"mean", l.mean}, {"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}}; };
@@ -207,9 +219,11 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                                  {"output_tokens_per_s", q.output_tokens_per_s},
                                  {"ttft_ms", summary(q.ttft_ms)},
                                  {"tpot_ms", summary(q.tpot_ms)},
+                                 {"power_w", q.replicas_gpu_w},
                                  {"kv_peak_utilization", q.kv_peak_utilization},
                                  {"preemptions", q.preemptions},
                                  {"measured_over_predicted_output_tokens_per_s", r.serve.output_tokens_per_s() / q.output_tokens_per_s}};
+      if (r.serve.power) j["serve"]["predicted"]["measured_over_predicted_power"] = r.serve.power->power_w / q.replicas_gpu_w;
     } else if (!pred.serve_note.empty()) {
       j["serve"]["prediction_note"] = pred.serve_note;
     }
@@ -271,14 +285,22 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
       if (l.count > 0)
         fmt::print("    {} ms: mean {:.3f}, p50 {:.3f}, p90 {:.3f}, p99 {:.3f} ({} requests)\n", name, l.mean_s * 1e3, l.p50_s * 1e3,
                    l.p90_s * 1e3, l.p99_s * 1e3, l.count);
+    if (r.serve.power)
+      fmt::print("    power {:.0f} W over {} GPU{}, {:.4g} J per output token ({:.2f} s)\n", r.serve.power->power_w, r.serve.power->gpus,
+                 r.serve.power->gpus == 1 ? "" : "s", r.serve.power->energy_j / static_cast<double>(r.serve.output_tokens),
+                 r.serve.power->seconds);
+    else if (!r.serve.power_note.empty())
+      fmt::print("    {}\n", r.serve.power_note);
     // The same requests served by the simulator on the catalog system (one replica of the run's GPUs).
     if (pred.serve) {
       const SimResult& q = *pred.serve;
+      std::string power = fmt::format("{:.0f} W", q.replicas_gpu_w);
+      if (r.serve.power) power += fmt::format(" (measured over predicted {:.2f}x)", r.serve.power->power_w / q.replicas_gpu_w);
       fmt::print("    predicted on {} ({}, {} GPU{}): {} iterations, {:.6g} s: {:.1f} output tokens/s (measured over predicted {:.2f}x); "
-                 "TTFT p50 {:.3f} ms, TPOT p50 {:.3f} ms\n",
+                 "TTFT p50 {:.3f} ms, TPOT p50 {:.3f} ms; {}\n",
                  pred.system, s.calibrated ? "calibrated" : "datasheet", pred.gpus, pred.gpus == 1 ? "" : "s",
                  q.iterations, q.duration_s, q.output_tokens_per_s, r.serve.output_tokens_per_s() / q.output_tokens_per_s, q.ttft_ms.p50,
-                 q.tpot_ms.p50);
+                 q.tpot_ms.p50, power);
       if (q.iterations != r.serve.iterations)
         fmt::print("    note: the simulator served them in {} iterations, the executor's loop in {}{}\n", q.iterations, r.serve.iterations,
                    q.preemptions > 0 || q.kv_peak_utilization >= 0.99 ? " (the simulated KV cache was full)" : "");

@@ -326,9 +326,21 @@ def serve_predicted(folder):
                      pair(serve["output_tokens_per_s"], p["output_tokens_per_s"], ""),
                      pair(serve["ttft_ms"]["p50"], p["ttft_ms"]["p50"], " ms"),
                      pair(serve["tpot_ms"]["p50"], p["tpot_ms"]["p50"], " ms"),
+                     power(serve, p),
                      f"{serve['iterations']} vs {p['iterations']}"))
     print_table(("serving loop", "requests", "simulated on", "output tokens/s measured vs predicted", "TTFT p50",
-                 "TPOT p50", "iterations measured vs simulated"), rows)
+                 "TPOT p50", "GPU power", "iterations measured vs simulated"), rows)
+
+
+def power(serve, p):
+    """The loop's GPU power (its energy over the loop) against the replica's predicted, where both are."""
+    measured = (serve.get("power") or {}).get("power_w")
+    if measured is None:
+        why = (serve.get("power") or {}).get("unavailable", "not measured")
+        return f"{p['power_w']:.0f} W predicted ({why})" if "power_w" in p else why
+    if "power_w" not in p:
+        return f"{measured:.0f} W measured"
+    return f"{measured:.0f} vs {p['power_w']:.0f} W: {measured / p['power_w']:.2f}x"
 
 
 def print_table(header, rows):

@@ -462,6 +462,8 @@ class Runner {
     r.arrival_s.assign(in.size(), 0.0);
     r.first_token_s.assign(in.size(), 0.0);
     r.finish_s.assign(in.size(), 0.0);
+    // The loop's energy: a meter over every iteration (null on the CPU reference).
+    std::unique_ptr<PowerMeter> meter = ref_.measures_power() ? ref_.power_meter() : nullptr;
     const auto t0 = Clock::now();
     double now = 0;
     auto done = [&](const Live& l) {
@@ -541,6 +543,20 @@ class Runner {
       prefilling = std::move(started);
     }
     r.wall_s = seconds_since(t0);
+    std::optional<StepPower> power;
+    if (meter) power = meter->stop(&r.power_note);
+    else if (o_.device != "cpu") r.power_note = "power unavailable: no power counter on this device (NVML)";
+    if (power) power->steps = r.iterations;
+    if (o_.combine_power) {  // collective: every rank, with or without a window
+      const bool mine = power.has_value();
+      power = o_.combine_power(power);
+      if (!power && mine) r.power_note = "power unavailable: another rank of the MPI run has no power counter";
+    }
+    if (power && power->seconds < 1.0) {
+      r.power_note = fmt::format("power: the loop ran {:.3f} s, under the second an energy-counter window needs", power->seconds);
+      power.reset();
+    }
+    r.power = power;
     std::vector<double> ttft, tpot;
     for (std::size_t i = 0; i < in.size(); ++i) {
       ttft.push_back(r.first_token_s[i] - r.arrival_s[i]);

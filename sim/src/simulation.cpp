@@ -571,6 +571,8 @@ class Simulation {
     // the idle the power cap was applied with, and the one exec's step predictions add.
     const double gpu_j = energy_.idle_w * sys.gpus() * t + dynamic_j_;  // idle over the measured span
     out.gpu_avg_w = t > 0 ? gpu_j / t / sys.gpus() : 0;
+    const int in_use = s_.replicas * s_.deployment.gpus_per_replica();
+    out.replicas_gpu_w = t > 0 ? energy_.idle_w * in_use + dynamic_j_ / t : 0;
     const double other_w = sys.cpu.count.value * sys.cpu.power.value + sys.nvswitch.count.value * sys.nvswitch.power.value +
                            sys.nic.count.value * sys.nic.power.value + sys.other_power.value;
     out.system_avg_w = (out.gpu_avg_w * sys.gpus() + other_w) / sys.psu_efficiency.value;

@@ -496,3 +496,54 @@ TEST_CASE("each step's power window: graph replays for a decode step, eager runs
   CHECK(off.steps[1].power.steps == 0);
   CHECK(off.steps[1].power_timing.empty());
 }
+
+TEST_CASE("the serving loop's power: one meter over every iteration, summed over ranks, none under a second", "[exec][executor]") {
+  // MeteredCpu's meter reports 0.1 s, 3 J and 300 W per run it saw. Three requests of 10 prompt
+  // and 3 output tokens served one at a time with max_num_tokens 8 take 4 iterations each (the
+  // hand-traced loop above: 8 + 2 prompt tokens, then 2 decodes): 12 runs in the window, 1.2 s,
+  // 36 J, 9 output tokens, so 4 J per output token.
+  ExecOptions o;
+  o.serving = {1, 8, true};
+  o.serve_input = {10, 10, 10};
+  o.serve_output = {3, 3, 3};
+  MeterCounts seen;
+  o.wrap_backend = [&](std::unique_ptr<StepBackend> inner) { return std::make_unique<MeteredCpu>(std::move(inner), seen); };
+  const ExecReport r = run_exec(tiny(), nvfp4_bf16(), o);
+  REQUIRE(r.serve.iterations == 12);
+  CHECK(seen.metered_runs == 12);  // every iteration inside the window, no other run
+  REQUIRE(r.serve.power);
+  CHECK(r.serve.power->steps == 12);
+  CHECK(r.serve.power->seconds == Approx(1.2));
+  CHECK(r.serve.power->energy_j == Approx(36.0));
+  CHECK(r.serve.power->power_w == Approx(300.0));
+  CHECK(r.serve.power->energy_j / static_cast<double>(r.serve.output_tokens) == Approx(4.0));
+  CHECK(r.serve.power_note.empty());
+  // Two ranks under MPI: the group's GPUs summed (a fake combine adding a second GPU's draw).
+  o.combine_power = [](const std::optional<StepPower>& p) {
+    std::optional<StepPower> two = p;
+    if (two) two->energy_j *= 2, two->power_w *= 2, two->gpus = 2;
+    return two;
+  };
+  const ExecReport m = run_exec(tiny(), nvfp4_bf16(), o);
+  REQUIRE(m.serve.power);
+  CHECK(m.serve.power->gpus == 2);
+  CHECK(m.serve.power->power_w == Approx(600.0));
+  // A rank without a counter: none anywhere, and why.
+  o.combine_power = [](const std::optional<StepPower>&) { return std::optional<StepPower>(); };
+  const ExecReport none = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK_FALSE(none.serve.power);
+  CHECK(none.serve.power_note == "power unavailable: another rank of the MPI run has no power counter");
+  // Two at a time the same requests take 8 iterations (r2 admitted at the 5th, its prompt in 7 + 3
+  // tokens, then 2 decodes): 0.8 s, under a second, no power.
+  o.combine_power = nullptr;
+  o.serving = {2, 8, true};
+  const ExecReport shorter = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(shorter.serve.iterations == 8);
+  CHECK_FALSE(shorter.serve.power);
+  CHECK(shorter.serve.power_note.find("under the second") != std::string::npos);
+  // The CPU reference itself has no meter and says nothing.
+  o.wrap_backend = nullptr;
+  const ExecReport cpu = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK_FALSE(cpu.serve.power);
+  CHECK(cpu.serve.power_note.empty());
+}

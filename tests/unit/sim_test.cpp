@@ -626,6 +626,7 @@ TEST_CASE("racksim exec --serve's prediction: one replica of the run's GPUs, who
   const double idle = energy_model_for(h200.gpu, GpuCalibration(h200.gpu)).idle_w;
   CHECK(idle == Approx(122.227));
   CHECK(r.gpu_avg_w * 8 - 7 * idle == Approx(p.power_w).epsilon(1e-6));
+  CHECK(r.replicas_gpu_w == Approx(p.power_w).epsilon(1e-6));
   // A replica of 2 GPUs from a 1-GPU scenario; Llama-3.1-405B's ~228 GB of NVFP4 weights do not fit
   // one 141 GB H200, and the replica says so instead of serving.
   CHECK(executor_serving_scenario(s, h200, m, 2, 1).deployment.tensor_parallel == 2);

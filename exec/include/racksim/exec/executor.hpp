@@ -138,6 +138,12 @@ struct ServeResult {
   std::vector<double> arrival_s, first_token_s, finish_s;
   ServeLatency ttft;                 ///< first token - arrival
   ServeLatency tpot;                 ///< (finish - first token) / (output - 1), requests of 2+ output tokens
+  /// The GPUs' energy and mean power over the whole loop (a power meter open from its first
+  /// iteration to its last; `steps` = iterations), summed over a tensor-parallel group or an MPI
+  /// run's ranks. None on the CPU reference, without NVML, or when the loop ran under a second, too
+  /// short for the energy counter (power_note says which, "" on the CPU reference).
+  std::optional<StepPower> power;
+  std::string power_note;
   [[nodiscard]] double output_tokens_per_s() const { return static_cast<double>(output_tokens) / wall_s; }
 };
 

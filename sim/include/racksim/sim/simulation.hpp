@@ -61,6 +61,10 @@ struct SimResult {
   double ttft_limit_ms = 0, tpot_limit_ms = 0;  ///< 0 = no limit
   bool slo_met = true;
   double gpu_avg_w = 0;
+  /// The replicas' GPUs together (replicas x TP x PP, the system's other GPUs left out): their idle
+  /// plus the iterations' dynamic energy over the duration. One replica's is what `racksim exec
+  /// --serve` measures on its GPUs.
+  double replicas_gpu_w = 0;
   double system_avg_w = 0;
   double energy_j = 0;
   double output_tokens_per_joule = 0;

@@ -8,6 +8,10 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+namespace racksim {
+struct LatencySummary;
+}
+
 namespace racksim::cli {
 
 namespace po = boost::program_options;
@@ -25,6 +29,9 @@ bool parse(const Args& args, const po::options_description& desc, const po::posi
 
 /// Writes JSON (2-space indent, trailing newline) to a path or "-" for stdout, atomically.
 void write_json(const std::string& path, const nlohmann::json& j);
+
+/// A simulated latency's mean and percentiles, milliseconds, as `simulate --json` writes them.
+[[nodiscard]] nlohmann::json latency_json(const LatencySummary& l);
 
 int cmd_hw(const Args& args);
 int cmd_model(const Args& args);

@@ -208,7 +208,6 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
     }
     if (pred.serve) {
       const SimResult& q = *pred.serve;
-      auto summary = [](const LatencySummary& l) { return nlohmann::json{{"mean", l.mean}, {"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}}; };
       j["serve"]["predicted"] = {{"system", pred.system},
                                  {"calibrated", s.calibrated},
                                  {"gpus", pred.gpus},
@@ -217,8 +216,8 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                                  {"iterations", q.iterations},
                                  {"duration_s", q.duration_s},
                                  {"output_tokens_per_s", q.output_tokens_per_s},
-                                 {"ttft_ms", summary(q.ttft_ms)},
-                                 {"tpot_ms", summary(q.tpot_ms)},
+                                 {"ttft_ms", latency_json(q.ttft_ms)},
+                                 {"tpot_ms", latency_json(q.tpot_ms)},
                                  {"power_w", q.replicas_gpu_w},
                                  {"kv_peak_utilization", q.kv_peak_utilization},
                                  {"preemptions", q.preemptions},

@@ -14,11 +14,12 @@
 #include "racksim/sim/simulation.hpp"
 
 namespace racksim::cli {
-namespace {
 
 nlohmann::json latency_json(const LatencySummary& l) {
   return {{"mean", l.mean}, {"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}};
 }
+
+namespace {
 
 /// GPUs the replicas occupy (the system may hold more: `deployment.replicas` below auto).
 int gpus_used(const Scenario& s, const SimResult& r) { return r.replicas * s.deployment.gpus_per_replica(); }

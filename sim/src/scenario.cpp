@@ -10,6 +10,8 @@
 #include "racksim/common/error.hpp"
 #include "racksim/common/units.hpp"
 #include "racksim/common/yaml_reader.hpp"
+#include "racksim/hwmodels/energy_model.hpp"
+#include "racksim/hwmodels/gpu_calibration.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 
 namespace racksim {
@@ -81,13 +83,18 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   Scenario s;
   s.file = path;
   s.name = y.has("name") ? y.string("name") : std::filesystem::path(path).stem().string();
+  if (y.has("calibration")) s.calibrated = y.choice("calibration", kCalibration) == "calibrated";
   // system: an id or path, or a mapping {id: ..., gpu_power_limit_w: ...} so that
   // `--set system.gpu_power_limit_w=500` caps every GPU of the system.
   if (y.has("system") && y.node("system").IsMap()) {
     YamlMap sys = y.map("system");
     s.system = find_system(beside_scenario(path, sys.string("id")), sys.origin("id"), "system.id");
-    if (sys.has("gpu_power_limit_w"))
-      s.gpu_power_limit_w = sys.number("gpu_power_limit_w", s.system.gpu.idle_power.value + 1, s.system.gpu.power_limit.value);
+    if (sys.has("gpu_power_limit_w")) {
+      // Above the idle the simulation runs with (the power fit's where calibrated, energy_model_for):
+      // a cap at or below it leaves no power for work, and the energy model would not apply it.
+      const double idle = energy_model_for(s.system.gpu, s.calibrated ? GpuCalibration(s.system.gpu) : GpuCalibration()).idle_w;
+      s.gpu_power_limit_w = sys.number("gpu_power_limit_w", idle + 1, s.system.gpu.power_limit.value);
+    }
     sys.finish();
   } else {
     s.system = find_system(beside_scenario(path, y.string("system")), y.origin("system"), "system");
@@ -222,7 +229,6 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
   w.finish();
 
   if (s.gpu_power_limit_w <= 0) s.gpu_power_limit_w = s.system.gpu.power_limit.value;
-  if (y.has("calibration")) s.calibrated = y.choice("calibration", kCalibration) == "calibrated";
   s.seed = y.has("seed") ? static_cast<std::uint64_t>(y.integer("seed", 0, std::int64_t{1} << 62)) : 1;
   y.finish();
 

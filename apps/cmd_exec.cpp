@@ -116,6 +116,9 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
   return p;
 }
 
+/// measured / predicted, 0 where nothing was predicted (a simulated duration of 0).
+double ratio(double measured, double predicted) { return predicted > 0 ? measured / predicted : 0.0; }
+
 /// A step's prediction and the measured over the predicted: time (the graph replay's where there
 /// is one, as the simulator's ops run back to back; else the eager median) and power.
 nlohmann::json prediction_json(const exec::StepTiming& st, const StepPrediction& p) {
@@ -221,8 +224,8 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                                  {"power_w", q.replicas_gpu_w},
                                  {"kv_peak_utilization", q.kv_peak_utilization},
                                  {"preemptions", q.preemptions},
-                                 {"measured_over_predicted_output_tokens_per_s", r.serve.output_tokens_per_s() / q.output_tokens_per_s}};
-      if (r.serve.power) j["serve"]["predicted"]["measured_over_predicted_power"] = r.serve.power->power_w / q.replicas_gpu_w;
+                                 {"measured_over_predicted_output_tokens_per_s", ratio(r.serve.output_tokens_per_s(), q.output_tokens_per_s)}};
+      if (r.serve.power) j["serve"]["predicted"]["measured_over_predicted_power"] = ratio(r.serve.power->power_w, q.replicas_gpu_w);
     } else if (!pred.serve_note.empty()) {
       j["serve"]["prediction_note"] = pred.serve_note;
     }
@@ -294,11 +297,11 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
     if (pred.serve) {
       const SimResult& q = *pred.serve;
       std::string power = fmt::format("{:.0f} W", q.replicas_gpu_w);
-      if (r.serve.power) power += fmt::format(" (measured over predicted {:.2f}x)", r.serve.power->power_w / q.replicas_gpu_w);
+      if (r.serve.power) power += fmt::format(" (measured over predicted {:.2f}x)", ratio(r.serve.power->power_w, q.replicas_gpu_w));
       fmt::print("    predicted on {} ({}, {} GPU{}): {} iterations, {:.6g} s: {:.1f} output tokens/s (measured over predicted {:.2f}x); "
                  "TTFT p50 {:.3f} ms, TPOT p50 {:.3f} ms; {}\n",
                  pred.system, s.calibrated ? "calibrated" : "datasheet", pred.gpus, pred.gpus == 1 ? "" : "s",
-                 q.iterations, q.duration_s, q.output_tokens_per_s, r.serve.output_tokens_per_s() / q.output_tokens_per_s, q.ttft_ms.p50,
+                 q.iterations, q.duration_s, q.output_tokens_per_s, ratio(r.serve.output_tokens_per_s(), q.output_tokens_per_s), q.ttft_ms.p50,
                  q.tpot_ms.p50, power);
       if (q.iterations != r.serve.iterations)
         fmt::print("    note: the simulator served them in {} iterations, the executor's loop in {}{}\n", q.iterations, r.serve.iterations,

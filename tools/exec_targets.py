@@ -313,7 +313,13 @@ def serve_predicted(folder):
     the simulated KV cache ran full (the loop builds its iterations by the simulator's rules)."""
     rows = []
     for path in sorted(folder.glob("*.json")):
-        doc = json.loads(path.read_text())
+        try:
+            text = path.read_text()
+            if '"predicted"' not in text:  # skips the large measurement files unparsed
+                continue
+            doc = json.loads(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # not an exec summary: a truncated or foreign file is not this table's
         serve = doc.get("serve") if isinstance(doc, dict) else None
         if not isinstance(serve, dict) or "predicted" not in serve:
             continue
@@ -338,7 +344,7 @@ def power(serve, p):
     if measured is None:
         why = (serve.get("power") or {}).get("unavailable", "not measured")
         return f"{p['power_w']:.0f} W predicted ({why})" if "power_w" in p else why
-    if "power_w" not in p:
+    if not p.get("power_w"):
         return f"{measured:.0f} W measured"
     return f"{measured:.0f} vs {p['power_w']:.0f} W: {measured / p['power_w']:.2f}x"
 

@@ -93,7 +93,11 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
       // Above the idle the simulation runs with (the power fit's where calibrated, energy_model_for):
       // a cap at or below it leaves no power for work, and the energy model would not apply it.
       const double idle = energy_model_for(s.system.gpu, s.calibrated ? GpuCalibration(s.system.gpu) : GpuCalibration()).idle_w;
-      s.gpu_power_limit_w = sys.number("gpu_power_limit_w", idle + 1, s.system.gpu.power_limit.value);
+      const double limit = s.system.gpu.power_limit.value;
+      s.gpu_power_limit_w = sys.number("gpu_power_limit_w", -1e300, 1e300);
+      if (s.gpu_power_limit_w < idle + 1 || s.gpu_power_limit_w > limit)
+        sys.fail("gpu_power_limit_w",
+                 fmt::format("is out of range; allowed {:g} (1 W above the {:g} W idle the energy model uses) to {:g}", idle + 1, idle, limit));
     }
     sys.finish();
   } else {

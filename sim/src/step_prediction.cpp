@@ -58,6 +58,7 @@ Scenario executor_serving_scenario(const Scenario& s, const SystemSpec& system, 
   out.replicas = 1;
   out.serving.all_reduce = AllReduceImpl::nccl;
   out.serving.mixed_batches = true;
+  out.serving.fixed_step_time_s = 0;  // the cost model's step times, never a what-if's fixed one
   out.workload.requests = requests;
   if (out.workload.scenario != "concurrency") {
     out.workload.scenario = "offline";

@@ -617,6 +617,9 @@ TEST_CASE("racksim exec --serve's prediction: one replica of the run's GPUs, who
   CHECK(served.workload.requests == 1);
   CHECK(served.serving.all_reduce == AllReduceImpl::nccl);
   CHECK(served.model.layers == 2);
+  Scenario fixed = s;
+  fixed.serving.fixed_step_time_s = 1.0;  // a what-if's fixed iteration time is no prediction
+  CHECK(executor_serving_scenario(fixed, h200, m, 1, 1).serving.fixed_step_time_s == 0);
   const SimResult r = simulate(served);
   REQUIRE(r.iterations == 1);
   Deployment one;

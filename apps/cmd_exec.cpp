@@ -50,9 +50,16 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   if (!s.serving.mixed_batches)
     n.push_back("serving.mixed_batches false (prefill batches alone): the serving loop mixes prefill chunks and decodes in each "
                 "iteration, as mixed_batches true");
-  if (s.workload.scenario != "offline" && s.workload.scenario != "concurrency")
-    n.push_back(fmt::format("workload.scenario '{}': the serving loop runs offline (every request waiting at time 0)", s.workload.scenario));
   return n;
+}
+
+/// How the serving loop's requests arrived, in words.
+std::string serve_label(const Scenario& s, const exec::ServeResult& r) {
+  if (r.concurrency > 0) return fmt::format("closed loop, {} clients", r.concurrency);
+  if (!r.timed) return "offline";
+  const std::string idle = fmt::format("idle {:.3f} s", r.idle_s);
+  if (s.workload.qps > 0) return fmt::format("{}, {:g} queries/s arriving, {}", s.workload.scenario, s.workload.qps, idle);
+  return fmt::format("trace arrivals, {}", idle);
 }
 
 /// The simulator's prediction of each timed step and of the serving loop (--predict-on), beside
@@ -196,7 +203,12 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                   {"max_in_flight", r.serve.max_in_flight}, {"wall_s", r.serve.wall_s},
                   {"output_tokens_per_s", r.serve.output_tokens_per_s()},
                   {"ttft_ms", latency(r.serve.ttft)},       {"tpot_ms", latency(r.serve.tpot)}};
+    j["serve"]["scenario"] = r.serve.concurrency > 0 ? "concurrency" : r.serve.timed ? s.workload.scenario : "offline";
     if (r.serve.concurrency > 0) j["serve"]["concurrency"] = r.serve.concurrency;
+    if (r.serve.timed) {
+      if (s.workload.qps > 0) j["serve"]["qps"] = s.workload.qps;
+      j["serve"]["idle_s"] = r.serve.idle_s;
+    }
     if (r.serve.power) {
       const exec::StepPower& p = *r.serve.power;
       j["serve"]["power"] = {{"window_s", p.seconds},
@@ -280,7 +292,7 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
   if (r.served) {
     fmt::print("  serving loop ({}): {} requests, {} input + {} output tokens, {} iterations, up to {} in flight, {:.3f} s: "
                "{:.1f} output tokens/s\n",
-               r.serve.concurrency > 0 ? fmt::format("closed loop, {} clients", r.serve.concurrency) : "offline", r.serve.requests,
+               serve_label(s, r.serve), r.serve.requests,
                r.serve.input_tokens, r.serve.output_tokens, r.serve.iterations, r.serve.max_in_flight, r.serve.wall_s,
                r.serve.output_tokens_per_s());
     for (const auto& [name, l] : {std::pair{"TTFT", r.serve.ttft}, std::pair{"TPOT", r.serve.tpot}})
@@ -305,7 +317,9 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
                  q.tpot_ms.p50, power);
       if (q.iterations != r.serve.iterations)
         fmt::print("    note: the simulator served them in {} iterations, the executor's loop in {}{}\n", q.iterations, r.serve.iterations,
-                   q.preemptions > 0 || q.kv_peak_utilization >= 0.99 ? " (the simulated KV cache was full)" : "");
+                   q.preemptions > 0 || q.kv_peak_utilization >= 0.99 ? " (the simulated KV cache was full)"
+                   : r.serve.timed ? " (timed arrivals: which requests share an iteration follows each side's step times)"
+                                   : "");
     } else if (!pred.serve_note.empty()) {
       fmt::print("    {}\n", pred.serve_note);
     }
@@ -343,6 +357,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
     o.agree_power_steps = [&group](int n) { return exec::fewest_over_ranks(*group, n); };
     o.combine_power = [&group](const std::optional<exec::StepPower>& p) { return exec::power_over_ranks(*group, p); };
     o.agree_replay = [&group](bool can) { return exec::all_ranks(*group, can); };
+    o.agree_arrived = [&group](int arrived) { return exec::fewest_over_ranks(*group, arrived); };
     exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
     if (group->rank() != 0) return 0;
     r.notes.push_back(fmt::format("tensor parallel {}: one process per GPU on {} node{} (MPI; local rank from {}); op times are rank 0's",
@@ -369,8 +384,9 @@ int cmd_exec(const Args& args) {
       "a step to time: prefill:L, prefill:BxL (B prompts of L tokens) or decode:BxC (B sequences after C cached tokens); "
       "repeatable; default prefill:128 decode:1x128 decode:8x128")(
       "serve", po::value(&serve),
-      "run a serving loop over the first N of the scenario's requests (0 = none): offline, or a closed loop of "
-      "workload.concurrency clients under workload.scenario concurrency")(
+      "run a serving loop over the first N of the scenario's requests (0 = none): offline, a closed loop of "
+      "workload.concurrency clients under workload.scenario concurrency, or arriving at their times under server, "
+      "interactive (workload.qps) and trace")(
       "layers", po::value(&o.layers), "layers to run (0 = as many as --memory-gib holds)")(
       "memory-gib", po::value(&memory_gib), "host memory the CPU reference's weights may take (default 8; cuda: free device memory)")(
       "fp4-gemm", po::value(&fp4_gemm),
@@ -417,14 +433,27 @@ int cmd_exec(const Args& args) {
   for (const auto& a : args.argv)
     if (a != scenario_path) o.command_line += " " + a;
   if (serve > 0) {
-    if (serve > s.workload.requests)
+    // A trace without workload.requests is replayed whole: --serve takes its first rows (and
+    // generate_requests says so when the trace is shorter).
+    const bool whole_trace = s.workload.scenario == "trace" && s.workload.requests == 0;
+    if (!whole_trace && serve > s.workload.requests)
       throw InputError(fmt::format("racksim exec: --serve {} is more than the scenario's workload.requests ({})", serve, s.workload.requests));
     Scenario first = s;
-    first.workload.requests = serve;
-    const RequestSet reqs = generate_requests(first, first.workload.qps);
+    if (!whole_trace) first.workload.requests = serve;
+    RequestSet reqs = generate_requests(first, first.workload.qps);
+    if (whole_trace) {
+      if (static_cast<std::size_t>(serve) > reqs.size())
+        throw InputError(fmt::format("racksim exec: --serve {} is more than the {} requests of the trace {}", serve, reqs.size(), s.workload.trace));
+      for (auto* v : {&reqs.input, &reqs.output}) v->resize(static_cast<std::size_t>(serve));
+      reqs.arrival.resize(static_cast<std::size_t>(serve));
+    }
     o.serve_input = reqs.input;
     o.serve_output = reqs.output;
     o.serve_concurrency = s.workload.concurrency;  // 0 unless workload.scenario is concurrency
+    // Server, interactive and trace: the requests arrive at their times, counted from the first
+    // (the simulator measures from the first arrival too).
+    if (s.workload.scenario == "server" || s.workload.scenario == "interactive" || s.workload.scenario == "trace")
+      for (const SimTime a : reqs.arrival) o.serve_arrival_s.push_back((a - reqs.arrival.front()).to_seconds());
   }
 
   // Under mpirun / srun (more than one process started) each process is one tensor-parallel rank.

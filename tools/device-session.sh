@@ -443,6 +443,17 @@ CLOSED=(examples/validation/silicon/trtllm-defaults.yaml --set system=dgx-h100 -
 phase "exec llama3.1-8b closed loop c8 (cuda:0)" 60 exec-8b-closed.log "$R" exec "${CLOSED[@]}" --device cuda:0 --serve 40 \
   --shape decode:8x1024 --json "$STAGE/exec-8b-closed.json"
 phase "simulate the same closed loop (host)" 20 sim-8b-closed.log "$R" simulate "${CLOSED[@]}" --json "$STAGE/sim-8b-closed.json"
+# MLPerf's Server scenario on the GPU (timed arrivals, 2026-12-02): the same Llama-3.1-8B shape, 40
+# Poisson arrivals at 8 queries/s of 1024 + 128 tokens. The simulator predicts 6.38 s from the first
+# arrival, TTFT p50 26.7 ms and TPOT p50 3.28 ms on one H200 (hgx-h200, the prediction printed
+# beside the loop and in exec-8b-server.json's serve.predicted).
+SERVER=(examples/mlperf-llama2-70b-server-dgx-h100.yaml --set system=hgx-h200 --set model=llama3.1-8b
+        --set precision.weights=nvfp4 --set precision.activations=bf16 --set precision.kv_cache=bf16
+        --set deployment.tensor_parallel=1 --set workload.qps=8 --set workload.requests=40
+        --set "workload.input_tokens={distribution: fixed, value: 1024}"
+        --set "workload.output_tokens={distribution: fixed, value: 128}")
+phase "exec llama3.1-8b server 8 q/s (cuda:0)" 60 exec-8b-server.log "$R" exec "${SERVER[@]}" --device cuda:0 --serve 40 \
+  --shape decode:8x1024 --json "$STAGE/exec-8b-server.json"
 
 # The step-op and collective suites: their files travel inside logs.tar.gz (the device tool
 # returns at most 8 files; $OUT already holds 8).

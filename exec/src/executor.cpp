@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -417,8 +418,10 @@ class Runner {
     report_.steps.push_back(st);
   }
 
-  /// The serving loop: every request waiting at time 0 (offline), or a closed loop of
-  /// serve_concurrency clients (each finish releases the next request); iterations built by the simulator's
+  /// The serving loop: every request waiting at time 0 (offline), a closed loop of
+  /// serve_concurrency clients (each finish releases the next request), or requests arriving at
+  /// serve_arrival_s (an iteration admits those arrived by its start; an idle loop waits for the
+  /// next, as the simulator's lane starts at an arrival); iterations built by the simulator's
   /// rules (sim/src/simulation.cpp, try_start): each decoding sequence takes one token, then
   /// prompts already started continue in arrival order, then new prompts are admitted while
   /// fewer than max_batch_size sequences are in flight, all within max_num_tokens; without
@@ -446,17 +449,30 @@ class Runner {
       std::vector<std::int32_t> prompt;
     };
     if (o_.serve_concurrency < 0) throw InputError(fmt::format("racksim exec: serve concurrency {} must be >= 0", o_.serve_concurrency));
+    const std::vector<double>& arrivals = o_.serve_arrival_s;
+    const bool timed = !arrivals.empty();
+    if (timed) {
+      if (arrivals.size() != in.size() || o_.serve_concurrency > 0 || (o_.agree_arrived && in.size() > (1u << 30)))
+        throw InputError(fmt::format("racksim exec: {} arrival times for {} requests{}", arrivals.size(), in.size(),
+                                     o_.serve_concurrency > 0 ? " under a closed loop" : ""));
+      for (std::size_t i = 0; i < arrivals.size(); ++i)
+        if (!(arrivals[i] >= (i ? arrivals[i - 1] : 0.0)) || !std::isfinite(arrivals[i]))
+          throw InputError(fmt::format("racksim exec: request {} arrives at {} s, before request {} or not a time", i, arrivals[i],
+                                       i ? i - 1 : 0));
+    }
     // Offline: every request waits at the start. Closed loop: the first `concurrency` do; each
     // finish releases the next, admitted from the next iteration on (sim/src/simulation.cpp:
     // an arrival at an iteration's end is seen by the next start).
-    const std::size_t first_wave =
-        o_.serve_concurrency > 0 ? std::min(in.size(), static_cast<std::size_t>(o_.serve_concurrency)) : in.size();
-    std::size_t next_release = first_wave;
+    const std::size_t first_wave = timed                     ? 0
+                                   : o_.serve_concurrency > 0 ? std::min(in.size(), static_cast<std::size_t>(o_.serve_concurrency))
+                                                              : in.size();
+    std::size_t next_release = first_wave;  // closed loop: the next request a finish releases; timed: the next to arrive
     std::deque<std::size_t> waiting;
     for (std::size_t i = 0; i < first_wave; ++i) waiting.push_back(i);
     std::vector<Live> prefilling, decoding;
     ServeResult& r = report_.serve;
     r.concurrency = o_.serve_concurrency;
+    r.timed = timed;
     r.requests = static_cast<I>(in.size());
     r.outputs.assign(in.size(), {});
     r.arrival_s.assign(in.size(), 0.0);
@@ -464,17 +480,43 @@ class Runner {
     r.finish_s.assign(in.size(), 0.0);
     // The loop's energy: a meter over every iteration (null on the CPU reference).
     std::unique_ptr<PowerMeter> meter = ref_.measures_power() ? ref_.power_meter() : nullptr;
-    const auto t0 = Clock::now();
+    const auto start = Clock::now();
+    const auto clock = [&] { return o_.serve_clock ? o_.serve_clock() : seconds_since(start); };
+    const double t0 = clock();  // the loop's origin; serve_arrival_s and every time below count from it
+    const auto elapsed = [&] { return clock() - t0; };
     double now = 0;
     auto done = [&](const Live& l) {
       r.finish_s[l.req] = now;
       finish(l);
-      if (next_release < in.size()) {
+      if (!timed && next_release < in.size()) {
         r.arrival_s[next_release] = now;
         waiting.push_back(next_release++);
       }
     };
-    while (!waiting.empty() || !prefilling.empty() || !decoding.empty()) {
+    while (!waiting.empty() || !prefilling.empty() || !decoding.empty() || next_release < in.size()) {
+      if (timed) {
+        // Nothing to run: wait for the next arrival. Then admit everything arrived by now.
+        if (waiting.empty() && prefilling.empty() && decoding.empty()) {
+          const double idle_from = elapsed();
+          if (arrivals[next_release] > idle_from) {
+            const double at = t0 + arrivals[next_release];
+            if (o_.serve_wait_until) o_.serve_wait_until(at);
+            else std::this_thread::sleep_until(start + std::chrono::ceil<Clock::duration>(std::chrono::duration<double>(at)));
+          }
+          r.idle_s += std::max(0.0, elapsed() - idle_from);
+        }
+        // After a wait the next request has arrived, whatever a clock's rounding says.
+        now = std::max(elapsed(), waiting.empty() && prefilling.empty() && decoding.empty() ? arrivals[next_release] : 0.0);
+        std::size_t arrived = next_release;
+        while (arrived < in.size() && arrivals[arrived] <= now) ++arrived;
+        // Under MPI every rank admits the same requests: the fewest any rank's clock has seen arrive.
+        if (o_.agree_arrived) arrived = static_cast<std::size_t>(o_.agree_arrived(static_cast<int>(arrived)));
+        for (; next_release < arrived; ++next_release) {
+          r.arrival_s[next_release] = arrivals[next_release];
+          waiting.push_back(next_release);
+        }
+        if (waiting.empty() && prefilling.empty() && decoding.empty()) continue;  // a rank's clock behind: ask again
+      }
       StepBatch batch;
       StepTokens t;
       I budget = sv.max_num_tokens - static_cast<I>(decoding.size());
@@ -510,7 +552,7 @@ class Runner {
       r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
       const StepGraph graph(model_, batch, deployment_, precision_);
       const StepOutput so = ref_.run(graph, t, {});
-      now = seconds_since(t0);
+      now = elapsed();
       ++r.iterations;
       std::map<I, std::int32_t> next;
       for (std::size_t i = 0; i < so.sequences.size(); ++i) next[so.sequences[i]] = so.next_tokens[i];
@@ -542,7 +584,7 @@ class Runner {
       }
       prefilling = std::move(started);
     }
-    r.wall_s = seconds_since(t0);
+    r.wall_s = elapsed();
     std::optional<StepPower> power;
     if (meter) power = meter->stop(&r.power_note);
     else if (o_.device != "cpu") r.power_note = "power unavailable: no power counter on this device (NVML)";

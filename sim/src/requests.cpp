@@ -98,7 +98,18 @@ std::vector<std::uint32_t> draw(const LengthDistribution& d, std::size_t n, cons
 
 RequestSet generate_requests(const Scenario& s, double qps) {
   const auto& w = s.workload;
-  if (w.scenario == "trace") return read_trace(w.trace);
+  if (w.scenario == "trace") {
+    RequestSet r = read_trace(w.trace);
+    if (w.requests > 0) {  // workload.requests on a trace: its first N rows
+      const auto n = static_cast<std::size_t>(w.requests);
+      if (n > r.size())
+        throw InputError(fmt::format("{}: workload.requests {} is more than the trace's {} requests", w.trace, w.requests, r.size()));
+      r.arrival.resize(n);
+      r.input.resize(n);
+      r.output.resize(n);
+    }
+    return r;
+  }
   const auto n = static_cast<std::size_t>(w.requests);
   RequestSet r;
   // One sample order shared by input and output, so a data set's lengths stay paired.

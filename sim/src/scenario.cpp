@@ -202,6 +202,8 @@ Scenario load_scenario(const std::string& path, const std::vector<std::string>& 
     if (!std::filesystem::is_regular_file(tp_path))
       w.fail("trace", fmt::format("is not a file (looked for {})", tp_path.string()));
     wl.trace = tp_path.string();
+    // Optional: replay only the first N rows (0 = all; more than the trace holds fails when it is read).
+    if (w.has("requests")) wl.requests = w.integer("requests", 1, kMaxCount);
   } else {
     wl.requests = w.integer("requests", 1, kMaxCount);
     wl.input_tokens = read_lengths(w, "input_tokens", false);

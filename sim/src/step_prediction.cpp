@@ -59,11 +59,9 @@ Scenario executor_serving_scenario(const Scenario& s, const SystemSpec& system, 
   out.serving.all_reduce = AllReduceImpl::nccl;
   out.serving.mixed_batches = true;
   out.serving.fixed_step_time_s = 0;  // the cost model's step times, never a what-if's fixed one
+  // The executor's requests: the first `requests` of the scenario's, arriving as they do there
+  // (offline at 0, a closed loop's clients, a server's Poisson arrivals, a trace's first rows).
   out.workload.requests = requests;
-  if (out.workload.scenario != "concurrency") {
-    out.workload.scenario = "offline";
-    out.workload.qps = 0;
-  }
   out.gpu_power_limit_w = limit_w > 0 ? std::min(limit_w, system.gpu.power_limit.value) : system.gpu.power_limit.value;
   (void)plan_memory(out);
   return out;

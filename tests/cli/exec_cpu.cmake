@@ -295,3 +295,37 @@ foreach(loop "offline" "concurrency")
           "${sim_iterations} iterations in both the simulator and the executor's loop")
 endforeach()
 file(REMOVE "${json_serve}")
+
+# Timed arrivals: a trace's first 3 rows (tests/data/exec-trace.csv: at 0.5, 0.55 and 0.8 s, of
+# 40 + 30 + 100 prompt and 8 + 6 + 10 output tokens) arrive at 0, 0.05 and 0.3 s of the loop, so
+# its wall time is at least 0.3 s however fast the CPU is. The prediction must be racksim
+# simulate's of the same 3 rows (workload.requests on a trace: its first rows).
+set(json_trace "${WORKDIR}/exec_cpu_trace.json")
+execute_process(COMMAND "${RACKSIM}" exec tests/data/exec-trace.yaml --shape decode:1x8 --warmup 0 --reps 1 --serve 3 --predict-on hgx-h200
+                        --json "${json_trace}"
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "exec trace --serve 3: exit ${rc}\n${stdout}\n${stderr}")
+endif()
+file(READ "${json_trace}" jt)
+string(JSON t_scenario GET "${jt}" serve scenario)
+string(JSON t_in GET "${jt}" serve input_tokens)
+string(JSON t_out GET "${jt}" serve output_tokens)
+string(JSON t_wall GET "${jt}" serve wall_s)
+string(JSON t_pred_tps GET "${jt}" serve predicted output_tokens_per_s)
+execute_process(COMMAND "${RACKSIM}" simulate tests/data/exec-trace.yaml --set system=hgx-h200 --set serving.all_reduce=nccl
+                        --set workload.requests=3 --json -
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE sj ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "simulate trace (3 rows): exit ${rc}\n${stderr}")
+endif()
+string(JSON s_tps GET "${sj}" output_tokens_per_s)
+string(JSON s_requests GET "${sj}" requests_completed)
+string(SUBSTRING "${t_pred_tps}" 0 12 a)
+string(SUBSTRING "${s_tps}" 0 12 b)
+if(NOT t_scenario STREQUAL "trace" OR NOT t_in EQUAL 170 OR NOT t_out EQUAL 24 OR t_wall LESS 0.3 OR NOT a STREQUAL b OR NOT s_requests EQUAL 3)
+  message(FATAL_ERROR "exec trace --serve 3: scenario '${t_scenario}', ${t_in} + ${t_out} tokens, wall ${t_wall} s (>= 0.3 expected), "
+                      "predicted ${t_pred_tps} tokens/s; racksim simulate of the trace's first ${s_requests} rows: ${s_tps}")
+endif()
+message("exec trace --serve 3: arrivals kept (wall ${t_wall} s >= 0.3 s); predicted ${t_pred_tps} tokens/s as racksim simulate")
+file(REMOVE "${json_trace}")

@@ -11,6 +11,9 @@
 #include "racksim/common/error.hpp"
 #include "racksim/exec/backend.hpp"
 #include "racksim/exec/executor.hpp"
+#include "racksim/sim/requests.hpp"
+#include "racksim/sim/scenario.hpp"
+#include "racksim/sim/simulation.hpp"
 #include "racksim/workloads/model_catalog.hpp"
 #include "tiny_models.hpp"
 
@@ -546,4 +549,143 @@ TEST_CASE("the serving loop's power: one meter over every iteration, summed over
   const ExecReport cpu = run_exec(tiny(), nvfp4_bf16(), o);
   CHECK_FALSE(cpu.serve.power);
   CHECK(cpu.serve.power_note.empty());
+}
+
+namespace {
+
+/// A fake clock for the serving loop (ExecOptions::serve_clock, serve_wait_until): each step the
+/// backend runs takes exactly `step_s`, a wait jumps to its time. The loop's schedule is then
+/// exact, as the simulator's is under serving.fixed_step_time.
+struct FakeClock {
+  double now = 0;
+  double step_s = 0.125;  // a power of two: sums of it are exact in binary
+  int waits = 0;
+};
+class ClockedCpu final : public StepBackend {
+ public:
+  ClockedCpu(std::unique_ptr<StepBackend> inner, FakeClock& clock) : inner_(std::move(inner)), clock_(clock) {}
+  StepOutput run(const StepGraph& g, const StepTokens& t, const OpObserver& o) override {
+    clock_.now += clock_.step_s;
+    return inner_->run(g, t, o);
+  }
+  [[nodiscard]] std::int64_t cached_tokens(std::int64_t s) const override { return inner_->cached_tokens(s); }
+  void release(std::int64_t s) override { inner_->release(s); }
+  void truncate(std::int64_t s, std::int64_t n) override { inner_->truncate(s, n); }
+  [[nodiscard]] std::string describe() const override { return inner_->describe(); }
+
+ private:
+  std::unique_ptr<StepBackend> inner_;
+  FakeClock& clock_;
+};
+
+void use_fake_clock(ExecOptions& o, FakeClock& clock) {
+  o.wrap_backend = [&clock](std::unique_ptr<StepBackend> inner) { return std::make_unique<ClockedCpu>(std::move(inner), clock); };
+  o.serve_clock = [&clock] { return clock.now; };
+  o.serve_wait_until = [&clock](double t) {
+    ++clock.waits;
+    clock.now = std::max(clock.now, t);
+  };
+}
+
+}  // namespace
+
+TEST_CASE("exec's timed arrivals: an iteration admits what arrived by its start, an idle loop waits (hand-traced)", "[exec][executor][arrivals]") {
+  // Three requests of 10 prompt + 3 output tokens arriving at 0, 0.25 and 1.0 s; every step takes
+  // 0.125 s. it1 [0, .125) r0 prefill | it2 r0 decode | it3 [.25, .375) r0's last decode, and r1,
+  // arrived at exactly .25, prefills beside it (the simulator's rule: an arrival at an iteration's
+  // start is seen by it) | it4, it5 r1 decodes, done at .625 | idle until 1.0 (.375 s) | it6-it8
+  // r2, done at 1.375. Every TTFT is one step (.125 s), every TPOT one step.
+  ExecOptions o;
+  o.serving = {4, 64, true};
+  o.serve_input = {10, 10, 10};
+  o.serve_output = {3, 3, 3};
+  o.serve_arrival_s = {0.0, 0.25, 1.0};
+  FakeClock clock;
+  clock.now = 5.0;  // the loop counts from its own start
+  use_fake_clock(o, clock);
+  const ExecReport r = run_exec(tiny(), nvfp4_bf16(), o);
+  REQUIRE(r.served);
+  CHECK(r.serve.timed);
+  CHECK(r.serve.iterations == 8);
+  CHECK(r.serve.max_in_flight == 2);
+  CHECK(r.serve.output_tokens == 9);
+  CHECK(clock.waits == 1);
+  CHECK(r.serve.idle_s == 0.375);
+  CHECK(r.serve.wall_s == 1.375);
+  CHECK(r.serve.arrival_s == std::vector<double>{0.0, 0.25, 1.0});
+  CHECK(r.serve.first_token_s == std::vector<double>{0.125, 0.375, 1.125});
+  CHECK(r.serve.finish_s == std::vector<double>{0.375, 0.625, 1.375});
+  CHECK(r.serve.ttft.p99_s == 0.125);
+  CHECK(r.serve.tpot.p99_s == 0.125);
+  // Under MPI the ranks admit the fewest arrivals any rank's clock has seen (agree_arrived). Here
+  // a rank whose clock runs behind refuses each new arrival once. Idle at 0 and at 1.0 s, the loop
+  // asks again at once (r0 and r2 start on time); at it3 r1 waits one iteration: it prefills in
+  // it4 [.375, .5) and finishes at .75, so 9 iterations and 9 + 2 asks.
+  int asks = 0, increases = 0;  // asks in all; asks whose count rose (every other one refused)
+  std::size_t last = 0;
+  o.agree_arrived = [&](int arrived) {
+    ++asks;
+    if (static_cast<std::size_t>(arrived) > last && increases++ % 2 == 0) return static_cast<int>(last);
+    last = static_cast<std::size_t>(arrived);
+    return arrived;
+  };
+  clock = FakeClock{};
+  const ExecReport agreed = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK(agreed.serve.iterations == 9);
+  CHECK(agreed.serve.first_token_s == std::vector<double>{0.125, 0.5, 1.125});
+  CHECK(agreed.serve.finish_s == std::vector<double>{0.375, 0.75, 1.375});
+  CHECK(increases == 6);  // each of the 3 arrivals refused once, then agreed
+  CHECK(asks == 9 + 2);
+  o.agree_arrived = nullptr;
+  // Greedy outputs do not depend on when requests arrive.
+  o.serve_arrival_s.clear();
+  o.wrap_backend = nullptr;
+  o.serve_clock = nullptr;
+  o.serve_wait_until = nullptr;
+  const ExecReport offline = run_exec(tiny(), nvfp4_bf16(), o);
+  CHECK_FALSE(offline.serve.timed);
+  CHECK(offline.serve.outputs == r.serve.outputs);
+  // Arrival times must be one per request, sorted, from 0; not beside a closed loop.
+  o.serve_arrival_s = {0.0, 0.5, 0.25};
+  CHECK_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InputError);
+  o.serve_arrival_s = {0.0, 0.5};
+  CHECK_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InputError);
+  o.serve_arrival_s = {0.0, 0.25, 1.0};
+  o.serve_concurrency = 2;
+  CHECK_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InputError);
+}
+
+TEST_CASE("exec's server loop under a fixed step time is the simulator's server run under serving.fixed_step_time", "[exec][executor][arrivals]") {
+  // MLPerf's Server scenario on the tiny model: 40 Poisson arrivals at 0.5 queries/s (seed 7), each
+  // iteration 0.125 s on both sides (the executor's fake clock; the simulator's
+  // serving.fixed_step_time). With arrivals, batching and finishes all on one timeline, the
+  // executor's loop must take the simulator's iterations and give its TTFT and TPOT percentiles and
+  // its duration (from the first arrival, as MLPerf counts it). The arrivals are spread enough that
+  // the loop both idles and batches (checked below), so both rules are exercised.
+  Scenario s = load_scenario(std::string(RACKSIM_SOURCE_DIR) + "/examples/exec-tiny-llama-cpu.yaml",
+                             {"workload.scenario=server", "workload.qps=0.5", "workload.requests=40", "serving.max_num_tokens=64"});
+  s.serving.fixed_step_time_s = 0.125;
+  const SimResult sim = simulate(s);
+  const RequestSet reqs = generate_requests(s, s.workload.qps);
+  ExecOptions o;
+  o.serving = {s.serving.max_batch_size, s.serving.max_num_tokens, s.serving.chunked_prefill, s.serving.kv_block_tokens};
+  o.serve_input = reqs.input;
+  o.serve_output = reqs.output;
+  for (const SimTime a : reqs.arrival) o.serve_arrival_s.push_back((a - reqs.arrival.front()).to_seconds());
+  o.seed = s.seed;
+  FakeClock clock;
+  use_fake_clock(o, clock);
+  const ExecReport r = run_exec(s.model, s.precision, o);
+  REQUIRE(r.served);
+  CHECK(sim.preemptions == 0);
+  CHECK(r.serve.iterations == sim.iterations);
+  CHECK(r.serve.output_tokens == sim.output_tokens);
+  CHECK(r.serve.wall_s == Approx(sim.duration_s).epsilon(1e-9));
+  CHECK(r.serve.ttft.p50_s * 1e3 == Approx(sim.ttft_ms.p50).epsilon(1e-6));
+  CHECK(r.serve.ttft.p99_s * 1e3 == Approx(sim.ttft_ms.p99).epsilon(1e-6));
+  CHECK(r.serve.tpot.p50_s * 1e3 == Approx(sim.tpot_ms.p50).epsilon(1e-6));
+  CHECK(r.serve.tpot.p99_s * 1e3 == Approx(sim.tpot_ms.p99).epsilon(1e-6));
+  CHECK(r.serve.idle_s > 0);            // it waited for arrivals
+  CHECK(r.serve.max_in_flight >= 3);    // and batched several
+  CHECK(clock.waits > 1);
 }

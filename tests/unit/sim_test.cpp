@@ -448,6 +448,18 @@ TEST_CASE("trace replay reads arrivals and lengths", "[sim][requests]") {
   CHECK_THROWS_AS(read_trace(test::write_temp("hdr.csv", "abc,100,10\n0.0,10,5\n")), InputError);
   const std::string bad = test::write_temp("bad.csv", "0.0,10,5\n0.4,x,3\n");
   CHECK_THROWS_WITH(read_trace(bad), Catch::Contains("bad.csv:2: '0.4,x,3' is not arrival_s,input_tokens,output_tokens"));
+  // workload.requests on a trace replays its first rows (racksim exec --serve N's prediction):
+  // the first two, 10 + 20 prompt and 5 + 3 output tokens; more rows than the trace holds fail.
+  const Scenario two = load_text("trace2.yaml", small_scenario("  scenario: trace\n  trace: " + trace + "\n  requests: 2\n", "  fixed_step_time: 1ms\n"));
+  CHECK(two.workload.requests == 2);
+  const RequestSet first = generate_requests(two, 0);
+  CHECK(first.input == std::vector<std::uint32_t>{10, 20});
+  CHECK(first.arrival.back() == SimTime::seconds(0.5));
+  const SimResult r2 = simulate(two);
+  CHECK(r2.requests_completed == 2);
+  CHECK(r2.output_tokens == 8);
+  const Scenario four = load_text("trace4.yaml", small_scenario("  scenario: trace\n  trace: " + trace + "\n  requests: 4\n", "  fixed_step_time: 1ms\n"));
+  CHECK_THROWS_WITH(generate_requests(four, 0), Catch::Contains("workload.requests 4 is more than the trace's 3 requests"));
 }
 
 TEST_CASE("calibration: datasheet runs the seed models, which predict another throughput", "[sim][calibration]") {

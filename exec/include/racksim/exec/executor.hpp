@@ -57,6 +57,20 @@ struct ExecOptions {
   /// first `serve_concurrency` requests wait at the start, and each finish releases the next
   /// request, which the next iteration may admit (the simulator's rule). 0: offline.
   std::int64_t serve_concurrency = 0;
+  /// Timed arrivals (workload.scenario server, interactive or trace; serve_concurrency 0): request
+  /// i arrives serve_arrival_s[i] seconds after the loop starts (sorted; the first at 0). An
+  /// iteration admits the requests that have arrived by its start; an idle loop waits for the next
+  /// arrival. Empty: offline (every request waiting at the start).
+  std::vector<double> serve_arrival_s;
+  /// Tests: the serving loop's clock (seconds since an arbitrary origin) and its wait until a time
+  /// on that clock (a fake clock makes the loop's schedule exact). Null: the steady clock and a sleep.
+  std::function<double()> serve_clock;
+  std::function<void(double)> serve_wait_until;
+  /// With rank_comm and timed arrivals: how many requests every rank admits as arrived, given
+  /// this rank's count (the fewest over the ranks: their iterations must hold the same requests,
+  /// and each rank reads its own clock). Called on every rank at each iteration's start. Null: this
+  /// process's count.
+  std::function<int(int)> agree_arrived;
   std::uint64_t seed = 1;
   Fp4GemmMode fp4_gemm = Fp4GemmMode::automatic;  ///< cuda: native Blackwell FP4 GEMMs or the Hopper kernels
   int tensor_parallel = 1;             ///< ranks (tensor_parallel.hpp): cpu, threads; cuda:N, GPUs N..N+tp-1 of this process
@@ -125,7 +139,9 @@ struct ServeLatency {
 
 /// The serving loop's outcome.
 struct ServeResult {
-  std::int64_t concurrency = 0;      ///< closed-loop clients (0: offline)
+  std::int64_t concurrency = 0;      ///< closed-loop clients (0: offline or timed)
+  bool timed = false;                ///< requests arrived at ExecOptions::serve_arrival_s
+  double idle_s = 0;                 ///< timed: seconds the loop waited with nothing to run
   std::int64_t requests = 0;
   std::int64_t input_tokens = 0;
   std::int64_t output_tokens = 0;
@@ -134,7 +150,8 @@ struct ServeResult {
   double wall_s = 0;
   std::vector<std::vector<std::int32_t>> outputs;  ///< per request (in request order), the tokens generated
   /// Per request, in request order: when it arrived (offline: 0; closed loop: when a client's
-  /// previous request finished), its first token and its last, in seconds from the loop's start.
+  /// previous request finished; timed: its arrival time), its first token and its last, in seconds
+  /// from the loop's start.
   std::vector<double> arrival_s, first_token_s, finish_s;
   ServeLatency ttft;                 ///< first token - arrival
   ServeLatency tpot;                 ///< (finish - first token) / (output - 1), requests of 2+ output tokens

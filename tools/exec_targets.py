@@ -310,7 +310,8 @@ def serve_predicted(folder):
     """Each serving loop (a racksim exec --json summary whose `serve` has `predicted`) against the
     simulator's serving of the same requests on one replica of the catalog system: measured over
     predicted for output tokens/s, TTFT and TPOT p50; and both iteration counts, which agree unless
-    the simulated KV cache ran full (the loop builds its iterations by the simulator's rules)."""
+    the simulated KV cache ran full or the requests arrived at their times (the loop builds its
+    iterations by the simulator's rules; timed batching follows each side's step times)."""
     rows = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -324,7 +325,7 @@ def serve_predicted(folder):
         if not isinstance(serve, dict) or "predicted" not in serve:
             continue
         p = serve["predicted"]
-        loop = f"closed loop, {serve['concurrency']} clients" if serve.get("concurrency") else "offline"
+        loop = loop_label(serve)
         gpus = f"{p['gpus']} GPU" + ("" if p["gpus"] == 1 else "s")
         pair = lambda m, q, unit: f"{m:.1f} vs {q:.1f}{unit}: {m / q:.2f}x" if q > 0 else f"{m:.1f} vs {q:.1f}{unit}"
         rows.append((path.stem, f"{serve['requests']} requests, {loop}",
@@ -336,6 +337,18 @@ def serve_predicted(folder):
                      f"{serve['iterations']} vs {p['iterations']}"))
     print_table(("serving loop", "requests", "simulated on", "output tokens/s measured vs predicted", "TTFT p50",
                  "TPOT p50", "GPU power", "iterations measured vs simulated"), rows)
+
+
+def loop_label(serve):
+    """How a loop's requests arrived: offline, a closed loop's clients, or timed (server and
+    interactive at their rate, a trace's rows), with the time the loop idled waiting for them."""
+    if serve.get("concurrency"):
+        return f"closed loop, {serve['concurrency']} clients"
+    scenario = serve.get("scenario", "offline")
+    if scenario in ("offline", "concurrency"):
+        return "offline"
+    rate = f" at {serve['qps']:g} q/s" if serve.get("qps") else ""
+    return f"{scenario}{rate}, idle {serve.get('idle_s', 0):.2f} s"
 
 
 def power(serve, p):

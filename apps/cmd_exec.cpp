@@ -53,6 +53,22 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
   return n;
 }
 
+/// The scenario's p99 latency limits (workload.latency_limits) against the loop's measured p99s;
+/// none without limits. The simulator's SimResult::slo_met is the same test of its own p99s.
+std::optional<bool> slo_met(const Scenario& s, const exec::ServeResult& r) {
+  const double ttft = s.workload.ttft_p99_ms, tpot = s.workload.tpot_p99_ms;
+  if (ttft <= 0 && tpot <= 0) return std::nullopt;
+  return (ttft <= 0 || r.ttft.p99_s * 1e3 <= ttft) && (tpot <= 0 || r.tpot.p99_s * 1e3 <= tpot);
+}
+
+/// "TTFT <= 2000 ms, TPOT <= 200 ms" (those set).
+std::string slo_limits(const Scenario& s) {
+  std::string limits;
+  if (s.workload.ttft_p99_ms > 0) limits += fmt::format("TTFT <= {:g} ms", s.workload.ttft_p99_ms);
+  if (s.workload.tpot_p99_ms > 0) limits += fmt::format("{}TPOT <= {:g} ms", limits.empty() ? "" : ", ", s.workload.tpot_p99_ms);
+  return limits;
+}
+
 /// How the serving loop's requests arrived, in words.
 std::string serve_label(const Scenario& s, const exec::ServeResult& r) {
   if (r.concurrency > 0) return fmt::format("closed loop, {} clients", r.concurrency);
@@ -221,6 +237,11 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
     } else if (!r.serve.power_note.empty()) {
       j["serve"]["power"] = {{"unavailable", r.serve.power_note}};
     }
+    if (const auto met = slo_met(s, r.serve)) {
+      auto limit = [](double v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(); };
+      j["serve"]["slo"] = {{"ttft_p99_ms", limit(s.workload.ttft_p99_ms)}, {"tpot_p99_ms", limit(s.workload.tpot_p99_ms)}, {"met", *met}};
+      if (pred.serve) j["serve"]["slo"]["predicted_met"] = pred.serve->slo_met;
+    }
     if (pred.serve) {
       const SimResult& q = *pred.serve;
       j["serve"]["predicted"] = {{"system", pred.system},
@@ -299,6 +320,9 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
       if (l.count > 0)
         fmt::print("    {} ms: mean {:.3f}, p50 {:.3f}, p90 {:.3f}, p99 {:.3f} ({} requests)\n", name, l.mean_s * 1e3, l.p50_s * 1e3,
                    l.p90_s * 1e3, l.p99_s * 1e3, l.count);
+    if (const auto met = slo_met(s, r.serve))
+      fmt::print("    SLO p99 {}: {}{}\n", slo_limits(s), *met ? "met" : "NOT met",
+                 pred.serve ? fmt::format(" (predicted on {}: {})", pred.system, pred.serve->slo_met ? "met" : "NOT met") : "");
     if (r.serve.power)
       fmt::print("    power {:.0f} W over {} GPU{}, {:.4g} J per output token ({:.2f} s)\n", r.serve.power->power_w, r.serve.power->gpus,
                  r.serve.power->gpus == 1 ? "" : "s", r.serve.power->energy_j / static_cast<double>(r.serve.output_tokens),

@@ -328,4 +328,28 @@ if(NOT t_scenario STREQUAL "trace" OR NOT t_in EQUAL 170 OR NOT t_out EQUAL 24 O
                       "predicted ${t_pred_tps} tokens/s; racksim simulate of the trace's first ${s_requests} rows: ${s_tps}")
 endif()
 message("exec trace --serve 3: arrivals kept (wall ${t_wall} s >= 0.3 s); predicted ${t_pred_tps} tokens/s as racksim simulate")
+
+# workload.latency_limits are checked against the loop's p99s (and the prediction's): a TTFT limit
+# of 1,000 s is met on any machine; a TPOT limit of 1 ns is met by none (the simulated H200 step
+# of the tiny model takes about 0.15 ms).
+foreach(case "ttft_p99_ms: 1000000;ON;-" "ttft_p99_ms: 1000000, tpot_p99_ms: 0.000001;OFF;OFF")  # string(JSON) reads booleans as ON / OFF
+  list(GET case 0 limits)
+  list(GET case 1 want_met)
+  list(GET case 2 want_predicted)
+  execute_process(COMMAND "${RACKSIM}" exec tests/data/exec-trace.yaml --set "workload.latency_limits={${limits}}" --shape decode:1x8
+                          --warmup 0 --reps 1 --serve 2 --predict-on hgx-h200 --json "${json_trace}"
+                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "exec trace with latency limits {${limits}}: exit ${rc}\n${stdout}\n${stderr}")
+  endif()
+  file(READ "${json_trace}" jt)
+  string(JSON met GET "${jt}" serve slo met)
+  string(JSON predicted_met GET "${jt}" serve slo predicted_met)
+  string(JSON ttft_limit GET "${jt}" serve slo ttft_p99_ms)
+  if(NOT met STREQUAL want_met OR NOT ttft_limit EQUAL 1000000 OR (NOT want_predicted STREQUAL "-" AND NOT predicted_met STREQUAL want_predicted))
+    message(FATAL_ERROR "exec trace with latency limits {${limits}}: met ${met} (want ${want_met}), predicted ${predicted_met}, "
+                        "TTFT limit ${ttft_limit}")
+  endif()
+endforeach()
+message("exec --serve with workload.latency_limits: the loop's p99s checked against them, and the prediction's")
 file(REMOVE "${json_trace}")

@@ -47,6 +47,14 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
                      : "serving.all_reduce 'auto' (the engines' one-shot kernel for small messages): the CPU ranks' all-reduce is a plain sum");
   if (!s.precision.fused_quantize)
     n.push_back("precision.activation_quantize 'separate' is a cost-model setting: the executor runs its own quantize kernels");
+  if (s.serving.fixed_step_time_s > 0)
+    n.push_back(fmt::format("serving.fixed_step_time {:g} s is a simulator what-if: the executor's iterations take what they take, "
+                            "and its predictions use the cost model's step times",
+                            s.serving.fixed_step_time_s));
+  if (s.gpu_power_limit_w != s.system.gpu.power_limit.value)
+    n.push_back(fmt::format("system.gpu_power_limit_w {:g} W is a simulator setting: exec runs at the device's own limit (racksim does "
+                            "not change it), and its predictions cap at that limit",
+                            s.gpu_power_limit_w));
   if (!s.serving.mixed_batches)
     n.push_back("serving.mixed_batches false (prefill batches alone): the serving loop mixes prefill chunks and decodes in each "
                 "iteration, as mixed_batches true");

@@ -353,3 +353,15 @@ foreach(case "ttft_p99_ms: 1000000;ON;-" "ttft_p99_ms: 1000000, tpot_p99_ms: 0.0
 endforeach()
 message("exec --serve with workload.latency_limits: the loop's p99s checked against them, and the prediction's")
 file(REMOVE "${json_trace}")
+
+# Scenario keys the executor cannot apply are said, not dropped: a fixed step time (a simulator
+# what-if) and a GPU power limit (exec runs at the device's own).
+execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml "--set" "serving.fixed_step_time=10 ms"
+                        --set system.gpu_power_limit_w=500 --shape decode:1x8 --warmup 0 --reps 1
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+string(FIND "${stdout}" "note: serving.fixed_step_time 0.01 s is a simulator what-if" fixed_note)
+string(FIND "${stdout}" "note: system.gpu_power_limit_w 500 W is a simulator setting" limit_note)
+if(NOT rc EQUAL 0 OR fixed_note EQUAL -1 OR limit_note EQUAL -1)
+  message(FATAL_ERROR "exec with serving.fixed_step_time and system.gpu_power_limit_w: exit ${rc}, notes at ${fixed_note} and ${limit_note}\n${stdout}\n${stderr}")
+endif()
+message("exec: serving.fixed_step_time and system.gpu_power_limit_w are noted as the simulator's settings")

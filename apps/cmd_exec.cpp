@@ -35,6 +35,10 @@ std::vector<std::string> scenario_notes(const Scenario& s, bool cuda) {
                             d.tensor_parallel));
   n.push_back(fmt::format("system '{}' is what the simulator models; exec measures the device it runs on", s.system.id));
   if (s.replicas != 1) n.push_back(fmt::format("deployment.replicas {}: the executor runs one replica", s.replicas));
+  if (s.replicas != 1 && (s.workload.scenario == "server" || s.workload.scenario == "interactive"))
+    n.push_back(fmt::format("workload.qps {:g} is the rate of all {} replicas: the executor's one replica gets its share, {:g} queries/s "
+                            "(and so does its prediction)",
+                            s.workload.qps, s.replicas, s.workload.qps / s.replicas));
   if (cuda)
     n.push_back("serving.kv_memory_fraction and capacity_policy do not apply: the KV pool is sized to the shapes and the loop asked for");
   else
@@ -77,12 +81,19 @@ std::string slo_limits(const Scenario& s) {
   return limits;
 }
 
+/// Server and interactive: the arrival rate the executor's one replica gets, its share of the
+/// system's workload.qps (executor_serving_scenario predicts at the same); 0 otherwise.
+double replica_qps(const Scenario& s) {
+  const bool poisson = s.workload.scenario == "server" || s.workload.scenario == "interactive";
+  return poisson ? s.workload.qps / s.replicas : 0.0;
+}
+
 /// How the serving loop's requests arrived, in words.
 std::string serve_label(const Scenario& s, const exec::ServeResult& r) {
   if (r.concurrency > 0) return fmt::format("closed loop, {} clients", r.concurrency);
   if (!r.timed) return "offline";
   const std::string idle = fmt::format("idle {:.3f} s", r.idle_s);
-  if (s.workload.qps > 0) return fmt::format("{}, {:g} queries/s arriving, {}", s.workload.scenario, s.workload.qps, idle);
+  if (replica_qps(s) > 0) return fmt::format("{}, {:g} queries/s arriving, {}", s.workload.scenario, replica_qps(s), idle);
   return fmt::format("trace arrivals, {}", idle);
 }
 
@@ -230,7 +241,7 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
     j["serve"]["scenario"] = r.serve.concurrency > 0 ? "concurrency" : r.serve.timed ? s.workload.scenario : "offline";
     if (r.serve.concurrency > 0) j["serve"]["concurrency"] = r.serve.concurrency;
     if (r.serve.timed) {
-      if (s.workload.qps > 0) j["serve"]["qps"] = s.workload.qps;
+      if (replica_qps(s) > 0) j["serve"]["qps"] = replica_qps(s);
       j["serve"]["idle_s"] = r.serve.idle_s;
     }
     if (r.serve.power) {
@@ -465,19 +476,22 @@ int cmd_exec(const Args& args) {
   for (const auto& a : args.argv)
     if (a != scenario_path) o.command_line += " " + a;
   if (serve > 0) {
-    // A trace without workload.requests is replayed whole: --serve takes its first rows (and
-    // generate_requests says so when the trace is shorter).
-    const bool whole_trace = s.workload.scenario == "trace" && s.workload.requests == 0;
-    if (!whole_trace && serve > s.workload.requests)
-      throw InputError(fmt::format("racksim exec: --serve {} is more than the scenario's workload.requests ({})", serve, s.workload.requests));
-    Scenario first = s;
-    if (!whole_trace) first.workload.requests = serve;
-    RequestSet reqs = generate_requests(first, first.workload.qps);
-    if (whole_trace) {
+    RequestSet reqs;
+    if (s.workload.scenario == "trace") {
+      // The trace's rows, or its first workload.requests (generate_requests checks those against
+      // the trace); --serve takes the first N of them.
+      reqs = generate_requests(s, 0);
       if (static_cast<std::size_t>(serve) > reqs.size())
-        throw InputError(fmt::format("racksim exec: --serve {} is more than the {} requests of the trace {}", serve, reqs.size(), s.workload.trace));
+        throw InputError(fmt::format("racksim exec: --serve {} is more than the {} requests of the trace {}{}", serve, reqs.size(),
+                                     s.workload.trace, s.workload.requests > 0 ? " (its first workload.requests)" : ""));
       for (auto* v : {&reqs.input, &reqs.output}) v->resize(static_cast<std::size_t>(serve));
       reqs.arrival.resize(static_cast<std::size_t>(serve));
+    } else {
+      if (serve > s.workload.requests)
+        throw InputError(fmt::format("racksim exec: --serve {} is more than the scenario's workload.requests ({})", serve, s.workload.requests));
+      Scenario first = s;
+      first.workload.requests = serve;
+      reqs = generate_requests(first, replica_qps(s));  // server, interactive: one replica's share of the rate
     }
     o.serve_input = reqs.input;
     o.serve_output = reqs.output;

@@ -451,7 +451,14 @@ class Runner {
     if (o_.serve_concurrency < 0) throw InputError(fmt::format("racksim exec: serve concurrency {} must be >= 0", o_.serve_concurrency));
     const std::vector<double>& arrivals = o_.serve_arrival_s;
     const bool timed = !arrivals.empty();
+    RACKSIM_ASSERT(!o_.serve_clock == !o_.serve_wait_until, "a fake serving clock comes with its wait");
     if (timed) {
+      // The simulator's horizon (kMaxSimSeconds): a loop that would sleep longer is refused, not left waiting.
+      constexpr double kMaxWaitS = 1e6;
+      if (arrivals.back() > kMaxWaitS)
+        throw InputError(fmt::format("racksim exec: the last of {} requests arrives {:.6g} s after the first; the serving loop waits up "
+                                     "to {:g} s (raise workload.qps, or serve fewer requests)",
+                                     arrivals.size(), arrivals.back(), kMaxWaitS));
       if (arrivals.size() != in.size() || o_.serve_concurrency > 0 || (o_.agree_arrived && in.size() > (1u << 30)))
         throw InputError(fmt::format("racksim exec: {} arrival times for {} requests{}", arrivals.size(), in.size(),
                                      o_.serve_concurrency > 0 ? " under a closed loop" : ""));
@@ -548,7 +555,7 @@ class Runner {
         ++next_sequence_;
         waiting.pop_front();
       }
-      RACKSIM_ASSERT(batch.tokens() > 0, "an offline iteration always has work");
+      RACKSIM_ASSERT(batch.tokens() > 0, "an iteration always has work");
       r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
       const StepGraph graph(model_, batch, deployment_, precision_);
       const StepOutput so = ref_.run(graph, t, {});

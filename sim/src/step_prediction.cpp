@@ -55,6 +55,8 @@ Scenario executor_serving_scenario(const Scenario& s, const SystemSpec& system, 
   out.system = system;
   out.model = model;
   out.deployment = Deployment{.tensor_parallel = tensor_parallel, .pipeline_parallel = 1, .expert_parallel = 1};
+  // One replica: a server's Poisson rate is the system's over its replicas, so the replica gets its share.
+  if (s.workload.scenario == "server" || s.workload.scenario == "interactive") out.workload.qps = s.workload.qps / s.replicas;
   out.replicas = 1;
   out.serving.all_reduce = AllReduceImpl::nccl;
   out.serving.mixed_batches = true;

@@ -313,6 +313,7 @@ string(JSON t_in GET "${jt}" serve input_tokens)
 string(JSON t_out GET "${jt}" serve output_tokens)
 string(JSON t_wall GET "${jt}" serve wall_s)
 string(JSON t_pred_tps GET "${jt}" serve predicted output_tokens_per_s)
+string(JSON t_idle GET "${jt}" serve idle_s)
 execute_process(COMMAND "${RACKSIM}" simulate tests/data/exec-trace.yaml --set system=hgx-h200 --set serving.all_reduce=nccl
                         --set workload.requests=3 --json -
                 WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE sj ERROR_VARIABLE stderr)
@@ -323,8 +324,11 @@ string(JSON s_tps GET "${sj}" output_tokens_per_s)
 string(JSON s_requests GET "${sj}" requests_completed)
 string(SUBSTRING "${t_pred_tps}" 0 12 a)
 string(SUBSTRING "${s_tps}" 0 12 b)
-if(NOT t_scenario STREQUAL "trace" OR NOT t_in EQUAL 170 OR NOT t_out EQUAL 24 OR t_wall LESS 0.3 OR NOT a STREQUAL b OR NOT s_requests EQUAL 3)
-  message(FATAL_ERROR "exec trace --serve 3: scenario '${t_scenario}', ${t_in} + ${t_out} tokens, wall ${t_wall} s (>= 0.3 expected), "
+# Counted from the first arrival (0.5 s into the trace), the loop idles less than the 0.3 s the
+# arrivals span; counted from the trace's 0 it would idle at least 0.5 s first.
+if(NOT t_scenario STREQUAL "trace" OR NOT t_in EQUAL 170 OR NOT t_out EQUAL 24 OR t_wall LESS 0.3 OR NOT a STREQUAL b OR NOT s_requests EQUAL 3
+   OR t_idle GREATER 0.3)
+  message(FATAL_ERROR "exec trace --serve 3: scenario '${t_scenario}', ${t_in} + ${t_out} tokens, wall ${t_wall} s (>= 0.3 expected), idle ${t_idle} s, "
                       "predicted ${t_pred_tps} tokens/s; racksim simulate of the trace's first ${s_requests} rows: ${s_tps}")
 endif()
 message("exec trace --serve 3: arrivals kept (wall ${t_wall} s >= 0.3 s); predicted ${t_pred_tps} tokens/s as racksim simulate")
@@ -365,3 +369,31 @@ if(NOT rc EQUAL 0 OR fixed_note EQUAL -1 OR limit_note EQUAL -1)
   message(FATAL_ERROR "exec with serving.fixed_step_time and system.gpu_power_limit_w: exit ${rc}, notes at ${fixed_note} and ${limit_note}\n${stdout}\n${stderr}")
 endif()
 message("exec: serving.fixed_step_time and system.gpu_power_limit_w are noted as the simulator's settings")
+
+# A server's workload.qps is the whole system's rate: with replicas auto (8 of TP 1 on hgx-h200) the
+# executor's one replica gets 80 / 8 = 10 queries/s, and its prediction is racksim simulate's of one
+# replica at 10 queries/s.
+set(json_server "${WORKDIR}/exec_cpu_server.json")
+execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200 --set deployment.replicas=auto
+                        --set workload.scenario=server --set workload.qps=80 --shape decode:1x8 --warmup 0 --reps 1 --serve 4
+                        --predict-on hgx-h200 --json "${json_server}"
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "exec server --serve 4: exit ${rc}\n${stdout}\n${stderr}")
+endif()
+file(READ "${json_server}" js)
+string(JSON srv_qps GET "${js}" serve qps)
+string(JSON srv_pred GET "${js}" serve predicted output_tokens_per_s)
+string(FIND "${js}" "workload.qps 80 is the rate of all 8 replicas: the executor's one replica gets its share, 10 queries/s" share_note)
+execute_process(COMMAND "${RACKSIM}" simulate examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200 --set deployment.replicas=1
+                        --set workload.scenario=server --set workload.qps=10 --set workload.requests=4 --set serving.all_reduce=nccl --json -
+                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE sj ERROR_VARIABLE stderr)
+string(JSON sim_tps GET "${sj}" output_tokens_per_s)
+string(SUBSTRING "${srv_pred}" 0 12 a)
+string(SUBSTRING "${sim_tps}" 0 12 b)
+if(NOT srv_qps EQUAL 10 OR NOT a STREQUAL b OR share_note EQUAL -1)
+  message(FATAL_ERROR "exec server, 8 replicas at 80 queries/s: the replica's rate ${srv_qps} (10 expected), predicted ${srv_pred} "
+                      "tokens/s against racksim simulate's one replica at 10 queries/s: ${sim_tps}; note at ${share_note}")
+endif()
+message("exec server: one replica's share of the rate (${srv_qps} queries/s), predicted as racksim simulate's replica (${sim_tps} tokens/s)")
+file(REMOVE "${json_server}")

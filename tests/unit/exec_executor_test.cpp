@@ -650,6 +650,9 @@ TEST_CASE("exec's timed arrivals: an iteration admits what arrived by its start,
   CHECK_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InputError);
   o.serve_arrival_s = {0.0, 0.5};
   CHECK_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InputError);
+  // Nor past the simulator's horizon of 1e6 s: refused, not slept through.
+  o.serve_arrival_s = {0.0, 0.5, 2e6};
+  CHECK_THROWS_WITH(run_exec(tiny(), nvfp4_bf16(), o), Catch::Contains("the serving loop waits up to 1e+06 s"));
   o.serve_arrival_s = {0.0, 0.25, 1.0};
   o.serve_concurrency = 2;
   CHECK_THROWS_AS(run_exec(tiny(), nvfp4_bf16(), o), InputError);

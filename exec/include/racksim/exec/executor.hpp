@@ -63,7 +63,7 @@ struct ExecOptions {
   /// arrival. Empty: offline (every request waiting at the start).
   std::vector<double> serve_arrival_s;
   /// Tests: the serving loop's clock (seconds since an arbitrary origin) and its wait until a time
-  /// on that clock (a fake clock makes the loop's schedule exact). Null: the steady clock and a sleep.
+  /// on that clock (a fake clock makes the loop's schedule exact): both or neither. Null: the steady clock and a sleep.
   std::function<double()> serve_clock;
   std::function<void(double)> serve_wait_until;
   /// With rank_comm and timed arrivals: how many requests every rank admits as arrived, given

@@ -51,7 +51,8 @@ struct StepPrediction {
 /// `requests` of the scenario's requests (the same lengths from the same seed), and what the executor
 /// runs whatever the scenario says: NCCL's all-reduces, iterations mixing prefill chunks and decodes,
 /// the requests arriving as the scenario has them (offline: all at time 0; concurrency: a closed
-/// loop; server and interactive: the seeded Poisson arrivals; trace: its first rows). Each GPU is capped at `limit_w` (0: the system's own limit), never above the
+/// loop; server and interactive: the seeded Poisson arrivals at one replica's share of
+/// workload.qps, qps / replicas; trace: its first rows). Each GPU is capped at `limit_w` (0: the system's own limit), never above the
 /// datasheet's. InfeasibleError where the replica does not hold the model or one KV block (plan_memory).
 [[nodiscard]] Scenario executor_serving_scenario(const Scenario& s, const SystemSpec& system, const ModelConfig& model, int tensor_parallel,
                                                  std::int64_t requests, double limit_w = 0);

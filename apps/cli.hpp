@@ -10,6 +10,8 @@
 
 namespace racksim {
 struct LatencySummary;
+struct RequestRecord;
+struct IterationRecord;
 }
 
 namespace racksim::cli {
@@ -32,6 +34,15 @@ void write_json(const std::string& path, const nlohmann::json& j);
 
 /// A simulated latency's mean and percentiles, milliseconds, as `simulate --json` writes them.
 [[nodiscard]] nlohmann::json latency_json(const LatencySummary& l);
+
+/// `--csv`: one row per request (request, replica, arrival_s, first_token_s, finish_s,
+/// input_tokens, output_tokens), as `racksim simulate` and `racksim exec --serve` write it.
+[[nodiscard]] std::string requests_csv(const std::vector<RequestRecord>& requests);
+
+/// `--trace`: a Chrome / Perfetto trace of serving iterations, one process per entry of
+/// `processes` (an iteration's `replica` is its process index).
+[[nodiscard]] std::string iterations_trace(const std::string& name, const std::vector<std::string>& processes,
+                                           const std::vector<IterationRecord>& iterations);
 
 int cmd_hw(const Args& args);
 int cmd_model(const Args& args);

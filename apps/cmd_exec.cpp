@@ -1,5 +1,5 @@
-// racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--out FILE] [--json FILE]: runs real steps of
-// the scenario's model, times every op of the graph the simulator costs, and an offline serving loop. docs/executor.md.
+// racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--shape S]... [--serve N] [--out FILE] [--json FILE] [--csv FILE] [--trace FILE]:
+// runs real steps of the scenario's model, times every op of the graph the simulator costs, and a serving loop. docs/executor.md.
 
 #include <cmath>
 #include <optional>
@@ -105,12 +105,14 @@ struct Predictions {
   std::string system;                 ///< the catalog system predicted on, where there is one
   int gpus = 0;                       ///< its GPUs the run's replica takes (the tensor-parallel group)
   std::optional<SimResult> serve;     ///< the serving loop's requests served by the simulator (executor_serving_scenario)
+  SimTime first_arrival;              ///< its first request's arrival (the simulator's times count from 0, the loop's from it)
   std::string serve_note;             ///< why the serving loop has no prediction, or ""
 };
 
 /// `predict_on`: a catalog system id; "auto": the system of the GPU the run recorded (a CUDA run's
 /// `run.gpu`, the fewest-GPU system holding the tensor-parallel group), none on the CPU; "none".
-Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::string& predict_on, int tensor_parallel) {
+Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::string& predict_on, int tensor_parallel,
+                    bool keep_iterations) {
   Predictions p;
   if (predict_on == "none") return p;
   std::string id = predict_on;
@@ -146,7 +148,9 @@ Predictions predict(const Scenario& s, const exec::ExecReport& r, const std::str
     p.gpus = tensor_parallel;
     if (r.served) {
       try {
-        p.serve = simulate(executor_serving_scenario(s, system, r.model, tensor_parallel, r.serve.requests, limit));
+        const Scenario served = executor_serving_scenario(s, system, r.model, tensor_parallel, r.serve.requests, limit);
+        p.serve = simulate(served, SimOptions{.keep_iterations = keep_iterations});
+        if (keep_iterations) p.first_arrival = generate_requests(served, served.workload.qps).arrival.front();
       } catch (const std::exception& e) {
         p.serve_note = fmt::format("no serving prediction on {}: {}", system.id, e.what());
       }
@@ -370,20 +374,63 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
   fmt::print("  {} op identities measured\n", r.measurements.records.size());
 }
 
+/// Where a run writes (each "" = not asked for).
+struct ExecOutputs {
+  std::string out;    ///< --out: the per-op measurement file
+  std::string json;   ///< --json: the summary ("-": stdout, then no table)
+  std::string csv;    ///< --csv: the serving loop's requests, one row each
+  std::string trace;  ///< --trace: the serving loop's iterations, measured and predicted, for Perfetto
+};
+
+/// The serving loop's requests as `racksim simulate --csv` writes its own (replica 0).
+std::vector<RequestRecord> serve_requests(const exec::ServeResult& r, const std::vector<std::uint32_t>& input) {
+  std::vector<RequestRecord> rows;
+  for (std::size_t i = 0; i < r.arrival_s.size(); ++i)
+    rows.push_back({static_cast<std::uint32_t>(i), 0, SimTime::seconds(r.arrival_s[i]), SimTime::seconds(r.first_token_s[i]),
+                    SimTime::seconds(r.finish_s[i]), input.at(i), static_cast<std::uint32_t>(r.outputs[i].size())});
+  return rows;
+}
+
+/// The loop's iterations as process 0 and, where there is one, the prediction's as process 1.
+std::string serve_trace(const Scenario& s, const exec::ExecReport& r, const Predictions& pred) {
+  std::vector<std::string> processes = {fmt::format("measured: {}", r.device)};
+  std::vector<IterationRecord> its;
+  for (const auto& it : r.serve.iteration_log) {
+    IterationRecord rec;
+    rec.start = SimTime::seconds(it.start_s);
+    rec.end = SimTime::seconds(it.end_s);
+    rec.decode = it.decode;
+    rec.prefill_tokens = it.prefill_tokens;
+    its.push_back(rec);
+  }
+  if (pred.serve) {
+    processes.push_back(fmt::format("predicted on {} ({})", pred.system, s.calibrated ? "calibrated" : "datasheet"));
+    // The simulator's times count from its first arrival, the loop's from its own start (the first arrival).
+    const SimTime first = pred.serve->iteration_records.empty() ? SimTime{} : pred.first_arrival;
+    for (IterationRecord it : pred.serve->iteration_records) {
+      it.replica = 1;
+      it.start = it.start - first;
+      it.end = it.end - first;
+      its.push_back(it);
+    }
+  }
+  return iterations_trace(s.name, processes, its);
+}
+
 /// The report, the measurement file and the JSON summary of a finished run.
-void finish(const Scenario& s, exec::ExecReport& r, const std::string& out, const std::string& json, const std::string& predict_on,
-            int tensor_parallel) {
+void finish(const Scenario& s, exec::ExecReport& r, const ExecOutputs& to, const exec::ExecOptions& o, const std::string& predict_on) {
   auto notes = scenario_notes(s, r.device.rfind("cpu", 0) != 0);
   r.notes.insert(r.notes.end(), notes.begin(), notes.end());
-  const Predictions pred = predict(s, r, predict_on, tensor_parallel);
-  if (json != "-") print_report(s, r, pred);
-  if (!out.empty()) write_measurements(out, r.measurements);
-  if (!json.empty()) write_json(json, report_json(s, r, pred));
+  const Predictions pred = predict(s, r, predict_on, o.tensor_parallel, !to.trace.empty());
+  if (to.json != "-") print_report(s, r, pred);
+  if (!to.out.empty()) write_measurements(to.out, r.measurements);
+  if (!to.json.empty()) write_json(to.json, report_json(s, r, pred));
+  if (!to.csv.empty()) write_output(to.csv, requests_csv(serve_requests(r.serve, o.serve_input)));
+  if (!to.trace.empty()) write_output(to.trace, serve_trace(s, r, pred));
 }
 
 /// One process per GPU (mpirun / srun), each one tensor-parallel rank; rank 0 prints and writes.
-int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, const std::string& json, const std::string& predict_on,
-            const std::string& how) {
+int run_mpi(const Scenario& s, exec::ExecOptions o, const ExecOutputs& to, const std::string& predict_on, const std::string& how) {
   if (o.device == "cpu")
     throw InputError(fmt::format("racksim exec: {}: one process per rank runs GPUs (--device cuda:0); the CPU reference runs its "
                                  "tensor-parallel ranks as threads of one process",
@@ -405,7 +452,7 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
     if (group->rank() != 0) return 0;
     r.notes.push_back(fmt::format("tensor parallel {}: one process per GPU on {} node{} (MPI; local rank from {}); op times are rank 0's",
                                   placement.ranks, placement.nodes, placement.nodes == 1 ? "" : "s", placement.local_rank_from));
-    finish(s, r, out, json, predict_on, o.tensor_parallel);
+    finish(s, r, to, o, predict_on);
     return 0;
   });
 }
@@ -414,7 +461,8 @@ int run_mpi(const Scenario& s, exec::ExecOptions o, const std::string& out, cons
 
 int cmd_exec(const Args& args) {
   po::options_description desc("exec options");
-  std::string scenario_path, device = "cpu", out, json, fp4_gemm = "auto", predict_on = "auto";
+  std::string scenario_path, device = "cpu", fp4_gemm = "auto", predict_on = "auto";
+  ExecOutputs to;
   std::vector<std::string> sets, shapes;
   exec::ExecOptions o;
   long long serve = 0;
@@ -443,19 +491,25 @@ int cmd_exec(const Args& args) {
       "cuda: seconds of back-to-back graph replays of each decode step for its energy and mean power through NVML "
       "(default 1; 0 = none)")(
       "seed", po::value(&seed), "seed of weights and tokens (default: the scenario's)")(
-      "out", po::value(&out), "write the per-op measurement file (racksim-measurements/1) to FILE")(
-      "json", po::value(&json), "write the summary as JSON to FILE ('-' for stdout, then no table)");
+      "out", po::value(&to.out), "write the per-op measurement file (racksim-measurements/1) to FILE")(
+      "json", po::value(&to.json), "write the summary as JSON to FILE ('-' for stdout, then no table)")(
+      "csv", po::value(&to.csv), "with --serve: write one row per request of the loop to FILE (racksim simulate --csv's columns)")(
+      "trace", po::value(&to.trace),
+      "with --serve: write a Chrome/Perfetto trace of the loop's iterations to FILE, and of the prediction's under --predict-on");
   po::positional_options_description pos;
   pos.add("scenario", 1);
   po::variables_map vm;
   if (!parse(args, desc, pos, vm,
              "racksim exec SCENARIO.yaml [--device cpu|cuda:N] [--fp4-gemm auto|native|hopper] [--shape S]... [--serve N] [--layers N] "
-             "[--out FILE] [--json FILE]"))
+             "[--out FILE] [--json FILE] [--csv FILE] [--trace FILE]"))
     return 0;
   exec::check_executor_environment(exec::environment_names(), exec::process_env());  // a bad knob: exit 2 now, not after the weights
-  for (const auto& [opt, path] : {std::pair{"--json", json}, std::pair{"--out", out}})
+  for (const auto& [opt, path] : {std::pair{"--json", to.json}, std::pair{"--out", to.out}, std::pair{"--csv", to.csv}, std::pair{"--trace", to.trace}})
     if (!path.empty()) check_output_path(path, opt);
   if (serve < 0) throw InputError(fmt::format("racksim exec: --serve {} must be >= 0", serve));
+  for (const auto& [opt, path] : {std::pair{"--csv", to.csv}, std::pair{"--trace", to.trace}})
+    if (!path.empty() && serve == 0)
+      throw InputError(fmt::format("racksim exec: {} {}: needs --serve N (its rows are the serving loop's)", opt, path));
   if (!(o.power_seconds >= 0 && o.power_seconds <= 600))
     throw InputError(fmt::format("racksim exec: --power-seconds {} must be 0 (none) to 600", o.power_seconds));
   if (!(memory_gib > 0) || !std::isfinite(memory_gib)) throw InputError(fmt::format("racksim exec: --memory-gib {} must be > 0", memory_gib));
@@ -505,13 +559,13 @@ int cmd_exec(const Args& args) {
   // Under mpirun / srun (more than one process started) each process is one tensor-parallel rank.
   std::string launcher_var;
   const int launched = exec::launcher_world_size(exec::process_env(), &launcher_var);
-  if (launched > 1) return run_mpi(s, o, out, json, predict_on, fmt::format("{} processes ({}={})", launched, launcher_var, launched));
+  if (launched > 1) return run_mpi(s, o, to, predict_on, fmt::format("{} processes ({}={})", launched, launcher_var, launched));
 
   exec::ExecReport r = exec::run_exec(s.model, s.precision, o);
   if (o.device == "cpu" && vm.count("power-seconds") && o.power_seconds > 0)  // asked for, and not silently dropped
     r.notes.push_back(fmt::format("--power-seconds {:g}: the CPU reference has no power counter; power windows run on --device cuda:N",
                                   o.power_seconds));
-  finish(s, r, out, json, predict_on, o.tensor_parallel);
+  finish(s, r, to, o, predict_on);
   return 0;
 }
 

@@ -19,6 +19,33 @@ nlohmann::json latency_json(const LatencySummary& l) {
   return {{"mean", l.mean}, {"p50", l.p50}, {"p90", l.p90}, {"p99", l.p99}};
 }
 
+std::string requests_csv(const std::vector<RequestRecord>& requests) {
+  std::string out = "request,replica,arrival_s,first_token_s,finish_s,input_tokens,output_tokens\n";
+  for (const auto& q : requests)
+    out += fmt::format("{},{},{:.9f},{:.9f},{:.9f},{},{}\n", q.id, q.replica, q.arrival.to_seconds(), q.first_token.to_seconds(),
+                       q.finish.to_seconds(), q.input, q.output);
+  return out;
+}
+
+std::string iterations_trace(const std::string& name, const std::vector<std::string>& processes,
+                             const std::vector<IterationRecord>& iterations) {
+  // Chrome / Perfetto trace event format: one complete ("X") event per iteration, a process per
+  // replica (`processes`, by IterationRecord::replica) and a thread per pipeline lane; times in microseconds.
+  nlohmann::json events = nlohmann::json::array();
+  for (std::size_t p = 0; p < processes.size(); ++p)
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", p}, {"args", {{"name", processes[p]}}}});
+  for (const auto& it : iterations)
+    events.push_back({{"name", it.prefill_tokens > 0 ? "prefill+decode" : "decode"},
+                      {"ph", "X"},
+                      {"pid", it.replica},
+                      {"tid", it.lane},
+                      {"ts", static_cast<double>(it.start.ps()) * 1e-6},
+                      {"dur", static_cast<double>((it.end - it.start).ps()) * 1e-6},
+                      {"args", {{"decode", it.decode}, {"prefill_tokens", it.prefill_tokens}, {"power_capped", it.capped}}}});
+  nlohmann::json j = {{"traceEvents", events}, {"displayTimeUnit", "ms"}, {"otherData", {{"scenario", name}}}};
+  return j.dump() + "\n";
+}
+
 namespace {
 
 /// GPUs the replicas occupy (the system may hold more: `deployment.replicas` below auto).
@@ -92,32 +119,6 @@ void print_table(const Scenario& s, const SimResult& r) {
   fmt::print("  {} iterations, {} preemptions\n", r.iterations, r.preemptions);
 }
 
-std::string csv_text(const SimResult& r) {
-  std::string out = "request,replica,arrival_s,first_token_s,finish_s,input_tokens,output_tokens\n";
-  for (const auto& q : r.request_records)
-    out += fmt::format("{},{},{:.9f},{:.9f},{:.9f},{},{}\n", q.id, q.replica, q.arrival.to_seconds(), q.first_token.to_seconds(),
-                       q.finish.to_seconds(), q.input, q.output);
-  return out;
-}
-
-std::string trace_text(const Scenario& s, const SimResult& r) {
-  // Chrome / Perfetto trace event format: one complete ("X") event per iteration, a process per
-  // replica and a thread per pipeline lane; times in microseconds.
-  nlohmann::json events = nlohmann::json::array();
-  for (int rep = 0; rep < r.replicas; ++rep)
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rep}, {"args", {{"name", fmt::format("replica {}", rep)}}}});
-  for (const auto& it : r.iteration_records)
-    events.push_back({{"name", it.prefill_tokens > 0 ? "prefill+decode" : "decode"},
-                      {"ph", "X"},
-                      {"pid", it.replica},
-                      {"tid", it.lane},
-                      {"ts", static_cast<double>(it.start.ps()) * 1e-6},
-                      {"dur", static_cast<double>((it.end - it.start).ps()) * 1e-6},
-                      {"args", {{"decode", it.decode}, {"prefill_tokens", it.prefill_tokens}, {"power_capped", it.capped}}}});
-  nlohmann::json j = {{"traceEvents", events}, {"displayTimeUnit", "ms"}, {"otherData", {{"scenario", s.name}}}};
-  return j.dump() + "\n";
-}
-
 }  // namespace
 
 int cmd_simulate(const Args& args) {
@@ -149,8 +150,12 @@ int cmd_simulate(const Args& args) {
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (json != "-") print_table(s, r);
   if (!json.empty()) write_json(json, result_json(s, r, wall));
-  if (!csv.empty()) write_output(csv, csv_text(r));
-  if (!trace.empty()) write_output(trace, trace_text(s, r));
+  if (!csv.empty()) write_output(csv, requests_csv(r.request_records));
+  if (!trace.empty()) {
+    std::vector<std::string> replicas;
+    for (int rep = 0; rep < r.replicas; ++rep) replicas.push_back(fmt::format("replica {}", rep));
+    write_output(trace, iterations_trace(s.name, replicas, r.iteration_records));
+  }
   return 0;
 }
 

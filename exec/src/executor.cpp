@@ -558,9 +558,13 @@ class Runner {
       RACKSIM_ASSERT(batch.tokens() > 0, "an iteration always has work");
       r.max_in_flight = std::max<I>(r.max_in_flight, static_cast<I>(decoding.size() + prefilling.size()));
       const StepGraph graph(model_, batch, deployment_, precision_);
+      const double began = elapsed();
       const StepOutput so = ref_.run(graph, t, {});
       now = elapsed();
       ++r.iterations;
+      I prefill_tokens = 0;
+      for (const auto& [p, chunk] : chunks) prefill_tokens += chunk;
+      r.iteration_log.push_back({began, now, static_cast<I>(decoding.size()), prefill_tokens});
       std::map<I, std::int32_t> next;
       for (std::size_t i = 0; i < so.sequences.size(); ++i) next[so.sequences[i]] = so.next_tokens[i];
       // Decodes emit a token; those on their last one finish.

@@ -301,8 +301,10 @@ file(REMOVE "${json_serve}")
 # its wall time is at least 0.3 s however fast the CPU is. The prediction must be racksim
 # simulate's of the same 3 rows (workload.requests on a trace: its first rows).
 set(json_trace "${WORKDIR}/exec_cpu_trace.json")
+set(csv_trace "${WORKDIR}/exec_cpu_trace.csv")
+set(perfetto_trace "${WORKDIR}/exec_cpu_trace.trace.json")
 execute_process(COMMAND "${RACKSIM}" exec tests/data/exec-trace.yaml --shape decode:1x8 --warmup 0 --reps 1 --serve 3 --predict-on hgx-h200
-                        --json "${json_trace}"
+                        --json "${json_trace}" --csv "${csv_trace}" --trace "${perfetto_trace}"
                 WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "exec trace --serve 3: exit ${rc}\n${stdout}\n${stderr}")
@@ -332,6 +334,49 @@ if(NOT t_scenario STREQUAL "trace" OR NOT t_in EQUAL 170 OR NOT t_out EQUAL 24 O
                       "predicted ${t_pred_tps} tokens/s; racksim simulate of the trace's first ${s_requests} rows: ${s_tps}")
 endif()
 message("exec trace --serve 3: arrivals kept (wall ${t_wall} s >= 0.3 s); predicted ${t_pred_tps} tokens/s as racksim simulate")
+
+# --csv: racksim simulate's columns, one row per request: the arrivals (counted from the first) and
+# lengths are the trace's; --trace: one Perfetto event per iteration, the loop's as process 0 and
+# the prediction's as process 1.
+file(STRINGS "${csv_trace}" rows)
+list(LENGTH rows n_rows)
+list(GET rows 0 header)
+set(want_rows "0,0,0.000000000,*,40,8" "1,0,0.050000000,*,30,6" "2,0,0.300000000,*,100,10")
+if(NOT n_rows EQUAL 4 OR NOT header STREQUAL "request,replica,arrival_s,first_token_s,finish_s,input_tokens,output_tokens")
+  message(FATAL_ERROR "exec --csv: ${n_rows} lines, header '${header}'")
+endif()
+foreach(i 1 2 3)
+  list(GET rows ${i} row)
+  math(EXPR k "${i} - 1")
+  list(GET want_rows ${k} want)
+  string(REGEX REPLACE "^([0-9]+),([0-9]+),([0-9.]+),[0-9.]+,[0-9.]+,([0-9]+),([0-9]+)$" "\\1,\\2,\\3,*,\\4,\\5" got "${row}")
+  if(NOT got STREQUAL want)
+    message(FATAL_ERROR "exec --csv row ${i}: '${row}' (want ${want}, first token and finish any)")
+  endif()
+endforeach()
+file(READ "${perfetto_trace}" pt)
+string(JSON n_events LENGTH "${pt}" traceEvents)
+string(JSON t_iterations GET "${jt}" serve iterations)
+string(JSON t_pred_iterations GET "${jt}" serve predicted iterations)
+set(measured 0)
+set(predicted 0)
+math(EXPR last_event "${n_events} - 1")
+foreach(e RANGE ${last_event})
+  string(JSON ph GET "${pt}" traceEvents ${e} ph)
+  string(JSON pid GET "${pt}" traceEvents ${e} pid)
+  if(ph STREQUAL "X" AND pid EQUAL 0)
+    math(EXPR measured "${measured} + 1")
+  elseif(ph STREQUAL "X" AND pid EQUAL 1)
+    math(EXPR predicted "${predicted} + 1")
+  endif()
+endforeach()
+string(JSON name1 GET "${pt}" traceEvents 1 args name)
+if(NOT measured EQUAL t_iterations OR NOT predicted EQUAL t_pred_iterations OR NOT name1 STREQUAL "predicted on hgx-h200 (calibrated)")
+  message(FATAL_ERROR "exec --trace: ${measured} measured and ${predicted} predicted iteration events; the loop ran ${t_iterations}, "
+                      "the prediction ${t_pred_iterations}; process 1 '${name1}'")
+endif()
+message("exec --csv / --trace: the trace's arrivals and lengths per request; ${measured} + ${predicted} iteration events")
+file(REMOVE "${csv_trace}" "${perfetto_trace}")
 
 # workload.latency_limits are checked against the loop's p99s (and the prediction's): a TTFT limit
 # of 1,000 s is met on any machine; a TPOT limit of 1 ns is met by none (the simulated H200 step

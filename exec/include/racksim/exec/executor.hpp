@@ -138,6 +138,13 @@ struct ServeLatency {
 };
 
 /// The serving loop's outcome.
+/// One iteration of the serving loop, seconds from the loop's start.
+struct ServeIteration {
+  double start_s = 0, end_s = 0;
+  std::int64_t decode = 0;          ///< decoding sequences
+  std::int64_t prefill_tokens = 0;  ///< prompt tokens (chunks)
+};
+
 struct ServeResult {
   std::int64_t concurrency = 0;      ///< closed-loop clients (0: offline or timed)
   bool timed = false;                ///< requests arrived at ExecOptions::serve_arrival_s
@@ -153,6 +160,7 @@ struct ServeResult {
   /// previous request finished; timed: its arrival time), its first token and its last, in seconds
   /// from the loop's start.
   std::vector<double> arrival_s, first_token_s, finish_s;
+  std::vector<ServeIteration> iteration_log;  ///< every iteration, in order (racksim exec --trace)
   ServeLatency ttft;                 ///< first token - arrival
   ServeLatency tpot;                 ///< (finish - first token) / (output - 1), requests of 2+ output tokens
   /// The GPUs' energy and mean power over the whole loop (a power meter open from its first

@@ -4,6 +4,16 @@
 # Reads a measurement file's records: the op kinds (in order) into `kinds_var`, and the samples
 # (reps) of the 1,024-byte all-reduce into `reps_var` ("" if there is none).
 # The op kinds of a measurement file, and the reps of its all-reduce of `bytes` bytes.
+# racksim_run(LABEL ARGS...): racksim ARGS from the source tree; a non-zero exit fails the test with
+# LABEL and both outputs; stdout in RUN_STDOUT.
+function(racksim_run label)
+  execute_process(COMMAND "${RACKSIM}" ${ARGN} WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${label}: exit ${rc}\n${out}\n${err}")
+  endif()
+  set(RUN_STDOUT "${out}" PARENT_SCOPE)
+endfunction()
+
 function(scan_records meas kinds_var reps_var bytes_want)
   file(READ "${meas}" text)
   string(JSON n LENGTH "${text}" records)
@@ -303,12 +313,8 @@ file(REMOVE "${json_serve}")
 set(json_trace "${WORKDIR}/exec_cpu_trace.json")
 set(csv_trace "${WORKDIR}/exec_cpu_trace.csv")
 set(perfetto_trace "${WORKDIR}/exec_cpu_trace.trace.json")
-execute_process(COMMAND "${RACKSIM}" exec tests/data/exec-trace.yaml --shape decode:1x8 --warmup 0 --reps 1 --serve 3 --predict-on hgx-h200
-                        --json "${json_trace}" --csv "${csv_trace}" --trace "${perfetto_trace}"
-                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "exec trace --serve 3: exit ${rc}\n${stdout}\n${stderr}")
-endif()
+racksim_run("exec trace --serve 3" exec tests/data/exec-trace.yaml --shape decode:1x8 --warmup 0 --reps 1 --serve 3 --predict-on hgx-h200
+            --json "${json_trace}" --csv "${csv_trace}" --trace "${perfetto_trace}")
 file(READ "${json_trace}" jt)
 string(JSON t_scenario GET "${jt}" serve scenario)
 string(JSON t_in GET "${jt}" serve input_tokens)
@@ -316,12 +322,9 @@ string(JSON t_out GET "${jt}" serve output_tokens)
 string(JSON t_wall GET "${jt}" serve wall_s)
 string(JSON t_pred_tps GET "${jt}" serve predicted output_tokens_per_s)
 string(JSON t_idle GET "${jt}" serve idle_s)
-execute_process(COMMAND "${RACKSIM}" simulate tests/data/exec-trace.yaml --set system=hgx-h200 --set serving.all_reduce=nccl
-                        --set workload.requests=3 --json -
-                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE sj ERROR_VARIABLE stderr)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "simulate trace (3 rows): exit ${rc}\n${stderr}")
-endif()
+racksim_run("simulate trace (3 rows)" simulate tests/data/exec-trace.yaml --set system=hgx-h200 --set serving.all_reduce=nccl
+            --set workload.requests=3 --json -)
+set(sj "${RUN_STDOUT}")
 string(JSON s_tps GET "${sj}" output_tokens_per_s)
 string(JSON s_requests GET "${sj}" requests_completed)
 string(SUBSTRING "${t_pred_tps}" 0 12 a)
@@ -385,12 +388,8 @@ foreach(case "ttft_p99_ms: 1000000;ON;-" "ttft_p99_ms: 1000000, tpot_p99_ms: 0.0
   list(GET case 0 limits)
   list(GET case 1 want_met)
   list(GET case 2 want_predicted)
-  execute_process(COMMAND "${RACKSIM}" exec tests/data/exec-trace.yaml --set "workload.latency_limits={${limits}}" --shape decode:1x8
-                          --warmup 0 --reps 1 --serve 2 --predict-on hgx-h200 --json "${json_trace}"
-                  WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "exec trace with latency limits {${limits}}: exit ${rc}\n${stdout}\n${stderr}")
-  endif()
+  racksim_run("exec trace with latency limits {${limits}}" exec tests/data/exec-trace.yaml --set "workload.latency_limits={${limits}}"
+              --shape decode:1x8 --warmup 0 --reps 1 --serve 2 --predict-on hgx-h200 --json "${json_trace}")
   file(READ "${json_trace}" jt)
   string(JSON met GET "${jt}" serve slo met)
   string(JSON predicted_met GET "${jt}" serve slo predicted_met)
@@ -405,13 +404,12 @@ file(REMOVE "${json_trace}")
 
 # Scenario keys the executor cannot apply are said, not dropped: a fixed step time (a simulator
 # what-if) and a GPU power limit (exec runs at the device's own).
-execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml "--set" "serving.fixed_step_time=10 ms"
-                        --set system.gpu_power_limit_w=500 --shape decode:1x8 --warmup 0 --reps 1
-                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-string(FIND "${stdout}" "note: serving.fixed_step_time 0.01 s is a simulator what-if" fixed_note)
-string(FIND "${stdout}" "note: system.gpu_power_limit_w 500 W is a simulator setting" limit_note)
-if(NOT rc EQUAL 0 OR fixed_note EQUAL -1 OR limit_note EQUAL -1)
-  message(FATAL_ERROR "exec with serving.fixed_step_time and system.gpu_power_limit_w: exit ${rc}, notes at ${fixed_note} and ${limit_note}\n${stdout}\n${stderr}")
+racksim_run("exec with serving.fixed_step_time and system.gpu_power_limit_w" exec examples/exec-tiny-llama-cpu.yaml
+            --set "serving.fixed_step_time=10 ms" --set system.gpu_power_limit_w=500 --shape decode:1x8 --warmup 0 --reps 1)
+string(FIND "${RUN_STDOUT}" "note: serving.fixed_step_time 0.01 s is a simulator what-if" fixed_note)
+string(FIND "${RUN_STDOUT}" "note: system.gpu_power_limit_w 500 W is a simulator setting" limit_note)
+if(fixed_note EQUAL -1 OR limit_note EQUAL -1)
+  message(FATAL_ERROR "exec with serving.fixed_step_time and system.gpu_power_limit_w: notes at ${fixed_note} and ${limit_note}\n${RUN_STDOUT}")
 endif()
 message("exec: serving.fixed_step_time and system.gpu_power_limit_w are noted as the simulator's settings")
 
@@ -419,20 +417,17 @@ message("exec: serving.fixed_step_time and system.gpu_power_limit_w are noted as
 # executor's one replica gets 80 / 8 = 10 queries/s, and its prediction is racksim simulate's of one
 # replica at 10 queries/s.
 set(json_server "${WORKDIR}/exec_cpu_server.json")
-execute_process(COMMAND "${RACKSIM}" exec examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200 --set deployment.replicas=auto
-                        --set workload.scenario=server --set workload.qps=80 --shape decode:1x8 --warmup 0 --reps 1 --serve 4
-                        --predict-on hgx-h200 --json "${json_server}"
-                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "exec server --serve 4: exit ${rc}\n${stdout}\n${stderr}")
-endif()
+racksim_run("exec server --serve 4" exec examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200 --set deployment.replicas=auto
+            --set workload.scenario=server --set workload.qps=80 --shape decode:1x8 --warmup 0 --reps 1 --serve 4
+            --predict-on hgx-h200 --json "${json_server}")
 file(READ "${json_server}" js)
 string(JSON srv_qps GET "${js}" serve qps)
 string(JSON srv_pred GET "${js}" serve predicted output_tokens_per_s)
 string(FIND "${js}" "workload.qps 80 is the rate of all 8 replicas: the executor's one replica gets its share, 10 queries/s" share_note)
-execute_process(COMMAND "${RACKSIM}" simulate examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200 --set deployment.replicas=1
-                        --set workload.scenario=server --set workload.qps=10 --set workload.requests=4 --set serving.all_reduce=nccl --json -
-                WORKING_DIRECTORY "${SOURCE}" RESULT_VARIABLE rc OUTPUT_VARIABLE sj ERROR_VARIABLE stderr)
+racksim_run("simulate server, one replica at 10 queries/s" simulate examples/exec-tiny-llama-cpu.yaml --set system=hgx-h200
+            --set deployment.replicas=1 --set workload.scenario=server --set workload.qps=10 --set workload.requests=4
+            --set serving.all_reduce=nccl --json -)
+set(sj "${RUN_STDOUT}")
 string(JSON sim_tps GET "${sj}" output_tokens_per_s)
 string(SUBSTRING "${srv_pred}" 0 12 a)
 string(SUBSTRING "${sim_tps}" 0 12 b)

@@ -241,7 +241,8 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                   {"output_tokens", r.serve.output_tokens}, {"iterations", r.serve.iterations},
                   {"max_in_flight", r.serve.max_in_flight}, {"wall_s", r.serve.wall_s},
                   {"output_tokens_per_s", r.serve.output_tokens_per_s()},
-                  {"ttft_ms", latency(r.serve.ttft)},       {"tpot_ms", latency(r.serve.tpot)}};
+                  {"ttft_ms", latency(r.serve.ttft)},       {"tpot_ms", latency(r.serve.tpot)},
+                  {"e2e_ms", latency(r.serve.e2e)}};
     j["serve"]["scenario"] = r.serve.concurrency > 0 ? "concurrency" : r.serve.timed ? s.workload.scenario : "offline";
     if (r.serve.concurrency > 0) j["serve"]["concurrency"] = r.serve.concurrency;
     if (r.serve.timed) {
@@ -277,6 +278,7 @@ nlohmann::json report_json(const Scenario& s, const exec::ExecReport& r, const P
                                  {"output_tokens_per_s", q.output_tokens_per_s},
                                  {"ttft_ms", latency_json(q.ttft_ms)},
                                  {"tpot_ms", latency_json(q.tpot_ms)},
+                                 {"e2e_ms", latency_json(q.e2e_ms)},
                                  {"power_w", q.replicas_gpu_w},
                                  {"kv_peak_utilization", q.kv_peak_utilization},
                                  {"preemptions", q.preemptions},
@@ -339,7 +341,7 @@ void print_report(const Scenario& s, const exec::ExecReport& r, const Prediction
                serve_label(s, r.serve), r.serve.requests,
                r.serve.input_tokens, r.serve.output_tokens, r.serve.iterations, r.serve.max_in_flight, r.serve.wall_s,
                r.serve.output_tokens_per_s());
-    for (const auto& [name, l] : {std::pair{"TTFT", r.serve.ttft}, std::pair{"TPOT", r.serve.tpot}})
+    for (const auto& [name, l] : {std::pair{"TTFT", r.serve.ttft}, std::pair{"TPOT", r.serve.tpot}, std::pair{"E2E", r.serve.e2e}})
       if (l.count > 0)
         fmt::print("    {} ms: mean {:.3f}, p50 {:.3f}, p90 {:.3f}, p99 {:.3f} ({} requests)\n", name, l.mean_s * 1e3, l.p50_s * 1e3,
                    l.p90_s * 1e3, l.p99_s * 1e3, l.count);

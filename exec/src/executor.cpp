@@ -610,13 +610,15 @@ class Runner {
       power.reset();
     }
     r.power = power;
-    std::vector<double> ttft, tpot;
+    std::vector<double> ttft, tpot, e2e;
     for (std::size_t i = 0; i < in.size(); ++i) {
       ttft.push_back(r.first_token_s[i] - r.arrival_s[i]);
+      e2e.push_back(r.finish_s[i] - r.arrival_s[i]);
       if (out[i] > 1) tpot.push_back((r.finish_s[i] - r.first_token_s[i]) / static_cast<double>(out[i] - 1));
     }
     r.ttft = ServeLatency::of(std::move(ttft));
     r.tpot = ServeLatency::of(std::move(tpot));
+    r.e2e = ServeLatency::of(std::move(e2e));
     report_.served = true;
   }
 

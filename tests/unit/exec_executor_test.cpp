@@ -618,6 +618,8 @@ TEST_CASE("exec's timed arrivals: an iteration admits what arrived by its start,
   CHECK(r.serve.finish_s == std::vector<double>{0.375, 0.625, 1.375});
   CHECK(r.serve.ttft.p99_s == 0.125);
   CHECK(r.serve.tpot.p99_s == 0.125);
+  CHECK(r.serve.e2e.p99_s == 0.375);  // arrival to finish: three steps each
+  CHECK(r.serve.e2e.mean_s == 0.375);
   // Under MPI the ranks admit the fewest arrivals any rank's clock has seen (agree_arrived). Here
   // a rank whose clock runs behind refuses each new arrival once. Idle at 0 and at 1.0 s, the loop
   // asks again at once (r0 and r2 start on time); at it3 r1 waits one iteration: it prefills in
@@ -703,6 +705,7 @@ TEST_CASE("exec's server loop under a fixed step time is the simulator's server 
     }
     CHECK(same == static_cast<int>(reqs.size()));
     CHECK(r.serve.ttft.p99_s * 1e3 == Approx(sim.ttft_ms.p99).epsilon(1e-6));
+    CHECK(r.serve.e2e.p50_s * 1e3 == Approx(sim.e2e_ms.p50).epsilon(1e-6));
     CHECK(r.serve.idle_s > 0);          // it waited for arrivals
     CHECK(r.serve.max_in_flight >= 2);  // and batched
     CHECK(clock.waits > 1);

@@ -163,6 +163,7 @@ struct ServeResult {
   std::vector<ServeIteration> iteration_log;  ///< every iteration, in order (racksim exec --trace)
   ServeLatency ttft;                 ///< first token - arrival
   ServeLatency tpot;                 ///< (finish - first token) / (output - 1), requests of 2+ output tokens
+  ServeLatency e2e;                  ///< finish - arrival
   /// The GPUs' energy and mean power over the whole loop (a power meter open from its first
   /// iteration to its last; `steps` = iterations), summed over a tensor-parallel group or an MPI
   /// run's ranks. None on the CPU reference, without NVML, or when the loop ran under a second, too
